@@ -1,0 +1,1 @@
+# Installation of the engine, its plugins and the plugin SDK is defined here.

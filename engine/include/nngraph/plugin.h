@@ -1,0 +1,266 @@
+/*
+ * nngraph operator plugin ABI (C).
+ *
+ * A plugin is a shared library that exports one function, `nng_plugin_entry`, returning a table of
+ * operators. Everything that crosses the boundary is a plain C struct; every struct passed by
+ * pointer begins with `struct_size`, and new fields are only ever appended, so a reader checks
+ * `struct_size >= offsetof(field) + sizeof(field)` before touching a field it knows of.
+ * The host refuses a plugin whose `abi_version` differs from NNG_ABI_VERSION, naming both.
+ *
+ * Ownership: the host owns every tensor buffer; a plugin owns its op instances (created by
+ * `create`, freed by `destroy`). Errors are reported as a status plus a message written into a
+ * host-provided `nng_error`; nothing throws or aborts across the boundary.
+ *
+ * C++ plugin authors include "nngraph/sdk.hpp", which wraps this header.
+ */
+#ifndef NNGRAPH_PLUGIN_H
+#define NNGRAPH_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NNG_ABI_VERSION 1u
+#define NNG_MAX_RANK 8
+#define NNG_MAX_OUTPUTS 4
+#define NNG_MAX_WEIGHTS 16
+#define NNG_MAX_SAVED 8
+#define NNG_NAME_CAPACITY 64
+#define NNG_MESSAGE_CAPACITY 1024
+
+#if defined(_WIN32)
+#define NNG_EXPORT __declspec(dllexport)
+#else
+#define NNG_EXPORT __attribute__((visibility("default")))
+#endif
+
+typedef enum nng_status { NNG_OK = 0, NNG_FAILED = 1 } nng_status;
+
+/* Element types. Codes match nngraph::DType. */
+typedef enum nng_dtype { NNG_F32 = 1, NNG_I32 = 2, NNG_I64 = 3, NNG_U8 = 4 } nng_dtype;
+
+/* A shape; dims[0] is -1 while the batch size is not yet known (load-time shape inference). */
+typedef struct nng_shape {
+    int32_t rank;
+    int64_t dims[NNG_MAX_RANK];
+} nng_shape;
+
+/* A view of a contiguous row-major buffer owned by the host. `data` is NULL where a tensor is
+ * absent: a missing mask, a gradient nobody needs, an output gradient that is zero. */
+typedef struct nng_tensor {
+    uint32_t struct_size;
+    nng_dtype dtype;
+    nng_shape shape;
+    void* data;
+} nng_tensor;
+
+/* Where an op reports a failure. `attribute` names the attribute at fault, when one is, so that
+ * the host can point at its line in the model file. */
+typedef struct nng_error {
+    uint32_t struct_size;
+    char message[NNG_MESSAGE_CAPACITY];
+    char attribute[NNG_NAME_CAPACITY];
+} nng_error;
+
+/* ---- Attributes: declared by the op, parsed and type-checked by the host ---------------------- */
+
+typedef enum nng_attr_type {
+    NNG_ATTR_INT = 1,
+    NNG_ATTR_FLOAT = 2,
+    NNG_ATTR_BOOL = 3,
+    NNG_ATTR_STRING = 4,
+    NNG_ATTR_INTS = 5,   /* a list of ints; a single int is accepted as a list of one */
+    NNG_ATTR_FLOATS = 6  /* a list of numbers */
+} nng_attr_type;
+
+enum nng_attr_flags {
+    NNG_ATTR_REQUIRED = 1u << 0, /* no default: the model file must give it */
+    NNG_ATTR_NULLABLE = 1u << 1  /* `null` (Keras's None) is a valid value */
+};
+
+typedef struct nng_attr_spec {
+    uint32_t struct_size;
+    const char* name;          /* Keras's argument name; nested maps use dots: "adaptive_span.ramp" */
+    nng_attr_type type;
+    uint32_t flags;            /* nng_attr_flags */
+    const char* default_value; /* YAML text of the default ("0.5", "[1, 2]", "null"); NULL if required */
+    const char* choices;       /* strings only: the allowed values separated by '|', or NULL */
+    const char* doc;           /* one line for `nngraph plugins` and error messages */
+} nng_attr_spec;
+
+typedef struct nng_attr_value {
+    nng_attr_type type;
+    int32_t is_null;
+    int64_t int_value;      /* INT, BOOL */
+    double float_value;     /* FLOAT */
+    const char* string;     /* STRING, NUL-terminated */
+    const int64_t* ints;    /* INTS */
+    const double* floats;   /* FLOATS */
+    int64_t count;          /* INTS, FLOATS */
+} nng_attr_value;
+
+/* Every attribute of the op's schema, in schema order, defaults filled in. Valid only during `create`. */
+typedef struct nng_attrs {
+    uint32_t struct_size;
+    int32_t count;
+    const nng_attr_spec* specs;
+    const nng_attr_value* values;
+} nng_attrs;
+
+/* ---- Shape inference ----------------------------------------------------------------------- */
+
+typedef enum nng_initializer {
+    NNG_INIT_ZEROS = 1,
+    NNG_INIT_ONES = 2,
+    NNG_INIT_CONSTANT = 3,       /* params[0] */
+    NNG_INIT_UNIFORM = 4,        /* params[0] = minval, params[1] = maxval */
+    NNG_INIT_NORMAL = 5,         /* params[0] = mean, params[1] = stddev */
+    NNG_INIT_GLOROT_UNIFORM = 6, /* Keras's fans: (in, out) of the last two axes times the rest */
+    NNG_INIT_ORTHOGONAL = 7,     /* params[0] = gain; rows = prod(shape[:-1]), cols = shape[-1] */
+    NNG_INIT_LSTM_BIAS = 8,      /* zeros, with params[0] (the unit count) forget-gate entries set to 1 */
+    NNG_INIT_HE_UNIFORM = 9,
+    NNG_INIT_TRUNCATED_NORMAL = 10 /* params[0] = mean, params[1] = stddev; redrawn beyond 2 stddev */
+} nng_initializer;
+
+typedef struct nng_weight_spec {
+    char name[NNG_NAME_CAPACITY]; /* Keras's weight name: "kernel", "query.kernel" */
+    nng_shape shape;              /* never has a dynamic dimension */
+    nng_initializer initializer;
+    double params[2];
+    int32_t trainable;
+} nng_weight_spec;
+
+/* What an output is. A LOGITS output holds the pre-activation of output `logits_of`, whose
+ * activation is sigmoid or softmax: a loss that follows may work from the logits (as Keras does),
+ * which is both exact and stable. Users never see such outputs. */
+typedef enum nng_output_role { NNG_OUTPUT_VISIBLE = 0, NNG_OUTPUT_SIGMOID_LOGITS = 1, NNG_OUTPUT_SOFTMAX_LOGITS = 2 } nng_output_role;
+
+/* How an output's mask arises (Keras's compute_mask). */
+typedef enum nng_mask_rule {
+    NNG_MASK_NONE = 0,     /* no mask */
+    NNG_MASK_FROM_INPUT = 1, /* the mask of input `mask_source` passes through unchanged */
+    NNG_MASK_COMPUTED = 2  /* the op writes it in forward (shape (batch, steps), U8, 1 = keep) */
+} nng_mask_rule;
+
+typedef struct nng_tensor_info {
+    nng_dtype dtype;
+    nng_shape shape;
+} nng_tensor_info;
+
+typedef struct nng_output_info {
+    nng_tensor_info tensor;
+    nng_output_role role;
+    int32_t logits_of;       /* for LOGITS roles: the visible output they belong to */
+    nng_mask_rule mask_rule;
+    int32_t mask_source;     /* for NNG_MASK_FROM_INPUT */
+    nng_shape mask_shape;    /* for NNG_MASK_COMPUTED */
+} nng_output_info;
+
+/* Bits of nng_infer_io.backward_needs: which forward tensors backward reads. The executor keeps
+ * exactly these alive until the op's backward has run. */
+#define NNG_NEEDS_INPUT(i) (1u << (i))          /* inputs 0..15 */
+#define NNG_NEEDS_OUTPUT(j) (1u << (16 + (j)))  /* outputs 0..NNG_MAX_OUTPUTS-1 */
+#define NNG_NEEDS_ALL 0xFFFFFFFFu
+
+/* Filled by the host (inputs) and the op (everything else). Called at load with dims[0] = -1,
+ * and again whenever the executor plans a concrete batch size. Must not depend on anything but
+ * the op's attributes and the input infos. */
+typedef struct nng_infer_io {
+    uint32_t struct_size;
+    int32_t training; /* 1 when planning a training step (saved buffers are needed) */
+    int32_t num_inputs;
+    const nng_tensor_info* inputs;
+    const int32_t* input_has_mask; /* per input: 1 if a mask arrives with it */
+
+    int32_t num_outputs;
+    nng_output_info outputs[NNG_MAX_OUTPUTS];
+
+    int32_t num_weights;
+    nng_weight_spec weights[NNG_MAX_WEIGHTS];
+
+    /* Buffers forward writes in training and backward reads, owned and planned by the host. */
+    int32_t num_saved;
+    nng_tensor_info saved[NNG_MAX_SAVED];
+
+    uint32_t backward_needs;     /* NNG_NEEDS_* bits; default NNG_NEEDS_ALL */
+    uint64_t scratch_bytes;      /* temporary memory for one forward or backward call */
+} nng_infer_io;
+
+/* ---- Execution ------------------------------------------------------------------------------ */
+
+typedef struct nng_context {
+    uint32_t struct_size;
+    int32_t training;     /* forward: training mode (dropout active, fill saved buffers) */
+    uint64_t seed;        /* differs per node and per step; the same seed gives the same result */
+    int32_t num_threads;
+    void* scratch;        /* scratch_bytes of temporary memory, 64-byte aligned */
+    uint64_t scratch_bytes;
+} nng_context;
+
+/* The tensors of one call. Forward reads inputs, masks and weights and writes outputs, output
+ * masks (NNG_MASK_COMPUTED only) and, in training, saved buffers. Backward reads the same plus
+ * grad_outputs and overwrites grad_inputs and grad_weights; a NULL grad_inputs[i].data means that
+ * input needs no gradient; a NULL grad_outputs[j].data means that output's gradient is zero. */
+typedef struct nng_exec_args {
+    uint32_t struct_size;
+    int32_t num_inputs;
+    const nng_tensor* inputs;
+    const nng_tensor* input_masks;
+    int32_t num_outputs;
+    const nng_tensor* outputs;
+    const nng_tensor* output_masks;
+    int32_t num_weights;
+    const nng_tensor* weights;
+    int32_t num_saved;
+    const nng_tensor* saved;
+    const nng_tensor* grad_outputs; /* num_outputs entries; backward only */
+    const nng_tensor* grad_inputs;  /* num_inputs entries; backward only */
+    const nng_tensor* grad_weights; /* num_weights entries; backward only */
+} nng_exec_args;
+
+typedef struct nng_op_def {
+    uint32_t struct_size;
+    const char* name; /* the op name in model files: "Dense" */
+    const char* doc;
+    int32_t min_inputs;
+    int32_t max_inputs;
+    int32_t num_attrs;
+    const nng_attr_spec* attrs;
+
+    /* Parse and validate attributes into the op's own state. */
+    nng_status (*create)(const nng_attrs* attrs, void** instance, nng_error* error);
+    void (*destroy)(void* instance);
+    nng_status (*infer)(void* instance, nng_infer_io* io, nng_error* error);
+    nng_status (*forward)(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error);
+    /* NULL when the op has no gradient: the host refuses to train through it. */
+    nng_status (*backward)(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error);
+} nng_op_def;
+
+typedef struct nng_counter {
+    const char* name;
+    int64_t value;
+} nng_counter;
+
+typedef struct nng_plugin {
+    uint32_t struct_size;
+    uint32_t abi_version; /* NNG_ABI_VERSION the plugin was built against */
+    const char* name;
+    const char* version;
+    int32_t num_ops;
+    const nng_op_def* const* ops;
+    /* Optional: fills up to `capacity` counters (e.g. oneDNN primitives created), returns how many. */
+    int32_t (*counters)(nng_counter* out, int32_t capacity);
+} nng_plugin;
+
+#define NNG_PLUGIN_ENTRY_SYMBOL "nng_plugin_entry"
+/* The one exported symbol. Returns NULL when the plugin cannot run with this host. */
+typedef const nng_plugin* (*nng_plugin_entry_fn)(uint32_t host_abi_version);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NNGRAPH_PLUGIN_H */

@@ -1,0 +1,414 @@
+// nngraph plugin SDK: the one header an operator plugin includes.
+//
+// It is header-only C++ over the C ABI of plugin.h. An op is a class:
+//
+//   struct Swish {
+//       static constexpr const char* kName = "Swish";
+//       static constexpr const char* kDoc = "x * sigmoid(beta * x)";
+//       static constexpr int kMinInputs = 1, kMaxInputs = 1;
+//       static constexpr nng_attr_spec kAttributes[] = {nng::float_attr("beta", "1.0", "slope")};
+//       explicit Swish(const nng::Attrs& attrs);    // parse once into typed members; throw nng::OpError
+//       void infer(nng::InferContext& ctx) const;    // output shapes, weights, saved buffers
+//       void forward(nng::Exec& exec);
+//       void backward(nng::Exec& exec);              // optional: without it the op cannot be trained through
+//   };
+//   NNG_PLUGIN("swish", "1.0.0", nng::op<Swish>())
+//
+// Exceptions thrown by op code never cross the boundary: the adapter turns them into a status and
+// a message. Throw nng::OpError with an attribute name to have the host point at that attribute.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <iterator>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "nngraph/plugin.h"
+#include "nngraph/random.hpp"
+
+namespace nng {
+
+inline constexpr std::int64_t kDynamic = -1;
+using Dims = std::vector<std::int64_t>;
+
+// An error in an op, optionally about one attribute.
+class OpError : public std::runtime_error {
+public:
+    explicit OpError(const std::string& message, std::string attribute = {})
+        : std::runtime_error(message), attribute_(std::move(attribute)) {}
+    const std::string& attribute() const { return attribute_; }
+
+private:
+    std::string attribute_;
+};
+
+// ---- Shapes --------------------------------------------------------------------------------------
+
+inline nng_shape to_shape(const Dims& dims) {
+    if (dims.size() > NNG_MAX_RANK) throw OpError("rank " + std::to_string(dims.size()) + " exceeds the maximum of 8");
+    nng_shape s{};
+    s.rank = static_cast<std::int32_t>(dims.size());
+    for (std::size_t i = 0; i < dims.size(); ++i) s.dims[i] = dims[i];
+    return s;
+}
+inline Dims to_dims(const nng_shape& s) { return Dims(s.dims, s.dims + s.rank); }
+
+// Keras's spelling, for messages: (None, 200, 32).
+inline std::string dims_string(const Dims& dims) {
+    std::string out = "(";
+    for (std::size_t i = 0; i < dims.size(); ++i) {
+        if (i) out += ", ";
+        out += dims[i] < 0 ? std::string("None") : std::to_string(dims[i]);
+    }
+    if (dims.size() == 1) out += ",";
+    return out + ")";
+}
+inline std::string dims_string(const nng_shape& s) { return dims_string(to_dims(s)); }
+
+inline std::int64_t product(const Dims& dims, std::size_t begin = 0, std::size_t end = SIZE_MAX) {
+    std::int64_t n = 1;
+    for (std::size_t i = begin; i < dims.size() && i < end; ++i) n *= dims[i];
+    return n;
+}
+
+// ---- Attribute schema (constexpr builders) -------------------------------------------------------
+
+constexpr nng_attr_spec make_attr(const char* name, nng_attr_type type, const char* default_value,
+                                  const char* doc, std::uint32_t flags = 0, const char* choices = nullptr) {
+    return nng_attr_spec{sizeof(nng_attr_spec), name, type, flags, default_value, choices, doc};
+}
+constexpr nng_attr_spec int_attr(const char* name, const char* default_value, const char* doc) {
+    return make_attr(name, NNG_ATTR_INT, default_value, doc);
+}
+constexpr nng_attr_spec float_attr(const char* name, const char* default_value, const char* doc) {
+    return make_attr(name, NNG_ATTR_FLOAT, default_value, doc);
+}
+constexpr nng_attr_spec bool_attr(const char* name, const char* default_value, const char* doc) {
+    return make_attr(name, NNG_ATTR_BOOL, default_value, doc);
+}
+constexpr nng_attr_spec string_attr(const char* name, const char* default_value, const char* choices,
+                                    const char* doc) {
+    return make_attr(name, NNG_ATTR_STRING, default_value, doc, 0, choices);
+}
+constexpr nng_attr_spec ints_attr(const char* name, const char* default_value, const char* doc) {
+    return make_attr(name, NNG_ATTR_INTS, default_value, doc);
+}
+constexpr nng_attr_spec floats_attr(const char* name, const char* default_value, const char* doc) {
+    return make_attr(name, NNG_ATTR_FLOATS, default_value, doc);
+}
+constexpr nng_attr_spec required(nng_attr_spec spec) {
+    spec.flags |= NNG_ATTR_REQUIRED;
+    spec.default_value = nullptr;
+    return spec;
+}
+constexpr nng_attr_spec nullable(nng_attr_spec spec) {
+    spec.flags |= NNG_ATTR_NULLABLE;
+    return spec;
+}
+
+// ---- Attribute values (read once, in the op's constructor) --------------------------------------
+
+class Attrs {
+public:
+    explicit Attrs(const nng_attrs* attrs) : attrs_(attrs) {}
+
+    bool is_null(std::string_view name) const { return find(name).is_null != 0; }
+    std::int64_t get_int(std::string_view name) const { return typed(name, NNG_ATTR_INT).int_value; }
+    double get_float(std::string_view name) const { return typed(name, NNG_ATTR_FLOAT).float_value; }
+    bool get_bool(std::string_view name) const { return typed(name, NNG_ATTR_BOOL).int_value != 0; }
+    std::string get_string(std::string_view name) const { return typed(name, NNG_ATTR_STRING).string; }
+    std::vector<std::int64_t> get_ints(std::string_view name) const {
+        const nng_attr_value& v = typed(name, NNG_ATTR_INTS);
+        return {v.ints, v.ints + v.count};
+    }
+    std::vector<double> get_floats(std::string_view name) const {
+        const nng_attr_value& v = typed(name, NNG_ATTR_FLOATS);
+        return {v.floats, v.floats + v.count};
+    }
+
+private:
+    const nng_attr_value& find(std::string_view name) const {
+        for (std::int32_t i = 0; i < attrs_->count; ++i) {
+            if (name == attrs_->specs[i].name) return attrs_->values[i];
+        }
+        throw OpError("the op reads attribute '" + std::string(name) + "', which its schema does not declare");
+    }
+    const nng_attr_value& typed(std::string_view name, nng_attr_type type) const {
+        const nng_attr_value& v = find(name);
+        if (v.is_null) throw OpError("attribute '" + std::string(name) + "' is null here", std::string(name));
+        if (v.type != type) throw OpError("attribute '" + std::string(name) + "' read with the wrong type", std::string(name));
+        return v;
+    }
+    const nng_attrs* attrs_;
+};
+
+// Validation helpers for constructors: each throws an OpError naming the attribute.
+inline void check_attr(bool ok, const char* attribute, const std::string& expected) {
+    if (!ok) throw OpError("attribute '" + std::string(attribute) + "': expected " + expected, attribute);
+}
+
+// ---- Shape inference -----------------------------------------------------------------------------
+
+class InferContext {
+public:
+    explicit InferContext(nng_infer_io* io) : io_(io) {
+        io_->num_outputs = 0;
+        io_->num_weights = 0;
+        io_->num_saved = 0;
+        io_->backward_needs = NNG_NEEDS_ALL;
+        io_->scratch_bytes = 0;
+    }
+
+    bool training() const { return io_->training != 0; }
+    int num_inputs() const { return io_->num_inputs; }
+    nng_dtype input_dtype(int i) const { return input_info(i).dtype; }
+    Dims input_dims(int i) const { return to_dims(input_info(i).shape); }
+    bool input_has_mask(int i) const { return io_->input_has_mask && io_->input_has_mask[check_input(i)] != 0; }
+    // The batch dimension of input 0: kDynamic at load time, concrete when planning.
+    std::int64_t batch() const { return input_dims(0).empty() ? 1 : input_dims(0)[0]; }
+
+    // Adds an output; returns its index.
+    int add_output(nng_dtype dtype, const Dims& dims) {
+        if (io_->num_outputs >= NNG_MAX_OUTPUTS) throw OpError("too many outputs (at most 4)");
+        nng_output_info& out = io_->outputs[io_->num_outputs];
+        out = nng_output_info{};
+        out.tensor = {dtype, to_shape(dims)};
+        out.role = NNG_OUTPUT_VISIBLE;
+        out.mask_rule = NNG_MASK_NONE;
+        return io_->num_outputs++;
+    }
+    // Adds the hidden pre-activation twin of a sigmoid or softmax output (see nng_output_role).
+    int add_logits_output(int of_output, nng_output_role role) {
+        const int index = add_output(io_->outputs[of_output].tensor.dtype, to_dims(io_->outputs[of_output].tensor.shape));
+        io_->outputs[index].role = role;
+        io_->outputs[index].logits_of = of_output;
+        return index;
+    }
+    void pass_mask(int output, int from_input) {
+        io_->outputs[output].mask_rule = NNG_MASK_FROM_INPUT;
+        io_->outputs[output].mask_source = from_input;
+    }
+    void compute_mask(int output, const Dims& mask_dims) {
+        io_->outputs[output].mask_rule = NNG_MASK_COMPUTED;
+        io_->outputs[output].mask_shape = to_shape(mask_dims);
+    }
+    int add_weight(const char* name, const Dims& dims, nng_initializer init, double p0 = 0.0, double p1 = 0.0,
+                   bool trainable = true) {
+        if (io_->num_weights >= NNG_MAX_WEIGHTS) throw OpError("too many weights (at most 16)");
+        nng_weight_spec& w = io_->weights[io_->num_weights];
+        w = nng_weight_spec{};
+        std::strncpy(w.name, name, NNG_NAME_CAPACITY - 1);
+        w.shape = to_shape(dims);
+        w.initializer = init;
+        w.params[0] = p0;
+        w.params[1] = p1;
+        w.trainable = trainable ? 1 : 0;
+        return io_->num_weights++;
+    }
+    int add_saved(nng_dtype dtype, const Dims& dims) {
+        if (io_->num_saved >= NNG_MAX_SAVED) throw OpError("too many saved buffers (at most 8)");
+        io_->saved[io_->num_saved] = {dtype, to_shape(dims)};
+        return io_->num_saved++;
+    }
+    void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }
+    void set_scratch_bytes(std::uint64_t bytes) { io_->scratch_bytes = bytes; }
+
+    // Throws "<what>: <shape a> and <shape b>": the message shape inference errors share.
+    [[noreturn]] static void shape_mismatch(const std::string& what, const Dims& a, const Dims& b) {
+        throw OpError(what + ": " + dims_string(a) + " and " + dims_string(b));
+    }
+    void expect_rank(int input, std::size_t min_rank, std::size_t max_rank, const char* what) const {
+        const Dims d = input_dims(input);
+        if (d.size() < min_rank || d.size() > max_rank) {
+            throw OpError("input " + std::to_string(input) + " has shape " + dims_string(d) + "; expected " + what);
+        }
+    }
+    void expect_dtype(int input, nng_dtype dtype, const char* what) const {
+        if (input_dtype(input) != dtype) throw OpError("input " + std::to_string(input) + ": expected " + what);
+    }
+
+private:
+    int check_input(int i) const {
+        if (i < 0 || i >= io_->num_inputs) throw OpError("input index " + std::to_string(i) + " out of range");
+        return i;
+    }
+    const nng_tensor_info& input_info(int i) const { return io_->inputs[check_input(i)]; }
+    nng_infer_io* io_;
+};
+
+// ---- Execution -----------------------------------------------------------------------------------
+
+// A non-owning view of one tensor of a call.
+class TensorRef {
+public:
+    TensorRef() = default;
+    explicit TensorRef(const nng_tensor* t) : t_(t) {}
+
+    bool present() const { return t_ && t_->data; }
+    explicit operator bool() const { return present(); }
+    nng_dtype dtype() const { return t_->dtype; }
+    int rank() const { return t_->shape.rank; }
+    std::int64_t dim(int axis) const { return t_->shape.dims[axis < 0 ? axis + rank() : axis]; }
+    Dims dims() const { return to_dims(t_->shape); }
+    std::int64_t numel() const {
+        std::int64_t n = 1;
+        for (int i = 0; i < rank(); ++i) n *= t_->shape.dims[i];
+        return n;
+    }
+    std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * (dtype() == NNG_I64 ? 8 : dtype() == NNG_U8 ? 1 : 4); }
+    void* raw() const { return t_->data; }
+
+    template <class T> T* data() const {
+        if (dtype() != dtype_code<T>()) throw OpError("tensor read with the wrong element type");
+        return static_cast<T*>(t_->data);
+    }
+    float* f32() const { return data<float>(); }
+    std::uint8_t* u8() const { return data<std::uint8_t>(); }
+
+private:
+    template <class T> static constexpr nng_dtype dtype_code() {
+        if constexpr (std::is_same_v<std::remove_const_t<T>, float>) return NNG_F32;
+        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int32_t>) return NNG_I32;
+        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int64_t>) return NNG_I64;
+        else {
+            static_assert(std::is_same_v<std::remove_const_t<T>, std::uint8_t>, "unsupported element type");
+            return NNG_U8;
+        }
+    }
+    const nng_tensor* t_ = nullptr;
+};
+
+class Exec {
+public:
+    Exec(const nng_context* ctx, const nng_exec_args* args) : ctx_(ctx), args_(args) {}
+
+    bool training() const { return ctx_->training != 0; }
+    std::uint64_t seed() const { return ctx_->seed; }
+    int num_threads() const { return ctx_->num_threads; }
+    void* scratch() const { return ctx_->scratch; }
+    std::uint64_t scratch_bytes() const { return ctx_->scratch_bytes; }
+
+    int num_inputs() const { return args_->num_inputs; }
+    int num_outputs() const { return args_->num_outputs; }
+    TensorRef input(int i) const { return TensorRef(&args_->inputs[i]); }
+    TensorRef input_mask(int i) const { return args_->input_masks ? TensorRef(&args_->input_masks[i]) : TensorRef(); }
+    TensorRef output(int j) const { return TensorRef(&args_->outputs[j]); }
+    TensorRef output_mask(int j) const { return args_->output_masks ? TensorRef(&args_->output_masks[j]) : TensorRef(); }
+    TensorRef weight(int k) const { return TensorRef(&args_->weights[k]); }
+    TensorRef saved(int s) const { return TensorRef(&args_->saved[s]); }
+    TensorRef grad_output(int j) const { return args_->grad_outputs ? TensorRef(&args_->grad_outputs[j]) : TensorRef(); }
+    TensorRef grad_input(int i) const { return args_->grad_inputs ? TensorRef(&args_->grad_inputs[i]) : TensorRef(); }
+    TensorRef grad_weight(int k) const { return args_->grad_weights ? TensorRef(&args_->grad_weights[k]) : TensorRef(); }
+
+private:
+    const nng_context* ctx_;
+    const nng_exec_args* args_;
+};
+
+// ---- Adapter from an op class to the C table ---------------------------------------------------
+
+namespace detail {
+
+inline void write_error(nng_error* error, const char* message, const std::string& attribute) {
+    if (!error) return;
+    std::strncpy(error->message, message, NNG_MESSAGE_CAPACITY - 1);
+    error->message[NNG_MESSAGE_CAPACITY - 1] = '\0';
+    std::strncpy(error->attribute, attribute.c_str(), NNG_NAME_CAPACITY - 1);
+    error->attribute[NNG_NAME_CAPACITY - 1] = '\0';
+}
+
+template <class F> nng_status guarded(nng_error* error, F&& body) noexcept {
+    try {
+        body();
+        return NNG_OK;
+    } catch (const OpError& e) {
+        write_error(error, e.what(), e.attribute());
+    } catch (const std::exception& e) {
+        write_error(error, e.what(), {});
+    } catch (...) {
+        write_error(error, "unknown exception", {});
+    }
+    return NNG_FAILED;
+}
+
+template <class Op>
+concept HasBackward = requires(Op& op, Exec& exec) { op.backward(exec); };
+
+}  // namespace detail
+
+template <class Op> struct OpAdapter {
+    static nng_status create(const nng_attrs* attrs, void** instance, nng_error* error) {
+        return detail::guarded(error, [&] { *instance = new Op(Attrs(attrs)); });
+    }
+    static void destroy(void* instance) { delete static_cast<Op*>(instance); }
+    static nng_status infer(void* instance, nng_infer_io* io, nng_error* error) {
+        return detail::guarded(error, [&] {
+            InferContext ctx(io);
+            static_cast<const Op*>(instance)->infer(ctx);
+        });
+    }
+    static nng_status forward(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error) {
+        return detail::guarded(error, [&] {
+            Exec exec(ctx, args);
+            static_cast<Op*>(instance)->forward(exec);
+        });
+    }
+    static nng_status backward(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error) {
+        if constexpr (detail::HasBackward<Op>) {
+            return detail::guarded(error, [&] {
+                Exec exec(ctx, args);
+                static_cast<Op*>(instance)->backward(exec);
+            });
+        } else {
+            detail::write_error(error, "this op has no backward", {});
+            return NNG_FAILED;
+        }
+    }
+};
+
+// The C table of one op class.
+template <class Op> const nng_op_def* op() {
+    static const nng_op_def def = {
+        sizeof(nng_op_def),
+        Op::kName,
+        Op::kDoc,
+        Op::kMinInputs,
+        Op::kMaxInputs,
+        static_cast<std::int32_t>(std::size(Op::kAttributes)),
+        std::data(Op::kAttributes),
+        &OpAdapter<Op>::create,
+        &OpAdapter<Op>::destroy,
+        &OpAdapter<Op>::infer,
+        &OpAdapter<Op>::forward,
+        detail::HasBackward<Op> ? &OpAdapter<Op>::backward : nullptr,
+    };
+    return &def;
+}
+
+// An op with no attributes declares `static constexpr std::array<nng_attr_spec, 0> kAttributes{};`
+// or uses this.
+inline constexpr std::array<nng_attr_spec, 0> kNoAttributes{};
+
+}  // namespace nng
+
+// Defines the plugin's one exported entry point. The optional counters function is set with
+// NNG_PLUGIN_WITH_COUNTERS.
+#define NNG_PLUGIN_WITH_COUNTERS(plugin_name, plugin_version, counters_fn, ...)                       \
+    extern "C" NNG_EXPORT const nng_plugin* nng_plugin_entry(uint32_t host_abi_version) {             \
+        (void)host_abi_version;                                                                        \
+        static const nng_op_def* const ops[] = {__VA_ARGS__};                                          \
+        static const nng_plugin plugin = {sizeof(nng_plugin), NNG_ABI_VERSION,      plugin_name,       \
+                                          plugin_version,     static_cast<int32_t>(std::size(ops)), \
+                                          ops,                counters_fn};                            \
+        return &plugin;                                                                                \
+    }
+
+#define NNG_PLUGIN(plugin_name, plugin_version, ...) \
+    NNG_PLUGIN_WITH_COUNTERS(plugin_name, plugin_version, nullptr, __VA_ARGS__)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages nngraph builds against. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libdnnl-dev          # oneDNN 2.6: the plugins' arithmetic
+  libboost-graph-dev   # the graph container and topological sort
+  libyaml-cpp-dev      # model files
+  nlohmann-json3-dev   # safetensors headers, benchmark JSON
+  libcli11-dev         # the command line
+  libarchive-dev       # reading aclImdb straight from its .tar.gz
+  libbenchmark-dev     # bench/
+  doctest-dev          # tests/
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  echo "setup: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
