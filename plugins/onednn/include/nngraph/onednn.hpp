@@ -1,0 +1,275 @@
+// nngraph's oneDNN helper: everything an oneDNN-accelerated op plugin shares.
+//
+// One static library, linked into each plugin that uses oneDNN (never into the engine):
+//   - the CPU engine and stream, created lazily once;
+//   - View: a typed, non-owning, strided window on a tensor, and its oneDNN memory wrappers;
+//   - a primitive cache keyed by small integer Keys, counting every primitive it creates;
+//   - a grow-only scratchpad (primitives run in scratchpad_mode::user), so that after warm-up
+//     no call allocates a buffer;
+//   - the building blocks ops call again and again: matmul, softmax, eltwise, sum over rows,
+//     reorder.
+//
+// Errors are thrown (std::runtime_error) with the shapes involved; the SDK's adapter turns them
+// into a status at the plugin boundary. Nothing here aborts or prints.
+//
+// Threads: calls may come from several threads; the cache is shared (and locked), the stream,
+// scratchpad and temporary buffers are per thread.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "nngraph/sdk.hpp"
+
+namespace nng::onednn {
+
+using DataType = dnnl::memory::data_type;
+inline constexpr int kMaxRank = NNG_MAX_RANK;
+// nngraph's dims are oneDNN's: shapes pass between the two unchanged.
+static_assert(std::is_same_v<dnnl::memory::dims, Dims>);
+
+// ---- Engine, stream, threads -------------------------------------------------------------------
+
+// The plugin's CPU engine, created on first use.
+const dnnl::engine& engine();
+// The calling thread's stream on engine().
+const dnnl::stream& stream();
+// Applies nng_context.num_threads: calls omp_set_num_threads(n) when n > 0 and differs from the
+// current setting. Call it first in forward and backward.
+void set_num_threads(int n);
+
+// ---- Memory ------------------------------------------------------------------------------------
+
+// f32, s32 and u8; throws for i64, which oneDNN has no type for.
+DataType data_type(nng_dtype dtype);
+// The plain row-major tag for a rank: a, ab, abc, ... (rank 1 to 8).
+dnnl::memory::format_tag plain_tag(int rank);
+
+// A non-owning window on memory: element type, shape and strides (in elements). Dims and strides
+// live inline, so building and passing views never allocates. A default View is absent.
+struct View {
+    void* data = nullptr;
+    DataType type = DataType::f32;
+    int rank = 0;
+    std::array<std::int64_t, kMaxRank> dims{};
+    std::array<std::int64_t, kMaxRank> strides{};
+
+    bool present() const { return data != nullptr; }
+    std::int64_t numel() const;
+    // Dims and strides are those of a row-major array of these dims.
+    bool contiguous() const;
+    // The same elements with the last two axes swapped (a transposed matrix, or batch of them).
+    View transposed() const;
+    // The same elements with the axes reordered: result axis i is this view's axis order[i].
+    View permuted(std::initializer_list<int> order) const;
+    // For messages: "f32 (64, 200, 32)", with strides when they are not row-major.
+    std::string describe() const;
+};
+
+// A row-major view of raw memory; `dims` may be empty for a scalar (treated as (1,)).
+View view(void* data, DataType type, std::initializer_list<std::int64_t> dims);
+View view(void* data, DataType type, const Dims& dims);
+// A view with explicit strides (in elements), e.g. one block of a larger matrix.
+View view(void* data, DataType type, const Dims& dims, const Dims& strides);
+// A tensor of a call, row-major in its own shape or reshaped (same element count) to `dims`.
+View view(const TensorRef& tensor);
+View view(const TensorRef& tensor, std::initializer_list<std::int64_t> dims);
+View view(const TensorRef& tensor, const Dims& dims);
+
+// oneDNN wrappers, without copying: descriptors carry the view's strides; a tensor's descriptor
+// is its plain row-major format_tag.
+dnnl::memory::desc desc_of(const View& v);
+dnnl::memory::desc desc_of(const TensorRef& tensor);
+dnnl::memory memory_of(const View& v);
+dnnl::memory memory_of(const TensorRef& tensor);
+dnnl::memory memory_of(const dnnl::memory::desc& desc, void* data);
+
+// ---- Temporary buffers -------------------------------------------------------------------------
+
+// A grow-only, 64-byte aligned buffer of at least `bytes`, one per slot (0 to 7) and thread. Its
+// contents last until the next call asking the same slot for more; use it for the layouts
+// primitives pick (reorder_if_needed) within one forward or backward.
+void* buffer(int slot, std::size_t bytes);
+
+// ---- Reorders ----------------------------------------------------------------------------------
+
+// `source` in layout `wanted`: source itself when it already is, else a copy in `destination`
+// (at least wanted.get_size() bytes; e.g. buffer(slot, wanted.get_size())). For a primitive's
+// inputs in the layout it picked with format_tag::any (LSTM weights).
+dnnl::memory reorder_if_needed(const dnnl::memory& source, const dnnl::memory::desc& wanted,
+                               void* destination);
+// Where a primitive should write an output it wants in layout `wanted`: `user` itself when its
+// layout already is that, else uninitialized memory in `scratch`. Pair with write_back.
+dnnl::memory output_in(const dnnl::memory& user, const dnnl::memory::desc& wanted, void* scratch);
+// Copies what a primitive wrote in its layout back into the user's memory (a gradient); nothing
+// when they are the same memory.
+void write_back(const dnnl::memory& produced, const dnnl::memory& user);
+// dst = src, element by element, between any layouts and types of the same dims (transposes,
+// permutes, blocked formats, conversions).
+void reorder(const View& src, const View& dst);
+void reorder(const dnnl::memory& src, const dnnl::memory& dst);
+
+// ---- Primitive cache ---------------------------------------------------------------------------
+
+// What kind of primitive a Key is for: a name made at compile time ("onednn.matmul",
+// "lstm.forward") with its hash. Equal tags have equal names.
+class Tag {
+public:
+    consteval Tag(const char* name) : name_(name), hash_(fnv1a(name)) {}
+    std::string_view name() const { return name_; }
+    std::uint64_t hash() const { return hash_; }
+    friend bool operator==(const Tag& a, const Tag& b) { return a.hash_ == b.hash_ && a.name_ == b.name_; }
+
+private:
+    static consteval std::uint64_t fnv1a(std::string_view s) {
+        std::uint64_t h = 14695981039346656037ull;
+        for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511627211ull;
+        return h;
+    }
+    std::string_view name_;
+    std::uint64_t hash_;
+};
+
+// Everything that defines a primitive: a tag plus integers (dims, strides, types, flags; floats
+// by their bits). Views add their type, rank, dims and strides, never their address; memory
+// descriptors add their whole layout. Every
+// variable-length part is preceded by its length, so different inputs never give equal keys.
+// The current OpenMP thread count is added by the cache itself.
+class Key {
+public:
+    static constexpr int kCapacity = 160;
+
+    explicit Key(Tag tag) : tag_(tag) {}
+
+    template <class... Ts> Key& add(const Ts&... values) {
+        (add_one(values), ...);
+        return *this;
+    }
+
+    Tag tag() const { return tag_; }
+    std::size_t hash() const;
+    friend bool operator==(const Key& a, const Key& b);
+
+private:
+    void push(std::int64_t v);
+    void add_one(const View& v);
+    void add_one(const dnnl::memory::desc& desc);  // any layout oneDNN picked, blocked or packed
+    template <class T> void add_one(const T& v) {
+        if constexpr (std::is_enum_v<T>) push(static_cast<std::int64_t>(v));
+        else if constexpr (std::is_integral_v<T>) push(static_cast<std::int64_t>(v));
+        else if constexpr (std::is_same_v<T, float>) push(std::bit_cast<std::uint32_t>(v));
+        else if constexpr (std::is_same_v<T, double>) push(std::bit_cast<std::int64_t>(v));
+        else static_assert(sizeof(T) == 0, "a Key holds integers, enums, floats and Views");
+    }
+
+    Tag tag_;
+    int size_ = 0;
+    std::array<std::int64_t, kCapacity> values_{};
+};
+
+// A cached primitive and its descriptor (query its layouts: src_desc(i), weights_desc(i),
+// workspace_desc(), scratchpad_desc(), ...).
+struct Cached {
+    dnnl::primitive primitive;
+    dnnl::primitive_desc_base pd;
+    std::string_view name;  // the key's tag, for messages
+};
+
+// Attributes every cached primitive is built with (scratchpad_mode::user); start from these when
+// adding post-ops or scales.
+dnnl::primitive_attr attributes();
+
+namespace detail {
+const Cached* find(const Key& key);
+const Cached& insert(const Key& key, const dnnl::primitive_desc_base& pd, dnnl::primitive primitive);
+[[noreturn]] void creation_failed(const Key& key, const dnnl::error& e);
+}  // namespace detail
+
+// The primitive for `key`, created once from make_pd() (which returns a Primitive::primitive_desc
+// built with attributes()). Throws std::runtime_error when oneDNN cannot build it.
+template <class Primitive, class MakePd> const Cached& cached(const Key& key, MakePd&& make_pd) {
+    if (const Cached* hit = detail::find(key)) return *hit;
+    try {
+        const typename Primitive::primitive_desc pd = make_pd();
+        return detail::insert(key, pd, Primitive(pd));
+    } catch (const dnnl::error& e) {
+        detail::creation_failed(key, e);
+    }
+}
+
+// Runs a cached primitive on this thread's stream with the module's scratchpad, and waits.
+void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args);
+
+// ---- Counters ----------------------------------------------------------------------------------
+
+struct Stats {
+    std::int64_t primitives_created = 0;
+    std::int64_t cache_hits = 0;
+    std::int64_t buffer_allocations = 0;  // scratchpad and temporary buffers grown, all threads
+    std::int64_t scratchpad_bytes = 0;    // scratchpad capacity, all threads
+    std::int64_t buffer_bytes = 0;        // temporary buffers' capacity, all threads
+};
+Stats stats();
+// For NNG_PLUGIN_WITH_COUNTERS: fills up to `capacity` of "onednn.primitives_created",
+// "onednn.cache_hits", "onednn.buffer_allocations", "onednn.scratchpad_bytes",
+// "onednn.buffer_bytes"; returns how many it filled.
+std::int32_t counters(nng_counter* out, std::int32_t capacity);
+// Drops every cached primitive (counters keep counting).
+void clear_cache();
+
+// ---- Building blocks ---------------------------------------------------------------------------
+
+// An elementwise function: a oneDNN eltwise algorithm with its alpha and beta. `undef` is the
+// identity (Keras's "linear").
+struct Eltwise {
+    dnnl::algorithm algorithm = dnnl::algorithm::undef;
+    float alpha = 0.0f;
+    float beta = 0.0f;
+
+    bool identity() const { return algorithm == dnnl::algorithm::undef; }
+};
+// Keras's activation by name (linear, relu, sigmoid, tanh, gelu, elu, selu, softplus, swish,
+// exponential); for parsing attributes once. Throws nng::OpError for others, softmax included
+// (not elementwise: see softmax_forward).
+Eltwise activation(std::string_view keras_name);
+// Whether eltwise_backward_from_dst can differentiate f from its output alone.
+bool has_backward_from_dst(const Eltwise& f);
+
+struct MatmulOptions {
+    float alpha = 1.0f;  // oneDNN's output scale: multiplies A·B + bias
+    float beta = 0.0f;   // adds beta * C (C's old values): 1 accumulates a gradient
+    View bias = {};      // broadcast to C's shape: (N) over rows, (M, 1) over columns, ...
+    Eltwise post = {};   // applied last
+};
+
+// C = post(alpha * (A·B + bias) + beta * C), batched over the leading axes.
+// A is (..., M, K), B (..., K, N), C (..., M, N); a transposed operand is a transposed() view.
+// Leading axes broadcast as oneDNN allows: missing or 1 in A or B; C has the full batch.
+void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
+
+// Softmax over the last axis; dst may be src (in place). dst and src have the same layout.
+void softmax_forward(const View& src, const View& dst);
+// diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst.
+void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src);
+
+// dst = f(src); dst may be src.
+void eltwise_forward(const Eltwise& f, const View& src, const View& dst);
+// diff_src = f'(src) * diff_dst, from the forward's input.
+void eltwise_backward(const Eltwise& f, const View& src, const View& diff_dst, const View& diff_src);
+// The same from the forward's output (relu with alpha >= 0, tanh, sigmoid, elu, exp, linear).
+void eltwise_backward_from_dst(const Eltwise& f, const View& dst, const View& diff_dst, const View& diff_src);
+
+// out(n) = sum over m of x(m, n) + beta * out(n): a bias gradient. x is (M, N); out is (N) or
+// (1, N). A matmul of a row of ones by x: faster here than oneDNN's reduction (see the .cpp).
+void sum_rows(const View& x, const View& out, float beta = 0.0f);
+
+}  // namespace nng::onednn

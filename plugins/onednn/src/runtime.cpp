@@ -1,0 +1,291 @@
+// Engine, stream, threads, grow-only buffers, the primitive cache and the counters.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "internal.hpp"
+
+namespace nng::onednn {
+namespace {
+
+std::atomic<std::int64_t> g_primitives_created{0};
+std::atomic<std::int64_t> g_cache_hits{0};
+std::atomic<std::int64_t> g_buffer_allocations{0};
+std::atomic<std::int64_t> g_scratchpad_bytes{0};
+std::atomic<std::int64_t> g_buffer_bytes{0};
+
+constexpr std::size_t kAlignment = 64;
+constexpr int kBufferSlots = 8;
+
+// A grow-only, 64-byte aligned block. Growing discards the contents: callers use it as scratch.
+class Arena {
+public:
+    explicit Arena(std::atomic<std::int64_t>* capacity_counter = &g_buffer_bytes) : capacity_counter_(*capacity_counter) {}
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+    ~Arena() { capacity_counter_ -= static_cast<std::int64_t>(capacity_); }
+
+    void* reserve(std::size_t bytes) {
+        if (bytes <= capacity_) return data_.get();
+        const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+        data_.reset();  // free first: the old block is not needed and may be large
+        data_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded)));
+        capacity_counter_ -= static_cast<std::int64_t>(capacity_);
+        capacity_ = data_ ? rounded : 0;
+        capacity_counter_ += static_cast<std::int64_t>(capacity_);
+        if (!data_) throw std::runtime_error("oneDNN helper: cannot allocate " + std::to_string(rounded) + " bytes");
+        ++g_buffer_allocations;
+        return data_.get();
+    }
+    std::size_t capacity() const { return capacity_; }
+
+private:
+    struct Free {
+        void operator()(std::byte* p) const { std::free(p); }
+    };
+    std::unique_ptr<std::byte, Free> data_;
+    std::size_t capacity_ = 0;
+    std::atomic<std::int64_t>& capacity_counter_;
+};
+
+// What each calling thread owns: oneDNN streams are not meant to be shared between threads, and
+// a scratchpad is only free while its primitive is not running elsewhere.
+struct ThreadState {
+    dnnl::stream stream{engine()};
+    Arena scratchpad{&g_scratchpad_bytes};
+    std::array<Arena, kBufferSlots> buffers;
+    Arena ones;
+    std::int64_t ones_filled = 0;
+};
+
+ThreadState& thread_state() {
+    thread_local ThreadState state;
+    return state;
+}
+
+struct KeyHash {
+    std::size_t operator()(const Key& key) const { return key.hash(); }
+};
+
+// Primitives by OpenMP thread count, then by key: some oneDNN kernels fix their work split when
+// created, so a primitive is only reused with the thread count it was made for.
+struct Cache {
+    std::mutex mutex;
+    std::map<int, std::unordered_map<Key, Cached, KeyHash>> by_threads;
+};
+
+Cache& cache() {
+    static Cache instance;
+    return instance;
+}
+
+}  // namespace
+
+// ---- Engine, stream, threads -------------------------------------------------------------------
+
+const dnnl::engine& engine() {
+    static const dnnl::engine instance(dnnl::engine::kind::cpu, 0);
+    return instance;
+}
+
+const dnnl::stream& stream() { return thread_state().stream; }
+
+void set_num_threads(int n) {
+    if (n > 0 && n != omp_get_max_threads()) omp_set_num_threads(n);
+}
+
+// ---- Buffers -----------------------------------------------------------------------------------
+
+void* buffer(int slot, std::size_t bytes) {
+    if (slot < 0 || slot >= kBufferSlots) {
+        throw std::runtime_error("oneDNN helper: buffer slot " + std::to_string(slot) + " is not in 0.." +
+                                 std::to_string(kBufferSlots - 1));
+    }
+    return thread_state().buffers[slot].reserve(bytes);
+}
+
+const float* detail::ones(std::int64_t n) {
+    ThreadState& state = thread_state();
+    // Growing discards the contents, but then n exceeds what was filled, so the row is refilled.
+    auto* row = static_cast<float*>(state.ones.reserve(static_cast<std::size_t>(n) * sizeof(float)));
+    if (n > state.ones_filled) {
+        std::fill_n(row, n, 1.0f);
+        state.ones_filled = n;
+    }
+    return row;
+}
+
+// ---- Keys --------------------------------------------------------------------------------------
+
+void Key::push(std::int64_t v) {
+    if (size_ == kCapacity) {
+        throw std::runtime_error("oneDNN helper: the key for " + std::string(tag_.name()) + " exceeds " +
+                                 std::to_string(kCapacity) + " integers");
+    }
+    values_[size_++] = v;
+}
+
+void Key::add_one(const View& v) {
+    push(static_cast<std::int64_t>(v.type));
+    push(v.rank);
+    for (int i = 0; i < v.rank; ++i) push(v.dims[i]);
+    for (int i = 0; i < v.rank; ++i) push(v.strides[i]);
+}
+
+void Key::add_one(const dnnl::memory::desc& desc) {
+    // Field by field (never the raw bytes, whose padding is unspecified), each array after its length.
+    const dnnl_memory_desc_t& md = desc.data;
+    const auto push_n = [this](const auto* values, int n) {
+        push(n);
+        for (int i = 0; i < n; ++i) push(static_cast<std::int64_t>(values[i]));
+    };
+    push_n(md.dims, md.ndims);
+    push_n(md.padded_dims, md.ndims);
+    push_n(md.padded_offsets, md.ndims);
+    push(md.data_type);
+    push(md.offset0);
+    push(md.format_kind);
+    if (md.format_kind == dnnl_blocked) {
+        const dnnl_blocking_desc_t& b = md.format_desc.blocking;
+        push_n(b.strides, md.ndims);
+        push_n(b.inner_blks, b.inner_nblks);
+        push_n(b.inner_idxs, b.inner_nblks);
+    } else if (md.format_kind == dnnl_format_kind_rnn_packed) {
+        const dnnl_rnn_packed_desc_t& p = md.format_desc.rnn_packed_desc;
+        push(p.format);
+        push(p.n);
+        push(p.ldb);
+        push_n(p.parts, p.n_parts);
+        push_n(p.part_pack_size, p.n_parts);
+        push_n(p.pack_part, p.n_parts);
+        push(static_cast<std::int64_t>(p.offset_compensation));
+        push(static_cast<std::int64_t>(p.size));
+    } else if (md.format_kind != dnnl_format_kind_undef && md.format_kind != dnnl_format_kind_any) {
+        throw std::runtime_error("oneDNN helper: a key cannot hold a memory format of kind " +
+                                 std::to_string(md.format_kind));
+    }
+    push(static_cast<std::int64_t>(md.extra.flags));
+    push(md.extra.compensation_mask);
+    push(md.extra.asymm_compensation_mask);
+    add_one(md.extra.scale_adjust);
+}
+
+std::size_t Key::hash() const {
+    std::uint64_t h = tag_.hash();
+    for (int i = 0; i < size_; ++i) {
+        h ^= static_cast<std::uint64_t>(values_[i]);
+        h *= 0x9E3779B97F4A7C15ull;  // a multiply-xorshift mix: cheap, spreads small integers
+        h ^= h >> 29;
+    }
+    return static_cast<std::size_t>(h);
+}
+
+bool operator==(const Key& a, const Key& b) {
+    return a.tag_ == b.tag_ && a.size_ == b.size_ &&
+           std::equal(a.values_.begin(), a.values_.begin() + a.size_, b.values_.begin());
+}
+
+// ---- Cache -------------------------------------------------------------------------------------
+
+dnnl::primitive_attr attributes() {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    return attr;
+}
+
+const Cached* detail::find(const Key& key) {
+    Cache& c = cache();
+    const int threads = omp_get_max_threads();
+    const std::lock_guard lock(c.mutex);
+    const auto by_key = c.by_threads.find(threads);
+    if (by_key == c.by_threads.end()) return nullptr;
+    const auto hit = by_key->second.find(key);
+    if (hit == by_key->second.end()) return nullptr;
+    ++g_cache_hits;
+    return &hit->second;
+}
+
+const Cached& detail::insert(const Key& key, const dnnl::primitive_desc_base& pd, dnnl::primitive primitive) {
+    if (pd.get_primitive_attr().get_scratchpad_mode() != dnnl::scratchpad_mode::user) {
+        throw std::runtime_error("oneDNN helper: " + std::string(key.tag().name()) +
+                                 " was built without nng::onednn::attributes() (scratchpad_mode::user)");
+    }
+    ++g_primitives_created;
+    Cache& c = cache();
+    const int threads = omp_get_max_threads();
+    const std::lock_guard lock(c.mutex);
+    // Another thread may have created the same primitive meanwhile; then its copy is kept.
+    const auto [it, inserted] =
+        c.by_threads[threads].try_emplace(key, Cached{std::move(primitive), pd, key.tag().name()});
+    return it->second;
+}
+
+void detail::creation_failed(const Key& key, const dnnl::error& e) {
+    throw std::runtime_error("oneDNN cannot create " + std::string(key.tag().name()) + ": " + e.what());
+}
+
+void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args) {
+    ThreadState& state = thread_state();
+    const dnnl::memory::desc scratchpad = c.pd.scratchpad_desc();
+    if (const std::size_t bytes = scratchpad.get_size(); bytes > 0) {
+        args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), state.scratchpad.reserve(bytes)));
+    }
+    try {
+        c.primitive.execute(state.stream, args);
+        state.stream.wait();
+    } catch (const dnnl::error& e) {
+        throw std::runtime_error("oneDNN cannot run " + std::string(c.name) + ": " + e.what());
+    }
+}
+
+void clear_cache() {
+    Cache& c = cache();
+    const std::lock_guard lock(c.mutex);
+    c.by_threads.clear();
+}
+
+// ---- Counters ----------------------------------------------------------------------------------
+
+Stats stats() {
+    return Stats{g_primitives_created.load(), g_cache_hits.load(), g_buffer_allocations.load(),
+                 g_scratchpad_bytes.load(), g_buffer_bytes.load()};
+}
+
+std::int32_t counters(nng_counter* out, std::int32_t capacity) {
+    const Stats s = stats();
+    const nng_counter all[] = {
+        {"onednn.primitives_created", s.primitives_created},
+        {"onednn.cache_hits", s.cache_hits},
+        {"onednn.buffer_allocations", s.buffer_allocations},
+        {"onednn.scratchpad_bytes", s.scratchpad_bytes},
+        {"onednn.buffer_bytes", s.buffer_bytes},
+    };
+    const std::int32_t n = std::clamp<std::int32_t>(capacity, 0, static_cast<std::int32_t>(std::size(all)));
+    if (out) std::copy_n(all, n, out);
+    return out ? n : 0;
+}
+
+// ---- Messages ----------------------------------------------------------------------------------
+
+void detail::fail(std::string_view op, std::initializer_list<Named> views, std::string_view reason) {
+    std::string message(op);
+    const char* separator = " of ";
+    for (const Named& named : views) {
+        if (!named.view->present()) continue;
+        message += separator;
+        message += named.name;
+        message += ' ';
+        message += named.view->describe();
+        separator = ", ";
+    }
+    message += ": ";
+    message += reason;
+    throw std::runtime_error(message);
+}
+
+}  // namespace nng::onednn
