@@ -198,6 +198,9 @@ typedef struct nng_context {
     int32_t num_threads;
     void* scratch;        /* scratch_bytes of temporary memory, 64-byte aligned */
     uint64_t scratch_bytes;
+    /* 1 when a training forward must be deterministic (random ops such as dropout act as in
+     * inference) while still saving what backward needs: `nngraph grad`, gradient checks. */
+    int32_t deterministic;
 } nng_context;
 
 /* The tensors of one call. Forward reads inputs, masks and weights and writes outputs, output

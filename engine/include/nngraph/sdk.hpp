@@ -19,6 +19,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -290,6 +291,11 @@ public:
     Exec(const nng_context* ctx, const nng_exec_args* args) : ctx_(ctx), args_(args) {}
 
     bool training() const { return ctx_->training != 0; }
+    // Whether random ops (dropout) draw: a training step that is not asked to be deterministic.
+    bool random_active() const {
+        const bool knows_field = ctx_->struct_size >= offsetof(nng_context, deterministic) + sizeof(ctx_->deterministic);
+        return training() && !(knows_field && ctx_->deterministic);
+    }
     std::uint64_t seed() const { return ctx_->seed; }
     int num_threads() const { return ctx_->num_threads; }
     void* scratch() const { return ctx_->scratch; }

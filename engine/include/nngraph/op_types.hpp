@@ -1,0 +1,46 @@
+// What shape inference says about an op instance: its outputs, weights and saved buffers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nngraph/plugin.h"
+#include "nngraph/tensor.hpp"
+
+namespace nngraph {
+
+struct TensorInfo {
+    DType dtype = DType::F32;
+    Shape shape;  // dim 0 is -1 while the batch is unknown
+};
+
+struct OutputInfo {
+    TensorInfo tensor;
+    nng_output_role role = NNG_OUTPUT_VISIBLE;
+    int logits_of = -1;
+    nng_mask_rule mask_rule = NNG_MASK_NONE;
+    int mask_source = -1;
+    Shape mask_shape;
+};
+
+struct WeightInfo {
+    std::string name;  // Keras's name within the node: "kernel"
+    Shape shape;
+    nng_initializer initializer = NNG_INIT_ZEROS;
+    double params[2] = {0, 0};
+    bool trainable = true;
+};
+
+struct InferResult {
+    std::vector<OutputInfo> outputs;
+    std::vector<WeightInfo> weights;
+    std::vector<TensorInfo> saved;
+    std::uint32_t backward_needs = NNG_NEEDS_ALL;
+    std::uint64_t scratch_bytes = 0;
+
+    bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
+    bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }
+};
+
+}  // namespace nngraph

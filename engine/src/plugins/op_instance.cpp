@@ -1,0 +1,137 @@
+#include "plugins/op_instance.hpp"
+
+#include <cstring>
+
+#include "nngraph/error.hpp"
+
+namespace nngraph {
+namespace {
+
+nng_error fresh_error() {
+    nng_error error{};
+    error.struct_size = sizeof(nng_error);
+    return error;
+}
+
+OpFailure to_failure(const nng_error& error) {
+    OpFailure failure;
+    failure.message = error.message[0] ? error.message : "the op reported a failure without a message";
+    failure.attribute = error.attribute;
+    return failure;
+}
+
+}  // namespace
+
+nng_shape to_c_shape(const Shape& shape) {
+    if (shape.size() > NNG_MAX_RANK) {
+        throw InputError("shape " + shape_to_string(shape) + " has rank " + std::to_string(shape.size()) +
+                         "; nngraph supports at most " + std::to_string(NNG_MAX_RANK));
+    }
+    nng_shape c{};
+    c.rank = static_cast<std::int32_t>(shape.size());
+    for (std::size_t i = 0; i < shape.size(); ++i) c.dims[i] = shape[i];
+    return c;
+}
+
+Shape from_c(const nng_shape& shape) { return Shape(shape.dims, shape.dims + shape.rank); }
+
+nng_tensor_info to_c(const TensorInfo& info) {
+    return nng_tensor_info{static_cast<nng_dtype>(info.dtype), to_c_shape(info.shape)};
+}
+
+OpInstance::OpInstance(const RegisteredOp& op, const nng_attrs& attrs) : op_(op) {
+    nng_error error = fresh_error();
+    if (op_.def->create(&attrs, &instance_, &error) != NNG_OK) throw OpCreateError(to_failure(error));
+}
+
+OpInstance::~OpInstance() {
+    if (instance_) op_.def->destroy(instance_);
+}
+
+bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
+                       InferResult& result, OpFailure& failure) const {
+    std::vector<nng_tensor_info> c_inputs;
+    std::vector<std::int32_t> c_masks;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        c_inputs.push_back(to_c(inputs[i]));
+        c_masks.push_back(input_has_mask[i] ? 1 : 0);
+    }
+    nng_infer_io io{};
+    io.struct_size = sizeof(io);
+    io.training = training ? 1 : 0;
+    io.num_inputs = static_cast<std::int32_t>(inputs.size());
+    io.inputs = c_inputs.data();
+    io.input_has_mask = c_masks.data();
+    io.backward_needs = NNG_NEEDS_ALL;
+    nng_error error = fresh_error();
+    if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
+        failure = to_failure(error);
+        return false;
+    }
+
+    auto invalid = [&](const std::string& what) {
+        failure = {"the plugin's shape inference returned " + what, {}};
+        return false;
+    };
+    if (io.num_outputs < 1 || io.num_outputs > NNG_MAX_OUTPUTS) return invalid(std::to_string(io.num_outputs) + " outputs");
+    if (io.num_weights < 0 || io.num_weights > NNG_MAX_WEIGHTS) return invalid(std::to_string(io.num_weights) + " weights");
+    if (io.num_saved < 0 || io.num_saved > NNG_MAX_SAVED) return invalid(std::to_string(io.num_saved) + " saved buffers");
+
+    result = InferResult{};
+    for (std::int32_t j = 0; j < io.num_outputs; ++j) {
+        const nng_output_info& o = io.outputs[j];
+        if (o.tensor.shape.rank < 0 || o.tensor.shape.rank > NNG_MAX_RANK) return invalid("an output of invalid rank");
+        OutputInfo out;
+        out.tensor = {static_cast<DType>(o.tensor.dtype), from_c(o.tensor.shape)};
+        out.role = o.role;
+        out.logits_of = o.logits_of;
+        out.mask_rule = o.mask_rule;
+        out.mask_source = o.mask_source;
+        if (o.mask_rule == NNG_MASK_COMPUTED) out.mask_shape = from_c(o.mask_shape);
+        if (o.mask_rule == NNG_MASK_FROM_INPUT &&
+            (o.mask_source < 0 || o.mask_source >= io.num_inputs || !input_has_mask[o.mask_source])) {
+            out.mask_rule = NNG_MASK_NONE;  // passing on a mask that is not there is passing on nothing
+        }
+        if (o.role != NNG_OUTPUT_VISIBLE && (o.logits_of < 0 || o.logits_of >= io.num_outputs)) {
+            return invalid("a logits output that belongs to no output");
+        }
+        result.outputs.push_back(std::move(out));
+    }
+    for (std::int32_t k = 0; k < io.num_weights; ++k) {
+        const nng_weight_spec& w = io.weights[k];
+        WeightInfo info;
+        info.name = std::string(w.name, strnlen(w.name, NNG_NAME_CAPACITY));
+        info.shape = from_c(w.shape);
+        for (std::int64_t d : info.shape) {
+            if (d < 0) return invalid("weight '" + info.name + "' with a dynamic dimension");
+        }
+        info.initializer = w.initializer;
+        info.params[0] = w.params[0];
+        info.params[1] = w.params[1];
+        info.trainable = w.trainable != 0;
+        result.weights.push_back(std::move(info));
+    }
+    for (std::int32_t s = 0; s < io.num_saved; ++s) {
+        result.saved.push_back({static_cast<DType>(io.saved[s].dtype), from_c(io.saved[s].shape)});
+    }
+    result.backward_needs = io.backward_needs;
+    result.scratch_bytes = io.scratch_bytes;
+    return true;
+}
+
+void OpInstance::forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {
+    nng_error error = fresh_error();
+    if (op_.def->forward(instance_, &ctx, &args, &error) != NNG_OK) {
+        throw RunError("node '" + node + "' (" + op_.def->name + "): forward failed: " + to_failure(error).message);
+    }
+}
+
+void OpInstance::backward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {
+    if (!op_.def->backward) throw RunError("node '" + node + "' (" + op_.def->name + ") has no backward");
+    nng_error error = fresh_error();
+    if (op_.def->backward(instance_, &ctx, &args, &error) != NNG_OK) {
+        throw RunError("node '" + node + "' (" + op_.def->name + "): backward failed: " + to_failure(error).message);
+    }
+}
+
+}  // namespace nngraph

@@ -1,0 +1,61 @@
+// The engine's side of one op instance (one graph node): owns what the plugin's `create` returned,
+// and turns the C calls' statuses into exceptions that name the node.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nngraph/op_types.hpp"
+#include "nngraph/plugin.h"
+#include "nngraph/registry.hpp"
+
+namespace nngraph {
+
+// An op's failure, with the message and the attribute the plugin blamed (if any).
+struct OpFailure {
+    std::string message;
+    std::string attribute;
+};
+
+class OpInstance {
+public:
+    // Calls the plugin's `create`. Throws OpCreateError (carrying the plugin's message and blamed
+    // attribute) so that the caller can attach a model-file location.
+    OpInstance(const RegisteredOp& op, const nng_attrs& attrs);
+    OpInstance(const OpInstance&) = delete;
+    OpInstance& operator=(const OpInstance&) = delete;
+    ~OpInstance();
+
+    const nng_op_def& def() const { return *op_.def; }
+    const RegisteredOp& registered() const { return op_; }
+    bool has_backward() const { return op_.def->backward != nullptr; }
+
+    // Returns false and fills `failure` when the plugin rejects the inputs.
+    bool infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
+               InferResult& result, OpFailure& failure) const;
+
+    // Throw RunError "<node> (<op>): forward failed: ..." on failure.
+    void forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const;
+    void backward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const;
+
+private:
+    RegisteredOp op_;
+    void* instance_ = nullptr;
+};
+
+class OpCreateError : public std::exception {
+public:
+    explicit OpCreateError(OpFailure failure) : failure_(std::move(failure)) {}
+    const char* what() const noexcept override { return failure_.message.c_str(); }
+    const OpFailure& failure() const { return failure_; }
+
+private:
+    OpFailure failure_;
+};
+
+nng_tensor_info to_c(const TensorInfo& info);
+nng_shape to_c_shape(const Shape& shape);
+Shape from_c(const nng_shape& shape);
+
+}  // namespace nngraph
