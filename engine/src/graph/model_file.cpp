@@ -1,0 +1,265 @@
+#include "graph/model_file.hpp"
+
+#include <cctype>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace nngraph {
+namespace fs = std::filesystem;
+namespace {
+
+std::string kind_of(const YAML::Node& node) {
+    switch (node.Type()) {
+    case YAML::NodeType::Null: return "null";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a map";
+    default: return "nothing";
+    }
+}
+
+class Parser {
+public:
+    Parser(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+    ModelSpec parse(const YAML::Node& root) {
+        if (!root.IsMap()) throw error(root, "", "a model file is a map with 'nodes' (Functional) or 'layers' (Sequential)");
+        ModelSpec spec;
+        spec.file = file_;
+        const bool functional = bool(root["nodes"]);
+        const bool sequential = bool(root["layers"]);
+        if (functional == sequential) {
+            throw error(root, "", functional ? "a model file has either 'nodes' (Functional) or 'layers' (Sequential), not both"
+                                             : "expected 'nodes' (Functional style) or 'layers' (Sequential style)");
+        }
+        spec.sequential = sequential;
+        check_keys(root, "", "model file",
+                   sequential ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins"}
+                              : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data", "plugins"});
+        spec.name = root["name"] ? scalar<std::string>(root["name"], "", "'name'") : "model";
+        if (sequential) parse_sequential(root, spec);
+        else parse_functional(root, spec);
+        name_unnamed_nodes(spec);
+        if (root["plugins"]) {
+            for (const YAML::Node& dir : list(root["plugins"], "", "'plugins'")) {
+                const fs::path p = scalar<std::string>(dir, "", "a plugin directory");
+                spec.plugin_dirs.push_back(p.is_absolute() ? p : base_dir_ / p);
+            }
+        }
+        // yaml-cpp: a missing key reads as an invalid node, which cannot be copied; keep null instead.
+        if (root["training"]) spec.training = root["training"];
+        if (root["data"]) spec.data = root["data"];
+        return spec;
+    }
+
+private:
+    InputError error(const YAML::Node& at, const std::string& node, const std::string& message) const {
+        return model_error(SourceLocation::of(file_, at), node, message);
+    }
+
+    template <class T> T scalar(const YAML::Node& n, const std::string& node, const std::string& what) const {
+        return yaml_as<T>(n, SourceLocation::of(file_, n), (node.empty() ? "" : "node '" + node + "': ") + what);
+    }
+
+    std::vector<YAML::Node> list(const YAML::Node& n, const std::string& node, const std::string& what) const {
+        if (!n.IsSequence()) throw error(n, node, what + " must be a list, not " + kind_of(n));
+        std::vector<YAML::Node> items;
+        for (std::size_t i = 0; i < n.size(); ++i) items.push_back(n[i]);
+        return items;
+    }
+
+    void check_keys(const YAML::Node& map, const std::string& node, const std::string& what,
+                    const std::vector<std::string>& allowed) const {
+        for (const auto& kv : map) {
+            const std::string key = kv.first.as<std::string>();
+            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+                std::string expected;
+                for (const auto& a : allowed) expected += (expected.empty() ? "" : ", ") + a;
+                throw error(kv.first, node, "unknown key '" + key + "' in " + what + "; expected one of: " + expected);
+            }
+        }
+    }
+
+    InputSpec parse_input(const YAML::Node& n, std::string default_name) const {
+        if (!n.IsMap()) throw error(n, "", "an input is a map like {name: tokens, shape: [200], dtype: int32}");
+        check_keys(n, "", "an input", {"name", "shape", "dtype"});
+        InputSpec input;
+        input.where = SourceLocation::of(file_, n);
+        input.name = n["name"] ? scalar<std::string>(n["name"], "", "input 'name'") : std::move(default_name);
+        if (input.name.empty()) throw error(n, "", "an input needs a 'name'");
+        if (!n["shape"]) throw error(n, "", "input '" + input.name + "' needs a 'shape' (without the batch dimension)");
+        for (const YAML::Node& d : list(n["shape"], "", "input '" + input.name + "' shape")) {
+            const auto dim = scalar<std::int64_t>(d, "", "a dimension of input '" + input.name + "'");
+            if (dim <= 0) throw error(d, "", "input '" + input.name + "': dimensions must be positive, got " + std::to_string(dim));
+            input.shape.push_back(dim);
+        }
+        const std::string dtype = n["dtype"] ? scalar<std::string>(n["dtype"], "", "input dtype") : "float32";
+        if (dtype == "float32") input.dtype = DType::F32;
+        else if (dtype == "int32") input.dtype = DType::I32;
+        else if (dtype == "int64") input.dtype = DType::I64;
+        else throw error(n["dtype"], "", "input '" + input.name + "': dtype '" + dtype + "' is not one of float32, int32, int64");
+        return input;
+    }
+
+    TensorRefSpec parse_ref(const YAML::Node& n, const std::string& node) const {
+        TensorRefSpec ref;
+        ref.where = SourceLocation::of(file_, n);
+        ref.text = scalar<std::string>(n, node, "a tensor reference");
+        static const std::regex pattern(R"(^([^:]+)(?::(\d+))?$)");
+        std::smatch m;
+        if (!std::regex_match(ref.text, m, pattern)) {
+            throw error(n, node, "'" + ref.text + "' is not a tensor reference; expected 'node' or 'node:output_index'");
+        }
+        ref.node = m[1];
+        ref.output = m[2].matched ? std::stoi(m[2]) : 0;
+        return ref;
+    }
+
+    // The keys every node may have besides its op's attributes.
+    NodeSpec parse_node_body(const YAML::Node& n, bool allow_inputs) const {
+        NodeSpec node;
+        node.where = SourceLocation::of(file_, n);
+        if (!n.IsMap()) throw error(n, "", "a node is a map like {name: dense, op: Dense, units: 1}");
+        if (n["name"]) {
+            node.name = scalar<std::string>(n["name"], "", "node 'name'");
+            node.name_given = true;
+            if (node.name.empty() || node.name.find(':') != std::string::npos || node.name.find('.') != std::string::npos) {
+                throw error(n["name"], node.name, "a node name must be non-empty and contain no ':' or '.'");
+            }
+        }
+        if (!n["op"]) throw error(n, node.name, "missing 'op' (the operator, e.g. Dense)");
+        node.op = scalar<std::string>(n["op"], node.name, "'op'");
+        for (const auto& kv : n) {
+            const std::string key = kv.first.as<std::string>();
+            if (key == "name" || key == "op") continue;
+            if (key == "inputs") {
+                if (!allow_inputs) throw error(kv.first, node.name, "a Sequential layer takes no 'inputs': it reads the layer before it");
+                const YAML::Node& in = kv.second;
+                if (in.IsScalar()) node.inputs.push_back(parse_ref(in, node.name));
+                else for (const YAML::Node& r : list(in, node.name, "'inputs'")) node.inputs.push_back(parse_ref(r, node.name));
+            } else if (key == "weights") {
+                if (!kv.second.IsMap()) throw error(kv.second, node.name, "'weights' is a map from weight name to nested lists");
+                for (const auto& w : kv.second) {
+                    node.weights.push_back({w.first.as<std::string>(), w.second, SourceLocation::of(file_, w.first)});
+                }
+            } else {
+                node.attributes.push_back({key, kv.second, SourceLocation::of(file_, kv.first)});
+            }
+        }
+        return node;
+    }
+
+    void parse_functional(const YAML::Node& root, ModelSpec& spec) const {
+        if (!root["inputs"]) throw error(root, "", "a Functional model file needs 'inputs'");
+        for (const YAML::Node& in : list(root["inputs"], "", "'inputs'")) spec.inputs.push_back(parse_input(in, ""));
+        for (const YAML::Node& n : list(root["nodes"], "", "'nodes'")) {
+            NodeSpec node = parse_node_body(n, true);
+            if (node.inputs.empty()) throw error(n, node.name, "missing 'inputs' (the tensors this node reads)");
+            spec.nodes.push_back(std::move(node));
+        }
+        if (!root["outputs"]) throw error(root, "", "a Functional model file needs 'outputs'");
+        const YAML::Node& outs = root["outputs"];
+        if (outs.IsScalar()) spec.outputs.push_back(parse_ref(outs, ""));
+        else for (const YAML::Node& o : list(outs, "", "'outputs'")) spec.outputs.push_back(parse_ref(o, ""));
+        if (spec.outputs.empty()) throw error(outs, "", "'outputs' must name at least one tensor");
+    }
+
+    void parse_sequential(const YAML::Node& root, ModelSpec& spec) const {
+        if (!root["input"]) throw error(root, "", "a Sequential model file needs 'input' ({shape: [...], dtype: ...})");
+        spec.inputs.push_back(parse_input(root["input"], "input"));
+        for (const YAML::Node& n : list(root["layers"], "", "'layers'")) spec.nodes.push_back(parse_node_body(n, false));
+        if (spec.nodes.empty()) throw error(root["layers"], "", "'layers' must hold at least one layer");
+    }
+
+    // Keras's naming: snake_case of the op, then _1, _2, ... for repeats; names taken explicitly are skipped.
+    static void name_unnamed_nodes(ModelSpec& spec) {
+        std::set<std::string> taken;
+        for (const auto& in : spec.inputs) taken.insert(in.name);
+        for (const auto& node : spec.nodes) {
+            if (node.name_given) taken.insert(node.name);
+        }
+        std::map<std::string, int> next_suffix;
+        for (auto& node : spec.nodes) {
+            if (node.name_given) continue;
+            const std::string base = keras_snake_case(node.op);
+            for (;;) {
+                int& suffix = next_suffix[base];
+                std::string candidate = suffix == 0 ? base : base + "_" + std::to_string(suffix);
+                ++suffix;
+                if (taken.insert(candidate).second) {
+                    node.name = std::move(candidate);
+                    break;
+                }
+            }
+        }
+        if (spec.sequential) {
+            // Each layer reads the one before it; the model's output is its last layer.
+            std::string previous = spec.inputs.front().name;
+            for (auto& node : spec.nodes) {
+                node.inputs.push_back({previous, previous, 0, node.where});
+                previous = node.name;
+            }
+            spec.outputs.push_back({previous, previous, 0, spec.nodes.back().where});
+        }
+    }
+
+    std::string file_;
+    fs::path base_dir_;
+};
+
+}  // namespace
+
+template <class T> T yaml_as(const YAML::Node& node, const SourceLocation& where, const std::string& what) {
+    const char* expected = std::is_same_v<T, std::string> ? "a string"
+                           : std::is_same_v<T, bool>      ? "true or false"
+                           : std::is_integral_v<T>        ? "an integer"
+                                                          : "a number";
+    if (!node.IsScalar()) throw model_error(where, "", what + ": expected " + expected + ", got " + kind_of(node));
+    try {
+        return node.as<T>();
+    } catch (const YAML::Exception&) {
+        throw model_error(where, "", what + ": expected " + expected + ", got '" + node.Scalar() + "'");
+    }
+}
+template std::string yaml_as<std::string>(const YAML::Node&, const SourceLocation&, const std::string&);
+template std::int64_t yaml_as<std::int64_t>(const YAML::Node&, const SourceLocation&, const std::string&);
+template double yaml_as<double>(const YAML::Node&, const SourceLocation&, const std::string&);
+template bool yaml_as<bool>(const YAML::Node&, const SourceLocation&, const std::string&);
+
+std::string keras_snake_case(const std::string& op) {
+    // Keras: re.sub("(.)([A-Z][a-z]+)", r"\1_\2"), then re.sub("([a-z])([A-Z])", r"\1_\2"), lower().
+    static const std::regex word_start("(.)([A-Z][a-z]+)");
+    static const std::regex lower_upper("([a-z])([A-Z])");
+    std::string name;
+    for (char c : op) {
+        if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') name += c;
+    }
+    name = std::regex_replace(name, word_start, "$1_$2");
+    name = std::regex_replace(name, lower_upper, "$1_$2");
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return name;
+}
+
+ModelSpec parse_model(const std::string& yaml_text, const std::string& file_name, const fs::path& base_dir) {
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml_text);
+    } catch (const YAML::ParserException& e) {
+        throw InputError(SourceLocation{file_name, e.mark.line + 1, e.mark.column + 1}.str() + ": not valid YAML: " + e.msg);
+    }
+    return Parser(file_name, base_dir).parse(root);
+}
+
+ModelSpec read_model_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InputError("cannot open model file '" + path.string() + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    ModelSpec spec = parse_model(text.str(), path.string(), fs::absolute(path).parent_path());
+    spec.path = path;
+    return spec;
+}
+
+}  // namespace nngraph
