@@ -1,0 +1,105 @@
+// Runs a graph: forward for inference, and forward, loss and backward for training. Each batch
+// size gets a plan, built once: concrete shapes, every activation, mask, saved buffer, gradient
+// and scratch space placed in one arena by lifetime, and every op call's argument table filled in
+// advance. A step then copies its batch in and calls the ops; it allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "autograd/gradient_plan.hpp"
+#include "exec/loss.hpp"
+#include "graph/graph.hpp"
+
+namespace nngraph {
+
+struct ExecutorOptions {
+    int threads = 0;          // 0: OpenMP's default
+    std::uint64_t seed = 0;   // dropout and other random ops derive their streams from it
+};
+
+enum class StepKind {
+    Infer,     // forward only
+    Evaluate,  // forward and the loss value
+    Train,     // forward, loss, backward: weight gradients written
+    Gradient,  // as Train, but random ops (dropout) off: the gradient of the deterministic model
+};
+
+// One batch: the rows `rows` (all rows when empty) of full-dataset tensors, in graph input order
+// and loss output order.
+struct BatchRef {
+    std::vector<const Tensor*> inputs;
+    std::vector<const Tensor*> targets;
+    std::span<const std::int64_t> rows;
+};
+
+struct ExecutorStats {
+    std::size_t plans_built = 0;
+    std::size_t arena_bytes = 0;        // the arena's size now
+    std::size_t arena_growths = 0;      // times the arena was (re)allocated
+    std::size_t last_plan_requested = 0;// the sum of the last plan's buffers before sharing
+    std::size_t last_plan_arena = 0;    // the last plan's arena after sharing
+};
+
+class Executor {
+public:
+    Executor(std::shared_ptr<const Graph> graph, ExecutorOptions options = {});
+    ~Executor();
+    Executor(const Executor&) = delete;
+    Executor& operator=(const Executor&) = delete;
+
+    const Graph& graph() const { return *graph_; }
+    const ExecutorOptions& options() const { return options_; }
+
+    // Weights by WeightId, initialised by the caller (see weights.hpp); updated in place.
+    std::vector<Tensor>& weights() { return weights_; }
+    const std::vector<Tensor>& weights() const { return weights_; }
+    // Gradients by WeightId, written by Train steps; empty tensors for non-trainable weights.
+    const std::vector<Tensor>& weight_grads() const { return weight_grads_; }
+
+    // Enables Evaluate and Train steps. Decides reverse mode once: throws InputError when a
+    // gradient would have to pass through an op without backward.
+    void set_loss(std::shared_ptr<const LossFunction> loss);
+    const LossFunction* loss() const { return loss_.get(); }
+    // The outputs the loss reads, in graph output order.
+    const std::vector<TensorId>& loss_outputs() const { return loss_outputs_; }
+
+    // Runs one batch; returns the loss for Evaluate and Train steps, 0 for Infer.
+    double run(const BatchRef& batch, StepKind kind);
+    // Graph output `i` of the last run; valid until the next run.
+    TensorView output(std::size_t i) const;
+
+    ExecutorStats stats() const { return stats_; }
+    // Steps run so far; random ops see a different seed every step.
+    std::uint64_t step_count() const { return step_count_; }
+    void set_step_count(std::uint64_t steps) { step_count_ = steps; }
+
+    struct Plan;
+
+private:
+    Plan& plan_for(std::int64_t batch, bool training);
+    std::unique_ptr<Plan> build_plan(std::int64_t batch, bool training) const;
+    void bind(Plan& plan);
+    void load_batch(Plan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
+    double run_loss(Plan& plan, bool with_grad) const;
+
+    std::shared_ptr<const Graph> graph_;
+    ExecutorOptions options_;
+    std::vector<Tensor> weights_;
+    std::vector<Tensor> weight_grads_;
+    std::shared_ptr<const LossFunction> loss_;
+    std::vector<TensorId> loss_outputs_;
+    std::vector<bool> loss_uses_logits_;
+    GradientPlan gradients_;
+    std::map<std::pair<std::int64_t, bool>, std::unique_ptr<Plan>> plans_;
+    Plan* last_plan_ = nullptr;
+    struct Arena;
+    std::unique_ptr<Arena> arena_;
+    ExecutorStats stats_;
+    std::uint64_t step_count_ = 0;
+};
+
+}  // namespace nngraph

@@ -1,0 +1,43 @@
+// The interface between the executor and a loss: the executor gives the loss the predictions (and,
+// where the output has one and the loss accepts it, the pre-activation logits) with the targets;
+// the loss returns its value and writes the gradient where the backward pass starts.
+#pragma once
+
+#include <cstdint>
+
+#include "nngraph/plugin.h"
+#include "nngraph/tensor.hpp"
+
+namespace nngraph {
+
+// A borrowed view of a planned buffer.
+struct TensorView {
+    DType dtype = DType::F32;
+    Shape shape;
+    void* data = nullptr;
+
+    std::int64_t numel() const { return shape_numel(shape); }
+    template <class T> T* as() const { return static_cast<T*>(data); }
+};
+
+struct LossCall {
+    TensorView prediction;  // the visible output, e.g. probabilities after a sigmoid
+    TensorView logits;      // its pre-activation twin; data is null unless the loss works from it
+    TensorView targets;
+    float* grad = nullptr;  // d(loss)/d(logits if given, else prediction); null when not training
+};
+
+class LossFunction {
+public:
+    virtual ~LossFunction() = default;
+    virtual const char* name() const = 0;
+    // Whether the loss can start from an output's logits of this role (Keras's `_keras_logits`).
+    virtual bool works_from_logits(nng_output_role role) const = 0;
+    // The shape targets must have for a prediction of `prediction_shape` (batch included).
+    virtual Shape target_shape(const Shape& prediction_shape) const = 0;
+    // The loss averaged over the batch (Keras's sum_over_batch_size); writes the gradient of that
+    // average when call.grad is set.
+    virtual double evaluate(const LossCall& call) const = 0;
+};
+
+}  // namespace nngraph
