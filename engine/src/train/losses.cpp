@@ -1,0 +1,161 @@
+#include "train/losses.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nngraph/error.hpp"
+
+namespace nngraph {
+namespace {
+
+constexpr double kEpsilon = 1e-7;  // Keras's backend epsilon, the probability clip
+
+class BinaryCrossentropy final : public LossFunction {
+public:
+    const char* name() const override { return "binary_crossentropy"; }
+    bool works_from_logits(nng_output_role role) const override { return role == NNG_OUTPUT_SIGMOID_LOGITS; }
+    Shape target_shape(const Shape& prediction) const override { return prediction; }
+
+    // Keras: the mean over the last axis, then over the batch; so every element weighs 1/n.
+    double evaluate(const LossCall& call) const override {
+        const std::int64_t n = call.prediction.numel();
+        const float* y = call.targets.as<float>();
+        double total = 0.0;
+        if (call.logits.data) {
+            // From logits, exact and stable: max(z, 0) - z*y + log(1 + exp(-|z|)); gradient sigmoid(z) - y.
+            const float* z = call.logits.as<float>();
+            for (std::int64_t i = 0; i < n; ++i) {
+                const double zi = z[i];
+                total += std::max(zi, 0.0) - zi * y[i] + std::log1p(std::exp(-std::abs(zi)));
+                if (call.grad) call.grad[i] = static_cast<float>((1.0 / (1.0 + std::exp(-zi)) - y[i]) / double(n));
+            }
+        } else {
+            // From probabilities clipped to [eps, 1 - eps]; the clip passes no gradient outside.
+            const float* p = call.prediction.as<float>();
+            for (std::int64_t i = 0; i < n; ++i) {
+                const double clipped = std::clamp<double>(p[i], kEpsilon, 1.0 - kEpsilon);
+                total -= y[i] * std::log(clipped) + (1.0 - y[i]) * std::log(1.0 - clipped);
+                if (call.grad) {
+                    const bool inside = p[i] >= kEpsilon && p[i] <= 1.0 - kEpsilon;
+                    call.grad[i] = inside ? static_cast<float>((clipped - y[i]) / (clipped * (1.0 - clipped)) / double(n)) : 0.0f;
+                }
+            }
+        }
+        return n ? total / double(n) : 0.0;
+    }
+};
+
+// Categorical cross-entropy over the last axis, for one-hot (or soft) targets or class ids.
+class CategoricalCrossentropy : public LossFunction {
+public:
+    explicit CategoricalCrossentropy(bool sparse) : sparse_(sparse) {}
+    const char* name() const override { return sparse_ ? "sparse_categorical_crossentropy" : "categorical_crossentropy"; }
+    bool works_from_logits(nng_output_role role) const override { return role == NNG_OUTPUT_SOFTMAX_LOGITS; }
+    Shape target_shape(const Shape& prediction) const override {
+        if (!sparse_) return prediction;
+        return Shape(prediction.begin(), prediction.end() - 1);
+    }
+
+    double evaluate(const LossCall& call) const override {
+        const std::int64_t classes = call.prediction.shape.back();
+        const std::int64_t groups = call.prediction.numel() / classes;  // every position but the class axis
+        const double per_group = 1.0 / double(groups);
+        // Scratch kept between calls, so a steady-state step allocates nothing.
+        std::vector<double>& target = target_;
+        std::vector<double>& dq = gradient_;
+        target.resize(static_cast<std::size_t>(classes));
+        dq.resize(static_cast<std::size_t>(classes));
+        double total = 0.0;
+        for (std::int64_t g = 0; g < groups; ++g) {
+            fill_target(call, g, classes, target);
+            double target_sum = 0.0;
+            for (double t : target) target_sum += t;
+            float* grad = call.grad ? call.grad + g * classes : nullptr;
+            if (call.logits.data) {
+                const float* z = call.logits.as<float>() + g * classes;
+                const double top = *std::max_element(z, z + classes);
+                double sum = 0.0;
+                for (std::int64_t k = 0; k < classes; ++k) sum += std::exp(z[k] - top);
+                const double log_sum = top + std::log(sum);
+                for (std::int64_t k = 0; k < classes; ++k) {
+                    total -= target[static_cast<std::size_t>(k)] * (z[k] - log_sum);
+                    if (grad) grad[k] = static_cast<float>((std::exp(z[k] - log_sum) * target_sum - target[static_cast<std::size_t>(k)]) * per_group);
+                }
+            } else {
+                // Keras: normalise the probabilities to sum 1, clip to [eps, 1 - eps], -sum(y log p).
+                const float* p = call.prediction.as<float>() + g * classes;
+                double sum = 0.0;
+                for (std::int64_t k = 0; k < classes; ++k) sum += p[k];
+                double dot = 0.0;  // sum_k dL/dq_k * q_k, for the normalisation's gradient
+                for (std::int64_t k = 0; k < classes; ++k) {
+                    const double q = p[k] / sum;
+                    const double clipped = std::clamp(q, kEpsilon, 1.0 - kEpsilon);
+                    total -= target[static_cast<std::size_t>(k)] * std::log(clipped);
+                    const bool inside = q >= kEpsilon && q <= 1.0 - kEpsilon;
+                    dq[static_cast<std::size_t>(k)] = inside ? -target[static_cast<std::size_t>(k)] / clipped : 0.0;
+                    dot += dq[static_cast<std::size_t>(k)] * q;
+                }
+                if (grad) {
+                    for (std::int64_t k = 0; k < classes; ++k) grad[k] = static_cast<float>((dq[static_cast<std::size_t>(k)] - dot) / sum * per_group);
+                }
+            }
+        }
+        return total * per_group;
+    }
+
+private:
+    void fill_target(const LossCall& call, std::int64_t group, std::int64_t classes, std::vector<double>& target) const {
+        if (!sparse_) {
+            const float* y = call.targets.as<float>() + group * classes;
+            for (std::int64_t k = 0; k < classes; ++k) target[static_cast<std::size_t>(k)] = y[k];
+            return;
+        }
+        std::fill(target.begin(), target.end(), 0.0);
+        const double label = call.targets.as<float>()[group];
+        const auto id = static_cast<std::int64_t>(label);
+        if (label != double(id) || id < 0 || id >= classes) {
+            throw RunError("sparse_categorical_crossentropy: target " + std::to_string(label) + " is not a class id in [0, " +
+                           std::to_string(classes) + ")");
+        }
+        target[static_cast<std::size_t>(id)] = 1.0;
+    }
+    bool sparse_;
+    mutable std::vector<double> target_, gradient_;
+};
+
+class MeanSquaredError final : public LossFunction {
+public:
+    const char* name() const override { return "mse"; }
+    bool works_from_logits(nng_output_role) const override { return false; }
+    Shape target_shape(const Shape& prediction) const override { return prediction; }
+    double evaluate(const LossCall& call) const override {
+        const std::int64_t n = call.prediction.numel();
+        const float* p = call.prediction.as<float>();
+        const float* y = call.targets.as<float>();
+        double total = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            const double d = double(p[i]) - y[i];
+            total += d * d;
+            if (call.grad) call.grad[i] = static_cast<float>(2.0 * d / double(n));
+        }
+        return n ? total / double(n) : 0.0;
+    }
+};
+
+}  // namespace
+
+std::vector<std::string> loss_names() {
+    return {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "mse"};
+}
+
+std::shared_ptr<const LossFunction> make_loss(const std::string& name) {
+    if (name == "binary_crossentropy") return std::make_shared<BinaryCrossentropy>();
+    if (name == "categorical_crossentropy") return std::make_shared<CategoricalCrossentropy>(false);
+    if (name == "sparse_categorical_crossentropy") return std::make_shared<CategoricalCrossentropy>(true);
+    if (name == "mse" || name == "mean_squared_error") return std::make_shared<MeanSquaredError>();
+    std::string known;
+    for (const auto& n : loss_names()) known += (known.empty() ? "" : ", ") + n;
+    throw InputError("unknown loss '" + name + "'; known losses: " + known);
+}
+
+}  // namespace nngraph

@@ -1,0 +1,36 @@
+// Keras's "accuracy", resolved as Keras resolves it from the loss and the output shape.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "exec/loss.hpp"
+
+namespace nngraph {
+
+// A loss and, when asked for, an accuracy: over an epoch, a validation set or a batch so far.
+struct Scores {
+    double loss = 0.0;
+    std::optional<double> accuracy;
+    // As Keras lists them: accuracy, then loss (with a prefix such as "val_").
+    std::vector<std::pair<std::string, double>> named(const std::string& prefix = "") const;
+};
+
+enum class AccuracyKind {
+    Binary,             // one value per prediction, threshold 0.5 (binary_accuracy)
+    Categorical,        // argmax of prediction equals argmax of the one-hot target
+    SparseCategorical,  // argmax of prediction equals the class id
+};
+
+AccuracyKind resolve_accuracy(const std::string& loss, const Shape& prediction_shape);
+
+// The summed per-sample accuracy of `rows` samples (each sample's accuracy is a mean over its
+// values, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
+// by `indices` (or 0..rows-1 when `indices` is empty).
+double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
+                    const std::int64_t* indices, std::int64_t rows);
+
+}  // namespace nngraph

@@ -1,0 +1,42 @@
+// Keras's training log: the live progress bar on a terminal and the per-epoch line.
+//   Epoch 3/10
+//   391/391 - 4s - 10ms/step - accuracy: 0.8612 - loss: 0.3254 - val_accuracy: 0.8710 - val_loss: 0.3042
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/metrics.hpp"
+
+namespace nngraph {
+
+// Keras's number format: 4 decimals, or scientific below 1e-3.
+std::string format_metric(double value);
+// Keras's time per step: "10ms/step", "250us/step", "2s/step".
+std::string format_time_per_step(double seconds);
+
+class ProgressBar {
+public:
+    // `live`: redraw a bar in place (the output is a terminal).
+    ProgressBar(std::ostream& out, bool live) : out_(out), live_(live) {}
+
+    void begin_epoch(int epoch, int epochs, std::int64_t steps);
+    // After each step, with the running scores; draws (and formats) only when it redraws.
+    void update(std::int64_t step, const Scores& so_far);
+    // The epoch's final line.
+    void end_epoch(const Scores& train, const std::optional<Scores>& validation);
+    double elapsed_seconds() const;
+
+private:
+    std::ostream& out_;
+    bool live_;
+    std::int64_t steps_ = 0;
+    std::int64_t last_step_ = 0;
+    std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+}  // namespace nngraph

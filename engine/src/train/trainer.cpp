@@ -1,0 +1,112 @@
+#include "train/trainer.hpp"
+
+#include <numeric>
+
+#include "nngraph/random.hpp"
+#include "train/losses.hpp"
+
+namespace nngraph {
+
+Trainer::Trainer(Executor& executor, TrainingConfig config) : executor_(executor), config_(std::move(config)) {
+    if (config_.loss.empty()) {
+        throw InputError(executor_.graph().spec().file + ": training needs a loss: add 'training: {loss: ...}' to the model file");
+    }
+    executor_.set_loss(make_loss(config_.loss));
+    optimizer_ = make_optimizer(config_.optimizer, executor_.weights(), executor_.weight_grads());
+    const bool wants_accuracy = !config_.metrics.empty();
+    if (wants_accuracy) {
+        if (executor_.graph().outputs().size() != 1) throw InputError("the accuracy metric needs a model with one output");
+        accuracy_ = resolve_accuracy(config_.loss, executor_.graph().tensor(executor_.graph().outputs()[0]).info.shape);
+    }
+}
+
+void Trainer::check(const Dataset& data, const char* what) const {
+    if (data.size() == 0) throw InputError(std::string("the ") + what + " set is empty");
+    if (data.targets.size() != executor_.graph().outputs().size()) {
+        throw InputError(std::string("the ") + what + " set has " + std::to_string(data.targets.size()) +
+                         " target tensors for a model with " + std::to_string(executor_.graph().outputs().size()) + " outputs");
+    }
+}
+
+double Trainer::batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const {
+    const Tensor& targets = data.targets.front();
+    const std::int64_t width = targets.numel() / targets.dim(0);
+    return accuracy_sum(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count);
+}
+
+Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress) {
+    check(train, "training");
+    const std::int64_t n = train.size();
+    std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    if (config_.shuffle) {
+        // Fisher-Yates from a stream of (seed, epoch): a resumed run shuffles exactly as an unbroken one.
+        nng::Random rng(nng::derive_seed(nng::derive_seed(config_.seed, "shuffle"), static_cast<std::uint64_t>(epoch_index)));
+        for (std::int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<std::size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
+    }
+    BatchRef batch;
+    for (const Tensor& t : train.inputs) batch.inputs.push_back(&t);
+    for (const Tensor& t : train.targets) batch.targets.push_back(&t);
+
+    const std::int64_t batch_size = config_.batch_size;
+    const std::int64_t steps = (n + batch_size - 1) / batch_size;
+    double loss_sum = 0.0, accuracy_sum_ = 0.0;
+    std::int64_t seen = 0;
+    for (std::int64_t step = 0; step < steps; ++step) {
+        const std::int64_t begin = step * batch_size;
+        const std::int64_t count = std::min(batch_size, n - begin);
+        batch.rows = std::span<const std::int64_t>(order.data() + begin, static_cast<std::size_t>(count));
+        const double loss = executor_.run(batch, StepKind::Train);
+        optimizer_->apply(executor_.weights(), executor_.weight_grads());
+        loss_sum += loss * double(count);
+        if (accuracy_) accuracy_sum_ += batch_accuracy(train, order.data() + begin, count);
+        seen += count;
+        if (progress) {
+            Scores so_far{loss_sum / double(seen), {}};
+            if (accuracy_) so_far.accuracy = accuracy_sum_ / double(seen);
+            progress->update(step + 1, so_far);
+        }
+    }
+    Scores scores{loss_sum / double(n), {}};
+    if (accuracy_) scores.accuracy = accuracy_sum_ / double(n);
+    return scores;
+}
+
+Scores Trainer::evaluate(const Dataset& data) {
+    check(data, "evaluation");
+    BatchRef batch;
+    for (const Tensor& t : data.inputs) batch.inputs.push_back(&t);
+    for (const Tensor& t : data.targets) batch.targets.push_back(&t);
+    const std::int64_t n = data.size();
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+    std::iota(rows.begin(), rows.end(), 0);
+    double loss_sum = 0.0, correct = 0.0;
+    for (std::int64_t begin = 0; begin < n; begin += config_.batch_size) {
+        const std::int64_t count = std::min(config_.batch_size, n - begin);
+        batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
+        loss_sum += executor_.run(batch, StepKind::Evaluate) * double(count);
+        if (accuracy_) correct += batch_accuracy(data, rows.data() + begin, count);
+    }
+    Scores scores{loss_sum / double(n), {}};
+    if (accuracy_) scores.accuracy = correct / double(n);
+    return scores;
+}
+
+void Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
+                  const std::function<void(const EpochLog&)>& on_epoch_end) {
+    ProgressBar progress(log, live);
+    const std::int64_t steps = (train.size() + config_.batch_size - 1) / config_.batch_size;
+    for (int epoch = first_epoch; epoch < config_.epochs; ++epoch) {
+        progress.begin_epoch(epoch + 1, config_.epochs, steps);
+        EpochLog entry;
+        entry.epoch = epoch + 1;
+        entry.steps = steps;
+        entry.train = train_epoch(train, epoch, &progress);
+        if (validation) entry.validation = evaluate(*validation);
+        entry.seconds = progress.elapsed_seconds();
+        progress.end_epoch(entry.train, entry.validation);
+        if (on_epoch_end) on_epoch_end(entry);
+    }
+}
+
+}  // namespace nngraph

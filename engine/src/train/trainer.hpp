@@ -1,0 +1,59 @@
+// Keras's fit and evaluate over an Executor: seeded shuffling, batches (the last one may be
+// smaller), the optimiser step, running loss and accuracy, and the per-epoch log.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <vector>
+
+#include "exec/executor.hpp"
+#include "train/metrics.hpp"
+#include "train/optimizers.hpp"
+#include "train/progress.hpp"
+#include "train/training_config.hpp"
+
+namespace nngraph {
+
+struct Dataset {
+    std::vector<Tensor> inputs;   // in graph input order, rows = samples
+    std::vector<Tensor> targets;  // in graph output order, F32
+    std::int64_t size() const { return inputs.empty() ? 0 : inputs.front().dim(0); }
+};
+
+struct EpochLog {
+    int epoch = 0;  // 1-based, as printed
+    Scores train;
+    std::optional<Scores> validation;
+    double seconds = 0.0;
+    std::int64_t steps = 0;
+};
+
+class Trainer {
+public:
+    // Sets the loss on the executor (which decides reverse mode) and creates the optimiser.
+    Trainer(Executor& executor, TrainingConfig config);
+
+    const TrainingConfig& config() const { return config_; }
+    Optimizer& optimizer() { return *optimizer_; }
+
+    // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given.
+    void fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
+             const std::function<void(const EpochLog&)>& on_epoch_end = {});
+    // One epoch (0-based index, which seeds its shuffle); progress may be null.
+    Scores train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress);
+    Scores evaluate(const Dataset& data);
+
+private:
+    void check(const Dataset& data, const char* what) const;
+    double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+
+    Executor& executor_;
+    TrainingConfig config_;
+    std::unique_ptr<Optimizer> optimizer_;
+    std::optional<AccuracyKind> accuracy_;
+};
+
+}  // namespace nngraph

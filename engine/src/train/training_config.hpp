@@ -1,0 +1,26 @@
+// The model file's `training:` section as a typed struct (command-line flags override it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/model_file.hpp"
+#include "train/optimizers.hpp"
+
+namespace nngraph {
+
+struct TrainingConfig {
+    std::string loss;  // empty when the file gives none
+    OptimizerConfig optimizer;
+    std::vector<std::string> metrics;  // "accuracy"
+    std::int64_t batch_size = 32;      // Keras's fit default
+    int epochs = 1;
+    std::uint64_t seed = 0;
+    bool shuffle = true;
+};
+
+// Parses spec.training (absent: all defaults). Throws InputError with file positions.
+TrainingConfig parse_training_config(const ModelSpec& spec);
+
+}  // namespace nngraph
