@@ -1,0 +1,30 @@
+// The nngraph command line. Exit status: 0 success, 2 bad usage or bad input files, 1 a failure while running.
+#include <exception>
+#include <iostream>
+
+#include "cli.hpp"
+#include "nngraph/error.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"nngraph: neural networks as YAML graph files, operators as plugins, oneDNN underneath"};
+    app.name("nngraph");
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("nngraph ") + NNGRAPH_VERSION);
+    nngraph::cli::add_inspect_commands(app);
+    nngraph::cli::add_train_commands(app);
+    nngraph::cli::add_run_commands(app);
+    try {
+        app.parse(argc, argv);
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        // --help and --version are "errors" with exit code 0; usage errors become status 2.
+        const int code = app.exit(e);
+        return code == 0 ? 0 : 2;
+    } catch (const nngraph::Error& e) {
+        std::cerr << "nngraph: error: " << e.what() << "\n";
+        return e.exit_status();
+    } catch (const std::exception& e) {
+        std::cerr << "nngraph: error: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,153 @@
+#include "op_runner.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include "graph/attributes.hpp"
+#include "nngraph/error.hpp"
+#include "nngraph/random.hpp"
+#include "exec/weights.hpp"
+#include "plugins/op_instance.hpp"
+
+namespace nngraph::testing {
+namespace {
+
+nng_tensor view(Tensor& t) {
+    nng_tensor c{};
+    c.struct_size = sizeof(nng_tensor);
+    c.dtype = static_cast<nng_dtype>(t.dtype());
+    c.shape = to_c_shape(t.shape());
+    c.data = t.empty() ? nullptr : t.raw();
+    return c;
+}
+
+std::vector<nng_tensor> views(std::vector<Tensor>& tensors) {
+    std::vector<nng_tensor> out;
+    for (Tensor& t : tensors) out.push_back(view(t));
+    return out;
+}
+
+}  // namespace
+
+const OpRegistry& built_plugins() {
+    static const OpRegistry registry = OpRegistry::load(std::vector<std::filesystem::path>{default_plugin_dir()});
+    return registry;
+}
+
+OpRunner::OpRunner(const std::string& op, const std::string& attributes, const std::vector<TensorInfo>& inputs,
+                   const std::vector<bool>& input_masks, bool training) {
+    const RegisteredOp* registered = built_plugins().find(op);
+    if (!registered) throw InputError(built_plugins().describe_missing(op));
+    const YAML::Node given = YAML::Load(attributes);
+    std::vector<KeyedValue> entries;
+    for (const auto& kv : given) entries.push_back({kv.first.as<std::string>(), kv.second, {"test", 0, 0}});
+    attributes_ = std::make_unique<AttributeValues>(*registered->def, entries, op, SourceLocation{"test", 0, 0});
+    try {
+        instance_ = std::make_unique<OpInstance>(*registered, attributes_->view());
+    } catch (const OpCreateError& e) {
+        throw InputError(op + ": " + e.failure().message);
+    }
+    std::vector<bool> masks = input_masks;
+    masks.resize(inputs.size(), false);
+    OpFailure failure;
+    if (!instance_->infer(inputs, masks, training, shapes_, failure)) throw InputError(op + ": " + failure.message);
+
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        inputs_.emplace_back(inputs[i].dtype, inputs[i].shape);
+        grad_inputs_.push_back(inputs[i].dtype == DType::F32 ? Tensor(DType::F32, inputs[i].shape) : Tensor());
+        const Shape& s = inputs[i].shape;
+        input_masks_.push_back(masks[i] ? Tensor(DType::U8, Shape(s.begin(), s.begin() + std::min<std::size_t>(2, s.size()))) : Tensor());
+        if (masks[i]) std::fill(input_masks_.back().data<std::uint8_t>(), input_masks_.back().data<std::uint8_t>() + input_masks_.back().numel(), 1);
+    }
+    for (const OutputInfo& out : shapes_.outputs) {
+        outputs_.emplace_back(out.tensor.dtype, out.tensor.shape);
+        output_masks_.push_back(out.mask_rule == NNG_MASK_COMPUTED ? Tensor(DType::U8, out.mask_shape) : Tensor());
+    }
+    for (const WeightInfo& w : shapes_.weights) {
+        weights_.emplace_back(DType::F32, w.shape);
+        grad_weights_.push_back(w.trainable ? Tensor(DType::F32, w.shape) : Tensor());
+    }
+    for (const TensorInfo& s : shapes_.saved) saved_.emplace_back(s.dtype, s.shape);
+    if (shapes_.scratch_bytes) scratch_ = Tensor(DType::U8, {static_cast<std::int64_t>(shapes_.scratch_bytes)});
+    initialize_weights(1);
+}
+
+OpRunner::~OpRunner() = default;
+
+void OpRunner::initialize_weights(std::uint64_t seed) {
+    for (std::size_t k = 0; k < weights_.size(); ++k) {
+        apply_initializer(shapes_.weights[k], nng::derive_seed(seed, shapes_.weights[k].name.c_str()), weights_[k]);
+    }
+}
+
+// The C views of one call's tensors; `args` points into them.
+struct OpRunner::Call {
+    std::vector<nng_tensor> in, in_masks, out, out_masks, w, saved, d_out, d_in, d_w;
+    nng_exec_args args{};
+    nng_context ctx{};
+};
+
+std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint64_t seed) {
+    auto call = std::make_unique<Call>();
+    call->in = views(inputs_);
+    call->in_masks = views(input_masks_);
+    call->out = views(outputs_);
+    call->out_masks = views(output_masks_);
+    call->w = views(weights_);
+    call->saved = views(saved_);
+    // A mask passed through is the input's own.
+    for (std::size_t j = 0; j < shapes_.outputs.size(); ++j) {
+        if (shapes_.outputs[j].mask_rule == NNG_MASK_FROM_INPUT) {
+            call->out_masks[j] = call->in_masks[static_cast<std::size_t>(shapes_.outputs[j].mask_source)];
+        }
+    }
+    nng_exec_args& a = call->args;
+    a.struct_size = sizeof(a);
+    a.num_inputs = static_cast<std::int32_t>(call->in.size());
+    a.inputs = call->in.data();
+    a.input_masks = call->in_masks.data();
+    a.num_outputs = static_cast<std::int32_t>(call->out.size());
+    a.outputs = call->out.data();
+    a.output_masks = call->out_masks.data();
+    a.num_weights = static_cast<std::int32_t>(call->w.size());
+    a.weights = call->w.data();
+    a.num_saved = static_cast<std::int32_t>(call->saved.size());
+    a.saved = call->saved.data();
+    nng_context& ctx = call->ctx;
+    ctx.struct_size = sizeof(ctx);
+    ctx.training = training;
+    ctx.seed = seed;
+    ctx.num_threads = 1;
+    ctx.scratch = scratch_.empty() ? nullptr : scratch_.raw();
+    ctx.scratch_bytes = shapes_.scratch_bytes;
+    return call;
+}
+
+void OpRunner::forward(bool training, std::uint64_t seed, bool deterministic) {
+    auto call = prepare_call(training, seed);
+    call->ctx.deterministic = deterministic;
+    instance_->forward("test", call->ctx, call->args);
+}
+
+void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input) {
+    std::vector<Tensor> dy = grad_outputs;
+    dy.resize(outputs_.size());
+    auto call = prepare_call(true, seed);
+    call->d_out = views(dy);
+    call->d_in = views(grad_inputs_);
+    call->d_w = views(grad_weights_);
+    for (std::size_t j = 0; j < dy.size(); ++j) {
+        if (dy[j].empty()) {
+            call->d_out[j].shape = to_c_shape(outputs_[j].shape());
+            call->d_out[j].dtype = static_cast<nng_dtype>(outputs_[j].dtype());
+        }
+    }
+    for (std::size_t i = 0; i < want_input.size() && i < call->d_in.size(); ++i) {
+        if (!want_input[i]) call->d_in[i].data = nullptr;
+    }
+    call->args.grad_outputs = call->d_out.data();
+    call->args.grad_inputs = call->d_in.data();
+    call->args.grad_weights = call->d_w.data();
+    instance_->backward("test", call->ctx, call->args);
+}
+
+}  // namespace nngraph::testing

@@ -1,0 +1,63 @@
+// Drives one op straight through the plugin ABI, with no graph around it: the op under a
+// microscope. Gradient checks, reference comparisons and benchmarks of single ops build on it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nngraph/op_types.hpp"
+#include "nngraph/registry.hpp"
+#include "nngraph/tensor.hpp"
+
+namespace nngraph {
+class OpInstance;
+class AttributeValues;
+}  // namespace nngraph
+
+namespace nngraph::testing {
+
+// The plugins built with the engine (loaded once per process).
+const OpRegistry& built_plugins();
+
+class OpRunner {
+public:
+    // `attributes` is a YAML map, e.g. "{units: 4, activation: relu}". `input_masks[i]` says whether
+    // input i arrives with a mask. Shapes are concrete (batch included). Throws on any op error.
+    OpRunner(const std::string& op, const std::string& attributes, const std::vector<TensorInfo>& inputs,
+             const std::vector<bool>& input_masks = {}, bool training = true);
+    ~OpRunner();
+    OpRunner(const OpRunner&) = delete;
+    OpRunner& operator=(const OpRunner&) = delete;
+
+    const InferResult& shapes() const { return shapes_; }
+    std::vector<Tensor>& inputs() { return inputs_; }
+    std::vector<Tensor>& input_masks() { return input_masks_; }  // (batch, steps) U8; empty tensor: none
+    std::vector<Tensor>& weights() { return weights_; }
+    const std::vector<Tensor>& outputs() const { return outputs_; }
+    const std::vector<Tensor>& output_masks() const { return output_masks_; }
+    const std::vector<Tensor>& grad_inputs() const { return grad_inputs_; }
+    const std::vector<Tensor>& grad_weights() const { return grad_weights_; }
+
+    // Initialises weights with their declared initializers.
+    void initialize_weights(std::uint64_t seed);
+    // `training` and `deterministic` as in nng_context; the same seed reproduces random ops.
+    void forward(bool training, std::uint64_t seed = 1, bool deterministic = false);
+    // Backward after a training forward; an empty tensor in `grad_outputs` means zero gradient.
+    // `want_input[i]` false passes no buffer for input i's gradient.
+    void backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed = 1, std::vector<bool> want_input = {});
+
+private:
+    struct Call;
+    std::unique_ptr<Call> prepare_call(bool training, std::uint64_t seed);
+
+    std::unique_ptr<AttributeValues> attributes_;
+    std::unique_ptr<OpInstance> instance_;
+    InferResult shapes_;
+    std::vector<Tensor> inputs_, input_masks_, weights_, outputs_, output_masks_, saved_;
+    std::vector<Tensor> grad_inputs_, grad_weights_;
+    Tensor scratch_;
+};
+
+}  // namespace nngraph::testing
