@@ -151,7 +151,7 @@ public:
         while (true) {
             const la_ssize_t got = archive_read_data(archive_.get(), block.data(), block.size());
             if (got == 0) return;
-            if (got < 0 && got < ARCHIVE_WARN) fail();
+            if (got < 0 && got != ARCHIVE_WARN) fail();  // after a warning, reading goes on
             if (got > 0) contents.append(block.data(), static_cast<std::size_t>(got));
         }
     }
