@@ -375,6 +375,12 @@ TEST_CASE("views of call tensors") {
 
     nng_tensor scalar{sizeof(nng_tensor), NNG_F32, nng::to_shape({}), data.data()};
     CHECK(dn::view(nng::TensorRef(&scalar)).rank == 1);
+
+    // Absent tensors (no gradient wanted, no mask) give absent views.
+    nng_tensor no_data{sizeof(nng_tensor), NNG_F32, nng::to_shape({2, 3}), nullptr};
+    CHECK_FALSE(dn::view(nng::TensorRef(&no_data)).present());
+    CHECK_FALSE(dn::view(nng::TensorRef(), {2, 3}).present());
+    CHECK_THROWS_AS(dn::desc_of(nng::TensorRef()), std::runtime_error);
 }
 
 TEST_CASE("reorder round trips") {

@@ -54,6 +54,7 @@ template <class Range> View make_view(void* data, DataType type, const Range& di
 }
 
 template <class Range> View reshaped(const TensorRef& tensor, const Range& dims) {
+    if (!tensor.present()) return View{};  // a gradient nobody needs, a missing mask
     View v = make_view(tensor.raw(), data_type(tensor.dtype()), dims);
     if (v.numel() != tensor.numel()) {
         throw std::runtime_error("oneDNN helper: cannot view a tensor of shape " + dims_string(tensor.dims()) +
@@ -160,6 +161,7 @@ dnnl::memory::desc desc_of(const View& v) {
 }
 
 dnnl::memory::desc desc_of(const TensorRef& tensor) {
+    if (!tensor.present()) throw std::runtime_error("oneDNN helper: cannot describe an absent tensor");
     Dims dims = tensor.dims();
     if (dims.empty()) dims.push_back(1);
     return dnnl::memory::desc(dims, data_type(tensor.dtype()), plain_tag(static_cast<int>(dims.size())));

@@ -5,7 +5,7 @@
 //   - View: a typed, non-owning, strided window on a tensor, and its oneDNN memory wrappers;
 //   - a primitive cache keyed by small integer Keys, counting every primitive it creates;
 //   - a grow-only scratchpad (primitives run in scratchpad_mode::user), so that after warm-up
-//     no call allocates a buffer;
+//     no call allocates a buffer (oneDNN's small per-call bookkeeping objects aside);
 //   - the building blocks ops call again and again: matmul, softmax, eltwise, sum over rows,
 //     reorder.
 //
@@ -81,12 +81,13 @@ View view(void* data, DataType type, const Dims& dims);
 // A view with explicit strides (in elements), e.g. one block of a larger matrix.
 View view(void* data, DataType type, const Dims& dims, const Dims& strides);
 // A tensor of a call, row-major in its own shape or reshaped (same element count) to `dims`.
+// An absent tensor (no data, or none at all) gives an absent View.
 View view(const TensorRef& tensor);
 View view(const TensorRef& tensor, std::initializer_list<std::int64_t> dims);
 View view(const TensorRef& tensor, const Dims& dims);
 
 // oneDNN wrappers, without copying: descriptors carry the view's strides; a tensor's descriptor
-// is its plain row-major format_tag.
+// is its plain row-major format_tag (and throws for an absent tensor).
 dnnl::memory::desc desc_of(const View& v);
 dnnl::memory::desc desc_of(const TensorRef& tensor);
 dnnl::memory memory_of(const View& v);
