@@ -1,6 +1,6 @@
 # Compiler settings shared by every target: warnings on, sanitizers on request.
 add_library(nngraph_build_options INTERFACE)
-target_compile_options(nngraph_build_options INTERFACE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+target_compile_options(nngraph_build_options INTERFACE -Wall -Wextra -Wpedantic -Wno-unused-parameter -Wno-missing-field-initializers)
 if(NNGRAPH_NATIVE)
   target_compile_options(nngraph_build_options INTERFACE -march=native)
 endif()

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "../io/temp_dir.hpp"
+#include "temp_dir.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/imdb.hpp"
 

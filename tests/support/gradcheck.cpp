@@ -52,14 +52,14 @@ std::vector<std::int64_t> sample_indices(std::int64_t n, int count, std::uint64_
 
 }  // namespace
 
-GradResult check_gradients(const GradCase& c) {
+GradResult check_gradients(const GradCase& c, const OpRegistry& registry) {
     std::vector<TensorInfo> infos;
     std::vector<bool> masks;
     for (const GradInput& in : c.inputs) {
         infos.push_back({in.dtype, in.shape});
         masks.push_back(in.mask);
     }
-    OpRunner runner(c.op, c.attributes, infos, masks, true);
+    OpRunner runner(registry, c.op, c.attributes, infos, masks, true);
     for (std::size_t i = 0; i < c.inputs.size(); ++i) {
         fill_uniform(runner.inputs()[i], c.inputs[i].low, c.inputs[i].high, nng::derive_seed(c.seed, i + 100));
         Tensor& mask = runner.input_masks()[i];

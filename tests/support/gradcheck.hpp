@@ -44,7 +44,7 @@ struct GradResult {
 // twins included); compares dL/dx from backward with (L(x+h) - L(x-h)) / 2h for sampled elements of
 // every float input and every trainable weight. Random ops run with a fixed seed, so dropout masks
 // are the same in every evaluation.
-GradResult check_gradients(const GradCase& c);
+GradResult check_gradients(const GradCase& c, const OpRegistry& registry = built_plugins());
 
 // Fills a tensor with uniform values in [low, high) (integers for integer tensors).
 void fill_uniform(Tensor& t, double low, double high, std::uint64_t seed);

@@ -33,10 +33,10 @@ const OpRegistry& built_plugins() {
     return registry;
 }
 
-OpRunner::OpRunner(const std::string& op, const std::string& attributes, const std::vector<TensorInfo>& inputs,
-                   const std::vector<bool>& input_masks, bool training) {
-    const RegisteredOp* registered = built_plugins().find(op);
-    if (!registered) throw InputError(built_plugins().describe_missing(op));
+OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std::string& attributes,
+                   const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks, bool training) {
+    const RegisteredOp* registered = registry.find(op);
+    if (!registered) throw InputError(registry.describe_missing(op));
     const YAML::Node given = YAML::Load(attributes);
     std::vector<KeyedValue> entries;
     for (const auto& kv : given) entries.push_back({kv.first.as<std::string>(), kv.second, {"test", 0, 0}});

@@ -26,7 +26,11 @@ public:
     // `attributes` is a YAML map, e.g. "{units: 4, activation: relu}". `input_masks[i]` says whether
     // input i arrives with a mask. Shapes are concrete (batch included). Throws on any op error.
     OpRunner(const std::string& op, const std::string& attributes, const std::vector<TensorInfo>& inputs,
-             const std::vector<bool>& input_masks = {}, bool training = true);
+             const std::vector<bool>& input_masks = {}, bool training = true)
+        : OpRunner(built_plugins(), op, attributes, inputs, input_masks, training) {}
+    // The same with the op looked up in `registry` (which must outlive the runner).
+    OpRunner(const OpRegistry& registry, const std::string& op, const std::string& attributes,
+             const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks = {}, bool training = true);
     ~OpRunner();
     OpRunner(const OpRunner&) = delete;
     OpRunner& operator=(const OpRunner&) = delete;

@@ -155,6 +155,31 @@ inline void check_attr(bool ok, const char* attribute, const std::string& expect
     if (!ok) throw OpError("attribute '" + std::string(attribute) + "': expected " + expected, attribute);
 }
 
+// ---- Keras initializers by name ------------------------------------------------------------------
+
+struct Initializer {
+    nng_initializer kind = NNG_INIT_ZEROS;
+    double p0 = 0.0, p1 = 0.0;
+};
+
+// The names an *_initializer attribute accepts, for nng_attr_spec.choices.
+inline constexpr const char* kInitializerChoices =
+    "glorot_uniform|he_uniform|orthogonal|zeros|ones|random_uniform|random_normal|truncated_normal";
+
+// Keras's initializer by name with Keras's default arguments (random_uniform is U(-0.05, 0.05),
+// random_normal and truncated_normal have stddev 0.05).
+inline Initializer keras_initializer(std::string_view name, const char* attribute) {
+    if (name == "glorot_uniform") return {NNG_INIT_GLOROT_UNIFORM};
+    if (name == "he_uniform") return {NNG_INIT_HE_UNIFORM};
+    if (name == "orthogonal") return {NNG_INIT_ORTHOGONAL, 1.0};
+    if (name == "zeros") return {NNG_INIT_ZEROS};
+    if (name == "ones") return {NNG_INIT_ONES};
+    if (name == "random_uniform") return {NNG_INIT_UNIFORM, -0.05, 0.05};
+    if (name == "random_normal") return {NNG_INIT_NORMAL, 0.0, 0.05};
+    if (name == "truncated_normal") return {NNG_INIT_TRUNCATED_NORMAL, 0.0, 0.05};
+    throw OpError("unknown initializer '" + std::string(name) + "'", attribute);
+}
+
 // ---- Shape inference -----------------------------------------------------------------------------
 
 class InferContext {
@@ -199,6 +224,9 @@ public:
     void compute_mask(int output, const Dims& mask_dims) {
         io_->outputs[output].mask_rule = NNG_MASK_COMPUTED;
         io_->outputs[output].mask_shape = to_shape(mask_dims);
+    }
+    int add_weight(const char* name, const Dims& dims, const Initializer& init, bool trainable = true) {
+        return add_weight(name, dims, init.kind, init.p0, init.p1, trainable);
     }
     int add_weight(const char* name, const Dims& dims, nng_initializer init, double p0 = 0.0, double p1 = 0.0,
                    bool trainable = true) {

@@ -1,0 +1,135 @@
+// Keras's Dense: y = activation(x · kernel + bias) over the last axis, on oneDNN matmul.
+#include <cstring>
+
+#include "activation.hpp"
+
+namespace nngraph_dense {
+namespace {
+
+namespace onednn = nng::onednn;
+using nng::Dims;
+
+struct Dense {
+    static constexpr const char* kName = "Dense";
+    static constexpr const char* kDoc = "activation(x . kernel + bias) over the last axis";
+    static constexpr int kMinInputs = 1, kMaxInputs = 1;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::required(nng::int_attr("units", nullptr, "output width")),
+        nng::nullable(nng::make_attr("activation", NNG_ATTR_STRING, "linear", "activation (null: linear)", 0, ActivationFn::kChoices)),
+        nng::bool_attr("use_bias", "true", "add a learned bias"),
+        nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial kernel"),
+        nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial bias"),
+    };
+
+    explicit Dense(const nng::Attrs& attrs)
+        : units_(attrs.get_int("units")),
+          f_(ActivationFn::parse(attrs.is_null("activation") ? "linear" : attrs.get_string("activation"))),
+          use_bias_(attrs.get_bool("use_bias")),
+          kernel_init_(nng::keras_initializer(attrs.get_string("kernel_initializer"), "kernel_initializer")),
+          bias_init_(nng::keras_initializer(attrs.get_string("bias_initializer"), "bias_initializer")) {
+        nng::check_attr(units_ > 0, "units", "a positive integer");
+    }
+
+    // Where the pre-activation z lives: the logits twin, a saved buffer (activations whose
+    // backward needs z), or nowhere (fused into the matmul, or linear).
+    bool keeps_z_in_saved() const { return f_.backward_needs_input() && !has_logits(); }
+    bool has_logits() const { return f_.logits_role() != NNG_OUTPUT_VISIBLE; }
+
+    void infer(nng::InferContext& ctx) const {
+        ctx.expect_rank(0, 2, NNG_MAX_RANK, "rank 2 or more: (batch, ..., features)");
+        ctx.expect_dtype(0, NNG_F32, "float32");
+        Dims out = ctx.input_dims(0);
+        const std::int64_t in = out.back();
+        out.back() = units_;
+        const int y = ctx.add_output(NNG_F32, out);
+        ctx.pass_mask(y, 0);
+        if (has_logits()) ctx.add_logits_output(y, f_.logits_role());
+        ctx.add_weight("kernel", {in, units_}, kernel_init_);
+        if (use_bias_) ctx.add_weight("bias", {units_}, bias_init_);
+        if (ctx.training() && keeps_z_in_saved()) ctx.add_saved(NNG_F32, out);
+        // dz needs room unless it is dy itself (linear, no logits twin).
+        const std::int64_t rows = nng::product(out, 0, out.size() - 1);
+        if (!f_.is_linear() || has_logits()) ctx.set_scratch_bytes(static_cast<std::uint64_t>(std::max<std::int64_t>(rows, 0) * units_) * sizeof(float));
+        std::uint32_t needs = NNG_NEEDS_INPUT(0);
+        if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
+        ctx.set_backward_needs(needs);
+    }
+
+    // Views of a call's matrices: x (M, in), y (M, units) and the weights.
+    struct Matrices {
+        onednn::View x, y, kernel, bias;
+        std::int64_t rows;
+    };
+    Matrices matrices(const nng::Exec& exec) const {
+        const nng::TensorRef x = exec.input(0);
+        const std::int64_t in = x.dim(-1);
+        const std::int64_t rows = x.numel() / in;
+        Matrices m{onednn::view(x, {rows, in}), onednn::view(exec.output(0), {rows, units_}), onednn::view(exec.weight(0)), {}, rows};
+        if (use_bias_) m.bias = onednn::view(exec.weight(1), {1, units_});
+        return m;
+    }
+    onednn::View z_view(const nng::Exec& exec, std::int64_t rows) const {
+        if (has_logits()) return onednn::view(exec.output(1), {rows, units_});
+        if (keeps_z_in_saved() && exec.training()) return onednn::view(exec.saved(0), {rows, units_});
+        return {};
+    }
+
+    void forward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Matrices m = matrices(exec);
+        const onednn::View z = z_view(exec, m.rows);
+        if (!z.present() && !f_.is_softmax()) {
+            // Fused: y = f(x W + b) in one primitive (identity when linear).
+            onednn::matmul(m.x, m.kernel, m.y, {.bias = m.bias, .post = f_.eltwise()});
+            return;
+        }
+        const onednn::View pre = z.present() ? z : m.y;  // softmax in inference: in place
+        onednn::matmul(m.x, m.kernel, pre, {.bias = m.bias});
+        f_.forward(pre, m.y);
+    }
+
+    void backward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Matrices m = matrices(exec);
+        const nng::TensorRef dy = exec.grad_output(0);
+        const nng::TensorRef dlogits = has_logits() ? exec.grad_output(1) : nng::TensorRef();
+        // dz = f'(z) dy (+ the logits twin's gradient).
+        onednn::View dz;
+        if (f_.is_linear() && !has_logits()) {
+            if (dy) dz = onednn::view(dy, {m.rows, units_});
+        } else if (dy || dlogits) {
+            dz = onednn::view(exec.scratch(), dnnl::memory::data_type::f32, {m.rows, units_});
+            if (dy) f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
+            else std::memset(dz.data, 0, static_cast<std::size_t>(m.rows * units_) * sizeof(float));
+            if (dlogits) {
+                float* d = static_cast<float*>(dz.data);
+                const float* l = dlogits.f32();
+                const std::int64_t n = m.rows * units_;
+#pragma omp parallel for simd if (n > 32768)
+                for (std::int64_t i = 0; i < n; ++i) d[i] += l[i];
+            }
+        }
+        const nng::TensorRef dx = exec.grad_input(0), dkernel = exec.grad_weight(0);
+        const nng::TensorRef dbias = use_bias_ ? exec.grad_weight(1) : nng::TensorRef();
+        if (!dz.present()) {  // no gradient arrives: every gradient is zero
+            for (const nng::TensorRef& g : {dx, dkernel, dbias}) {
+                if (g) std::memset(g.raw(), 0, g.nbytes());
+            }
+            return;
+        }
+        if (dkernel) onednn::matmul(m.x.transposed(), dz, onednn::view(dkernel));
+        if (dbias) onednn::sum_rows(dz, onednn::view(dbias));
+        if (dx) onednn::matmul(dz, m.kernel.transposed(), onednn::view(dx, {m.rows, m.x.dims[1]}));
+    }
+
+    std::int64_t units_;
+    ActivationFn f_;
+    bool use_bias_;
+    nng::Initializer kernel_init_, bias_init_;
+};
+
+}  // namespace
+
+const nng_op_def* dense_op() { return nng::op<Dense>(); }
+
+}  // namespace nngraph_dense
