@@ -72,7 +72,7 @@ typedef enum nng_attr_type {
     NNG_ATTR_FLOAT = 2,
     NNG_ATTR_BOOL = 3,
     NNG_ATTR_STRING = 4,
-    NNG_ATTR_INTS = 5,   /* a list of ints; a single int is accepted as a list of one */
+    NNG_ATTR_INTS = 5,   /* a list of ints; a single int is a list of one; null items (Keras's None) read -1 */
     NNG_ATTR_FLOATS = 6  /* a list of numbers */
 } nng_attr_type;
 

@@ -191,8 +191,9 @@ nng_attr_value AttributeValues::convert(const nng_attr_spec& spec, const YAML::N
         break;
     }
     case NNG_ATTR_INTS: {
+        // Keras writes None for "whatever the input has" inside shapes (noise_shape: [null, 1, 32]): -1.
         auto& list = int_lists_.emplace_back();
-        for (const YAML::Node& item : items(value)) list.push_back(read_int(item));
+        for (const YAML::Node& item : items(value)) list.push_back(item.IsNull() || item.Scalar() == "None" ? -1 : read_int(item));
         v.ints = list.data();
         v.count = static_cast<std::int64_t>(list.size());
         break;
