@@ -38,7 +38,7 @@ std::vector<Tensor> predict_all(Executor& executor, const std::vector<Tensor>& i
         for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
             const TensorView view = executor.output(o);
             if (outputs.size() <= o) {
-                Shape shape = view.shape;
+                Shape shape(view.shape.begin(), view.shape.end());
                 shape[0] = n;
                 outputs.emplace_back(view.dtype, shape);
             }

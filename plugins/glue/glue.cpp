@@ -37,11 +37,11 @@ void merge_masks(Exec& exec) {
     }
 }
 
-void infer_same_shapes(InferContext& ctx, const char* op) {
+void infer_same_shapes(InferContext& ctx) {
     const Dims first = ctx.input_dims(0);
     for (int i = 1; i < ctx.num_inputs(); ++i) {
         if (ctx.input_dims(i) != first) {
-            InferContext::shape_mismatch(std::string(op) + " needs inputs of one shape, got", first, ctx.input_dims(i));
+            InferContext::shape_mismatch("inputs must have one shape, got", first, ctx.input_dims(i));
         }
         ctx.expect_dtype(i, NNG_F32, "float32");
     }
@@ -60,7 +60,7 @@ struct Add {
 
     explicit Add(const nng::Attrs&) {}
     void infer(InferContext& ctx) const {
-        infer_same_shapes(ctx, "Add");
+        infer_same_shapes(ctx);
         ctx.set_backward_needs(0);  // the gradient passes straight through
     }
     void forward(Exec& exec) {
@@ -95,7 +95,7 @@ struct Multiply {
 
     explicit Multiply(const nng::Attrs&) {}
     void infer(InferContext& ctx) const {
-        infer_same_shapes(ctx, "Multiply");
+        infer_same_shapes(ctx);
         std::uint32_t needs = 0;
         for (int i = 0; i < ctx.num_inputs(); ++i) needs |= NNG_NEEDS_INPUT(i);
         ctx.set_backward_needs(needs);

@@ -4,19 +4,24 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "nngraph/plugin.h"
 #include "nngraph/tensor.hpp"
 
 namespace nngraph {
 
-// A borrowed view of a planned buffer.
+// A borrowed view of a planned buffer; its shape is borrowed too, so making one never allocates.
 struct TensorView {
     DType dtype = DType::F32;
-    Shape shape;
+    std::span<const std::int64_t> shape;
     void* data = nullptr;
 
-    std::int64_t numel() const { return shape_numel(shape); }
+    std::int64_t numel() const {
+        std::int64_t n = 1;
+        for (std::int64_t d : shape) n *= d;
+        return n;
+    }
     template <class T> T* as() const { return static_cast<T*>(data); }
 };
 

@@ -1,0 +1,191 @@
+// Model files: both styles load into one graph; Keras's default names; every bad-model-file case
+// of SPEC section 1 gives file, line, column, node and what was expected.
+#include <doctest/doctest.h>
+
+#include "graph/graph.hpp"
+#include "graph/summary.hpp"
+#include "nngraph/error.hpp"
+
+using namespace nngraph;
+
+namespace {
+
+std::shared_ptr<const Graph> load_text(const std::string& text) {
+    return Graph::from_spec(parse_model(text, "model.yaml", "."));
+}
+
+// The message of the InputError that loading `text` raises.
+std::string load_error(const std::string& text) {
+    try {
+        load_text(text);
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    FAIL("the model loaded without an error");
+    return {};
+}
+
+const char* kFunctional = R"(name: mlp
+inputs:
+  - {name: x, shape: [8]}
+nodes:
+  - {name: dense, op: Dense, inputs: [x], units: 4, activation: relu}
+  - {name: dense_1, op: Dense, inputs: [dense], units: 1, activation: sigmoid}
+outputs: [dense_1]
+)";
+
+const char* kSequential = R"(name: mlp
+input: {name: x, shape: [8]}
+layers:
+  - {op: Dense, units: 4, activation: relu}
+  - {op: Dense, units: 1, activation: sigmoid}
+)";
+
+}  // namespace
+
+TEST_CASE("Functional and Sequential files load into the same graph") {
+    const auto functional = load_text(kFunctional);
+    const auto sequential = load_text(kSequential);
+    CHECK(summary(*functional) == summary(*sequential));
+    CHECK(to_dot(*functional) == to_dot(*sequential));
+    REQUIRE(sequential->weights().size() == 4);
+    CHECK(sequential->weights()[0].name == "dense.kernel");
+    CHECK(sequential->weights()[0].info.shape == Shape{8, 4});
+    CHECK(sequential->weights()[3].name == "dense_1.bias");
+    CHECK(sequential->tensor(sequential->outputs()[0]).info.shape == Shape{-1, 1});
+}
+
+TEST_CASE("unnamed layers get Keras's default names") {
+    CHECK(keras_snake_case("GlobalAveragePooling1D") == "global_average_pooling1d");
+    CHECK(keras_snake_case("MultiHeadAttention") == "multi_head_attention");
+    CHECK(keras_snake_case("LSTM") == "lstm");
+    CHECK(keras_snake_case("LayerNormalization") == "layer_normalization");
+    const auto graph = load_text(R"(input: {shape: [6]}
+layers:
+  - {op: Dense, units: 5}
+  - {op: Activation, activation: relu}
+  - {op: Dense, units: 4}
+  - {op: Dense, units: 3, name: dense_2}
+  - {op: Dense, units: 2}
+  - {op: Reshape, target_shape: [2, 1]}
+  - {op: Flatten}
+)");
+    std::vector<std::string> names;
+    for (NodeId id : graph->file_order()) names.push_back(graph->node(id).name);
+    // "dense_2" is taken explicitly, so the fourth unnamed Dense skips to dense_3, as its name must be unique.
+    CHECK(names == std::vector<std::string>{"input", "dense", "activation", "dense_1", "dense_2", "dense_3", "reshape", "flatten"});
+}
+
+TEST_CASE("nodes may be written in any order; execution follows the edges") {
+    const auto graph = load_text(R"(inputs: [{name: x, shape: [3]}]
+nodes:
+  - {name: c, op: Add, inputs: [a, b]}
+  - {name: b, op: Dense, inputs: [a], units: 3}
+  - {name: a, op: Dense, inputs: [x], units: 3}
+outputs: [c]
+)");
+    std::vector<std::string> order;
+    for (NodeId id : graph->order()) order.push_back(graph->node(id).name);
+    CHECK(order == std::vector<std::string>{"x", "a", "b", "c"});
+    CHECK(graph->tensor(graph->outputs()[0]).info.shape == Shape{-1, 3});
+}
+
+TEST_CASE("an unknown op names the plugins searched and the ops known") {
+    const std::string message = load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense2, inputs: [x]}\noutputs: [y]\n");
+    CHECK(message.find("model.yaml:3:5: node 'y': unknown op 'Dense2'") != std::string::npos);
+    CHECK(message.find("plugins searched in: ") != std::string::npos);
+    CHECK(message.find("nngraph/plugins") != std::string::npos);
+    CHECK(message.find("known ops: ") != std::string::npos);
+    CHECK(message.find("Dense") != std::string::npos);
+}
+
+TEST_CASE("an unknown attribute is rejected, as Keras rejects unknown keyword arguments") {
+    const std::string message = load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, unit: 4}\n");
+    CHECK(message.find("model.yaml:3:17: node 'dense': unknown attribute 'unit' for Dense (did you mean 'units'?)") != std::string::npos);
+    CHECK(message.find("Dense takes: units, activation, use_bias") != std::string::npos);
+}
+
+TEST_CASE("a mistyped or missing attribute says what was expected") {
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: four}\n")
+              .find("model.yaml:3:24: node 'dense': attribute 'units': expected an integer, got 'four'") != std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 2, activation: relux}\n")
+              .find("attribute 'activation': 'relux' is not one of linear, relu") != std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, use_bias: maybe, units: 2}\n")
+              .find("attribute 'use_bias': expected true or false, got 'maybe'") != std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense}\n").find("model.yaml:3:5: node 'dense': Dense needs attribute 'units'") !=
+          std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 0}\n")
+              .find("node 'dense': Dense: attribute 'units': expected a positive integer") != std::string::npos);
+}
+
+TEST_CASE("a missing input, a duplicate name and a missing output are named") {
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [z], units: 2}\noutputs: [y]\n")
+              .find("model.yaml:3:35: node 'y': input 'z' is neither a graph input nor a node") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\n  - {name: y, op: Dense, inputs: [x], units: 2}\noutputs: [y]\n")
+              .find("model.yaml:4:5: node 'y': duplicate name; 'y' is already used at model.yaml:3:5") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\noutputs: [w]\n")
+              .find("output 'w' is neither a graph input nor a node") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: ['x:1'], units: 2}\noutputs: [y]\n")
+              .find("'x:1' does not exist: node 'x' has 1 output(s)") != std::string::npos);
+}
+
+TEST_CASE("a cycle is reported with its path") {
+    const std::string message = load_error(R"(inputs: [{name: x, shape: [3]}]
+nodes:
+  - {name: a, op: Add, inputs: [x, c]}
+  - {name: b, op: Dense, inputs: [a], units: 3}
+  - {name: c, op: Dense, inputs: [b], units: 3}
+outputs: [c]
+)");
+    CHECK(message.find("the graph has a cycle: ") != std::string::npos);
+    const bool path_found = message.find("a -> b -> c -> a") != std::string::npos || message.find("b -> c -> a -> b") != std::string::npos ||
+                            message.find("c -> a -> b -> c") != std::string::npos;
+    CHECK(path_found);
+}
+
+TEST_CASE("shapes that do not fit name both shapes") {
+    const std::string message = load_error(R"(inputs: [{name: x, shape: [3]}, {name: y, shape: [4]}]
+nodes:
+  - {name: s, op: Add, inputs: [x, y]}
+outputs: [s]
+)");
+    CHECK(message.find("model.yaml:3:5: node 's': Add: inputs must have one shape, got: (None, 3) and (None, 4)") != std::string::npos);
+    CHECK(load_error("input: {shape: [6]}\nlayers:\n  - {op: Reshape, target_shape: [4, 2]}\n")
+              .find("cannot reshape (None, 6) (6 values per sample) to target_shape (4, 2)") != std::string::npos);
+}
+
+TEST_CASE("malformed files are reported with their position") {
+    CHECK(load_error("inputs: [{name: x, shape: [3]}\nnodes: [").find("model.yaml:") != std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 2}\nlayerz: []\n")
+              .find("model.yaml:4:1: unknown key 'layerz' in model file") != std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 2, inputs: [x]}\n")
+              .find("a Sequential layer takes no 'inputs'") != std::string::npos);
+    CHECK(load_error("input: {shape: [3], dtype: float16}\nlayers:\n  - {op: Dense, units: 2}\n")
+              .find("dtype 'float16' is not one of float32, int32, int64") != std::string::npos);
+    CHECK(load_error("name: m\n").find("expected 'nodes' (Functional style) or 'layers' (Sequential style)") != std::string::npos);
+}
+
+TEST_CASE("inline weights are checked against the declared shapes") {
+    const auto graph = load_text(R"(input: {shape: [2]}
+layers:
+  - {op: Dense, units: 2, use_bias: false, weights: {kernel: [[1, 2], [3, 4]]}}
+)");
+    REQUIRE(graph->weights()[0].inline_value.has_value());
+    CHECK(graph->weights()[0].inline_value->values<float>()[3] == 4.0f);
+    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: [[1, 2, 3], [3, 4, 5]]}}\n")
+              .find("weight 'kernel' has shape (2, 3) in the file, but the op declares (2, 2)") != std::string::npos);
+    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernal: [[1, 2], [3, 4]]}}\n")
+              .find("Dense has no weight 'kernal'; its weights: kernel, bias") != std::string::npos);
+    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: [[1, 2], [3]]}}\n")
+              .find("ragged") != std::string::npos);
+}
+
+TEST_CASE("the summary is Keras's table with parameter totals") {
+    const std::string text = summary(*load_text(kFunctional));
+    CHECK(text.find("Model: \"mlp\"") == 0);
+    CHECK(text.find("\u2502 dense (Dense)   \u2502 (None, 4)    \u2502      36 \u2502 x[0][0]      \u2502") != std::string::npos);
+    CHECK(text.find(" Total params: 41 (164.00 B)") != std::string::npos);
+    CHECK(text.find(" Trainable params: 41 (164.00 B)") != std::string::npos);
+    CHECK(with_thousands(1234567) == "1,234,567");
+    CHECK(readable_bytes(160033.0 * 4) == "625.13 KB");
+}
