@@ -224,7 +224,8 @@ Stats stats();
 // "onednn.cache_hits", "onednn.buffer_allocations", "onednn.scratchpad_bytes",
 // "onednn.buffer_bytes"; returns how many it filled.
 std::int32_t counters(nng_counter* out, std::int32_t capacity);
-// Drops every cached primitive (counters keep counting).
+// Drops every cached primitive (counters keep counting). Only while no other call is running:
+// a Cached& handed out before becomes invalid.
 void clear_cache();
 
 // ---- Building blocks ---------------------------------------------------------------------------
