@@ -1,0 +1,152 @@
+// The command line as users meet it: exit statuses, help, grad against a gradient worked by hand,
+// predict, and a short train / evaluate / resume round.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "cli_runner.hpp"
+#include "nngraph/safetensors.hpp"
+#include "temp_dir.hpp"
+
+using namespace nngraph;
+using namespace nngraph::testing;
+using doctest::Approx;
+
+TEST_CASE("bad usage exits 2, help exits 0, and nothing crashes") {
+    for (const auto& args : std::vector<std::vector<std::string>>{{}, {"bogus"}, {"summary"}, {"summary", "--nope", "x.yaml"}, {"train", "m.yaml", "--epochs", "0"}}) {
+        const CliResult r = run_nngraph(args);
+        CHECK_FALSE(r.crashed);
+        CHECK(r.status == 2);
+    }
+    for (const char* command : {"summary", "dot", "train", "evaluate", "predict", "grad", "plugins"}) {
+        const CliResult r = run_nngraph({command, "--help"});
+        CAPTURE(command);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("--plugins") != std::string::npos);
+    }
+    const CliResult missing = run_nngraph({"summary", "/nonexistent/model.yaml"});
+    CHECK(missing.status == 2);
+    CHECK(missing.err.find("cannot open model file '/nonexistent/model.yaml'") != std::string::npos);
+}
+
+namespace {
+
+// Two Dense layers with every weight inline: h = tanh(x W1 + b1), y = h W2 + b2, mse.
+const char* kTwoLayers = R"(name: two_layers
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: hidden, op: Dense, inputs: [x], units: 2, activation: tanh,
+     weights: {kernel: [[0.5, -0.3], [0.8, 0.2]], bias: [0.1, -0.2]}}
+  - {name: out, op: Dense, inputs: [hidden], units: 1,
+     weights: {kernel: [[1.5], [-0.7]], bias: [0.05]}}
+outputs: [out]
+training: {loss: mse}
+)";
+
+}  // namespace
+
+TEST_CASE("nngraph grad on a two-layer Dense graph matches the gradient worked by hand") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", kTwoLayers);
+    const double x[3][2] = {{1.0, 2.0}, {-0.5, 0.25}, {0.0, -1.0}};
+    const double t[3] = {0.3, -0.1, 0.8};
+    TensorFile inputs, targets;
+    inputs.tensors["x"] = Tensor(DType::F32, {3, 2});
+    targets.tensors["targets"] = Tensor(DType::F32, {3, 1});
+    for (int i = 0; i < 3; ++i) {
+        inputs.tensors["x"].data<float>()[2 * i] = static_cast<float>(x[i][0]);
+        inputs.tensors["x"].data<float>()[2 * i + 1] = static_cast<float>(x[i][1]);
+        targets.tensors["targets"].data<float>()[i] = static_cast<float>(t[i]);
+    }
+    write_safetensors(dir / "x.safetensors", inputs);
+    write_safetensors(dir / "t.safetensors", targets);
+    const CliResult r = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--targets",
+                                     (dir / "t.safetensors").string(), "--out", (dir / "g.safetensors").string()});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const TensorFile g = read_safetensors(dir / "g.safetensors");
+
+    // By hand, in double: forward, then the chain rule backwards.
+    const double w1[2][2] = {{0.5, -0.3}, {0.8, 0.2}}, b1[2] = {0.1, -0.2}, w2[2] = {1.5, -0.7}, b2 = 0.05;
+    double loss = 0, dw1[2][2] = {}, db1[2] = {}, dw2[2] = {}, db2 = 0;
+    for (int i = 0; i < 3; ++i) {
+        double h[2];
+        for (int j = 0; j < 2; ++j) h[j] = std::tanh(x[i][0] * w1[0][j] + x[i][1] * w1[1][j] + b1[j]);
+        const double y = h[0] * w2[0] + h[1] * w2[1] + b2;
+        loss += (y - t[i]) * (y - t[i]) / 3;
+        const double dy = 2 * (y - t[i]) / 3;
+        db2 += dy;
+        for (int j = 0; j < 2; ++j) {
+            dw2[j] += h[j] * dy;
+            const double dz = dy * w2[j] * (1 - h[j] * h[j]);
+            db1[j] += dz;
+            for (int k = 0; k < 2; ++k) dw1[k][j] += x[i][k] * dz;
+        }
+    }
+    CHECK(g.tensors.at("loss").data<float>()[0] == Approx(loss).epsilon(1e-6));
+    CHECK(g.tensors.at("loss").shape().empty());
+    for (int k = 0; k < 2; ++k) {
+        for (int j = 0; j < 2; ++j) CHECK(g.tensors.at("hidden.kernel").data<float>()[2 * k + j] == Approx(dw1[k][j]).epsilon(1e-5));
+        CHECK(g.tensors.at("hidden.bias").data<float>()[k] == Approx(db1[k]).epsilon(1e-5));
+        CHECK(g.tensors.at("out.kernel").data<float>()[k] == Approx(dw2[k]).epsilon(1e-5));
+    }
+    CHECK(g.tensors.at("out.bias").data<float>()[0] == Approx(db2).epsilon(1e-5));
+    CHECK(g.tensors.size() == 5);
+}
+
+TEST_CASE("predict writes every output by name; a weight with no value is named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", kTwoLayers);
+    TensorFile inputs;
+    inputs.tensors["x"] = Tensor::from<float>({1, 2}, std::vector<float>{1.0f, 2.0f});
+    write_safetensors(dir / "x.safetensors", inputs);
+    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
+                                     (dir / "y.safetensors").string()});
+    REQUIRE(r.status == 0);
+    const double h0 = std::tanh(1.0 * 0.5 + 2.0 * 0.8 + 0.1), h1 = std::tanh(1.0 * -0.3 + 2.0 * 0.2 - 0.2);
+    CHECK(read_safetensors(dir / "y.safetensors").tensors.at("out").data<float>()[0] == Approx(h0 * 1.5 - h1 * 0.7 + 0.05).epsilon(1e-6));
+
+    write_bytes(dir / "bare.yaml", "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n");
+    const CliResult bare = run_nngraph({"predict", (dir / "bare.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
+                                        (dir / "z.safetensors").string()});
+    CHECK(bare.status == 2);
+    CHECK(bare.err.find("weight 'dense.kernel' has no value: give --weights") != std::string::npos);
+
+    TensorFile partial;
+    partial.tensors["dense.kernel"] = Tensor(DType::F32, {2, 1});
+    write_safetensors(dir / "w.safetensors", partial);
+    const CliResult missing = run_nngraph({"predict", (dir / "bare.yaml").string(), "--weights", (dir / "w.safetensors").string(),
+                                           "--inputs", (dir / "x.safetensors").string(), "--out", (dir / "z.safetensors").string()});
+    CHECK(missing.status == 2);
+    CHECK(missing.err.find("weight 'dense.bias' is missing (expected F32 (1,))") != std::string::npos);
+}
+
+TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, evaluates and resumes") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    const std::string checkpoint = (dir / "best.safetensors").string(), log = (dir / "history.csv").string();
+    const CliResult r = run_nngraph({"train", model, "--epochs", "3", "--save", checkpoint, "--log", log});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("Epoch 1/3\n63/63 - ") != std::string::npos);
+    CHECK(r.out.find("Epoch 3/3\n") != std::string::npos);
+    CHECK(r.out.find(" - accuracy: ") != std::string::npos);
+    CHECK(r.out.find(" - val_loss: ") != std::string::npos);
+    const std::string history = read_bytes(log);
+    CHECK(history.find("epoch,accuracy,loss,val_accuracy,val_loss,seconds\n0,") == 0);
+    CHECK(std::count(history.begin(), history.end(), '\n') == 4);
+    const TensorFile saved = read_safetensors(checkpoint);
+    CHECK(saved.tensors.count("dense.kernel") == 1);
+    CHECK(saved.tensors.count("optimizer.m.dense.kernel") == 1);
+    CHECK(saved.metadata.at("monitor") == "val_accuracy");
+
+    const CliResult evaluated = run_nngraph({"evaluate", model, "--weights", checkpoint});
+    CHECK(evaluated.status == 0);
+    CHECK(evaluated.out.find(" - accuracy: ") != std::string::npos);
+
+    const CliResult resumed = run_nngraph({"train", model, "--epochs", "5", "--resume", checkpoint, "--log", log});
+    INFO(resumed.err);
+    CHECK(resumed.status == 0);
+    CHECK(resumed.out.find("Epoch 1/5") == std::string::npos);
+    CHECK(resumed.out.find("Epoch 5/5") != std::string::npos);
+}
