@@ -1,0 +1,239 @@
+// keras.layers.Attention (Luong-style): output = softmax(scores(query, key)) · value, with
+//   dot:    scores = query · keyᵀ            (times `scale` when use_scale)
+//   concat: scores = concat_score_weight · Σ_d tanh(query_d + key_d)   (the tanh argument times
+//           `scale` when use_scale)
+// and the extension `scale` (a constant factor on the scores, e.g. 1/sqrt(dim)). Masks as Keras:
+// the value mask (input 1's) and use_causal_mask subtract 1e9 from masked keys' scores; a masked
+// query's output row is zero; the output carries the query mask. Dropout on the probabilities.
+#include <cmath>
+#include <vector>
+
+#include "common.hpp"
+
+namespace nngraph_attention {
+namespace {
+
+struct Attention {
+    static constexpr const char* kName = "Attention";
+    static constexpr const char* kDoc = "Dot-product (Luong) or concat attention over [query, value(, key)], Keras semantics";
+    static constexpr int kMinInputs = 2, kMaxInputs = 3;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::bool_attr("use_scale", "false", "learn a scalar `scale` on the scores"),
+        nng::string_attr("score_mode", "dot", "dot|concat", "dot: query . key; concat: sum of tanh(query + key)"),
+        nng::float_attr("dropout", "0.0", "fraction of the attention probabilities dropped in training"),
+        nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
+        nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
+        nng::nullable(nng::float_attr("scale", "null", "a constant factor on the scores, e.g. 1/sqrt(dim) (extension)")),
+    };
+
+    explicit Attention(const nng::Attrs& attrs)
+        : use_scale_(attrs.get_bool("use_scale")),
+          concat_(attrs.get_string("score_mode") == "concat"),
+          dropout_(attrs),
+          causal_(attrs.get_bool("use_causal_mask")),
+          constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")) {
+        nng::check_attr(std::isfinite(constant_), "scale", "a finite number or null");
+    }
+
+    // Weight indices.
+    int scale_weight() const { return use_scale_ ? 0 : -1; }
+    int concat_weight() const { return concat_ ? (use_scale_ ? 1 : 0) : -1; }
+
+    void infer(nng::InferContext& ctx) const {
+        const InputDims d = InputDims::infer(ctx, kName);
+        if (d.q[2] != d.k[2]) {
+            nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
+                                                  (concat_ ? "concat adds them" : "dot multiplies them") + "), got query",
+                                              d.q, d.k);
+        }
+        const int out = ctx.add_output(NNG_F32, {d.q[0], d.q[1], d.v[2]});
+        ctx.pass_mask(out, 0);  // Keras's compute_mask: the query mask
+        if (use_scale_) ctx.add_weight("scale", {}, NNG_INIT_ONES);
+        if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
+        const Problem p = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
+        if (ctx.training()) {
+            ctx.add_saved(NNG_F32, {d.q[0], d.q[1], d.v[1]});  // the probabilities
+            if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {d.q[0], d.q[1] * ((d.v[1] + 7) / 8)});  // keep bits
+        }
+        Bump forward = Bump::counting(), backward = Bump::counting();
+        forward_scratch(forward, p, !ctx.training(), dropout_.rate > 0.0 && !ctx.training());
+        backward_scratch(backward, p);
+        ctx.set_scratch_bytes(std::max(forward.used(), backward.used()));
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
+    }
+
+    Problem problem_shape(const Dims& q, const Dims& v, std::int64_t batch) const {
+        Problem p;
+        p.batch = batch;
+        p.tq = q[1];
+        p.tv = v[1];
+        p.dk = q[2];
+        p.dv = v[2];
+        p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
+        return p;
+    }
+    // The order of these pieces is the order forward and backward carve them.
+    static void forward_scratch(Bump& bump, const Problem& p, bool probs_in_scratch, bool keep_in_scratch) {
+        if (keep_in_scratch) bump.bytes(p.keep_bytes());
+        MaterializedCore::reserve_forward(bump, p, probs_in_scratch);
+    }
+    void backward_scratch(Bump& bump, const Problem& p) const {
+        bump.floats(p.score_count());  // dscores
+        MaterializedCore::reserve_backward(bump, p, use_scale_ && !concat_);
+    }
+
+    // The problem of one call: views, scale, masks, dropout.
+    Problem problem(const nng::Exec& exec) const {
+        const Roles roles = Roles::of(exec.num_inputs());
+        const nng::TensorRef q = exec.input(roles.query), v = exec.input(roles.value), k = exec.input(roles.key);
+        Problem p = problem_shape(q.dims(), v.dims(), q.dim(0));
+        p.q = onednn::view(q);
+        p.k = onednn::view(k);
+        p.v = onednn::view(v);
+        p.out = onednn::view(exec.output(0));
+        p.alpha = static_cast<float>(constant_ * (use_scale_ && !concat_ ? exec.weight(scale_weight()).f32()[0] : 1.0));
+        p.style = MaskStyle::kSubtract;
+        p.query_mask = mask_data(exec.input_mask(roles.query));
+        p.key_masks[0] = mask_data(exec.input_mask(roles.value));  // Keras masks the keys with the value mask
+        p.causal = causal_;
+        dropout_.apply(p, exec);
+        return p;
+    }
+
+    ProbabilityState state(const nng::Exec& exec, const Problem& p, Bump& scratch) const {
+        const bool saved = exec.saved(0).present();
+        ProbabilityState s;
+        s.keep = p.dropout ? (saved ? exec.saved(1).u8() : static_cast<std::uint8_t*>(scratch.bytes(p.keep_bytes()))) : nullptr;
+        s.probs = saved ? exec.saved(0).f32() : nullptr;
+        return s;
+    }
+
+    void forward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Problem p = problem(exec);
+        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        ProbabilityState s = state(exec, p, scratch);  // carves the keep bits first, as forward_scratch
+        if (!s.probs) s.probs = scratch.floats(p.score_count());
+        if (concat_) concat_scores(exec, p, s.probs);
+        MaterializedCore::forward(p, s, scratch, concat_);
+    }
+
+    void backward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Problem p = problem(exec);
+        const Roles roles = Roles::of(exec.num_inputs());
+        const nng::TensorRef dout = exec.grad_output(0);
+        const nng::TensorRef dq = exec.grad_input(roles.query), dv = exec.grad_input(roles.value);
+        // With [query, value] the key is the value: its gradient adds to the value's.
+        const bool key_is_value = roles.key == roles.value;
+        const nng::TensorRef dk = key_is_value ? dv : exec.grad_input(roles.key);
+        const nng::TensorRef dscale = use_scale_ ? exec.grad_weight(scale_weight()) : nng::TensorRef();
+        const nng::TensorRef dconcat = concat_ ? exec.grad_weight(concat_weight()) : nng::TensorRef();
+        if (!dout) {
+            for (const nng::TensorRef& g : {dq, dv, dk, dscale, dconcat}) zero(g);
+            return;
+        }
+        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        ProbabilityState s;
+        s.probs = exec.saved(0).f32();
+        s.keep = p.dropout ? exec.saved(1).u8() : nullptr;
+        float* dscores = scratch.floats(p.score_count());
+        MaterializedCore::backward_to_scores(p, s, onednn::view(dout), onednn::view(dv), dscores, scratch);
+        if (concat_) {
+            concat_backward(exec, p, dscores, dq, dk, key_is_value && dv, dscale, dconcat);
+            return;
+        }
+        double product = 0.0;
+        CoreGradients grads;
+        grads.dq = onednn::view(dq);
+        grads.dk = onednn::view(dk);
+        grads.dk_accumulates = key_is_value;  // onto the value gradient backward_to_scores wrote
+        if (dscale) grads.d_alpha_product = &product;
+        MaterializedCore::backward_dot(p, dscores, grads, scratch);
+        if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
+    }
+
+    // ---- concat scores: c · w · Σ_d tanh(s · (q_id + k_jd)), c the constant, s the learned scale ----
+
+    struct ConcatFactors {
+        float s, w, c;
+    };
+    ConcatFactors concat_factors(const nng::Exec& exec) const {
+        return {use_scale_ ? exec.weight(scale_weight()).f32()[0] : 1.0f, exec.weight(concat_weight()).f32()[0],
+                static_cast<float>(constant_)};
+    }
+
+    void concat_scores(const nng::Exec& exec, const Problem& p, float* scores) const {
+        const ConcatFactors f = concat_factors(exec);
+        const float* q = static_cast<const float*>(p.q.data);
+        const float* k = static_cast<const float*>(p.k.data);
+        const std::int64_t d = p.dk;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (std::int64_t b = 0; b < p.batch; ++b) {
+            for (std::int64_t i = 0; i < p.tq; ++i) {
+                const float* qi = q + (b * p.tq + i) * d;
+                for (std::int64_t j = 0; j < p.tv; ++j) {
+                    const float* kj = k + (b * p.tv + j) * d;
+                    float sum = 0.0f;
+                    for (std::int64_t e = 0; e < d; ++e) sum += std::tanh(f.s * (qi[e] + kj[e]));
+                    scores[(b * p.tq + i) * p.tv + j] = f.c * (f.w * sum);
+                }
+            }
+        }
+    }
+
+    // From dL/dscores: the query and key gradients (the key's added onto `dk` when it already
+    // holds the value's), and the scale and weight gradients.
+    void concat_backward(const nng::Exec& exec, const Problem& p, const float* dscores, const nng::TensorRef& dq_ref,
+                         const nng::TensorRef& dk_ref, bool dk_accumulates, const nng::TensorRef& dscale,
+                         const nng::TensorRef& dconcat) const {
+        const ConcatFactors f = concat_factors(exec);
+        const float* q = static_cast<const float*>(p.q.data);
+        const float* k = static_cast<const float*>(p.k.data);
+        float* dq = dq_ref ? dq_ref.f32() : nullptr;
+        float* dk = dk_ref ? dk_ref.f32() : nullptr;
+        if (dq) zero(dq_ref);
+        if (dk && !dk_accumulates) zero(dk_ref);
+        const std::int64_t d = p.dk;
+        double d_s = 0.0, d_w = 0.0;
+        // One sample per iteration: its query and key rows belong to it alone.
+#pragma omp parallel for reduction(+ : d_s, d_w) schedule(static)
+        for (std::int64_t b = 0; b < p.batch; ++b) {
+            for (std::int64_t i = 0; i < p.tq; ++i) {
+                const float* qi = q + (b * p.tq + i) * d;
+                for (std::int64_t j = 0; j < p.tv; ++j) {
+                    const float g = dscores[(b * p.tq + i) * p.tv + j] * f.c;  // dL/d(w · Σ tanh)
+                    if (g == 0.0f) continue;
+                    const float* kj = k + (b * p.tv + j) * d;
+                    double tanh_sum = 0.0, slope_sum = 0.0;
+                    for (std::int64_t e = 0; e < d; ++e) {
+                        const float x = qi[e] + kj[e];
+                        const float t = std::tanh(f.s * x);
+                        const float slope = 1.0f - t * t;
+                        tanh_sum += t;
+                        slope_sum += double(slope) * x;
+                        const float dx = g * f.w * f.s * slope;
+                        if (dq) dq[(b * p.tq + i) * d + e] += dx;
+                        if (dk) dk[(b * p.tv + j) * d + e] += dx;
+                    }
+                    d_w += double(g) * tanh_sum;
+                    d_s += double(g) * f.w * slope_sum;
+                }
+            }
+        }
+        if (dscale) dscale.f32()[0] = static_cast<float>(d_s);
+        if (dconcat) dconcat.f32()[0] = static_cast<float>(d_w);
+    }
+
+    bool use_scale_;
+    bool concat_;
+    DropoutAttrs dropout_;
+    bool causal_;
+    double constant_;
+};
+
+}  // namespace
+
+const nng_op_def* attention_op() { return nng::op<Attention>(); }
+
+}  // namespace nngraph_attention

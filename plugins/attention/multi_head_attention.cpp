@@ -1,0 +1,330 @@
+// keras.layers.MultiHeadAttention over the sequence axis (attention_axes null):
+//   Q = query · query.kernel + query.bias        (B, Tq, heads, key_dim)
+//   K = key · key.kernel + key.bias              (B, Tv, heads, key_dim)
+//   V = value · value.kernel + value.bias        (B, Tv, heads, value_dim)
+//   O = softmax(mask(Q·Kᵀ / sqrt(key_dim))) · V  per head, dropout on the probabilities
+//   output = O · attention_output.kernel + attention_output.bias   (B, Tq, *output_shape)
+// Inputs [query] (self-attention), [query, value] or [query, value, key]. The attention mask is
+// Keras's: query mask (B, Tq, 1) & value mask (B, 1, Tv) & key mask & causal; masked scores
+// become -1e9; with dropout > 0 Keras softmaxes through its Softmax layer, which also zeroes the
+// masked probabilities (a fully masked row then gives zeros, not a uniform row). The output
+// carries the query mask.
+//
+// The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
+// core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
+#include <cmath>
+
+#include "common.hpp"
+
+namespace nngraph_attention {
+namespace {
+
+using DataType = onednn::DataType;
+
+onednn::View matrix(void* data, std::int64_t rows, std::int64_t cols) {
+    return onednn::view(data, DataType::f32, {rows, cols});
+}
+
+struct MultiHeadAttention {
+    static constexpr const char* kName = "MultiHeadAttention";
+    static constexpr const char* kDoc = "Multi-head scaled dot-product attention over [query(, value(, key))], Keras semantics";
+    static constexpr int kMinInputs = 1, kMaxInputs = 3;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::required(nng::int_attr("num_heads", nullptr, "number of attention heads")),
+        nng::required(nng::int_attr("key_dim", nullptr, "size of each head for query and key")),
+        nng::nullable(nng::int_attr("value_dim", "null", "size of each head for value (null: key_dim)")),
+        nng::float_attr("dropout", "0.0", "fraction of the attention probabilities dropped in training"),
+        nng::bool_attr("use_bias", "true", "the projections add biases"),
+        nng::nullable(nng::ints_attr("output_shape", "null", "the output's feature shape (null: the query's last dim)")),
+        nng::nullable(nng::ints_attr("attention_axes", "null", "only null (or [1]): attention over the sequence axis")),
+        nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial projection kernels"),
+        nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial projection biases"),
+        nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
+        nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
+    };
+
+    explicit MultiHeadAttention(const nng::Attrs& attrs)
+        : heads_(attrs.get_int("num_heads")),
+          key_dim_(attrs.get_int("key_dim")),
+          value_dim_(attrs.is_null("value_dim") ? key_dim_ : attrs.get_int("value_dim")),
+          dropout_(attrs),
+          use_bias_(attrs.get_bool("use_bias")),
+          kernel_init_(nng::keras_initializer(attrs.get_string("kernel_initializer"), "kernel_initializer")),
+          bias_init_(nng::keras_initializer(attrs.get_string("bias_initializer"), "bias_initializer")),
+          causal_(attrs.get_bool("use_causal_mask")) {
+        nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
+        nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
+        nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
+        if (!attrs.is_null("output_shape")) {
+            output_shape_ = attrs.get_ints("output_shape");
+            nng::check_attr(!output_shape_.empty(), "output_shape", "an integer, a list of positive integers, or null");
+            for (const std::int64_t d : output_shape_) {
+                nng::check_attr(d > 0, "output_shape", "positive dimensions, got " + nng::dims_string(output_shape_));
+            }
+        }
+        if (!attrs.is_null("attention_axes")) {
+            const Dims axes = attrs.get_ints("attention_axes");
+            nng::check_attr(axes.size() == 1 && (axes[0] == 1 || axes[0] == -2), "attention_axes",
+                            "null (or [1], the same): attention over the sequence axis of (batch, steps, features) inputs; "
+                            "other axes are not supported, got " + nng::dims_string(axes));
+        }
+    }
+
+    // ---- shapes and weights ----
+
+    struct Shapes {
+        std::int64_t batch, tq, tv, dq, dv_in, dk_in, out;
+        Dims out_dims;  // the output's feature shape
+    };
+    Shapes shapes(const Dims& q, const Dims& v, const Dims& k) const {
+        Shapes s{std::max<std::int64_t>(q[0], 0), q[1], v[1], q[2], v[2], k[2], 0, output_shape_};
+        if (s.out_dims.empty()) s.out_dims = {q[2]};
+        s.out = nng::product(s.out_dims);
+        return s;
+    }
+    Shapes shapes(const nng::Exec& exec) const {
+        const Roles r = Roles::of(exec.num_inputs());
+        return shapes(exec.input(r.query).dims(), exec.input(r.value).dims(), exec.input(r.key).dims());
+    }
+
+    enum Weight { kQueryKernel, kQueryBias, kKeyKernel, kKeyBias, kValueKernel, kValueBias, kOutputKernel, kOutputBias };
+    // A weight's index in the op's list (biases are absent without use_bias).
+    int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
+
+    void infer(nng::InferContext& ctx) const {
+        const InputDims d = InputDims::infer(ctx, kName);
+        const Shapes s = shapes(d.q, d.v, d.k);
+        Dims out = {d.q[0], d.q[1]};
+        out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
+        const int y = ctx.add_output(NNG_F32, out);
+        ctx.pass_mask(y, 0);  // Keras sets the query mask on the output
+        const std::int64_t n = heads_, h = key_dim_, hv = value_dim_;
+        const auto add_projection = [&](const char* kernel, const char* bias, std::int64_t in, std::int64_t dim) {
+            ctx.add_weight(kernel, {in, n, dim}, kernel_init_);
+            if (use_bias_) ctx.add_weight(bias, {n, dim}, bias_init_);
+        };
+        add_projection("query.kernel", "query.bias", s.dq, h);
+        add_projection("key.kernel", "key.bias", s.dk_in, h);
+        add_projection("value.kernel", "value.bias", s.dv_in, hv);
+        Dims out_kernel = {n, hv};
+        out_kernel.insert(out_kernel.end(), s.out_dims.begin(), s.out_dims.end());
+        ctx.add_weight("attention_output.kernel", out_kernel, kernel_init_);
+        if (use_bias_) ctx.add_weight("attention_output.bias", s.out_dims, bias_init_);
+
+        const std::int64_t b = d.q[0];
+        if (ctx.training()) {
+            ctx.add_saved(NNG_F32, {b, n, s.tq, h});       // Q, heads apart
+            ctx.add_saved(NNG_F32, {b, n, s.tv, h});       // K
+            ctx.add_saved(NNG_F32, {b, n, s.tv, hv});      // V
+            ctx.add_saved(NNG_F32, {b, s.tq, n * hv});     // O, heads joined: the output projection's input
+            ctx.add_saved(NNG_F32, {b, n, s.tq, s.tv});    // probabilities
+            if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((s.tv + 7) / 8)});  // keep bits
+        }
+        const Problem p = problem_shape(s);
+        Bump forward = Bump::counting(), backward = Bump::counting();
+        Tensors t;
+        forward_buffers(forward, p, s, !ctx.training(), t);
+        MaterializedCore::reserve_forward(forward, p, false);
+        backward_buffers(backward, p, s);
+        MaterializedCore::reserve_backward(backward, p, false);
+        ctx.set_scratch_bytes(std::max(forward.used(), backward.used()));
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
+    }
+
+    Problem problem_shape(const Shapes& s) const {
+        Problem p;
+        p.batch = s.batch;
+        p.heads = heads_;
+        p.tq = s.tq;
+        p.tv = s.tv;
+        p.dk = key_dim_;
+        p.dv = value_dim_;
+        p.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(key_dim_)));
+        p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
+        return p;
+    }
+
+    // ---- buffers: saved in training, else carved from the scratch in this order; then the
+    // core carves what it needs (infer adds its reserve_* to the count) ----
+
+    struct Tensors {
+        float *q = nullptr, *k = nullptr, *v = nullptr, *joined = nullptr;  // Q, K, V heads apart; O heads joined
+        ProbabilityState probs;
+        float* projected = nullptr;  // one projection in (B·T, heads·dim) layout, before reordering
+        float* heads_out = nullptr;  // O heads apart
+    };
+    std::int64_t largest_projection(const Shapes& s) const {
+        return std::max(s.tq, s.tv) * heads_ * std::max(key_dim_, value_dim_) * s.batch;
+    }
+    void forward_buffers(Bump& bump, const Problem& p, const Shapes& s, bool in_scratch, Tensors& t) const {
+        if (in_scratch) {
+            t.q = bump.floats(p.groups() * p.tq * p.dk);
+            t.k = bump.floats(p.groups() * p.tv * p.dk);
+            t.v = bump.floats(p.groups() * p.tv * p.dv);
+            t.joined = bump.floats(p.groups() * p.tq * p.dv);
+            t.probs.probs = bump.floats(p.score_count());
+            if (p.dropout) t.probs.keep = static_cast<std::uint8_t*>(bump.bytes(p.keep_bytes()));
+        }
+        t.projected = bump.floats(largest_projection(s));
+        t.heads_out = bump.floats(p.groups() * p.tq * p.dv);
+    }
+    struct Gradients {
+        float *d_joined, *d_heads_out, *dq, *dk, *dv, *dscores, *d_projected;
+    };
+    Gradients backward_buffers(Bump& bump, const Problem& p, const Shapes& s) const {
+        Gradients g{};
+        g.d_joined = bump.floats(p.groups() * p.tq * p.dv);
+        g.d_heads_out = bump.floats(p.groups() * p.tq * p.dv);
+        g.dq = bump.floats(p.groups() * p.tq * p.dk);
+        g.dk = bump.floats(p.groups() * p.tv * p.dk);
+        g.dv = bump.floats(p.groups() * p.tv * p.dv);
+        g.dscores = bump.floats(p.score_count());
+        g.d_projected = bump.floats(largest_projection(s));
+        return g;
+    }
+
+    Tensors saved_tensors(const nng::Exec& exec, const Problem& p) const {
+        Tensors t;
+        t.q = exec.saved(0).f32();
+        t.k = exec.saved(1).f32();
+        t.v = exec.saved(2).f32();
+        t.joined = exec.saved(3).f32();
+        t.probs.probs = exec.saved(4).f32();
+        if (p.dropout) t.probs.keep = exec.saved(5).u8();
+        return t;
+    }
+
+    // (B, T, heads, dim) <-> (B, heads, T, dim)
+    static onednn::View heads_apart(float* data, std::int64_t b, std::int64_t n, std::int64_t t, std::int64_t d) {
+        return onednn::view(data, DataType::f32, {b, n, t, d});
+    }
+    static onednn::View heads_joined_as_apart(float* data, std::int64_t b, std::int64_t n, std::int64_t t, std::int64_t d) {
+        return onednn::view(data, DataType::f32, {b, t, n, d}).permuted({0, 2, 1, 3});
+    }
+    static onednn::View groups(float* data, const Problem& p, std::int64_t t, std::int64_t d) {
+        return onednn::view(data, DataType::f32, {p.groups(), t, d});
+    }
+
+    // The problem of one call on buffers `t`.
+    Problem problem(const nng::Exec& exec, const Shapes& s, const Tensors& t) const {
+        const Roles r = Roles::of(exec.num_inputs());
+        Problem p = problem_shape(s);
+        p.q = groups(t.q, p, p.tq, p.dk);
+        p.k = groups(t.k, p, p.tv, p.dk);
+        p.v = groups(t.v, p, p.tv, p.dv);
+        p.out = groups(t.heads_out, p, p.tq, p.dv);
+        p.style = MaskStyle::kReplace;
+        p.zero_masked = dropout_.rate > 0.0;
+        p.query_mask = mask_data(exec.input_mask(r.query));
+        p.key_masks[0] = mask_data(exec.input_mask(r.value));
+        if (r.key != r.value) p.key_masks[1] = mask_data(exec.input_mask(r.key));
+        p.causal = causal_;
+        dropout_.apply(p, exec);
+        return p;
+    }
+
+    // x (B·T, in) · kernel (in, heads·dim) + bias, reordered into `dst` (B, heads, T, dim).
+    void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected, float* dst) const {
+        const nng::TensorRef x = exec.input(input);
+        const std::int64_t b = x.dim(0), steps = x.dim(1), cols = heads_ * dim;
+        const onednn::View bias = use_bias_ ? onednn::view(exec.weight(index(Weight(kernel + 1))), {1, cols}) : onednn::View{};
+        onednn::matmul(onednn::view(x, {b * steps, x.dim(2)}), onednn::view(exec.weight(index(kernel)), {x.dim(2), cols}),
+                       matrix(projected, b * steps, cols), {.bias = bias});
+        onednn::reorder(heads_joined_as_apart(projected, b, heads_, steps, dim), heads_apart(dst, b, heads_, steps, dim));
+    }
+
+    void forward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Shapes s = shapes(exec);
+        const Roles r = Roles::of(exec.num_inputs());
+        Problem p = problem_shape(s);
+        dropout_.apply(p, exec);
+        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        const bool saved = exec.saved(0).present();
+        Tensors t = saved ? saved_tensors(exec, p) : Tensors{};
+        forward_buffers(scratch, p, s, !saved, t);
+        p = problem(exec, s, t);
+
+        project(exec, r.query, kQueryKernel, key_dim_, t.projected, t.q);
+        project(exec, r.key, kKeyKernel, key_dim_, t.projected, t.k);
+        project(exec, r.value, kValueKernel, value_dim_, t.projected, t.v);
+        MaterializedCore::forward(p, t.probs, scratch);
+        onednn::reorder(heads_apart(t.heads_out, s.batch, heads_, s.tq, value_dim_),
+                        heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_));
+        const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
+        const onednn::View bias = use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
+        onednn::matmul(matrix(t.joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
+                       onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
+    }
+
+    // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
+    // added onto what an earlier projection of the same input wrote when `accumulate`.
+    void project_backward(nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* d_apart, float* d_projected,
+                          bool accumulate) const {
+        const nng::TensorRef x = exec.input(input);
+        const std::int64_t b = x.dim(0), steps = x.dim(1), in = x.dim(2), cols = heads_ * dim;
+        onednn::reorder(heads_apart(d_apart, b, heads_, steps, dim), heads_joined_as_apart(d_projected, b, heads_, steps, dim));
+        const onednn::View dy = matrix(d_projected, b * steps, cols), xs = onednn::view(x, {b * steps, in});
+        if (const nng::TensorRef dw = exec.grad_weight(index(kernel))) onednn::matmul(xs.transposed(), dy, onednn::view(dw, {in, cols}));
+        if (use_bias_) {
+            if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1)))) onednn::sum_rows(dy, onednn::view(db, {cols}));
+        }
+        if (const nng::TensorRef dx = exec.grad_input(input)) {
+            onednn::matmul(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(), onednn::view(dx, {b * steps, in}),
+                           {.beta = accumulate ? 1.0f : 0.0f});
+        }
+    }
+
+    void backward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Shapes s = shapes(exec);
+        const Roles r = Roles::of(exec.num_inputs());
+        const nng::TensorRef dy = exec.grad_output(0);
+        if (!dy) {
+            for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
+            for (int w = 0; w < (use_bias_ ? 8 : 4); ++w) zero(exec.grad_weight(w));
+            return;
+        }
+        Problem p = problem_shape(s);
+        dropout_.apply(p, exec);
+        const Tensors t = saved_tensors(exec, p);
+        p = problem(exec, s, t);
+        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        const Gradients g = backward_buffers(scratch, p, s);
+
+        const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
+        const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(t.joined, rows, cols);
+        if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel))) onednn::matmul(joined.transposed(), dys, onednn::view(dw, {cols, s.out}));
+        if (use_bias_) {
+            if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias))) onednn::sum_rows(dys, onednn::view(db, {s.out}));
+        }
+        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(), matrix(g.d_joined, rows, cols));
+        onednn::reorder(heads_joined_as_apart(g.d_joined, s.batch, heads_, s.tq, value_dim_),
+                        heads_apart(g.d_heads_out, s.batch, heads_, s.tq, value_dim_));
+
+        MaterializedCore::backward_to_scores(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), groups(g.dv, p, p.tv, p.dv),
+                                             g.dscores, scratch);
+        CoreGradients grads;
+        grads.dq = groups(g.dq, p, p.tq, p.dk);
+        grads.dk = groups(g.dk, p, p.tv, p.dk);
+        MaterializedCore::backward_dot(p, g.dscores, grads, scratch);
+
+        // Input gradients: an input playing several roles sums them.
+        project_backward(exec, r.query, kQueryKernel, key_dim_, g.dq, g.d_projected, false);
+        project_backward(exec, r.key, kKeyKernel, key_dim_, g.dk, g.d_projected, r.key == r.query);
+        project_backward(exec, r.value, kValueKernel, value_dim_, g.dv, g.d_projected, r.value == r.query || r.value == r.key);
+    }
+
+    std::int64_t heads_, key_dim_, value_dim_;
+    DropoutAttrs dropout_;
+    bool use_bias_;
+    Dims output_shape_;
+    nng::Initializer kernel_init_, bias_init_;
+    bool causal_;
+};
+
+}  // namespace
+
+const nng_op_def* multi_head_attention_op() { return nng::op<MultiHeadAttention>(); }
+
+}  // namespace nngraph_attention
