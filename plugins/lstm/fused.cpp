@@ -1,0 +1,237 @@
+// The oneDNN path: lstm_forward (training with a workspace, or inference) and lstm_backward on the
+// time-major input, with Keras's weights used in place. Keras's kernel (F, 4U) is oneDNN's
+// weights_layer (1, 1, F, 4, U) in ldigo, the recurrent kernel (U, 4U) its weights_iter, and the
+// bias (4U) its ldgo bias, all in the gate order i, f, c, o. The primitives pick their weight
+// layouts (format_tag::any); the weights are reordered to them when they differ, and the weight
+// gradients written back.
+//
+// The initial state src_iter, src_iter_c is zeros, passed explicitly: without it oneDNN 2.6.3's
+// backward pairs each step's gates with that step's own h instead of the previous one in
+// diff_weights_iter (its merged GEMM over dst_layer assumes a user src_iter). dst_iter and
+// dst_iter_c (oneDNN takes both or neither) are declared only with return_state, as outputs 1 and
+// 2; without it the last output is the last row of dst_layer.
+#include <cstring>
+
+#include "lstm.hpp"
+
+namespace nngraph_lstm {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+constexpr onednn::Tag kForwardTag{"lstm.forward"};
+constexpr onednn::Tag kBackwardTag{"lstm.backward"};
+
+// The descriptors of one problem, in the layouts nngraph's tensors have.
+struct Descs {
+    memory::desc src_layer, weights_layer_user, weights_iter_user, bias, dst_layer;
+    memory::desc state;     // (1, 1, N, U) ldnc: src_iter and src_iter_c
+    memory::desc dst_iter;  // state with return_state, else none: dst_iter and dst_iter_c
+    memory::desc weights_layer_any, weights_iter_any;
+
+    Descs(const Sizes& s, bool return_state)
+        : src_layer({s.steps, s.batch, s.features}, memory::data_type::f32, tag::tnc),
+          weights_layer_user({1, 1, s.features, 4, s.units}, memory::data_type::f32, tag::ldigo),
+          weights_iter_user({1, 1, s.units, 4, s.units}, memory::data_type::f32, tag::ldigo),
+          bias({1, 1, 4, s.units}, memory::data_type::f32, tag::ldgo),
+          dst_layer({s.steps, s.batch, s.units}, memory::data_type::f32, tag::tnc),
+          state({1, 1, s.batch, s.units}, memory::data_type::f32, tag::ldnc),
+          weights_layer_any({1, 1, s.features, 4, s.units}, memory::data_type::f32, tag::any),
+          weights_iter_any({1, 1, s.units, 4, s.units}, memory::data_type::f32, tag::any) {
+        if (return_state) dst_iter = state;
+    }
+};
+
+dnnl::lstm_forward::primitive_desc forward_pd(const Sizes& s, bool return_state, dnnl::prop_kind kind) {
+    const Descs d(s, return_state);
+    const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
+                                        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter,
+                                        d.dst_iter);
+    return {desc, onednn::attributes(), onednn::engine()};
+}
+
+onednn::Key problem_key(onednn::Tag tag, const Sizes& s, bool return_state) {
+    onednn::Key key(tag);
+    key.add(s.steps, s.batch, s.features, s.units, return_state);
+    return key;
+}
+
+const onednn::Cached& forward_primitive(const Sizes& s, bool return_state, bool training) {
+    const dnnl::prop_kind kind = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    return onednn::cached<dnnl::lstm_forward>(problem_key(kForwardTag, s, return_state).add(kind),
+                                              [&] { return forward_pd(s, return_state, kind); });
+}
+
+const onednn::Cached& backward_primitive(const Sizes& s, bool return_state) {
+    return onednn::cached<dnnl::lstm_backward>(problem_key(kBackwardTag, s, return_state), [&] {
+        const Descs d(s, return_state);
+        const dnnl::lstm_backward::desc desc(
+            dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
+            d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter, d.src_layer, d.state, d.state,
+            d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter);
+        return dnnl::lstm_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
+                                                   forward_pd(s, return_state, dnnl::prop_kind::forward_training));
+    });
+}
+
+memory wrap(const memory::desc& desc, const void* data) { return onednn::memory_of(desc, const_cast<void*>(data)); }
+
+// The weights in the layouts primitive `c` picked: the user's memory when it already is, else a
+// copy in buffer slots 2 and 3.
+struct Weights {
+    memory layer, iter, bias;
+};
+Weights weights_for(const onednn::Cached& c, const Descs& d, const Operands& in, const float* zero_bias) {
+    const memory::desc layer = c.pd.weights_desc(0), iter = c.pd.weights_desc(1);
+    return {onednn::reorder_if_needed(wrap(d.weights_layer_user, in.kernel), layer, onednn::buffer(2, layer.get_size())),
+            onednn::reorder_if_needed(wrap(d.weights_iter_user, in.recurrent_kernel), iter, onednn::buffer(3, iter.get_size())),
+            wrap(d.bias, in.bias ? in.bias : zero_bias)};
+}
+
+void check_workspace(const onednn::Cached& c, std::size_t bytes) {
+    const std::size_t wanted = c.pd.workspace_desc().get_size();
+    if (bytes < wanted) {
+        throw std::runtime_error("LSTM: the saved workspace has " + std::to_string(bytes) + " bytes where oneDNN needs " +
+                                 std::to_string(wanted) + " (was the op planned for another batch?)");
+    }
+}
+
+// A gradient oneDNN accumulates into: the user's tensor when the primitive wants its layout, else
+// a buffer in `slot`; zeroed either way. `user` may be null (a gradient nobody wants).
+struct Accumulated {
+    memory produced, user;
+
+    Accumulated(const memory::desc& wanted, const memory::desc& user_desc, float* user_data, int slot) {
+        if (user_data) user = wrap(user_desc, user_data);
+        produced = user_data ? onednn::output_in(user, wanted, onednn::buffer(slot, wanted.get_size()))
+                             : onednn::memory_of(wanted, onednn::buffer(slot, wanted.get_size()));
+        std::memset(produced.get_data_handle(), 0, wanted.get_size());
+    }
+    void finish() const {
+        if (user) onednn::write_back(produced, user);
+    }
+};
+
+// Small buffers of one call (slot 6): zeros for a missing bias, the initial state and missing
+// state gradients (read only, so one block serves them all), and room for gradients nobody wants:
+// the bias's without use_bias, the initial state's.
+struct Small {
+    float* zero_bias = nullptr;
+    float* zero_state = nullptr;
+    float* unwanted_dbias = nullptr;
+    float* unwanted_dh = nullptr;
+    float* unwanted_dc = nullptr;
+
+    explicit Small(const Sizes& s) {
+        const std::int64_t state = s.batch * s.units;
+        carve(6, {{&zero_bias, 4 * s.units}, {&zero_state, state}, {&unwanted_dbias, 4 * s.units},
+                  {&unwanted_dh, state}, {&unwanted_dc, state}});
+        std::memset(zero_bias, 0, static_cast<std::size_t>(4 * s.units) * sizeof(float));
+        std::memset(zero_state, 0, static_cast<std::size_t>(s.batch * s.units) * sizeof(float));
+    }
+};
+
+// The arguments forward and backward share: the data forward reads and writes, with the weights
+// in the layouts primitive `c` picked. Final states (return_state) and the workspace when given.
+std::unordered_map<int, memory> data_args(const onednn::Cached& c, const Descs& d, const Operands& in,
+                                          const Small& small, const float* yt, const float* final_h,
+                                          const float* final_c, const void* workspace) {
+    const Weights w = weights_for(c, d, in, small.zero_bias);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC_LAYER, wrap(d.src_layer, in.xt)},
+        {DNNL_ARG_SRC_ITER, wrap(d.state, small.zero_state)},
+        {DNNL_ARG_SRC_ITER_C, wrap(d.state, small.zero_state)},
+        {DNNL_ARG_WEIGHTS_LAYER, w.layer},
+        {DNNL_ARG_WEIGHTS_ITER, w.iter},
+        {DNNL_ARG_BIAS, w.bias},
+        {DNNL_ARG_DST_LAYER, wrap(d.dst_layer, yt)},
+    };
+    if (final_h) {
+        args.emplace(DNNL_ARG_DST_ITER, wrap(d.dst_iter, final_h));
+        args.emplace(DNNL_ARG_DST_ITER_C, wrap(d.dst_iter, final_c));
+    }
+    if (workspace) args.emplace(DNNL_ARG_WORKSPACE, wrap(c.pd.workspace_desc(), workspace));
+    return args;
+}
+
+}  // namespace
+
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state) {
+    return forward_pd(s, return_state, dnnl::prop_kind::forward_training).workspace_desc().get_size();
+}
+
+void fused_forward(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
+                   std::size_t workspace_bytes, const Results& out) {
+    Stopwatch watch;
+    const bool training = workspace != nullptr;
+    const onednn::Cached& c = forward_primitive(s, settings.return_state, training);
+    const Descs d(s, settings.return_state);
+    if (training) check_workspace(c, workspace_bytes);
+    const Small small(s);
+    std::unordered_map<int, memory> args = data_args(c, d, in, small, yt, out.h, out.c, workspace);
+    watch.lap(Phase::forward_weights);
+    onednn::execute(c, std::move(args));
+    watch.lap(Phase::forward_compute);
+
+    // The sequence is in processing order: Keras's, go_backwards included.
+    const std::int64_t state = s.batch * s.units;
+    const float* last = yt + (s.steps - 1) * state;
+    if (settings.return_sequences) to_batch_major(yt, out.out, s.batch, s.steps, s.units, false, nullptr);
+    else std::memcpy(out.out, last, static_cast<std::size_t>(state) * sizeof(float));
+    watch.lap(Phase::forward_output);
+}
+
+void fused_backward(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
+                    const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
+                    const OutputGrads& dy, const ParamGrads& grads) {
+    Stopwatch watch;
+    const std::int64_t state = s.batch * s.units;
+    // The gradient of dst_layer, time-major: the sequence's, or the last output's in the last row.
+    // The final states' gradients go to diff_dst_iter and diff_dst_iter_c.
+    float* dyt = nullptr;
+    carve(1, {{&dyt, s.steps * state}});
+    float* last = dyt + (s.steps - 1) * state;
+    if (settings.return_sequences && dy.out) {
+        to_time_major(dy.out, dyt, s.batch, s.steps, s.units, false, nullptr);
+    } else {
+        std::memset(dyt, 0, static_cast<std::size_t>(s.steps * state) * sizeof(float));
+        if (dy.out) std::memcpy(last, dy.out, static_cast<std::size_t>(state) * sizeof(float));
+    }
+    const Small small(s);
+    watch.lap(Phase::backward_input);
+
+    const onednn::Cached& c = backward_primitive(s, settings.return_state);
+    check_workspace(c, workspace_bytes);
+    const Descs d(s, settings.return_state);
+    std::unordered_map<int, memory> args = data_args(c, d, in, small, yt, final_h, final_c, workspace);
+    const Accumulated dlayer(c.pd.diff_weights_desc(0), d.weights_layer_user, grads.kernel, 4);
+    const Accumulated diter(c.pd.diff_weights_desc(1), d.weights_iter_user, grads.recurrent_kernel, 5);
+    // The bias gradient is ldgo, the user's layout: straight into it, or into scratch when no
+    // gradient is wanted (use_bias false: oneDNN's CPU LSTM always has a bias, here zeros).
+    float* dbias = grads.bias ? grads.bias : small.unwanted_dbias;
+    std::memset(dbias, 0, static_cast<std::size_t>(4 * s.units) * sizeof(float));
+    watch.lap(Phase::backward_weights);
+
+    args.insert({
+        {DNNL_ARG_DIFF_SRC_LAYER, wrap(d.src_layer, grads.xt)},
+        {DNNL_ARG_DIFF_SRC_ITER, wrap(d.state, small.unwanted_dh)},
+        {DNNL_ARG_DIFF_SRC_ITER_C, wrap(d.state, small.unwanted_dc)},
+        {DNNL_ARG_DIFF_WEIGHTS_LAYER, dlayer.produced},
+        {DNNL_ARG_DIFF_WEIGHTS_ITER, diter.produced},
+        {DNNL_ARG_DIFF_BIAS, wrap(d.bias, dbias)},
+        {DNNL_ARG_DIFF_DST_LAYER, wrap(d.dst_layer, dyt)},
+    });
+    if (settings.return_state) {
+        args.emplace(DNNL_ARG_DIFF_DST_ITER, wrap(d.dst_iter, dy.h ? dy.h : small.zero_state));
+        args.emplace(DNNL_ARG_DIFF_DST_ITER_C, wrap(d.dst_iter, dy.c ? dy.c : small.zero_state));
+    }
+    onednn::execute(c, std::move(args));
+    watch.lap(Phase::backward_compute);
+
+    dlayer.finish();
+    diter.finish();
+    watch.lap(Phase::backward_output);
+}
+
+}  // namespace nngraph_lstm

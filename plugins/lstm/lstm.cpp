@@ -1,0 +1,275 @@
+// Keras 3's keras.layers.LSTM: attributes, shape inference, weights, and the choice of path.
+//
+// Input (batch, timesteps, features) float32, optionally masked. Outputs: the last output
+// (batch, units) or the sequence (batch, timesteps, units) with return_sequences; with
+// return_state also the final h and c: [output, state_h, state_c] as Keras returns them. The
+// input mask passes to a returned sequence only (Keras's RNN.compute_mask).
+//
+// Paths: oneDNN's LSTM (fused.cpp) for Keras's default cell without a mask; the stepwise loop
+// (stepwise.cpp) with a mask or other activations. Both start from the time-major input in
+// processing order, the input dropout mask applied (lstm.hpp).
+#include <algorithm>
+#include <cstring>
+
+#include "lstm.hpp"
+
+namespace nngraph_lstm {
+namespace {
+
+using nng::Dims;
+
+constexpr const char* kStatefulReason =
+    "stateful: true carries the final states of one batch into the next, which nngraph's executor "
+    "does not keep between steps; only false is supported";
+constexpr const char* kUnrollReason =
+    "unroll: true asks Keras to build one graph node per step; nngraph runs the steps in a loop "
+    "inside the op, so only false is supported";
+constexpr const char* kRecurrentDropoutReason =
+    "recurrent_dropout > 0 is not supported (Keras then switches the cell to four per-gate dropout "
+    "masks on the inputs and the state); use dropout, which drops input features as Keras does, or "
+    "a Dropout layer before the LSTM";
+
+// unit_forget_bias: Keras adds the forget-gate ones to bias_initializer's draw for the other
+// gates. nngraph's initializers express it for zeros (NNG_INIT_LSTM_BIAS) and ones.
+nng::Initializer bias_initializer(const std::string& name, bool unit_forget_bias, std::int64_t units) {
+    const nng::Initializer base = nng::keras_initializer(name, "bias_initializer");
+    if (!unit_forget_bias || name == "ones") return base;
+    if (name == "zeros") return {NNG_INIT_LSTM_BIAS, static_cast<double>(units)};
+    throw nng::OpError("unit_forget_bias: true with bias_initializer '" + name +
+                           "' is not supported (it is for zeros and ones); set unit_forget_bias: false to use '" +
+                           name + "' for the whole bias",
+                       "unit_forget_bias");
+}
+
+std::string optional_string(const nng::Attrs& attrs, const char* name, const char* if_null) {
+    return attrs.is_null(name) ? if_null : attrs.get_string(name);
+}
+
+struct Lstm {
+    static constexpr const char* kName = "LSTM";
+    static constexpr const char* kDoc = "Long Short-Term Memory layer (Keras 3), gates i, f, c, o";
+    static constexpr int kMinInputs = 1, kMaxInputs = 1;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::required(nng::int_attr("units", nullptr, "dimensionality of the output space")),
+        nng::nullable(nng::string_attr("activation", "tanh", kActivationChoices, "cell activation (null: linear)")),
+        nng::nullable(nng::string_attr("recurrent_activation", "sigmoid", kActivationChoices,
+                                       "gate activation (null: linear)")),
+        nng::bool_attr("use_bias", "true", "add a learned bias to the gates"),
+        nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial kernel"),
+        nng::string_attr("recurrent_initializer", "orthogonal", nng::kInitializerChoices, "initial recurrent_kernel"),
+        nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial bias"),
+        nng::bool_attr("unit_forget_bias", "true", "start the forget-gate bias at 1"),
+        nng::float_attr("dropout", "0.0", "fraction of input features dropped in training, one mask per sequence"),
+        nng::float_attr("recurrent_dropout", "0.0", "not supported beyond 0"),
+        nng::nullable(nng::int_attr("seed", "null", "seed of the dropout mask, mixed with the step's")),
+        nng::bool_attr("return_sequences", "false", "return the whole sequence instead of the last output"),
+        nng::bool_attr("return_state", "false", "also return the final h and c"),
+        nng::bool_attr("go_backwards", "false", "process the sequence backwards and return it reversed"),
+        nng::bool_attr("stateful", "false", "only false"),
+        nng::bool_attr("unroll", "false", "only false"),
+    };
+
+    explicit Lstm(const nng::Attrs& attrs)
+        : kernel_init_(nng::keras_initializer(attrs.get_string("kernel_initializer"), "kernel_initializer")),
+          recurrent_init_(nng::keras_initializer(attrs.get_string("recurrent_initializer"), "recurrent_initializer")) {
+        s_.units = attrs.get_int("units");
+        nng::check_attr(s_.units > 0, "units", "a positive integer, got " + std::to_string(s_.units));
+        s_.activation = parse_activation(optional_string(attrs, "activation", "linear"), "activation");
+        s_.recurrent_activation =
+            parse_activation(optional_string(attrs, "recurrent_activation", "linear"), "recurrent_activation");
+        s_.use_bias = attrs.get_bool("use_bias");
+        bias_init_ = bias_initializer(attrs.get_string("bias_initializer"), attrs.get_bool("unit_forget_bias"), s_.units);
+        s_.dropout = static_cast<float>(std::clamp(attrs.get_float("dropout"), 0.0, 1.0));
+        if (std::clamp(attrs.get_float("recurrent_dropout"), 0.0, 1.0) != 0.0) {
+            throw nng::OpError(kRecurrentDropoutReason, "recurrent_dropout");
+        }
+        s_.has_seed = !attrs.is_null("seed");
+        if (s_.has_seed) s_.seed = attrs.get_int("seed");
+        s_.return_sequences = attrs.get_bool("return_sequences");
+        s_.return_state = attrs.get_bool("return_state");
+        s_.go_backwards = attrs.get_bool("go_backwards");
+        if (attrs.get_bool("stateful")) throw nng::OpError(kStatefulReason, "stateful");
+        if (attrs.get_bool("unroll")) throw nng::OpError(kUnrollReason, "unroll");
+    }
+
+    bool stepwise(bool masked) const { return masked || !s_.onednn_cell(); }
+
+    void infer(nng::InferContext& ctx) const {
+        ctx.expect_rank(0, 3, 3, "rank 3: (batch, timesteps, features)");
+        ctx.expect_dtype(0, NNG_F32, "float32");
+        const Dims in = ctx.input_dims(0);
+        const std::int64_t N = in[0], T = in[1], F = in[2], U = s_.units;
+        if (T <= 0 || F <= 0) {
+            throw nng::OpError("input 0 has shape " + nng::dims_string(in) +
+                               "; expected (batch, timesteps, features) with at least one step and one feature");
+        }
+        const int y = ctx.add_output(NNG_F32, s_.return_sequences ? Dims{N, T, U} : Dims{N, U});
+        if (s_.return_sequences) ctx.pass_mask(y, 0);
+        if (s_.return_state) {
+            ctx.add_output(NNG_F32, {N, U});
+            ctx.add_output(NNG_F32, {N, U});
+        }
+        ctx.add_weight("kernel", {F, 4 * U}, kernel_init_);
+        ctx.add_weight("recurrent_kernel", {U, 4 * U}, recurrent_init_);
+        if (s_.use_bias) ctx.add_weight("bias", {4 * U}, bias_init_);
+
+        // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
+        const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
+        ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
+        if (!ctx.training() || N < 0) return;
+        ctx.add_saved(NNG_F32, {T, N, F});  // XT
+        if (steps_by_hand) {
+            ctx.add_saved(NNG_F32, {T, N, 4 * U});    // gates
+            ctx.add_saved(NNG_F32, {T + 1, N, U});  // hidden
+            ctx.add_saved(NNG_F32, {T + 1, N, U});  // cell
+            ctx.add_saved(NNG_F32, {T, N, U});      // activated cell
+        } else {
+            ctx.add_saved(NNG_F32, {T, N, U});  // dst_layer
+            const Sizes problem{T, N, F, U};
+            ctx.add_saved(NNG_U8, {static_cast<std::int64_t>(fused_workspace_bytes(problem, s_.return_state))});
+        }
+    }
+
+    void forward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        Stopwatch watch;
+        const Sizes s = sizes(exec);
+        const bool masked = exec.input_mask(0).present();
+        const bool by_steps = stepwise(masked);
+        const bool training = exec.training();
+        count_call(false, by_steps);
+        if (training) check_saved(exec, s, by_steps);
+
+        Operands in = operands(exec, s);
+        const float* mask = dropout_mask(exec, s);
+        if (training) in.xt = exec.saved(saved::kInput).f32();
+        else carve(0, {{&in.xt, s.rows() * s.features}});
+        to_time_major(exec.input(0).f32(), in.xt, s.batch, s.steps, s.features, s_.go_backwards, mask);
+        watch.lap(Phase::forward_input);
+
+        const Results out{exec.output(0).f32(), s_.return_state ? exec.output(1).f32() : nullptr,
+                          s_.return_state ? exec.output(2).f32() : nullptr};
+        if (by_steps) {
+            stepwise_forward(s_, s, in, step_state(exec, s, training), out);
+        } else if (training) {
+            const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
+            fused_forward(s_, s, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(), out);
+        } else {
+            float* yt = nullptr;
+            carve(1, {{&yt, s.rows() * s.units}});
+            fused_forward(s_, s, in, yt, nullptr, 0, out);
+        }
+    }
+
+    void backward(nng::Exec& exec) {
+        onednn::set_num_threads(exec.num_threads());
+        const Sizes s = sizes(exec);
+        const bool by_steps = stepwise(exec.input_mask(0).present());
+        count_call(true, by_steps);
+        check_saved(exec, s, by_steps);
+
+        const OutputGrads dy{exec.grad_output(0) ? exec.grad_output(0).f32() : nullptr,
+                             s_.return_state && exec.grad_output(1) ? exec.grad_output(1).f32() : nullptr,
+                             s_.return_state && exec.grad_output(2) ? exec.grad_output(2).f32() : nullptr};
+        const nng::TensorRef dx = exec.grad_input(0);
+        const nng::TensorRef dkernel = exec.grad_weight(0), drecurrent = exec.grad_weight(1);
+        const nng::TensorRef dbias = s_.use_bias ? exec.grad_weight(2) : nng::TensorRef();
+        if (!dy.any()) {  // no gradient arrives: every gradient is zero
+            for (const nng::TensorRef& g : {dx, dkernel, drecurrent, dbias}) {
+                if (g) std::memset(g.raw(), 0, g.nbytes());
+            }
+            return;
+        }
+        Operands in = operands(exec, s);
+        in.xt = exec.saved(saved::kInput).f32();
+        ParamGrads grads{nullptr, dkernel ? dkernel.f32() : nullptr, drecurrent ? drecurrent.f32() : nullptr,
+                         dbias ? dbias.f32() : nullptr};
+        carve(0, {{&grads.xt, s.rows() * s.features}});
+        if (by_steps) {
+            stepwise_backward(s_, s, in, step_state(exec, s, true), dy, grads);
+        } else {
+            const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
+            fused_backward(s_, s, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(),
+                           s_.return_state ? exec.output(1).f32() : nullptr,
+                           s_.return_state ? exec.output(2).f32() : nullptr, dy, grads);
+        }
+        Stopwatch watch;
+        if (dx) {
+            // The mask drawn in forward, again: the same seed gives the same mask.
+            const float* mask = dropout_mask(exec, s);
+            to_batch_major(grads.xt, dx.f32(), s.batch, s.steps, s.features, s_.go_backwards, mask);
+        }
+        watch.lap(Phase::backward_output);
+    }
+
+    Sizes sizes(const nng::Exec& exec) const {
+        const nng::TensorRef x = exec.input(0);
+        return {x.dim(1), x.dim(0), x.dim(2), s_.units};
+    }
+
+    Operands operands(const nng::Exec& exec, const Sizes& s) const {
+        Operands in;
+        in.kernel = exec.weight(0).f32();
+        in.recurrent_kernel = exec.weight(1).f32();
+        in.bias = s_.use_bias ? exec.weight(2).f32() : nullptr;
+        const nng::TensorRef mask = exec.input_mask(0);
+        if (mask) {
+            if (mask.numel() != s.batch * s.steps) {
+                throw nng::OpError("the input mask has shape " + nng::dims_string(mask.dims()) + "; expected (" +
+                                   std::to_string(s.batch) + ", " + std::to_string(s.steps) + ")");
+            }
+            in.mask = mask.u8();
+        }
+        return in;
+    }
+
+    // Keras's input dropout mask (N, F) when it applies (training, 0 < rate < 1), else null.
+    const float* dropout_mask(const nng::Exec& exec, const Sizes& s) const {
+        if (!exec.random_active() || s_.dropout <= 0.0f || s_.dropout >= 1.0f) return nullptr;
+        float* mask = nullptr;
+        carve(7, {{&mask, s.batch * s.features}});
+        std::uint64_t seed = nng::derive_seed(exec.seed(), "lstm.dropout");
+        if (s_.has_seed) seed = nng::derive_seed(seed, static_cast<std::uint64_t>(s_.seed));
+        nngraph_lstm::dropout_mask(mask, s.batch, s.features, s_.dropout, seed);
+        return mask;
+    }
+
+    // The stepwise path's states: saved buffers in training, else a buffer slot.
+    StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
+        StepState st;
+        if (training) {
+            st.gates = exec.saved(saved::kGates).f32();
+            st.hidden = exec.saved(saved::kHidden).f32();
+            st.cell = exec.saved(saved::kCell).f32();
+            st.cell_activation = exec.saved(saved::kCellActivation).f32();
+            return st;
+        }
+        const std::int64_t state = s.batch * s.units;
+        carve(1, {{&st.gates, 4 * s.steps * state}});
+        carve(5, {{&st.hidden, (s.steps + 1) * state}, {&st.cell, (s.steps + 1) * state}, {&st.cell_activation, s.steps * state}});
+        return st;
+    }
+
+    // The saved buffers were declared by infer() for one path; a call on the other (a mask present
+    // at planning but not now, or the reverse) would misread them. Buffer 1 tells: gates (T, N, 4U)
+    // for the stepwise path, dst_layer (T, N, U) for oneDNN's.
+    void check_saved(const nng::Exec& exec, const Sizes& s, bool by_steps) const {
+        const nng::TensorRef second = exec.saved(1);
+        const std::int64_t width = by_steps ? 4 * s.units : s.units;
+        if (!second.present() || second.rank() != 3 || second.dim(0) != s.steps || second.dim(1) != s.batch ||
+            second.dim(2) != width) {
+            throw nng::OpError(std::string("LSTM: this call takes the ") + (by_steps ? "stepwise (masked)" : "oneDNN") +
+                               " path, but its saved buffers were planned for the other one or another shape "
+                               "(a mask present at planning and not now, or the reverse)");
+        }
+    }
+
+    Settings s_;
+    nng::Initializer kernel_init_, recurrent_init_, bias_init_;
+};
+
+}  // namespace
+
+const nng_op_def* lstm_op() { return nng::op<Lstm>(); }
+
+}  // namespace nngraph_lstm

@@ -1,0 +1,184 @@
+// Keras's LSTM on oneDNN: what the op class (lstm.cpp), the oneDNN path (fused.cpp), the plain path
+// for masks and other activations (stepwise.cpp) and the sequence helpers (sequence.cpp) share.
+//
+// Both paths run on the input in time-major processing order, XT (steps, batch, features): step k
+// reads input time k, or T-1-k with go_backwards, with the input dropout mask applied. The
+// sequence they produce is then in processing order already, which is Keras's order for a returned
+// sequence (go_backwards returns it reversed), so outputs need a plain transpose only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "nngraph/onednn.hpp"
+
+namespace nngraph_lstm {
+
+namespace onednn = nng::onednn;
+
+// ---- Activations ---------------------------------------------------------------------------------
+
+// The Keras activations the LSTM accepts: each one's derivative follows from its output.
+enum class Act { linear, tanh, sigmoid, hard_sigmoid, relu, relu6, softsign };
+
+inline constexpr const char* kActivationChoices = "linear|tanh|sigmoid|hard_sigmoid|relu|relu6|softsign";
+// Keras's name (null is linear); throws nng::OpError naming `attribute` for the others.
+Act parse_activation(const std::string& name, const char* attribute);
+
+// x = f(x), n elements.
+void activate(Act f, float* x, std::int64_t n);
+// d = d * f'(z), from y = f(z), n elements.
+void times_derivative(Act f, const float* y, float* d, std::int64_t n);
+
+// ---- The problem --------------------------------------------------------------------------------
+
+// Attributes, parsed once.
+struct Settings {
+    std::int64_t units = 0;
+    Act activation = Act::tanh;
+    Act recurrent_activation = Act::sigmoid;
+    bool use_bias = true;
+    float dropout = 0.0f;  // clamped to [0, 1] as Keras does; applied when 0 < rate < 1
+    bool has_seed = false;
+    std::int64_t seed = 0;
+    bool return_sequences = false;
+    bool return_state = false;
+    bool go_backwards = false;
+
+    // oneDNN's vanilla LSTM computes exactly Keras's default cell.
+    bool onednn_cell() const { return activation == Act::tanh && recurrent_activation == Act::sigmoid; }
+};
+
+// The sizes of one call: T steps, N sequences, F features, U units.
+struct Sizes {
+    std::int64_t steps, batch, features, units;
+
+    std::int64_t rows() const { return steps * batch; }  // T * N, the rows of time-major matrices
+};
+
+// What the path needs besides the sizes: the time-major input XT (always filled), the weights, and
+// the input mask ((N, T), 1 = keep; null when none). `dropout` is the (N, F) mask applied to the
+// input or null.
+struct Operands {
+    float* xt = nullptr;
+    const float* kernel = nullptr;            // (F, 4U)
+    const float* recurrent_kernel = nullptr;  // (U, 4U)
+    const float* bias = nullptr;              // (4U) or null without use_bias
+    const std::uint8_t* mask = nullptr;
+};
+
+// Where a call's outputs go: out0 is the sequence (N, T, U) or the last output (N, U); h and c the
+// final states (return_state) or null.
+struct Results {
+    float* out = nullptr;
+    float* h = nullptr;
+    float* c = nullptr;
+};
+
+// Gradients arriving for the outputs (null: zero), and those to produce (null: not wanted).
+struct OutputGrads {
+    const float* out = nullptr;
+    const float* h = nullptr;
+    const float* c = nullptr;
+    bool any() const { return out || h || c; }
+};
+struct ParamGrads {
+    float* xt = nullptr;  // (T, N, F) time-major input gradient: always written
+    float* kernel = nullptr;
+    float* recurrent_kernel = nullptr;
+    float* bias = nullptr;
+};
+
+// ---- Saved buffers -------------------------------------------------------------------------------
+
+// The saved buffers of each path, in declaration order. XT comes first in both.
+namespace saved {
+enum Fused { kFusedInput = 0, kFusedOutput = 1, kFusedWorkspace = 2, kFusedCount = 3 };
+enum Stepwise { kInput = 0, kGates = 1, kHidden = 2, kCell = 3, kCellActivation = 4, kStepwiseCount = 5 };
+}  // namespace saved
+
+// ---- Sequence helpers (sequence.cpp) ------------------------------------------------------------
+
+// dst (T, N, F) in processing order from src (N, T, F): dst[k][n] = src[n][t(k)] * scale[n], where
+// t(k) = T-1-k when `reverse`, and scale (N, F) is optional.
+void to_time_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
+                   bool reverse, const float* scale);
+// The inverse: dst (N, T, F) from src (T, N, F), dst[n][t(k)] = src[k][n] * scale[n].
+void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
+                    bool reverse, const float* scale);
+// Keras's input dropout mask for one call: (N, F) of 0 and 1/(1-rate), the same for every step,
+// drawn from `seed`.
+void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float rate, std::uint64_t seed);
+// a += b, n elements.
+void add_to(float* a, const float* b, std::int64_t n);
+
+// Carves one oneDNN helper buffer slot into 64-byte aligned float arrays: `parts` are pairs of
+// where to store the pointer and how many floats.
+struct Part {
+    float** where;
+    std::int64_t count;
+};
+void carve(int slot, std::initializer_list<Part> parts);
+
+// ---- Paths --------------------------------------------------------------------------------------
+
+// oneDNN's lstm_forward / lstm_backward (fused.cpp). `training` writes the workspace.
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state);
+void fused_forward(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
+                   std::size_t workspace_bytes, const Results& out);
+void fused_backward(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
+                    const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
+                    const OutputGrads& dy, const ParamGrads& grads);
+
+// Plain loops over the steps with oneDNN matmuls (stepwise.cpp): masks and other activations.
+// The state buffers are those of saved::Stepwise: gates (T, N, 4U), hidden and cell (T+1, N, U)
+// with slot 0 the zero initial state, the activated cell (T, N, U).
+struct StepState {
+    float* gates = nullptr;
+    float* hidden = nullptr;
+    float* cell = nullptr;
+    float* cell_activation = nullptr;
+};
+void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
+                      const Results& out);
+void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
+                       const OutputGrads& dy, const ParamGrads& grads);
+
+// ---- Timings (reported as plugin counters, nanoseconds summed over calls) -----------------------
+
+enum class Phase {
+    forward_input,      // dropout mask and the time-major input
+    forward_weights,    // weight reorders to the primitive's layouts
+    forward_compute,    // the LSTM primitive, or the stepwise loop
+    forward_output,     // outputs from the time-major sequence
+    backward_input,     // the time-major output gradient
+    backward_weights,   // weight reorders and zeroing the gradients oneDNN accumulates into
+    backward_compute,   // the LSTM backward primitive, or the stepwise loop and its matmuls
+    backward_output,    // gradient write-back and the batch-major input gradient
+    count
+};
+void record(Phase phase, std::chrono::steady_clock::duration elapsed);
+
+// Times consecutive phases: lap(p) charges the time since the previous lap to p.
+class Stopwatch {
+public:
+    void lap(Phase phase) {
+        const auto now = std::chrono::steady_clock::now();
+        record(phase, now - last_);
+        last_ = now;
+    }
+
+private:
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// The oneDNN helper's counters followed by "lstm.<phase>_ns" and "lstm.forward_calls",
+// "lstm.backward_calls", "lstm.stepwise_calls".
+std::int32_t counters(nng_counter* out, std::int32_t capacity);
+void count_call(bool backward, bool stepwise);
+
+const nng_op_def* lstm_op();
+
+}  // namespace nngraph_lstm

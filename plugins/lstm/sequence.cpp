@@ -1,0 +1,229 @@
+// Helpers both LSTM paths share: activations with derivatives from their outputs, conversions
+// between batch-major tensors and time-major processing order, Keras's input dropout mask, and the
+// phase timings reported as counters.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "lstm.hpp"
+
+namespace nngraph_lstm {
+
+// ---- Activations ---------------------------------------------------------------------------------
+
+Act parse_activation(const std::string& name, const char* attribute) {
+    if (name == "linear") return Act::linear;
+    if (name == "tanh") return Act::tanh;
+    if (name == "sigmoid") return Act::sigmoid;
+    if (name == "hard_sigmoid") return Act::hard_sigmoid;
+    if (name == "relu") return Act::relu;
+    if (name == "relu6") return Act::relu6;
+    if (name == "softsign") return Act::softsign;
+    throw nng::OpError("activation '" + name + "' is not supported by LSTM (supported: " +
+                           std::string(kActivationChoices) + ", or null for linear)",
+                       attribute);
+}
+
+namespace {
+
+// e^x in float to about 2 ulp, written so that loops over it vectorise without -ffast-math:
+// x = n ln2 + r with |r| <= ln2/2 (rounding by the 1.5 * 2^23 trick), e^r by its Taylor series to
+// r^7 (error below 6e-9 relative there), then 2^n put into the exponent bits.
+inline float exp_approx(float x) {
+    x = std::min(std::max(x, -87.0f), 88.0f);
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split in two for exactness
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
+}
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+// tanh(x) = 2 sigmoid(2x) - 1: an absolute error of a few 1e-8, which is what the cell needs.
+inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+
+}  // namespace
+
+void activate(Act f, float* x, std::int64_t n) {
+    switch (f) {
+        case Act::linear: return;
+        case Act::tanh:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) x[i] = tanh_approx(x[i]);
+            return;
+        case Act::sigmoid:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) x[i] = sigmoid(x[i]);
+            return;
+        case Act::hard_sigmoid:  // Keras 3: relu6(x + 3) / 6
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i] / 6.0f + 0.5f, 0.0f), 1.0f);
+            return;
+        case Act::relu:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) {
+                const float v = x[i];
+                x[i] = std::max(v, 0.0f);
+            }
+            return;
+        case Act::relu6:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) {
+                const float v = x[i];
+                x[i] = std::min(std::max(v, 0.0f), 6.0f);
+            }
+            return;
+        case Act::softsign:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::abs(x[i]));
+            return;
+    }
+}
+
+void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
+    switch (f) {
+        case Act::linear: return;
+        case Act::tanh:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= 1.0f - y[i] * y[i];
+            return;
+        case Act::sigmoid:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= y[i] * (1.0f - y[i]);
+            return;
+        case Act::hard_sigmoid:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= (y[i] > 0.0f && y[i] < 1.0f) ? 1.0f / 6.0f : 0.0f;
+            return;
+        case Act::relu:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= y[i] > 0.0f ? 1.0f : 0.0f;
+            return;
+        case Act::relu6:
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= (y[i] > 0.0f && y[i] < 6.0f) ? 1.0f : 0.0f;
+            return;
+        case Act::softsign:  // 1 / (1 + |x|)^2 = (1 - |y|)^2
+#pragma omp simd
+            for (std::int64_t i = 0; i < n; ++i) d[i] *= (1.0f - std::abs(y[i])) * (1.0f - std::abs(y[i]));
+            return;
+    }
+}
+
+// ---- Layout conversions --------------------------------------------------------------------------
+
+namespace {
+
+// One loop for both directions: the time-major side is indexed by step k, the batch-major side by
+// t(k); rows of `width` floats are copied (and scaled) one (k, n) pair at a time.
+template <bool kToTimeMajor>
+void convert(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width, bool reverse,
+             const float* scale) {
+#pragma omp parallel for schedule(static) if (steps * batch * width > 32768)
+    for (std::int64_t k = 0; k < steps; ++k) {
+        const std::int64_t t = reverse ? steps - 1 - k : k;
+        for (std::int64_t n = 0; n < batch; ++n) {
+            const std::int64_t time_major = (k * batch + n) * width, batch_major = (n * steps + t) * width;
+            const float* from = src + (kToTimeMajor ? batch_major : time_major);
+            float* to = dst + (kToTimeMajor ? time_major : batch_major);
+            if (scale) {
+                const float* m = scale + n * width;
+#pragma omp simd
+                for (std::int64_t f = 0; f < width; ++f) to[f] = from[f] * m[f];
+            } else {
+                std::memcpy(to, from, static_cast<std::size_t>(width) * sizeof(float));
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void to_time_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
+                   bool reverse, const float* scale) {
+    convert<true>(src, dst, batch, steps, width, reverse, scale);
+}
+
+void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
+                    bool reverse, const float* scale) {
+    convert<false>(src, dst, batch, steps, width, reverse, scale);
+}
+
+void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float rate, std::uint64_t seed) {
+    const float kept = 1.0f / (1.0f - rate);
+    const std::int64_t n = batch * features;
+    for (std::int64_t i = 0; i < n; ++i) {
+        mask[i] = nng::uniform_float(seed, static_cast<std::uint64_t>(i)) >= rate ? kept : 0.0f;
+    }
+}
+
+void add_to(float* a, const float* b, std::int64_t n) {
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+void carve(int slot, std::initializer_list<Part> parts) {
+    constexpr std::int64_t kAlign = 64 / sizeof(float);
+    std::int64_t total = 0;
+    for (const Part& p : parts) total += (p.count + kAlign - 1) / kAlign * kAlign;
+    auto* base = static_cast<float*>(onednn::buffer(slot, static_cast<std::size_t>(std::max<std::int64_t>(total, 1)) * sizeof(float)));
+    for (const Part& p : parts) {
+        *p.where = base;
+        base += (p.count + kAlign - 1) / kAlign * kAlign;
+    }
+}
+
+// ---- Timings and counters ------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::size_t kPhases = static_cast<std::size_t>(Phase::count);
+constexpr std::array<const char*, kPhases> kPhaseNames = {
+    "lstm.forward_input_ns",    "lstm.forward_weights_ns",  "lstm.forward_compute_ns",  "lstm.forward_output_ns",
+    "lstm.backward_input_ns",   "lstm.backward_weights_ns", "lstm.backward_compute_ns", "lstm.backward_output_ns",
+};
+
+struct Tallies {
+    std::array<std::atomic<std::int64_t>, kPhases> nanoseconds{};
+    std::atomic<std::int64_t> forward_calls{0}, backward_calls{0}, stepwise_calls{0};
+};
+Tallies& tallies() {
+    static Tallies t;
+    return t;
+}
+
+}  // namespace
+
+void record(Phase phase, std::chrono::steady_clock::duration elapsed) {
+    tallies().nanoseconds[static_cast<std::size_t>(phase)] +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
+}
+
+void count_call(bool backward, bool stepwise) {
+    ++(backward ? tallies().backward_calls : tallies().forward_calls);
+    if (stepwise) ++tallies().stepwise_calls;
+}
+
+std::int32_t counters(nng_counter* out, std::int32_t capacity) {
+    std::int32_t n = onednn::counters(out, capacity);
+    if (!out) return 0;
+    const auto add = [&](const char* name, std::int64_t value) {
+        if (n < capacity) out[n++] = {name, value};
+    };
+    Tallies& t = tallies();
+    for (std::size_t p = 0; p < kPhases; ++p) add(kPhaseNames[p], t.nanoseconds[p].load());
+    add("lstm.forward_calls", t.forward_calls.load());
+    add("lstm.backward_calls", t.backward_calls.load());
+    add("lstm.stepwise_calls", t.stepwise_calls.load());
+    return n;
+}
+
+}  // namespace nngraph_lstm

@@ -1,0 +1,175 @@
+// The stepwise path: Keras's LSTM step by step, for what oneDNN's LSTM cannot do: masked input
+// (a masked step keeps the previous h, c and output, Keras's zero_output_for_mask=False) and
+// activations other than tanh and sigmoid. The matrix products are oneDNN matmuls: the input
+// projection of every step at once, the recurrent one per step; the gates and the cell are plain
+// loops, parallel over the batch.
+//
+// Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
+// g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
+// Backward walks the steps in reverse with dh, dc; a masked row passes both through unchanged.
+#include <cstring>
+#include <utility>
+
+#include "lstm.hpp"
+
+namespace nngraph_lstm {
+namespace {
+
+using onednn::View;
+constexpr auto f32 = dnnl::memory::data_type::f32;
+
+View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
+    return onednn::view(const_cast<float*>(data), f32, {rows, cols});
+}
+
+bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bool reverse) {
+    if (!in.mask) return true;
+    const std::int64_t t = reverse ? s.steps - 1 - k : k;
+    return in.mask[n * s.steps + t] != 0;
+}
+
+bool parallel_rows(const Sizes& s) { return s.batch > 1 && s.batch * s.units >= 2048; }
+
+// One forward step's cell for all rows: gates (N, 4U) from pre-activations in place; the states
+// after the step from those before it.
+void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, float* gates,
+                  const float* h_before, const float* c_before, float* h_after, float* c_after, float* c_act) {
+    const std::int64_t U = s.units;
+#pragma omp parallel for schedule(static) if (parallel_rows(s))
+    for (std::int64_t n = 0; n < s.batch; ++n) {
+        float* z = gates + n * 4 * U;
+        const float* c0 = c_before + n * U;
+        float* c1 = c_after + n * U;
+        float* h1 = h_after + n * U;
+        float* a = c_act + n * U;
+        if (!kept(in, s, n, k, settings.go_backwards)) {
+            std::memcpy(c1, c0, static_cast<std::size_t>(U) * sizeof(float));
+            std::memcpy(h1, h_before + n * U, static_cast<std::size_t>(U) * sizeof(float));
+            std::memset(a, 0, static_cast<std::size_t>(U) * sizeof(float));
+            continue;
+        }
+        activate(settings.recurrent_activation, z, 2 * U);  // i, f
+        activate(settings.activation, z + 2 * U, U);        // g
+        activate(settings.recurrent_activation, z + 3 * U, U);  // o
+        const float *i = z, *f = z + U, *g = z + 2 * U;
+#pragma omp simd
+        for (std::int64_t u = 0; u < U; ++u) a[u] = c1[u] = f[u] * c0[u] + i[u] * g[u];
+        activate(settings.activation, a, U);
+        const float* o = z + 3 * U;
+#pragma omp simd
+        for (std::int64_t u = 0; u < U; ++u) h1[u] = o[u] * a[u];
+    }
+}
+
+// One backward step for all rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
+// gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
+// dh for masked rows and zero for the others (their share comes from dz U^T next).
+void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
+                   std::int64_t k, const float* dseq, float* dh, float* dc, float* dh_before, float* dz) {
+    const std::int64_t U = s.units, state = s.batch * U;
+    const float* gates = st.gates + k * 4 * state;
+    const float* c_before = st.cell + k * state;
+    const float* c_act = st.cell_activation + k * state;
+#pragma omp parallel for schedule(static) if (parallel_rows(s))
+    for (std::int64_t n = 0; n < s.batch; ++n) {
+        float* d_h = dh + n * U;
+        float* d_c = dc + n * U;
+        float* d = dz + n * 4 * U;
+        if (dseq) add_to(d_h, dseq + (n * s.steps + k) * U, U);
+        if (!kept(in, s, n, k, settings.go_backwards)) {
+            std::memcpy(dh_before + n * U, d_h, static_cast<std::size_t>(U) * sizeof(float));
+            std::memset(d, 0, static_cast<std::size_t>(4 * U) * sizeof(float));
+            continue;
+        }
+        std::memset(dh_before + n * U, 0, static_cast<std::size_t>(U) * sizeof(float));
+        const float* z = gates + n * 4 * U;
+        const float *i = z, *f = z + U, *g = z + 2 * U, *o = z + 3 * U;
+        const float* a = c_act + n * U;
+        const float* c0 = c_before + n * U;
+        float *di = d, *df = d + U, *dg = d + 2 * U, *d_o = d + 3 * U;
+        // d_o = dh a(c'); df holds dh o a'(c') for a moment, the cell gradient's share from h.
+#pragma omp simd
+        for (std::int64_t u = 0; u < U; ++u) {
+            d_o[u] = d_h[u] * a[u];
+            df[u] = d_h[u] * o[u];
+        }
+        times_derivative(settings.activation, a, df, U);
+#pragma omp simd
+        for (std::int64_t u = 0; u < U; ++u) {
+            const float dct = d_c[u] + df[u];
+            di[u] = dct * g[u];
+            dg[u] = dct * i[u];
+            df[u] = dct * c0[u];
+            d_c[u] = dct * f[u];
+        }
+        times_derivative(settings.recurrent_activation, i, di, 2 * U);  // i, f
+        times_derivative(settings.activation, g, dg, U);
+        times_derivative(settings.recurrent_activation, o, d_o, U);
+    }
+}
+
+}  // namespace
+
+void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
+                      const Results& out) {
+    Stopwatch watch;
+    const std::int64_t U = s.units, state = s.batch * U, gates = 4 * state;
+    // Pre-activations of every step: XT W + b, one matmul over T*N rows.
+    onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
+                   matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+    std::memset(st.hidden, 0, static_cast<std::size_t>(state) * sizeof(float));
+    std::memset(st.cell, 0, static_cast<std::size_t>(state) * sizeof(float));
+    const View recurrent = matrix(in.recurrent_kernel, U, 4 * U);
+    for (std::int64_t k = 0; k < s.steps; ++k) {
+        float* z = st.gates + k * gates;
+        const float* h = st.hidden + k * state;
+        if (k > 0) onednn::matmul(matrix(h, s.batch, U), recurrent, matrix(z, s.batch, 4 * U), {.beta = 1.0f});
+        forward_cell(settings, s, in, k, z, h, st.cell + k * state, st.hidden + (k + 1) * state,
+                     st.cell + (k + 1) * state, st.cell_activation + k * state);
+    }
+    watch.lap(Phase::forward_compute);
+
+    const float* h_last = st.hidden + s.steps * state;
+    if (settings.return_sequences) to_batch_major(st.hidden + state, out.out, s.batch, s.steps, U, false, nullptr);
+    else std::memcpy(out.out, h_last, static_cast<std::size_t>(state) * sizeof(float));
+    if (settings.return_state) {
+        std::memcpy(out.h, h_last, static_cast<std::size_t>(state) * sizeof(float));
+        std::memcpy(out.c, st.cell + s.steps * state, static_cast<std::size_t>(state) * sizeof(float));
+    }
+    watch.lap(Phase::forward_output);
+}
+
+void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
+                       const OutputGrads& dy, const ParamGrads& grads) {
+    Stopwatch watch;
+    const std::int64_t U = s.units, state = s.batch * U;
+    float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
+    carve(6, {{&dh, state}, {&dh_before, state}, {&dc, state}});
+    carve(1, {{&dz, 4 * s.rows() * U}});
+    // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
+    std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));
+    if (!settings.return_sequences && dy.out) add_to(dh, dy.out, state);
+    if (dy.h) add_to(dh, dy.h, state);
+    if (dy.c) std::memcpy(dc, dy.c, static_cast<std::size_t>(state) * sizeof(float));
+    else std::memset(dc, 0, static_cast<std::size_t>(state) * sizeof(float));
+    const float* dseq = settings.return_sequences ? dy.out : nullptr;
+    watch.lap(Phase::backward_input);
+
+    const View recurrent_t = matrix(in.recurrent_kernel, U, 4 * U).transposed();
+    for (std::int64_t k = s.steps - 1; k >= 0; --k) {
+        float* dz_k = dz + k * 4 * state;
+        backward_cell(settings, s, in, st, k, dseq, dh, dc, dh_before, dz_k);
+        // h_k's gradient through the step: dz U^T (the initial state's is not needed).
+        if (k > 0) onednn::matmul(matrix(dz_k, s.batch, 4 * U), recurrent_t, matrix(dh_before, s.batch, U), {.beta = 1.0f});
+        std::swap(dh, dh_before);
+    }
+    // Weights and input from every step's dz at once (T*N rows).
+    const View dz_all = matrix(dz, s.rows(), 4 * U);
+    if (grads.kernel) onednn::matmul(matrix(in.xt, s.rows(), s.features).transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
+    if (grads.recurrent_kernel) onednn::matmul(matrix(st.hidden, s.rows(), U).transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
+    if (grads.bias) onednn::sum_rows(dz_all, matrix(grads.bias, 1, 4 * U));
+    onednn::matmul(dz_all, matrix(in.kernel, s.features, 4 * U).transposed(), matrix(grads.xt, s.rows(), s.features));
+    watch.lap(Phase::backward_compute);
+}
+
+}  // namespace nngraph_lstm

@@ -1,0 +1,286 @@
+// Times the LSTM op through the plugin ABI at a chosen thread count (OpRunner always runs one
+// thread): forward in inference and in training, backward, and the stepwise (masked) path, with
+// the op's own phase counters (time-major input, weight reorders, the primitive, outputs and
+// gradient write-back). For comparison it also times oneDNN's bare lstm_forward / lstm_backward
+// on the same problem, with the layouts they pick and no conversions at all.
+//
+//   bench_lstm [--batch 64] [--steps 200] [--features 32] [--units 100] [--threads 2] [--repeat 20]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "gradcheck.hpp"
+#include "graph/attributes.hpp"
+#include "plugins/op_instance.hpp"
+
+namespace {
+
+using nngraph::DType;
+using nngraph::Tensor;
+
+struct Options {
+    std::int64_t batch = 64, steps = 200, features = 32, units = 100;
+    int threads = 2, repeat = 20;
+};
+
+nng_tensor c_view(Tensor& t) {
+    nng_tensor c{};
+    c.struct_size = sizeof(nng_tensor);
+    c.dtype = static_cast<nng_dtype>(t.dtype());
+    c.shape = nngraph::to_c_shape(t.shape());
+    c.data = t.empty() ? nullptr : t.raw();
+    return c;
+}
+std::vector<nng_tensor> c_views(std::vector<Tensor>& ts) {
+    std::vector<nng_tensor> out;
+    for (Tensor& t : ts) out.push_back(c_view(t));
+    return out;
+}
+
+// One LSTM instance with every tensor of a training plan, called with `threads` threads.
+class Driver {
+public:
+    Driver(const std::string& attributes, const Options& o, bool masked) {
+        const nngraph::RegisteredOp* op = nngraph::testing::built_plugins().find("LSTM");
+        if (!op) throw std::runtime_error("the LSTM plugin is not built");
+        std::vector<nngraph::KeyedValue> given;
+        const YAML::Node yaml = YAML::Load(attributes);
+        for (const auto& kv : yaml) given.push_back({kv.first.as<std::string>(), kv.second, {"bench", 0, 0}});
+        attrs_ = std::make_unique<nngraph::AttributeValues>(*op->def, given, "lstm", nngraph::SourceLocation{"bench", 0, 0});
+        instance_ = std::make_unique<nngraph::OpInstance>(*op, attrs_->view());
+        const nngraph::Shape x{o.batch, o.steps, o.features};
+        nngraph::OpFailure failure;
+        if (!instance_->infer({{DType::F32, x}}, {masked}, true, shapes_, failure)) throw std::runtime_error(failure.message);
+        inputs_.emplace_back(DType::F32, x);
+        nngraph::testing::fill_uniform(inputs_[0], -1, 1, 1);
+        grad_inputs_.emplace_back(DType::F32, x);
+        masks_.emplace_back();
+        if (masked) {  // left padded, as Keras's pad_sequences makes: a quarter to none of each row
+            masks_[0] = Tensor(DType::U8, {o.batch, o.steps});
+            for (std::int64_t n = 0; n < o.batch; ++n) {
+                for (std::int64_t t = 0; t < o.steps; ++t) masks_[0].data<std::uint8_t>()[n * o.steps + t] = t >= (n % 4) * o.steps / 16;
+            }
+        }
+        for (const auto& out : shapes_.outputs) {
+            outputs_.emplace_back(out.tensor.dtype, out.tensor.shape);
+            grad_outputs_.emplace_back(DType::F32, out.tensor.shape);
+            nngraph::testing::fill_uniform(grad_outputs_.back(), -1, 1, 2);
+            out_masks_.emplace_back();
+        }
+        for (const auto& w : shapes_.weights) {
+            weights_.emplace_back(DType::F32, w.shape);
+            nngraph::testing::fill_uniform(weights_.back(), -0.2, 0.2, 3);
+            grad_weights_.emplace_back(DType::F32, w.shape);
+        }
+        for (const auto& s : shapes_.saved) saved_.emplace_back(s.dtype, s.shape);
+        ctx_.struct_size = sizeof(ctx_);
+        ctx_.num_threads = o.threads;
+        ctx_.seed = 1;
+    }
+
+    void forward(bool training) {
+        ctx_.training = training;
+        Views v(*this, false);
+        instance_->forward("lstm", ctx_, v.args);
+    }
+    void backward() {
+        ctx_.training = 1;
+        Views v(*this, true);
+        instance_->backward("lstm", ctx_, v.args);
+    }
+
+private:
+    struct Views {
+        std::vector<nng_tensor> in, in_masks, out, out_masks, w, saved, d_out, d_in, d_w;
+        nng_exec_args args{};
+        Views(Driver& d, bool backward)
+            : in(c_views(d.inputs_)), in_masks(c_views(d.masks_)), out(c_views(d.outputs_)),
+              out_masks(c_views(d.out_masks_)), w(c_views(d.weights_)), saved(c_views(d.saved_)),
+              d_out(c_views(d.grad_outputs_)), d_in(c_views(d.grad_inputs_)), d_w(c_views(d.grad_weights_)) {
+            args.struct_size = sizeof(args);
+            args.num_inputs = 1;
+            args.inputs = in.data();
+            args.input_masks = in_masks.data();
+            args.num_outputs = static_cast<std::int32_t>(out.size());
+            args.outputs = out.data();
+            args.output_masks = out_masks.data();
+            args.num_weights = static_cast<std::int32_t>(w.size());
+            args.weights = w.data();
+            args.num_saved = static_cast<std::int32_t>(saved.size());
+            args.saved = saved.data();
+            if (backward) {
+                args.grad_outputs = d_out.data();
+                args.grad_inputs = d_in.data();
+                args.grad_weights = d_w.data();
+            }
+        }
+    };
+
+    std::unique_ptr<nngraph::AttributeValues> attrs_;
+    std::unique_ptr<nngraph::OpInstance> instance_;
+    nngraph::InferResult shapes_;
+    std::vector<Tensor> inputs_, masks_, outputs_, out_masks_, weights_, saved_, grad_outputs_, grad_inputs_, grad_weights_;
+    nng_context ctx_{};
+};
+
+// Milliseconds of `repeat` calls of f: the median and the fastest (the least disturbed by other
+// work on the machine). `before` runs untimed ahead of each call.
+struct Timing {
+    double median, fastest;
+};
+Timing time_ms(int repeat, const std::function<void()>& f, const std::function<void()>& before = [] {}) {
+    std::vector<double> ms;
+    for (int i = 0; i < repeat; ++i) {
+        before();
+        const auto start = std::chrono::steady_clock::now();
+        f();
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return {ms[ms.size() / 2], ms.front()};
+}
+
+std::map<std::string, std::int64_t> counters() { return nngraph::testing::built_plugins().counters(); }
+
+// The op's phase counters between two snapshots, in ms per call (the mean of the timed calls).
+void print_phases(const std::map<std::string, std::int64_t>& before, const std::map<std::string, std::int64_t>& after,
+                  const char* prefix, int calls) {
+    for (const auto& [name, value] : after) {
+        if (name.rfind(prefix, 0) != 0 || name.size() < 3 || name.substr(name.size() - 3) != "_ns") continue;
+        const auto base = before.find(name);
+        const double ms = double(value - (base == before.end() ? 0 : base->second)) / 1e6 / calls;
+        std::printf("    %-28s %8.3f ms\n", name.c_str(), ms);
+    }
+}
+
+// oneDNN's LSTM alone on the same problem: tnc data, weights already in the layouts it picks.
+void bare_onednn(const Options& o) {
+    using namespace dnnl;
+    using tag = memory::format_tag;
+    const auto f32 = memory::data_type::f32;
+    engine eng(engine::kind::cpu, 0);
+    stream s(eng);
+    const memory::desc src({o.steps, o.batch, o.features}, f32, tag::tnc), dst({o.steps, o.batch, o.units}, f32, tag::tnc);
+    const memory::desc wl({1, 1, o.features, 4, o.units}, f32, tag::any), wi({1, 1, o.units, 4, o.units}, f32, tag::any);
+    const memory::desc bias({1, 1, 4, o.units}, f32, tag::ldgo);
+    const lstm_forward::primitive_desc fwd_pd(
+        {prop_kind::forward_training, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi, bias, dst, {}, {}}, eng);
+    const lstm_forward::primitive_desc inf_pd(
+        {prop_kind::forward_inference, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi, bias, dst, {}, {}}, eng);
+    const lstm_backward::primitive_desc bwd_pd({prop_kind::backward, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi,
+                                                bias, dst, {}, {}, src, {}, {}, wl, wi, bias, dst, {}, {}},
+                                               eng, fwd_pd);
+    auto mem = [&](const memory::desc& d) {
+        memory m(d, eng);
+        std::memset(m.get_data_handle(), 0, d.get_size());
+        return m;
+    };
+    memory x = mem(src), y = mem(dst), b = mem(bias), ws = mem(fwd_pd.workspace_desc());
+    memory fwl = mem(fwd_pd.weights_layer_desc()), fwi = mem(fwd_pd.weights_iter_desc());
+    memory iwl = mem(inf_pd.weights_layer_desc()), iwi = mem(inf_pd.weights_iter_desc());
+    memory bwl = mem(bwd_pd.weights_layer_desc()), bwi = mem(bwd_pd.weights_iter_desc());
+    memory dwl = mem(bwd_pd.diff_weights_layer_desc()), dwi = mem(bwd_pd.diff_weights_iter_desc()), db = mem(bias);
+    memory dx = mem(src), dy = mem(dst);
+    lstm_forward fwd(fwd_pd), inf(inf_pd);
+    lstm_backward bwd(bwd_pd);
+    const auto infer = [&] {
+        inf.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, iwl}, {DNNL_ARG_WEIGHTS_ITER, iwi}, {DNNL_ARG_BIAS, b},
+                        {DNNL_ARG_DST_LAYER, y}});
+        s.wait();
+    };
+    const auto forward = [&] {
+        fwd.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, fwl}, {DNNL_ARG_WEIGHTS_ITER, fwi}, {DNNL_ARG_BIAS, b},
+                        {DNNL_ARG_DST_LAYER, y}, {DNNL_ARG_WORKSPACE, ws}});
+        s.wait();
+    };
+    const auto backward = [&] {
+        bwd.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, bwl}, {DNNL_ARG_WEIGHTS_ITER, bwi}, {DNNL_ARG_BIAS, b},
+                        {DNNL_ARG_DST_LAYER, y}, {DNNL_ARG_WORKSPACE, ws}, {DNNL_ARG_DIFF_SRC_LAYER, dx},
+                        {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl}, {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi}, {DNNL_ARG_DIFF_BIAS, db},
+                        {DNNL_ARG_DIFF_DST_LAYER, dy}});
+        s.wait();
+    };
+    for (int i = 0; i < 2; ++i) {  // warm-up: oneDNN sets up its kernels on the first calls
+        infer();
+        forward();
+        backward();
+    }
+    const Timing t_inf = time_ms(o.repeat, infer), t_fwd = time_ms(o.repeat, forward);
+    const Timing t_bwd = time_ms(o.repeat, backward, forward);
+    const bool same_fwd = fwd_pd.weights_layer_desc() == memory::desc({1, 1, o.features, 4, o.units}, f32, tag::ldigo);
+    const bool same_bwd = bwd_pd.weights_layer_desc() == memory::desc({1, 1, o.features, 4, o.units}, f32, tag::ldigo);
+    std::printf("bare oneDNN lstm (median / fastest): inference %.3f / %.3f ms, forward_training %.3f / %.3f ms, "
+                "backward %.3f / %.3f ms\n  (weights it picks: ldigo in forward %s, in backward %s)\n",
+                t_inf.median, t_inf.fastest, t_fwd.median, t_fwd.fastest, t_bwd.median, t_bwd.fastest,
+                same_fwd ? "yes" : "no", same_bwd ? "yes" : "no");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string flag = argv[i];
+        const long value = std::stol(argv[i + 1]);
+        if (flag == "--batch") o.batch = value;
+        else if (flag == "--steps") o.steps = value;
+        else if (flag == "--features") o.features = value;
+        else if (flag == "--units") o.units = value;
+        else if (flag == "--threads") o.threads = static_cast<int>(value);
+        else if (flag == "--repeat") o.repeat = static_cast<int>(value);
+        else {
+            std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+            return 2;
+        }
+    }
+    std::printf("LSTM batch %lld, %lld steps, %lld features, %lld units, %d threads, %d timed calls each\n",
+                static_cast<long long>(o.batch), static_cast<long long>(o.steps), static_cast<long long>(o.features),
+                static_cast<long long>(o.units), o.threads, o.repeat);
+    omp_set_num_threads(o.threads);
+    bare_onednn(o);
+
+    const std::string attributes = "{units: " + std::to_string(o.units) + "}";
+    for (const bool masked : {false, true}) {
+        Driver d(attributes, o, masked);
+        const char* path = masked ? "masked (stepwise)" : "unmasked (oneDNN)";
+        // Warm-up: primitives created, buffers grown. The phase counters then average the timed calls.
+        for (int i = 0; i < 2; ++i) {
+            d.forward(false);
+            d.forward(true);
+            d.backward();
+        }
+        auto before = counters();
+        const Timing inference = time_ms(o.repeat, [&] { d.forward(false); });
+        auto after = counters();
+        std::printf("op %s: forward inference %.3f / %.3f ms\n", path, inference.median, inference.fastest);
+        print_phases(before, after, "lstm.forward", o.repeat);
+        before = counters();
+        const Timing training = time_ms(o.repeat, [&] { d.forward(true); });
+        after = counters();
+        std::printf("op %s: forward training %.3f / %.3f ms\n", path, training.median, training.fastest);
+        print_phases(before, after, "lstm.forward", o.repeat);
+        // A backward consumes oneDNN's workspace: each one follows a forward, untimed (forward
+        // calls leave the backward phases alone).
+        before = counters();
+        const Timing backward = time_ms(o.repeat, [&] { d.backward(); }, [&] { d.forward(true); });
+        after = counters();
+        std::printf("op %s: backward %.3f / %.3f ms\n", path, backward.median, backward.fastest);
+        print_phases(before, after, "lstm.backward", o.repeat);
+    }
+    const auto c = counters();
+    std::printf("oneDNN primitives created %lld, cache hits %lld, buffer allocations %lld\n",
+                static_cast<long long>(c.at("onednn.primitives_created")), static_cast<long long>(c.at("onednn.cache_hits")),
+                static_cast<long long>(c.at("onednn.buffer_allocations")));
+    return 0;
+}
