@@ -23,26 +23,22 @@ constexpr float kLargeNegative = -1.0e9f;
 struct RowMasks {
     const Problem& p;
     std::int64_t b, i;
-    const std::uint8_t* km0;
-    const std::uint8_t* km1;
+    const std::uint8_t* keys;  // the sample's key masks combined (see combine_key_masks), or null
 
-    RowMasks(const Problem& problem, std::int64_t row)
+    RowMasks(const Problem& problem, std::int64_t row, const std::uint8_t* combined)
         : p(problem), b(row / problem.tq / problem.heads), i(row % problem.tq),
-          km0(problem.key_masks[0] ? problem.key_masks[0] + b * problem.tv : nullptr),
-          km1(problem.key_masks[1] ? problem.key_masks[1] + b * problem.tv : nullptr) {}
+          keys(combined ? combined + b * problem.tv : nullptr) {}
 
     bool query_kept() const { return !p.query_mask || p.query_mask[b * p.tq + i]; }
-    // Key j passes the key masks and the causal mask (the query mask aside).
-    bool key_allowed(std::int64_t j) const {
-        return (!km0 || km0[j]) && (!km1 || km1[j]) && (!p.causal || j <= i);
-    }
     // The keys [0, end) that the causal mask leaves; every later key is masked.
     std::int64_t causal_end() const { return p.causal ? std::min(p.tv, i + 1) : p.tv; }
     // kReplace: whether the row's attention mask keeps any key at all.
     bool any_allowed() const {
         if (!query_kept()) return false;
-        for (std::int64_t j = 0; j < causal_end(); ++j) {
-            if (key_allowed(j)) return true;
+        const std::int64_t end = causal_end();
+        if (!keys) return end > 0;
+        for (std::int64_t j = 0; j < end; ++j) {
+            if (keys[j]) return true;
         }
         return false;
     }
@@ -50,71 +46,109 @@ struct RowMasks {
 
 int threads_for(std::int64_t elements) { return elements > kParallelElements ? 0 : 1; }
 
-// The masks before the softmax, as the op's Keras layer writes them.
-void apply_masks(const Problem& p, float* scores) {
+// The key masks ANDed into one (batch, tv) byte mask in `out`; null when there are none.
+const std::uint8_t* combine_key_masks(const Problem& p, std::uint8_t* out) {
+    const std::uint8_t* a = p.key_masks[0];
+    const std::uint8_t* b = p.key_masks[1];
+    if (!a || !b) return a ? a : b;
+    for (std::int64_t e = 0; e < p.batch * p.tv; ++e) out[e] = static_cast<std::uint8_t>(a[e] && b[e]);
+    return out;
+}
+
+// The masks before the softmax, as the op's Keras layer writes them: Attention adds -1e9 to a
+// masked key's score (score - 1e9 in float32), MultiHeadAttention writes -1e9 over it.
+void apply_masks(const Problem& p, const std::uint8_t* keys, float* scores) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
-    const bool parallel = threads_for(rows * tv) == 0;
-#pragma omp parallel for if (parallel) schedule(static)
+    const bool subtract = p.style == MaskStyle::kSubtract;
+#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-        const RowMasks m(p, r);
+        const RowMasks m(p, r, keys);
         float* s = scores + r * tv;
-        if (p.style == MaskStyle::kSubtract) {
-            for (std::int64_t j = 0; j < tv; ++j) {
-                if (!m.key_allowed(j)) s[j] = s[j] + kLargeNegative;  // Keras: scores - 1e9, in float32
-            }
-        } else if (!m.query_kept()) {
+        if (!subtract && !m.query_kept()) {
             std::fill(s, s + tv, kLargeNegative);
-        } else {
-            for (std::int64_t j = 0; j < tv; ++j) {
-                if (!m.key_allowed(j)) s[j] = kLargeNegative;
+            continue;
+        }
+        const std::int64_t end = m.causal_end();
+        if (m.keys) {
+            const std::uint8_t* k = m.keys;
+            if (subtract) {
+                for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : s[j] + kLargeNegative;
+            } else {
+                for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : kLargeNegative;
             }
+        }
+        if (subtract) {
+            for (std::int64_t j = end; j < tv; ++j) s[j] += kLargeNegative;
+        } else {
+            std::fill(s + end, s + tv, kLargeNegative);
         }
     }
 }
 
-// Bit j of a row's keep mask, drawn from (seed, global element index): 32 random bits per element,
-// two elements per draw, as nngraph's Dropout draws.
-inline bool draw_keep(const Problem& p, std::uint64_t element) {
-    const std::uint64_t bits = nng::random_bits(p.seed, element >> 1);
-    const std::uint32_t half = static_cast<std::uint32_t>((element & 1) ? bits >> 32 : bits);
-    return half >= p.drop_threshold;
-}
-
 // After the softmax: zero what Keras zeroes (masked query rows in Attention, masked entries in
 // MultiHeadAttention's Softmax layer) and, with dropout, draw the keep bits and write the dropped
-// probabilities. Returns nothing to do when no part applies.
+// probabilities.
+bool zeroes_masked(const Problem& p) { return p.style == MaskStyle::kReplace && p.zero_masked && p.has_masks(); }
 bool needs_post_pass(const Problem& p) {
-    const bool zero_rows = p.style == MaskStyle::kSubtract && p.query_mask;
-    const bool zero_masked = p.style == MaskStyle::kReplace && p.zero_masked && p.has_masks();
-    return zero_rows || zero_masked || p.dropout;
+    return (p.style == MaskStyle::kSubtract && p.query_mask) || zeroes_masked(p) || p.dropout;
 }
 
-void post_softmax(const Problem& p, float* probs, float* dropped, std::uint8_t* keep) {
+// The 8 keys of a keep-mask byte as 0/1 factors: kKeepFactors[byte][l] is bit l of byte. Applying
+// a byte is then 8 multiplications the compiler vectorises.
+struct KeepFactors {
+    float f[256][8];
+    constexpr KeepFactors() : f() {
+        for (int b = 0; b < 256; ++b)
+            for (int l = 0; l < 8; ++l) f[b][l] = static_cast<float>((b >> l) & 1);
+    }
+};
+constexpr KeepFactors kKeepFactors;
+
+// Keep bits of one row r: a xorshift64* stream seeded with random_bits(seed, r) gives 64 bits per
+// 4 keys; key j keeps iff its 16 bits (bits 16·(j % 4) and up of draw j / 4) are at least
+// rate · 2^16. A row depends only on (seed, r), so rows split across threads freely, and one cheap
+// step per 4 keys keeps dropout a small part of the pass. Bit j of the row's bytes is key j.
+void draw_row(const Problem& p, std::uint64_t row, const float* probs, float* dropped, std::uint8_t* bits) {
+    std::uint64_t state = nng::random_bits(p.seed, row) | 1u;
+    const auto next = [&state] {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        return state * 0x2545f4914f6cdd1dull;
+    };
+    const auto keep_nibble = [&](std::uint64_t word) {
+        unsigned nibble = 0;
+        for (unsigned lane = 0; lane < 4; ++lane) nibble |= static_cast<unsigned>(((word >> (16 * lane)) & 0xffffu) >= p.drop_threshold) << lane;
+        return nibble;
+    };
+    for (std::int64_t j0 = 0; j0 < p.tv; j0 += 8) {
+        const std::int64_t count = std::min<std::int64_t>(8, p.tv - j0);
+        unsigned byte = keep_nibble(next());
+        if (count > 4) byte |= keep_nibble(next()) << 4;
+        byte &= (1u << count) - 1u;
+        bits[j0 >> 3] = static_cast<std::uint8_t>(byte);
+        const float* factor = kKeepFactors.f[byte];
+        for (std::int64_t l = 0; l < count; ++l) dropped[j0 + l] = probs[j0 + l] * (p.keep_scale * factor[l]);
+    }
+}
+
+void post_softmax(const Problem& p, const std::uint8_t* keys, float* probs, float* dropped, std::uint8_t* keep) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
-    const bool zero_masked = p.style == MaskStyle::kReplace && p.zero_masked && p.has_masks();
-    const bool parallel = threads_for(rows * tv) == 0;
-#pragma omp parallel for if (parallel) schedule(static)
+    const bool zero_masked = zeroes_masked(p);
+#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-        const RowMasks m(p, r);
+        const RowMasks m(p, r, keys);
         float* s = probs + r * tv;
-        if (p.style == MaskStyle::kSubtract && !m.query_kept()) {
+        if ((p.style == MaskStyle::kSubtract || zero_masked) && !m.query_kept()) {
             std::fill(s, s + tv, 0.0f);
         } else if (zero_masked) {
-            const bool row_kept = m.query_kept();
-            for (std::int64_t j = 0; j < tv; ++j) {
-                if (!row_kept || !m.key_allowed(j)) s[j] = 0.0f;
+            const std::int64_t end = m.causal_end();
+            if (m.keys) {
+                for (std::int64_t j = 0; j < end; ++j) s[j] = m.keys[j] ? s[j] : 0.0f;
             }
+            std::fill(s + end, s + tv, 0.0f);
         }
-        if (!p.dropout) continue;
-        std::uint8_t* bits = keep + r * row_bytes;
-        std::memset(bits, 0, static_cast<std::size_t>(row_bytes));
-        float* d = dropped + r * tv;
-        const std::uint64_t first = static_cast<std::uint64_t>(r * tv);
-        for (std::int64_t j = 0; j < tv; ++j) {
-            const bool kept = draw_keep(p, first + static_cast<std::uint64_t>(j));
-            bits[j >> 3] = static_cast<std::uint8_t>(bits[j >> 3] | (kept << (j & 7)));
-            d[j] = kept ? s[j] * p.keep_scale : 0.0f;
-        }
+        if (p.dropout) draw_row(p, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
     }
 }
 
@@ -122,17 +156,20 @@ void post_softmax(const Problem& p, float* probs, float* dropped, std::uint8_t* 
 // dprobs ⊙= keep·scale in place.
 void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* keep, float* dropped, float* dprobs) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
-    const bool parallel = threads_for(rows * tv) == 0;
-#pragma omp parallel for if (parallel) schedule(static)
+#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
         const std::uint8_t* bits = keep + r * row_bytes;
         const float* s = probs + r * tv;
         float* d = dropped + r * tv;
         float* g = dprobs + r * tv;
-        for (std::int64_t j = 0; j < tv; ++j) {
-            const float factor = ((bits[j >> 3] >> (j & 7)) & 1) ? p.keep_scale : 0.0f;
-            d[j] = s[j] * factor;
-            g[j] *= factor;
+        for (std::int64_t j0 = 0; j0 < tv; j0 += 8) {
+            const float* factor = kKeepFactors.f[bits[j0 >> 3]];
+            const std::int64_t count = std::min<std::int64_t>(8, tv - j0);
+            for (std::int64_t l = 0; l < count; ++l) {
+                const float f = p.keep_scale * factor[l];
+                d[j0 + l] = s[j0 + l] * f;
+                g[j0 + l] *= f;
+            }
         }
     }
 }
@@ -140,11 +177,11 @@ void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* 
 // MultiHeadAttention puts a constant in place of masked scores, so none of their gradient
 // survives. Where a row keeps a key, the masked probabilities are exactly 0 and so are their
 // gradients already; only rows that mask every key (uniform probabilities) need zeroing.
-void zero_fully_masked_rows(const Problem& p, float* dscores) {
+void zero_fully_masked_rows(const Problem& p, const std::uint8_t* keys, float* dscores) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
 #pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-        if (!RowMasks(p, r).any_allowed()) std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
+        if (!RowMasks(p, r, keys).any_allowed()) std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
     }
 }
 
@@ -173,28 +210,36 @@ void* Bump::bytes(std::int64_t count) {
 }
 
 void set_dropout_rate(Problem& p, double rate) {
-    p.drop_threshold = static_cast<std::uint32_t>(std::min<double>(std::llround(std::ldexp(rate, 32)), 4294967295.0));
+    p.drop_threshold = static_cast<std::uint32_t>(std::llround(std::ldexp(rate, 16)));
     p.keep_scale = static_cast<float>(1.0 / (1.0 - rate));
+}
+
+// Room for the combined key masks, when there are two.
+std::uint8_t* key_mask_buffer(Bump& bump, const Problem& p) {
+    return static_cast<std::uint8_t*>(bump.bytes(p.key_masks[0] && p.key_masks[1] ? p.batch * p.tv : 0));
 }
 
 void MaterializedCore::reserve_forward(Bump& bump, const Problem& p, bool probs_in_scratch) {
     if (probs_in_scratch) bump.floats(p.score_count());
     if (p.dropout) bump.floats(p.score_count());
+    bump.bytes(p.batch * p.tv);
 }
 
 void MaterializedCore::reserve_backward(Bump& bump, const Problem& p, bool need_dq_buffer) {
     if (p.dropout) bump.floats(p.score_count());
+    bump.bytes(p.batch * p.tv);
     if (need_dq_buffer) bump.floats(p.groups() * p.tq * p.dk);
 }
 
 void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given) {
     const onednn::View scores = scores_view(p, state.probs);
     if (!scores_given) onednn::matmul(p.q, p.k.transposed(), scores, {.alpha = p.alpha});
-    if (p.has_masks()) apply_masks(p, state.probs);
+    const std::uint8_t* keys = combine_key_masks(p, key_mask_buffer(scratch, p));
+    if (p.has_masks()) apply_masks(p, keys, state.probs);
     onednn::softmax_forward(scores, scores);
     float* dropped = p.dropout ? scratch.floats(p.score_count()) : nullptr;
     if (p.dropout && !state.keep) throw std::logic_error("attention core: dropout without a keep mask buffer");
-    if (needs_post_pass(p)) post_softmax(p, state.probs, dropped, state.keep);
+    if (needs_post_pass(p)) post_softmax(p, keys, state.probs, dropped, state.keep);
     onednn::matmul(dropped ? scores_view(p, dropped) : scores, p.v, p.out);
 }
 
@@ -215,7 +260,9 @@ void MaterializedCore::backward_to_scores(const Problem& p, const ProbabilitySta
     }
     if (dv.present()) onednn::matmul(used_probs.transposed(), dout, dv);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
-    if (p.style == MaskStyle::kReplace && p.has_masks()) zero_fully_masked_rows(p, dscores);
+    if (p.style == MaskStyle::kReplace && p.has_masks()) {
+        zero_fully_masked_rows(p, combine_key_masks(p, key_mask_buffer(scratch, p)), dscores);
+    }
 }
 
 void MaterializedCore::backward_dot(const Problem& p, const float* dscores, const CoreGradients& grads, Bump& scratch) {

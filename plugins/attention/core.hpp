@@ -62,7 +62,7 @@ struct Problem {
 
     // Inverted dropout on the probabilities: kept with probability 1 - rate, scaled by 1/(1-rate).
     bool dropout = false;                       // active in this call
-    std::uint32_t drop_threshold = 0;           // keep iff 32 random bits >= threshold
+    std::uint32_t drop_threshold = 0;           // keep iff 16 random bits >= threshold
     float keep_scale = 1.0f;                    // 1 / (1 - rate)
     std::uint64_t seed = 0;
 
