@@ -199,6 +199,9 @@ void fused_backward(const Settings& settings, const Sizes& s, const Operands& in
         if (dy.out) std::memcpy(last, dy.out, static_cast<std::size_t>(state) * sizeof(float));
     }
     const Small small(s);
+    // oneDNN writes the input gradient whether or not it is wanted.
+    float* dxt = grads.xt;
+    if (!dxt) carve(0, {{&dxt, s.rows() * s.features}});
     watch.lap(Phase::backward_input);
 
     const onednn::Cached& c = backward_primitive(s, settings.return_state);
@@ -214,7 +217,7 @@ void fused_backward(const Settings& settings, const Sizes& s, const Operands& in
     watch.lap(Phase::backward_weights);
 
     args.insert({
-        {DNNL_ARG_DIFF_SRC_LAYER, wrap(d.src_layer, grads.xt)},
+        {DNNL_ARG_DIFF_SRC_LAYER, wrap(d.src_layer, dxt)},
         {DNNL_ARG_DIFF_SRC_ITER, wrap(d.state, small.unwanted_dh)},
         {DNNL_ARG_DIFF_SRC_ITER_C, wrap(d.state, small.unwanted_dc)},
         {DNNL_ARG_DIFF_WEIGHTS_LAYER, dlayer.produced},

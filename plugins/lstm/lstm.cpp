@@ -184,7 +184,7 @@ struct Lstm {
         in.xt = exec.saved(saved::kInput).f32();
         ParamGrads grads{nullptr, dkernel ? dkernel.f32() : nullptr, drecurrent ? drecurrent.f32() : nullptr,
                          dbias ? dbias.f32() : nullptr};
-        carve(0, {{&grads.xt, s.rows() * s.features}});
+        if (dx) carve(0, {{&grads.xt, s.rows() * s.features}});
         if (by_steps) {
             stepwise_backward(s_, s, in, step_state(exec, s, true), dy, grads);
         } else {

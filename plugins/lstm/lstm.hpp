@@ -85,7 +85,7 @@ struct OutputGrads {
     bool any() const { return out || h || c; }
 };
 struct ParamGrads {
-    float* xt = nullptr;  // (T, N, F) time-major input gradient: always written
+    float* xt = nullptr;  // (T, N, F) time-major input gradient, or null when the input needs none
     float* kernel = nullptr;
     float* recurrent_kernel = nullptr;
     float* bias = nullptr;

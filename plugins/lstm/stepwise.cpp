@@ -168,7 +168,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
     if (grads.kernel) onednn::matmul(matrix(in.xt, s.rows(), s.features).transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
     if (grads.recurrent_kernel) onednn::matmul(matrix(st.hidden, s.rows(), U).transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
     if (grads.bias) onednn::sum_rows(dz_all, matrix(grads.bias, 1, 4 * U));
-    onednn::matmul(dz_all, matrix(in.kernel, s.features, 4 * U).transposed(), matrix(grads.xt, s.rows(), s.features));
+    if (grads.xt) onednn::matmul(dz_all, matrix(in.kernel, s.features, 4 * U).transposed(), matrix(grads.xt, s.rows(), s.features));
     watch.lap(Phase::backward_compute);
 }
 

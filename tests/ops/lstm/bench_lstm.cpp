@@ -2,7 +2,8 @@
 // thread): forward in inference and in training, backward, and the stepwise (masked) path, with
 // the op's own phase counters (time-major input, weight reorders, the primitive, outputs and
 // gradient write-back). For comparison it also times oneDNN's bare lstm_forward / lstm_backward
-// on the same problem, with the layouts they pick and no conversions at all.
+// on the same problem, with the layouts they pick and no conversions at all; and, when the
+// Embedding and Dropout plugins are built, a whole imdb_lstm training step through the executor.
 //
 //   bench_lstm [--batch 64] [--steps 200] [--features 32] [--units 100] [--threads 2] [--repeat 20]
 #include <omp.h>
@@ -20,9 +21,13 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "exec/executor.hpp"
+#include "exec/weights.hpp"
 #include "gradcheck.hpp"
 #include "graph/attributes.hpp"
+#include "graph/model_file.hpp"
 #include "plugins/op_instance.hpp"
+#include "train/losses.hpp"
 
 namespace {
 
@@ -226,6 +231,46 @@ void bare_onednn(const Options& o) {
                 same_fwd ? "yes" : "no", same_bwd ? "yes" : "no");
 }
 
+// SPEC's imdb_lstm model: one training step (forward, loss, backward; the optimizer's update is
+// not included) and one inference step through the executor, on random tokens.
+void imdb_lstm(const Options& o) {
+    const auto& registry = nngraph::testing::built_plugins();
+    if (!registry.find("Embedding") || !registry.find("Dropout")) {
+        std::printf("imdb_lstm: skipped (the Embedding or Dropout plugin is not built)\n");
+        return;
+    }
+    const std::string model = "input: {shape: [" + std::to_string(o.steps) + R"(], dtype: int32}
+layers:
+  - {op: Embedding, input_dim: 5000, output_dim: )" + std::to_string(o.features) + R"(}
+  - {op: Dropout, rate: 0.5}
+  - {op: LSTM, units: )" + std::to_string(o.units) + R"(}
+  - {op: Dense, units: 350, activation: relu}
+  - {op: Dropout, rate: 0.5}
+  - {op: Dense, units: 1, activation: sigmoid}
+training: {loss: binary_crossentropy}
+)";
+    const auto graph = nngraph::Graph::from_spec(nngraph::parse_model(model, "imdb_lstm.yaml", "."));
+    nngraph::Executor executor(graph, {o.threads, 7});
+    nngraph::initialize_weights(*graph, 7, executor.weights());
+    executor.set_loss(nngraph::make_loss("binary_crossentropy"));
+    Tensor tokens(DType::I32, {o.batch, o.steps}), labels(DType::F32, {o.batch, 1});
+    nngraph::testing::fill_uniform(tokens, 0, 5000, 1);
+    nngraph::testing::fill_uniform(labels, 0, 2, 2);
+    const nngraph::BatchRef batch{{&tokens}, {&labels}, {}};
+    for (int i = 0; i < 2; ++i) {
+        executor.run(batch, nngraph::StepKind::Train);
+        executor.run(batch, nngraph::StepKind::Infer);
+    }
+    const auto before = counters();
+    const Timing train = time_ms(o.repeat, [&] { executor.run(batch, nngraph::StepKind::Train); });
+    const auto after = counters();
+    const Timing infer = time_ms(o.repeat, [&] { executor.run(batch, nngraph::StepKind::Infer); });
+    std::printf("imdb_lstm through the executor: training step %.3f / %.3f ms, inference step %.3f / %.3f ms\n",
+                train.median, train.fastest, infer.median, infer.fastest);
+    std::printf("  of which the LSTM op in the training steps (its phase counters):\n");
+    print_phases(before, after, "lstm.", o.repeat);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -278,6 +323,7 @@ int main(int argc, char** argv) {
         std::printf("op %s: backward %.3f / %.3f ms\n", path, backward.median, backward.fastest);
         print_phases(before, after, "lstm.backward", o.repeat);
     }
+    imdb_lstm(o);
     const auto c = counters();
     std::printf("oneDNN primitives created %lld, cache hits %lld, buffer allocations %lld\n",
                 static_cast<long long>(c.at("onednn.primitives_created")), static_cast<long long>(c.at("onednn.cache_hits")),

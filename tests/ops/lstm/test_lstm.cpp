@@ -313,7 +313,7 @@ training: {loss: binary_crossentropy}
     CHECK(result.ok);
 }
 
-TEST_CASE("LSTM backward overwrites its gradients and treats missing output gradients as zero") {
+TEST_CASE("LSTM backward overwrites its gradients, skips an unwanted input gradient, and treats missing output gradients as zero") {
     for (const bool masked : {false, true}) {
         CAPTURE(masked);
         const Shape shape{3, 5, 4};
@@ -341,6 +341,14 @@ TEST_CASE("LSTM backward overwrites its gradients and treats missing output grad
         double norm = 0.0;
         for (float v : first[0].values<float>()) norm += std::abs(v);
         CHECK(norm > 0.0);
+        // Without the input's gradient, the weights' are the same.
+        runner.forward(true);
+        runner.backward(dy, 1, {false});
+        for (std::size_t k = 0; k < first.size(); ++k) {
+            for (std::int64_t e = 0; e < first[k].numel(); ++e) {
+                REQUIRE(runner.grad_weights()[k].data<float>()[e] == first[k].data<float>()[e]);
+            }
+        }
 
         // Only the cell state's gradient: still a full backward. No gradient at all: zeros.
         std::vector<Tensor> only_c(3);
