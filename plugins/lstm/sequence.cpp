@@ -52,7 +52,7 @@ inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x))
 
 }  // namespace
 
-void activate(Act f, float* x, std::int64_t n) {
+NNGRAPH_LSTM_VECTOR_CLONES void activate(Act f, float* x, std::int64_t n) {
     switch (f) {
         case Act::linear: return;
         case Act::tanh:
@@ -88,7 +88,7 @@ void activate(Act f, float* x, std::int64_t n) {
     }
 }
 
-void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
+NNGRAPH_LSTM_VECTOR_CLONES void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
     switch (f) {
         case Act::linear: return;
         case Act::tanh:

@@ -32,7 +32,7 @@ bool parallel_rows(const Sizes& s) { return s.batch > 1 && s.batch * s.units >= 
 
 // One forward step's cell for all rows: gates (N, 4U) from pre-activations in place; the states
 // after the step from those before it.
-void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, float* gates,
+NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, float* gates,
                   const float* h_before, const float* c_before, float* h_after, float* c_after, float* c_act) {
     const std::int64_t U = s.units;
 #pragma omp parallel for schedule(static) if (parallel_rows(s))
@@ -64,7 +64,7 @@ void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, 
 // One backward step for all rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
 // gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
 // dh for masked rows and zero for the others (their share comes from dz U^T next).
-void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
+NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
                    std::int64_t k, const float* dseq, float* dh, float* dc, float* dh_before, float* dz) {
     const std::int64_t U = s.units, state = s.batch * U;
     const float* gates = st.gates + k * 4 * state;
