@@ -40,5 +40,6 @@ std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file)
 void add_inspect_commands(CLI::App& app);  // summary, dot, plugins
 void add_train_commands(CLI::App& app);    // train, evaluate
 void add_run_commands(CLI::App& app);      // predict, grad
+void add_bench_commands(CLI::App& app);    // bench
 
 }  // namespace nngraph::cli

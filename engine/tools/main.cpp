@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     nngraph::cli::add_inspect_commands(app);
     nngraph::cli::add_train_commands(app);
     nngraph::cli::add_run_commands(app);
+    nngraph::cli::add_bench_commands(app);
     try {
         app.parse(argc, argv);
         return 0;

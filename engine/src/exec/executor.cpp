@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -88,6 +89,7 @@ struct Executor::Plan {
     std::vector<Shape> target_shapes;
     std::vector<NodeCall> calls;         // forward order
     std::byte* bound_base = nullptr;
+    std::size_t backward_bytes = 0;      // alive across the loss step (training plans)
 
     std::byte* buffer(int b) const { return b < 0 ? nullptr : bound_base + layout.offsets[static_cast<std::size_t>(b)]; }
     TensorView view(TensorId t, DType dtype, const std::vector<int>& buffers) const {
@@ -327,6 +329,14 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
     }
 
     plan->layout = plan_arena(plan->requests);
+    if (training) {
+        // What is alive while the loss runs, less the loss's own targets: what backward needs.
+        for (std::size_t r = 0; r < plan->requests.size(); ++r) {
+            const BufferRequest& q = plan->requests[r];
+            const bool is_target = std::find(plan->target_buffer.begin(), plan->target_buffer.end(), static_cast<int>(r)) != plan->target_buffer.end();
+            if (!is_target && q.first_step < loss_step && q.last_step > loss_step) plan->backward_bytes += q.bytes;
+        }
+    }
     return plan;
 }
 
@@ -447,7 +457,15 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
         ctx.scratch = plan.buffer(call.forward_scratch);
         ctx.scratch_bytes = call.scratch_bytes;
-        node.instance->forward(node.name, ctx, call.args);
+        if (profiling_) {
+            const auto start = std::chrono::steady_clock::now();
+            node.instance->forward(node.name, ctx, call.args);
+            NodeTime& t = profile_[static_cast<std::size_t>(call.node)];
+            t.forward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            ++t.forward_calls;
+        } else {
+            node.instance->forward(node.name, ctx, call.args);
+        }
     }
 
     double loss = with_loss ? run_loss(plan, training) : 0.0;
@@ -467,7 +485,15 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             const GraphNode& node = g.node(call.node);
             ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));  // as in forward
             ctx.scratch = plan.buffer(call.backward_scratch);
-            node.instance->backward(node.name, ctx, call.args);
+            if (profiling_) {
+                const auto start = std::chrono::steady_clock::now();
+                node.instance->backward(node.name, ctx, call.args);
+                NodeTime& t = profile_[static_cast<std::size_t>(call.node)];
+                t.backward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                ++t.backward_calls;
+            } else {
+                node.instance->backward(node.name, ctx, call.args);
+            }
             for (const auto& acc : call.accumulate) {
                 add_into(reinterpret_cast<float*>(plan.buffer(acc.into)), reinterpret_cast<const float*>(plan.buffer(acc.from)), acc.count);
             }
@@ -495,6 +521,13 @@ double Executor::run_loss(Plan& plan, bool with_grad) const {
     }
     return total;
 }
+
+void Executor::set_profiling(bool on) {
+    profiling_ = on;
+    profile_.assign(graph_->num_nodes(), NodeTime{});
+}
+
+std::size_t Executor::last_plan_backward_bytes() const { return last_plan_ ? last_plan_->backward_bytes : 0; }
 
 TensorView Executor::output(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");

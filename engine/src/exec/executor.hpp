@@ -73,6 +73,18 @@ public:
     TensorView output(std::size_t i) const;
 
     ExecutorStats stats() const { return stats_; }
+
+    // Per-node time of forward and backward calls, accumulated while profiling is on (for
+    // `nngraph bench --profile`); indexed by NodeId. Off by default: then nothing is timed.
+    struct NodeTime {
+        double forward_seconds = 0.0, backward_seconds = 0.0;
+        std::int64_t forward_calls = 0, backward_calls = 0;
+    };
+    void set_profiling(bool on);
+    const std::vector<NodeTime>& profile() const { return profile_; }
+    // Bytes the last plan keeps alive from the forward pass into backward (activations, masks and
+    // saved buffers backward reads): the floor any training step's memory must pay.
+    std::size_t last_plan_backward_bytes() const;
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
@@ -100,6 +112,8 @@ private:
     std::unique_ptr<Arena> arena_;
     ExecutorStats stats_;
     std::uint64_t step_count_ = 0;
+    bool profiling_ = false;
+    std::vector<NodeTime> profile_;
 };
 
 }  // namespace nngraph

@@ -69,6 +69,12 @@ void Graph::create_ops() {
         GraphNode& node = storage_[first_op + i];
         const RegisteredOp* op = registry_->find(spec.op);
         if (!op) throw model_error(spec.where, spec.name, registry_->describe_missing(spec.op));
+        if (spec_.sequential && op->def->min_inputs > 1) {
+            // A Sequential layer that takes several inputs reads the layer before it for each of
+            // them: Attention becomes self-attention, Attention([x, x]), as in a Functional file.
+            NodeSpec& sequential_spec = spec_.nodes[i];
+            sequential_spec.inputs.assign(static_cast<std::size_t>(op->def->min_inputs), sequential_spec.inputs.front());
+        }
         const auto count = static_cast<std::int32_t>(spec.inputs.size());
         if (count < op->def->min_inputs || count > op->def->max_inputs) {
             const std::string range = op->def->min_inputs == op->def->max_inputs

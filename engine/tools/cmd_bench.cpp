@@ -1,0 +1,170 @@
+// nngraph bench: time a model's training step or inference batch, like `caffe time`.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "allocation_counter.hpp"
+#include "cli.hpp"
+#include "exec/graph_benchmark.hpp"
+
+namespace nngraph::cli {
+namespace {
+
+struct BenchOptions {
+    std::string model;
+    CommonOptions common;
+    std::int64_t batch_size = 0;
+    std::string mode = "train";
+    int warmup = 5;
+    int repetitions = 30;
+    bool json = false;
+    bool profile = false;
+};
+
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double peak_rss_bytes() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return double(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
+}
+
+std::string megabytes(double bytes) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.1f MB", bytes / (1024.0 * 1024.0));
+    return buffer;
+}
+
+std::int64_t counter(const Graph& graph, const char* name) {
+    const auto counters = graph.registry().counters();
+    auto it = counters.find(name);
+    return it == counters.end() ? 0 : it->second;
+}
+
+void run_bench(const BenchOptions& o) {
+    auto graph = load_graph(o.model, o.common);
+    if (o.mode != "train" && o.mode != "infer") throw InputError("--mode is train or infer, not '" + o.mode + "'");
+    GraphBenchmark bench(graph, {o.batch_size, o.mode == "train", o.common.threads, 1});
+    for (int i = 0; i < o.warmup; ++i) bench.step();
+    const std::int64_t primitives_before = counter(*graph, "onednn.primitives_created");
+    if (o.profile) bench.executor().set_profiling(true);
+
+    std::vector<double> seconds;
+    AllocationCount allocations;
+    for (int r = 0; r < o.repetitions; ++r) {
+        if (r == 0) start_counting_allocations();
+        const auto start = std::chrono::steady_clock::now();
+        bench.step();
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        if (r == 0) allocations = stop_counting_allocations();
+    }
+    const std::int64_t primitives_after = counter(*graph, "onednn.primitives_created");
+    const double median = median_of(seconds);
+    std::vector<double> deviations;
+    for (double s : seconds) deviations.push_back(std::abs(s - median));
+    const double mad = median_of(deviations);
+    const auto [fastest, slowest] = std::minmax_element(seconds.begin(), seconds.end());
+    const double samples_per_second = double(bench.batch()) / median;
+    const int threads = bench.executor().options().threads > 0 ? bench.executor().options().threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+    const std::string name = graph->name() + "/" + o.mode + "/batch:" + std::to_string(bench.batch()) + "/threads:" + std::to_string(threads);
+    const ExecutorStats stats = bench.executor().stats();
+
+    if (o.json) {
+        // Google Benchmark's JSON layout: one iteration run per repetition, then the aggregates.
+        char date[64];
+        const std::time_t now = std::time(nullptr);
+        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S%z", std::localtime(&now));
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        nlohmann::json out;
+        out["context"] = {{"date", date}, {"host_name", host}, {"executable", "nngraph bench"}, {"num_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+                          {"library_build_type", "release"}, {"model", o.model}};
+        auto entry = [&](const std::string& run_name, double value, const char* run_type) {
+            nlohmann::json b = {{"name", run_name}, {"run_name", name}, {"run_type", run_type}, {"repetitions", o.repetitions},
+                                {"threads", threads}, {"iterations", 1}, {"real_time", value * 1e3}, {"cpu_time", value * 1e3},
+                                {"time_unit", "ms"}, {"samples_per_second", double(bench.batch()) / value},
+                                {"batch_size", bench.batch()}, {"peak_rss_bytes", peak_rss_bytes()}, {"arena_bytes", stats.arena_bytes},
+                                {"bytes_allocated_per_step", allocations.bytes}, {"allocations_per_step", allocations.calls},
+                                {"primitives_created", primitives_after}};
+            return b;
+        };
+        for (int r = 0; r < o.repetitions; ++r) {
+            nlohmann::json b = entry(name, seconds[static_cast<std::size_t>(r)], "iteration");
+            b["repetition_index"] = r;
+            out["benchmarks"].push_back(b);
+        }
+        for (const auto& [aggregate, value] : {std::pair<const char*, double>{"median", median}, {"min", *fastest}, {"max", *slowest}, {"mad", mad}}) {
+            nlohmann::json b = entry(name + "_" + aggregate, value, "aggregate");
+            b["aggregate_name"] = aggregate;
+            out["benchmarks"].push_back(b);
+        }
+        std::cout << out.dump(2) << "\n";
+        return;
+    }
+
+    std::printf("nngraph bench %s: %s, batch %lld, %d thread%s\n", o.model.c_str(), o.mode == "train" ? "training step" : "inference batch",
+                static_cast<long long>(bench.batch()), threads, threads == 1 ? "" : "s");
+    std::printf("steps:       %d warm-up, %d timed\n", o.warmup, o.repetitions);
+    std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3, *fastest * 1e3,
+                *slowest * 1e3, mad * 1e3);
+    std::printf("throughput:  %.0f samples/s\n", samples_per_second);
+    std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss_bytes()).c_str(), megabytes(double(stats.arena_bytes)).c_str());
+    if (bench.training()) std::printf(" (activations backward needs %s)", megabytes(double(bench.executor().last_plan_backward_bytes())).c_str());
+    std::printf(", weights %s", megabytes(double(bench.weight_bytes())).c_str());
+    if (bench.training()) std::printf(", gradients and optimizer state %s", megabytes(double(bench.optimizer_bytes())).c_str());
+    std::printf("\noneDNN:      %lld primitives created (%lld during the timed steps)\n", static_cast<long long>(primitives_after),
+                static_cast<long long>(primitives_after - primitives_before));
+    std::printf("heap:        %lld allocations, %lld bytes in one steady-state step\n", static_cast<long long>(allocations.calls),
+                static_cast<long long>(allocations.bytes));
+
+    if (o.profile) {
+        const auto& profile = bench.executor().profile();
+        std::size_t width = 4;
+        for (NodeId id : graph->order()) width = std::max(width, graph->node(id).name.size());
+        std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op", "forward", "backward");
+        double forward = 0, backward = 0;
+        for (NodeId id : graph->order()) {
+            const GraphNode& node = graph->node(id);
+            if (node.is_input) continue;
+            const auto& t = profile[static_cast<std::size_t>(id)];
+            const double f = t.forward_calls ? t.forward_seconds / double(t.forward_calls) : 0.0;
+            const double b = t.backward_calls ? t.backward_seconds / double(t.backward_calls) : 0.0;
+            forward += f;
+            backward += b;
+            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), node.name.c_str(), node.op.c_str(), f * 1e3, b * 1e3);
+        }
+        std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
+        std::printf("Average forward pass: %.3f ms; backward pass: %.3f ms; the rest of the step (loss, optimizer, batch copy): %.3f ms\n",
+                    forward * 1e3, backward * 1e3, std::max(0.0, median - forward - backward) * 1e3);
+    }
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app) {
+    auto o = std::make_shared<BenchOptions>();
+    CLI::App* bench = app.add_subcommand("bench", "Time a model's training step or inference batch");
+    bench->add_option("model", o->model, "Model file (YAML)")->required();
+    bench->add_option("--batch-size", o->batch_size, "Batch size (default: the file's training.batch_size, else 32)")->check(CLI::PositiveNumber);
+    bench->add_option("--mode", o->mode, "train (forward, loss, backward, optimizer) or infer")->check(CLI::IsMember({"train", "infer"}));
+    bench->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+    bench->add_option("--repetitions", o->repetitions, "Timed steps")->check(CLI::PositiveNumber);
+    bench->add_flag("--json", o->json, "Print Google Benchmark's JSON layout");
+    bench->add_flag("--profile", o->profile, "Also print the time of every node's forward and backward");
+    add_common_options(*bench, o->common);
+    bench->callback([o] { run_bench(*o); });
+}
+
+}  // namespace nngraph::cli
