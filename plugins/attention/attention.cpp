@@ -55,10 +55,7 @@ struct Attention {
             ctx.add_saved(NNG_F32, {d.q[0], d.q[1], d.v[1]});  // the probabilities
             if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {d.q[0], d.q[1] * ((d.v[1] + 7) / 8)});  // keep bits
         }
-        Bump forward = Bump::counting(), backward = Bump::counting();
-        forward_scratch(forward, p, !ctx.training(), dropout_.rate > 0.0 && !ctx.training());
-        backward_scratch(backward, p);
-        ctx.set_scratch_bytes(std::max(forward.used(), backward.used()));
+        ctx.set_scratch_bytes(scratch_bytes(p, ctx.training()));
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
     }
 
@@ -71,6 +68,19 @@ struct Attention {
         p.dv = v[2];
         p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
         return p;
+    }
+    // The scratch infer declares: the larger of forward's and backward's needs. A call recomputes
+    // it (from the shapes, and `training` as whether saved buffers exist) as its carving limit.
+    std::uint64_t scratch_bytes(const Problem& p, bool training) const {
+        Bump forward = Bump::counting(), backward = Bump::counting();
+        forward_scratch(forward, p, !training, dropout_.rate > 0.0 && !training);
+        backward_scratch(backward, p);
+        return std::max(forward.used(), backward.used());
+    }
+    Bump scratch(const nng::Exec& exec) const {
+        const Roles roles = Roles::of(exec.num_inputs());
+        const Problem p = problem_shape(exec.input(roles.query).dims(), exec.input(roles.value).dims(), exec.input(roles.query).dim(0));
+        return Bump(exec.scratch(), scratch_bytes(p, exec.saved(0).present()));
     }
     // The order of these pieces is the order forward and backward carve them.
     static void forward_scratch(Bump& bump, const Problem& p, bool probs_in_scratch, bool keep_in_scratch) {
@@ -111,7 +121,7 @@ struct Attention {
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
         const Problem p = problem(exec);
-        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        Bump scratch = this->scratch(exec);
         ProbabilityState s = state(exec, p, scratch);  // carves the keep bits first, as forward_scratch
         if (!s.probs) s.probs = scratch.floats(p.score_count());
         if (concat_) concat_scores(exec, p, s.probs);
@@ -133,7 +143,7 @@ struct Attention {
             for (const nng::TensorRef& g : {dq, dv, dk, dscale, dconcat}) zero(g);
             return;
         }
-        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        Bump scratch = this->scratch(exec);
         ProbabilityState s;
         s.probs = exec.saved(0).f32();
         s.keep = p.dropout ? exec.saved(1).u8() : nullptr;

@@ -120,15 +120,24 @@ struct MultiHeadAttention {
             ctx.add_saved(NNG_F32, {b, n, s.tq, s.tv});    // probabilities
             if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((s.tv + 7) / 8)});  // keep bits
         }
+        ctx.set_scratch_bytes(scratch_bytes(s, ctx.training()));
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
+    }
+
+    // The scratch infer declares: the larger of forward's and backward's needs. A call recomputes
+    // it (from the shapes, and `training` as whether saved buffers exist) as its carving limit.
+    std::uint64_t scratch_bytes(const Shapes& s, bool training) const {
         const Problem p = problem_shape(s);
         Bump forward = Bump::counting(), backward = Bump::counting();
         Tensors t;
-        forward_buffers(forward, p, s, !ctx.training(), t);
+        forward_buffers(forward, p, s, !training, t);
         MaterializedCore::reserve_forward(forward, p, false);
         backward_buffers(backward, p, s);
         MaterializedCore::reserve_backward(backward, p, false);
-        ctx.set_scratch_bytes(std::max(forward.used(), backward.used()));
-        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
+        return std::max(forward.used(), backward.used());
+    }
+    Bump scratch(const nng::Exec& exec, const Shapes& s) const {
+        return Bump(exec.scratch(), scratch_bytes(s, exec.saved(0).present()));
     }
 
     Problem problem_shape(const Shapes& s) const {
@@ -239,7 +248,7 @@ struct MultiHeadAttention {
         const Roles r = Roles::of(exec.num_inputs());
         Problem p = problem_shape(s);
         dropout_.apply(p, exec);
-        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        Bump scratch = this->scratch(exec, s);
         const bool saved = exec.saved(0).present();
         Tensors t = saved ? saved_tensors(exec, p) : Tensors{};
         forward_buffers(scratch, p, s, !saved, t);
@@ -289,7 +298,7 @@ struct MultiHeadAttention {
         dropout_.apply(p, exec);
         const Tensors t = saved_tensors(exec, p);
         p = problem(exec, s, t);
-        Bump scratch(exec.scratch(), exec.scratch_bytes());
+        Bump scratch = this->scratch(exec, s);
         const Gradients g = backward_buffers(scratch, p, s);
 
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
