@@ -86,7 +86,7 @@ struct OpRunner::Call {
     nng_context ctx{};
 };
 
-std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint64_t seed) {
+std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint64_t seed, int threads) {
     auto call = std::make_unique<Call>();
     call->in = views(inputs_);
     call->in_masks = views(input_masks_);
@@ -116,22 +116,22 @@ std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint6
     ctx.struct_size = sizeof(ctx);
     ctx.training = training;
     ctx.seed = seed;
-    ctx.num_threads = 1;
+    ctx.num_threads = threads;
     ctx.scratch = scratch_.empty() ? nullptr : scratch_.raw();
     ctx.scratch_bytes = shapes_.scratch_bytes;
     return call;
 }
 
-void OpRunner::forward(bool training, std::uint64_t seed, bool deterministic) {
-    auto call = prepare_call(training, seed);
+void OpRunner::forward(bool training, std::uint64_t seed, bool deterministic, int threads) {
+    auto call = prepare_call(training, seed, threads);
     call->ctx.deterministic = deterministic;
     instance_->forward("test", call->ctx, call->args);
 }
 
-void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input) {
+void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input, int threads) {
     std::vector<Tensor> dy = grad_outputs;
     dy.resize(outputs_.size());
-    auto call = prepare_call(true, seed);
+    auto call = prepare_call(true, seed, threads);
     call->d_out = views(dy);
     call->d_in = views(grad_inputs_);
     call->d_w = views(grad_weights_);

@@ -47,14 +47,15 @@ public:
     // Initialises weights with their declared initializers.
     void initialize_weights(std::uint64_t seed);
     // `training` and `deterministic` as in nng_context; the same seed reproduces random ops.
-    void forward(bool training, std::uint64_t seed = 1, bool deterministic = false);
+    void forward(bool training, std::uint64_t seed = 1, bool deterministic = false, int threads = 1);
     // Backward after a training forward; an empty tensor in `grad_outputs` means zero gradient.
     // `want_input[i]` false passes no buffer for input i's gradient.
-    void backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed = 1, std::vector<bool> want_input = {});
+    void backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed = 1, std::vector<bool> want_input = {},
+                  int threads = 1);
 
 private:
     struct Call;
-    std::unique_ptr<Call> prepare_call(bool training, std::uint64_t seed);
+    std::unique_ptr<Call> prepare_call(bool training, std::uint64_t seed, int threads);
 
     std::unique_ptr<AttributeValues> attributes_;
     std::unique_ptr<OpInstance> instance_;
