@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -139,21 +140,34 @@ private:
     nng_context ctx_{};
 };
 
-// Milliseconds of `repeat` calls of f: the median and the fastest (the least disturbed by other
-// work on the machine). `before` runs untimed ahead of each call.
+double cpu_ms() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) * 1e3 + double(t.tv_nsec) / 1e6;
+}
+
+// Milliseconds of `repeat` calls of f: the median and the fastest wall time, and the median CPU
+// time of the process (with one thread, the cost of the call even on a busy machine). `before`
+// runs untimed ahead of each call.
 struct Timing {
-    double median, fastest;
+    double median, fastest, cpu;
 };
 Timing time_ms(int repeat, const std::function<void()>& f, const std::function<void()>& before = [] {}) {
-    std::vector<double> ms;
+    std::vector<double> ms, cpu;
     for (int i = 0; i < repeat; ++i) {
         before();
+        const double cpu_start = cpu_ms();
         const auto start = std::chrono::steady_clock::now();
         f();
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+        cpu.push_back(cpu_ms() - cpu_start);
     }
     std::sort(ms.begin(), ms.end());
-    return {ms[ms.size() / 2], ms.front()};
+    std::sort(cpu.begin(), cpu.end());
+    return {ms[ms.size() / 2], ms.front(), cpu[cpu.size() / 2]};
+}
+void print_timing(const char* what, const Timing& t) {
+    std::printf("%s: %.3f ms median, %.3f ms fastest, %.3f ms CPU\n", what, t.median, t.fastest, t.cpu);
 }
 
 std::map<std::string, std::int64_t> counters() { return nngraph::testing::built_plugins().counters(); }
@@ -225,10 +239,11 @@ void bare_onednn(const Options& o) {
     const Timing t_bwd = time_ms(o.repeat, backward, forward);
     const bool same_fwd = fwd_pd.weights_layer_desc() == memory::desc({1, 1, o.features, 4, o.units}, f32, tag::ldigo);
     const bool same_bwd = bwd_pd.weights_layer_desc() == memory::desc({1, 1, o.features, 4, o.units}, f32, tag::ldigo);
-    std::printf("bare oneDNN lstm (median / fastest): inference %.3f / %.3f ms, forward_training %.3f / %.3f ms, "
-                "backward %.3f / %.3f ms\n  (weights it picks: ldigo in forward %s, in backward %s)\n",
-                t_inf.median, t_inf.fastest, t_fwd.median, t_fwd.fastest, t_bwd.median, t_bwd.fastest,
+    std::printf("bare oneDNN lstm (weights in the layouts it picks: ldigo in forward %s, in backward %s)\n",
                 same_fwd ? "yes" : "no", same_bwd ? "yes" : "no");
+    print_timing("  inference", t_inf);
+    print_timing("  forward_training", t_fwd);
+    print_timing("  backward", t_bwd);
 }
 
 // SPEC's imdb_lstm model: one training step (forward, loss, backward; the optimizer's update is
@@ -265,8 +280,9 @@ training: {loss: binary_crossentropy}
     const Timing train = time_ms(o.repeat, [&] { executor.run(batch, nngraph::StepKind::Train); });
     const auto after = counters();
     const Timing infer = time_ms(o.repeat, [&] { executor.run(batch, nngraph::StepKind::Infer); });
-    std::printf("imdb_lstm through the executor: training step %.3f / %.3f ms, inference step %.3f / %.3f ms\n",
-                train.median, train.fastest, infer.median, infer.fastest);
+    std::printf("imdb_lstm through the executor\n");
+    print_timing("  training step", train);
+    print_timing("  inference step", infer);
     std::printf("  of which the LSTM op in the training steps (its phase counters):\n");
     print_phases(before, after, "lstm.", o.repeat);
 }
@@ -308,19 +324,20 @@ int main(int argc, char** argv) {
         auto before = counters();
         const Timing inference = time_ms(o.repeat, [&] { d.forward(false); });
         auto after = counters();
-        std::printf("op %s: forward inference %.3f / %.3f ms\n", path, inference.median, inference.fastest);
+        std::printf("op %s\n", path);
+        print_timing("  forward inference", inference);
         print_phases(before, after, "lstm.forward", o.repeat);
         before = counters();
         const Timing training = time_ms(o.repeat, [&] { d.forward(true); });
         after = counters();
-        std::printf("op %s: forward training %.3f / %.3f ms\n", path, training.median, training.fastest);
+        print_timing("  forward training", training);
         print_phases(before, after, "lstm.forward", o.repeat);
         // A backward consumes oneDNN's workspace: each one follows a forward, untimed (forward
         // calls leave the backward phases alone).
         before = counters();
         const Timing backward = time_ms(o.repeat, [&] { d.backward(); }, [&] { d.forward(true); });
         after = counters();
-        std::printf("op %s: backward %.3f / %.3f ms\n", path, backward.median, backward.fastest);
+        print_timing("  backward", backward);
         print_phases(before, after, "lstm.backward", o.repeat);
     }
     imdb_lstm(o);
