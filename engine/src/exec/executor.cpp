@@ -485,6 +485,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             const GraphNode& node = g.node(call.node);
             ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));  // as in forward
             ctx.scratch = plan.buffer(call.backward_scratch);
+            ctx.scratch_bytes = call.scratch_bytes;
             if (profiling_) {
                 const auto start = std::chrono::steady_clock::now();
                 node.instance->backward(node.name, ctx, call.args);
