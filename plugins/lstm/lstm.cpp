@@ -246,7 +246,9 @@ struct Lstm {
         }
         const std::int64_t state = s.batch * s.units;
         carve(1, {{&st.gates, 4 * s.steps * state}});
-        carve(5, {{&st.hidden, (s.steps + 1) * state}, {&st.cell, (s.steps + 1) * state}, {&st.cell_activation, s.steps * state}});
+        carve(5, {{&st.hidden, (s.steps + 1) * state},
+                  {&st.cell, (s.steps + 1) * state},
+                  {&st.cell_activation, s.steps * state}});
         return st;
     }
 

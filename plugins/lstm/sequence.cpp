@@ -174,7 +174,8 @@ void carve(int slot, std::initializer_list<Part> parts) {
     constexpr std::int64_t kAlign = 64 / sizeof(float);
     std::int64_t total = 0;
     for (const Part& p : parts) total += (p.count + kAlign - 1) / kAlign * kAlign;
-    auto* base = static_cast<float*>(onednn::buffer(slot, static_cast<std::size_t>(std::max<std::int64_t>(total, 1)) * sizeof(float)));
+    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(total, 1)) * sizeof(float);
+    auto* base = static_cast<float*>(onednn::buffer(slot, bytes));
     for (const Part& p : parts) {
         *p.where = base;
         base += (p.count + kAlign - 1) / kAlign * kAlign;

@@ -32,8 +32,9 @@ bool parallel_rows(const Sizes& s) { return s.batch > 1 && s.batch * s.units >= 
 
 // One forward step's cell for all rows: gates (N, 4U) from pre-activations in place; the states
 // after the step from those before it.
-NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, float* gates,
-                  const float* h_before, const float* c_before, float* h_after, float* c_after, float* c_act) {
+NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in,
+                                             std::int64_t k, float* gates, const float* h_before,
+                                             const float* c_before, float* h_after, float* c_after, float* c_act) {
     const std::int64_t U = s.units;
 #pragma omp parallel for schedule(static) if (parallel_rows(s))
     for (std::int64_t n = 0; n < s.batch; ++n) {
@@ -48,8 +49,8 @@ NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Siz
             std::memset(a, 0, static_cast<std::size_t>(U) * sizeof(float));
             continue;
         }
-        activate(settings.recurrent_activation, z, 2 * U);  // i, f
-        activate(settings.activation, z + 2 * U, U);        // g
+        activate(settings.recurrent_activation, z, 2 * U);      // i, f
+        activate(settings.activation, z + 2 * U, U);            // g
         activate(settings.recurrent_activation, z + 3 * U, U);  // o
         const float *i = z, *f = z + U, *g = z + 2 * U;
 #pragma omp simd
@@ -64,8 +65,9 @@ NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Siz
 // One backward step for all rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
 // gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
 // dh for masked rows and zero for the others (their share comes from dz U^T next).
-NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
-                   std::int64_t k, const float* dseq, float* dh, float* dc, float* dh_before, float* dz) {
+NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in,
+                                              const StepState& st, std::int64_t k, const float* dseq, float* dh,
+                                              float* dc, float* dh_before, float* dz) {
     const std::int64_t U = s.units, state = s.batch * U;
     const float* gates = st.gates + k * 4 * state;
     const float* c_before = st.cell + k * state;
@@ -160,15 +162,19 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
         float* dz_k = dz + k * 4 * state;
         backward_cell(settings, s, in, st, k, dseq, dh, dc, dh_before, dz_k);
         // h_k's gradient through the step: dz U^T (the initial state's is not needed).
-        if (k > 0) onednn::matmul(matrix(dz_k, s.batch, 4 * U), recurrent_t, matrix(dh_before, s.batch, U), {.beta = 1.0f});
+        if (k > 0) {
+            onednn::matmul(matrix(dz_k, s.batch, 4 * U), recurrent_t, matrix(dh_before, s.batch, U), {.beta = 1.0f});
+        }
         std::swap(dh, dh_before);
     }
     // Weights and input from every step's dz at once (T*N rows).
     const View dz_all = matrix(dz, s.rows(), 4 * U);
-    if (grads.kernel) onednn::matmul(matrix(in.xt, s.rows(), s.features).transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
-    if (grads.recurrent_kernel) onednn::matmul(matrix(st.hidden, s.rows(), U).transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
+    const View x_all = matrix(in.xt, s.rows(), s.features), kernel = matrix(in.kernel, s.features, 4 * U);
+    const View h_before_all = matrix(st.hidden, s.rows(), U);  // h_k of every step k: slots 0 to T-1
+    if (grads.kernel) onednn::matmul(x_all.transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
+    if (grads.recurrent_kernel) onednn::matmul(h_before_all.transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
     if (grads.bias) onednn::sum_rows(dz_all, matrix(grads.bias, 1, 4 * U));
-    if (grads.xt) onednn::matmul(dz_all, matrix(in.kernel, s.features, 4 * U).transposed(), matrix(grads.xt, s.rows(), s.features));
+    if (grads.xt) onednn::matmul(dz_all, kernel.transposed(), matrix(grads.xt, s.rows(), s.features));
     watch.lap(Phase::backward_compute);
 }
 
