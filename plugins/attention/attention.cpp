@@ -69,8 +69,9 @@ struct Attention {
         p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
         return p;
     }
-    // The scratch infer declares: the larger of forward's and backward's needs. A call recomputes
-    // it (from the shapes, and `training` as whether saved buffers exist) as its carving limit.
+    // The scratch infer declares: the larger of forward's and backward's needs. A call carves
+    // within it (recomputed from the shapes, `training` being whether saved buffers exist) and
+    // within what the host says it gave.
     std::uint64_t scratch_bytes(const Problem& p, bool training) const {
         Bump forward = Bump::counting(), backward = Bump::counting();
         forward_scratch(forward, p, !training, dropout_.rate > 0.0 && !training);
@@ -80,7 +81,7 @@ struct Attention {
     Bump scratch(const nng::Exec& exec) const {
         const Roles roles = Roles::of(exec.num_inputs());
         const Problem p = problem_shape(exec.input(roles.query).dims(), exec.input(roles.value).dims(), exec.input(roles.query).dim(0));
-        return Bump(exec.scratch(), scratch_bytes(p, exec.saved(0).present()));
+        return Bump(exec.scratch(), std::min<std::uint64_t>(exec.scratch_bytes(), scratch_bytes(p, exec.saved(0).present())));
     }
     // The order of these pieces is the order forward and backward carve them.
     static void forward_scratch(Bump& bump, const Problem& p, bool probs_in_scratch, bool keep_in_scratch) {

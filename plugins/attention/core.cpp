@@ -185,6 +185,33 @@ void zero_fully_masked_rows(const Problem& p, const std::uint8_t* keys, float* d
     }
 }
 
+// dst (G, Tv, d) = alpha · xᵀ·y (+ dst when accumulating), x (G, Tq, Tv) a score-sized matrix and
+// y (G, Tq, d). oneDNN runs the product with the big operand transposed about a third slower than
+// yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing reorder of the small result, so the
+// latter is used; the accumulation is a transposing add.
+void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha, bool accumulate,
+                        float* buffer) {
+    const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
+    if (!dst.contiguous()) {
+        onednn::matmul(x.transposed(), y, dst, {.alpha = alpha, .beta = accumulate ? 1.0f : 0.0f});
+        return;
+    }
+    const onednn::View product = onednn::view(buffer, DataType::f32, {g, d, t});
+    onednn::matmul(y.transposed(), x, product, {.alpha = alpha});
+    if (!accumulate) {
+        onednn::reorder(product.transposed(), dst);
+        return;
+    }
+    float* out = static_cast<float*>(dst.data);
+#pragma omp parallel for if (threads_for(g * t * d) == 0) schedule(static)
+    for (std::int64_t k = 0; k < g; ++k) {
+        const float* src = buffer + k * d * t;
+        float* o = out + k * t * d;
+        for (std::int64_t j = 0; j < t; ++j)
+            for (std::int64_t e = 0; e < d; ++e) o[j * d + e] += src[e * t + j];
+    }
+}
+
 onednn::View scores_view(const Problem& p, float* data) {
     return onednn::view(data, DataType::f32, {p.groups(), p.tq, p.tv});
 }
@@ -228,6 +255,8 @@ void MaterializedCore::reserve_forward(Bump& bump, const Problem& p, bool probs_
 void MaterializedCore::reserve_backward(Bump& bump, const Problem& p, bool need_dq_buffer) {
     if (p.dropout) bump.floats(p.score_count());
     bump.bytes(p.batch * p.tv);
+    bump.floats(p.groups() * p.tv * std::max(p.dk, p.dv));  // transposed_product in backward_to_scores
+    bump.floats(p.groups() * p.tv * p.dk);                  // and in backward_dot
     if (need_dq_buffer) bump.floats(p.groups() * p.tq * p.dk);
 }
 
@@ -258,11 +287,11 @@ void MaterializedCore::backward_to_scores(const Problem& p, const ProbabilitySta
         dropout_backward(p, state.probs, state.keep, dropped, dscores);
         used_probs = scores_view(p, dropped);
     }
-    if (dv.present()) onednn::matmul(used_probs.transposed(), dout, dv);
+    const std::uint8_t* keys = combine_key_masks(p, key_mask_buffer(scratch, p));
+    float* product = scratch.floats(p.groups() * p.tv * std::max(p.dk, p.dv));
+    if (dv.present()) transposed_product(used_probs, dout, dv, 1.0f, false, product);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
-    if (p.style == MaskStyle::kReplace && p.has_masks()) {
-        zero_fully_masked_rows(p, combine_key_masks(p, key_mask_buffer(scratch, p)), dscores);
-    }
+    if (p.style == MaskStyle::kReplace && p.has_masks()) zero_fully_masked_rows(p, keys, dscores);
 }
 
 void MaterializedCore::backward_dot(const Problem& p, const float* dscores, const CoreGradients& grads, Bump& scratch) {

@@ -124,8 +124,9 @@ struct MultiHeadAttention {
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
     }
 
-    // The scratch infer declares: the larger of forward's and backward's needs. A call recomputes
-    // it (from the shapes, and `training` as whether saved buffers exist) as its carving limit.
+    // The scratch infer declares: the larger of forward's and backward's needs. A call carves
+    // within it (recomputed from the shapes, `training` being whether saved buffers exist) and
+    // within what the host says it gave.
     std::uint64_t scratch_bytes(const Shapes& s, bool training) const {
         const Problem p = problem_shape(s);
         Bump forward = Bump::counting(), backward = Bump::counting();
@@ -137,7 +138,7 @@ struct MultiHeadAttention {
         return std::max(forward.used(), backward.used());
     }
     Bump scratch(const nng::Exec& exec, const Shapes& s) const {
-        return Bump(exec.scratch(), scratch_bytes(s, exec.saved(0).present()));
+        return Bump(exec.scratch(), std::min<std::uint64_t>(exec.scratch_bytes(), scratch_bytes(s, exec.saved(0).present())));
     }
 
     Problem problem_shape(const Shapes& s) const {
