@@ -1,0 +1,203 @@
+// Keras's Embedding: output[..., :] = embeddings[id, :] for every integer id of the input; backward
+// scatter-adds the output gradient into the rows of the embeddings' gradient. Pure data movement,
+// so plain loops (a row copy per id) rather than oneDNN, which has no gather.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "nngraph/sdk.hpp"
+
+namespace {
+
+using nng::Dims;
+using nng::OpError;
+
+// Below this many ids a forward or backward runs on one thread (thread start-up would dominate).
+constexpr std::int64_t kParallelIds = 2048;
+// Backward splits the embedding columns between threads in blocks of one cache line of floats,
+// so that no two threads ever write the same line.
+constexpr std::int64_t kColumnBlock = 16;
+
+// The initializer names the attribute accepts: the SDK's plus Keras's aliases "uniform" and
+// "normal" (RandomUniform and RandomNormal; "uniform" is the default).
+constexpr std::string_view kAliases = "uniform|normal|";
+constexpr auto kInitializerChoices = [] {
+    constexpr std::string_view base = nng::kInitializerChoices;
+    std::array<char, kAliases.size() + base.size() + 1> out{};
+    std::copy(kAliases.begin(), kAliases.end(), out.begin());
+    std::copy(base.begin(), base.end(), out.begin() + kAliases.size());
+    return out;
+}();
+
+nng::Initializer embeddings_initializer(const std::string& name) {
+    if (name == "uniform") return {NNG_INIT_UNIFORM, -0.05, 0.05};
+    if (name == "normal") return {NNG_INIT_NORMAL, 0.0, 0.05};
+    return nng::keras_initializer(name, "embeddings_initializer");
+}
+
+int threads_for(const nng::Exec& exec, std::int64_t work) {
+    if (work < kParallelIds) return 1;
+    return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
+}
+
+// The multi-index of flat position `flat` in `dims`, Keras's way: (3, 17).
+std::string position_string(std::int64_t flat, const Dims& dims) {
+    Dims index(dims.size());
+    for (std::size_t k = dims.size(); k-- > 0;) {
+        index[k] = flat % dims[k];
+        flat /= dims[k];
+    }
+    return nng::dims_string(index);
+}
+
+// An id as Keras takes it: integers as they are; floats cast to int32, which truncates toward
+// zero. Returns -1 for a float that no int32 in [0, input_dim) comes from (NaN included).
+template <class T> std::int64_t to_id(T value, std::int64_t input_dim) {
+    if constexpr (std::is_floating_point_v<T>) {
+        if (!(value > T(-1) && value < static_cast<T>(input_dim))) return -1;
+        return static_cast<std::int64_t>(value);
+    } else {
+        return static_cast<std::int64_t>(value);
+    }
+}
+
+struct Embedding {
+    static constexpr const char* kName = "Embedding";
+    static constexpr const char* kDoc = "Looks up a row of `embeddings` for every integer id";
+    static constexpr int kMinInputs = 1, kMaxInputs = 1;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::required(nng::int_attr("input_dim", nullptr, "vocabulary size: ids are in [0, input_dim)")),
+        nng::required(nng::int_attr("output_dim", nullptr, "width of each embedding row")),
+        nng::string_attr("embeddings_initializer", "uniform", kInitializerChoices.data(), "initial embeddings"),
+        nng::bool_attr("mask_zero", "false", "id 0 is padding: the output carries the mask ids != 0"),
+    };
+
+    explicit Embedding(const nng::Attrs& attrs)
+        : input_dim_(attrs.get_int("input_dim")),
+          output_dim_(attrs.get_int("output_dim")),
+          init_(embeddings_initializer(attrs.get_string("embeddings_initializer"))),
+          mask_zero_(attrs.get_bool("mask_zero")) {
+        nng::check_attr(input_dim_ > 0, "input_dim", "a positive integer, got " + std::to_string(input_dim_));
+        nng::check_attr(output_dim_ > 0, "output_dim", "a positive integer, got " + std::to_string(output_dim_));
+        // Ids travel as int64 and positions index rows of int64 offsets: keep products in range.
+        nng::check_attr(input_dim_ <= std::numeric_limits<std::int32_t>::max(), "input_dim", "at most 2^31 - 1");
+    }
+
+    void infer(nng::InferContext& ctx) const {
+        ctx.expect_rank(0, 1, NNG_MAX_RANK - 1, "ids of rank 1 to 7: (batch, ...)");
+        const nng_dtype t = ctx.input_dtype(0);
+        if (t != NNG_I32 && t != NNG_I64 && t != NNG_F32) {
+            throw OpError("input 0: expected ids of type int32, int64 or float32 (cast to int32 as Keras does)");
+        }
+        const Dims ids = ctx.input_dims(0);
+        Dims out = ids;
+        out.push_back(output_dim_);
+        const int y = ctx.add_output(NNG_F32, out);
+        if (mask_zero_) ctx.compute_mask(y, ids);
+        ctx.add_weight("embeddings", {input_dim_, output_dim_}, init_);
+        ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
+    }
+
+    void forward(nng::Exec& exec) {
+        const nng::TensorRef ids = exec.input(0);
+        switch (ids.dtype()) {
+        case NNG_I32: gather(exec, ids.data<std::int32_t>()); break;
+        case NNG_I64: gather(exec, ids.data<std::int64_t>()); break;
+        case NNG_F32: gather(exec, ids.data<float>()); break;
+        default: throw OpError("Embedding: ids of an unsupported type");
+        }
+    }
+
+    void backward(nng::Exec& exec) {
+        const nng::TensorRef ids = exec.input(0);
+        // Ids have no gradient (Keras casts them); a float id input that asks for one gets zeros.
+        if (const nng::TensorRef dids = exec.grad_input(0)) std::memset(dids.raw(), 0, dids.nbytes());
+        const nng::TensorRef dw = exec.grad_weight(0);
+        if (!dw) return;
+        const nng::TensorRef dy = exec.grad_output(0);
+        if (!dy) {
+            std::memset(dw.raw(), 0, dw.nbytes());
+            return;
+        }
+        switch (ids.dtype()) {
+        case NNG_I32: scatter_add(exec, ids.data<std::int32_t>(), dy.f32(), dw.f32()); break;
+        case NNG_I64: scatter_add(exec, ids.data<std::int64_t>(), dy.f32(), dw.f32()); break;
+        case NNG_F32: scatter_add(exec, ids.data<float>(), dy.f32(), dw.f32()); break;
+        default: throw OpError("Embedding: ids of an unsupported type");
+        }
+    }
+
+    template <class T> void gather(const nng::Exec& exec, const T* ids) const {
+        const std::int64_t n = exec.input(0).numel();
+        const std::int64_t width = output_dim_, vocabulary = input_dim_;
+        const float* table = exec.weight(0).f32();
+        float* y = exec.output(0).f32();
+        std::int64_t first_bad = n;
+#pragma omp parallel for num_threads(threads_for(exec, n)) reduction(min : first_bad)
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::int64_t id = to_id(ids[i], vocabulary);
+            if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary)) {
+                first_bad = std::min(first_bad, i);
+                continue;
+            }
+            const float* row = table + id * width;
+            float* out = y + i * width;
+#pragma omp simd
+            for (std::int64_t k = 0; k < width; ++k) out[k] = row[k];
+        }
+        if (first_bad < n) {
+            const T bad = ids[first_bad];
+            throw OpError("Embedding: id " + (std::is_floating_point_v<T> ? std::to_string(static_cast<double>(bad)) : std::to_string(bad)) +
+                          " at position " + position_string(first_bad, exec.input(0).dims()) + " of the ids " +
+                          nng::dims_string(exec.input(0).dims()) + " is outside [0, input_dim = " + std::to_string(vocabulary) + ")");
+        }
+        if (const nng::TensorRef mask = exec.output_mask(0)) {
+            // Keras's compute_mask: the ids as given (before any cast) != 0.
+            std::uint8_t* m = mask.u8();
+#pragma omp parallel for simd num_threads(threads_for(exec, n))
+            for (std::int64_t i = 0; i < n; ++i) m[i] = ids[i] != T(0);
+        }
+    }
+
+    // dW = 0, then dW[id] += dy[i] for every position i. Threads own disjoint column blocks, so
+    // the adds never race and every thread sees every id (padding ids, often the most common,
+    // load no thread more than another).
+    template <class T> void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
+        const std::int64_t n = exec.input(0).numel();
+        const std::int64_t width = output_dim_, vocabulary = input_dim_;
+        const std::int64_t blocks = (width + kColumnBlock - 1) / kColumnBlock;
+        const int threads = static_cast<int>(std::min<std::int64_t>(threads_for(exec, n), blocks));
+        const std::int64_t table_bytes = vocabulary * width * static_cast<std::int64_t>(sizeof(float));
+#pragma omp parallel num_threads(threads)
+        {
+            const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+            // Each thread zeroes its share of the table (cut at cache lines), then all add.
+            const auto cut = [&](std::int64_t k) { return k == count ? table_bytes : table_bytes / count * k / 64 * 64; };
+            std::memset(reinterpret_cast<char*>(dw) + cut(t), 0, static_cast<std::size_t>(cut(t + 1) - cut(t)));
+#pragma omp barrier
+            const std::int64_t begin = std::min(width, blocks * t / count * kColumnBlock);
+            const std::int64_t end = std::min(width, blocks * (t + 1) / count * kColumnBlock);
+            for (std::int64_t i = 0; i < n; ++i) {
+                const std::int64_t id = to_id(ids[i], vocabulary);
+                if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary)) continue;  // forward refused it
+                float* row = dw + id * width;
+                const float* g = dy + i * width;
+#pragma omp simd
+                for (std::int64_t k = begin; k < end; ++k) row[k] += g[k];
+            }
+        }
+    }
+
+    std::int64_t input_dim_, output_dim_;
+    nng::Initializer init_;
+    bool mask_zero_;
+};
+
+}  // namespace
+
+NNG_PLUGIN("embedding", "0.1.0", nng::op<Embedding>())
