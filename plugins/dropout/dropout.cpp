@@ -1,0 +1,256 @@
+// Keras's Dropout: in a training step each element (or each element of the noise shape, broadcast
+// over the input) is kept with probability 1 - rate and scaled by 1 / (1 - rate), else zeroed;
+// outside training (or in a deterministic gradient run) the input passes unchanged.
+//
+// The mask comes from nngraph's counter-based random bits: mask element j keeps iff 32 bits of
+// random_bits(seed, j / 2) (the low half for even j, the high half for odd j) are at least
+// rate * 2^32. Element j depends only on (seed, j), so the draw splits across threads freely and
+// a seed always gives the same mask, whatever the thread count.
+//
+// Backward reads the mask forward saved (one byte an element of the noise shape) instead of
+// drawing it again: a byte is cheaper to read than 32 random bits are to make, and the gradient
+// then uses exactly the mask forward used, whatever the context of the backward call.
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "nngraph/sdk.hpp"
+
+namespace {
+
+using nng::Dims;
+using nng::OpError;
+
+constexpr std::int64_t kParallelElements = 1 << 15;
+
+int threads_for(const nng::Exec& exec, std::int64_t work) {
+    if (work < kParallelElements) return 1;
+    return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
+}
+
+// mask[2p] and mask[2p + 1] for pairs p in [begin, end), as the file comment says. Cloned for
+// AVX-512, where the 64-bit multiplies of the random bits vectorise (5 to 6 times faster than the
+// baseline build); integer arithmetic gives the same bits on every path.
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void draw_pairs(std::uint64_t seed, std::uint64_t threshold,
+                                                                             std::uint8_t* mask, std::int64_t begin,
+                                                                             std::int64_t end) {
+    for (std::int64_t p = begin; p < end; ++p) {
+        const std::uint64_t r = nng::random_bits(seed, static_cast<std::uint64_t>(p));
+        mask[2 * p] = (r & 0xffffffffu) >= threshold;
+        mask[2 * p + 1] = (r >> 32) >= threshold;
+    }
+}
+
+// mask[j] = 1 (keep) or 0 (drop) for j < n.
+void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, int threads) {
+    const std::int64_t pairs = n / 2;
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        draw_pairs(seed, threshold, mask, pairs * t / count, pairs * (t + 1) / count);
+    }
+    if (n % 2) mask[n - 1] = (nng::random_bits(seed, static_cast<std::uint64_t>(pairs)) & 0xffffffffu) >= threshold;
+}
+
+// How the mask (noise shape) maps onto the input: the input's dims with adjacent dims merged
+// where both are broadcast or both are not, and the mask's stride along each (0 where broadcast).
+struct Broadcast {
+    int rank = 0;
+    std::int64_t dims[NNG_MAX_RANK] = {};
+    std::int64_t mask_strides[NNG_MAX_RANK] = {};
+
+    // From the call's tensors (no allocation): the input (or its gradient) and the saved mask.
+    Broadcast(const nng::TensorRef& input, const nng::TensorRef& noise) {
+        for (int k = 0; k < input.rank(); ++k) {
+            const std::int64_t d = input.dim(k);
+            if (d == 1) continue;  // a dim of 1 moves nothing
+            const bool full = noise.dim(k) != 1;
+            if (rank > 0 && (mask_strides[rank - 1] != 0) == full) {
+                dims[rank - 1] *= d;
+            } else {
+                dims[rank] = d;
+                mask_strides[rank] = full ? 1 : 0;
+                ++rank;
+            }
+        }
+        if (rank == 0) {
+            dims[0] = 1;
+            mask_strides[0] = 1;
+            rank = 1;
+        }
+        // Row-major strides of the mask over the merged dims (its broadcast dims count as 1).
+        std::int64_t stride = 1;
+        for (int k = rank - 1; k >= 0; --k) {
+            if (mask_strides[k] == 0) continue;
+            mask_strides[k] = stride;
+            stride *= dims[k];
+        }
+    }
+};
+
+// v where keep is 1, +0 where it is 0: a select by bit mask, so that the loops below have no
+// branch (a random mask defeats branch prediction) and vectorise, and a dropped inf or NaN still
+// gives 0 as Keras's select does.
+inline float kept_or_zero(float v, std::uint8_t keep) {
+    return std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & (0u - static_cast<std::uint32_t>(keep)));
+}
+
+// dst[i] = mask[i's mask element] ? src[i] * scale : 0, for forward (x to y) and backward (dy to dx).
+void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, float scale, float* dst, int threads) {
+    const int last = b.rank - 1;
+    const std::int64_t width = b.dims[last], step = b.mask_strides[last];
+    std::int64_t rows = 1;
+    for (int k = 0; k < last; ++k) rows *= b.dims[k];
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        const std::int64_t begin = rows * t / count, end = rows * (t + 1) / count;
+        // The odometer over the outer dims, started at row `begin`.
+        std::int64_t index[NNG_MAX_RANK] = {};
+        std::int64_t offset = 0;
+        for (std::int64_t rest = begin, k = last - 1; k >= 0; --k) {
+            index[k] = rest % b.dims[k];
+            rest /= b.dims[k];
+            offset += index[k] * b.mask_strides[k];
+        }
+        for (std::int64_t row = begin; row < end; ++row) {
+            const float* s = src + row * width;
+            float* d = dst + row * width;
+            const std::uint8_t* m = mask + offset;
+            if (step) {
+#pragma omp simd
+                for (std::int64_t i = 0; i < width; ++i) d[i] = kept_or_zero(s[i] * scale, m[i]);
+            } else if (m[0]) {
+#pragma omp simd
+                for (std::int64_t i = 0; i < width; ++i) d[i] = s[i] * scale;
+            } else {
+                std::fill(d, d + width, 0.0f);
+            }
+            for (std::int64_t k = last - 1; k >= 0; --k) {
+                offset += b.mask_strides[k];
+                if (++index[k] < b.dims[k]) break;
+                offset -= index[k] * b.mask_strides[k];
+                index[k] = 0;
+            }
+        }
+    }
+}
+
+void copy(const nng::TensorRef& from, const nng::TensorRef& to, int threads) {
+    const auto* src = static_cast<const char*>(from.raw());
+    auto* dst = static_cast<char*>(to.raw());
+    const std::int64_t bytes = static_cast<std::int64_t>(to.nbytes());
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        const std::int64_t begin = bytes * t / count / 64 * 64, end = t + 1 == count ? bytes : bytes * (t + 1) / count / 64 * 64;
+        std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin));
+    }
+}
+
+struct Dropout {
+    static constexpr const char* kName = "Dropout";
+    static constexpr const char* kDoc = "Zeroes a fraction `rate` of the input in training and scales the rest by 1 / (1 - rate)";
+    static constexpr int kMinInputs = 1, kMaxInputs = 1;
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::required(nng::float_attr("rate", nullptr, "fraction of the input units to drop, in [0, 1]")),
+        nng::nullable(nng::ints_attr("noise_shape", "null",
+                                     "shape of the keep mask, broadcast over the input (null items: the input's dim)")),
+        nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed")),
+    };
+
+    explicit Dropout(const nng::Attrs& attrs)
+        : rate_(attrs.get_float("rate")),
+          has_noise_shape_(!attrs.is_null("noise_shape")),
+          has_seed_(!attrs.is_null("seed")),
+          seed_(has_seed_ ? attrs.get_int("seed") : 0) {
+        nng::check_attr(rate_ >= 0.0 && rate_ <= 1.0, "rate", "a fraction between 0 and 1, got " + std::to_string(rate_));
+        if (has_noise_shape_) noise_shape_ = attrs.get_ints("noise_shape");
+        for (std::size_t k = 0; k < noise_shape_.size(); ++k) {
+            nng::check_attr(noise_shape_[k] == -1 || noise_shape_[k] > 0, "noise_shape",
+                            "positive dimensions or null, got " + std::to_string(noise_shape_[k]) + " at index " + std::to_string(k));
+        }
+        // Keep iff 32 random bits >= rate * 2^32: probability 1 - rate to 2^-32 (rate 1 keeps nothing).
+        threshold_ = static_cast<std::uint64_t>(std::llround(std::ldexp(rate_, 32)));
+        scale_ = rate_ < 1.0 ? static_cast<float>(1.0 / (1.0 - rate_)) : 0.0f;
+    }
+
+    // The mask's shape for an input of these dims: noise_shape with nulls filled in (Keras's
+    // _get_concrete_noise_shape); each of its dims must be the input's or 1.
+    Dims noise_dims(const Dims& input) const {
+        if (!has_noise_shape_) return input;
+        if (noise_shape_.size() != input.size()) {
+            throw OpError("noise_shape " + nng::dims_string(noise_shape_) + " has " + std::to_string(noise_shape_.size()) +
+                          " dims but the input " + nng::dims_string(input) + " has " + std::to_string(input.size()), "noise_shape");
+        }
+        Dims noise(input.size());
+        for (std::size_t k = 0; k < input.size(); ++k) noise[k] = noise_shape_[k] == -1 ? input[k] : noise_shape_[k];
+        for (std::size_t k = 0; k < input.size(); ++k) {
+            if (noise[k] != input[k] && noise[k] != 1 && input[k] != nng::kDynamic) {
+                throw OpError("noise_shape " + nng::dims_string(noise) + " does not broadcast to the input " + nng::dims_string(input) +
+                              ": dim " + std::to_string(k) + " must be " + std::to_string(input[k]) + " or 1", "noise_shape");
+            }
+        }
+        return noise;
+    }
+
+    void infer(nng::InferContext& ctx) const {
+        ctx.expect_dtype(0, NNG_F32, "float32");
+        const Dims input = ctx.input_dims(0);
+        const Dims noise = noise_dims(input);
+        const int y = ctx.add_output(NNG_F32, input);
+        ctx.pass_mask(y, 0);
+        if (ctx.training() && rate_ > 0.0) {
+            ctx.add_saved(NNG_U8, noise);  // the keep mask
+            ctx.add_saved(NNG_U8, {1});    // 1 when forward dropped (a random step), 0 when it passed the input
+        }
+        ctx.set_backward_needs(0);
+    }
+
+    void forward(nng::Exec& exec) {
+        const nng::TensorRef x = exec.input(0), y = exec.output(0);
+        const int threads = threads_for(exec, x.numel());
+        const bool drop = exec.random_active() && rate_ > 0.0;
+        if (exec.training() && rate_ > 0.0) exec.saved(1).u8()[0] = drop ? 1 : 0;
+        if (!drop) {
+            copy(x, y, threads);
+            return;
+        }
+        const nng::TensorRef mask = exec.saved(0);
+        const std::uint64_t seed = has_seed_ ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed_)) : exec.seed();
+        draw_mask(seed, threshold_, mask.u8(), mask.numel(), threads_for(exec, mask.numel()));
+        apply_mask(x.f32(), mask.u8(), Broadcast(x, mask), scale_, y.f32(), threads);
+    }
+
+    void backward(nng::Exec& exec) {
+        const nng::TensorRef dx = exec.grad_input(0);
+        if (!dx) return;
+        const nng::TensorRef dy = exec.grad_output(0);
+        const int threads = threads_for(exec, dx.numel());
+        if (!dy) {
+            std::memset(dx.raw(), 0, dx.nbytes());
+            return;
+        }
+        if (rate_ == 0.0 || exec.saved(1).u8()[0] == 0) {
+            copy(dy, dx, threads);
+            return;
+        }
+        const nng::TensorRef mask = exec.saved(0);
+        apply_mask(dy.f32(), mask.u8(), Broadcast(dx, mask), scale_, dx.f32(), threads);
+    }
+
+    double rate_;
+    bool has_noise_shape_, has_seed_;
+    std::int64_t seed_;
+    Dims noise_shape_;
+    std::uint64_t threshold_ = 0;
+    float scale_ = 1.0f;
+};
+
+}  // namespace
+
+NNG_PLUGIN("dropout", "0.1.0", nng::op<Dropout>())

@@ -1,0 +1,182 @@
+// Dropout: keep fraction and exact inverted scaling, seeded reproducible masks, noise_shape
+// broadcasting, identity outside training, the mask passing through, attribute validation, and
+// finite-difference checks of the gradient (the mask fixed by the seed).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "gradcheck.hpp"
+#include "nngraph/error.hpp"
+
+using namespace nngraph;
+using namespace nngraph::testing;
+
+namespace {
+
+// Keep mask of a training forward: y != 0 (inputs are never 0 here), after checking every kept
+// value is x / (1 - rate) to float precision.
+std::vector<std::uint8_t> kept(OpRunner& runner, double rate) {
+    const Tensor &x = runner.inputs()[0], &y = runner.outputs()[0];
+    std::vector<std::uint8_t> keep(static_cast<std::size_t>(y.numel()));
+    for (std::int64_t i = 0; i < y.numel(); ++i) {
+        const float v = y.data<float>()[i];
+        keep[static_cast<std::size_t>(i)] = v != 0.0f;
+        if (v != 0.0f) REQUIRE(std::abs(v - x.data<float>()[i] / (1.0 - rate)) <= 1e-6 * std::abs(v));
+    }
+    return keep;
+}
+
+double fraction(const std::vector<std::uint8_t>& keep) {
+    double n = 0;
+    for (std::uint8_t k : keep) n += k;
+    return n / static_cast<double>(keep.size());
+}
+
+// An input that is never zero: uniform in [0.5, 1.5) with alternating signs.
+void fill_nonzero(Tensor& x, std::uint64_t seed) {
+    fill_uniform(x, 0.5, 1.5, seed);
+    for (std::int64_t i = 0; i < x.numel(); i += 2) x.data<float>()[i] = -x.data<float>()[i];
+}
+
+std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate) {
+    OpRunner runner("Dropout", attributes, {{DType::F32, shape}});
+    fill_nonzero(runner.inputs()[0], 5);
+    runner.forward(true, seed);
+    return kept(runner, rate);
+}
+
+}  // namespace
+
+TEST_CASE("Dropout keeps a fraction 1 - rate and scales kept values by 1 / (1 - rate)") {
+    for (double rate : {0.1, 0.5, 0.8}) {
+        CAPTURE(rate);
+        // 409600 elements: the kept fraction's standard deviation is below 7e-4.
+        const auto keep = mask_of("{rate: " + std::to_string(rate) + "}", {64, 200, 32}, 11, rate);
+        CHECK(std::abs(fraction(keep) - (1.0 - rate)) < 0.004);
+    }
+}
+
+TEST_CASE("Dropout masks are reproducible: the same seed gives the same mask, another seed another") {
+    const Shape shape{8, 50, 16};
+    const auto a = mask_of("{rate: 0.3}", shape, 42, 0.3);
+    CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3));
+    const auto b = mask_of("{rate: 0.3}", shape, 43, 0.3);
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
+    // Independent masks differ in 2 * 0.3 * 0.7 = 42% of places.
+    CHECK(std::abs(static_cast<double>(differ) / static_cast<double>(a.size()) - 0.42) < 0.03);
+
+    // The seed attribute is mixed into the step's seed: equal seeds agree, others do not.
+    const auto s7 = mask_of("{rate: 0.3, seed: 7}", shape, 42, 0.3);
+    CHECK(s7 == mask_of("{rate: 0.3, seed: 7}", shape, 42, 0.3));
+    CHECK(s7 != mask_of("{rate: 0.3, seed: 8}", shape, 42, 0.3));
+    CHECK(s7 != a);
+    CHECK(s7 != mask_of("{rate: 0.3, seed: 7}", shape, 43, 0.3));  // a new step draws a new mask
+}
+
+TEST_CASE("Dropout is the identity outside training and in deterministic runs") {
+    OpRunner runner("Dropout", "{rate: 0.5}", {{DType::F32, {4, 10, 3}}});
+    fill_nonzero(runner.inputs()[0], 1);
+    const std::vector<float> x(runner.inputs()[0].values<float>().begin(), runner.inputs()[0].values<float>().end());
+    for (const bool deterministic : {false, true}) {
+        runner.forward(/*training=*/deterministic, 9, deterministic);
+        CHECK(std::equal(x.begin(), x.end(), runner.outputs()[0].data<float>()));
+    }
+    // After a deterministic training forward, backward passes the gradient unchanged.
+    Tensor dy(DType::F32, {4, 10, 3});
+    fill_uniform(dy, -1, 1, 2);
+    runner.backward({dy}, 9);
+    CHECK(std::equal(dy.values<float>().begin(), dy.values<float>().end(), runner.grad_inputs()[0].data<float>()));
+
+    OpRunner zero("Dropout", "{rate: 0}", {{DType::F32, {4, 5}}});
+    fill_nonzero(zero.inputs()[0], 1);
+    zero.forward(true, 3);
+    CHECK(std::equal(zero.inputs()[0].values<float>().begin(), zero.inputs()[0].values<float>().end(), zero.outputs()[0].data<float>()));
+
+    OpRunner all("Dropout", "{rate: 1}", {{DType::F32, {4, 5}}});  // Keras: zeros
+    fill_nonzero(all.inputs()[0], 1);
+    all.forward(true, 3);
+    for (float v : all.outputs()[0].values<float>()) CHECK(v == 0.0f);
+}
+
+TEST_CASE("Dropout backward applies the forward's mask and scale") {
+    OpRunner runner("Dropout", "{rate: 0.25}", {{DType::F32, {6, 7, 5}}});
+    fill_nonzero(runner.inputs()[0], 4);
+    runner.forward(true, 77);
+    const auto keep = kept(runner, 0.25);
+    Tensor dy(DType::F32, {6, 7, 5});
+    fill_uniform(dy, -1, 1, 8);
+    runner.backward({dy}, 77);
+    const float scale = static_cast<float>(1.0 / 0.75);
+    for (std::int64_t i = 0; i < dy.numel(); ++i) {
+        CHECK(runner.grad_inputs()[0].data<float>()[i] == (keep[static_cast<std::size_t>(i)] ? dy.data<float>()[i] * scale : 0.0f));
+    }
+    runner.backward({Tensor()}, 77);  // no gradient arrives: zero
+    for (float v : runner.grad_inputs()[0].values<float>()) CHECK(v == 0.0f);
+}
+
+TEST_CASE("Dropout's noise_shape shares one mask draw over the broadcast axes") {
+    const Shape shape{16, 40, 32};
+    // [null, 1, 32]: one mask per (sample, feature), the same at every step.
+    const auto keep = mask_of("{rate: 0.5, noise_shape: [null, 1, 32]}", shape, 5, 0.5);
+    for (std::int64_t b = 0; b < 16; ++b) {
+        for (std::int64_t s = 1; s < 40; ++s) {
+            for (std::int64_t f = 0; f < 32; ++f) {
+                REQUIRE(keep[static_cast<std::size_t>((b * 40 + s) * 32 + f)] == keep[static_cast<std::size_t>(b * 40 * 32 + f)]);
+            }
+        }
+    }
+    CHECK(std::abs(fraction(keep) - 0.5) < 0.06);  // 512 draws
+    // [null, null, 1]: one mask per (sample, step), over all features.
+    const auto rows = mask_of("{rate: 0.5, noise_shape: [null, null, 1]}", shape, 5, 0.5);
+    for (std::size_t r = 0; r < 16 * 40; ++r) {
+        for (std::size_t f = 1; f < 32; ++f) REQUIRE(rows[r * 32 + f] == rows[r * 32]);
+    }
+    // [1, null, 1]: one mask per step, shared by the batch.
+    const auto steps = mask_of("{rate: 0.5, noise_shape: [1, 40, 1]}", shape, 5, 0.5);
+    for (std::size_t b = 1; b < 16; ++b) {
+        for (std::size_t i = 0; i < 40 * 32; ++i) REQUIRE(steps[b * 40 * 32 + i] == steps[i / 32 * 32]);
+    }
+    // The full noise shape written out is the default.
+    CHECK(mask_of("{rate: 0.5, noise_shape: [16, 40, 32]}", shape, 5, 0.5) == mask_of("{rate: 0.5}", shape, 5, 0.5));
+}
+
+TEST_CASE("Dropout passes the input's mask through") {
+    OpRunner runner("Dropout", "{rate: 0.5}", {{DType::F32, {2, 3, 4}}}, {true});
+    CHECK(runner.shapes().outputs[0].mask_rule == NNG_MASK_FROM_INPUT);
+    CHECK(runner.shapes().outputs[0].mask_source == 0);
+    OpRunner unmasked("Dropout", "{rate: 0.5}", {{DType::F32, {2, 3, 4}}});
+    CHECK(unmasked.shapes().outputs[0].mask_rule == NNG_MASK_NONE);
+}
+
+TEST_CASE("Dropout refuses bad attributes, naming them and both shapes") {
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 1.5}", {{DType::F32, {2, 3}}}), doctest::Contains("'rate'"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: -0.1}", {{DType::F32, {2, 3}}}), doctest::Contains("'rate'"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{}", {{DType::F32, {2, 3}}}), doctest::Contains("rate"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5, noise_shape: [2, 0]}", {{DType::F32, {2, 3}}}),
+                         doctest::Contains("noise_shape"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5, noise_shape: [null, 1]}", {{DType::F32, {2, 3, 4}}}),
+                         doctest::Contains("noise_shape (None, 1) has 2 dims but the input (2, 3, 4) has 3"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5, noise_shape: [null, 2, null]}", {{DType::F32, {2, 3, 4}}}),
+                         doctest::Contains("noise_shape (2, 2, 4) does not broadcast to the input (2, 3, 4)"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5}", {{DType::I32, {2, 3}}}), doctest::Contains("float32"), InputError);
+}
+
+TEST_CASE("Dropout backward matches finite differences") {
+    const std::vector<GradCase> cases = {
+        {"rate 0.5 (2, 3, 4)", "Dropout", "{rate: 0.5}", {{{2, 3, 4}}}},
+        {"rate 0.2 (4, 6)", "Dropout", "{rate: 0.2}", {{{4, 6}}}},
+        {"rate 0.7, seed 3 (3, 5)", "Dropout", "{rate: 0.7, seed: 3}", {{{3, 5}}}},
+        {"noise_shape [null, 1, 4]", "Dropout", "{rate: 0.5, noise_shape: [null, 1, 4]}", {{{3, 5, 4}}}},
+        {"noise_shape [1, null, 1]", "Dropout", "{rate: 0.4, noise_shape: [1, null, 1]}", {{{3, 5, 4}}}},
+        {"rate 0.5 with a mask", "Dropout", "{rate: 0.5}", {{{3, 5, 2}, DType::F32, -1, 1, true}}},
+        {"rate 0 (identity)", "Dropout", "{rate: 0}", {{{3, 4}}}},
+    };
+    for (const GradCase& c : cases) {
+        CAPTURE(c.label);
+        const GradResult result = check_gradients(c);
+        INFO(result.report);
+        CHECK(result.checked > 0);
+        CHECK(result.ok);
+    }
+}
