@@ -1,0 +1,257 @@
+// Keras's GlobalAveragePooling1D and GlobalMaxPooling1D: a mean or a max over the steps axis.
+//
+// Hand loops rather than oneDNN: the average needs Keras's masked mean (the sum over unmasked
+// steps over their count), which oneDNN's pooling cannot weight, and oneDNN's reduction has no
+// backward; both are one pass over memory, which a loop the compiler vectorises does as fast.
+#include <cstring>
+#include <limits>
+
+#include "pooling.hpp"
+
+namespace nngraph_pooling {
+namespace {
+
+using nng::Dims;
+using nng::OpError;
+
+// What the two global poolings share: their attributes, parsed once, and their output.
+struct GlobalPooling1D {
+    static constexpr int kMinInputs = 1, kMaxInputs = 1;
+    static constexpr nng_attr_spec kAttributes[] = {
+        kDataFormatAttr, nng::bool_attr("keepdims", "false", "keep the steps axis with length 1")};
+
+    explicit GlobalPooling1D(const nng::Attrs& attrs)
+        : channels_first_(parse_channels_first(attrs)), keepdims_(attrs.get_bool("keepdims")) {}
+
+    // Checks the input and adds the output: (batch, features), or with keepdims the input's
+    // shape with 1 step. No output mask (Keras's compute_mask gives None or is not defined).
+    Layout add_output(nng::InferContext& ctx) const {
+        const Layout in = infer_input(ctx, channels_first_);
+        ctx.add_output(NNG_F32, keepdims_ ? in.dims(1) : Dims{in.batch, in.features});
+        return in;
+    }
+
+    bool channels_first_, keepdims_;
+};
+
+// The mask of a call, checked against the input: (batch, steps), or null when none arrives.
+const std::uint8_t* steps_mask(const nng::Exec& exec, const Layout& in) {
+    const nng::TensorRef mask = exec.input_mask(0);
+    if (!mask) return nullptr;
+    if (mask.rank() != 2 || mask.dim(0) != in.batch || mask.dim(1) != in.steps) {
+        throw OpError("the input's mask has shape " + nng::dims_string(mask.dims()) + " but the input " +
+                      nng::dims_string(exec.input(0).dims()) + " needs (batch, steps) = " + nng::dims_string(Dims{in.batch, in.steps}));
+    }
+    return mask.u8();
+}
+
+// Keras's weights of step s in sample b: 1 / steps, or with a mask, mask / (unmasked steps), so
+// that an all-masked sample has all weights 0 (and, in forward, the mean 0 / 0 as Keras has it).
+std::int64_t kept_steps(const std::uint8_t* mask, const Layout& in, std::int64_t b) {
+    if (!mask) return in.steps;
+    std::int64_t kept = 0;
+    for (std::int64_t s = 0; s < in.steps; ++s) kept += mask[b * in.steps + s] != 0;
+    return kept;
+}
+
+// ---- GlobalAveragePooling1D ------------------------------------------------------------------------
+
+struct GlobalAveragePooling1D : GlobalPooling1D {
+    static constexpr const char* kName = "GlobalAveragePooling1D";
+    static constexpr const char* kDoc = "Mean over the steps axis; with a mask, over the unmasked steps only";
+
+    using GlobalPooling1D::GlobalPooling1D;
+
+    void infer(nng::InferContext& ctx) const {
+        add_output(ctx);
+        ctx.set_backward_needs(0);  // backward reads only the mask
+    }
+
+    void forward(nng::Exec& exec) {
+        const nng::TensorRef x_ref = exec.input(0);
+        const Layout in = Layout::of(x_ref, channels_first_);
+        const std::uint8_t* mask = steps_mask(exec, in);
+        const float* x = x_ref.f32();
+        float* y = exec.output(0).f32();
+        const std::int64_t S = in.steps, F = in.features;
+        if (!channels_first_) {
+#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+            for (std::int64_t b = 0; b < in.batch; ++b) {
+                float* out = y + b * F;
+                std::fill(out, out + F, 0.0f);
+                for (std::int64_t s = 0; s < S; ++s) {
+                    if (mask && !mask[b * S + s]) continue;
+                    const float* row = x + (b * S + s) * F;
+#pragma omp simd
+                    for (std::int64_t f = 0; f < F; ++f) out[f] += row[f];
+                }
+                const float count = static_cast<float>(kept_steps(mask, in, b));
+                for (std::int64_t f = 0; f < F; ++f) out[f] /= count;
+            }
+        } else {
+#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+            for (std::int64_t b = 0; b < in.batch; ++b) {
+                const float count = static_cast<float>(kept_steps(mask, in, b));
+                const std::uint8_t* m = mask ? mask + b * S : nullptr;
+                for (std::int64_t f = 0; f < F; ++f) {
+                    const float* row = x + (b * F + f) * S;
+                    float sum = 0.0f;
+                    if (m) {
+#pragma omp simd reduction(+ : sum)
+                        for (std::int64_t s = 0; s < S; ++s) sum += m[s] ? row[s] : 0.0f;
+                    } else {
+#pragma omp simd reduction(+ : sum)
+                        for (std::int64_t s = 0; s < S; ++s) sum += row[s];
+                    }
+                    y[b * F + f] = sum / count;
+                }
+            }
+        }
+    }
+
+    // dx[b, s, :] = weight(b, s) * dy[b, :].
+    void backward(nng::Exec& exec) {
+        const nng::TensorRef dx_ref = exec.grad_input(0);
+        if (!dx_ref) return;
+        const nng::TensorRef dy_ref = exec.grad_output(0);
+        if (!dy_ref) {
+            std::memset(dx_ref.raw(), 0, dx_ref.nbytes());
+            return;
+        }
+        const Layout in = Layout::of(dx_ref, channels_first_);
+        const std::uint8_t* mask = steps_mask(exec, in);
+        const float* dy = dy_ref.f32();
+        float* dx = dx_ref.f32();
+        const std::int64_t S = in.steps, F = in.features;
+#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+        for (std::int64_t b = 0; b < in.batch; ++b) {
+            const std::int64_t kept = kept_steps(mask, in, b);
+            const float share = kept > 0 ? 1.0f / static_cast<float>(kept) : 0.0f;
+            const float* g = dy + b * F;
+            if (!channels_first_) {
+                for (std::int64_t s = 0; s < S; ++s) {
+                    const float w = mask && !mask[b * S + s] ? 0.0f : share;
+                    float* row = dx + (b * S + s) * F;
+#pragma omp simd
+                    for (std::int64_t f = 0; f < F; ++f) row[f] = w * g[f];
+                }
+            } else {
+                const std::uint8_t* m = mask ? mask + b * S : nullptr;
+                for (std::int64_t f = 0; f < F; ++f) {
+                    float* row = dx + (b * F + f) * S;
+                    const float v = share * g[f];
+#pragma omp simd
+                    for (std::int64_t s = 0; s < S; ++s) row[s] = m && !m[s] ? 0.0f : v;
+                }
+            }
+        }
+    }
+};
+
+// ---- GlobalMaxPooling1D ------------------------------------------------------------------------------
+
+// Keras's GlobalMaxPooling1D does not support masking: a mask that arrives is neither used nor
+// passed on. Backward splits the gradient evenly between steps that tie for the max, as the
+// gradient of Keras's ops.max does (TensorFlow and JAX alike).
+struct GlobalMaxPooling1D : GlobalPooling1D {
+    static constexpr const char* kName = "GlobalMaxPooling1D";
+    static constexpr const char* kDoc = "Max over the steps axis";
+
+    using GlobalPooling1D::GlobalPooling1D;
+
+    void infer(nng::InferContext& ctx) const {
+        const Layout in = add_output(ctx);
+        // channels_last counts ties per (sample, feature) in scratch while it walks the steps.
+        if (!channels_first_ && in.batch > 0) ctx.set_scratch_bytes(static_cast<std::uint64_t>(in.batch * in.features) * sizeof(float));
+        ctx.set_backward_needs(NNG_NEEDS_INPUT(0) | NNG_NEEDS_OUTPUT(0));
+    }
+
+    void forward(nng::Exec& exec) {
+        const nng::TensorRef x_ref = exec.input(0);
+        const Layout in = Layout::of(x_ref, channels_first_);
+        const float* x = x_ref.f32();
+        float* y = exec.output(0).f32();
+        const std::int64_t S = in.steps, F = in.features;
+        constexpr float kLowest = -std::numeric_limits<float>::infinity();
+        if (!channels_first_) {
+#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+            for (std::int64_t b = 0; b < in.batch; ++b) {
+                float* out = y + b * F;
+                std::fill(out, out + F, kLowest);
+                for (std::int64_t s = 0; s < S; ++s) {
+                    const float* row = x + (b * S + s) * F;
+#pragma omp simd
+                    for (std::int64_t f = 0; f < F; ++f) out[f] = std::max(out[f], row[f]);
+                }
+            }
+        } else {
+#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+            for (std::int64_t r = 0; r < in.batch * F; ++r) {
+                const float* row = x + r * S;
+                float best = kLowest;
+#pragma omp simd reduction(max : best)
+                for (std::int64_t s = 0; s < S; ++s) best = std::max(best, row[s]);
+                y[r] = best;
+            }
+        }
+    }
+
+    // dx = dy / (number of steps equal to the max) where x equals the max, else 0.
+    void backward(nng::Exec& exec) {
+        const nng::TensorRef dx_ref = exec.grad_input(0);
+        if (!dx_ref) return;
+        const nng::TensorRef dy_ref = exec.grad_output(0);
+        if (!dy_ref) {
+            std::memset(dx_ref.raw(), 0, dx_ref.nbytes());
+            return;
+        }
+        const Layout in = Layout::of(dx_ref, channels_first_);
+        const float *x = exec.input(0).f32(), *y = exec.output(0).f32(), *dy = dy_ref.f32();
+        float* dx = dx_ref.f32();
+        const std::int64_t S = in.steps, F = in.features;
+        if (!channels_first_) {
+            float* shares = static_cast<float*>(exec.scratch());
+#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+            for (std::int64_t b = 0; b < in.batch; ++b) {
+                const float* top = y + b * F;
+                float* count = shares + b * F;  // ties, then each tie's share of dy
+                std::fill(count, count + F, 0.0f);
+                for (std::int64_t s = 0; s < S; ++s) {
+                    const float* row = x + (b * S + s) * F;
+#pragma omp simd
+                    for (std::int64_t f = 0; f < F; ++f) count[f] += row[f] == top[f] ? 1.0f : 0.0f;
+                }
+                for (std::int64_t f = 0; f < F; ++f) count[f] = dy[b * F + f] / count[f];
+                for (std::int64_t s = 0; s < S; ++s) {
+                    const float* row = x + (b * S + s) * F;
+                    float* out = dx + (b * S + s) * F;
+                    // An indicator times the share, as TensorFlow's gradient of reduce_max writes it
+                    // (and a product vectorises where a select of a load does not).
+#pragma omp simd
+                    for (std::int64_t f = 0; f < F; ++f) out[f] = (row[f] == top[f] ? 1.0f : 0.0f) * count[f];
+                }
+            }
+        } else {
+#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+            for (std::int64_t r = 0; r < in.batch * F; ++r) {
+                const float* row = x + r * S;
+                float* out = dx + r * S;
+                const float top = y[r];
+                float ties = 0.0f;
+#pragma omp simd reduction(+ : ties)
+                for (std::int64_t s = 0; s < S; ++s) ties += row[s] == top ? 1.0f : 0.0f;
+                const float g = dy[r] / ties;
+#pragma omp simd
+                for (std::int64_t s = 0; s < S; ++s) out[s] = (row[s] == top ? 1.0f : 0.0f) * g;
+            }
+        }
+    }
+
+};
+
+}  // namespace
+
+const nng_op_def* global_average_pooling_op() { return nng::op<GlobalAveragePooling1D>(); }
+const nng_op_def* global_max_pooling_op() { return nng::op<GlobalMaxPooling1D>(); }
+
+}  // namespace nngraph_pooling
