@@ -3,7 +3,6 @@
 // Hand loops rather than oneDNN: the average needs Keras's masked mean (the sum over unmasked
 // steps over their count), which oneDNN's pooling cannot weight, and oneDNN's reduction has no
 // backward; both are one pass over memory, which a loop the compiler vectorises does as fast.
-#include <cstring>
 #include <limits>
 
 #include "pooling.hpp"
@@ -111,13 +110,8 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
 
     // dx[b, s, :] = weight(b, s) * dy[b, :].
     void backward(nng::Exec& exec) {
-        const nng::TensorRef dx_ref = exec.grad_input(0);
-        if (!dx_ref) return;
-        const nng::TensorRef dy_ref = exec.grad_output(0);
-        if (!dy_ref) {
-            std::memset(dx_ref.raw(), 0, dx_ref.nbytes());
-            return;
-        }
+        nng::TensorRef dx_ref, dy_ref;
+        if (!gradients_to_compute(exec, dx_ref, dy_ref)) return;
         const Layout in = Layout::of(dx_ref, channels_first_);
         const std::uint8_t* mask = steps_mask(exec, in);
         const float* dy = dy_ref.f32();
@@ -198,13 +192,8 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
 
     // dx = dy / (number of steps equal to the max) where x equals the max, else 0.
     void backward(nng::Exec& exec) {
-        const nng::TensorRef dx_ref = exec.grad_input(0);
-        if (!dx_ref) return;
-        const nng::TensorRef dy_ref = exec.grad_output(0);
-        if (!dy_ref) {
-            std::memset(dx_ref.raw(), 0, dx_ref.nbytes());
-            return;
-        }
+        nng::TensorRef dx_ref, dy_ref;
+        if (!gradients_to_compute(exec, dx_ref, dy_ref)) return;
         const Layout in = Layout::of(dx_ref, channels_first_);
         const float *x = exec.input(0).f32(), *y = exec.output(0).f32(), *dy = dy_ref.f32();
         float* dx = dx_ref.f32();

@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "nngraph/sdk.hpp"
@@ -47,6 +48,16 @@ inline Layout infer_input(const nng::InferContext& ctx, bool channels_first) {
 inline int threads_for(const nng::Exec& exec, std::int64_t work) {
     if (work < (1 << 15)) return 1;
     return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
+}
+
+// The gradients of a backward call (one input, one output). False when there is nothing to
+// compute: no input gradient is wanted, or no output gradient arrives (the input gradient is then
+// zeroed, since backward overwrites it).
+inline bool gradients_to_compute(const nng::Exec& exec, nng::TensorRef& dx, nng::TensorRef& dy) {
+    dx = exec.grad_input(0);
+    dy = exec.grad_output(0);
+    if (dx && !dy) std::memset(dx.raw(), 0, dx.nbytes());
+    return dx && dy;
 }
 
 const nng_op_def* global_average_pooling_op();

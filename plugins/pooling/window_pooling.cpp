@@ -10,8 +10,6 @@
 //
 // Keras's windowed poolings do not support masking: a mask that arrives is neither used nor
 // passed on.
-#include <cstring>
-
 #include "nngraph/onednn.hpp"
 #include "pooling.hpp"
 
@@ -97,12 +95,8 @@ public:
 
     void backward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
-        const nng::TensorRef dx = exec.grad_input(0), dy = exec.grad_output(0);
-        if (!dx) return;
-        if (!dy) {
-            std::memset(dx.raw(), 0, dx.nbytes());
-            return;
-        }
+        nng::TensorRef dx, dy;
+        if (!gradients_to_compute(exec, dx, dy)) return;
         const Layout in = Layout::of(dx, channels_first_);
         const Window w = window(in, channels_first_ ? dy.dim(2) : dy.dim(1), dx.raw(), dy.raw());
         const onednn::Cached& c = onednn::cached<dnnl::pooling_backward>(key(kBackwardTag, w, true), [&] {

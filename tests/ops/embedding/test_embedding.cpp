@@ -118,13 +118,21 @@ TEST_CASE("Embedding declares Keras's weight and initializer") {
 }
 
 TEST_CASE("Embedding refuses bad attributes, naming them") {
-    CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 0, output_dim: 3}", {{DType::I32, {2, 3}}}),
-                         doctest::Contains("input_dim"), InputError);
-    CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 5, output_dim: -2}", {{DType::I32, {2, 3}}}),
-                         doctest::Contains("output_dim"), InputError);
-    CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 5}", {{DType::I32, {2, 3}}}), doctest::Contains("output_dim"), InputError);
-    CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 5, output_dim: 3, embeddings_initializer: lecun}", {{DType::I32, {2, 3}}}),
-                         doctest::Contains("embeddings_initializer"), InputError);
+    struct Refusal {
+        const char* attributes;
+        Shape shape;
+        const char* message;
+    };
+    const Refusal refusals[] = {
+        {"{input_dim: 0, output_dim: 3}", {2, 3}, "input_dim"},
+        {"{input_dim: 5, output_dim: -2}", {2, 3}, "output_dim"},
+        {"{input_dim: 5}", {2, 3}, "output_dim"},
+        {"{input_dim: 5, output_dim: 3, embeddings_initializer: lecun}", {2, 3}, "embeddings_initializer"},
+    };
+    for (const Refusal& r : refusals) {
+        INFO(r.attributes);
+        CHECK_THROWS_WITH_AS(OpRunner("Embedding", r.attributes, {{DType::I32, r.shape}}), doctest::Contains(r.message), InputError);
+    }
     CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 5, output_dim: 3}", {{DType::U8, {2, 3}}}),
                          doctest::Contains("int32, int64 or float32"), InputError);
 }
