@@ -313,6 +313,31 @@ training: {loss: binary_crossentropy}
     CHECK(result.ok);
 }
 
+TEST_CASE("LSTM in a graph: Embedding's padding mask flows through LSTM into pooling") {
+    // Token 0 pads (mask_zero): the LSTM takes the stepwise path and passes the mask on with its
+    // sequence; pooling then averages the unmasked steps only.
+    nngraph::testing::GraphGradCase c;
+    c.label = "Embedding(mask_zero) -> LSTM(return_sequences, go_backwards) -> GlobalAveragePooling1D -> Dense";
+    c.model_yaml = R"(input: {shape: [7], dtype: int32}
+layers:
+  - {op: Embedding, input_dim: 6, output_dim: 3, mask_zero: true}
+  - {op: LSTM, units: 4, return_sequences: true, go_backwards: true}
+  - {op: GlobalAveragePooling1D}
+  - {op: Dense, units: 1, activation: sigmoid}
+training: {loss: binary_crossentropy}
+)";
+    c.batch = 4;
+    c.input_low = 0;
+    c.input_high = 6;
+    const auto& registry = nngraph::testing::built_plugins();
+    const std::int64_t stepwise_before = registry.counters().at("lstm.stepwise_calls");
+    const auto result = nngraph::testing::check_graph_gradients(c);
+    INFO(result.report);
+    CHECK(result.checked > 0);
+    CHECK(result.ok);
+    CHECK(registry.counters().at("lstm.stepwise_calls") > stepwise_before);  // the mask arrived
+}
+
 TEST_CASE("LSTM backward overwrites its gradients, skips an unwanted input gradient, and treats missing output gradients as zero") {
     for (const bool masked : {false, true}) {
         CAPTURE(masked);
