@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "allocation_meter.hpp"
+#include "allocation_counter.hpp"
 #include "exec/graph_benchmark.hpp"
 #include "graph/graph.hpp"
 #include "train/training_config.hpp"
@@ -18,9 +18,9 @@ void run_graph(benchmark::State& state, const fs::path& file, std::int64_t batch
     GraphBenchmark bench(Graph::load(file), {batch, train, static_cast<int>(state.range(0)), 1});
     bench.step();  // plans, arena and primitives
     bench.step();
-    bench::start_allocation_meter();
+    start_counting_allocations();
     bench.step();
-    const std::int64_t allocated = bench::stop_allocation_meter();
+    const std::int64_t allocated = stop_counting_allocations().bytes;
     for (auto _ : state) bench.step();
     state.counters["samples/s"] = benchmark::Counter(double(bench.batch()) * double(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes_allocated_per_step"] = double(allocated);

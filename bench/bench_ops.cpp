@@ -3,7 +3,7 @@
 // MultiHeadAttention over sequence lengths 128 to 4096; and oneDNN's own matmul as the ceiling.
 #include <benchmark/benchmark.h>
 
-#include "allocation_meter.hpp"
+#include "allocation_counter.hpp"
 #include "gradcheck.hpp"
 #include "nngraph/onednn.hpp"
 #include "op_runner.hpp"
@@ -41,9 +41,9 @@ void run_op(benchmark::State& state, const OpBench& b, bool with_backward) {
         if (with_backward) runner.backward(grads, 3, {}, threads);
     };
     step();
-    bench::start_allocation_meter();
+    start_counting_allocations();
     step();
-    const std::int64_t allocated = bench::stop_allocation_meter();
+    const std::int64_t allocated = stop_counting_allocations().bytes;
     for (auto _ : state) step();
     const double flops = b.forward_flops + (with_backward ? b.backward_flops : 0.0);
     if (flops > 0) state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);

@@ -1,18 +1,21 @@
-// Counts the process's C++ heap allocations (every library's operator new resolves to the one
-// defined in this executable), for `nngraph bench`'s "allocated per step".
+// Counts the process's C++ heap allocations: every library's operator new resolves to the one this
+// object defines, once it is linked into an executable (the nngraph command, benchmarks, tests).
+// Under AddressSanitizer, which must own operator new, it counts nothing and says so.
 #pragma once
 
 #include <cstdint>
 
-namespace nngraph::cli {
+namespace nngraph {
 
 struct AllocationCount {
     std::int64_t calls = 0;
     std::int64_t bytes = 0;
+    std::int64_t largest = 0;  // the largest single allocation
 };
 
-// Counting is off until started; it costs one relaxed atomic add per allocation while on.
+bool allocation_counting_available();
+// Counting is off until started; while on it costs a few relaxed atomic operations per allocation.
 void start_counting_allocations();
 AllocationCount stop_counting_allocations();
 
-}  // namespace nngraph::cli
+}  // namespace nngraph

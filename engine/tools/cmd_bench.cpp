@@ -63,6 +63,7 @@ void run_bench(const BenchOptions& o) {
 
     std::vector<double> seconds;
     AllocationCount allocations;
+    const bool counted = allocation_counting_available();
     for (int r = 0; r < o.repetitions; ++r) {
         if (r == 0) start_counting_allocations();
         const auto start = std::chrono::steady_clock::now();
@@ -126,8 +127,12 @@ void run_bench(const BenchOptions& o) {
     if (bench.training()) std::printf(", gradients and optimizer state %s", megabytes(double(bench.optimizer_bytes())).c_str());
     std::printf("\noneDNN:      %lld primitives created (%lld during the timed steps)\n", static_cast<long long>(primitives_after),
                 static_cast<long long>(primitives_after - primitives_before));
-    std::printf("heap:        %lld allocations, %lld bytes in one steady-state step\n", static_cast<long long>(allocations.calls),
-                static_cast<long long>(allocations.bytes));
+    if (counted) {
+        std::printf("heap:        %lld allocations (largest %lld bytes), %lld bytes in all, in one steady-state step\n",
+                    static_cast<long long>(allocations.calls), static_cast<long long>(allocations.largest), static_cast<long long>(allocations.bytes));
+    } else {
+        std::printf("heap:        not counted in this build (AddressSanitizer owns operator new)\n");
+    }
 
     if (o.profile) {
         const auto& profile = bench.executor().profile();

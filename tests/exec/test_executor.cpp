@@ -2,34 +2,14 @@
 // several inputs), plans per batch size, and no allocation in a steady-state step.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 
+#include "allocation_counter.hpp"
 #include "exec/executor.hpp"
 #include "exec/memory_planner.hpp"
 #include "exec/weights.hpp"
 #include "graph_gradcheck.hpp"
 #include "train/losses.hpp"
 #include "train/optimizers.hpp"
-
-// Counts heap allocations while `counting` is set (this test binary's own operator new).
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-std::atomic<long> big_allocations{0};
-}  // namespace
-
-void* operator new(std::size_t size) {
-    if (counting.load(std::memory_order_relaxed)) {
-        allocations.fetch_add(1, std::memory_order_relaxed);
-        if (size >= 1024) big_allocations.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (void* p = std::malloc(size ? size : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace nngraph;
 using namespace nngraph::testing;
@@ -156,13 +136,16 @@ training: {loss: mse}
     const BatchRef batch{{&x}, {&y}, rows};
     executor.run(batch, StepKind::Train);  // plans and the arena are made here
     optimizer->apply(executor.weights(), executor.weight_grads());
-    allocations = 0;
-    counting = true;
+    if (!allocation_counting_available()) {
+        MESSAGE("skipped: allocations are not counted under AddressSanitizer");
+        return;
+    }
+    start_counting_allocations();
     const double loss = executor.run(batch, StepKind::Train);
     optimizer->apply(executor.weights(), executor.weight_grads());
-    counting = false;
+    const AllocationCount count = stop_counting_allocations();
     CHECK(loss > 0.0);
-    CHECK(allocations.load() == 0);
+    CHECK(count.calls == 0);
 }
 
 TEST_CASE("a steady-state training step through oneDNN ops allocates no buffer") {
@@ -174,14 +157,16 @@ TEST_CASE("a steady-state training step through oneDNN ops allocates no buffer")
     const BatchRef batch = f.batch(rows);
     f.executor.run(batch, StepKind::Train);
     optimizer->apply(f.executor.weights(), f.executor.weight_grads());
-    allocations = 0;
-    big_allocations = 0;
-    counting = true;
+    if (!allocation_counting_available()) {
+        MESSAGE("skipped: allocations are not counted under AddressSanitizer");
+        return;
+    }
+    start_counting_allocations();
     f.executor.run(batch, StepKind::Train);
     optimizer->apply(f.executor.weights(), f.executor.weight_grads());
-    counting = false;
-    MESSAGE("small allocations in one step (inside oneDNN's execute): " << allocations.load());
-    CHECK(big_allocations.load() == 0);
+    const AllocationCount count = stop_counting_allocations();
+    MESSAGE("small allocations in one step (inside oneDNN's execute): " << count.calls << ", largest " << count.largest << " bytes");
+    CHECK(count.largest < 1024);
 }
 
 TEST_CASE("training steps lower the loss; the plan's arena is smaller than its buffers laid end to end") {

@@ -1,6 +1,8 @@
 #include "train/datasets.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <limits>
 
@@ -57,8 +59,45 @@ std::int64_t data_int(const YAML::Node& data, const std::string& file, const cha
     return yaml_as<std::int64_t>(data[key], SourceLocation::of(file, data[key]), std::string("data ") + key);
 }
 
+// Rows `rows` of `t`, in that order.
+Tensor take_rows(const Tensor& t, const std::vector<std::int64_t>& rows) {
+    Shape shape = t.shape();
+    shape[0] = static_cast<std::int64_t>(rows.size());
+    Tensor out(t.dtype(), shape);
+    const std::size_t row_bytes = t.nbytes() / static_cast<std::size_t>(t.dim(0));
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        std::memcpy(static_cast<std::byte*>(out.raw()) + r * row_bytes, static_cast<const std::byte*>(t.raw()) + rows[r] * row_bytes, row_bytes);
+    }
+    return out;
+}
+
+// A seeded random subset of `count` rows of a data set (all of it when count is 0 or too big):
+// for quick runs on a slice of a large data set, the same slice every time.
+void keep_subset(Dataset& d, std::int64_t count, const char* which) {
+    const std::int64_t n = d.size();
+    if (count <= 0 || count >= n) return;
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i;
+    nng::Random rng(nng::derive_seed(0, which));
+    for (std::int64_t i = 0; i < count; ++i) std::swap(rows[static_cast<std::size_t>(i)], rows[static_cast<std::size_t>(i) + rng.below(static_cast<std::uint64_t>(n - i))]);
+    rows.resize(static_cast<std::size_t>(count));
+    for (Tensor& t : d.inputs) t = take_rows(t, rows);
+    for (Tensor& t : d.targets) t = take_rows(t, rows);
+}
+
+void check_data_keys(const YAML::Node& data, const std::string& file, const std::string& format, const std::vector<std::string>& allowed) {
+    for (const auto& kv : data) {
+        const std::string key = kv.first.as<std::string>();
+        if (key == "format" || std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+        std::string expected = "format";
+        for (const auto& a : allowed) expected += ", " + a;
+        throw model_error(SourceLocation::of(file, kv.first), "", "unknown key '" + key + "' in 'data' for format " + format + "; expected one of: " + expected);
+    }
+}
+
 DataSplits load_imdb_data(const Graph& graph, const DataRequest& request, const YAML::Node& data) {
     const std::string& file = graph.spec().file;
+    check_data_keys(data, file, "aclimdb", {"path", "num_words", "maxlen", "train_samples", "validation_samples"});
     std::optional<fs::path> path = request.path;
     if (!path && data && data["path"]) {
         fs::path p = yaml_as<std::string>(data["path"], SourceLocation::of(file, data["path"]), "data path");
@@ -89,6 +128,8 @@ DataSplits load_imdb_data(const Graph& graph, const DataRequest& request, const 
     validation.inputs.push_back(convert_dtype(imdb.test.tokens, input.info.dtype, "IMDB tokens"));
     validation.targets.push_back(fit_targets(graph, 0, request.loss, std::move(imdb.test.labels), "IMDB labels"));
     splits.validation = std::move(validation);
+    keep_subset(splits.train, data_int(data, file, "train_samples", 0), "train subset");
+    keep_subset(*splits.validation, data_int(data, file, "validation_samples", 0), "validation subset");
     splits.description = "IMDB (" + path->filename().string() + "): " + std::to_string(splits.train.size()) +
                          " training reviews, " + std::to_string(splits.validation->size()) + " validation reviews" +
                          (imdb.from_cache ? ", from the cache" : "");
@@ -131,6 +172,7 @@ Dataset synthetic_split(const std::string& task, std::int64_t samples, double no
 
 DataSplits load_synthetic_data(const Graph& graph, const DataRequest& request, const YAML::Node& data) {
     const std::string& file = graph.spec().file;
+    check_data_keys(data, file, "synthetic", {"task", "samples", "validation_samples", "noise", "seed"});
     const std::string task = data["task"] ? yaml_as<std::string>(data["task"], SourceLocation::of(file, data["task"]), "data task") : "xor";
     if (task != "xor" && task != "spirals") {
         throw model_error(SourceLocation::of(file, data["task"]), "", "unknown synthetic task '" + task + "'; known tasks: xor, spirals");
@@ -240,6 +282,7 @@ DataSplits load_data(const Graph& graph, const DataRequest& request) {
     if (format == "aclimdb") return load_imdb_data(graph, request, data);
     if (format == "synthetic") return load_synthetic_data(graph, request, data);
     if (format == "safetensors" || format.empty()) {
+        if (data) check_data_keys(data, file, "safetensors", {"path"});
         std::optional<fs::path> path = request.path;
         if (!path && data && data["path"]) path = fs::absolute(graph.spec().path).parent_path() / yaml_as<std::string>(data["path"], SourceLocation::of(file, data["path"]), "data path");
         if (!path) throw InputError(file + ": no training data: give --data FILE.safetensors or a 'data:' section in the model file");
