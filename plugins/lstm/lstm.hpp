@@ -63,9 +63,8 @@ struct Sizes {
     std::int64_t rows() const { return steps * batch; }  // T * N, the rows of time-major matrices
 };
 
-// What the path needs besides the sizes: the time-major input XT (always filled), the weights, and
-// the input mask ((N, T), 1 = keep; null when none). `dropout` is the (N, F) mask applied to the
-// input or null.
+// What a path needs besides the sizes: the time-major input XT (filled before the path runs, the
+// dropout mask already applied), the weights, and the input mask ((N, T), 1 = keep; null when none).
 struct Operands {
     float* xt = nullptr;
     const float* kernel = nullptr;            // (F, 4U)
@@ -129,7 +128,9 @@ void carve(int slot, std::initializer_list<Part> parts);
 
 // ---- Paths --------------------------------------------------------------------------------------
 
-// oneDNN's lstm_forward / lstm_backward (fused.cpp). `training` writes the workspace.
+// oneDNN's lstm_forward / lstm_backward (fused.cpp). Forward with a workspace is forward_training
+// and fills it (and yt, dst_layer (T, N, U)) for backward; without, forward_inference. A backward
+// consumes the workspace: each one needs its own forward.
 std::size_t fused_workspace_bytes(const Sizes& s, bool return_state);
 void fused_forward(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
                    std::size_t workspace_bytes, const Results& out);
