@@ -2,25 +2,11 @@
 // Concatenate, Flatten, Reshape. Each row is one op, one attribute set, one set of shapes.
 #include <doctest/doctest.h>
 
-#include "gradcheck.hpp"
+#include "gradcheck_table.hpp"
 
 using nngraph::DType;
-using nngraph::testing::check_gradients;
 using nngraph::testing::GradCase;
-
-namespace {
-
-void run_table(const std::vector<GradCase>& cases) {
-    for (const GradCase& c : cases) {
-        CAPTURE(c.label);
-        const auto result = check_gradients(c);
-        INFO(result.report);
-        CHECK(result.checked > 0);
-        CHECK(result.ok);
-    }
-}
-
-}  // namespace
+using nngraph::testing::check_gradient_table;
 
 TEST_CASE("Dense backward matches finite differences for every activation and shape") {
     std::vector<GradCase> cases;
@@ -32,7 +18,7 @@ TEST_CASE("Dense backward matches finite differences for every activation and sh
     }
     cases.push_back({"Dense without bias", "Dense", "{units: 4, use_bias: false}", {{{3, 6}}}});
     cases.push_back({"Dense sigmoid without bias, wide", "Dense", "{units: 8, activation: sigmoid, use_bias: false}", {{{7, 16}}}});
-    run_table(cases);
+    check_gradient_table(cases);
 }
 
 TEST_CASE("Activation backward matches finite differences") {
@@ -43,11 +29,11 @@ TEST_CASE("Activation backward matches finite differences") {
         cases.push_back({"Activation " + a + " (4, 6)", "Activation", "{activation: " + a + "}", {{{4, 6}, DType::F32, -2, 2}}, step});
         cases.push_back({"Activation " + a + " (2, 3, 5)", "Activation", "{activation: " + a + "}", {{{2, 3, 5}, DType::F32, -2, 2}}, step});
     }
-    run_table(cases);
+    check_gradient_table(cases);
 }
 
 TEST_CASE("glue ops' backward matches finite differences") {
-    run_table({
+    check_gradient_table({
         {"Add of two", "Add", "{}", {{{3, 4}}, {{3, 4}}}},
         {"Add of three, rank 3", "Add", "{}", {{{2, 3, 4}}, {{2, 3, 4}}, {{2, 3, 4}}}},
         {"Multiply of two", "Multiply", "{}", {{{3, 4}}, {{3, 4}}}},

@@ -2,24 +2,14 @@
 // one row per attribute set, mask combination and shape.
 #include <doctest/doctest.h>
 
-#include "gradcheck.hpp"
+#include "gradcheck_table.hpp"
 
 using nngraph::DType;
-using nngraph::testing::check_gradients;
+using nngraph::testing::check_gradient_table;
 using nngraph::testing::GradCase;
 using nngraph::testing::GradInput;
 
 namespace {
-
-void run_table(const std::vector<GradCase>& cases) {
-    for (const GradCase& c : cases) {
-        CAPTURE(c.label);
-        const auto result = check_gradients(c);
-        INFO(result.report);
-        CHECK(result.checked > 0);
-        CHECK(result.ok);
-    }
-}
 
 GradInput seq(std::int64_t batch, std::int64_t steps, std::int64_t dim, bool mask = false) {
     GradInput in;
@@ -31,7 +21,7 @@ GradInput seq(std::int64_t batch, std::int64_t steps, std::int64_t dim, bool mas
 }  // namespace
 
 TEST_CASE("Attention backward matches finite differences") {
-    run_table({
+    check_gradient_table({
         {"two inputs", "Attention", "{}", {seq(2, 4, 3), seq(2, 5, 3)}},
         {"three inputs", "Attention", "{}", {seq(2, 4, 3), seq(2, 5, 4), seq(2, 5, 3)}},
         {"Tq != Tv, dv != dim", "Attention", "{}", {seq(2, 3, 4), seq(2, 6, 2), seq(2, 6, 4)}},
@@ -50,7 +40,7 @@ TEST_CASE("Attention backward matches finite differences") {
 }
 
 TEST_CASE("MultiHeadAttention backward matches finite differences") {
-    run_table({
+    check_gradient_table({
         {"self-attention", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {seq(2, 4, 5)}},
         {"cross, [query, value]", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {seq(2, 4, 5), seq(2, 6, 3)}},
         {"cross, [query, value, key]", "MultiHeadAttention", "{num_heads: 2, key_dim: 2}", {seq(2, 3, 4), seq(2, 5, 3), seq(2, 5, 2)}},
