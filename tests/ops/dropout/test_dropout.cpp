@@ -38,10 +38,10 @@ void fill_nonzero(Tensor& x, std::uint64_t seed) {
     for (std::int64_t i = 0; i < x.numel(); i += 2) x.data<float>()[i] = -x.data<float>()[i];
 }
 
-std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate) {
+std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate, int threads = 1) {
     OpRunner runner("Dropout", attributes, {{DType::F32, shape}});
     fill_nonzero(runner.inputs()[0], 5);
-    runner.forward(true, seed);
+    runner.forward(true, seed, false, threads);
     return kept(runner, rate);
 }
 
@@ -56,10 +56,11 @@ TEST_CASE("Dropout keeps a fraction 1 - rate and scales kept values by 1 / (1 - 
     }
 }
 
-TEST_CASE("Dropout masks are reproducible: the same seed gives the same mask, another seed another") {
-    const Shape shape{8, 50, 16};
+TEST_CASE("Dropout masks are reproducible: the same seed gives the same mask on any thread count, another seed another") {
+    const Shape shape{16, 50, 64};  // above the size that splits the draw between threads
     const auto a = mask_of("{rate: 0.3}", shape, 42, 0.3);
     CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3));
+    CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3, 2));  // element j depends on (seed, j) alone
     const auto b = mask_of("{rate: 0.3}", shape, 43, 0.3);
     std::size_t differ = 0;
     for (std::size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];

@@ -315,6 +315,27 @@ TEST_CASE("windowed poolings neither use nor pass a mask (Keras 3 gives them no 
     CHECK(runner.shapes().outputs[0].mask_rule == NNG_MASK_NONE);
 }
 
+TEST_CASE("the poolings give the same on one thread and on two at the IMDB shapes") {
+    for (const char* op : {"GlobalAveragePooling1D", "GlobalMaxPooling1D", "MaxPooling1D", "AveragePooling1D"}) {
+        CAPTURE(op);
+        const bool masked = std::string(op) == "GlobalAveragePooling1D";
+        OpRunner runner(op, "{}", {{DType::F32, {64, 200, 32}}}, {masked});
+        fill_uniform(runner.inputs()[0], -1, 1, 5);
+        if (masked) fill_uniform(runner.input_masks()[0], 0, 2, 6);
+        Tensor dy(DType::F32, runner.outputs()[0].shape());
+        fill_uniform(dy, -1, 1, 7);
+        std::vector<std::vector<float>> results;
+        for (const int threads : {1, 2}) {
+            runner.forward(true, 1, false, threads);
+            runner.backward({dy}, 1, {}, threads);
+            results.push_back(values_of(runner.outputs()[0]));
+            results.push_back(values_of(runner.grad_inputs()[0]));
+        }
+        CHECK(results[0] == results[2]);
+        CHECK(results[1] == results[3]);
+    }
+}
+
 // ---- Gradient checks -----------------------------------------------------------------------------------
 
 TEST_CASE("pooling backward matches finite differences") {
