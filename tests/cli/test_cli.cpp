@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cli_runner.hpp"
+#include "gradcheck.hpp"
 #include "nngraph/safetensors.hpp"
 #include "temp_dir.hpp"
 
@@ -149,4 +150,50 @@ TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, ev
     CHECK(resumed.status == 0);
     CHECK(resumed.out.find("Epoch 1/5") == std::string::npos);
     CHECK(resumed.out.find("Epoch 5/5") != std::string::npos);
+}
+
+TEST_CASE("train reads inputs and targets from a safetensors file; dot draws the graph") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: linear
+inputs: [{name: x, shape: [3]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1}
+outputs: [y]
+training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16, epochs: 40}
+)");
+    // y = 2 x0 - x1 + 0.5 x2 + 1, learned from 64 samples, checked on 32 more.
+    auto make = [](std::int64_t n, std::uint64_t seed) {
+        Tensor x(DType::F32, {n, 3}), y(DType::F32, {n, 1});
+        fill_uniform(x, -1.0, 1.0, seed);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float* r = x.data<float>() + 3 * i;
+            y.data<float>()[i] = 2 * r[0] - r[1] + 0.5f * r[2] + 1;
+        }
+        return std::pair{x, y};
+    };
+    auto [x, y] = make(64, 1);
+    auto [vx, vy] = make(32, 2);
+    TensorFile data;
+    data.tensors["x"] = x;
+    data.tensors["targets"] = y;
+    data.tensors["validation.x"] = vx;
+    data.tensors["validation.targets"] = vy;
+    write_safetensors(dir / "data.safetensors", data);
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save",
+                                     (dir / "w.safetensors").string()});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.err.find("data.safetensors: 64 training samples, 32 validation samples") != std::string::npos);
+    const TensorFile w = read_safetensors(dir / "w.safetensors");
+    const float* kernel = w.tensors.at("y.kernel").data<float>();
+    CHECK(kernel[0] == Approx(2.0).epsilon(0.01));
+    CHECK(kernel[1] == Approx(-1.0).epsilon(0.01));
+    CHECK(kernel[2] == Approx(0.5).epsilon(0.01));
+    CHECK(w.tensors.at("y.bias").data<float>()[0] == Approx(1.0).epsilon(0.01));
+
+    const CliResult dot = run_nngraph({"dot", (dir / "model.yaml").string()});
+    CHECK(dot.status == 0);
+    CHECK(dot.out.find("digraph \"linear\" {") == 0);
+    CHECK(dot.out.find("n0 -> n1;") != std::string::npos);
+    CHECK(dot.out.find("label=\"y\\nDense\\n(None, 1)\"") != std::string::npos);
 }

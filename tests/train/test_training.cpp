@@ -159,8 +159,19 @@ TEST_CASE("the epoch line is Keras's") {
     CHECK(std::regex_match(out.str(), line));
 }
 
-namespace {
+TEST_CASE("on a terminal the progress bar redraws in place") {
+    std::ostringstream out;
+    ProgressBar bar(out, true);
+    bar.begin_epoch(1, 2, 10);
+    bar.update(10, {0.5, 0.75});
+    bar.end_epoch({0.5, 0.75}, std::nullopt);
+    const std::string text = out.str();
+    CHECK(text.find("\r\033[K10/10 \u2501\u2501") != std::string::npos);
+    CHECK(text.find(" - accuracy: 0.7500 - loss: 0.5000") != std::string::npos);
+    CHECK(text.find("\r\033[K10/10 - ") != std::string::npos);  // the bar is replaced by the epoch line
+}
 
+namespace {
 
 std::vector<Tensor> train_xor(int epochs, const std::filesystem::path* save_after_first, const std::filesystem::path* resume_from,
                               std::vector<EpochLog>* logs = nullptr) {

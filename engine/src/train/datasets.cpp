@@ -273,18 +273,20 @@ DataSplits load_safetensors_data(const Graph& graph, const fs::path& path, const
 }
 
 DataSplits load_data(const Graph& graph, const DataRequest& request) {
-    const YAML::Node& data = graph.spec().data;
+    // An absent `data:` reads as a null node; treat it as an empty map.
+    const bool given = graph.spec().data.IsDefined() && !graph.spec().data.IsNull();
+    const YAML::Node data = given ? graph.spec().data : YAML::Node(YAML::NodeType::Map);
     const std::string& file = graph.spec().file;
+    if (!data.IsMap()) throw model_error(SourceLocation::of(file, data), "", "'data' must be a map such as {format: aclimdb, num_words: 5000, maxlen: 200}");
     std::string format;
-    if (data && data.IsMap() && data["format"]) format = yaml_as<std::string>(data["format"], SourceLocation::of(file, data["format"]), "data format");
-    else if (data && !data.IsMap()) throw model_error(SourceLocation::of(file, data), "", "'data' must be a map such as {format: aclimdb, num_words: 5000, maxlen: 200}");
+    if (data["format"]) format = yaml_as<std::string>(data["format"], SourceLocation::of(file, data["format"]), "data format");
     if (request.path && request.path->extension() == ".safetensors") return load_safetensors_data(graph, *request.path, request.loss);
     if (format == "aclimdb") return load_imdb_data(graph, request, data);
     if (format == "synthetic") return load_synthetic_data(graph, request, data);
     if (format == "safetensors" || format.empty()) {
-        if (data) check_data_keys(data, file, "safetensors", {"path"});
+        check_data_keys(data, file, "safetensors", {"path"});
         std::optional<fs::path> path = request.path;
-        if (!path && data && data["path"]) path = fs::absolute(graph.spec().path).parent_path() / yaml_as<std::string>(data["path"], SourceLocation::of(file, data["path"]), "data path");
+        if (!path && data["path"]) path = fs::absolute(graph.spec().path).parent_path() / yaml_as<std::string>(data["path"], SourceLocation::of(file, data["path"]), "data path");
         if (!path) throw InputError(file + ": no training data: give --data FILE.safetensors or a 'data:' section in the model file");
         return load_safetensors_data(graph, *path, request.loss);
     }
