@@ -17,27 +17,30 @@ struct Attention {
     static constexpr const char* kName = "Attention";
     static constexpr const char* kDoc = "Dot-product (Luong) or concat attention over [query, value(, key)], Keras semantics";
     static constexpr int kMinInputs = 2, kMaxInputs = 3;
-    static constexpr nng_attr_spec kAttributes[] = {
+    static constexpr auto kAttributes = with_long_context(std::array{
         nng::bool_attr("use_scale", "false", "learn a scalar `scale` on the scores"),
         nng::string_attr("score_mode", "dot", "dot|concat", "dot: query . key; concat: sum of tanh(query + key)"),
         nng::float_attr("dropout", "0.0", "fraction of the attention probabilities dropped in training"),
         nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
         nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
         nng::nullable(nng::float_attr("scale", "null", "a constant factor on the scores, e.g. 1/sqrt(dim) (extension)")),
-    };
+    });
 
     explicit Attention(const nng::Attrs& attrs)
         : use_scale_(attrs.get_bool("use_scale")),
           concat_(attrs.get_string("score_mode") == "concat"),
           dropout_(attrs),
           causal_(attrs.get_bool("use_causal_mask")),
-          constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")) {
+          constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")),
+          long_(attrs) {
         nng::check_attr(std::isfinite(constant_), "scale", "a finite number or null");
+        nng::check_attr(!(concat_ && long_.tiled), "score_mode", "dot with a blockwise, windowed, block-sparse or adaptive-span core");
     }
 
     // Weight indices.
     int scale_weight() const { return use_scale_ ? 0 : -1; }
     int concat_weight() const { return concat_ ? (use_scale_ ? 1 : 0) : -1; }
+    int span_weight() const { return long_.adaptive() ? (use_scale_ ? 1 : 0) : -1; }
 
     void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
@@ -50,7 +53,14 @@ struct Attention {
         ctx.pass_mask(out, 0);  // Keras's compute_mask: the query mask
         if (use_scale_) ctx.add_weight("scale", {}, NNG_INIT_ONES);
         if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
+        long_.add_weights(ctx, 1);
         const Problem p = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
+        if (long_.tiled) {
+            // Two floats per query row; backward recomputes the rest from the inputs and the output.
+            if (ctx.training()) ctx.add_saved(NNG_F32, {d.q[0], d.q[1] * 2});
+            ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | NNG_NEEDS_OUTPUT(0));
+            return;
+        }
         if (ctx.training()) {
             ctx.add_saved(NNG_F32, {d.q[0], d.q[1], d.v[1]});  // the probabilities
             if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {d.q[0], d.q[1] * ((d.v[1] + 7) / 8)});  // keep bits
@@ -119,9 +129,19 @@ struct Attention {
         return s;
     }
 
+    Pattern pattern(const nng::Exec& exec) const {
+        Pattern pattern = long_.pattern;
+        if (long_.adaptive()) pattern.spans = exec.weight(span_weight()).f32();
+        return pattern;
+    }
+
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
         const Problem p = problem(exec);
+        if (long_.tiled) {
+            TiledCore::forward(p, pattern(exec), exec.saved(0) ? exec.saved(0).f32() : nullptr);
+            return;
+        }
         Bump scratch = this->scratch(exec);
         ProbabilityState s = state(exec, p, scratch);  // carves the keep bits first, as forward_scratch
         if (!s.probs) s.probs = scratch.floats(p.score_count());
@@ -140,8 +160,22 @@ struct Attention {
         const nng::TensorRef dk = key_is_value ? dv : exec.grad_input(roles.key);
         const nng::TensorRef dscale = use_scale_ ? exec.grad_weight(scale_weight()) : nng::TensorRef();
         const nng::TensorRef dconcat = concat_ ? exec.grad_weight(concat_weight()) : nng::TensorRef();
+        const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
         if (!dout) {
-            for (const nng::TensorRef& g : {dq, dv, dk, dscale, dconcat}) zero(g);
+            for (const nng::TensorRef& g : {dq, dv, dk, dscale, dconcat, dspan}) zero(g);
+            return;
+        }
+        if (long_.tiled) {
+            double product = 0.0;
+            TiledGradients grads;
+            grads.dq = onednn::view(dq);
+            grads.dk = onednn::view(dk);
+            grads.dv = onednn::view(dv);
+            grads.dk_accumulates = key_is_value;
+            if (dscale) grads.d_alpha_product = &product;
+            if (dspan) grads.d_spans = dspan.f32();
+            TiledCore::backward(p, pattern(exec), exec.saved(0).f32(), onednn::view(dout), grads);
+            if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
             return;
         }
         Bump scratch = this->scratch(exec);
@@ -241,6 +275,7 @@ struct Attention {
     DropoutAttrs dropout_;
     bool causal_;
     double constant_;
+    LongContextAttrs long_;
 };
 
 }  // namespace

@@ -2,10 +2,11 @@
 // and their shape checks, dropout attributes, and small gradient chores.
 #pragma once
 
+#include <array>
 #include <cstring>
 #include <string>
 
-#include "core.hpp"
+#include "tiled.hpp"
 
 namespace nngraph_attention {
 
@@ -70,6 +71,76 @@ struct DropoutAttrs {
         p.dropout = rate > 0.0 && exec.random_active();
         set_dropout_rate(p, rate);
         p.seed = has_seed ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed)) : exec.seed();
+    }
+};
+
+// The long-context options both ops take (see tiled.hpp): `implementation` picks the core for
+// full attention; a window, a block-sparse pattern or an adaptive span always runs on the tiled
+// core, the one that can skip what the pattern leaves out.
+inline constexpr std::array<nng_attr_spec, 9> kLongContextAttributes = {
+    nng::string_attr("implementation", "dense", "dense|blockwise",
+                     "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
+    nng::nullable(nng::int_attr("window", "null", "attend only to keys within this many steps (earlier ones when causal)")),
+    nng::int_attr("global_tokens", "0", "with window: the first positions attend to all and are attended by all"),
+    nng::nullable(nng::int_attr("sparsity.block_size", "null", "block-sparse: steps per block")),
+    nng::int_attr("sparsity.local_blocks", "1", "block-sparse: key blocks fewer than this many blocks away are seen"),
+    nng::int_attr("sparsity.stride", "0", "block-sparse: every stride-th block (stride-1, 2*stride-1, ...) is seen by all; 0: none"),
+    nng::nullable(nng::int_attr("adaptive_span.max_span", "null", "adaptive span: the largest span a head can learn")),
+    nng::int_attr("adaptive_span.ramp", "32", "adaptive span: the length R of the soft mask's ramp"),
+    nng::nullable(nng::float_attr("adaptive_span.init", "null", "adaptive span: the initial span (null: max_span / 2)")),
+};
+
+// The op's attribute table: its own entries followed by the long-context ones.
+template <std::size_t N>
+constexpr std::array<nng_attr_spec, N + kLongContextAttributes.size()> with_long_context(const std::array<nng_attr_spec, N>& own) {
+    std::array<nng_attr_spec, N + kLongContextAttributes.size()> all{};
+    for (std::size_t i = 0; i < N; ++i) all[i] = own[i];
+    for (std::size_t i = 0; i < kLongContextAttributes.size(); ++i) all[N + i] = kLongContextAttributes[i];
+    return all;
+}
+
+struct LongContextAttrs {
+    bool tiled = false;
+    Pattern pattern;
+    double span_init = 0.0;
+
+    explicit LongContextAttrs(const nng::Attrs& attrs) {
+        tiled = attrs.get_string("implementation") == "blockwise";
+        int patterns = 0;
+        if (!attrs.is_null("window")) {
+            pattern.window = attrs.get_int("window");
+            nng::check_attr(pattern.window >= 0, "window", "a number of steps >= 0 or null, got " + std::to_string(pattern.window));
+            ++patterns;
+        }
+        pattern.global = attrs.get_int("global_tokens");
+        nng::check_attr(pattern.global >= 0, "global_tokens", "a count >= 0, got " + std::to_string(pattern.global));
+        nng::check_attr(pattern.global == 0 || pattern.window >= 0, "global_tokens", "a window (global tokens extend a sliding window)");
+        if (!attrs.is_null("sparsity.block_size")) {
+            pattern.block = attrs.get_int("sparsity.block_size");
+            pattern.local_blocks = attrs.get_int("sparsity.local_blocks");
+            pattern.stride = attrs.get_int("sparsity.stride");
+            nng::check_attr(pattern.block > 0, "sparsity.block_size", "a positive number of steps, got " + std::to_string(pattern.block));
+            nng::check_attr(pattern.local_blocks >= 1, "sparsity.local_blocks", "at least 1, got " + std::to_string(pattern.local_blocks));
+            nng::check_attr(pattern.stride >= 0, "sparsity.stride", "0 (none) or a positive block count, got " + std::to_string(pattern.stride));
+            ++patterns;
+        }
+        if (!attrs.is_null("adaptive_span.max_span")) {
+            pattern.max_span = attrs.get_int("adaptive_span.max_span");
+            pattern.ramp = static_cast<double>(attrs.get_int("adaptive_span.ramp"));
+            span_init = attrs.is_null("adaptive_span.init") ? 0.5 * static_cast<double>(pattern.max_span) : attrs.get_float("adaptive_span.init");
+            nng::check_attr(pattern.max_span > 0, "adaptive_span.max_span", "a positive number of steps, got " + std::to_string(pattern.max_span));
+            nng::check_attr(pattern.ramp > 0, "adaptive_span.ramp", "a positive number of steps");
+            nng::check_attr(span_init >= 0.0 && span_init <= static_cast<double>(pattern.max_span), "adaptive_span.init",
+                            "a span in [0, max_span]");
+            ++patterns;
+        }
+        nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity or adaptive_span");
+        if (patterns > 0) tiled = true;
+    }
+    bool adaptive() const { return pattern.adaptive(); }
+    // Declares the span weight (heads,) when adaptive.
+    void add_weights(nng::InferContext& ctx, std::int64_t heads) const {
+        if (adaptive()) ctx.add_weight("span", {heads}, NNG_INIT_CONSTANT, span_init);
     }
 };
 

@@ -104,27 +104,14 @@ struct KeepFactors {
 };
 constexpr KeepFactors kKeepFactors;
 
-// Keep bits of one row r: a xorshift64* stream seeded with random_bits(seed, r) gives 64 bits per
-// 4 keys; key j keeps iff its 16 bits (bits 16·(j % 4) and up of draw j / 4) are at least
-// rate · 2^16. A row depends only on (seed, r), so rows split across threads freely, and one cheap
-// step per 4 keys keeps dropout a small part of the pass. Bit j of the row's bytes is key j.
-void draw_row(const Problem& p, std::uint64_t row, const float* probs, float* dropped, std::uint8_t* bits) {
-    std::uint64_t state = nng::random_bits(p.seed, row) | 1u;
-    const auto next = [&state] {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        return state * 0x2545f4914f6cdd1dull;
-    };
-    const auto keep_nibble = [&](std::uint64_t word) {
-        unsigned nibble = 0;
-        for (unsigned lane = 0; lane < 4; ++lane) nibble |= static_cast<unsigned>(((word >> (16 * lane)) & 0xffffu) >= p.drop_threshold) << lane;
-        return nibble;
-    };
+// Keep bits of one row r from the counter-based stream (KeepStream): two words per byte of 8 keys.
+// Bit j of the row's bytes is key j.
+void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, const float* probs, float* dropped, std::uint8_t* bits) {
     for (std::int64_t j0 = 0; j0 < p.tv; j0 += 8) {
         const std::int64_t count = std::min<std::int64_t>(8, p.tv - j0);
-        unsigned byte = keep_nibble(next());
-        if (count > 4) byte |= keep_nibble(next()) << 4;
+        const std::uint64_t w = static_cast<std::uint64_t>(j0 / 4);
+        unsigned byte = stream.nibble(row, w);
+        if (count > 4) byte |= stream.nibble(row, w + 1) << 4;
         byte &= (1u << count) - 1u;
         bits[j0 >> 3] = static_cast<std::uint8_t>(byte);
         const float* factor = kKeepFactors.f[byte];
@@ -135,6 +122,7 @@ void draw_row(const Problem& p, std::uint64_t row, const float* probs, float* dr
 void post_softmax(const Problem& p, const std::uint8_t* keys, float* probs, float* dropped, std::uint8_t* keep) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
     const bool zero_masked = zeroes_masked(p);
+    const KeepStream stream(p);
 #pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
         const RowMasks m(p, r, keys);
@@ -148,7 +136,7 @@ void post_softmax(const Problem& p, const std::uint8_t* keys, float* probs, floa
             }
             std::fill(s + end, s + tv, 0.0f);
         }
-        if (p.dropout) draw_row(p, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
+        if (p.dropout) draw_row(p, stream, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
     }
 }
 

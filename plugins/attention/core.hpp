@@ -76,6 +76,24 @@ struct Problem {
 // Dropout's 32-bit threshold and scale for a rate in [0, 1).
 void set_dropout_rate(Problem& p, double rate);
 
+// Dropout's keep decisions, counter-based so that any core can draw any tile in any order: key j
+// of score row r (rows ordered (group, query)) keeps iff bits 16·(j % 4) to 16·(j % 4) + 15 of
+// word (r, j / 4) = random_bits(seed, r · ceil(Tv / 4) + j / 4) are at least the threshold.
+struct KeepStream {
+    std::uint64_t mixed_seed, words_per_row;
+    std::uint32_t threshold;
+
+    explicit KeepStream(const Problem& p)
+        : mixed_seed(nng::mix64(p.seed)), words_per_row(static_cast<std::uint64_t>((p.tv + 3) / 4)), threshold(p.drop_threshold) {}
+    // The keep bits of keys 4·w to 4·w + 3 of row r, bit l for key 4·w + l (nng::random_bits unrolled).
+    unsigned nibble(std::uint64_t row, std::uint64_t w) const {
+        const std::uint64_t word = nng::mix64(mixed_seed + 0x9e3779b97f4a7c15ULL * (row * words_per_row + w + 1));
+        unsigned bits = 0;
+        for (unsigned lane = 0; lane < 4; ++lane) bits |= static_cast<unsigned>(((word >> (16 * lane)) & 0xffffu) >= threshold) << lane;
+        return bits;
+    }
+};
+
 // Where the probabilities live: P (softmax output, masked rows zeroed) and, when dropout is
 // active, the keep bits. Forward writes them; backward reads them.
 struct ProbabilityState {

@@ -29,7 +29,7 @@ struct MultiHeadAttention {
     static constexpr const char* kName = "MultiHeadAttention";
     static constexpr const char* kDoc = "Multi-head scaled dot-product attention over [query(, value(, key))], Keras semantics";
     static constexpr int kMinInputs = 1, kMaxInputs = 3;
-    static constexpr nng_attr_spec kAttributes[] = {
+    static constexpr auto kAttributes = with_long_context(std::array{
         nng::required(nng::int_attr("num_heads", nullptr, "number of attention heads")),
         nng::required(nng::int_attr("key_dim", nullptr, "size of each head for query and key")),
         nng::nullable(nng::int_attr("value_dim", "null", "size of each head for value (null: key_dim)")),
@@ -41,7 +41,7 @@ struct MultiHeadAttention {
         nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial projection biases"),
         nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
         nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
-    };
+    });
 
     explicit MultiHeadAttention(const nng::Attrs& attrs)
         : heads_(attrs.get_int("num_heads")),
@@ -51,7 +51,8 @@ struct MultiHeadAttention {
           use_bias_(attrs.get_bool("use_bias")),
           kernel_init_(nng::keras_initializer(attrs.get_string("kernel_initializer"), "kernel_initializer")),
           bias_init_(nng::keras_initializer(attrs.get_string("bias_initializer"), "bias_initializer")),
-          causal_(attrs.get_bool("use_causal_mask")) {
+          causal_(attrs.get_bool("use_causal_mask")),
+          long_(attrs) {
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -90,6 +91,12 @@ struct MultiHeadAttention {
     enum Weight { kQueryKernel, kQueryBias, kKeyKernel, kKeyBias, kValueKernel, kValueBias, kOutputKernel, kOutputBias };
     // A weight's index in the op's list (biases are absent without use_bias).
     int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
+    int span_weight() const { return use_bias_ ? 8 : 4; }
+    Pattern pattern(const nng::Exec& exec) const {
+        Pattern pattern = long_.pattern;
+        if (long_.adaptive()) pattern.spans = exec.weight(span_weight()).f32();
+        return pattern;
+    }
 
     void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
@@ -110,6 +117,7 @@ struct MultiHeadAttention {
         out_kernel.insert(out_kernel.end(), s.out_dims.begin(), s.out_dims.end());
         ctx.add_weight("attention_output.kernel", out_kernel, kernel_init_);
         if (use_bias_) ctx.add_weight("attention_output.bias", s.out_dims, bias_init_);
+        long_.add_weights(ctx, heads_);
 
         const std::int64_t b = d.q[0];
         if (ctx.training()) {
@@ -117,8 +125,12 @@ struct MultiHeadAttention {
             ctx.add_saved(NNG_F32, {b, n, s.tv, h});       // K
             ctx.add_saved(NNG_F32, {b, n, s.tv, hv});      // V
             ctx.add_saved(NNG_F32, {b, s.tq, n * hv});     // O, heads joined: the output projection's input
-            ctx.add_saved(NNG_F32, {b, n, s.tq, s.tv});    // probabilities
-            if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((s.tv + 7) / 8)});  // keep bits
+            if (long_.tiled) {
+                ctx.add_saved(NNG_F32, {b, n * s.tq * 2});  // per query row: score maximum, 1 / exponential sum
+            } else {
+                ctx.add_saved(NNG_F32, {b, n, s.tq, s.tv});  // probabilities
+                if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((s.tv + 7) / 8)});  // keep bits
+            }
         }
         ctx.set_scratch_bytes(scratch_bytes(s, ctx.training()));
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
@@ -132,9 +144,11 @@ struct MultiHeadAttention {
         Bump forward = Bump::counting(), backward = Bump::counting();
         Tensors t;
         forward_buffers(forward, p, s, !training, t);
-        MaterializedCore::reserve_forward(forward, p, false);
         backward_buffers(backward, p, s);
-        MaterializedCore::reserve_backward(backward, p, false);
+        if (!long_.tiled) {
+            MaterializedCore::reserve_forward(forward, p, false);
+            MaterializedCore::reserve_backward(backward, p, false);
+        }
         return std::max(forward.used(), backward.used());
     }
     Bump scratch(const nng::Exec& exec, const Shapes& s) const {
@@ -160,6 +174,7 @@ struct MultiHeadAttention {
     struct Tensors {
         float *q = nullptr, *k = nullptr, *v = nullptr, *joined = nullptr;  // Q, K, V heads apart; O heads joined
         ProbabilityState probs;
+        float* stats = nullptr;      // tiled, training: per query row maximum and 1 / sum
         float* projected = nullptr;  // one projection in (B·T, heads·dim) layout, before reordering
         float* heads_out = nullptr;  // O heads apart
     };
@@ -172,14 +187,17 @@ struct MultiHeadAttention {
             t.k = bump.floats(p.groups() * p.tv * p.dk);
             t.v = bump.floats(p.groups() * p.tv * p.dv);
             t.joined = bump.floats(p.groups() * p.tq * p.dv);
-            t.probs.probs = bump.floats(p.score_count());
-            if (p.dropout) t.probs.keep = static_cast<std::uint8_t*>(bump.bytes(p.keep_bytes()));
+            if (!long_.tiled) {
+                t.probs.probs = bump.floats(p.score_count());
+                if (p.dropout) t.probs.keep = static_cast<std::uint8_t*>(bump.bytes(p.keep_bytes()));
+            }
         }
         t.projected = bump.floats(largest_projection(s));
         t.heads_out = bump.floats(p.groups() * p.tq * p.dv);
     }
     struct Gradients {
         float *d_joined, *d_heads_out, *dq, *dk, *dv, *dscores, *d_projected;
+        float* heads_out;  // tiled: the forward's O heads apart, which its backward reads
     };
     Gradients backward_buffers(Bump& bump, const Problem& p, const Shapes& s) const {
         Gradients g{};
@@ -188,7 +206,8 @@ struct MultiHeadAttention {
         g.dq = bump.floats(p.groups() * p.tq * p.dk);
         g.dk = bump.floats(p.groups() * p.tv * p.dk);
         g.dv = bump.floats(p.groups() * p.tv * p.dv);
-        g.dscores = bump.floats(p.score_count());
+        if (long_.tiled) g.heads_out = bump.floats(p.groups() * p.tq * p.dv);
+        else g.dscores = bump.floats(p.score_count());
         g.d_projected = bump.floats(largest_projection(s));
         return g;
     }
@@ -199,8 +218,12 @@ struct MultiHeadAttention {
         t.k = exec.saved(1).f32();
         t.v = exec.saved(2).f32();
         t.joined = exec.saved(3).f32();
-        t.probs.probs = exec.saved(4).f32();
-        if (p.dropout) t.probs.keep = exec.saved(5).u8();
+        if (long_.tiled) {
+            t.stats = exec.saved(4).f32();
+        } else {
+            t.probs.probs = exec.saved(4).f32();
+            if (p.dropout) t.probs.keep = exec.saved(5).u8();
+        }
         return t;
     }
 
@@ -258,7 +281,8 @@ struct MultiHeadAttention {
         project(exec, r.query, kQueryKernel, key_dim_, t.projected, t.q);
         project(exec, r.key, kKeyKernel, key_dim_, t.projected, t.k);
         project(exec, r.value, kValueKernel, value_dim_, t.projected, t.v);
-        MaterializedCore::forward(p, t.probs, scratch);
+        if (long_.tiled) TiledCore::forward(p, pattern(exec), t.stats);
+        else MaterializedCore::forward(p, t.probs, scratch);
         onednn::reorder(heads_apart(t.heads_out, s.batch, heads_, s.tq, value_dim_),
                         heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_));
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
@@ -292,7 +316,7 @@ struct MultiHeadAttention {
         const nng::TensorRef dy = exec.grad_output(0);
         if (!dy) {
             for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
-            for (int w = 0; w < (use_bias_ ? 8 : 4); ++w) zero(exec.grad_weight(w));
+            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0); ++w) zero(exec.grad_weight(w));
             return;
         }
         Problem p = problem_shape(s);
@@ -312,12 +336,25 @@ struct MultiHeadAttention {
         onednn::reorder(heads_joined_as_apart(g.d_joined, s.batch, heads_, s.tq, value_dim_),
                         heads_apart(g.d_heads_out, s.batch, heads_, s.tq, value_dim_));
 
-        MaterializedCore::backward_to_scores(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), groups(g.dv, p, p.tv, p.dv),
-                                             g.dscores, scratch);
-        CoreGradients grads;
-        grads.dq = groups(g.dq, p, p.tq, p.dk);
-        grads.dk = groups(g.dk, p, p.tv, p.dk);
-        MaterializedCore::backward_dot(p, g.dscores, grads, scratch);
+        if (long_.tiled) {
+            onednn::reorder(heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_),
+                            heads_apart(g.heads_out, s.batch, heads_, s.tq, value_dim_));
+            p.out = groups(g.heads_out, p, p.tq, p.dv);
+            TiledGradients grads;
+            grads.dq = groups(g.dq, p, p.tq, p.dk);
+            grads.dk = groups(g.dk, p, p.tv, p.dk);
+            grads.dv = groups(g.dv, p, p.tv, p.dv);
+            const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
+            if (dspan) grads.d_spans = dspan.f32();
+            TiledCore::backward(p, pattern(exec), t.stats, groups(g.d_heads_out, p, p.tq, p.dv), grads);
+        } else {
+            MaterializedCore::backward_to_scores(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), groups(g.dv, p, p.tv, p.dv),
+                                                 g.dscores, scratch);
+            CoreGradients grads;
+            grads.dq = groups(g.dq, p, p.tq, p.dk);
+            grads.dk = groups(g.dk, p, p.tv, p.dk);
+            MaterializedCore::backward_dot(p, g.dscores, grads, scratch);
+        }
 
         // Input gradients: an input playing several roles sums them.
         project_backward(exec, r.query, kQueryKernel, key_dim_, g.dq, g.d_projected, false);
@@ -331,6 +368,7 @@ struct MultiHeadAttention {
     Dims output_shape_;
     nng::Initializer kernel_init_, bias_init_;
     bool causal_;
+    LongContextAttrs long_;
 };
 
 }  // namespace

@@ -1,0 +1,696 @@
+// TiledCore (see tiled.hpp). Work items are (group, query tile) pairs shared among the threads;
+// each thread owns 64-row tiles of its own in onednn::buffer slots, so nothing of size Tq x Tv
+// exists. The products on tiles are this file's own register-blocked kernels (64-byte vectors of
+// GCC's vector extension, built for AVX-512 with a portable fallback): a oneDNN matmul call per
+// 64 x 64 tile costs more in dispatch than the tile's arithmetic (measured in the README).
+//
+// Rows are of four kinds (RowKind): skipped (output zero, no gradient: Attention's masked
+// queries, MultiHeadAttention's fully masked rows when it zeroes them), uniform
+// (MultiHeadAttention's fully masked rows without dropout: the mean of every value), normal, and
+// fallback: an Attention row whose every key is masked, which the dense core softmaxes over all
+// keys' score - 1e9; such rows are recomputed over every key tile, skipping none. Forward finds
+// them from the maximum (below -5e8 when no unmasked key was seen) and so does backward, from the
+// saved maximum.
+#include "tiled.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+// The vector type below is internal to this file; its calling convention never crosses a library.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace nngraph_attention {
+namespace {
+
+constexpr std::int64_t kTile = 64;  // query and key rows per tile; a kernel row is 4 vectors of 16
+constexpr float kLargeNegative = -1.0e9f;
+// A row maximum below this saw no unmasked key (unmasked scores are far above, masked ones at -1e9).
+constexpr float kFullyMaskedBelow = -5.0e8f;
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+
+inline v16 load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
+inline void store(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+
+// e^x for 16 lanes: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp; 0 below -87.3 (where
+// float's e^x is subnormal) and for -inf.
+inline v16 vexp(v16 x) {
+    const v16 lowest = x < -87.3f ? v16{} + 1.0f : v16{};
+    x = x < -87.3f ? v16{} - 87.3f : x;
+    x = x > 88.7f ? v16{} + 88.7f : x;
+    const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const v16 r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    v16 poly = v16{} + 1.9875691500e-4f;
+    poly = poly * r + 1.3981999507e-3f;
+    poly = poly * r + 8.3334519073e-3f;
+    poly = poly * r + 4.1665795894e-2f;
+    poly = poly * r + 1.6666665459e-1f;
+    poly = poly * r + 5.0000001201e-1f;
+    const v16 y = poly * r * r + r + 1.0f;
+    const v16i exponent = (__builtin_convertvector(n, v16i) + 127) << 23;
+    v16 scale;
+    std::memcpy(&scale, &exponent, sizeof scale);
+    return lowest != 0.0f ? v16{} : y * scale;
+}
+
+// C (4 rows x NC·16) (+)= A (4 rows x K, row stride lda) · B (K x NC·16, row stride ldb).
+template <int NC>
+inline void kernel_4xn(std::int64_t K, const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float* C,
+                       std::int64_t ldc, bool accumulate) {
+    v16 c[4][NC];
+    for (int r = 0; r < 4; ++r)
+        for (int n = 0; n < NC; ++n) c[r][n] = accumulate ? load(C + r * ldc + 16 * n) : v16{};
+    for (std::int64_t k = 0; k < K; ++k) {
+        v16 b[NC];
+        for (int n = 0; n < NC; ++n) b[n] = load(B + k * ldb + 16 * n);
+        for (int r = 0; r < 4; ++r) {
+            const float a = A[r * lda + k];
+            for (int n = 0; n < NC; ++n) c[r][n] += a * b[n];
+        }
+    }
+    for (int r = 0; r < 4; ++r)
+        for (int n = 0; n < NC; ++n) store(C + r * ldc + 16 * n, c[r][n]);
+}
+
+// C (M x N) (+)= A (M x K) · B (K x N); M a multiple of 4, N of 16; row strides lda, ldb, ldc.
+inline void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
+                 std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
+    for (std::int64_t i = 0; i < M; i += 4) {
+        for (std::int64_t n0 = 0; n0 < N; n0 += 64) {
+            const float* a = A + i * lda;
+            const float* b = B + n0;
+            float* c = C + i * ldc + n0;
+            switch (std::min<std::int64_t>(4, (N - n0) / 16)) {
+                case 4: kernel_4xn<4>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                case 3: kernel_4xn<3>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                case 2: kernel_4xn<2>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                default: kernel_4xn<1>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+            }
+        }
+    }
+}
+
+// dst (64 x 64) = srcᵀ.
+inline void transpose_tile(const float* src, float* dst) {
+    for (std::int64_t r = 0; r < kTile; ++r)
+        for (std::int64_t c = 0; c < kTile; ++c) dst[c * kTile + r] = src[r * kTile + c];
+}
+
+std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
+
+enum class RowKind : std::uint8_t { kSkip, kUniform, kNormal, kFallback };
+
+// The (T, d) matrix of one group of a (G, T, d) view: row r at data + r * row_stride.
+struct Rows {
+    const float* data;
+    std::int64_t row_stride;
+    const float* row(std::int64_t r) const { return data + r * row_stride; }
+};
+Rows rows_of(const onednn::View& v, std::int64_t g) {
+    return {static_cast<const float*>(v.data) + g * v.strides[0], v.strides[1]};
+}
+
+// Copies rows [r0, r0 + 64) of `src` (columns [0, d)) into a 64 x ld block, zeros elsewhere.
+void pack_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int64_t d, float* dst, std::int64_t ld) {
+    std::memset(dst, 0, sizeof(float) * kTile * ld);
+    for (std::int64_t r = 0; r < count; ++r) std::memcpy(dst + r * ld, src.row(r0 + r), sizeof(float) * d);
+}
+// The same transposed: dst (d x 64), column r is row r0 + r.
+void pack_rows_transposed(const Rows& src, std::int64_t r0, std::int64_t count, std::int64_t d, float* dst) {
+    std::memset(dst, 0, sizeof(float) * kTile * d);
+    for (std::int64_t r = 0; r < count; ++r) {
+        const float* s = src.row(r0 + r);
+        for (std::int64_t e = 0; e < d; ++e) dst[e * kTile + r] = s[e];
+    }
+}
+
+// Everything one call shares: the problem, the pattern, masks and derived sizes.
+struct Plan {
+    const Problem& p;
+    const Pattern& pattern;
+    const std::uint8_t* keys = nullptr;  // (batch, tv) combined key masks, or null
+    const std::uint8_t* tile_any = nullptr;  // (batch, key tiles): whether a tile keeps any key
+    std::int64_t q_tiles, k_tiles, dkp, dvp;
+    KeepStream stream;
+
+    Plan(const Problem& problem, const Pattern& pat)
+        : p(problem), pattern(pat), q_tiles((problem.tq + kTile - 1) / kTile), k_tiles((problem.tv + kTile - 1) / kTile),
+          dkp(round16(problem.dk)), dvp(round16(problem.dv)), stream(problem) {}
+
+    std::int64_t batch_of(std::int64_t g) const { return g / p.heads; }
+    float span(std::int64_t g) const {
+        return static_cast<float>(std::clamp<double>(pattern.spans[g % p.heads], 0.0, static_cast<double>(pattern.max_span)));
+    }
+    bool query_kept(std::int64_t b, std::int64_t i) const { return !p.query_mask || p.query_mask[b * p.tq + i]; }
+
+    // The smallest distance between a query in [i0, i1) and a key in [j0, j1) that the pattern
+    // counts (earlier keys only when causal; -1 when causal leaves none).
+    std::int64_t min_distance(std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+        if (p.causal) return j0 > i1 - 1 ? -1 : std::max<std::int64_t>(0, i0 - (j1 - 1));
+        return std::max<std::int64_t>({0, j0 - (i1 - 1), i0 - (j1 - 1)});
+    }
+    // Whether the pattern may allow some pair of query tile [i0, i1) and key tile [j0, j1).
+    bool tile_candidate(std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+        const std::int64_t dist = min_distance(i0, i1, j0, j1);
+        if (dist < 0) return false;
+        if (pattern.window >= 0) return i0 < pattern.global || j0 < pattern.global || dist <= pattern.window;
+        if (pattern.block > 0) {
+            const std::int64_t B = pattern.block, bi0 = i0 / B, bi1 = (i1 - 1) / B, bj0 = j0 / B, bj1 = (j1 - 1) / B;
+            if (std::max<std::int64_t>({0, bj0 - bi1, bi0 - bj1}) < pattern.local_blocks) return true;
+            if (pattern.stride <= 0) return false;
+            const std::int64_t S = pattern.stride;
+            const std::int64_t first = (bj0 + 1 + S - 1) / S * S - 1;  // the first summary block >= bj0
+            return first <= bj1 && (!p.causal || first * B <= i1 - 1);
+        }
+        if (pattern.adaptive()) return static_cast<double>(dist) < pattern.ramp + span(g);
+        return true;
+    }
+    // Whether every pair of the tiles is allowed by causality and the pattern (no per-element pass).
+    bool tile_full(std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
+        if (p.causal && j1 - 1 > i0) return false;
+        if (pattern.adaptive()) return false;
+        if (pattern.window >= 0) {
+            if (i1 <= pattern.global || j1 <= pattern.global) return true;
+            return std::max(i1 - 1 - j0, j1 - 1 - i0) <= pattern.window;
+        }
+        if (pattern.block > 0) return std::max(i1 - 1, j1 - 1) / pattern.block - std::min(i0, j0) / pattern.block < pattern.local_blocks;
+        return true;
+    }
+    // Per pair: whether causality and the pattern allow it, and the log weight adaptive span adds.
+    bool allowed(std::int64_t i, std::int64_t j, float z, float& log_weight) const {
+        log_weight = 0.0f;
+        if (p.causal && j > i) return false;
+        if (pattern.window >= 0) {
+            return i < pattern.global || j < pattern.global || std::abs(i - j) <= pattern.window;
+        }
+        if (pattern.block > 0) {
+            const std::int64_t bi = i / pattern.block, bj = j / pattern.block;
+            return std::abs(bi - bj) < pattern.local_blocks || (pattern.stride > 0 && bj % pattern.stride == pattern.stride - 1);
+        }
+        if (pattern.adaptive()) {
+            const float m = std::clamp((static_cast<float>(pattern.ramp) + z - static_cast<float>(std::abs(i - j))) /
+                                           static_cast<float>(pattern.ramp), 0.0f, 1.0f);
+            if (m <= 0.0f) return false;
+            log_weight = std::log(m);
+        }
+        return true;
+    }
+};
+
+// Per-thread tile memory (onednn::buffer slot 6), carved in this order.
+struct Tiles {
+    float *qp, *kt, *kp, *vt, *vp, *dop, *s, *p, *dp, *t1, *acc, *dacc;
+    float m[kTile], l[kTile], d[kTile];
+    RowKind kind[kTile];
+
+    static std::int64_t floats(const Plan& plan) {
+        const std::int64_t dk = plan.p.dk, dv = plan.p.dv;
+        return kTile * (plan.dkp + dk + plan.dkp + dv + plan.dvp + plan.dvp + 4 * kTile + plan.dvp + plan.dkp) + 64;
+    }
+    explicit Tiles(const Plan& plan) {
+        float* f = static_cast<float*>(onednn::buffer(6, sizeof(float) * static_cast<std::size_t>(floats(plan))));
+        const auto take = [&f](std::int64_t n) {
+            float* out = f;
+            f += (n + 15) / 16 * 16;
+            return out;
+        };
+        qp = take(kTile * plan.dkp);
+        kt = take(plan.p.dk * kTile);
+        kp = take(kTile * plan.dkp);
+        vt = take(plan.p.dv * kTile);
+        vp = take(kTile * plan.dvp);
+        dop = take(kTile * plan.dvp);
+        s = take(kTile * kTile);
+        p = take(kTile * kTile);
+        dp = take(kTile * kTile);
+        t1 = take(kTile * kTile);
+        acc = take(kTile * plan.dvp);   // forward: the output accumulator
+        dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
+    }
+};
+
+// Scores of the tile (query rows i0.., keys j0..j0+64) from the raw products in t.s, written as
+// the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log weights added, and
+// -inf for keys past the end. Rows whose kind is not `active` are left as they come.
+void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0, bool full, const float* raw, float* x,
+                 const RowKind* kind, RowKind active) {
+    const Problem& p = plan.p;
+    const std::int64_t b = plan.batch_of(g), count = std::min(kTile, p.tv - j0);
+    const std::uint8_t* keys = plan.keys ? plan.keys + b * p.tv : nullptr;
+    const bool subtract = p.style == MaskStyle::kSubtract;
+    const float z = plan.pattern.adaptive() ? plan.span(g) : 0.0f;
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        if (kind[r] != active) continue;
+        const float* s = raw + r * kTile;
+        float* o = x + r * kTile;
+        const std::int64_t i = i0 + r;
+        if (full && !keys) {
+            for (std::int64_t c = 0; c < count; ++c) o[c] = p.alpha * s[c];
+        } else {
+            for (std::int64_t c = 0; c < count; ++c) {
+                const std::int64_t j = j0 + c;
+                float log_weight = 0.0f;
+                const bool pattern_ok = full || plan.allowed(i, j, z, log_weight);
+                const bool ok = pattern_ok && (!keys || keys[j]);
+                const float v = p.alpha * s[c];
+                o[c] = ok ? v + log_weight : subtract ? v + kLargeNegative + log_weight : kLargeNegative;
+            }
+        }
+        for (std::int64_t c = count; c < kTile; ++c) o[c] = kMinusInfinity;
+    }
+}
+
+// Keep factors (0 or 1/(1-rate)) of the tile's row r into f[0..64).
+void keep_factors(const Plan& plan, std::int64_t g, std::int64_t i, std::int64_t j0, float* f) {
+    const std::uint64_t row = static_cast<std::uint64_t>(g * plan.p.tq + i);
+    const std::int64_t count = std::min(kTile, plan.p.tv - j0);
+    for (std::int64_t c = 0; c < count; c += 4) {
+        const unsigned bits = plan.stream.nibble(row, static_cast<std::uint64_t>((j0 + c) / 4));
+        for (int l = 0; l < 4; ++l) f[c + l] = (bits >> l) & 1u ? plan.p.keep_scale : 0.0f;
+    }
+    for (std::int64_t c = count; c < kTile; ++c) f[c] = 0.0f;
+}
+
+// Whether a key tile must be visited for `active` rows of query tile i0 (fallback rows visit all).
+bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t kt, RowKind active) {
+    if (active == RowKind::kFallback) return true;
+    const std::int64_t j0 = kt * kTile, j1 = std::min(plan.p.tv, j0 + kTile);
+    if (plan.tile_any && !plan.tile_any[plan.batch_of(g) * plan.k_tiles + kt]) return false;
+    return plan.tile_candidate(g, i0, i1, j0, j1);
+}
+
+// ---- forward ----
+
+// One query tile's pass over its key tiles for the rows of kind `active` (their m, l and acc rows
+// start from scratch).
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(const Plan& plan, Tiles& t, std::int64_t g,
+                                                                               std::int64_t i0, RowKind active) {
+    const Problem& p = plan.p;
+    const std::int64_t i1 = std::min(p.tq, i0 + kTile);
+    const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        if (t.kind[r] != active) continue;
+        t.m[r] = kMinusInfinity;
+        t.l[r] = 0.0f;
+        std::memset(t.acc + r * plan.dvp, 0, sizeof(float) * plan.dvp);
+    }
+    alignas(64) float factors[kTile];
+    for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+        if (!visit(plan, g, i0, i1, kt, active)) continue;
+        const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
+        pack_rows_transposed(k, j0, count, p.dk, t.kt);
+        pack_rows(v, j0, count, p.dv, t.vp, plan.dvp);
+        gemm(kTile, kTile, p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
+        tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, t.s, t.kind, active);
+        for (std::int64_t r = 0; r < kTile; ++r) {
+            float* x = t.s + r * kTile;
+            if (t.kind[r] != active) {
+                std::memset(x, 0, sizeof(float) * kTile);
+                continue;
+            }
+            v16 vmax = load(x);
+            for (int c = 16; c < kTile; c += 16) {
+                const v16 y = load(x + c);
+                vmax = y > vmax ? y : vmax;
+            }
+            float tile_max = vmax[0];
+            for (int l = 1; l < 16; ++l) tile_max = std::max(tile_max, vmax[l]);
+            const float m_new = std::max(t.m[r], tile_max);
+            if (m_new == kMinusInfinity) {
+                std::memset(x, 0, sizeof(float) * kTile);
+                continue;
+            }
+            const float rescale = t.m[r] == kMinusInfinity ? 0.0f : std::exp(t.m[r] - m_new);
+            v16 sum{};
+            for (int c = 0; c < kTile; c += 16) {
+                const v16 e = vexp(load(x + c) - m_new);
+                sum += e;
+                store(x + c, e);
+            }
+            float row_sum = 0.0f;
+            for (int l = 0; l < 16; ++l) row_sum += sum[l];
+            t.l[r] = t.l[r] * rescale + row_sum;
+            t.m[r] = m_new;
+            if (p.dropout) {
+                keep_factors(plan, g, i0 + r, j0, factors);
+                for (int c = 0; c < kTile; c += 16) store(x + c, load(x + c) * load(factors + c));
+            }
+            if (rescale != 1.0f) {
+                float* a = t.acc + r * plan.dvp;
+                for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale);
+            }
+        }
+        gemm(kTile, plan.dvp, kTile, t.s, kTile, t.vp, plan.dvp, t.acc, plan.dvp, true);
+    }
+}
+
+void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, const float* value_mean, float* stats) {
+    const Problem& p = plan.p;
+    const std::int64_t i0 = qt * kTile, rows = std::min(kTile, p.tq - i0), b = plan.batch_of(g);
+    const bool replace = p.style == MaskStyle::kReplace;
+    bool any_normal = false;
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        if (r >= rows) t.kind[r] = RowKind::kSkip;
+        else if (plan.query_kept(b, i0 + r)) t.kind[r] = RowKind::kNormal;
+        else t.kind[r] = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
+        any_normal |= t.kind[r] == RowKind::kNormal;
+    }
+    if (any_normal) {
+        pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.qp, plan.dkp);
+        forward_rows(plan, t, g, i0, RowKind::kNormal);
+        bool any_fallback = false;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            if (t.kind[r] != RowKind::kNormal || t.m[r] >= kFullyMaskedBelow) continue;
+            if (replace) t.kind[r] = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
+            else t.kind[r] = RowKind::kFallback, any_fallback = true;
+        }
+        if (any_fallback) forward_rows(plan, t, g, i0, RowKind::kFallback);
+    }
+    float* out = static_cast<float*>(p.out.data) + g * p.out.strides[0];
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* o = out + (i0 + r) * p.out.strides[1];
+        float m = kMinusInfinity, inv_l = 0.0f;
+        switch (t.kind[r]) {
+            case RowKind::kSkip: std::fill(o, o + p.dv, 0.0f); break;
+            case RowKind::kUniform: std::copy(value_mean + g * p.dv, value_mean + (g + 1) * p.dv, o); break;
+            default:
+                m = t.m[r];
+                inv_l = 1.0f / t.l[r];
+                for (std::int64_t e = 0; e < p.dv; ++e) o[e] = t.acc[r * plan.dvp + e] * inv_l;
+        }
+        if (stats) {
+            stats[(g * p.tq + i0 + r) * 2] = m;
+            stats[(g * p.tq + i0 + r) * 2 + 1] = inv_l;
+        }
+    }
+}
+
+// ---- shared set-up ----
+
+// Combined key masks and per-(sample, key tile) "keeps any key" flags, in onednn::buffer slot 5.
+void prepare_masks(Plan& plan) {
+    const Problem& p = plan.p;
+    const bool two = p.key_masks[0] && p.key_masks[1];
+    const std::int64_t mask_bytes = two ? p.batch * p.tv : 0, flag_bytes = p.batch * plan.k_tiles;
+    if (!p.key_masks[0] && !p.key_masks[1]) return;
+    auto* memory = static_cast<std::uint8_t*>(onednn::buffer(5, static_cast<std::size_t>(mask_bytes + flag_bytes)));
+    std::uint8_t* combined = memory;
+    std::uint8_t* flags = memory + mask_bytes;
+    if (two) {
+        for (std::int64_t e = 0; e < p.batch * p.tv; ++e) combined[e] = static_cast<std::uint8_t>(p.key_masks[0][e] && p.key_masks[1][e]);
+        plan.keys = combined;
+    } else {
+        plan.keys = p.key_masks[0] ? p.key_masks[0] : p.key_masks[1];
+    }
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+        for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+            const std::uint8_t* k = plan.keys + b * p.tv + kt * kTile;
+            const std::int64_t count = std::min(kTile, p.tv - kt * kTile);
+            flags[b * plan.k_tiles + kt] = static_cast<std::uint8_t>(std::any_of(k, k + count, [](std::uint8_t x) { return x != 0; }));
+        }
+    }
+    plan.tile_any = flags;
+}
+
+bool may_have_uniform_rows(const Problem& p) { return p.style == MaskStyle::kReplace && !p.zero_masked && p.has_masks(); }
+
+// The mean of each group's value rows (G, dv): the output of a uniform row. Slot 4.
+float* value_means(const Problem& p) {
+    if (!may_have_uniform_rows(p)) return nullptr;
+    float* mean = static_cast<float*>(onednn::buffer(4, sizeof(float) * static_cast<std::size_t>(p.groups() * p.dv)));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t g = 0; g < p.groups(); ++g) {
+        const Rows v = rows_of(p.v, g);
+        float* m = mean + g * p.dv;
+        std::fill(m, m + p.dv, 0.0f);
+        for (std::int64_t j = 0; j < p.tv; ++j)
+            for (std::int64_t e = 0; e < p.dv; ++e) m[e] += v.row(j)[e];
+        for (std::int64_t e = 0; e < p.dv; ++e) m[e] /= static_cast<float>(p.tv);
+    }
+    return mean;
+}
+
+constexpr int kMaxThreads = 256;
+
+// Zeroes the (rows, d) rows of a (G, T, d) view (absent: nothing).
+void zero_rows(const onednn::View& v, std::int64_t rows, std::int64_t d) {
+    if (!v.present()) return;
+    const std::int64_t t = v.dims[1];
+    for (std::int64_t r = 0; r < rows; ++r) {
+        float* row = static_cast<float*>(v.data) + (r / t) * v.strides[0] + (r % t) * v.strides[1];
+        std::fill(row, row + d, 0.0f);
+    }
+}
+
+void check_views(const Problem& p) {
+    for (const onednn::View* v : {&p.q, &p.k, &p.v, &p.out}) {
+        if (v->rank != 3 || v->strides[2] != 1) throw std::logic_error("attention tiled core: views need contiguous rows, got " + v->describe());
+    }
+}
+
+// ---- backward ----
+
+struct Accumulators {
+    float* dk;  // (G, k_tiles·64, dkp) for this thread
+    float* dv;  // (G, k_tiles·64, dvp)
+    double d_alpha = 0.0;
+    double* d_spans;  // per head
+};
+
+// One query tile's backward pass over its key tiles for rows of kind `active`.
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc,
+                                                                                std::int64_t g, std::int64_t i0, RowKind active,
+                                                                                bool want_dalpha) {
+    const Problem& p = plan.p;
+    const std::int64_t i1 = std::min(p.tq, i0 + kTile);
+    const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
+    const std::int64_t tv_padded = plan.k_tiles * kTile;
+    float* dk_group = acc.dk + g * tv_padded * plan.dkp;
+    float* dv_group = acc.dv + g * tv_padded * plan.dvp;
+    const bool adaptive = plan.pattern.adaptive();
+    const float z = adaptive ? plan.span(g) : 0.0f, ramp = static_cast<float>(plan.pattern.ramp);
+    const bool z_moves = adaptive && plan.pattern.spans[g % p.heads] > 0.0f &&
+                         plan.pattern.spans[g % p.heads] < static_cast<float>(plan.pattern.max_span);
+    double d_span = 0.0;
+    alignas(64) float factors[kTile];
+    for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+        if (!visit(plan, g, i0, i1, kt, active)) continue;
+        const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
+        pack_rows_transposed(k, j0, count, p.dk, t.kt);
+        pack_rows(k, j0, count, p.dk, t.kp, plan.dkp);
+        pack_rows_transposed(v, j0, count, p.dv, t.vt);
+        gemm(kTile, kTile, p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);                // raw q·kᵀ
+        tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, t.p, t.kind, active);
+        gemm(kTile, kTile, p.dv, t.dop, plan.dvp, t.vt, kTile, t.dp, kTile, false);             // dL/d(dropped probabilities)
+        for (std::int64_t r = 0; r < kTile; ++r) {
+            float* prob = t.p + r * kTile;
+            float* dprob = t.dp + r * kTile;
+            if (t.kind[r] != active) {
+                std::memset(prob, 0, sizeof(float) * kTile);
+                std::memset(dprob, 0, sizeof(float) * kTile);
+                continue;
+            }
+            const float m = t.m[r], inv_l = t.l[r], d = t.d[r];
+            for (int c = 0; c < kTile; c += 16) store(prob + c, vexp(load(prob + c) - m) * inv_l);
+            if (p.dropout) {
+                keep_factors(plan, g, i0 + r, j0, factors);
+                for (int c = 0; c < kTile; c += 16) store(dprob + c, load(dprob + c) * load(factors + c));
+            }
+            // dS = P ⊙ (dP - D): dL/d(score after masks and log weights); into dprob.
+            for (int c = 0; c < kTile; c += 16) store(dprob + c, load(prob + c) * (load(dprob + c) - d));
+            if (p.dropout) {
+                for (int c = 0; c < kTile; c += 16) store(prob + c, load(prob + c) * load(factors + c));
+            }
+            if (want_dalpha) {
+                const float* raw = t.s + r * kTile;
+                double sum = 0.0;
+                for (std::int64_t c = 0; c < count; ++c) sum += double(dprob[c]) * double(raw[c]);
+                acc.d_alpha += sum;
+            }
+            if (z_moves) {
+                // d log m / dz = 1 / (R + z - x) inside the ramp (0 < m < 1), else 0.
+                const std::int64_t i = i0 + r;
+                for (std::int64_t c = 0; c < count; ++c) {
+                    const float x = static_cast<float>(std::abs(i - (j0 + c)));
+                    if (x > z && x < ramp + z && (!p.causal || j0 + c <= i)) d_span += double(dprob[c]) / double(ramp + z - x);
+                }
+            }
+            for (int c = 0; c < kTile; c += 16) store(dprob + c, load(dprob + c) * p.alpha);
+        }
+        gemm(kTile, plan.dkp, kTile, t.dp, kTile, t.kp, plan.dkp, t.dacc, plan.dkp, true);  // dq += α dS·k
+        transpose_tile(t.dp, t.t1);
+        gemm(kTile, plan.dkp, kTile, t.t1, kTile, t.qp, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
+        transpose_tile(t.p, t.t1);
+        gemm(kTile, plan.dvp, kTile, t.t1, kTile, t.dop, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
+    }
+    if (adaptive) acc.d_spans[g % p.heads] += d_span;
+}
+
+void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g, std::int64_t qt, const float* stats,
+                   const onednn::View& dout, const onednn::View& dq, bool want_dalpha) {
+    const Problem& p = plan.p;
+    const std::int64_t i0 = qt * kTile, rows = std::min(kTile, p.tq - i0), b = plan.batch_of(g);
+    const bool replace = p.style == MaskStyle::kReplace;
+    bool any[4] = {};
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        RowKind kind = RowKind::kSkip;
+        if (r < rows) {
+            const float m = stats[(g * p.tq + i0 + r) * 2];
+            t.m[r] = m;
+            t.l[r] = stats[(g * p.tq + i0 + r) * 2 + 1];
+            if (!plan.query_kept(b, i0 + r)) kind = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
+            else if (m >= kFullyMaskedBelow) kind = RowKind::kNormal;
+            else if (replace) kind = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
+            else kind = RowKind::kFallback;
+        }
+        t.kind[r] = kind;
+        any[static_cast<int>(kind)] = true;
+    }
+    if (!any[static_cast<int>(RowKind::kNormal)] && !any[static_cast<int>(RowKind::kFallback)]) return;
+    const Rows dO = rows_of(dout, g), out = rows_of(p.out, g);
+    pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.qp, plan.dkp);
+    pack_rows(dO, i0, rows, p.dv, t.dop, plan.dvp);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        double d = 0.0;
+        for (std::int64_t e = 0; e < p.dv; ++e) d += double(dO.row(i0 + r)[e]) * double(out.row(i0 + r)[e]);
+        t.d[r] = static_cast<float>(d);
+    }
+    std::memset(t.dacc, 0, sizeof(float) * kTile * plan.dkp);
+    if (any[static_cast<int>(RowKind::kNormal)]) backward_rows(plan, t, acc, g, i0, RowKind::kNormal, want_dalpha);
+    if (any[static_cast<int>(RowKind::kFallback)]) backward_rows(plan, t, acc, g, i0, RowKind::kFallback, want_dalpha);
+    if (dq.present()) {
+        float* d = static_cast<float*>(dq.data) + g * dq.strides[0];
+        for (std::int64_t r = 0; r < rows; ++r) {
+            float* row = d + (i0 + r) * dq.strides[1];
+            if (t.kind[r] == RowKind::kNormal || t.kind[r] == RowKind::kFallback) {
+                std::copy(t.dacc + r * plan.dkp, t.dacc + r * plan.dkp + p.dk, row);
+            } else {
+                std::fill(row, row + p.dk, 0.0f);
+            }
+        }
+    }
+}
+
+// dst rows (G, tv, d) = Σ over threads of the padded accumulators (+ dst when accumulating).
+void reduce_into(const onednn::View& dst, float* const* parts, int count, std::int64_t tv_padded, std::int64_t ld, bool accumulate,
+                 const Problem& p, std::int64_t d) {
+    if (!dst.present()) return;
+    const std::int64_t rows = p.groups() * p.tv;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t row = 0; row < rows; ++row) {
+        const std::int64_t g = row / p.tv, j = row % p.tv;
+        float* o = static_cast<float*>(dst.data) + g * dst.strides[0] + j * dst.strides[1];
+        const std::int64_t at = (g * tv_padded + j) * ld;
+        for (std::int64_t e = 0; e < d; ++e) {
+            float sum = accumulate ? o[e] : 0.0f;
+            for (int t = 0; t < count; ++t) sum += parts[t][at + e];
+            o[e] = sum;
+        }
+    }
+}
+
+}  // namespace
+
+void TiledCore::forward(const Problem& p, const Pattern& pattern, float* stats) {
+    check_views(p);
+    Plan plan(p, pattern);
+    prepare_masks(plan);
+    const float* mean = value_means(p);
+    const std::int64_t items = p.groups() * plan.q_tiles;
+#pragma omp parallel
+    {
+        Tiles t(plan);
+#pragma omp for schedule(dynamic, 1)
+        for (std::int64_t item = 0; item < items; ++item) forward_tile(plan, t, item / plan.q_tiles, item % plan.q_tiles, mean, stats);
+    }
+}
+
+void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* stats, const onednn::View& dout,
+                         const TiledGradients& grads) {
+    check_views(p);
+    const bool dk_wanted = grads.dk.present();
+    if (!dout.present()) {
+        zero_rows(grads.dq, p.groups() * p.tq, p.dk);
+        zero_rows(grads.dv, p.groups() * p.tv, p.dv);
+        if (!grads.dk_accumulates) zero_rows(grads.dk, p.groups() * p.tv, p.dk);
+        if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
+        if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
+        return;
+    }
+    if (omp_get_max_threads() > kMaxThreads) throw std::runtime_error("attention tiled core: at most 256 threads");
+    Plan plan(p, pattern);
+    prepare_masks(plan);
+    const std::int64_t items = p.groups() * plan.q_tiles, tv_padded = plan.k_tiles * kTile;
+    const std::int64_t heads = p.heads;
+    const std::int64_t dk_floats = p.groups() * tv_padded * plan.dkp, dv_floats = p.groups() * tv_padded * plan.dvp;
+    float* dk_parts[kMaxThreads] = {};
+    float* dv_parts[kMaxThreads] = {};
+    double d_alpha[kMaxThreads] = {};
+    double* span_parts[kMaxThreads] = {};
+    int used = 0;
+    const bool want_dalpha = grads.d_alpha_product != nullptr;
+#pragma omp parallel
+    {
+        const int id = omp_get_thread_num();
+#pragma omp single
+        used = omp_get_num_threads();
+        Tiles t(plan);
+        auto* memory = static_cast<float*>(onednn::buffer(7, sizeof(float) * static_cast<std::size_t>(dk_floats + dv_floats + 2 * heads)));
+        Accumulators acc{memory, memory + dk_floats, 0.0, reinterpret_cast<double*>(memory + dk_floats + dv_floats)};
+        std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(dk_floats + dv_floats + 2 * heads));
+        dk_parts[id] = acc.dk;
+        dv_parts[id] = acc.dv;
+        span_parts[id] = acc.d_spans;
+#pragma omp for schedule(dynamic, 1)
+        for (std::int64_t item = 0; item < items; ++item) {
+            backward_tile(plan, t, acc, item / plan.q_tiles, item % plan.q_tiles, stats, dout, grads.dq, want_dalpha);
+        }
+        d_alpha[id] = acc.d_alpha;
+    }
+    reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p, p.dv);
+    if (dk_wanted) reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p, p.dk);
+    if (want_dalpha) {
+        double sum = 0.0;
+        for (int t = 0; t < used; ++t) sum += d_alpha[t];
+        *grads.d_alpha_product = sum;
+    }
+    if (grads.d_spans) {
+        for (std::int64_t h = 0; h < heads; ++h) {
+            double sum = 0.0;
+            for (int t = 0; t < used; ++t) sum += span_parts[t][h];
+            grads.d_spans[h] = static_cast<float>(sum);
+        }
+    }
+    // Uniform rows (MultiHeadAttention's fully masked rows): every value row receives dO / Tv.
+    if (may_have_uniform_rows(p) && grads.dv.present()) {
+        Plan& pl = plan;
+#pragma omp parallel for schedule(static)
+        for (std::int64_t g = 0; g < p.groups(); ++g) {
+            const std::int64_t b = pl.batch_of(g);
+            float* total = static_cast<float*>(onednn::buffer(3, sizeof(float) * static_cast<std::size_t>(p.dv)));
+            std::fill(total, total + p.dv, 0.0f);
+            bool any = false;
+            const Rows dO = rows_of(dout, g);
+            for (std::int64_t i = 0; i < p.tq; ++i) {
+                const bool uniform = !pl.query_kept(b, i) || stats[(g * p.tq + i) * 2] == kMinusInfinity;
+                if (!uniform) continue;
+                any = true;
+                for (std::int64_t e = 0; e < p.dv; ++e) total[e] += dO.row(i)[e];
+            }
+            if (!any) continue;
+            float* dv = static_cast<float*>(grads.dv.data) + g * grads.dv.strides[0];
+            for (std::int64_t j = 0; j < p.tv; ++j)
+                for (std::int64_t e = 0; e < p.dv; ++e) dv[j * grads.dv.strides[1] + e] += total[e] / static_cast<float>(p.tv);
+        }
+    }
+}
+
+}  // namespace nngraph_attention

@@ -1,0 +1,302 @@
+// The long-context cores against the dense core and against plain loops:
+//   - blockwise equals dense (outputs, input and weight gradients, to 1e-5) with and without
+//     masks, causal and not, with dropout under a fixed seed, fully masked rows included, over
+//     lengths that cut tiles of 64 in every way;
+//   - a sliding window (with global tokens) and block-sparse attention equal dense attention under
+//     the matching explicit (query, key) mask, built here as a loop in double; patterns wide enough
+//     to allow everything equal the dense op, gradients included;
+//   - adaptive span equals softmax with the soft mask m(x) = clamp((R + z - x) / R, 0, 1)
+//     renormalised, in double;
+//   - attribute errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gradcheck.hpp"
+#include "nngraph/error.hpp"
+
+using nngraph::DType;
+using nngraph::Shape;
+using nngraph::Tensor;
+using nngraph::TensorInfo;
+using nngraph::testing::fill_uniform;
+using nngraph::testing::OpRunner;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+double worst_error(const Tensor& got, const std::vector<double>& want, std::size_t& at) {
+    REQUIRE(static_cast<std::size_t>(got.numel()) == want.size());
+    double worst = 0.0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        const double err = std::abs(double(got.data<float>()[i]) - want[i]) / std::max(1.0, std::abs(want[i]));
+        if (err > worst) worst = err, at = i;
+    }
+    return worst;
+}
+
+std::vector<double> values(const Tensor& t) {
+    std::vector<double> v;
+    for (float f : t.values<float>()) v.push_back(f);
+    return v;
+}
+
+void check_close(const Tensor& got, const std::vector<double>& want, const std::string& what) {
+    std::size_t at = 0;
+    const double worst = worst_error(got, want, at);
+    INFO(what << ": worst relative error " << worst << " at " << at << " (got " << got.data<float>()[at] << ", want " << want[at] << ")");
+    CHECK(worst <= kTolerance);
+}
+
+// Random masks keeping step 0 of every sample, unless a case empties one on purpose.
+void random_mask(Tensor& mask, std::uint64_t seed) {
+    fill_uniform(mask, 0.0, 1.7, seed);
+    for (std::int64_t b = 0; b < mask.dim(0); ++b) mask.data<std::uint8_t>()[b * mask.dim(1)] = 1;
+}
+
+struct Setup {
+    std::string op;
+    std::vector<TensorInfo> inputs;
+    std::vector<bool> masks;
+    // Runs after random inputs, masks and weights: pins what a case needs (an emptied mask).
+    std::function<void(OpRunner&)> prepare;
+};
+
+void fill(OpRunner& r, const Setup& s, std::uint64_t seed) {
+    for (std::size_t i = 0; i < s.inputs.size(); ++i) {
+        fill_uniform(r.inputs()[i], -1.0, 1.0, seed + i);
+        if (i < s.masks.size() && s.masks[i]) random_mask(r.input_masks()[i], seed + 20 + i);
+    }
+    r.initialize_weights(seed);
+    for (std::size_t k = 0; k < r.weights().size(); ++k) {
+        Tensor noise(DType::F32, r.weights()[k].shape());
+        fill_uniform(noise, -0.2, 0.2, seed * 31 + k);
+        for (std::int64_t e = 0; e < noise.numel(); ++e) r.weights()[k].data<float>()[e] += noise.data<float>()[e];
+    }
+    if (s.prepare) s.prepare(r);
+}
+
+// Runs `a` and `b` (two attribute sets of one op) on the same inputs, masks, weights and seed, in
+// training (dropout drawing), and checks outputs and every gradient agree.
+void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b, std::uint64_t seed = 5) {
+    CAPTURE(label);
+    OpRunner ra(s.op, a, s.inputs, s.masks, true), rb(s.op, b, s.inputs, s.masks, true);
+    fill(ra, s, seed);
+    for (std::size_t i = 0; i < s.inputs.size(); ++i) {
+        rb.inputs()[i] = ra.inputs()[i];
+        if (i < s.masks.size() && s.masks[i]) rb.input_masks()[i] = ra.input_masks()[i];
+    }
+    REQUIRE(ra.weights().size() == rb.weights().size());
+    for (std::size_t k = 0; k < ra.weights().size(); ++k) rb.weights()[k] = ra.weights()[k];
+    ra.forward(true, seed, false, 2);
+    rb.forward(true, seed, false, 2);
+    check_close(rb.outputs()[0], values(ra.outputs()[0]), label + ": output");
+    std::vector<Tensor> grads;
+    grads.emplace_back(DType::F32, ra.outputs()[0].shape());
+    fill_uniform(grads.back(), -1.0, 1.0, seed + 99);
+    ra.backward(grads, seed, {}, 2);
+    rb.backward(grads, seed, {}, 2);
+    for (std::size_t i = 0; i < ra.grad_inputs().size(); ++i) {
+        check_close(rb.grad_inputs()[i], values(ra.grad_inputs()[i]), label + ": gradient of input " + std::to_string(i));
+    }
+    for (std::size_t k = 0; k < ra.grad_weights().size(); ++k) {
+        check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]), label + ": gradient of " + ra.shapes().weights[k].name);
+    }
+}
+
+TensorInfo seq(std::int64_t batch, std::int64_t steps, std::int64_t dim) { return {DType::F32, {batch, steps, dim}}; }
+
+// Empties sample 1's mask of input `i`: every key (or query) of that sample masked.
+std::function<void(OpRunner&)> empty_mask(std::size_t i) {
+    return [i](OpRunner& r) {
+        Tensor& m = r.input_masks()[i];
+        std::fill(m.data<std::uint8_t>() + m.dim(1), m.data<std::uint8_t>() + 2 * m.dim(1), std::uint8_t{0});
+    };
+}
+
+}  // namespace
+
+TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
+    const std::string blockwise = "implementation: blockwise";
+    const auto both = [&](const std::string& label, const Setup& s, const std::string& extra) {
+        const std::string sep = extra.empty() ? "" : ", ";
+        check_same(label, s, "{" + extra + "}", "{" + extra + sep + blockwise + "}");
+    };
+    both("self, 150 steps", {"Attention", {seq(2, 150, 16), seq(2, 150, 16)}, {}}, "");
+    both("[query, value, key], Tq 70, Tv 130", {"Attention", {seq(2, 70, 8), seq(2, 130, 12), seq(2, 130, 8)}, {}}, "");
+    both("Tq 200, Tv 5", {"Attention", {seq(1, 200, 4), seq(1, 5, 4)}, {}}, "");
+    both("query and value masks", {"Attention", {seq(3, 100, 8), seq(3, 100, 8)}, {true, true}}, "");
+    both("causal with masks", {"Attention", {seq(2, 140, 8), seq(2, 140, 8)}, {true, true}}, "use_causal_mask: true");
+    both("causal, Tq < Tv", {"Attention", {seq(2, 70, 8), seq(2, 130, 8)}, {}}, "use_causal_mask: true");
+    both("use_scale and a constant scale", {"Attention", {seq(2, 90, 8), seq(2, 90, 8), seq(2, 90, 8)}, {true, true}},
+         "use_scale: true, scale: 0.35");
+    both("dropout, fixed seed", {"Attention", {seq(2, 130, 8), seq(2, 100, 8)}, {}}, "dropout: 0.3, seed: 4");
+    both("dropout, masks, causal", {"Attention", {seq(2, 150, 8), seq(2, 150, 8)}, {true, true}},
+         "dropout: 0.25, use_causal_mask: true");
+    both("a sample whose every key is masked", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {true, true}, empty_mask(1)}, "");
+    both("every key masked, causal, dropout", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {false, true}, empty_mask(1)},
+         "use_causal_mask: true, dropout: 0.2");
+}
+
+TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
+    const auto both = [&](const std::string& label, const Setup& s, const std::string& attrs) {
+        check_same(label, s, "{" + attrs + "}", "{" + attrs + ", implementation: blockwise}");
+    };
+    both("self-attention, 2 heads", {"MultiHeadAttention", {seq(2, 100, 12)}, {}}, "num_heads: 2, key_dim: 8");
+    both("masks (masked queries attend uniformly)", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}}, "num_heads: 2, key_dim: 8");
+    both("cross with three masked inputs", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 130, 5), seq(2, 130, 7)}, {true, true, true}},
+         "num_heads: 3, key_dim: 4, value_dim: 5");
+    both("causal with a mask", {"MultiHeadAttention", {seq(2, 140, 8)}, {true}}, "num_heads: 2, key_dim: 4, use_causal_mask: true");
+    both("dropout: fully masked rows are zero", {"MultiHeadAttention", {seq(2, 120, 8)}, {true}},
+         "num_heads: 2, key_dim: 4, dropout: 0.3, seed: 2");
+    both("a sample whose every key is masked", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
+         "num_heads: 2, key_dim: 4");
+    both("every key masked, dropout", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
+         "num_heads: 2, key_dim: 4, dropout: 0.2");
+}
+
+TEST_CASE("patterns that allow every pair equal dense attention, gradients included") {
+    const Setup s{"Attention", {seq(2, 130, 8), seq(2, 130, 8)}, {true, true}};
+    check_same("window >= steps", s, "{}", "{window: 200}");
+    check_same("causal window >= steps", s, "{use_causal_mask: true}", "{use_causal_mask: true, window: 130}");
+    check_same("one local block", s, "{}", "{sparsity: {block_size: 256}}");
+    check_same("every block local", s, "{dropout: 0.2}", "{dropout: 0.2, sparsity: {block_size: 16, local_blocks: 9}}");
+    check_same("every block a summary block", s, "{}", "{sparsity: {block_size: 16, local_blocks: 1, stride: 1}}");
+    const Setup m{"MultiHeadAttention", {seq(2, 90, 8)}, {true}};
+    check_same("MultiHeadAttention, window >= steps", m, "{num_heads: 2, key_dim: 4}", "{num_heads: 2, key_dim: 4, window: 100}");
+}
+
+// ---- patterns against an explicit mask, in double ----
+
+namespace {
+
+// keras.layers.Attention with an explicit (query, key) mask `allowed` besides the value mask:
+// scores of disallowed pairs - 1e9, masked queries' rows zero; `log_weight` is added to allowed
+// pairs' scores (adaptive span's log m).
+std::vector<double> attention_with_mask(OpRunner& r, bool causal, const std::function<bool(std::int64_t, std::int64_t)>& allowed,
+                                        const std::function<double(std::int64_t, std::int64_t)>& log_weight = {}) {
+    const Tensor &q = r.inputs()[0], &v = r.inputs()[1];
+    const std::int64_t B = q.dim(0), tq = q.dim(1), tv = v.dim(1), d = q.dim(2), dv = v.dim(2);
+    const Tensor &qm = r.input_masks()[0], &vm = r.input_masks()[1];
+    const auto kept = [](const Tensor& m, std::int64_t b, std::int64_t t) { return m.empty() || m.data<std::uint8_t>()[b * m.dim(1) + t] != 0; };
+    std::vector<double> out;
+    for (std::int64_t b = 0; b < B; ++b) {
+        for (std::int64_t i = 0; i < tq; ++i) {
+            std::vector<double> s(static_cast<std::size_t>(tv));
+            double top = -INFINITY;
+            for (std::int64_t j = 0; j < tv; ++j) {
+                double score = 0.0;
+                for (std::int64_t e = 0; e < d; ++e) score += double(q.data<float>()[(b * tq + i) * d + e]) * double(v.data<float>()[(b * tv + j) * dv + e]);
+                const bool ok = allowed(i, j) && (!causal || j <= i);
+                if (ok && log_weight) score += log_weight(i, j);
+                // Keras subtracts 1e9 in float32, where a score's own value is lost in the rounding.
+                if (!ok || !kept(vm, b, j)) score = double(float(score) - 1e9f);
+                s[static_cast<std::size_t>(j)] = score;
+                top = std::max(top, score);
+            }
+            double sum = 0.0;
+            for (double& x : s) sum += (x = std::exp(x - top));
+            for (std::int64_t e = 0; e < dv; ++e) {
+                double o = 0.0;
+                for (std::int64_t j = 0; j < tv; ++j) o += s[static_cast<std::size_t>(j)] / sum * double(v.data<float>()[(b * tv + j) * dv + e]);
+                out.push_back(kept(qm, b, i) ? o : 0.0);
+            }
+        }
+    }
+    return out;
+}
+
+void check_pattern(const std::string& label, const std::string& attributes, std::int64_t steps, bool causal,
+                   const std::function<bool(std::int64_t, std::int64_t)>& allowed) {
+    CAPTURE(label);
+    const std::vector<TensorInfo> inputs = {seq(2, steps, 8), seq(2, steps, 8)};
+    OpRunner r("Attention", attributes, inputs, {true, true}, false);
+    fill(r, {"Attention", inputs, {true, true}}, 17);
+    r.forward(false, 1, false, 2);
+    check_close(r.outputs()[0], attention_with_mask(r, causal, allowed), label);
+}
+
+}  // namespace
+
+TEST_CASE("a sliding window equals attention under the window's explicit mask") {
+    for (const std::int64_t w : {0, 3, 17, 64, 100}) {
+        const auto window = [w](std::int64_t i, std::int64_t j) { return std::abs(i - j) <= w; };
+        check_pattern("window " + std::to_string(w), "{window: " + std::to_string(w) + "}", 200, false, window);
+        check_pattern("causal window " + std::to_string(w), "{use_causal_mask: true, window: " + std::to_string(w) + "}", 200, true, window);
+    }
+    const auto global = [](std::int64_t i, std::int64_t j) { return i < 5 || j < 5 || std::abs(i - j) <= 9; };
+    check_pattern("window 9, 5 global tokens", "{window: 9, global_tokens: 5}", 180, false, global);
+    check_pattern("causal window 9, 5 global tokens", "{window: 9, global_tokens: 5, use_causal_mask: true}", 180, true, global);
+    const auto wide_global = [](std::int64_t i, std::int64_t j) { return i < 70 || j < 70 || std::abs(i - j) <= 2; };
+    check_pattern("window 2, 70 global tokens", "{window: 2, global_tokens: 70}", 200, false, wide_global);
+}
+
+TEST_CASE("block-sparse attention equals attention under the blocks' explicit mask") {
+    const auto blocks = [](std::int64_t size, std::int64_t local, std::int64_t stride) {
+        return [=](std::int64_t i, std::int64_t j) {
+            const std::int64_t bi = i / size, bj = j / size;
+            return std::abs(bi - bj) < local || (stride > 0 && bj % stride == stride - 1);
+        };
+    };
+    check_pattern("blocks of 16, local only", "{sparsity: {block_size: 16}}", 200, false, blocks(16, 1, 0));
+    check_pattern("blocks of 16, 2 local, stride 3", "{sparsity: {block_size: 16, local_blocks: 2, stride: 3}}", 200, false, blocks(16, 2, 3));
+    check_pattern("causal, blocks of 32, stride 2", "{use_causal_mask: true, sparsity: {block_size: 32, stride: 2}}", 230, true,
+                  blocks(32, 1, 2));
+    check_pattern("blocks of 64, stride 2", "{sparsity: {block_size: 64, stride: 2}}", 300, false, blocks(64, 1, 2));
+    check_pattern("blocks of 5, 3 local, stride 4", "{sparsity: {block_size: 5, local_blocks: 3, stride: 4}}", 150, false, blocks(5, 3, 4));
+}
+
+TEST_CASE("adaptive span renormalises the attention weights by the soft mask of the learned span") {
+    for (const bool causal : {false, true}) {
+        CAPTURE(causal);
+        const std::vector<TensorInfo> inputs = {seq(2, 160, 8), seq(2, 160, 8)};
+        const std::string attrs = std::string("{adaptive_span: {max_span: 100, ramp: 16, init: 20.5}") + (causal ? ", use_causal_mask: true}" : "}");
+        OpRunner r("Attention", attrs, inputs, {true, true}, false);
+        fill(r, {"Attention", inputs, {true, true}}, 23);
+        REQUIRE(r.shapes().weights.size() == 1);
+        CHECK(r.shapes().weights[0].name == "span");
+        const double z = r.weights()[0].data<float>()[0], R = 16.0;
+        CHECK(z != 20.5);  // the noise moved it off the initial value
+        const auto m = [&](std::int64_t i, std::int64_t j) { return std::clamp((R + z - double(std::abs(i - j))) / R, 0.0, 1.0); };
+        r.forward(false, 1, false, 2);
+        check_close(r.outputs()[0],
+                    attention_with_mask(r, causal, [&](std::int64_t i, std::int64_t j) { return m(i, j) > 0.0; },
+                                        [&](std::int64_t i, std::int64_t j) { return std::log(m(i, j)); }),
+                    "adaptive span");
+    }
+}
+
+TEST_CASE("long-context attributes are checked") {
+    auto message = [](const std::string& op, const std::string& attributes) {
+        try {
+            OpRunner r(op, attributes, {seq(2, 8, 4), seq(2, 8, 4)});
+        } catch (const nngraph::Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK(message("Attention", "{window: -1}").find("window") != std::string::npos);
+    CHECK(message("Attention", "{global_tokens: 2}").find("global_tokens") != std::string::npos);
+    CHECK(message("Attention", "{window: 2, sparsity: {block_size: 4}}").find("one pattern") != std::string::npos);
+    CHECK(message("Attention", "{sparsity: {block_size: 0}}").find("sparsity.block_size") != std::string::npos);
+    CHECK(message("Attention", "{sparsity: {block_size: 4, local_blocks: 0}}").find("sparsity.local_blocks") != std::string::npos);
+    CHECK(message("Attention", "{adaptive_span: {max_span: 0}}").find("adaptive_span.max_span") != std::string::npos);
+    CHECK(message("Attention", "{adaptive_span: {max_span: 8, init: 9}}").find("adaptive_span.init") != std::string::npos);
+    CHECK(message("Attention", "{implementation: sparse}").find("implementation") != std::string::npos);
+    CHECK(message("Attention", "{implementation: blockwise, score_mode: concat}").find("score_mode") != std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, window: -3}").find("window") != std::string::npos);
+}
+
+TEST_CASE("blockwise saves two floats per query row, not the score matrix") {
+    OpRunner dense("Attention", "{}", {seq(2, 300, 8), seq(2, 300, 8)});
+    OpRunner tiled("Attention", "{implementation: blockwise}", {seq(2, 300, 8), seq(2, 300, 8)});
+    REQUIRE(dense.shapes().saved.size() == 1);
+    CHECK(dense.shapes().saved[0].shape == Shape{2, 300, 300});
+    REQUIRE(tiled.shapes().saved.size() == 1);
+    CHECK(tiled.shapes().saved[0].shape == Shape{2, 600});
+    CHECK(tiled.shapes().scratch_bytes == 0);
+}
