@@ -162,9 +162,9 @@ struct Embedding {
     }
 
     // dW = 0, then dW[id] += dy[i] for every position i. Thread t owns the rows whose id is t modulo
-    // the thread count: the adds never race, and no two threads write one cache line, nor one the
-    // other's neighbour (splitting the columns instead made two threads slower than one, the
-    // adjacent-line prefetch bouncing row halves between the cores).
+    // the thread count: the adds never race, no barrier is needed between zeroing and adding, and
+    // two threads write one cache line only where rows narrower than a line meet (splitting the
+    // columns instead has both threads write the halves of one row at about the same moment).
     template <class T> void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
         const std::int64_t n = exec.input(0).numel();
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
