@@ -2,12 +2,16 @@
 // (a masked step keeps the previous h, c and output, Keras's zero_output_for_mask=False) and
 // activations other than tanh and sigmoid. The matrix products are oneDNN matmuls: the input
 // projection of every step at once, the recurrent one per step; the gates and the cell are plain
-// loops, parallel over the batch.
+// loops, parallel over the batch. The recurrent products, two small ones per step, go through
+// oneDNN's sgemm rather than a matmul primitive: no memory objects or argument maps per call (the
+// helper's matmul allocates a dozen small objects each time, thousands per training step here).
 //
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
 // g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
 // Backward walks the steps in reverse with dh, dc; a masked row passes both through unchanged.
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "lstm.hpp"
@@ -20,6 +24,19 @@ constexpr auto f32 = dnnl::memory::data_type::f32;
 
 View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
     return onednn::view(const_cast<float*>(data), f32, {rows, cols});
+}
+
+// C (M, N) = A (M, K) op(B) + C, row-major with dense rows; op(B) is B (K, N), or B^T from B stored
+// (N, K) with `transpose_b`. A building block the oneDNN helper lacks: many small products in a loop.
+void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, const float* B, bool transpose_b,
+                     float* C) {
+    const dnnl::status status =
+        dnnl::sgemm('N', transpose_b ? 'T' : 'N', M, N, K, 1.0f, A, K, B, transpose_b ? K : N, 1.0f, C, N);
+    if (status != dnnl::status::success) {
+        throw std::runtime_error("LSTM: oneDNN's sgemm failed on (" + std::to_string(M) + ", " + std::to_string(K) +
+                                 ") x (" + std::to_string(K) + ", " + std::to_string(N) + ") with status " +
+                                 std::to_string(static_cast<int>(status)));
+    }
 }
 
 bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bool reverse) {
@@ -121,11 +138,10 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& 
                    matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
     std::memset(st.hidden, 0, static_cast<std::size_t>(state) * sizeof(float));
     std::memset(st.cell, 0, static_cast<std::size_t>(state) * sizeof(float));
-    const View recurrent = matrix(in.recurrent_kernel, U, 4 * U);
     for (std::int64_t k = 0; k < s.steps; ++k) {
         float* z = st.gates + k * gates;
         const float* h = st.hidden + k * state;
-        if (k > 0) onednn::matmul(matrix(h, s.batch, U), recurrent, matrix(z, s.batch, 4 * U), {.beta = 1.0f});
+        if (k > 0) gemm_accumulate(s.batch, 4 * U, U, h, in.recurrent_kernel, false, z);  // z += h U
         forward_cell(settings, s, in, k, z, h, st.cell + k * state, st.hidden + (k + 1) * state,
                      st.cell + (k + 1) * state, st.cell_activation + k * state);
     }
@@ -157,14 +173,11 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
     const float* dseq = settings.return_sequences ? dy.out : nullptr;
     watch.lap(Phase::backward_input);
 
-    const View recurrent_t = matrix(in.recurrent_kernel, U, 4 * U).transposed();
     for (std::int64_t k = s.steps - 1; k >= 0; --k) {
         float* dz_k = dz + k * 4 * state;
         backward_cell(settings, s, in, st, k, dseq, dh, dc, dh_before, dz_k);
         // h_k's gradient through the step: dz U^T (the initial state's is not needed).
-        if (k > 0) {
-            onednn::matmul(matrix(dz_k, s.batch, 4 * U), recurrent_t, matrix(dh_before, s.batch, U), {.beta = 1.0f});
-        }
+        if (k > 0) gemm_accumulate(s.batch, U, 4 * U, dz_k, in.recurrent_kernel, true, dh_before);
         std::swap(dh, dh_before);
     }
     // Weights and input from every step's dz at once (T*N rows).
