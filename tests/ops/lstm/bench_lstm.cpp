@@ -6,6 +6,10 @@
 // Embedding and Dropout plugins are built, a whole imdb_lstm training step through the executor.
 //
 //   bench_lstm [--batch 64] [--steps 200] [--features 32] [--units 100] [--threads 2] [--repeat 20]
+//
+// On a machine shared with other work, `chrt -f 10 bench_lstm ...` (real-time priority, as root)
+// keeps the two threads from being descheduled mid-step; without it, 2-thread timings mostly
+// measure the neighbours.
 #include <omp.h>
 
 #include <algorithm>
