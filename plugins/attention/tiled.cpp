@@ -184,25 +184,6 @@ struct Plan {
         if (pattern.block > 0) return std::max(i1 - 1, j1 - 1) / pattern.block - std::min(i0, j0) / pattern.block < pattern.local_blocks;
         return true;
     }
-    // Per pair: whether causality and the pattern allow it, and the log weight adaptive span adds.
-    bool allowed(std::int64_t i, std::int64_t j, float z, float& log_weight) const {
-        log_weight = 0.0f;
-        if (p.causal && j > i) return false;
-        if (pattern.window >= 0) {
-            return i < pattern.global || j < pattern.global || std::abs(i - j) <= pattern.window;
-        }
-        if (pattern.block > 0) {
-            const std::int64_t bi = i / pattern.block, bj = j / pattern.block;
-            return std::abs(bi - bj) < pattern.local_blocks || (pattern.stride > 0 && bj % pattern.stride == pattern.stride - 1);
-        }
-        if (pattern.adaptive()) {
-            const float m = std::clamp((static_cast<float>(pattern.ramp) + z - static_cast<float>(std::abs(i - j))) /
-                                           static_cast<float>(pattern.ramp), 0.0f, 1.0f);
-            if (m <= 0.0f) return false;
-            log_weight = std::log(m);
-        }
-        return true;
-    }
 };
 
 // Per-thread tile memory (onednn::buffer slot 6), carved in this order.
@@ -237,31 +218,77 @@ struct Tiles {
     }
 };
 
-// Scores of the tile (query rows i0.., keys j0..j0+64) from the raw products in t.s, written as
+// Which of the tile's columns (keys j0 + c, c < count) row i may see by causality and the pattern:
+// allow[c] = keep[c] (the key mask as 0/1) where allowed, else 0; log_weight[c] is adaptive span's
+// log m where it is below 0. Windows and spans are one range of columns (global tokens add a
+// leading one); block-sparse rows decide per key block.
+inline __attribute__((always_inline)) void row_allowed(const Plan& plan, std::int64_t i, std::int64_t j0, std::int64_t count, float z,
+                                                       const float* keep, float* allow, float* log_weight) {
+    const Pattern& pat = plan.pattern;
+    std::fill(allow, allow + kTile, 0.0f);
+    std::int64_t lo = 0, hi = count;
+    const auto allow_range = [&](std::int64_t a, std::int64_t b) {
+        for (std::int64_t c = std::max<std::int64_t>(a, 0); c < std::min(b, count); ++c) allow[c] = keep[c];
+    };
+    if (pat.window >= 0 && i >= pat.global) {
+        lo = i - pat.window - j0;
+        hi = i + pat.window + 1 - j0;
+        allow_range(0, pat.global - j0);
+    } else if (pat.adaptive()) {
+        const double reach = pat.ramp + z;  // keys at distance below reach have m > 0
+        lo = static_cast<std::int64_t>(std::floor(static_cast<double>(i) - reach)) + 1 - j0;
+        hi = static_cast<std::int64_t>(std::ceil(static_cast<double>(i) + reach)) - j0;
+    }
+    if (plan.p.causal) hi = std::min(hi, i + 1 - j0);
+    if (pat.block > 0) {
+        const std::int64_t bi = i / pat.block;
+        for (std::int64_t c = 0; c < std::min(hi, count);) {
+            const std::int64_t bj = (j0 + c) / pat.block, end = std::min((bj + 1) * pat.block - j0, count);
+            const bool ok = std::abs(bi - bj) < pat.local_blocks || (pat.stride > 0 && bj % pat.stride == pat.stride - 1);
+            if (ok) allow_range(c, std::min(end, hi));
+            c = end;
+        }
+        return;
+    }
+    allow_range(lo, hi);
+    if (pat.adaptive()) {
+        std::fill(log_weight, log_weight + kTile, 0.0f);
+        const float ramp = static_cast<float>(pat.ramp);
+        for (std::int64_t c = std::max<std::int64_t>(lo, 0); c < std::min(hi, count); ++c) {
+            const float x = static_cast<float>(std::abs(i - (j0 + c)));
+            if (x > z) log_weight[c] = std::log(std::clamp((ramp + z - x) / ramp, 0.0f, 1.0f));
+        }
+    }
+}
+
+// Scores of the tile (query rows i0.., keys j0..j0+64) from the raw products `raw`, written as
 // the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log weights added, and
 // -inf for keys past the end. Rows whose kind is not `active` are left as they come.
-void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0, bool full, const float* raw, float* x,
-                 const RowKind* kind, RowKind active) {
+inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0, bool full,
+                                                       const float* raw, float* x, const RowKind* kind, RowKind active) {
     const Problem& p = plan.p;
     const std::int64_t b = plan.batch_of(g), count = std::min(kTile, p.tv - j0);
-    const std::uint8_t* keys = plan.keys ? plan.keys + b * p.tv : nullptr;
-    const bool subtract = p.style == MaskStyle::kSubtract;
+    const std::uint8_t* keys = plan.keys ? plan.keys + b * p.tv + j0 : nullptr;
+    const float masked_add = p.style == MaskStyle::kSubtract ? kLargeNegative : 0.0f;
+    const float masked_keep = p.style == MaskStyle::kSubtract ? 1.0f : 0.0f;  // kReplace: the score is dropped
+    const float masked_set = p.style == MaskStyle::kSubtract ? 0.0f : kLargeNegative;
     const float z = plan.pattern.adaptive() ? plan.span(g) : 0.0f;
+    alignas(64) float keep[kTile], allow[kTile], log_weight[kTile];
+    for (std::int64_t c = 0; c < kTile; ++c) keep[c] = c < count && (!keys || keys[c]) ? 1.0f : 0.0f;
+    std::fill(log_weight, log_weight + kTile, 0.0f);
+    const float alpha = p.alpha;
     for (std::int64_t r = 0; r < kTile; ++r) {
         if (kind[r] != active) continue;
         const float* s = raw + r * kTile;
         float* o = x + r * kTile;
-        const std::int64_t i = i0 + r;
         if (full && !keys) {
-            for (std::int64_t c = 0; c < count; ++c) o[c] = p.alpha * s[c];
+            for (std::int64_t c = 0; c < kTile; ++c) o[c] = alpha * s[c];
         } else {
-            for (std::int64_t c = 0; c < count; ++c) {
-                const std::int64_t j = j0 + c;
-                float log_weight = 0.0f;
-                const bool pattern_ok = full || plan.allowed(i, j, z, log_weight);
-                const bool ok = pattern_ok && (!keys || keys[j]);
-                const float v = p.alpha * s[c];
-                o[c] = ok ? v + log_weight : subtract ? v + kLargeNegative + log_weight : kLargeNegative;
+            if (full) std::copy(keep, keep + kTile, allow);
+            else row_allowed(plan, i0 + r, j0, count, z, keep, allow, log_weight);
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                const float v = alpha * s[c] + log_weight[c];
+                o[c] = allow[c] != 0.0f ? v : (v + masked_add) * masked_keep + masked_set;
             }
         }
         for (std::int64_t c = count; c < kTile; ++c) o[c] = kMinusInfinity;
@@ -458,9 +485,13 @@ void check_views(const Problem& p) {
 
 // ---- backward ----
 
+// A thread's key and value gradient sums, (k_tiles·64, dkp) and (k_tiles·64, dvp) per group: for
+// every group (group_stride 1: threads share groups, summed afterwards) or for the one group the
+// thread is working on (group_stride 0).
 struct Accumulators {
-    float* dk;  // (G, k_tiles·64, dkp) for this thread
-    float* dv;  // (G, k_tiles·64, dvp)
+    float* dk;
+    float* dv;
+    std::int64_t group_stride;
     double d_alpha = 0.0;
     double* d_spans;  // per head
 };
@@ -473,8 +504,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
     const std::int64_t tv_padded = plan.k_tiles * kTile;
-    float* dk_group = acc.dk + g * tv_padded * plan.dkp;
-    float* dv_group = acc.dv + g * tv_padded * plan.dvp;
+    float* dk_group = acc.dk + acc.group_stride * g * tv_padded * plan.dkp;
+    float* dv_group = acc.dv + acc.group_stride * g * tv_padded * plan.dvp;
     const bool adaptive = plan.pattern.adaptive();
     const float z = adaptive ? plan.span(g) : 0.0f, ramp = static_cast<float>(plan.pattern.ramp);
     const bool z_moves = adaptive && plan.pattern.spans[g % p.heads] > 0.0f &&
@@ -579,16 +610,17 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
     }
 }
 
-// dst rows (G, tv, d) = Σ over threads of the padded accumulators (+ dst when accumulating).
+// Rows of groups [g0, g1) of dst (G, tv, d) = Σ over `count` accumulators (+ dst when
+// accumulating); accumulator group g starts at (g - g0) · tv_padded rows.
 void reduce_into(const onednn::View& dst, float* const* parts, int count, std::int64_t tv_padded, std::int64_t ld, bool accumulate,
-                 const Problem& p, std::int64_t d) {
+                 std::int64_t tv, std::int64_t d, std::int64_t g0, std::int64_t g1) {
     if (!dst.present()) return;
-    const std::int64_t rows = p.groups() * p.tv;
-#pragma omp parallel for schedule(static)
+    const std::int64_t rows = (g1 - g0) * tv;
+#pragma omp parallel for if (count > 1) schedule(static)
     for (std::int64_t row = 0; row < rows; ++row) {
-        const std::int64_t g = row / p.tv, j = row % p.tv;
+        const std::int64_t g = g0 + row / tv, j = row % tv;
         float* o = static_cast<float*>(dst.data) + g * dst.strides[0] + j * dst.strides[1];
-        const std::int64_t at = (g * tv_padded + j) * ld;
+        const std::int64_t at = ((g - g0) * tv_padded + j) * ld;
         for (std::int64_t e = 0; e < d; ++e) {
             float sum = accumulate ? o[e] : 0.0f;
             for (int t = 0; t < count; ++t) sum += parts[t][at + e];
@@ -630,33 +662,50 @@ void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* 
     prepare_masks(plan);
     const std::int64_t items = p.groups() * plan.q_tiles, tv_padded = plan.k_tiles * kTile;
     const std::int64_t heads = p.heads;
-    const std::int64_t dk_floats = p.groups() * tv_padded * plan.dkp, dv_floats = p.groups() * tv_padded * plan.dvp;
     float* dk_parts[kMaxThreads] = {};
     float* dv_parts[kMaxThreads] = {};
     double d_alpha[kMaxThreads] = {};
     double* span_parts[kMaxThreads] = {};
     int used = 0;
     const bool want_dalpha = grads.d_alpha_product != nullptr;
+    // With groups to spare, a thread takes whole groups and writes their key and value gradients
+    // itself; with few (one long sequence), threads share a group's query tiles and sum their
+    // own full-size accumulators at the end.
+    const bool by_group = p.groups() >= 4 * omp_get_max_threads();
+    const std::int64_t acc_k = (by_group ? 1 : p.groups()) * tv_padded * plan.dkp, acc_v = (by_group ? 1 : p.groups()) * tv_padded * plan.dvp;
 #pragma omp parallel
     {
         const int id = omp_get_thread_num();
 #pragma omp single
         used = omp_get_num_threads();
         Tiles t(plan);
-        auto* memory = static_cast<float*>(onednn::buffer(7, sizeof(float) * static_cast<std::size_t>(dk_floats + dv_floats + 2 * heads)));
-        Accumulators acc{memory, memory + dk_floats, 0.0, reinterpret_cast<double*>(memory + dk_floats + dv_floats)};
-        std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(dk_floats + dv_floats + 2 * heads));
+        const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(acc_k + acc_v + 2 * heads);
+        auto* memory = static_cast<float*>(onednn::buffer(7, bytes));
+        Accumulators acc{memory, memory + acc_k, by_group ? 0 : 1, 0.0, reinterpret_cast<double*>(memory + acc_k + acc_v)};
+        std::memset(memory, 0, bytes);
         dk_parts[id] = acc.dk;
         dv_parts[id] = acc.dv;
         span_parts[id] = acc.d_spans;
+        if (by_group) {
 #pragma omp for schedule(dynamic, 1)
-        for (std::int64_t item = 0; item < items; ++item) {
-            backward_tile(plan, t, acc, item / plan.q_tiles, item % plan.q_tiles, stats, dout, grads.dq, want_dalpha);
+            for (std::int64_t g = 0; g < p.groups(); ++g) {
+                std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(acc_k + acc_v));
+                for (std::int64_t qt = 0; qt < plan.q_tiles; ++qt) backward_tile(plan, t, acc, g, qt, stats, dout, grads.dq, want_dalpha);
+                reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, false, p.tv, p.dv, g, g + 1);
+                if (dk_wanted) reduce_into(grads.dk, &acc.dk, 1, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, g, g + 1);
+            }
+        } else {
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t item = 0; item < items; ++item) {
+                backward_tile(plan, t, acc, item / plan.q_tiles, item % plan.q_tiles, stats, dout, grads.dq, want_dalpha);
+            }
         }
         d_alpha[id] = acc.d_alpha;
     }
-    reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p, p.dv);
-    if (dk_wanted) reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p, p.dk);
+    if (!by_group) {
+        reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p.tv, p.dv, 0, p.groups());
+        if (dk_wanted) reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, 0, p.groups());
+    }
     if (want_dalpha) {
         double sum = 0.0;
         for (int t = 0; t < used; ++t) sum += d_alpha[t];

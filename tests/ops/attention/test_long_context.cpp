@@ -147,6 +147,9 @@ TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
         check_same(label, s, "{" + attrs + "}", "{" + attrs + ", implementation: blockwise}");
     };
     both("self-attention, 2 heads", {"MultiHeadAttention", {seq(2, 100, 12)}, {}}, "num_heads: 2, key_dim: 8");
+    // Enough groups (batch x heads) for threads to take whole groups.
+    both("8 groups, masks, causal", {"MultiHeadAttention", {seq(4, 130, 12)}, {true}}, "num_heads: 2, key_dim: 8, use_causal_mask: true");
+    both("12 groups, window, dropout", {"MultiHeadAttention", {seq(6, 150, 12)}, {true}}, "num_heads: 2, key_dim: 8, dropout: 0.2");
     both("masks (masked queries attend uniformly)", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}}, "num_heads: 2, key_dim: 8");
     both("cross with three masked inputs", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 130, 5), seq(2, 130, 7)}, {true, true, true}},
          "num_heads: 3, key_dim: 4, value_dim: 5");
