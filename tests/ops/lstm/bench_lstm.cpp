@@ -1,5 +1,4 @@
-// Times the LSTM op through the plugin ABI at a chosen thread count (OpRunner always runs one
-// thread): forward in inference and in training, backward, and the stepwise (masked) path, with
+// Times the LSTM op through the plugin ABI (OpRunner) at a chosen thread count: forward in inference and in training, backward, and the stepwise (masked) path, with
 // the op's own phase counters (time-major input, weight reorders, the primitive, outputs and
 // gradient write-back). For comparison it also times oneDNN's bare lstm_forward / lstm_backward
 // on the same problem, with the layouts they pick and no conversions at all; and, when the
@@ -19,19 +18,15 @@
 #include <cstring>
 #include <functional>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include "exec/executor.hpp"
 #include "exec/weights.hpp"
 #include "gradcheck.hpp"
-#include "graph/attributes.hpp"
 #include "graph/model_file.hpp"
-#include "plugins/op_instance.hpp"
 #include "train/losses.hpp"
 
 namespace {
@@ -44,104 +39,31 @@ struct Options {
     int threads = 2, repeat = 20;
 };
 
-nng_tensor c_view(Tensor& t) {
-    nng_tensor c{};
-    c.struct_size = sizeof(nng_tensor);
-    c.dtype = static_cast<nng_dtype>(t.dtype());
-    c.shape = nngraph::to_c_shape(t.shape());
-    c.data = t.empty() ? nullptr : t.raw();
-    return c;
-}
-std::vector<nng_tensor> c_views(std::vector<Tensor>& ts) {
-    std::vector<nng_tensor> out;
-    for (Tensor& t : ts) out.push_back(c_view(t));
-    return out;
-}
-
-// One LSTM instance with every tensor of a training plan, called with `threads` threads.
+// One LSTM op with random input, weights and output gradients, called with `threads` threads.
 class Driver {
 public:
-    Driver(const std::string& attributes, const Options& o, bool masked) {
-        const nngraph::RegisteredOp* op = nngraph::testing::built_plugins().find("LSTM");
-        if (!op) throw std::runtime_error("the LSTM plugin is not built");
-        std::vector<nngraph::KeyedValue> given;
-        const YAML::Node yaml = YAML::Load(attributes);
-        for (const auto& kv : yaml) given.push_back({kv.first.as<std::string>(), kv.second, {"bench", 0, 0}});
-        attrs_ = std::make_unique<nngraph::AttributeValues>(*op->def, given, "lstm", nngraph::SourceLocation{"bench", 0, 0});
-        instance_ = std::make_unique<nngraph::OpInstance>(*op, attrs_->view());
-        const nngraph::Shape x{o.batch, o.steps, o.features};
-        nngraph::OpFailure failure;
-        if (!instance_->infer({{DType::F32, x}}, {masked}, true, shapes_, failure)) throw std::runtime_error(failure.message);
-        inputs_.emplace_back(DType::F32, x);
-        nngraph::testing::fill_uniform(inputs_[0], -1, 1, 1);
-        grad_inputs_.emplace_back(DType::F32, x);
-        masks_.emplace_back();
+    Driver(const std::string& attributes, const Options& o, bool masked)
+        : runner_("LSTM", attributes, {{DType::F32, {o.batch, o.steps, o.features}}}, {masked}, true),
+          threads_(o.threads) {
+        nngraph::testing::fill_uniform(runner_.inputs()[0], -1, 1, 1);
         if (masked) {  // left padded, as Keras's pad_sequences makes: a quarter to none of each row
-            masks_[0] = Tensor(DType::U8, {o.batch, o.steps});
+            std::uint8_t* m = runner_.input_masks()[0].data<std::uint8_t>();
             for (std::int64_t n = 0; n < o.batch; ++n) {
-                for (std::int64_t t = 0; t < o.steps; ++t) masks_[0].data<std::uint8_t>()[n * o.steps + t] = t >= (n % 4) * o.steps / 16;
+                for (std::int64_t t = 0; t < o.steps; ++t) m[n * o.steps + t] = t >= (n % 4) * o.steps / 16;
             }
         }
-        for (const auto& out : shapes_.outputs) {
-            outputs_.emplace_back(out.tensor.dtype, out.tensor.shape);
-            grad_outputs_.emplace_back(DType::F32, out.tensor.shape);
+        for (const Tensor& out : runner_.outputs()) {
+            grad_outputs_.emplace_back(DType::F32, out.shape());
             nngraph::testing::fill_uniform(grad_outputs_.back(), -1, 1, 2);
-            out_masks_.emplace_back();
         }
-        for (const auto& w : shapes_.weights) {
-            weights_.emplace_back(DType::F32, w.shape);
-            nngraph::testing::fill_uniform(weights_.back(), -0.2, 0.2, 3);
-            grad_weights_.emplace_back(DType::F32, w.shape);
-        }
-        for (const auto& s : shapes_.saved) saved_.emplace_back(s.dtype, s.shape);
-        ctx_.struct_size = sizeof(ctx_);
-        ctx_.num_threads = o.threads;
-        ctx_.seed = 1;
     }
-
-    void forward(bool training) {
-        ctx_.training = training;
-        Views v(*this, false);
-        instance_->forward("lstm", ctx_, v.args);
-    }
-    void backward() {
-        ctx_.training = 1;
-        Views v(*this, true);
-        instance_->backward("lstm", ctx_, v.args);
-    }
+    void forward(bool training) { runner_.forward(training, 1, false, threads_); }
+    void backward() { runner_.backward(grad_outputs_, 1, {}, threads_); }
 
 private:
-    struct Views {
-        std::vector<nng_tensor> in, in_masks, out, out_masks, w, saved, d_out, d_in, d_w;
-        nng_exec_args args{};
-        Views(Driver& d, bool backward)
-            : in(c_views(d.inputs_)), in_masks(c_views(d.masks_)), out(c_views(d.outputs_)),
-              out_masks(c_views(d.out_masks_)), w(c_views(d.weights_)), saved(c_views(d.saved_)),
-              d_out(c_views(d.grad_outputs_)), d_in(c_views(d.grad_inputs_)), d_w(c_views(d.grad_weights_)) {
-            args.struct_size = sizeof(args);
-            args.num_inputs = 1;
-            args.inputs = in.data();
-            args.input_masks = in_masks.data();
-            args.num_outputs = static_cast<std::int32_t>(out.size());
-            args.outputs = out.data();
-            args.output_masks = out_masks.data();
-            args.num_weights = static_cast<std::int32_t>(w.size());
-            args.weights = w.data();
-            args.num_saved = static_cast<std::int32_t>(saved.size());
-            args.saved = saved.data();
-            if (backward) {
-                args.grad_outputs = d_out.data();
-                args.grad_inputs = d_in.data();
-                args.grad_weights = d_w.data();
-            }
-        }
-    };
-
-    std::unique_ptr<nngraph::AttributeValues> attrs_;
-    std::unique_ptr<nngraph::OpInstance> instance_;
-    nngraph::InferResult shapes_;
-    std::vector<Tensor> inputs_, masks_, outputs_, out_masks_, weights_, saved_, grad_outputs_, grad_inputs_, grad_weights_;
-    nng_context ctx_{};
+    nngraph::testing::OpRunner runner_;
+    int threads_;
+    std::vector<Tensor> grad_outputs_;
 };
 
 double cpu_ms() {
