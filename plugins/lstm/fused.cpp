@@ -195,7 +195,7 @@ void fused_backward(const Settings& settings, const Sizes& s, const Operands& in
     if (settings.return_sequences && dy.out) {
         to_time_major(dy.out, dyt, s.batch, s.steps, s.units, false, nullptr);
     } else {
-        std::memset(dyt, 0, static_cast<std::size_t>(s.steps * state) * sizeof(float));
+        fill_zero(dyt, s.steps * state);
         if (dy.out) std::memcpy(last, dy.out, static_cast<std::size_t>(state) * sizeof(float));
     }
     const Small small(s);

@@ -115,6 +115,8 @@ void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64
 // Keras's input dropout mask for one call: (N, F) of 0 and 1/(1-rate), the same for every step,
 // drawn from `seed`.
 void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float rate, std::uint64_t seed);
+// x = 0, n elements, in parallel when large.
+void fill_zero(float* x, std::int64_t n);
 // a += b, n elements.
 void add_to(float* a, const float* b, std::int64_t n);
 

@@ -165,6 +165,16 @@ void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float 
     }
 }
 
+void fill_zero(float* x, std::int64_t n) {
+    constexpr std::int64_t kBlock = 1 << 16;  // 256 KiB a block, spread over the threads
+    const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::int64_t begin = b * kBlock;
+        std::memset(x + begin, 0, static_cast<std::size_t>(std::min(kBlock, n - begin)) * sizeof(float));
+    }
+}
+
 void add_to(float* a, const float* b, std::int64_t n) {
 #pragma omp simd
     for (std::int64_t i = 0; i < n; ++i) a[i] += b[i];
