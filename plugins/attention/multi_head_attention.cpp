@@ -10,6 +10,14 @@
 // masked probabilities (a fully masked row then gives zeros, not a uniform row). The output
 // carries the query mask.
 //
+// Linformer (Wang et al. 2020), `linformer: {k: K}`: after their projections, keys and values
+// are projected along the sequence, K' = E·K and V' = F·V per head with the learned (K, steps)
+// weights linformer.e and linformer.f (shared by the heads, the paper's headwise sharing), and
+// attention runs over those K rows: time and memory linear in the steps. Masked keys and values
+// are zeroed before the projection (so padding adds nothing); causal masking has no meaning once
+// keys are mixed and is refused. An option here rather than an op of its own: the projections,
+// heads, masks, dropout and weight names are all MultiHeadAttention's.
+//
 // The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
 // core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
 #include <cmath>
@@ -41,6 +49,7 @@ struct MultiHeadAttention {
         nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial projection biases"),
         nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
         nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
+        nng::nullable(nng::int_attr("linformer.k", "null", "Linformer: keys and values projected along the steps to k rows")),
     });
 
     explicit MultiHeadAttention(const nng::Attrs& attrs)
@@ -52,7 +61,11 @@ struct MultiHeadAttention {
           kernel_init_(nng::keras_initializer(attrs.get_string("kernel_initializer"), "kernel_initializer")),
           bias_init_(nng::keras_initializer(attrs.get_string("bias_initializer"), "bias_initializer")),
           causal_(attrs.get_bool("use_causal_mask")),
-          long_(attrs) {
+          long_(attrs),
+          linformer_(attrs.is_null("linformer.k") ? 0 : attrs.get_int("linformer.k")) {
+        nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k", "a positive number of rows, got " + std::to_string(linformer_));
+        nng::check_attr(!linformer_ || !causal_, "linformer.k", "no use_causal_mask: projected keys mix every step");
+        nng::check_attr(!linformer_ || !long_.tiled, "linformer.k", "the dense core (no blockwise or sparse pattern): the projected keys are few");
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -92,6 +105,50 @@ struct MultiHeadAttention {
     // A weight's index in the op's list (biases are absent without use_bias).
     int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
     int span_weight() const { return use_bias_ ? 8 : 4; }
+    // Linformer's weights come after the projections' (MultiHeadAttention takes no span with them).
+    enum LinformerWeight { kLinformerE, kLinformerF };
+    int index(LinformerWeight w) const { return (use_bias_ ? 8 : 4) + static_cast<int>(w); }
+
+    // ---- Linformer ----
+
+    // Zeroes the rows of x (B, heads, Tv, dim) whose key is masked (value mask and key mask).
+    void zero_masked_keys(const nng::Exec& exec, float* x, std::int64_t dim) const {
+        const Roles r = Roles::of(exec.num_inputs());
+        const std::uint8_t* a = mask_data(exec.input_mask(r.value));
+        const std::uint8_t* b = r.key != r.value ? mask_data(exec.input_mask(r.key)) : nullptr;
+        if (!a && !b) return;
+        const nng::TensorRef v = exec.input(r.value);
+        const std::int64_t batch = v.dim(0), steps = v.dim(1);
+        for (std::int64_t s = 0; s < batch; ++s)
+            for (std::int64_t h = 0; h < heads_; ++h)
+                for (std::int64_t j = 0; j < steps; ++j) {
+                    if ((a && !a[s * steps + j]) || (b && !b[s * steps + j])) std::fill_n(x + ((s * heads_ + h) * steps + j) * dim, dim, 0.0f);
+                }
+    }
+    // x' (G, k, dim) = W · x (G, Tv, dim) for every group, W = linformer.e or .f (k, Tv).
+    void along_steps(const nng::Exec& exec, LinformerWeight w, float* x, std::int64_t dim, float* out) const {
+        const nng::TensorRef weight = exec.weight(index(w));
+        const std::int64_t k = weight.dim(0), steps = weight.dim(1), g = exec.input(0).dim(0) * heads_;
+        onednn::matmul(onednn::view(weight, {1, k, steps}), onednn::view(x, DataType::f32, {g, steps, dim}),
+                       onednn::view(out, DataType::f32, {g, k, dim}));
+    }
+    // From dL/dx' (G, k, dim): dW = Σ_g dx'_g · x_gᵀ, computed as one product of dx' laid out
+    // (k, G·dim) by x laid out (G·dim, Tv); and dx = Wᵀ · dx', zero on masked keys.
+    void along_steps_backward(const nng::Exec& exec, LinformerWeight w, const float* x, std::int64_t dim, float* d_projected,
+                              float* dx, float* rows_by_k, float* k_by_steps) const {
+        const nng::TensorRef weight = exec.weight(index(w));
+        const std::int64_t k = weight.dim(0), steps = weight.dim(1), groups = exec.input(0).dim(0) * heads_;
+        const onednn::View dxp = onednn::view(d_projected, DataType::f32, {groups, k, dim});
+        if (const nng::TensorRef dw = exec.grad_weight(index(w))) {
+            onednn::reorder(dxp.permuted({1, 0, 2}), onednn::view(rows_by_k, DataType::f32, {k, groups, dim}));
+            onednn::reorder(onednn::view(const_cast<float*>(x), DataType::f32, {groups, steps, dim}).transposed(),
+                            onednn::view(k_by_steps, DataType::f32, {groups, dim, steps}));
+            onednn::matmul(onednn::view(rows_by_k, DataType::f32, {k, groups * dim}),
+                           onednn::view(k_by_steps, DataType::f32, {groups * dim, steps}), onednn::view(dw, {k, steps}));
+        }
+        onednn::matmul(onednn::view(weight, {1, k, steps}).transposed(), dxp, onednn::view(dx, DataType::f32, {groups, steps, dim}));
+        zero_masked_keys(exec, dx, dim);
+    }
     Pattern pattern(const nng::Exec& exec) const {
         Pattern pattern = long_.pattern;
         if (long_.adaptive()) pattern.spans = exec.weight(span_weight()).f32();
@@ -118,6 +175,10 @@ struct MultiHeadAttention {
         ctx.add_weight("attention_output.kernel", out_kernel, kernel_init_);
         if (use_bias_) ctx.add_weight("attention_output.bias", s.out_dims, bias_init_);
         long_.add_weights(ctx, heads_);
+        if (linformer_) {
+            ctx.add_weight("linformer.e", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
+            ctx.add_weight("linformer.f", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
+        }
 
         const std::int64_t b = d.q[0];
         if (ctx.training()) {
@@ -128,8 +189,13 @@ struct MultiHeadAttention {
             if (long_.tiled) {
                 ctx.add_saved(NNG_F32, {b, n * s.tq * 2});  // per query row: score maximum, 1 / exponential sum
             } else {
-                ctx.add_saved(NNG_F32, {b, n, s.tq, s.tv});  // probabilities
-                if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((s.tv + 7) / 8)});  // keep bits
+                const std::int64_t keys = linformer_ ? linformer_ : s.tv;
+                ctx.add_saved(NNG_F32, {b, n, s.tq, keys});  // probabilities
+                if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((keys + 7) / 8)});  // keep bits
+                if (linformer_) {
+                    ctx.add_saved(NNG_F32, {b, n, linformer_, h});   // K' = E·K
+                    ctx.add_saved(NNG_F32, {b, n, linformer_, hv});  // V' = F·V
+                }
             }
         }
         ctx.set_scratch_bytes(scratch_bytes(s, ctx.training()));
@@ -160,7 +226,7 @@ struct MultiHeadAttention {
         p.batch = s.batch;
         p.heads = heads_;
         p.tq = s.tq;
-        p.tv = s.tv;
+        p.tv = linformer_ ? linformer_ : s.tv;
         p.dk = key_dim_;
         p.dv = value_dim_;
         p.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(key_dim_)));
@@ -175,6 +241,7 @@ struct MultiHeadAttention {
         float *q = nullptr, *k = nullptr, *v = nullptr, *joined = nullptr;  // Q, K, V heads apart; O heads joined
         ProbabilityState probs;
         float* stats = nullptr;      // tiled, training: per query row maximum and 1 / sum
+        float *kp = nullptr, *vp = nullptr;  // Linformer: K' and V', heads apart
         float* projected = nullptr;  // one projection in (B·T, heads·dim) layout, before reordering
         float* heads_out = nullptr;  // O heads apart
     };
@@ -184,12 +251,16 @@ struct MultiHeadAttention {
     void forward_buffers(Bump& bump, const Problem& p, const Shapes& s, bool in_scratch, Tensors& t) const {
         if (in_scratch) {
             t.q = bump.floats(p.groups() * p.tq * p.dk);
-            t.k = bump.floats(p.groups() * p.tv * p.dk);
-            t.v = bump.floats(p.groups() * p.tv * p.dv);
+            t.k = bump.floats(p.groups() * s.tv * p.dk);
+            t.v = bump.floats(p.groups() * s.tv * p.dv);
             t.joined = bump.floats(p.groups() * p.tq * p.dv);
             if (!long_.tiled) {
                 t.probs.probs = bump.floats(p.score_count());
                 if (p.dropout) t.probs.keep = static_cast<std::uint8_t*>(bump.bytes(p.keep_bytes()));
+            }
+            if (linformer_) {
+                t.kp = bump.floats(p.groups() * p.tv * p.dk);
+                t.vp = bump.floats(p.groups() * p.tv * p.dv);
             }
         }
         t.projected = bump.floats(largest_projection(s));
@@ -198,6 +269,8 @@ struct MultiHeadAttention {
     struct Gradients {
         float *d_joined, *d_heads_out, *dq, *dk, *dv, *dscores, *d_projected;
         float* heads_out;  // tiled: the forward's O heads apart, which its backward reads
+        float *dk_full, *dv_full;  // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
+        float *rows_by_k, *k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
     };
     Gradients backward_buffers(Bump& bump, const Problem& p, const Shapes& s) const {
         Gradients g{};
@@ -208,6 +281,13 @@ struct MultiHeadAttention {
         g.dv = bump.floats(p.groups() * p.tv * p.dv);
         if (long_.tiled) g.heads_out = bump.floats(p.groups() * p.tq * p.dv);
         else g.dscores = bump.floats(p.score_count());
+        if (linformer_) {
+            const std::int64_t d = std::max(p.dk, p.dv);
+            g.dk_full = bump.floats(p.groups() * s.tv * p.dk);
+            g.dv_full = bump.floats(p.groups() * s.tv * p.dv);
+            g.rows_by_k = bump.floats(p.groups() * p.tv * d);
+            g.k_by_steps = bump.floats(p.groups() * s.tv * d);
+        }
         g.d_projected = bump.floats(largest_projection(s));
         return g;
     }
@@ -223,6 +303,11 @@ struct MultiHeadAttention {
         } else {
             t.probs.probs = exec.saved(4).f32();
             if (p.dropout) t.probs.keep = exec.saved(5).u8();
+            if (linformer_) {
+                const int first = dropout_.rate > 0.0 ? 6 : 5;
+                t.kp = exec.saved(first).f32();
+                t.vp = exec.saved(first + 1).f32();
+            }
         }
         return t;
     }
@@ -243,14 +328,16 @@ struct MultiHeadAttention {
         const Roles r = Roles::of(exec.num_inputs());
         Problem p = problem_shape(s);
         p.q = groups(t.q, p, p.tq, p.dk);
-        p.k = groups(t.k, p, p.tv, p.dk);
-        p.v = groups(t.v, p, p.tv, p.dv);
+        p.k = groups(linformer_ ? t.kp : t.k, p, p.tv, p.dk);
+        p.v = groups(linformer_ ? t.vp : t.v, p, p.tv, p.dv);
         p.out = groups(t.heads_out, p, p.tq, p.dv);
         p.style = MaskStyle::kReplace;
         p.zero_masked = dropout_.rate > 0.0;
         p.query_mask = mask_data(exec.input_mask(r.query));
-        p.key_masks[0] = mask_data(exec.input_mask(r.value));
-        if (r.key != r.value) p.key_masks[1] = mask_data(exec.input_mask(r.key));
+        if (!linformer_) {  // Linformer zeroes masked keys and values instead
+            p.key_masks[0] = mask_data(exec.input_mask(r.value));
+            if (r.key != r.value) p.key_masks[1] = mask_data(exec.input_mask(r.key));
+        }
         p.causal = causal_;
         dropout_.apply(p, exec);
         return p;
@@ -281,6 +368,12 @@ struct MultiHeadAttention {
         project(exec, r.query, kQueryKernel, key_dim_, t.projected, t.q);
         project(exec, r.key, kKeyKernel, key_dim_, t.projected, t.k);
         project(exec, r.value, kValueKernel, value_dim_, t.projected, t.v);
+        if (linformer_) {
+            zero_masked_keys(exec, t.k, key_dim_);
+            zero_masked_keys(exec, t.v, value_dim_);
+            along_steps(exec, kLinformerE, t.k, key_dim_, t.kp);
+            along_steps(exec, kLinformerF, t.v, value_dim_, t.vp);
+        }
         if (long_.tiled) TiledCore::forward(p, pattern(exec), t.stats);
         else MaterializedCore::forward(p, t.probs, scratch);
         onednn::reorder(heads_apart(t.heads_out, s.batch, heads_, s.tq, value_dim_),
@@ -316,7 +409,7 @@ struct MultiHeadAttention {
         const nng::TensorRef dy = exec.grad_output(0);
         if (!dy) {
             for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
-            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0); ++w) zero(exec.grad_weight(w));
+            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w) zero(exec.grad_weight(w));
             return;
         }
         Problem p = problem_shape(s);
@@ -356,10 +449,17 @@ struct MultiHeadAttention {
             MaterializedCore::backward_dot(p, g.dscores, grads, scratch);
         }
 
+        float *dk = g.dk, *dv = g.dv;
+        if (linformer_) {
+            along_steps_backward(exec, kLinformerE, t.k, key_dim_, g.dk, g.dk_full, g.rows_by_k, g.k_by_steps);
+            along_steps_backward(exec, kLinformerF, t.v, value_dim_, g.dv, g.dv_full, g.rows_by_k, g.k_by_steps);
+            dk = g.dk_full;
+            dv = g.dv_full;
+        }
         // Input gradients: an input playing several roles sums them.
         project_backward(exec, r.query, kQueryKernel, key_dim_, g.dq, g.d_projected, false);
-        project_backward(exec, r.key, kKeyKernel, key_dim_, g.dk, g.d_projected, r.key == r.query);
-        project_backward(exec, r.value, kValueKernel, value_dim_, g.dv, g.d_projected, r.value == r.query || r.value == r.key);
+        project_backward(exec, r.key, kKeyKernel, key_dim_, dk, g.d_projected, r.key == r.query);
+        project_backward(exec, r.value, kValueKernel, value_dim_, dv, g.d_projected, r.value == r.query || r.value == r.key);
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
@@ -369,6 +469,7 @@ struct MultiHeadAttention {
     nng::Initializer kernel_init_, bias_init_;
     bool causal_;
     LongContextAttrs long_;
+    std::int64_t linformer_;  // k, or 0
 };
 
 }  // namespace

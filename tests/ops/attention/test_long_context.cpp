@@ -5,6 +5,7 @@
 //   - a sliding window (with global tokens) and block-sparse attention equal dense attention under
 //     the matching explicit (query, key) mask, built here as a loop in double; patterns wide enough
 //     to allow everything equal the dense op, gradients included;
+//   - Linformer (MultiHeadAttention's linformer.k) equals its equations in double;
 //   - adaptive span equals softmax with the soft mask m(x) = clamp((R + z - x) / R, 0, 1)
 //     renormalised, in double;
 //   - attribute errors.
@@ -292,6 +293,10 @@ TEST_CASE("long-context attributes are checked") {
     CHECK(message("Attention", "{implementation: sparse}").find("implementation") != std::string::npos);
     CHECK(message("Attention", "{implementation: blockwise, score_mode: concat}").find("score_mode") != std::string::npos);
     CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, window: -3}").find("window") != std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 0}}").find("linformer.k") != std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, use_causal_mask: true}").find("linformer.k") !=
+          std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, window: 3}").find("linformer.k") != std::string::npos);
 }
 
 TEST_CASE("blockwise saves two floats per query row, not the score matrix") {
@@ -302,4 +307,68 @@ TEST_CASE("blockwise saves two floats per query row, not the score matrix") {
     REQUIRE(tiled.shapes().saved.size() == 1);
     CHECK(tiled.shapes().saved[0].shape == Shape{2, 600});
     CHECK(tiled.shapes().scratch_bytes == 0);
+}
+
+TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttention with linformer.k, in double") {
+    // Self-attention, 2 heads of 3, 40 steps projected to 6 rows; masked keys and values zeroed
+    // before the projection, masked queries attending uniformly (Keras's fully masked rows).
+    const std::int64_t B = 2, T = 40, D = 5, n = 2, h = 3, k = 6;
+    OpRunner r("MultiHeadAttention", "{num_heads: 2, key_dim: 3, linformer: {k: 6}}", {seq(B, T, D)}, {true}, false);
+    fill(r, {"MultiHeadAttention", {seq(B, T, D)}, {true}}, 31);
+    const auto w = [&](const std::string& name) {
+        for (std::size_t i = 0; i < r.weights().size(); ++i) {
+            if (r.shapes().weights[i].name == name) return r.weights()[i].data<float>();
+        }
+        FAIL("no weight " << name);
+        return static_cast<float*>(nullptr);
+    };
+    REQUIRE(r.shapes().weights.size() == 10);
+    CHECK(r.shapes().weights[8].shape == Shape{k, T});
+    const float* x = r.inputs()[0].data<float>();
+    const std::uint8_t* mask = r.input_masks()[0].data<std::uint8_t>();
+    // Projection of `name` for sample b, step t, head, dim e.
+    const auto project = [&](const std::string& name, std::int64_t b, std::int64_t t, std::int64_t head, std::int64_t e) {
+        double acc = w(name + ".bias")[head * h + e];
+        for (std::int64_t f = 0; f < D; ++f) acc += double(x[(b * T + t) * D + f]) * w(name + ".kernel")[(f * n + head) * h + e];
+        return acc;
+    };
+    std::vector<double> want;
+    for (std::int64_t b = 0; b < B; ++b) {
+        std::vector<double> joined(static_cast<std::size_t>(T * n * h));
+        for (std::int64_t head = 0; head < n; ++head) {
+            std::vector<double> kp(static_cast<std::size_t>(k * h), 0.0), vp(static_cast<std::size_t>(k * h), 0.0);
+            for (std::int64_t row = 0; row < k; ++row)
+                for (std::int64_t t = 0; t < T; ++t) {
+                    if (!mask[b * T + t]) continue;
+                    for (std::int64_t e = 0; e < h; ++e) {
+                        kp[static_cast<std::size_t>(row * h + e)] += w("linformer.e")[row * T + t] * project("key", b, t, head, e);
+                        vp[static_cast<std::size_t>(row * h + e)] += w("linformer.f")[row * T + t] * project("value", b, t, head, e);
+                    }
+                }
+            for (std::int64_t i = 0; i < T; ++i) {
+                std::vector<double> s(static_cast<std::size_t>(k));
+                double top = -INFINITY, sum = 0.0;
+                for (std::int64_t row = 0; row < k; ++row) {
+                    double score = 0.0;
+                    for (std::int64_t e = 0; e < h; ++e) score += project("query", b, i, head, e) / std::sqrt(3.0) * kp[static_cast<std::size_t>(row * h + e)];
+                    s[static_cast<std::size_t>(row)] = mask[b * T + i] ? score : -1e9;
+                    top = std::max(top, s[static_cast<std::size_t>(row)]);
+                }
+                for (double& v : s) sum += (v = std::exp(v - top));
+                for (std::int64_t e = 0; e < h; ++e) {
+                    double o = 0.0;
+                    for (std::int64_t row = 0; row < k; ++row) o += s[static_cast<std::size_t>(row)] / sum * vp[static_cast<std::size_t>(row * h + e)];
+                    joined[static_cast<std::size_t>((i * n + head) * h + e)] = o;
+                }
+            }
+        }
+        for (std::int64_t i = 0; i < T; ++i)
+            for (std::int64_t f = 0; f < D; ++f) {
+                double acc = w("attention_output.bias")[f];
+                for (std::int64_t m = 0; m < n * h; ++m) acc += joined[static_cast<std::size_t>(i * n * h + m)] * w("attention_output.kernel")[m * D + f];
+                want.push_back(acc);
+            }
+    }
+    r.forward(false, 1, false, 2);
+    check_close(r.outputs()[0], want, "linformer");
 }

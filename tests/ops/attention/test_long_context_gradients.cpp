@@ -65,3 +65,13 @@ TEST_CASE("adaptive-span attention backward matches finite differences, the span
          {seq(2, 7, 3)}},
     });
 }
+
+TEST_CASE("Linformer (MultiHeadAttention linformer.k) backward matches finite differences, E and F included") {
+    check_gradient_table({
+        {"self-attention", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, linformer: {k: 3}}", {seq(2, 6, 3)}},
+        {"masks, dropout", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, linformer: {k: 4}, dropout: 0.2, seed: 1}",
+         {seq(2, 6, 3, true)}},
+        {"cross, [query, value, key], masks", "MultiHeadAttention", "{num_heads: 1, key_dim: 3, value_dim: 2, linformer: {k: 2}}",
+         {seq(2, 4, 3, true), seq(2, 7, 2, true), seq(2, 7, 4, true)}},
+    });
+}
