@@ -129,18 +129,16 @@ void OpRunner::forward(bool training, std::uint64_t seed, bool deterministic, in
 }
 
 void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input, int threads) {
-    std::vector<Tensor> dy = grad_outputs;
-    dy.resize(outputs_.size());
     auto call = prepare_call(true, seed, threads);
-    call->d_out = views(dy);
+    // The output gradients as given (no copy); a missing or empty one is an absent gradient.
+    for (std::size_t j = 0; j < outputs_.size(); ++j) {
+        nng_tensor t = view(outputs_[j]);
+        const bool given = j < grad_outputs.size() && !grad_outputs[j].empty();
+        t.data = given ? const_cast<void*>(grad_outputs[j].raw()) : nullptr;
+        call->d_out.push_back(t);
+    }
     call->d_in = views(grad_inputs_);
     call->d_w = views(grad_weights_);
-    for (std::size_t j = 0; j < dy.size(); ++j) {
-        if (dy[j].empty()) {
-            call->d_out[j].shape = to_c_shape(outputs_[j].shape());
-            call->d_out[j].dtype = static_cast<nng_dtype>(outputs_[j].dtype());
-        }
-    }
     for (std::size_t i = 0; i < want_input.size() && i < call->d_in.size(); ++i) {
         if (!want_input[i]) call->d_in[i].data = nullptr;
     }

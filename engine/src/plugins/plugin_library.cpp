@@ -29,7 +29,9 @@ std::shared_ptr<const PluginLibrary> PluginLibrary::open(const std::filesystem::
         throw InputError(describe(path) + " does not exist or is not a file");
     }
     // RTLD_LOCAL keeps each plugin's symbols (and its copy of the oneDNN helper) to itself.
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    // RTLD_NODELETE keeps its code mapped after dlclose: OpenMP's worker threads may still hold
+    // the plugin's thread-local state (oneDNN streams, buffers) when the process winds down.
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!handle) {
         const char* why = dlerror();
         throw InputError(describe(path) + " could not be loaded: " + (why ? why : "unknown dlopen error"));

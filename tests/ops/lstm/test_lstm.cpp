@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "gradcheck.hpp"
+#include "gradcheck_table.hpp"
 #include "graph_gradcheck.hpp"
 #include "lstm_reference.hpp"
 #include "nngraph/error.hpp"
@@ -133,16 +133,6 @@ std::string error_of(const std::string& attributes, const Shape& input, DType dt
     return "";
 }
 
-void run_table(const std::vector<GradCase>& cases) {
-    for (const GradCase& c : cases) {
-        CAPTURE(c.label);
-        const auto result = check_gradients(c);
-        INFO(result.report);
-        CHECK(result.checked > 0);
-        CHECK(result.ok);
-    }
-}
-
 }  // namespace
 
 // ---- Forward against the reference -------------------------------------------------------------
@@ -227,7 +217,7 @@ TEST_CASE("LSTM: a masked step repeats the previous output, and a sequence rever
 
 TEST_CASE("LSTM backward matches finite differences (oneDNN path)") {
     const Shape a{3, 5, 4}, b{2, 7, 3};
-    run_table({
+    nngraph::testing::check_gradient_table({
         {"plain (3, 5, 4) -> 6", "LSTM", "{units: 6}", {{a}}},
         {"plain (2, 7, 3) -> 5", "LSTM", "{units: 5}", {{b}}},
         {"return_sequences", "LSTM", "{units: 6, return_sequences: true}", {{a}}},
@@ -246,7 +236,7 @@ TEST_CASE("LSTM backward matches finite differences with masks and other activat
     const Shape a{3, 5, 4}, b{2, 7, 3};
     GradInput ma{a}, mb{b};
     ma.mask = mb.mask = true;
-    run_table({
+    nngraph::testing::check_gradient_table({
         {"masked", "LSTM", "{units: 6}", {ma}},
         {"masked (2, 7, 3) -> 5", "LSTM", "{units: 5}", {mb}},
         {"masked return_sequences", "LSTM", "{units: 6, return_sequences: true}", {ma}},
