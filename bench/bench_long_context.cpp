@@ -7,14 +7,21 @@
 //              clearing it, minus the resident memory before the op's tensors were made): what
 //              the op really touched, its temporary buffers included,
 //   peak/io    the ratio the long-context cores keep under 2.
-// Run one at a time (--benchmark_filter); the peak is per process state, so a filter that runs
-// dense before blockwise in the same process still measures each from its own start.
+// Large blocks are mapped and unmapped one by one (mallopt), so memory freed by one run is not
+// reused unseen by the next; still, the plugin's per-thread tile buffers only grow, so run each
+// variant in a process of its own (--benchmark_filter=long_context/blockwise/) for its peaks.
+//
+// tile/onednn_matmul measures one oneDNN matmul call of a 64 x 64 x 64 tile product on one
+// thread: the alternative to the tiled core's own kernels, whose whole tile step (two products,
+// the online softmax) it should beat to be worth calling.
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 
 #include <fstream>
 #include <string>
 
 #include "gradcheck.hpp"
+#include "nngraph/onednn.hpp"
 #include "op_runner.hpp"
 
 using namespace nngraph;
@@ -75,9 +82,25 @@ void run(benchmark::State& state, const Variant& v) {
     state.counters["steps/s"] = benchmark::Counter(double(steps) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+void tile_matmul(benchmark::State& state) {
+    namespace dnn = nng::onednn;
+    dnn::set_num_threads(1);
+    const std::int64_t n = state.range(0);
+    Tensor a(DType::F32, {n, n}), b(DType::F32, {n, n}), c(DType::F32, {n, n});
+    fill_uniform(a, -1, 1, 1);
+    fill_uniform(b, -1, 1, 2);
+    const auto f32 = dnnl::memory::data_type::f32;
+    const dnn::View va = dnn::view(a.raw(), f32, {n, n}), vb = dnn::view(b.raw(), f32, {n, n}), vc = dnn::view(c.raw(), f32, {n, n});
+    dnn::matmul(va, vb.transposed(), vc);
+    for (auto _ : state) dnn::matmul(va, vb.transposed(), vc);
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * n * n * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 16);
+    mallopt(M_TRIM_THRESHOLD, 1 << 16);
     const std::vector<Variant> variants = {
         {"dense", "{scale: 0.125}", 16384},
         {"blockwise", "{scale: 0.125, implementation: blockwise}", 65536},
@@ -91,6 +114,7 @@ int main(int argc, char** argv) {
         for (std::int64_t steps = 1024; steps <= v.max_steps; steps *= 2) b->Arg(steps);
         b->ArgName("steps")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
     }
+    benchmark::RegisterBenchmark("tile/onednn_matmul", tile_matmul)->Arg(64)->ArgName("n")->Unit(benchmark::kMicrosecond)->UseRealTime();
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

@@ -314,6 +314,15 @@ bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, s
     return plan.tile_candidate(g, i0, i1, j0, j1);
 }
 
+// The tile's raw products q·kᵀ into t.s (keys packed into t.kt) and its softmax inputs into
+// `scores` (which may be t.s): the first half of every tile step, forward and backward.
+inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Rows& k, std::int64_t g, std::int64_t i0,
+                                                      std::int64_t i1, std::int64_t j0, std::int64_t count, RowKind active, float* scores) {
+    pack_rows_transposed(k, j0, count, plan.p.dk, t.kt);
+    gemm(kTile, kTile, plan.p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
+    tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, scores, t.kind, active);
+}
+
 // ---- forward ----
 
 // One query tile's pass over its key tiles for the rows of kind `active` (their m, l and acc rows
@@ -333,10 +342,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        pack_rows_transposed(k, j0, count, p.dk, t.kt);
+        score_tile(plan, t, k, g, i0, i1, j0, count, active, t.s);
         pack_rows(v, j0, count, p.dv, t.vp, plan.dvp);
-        gemm(kTile, kTile, p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
-        tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, t.s, t.kind, active);
         for (std::int64_t r = 0; r < kTile; ++r) {
             float* x = t.s + r * kTile;
             if (t.kind[r] != active) {
@@ -515,11 +522,9 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        pack_rows_transposed(k, j0, count, p.dk, t.kt);
+        score_tile(plan, t, k, g, i0, i1, j0, count, active, t.p);  // raw q·kᵀ stays in t.s
         pack_rows(k, j0, count, p.dk, t.kp, plan.dkp);
         pack_rows_transposed(v, j0, count, p.dv, t.vt);
-        gemm(kTile, kTile, p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);                // raw q·kᵀ
-        tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, t.p, t.kind, active);
         gemm(kTile, kTile, p.dv, t.dop, plan.dvp, t.vt, kTile, t.dp, kTile, false);             // dL/d(dropped probabilities)
         for (std::int64_t r = 0; r < kTile; ++r) {
             float* prob = t.p + r * kTile;
