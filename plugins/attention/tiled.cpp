@@ -120,12 +120,15 @@ Rows rows_of(const onednn::View& v, std::int64_t g) {
 
 // Copies rows [r0, r0 + 64) of `src` (columns [0, d)) into a 64 x ld block, zeros elsewhere.
 void pack_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int64_t d, float* dst, std::int64_t ld) {
-    std::memset(dst, 0, sizeof(float) * kTile * ld);
-    for (std::int64_t r = 0; r < count; ++r) std::memcpy(dst + r * ld, src.row(r0 + r), sizeof(float) * d);
+    for (std::int64_t r = 0; r < count; ++r) {
+        std::memcpy(dst + r * ld, src.row(r0 + r), sizeof(float) * d);
+        std::fill(dst + r * ld + d, dst + (r + 1) * ld, 0.0f);
+    }
+    std::fill(dst + count * ld, dst + kTile * ld, 0.0f);
 }
 // The same transposed: dst (d x 64), column r is row r0 + r.
 void pack_rows_transposed(const Rows& src, std::int64_t r0, std::int64_t count, std::int64_t d, float* dst) {
-    std::memset(dst, 0, sizeof(float) * kTile * d);
+    if (count < kTile) std::memset(dst, 0, sizeof(float) * kTile * d);
     for (std::int64_t r = 0; r < count; ++r) {
         const float* s = src.row(r0 + r);
         for (std::int64_t e = 0; e < d; ++e) dst[e * kTile + r] = s[e];
