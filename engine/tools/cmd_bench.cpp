@@ -27,6 +27,7 @@ struct BenchOptions {
     int repetitions = 30;
     bool json = false;
     bool profile = false;
+    bool memory = false;
 };
 
 double median_of(std::vector<double> v) {
@@ -134,6 +135,8 @@ void run_bench(const BenchOptions& o) {
         std::printf("heap:        not counted in this build (AddressSanitizer owns operator new)\n");
     }
 
+    if (o.memory) std::printf("\nMemory plan: %s", bench.executor().last_plan_memory_report().c_str());
+
     if (o.profile) {
         const auto& profile = bench.executor().profile();
         std::size_t width = 4;
@@ -168,6 +171,7 @@ void add_bench_commands(CLI::App& app) {
     bench->add_option("--repetitions", o->repetitions, "Timed steps")->check(CLI::PositiveNumber);
     bench->add_flag("--json", o->json, "Print Google Benchmark's JSON layout");
     bench->add_flag("--profile", o->profile, "Also print the time of every node's forward and backward");
+    bench->add_flag("--memory", o->memory, "Also print the step's memory plan: the buffers alive at its peak");
     add_common_options(*bench, o->common);
     bench->callback([o] { run_bench(*o); });
 }

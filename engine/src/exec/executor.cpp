@@ -81,6 +81,7 @@ struct Executor::Plan {
     std::int64_t batch = 0;
     bool training = false;
     std::vector<BufferRequest> requests;
+    std::vector<std::string> request_names;  // what each buffer holds, for memory reports
     ArenaLayout layout;
     std::vector<Shape> shapes;           // per tensor, concrete
     std::vector<int> tensor_buffer;      // per tensor: buffer index
@@ -241,17 +242,18 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
         if (g.tensor(t).logits >= 0) extend(g.tensor(t).logits, end_step);
     }
 
-    auto request = [&](std::size_t bytes, int from, int to) {
+    auto request = [&](std::size_t bytes, int from, int to, std::string name) {
         plan->requests.push_back({bytes, from, to});
+        plan->request_names.push_back(std::move(name));
         return static_cast<int>(plan->requests.size() - 1);
     };
     for (std::size_t t = 0; t < num_tensors; ++t) {
-        plan->tensor_buffer[t] = request(bytes_of(g.tensors()[t].info.dtype, plan->shapes[t]), first[t], last[t]);
+        plan->tensor_buffer[t] = request(bytes_of(g.tensors()[t].info.dtype, plan->shapes[t]), first[t], last[t], "tensor " + g.tensors()[t].name);
     }
     if (loss_) {
         for (TensorId t : loss_outputs_) {
             Shape shape = loss_->target_shape(shape_of(t));
-            plan->target_buffer.push_back(request(bytes_of(DType::F32, shape), 0, loss_step));
+            plan->target_buffer.push_back(request(bytes_of(DType::F32, shape), 0, loss_step, "targets of " + g.tensor(t).name));
             plan->target_shapes.push_back(std::move(shape));
         }
     }
@@ -268,10 +270,11 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
             };
             const std::size_t bytes = bytes_of(DType::F32, plan->shapes[t]);
             const int consumed = backward_step[static_cast<std::size_t>(g.tensors()[t].producer)];
-            plan->grad_buffer[t] = request(bytes, step_of(contributions.front()), consumed);
+            plan->grad_buffer[t] = request(bytes, step_of(contributions.front()), consumed, "gradient of " + g.tensors()[t].name);
             contribution_buffer[t].push_back(plan->grad_buffer[t]);
             for (std::size_t c = 1; c < contributions.size(); ++c) {
-                contribution_buffer[t].push_back(request(bytes, step_of(contributions[c]), step_of(contributions[c])));
+                contribution_buffer[t].push_back(request(bytes, step_of(contributions[c]), step_of(contributions[c]),
+                                                         "gradient contribution to " + g.tensors()[t].name));
             }
         }
     }
@@ -304,12 +307,15 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
         }
         const int saved_until = call.runs_backward ? call.backward_step : call.forward_step;
         for (const TensorInfo& saved : r.saved) {
-            call.saved.add(saved.dtype, saved.shape, request(bytes_of(saved.dtype, saved.shape), call.forward_step, saved_until));
+            call.saved.add(saved.dtype, saved.shape,
+                           request(bytes_of(saved.dtype, saved.shape), call.forward_step, saved_until, "saved by " + node.name));
         }
         call.scratch_bytes = r.scratch_bytes;
         if (r.scratch_bytes) {
-            call.forward_scratch = request(r.scratch_bytes, call.forward_step, call.forward_step);
-            if (call.runs_backward) call.backward_scratch = request(r.scratch_bytes, call.backward_step, call.backward_step);
+            call.forward_scratch = request(r.scratch_bytes, call.forward_step, call.forward_step, "scratch of " + node.name + " forward");
+            if (call.runs_backward) {
+                call.backward_scratch = request(r.scratch_bytes, call.backward_step, call.backward_step, "scratch of " + node.name + " backward");
+            }
         }
         if (call.runs_backward) {
             for (TensorId t : node.outputs) call.grad_outputs.add(DType::F32, shape_of(t), plan->grad_buffer[static_cast<std::size_t>(t)]);
@@ -529,6 +535,41 @@ void Executor::set_profiling(bool on) {
 }
 
 std::size_t Executor::last_plan_backward_bytes() const { return last_plan_ ? last_plan_->backward_bytes : 0; }
+
+std::string Executor::last_plan_memory_report() const {
+    if (!last_plan_) return "no step has run yet\n";
+    const Plan& plan = *last_plan_;
+    // The step at which the most bytes are alive, and what they are.
+    int last_step = 0;
+    for (const BufferRequest& r : plan.requests) last_step = std::max(last_step, r.last_step);
+    int peak_step = 0;
+    std::size_t peak = 0;
+    for (int step = 0; step <= last_step; ++step) {
+        std::size_t live = 0;
+        for (const BufferRequest& r : plan.requests) live += r.first_step <= step && step <= r.last_step ? r.bytes : 0;
+        if (live > peak) {
+            peak = live;
+            peak_step = step;
+        }
+    }
+    std::vector<std::size_t> order(plan.requests.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return plan.requests[a].bytes > plan.requests[b].bytes; });
+    char line[256];
+    std::string out;
+    std::snprintf(line, sizeof line, "arena %.2f MB for %zu buffers (%.2f MB laid end to end); %.2f MB alive at step %d, the most at any step:\n",
+                  double(plan.layout.arena_bytes) / 1048576.0, plan.requests.size(), double(plan.layout.requested_bytes) / 1048576.0,
+                  double(peak) / 1048576.0, peak_step);
+    out += line;
+    for (std::size_t i : order) {
+        const BufferRequest& r = plan.requests[i];
+        if (r.first_step > peak_step || r.last_step < peak_step || r.bytes < 4096) continue;
+        std::snprintf(line, sizeof line, "  %9.3f MB  steps %3d..%-3d  %s\n", double(r.bytes) / 1048576.0, r.first_step, r.last_step,
+                      plan.request_names[i].c_str());
+        out += line;
+    }
+    return out;
+}
 
 TensorView Executor::output(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "autograd/gradient_plan.hpp"
@@ -85,6 +86,8 @@ public:
     // Bytes the last plan keeps alive from the forward pass into backward (activations, masks and
     // saved buffers backward reads): the floor any training step's memory must pay.
     std::size_t last_plan_backward_bytes() const;
+    // The last plan's arena: the step where the most bytes are alive and the buffers alive then.
+    std::string last_plan_memory_report() const;
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
