@@ -99,8 +99,12 @@ struct Attention {
         MaterializedCore::reserve_forward(bump, p, probs_in_scratch);
     }
     void backward_scratch(Bump& bump, const Problem& p) const {
-        bump.floats(p.score_count());  // dscores
-        MaterializedCore::reserve_backward(bump, p, use_scale_ && !concat_);
+        if (concat_) {
+            bump.floats(p.score_count());  // dscores, for concat's own backward
+            MaterializedCore::reserve_backward_to_scores(bump, p);
+        } else {
+            MaterializedCore::reserve_backward(bump, p, use_scale_);
+        }
     }
 
     // The problem of one call: views, scale, masks, dropout.
@@ -182,9 +186,9 @@ struct Attention {
         ProbabilityState s;
         s.probs = exec.saved(0).f32();
         s.keep = p.dropout ? exec.saved(1).u8() : nullptr;
-        float* dscores = scratch.floats(p.score_count());
-        MaterializedCore::backward_to_scores(p, s, onednn::view(dout), onednn::view(dv), dscores, scratch);
         if (concat_) {
+            float* dscores = scratch.floats(p.score_count());
+            MaterializedCore::backward_to_scores(p, s, onednn::view(dout), onednn::view(dv), dscores, scratch);
             concat_backward(exec, p, dscores, dq, dk, key_is_value && dv, dscale, dconcat);
             return;
         }
@@ -192,9 +196,10 @@ struct Attention {
         CoreGradients grads;
         grads.dq = onednn::view(dq);
         grads.dk = onednn::view(dk);
-        grads.dk_accumulates = key_is_value;  // onto the value gradient backward_to_scores wrote
+        grads.dv = onednn::view(dv);
+        grads.dk_accumulates = key_is_value;  // onto the value gradient
         if (dscale) grads.d_alpha_product = &product;
-        MaterializedCore::backward_dot(p, dscores, grads, scratch);
+        MaterializedCore::backward(p, s, onednn::view(dout), grads, scratch);
         if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
     }
 

@@ -240,14 +240,6 @@ void MaterializedCore::reserve_forward(Bump& bump, const Problem& p, bool probs_
     bump.bytes(p.batch * p.tv);
 }
 
-void MaterializedCore::reserve_backward(Bump& bump, const Problem& p, bool need_dq_buffer) {
-    if (p.dropout) bump.floats(p.score_count());
-    bump.bytes(p.batch * p.tv);
-    bump.floats(p.groups() * p.tv * std::max(p.dk, p.dv));  // transposed_product in backward_to_scores
-    bump.floats(p.groups() * p.tv * p.dk);                  // and in backward_dot
-    if (need_dq_buffer) bump.floats(p.groups() * p.tq * p.dk);
-}
-
 void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given) {
     const onednn::View scores = scores_view(p, state.probs);
     if (!scores_given) onednn::matmul(p.q, p.k.transposed(), scores, {.alpha = p.alpha});
@@ -258,6 +250,12 @@ void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, 
     if (p.dropout && !state.keep) throw std::logic_error("attention core: dropout without a keep mask buffer");
     if (needs_post_pass(p)) post_softmax(p, keys, state.probs, dropped, state.keep);
     onednn::matmul(dropped ? scores_view(p, dropped) : scores, p.v, p.out);
+}
+
+void MaterializedCore::reserve_backward_to_scores(Bump& bump, const Problem& p) {
+    if (p.dropout) bump.floats(p.score_count());
+    bump.bytes(p.batch * p.tv);
+    bump.floats(p.groups() * p.tv * std::max(p.dk, p.dv));  // transposed_product
 }
 
 void MaterializedCore::backward_to_scores(const Problem& p, const ProbabilityState& state, const onednn::View& dout,
@@ -282,25 +280,108 @@ void MaterializedCore::backward_to_scores(const Problem& p, const ProbabilitySta
     if (p.style == MaskStyle::kReplace && p.has_masks()) zero_fully_masked_rows(p, keys, dscores);
 }
 
-void MaterializedCore::backward_dot(const Problem& p, const float* dscores, const CoreGradients& grads, Bump& scratch) {
+namespace {
+
+// dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores; see CoreGradients for d_alpha_product
+// (added to, not overwritten). `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
+void dot_backward(const Problem& p, const float* dscores, const CoreGradients& grads, float* buffer) {
     const onednn::View dS = scores_view(p, const_cast<float*>(dscores));
     if (grads.d_alpha_product) {
         // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
-        const onednn::View t = onednn::view(scratch.floats(p.groups() * p.tq * p.dk), DataType::f32, {p.groups(), p.tq, p.dk});
+        const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
         onednn::matmul(dS, p.k, t);
-        const float* tv = static_cast<const float*>(t.data);
         const float* q = static_cast<const float*>(p.q.data);
         double sum = 0.0;
         const std::int64_t rows = p.groups() * p.tq;
 #pragma omp parallel for reduction(+ : sum) if (threads_for(rows * p.dk) == 0) schedule(static)
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* qr = q + (r / p.tq) * p.q.strides[0] + (r % p.tq) * p.q.strides[1];
-            for (std::int64_t d = 0; d < p.dk; ++d) sum += double(qr[d * p.q.strides[2]]) * double(tv[r * p.dk + d]);
+            for (std::int64_t d = 0; d < p.dk; ++d) sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
         }
-        *grads.d_alpha_product = sum;
+        *grads.d_alpha_product += sum;
     }
     if (grads.dq.present()) onednn::matmul(dS, p.k, grads.dq, {.alpha = p.alpha});
     if (grads.dk.present()) onednn::matmul(dS.transposed(), p.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
+}
+
+// Groups [g0, g0 + count) of a (G, ...) view.
+onednn::View group_slice(const onednn::View& v, std::int64_t g0, std::int64_t count) {
+    if (!v.present()) return v;
+    onednn::View s = v;
+    s.data = static_cast<float*>(v.data) + g0 * v.strides[0];
+    s.dims[0] = count;
+    return s;
+}
+
+// The problem of batch elements [b0, b0 + count): every view, mask and saved buffer shifted.
+struct BatchSlice {
+    Problem p;
+    ProbabilityState state;
+    onednn::View dout;
+    CoreGradients grads;
+};
+BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
+                       std::int64_t b0, std::int64_t count) {
+    BatchSlice s{p, state, dout, grads};
+    const std::int64_t g0 = b0 * p.heads, groups = count * p.heads;
+    s.p.batch = count;
+    for (onednn::View* v : {&s.p.q, &s.p.k, &s.p.v, &s.p.out, &s.dout, &s.grads.dq, &s.grads.dk, &s.grads.dv})
+        *v = group_slice(*v, g0, groups);
+    if (s.p.query_mask) s.p.query_mask += b0 * p.tq;
+    for (const std::uint8_t*& keys : s.p.key_masks) {
+        if (keys) keys += b0 * p.tv;
+    }
+    s.state.probs += g0 * p.tq * p.tv;
+    if (s.state.keep) s.state.keep += g0 * p.tq * ((p.tv + 7) / 8);
+    return s;
+}
+
+// Batch elements per backward chunk: about 1 MiB of scores (measured at the IMDB shapes: no
+// slower than the whole batch at once, the chunk's dL/dscores staying in L2 between its passes).
+std::int64_t backward_chunk(const Problem& p) {
+    constexpr std::int64_t kChunkFloats = std::int64_t{1} << 18;
+    const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
+    const std::int64_t most = std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
+    const std::int64_t chunks = (p.batch + most - 1) / most;
+    return chunks > 0 ? (p.batch + chunks - 1) / chunks : 1;  // equal chunks but the last
+}
+
+void reserve_chunk(Bump& bump, const Problem& chunk, bool with_alpha_product) {
+    bump.floats(chunk.score_count());  // dL/dscores
+    MaterializedCore::reserve_backward_to_scores(bump, chunk);
+    if (with_alpha_product) bump.floats(chunk.groups() * chunk.tq * chunk.dk);
+}
+
+}  // namespace
+
+void MaterializedCore::reserve_backward(Bump& bump, const Problem& p, bool with_alpha_product) {
+    Problem chunk = p;
+    chunk.batch = backward_chunk(p);
+    reserve_chunk(bump, chunk, with_alpha_product);
+}
+
+void MaterializedCore::backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
+                                Bump& scratch) {
+    if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
+    if (!dout.present()) {
+        zero_view(grads.dv);
+        zero_view(grads.dq);
+        if (!grads.dk_accumulates) zero_view(grads.dk);
+        return;
+    }
+    const std::int64_t chunk = backward_chunk(p);
+    Problem sized = p;
+    sized.batch = chunk;
+    Bump counting = Bump::counting();
+    reserve_chunk(counting, sized, grads.d_alpha_product != nullptr);
+    void* region = scratch.bytes(static_cast<std::int64_t>(counting.used()));
+    for (std::int64_t b0 = 0; b0 < p.batch; b0 += chunk) {
+        const BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
+        Bump local(region, counting.used());
+        float* dscores = local.floats(s.p.score_count());
+        backward_to_scores(s.p, s.state, s.dout, s.grads.dv, dscores, local);
+        dot_backward(s.p, dscores, s.grads, grads.d_alpha_product ? local.floats(s.p.groups() * s.p.tq * s.p.dk) : nullptr);
+    }
 }
 
 }  // namespace nngraph_attention

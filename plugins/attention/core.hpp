@@ -103,8 +103,8 @@ struct ProbabilityState {
 
 // The gradients backward writes (absent views are not wanted) and what it reports.
 struct CoreGradients {
-    onednn::View dq, dk;
-    bool dk_accumulates = false;  // add into dk instead of overwriting it
+    onednn::View dq, dk, dv;
+    bool dk_accumulates = false;  // add into dk instead of overwriting it (dv is written first)
     // When set, also <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor
     // on the scores, for a learned scale.
     double* d_alpha_product = nullptr;
@@ -112,20 +112,25 @@ struct CoreGradients {
 
 class MaterializedCore {
 public:
-    // Scratch needed by forward (when `probs_in_scratch`, P itself too) and by backward.
+    // Scratch needed by forward (when `probs_in_scratch`, P itself too).
     static void reserve_forward(Bump& bump, const Problem& p, bool probs_in_scratch);
-    static void reserve_backward(Bump& bump, const Problem& p, bool need_dq_buffer);
-
     // out = dropout(softmax(mask(alpha * q·kᵀ))) · v. With `scores_given`, state.probs already
     // holds the raw scores (another score function, e.g. concat) and q, k and alpha are unused.
     static void forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given = false);
 
-    // From dL/dout (absent: zero), writes dv and dL/dscores into `dscores` (G, Tq, Tv), which
-    // the caller may pass on (another score function) or let backward_dot use.
+    // Backward of dot scores from dL/dout (absent: zero): dv, dq = alpha dS·k, dk = alpha dSᵀ·q.
+    // It runs a few batch elements at a time, so that dL/dscores (as large as P) only ever exists
+    // for one chunk: the scratch stays near the cache and the step's peak does not hold a second
+    // score-sized matrix beside the saved P.
+    static void reserve_backward(Bump& bump, const Problem& p, bool with_alpha_product);
+    static void backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
+                         Bump& scratch);
+
+    // For other score functions (e.g. concat): dv and the whole dL/dscores (G, Tq, Tv), written into
+    // the caller's `dscores`.
+    static void reserve_backward_to_scores(Bump& bump, const Problem& p);
     static void backward_to_scores(const Problem& p, const ProbabilityState& state, const onednn::View& dout,
                                    const onednn::View& dv, float* dscores, Bump& scratch);
-    // dq = alpha dS·k, dk = alpha dSᵀ·q for dot scores; see CoreGradients for d_alpha_product.
-    static void backward_dot(const Problem& p, const float* dscores, const CoreGradients& grads, Bump& scratch);
 };
 
 }  // namespace nngraph_attention

@@ -267,7 +267,7 @@ struct MultiHeadAttention {
         t.heads_out = bump.floats(p.groups() * p.tq * p.dv);
     }
     struct Gradients {
-        float *d_joined, *d_heads_out, *dq, *dk, *dv, *dscores, *d_projected;
+        float *d_joined, *d_heads_out, *dq, *dk, *dv, *d_projected;
         float* heads_out;  // tiled: the forward's O heads apart, which its backward reads
         float *dk_full, *dv_full;  // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
         float *rows_by_k, *k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
@@ -280,7 +280,6 @@ struct MultiHeadAttention {
         g.dk = bump.floats(p.groups() * p.tv * p.dk);
         g.dv = bump.floats(p.groups() * p.tv * p.dv);
         if (long_.tiled) g.heads_out = bump.floats(p.groups() * p.tq * p.dv);
-        else g.dscores = bump.floats(p.score_count());
         if (linformer_) {
             const std::int64_t d = std::max(p.dk, p.dv);
             g.dk_full = bump.floats(p.groups() * s.tv * p.dk);
@@ -441,12 +440,11 @@ struct MultiHeadAttention {
             if (dspan) grads.d_spans = dspan.f32();
             TiledCore::backward(p, pattern(exec), t.stats, groups(g.d_heads_out, p, p.tq, p.dv), grads);
         } else {
-            MaterializedCore::backward_to_scores(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), groups(g.dv, p, p.tv, p.dv),
-                                                 g.dscores, scratch);
             CoreGradients grads;
             grads.dq = groups(g.dq, p, p.tq, p.dk);
             grads.dk = groups(g.dk, p, p.tv, p.dk);
-            MaterializedCore::backward_dot(p, g.dscores, grads, scratch);
+            grads.dv = groups(g.dv, p, p.tv, p.dv);
+            MaterializedCore::backward(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), grads, scratch);
         }
 
         float *dk = g.dk, *dv = g.dv;

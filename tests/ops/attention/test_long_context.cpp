@@ -141,6 +141,9 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
     both("a sample whose every key is masked", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {true, true}, empty_mask(1)}, "");
     both("every key masked, causal, dropout", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {false, true}, empty_mask(1)},
          "use_causal_mask: true, dropout: 0.2");
+    // Over 2^18 scores a sample: the dense backward takes the batch in several chunks.
+    both("dense backward in chunks: masks, use_scale, dropout", {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)},
+         "use_scale: true, dropout: 0.1");
 }
 
 TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
@@ -161,6 +164,7 @@ TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
          "num_heads: 2, key_dim: 4");
     both("every key masked, dropout", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
          "num_heads: 2, key_dim: 4, dropout: 0.2");
+    both("dense backward in chunks", {"MultiHeadAttention", {seq(3, 370, 8)}, {true}}, "num_heads: 2, key_dim: 4, use_causal_mask: true");
 }
 
 TEST_CASE("patterns that allow every pair equal dense attention, gradients included") {
