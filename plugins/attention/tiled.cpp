@@ -81,7 +81,9 @@ inline void kernel_4xn(std::int64_t K, const float* A, std::int64_t lda, const f
 }
 
 // C (M x N) (+)= A (M x K) · B (K x N); M a multiple of 4, N of 16; row strides lda, ldb, ldc.
-inline void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
+// A function of its own (not inlined into the tile loops), so that its accumulators own the
+// vector registers.
+__attribute__((target_clones("arch=x86-64-v4", "default"), noinline)) void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
                  std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
     for (std::int64_t i = 0; i < M; i += 4) {
         for (std::int64_t n0 = 0; n0 < N; n0 += 64) {
