@@ -23,6 +23,7 @@
 
 #include "gradcheck.hpp"
 #include "nngraph/onednn.hpp"
+#include "matmul_bench.hpp"
 #include "op_runner.hpp"
 
 using namespace nngraph;
@@ -86,19 +87,7 @@ void run(benchmark::State& state, const Variant& v) {
     state.counters["steps/s"] = benchmark::Counter(double(steps) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-void tile_matmul(benchmark::State& state) {
-    namespace dnn = nng::onednn;
-    dnn::set_num_threads(1);
-    const std::int64_t n = state.range(0);
-    Tensor a(DType::F32, {n, n}), b(DType::F32, {n, n}), c(DType::F32, {n, n});
-    fill_uniform(a, -1, 1, 1);
-    fill_uniform(b, -1, 1, 2);
-    const auto f32 = dnnl::memory::data_type::f32;
-    const dnn::View va = dnn::view(a.raw(), f32, {n, n}), vb = dnn::view(b.raw(), f32, {n, n}), vc = dnn::view(c.raw(), f32, {n, n});
-    dnn::matmul(va, vb.transposed(), vc);
-    for (auto _ : state) dnn::matmul(va, vb.transposed(), vc);
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * n * n * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
-}
+void tile_matmul(benchmark::State& state) { bench::square_matmul(state, 1, true); }
 
 }  // namespace
 

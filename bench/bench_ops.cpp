@@ -5,6 +5,7 @@
 
 #include "allocation_counter.hpp"
 #include "gradcheck.hpp"
+#include "matmul_bench.hpp"
 #include "nngraph/onednn.hpp"
 #include "op_runner.hpp"
 
@@ -73,19 +74,7 @@ std::vector<OpBench> imdb_cases() {
     };
 }
 
-void matmul_ceiling(benchmark::State& state) {
-    namespace dnn = nng::onednn;
-    dnn::set_num_threads(static_cast<int>(state.range(1)));
-    const std::int64_t n = state.range(0);
-    Tensor a(DType::F32, {n, n}), b(DType::F32, {n, n}), c(DType::F32, {n, n});
-    fill_uniform(a, -1, 1, 1);
-    fill_uniform(b, -1, 1, 2);
-    const auto f32 = dnnl::memory::data_type::f32;
-    const dnn::View va = dnn::view(a.raw(), f32, {n, n}), vb = dnn::view(b.raw(), f32, {n, n}), vc = dnn::view(c.raw(), f32, {n, n});
-    dnn::matmul(va, vb, vc);
-    for (auto _ : state) dnn::matmul(va, vb, vc);
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * n * n * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
-}
+void matmul_ceiling(benchmark::State& state) { bench::square_matmul(state, static_cast<int>(state.range(1)), false); }
 
 }  // namespace
 

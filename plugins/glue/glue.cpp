@@ -50,6 +50,13 @@ void infer_same_shapes(InferContext& ctx) {
     infer_merged_mask(ctx, 0);
 }
 
+// dx = dy where dx is wanted (dy absent: zero), for ops whose input gradient is their output's.
+void pass_gradient(const nng::TensorRef& dx, const nng::TensorRef& dy) {
+    if (!dx) return;
+    if (dy) std::memcpy(dx.raw(), dy.raw(), dx.nbytes());
+    else std::memset(dx.raw(), 0, dx.nbytes());
+}
+
 // ---- Add --------------------------------------------------------------------------------------------
 
 struct Add {
@@ -76,12 +83,7 @@ struct Add {
     }
     void backward(Exec& exec) {
         const nng::TensorRef dy = exec.grad_output(0);
-        for (int i = 0; i < exec.num_inputs(); ++i) {
-            const nng::TensorRef dx = exec.grad_input(i);
-            if (!dx) continue;
-            if (dy) std::memcpy(dx.raw(), dy.raw(), dx.nbytes());
-            else std::memset(dx.raw(), 0, dx.nbytes());
-        }
+        for (int i = 0; i < exec.num_inputs(); ++i) pass_gradient(exec.grad_input(i), dy);
     }
 };
 
@@ -204,13 +206,7 @@ struct Concatenate {
 // ---- Flatten and Reshape: the same bytes under another shape -------------------------------------------
 
 void copy_through(Exec& exec) { std::memcpy(exec.output(0).raw(), exec.input(0).raw(), exec.output(0).nbytes()); }
-void copy_back(Exec& exec) {
-    const nng::TensorRef dx = exec.grad_input(0);
-    if (!dx) return;
-    const nng::TensorRef dy = exec.grad_output(0);
-    if (dy) std::memcpy(dx.raw(), dy.raw(), dx.nbytes());
-    else std::memset(dx.raw(), 0, dx.nbytes());
-}
+void copy_back(Exec& exec) { pass_gradient(exec.grad_input(0), exec.grad_output(0)); }
 
 struct Flatten {
     static constexpr const char* kName = "Flatten";

@@ -20,6 +20,14 @@ struct GradInput {
     bool differentiable = true;  // false: not checked (e.g. an input the op declares no gradient for)
 };
 
+// A (batch, steps, dim) float input, with a random mask when `mask`.
+inline GradInput sequence_input(std::int64_t batch, std::int64_t steps, std::int64_t dim, bool mask = false) {
+    GradInput in;
+    in.shape = {batch, steps, dim};
+    in.mask = mask;
+    return in;
+}
+
 struct GradCase {
     std::string label;           // names the case in failures
     std::string op;

@@ -12,10 +12,7 @@ using nngraph::testing::GradInput;
 namespace {
 
 GradInput seq(std::int64_t batch, std::int64_t steps, std::int64_t dim, bool mask = false) {
-    GradInput in;
-    in.shape = {batch, steps, dim};
-    in.mask = mask;
-    return in;
+    return nngraph::testing::sequence_input(batch, steps, dim, mask);
 }
 
 }  // namespace
