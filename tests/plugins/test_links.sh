@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The nngraph command and the core library link no plugin and no oneDNN: ops arrive only through
+# dlopen. Usage: test_links.sh NNGRAPH_BINARY CORE_LIBRARY
+set -euo pipefail
+status=0
+for file in "$@"; do
+  needed=$(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+  if [[ -z "$needed" ]]; then
+    echo "FAIL: no NEEDED entries read from $file"
+    status=1
+    continue
+  fi
+  if bad=$(grep -E 'dnnl|nngraph_(attention|dense|dropout|embedding|glue|lstm|normalization|pooling|position)' <<<"$needed"); then
+    echo "FAIL: $file links $bad"
+    status=1
+  else
+    echo "ok: $file links only: $(tr '\n' ' ' <<<"$needed")"
+  fi
+done
+exit $status
