@@ -14,6 +14,20 @@ from torch import nn
 VOCAB, WIDTH, STEPS, UNITS = 5000, 32, 200, 100
 
 
+class WordDropout(nn.Module):
+    """Keras's Dropout with noise_shape (None, None, 1): one draw per step, shared by the features."""
+
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = torch.empty(x.shape[0], x.shape[1], 1).bernoulli_(1.0 - self.rate)
+        return x * keep / (1.0 - self.rate)
+
+
 def self_attention(x):
     # Keras's Attention([x, x]) with score_mode dot and no scale: softmax(x x^T) x.
     return torch.softmax(x @ x.transpose(1, 2), dim=-1) @ x
@@ -35,7 +49,7 @@ class ImdbLstm(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(VOCAB, WIDTH)
-        self.dropout, self.dropout_1 = nn.Dropout(0.5), nn.Dropout(0.5)
+        self.dropout, self.dropout_1 = WordDropout(0.3), nn.Dropout(0.5)
         self.lstm = nn.LSTM(WIDTH, UNITS, batch_first=True)
         self.dense = nn.Linear(UNITS, 350)
         self.dense_1 = nn.Linear(350, 1)
@@ -49,7 +63,7 @@ class ImdbLstmAttention(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(VOCAB, WIDTH)
-        self.dropout, self.dropout_1 = nn.Dropout(0.5), nn.Dropout(0.5)
+        self.dropout, self.dropout_1 = WordDropout(0.3), nn.Dropout(0.5)
         self.lstm = nn.LSTM(WIDTH, UNITS, batch_first=True)
         self.dense = nn.Linear(UNITS, 1)
 
