@@ -7,46 +7,38 @@
 using nngraph::DType;
 using nngraph::testing::check_gradient_table;
 using nngraph::testing::GradCase;
-using nngraph::testing::GradInput;
-
-namespace {
-
-GradInput seq(std::int64_t batch, std::int64_t steps, std::int64_t dim, bool mask = false) {
-    return nngraph::testing::sequence_input(batch, steps, dim, mask);
-}
-
-}  // namespace
+using nngraph::testing::sequence_input;
 
 TEST_CASE("Attention backward matches finite differences") {
     check_gradient_table({
-        {"two inputs", "Attention", "{}", {seq(2, 4, 3), seq(2, 5, 3)}},
-        {"three inputs", "Attention", "{}", {seq(2, 4, 3), seq(2, 5, 4), seq(2, 5, 3)}},
-        {"Tq != Tv, dv != dim", "Attention", "{}", {seq(2, 3, 4), seq(2, 6, 2), seq(2, 6, 4)}},
-        {"score_mode concat", "Attention", "{score_mode: concat}", {seq(2, 4, 3), seq(2, 5, 3)}},
-        {"concat, use_scale, three inputs", "Attention", "{score_mode: concat, use_scale: true}", {seq(2, 3, 3), seq(2, 4, 2), seq(2, 4, 3)}},
-        {"use_scale", "Attention", "{use_scale: true}", {seq(2, 4, 3), seq(2, 5, 3)}},
-        {"use_scale, three inputs", "Attention", "{use_scale: true, scale: 0.5}", {seq(2, 4, 3), seq(2, 5, 3), seq(2, 5, 3)}},
-        {"constant scale", "Attention", "{scale: 0.57735}", {seq(2, 4, 3), seq(2, 5, 3), seq(2, 5, 3)}},
-        {"use_causal_mask", "Attention", "{use_causal_mask: true}", {seq(2, 5, 3), seq(2, 5, 3)}},
-        {"value mask", "Attention", "{}", {seq(2, 4, 3), seq(2, 6, 3, true), seq(2, 6, 3)}},
-        {"query mask", "Attention", "{}", {seq(2, 5, 3, true), seq(2, 4, 3)}},
-        {"both masks, causal", "Attention", "{use_causal_mask: true}", {seq(3, 5, 3, true), seq(3, 5, 3, true)}},
-        {"dropout, fixed seed", "Attention", "{dropout: 0.4, seed: 7}", {seq(2, 5, 3), seq(2, 6, 3)}},
-        {"dropout with masks and use_scale", "Attention", "{dropout: 0.3, use_scale: true}", {seq(2, 4, 3, true), seq(2, 9, 3, true)}},
+        {"two inputs", "Attention", "{}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3)}},
+        {"three inputs", "Attention", "{}", {sequence_input(2, 4, 3), sequence_input(2, 5, 4), sequence_input(2, 5, 3)}},
+        {"Tq != Tv, dv != dim", "Attention", "{}", {sequence_input(2, 3, 4), sequence_input(2, 6, 2), sequence_input(2, 6, 4)}},
+        {"score_mode concat", "Attention", "{score_mode: concat}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3)}},
+        {"concat, use_scale, three inputs", "Attention", "{score_mode: concat, use_scale: true}", {sequence_input(2, 3, 3), sequence_input(2, 4, 2), sequence_input(2, 4, 3)}},
+        {"use_scale", "Attention", "{use_scale: true}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3)}},
+        {"use_scale, three inputs", "Attention", "{use_scale: true, scale: 0.5}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3), sequence_input(2, 5, 3)}},
+        {"constant scale", "Attention", "{scale: 0.57735}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3), sequence_input(2, 5, 3)}},
+        {"use_causal_mask", "Attention", "{use_causal_mask: true}", {sequence_input(2, 5, 3), sequence_input(2, 5, 3)}},
+        {"value mask", "Attention", "{}", {sequence_input(2, 4, 3), sequence_input(2, 6, 3, true), sequence_input(2, 6, 3)}},
+        {"query mask", "Attention", "{}", {sequence_input(2, 5, 3, true), sequence_input(2, 4, 3)}},
+        {"both masks, causal", "Attention", "{use_causal_mask: true}", {sequence_input(3, 5, 3, true), sequence_input(3, 5, 3, true)}},
+        {"dropout, fixed seed", "Attention", "{dropout: 0.4, seed: 7}", {sequence_input(2, 5, 3), sequence_input(2, 6, 3)}},
+        {"dropout with masks and use_scale", "Attention", "{dropout: 0.3, use_scale: true}", {sequence_input(2, 4, 3, true), sequence_input(2, 9, 3, true)}},
     });
 }
 
 TEST_CASE("MultiHeadAttention backward matches finite differences") {
     check_gradient_table({
-        {"self-attention", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {seq(2, 4, 5)}},
-        {"cross, [query, value]", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {seq(2, 4, 5), seq(2, 6, 3)}},
-        {"cross, [query, value, key]", "MultiHeadAttention", "{num_heads: 2, key_dim: 2}", {seq(2, 3, 4), seq(2, 5, 3), seq(2, 5, 2)}},
-        {"value_dim != key_dim", "MultiHeadAttention", "{num_heads: 3, key_dim: 2, value_dim: 4}", {seq(2, 4, 3), seq(2, 5, 3)}},
-        {"output_shape", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, output_shape: [2, 3]}", {seq(2, 3, 4), seq(2, 4, 4)}},
-        {"without bias", "MultiHeadAttention", "{num_heads: 2, key_dim: 3, use_bias: false}", {seq(2, 4, 3), seq(2, 5, 3), seq(2, 5, 4)}},
-        {"masks", "MultiHeadAttention", "{num_heads: 2, key_dim: 2}", {seq(2, 4, 3, true), seq(2, 5, 3, true), seq(2, 5, 2, true)}},
-        {"self-attention, mask, causal", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, use_causal_mask: true}", {seq(2, 5, 3, true)}},
-        {"causal, cross", "MultiHeadAttention", "{num_heads: 1, key_dim: 3, use_causal_mask: true}", {seq(2, 4, 3), seq(2, 6, 3)}},
-        {"dropout, masks", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, dropout: 0.3, seed: 5}", {seq(2, 4, 3, true), seq(2, 5, 3)}},
+        {"self-attention", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {sequence_input(2, 4, 5)}},
+        {"cross, [query, value]", "MultiHeadAttention", "{num_heads: 2, key_dim: 3}", {sequence_input(2, 4, 5), sequence_input(2, 6, 3)}},
+        {"cross, [query, value, key]", "MultiHeadAttention", "{num_heads: 2, key_dim: 2}", {sequence_input(2, 3, 4), sequence_input(2, 5, 3), sequence_input(2, 5, 2)}},
+        {"value_dim != key_dim", "MultiHeadAttention", "{num_heads: 3, key_dim: 2, value_dim: 4}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3)}},
+        {"output_shape", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, output_shape: [2, 3]}", {sequence_input(2, 3, 4), sequence_input(2, 4, 4)}},
+        {"without bias", "MultiHeadAttention", "{num_heads: 2, key_dim: 3, use_bias: false}", {sequence_input(2, 4, 3), sequence_input(2, 5, 3), sequence_input(2, 5, 4)}},
+        {"masks", "MultiHeadAttention", "{num_heads: 2, key_dim: 2}", {sequence_input(2, 4, 3, true), sequence_input(2, 5, 3, true), sequence_input(2, 5, 2, true)}},
+        {"self-attention, mask, causal", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, use_causal_mask: true}", {sequence_input(2, 5, 3, true)}},
+        {"causal, cross", "MultiHeadAttention", "{num_heads: 1, key_dim: 3, use_causal_mask: true}", {sequence_input(2, 4, 3), sequence_input(2, 6, 3)}},
+        {"dropout, masks", "MultiHeadAttention", "{num_heads: 2, key_dim: 2, dropout: 0.3, seed: 5}", {sequence_input(2, 4, 3, true), sequence_input(2, 5, 3)}},
     });
 }
