@@ -74,9 +74,17 @@ struct Dense {
         return {};
     }
 
+    // One thread below kSerialMultiplyAdds: for a product this small, oneDNN's parallel region
+    // costs more than a second thread saves (imdb_attention's output layer on one review, a 1 x 32
+    // by 32 x 1 product and its sigmoid: about 8 us on two threads, under 1 us on one).
+    static constexpr std::int64_t kSerialMultiplyAdds = std::int64_t{1} << 21;
+    int threads(const nng::Exec& exec, const Matrices& m) const {
+        return exec.threads_for(m.rows * m.x.dims[1] * units_, kSerialMultiplyAdds);
+    }
+
     void forward(nng::Exec& exec) {
-        onednn::set_num_threads(exec.num_threads());
         const Matrices m = matrices(exec);
+        onednn::set_num_threads(threads(exec, m));
         const onednn::View z = z_view(exec, m.rows);
         if (!z.present() && !f_.is_softmax()) {
             // Fused: y = f(x W + b) in one primitive (identity when linear).
@@ -89,8 +97,8 @@ struct Dense {
     }
 
     void backward(nng::Exec& exec) {
-        onednn::set_num_threads(exec.num_threads());
         const Matrices m = matrices(exec);
+        onednn::set_num_threads(threads(exec, m));
         const nng::TensorRef dy = exec.grad_output(0);
         const nng::TensorRef dlogits = has_logits() ? exec.grad_output(1) : nng::TensorRef();
         // dz = f'(z) dy (+ the logits twin's gradient).

@@ -27,10 +27,6 @@ using nng::OpError;
 
 constexpr std::int64_t kParallelElements = 1 << 15;
 
-int threads_for(const nng::Exec& exec, std::int64_t work) {
-    if (work < kParallelElements) return 1;
-    return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
-}
 
 // mask[2p] and mask[2p + 1] for pairs p in [begin, end), as the file comment says. Cloned for
 // AVX-512, where the 64-bit multiplies of the random bits vectorise (5 to 6 times faster than the
@@ -213,7 +209,7 @@ struct Dropout {
 
     void forward(nng::Exec& exec) {
         const nng::TensorRef x = exec.input(0), y = exec.output(0);
-        const int threads = threads_for(exec, x.numel());
+        const int threads = exec.threads_for(x.numel(), kParallelElements);
         const bool drop = exec.random_active() && rate_ > 0.0;
         if (exec.training() && rate_ > 0.0) exec.saved(1).u8()[0] = drop ? 1 : 0;
         if (!drop) {
@@ -222,7 +218,7 @@ struct Dropout {
         }
         const nng::TensorRef mask = exec.saved(0);
         const std::uint64_t seed = has_seed_ ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed_)) : exec.seed();
-        draw_mask(seed, threshold_, mask.u8(), mask.numel(), threads_for(exec, mask.numel()));
+        draw_mask(seed, threshold_, mask.u8(), mask.numel(), exec.threads_for(mask.numel(), kParallelElements));
         apply_mask(x.f32(), mask.u8(), Broadcast(x, mask), scale_, y.f32(), threads);
     }
 
@@ -230,7 +226,7 @@ struct Dropout {
         const nng::TensorRef dx = exec.grad_input(0);
         if (!dx) return;
         const nng::TensorRef dy = exec.grad_output(0);
-        const int threads = threads_for(exec, dx.numel());
+        const int threads = exec.threads_for(dx.numel(), kParallelElements);
         if (!dy) {
             std::memset(dx.raw(), 0, dx.nbytes());
             return;

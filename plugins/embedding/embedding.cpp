@@ -37,10 +37,6 @@ nng::Initializer embeddings_initializer(const std::string& name) {
     return nng::keras_initializer(name, "embeddings_initializer");
 }
 
-int threads_for(const nng::Exec& exec, std::int64_t work) {
-    if (work < kParallelIds) return 1;
-    return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
-}
 
 // The multi-index of flat position `flat` in `dims`, Keras's way: (3, 17).
 std::string position_string(std::int64_t flat, const Dims& dims) {
@@ -135,7 +131,7 @@ struct Embedding {
         const float* table = exec.weight(0).f32();
         float* y = exec.output(0).f32();
         std::int64_t first_bad = n;
-#pragma omp parallel for num_threads(threads_for(exec, n)) reduction(min : first_bad)
+#pragma omp parallel for num_threads(exec.threads_for(n, kParallelIds)) reduction(min : first_bad)
         for (std::int64_t i = 0; i < n; ++i) {
             const std::int64_t id = to_id(ids[i], vocabulary);
             if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary)) {
@@ -156,7 +152,7 @@ struct Embedding {
         if (const nng::TensorRef mask = exec.output_mask(0)) {
             // Keras's compute_mask: the ids as given (before any cast) != 0.
             std::uint8_t* m = mask.u8();
-#pragma omp parallel for simd num_threads(threads_for(exec, n))
+#pragma omp parallel for simd num_threads(exec.threads_for(n, kParallelIds))
             for (std::int64_t i = 0; i < n; ++i) m[i] = ids[i] != T(0);
         }
     }
@@ -168,7 +164,7 @@ struct Embedding {
     template <class T> void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
         const std::int64_t n = exec.input(0).numel();
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
-#pragma omp parallel num_threads(threads_for(exec, n))
+#pragma omp parallel num_threads(exec.threads_for(n, kParallelIds))
         {
             const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
             for (std::int64_t r = t; r < vocabulary; r += count) std::fill(dw + r * width, dw + (r + 1) * width, 0.0f);

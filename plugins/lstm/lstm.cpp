@@ -135,12 +135,11 @@ struct Lstm {
     // the steps than it takes over (imdb_lstm inference of one review: 1.46 ms on two threads,
     // 0.89 ms on one).
     static constexpr std::int64_t kSerialBatch = 8;
-    static int threads_for(const nng::Exec& exec, const Sizes& s) { return s.batch < kSerialBatch ? 1 : exec.num_threads(); }
 
     void forward(nng::Exec& exec) {
         Stopwatch watch;
         const Sizes s = sizes(exec);
-        onednn::set_num_threads(threads_for(exec, s));
+        onednn::set_num_threads(exec.threads_for(s.batch, kSerialBatch));
         const bool masked = exec.input_mask(0).present();
         const bool by_steps = stepwise(masked);
         const bool training = exec.training();
@@ -170,7 +169,7 @@ struct Lstm {
 
     void backward(nng::Exec& exec) {
         const Sizes s = sizes(exec);
-        onednn::set_num_threads(threads_for(exec, s));
+        onednn::set_num_threads(exec.threads_for(s.batch, kSerialBatch));
         const bool by_steps = stepwise(exec.input_mask(0).present());
         count_call(true, by_steps);
         check_saved(exec, s, by_steps);

@@ -110,7 +110,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
         float* y = exec.output(0).f32();
         const std::int64_t S = in.steps, F = in.features;
         if (!channels_first_) {
-#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 float* out = y + b * F;
                 reduce_rows(x + b * S * F, S, F, mask ? mask + b * S : nullptr, 0.0f, kValue, kSum, out);
@@ -118,7 +118,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
                 for (std::int64_t f = 0; f < F; ++f) out[f] /= count;
             }
         } else {
-#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 const float count = static_cast<float>(kept_steps(mask, in, b));
                 const std::uint8_t* m = mask ? mask + b * S : nullptr;
@@ -147,7 +147,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
         const float* dy = dy_ref.f32();
         float* dx = dx_ref.f32();
         const std::int64_t S = in.steps, F = in.features;
-#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
         for (std::int64_t b = 0; b < in.batch; ++b) {
             const std::int64_t kept = kept_steps(mask, in, b);
             const float share = kept > 0 ? 1.0f / static_cast<float>(kept) : 0.0f;
@@ -198,12 +198,12 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         const std::int64_t S = in.steps, F = in.features;
         constexpr float kLowest = -std::numeric_limits<float>::infinity();
         if (!channels_first_) {
-#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 reduce_rows(x + b * S * F, S, F, nullptr, kLowest, kValue, kMax, y + b * F);
             }
         } else {
-#pragma omp parallel for num_threads(threads_for(exec, x_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
             for (std::int64_t r = 0; r < in.batch * F; ++r) {
                 const float* row = x + r * S;
                 float best = kLowest;
@@ -224,7 +224,7 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         const std::int64_t S = in.steps, F = in.features;
         if (!channels_first_) {
             float* shares = static_cast<float*>(exec.scratch());
-#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 const float* top = y + b * F;
                 float* count = shares + b * F;  // ties, then each tie's share of dy
@@ -241,7 +241,7 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
                 }
             }
         } else {
-#pragma omp parallel for num_threads(threads_for(exec, dx_ref.numel()))
+#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
             for (std::int64_t r = 0; r < in.batch * F; ++r) {
                 const float* row = x + r * S;
                 float* out = dx + r * S;

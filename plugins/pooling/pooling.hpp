@@ -44,11 +44,8 @@ inline Layout infer_input(const nng::InferContext& ctx, bool channels_first) {
     return Layout::of(ctx.input_dims(0), channels_first);
 }
 
-// OpenMP threads for a loop over `work` elements: the call's thread count when large enough.
-inline int threads_for(const nng::Exec& exec, std::int64_t work) {
-    if (work < (1 << 15)) return 1;
-    return std::max(1, exec.num_threads() > 0 ? exec.num_threads() : omp_get_max_threads());
-}
+// Elements below which a pooling loop runs on one thread (Exec::threads_for).
+inline constexpr std::int64_t kParallelElements = 1 << 15;
 
 // The gradients of a backward call (one input, one output). False when there is nothing to
 // compute: no input gradient is wanted, or no output gradient arrives (the input gradient is then

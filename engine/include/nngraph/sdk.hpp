@@ -18,6 +18,7 @@
 // a message. Throw nng::OpError with an attribute name to have the host point at that attribute.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -326,6 +327,11 @@ public:
     }
     std::uint64_t seed() const { return ctx_->seed; }
     int num_threads() const { return ctx_->num_threads; }
+    // Threads worth using for `work` units (elements, ids, multiply-adds): one below
+    // `serial_below`, where waking the others costs more than they save; else num_threads().
+    int threads_for(std::int64_t work, std::int64_t serial_below) const {
+        return work < serial_below ? 1 : std::max(1, num_threads());
+    }
     void* scratch() const { return ctx_->scratch; }
     std::uint64_t scratch_bytes() const { return ctx_->scratch_bytes; }
 
