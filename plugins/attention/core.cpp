@@ -3,9 +3,12 @@
 // zeroing of masked rows and dropout (after it), each fused into one sweep over the scores.
 #include "core.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -46,6 +49,12 @@ struct RowMasks {
 
 int threads_for(std::int64_t elements) { return elements > kParallelElements ? 0 : 1; }
 
+// Rows [begin, end) of the score matrix, rows ordered (group, query).
+struct RowRange {
+    std::int64_t begin, end;
+    std::int64_t count() const { return end - begin; }
+};
+
 // The key masks ANDed into one (batch, tv) byte mask in `out`; null when there are none.
 const std::uint8_t* combine_key_masks(const Problem& p, std::uint8_t* out) {
     const std::uint8_t* a = p.key_masks[0];
@@ -56,12 +65,13 @@ const std::uint8_t* combine_key_masks(const Problem& p, std::uint8_t* out) {
 }
 
 // The masks before the softmax, as the op's Keras layer writes them: Attention adds -1e9 to a
-// masked key's score (score - 1e9 in float32), MultiHeadAttention writes -1e9 over it.
-void apply_masks(const Problem& p, const std::uint8_t* keys, float* scores) {
-    const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
+// masked key's score (score - 1e9 in float32), MultiHeadAttention writes -1e9 over it. `scores`
+// is the whole (G, Tq, Tv) matrix; only `rows` of it are touched.
+void apply_masks(const Problem& p, const std::uint8_t* keys, float* scores, RowRange rows) {
+    const std::int64_t tv = p.tv;
     const bool subtract = p.style == MaskStyle::kSubtract;
-#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
+#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
+    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
         const RowMasks m(p, r, keys);
         float* s = scores + r * tv;
         if (!subtract && !m.query_kept()) {
@@ -119,12 +129,12 @@ void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, con
     }
 }
 
-void post_softmax(const Problem& p, const std::uint8_t* keys, float* probs, float* dropped, std::uint8_t* keep) {
-    const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
+void post_softmax(const Problem& p, const std::uint8_t* keys, float* probs, float* dropped, std::uint8_t* keep, RowRange rows) {
+    const std::int64_t tv = p.tv, row_bytes = (tv + 7) / 8;
     const bool zero_masked = zeroes_masked(p);
     const KeepStream stream(p);
-#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
+#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
+    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
         const RowMasks m(p, r, keys);
         float* s = probs + r * tv;
         if ((p.style == MaskStyle::kSubtract || zero_masked) && !m.query_kept()) {
@@ -240,16 +250,84 @@ void MaterializedCore::reserve_forward(Bump& bump, const Problem& p, bool probs_
     bump.bytes(p.batch * p.tv);
 }
 
-void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given) {
-    const onednn::View scores = scores_view(p, state.probs);
-    if (!scores_given) onednn::matmul(p.q, p.k.transposed(), scores, {.alpha = p.alpha});
-    const std::uint8_t* keys = combine_key_masks(p, key_mask_buffer(scratch, p));
-    if (p.has_masks()) apply_masks(p, keys, state.probs);
+namespace {
+
+// Query rows [i0, i0 + count) of group g of a (G, T, d) view, as a (1, count, d) view.
+onednn::View group_rows(const onednn::View& v, std::int64_t g, std::int64_t i0, std::int64_t count) {
+    onednn::View s = v;
+    s.data = static_cast<float*>(v.data) + g * v.strides[0] + i0 * v.strides[1];
+    s.dims[0] = 1;
+    s.dims[1] = count;
+    return s;
+}
+
+// What one forward pass works on: the whole problem, or one group's block of query rows.
+struct ForwardPart {
+    onednn::View q, k, v, out;
+    RowRange rows;  // its rows of the score matrix
+};
+
+ForwardPart whole_problem(const Problem& p) { return {p.q, p.k, p.v, p.out, {0, p.groups() * p.tq}}; }
+ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::int64_t count) {
+    return {group_rows(p.q, g, i0, count), group_rows(p.k, g, 0, p.tv), group_rows(p.v, g, 0, p.tv),
+            group_rows(p.out, g, i0, count), {g * p.tq + i0, g * p.tq + i0 + count}};
+}
+
+// The forward of `part`: its rows of state.probs (and of `dropped`, the probabilities after dropout).
+void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const std::uint8_t* keys,
+                  float* dropped, bool scores_given) {
+    const auto rows_of = [&](float* matrix) {
+        return onednn::view(matrix + part.rows.begin * p.tv, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
+    };
+    const onednn::View scores = rows_of(state.probs);
+    if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
+    if (p.has_masks()) apply_masks(p, keys, state.probs, part.rows);
     onednn::softmax_forward(scores, scores);
+    if (needs_post_pass(p)) post_softmax(p, keys, state.probs, dropped, state.keep, part.rows);
+    onednn::matmul(dropped ? rows_of(dropped) : scores, part.v, part.out);
+}
+
+// Blocks of query rows per group when the groups alone cannot keep the threads busy and the
+// problem is small: then each thread runs its blocks with single-threaded primitives, in one
+// parallel region. At these sizes oneDNN's own threading loses: imdb_attention's one review
+// (200 x 200 scores) runs its matmuls and softmax slower on two threads than on one (measured
+// with ONEDNN_VERBOSE), while halving the rows halves the work.
+std::int64_t query_blocks(const Problem& p, int threads) {
+    constexpr std::int64_t kSplitScoresBelow = std::int64_t{1} << 20;
+    constexpr std::int64_t kLeastRows = 16;
+    if (threads <= 1 || p.groups() >= threads || p.score_count() >= kSplitScoresBelow) return 1;
+    const std::int64_t per_group = (threads + p.groups() - 1) / p.groups();
+    return std::clamp<std::int64_t>(p.tq / kLeastRows, 1, per_group);
+}
+
+}  // namespace
+
+void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given) {
+    const std::uint8_t* keys = combine_key_masks(p, key_mask_buffer(scratch, p));
     float* dropped = p.dropout ? scratch.floats(p.score_count()) : nullptr;
     if (p.dropout && !state.keep) throw std::logic_error("attention core: dropout without a keep mask buffer");
-    if (needs_post_pass(p)) post_softmax(p, keys, state.probs, dropped, state.keep);
-    onednn::matmul(dropped ? scores_view(p, dropped) : scores, p.v, p.out);
+    const std::int64_t blocks = query_blocks(p, omp_get_max_threads());
+    if (blocks == 1) {
+        forward_part(p, whole_problem(p), state, keys, dropped, scores_given);
+        return;
+    }
+    const std::int64_t per_block = (p.tq + blocks - 1) / blocks, items = p.groups() * blocks;
+    std::exception_ptr failure;
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(items, omp_get_max_threads())))
+    {
+        onednn::set_num_threads(1);  // this thread's primitives: the region already uses the others
+#pragma omp for schedule(static)
+        for (std::int64_t item = 0; item < items; ++item) {
+            const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
+            try {
+                if (i0 < p.tq) forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, keys, dropped, scores_given);
+            } catch (...) {
+#pragma omp critical(attention_forward_failure)
+                if (!failure) failure = std::current_exception();
+            }
+        }
+    }
+    if (failure) std::rethrow_exception(failure);
 }
 
 void MaterializedCore::reserve_backward_to_scores(Bump& bump, const Problem& p) {

@@ -11,6 +11,7 @@
 //   - attribute errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -82,8 +83,10 @@ void fill(OpRunner& r, const Setup& s, std::uint64_t seed) {
 }
 
 // Runs `a` and `b` (two attribute sets of one op) on the same inputs, masks, weights and seed, in
-// training (dropout drawing), and checks outputs and every gradient agree.
-void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b, std::uint64_t seed = 5) {
+// training (dropout drawing), and checks outputs and every gradient agree. Both run on 2 threads
+// unless `a_threads` says otherwise.
+void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b, std::uint64_t seed = 5,
+                int a_threads = 2) {
     CAPTURE(label);
     OpRunner ra(s.op, a, s.inputs, s.masks, true), rb(s.op, b, s.inputs, s.masks, true);
     fill(ra, s, seed);
@@ -93,13 +96,13 @@ void check_same(const std::string& label, const Setup& s, const std::string& a, 
     }
     REQUIRE(ra.weights().size() == rb.weights().size());
     for (std::size_t k = 0; k < ra.weights().size(); ++k) rb.weights()[k] = ra.weights()[k];
-    ra.forward(true, seed, false, 2);
+    ra.forward(true, seed, false, a_threads);
     rb.forward(true, seed, false, 2);
     check_close(rb.outputs()[0], values(ra.outputs()[0]), label + ": output");
     std::vector<Tensor> grads;
     grads.emplace_back(DType::F32, ra.outputs()[0].shape());
     fill_uniform(grads.back(), -1.0, 1.0, seed + 99);
-    ra.backward(grads, seed, {}, 2);
+    ra.backward(grads, seed, {}, a_threads);
     rb.backward(grads, seed, {}, 2);
     for (std::size_t i = 0; i < ra.grad_inputs().size(); ++i) {
         check_close(rb.grad_inputs()[i], values(ra.grad_inputs()[i]), label + ": gradient of input " + std::to_string(i));
@@ -144,6 +147,24 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
     // Over 2^18 scores a sample: the dense backward takes the batch in several chunks.
     both("dense backward in chunks: masks, use_scale, dropout", {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)},
          "use_scale: true, dropout: 0.1");
+}
+
+// One sample on two threads: the dense forward gives each thread a block of query rows (with
+// single-threaded primitives) instead of threading each primitive. Same results as one thread.
+TEST_CASE("dense forward split into query blocks equals one thread") {
+    const auto split = [&](const std::string& label, const Setup& s, const std::string& attrs) {
+        check_same(label + " (1 thread vs 2)", s, attrs, attrs, 7, 1);
+    };
+    split("self, 200 steps", {"Attention", {seq(1, 200, 32), seq(1, 200, 32)}, {}}, "{}");
+    split("odd rows, [query, value, key], masks", {"Attention", {seq(1, 71, 8), seq(1, 90, 8), seq(1, 90, 8)}, {true, true, true}},
+          "{}");
+    split("causal, dropout, use_scale", {"Attention", {seq(1, 150, 8), seq(1, 150, 8)}, {true, true}},
+          "{use_causal_mask: true, dropout: 0.3, seed: 2, use_scale: true}");
+    split("concat scores", {"Attention", {seq(1, 64, 8), seq(1, 80, 8)}, {true, true}}, "{score_mode: concat}");
+    const auto no_keys = [](OpRunner& r) { std::ranges::fill(r.input_masks()[1].values<std::uint8_t>(), std::uint8_t{0}); };
+    split("every key masked", {"Attention", {seq(1, 80, 8), seq(1, 80, 8)}, {false, true}, no_keys}, "{dropout: 0.2}");
+    split("MultiHeadAttention, one head, mask, dropout", {"MultiHeadAttention", {seq(1, 120, 12)}, {true}},
+          "{num_heads: 1, key_dim: 8, dropout: 0.25, use_causal_mask: true}");
 }
 
 TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
