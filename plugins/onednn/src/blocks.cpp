@@ -102,8 +102,7 @@ void eltwise_backward_impl(const Eltwise& f, const View& data, int data_arg, con
                 {f.algorithm, desc_of(diff_dst), data_md, f.alpha, f.beta}, attributes(), engine(),
                 eltwise_forward_pd(f, data_md));
         });
-        execute(c, {{data_arg, memory_of(data)}, {DNNL_ARG_DIFF_DST, memory_of(diff_dst)},
-                    {DNNL_ARG_DIFF_SRC, memory_of(diff_src)}});
+        execute(c, {{data_arg, &data}, {DNNL_ARG_DIFF_DST, &diff_dst}, {DNNL_ARG_DIFF_SRC, &diff_src}});
     });
 }
 
@@ -155,10 +154,8 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
                                              : dnnl::matmul::desc(desc_of(A), desc_of(B), desc_of(C));
             return dnnl::matmul::primitive_desc(desc, attr, engine());
         });
-        std::unordered_map<int, dnnl::memory> args = {
-            {DNNL_ARG_SRC, memory_of(A)}, {DNNL_ARG_WEIGHTS, memory_of(B)}, {DNNL_ARG_DST, memory_of(C)}};
-        if (bias.present()) args.emplace(DNNL_ARG_BIAS, memory_of(bias));
-        execute(mm, std::move(args));
+        if (bias.present()) execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}, {DNNL_ARG_BIAS, &bias}});
+        else execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
     });
 }
 
@@ -173,7 +170,7 @@ void softmax_forward(const View& src, const View& dst) {
             return dnnl::softmax_forward::primitive_desc(
                 {dnnl::prop_kind::forward_training, desc_of(src), src.rank - 1}, attributes(), engine());
         });
-        execute(c, {{DNNL_ARG_SRC, memory_of(src)}, {DNNL_ARG_DST, memory_of(dst)}});
+        execute(c, {{DNNL_ARG_SRC, &src}, {DNNL_ARG_DST, &dst}});
     });
 }
 
@@ -189,8 +186,7 @@ void softmax_backward(const View& dst, const View& diff_dst, const View& diff_sr
                                                              attributes(), engine());
             return dnnl::softmax_backward::primitive_desc({desc_of(diff_dst), data, axis}, attributes(), engine(), hint);
         });
-        execute(c, {{DNNL_ARG_DST, memory_of(dst)}, {DNNL_ARG_DIFF_DST, memory_of(diff_dst)},
-                    {DNNL_ARG_DIFF_SRC, memory_of(diff_src)}});
+        execute(c, {{DNNL_ARG_DST, &dst}, {DNNL_ARG_DIFF_DST, &diff_dst}, {DNNL_ARG_DIFF_SRC, &diff_src}});
     });
 }
 
@@ -228,7 +224,7 @@ void eltwise_forward(const Eltwise& f, const View& src, const View& dst) {
         Key key(kEltwiseForward);
         key.add(g.algorithm, g.alpha, g.beta, src);
         const Cached& c = cached<dnnl::eltwise_forward>(key, [&] { return eltwise_forward_pd(g, desc_of(src)); });
-        execute(c, {{DNNL_ARG_SRC, memory_of(src)}, {DNNL_ARG_DST, memory_of(dst)}});
+        execute(c, {{DNNL_ARG_SRC, &src}, {DNNL_ARG_DST, &dst}});
     });
 }
 

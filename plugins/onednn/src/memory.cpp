@@ -199,7 +199,7 @@ void reorder(const View& src, const View& dst) {
         const Cached& r = cached<dnnl::reorder>(Key(kReorderViews).add(src, dst), [&] {
             return dnnl::reorder::primitive_desc(engine(), desc_of(src), engine(), desc_of(dst), attributes());
         });
-        execute(r, {{DNNL_ARG_FROM, memory_of(src)}, {DNNL_ARG_TO, memory_of(dst)}});
+        execute(r, {{DNNL_ARG_FROM, &src}, {DNNL_ARG_TO, &dst}});
     });
 }
 

@@ -8,6 +8,8 @@
 #include <memory>
 #include <mutex>
 
+#include <oneapi/dnnl/dnnl_debug.h>
+
 #include "internal.hpp"
 
 namespace nng::onednn {
@@ -61,6 +63,12 @@ struct ThreadState {
     std::array<Arena, kBufferSlots> buffers;
     Arena ones;
     std::int64_t ones_filled = 0;
+    // Memory objects of execute(views): one per (primitive, argument), repointed each call. Valid
+    // for the cache generation they were made in (clear_cache destroys the primitives).
+    std::map<std::pair<const void*, int>, dnnl::memory> bound;
+    std::uint64_t bound_generation = 0;
+
+    dnnl::memory& bind(const Cached& c, int which, const dnnl::memory::desc& desc, void* data);
 };
 
 ThreadState& thread_state() {
@@ -77,6 +85,7 @@ struct KeyHash {
 struct Cache {
     std::mutex mutex;
     std::map<int, std::unordered_map<Key, Cached, KeyHash>> by_threads;
+    std::atomic<std::uint64_t> generation{0};  // counts clear_cache() calls
 };
 
 Cache& cache() {
@@ -229,24 +238,58 @@ void detail::creation_failed(const Key& key, const dnnl::error& e) {
     throw std::runtime_error("oneDNN cannot create " + std::string(key.tag().name()) + ": " + e.what());
 }
 
-void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args) {
-    ThreadState& state = thread_state();
+dnnl::memory& ThreadState::bind(const Cached& c, int which, const dnnl::memory::desc& desc, void* data) {
+    if (const std::uint64_t now = cache().generation.load(std::memory_order_acquire); bound_generation != now) {
+        bound.clear();
+        bound_generation = now;
+    }
+    const auto [it, added] = bound.try_emplace({c.primitive.get(), which});
+    if (added) it->second = dnnl::memory(desc, engine(), data);
+    else it->second.set_data_handle(data);
+    return it->second;
+}
+
+namespace {
+
+constexpr int kMostArgs = 32;  // lstm_backward takes 21 with the scratchpad
+
+// Runs `c` with `args` (the scratchpad's slot left free at the end) on this thread's stream.
+void run(const Cached& c, ThreadState& state, dnnl_exec_arg_t* args, int count) {
     const dnnl::memory::desc scratchpad = c.pd.scratchpad_desc();
     if (const std::size_t bytes = scratchpad.get_size(); bytes > 0) {
-        args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, engine(), state.scratchpad.reserve(bytes)));
+        args[count++] = {DNNL_ARG_SCRATCHPAD, state.bind(c, DNNL_ARG_SCRATCHPAD, scratchpad, state.scratchpad.reserve(bytes)).get()};
     }
-    try {
-        c.primitive.execute(state.stream, args);
-        state.stream.wait();
-    } catch (const dnnl::error& e) {
-        throw std::runtime_error("oneDNN cannot run " + std::string(c.name) + ": " + e.what());
+    dnnl_status_t status = dnnl_primitive_execute(c.primitive.get(), state.stream.get(), count, args);
+    if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
+    if (status != dnnl_success) {
+        throw std::runtime_error("oneDNN cannot run " + std::string(c.name) + ": status " + dnnl_status2str(status));
     }
+}
+
+}  // namespace
+
+void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args) {
+    if (args.size() >= kMostArgs) throw std::runtime_error("oneDNN helper: " + std::string(c.name) + " with too many arguments");
+    dnnl_exec_arg_t list[kMostArgs];
+    int count = 0;
+    for (const auto& [which, memory] : args) list[count++] = {which, memory.get()};
+    run(c, thread_state(), list, count);
+}
+
+void execute(const Cached& c, std::initializer_list<ViewArg> args) {
+    if (args.size() >= kMostArgs) throw std::runtime_error("oneDNN helper: " + std::string(c.name) + " with too many arguments");
+    ThreadState& state = thread_state();
+    dnnl_exec_arg_t list[kMostArgs];
+    int count = 0;
+    for (const ViewArg& a : args) list[count++] = {a.which, state.bind(c, a.which, desc_of(*a.view), a.view->data).get()};
+    run(c, state, list, count);
 }
 
 void clear_cache() {
     Cache& c = cache();
     const std::lock_guard lock(c.mutex);
     c.by_threads.clear();
+    c.generation.fetch_add(1, std::memory_order_release);
 }
 
 // ---- Counters ----------------------------------------------------------------------------------

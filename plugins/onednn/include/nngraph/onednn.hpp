@@ -210,6 +210,16 @@ template <class Primitive, class MakePd> const Cached& cached(const Key& key, Ma
 // Runs a cached primitive on this thread's stream with the module's scratchpad, and waits.
 void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args);
 
+// One argument of a call on views: which (DNNL_ARG_SRC, ...) and the view bound to it.
+struct ViewArg {
+    int which;
+    const View* view;
+};
+// The same for arguments that are views, without allocating: each thread keeps one oneDNN memory
+// object per primitive and argument and only points it at the call's data (a primitive's key fixes
+// its arguments' layouts, so the object's descriptor stays right).
+void execute(const Cached& c, std::initializer_list<ViewArg> args);
+
 // ---- Counters ----------------------------------------------------------------------------------
 
 struct Stats {
