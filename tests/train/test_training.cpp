@@ -115,6 +115,26 @@ TEST_CASE("adam follows Keras's update exactly") {
     CHECK(adam->iterations() == 3);
 }
 
+TEST_CASE("weight_decay shrinks each weight by weight_decay * learning_rate before the update, as Keras does") {
+    for (const char* name : {"adam", "sgd"}) {
+        CAPTURE(name);
+        const auto start = [] { return std::vector<Tensor>{Tensor::from<float>({2}, std::vector<float>{1.0f, -2.0f})}; };
+        std::vector<Tensor> decayed = start(), prescaled = start(), undecayed = start();
+        const std::vector<Tensor> grads{Tensor::from<float>({2}, std::vector<float>{0.5f, -1.0f})};
+        OptimizerConfig with{name, 0.1}, without{name, 0.1};
+        with.weight_decay = 0.4;
+        make_optimizer(with, decayed, grads)->apply(decayed, grads);
+        make_optimizer(without, undecayed, grads)->apply(undecayed, grads);
+        // The plain update from weights scaled by 1 - 0.4 * 0.1 first.
+        for (float& w : prescaled[0].values<float>()) w *= 0.96f;
+        make_optimizer(without, prescaled, grads)->apply(prescaled, grads);
+        for (int i = 0; i < 2; ++i) {
+            CHECK(decayed[0].data<float>()[i] == Approx(prescaled[0].data<float>()[i]).epsilon(1e-6));
+            CHECK(std::abs(decayed[0].data<float>()[i] - undecayed[0].data<float>()[i]) > 0.03f);
+        }
+    }
+}
+
 TEST_CASE("sgd with momentum and with Nesterov follows Keras's update exactly") {
     for (bool nesterov : {false, true}) {
         CAPTURE(nesterov);

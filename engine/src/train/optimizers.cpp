@@ -17,6 +17,20 @@ std::vector<Tensor> zeros_like_trainable(const std::vector<Tensor>& weights, con
     return out;
 }
 
+// Keras 3's _apply_weight_decay, run before every optimizer's own update: each weight that trains
+// shrinks by the factor 1 - weight_decay * learning_rate.
+void apply_weight_decay(std::vector<Tensor>& weights, const std::vector<Tensor>& grads, const OptimizerConfig& c) {
+    if (c.weight_decay == 0.0) return;
+    const float keep = static_cast<float>(1.0 - c.weight_decay * c.learning_rate);
+    for (std::size_t w = 0; w < weights.size(); ++w) {
+        if (grads[w].empty()) continue;
+        float* theta = weights[w].data<float>();
+        const std::int64_t n = weights[w].numel();
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) theta[i] *= keep;
+    }
+}
+
 // Keras 3 Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
 // theta -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon), t counting from 1.
 class Adam final : public Optimizer {
@@ -27,6 +41,7 @@ public:
         slots_.emplace_back("v", zeros_like_trainable(weights, grads));
     }
     void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
+        apply_weight_decay(weights, grads, c_);
         const double t = double(iterations_ + 1);
         const double alpha = c_.learning_rate * std::sqrt(1.0 - std::pow(c_.beta_2, t)) / (1.0 - std::pow(c_.beta_1, t));
         const float a = static_cast<float>(alpha), b1 = static_cast<float>(1.0 - c_.beta_1),
@@ -61,6 +76,7 @@ public:
         if (c_.momentum != 0.0) slots_.emplace_back("momentum", zeros_like_trainable(weights, grads));
     }
     void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
+        apply_weight_decay(weights, grads, c_);
         const float lr = static_cast<float>(c_.learning_rate), mu = static_cast<float>(c_.momentum);
         for (std::size_t w = 0; w < weights.size(); ++w) {
             if (grads[w].empty()) continue;

@@ -19,6 +19,8 @@ struct OptimizerConfig {
     double epsilon = 1e-7;
     double momentum = 0.0;
     bool nesterov = false;
+    // Keras's decoupled weight_decay: before each update, w -= w * weight_decay * learning_rate.
+    double weight_decay = 0.0;
 };
 
 class Optimizer {

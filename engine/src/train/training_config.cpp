@@ -41,7 +41,7 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
         if (o.IsScalar()) {
             config.optimizer.name = o.Scalar();
         } else if (o.IsMap()) {
-            check_keys(o, file, "'optimizer'", {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov"});
+            check_keys(o, file, "'optimizer'", {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "weight_decay"});
             if (!o["name"]) throw model_error(at(o), "", "the optimizer needs a 'name' (adam or sgd)");
             config.optimizer.name = yaml_as<std::string>(o["name"], at(o["name"]), "optimizer name");
             auto number = [&](const char* key, double& into) {
@@ -52,6 +52,8 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
             number("beta_2", config.optimizer.beta_2);
             number("epsilon", config.optimizer.epsilon);
             number("momentum", config.optimizer.momentum);
+            number("weight_decay", config.optimizer.weight_decay);
+            if (config.optimizer.weight_decay < 0) throw model_error(at(o["weight_decay"]), "", "weight_decay must be 0 or more");
             if (o["nesterov"]) config.optimizer.nesterov = yaml_as<bool>(o["nesterov"], at(o["nesterov"]), "optimizer nesterov");
         } else {
             throw model_error(at(o), "", "the optimizer is a name (adam) or a map ({name: adam, learning_rate: 0.001})");
