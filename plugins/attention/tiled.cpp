@@ -61,10 +61,14 @@ inline __attribute__((always_inline)) v16 vexp(v16 x) {
     return lowest != 0.0f ? v16{} : y * scale;
 }
 
-// C (4 rows x NC·16) (+)= A (4 rows x K, row stride lda) · B (K x NC·16, row stride ldb).
+// How a product reads its left operand A: as stored (row r, column k at A[r·lda + k]) or
+// transposed (at A[k·lda + r]), which spares copying a tile into its transpose first.
+enum class Layout : bool { kAsStored, kTransposed };
+
+// C (4 rows x NC·16) (+)= A (4 rows x K, leading dimension lda) · B (K x NC·16, row stride ldb).
 // Always inlined: an out-of-line copy would be built for the default target, where 64-byte
 // vectors fall apart into 16-byte pieces (measured: 20 times slower than in the AVX-512 clone).
-template <int NC>
+template <int NC, Layout kA>
 inline __attribute__((always_inline)) void kernel_4xn(std::int64_t K, const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float* C,
                        std::int64_t ldc, bool accumulate) {
     v16 c[4][NC];
@@ -74,7 +78,7 @@ inline __attribute__((always_inline)) void kernel_4xn(std::int64_t K, const floa
         v16 b[NC];
         for (int n = 0; n < NC; ++n) b[n] = load(B + k * ldb + 16 * n);
         for (int r = 0; r < 4; ++r) {
-            const float a = A[r * lda + k];
+            const float a = kA == Layout::kTransposed ? A[k * lda + r] : A[r * lda + k];
             for (int n = 0; n < NC; ++n) c[r][n] += a * b[n];
         }
     }
@@ -82,30 +86,26 @@ inline __attribute__((always_inline)) void kernel_4xn(std::int64_t K, const floa
         for (int n = 0; n < NC; ++n) store(C + r * ldc + 16 * n, c[r][n]);
 }
 
-// C (M x N) (+)= A (M x K) · B (K x N); M a multiple of 4, N of 16; row strides lda, ldb, ldc.
+// C (M x N) (+)= op(A) (M x K) · B (K x N); M a multiple of 4, N of 16; op(A) is A or, with
+// kA = kTransposed, the transpose of the (K x M) A; row strides lda, ldb, ldc.
 // A function of its own (not inlined into the tile loops), so that its accumulators own the
 // vector registers.
+template <Layout kA>
 __attribute__((target_clones("arch=x86-64-v4", "default"), noinline)) void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
                  std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
     for (std::int64_t i = 0; i < M; i += 4) {
         for (std::int64_t n0 = 0; n0 < N; n0 += 64) {
-            const float* a = A + i * lda;
+            const float* a = kA == Layout::kTransposed ? A + i : A + i * lda;
             const float* b = B + n0;
             float* c = C + i * ldc + n0;
             switch (std::min<std::int64_t>(4, (N - n0) / 16)) {
-                case 4: kernel_4xn<4>(K, a, lda, b, ldb, c, ldc, accumulate); break;
-                case 3: kernel_4xn<3>(K, a, lda, b, ldb, c, ldc, accumulate); break;
-                case 2: kernel_4xn<2>(K, a, lda, b, ldb, c, ldc, accumulate); break;
-                default: kernel_4xn<1>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                case 4: kernel_4xn<4, kA>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                case 3: kernel_4xn<3, kA>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                case 2: kernel_4xn<2, kA>(K, a, lda, b, ldb, c, ldc, accumulate); break;
+                default: kernel_4xn<1, kA>(K, a, lda, b, ldb, c, ldc, accumulate); break;
             }
         }
     }
-}
-
-// dst (64 x 64) = srcᵀ.
-inline void transpose_tile(const float* src, float* dst) {
-    for (std::int64_t r = 0; r < kTile; ++r)
-        for (std::int64_t c = 0; c < kTile; ++c) dst[c * kTile + r] = src[r * kTile + c];
 }
 
 std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
@@ -195,13 +195,13 @@ struct Plan {
 
 // Per-thread tile memory (onednn::buffer slot 6), carved in this order.
 struct Tiles {
-    float *qp, *kt, *kp, *vt, *vp, *dop, *s, *p, *dp, *t1, *acc, *dacc;
+    float *qp, *kt, *kp, *vt, *vp, *dop, *s, *p, *dp, *acc, *dacc;
     float m[kTile], l[kTile], d[kTile];
     RowKind kind[kTile];
 
     static std::int64_t floats(const Plan& plan) {
         const std::int64_t dk = plan.p.dk, dv = plan.p.dv;
-        return kTile * (plan.dkp + dk + plan.dkp + dv + plan.dvp + plan.dvp + 4 * kTile + plan.dvp + plan.dkp) + 64;
+        return kTile * (plan.dkp + dk + plan.dkp + dv + plan.dvp + plan.dvp + 3 * kTile + plan.dvp + plan.dkp) + 64;
     }
     explicit Tiles(const Plan& plan) {
         float* f = static_cast<float*>(onednn::buffer(6, sizeof(float) * static_cast<std::size_t>(floats(plan))));
@@ -219,7 +219,6 @@ struct Tiles {
         s = take(kTile * kTile);
         p = take(kTile * kTile);
         dp = take(kTile * kTile);
-        t1 = take(kTile * kTile);
         acc = take(kTile * plan.dvp);   // forward: the output accumulator
         dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
     }
@@ -326,7 +325,7 @@ bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, s
 inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Rows& k, std::int64_t g, std::int64_t i0,
                                                       std::int64_t i1, std::int64_t j0, std::int64_t count, RowKind active, float* scores) {
     pack_rows_transposed(k, j0, count, plan.p.dk, t.kt);
-    gemm(kTile, kTile, plan.p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
+    gemm<Layout::kAsStored>(kTile, kTile, plan.p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
     tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, scores, t.kind, active);
 }
 
@@ -389,7 +388,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
                 for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale);
             }
         }
-        gemm(kTile, plan.dvp, kTile, t.s, kTile, t.vp, plan.dvp, t.acc, plan.dvp, true);
+        gemm<Layout::kAsStored>(kTile, plan.dvp, kTile, t.s, kTile, t.vp, plan.dvp, t.acc, plan.dvp, true);
     }
 }
 
@@ -532,7 +531,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
         score_tile(plan, t, k, g, i0, i1, j0, count, active, t.p);  // raw q·kᵀ stays in t.s
         pack_rows(k, j0, count, p.dk, t.kp, plan.dkp);
         pack_rows_transposed(v, j0, count, p.dv, t.vt);
-        gemm(kTile, kTile, p.dv, t.dop, plan.dvp, t.vt, kTile, t.dp, kTile, false);             // dL/d(dropped probabilities)
+        gemm<Layout::kAsStored>(kTile, kTile, p.dv, t.dop, plan.dvp, t.vt, kTile, t.dp, kTile, false);             // dL/d(dropped probabilities)
         for (std::int64_t r = 0; r < kTile; ++r) {
             float* prob = t.p + r * kTile;
             float* dprob = t.dp + r * kTile;
@@ -568,11 +567,9 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
             }
             for (int c = 0; c < kTile; c += 16) store(dprob + c, load(dprob + c) * p.alpha);
         }
-        gemm(kTile, plan.dkp, kTile, t.dp, kTile, t.kp, plan.dkp, t.dacc, plan.dkp, true);  // dq += α dS·k
-        transpose_tile(t.dp, t.t1);
-        gemm(kTile, plan.dkp, kTile, t.t1, kTile, t.qp, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
-        transpose_tile(t.p, t.t1);
-        gemm(kTile, plan.dvp, kTile, t.t1, kTile, t.dop, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
+        gemm<Layout::kAsStored>(kTile, plan.dkp, kTile, t.dp, kTile, t.kp, plan.dkp, t.dacc, plan.dkp, true);  // dq += α dS·k
+        gemm<Layout::kTransposed>(kTile, plan.dkp, kTile, t.dp, kTile, t.qp, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
+        gemm<Layout::kTransposed>(kTile, plan.dvp, kTile, t.p, kTile, t.dop, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
     }
     if (adaptive) acc.d_spans[g % p.heads] += d_span;
 }
