@@ -36,15 +36,23 @@ constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 typedef float v16 __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int v16iu __attribute__((vector_size(64), aligned(4), may_alias));
 
 inline __attribute__((always_inline)) v16 load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
+inline __attribute__((always_inline)) v16i load(const std::int32_t* p) { return *reinterpret_cast<const v16iu*>(p); }
 inline __attribute__((always_inline)) void store(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+
+// The lanes of `a` where `lanes` is all ones, else those of `b`. Bitwise: GCC 12 takes a vector
+// comparison's result apart lane by lane once it is kept in a variable, and a NaN in an unused
+// lane goes too.
+inline __attribute__((always_inline)) v16 select_lanes(v16i lanes, v16 a, v16 b = v16{}) {
+    return (v16)(((v16i)a & lanes) | ((v16i)b & ~lanes));
+}
 
 // e^x for 16 lanes: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp; 0 below -87.3 (where
 // float's e^x is subnormal) and for -inf.
-inline __attribute__((always_inline)) v16 vexp(v16 x) {
-    const v16 lowest = x < -87.3f ? v16{} + 1.0f : v16{};
-    x = x < -87.3f ? v16{} - 87.3f : x;
+inline __attribute__((always_inline)) v16 vexp(v16 in) {
+    v16 x = in < -87.3f ? v16{} - 87.3f : in;
     x = x > 88.7f ? v16{} + 88.7f : x;
     const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const v16 r = x - n * 0.693359375f - n * -2.12194440e-4f;
@@ -58,7 +66,7 @@ inline __attribute__((always_inline)) v16 vexp(v16 x) {
     const v16i exponent = (__builtin_convertvector(n, v16i) + 127) << 23;
     v16 scale;
     std::memcpy(&scale, &exponent, sizeof scale);
-    return lowest != 0.0f ? v16{} : y * scale;
+    return in < -87.3f ? v16{} : y * scale;
 }
 
 // How a product reads its left operand A: as stored (row r, column k at A[r·lda + k]) or
@@ -193,15 +201,23 @@ struct Plan {
     }
 };
 
-// Per-thread tile memory (onednn::buffer slot 6), carved in this order.
+// Per-thread tile memory (onednn::buffer slot 6), carved in this order. Score-sized tiles are
+// key-major: row c is key j0 + c, column r query i0 + r. Then every product reads its operands
+// as they are stored or transposed (Layout), from the query tile's rows and columns packed once,
+// and from the key tile's source rows; and the softmax runs along columns, 16 queries a vector.
 struct Tiles {
-    float *qp, *kt, *kp, *vt, *vp, *dop, *s, *p, *dp, *acc, *dacc;
+    float *q_rows, *q_columns;    // the query tile, (64 x dkp) and (dk x 64)
+    float *do_rows, *do_columns;  // backward: its dL/dout, (64 x dvp) and (dv x 64)
+    float *k_rows, *v_rows;       // a key tile's rows, padded (64 x dkp, 64 x dvp), when needed
+    float *s, *p, *dp, *keep;     // key-major: raw scores, probabilities, their gradients, dropout's factors
+    float *acc, *dacc;
     float m[kTile], l[kTile], d[kTile];
+    std::int32_t active[kTile];  // all ones for the query rows (tile columns) being computed, else 0
     RowKind kind[kTile];
 
     static std::int64_t floats(const Plan& plan) {
         const std::int64_t dk = plan.p.dk, dv = plan.p.dv;
-        return kTile * (plan.dkp + dk + plan.dkp + dv + plan.dvp + plan.dvp + 3 * kTile + plan.dvp + plan.dkp) + 64;
+        return kTile * (plan.dkp + dk + plan.dvp + dv + plan.dkp + plan.dvp + 4 * kTile + plan.dvp + plan.dkp) + 64;
     }
     explicit Tiles(const Plan& plan) {
         float* f = static_cast<float*>(onednn::buffer(6, sizeof(float) * static_cast<std::size_t>(floats(plan))));
@@ -210,19 +226,37 @@ struct Tiles {
             f += (n + 15) / 16 * 16;
             return out;
         };
-        qp = take(kTile * plan.dkp);
-        kt = take(plan.p.dk * kTile);
-        kp = take(kTile * plan.dkp);
-        vt = take(plan.p.dv * kTile);
-        vp = take(kTile * plan.dvp);
-        dop = take(kTile * plan.dvp);
+        q_rows = take(kTile * plan.dkp);
+        q_columns = take(plan.p.dk * kTile);
+        do_rows = take(kTile * plan.dvp);
+        do_columns = take(plan.p.dv * kTile);
+        k_rows = take(kTile * plan.dkp);
+        v_rows = take(kTile * plan.dvp);
         s = take(kTile * kTile);
         p = take(kTile * kTile);
         dp = take(kTile * kTile);
+        keep = take(kTile * kTile);
         acc = take(kTile * plan.dvp);   // forward: the output accumulator
         dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
     }
+    // Marks the rows of kind `kind_wanted` as the ones being computed.
+    void select(RowKind kind_wanted) {
+        for (std::int64_t r = 0; r < kTile; ++r) active[r] = kind[r] == kind_wanted ? ~0 : 0;
+    }
 };
+
+// A product operand of 64 rows: where row 0 starts and the row stride.
+struct Operand {
+    const float* data;
+    std::int64_t ld;
+};
+// Rows [r0, r0 + 64) of `src`, columns padded to dp: the source rows themselves when the tile is
+// whole and needs no padding, else a zero-padded copy in `pad` (64 x dp).
+Operand tile_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int64_t d, std::int64_t dp, float* pad) {
+    if (count == kTile && d == dp) return {src.row(r0), src.row_stride};
+    pack_rows(src, r0, count, d, pad, dp);
+    return {pad, dp};
+}
 
 // Which of the tile's columns (keys j0 + c, c < count) row i may see by causality and the pattern:
 // allow[c] = keep[c] (the key mask as 0/1) where allowed, else 0; log_weight[c] is adaptive span's
@@ -267,9 +301,10 @@ inline __attribute__((always_inline)) void row_allowed(const Plan& plan, std::in
     }
 }
 
-// Scores of the tile (query rows i0.., keys j0..j0+64) from the raw products `raw`, written as
-// the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log weights added, and
-// -inf for keys past the end. Rows whose kind is not `active` are left as they come.
+// Scores of the key-major tile (keys j0.. as rows, queries i0.. as columns) from the raw products
+// `raw`, written as the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log
+// weights added, and -inf for keys past the end. Columns of rows whose kind is not `active` hold
+// anything afterwards (the softmax passes ignore them).
 inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0, bool full,
                                                        const float* raw, float* x, const RowKind* kind, RowKind active) {
     const Problem& p = plan.p;
@@ -283,22 +318,29 @@ inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::in
     for (std::int64_t c = 0; c < kTile; ++c) keep[c] = c < count && (!keys || keys[c]) ? 1.0f : 0.0f;
     std::fill(log_weight, log_weight + kTile, 0.0f);
     const float alpha = p.alpha;
-    for (std::int64_t r = 0; r < kTile; ++r) {
-        if (kind[r] != active) continue;
-        const float* s = raw + r * kTile;
-        float* o = x + r * kTile;
-        if (full && !keys) {
-            for (std::int64_t c = 0; c < kTile; ++c) o[c] = alpha * s[c];
-        } else {
-            if (full) std::copy(keep, keep + kTile, allow);
-            else row_allowed(plan, i0 + r, j0, count, z, keep, allow, log_weight);
-            for (std::int64_t c = 0; c < kTile; ++c) {
-                const float v = alpha * s[c] + log_weight[c];
-                o[c] = allow[c] != 0.0f ? v : (v + masked_add) * masked_keep + masked_set;
+    if (full) {
+        // Every query sees every key the key mask keeps: whole rows at once.
+        for (std::int64_t c = 0; c < count; ++c) {
+            const float* s = raw + c * kTile;
+            float* o = x + c * kTile;
+            if (keep[c] != 0.0f) {
+                for (int r = 0; r < kTile; r += 16) store(o + r, alpha * load(s + r));
+            } else {
+                for (int r = 0; r < kTile; r += 16) store(o + r, (alpha * load(s + r) + masked_add) * masked_keep + masked_set);
             }
         }
-        for (std::int64_t c = count; c < kTile; ++c) o[c] = kMinusInfinity;
+    } else {
+        for (std::int64_t r = 0; r < kTile; ++r) {
+            if (kind[r] != active) continue;
+            row_allowed(plan, i0 + r, j0, count, z, keep, allow, log_weight);
+            for (std::int64_t c = 0; c < count; ++c) {
+                const float v = alpha * raw[c * kTile + r] + log_weight[c];
+                x[c * kTile + r] = allow[c] != 0.0f ? v : (v + masked_add) * masked_keep + masked_set;
+            }
+        }
     }
+    for (std::int64_t c = count; c < kTile; ++c)
+        for (int r = 0; r < kTile; r += 16) store(x + c * kTile + r, v16{} + kMinusInfinity);
 }
 
 // Keep factors (0 or 1/(1-rate)) of the tile's row r into f[0..64).
@@ -312,6 +354,16 @@ void keep_factors(const Plan& plan, std::int64_t g, std::int64_t i, std::int64_t
     for (std::int64_t c = count; c < kTile; ++c) f[c] = 0.0f;
 }
 
+// Dropout's keep factors of the active rows, key-major into t.keep (other columns untouched).
+void keep_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, std::int64_t j0) {
+    alignas(64) float f[kTile];
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        if (!t.active[r]) continue;
+        keep_factors(plan, g, i0 + r, j0, f);
+        for (std::int64_t c = 0; c < kTile; ++c) t.keep[c * kTile + r] = f[c];
+    }
+}
+
 // Whether a key tile must be visited for `active` rows of query tile i0 (fallback rows visit all).
 bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t kt, RowKind active) {
     if (active == RowKind::kFallback) return true;
@@ -320,12 +372,11 @@ bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, s
     return plan.tile_candidate(g, i0, i1, j0, j1);
 }
 
-// The tile's raw products q·kᵀ into t.s (keys packed into t.kt) and its softmax inputs into
-// `scores` (which may be t.s): the first half of every tile step, forward and backward.
-inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Rows& k, std::int64_t g, std::int64_t i0,
+// The tile's raw products k·qᵀ into t.s and its softmax inputs into `scores` (which may be t.s):
+// the first half of every tile step, forward and backward.
+inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Operand& keys, std::int64_t g, std::int64_t i0,
                                                       std::int64_t i1, std::int64_t j0, std::int64_t count, RowKind active, float* scores) {
-    pack_rows_transposed(k, j0, count, plan.p.dk, t.kt);
-    gemm<Layout::kAsStored>(kTile, kTile, plan.p.dk, t.qp, plan.dkp, t.kt, kTile, t.s, kTile, false);
+    gemm<Layout::kAsStored>(kTile, kTile, plan.p.dk, keys.data, keys.ld, t.q_columns, kTile, t.s, kTile, false);
     tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.tile_full(i0, i1, j0, j0 + count), t.s, scores, t.kind, active);
 }
 
@@ -338,57 +389,54 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
+    t.select(active);
     for (std::int64_t r = 0; r < kTile; ++r) {
         if (t.kind[r] != active) continue;
         t.m[r] = kMinusInfinity;
         t.l[r] = 0.0f;
         std::memset(t.acc + r * plan.dvp, 0, sizeof(float) * plan.dvp);
     }
-    alignas(64) float factors[kTile];
+    alignas(64) float rescale[kTile];
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        score_tile(plan, t, k, g, i0, i1, j0, count, active, t.s);
-        pack_rows(v, j0, count, p.dv, t.vp, plan.dvp);
-        for (std::int64_t r = 0; r < kTile; ++r) {
-            float* x = t.s + r * kTile;
-            if (t.kind[r] != active) {
-                std::memset(x, 0, sizeof(float) * kTile);
-                continue;
+        const Operand keys = tile_rows(k, j0, count, p.dk, plan.dkp, t.k_rows);
+        const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
+        score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.s);
+        if (p.dropout) keep_tile(plan, t, g, i0, j0);
+        // The online softmax, 16 queries (columns) at a time; inactive columns keep m and l and
+        // get zero probabilities.
+        for (int q = 0; q < kTile; q += 16) {
+            const v16i computed = load(t.active + q);
+            v16 tile_max = v16{} + kMinusInfinity;
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                const v16 y = load(t.s + c * kTile + q);
+                tile_max = y > tile_max ? y : tile_max;
             }
-            v16 vmax = load(x);
-            for (int c = 16; c < kTile; c += 16) {
-                const v16 y = load(x + c);
-                vmax = y > vmax ? y : vmax;
-            }
-            float tile_max = vmax[0];
-            for (int l = 1; l < 16; ++l) tile_max = std::max(tile_max, vmax[l]);
-            const float m_new = std::max(t.m[r], tile_max);
-            if (m_new == kMinusInfinity) {
-                std::memset(x, 0, sizeof(float) * kTile);
-                continue;
-            }
-            const float rescale = t.m[r] == kMinusInfinity ? 0.0f : std::exp(t.m[r] - m_new);
+            const v16 m_old = load(t.m + q);
+            const v16 m_new = select_lanes(computed, tile_max > m_old ? tile_max : m_old, m_old);
+            // A column without any finite score so far has probabilities 0 (exp(-inf - 0)); one
+            // that had none before scales its (zero) sums by exp(-inf) = 0.
+            const v16 shift = m_new == kMinusInfinity ? v16{} : m_new;
+            const v16 factor = vexp(m_old - shift);
             v16 sum{};
-            for (int c = 0; c < kTile; c += 16) {
-                const v16 e = vexp(load(x + c) - m_new);
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                float* x = t.s + c * kTile + q;
+                v16 e = select_lanes(computed, vexp(load(x) - shift));
                 sum += e;
-                store(x + c, e);
+                if (p.dropout) e = select_lanes(computed, e * load(t.keep + c * kTile + q));
+                store(x, e);
             }
-            float row_sum = 0.0f;
-            for (int l = 0; l < 16; ++l) row_sum += sum[l];
-            t.l[r] = t.l[r] * rescale + row_sum;
-            t.m[r] = m_new;
-            if (p.dropout) {
-                keep_factors(plan, g, i0 + r, j0, factors);
-                for (int c = 0; c < kTile; c += 16) store(x + c, load(x + c) * load(factors + c));
-            }
-            if (rescale != 1.0f) {
-                float* a = t.acc + r * plan.dvp;
-                for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale);
-            }
+            store(t.l + q, select_lanes(computed, load(t.l + q) * factor + sum, load(t.l + q)));
+            store(t.m + q, m_new);
+            store(rescale + q, select_lanes(computed, factor, v16{} + 1.0f));
         }
-        gemm<Layout::kAsStored>(kTile, plan.dvp, kTile, t.s, kTile, t.vp, plan.dvp, t.acc, plan.dvp, true);
+        for (std::int64_t r = 0; r < kTile; ++r) {
+            if (rescale[r] == 1.0f) continue;
+            float* a = t.acc + r * plan.dvp;
+            for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale[r]);
+        }
+        gemm<Layout::kTransposed>(kTile, plan.dvp, kTile, t.s, kTile, values.data, values.ld, t.acc, plan.dvp, true);  // acc += P̃·v
     }
 }
 
@@ -404,7 +452,7 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
         any_normal |= t.kind[r] == RowKind::kNormal;
     }
     if (any_normal) {
-        pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.qp, plan.dkp);
+        pack_rows_transposed(rows_of(p.q, g), i0, rows, p.dk, t.q_columns);
         forward_rows(plan, t, g, i0, RowKind::kNormal);
         bool any_fallback = false;
         for (std::int64_t r = 0; r < rows; ++r) {
@@ -524,52 +572,60 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     const bool z_moves = adaptive && plan.pattern.spans[g % p.heads] > 0.0f &&
                          plan.pattern.spans[g % p.heads] < static_cast<float>(plan.pattern.max_span);
     double d_span = 0.0;
-    alignas(64) float factors[kTile];
+    // dS goes into t.dp times α at once, unless the sums below need it unscaled first.
+    const bool sums_need_ds = want_dalpha || z_moves;
+    const float ds_scale = sums_need_ds ? 1.0f : p.alpha;
+    t.select(active);
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        score_tile(plan, t, k, g, i0, i1, j0, count, active, t.p);  // raw q·kᵀ stays in t.s
-        pack_rows(k, j0, count, p.dk, t.kp, plan.dkp);
-        pack_rows_transposed(v, j0, count, p.dv, t.vt);
-        gemm<Layout::kAsStored>(kTile, kTile, p.dv, t.dop, plan.dvp, t.vt, kTile, t.dp, kTile, false);             // dL/d(dropped probabilities)
-        for (std::int64_t r = 0; r < kTile; ++r) {
-            float* prob = t.p + r * kTile;
-            float* dprob = t.dp + r * kTile;
-            if (t.kind[r] != active) {
-                std::memset(prob, 0, sizeof(float) * kTile);
-                std::memset(dprob, 0, sizeof(float) * kTile);
-                continue;
+        const Operand keys = tile_rows(k, j0, count, p.dk, plan.dkp, t.k_rows);
+        const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
+        score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.p);  // raw k·qᵀ stays in t.s
+        gemm<Layout::kAsStored>(kTile, kTile, p.dv, values.data, values.ld, t.do_columns, kTile, t.dp, kTile, false);  // dL/d(dropped P)
+        if (p.dropout) keep_tile(plan, t, g, i0, j0);
+        // P from the saved statistics; dS = P ⊙ (dP - D), dL/d(score after masks and log
+        // weights), into t.dp; P̃ (P after dropout) into t.p. Inactive columns get zeros.
+        for (int q = 0; q < kTile; q += 16) {
+            const v16i computed = load(t.active + q);
+            const v16 m = load(t.m + q), inv_l = load(t.l + q), d = load(t.d + q);
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                float* prob = t.p + c * kTile + q;
+                float* dprob = t.dp + c * kTile + q;
+                const float* keep = t.keep + c * kTile + q;
+                v16 pr = vexp(load(prob) - m) * inv_l;
+                v16 dpr = load(dprob);
+                if (p.dropout) dpr *= load(keep);
+                store(dprob, select_lanes(computed, pr * (dpr - d) * ds_scale));
+                if (p.dropout) pr *= load(keep);
+                store(prob, select_lanes(computed, pr));
             }
-            const float m = t.m[r], inv_l = t.l[r], d = t.d[r];
-            for (int c = 0; c < kTile; c += 16) store(prob + c, vexp(load(prob + c) - m) * inv_l);
-            if (p.dropout) {
-                keep_factors(plan, g, i0 + r, j0, factors);
-                for (int c = 0; c < kTile; c += 16) store(dprob + c, load(dprob + c) * load(factors + c));
-            }
-            // dS = P ⊙ (dP - D): dL/d(score after masks and log weights); into dprob.
-            for (int c = 0; c < kTile; c += 16) store(dprob + c, load(prob + c) * (load(dprob + c) - d));
-            if (p.dropout) {
-                for (int c = 0; c < kTile; c += 16) store(prob + c, load(prob + c) * load(factors + c));
-            }
-            if (want_dalpha) {
-                const float* raw = t.s + r * kTile;
+        }
+        if (want_dalpha) {
+            for (std::int64_t r = 0; r < kTile; ++r) {
+                if (t.kind[r] != active) continue;
                 double sum = 0.0;
-                for (std::int64_t c = 0; c < count; ++c) sum += double(dprob[c]) * double(raw[c]);
+                for (std::int64_t c = 0; c < count; ++c) sum += double(t.dp[c * kTile + r]) * double(t.s[c * kTile + r]);
                 acc.d_alpha += sum;
             }
-            if (z_moves) {
-                // d log m / dz = 1 / (R + z - x) inside the ramp (0 < m < 1), else 0.
+        }
+        if (z_moves) {
+            // d log m / dz = 1 / (R + z - x) inside the ramp (0 < m < 1), else 0.
+            for (std::int64_t r = 0; r < kTile; ++r) {
+                if (t.kind[r] != active) continue;
                 const std::int64_t i = i0 + r;
                 for (std::int64_t c = 0; c < count; ++c) {
                     const float x = static_cast<float>(std::abs(i - (j0 + c)));
-                    if (x > z && x < ramp + z && (!p.causal || j0 + c <= i)) d_span += double(dprob[c]) / double(ramp + z - x);
+                    if (x > z && x < ramp + z && (!p.causal || j0 + c <= i)) d_span += double(t.dp[c * kTile + r]) / double(ramp + z - x);
                 }
             }
-            for (int c = 0; c < kTile; c += 16) store(dprob + c, load(dprob + c) * p.alpha);
         }
-        gemm<Layout::kAsStored>(kTile, plan.dkp, kTile, t.dp, kTile, t.kp, plan.dkp, t.dacc, plan.dkp, true);  // dq += α dS·k
-        gemm<Layout::kTransposed>(kTile, plan.dkp, kTile, t.dp, kTile, t.qp, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
-        gemm<Layout::kTransposed>(kTile, plan.dvp, kTile, t.p, kTile, t.dop, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
+        if (sums_need_ds) {
+            for (std::int64_t e = 0; e < kTile * kTile; e += 16) store(t.dp + e, load(t.dp + e) * p.alpha);
+        }
+        gemm<Layout::kTransposed>(kTile, plan.dkp, kTile, t.dp, kTile, keys.data, keys.ld, t.dacc, plan.dkp, true);  // dq += α dS·k
+        gemm<Layout::kAsStored>(kTile, plan.dkp, kTile, t.dp, kTile, t.q_rows, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
+        gemm<Layout::kAsStored>(kTile, plan.dvp, kTile, t.p, kTile, t.do_rows, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
     }
     if (adaptive) acc.d_spans[g % p.heads] += d_span;
 }
@@ -596,8 +652,10 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
     }
     if (!any[static_cast<int>(RowKind::kNormal)] && !any[static_cast<int>(RowKind::kFallback)]) return;
     const Rows dO = rows_of(dout, g), out = rows_of(p.out, g);
-    pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.qp, plan.dkp);
-    pack_rows(dO, i0, rows, p.dv, t.dop, plan.dvp);
+    pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.q_rows, plan.dkp);
+    pack_rows_transposed(rows_of(p.q, g), i0, rows, p.dk, t.q_columns);
+    pack_rows(dO, i0, rows, p.dv, t.do_rows, plan.dvp);
+    pack_rows_transposed(dO, i0, rows, p.dv, t.do_columns);
     for (std::int64_t r = 0; r < rows; ++r) {
         double d = 0.0;
         for (std::int64_t e = 0; e < p.dv; ++e) d += double(dO.row(i0 + r)[e]) * double(out.row(i0 + r)[e]);
