@@ -28,6 +28,7 @@ namespace nngraph_attention {
 namespace {
 
 constexpr std::int64_t kTile = 64;  // query and key rows per tile; a kernel row is 4 vectors of 16
+constexpr int kVectors = kTile / 16;  // vectors in a tile row
 constexpr float kLargeNegative = -1.0e9f;
 // A row maximum below this saw no unmasked key (unmasked scores are far above, masked ones at -1e9).
 constexpr float kFullyMaskedBelow = -5.0e8f;
@@ -404,33 +405,41 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
         const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
         score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.s);
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
-        // The online softmax, 16 queries (columns) at a time; inactive columns keep m and l and
-        // get zero probabilities.
-        for (int q = 0; q < kTile; q += 16) {
-            const v16i computed = load(t.active + q);
-            v16 tile_max = v16{} + kMinusInfinity;
-            for (std::int64_t c = 0; c < kTile; ++c) {
-                const v16 y = load(t.s + c * kTile + q);
-                tile_max = y > tile_max ? y : tile_max;
+        // The online softmax down the columns, each tile row's 4 vectors side by side (independent
+        // chains for the maximum and the sums). Inactive columns keep m and l (rescale 1, sum 0)
+        // and get zero probabilities.
+        v16i computed[kVectors];
+        v16 tile_max[kVectors], shift[kVectors], sum[kVectors];
+        for (int q = 0; q < kVectors; ++q) {
+            computed[q] = load(t.active + 16 * q);
+            tile_max[q] = v16{} + kMinusInfinity;
+            sum[q] = v16{};
+        }
+        for (std::int64_t c = 0; c < kTile; ++c) {
+            for (int q = 0; q < kVectors; ++q) {
+                const v16 y = load(t.s + c * kTile + 16 * q);
+                tile_max[q] = y > tile_max[q] ? y : tile_max[q];
             }
-            const v16 m_old = load(t.m + q);
-            const v16 m_new = select_lanes(computed, tile_max > m_old ? tile_max : m_old, m_old);
+        }
+        for (int q = 0; q < kVectors; ++q) {
+            const v16 m_old = load(t.m + 16 * q);
+            const v16 m_new = select_lanes(computed[q], tile_max[q] > m_old ? tile_max[q] : m_old, m_old);
             // A column without any finite score so far has probabilities 0 (exp(-inf - 0)); one
             // that had none before scales its (zero) sums by exp(-inf) = 0.
-            const v16 shift = m_new == kMinusInfinity ? v16{} : m_new;
-            const v16 factor = vexp(m_old - shift);
-            v16 sum{};
-            for (std::int64_t c = 0; c < kTile; ++c) {
-                float* x = t.s + c * kTile + q;
-                v16 e = select_lanes(computed, vexp(load(x) - shift));
-                sum += e;
-                if (p.dropout) e = select_lanes(computed, e * load(t.keep + c * kTile + q));
+            shift[q] = m_new == kMinusInfinity ? v16{} : m_new;
+            store(t.m + 16 * q, m_new);
+            store(rescale + 16 * q, select_lanes(computed[q], vexp(m_old - shift[q]), v16{} + 1.0f));
+        }
+        for (std::int64_t c = 0; c < kTile; ++c) {
+            for (int q = 0; q < kVectors; ++q) {
+                float* x = t.s + c * kTile + 16 * q;
+                v16 e = select_lanes(computed[q], vexp(load(x) - shift[q]));
+                sum[q] += e;
+                if (p.dropout) e = select_lanes(computed[q], e * load(t.keep + c * kTile + 16 * q));
                 store(x, e);
             }
-            store(t.l + q, select_lanes(computed, load(t.l + q) * factor + sum, load(t.l + q)));
-            store(t.m + q, m_new);
-            store(rescale + q, select_lanes(computed, factor, v16{} + 1.0f));
         }
+        for (int q = 0; q < kVectors; ++q) store(t.l + 16 * q, load(t.l + 16 * q) * load(rescale + 16 * q) + sum[q]);
         for (std::int64_t r = 0; r < kTile; ++r) {
             if (rescale[r] == 1.0f) continue;
             float* a = t.acc + r * plan.dvp;
