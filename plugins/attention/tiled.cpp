@@ -240,9 +240,9 @@ struct Tiles {
         acc = take(kTile * plan.dvp);   // forward: the output accumulator
         dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
     }
-    // Marks the rows of kind `kind_wanted` as the ones being computed.
-    void select(RowKind kind_wanted) {
-        for (std::int64_t r = 0; r < kTile; ++r) active[r] = kind[r] == kind_wanted ? ~0 : 0;
+    // Marks the rows of kind `wanted` as the ones being computed.
+    void mark_active(RowKind wanted) {
+        for (std::int64_t r = 0; r < kTile; ++r) active[r] = kind[r] == wanted ? ~0 : 0;
     }
 };
 
@@ -390,7 +390,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
-    t.select(active);
+    t.mark_active(active);
     for (std::int64_t r = 0; r < kTile; ++r) {
         if (t.kind[r] != active) continue;
         t.m[r] = kMinusInfinity;
@@ -584,7 +584,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     // dS goes into t.dp times α at once, unless the sums below need it unscaled first.
     const bool sums_need_ds = want_dalpha || z_moves;
     const float ds_scale = sums_need_ds ? 1.0f : p.alpha;
-    t.select(active);
+    t.mark_active(active);
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
