@@ -144,6 +144,11 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
     both("a sample whose every key is masked", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {true, true}, empty_mask(1)}, "");
     both("every key masked, causal, dropout", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {false, true}, empty_mask(1)},
          "use_causal_mask: true, dropout: 0.2");
+    // Widths that are multiples of 16 let the tiled core read whole key and value tiles in place.
+    both("width 64, masks, causal, dropout", {"Attention", {seq(2, 150, 64), seq(2, 150, 64)}, {true, true}},
+         "use_causal_mask: true, dropout: 0.2");
+    both("width 32 and 48, use_scale", {"Attention", {seq(2, 130, 32), seq(2, 140, 48), seq(2, 140, 32)}, {true, true, true}},
+         "use_scale: true");
     // Over 2^18 scores a sample: the dense backward takes the batch in several chunks.
     both("dense backward in chunks: masks, use_scale, dropout", {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)},
          "use_scale: true, dropout: 0.1");
