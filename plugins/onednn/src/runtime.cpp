@@ -244,7 +244,9 @@ dnnl::memory& ThreadState::bind(const Cached& c, int which, const dnnl::memory::
         bound_generation = now;
     }
     const auto [it, added] = bound.try_emplace({c.primitive.get(), which});
-    if (added) it->second = dnnl::memory(desc, engine(), data);
+    // A key need not fix every argument's layout (an eltwise's key holds its source only), so a
+    // call whose view differs gets a new object rather than a wrong descriptor.
+    if (added || it->second.get_desc() != desc) it->second = dnnl::memory(desc, engine(), data);
     else it->second.set_data_handle(data);
     return it->second;
 }

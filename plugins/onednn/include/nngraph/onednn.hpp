@@ -216,8 +216,8 @@ struct ViewArg {
     const View* view;
 };
 // The same for arguments that are views, without allocating: each thread keeps one oneDNN memory
-// object per primitive and argument and only points it at the call's data (a primitive's key fixes
-// its arguments' layouts, so the object's descriptor stays right).
+// object per primitive and argument and only points it at the call's data (a new object only when
+// the argument's layout differs from the last call's).
 void execute(const Cached& c, std::initializer_list<ViewArg> args);
 
 // ---- Counters ----------------------------------------------------------------------------------
