@@ -30,6 +30,11 @@ using nngraph::testing::OpRunner;
 namespace {
 
 constexpr double kTolerance = 1e-5;
+// A weight's gradient sums the per-position gradients over batch and steps (1,110 rows in the
+// largest case), so the two cores' float32 accumulation orders, themselves within 1e-5, part by
+// up to about 1e-5 of that sum (measured 0.94e-5 to 1.04e-5 on MultiHeadAttention's value.bias);
+// outputs and input gradients keep kTolerance.
+constexpr double kWeightGradientTolerance = 3e-5;
 
 double worst_error(const Tensor& got, const std::vector<double>& want, std::size_t& at) {
     REQUIRE(static_cast<std::size_t>(got.numel()) == want.size());
@@ -47,11 +52,11 @@ std::vector<double> values(const Tensor& t) {
     return v;
 }
 
-void check_close(const Tensor& got, const std::vector<double>& want, const std::string& what) {
+void check_close(const Tensor& got, const std::vector<double>& want, const std::string& what, double tolerance = kTolerance) {
     std::size_t at = 0;
     const double worst = worst_error(got, want, at);
     INFO(what << ": worst relative error " << worst << " at " << at << " (got " << got.data<float>()[at] << ", want " << want[at] << ")");
-    CHECK(worst <= kTolerance);
+    CHECK(worst <= tolerance);
 }
 
 // Random masks keeping step 0 of every sample, unless a case empties one on purpose.
@@ -108,7 +113,8 @@ void check_same(const std::string& label, const Setup& s, const std::string& a, 
         check_close(rb.grad_inputs()[i], values(ra.grad_inputs()[i]), label + ": gradient of input " + std::to_string(i));
     }
     for (std::size_t k = 0; k < ra.grad_weights().size(); ++k) {
-        check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]), label + ": gradient of " + ra.shapes().weights[k].name);
+        check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]), label + ": gradient of " + ra.shapes().weights[k].name,
+                    kWeightGradientTolerance);
     }
 }
 
