@@ -255,6 +255,14 @@ namespace {
 
 constexpr int kMostArgs = 32;  // lstm_backward takes 21 with the scratchpad
 
+// Arguments fit the stack array with room left for the scratchpad.
+void check_arg_count(const Cached& c, std::size_t count) {
+    if (count >= kMostArgs) {
+        throw std::runtime_error("oneDNN helper: " + std::string(c.name) + " given " + std::to_string(count) +
+                                 " arguments; at most " + std::to_string(kMostArgs - 1) + " fit");
+    }
+}
+
 // Runs `c` with `args` (the scratchpad's slot left free at the end) on this thread's stream.
 void run(const Cached& c, ThreadState& state, dnnl_exec_arg_t* args, int count) {
     const dnnl::memory::desc scratchpad = c.pd.scratchpad_desc();
@@ -271,7 +279,7 @@ void run(const Cached& c, ThreadState& state, dnnl_exec_arg_t* args, int count) 
 }  // namespace
 
 void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args) {
-    if (args.size() >= kMostArgs) throw std::runtime_error("oneDNN helper: " + std::string(c.name) + " with too many arguments");
+    check_arg_count(c, args.size());
     dnnl_exec_arg_t list[kMostArgs];
     int count = 0;
     for (const auto& [which, memory] : args) list[count++] = {which, memory.get()};
@@ -279,7 +287,7 @@ void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args) {
 }
 
 void execute(const Cached& c, std::initializer_list<ViewArg> args) {
-    if (args.size() >= kMostArgs) throw std::runtime_error("oneDNN helper: " + std::string(c.name) + " with too many arguments");
+    check_arg_count(c, args.size());
     ThreadState& state = thread_state();
     dnnl_exec_arg_t list[kMostArgs];
     int count = 0;
