@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "exec/weights.hpp"
+#include "graph/model_file.hpp"
+#include "nngraph/error.hpp"
 #include "temp_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/datasets.hpp"
@@ -131,6 +133,125 @@ TEST_CASE("weight_decay shrinks each weight by weight_decay * learning_rate befo
         for (int i = 0; i < 2; ++i) {
             CHECK(decayed[0].data<float>()[i] == Approx(prescaled[0].data<float>()[i]).epsilon(1e-6));
             CHECK(std::abs(decayed[0].data<float>()[i] - undecayed[0].data<float>()[i]) > 0.03f);
+        }
+    }
+}
+
+namespace {
+
+// The training section of a one-layer model file whose optimizer is `optimizer` (YAML flow map).
+TrainingConfig training_with(const std::string& optimizer) {
+    const std::string text = "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
+                             "training:\n  loss: mse\n  optimizer: " + optimizer + "\n";
+    return parse_training_config(parse_model(text, "model.yaml", "."));
+}
+
+std::string training_error(const std::string& optimizer) {
+    try {
+        training_with(optimizer);
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    FAIL("the training section parsed without an error");
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("learning-rate schedules follow Keras's equations, read as Keras serializes them") {
+    const double pi = 3.14159265358979323846;
+    SUBCASE("ExponentialDecay, smooth and staircase") {
+        for (bool staircase : {false, true}) {
+            CAPTURE(staircase);
+            const OptimizerConfig c = training_with(
+                "{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: 0.1, "
+                "decay_steps: 4, decay_rate: 0.5, staircase: " + std::string(staircase ? "true" : "false") + "}}}").optimizer;
+            REQUIRE(c.schedule);
+            for (int step : {0, 1, 3, 4, 6, 9}) {
+                CAPTURE(step);
+                const double p = staircase ? std::floor(step / 4.0) : step / 4.0;
+                CHECK(c.learning_rate_at(step) == Approx(0.1 * std::pow(0.5, p)).epsilon(1e-12));
+            }
+        }
+    }
+    SUBCASE("CosineDecay, with and without a warm-up, flat after decay_steps") {
+        const OptimizerConfig plain = training_with(
+            "{name: sgd, learning_rate: {module: keras.optimizers.schedules, class_name: CosineDecay, "
+            "config: {initial_learning_rate: 0.2, decay_steps: 10, alpha: 0.1, warmup_target: null}, registered_name: null}}").optimizer;
+        const auto cosine = [&](double step, double from) { return from * (0.9 * 0.5 * (1 + std::cos(pi * step / 10)) + 0.1); };
+        for (int step : {0, 3, 5, 10, 25}) {
+            CAPTURE(step);
+            CHECK(plain.learning_rate_at(step) == Approx(cosine(std::min(step, 10), 0.2)).epsilon(1e-12));
+        }
+        CHECK(plain.learning_rate_at(10) == Approx(0.02));
+        const OptimizerConfig warm = training_with(
+            "{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.0, decay_steps: 10, "
+            "warmup_target: 0.4, warmup_steps: 4}}}").optimizer;
+        CHECK(warm.learning_rate_at(0) == Approx(0.0));
+        CHECK(warm.learning_rate_at(1) == Approx(0.1));
+        CHECK(warm.learning_rate_at(3) == Approx(0.3));
+        for (int step : {4, 9, 14, 30}) {
+            CAPTURE(step);
+            const double after = std::min(step, 14) - 4.0;
+            CHECK(warm.learning_rate_at(step) == Approx(0.4 * 0.5 * (1 + std::cos(pi * after / 10))).epsilon(1e-12));
+        }
+    }
+    SUBCASE("PiecewiseConstantDecay: a boundary step still takes the earlier value") {
+        const OptimizerConfig c = training_with(
+            "{name: adam, learning_rate: {class_name: PiecewiseConstantDecay, config: {boundaries: [2, 5], values: [1.0, 0.5, 0.1]}}}").optimizer;
+        const double expected[] = {1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.1, 0.1};
+        for (int step = 0; step < 8; ++step) CHECK(c.learning_rate_at(step) == expected[step]);
+    }
+    SUBCASE("a constant learning_rate stays one") {
+        const OptimizerConfig c = training_with("{name: adam, learning_rate: 0.003}").optimizer;
+        CHECK_FALSE(c.schedule);
+        CHECK(c.learning_rate_at(1000) == 0.003);
+    }
+}
+
+TEST_CASE("a bad learning-rate schedule is refused with where and what was expected") {
+    CHECK(training_error("{name: adam, learning_rate: {class_name: StepDecay, config: {}}}").find(
+              "unknown learning_rate schedule 'StepDecay'; known: ExponentialDecay, CosineDecay") != std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: 0.1, decay_steps: 5}}}")
+              .find("ExponentialDecay needs 'decay_rate'") != std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, decay_steps: 0}}}")
+              .find("decay_steps must be above 0") != std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, decay_steps: 5, beta: 1}}}")
+              .find("unknown key 'beta' in CosineDecay's config") != std::string::npos);
+    const std::string values = training_error(
+        "{name: adam, learning_rate: {class_name: PiecewiseConstantDecay, config: {boundaries: [2], values: [1.0]}}}");
+    CHECK(values.find("model.yaml:7:") != std::string::npos);
+    CHECK(values.find("one more value than boundaries (1 boundaries, 1 values)") != std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay}}").find("needs class_name") != std::string::npos);
+}
+
+TEST_CASE("the optimizers take each update's learning rate from the schedule, weight_decay included") {
+    for (const char* name : {"adam", "sgd"}) {
+        CAPTURE(name);
+        // ExponentialDecay halving every step: rates 0.1, 0.05, 0.025, each used for the decay and
+        // the update of its step, against Keras's equations in double.
+        OptimizerConfig scheduled{name, -1};
+        scheduled.weight_decay = 0.5;
+        scheduled.schedule = LearningRateSchedule{LearningRateSchedule::Kind::exponential_decay, 0.1, 1, 0.5};
+        std::vector<Tensor> weights{Tensor::from<float>({2}, std::vector<float>{1.0f, -2.0f})};
+        std::vector<Tensor> grads{Tensor::from<float>({2}, std::vector<float>{0.5f, -1.0f})};
+        auto optimizer = make_optimizer(scheduled, weights, grads);
+        double theta[2] = {1.0, -2.0}, m[2] = {0, 0}, v[2] = {0, 0};
+        for (int t = 1; t <= 3; ++t) {
+            const double lr = 0.1 * std::pow(0.5, t - 1);
+            optimizer->apply(weights, grads);
+            for (int i = 0; i < 2; ++i) {
+                const double g = grads[0].data<float>()[i];
+                theta[i] *= 1 - 0.5 * lr;
+                if (std::string(name) == "sgd") {
+                    theta[i] -= lr * g;
+                } else {
+                    m[i] += (g - m[i]) * 0.1;
+                    v[i] += (g * g - v[i]) * 0.001;
+                    theta[i] -= lr * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) + 1e-7);
+                }
+                CHECK(weights[0].data<float>()[i] == Approx(theta[i]).epsilon(1e-6));
+            }
         }
     }
 }

@@ -19,9 +19,10 @@ std::vector<Tensor> zeros_like_trainable(const std::vector<Tensor>& weights, con
 
 // Keras 3's _apply_weight_decay, run before every optimizer's own update: each weight that trains
 // shrinks by the factor 1 - weight_decay * learning_rate.
-void apply_weight_decay(std::vector<Tensor>& weights, const std::vector<Tensor>& grads, const OptimizerConfig& c) {
-    if (c.weight_decay == 0.0) return;
-    const float keep = static_cast<float>(1.0 - c.weight_decay * c.learning_rate);
+void apply_weight_decay(std::vector<Tensor>& weights, const std::vector<Tensor>& grads, double weight_decay,
+                        double learning_rate) {
+    if (weight_decay == 0.0) return;
+    const float keep = static_cast<float>(1.0 - weight_decay * learning_rate);
     for (std::size_t w = 0; w < weights.size(); ++w) {
         if (grads[w].empty()) continue;
         float* theta = weights[w].data<float>();
@@ -41,9 +42,10 @@ public:
         slots_.emplace_back("v", zeros_like_trainable(weights, grads));
     }
     void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
-        apply_weight_decay(weights, grads, c_);
+        const double learning_rate = c_.learning_rate_at(iterations_);
+        apply_weight_decay(weights, grads, c_.weight_decay, learning_rate);
         const double t = double(iterations_ + 1);
-        const double alpha = c_.learning_rate * std::sqrt(1.0 - std::pow(c_.beta_2, t)) / (1.0 - std::pow(c_.beta_1, t));
+        const double alpha = learning_rate * std::sqrt(1.0 - std::pow(c_.beta_2, t)) / (1.0 - std::pow(c_.beta_1, t));
         const float a = static_cast<float>(alpha), b1 = static_cast<float>(1.0 - c_.beta_1),
                     b2 = static_cast<float>(1.0 - c_.beta_2), eps = static_cast<float>(c_.epsilon);
         for (std::size_t w = 0; w < weights.size(); ++w) {
@@ -76,8 +78,9 @@ public:
         if (c_.momentum != 0.0) slots_.emplace_back("momentum", zeros_like_trainable(weights, grads));
     }
     void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
-        apply_weight_decay(weights, grads, c_);
-        const float lr = static_cast<float>(c_.learning_rate), mu = static_cast<float>(c_.momentum);
+        const double learning_rate = c_.learning_rate_at(iterations_);
+        apply_weight_decay(weights, grads, c_.weight_decay, learning_rate);
+        const float lr = static_cast<float>(learning_rate), mu = static_cast<float>(c_.momentum);
         for (std::size_t w = 0; w < weights.size(); ++w) {
             if (grads[w].empty()) continue;
             float* theta = weights[w].data<float>();

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "nngraph/tensor.hpp"
+#include "train/schedules.hpp"
 
 namespace nngraph {
 
@@ -21,6 +23,13 @@ struct OptimizerConfig {
     bool nesterov = false;
     // Keras's decoupled weight_decay: before each update, w -= w * weight_decay * learning_rate.
     double weight_decay = 0.0;
+    // A Keras learning-rate schedule in place of the constant learning_rate.
+    std::optional<LearningRateSchedule> schedule;
+
+    // The rate of the update after `iterations` updates.
+    double learning_rate_at(std::int64_t iterations) const {
+        return schedule ? schedule->at(iterations) : learning_rate;
+    }
 };
 
 class Optimizer {

@@ -18,6 +18,65 @@ void check_keys(const YAML::Node& map, const std::string& file, const std::strin
     }
 }
 
+// A Keras schedule as keras.optimizers.schedules.serialize writes it:
+// {class_name: CosineDecay, config: {initial_learning_rate: 0.001, decay_steps: 1000}}.
+LearningRateSchedule parse_schedule(const YAML::Node& node, const std::string& file) {
+    auto at = [&](const YAML::Node& n) { return SourceLocation::of(file, n); };
+    check_keys(node, file, "the learning_rate schedule", {"class_name", "config", "module", "registered_name"});
+    if (!node["class_name"] || !node["config"] || !node["config"].IsMap()) {
+        throw model_error(at(node), "", std::string("a learning_rate schedule needs class_name (one of ") + kScheduleNames +
+                                            ") and a config map, as Keras serializes it");
+    }
+    const std::string name = yaml_as<std::string>(node["class_name"], at(node["class_name"]), "schedule class_name");
+    const YAML::Node& c = node["config"];
+    LearningRateSchedule s;
+    auto number = [&](const char* key, double& into, bool required) {
+        if (c[key] && !c[key].IsNull()) into = yaml_as<double>(c[key], at(c[key]), std::string(name) + " " + key);
+        else if (required) throw model_error(at(c), "", name + " needs '" + key + "'");
+    };
+    auto numbers = [&](const char* key, std::vector<double>& into) {
+        if (!c[key] || !c[key].IsSequence() || c[key].size() == 0) throw model_error(at(c), "", name + " needs '" + key + "', a list of numbers");
+        for (std::size_t i = 0; i < c[key].size(); ++i) into.push_back(yaml_as<double>(c[key][i], at(c[key][i]), name + " " + key));
+    };
+    auto positive_decay_steps = [&] {
+        number("decay_steps", s.decay_steps, true);
+        if (s.decay_steps <= 0) throw model_error(at(c["decay_steps"]), "", name + " decay_steps must be above 0");
+    };
+    if (name == "ExponentialDecay") {
+        check_keys(c, file, "ExponentialDecay's config", {"initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name"});
+        s.kind = LearningRateSchedule::Kind::exponential_decay;
+        number("initial_learning_rate", s.initial_learning_rate, true);
+        positive_decay_steps();
+        number("decay_rate", s.decay_rate, true);
+        if (c["staircase"]) s.staircase = yaml_as<bool>(c["staircase"], at(c["staircase"]), "ExponentialDecay staircase");
+    } else if (name == "CosineDecay") {
+        check_keys(c, file, "CosineDecay's config", {"initial_learning_rate", "decay_steps", "alpha", "warmup_target", "warmup_steps", "name"});
+        s.kind = LearningRateSchedule::Kind::cosine_decay;
+        number("initial_learning_rate", s.initial_learning_rate, true);
+        positive_decay_steps();
+        number("alpha", s.alpha, false);
+        s.has_warmup_target = c["warmup_target"] && !c["warmup_target"].IsNull();
+        number("warmup_target", s.warmup_target, false);
+        number("warmup_steps", s.warmup_steps, false);
+        if (s.has_warmup_target && s.warmup_steps <= 0) throw model_error(at(c), "", "CosineDecay with a warmup_target needs warmup_steps above 0");
+    } else if (name == "PiecewiseConstantDecay") {
+        check_keys(c, file, "PiecewiseConstantDecay's config", {"boundaries", "values", "name"});
+        s.kind = LearningRateSchedule::Kind::piecewise_constant_decay;
+        numbers("boundaries", s.boundaries);
+        numbers("values", s.values);
+        if (s.values.size() != s.boundaries.size() + 1) {
+            throw model_error(at(c["values"]), "", "PiecewiseConstantDecay needs one more value than boundaries (" +
+                                                       std::to_string(s.boundaries.size()) + " boundaries, " +
+                                                       std::to_string(s.values.size()) + " values)");
+        }
+        if (!std::is_sorted(s.boundaries.begin(), s.boundaries.end())) throw model_error(at(c["boundaries"]), "", "PiecewiseConstantDecay boundaries must increase");
+        s.initial_learning_rate = s.values.front();
+    } else {
+        throw model_error(at(node["class_name"]), "", "unknown learning_rate schedule '" + name + "'; known: " + kScheduleNames);
+    }
+    return s;
+}
+
 }  // namespace
 
 TrainingConfig parse_training_config(const ModelSpec& spec) {
@@ -47,7 +106,8 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
             auto number = [&](const char* key, double& into) {
                 if (o[key]) into = yaml_as<double>(o[key], at(o[key]), std::string("optimizer ") + key);
             };
-            number("learning_rate", config.optimizer.learning_rate);
+            if (o["learning_rate"] && o["learning_rate"].IsMap()) config.optimizer.schedule = parse_schedule(o["learning_rate"], file);
+            else number("learning_rate", config.optimizer.learning_rate);
             number("beta_1", config.optimizer.beta_1);
             number("beta_2", config.optimizer.beta_2);
             number("epsilon", config.optimizer.epsilon);
