@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -311,23 +310,11 @@ void MaterializedCore::forward(const Problem& p, const ProbabilityState& state, 
         forward_part(p, whole_problem(p), state, keys, dropped, scores_given);
         return;
     }
-    const std::int64_t per_block = (p.tq + blocks - 1) / blocks, items = p.groups() * blocks;
-    std::exception_ptr failure;
-#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(items, omp_get_max_threads())))
-    {
-        onednn::set_num_threads(1);  // this thread's primitives: the region already uses the others
-#pragma omp for schedule(static)
-        for (std::int64_t item = 0; item < items; ++item) {
-            const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
-            try {
-                if (i0 < p.tq) forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, keys, dropped, scores_given);
-            } catch (...) {
-#pragma omp critical(attention_forward_failure)
-                if (!failure) failure = std::current_exception();
-            }
-        }
-    }
-    if (failure) std::rethrow_exception(failure);
+    const std::int64_t per_block = (p.tq + blocks - 1) / blocks;
+    onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
+        const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
+        if (i0 < p.tq) forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, keys, dropped, scores_given);
+    });
 }
 
 void MaterializedCore::reserve_backward_to_scores(Bump& bump, const Problem& p) {

@@ -10,6 +10,9 @@
 // diff_weights_iter (its merged GEMM over dst_layer assumes a user src_iter). dst_iter and
 // dst_iter_c (oneDNN takes both or neither) are declared only with return_state, as outputs 1 and
 // 2; without it the last output is the last row of dst_layer.
+#include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstring>
 
 #include "lstm.hpp"
@@ -89,13 +92,13 @@ Weights weights_for(const onednn::Cached& c, const Descs& d, const Operands& in,
             wrap(d.bias, in.bias ? in.bias : zero_bias)};
 }
 
-void check_workspace(const onednn::Cached& c, std::size_t bytes) {
-    const std::size_t wanted = c.pd.workspace_desc().get_size();
+void check_workspace_bytes(std::size_t wanted, std::size_t bytes) {
     if (bytes < wanted) {
         throw std::runtime_error("LSTM: the saved workspace has " + std::to_string(bytes) + " bytes where oneDNN needs " +
                                  std::to_string(wanted) + " (was the op planned for another batch?)");
     }
 }
+void check_workspace(const onednn::Cached& c, std::size_t bytes) { check_workspace_bytes(c.pd.workspace_desc().get_size(), bytes); }
 
 // A gradient oneDNN accumulates into: the user's tensor when the primitive wants its layout, else
 // a buffer in `slot`; zeroed either way. `user` may be null (a gradient nobody wants).
@@ -155,14 +158,9 @@ std::unordered_map<int, memory> data_args(const onednn::Cached& c, const Descs& 
     return args;
 }
 
-}  // namespace
-
-std::size_t fused_workspace_bytes(const Sizes& s, bool return_state) {
-    return forward_pd(s, return_state, dnnl::prop_kind::forward_training).workspace_desc().get_size();
-}
-
-void fused_forward(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
-                   std::size_t workspace_bytes, const Results& out) {
+// One problem (a whole call, or one part of a split one) on the calling thread's threads.
+void forward_one(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
+                 std::size_t workspace_bytes, const Results& out) {
     Stopwatch watch;
     const bool training = workspace != nullptr;
     const onednn::Cached& c = forward_primitive(s, settings.return_state, training);
@@ -182,9 +180,9 @@ void fused_forward(const Settings& settings, const Sizes& s, const Operands& in,
     watch.lap(Phase::forward_output);
 }
 
-void fused_backward(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
-                    const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
-                    const OutputGrads& dy, const ParamGrads& grads) {
+void backward_one(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
+                  const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
+                  const OutputGrads& dy, const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t state = s.batch * s.units;
     // The gradient of dst_layer, time-major: the sequence's, or the last output's in the last row.
@@ -235,6 +233,125 @@ void fused_backward(const Settings& settings, const Sizes& s, const Operands& in
     dlayer.finish();
     diter.finish();
     watch.lap(Phase::backward_output);
+}
+
+// ---- Split calls ---------------------------------------------------------------------------------
+
+// Where each part's workspace starts in the saved buffer, 64-byte aligned; bytes_for(n) is the
+// workspace of a part of n sequences.
+struct WorkspaceSlices {
+    std::array<std::size_t, kMaxParts + 1> start{};
+
+    WorkspaceSlices() = default;  // no workspace: inference
+    template <class BytesFor> WorkspaceSlices(const BatchSplit& split, BytesFor&& bytes_for) {
+        for (std::int64_t p = 0; p < split.parts; ++p) {
+            start[p + 1] = start[p] + (bytes_for(split.count(p)) + 63) / 64 * 64;
+        }
+    }
+};
+
+WorkspaceSlices slices_of(const Sizes& s, bool return_state, const BatchSplit& split) {
+    return WorkspaceSlices(split, [&](std::int64_t n) {
+        return forward_primitive({s.steps, n, s.features, s.units}, return_state, true).pd.workspace_desc().get_size();
+    });
+}
+
+// Part p's sizes and operands: its sequences' rows of every batch-major or part-major tensor.
+Sizes part_sizes(const Sizes& s, const BatchSplit& split, std::int64_t p) {
+    return {s.steps, split.count(p), s.features, s.units};
+}
+Operands part_operands(const Operands& in, const Sizes& s, std::int64_t n0) {
+    Operands part = in;
+    part.xt = in.xt + s.steps * n0 * s.features;
+    if (in.mask) part.mask = in.mask + n0 * s.steps;
+    return part;
+}
+// Rows per sequence of the first output: the whole sequence or the last step.
+std::int64_t output_rows(const Settings& settings, const Sizes& s) { return settings.return_sequences ? s.steps : 1; }
+
+template <class T> T* offset(T* data, std::int64_t elements) { return data ? data + elements : nullptr; }
+
+}  // namespace
+
+BatchSplit fused_split(std::int64_t batch, int threads) {
+    return {batch, std::clamp<std::int64_t>(std::min<std::int64_t>(threads, batch / kLeastPartBatch), 1, kMaxParts)};
+}
+
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split) {
+    return slices_of(s, return_state, split).start[split.parts];
+}
+
+std::size_t fused_workspace_capacity(const Sizes& s, bool return_state) {
+    std::size_t most = 0;
+    for (std::int64_t parts = 1; parts <= kMaxParts && (parts == 1 || s.batch / parts >= kLeastPartBatch); ++parts) {
+        const WorkspaceSlices slices(BatchSplit{s.batch, parts}, [&](std::int64_t n) {
+            return forward_pd({s.steps, n, s.features, s.units}, return_state, dnnl::prop_kind::forward_training)
+                .workspace_desc()
+                .get_size();
+        });
+        most = std::max(most, slices.start[parts]);
+    }
+    return most;
+}
+
+void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
+                   void* workspace, std::size_t workspace_bytes, const Results& out) {
+    if (split.parts == 1) {
+        forward_one(settings, s, in, yt, workspace, workspace_bytes, out);
+        return;
+    }
+    const bool training = workspace != nullptr;
+    const WorkspaceSlices slices = training ? slices_of(s, settings.return_state, split) : WorkspaceSlices();
+    if (training) check_workspace_bytes(slices.start[split.parts], workspace_bytes);
+    onednn::run_in_parts(split.parts, [&](std::int64_t p) {
+        const std::int64_t n0 = split.first(p);
+        const Results part_out{out.out + n0 * output_rows(settings, s) * s.units, offset(out.h, n0 * s.units),
+                               offset(out.c, n0 * s.units)};
+        forward_one(settings, part_sizes(s, split, p), part_operands(in, s, n0), yt + s.steps * n0 * s.units,
+                    offset(static_cast<std::byte*>(workspace), static_cast<std::int64_t>(slices.start[p])),
+                    slices.start[p + 1] - slices.start[p], part_out);
+    });
+}
+
+void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,
+                    const float* yt, const void* workspace, std::size_t workspace_bytes, const float* final_h,
+                    const float* final_c, const OutputGrads& dy, const ParamGrads& grads) {
+    if (split.parts == 1) {
+        backward_one(settings, s, in, yt, workspace, workspace_bytes, final_h, final_c, dy, grads);
+        return;
+    }
+    const WorkspaceSlices slices = slices_of(s, settings.return_state, split);
+    check_workspace_bytes(slices.start[split.parts], workspace_bytes);
+    // Part 0 writes the weight gradients; every other part writes its own copy (slot 7), added after.
+    const std::int64_t kernel = s.features * 4 * s.units, recurrent = s.units * 4 * s.units, bias = 4 * s.units;
+    float* copies = nullptr;
+    carve(7, {{&copies, (split.parts - 1) * (kernel + recurrent + bias)}});
+    const auto part_grads = [&](std::int64_t p) {
+        ParamGrads part = grads;
+        part.xt = offset(grads.xt, s.steps * split.first(p) * s.features);
+        if (p > 0) {
+            float* copy = copies + (p - 1) * (kernel + recurrent + bias);
+            part.kernel = grads.kernel ? copy : nullptr;
+            part.recurrent_kernel = grads.recurrent_kernel ? copy + kernel : nullptr;
+            part.bias = grads.bias ? copy + kernel + recurrent : nullptr;
+        }
+        return part;
+    };
+    onednn::run_in_parts(split.parts, [&](std::int64_t p) {
+        const std::int64_t n0 = split.first(p);
+        const OutputGrads part_dy{offset(dy.out, n0 * output_rows(settings, s) * s.units), offset(dy.h, n0 * s.units),
+                                  offset(dy.c, n0 * s.units)};
+        backward_one(settings, part_sizes(s, split, p), part_operands(in, s, n0), yt + s.steps * n0 * s.units,
+                     offset(static_cast<const std::byte*>(workspace), static_cast<std::int64_t>(slices.start[p])),
+                     slices.start[p + 1] - slices.start[p], offset(final_h, n0 * s.units), offset(final_c, n0 * s.units),
+                     part_dy, part_grads(p));
+    });
+    for (std::int64_t p = 1; p < split.parts; ++p) {
+        const ParamGrads copy = part_grads(p);
+        if (grads.kernel) add_to(grads.kernel, copy.kernel, kernel);
+        if (grads.recurrent_kernel) add_to(grads.recurrent_kernel, copy.recurrent_kernel, recurrent);
+        if (grads.bias) add_to(grads.bias, copy.bias, bias);
+    }
 }
 
 }  // namespace nngraph_lstm

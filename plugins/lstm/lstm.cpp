@@ -126,7 +126,7 @@ struct Lstm {
         } else {
             ctx.add_saved(NNG_F32, {T, N, U});  // dst_layer
             const Sizes problem{T, N, F, U};
-            ctx.add_saved(NNG_U8, {static_cast<std::int64_t>(fused_workspace_bytes(problem, s_.return_state))});
+            ctx.add_saved(NNG_U8, {static_cast<std::int64_t>(fused_workspace_capacity(problem, s_.return_state))});
         }
     }
 
@@ -139,9 +139,11 @@ struct Lstm {
     void forward(nng::Exec& exec) {
         Stopwatch watch;
         const Sizes s = sizes(exec);
-        onednn::set_num_threads(exec.threads_for(s.batch, kSerialBatch));
+        const int threads = exec.threads_for(s.batch, kSerialBatch);
+        onednn::set_num_threads(threads);
         const bool masked = exec.input_mask(0).present();
         const bool by_steps = stepwise(masked);
+        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : fused_split(s.batch, threads);
         const bool training = exec.training();
         count_call(false, by_steps);
         if (training) check_saved(exec, s, by_steps);
@@ -150,7 +152,7 @@ struct Lstm {
         const float* mask = dropout_mask(exec, s);
         if (training) in.xt = exec.saved(saved::kInput).f32();
         else carve(0, {{&in.xt, s.rows() * s.features}});
-        to_time_major(exec.input(0).f32(), in.xt, s.batch, s.steps, s.features, s_.go_backwards, mask);
+        to_time_major(exec.input(0).f32(), in.xt, split, s.steps, s.features, s_.go_backwards, mask);
         watch.lap(Phase::forward_input);
 
         const Results out{exec.output(0).f32(), s_.return_state ? exec.output(1).f32() : nullptr,
@@ -159,18 +161,21 @@ struct Lstm {
             stepwise_forward(s_, s, in, step_state(exec, s, training), out);
         } else if (training) {
             const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
-            fused_forward(s_, s, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(), out);
+            fused_forward(s_, s, split, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(), out);
         } else {
             float* yt = nullptr;
             carve(1, {{&yt, s.rows() * s.units}});
-            fused_forward(s_, s, in, yt, nullptr, 0, out);
+            fused_forward(s_, s, split, in, yt, nullptr, 0, out);
         }
     }
 
     void backward(nng::Exec& exec) {
         const Sizes s = sizes(exec);
-        onednn::set_num_threads(exec.threads_for(s.batch, kSerialBatch));
+        const int threads = exec.threads_for(s.batch, kSerialBatch);
+        onednn::set_num_threads(threads);
         const bool by_steps = stepwise(exec.input_mask(0).present());
+        // The forward's split: the same batch and threads give the same parts.
+        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : fused_split(s.batch, threads);
         count_call(true, by_steps);
         check_saved(exec, s, by_steps);
 
@@ -195,7 +200,7 @@ struct Lstm {
             stepwise_backward(s_, s, in, step_state(exec, s, true), dy, grads);
         } else {
             const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
-            fused_backward(s_, s, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(),
+            fused_backward(s_, s, split, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(),
                            s_.return_state ? exec.output(1).f32() : nullptr,
                            s_.return_state ? exec.output(2).f32() : nullptr, dy, grads);
         }
@@ -203,7 +208,7 @@ struct Lstm {
         if (dx) {
             // The mask drawn in forward, again: the same seed gives the same mask.
             const float* mask = dropout_mask(exec, s);
-            to_batch_major(grads.xt, dx.f32(), s.batch, s.steps, s.features, s_.go_backwards, mask);
+            to_batch_major(grads.xt, dx.f32(), split, s.steps, s.features, s_.go_backwards, mask);
         }
         watch.lap(Phase::backward_output);
     }

@@ -95,6 +95,26 @@ struct ParamGrads {
     float* bias = nullptr;
 };
 
+// ---- Batch split (the oneDNN path) --------------------------------------------------------------
+
+// oneDNN's LSTM on several threads synchronises them at every step, around products of a few
+// thousand multiply-adds per thread. The sequences of a batch are independent, so a large batch is
+// cut instead into parts of consecutive sequences, each its own problem run on one thread with
+// single-threaded primitives. Time-major buffers (XT, dst_layer and their gradients) are then
+// part-major: part p's (T, count(p), width) block starts at row T * first(p). One part is the
+// plain (T, N, width) layout.
+struct BatchSplit {
+    std::int64_t batch = 0;
+    std::int64_t parts = 1;
+
+    std::int64_t first(std::int64_t p) const { return batch * p / parts; }
+    std::int64_t count(std::int64_t p) const { return first(p + 1) - first(p); }
+};
+// At most kMaxParts parts of at least kLeastPartBatch sequences, one per thread.
+inline constexpr std::int64_t kMaxParts = 8;
+inline constexpr std::int64_t kLeastPartBatch = 16;
+BatchSplit fused_split(std::int64_t batch, int threads);
+
 // ---- Saved buffers -------------------------------------------------------------------------------
 
 // The saved buffers of each path, in declaration order. XT comes first in both.
@@ -111,6 +131,11 @@ void to_time_major(const float* src, float* dst, std::int64_t batch, std::int64_
                    bool reverse, const float* scale);
 // The inverse: dst (N, T, F) from src (T, N, F), dst[n][t(k)] = src[k][n] * scale[n].
 void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
+                    bool reverse, const float* scale);
+// The same for the part-major layout of a split batch, part by part.
+void to_time_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
+                   bool reverse, const float* scale);
+void to_batch_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
                     bool reverse, const float* scale);
 // Keras's input dropout mask for one call: (N, F) of 0 and 1/(1-rate), the same for every step,
 // drawn from `seed`.
@@ -132,13 +157,18 @@ void carve(int slot, std::initializer_list<Part> parts);
 
 // oneDNN's lstm_forward / lstm_backward (fused.cpp). Forward with a workspace is forward_training
 // and fills it (and yt, dst_layer (T, N, U)) for backward; without, forward_inference. A backward
-// consumes the workspace: each one needs its own forward.
-std::size_t fused_workspace_bytes(const Sizes& s, bool return_state);
-void fused_forward(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
-                   std::size_t workspace_bytes, const Results& out);
-void fused_backward(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
-                    const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
-                    const OutputGrads& dy, const ParamGrads& grads);
+// consumes the workspace: each one needs its own forward, with the same split. XT, yt and the
+// input gradient are in the split's part-major layout.
+//
+// The workspace bytes of a split, and the most any split fused_split can choose for s.batch needs
+// (what the op saves, as the thread count is not known when it plans).
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split);
+std::size_t fused_workspace_capacity(const Sizes& s, bool return_state);
+void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
+                   void* workspace, std::size_t workspace_bytes, const Results& out);
+void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,
+                    const float* yt, const void* workspace, std::size_t workspace_bytes, const float* final_h,
+                    const float* final_c, const OutputGrads& dy, const ParamGrads& grads);
 
 // Plain loops over the steps with oneDNN matmuls (stepwise.cpp): masks and other activations.
 // The state buffers are those of saved::Stepwise: gates (T, N, 4U), hidden and cell (T+1, N, U)

@@ -157,6 +157,24 @@ void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64
     convert<false>(src, dst, batch, steps, width, reverse, scale);
 }
 
+void to_time_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
+                   bool reverse, const float* scale) {
+    for (std::int64_t p = 0; p < split.parts; ++p) {
+        const std::int64_t n0 = split.first(p);
+        convert<true>(src + n0 * steps * width, dst + n0 * steps * width, split.count(p), steps, width, reverse,
+                      scale ? scale + n0 * width : nullptr);
+    }
+}
+
+void to_batch_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
+                    bool reverse, const float* scale) {
+    for (std::int64_t p = 0; p < split.parts; ++p) {
+        const std::int64_t n0 = split.first(p);
+        convert<false>(src + n0 * steps * width, dst + n0 * steps * width, split.count(p), steps, width, reverse,
+                       scale ? scale + n0 * width : nullptr);
+    }
+}
+
 void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float rate, std::uint64_t seed) {
     const float kept = 1.0f / (1.0f - rate);
     const std::int64_t n = batch * features;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -106,6 +107,24 @@ const dnnl::stream& stream() { return thread_state().stream; }
 
 void set_num_threads(int n) {
     if (n > 0 && n != omp_get_max_threads()) omp_set_num_threads(n);
+}
+
+void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context) {
+    std::exception_ptr failure;
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(parts, omp_get_max_threads()))) if (parts > 1)
+    {
+        set_num_threads(1);  // the region already holds the other threads
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < parts; ++p) {
+            try {
+                run_part(context, p);
+            } catch (...) {
+#pragma omp critical(nngraph_onednn_part_failure)
+                if (!failure) failure = std::current_exception();
+            }
+        }
+    }
+    if (failure) std::rethrow_exception(failure);
 }
 
 // ---- Buffers -----------------------------------------------------------------------------------

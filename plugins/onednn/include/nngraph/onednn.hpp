@@ -47,6 +47,16 @@ const dnnl::stream& stream();
 // current setting. Call it first in forward and backward.
 void set_num_threads(int n);
 
+// Runs part(0), ..., part(parts - 1) side by side, at most one thread each (up to the current
+// thread count), with every part's primitives single-threaded: for independent pieces of work too
+// small for oneDNN to spread over threads well. The first exception a part throws is rethrown
+// once every part has ended.
+void run_in_parts(std::int64_t parts, void (*run_part)(void* context, std::int64_t part), void* context);
+template <class Part> void run_in_parts(std::int64_t parts, Part&& part) {
+    run_in_parts(parts, [](void* context, std::int64_t p) { (*static_cast<std::remove_reference_t<Part>*>(context))(p); },
+                 static_cast<void*>(&part));
+}
+
 // ---- Memory ------------------------------------------------------------------------------------
 
 // f32, s32 and u8; throws for i64, which oneDNN has no type for.
