@@ -145,6 +145,18 @@ void convert(const float* src, float* dst, std::int64_t batch, std::int64_t step
     }
 }
 
+// Part by part: each part's sequences are consecutive rows on the batch-major side and one block
+// on the part-major time-major side, both starting at sequence first(p).
+template <bool kToTimeMajor>
+void convert_parts(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
+                   bool reverse, const float* scale) {
+    for (std::int64_t p = 0; p < split.parts; ++p) {
+        const std::int64_t n0 = split.first(p);
+        convert<kToTimeMajor>(src + n0 * steps * width, dst + n0 * steps * width, split.count(p), steps, width, reverse,
+                              scale ? scale + n0 * width : nullptr);
+    }
+}
+
 }  // namespace
 
 void to_time_major(const float* src, float* dst, std::int64_t batch, std::int64_t steps, std::int64_t width,
@@ -159,20 +171,12 @@ void to_batch_major(const float* src, float* dst, std::int64_t batch, std::int64
 
 void to_time_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
                    bool reverse, const float* scale) {
-    for (std::int64_t p = 0; p < split.parts; ++p) {
-        const std::int64_t n0 = split.first(p);
-        convert<true>(src + n0 * steps * width, dst + n0 * steps * width, split.count(p), steps, width, reverse,
-                      scale ? scale + n0 * width : nullptr);
-    }
+    convert_parts<true>(src, dst, split, steps, width, reverse, scale);
 }
 
 void to_batch_major(const float* src, float* dst, const BatchSplit& split, std::int64_t steps, std::int64_t width,
                     bool reverse, const float* scale) {
-    for (std::int64_t p = 0; p < split.parts; ++p) {
-        const std::int64_t n0 = split.first(p);
-        convert<false>(src + n0 * steps * width, dst + n0 * steps * width, split.count(p), steps, width, reverse,
-                       scale ? scale + n0 * width : nullptr);
-    }
+    convert_parts<false>(src, dst, split, steps, width, reverse, scale);
 }
 
 void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float rate, std::uint64_t seed) {
