@@ -205,6 +205,7 @@ struct Dropout {
             ctx.add_saved(NNG_U8, {1});    // 1 when forward dropped (a random step), 0 when it passed the input
         }
         ctx.set_backward_needs(0);
+        ctx.identity_in_inference(0);  // Keras's Dropout passes its input through when not training
     }
 
     void forward(nng::Exec& exec) {

@@ -2,6 +2,8 @@
 // several inputs), plans per batch size, and no allocation in a steady-state step.
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <numeric>
 
 #include "allocation_counter.hpp"
 #include "exec/executor.hpp"
@@ -181,6 +183,60 @@ TEST_CASE("training steps lower the loss; the plan's arena is smaller than its b
     const double after = f.executor.run(batch, StepKind::Evaluate);
     CHECK(after < 0.2 * before);
     CHECK(f.executor.stats().last_plan_arena <= f.executor.stats().last_plan_requested);
+}
+
+TEST_CASE("inference skips Dropout: its output is its input's buffer, alive as long as either is read") {
+    // Dropout on a graph input, a chain of two, one read again late (by `sum`, after b and c), and
+    // one a graph output; against the same graph with copying linear Activations in their place.
+    const std::string model = R"(inputs: [{name: x, shape: [6]}]
+nodes:
+  - {name: drop_in, op: IDENTITY, inputs: [x]RATE}
+  - {name: a, op: Dense, inputs: [drop_in], units: 5, activation: tanh}
+  - {name: d1, op: IDENTITY, inputs: [a]RATE}
+  - {name: d2, op: IDENTITY, inputs: [d1]RATE}
+  - {name: b, op: Dense, inputs: [d2], units: 5, activation: relu}
+  - {name: c, op: Dense, inputs: [b], units: 5}
+  - {name: sum, op: Add, inputs: [d1, c]}
+outputs: [sum, d2]
+)";
+    const auto with = [&](const std::string& op, const std::string& rate) {
+        std::string text = model;
+        for (std::size_t at; (at = text.find("IDENTITY")) != std::string::npos;) text.replace(at, 8, op);
+        for (std::size_t at; (at = text.find("RATE")) != std::string::npos;) text.replace(at, 4, rate);
+        return Graph::from_spec(parse_model(text, "model.yaml", "."));
+    };
+    const auto dropout = with("Dropout", ", rate: 0.5"), copies = with("Activation", ", activation: linear");
+    Executor skipping(dropout, {1, 5}), copying(copies, {1, 5});
+    initialize_weights(*dropout, 5, skipping.weights());
+    REQUIRE(skipping.weights().size() == copying.weights().size());
+    for (std::size_t w = 0; w < skipping.weights().size(); ++w) {
+        std::memcpy(copying.weights()[w].raw(), skipping.weights()[w].raw(), skipping.weights()[w].nbytes());
+    }
+    Tensor x(DType::F32, {64, 6});
+    fill_uniform(x, -1, 1, 3);
+    for (const std::int64_t rows : {64, 7}) {
+        CAPTURE(rows);
+        std::vector<std::int64_t> picked(static_cast<std::size_t>(rows));
+        std::iota(picked.begin(), picked.end(), std::int64_t{0});
+        const BatchRef batch{{&x}, {}, picked};
+        skipping.run(batch, StepKind::Infer);
+        copying.run(batch, StepKind::Infer);
+        for (std::size_t out = 0; out < 2; ++out) {
+            const TensorView a = skipping.output(out), b = copying.output(out);
+            REQUIRE(a.numel() == b.numel());
+            CHECK(std::memcmp(a.data, b.data, static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0);
+        }
+        // The three identities' outputs take no buffer of their own: (6 + 5 + 5) floats a row.
+        CHECK(copying.stats().last_plan_requested - skipping.stats().last_plan_requested >= static_cast<std::size_t>(16 * rows * 4));
+    }
+    // Training still runs Dropout: its output differs from its input.
+    skipping.set_loss(make_loss("mse"));
+    Tensor targets_sum(DType::F32, {64, 5}), targets_d2(DType::F32, {64, 5});
+    const std::int64_t rows[] = {0, 1, 2, 3};
+    skipping.run({{&x}, {&targets_sum, &targets_d2}, rows}, StepKind::Train);
+    const TensorView trained = skipping.output(1);
+    copying.run({{&x}, {}, rows}, StepKind::Infer);
+    CHECK(std::memcmp(trained.data, copying.output(1).data, static_cast<std::size_t>(trained.numel()) * sizeof(float)) != 0);
 }
 
 TEST_CASE("batches that do not fit the model are refused with both shapes") {

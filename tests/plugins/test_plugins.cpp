@@ -98,6 +98,15 @@ TEST_CASE("an op's attribute validation points at the attribute's line") {
     CHECK(r.err.find("m.yaml:6:6: node 'n': Picky: attribute 'level': expected a level below 3") != std::string::npos);
 }
 
+TEST_CASE("an inference identity whose output differs from its input is refused at load") {
+    TempDir dir;
+    write_model(dir / "m.yaml", "{name: n, op: FalseIdentity, inputs: [x]}");
+    const CliResult r = run_nngraph({"summary", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
+    CHECK_FALSE(r.crashed);
+    CHECK(r.status == 2);
+    CHECK(r.err.find("inference identity of output 0 with input 0, whose dtype or shape differs") != std::string::npos);
+}
+
 TEST_CASE("training through an op without backward is refused at load, naming it") {
     TempDir dir;
     write_bytes(dir / "m.yaml", R"(name: m

@@ -38,6 +38,7 @@ struct InferResult {
     std::vector<TensorInfo> saved;
     std::uint32_t backward_needs = NNG_NEEDS_ALL;
     std::uint64_t scratch_bytes = 0;
+    int inference_identity = -1;  // the input output 0 is when not training, or -1
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

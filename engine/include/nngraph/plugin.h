@@ -187,6 +187,11 @@ typedef struct nng_infer_io {
 
     uint32_t backward_needs;     /* NNG_NEEDS_* bits; default NNG_NEEDS_ALL */
     uint64_t scratch_bytes;      /* temporary memory for one forward or backward call */
+
+    /* The input that output 0 is, unchanged, when not training (Dropout), or -1 (the host's
+     * default). An inference plan then gives output 0 that input's buffer and skips the call.
+     * Appended after the first release: write it only when struct_size covers it. */
+    int32_t inference_identity;
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */

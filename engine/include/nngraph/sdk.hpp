@@ -249,6 +249,13 @@ public:
     }
     void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }
     void set_scratch_bytes(std::uint64_t bytes) { io_->scratch_bytes = bytes; }
+    // Output 0 is input `input`, unchanged, when not training: inference then shares the input's
+    // buffer and skips forward. A host older than the field does not offer it, and calls forward.
+    void identity_in_inference(int input) {
+        if (io_->struct_size >= offsetof(nng_infer_io, inference_identity) + sizeof(io_->inference_identity)) {
+            io_->inference_identity = input;
+        }
+    }
 
     // Throws "<what>: <shape a> and <shape b>": the message shape inference errors share.
     [[noreturn]] static void shape_mismatch(const std::string& what, const Dims& a, const Dims& b) {

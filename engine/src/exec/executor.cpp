@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 
 #include "exec/memory_planner.hpp"
 #include "nngraph/random.hpp"
@@ -41,6 +42,7 @@ struct NodeCall {
     int forward_step = 0;
     int backward_step = 0;
     bool runs_backward = false;
+    bool skipped = false;  // inference of an identity (Dropout): output 0 is the input's buffer
     TensorTable inputs, input_masks, outputs, output_masks, weights, saved;
     TensorTable grad_outputs, grad_inputs, grad_weights;
     std::vector<WeightId> weight_ids;  // weights live outside the arena: bound at every run
@@ -247,9 +249,28 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
         plan->request_names.push_back(std::move(name));
         return static_cast<int>(plan->requests.size() - 1);
     };
+    // Inference: an op whose output is one of its inputs unchanged (Dropout) is not called; the
+    // output shares the input's buffer, which lives as long as either of them.
+    std::vector<TensorId> owner(num_tensors);
+    std::iota(owner.begin(), owner.end(), TensorId{0});
+    std::vector<bool> skipped(g.num_nodes(), false);
+    if (!training) {
+        for (NodeId id : ops) {
+            const int input = inferred[static_cast<std::size_t>(id)].inference_identity;
+            if (input < 0) continue;
+            const GraphNode& node = g.node(id);
+            const auto out = static_cast<std::size_t>(node.outputs[0]);
+            const TensorId shared = owner[static_cast<std::size_t>(node.inputs[static_cast<std::size_t>(input)])];
+            owner[out] = shared;
+            extend(shared, last[out]);
+            skipped[static_cast<std::size_t>(id)] = true;
+        }
+    }
     for (std::size_t t = 0; t < num_tensors; ++t) {
+        if (owner[t] != static_cast<TensorId>(t)) continue;
         plan->tensor_buffer[t] = request(bytes_of(g.tensors()[t].info.dtype, plan->shapes[t]), first[t], last[t], "tensor " + g.tensors()[t].name);
     }
+    for (std::size_t t = 0; t < num_tensors; ++t) plan->tensor_buffer[t] = plan->tensor_buffer[static_cast<std::size_t>(owner[t])];
     if (loss_) {
         for (TensorId t : loss_outputs_) {
             Shape shape = loss_->target_shape(shape_of(t));
@@ -288,6 +309,7 @@ std::unique_ptr<Executor::Plan> Executor::build_plan(std::int64_t batch, bool tr
         call.forward_step = forward_step[static_cast<std::size_t>(id)];
         call.backward_step = backward_step[static_cast<std::size_t>(id)];
         call.runs_backward = runs_backward(id);
+        call.skipped = skipped[static_cast<std::size_t>(id)];
         auto buffer_of = [&](TensorId t) { return plan->tensor_buffer[static_cast<std::size_t>(t)]; };
         for (TensorId t : node.inputs) {
             call.inputs.add(g.tensor(t).info.dtype, shape_of(t), buffer_of(t));
@@ -454,6 +476,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     for (NodeCall& call : plan.calls) {
+        if (call.skipped) continue;
         for (std::size_t k = 0; k < call.weight_ids.size(); ++k) {
             const auto w = static_cast<std::size_t>(call.weight_ids[k]);
             call.weights.tensors[k].data = weights_[w].raw();

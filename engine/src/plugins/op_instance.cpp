@@ -63,6 +63,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     io.inputs = c_inputs.data();
     io.input_has_mask = c_masks.data();
     io.backward_needs = NNG_NEEDS_ALL;
+    io.inference_identity = -1;
     nng_error error = fresh_error();
     if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
         failure = to_failure(error);
@@ -116,6 +117,14 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     }
     result.backward_needs = io.backward_needs;
     result.scratch_bytes = io.scratch_bytes;
+    if (const std::int32_t k = io.inference_identity; k >= 0) {
+        if (k >= io.num_inputs) return invalid("inference identity with input " + std::to_string(k) + " of " + std::to_string(io.num_inputs));
+        if (io.num_outputs != 1) return invalid("inference identity on an op with " + std::to_string(io.num_outputs) + " outputs");
+        if (!(result.outputs[0].tensor.dtype == inputs[k].dtype && result.outputs[0].tensor.shape == inputs[k].shape)) {
+            return invalid("inference identity of output 0 with input " + std::to_string(k) + ", whose dtype or shape differs");
+        }
+        result.inference_identity = k;
+    }
     return true;
 }
 
