@@ -10,6 +10,10 @@
 // diff_weights_iter (its merged GEMM over dst_layer assumes a user src_iter). dst_iter and
 // dst_iter_c (oneDNN takes both or neither) are declared only with return_state, as outputs 1 and
 // 2; without it the last output is the last row of dst_layer.
+//
+// A large batch runs as parts of consecutive sequences side by side (BatchSplit in lstm.hpp), each
+// part one problem through the same code with its own primitives, workspace slice and, in
+// backward, its own copy of the weight gradients, added into the first part's at the end.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -275,10 +279,6 @@ template <class T> T* offset(T* data, std::int64_t elements) { return data ? dat
 
 BatchSplit fused_split(std::int64_t batch, int threads) {
     return {batch, std::clamp<std::int64_t>(std::min<std::int64_t>(threads, batch / kLeastPartBatch), 1, kMaxParts)};
-}
-
-std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split) {
-    return slices_of(s, return_state, split).start[split.parts];
 }
 
 std::size_t fused_workspace_capacity(const Sizes& s, bool return_state) {

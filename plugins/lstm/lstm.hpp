@@ -160,9 +160,8 @@ void carve(int slot, std::initializer_list<Part> parts);
 // consumes the workspace: each one needs its own forward, with the same split. XT, yt and the
 // input gradient are in the split's part-major layout.
 //
-// The workspace bytes of a split, and the most any split fused_split can choose for s.batch needs
-// (what the op saves, as the thread count is not known when it plans).
-std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split);
+// The workspace the op saves: the most that any split fused_split may choose for s.batch needs, as
+// the thread count is not known when it plans. Each part's slice is 64-byte aligned.
 std::size_t fused_workspace_capacity(const Sizes& s, bool return_state);
 void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
                    void* workspace, std::size_t workspace_bytes, const Results& out);
