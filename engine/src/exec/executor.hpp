@@ -17,6 +17,8 @@
 
 namespace nngraph {
 
+struct ExecutionPlan;
+
 struct ExecutorOptions {
     int threads = 0;          // 0: OpenMP's default
     std::uint64_t seed = 0;   // dropout and other random ops derive their streams from it
@@ -92,14 +94,14 @@ public:
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
 
-    struct Plan;
-
 private:
-    Plan& plan_for(std::int64_t batch, bool training);
-    std::unique_ptr<Plan> build_plan(std::int64_t batch, bool training) const;
-    void bind(Plan& plan);
-    void load_batch(Plan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
-    double run_loss(Plan& plan, bool with_grad) const;
+    enum class Pass { Forward, Backward };
+    ExecutionPlan& plan_for(std::int64_t batch, bool training);
+    void bind(ExecutionPlan& plan);
+    void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
+    double run_loss(ExecutionPlan& plan, bool with_grad) const;
+    // Calls one op's forward or backward, timed while profiling is on.
+    void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args);
 
     std::shared_ptr<const Graph> graph_;
     ExecutorOptions options_;
@@ -109,8 +111,8 @@ private:
     std::vector<TensorId> loss_outputs_;
     std::vector<bool> loss_uses_logits_;
     GradientPlan gradients_;
-    std::map<std::pair<std::int64_t, bool>, std::unique_ptr<Plan>> plans_;
-    Plan* last_plan_ = nullptr;
+    std::map<std::pair<std::int64_t, bool>, std::unique_ptr<ExecutionPlan>> plans_;
+    ExecutionPlan* last_plan_ = nullptr;
     struct Arena;
     std::unique_ptr<Arena> arena_;
     ExecutorStats stats_;
