@@ -42,7 +42,7 @@ struct Attention {
     int concat_weight() const { return concat_ ? (use_scale_ ? 1 : 0) : -1; }
     int span_weight() const { return long_.adaptive() ? (use_scale_ ? 1 : 0) : -1; }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         const InputDims d = InputDims::infer(ctx, kName);
         if (d.q[2] != d.k[2]) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
@@ -55,18 +55,16 @@ struct Attention {
         if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
         long_.add_weights(ctx, 1);
         const Problem p = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
-        if (long_.tiled) {
-            // Two floats per query row; backward recomputes the rest from the inputs and the output.
-            if (ctx.training()) ctx.add_saved(NNG_F32, {d.q[0], d.q[1] * 2});
-            ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | NNG_NEEDS_OUTPUT(0));
-            return;
-        }
-        if (ctx.training()) {
-            ctx.add_saved(NNG_F32, {d.q[0], d.q[1], d.v[1]});  // the probabilities
-            if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {d.q[0], d.q[1] * ((d.v[1] + 7) / 8)});  // keep bits
-        }
-        ctx.set_scratch_bytes(scratch_bytes(p, ctx.training()));
-        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
+        const bool dense = !long_.tiled, training = ctx.training();
+        // Tiled: two floats per query row; backward recomputes the rest from the inputs and the output.
+        stats_ = ctx.buffer<float>("row statistics", training && !dense ? p.batch * d.q[1] * 2 : 0, nng::Lifetime::Saved);
+        probs_ = ctx.buffer<float>("probabilities", training && dense ? p.batch * d.q[1] * d.v[1] : 0, nng::Lifetime::Saved);
+        keep_ = ctx.buffer<std::uint8_t>("keep bits", training && dense && dropout_.rate > 0.0 ? p.batch * d.q[1] * ((d.v[1] + 7) / 8) : 0,
+                                         nng::Lifetime::Saved);
+        scratch_ = ctx.buffer<std::byte>("scratch", dense ? static_cast<std::int64_t>(scratch_bytes(p, training)) : 0,
+                                         nng::Lifetime::PerCall);
+        tiled_.declare(ctx, dense ? nullptr : &p);
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | (dense ? 0u : NNG_NEEDS_OUTPUT(0)));
     }
 
     Problem problem_shape(const Dims& q, const Dims& v, std::int64_t batch) const {
@@ -91,7 +89,8 @@ struct Attention {
     Bump scratch(const nng::Exec& exec) const {
         const Roles roles = Roles::of(exec.num_inputs());
         const Problem p = problem_shape(exec.input(roles.query).dims(), exec.input(roles.value).dims(), exec.input(roles.query).dim(0));
-        return Bump(exec.scratch(), std::min<std::uint64_t>(exec.scratch_bytes(), scratch_bytes(p, exec.saved(0).present())));
+        return Bump(exec.buffer(scratch_),
+                    std::min<std::uint64_t>(static_cast<std::uint64_t>(exec.count(scratch_)), scratch_bytes(p, exec.buffer(probs_) != nullptr)));
     }
     // The order of these pieces is the order forward and backward carve them.
     static void forward_scratch(Bump& bump, const Problem& p, bool probs_in_scratch, bool keep_in_scratch) {
@@ -126,10 +125,10 @@ struct Attention {
     }
 
     ProbabilityState state(const nng::Exec& exec, const Problem& p, Bump& scratch) const {
-        const bool saved = exec.saved(0).present();
+        const bool saved = exec.buffer(probs_) != nullptr;
         ProbabilityState s;
-        s.keep = p.dropout ? (saved ? exec.saved(1).u8() : static_cast<std::uint8_t*>(scratch.bytes(p.keep_bytes()))) : nullptr;
-        s.probs = saved ? exec.saved(0).f32() : nullptr;
+        s.keep = p.dropout ? (saved ? exec.buffer(keep_) : static_cast<std::uint8_t*>(scratch.bytes(p.keep_bytes()))) : nullptr;
+        s.probs = saved ? exec.buffer(probs_) : nullptr;
         return s;
     }
 
@@ -143,7 +142,7 @@ struct Attention {
         onednn::set_num_threads(exec.num_threads());
         const Problem p = problem(exec);
         if (long_.tiled) {
-            TiledCore::forward(p, pattern(exec), exec.saved(0) ? exec.saved(0).f32() : nullptr);
+            TiledCore::forward(p, pattern(exec), exec.buffer(stats_), tiled_.bound(exec));
             return;
         }
         Bump scratch = this->scratch(exec);
@@ -178,14 +177,14 @@ struct Attention {
             grads.dk_accumulates = key_is_value;
             if (dscale) grads.d_alpha_product = &product;
             if (dspan) grads.d_spans = dspan.f32();
-            TiledCore::backward(p, pattern(exec), exec.saved(0).f32(), onednn::view(dout), grads);
+            TiledCore::backward(p, pattern(exec), exec.buffer(stats_), onednn::view(dout), grads, tiled_.bound(exec));
             if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
             return;
         }
         Bump scratch = this->scratch(exec);
         ProbabilityState s;
-        s.probs = exec.saved(0).f32();
-        s.keep = p.dropout ? exec.saved(1).u8() : nullptr;
+        s.probs = exec.buffer(probs_);
+        s.keep = p.dropout ? exec.buffer(keep_) : nullptr;
         if (concat_) {
             float* dscores = scratch.floats(p.score_count());
             MaterializedCore::backward_to_scores(p, s, onednn::view(dout), onednn::view(dv), dscores, scratch);
@@ -281,6 +280,10 @@ struct Attention {
     bool causal_;
     double constant_;
     LongContextAttrs long_;
+    nng::Buffer<float> stats_, probs_;
+    nng::Buffer<std::uint8_t> keep_;
+    nng::Buffer<std::byte> scratch_;
+    TiledMemory tiled_;
 };
 
 }  // namespace

@@ -155,7 +155,7 @@ struct MultiHeadAttention {
         return pattern;
     }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         const InputDims d = InputDims::infer(ctx, kName);
         const Shapes s = shapes(d.q, d.v, d.k);
         Dims out = {d.q[0], d.q[1]};
@@ -180,25 +180,26 @@ struct MultiHeadAttention {
             ctx.add_weight("linformer.f", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
         }
 
-        const std::int64_t b = d.q[0];
-        if (ctx.training()) {
-            ctx.add_saved(NNG_F32, {b, n, s.tq, h});       // Q, heads apart
-            ctx.add_saved(NNG_F32, {b, n, s.tv, h});       // K
-            ctx.add_saved(NNG_F32, {b, n, s.tv, hv});      // V
-            ctx.add_saved(NNG_F32, {b, s.tq, n * hv});     // O, heads joined: the output projection's input
-            if (long_.tiled) {
-                ctx.add_saved(NNG_F32, {b, n * s.tq * 2});  // per query row: score maximum, 1 / exponential sum
-            } else {
-                const std::int64_t keys = linformer_ ? linformer_ : s.tv;
-                ctx.add_saved(NNG_F32, {b, n, s.tq, keys});  // probabilities
-                if (dropout_.rate > 0.0) ctx.add_saved(NNG_U8, {b, n * s.tq * ((keys + 7) / 8)});  // keep bits
-                if (linformer_) {
-                    ctx.add_saved(NNG_F32, {b, n, linformer_, h});   // K' = E·K
-                    ctx.add_saved(NNG_F32, {b, n, linformer_, hv});  // V' = F·V
-                }
-            }
-        }
-        ctx.set_scratch_bytes(scratch_bytes(s, ctx.training()));
+        const std::int64_t b = std::max<std::int64_t>(d.q[0], 0);
+        const bool training = ctx.training(), dense = !long_.tiled;
+        const std::int64_t keys = linformer_ ? linformer_ : s.tv;
+        const auto saved = [&](const char* name, bool needed, std::int64_t count) {
+            return ctx.buffer<float>(name, training && needed ? count : 0, nng::Lifetime::Saved);
+        };
+        saved_.q = saved("Q", true, b * n * s.tq * h);  // heads apart
+        saved_.k = saved("K", true, b * n * s.tv * h);
+        saved_.v = saved("V", true, b * n * s.tv * hv);
+        saved_.joined = saved("O", true, b * s.tq * n * hv);  // heads joined: the output projection's input
+        saved_.stats = saved("row statistics", !dense, b * n * s.tq * 2);  // score maximum, 1 / exponential sum
+        saved_.probs = saved("probabilities", dense, b * n * s.tq * keys);
+        saved_.keep = ctx.buffer<std::uint8_t>("keep bits", training && dense && dropout_.rate > 0.0 ? b * n * s.tq * ((keys + 7) / 8) : 0,
+                                               nng::Lifetime::Saved);
+        saved_.kp = saved("K' = E K", dense && linformer_, b * n * linformer_ * h);
+        saved_.vp = saved("V' = F V", dense && linformer_, b * n * linformer_ * hv);
+        scratch_ = ctx.buffer<std::byte>("scratch", b > 0 ? static_cast<std::int64_t>(scratch_bytes(s, training)) : 0,
+                                         nng::Lifetime::PerCall);
+        const Problem p = problem_shape(s);
+        tiled_.declare(ctx, dense ? nullptr : &p);
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
     }
 
@@ -218,7 +219,8 @@ struct MultiHeadAttention {
         return std::max(forward.used(), backward.used());
     }
     Bump scratch(const nng::Exec& exec, const Shapes& s) const {
-        return Bump(exec.scratch(), std::min<std::uint64_t>(exec.scratch_bytes(), scratch_bytes(s, exec.saved(0).present())));
+        return Bump(exec.buffer(scratch_), std::min<std::uint64_t>(static_cast<std::uint64_t>(exec.count(scratch_)),
+                                                                   scratch_bytes(s, exec.buffer(saved_.q) != nullptr)));
     }
 
     Problem problem_shape(const Shapes& s) const {
@@ -293,21 +295,15 @@ struct MultiHeadAttention {
 
     Tensors saved_tensors(const nng::Exec& exec, const Problem& p) const {
         Tensors t;
-        t.q = exec.saved(0).f32();
-        t.k = exec.saved(1).f32();
-        t.v = exec.saved(2).f32();
-        t.joined = exec.saved(3).f32();
-        if (long_.tiled) {
-            t.stats = exec.saved(4).f32();
-        } else {
-            t.probs.probs = exec.saved(4).f32();
-            if (p.dropout) t.probs.keep = exec.saved(5).u8();
-            if (linformer_) {
-                const int first = dropout_.rate > 0.0 ? 6 : 5;
-                t.kp = exec.saved(first).f32();
-                t.vp = exec.saved(first + 1).f32();
-            }
-        }
+        t.q = exec.buffer(saved_.q);
+        t.k = exec.buffer(saved_.k);
+        t.v = exec.buffer(saved_.v);
+        t.joined = exec.buffer(saved_.joined);
+        t.stats = exec.buffer(saved_.stats);
+        t.probs.probs = exec.buffer(saved_.probs);
+        if (p.dropout) t.probs.keep = exec.buffer(saved_.keep);
+        t.kp = exec.buffer(saved_.kp);
+        t.vp = exec.buffer(saved_.vp);
         return t;
     }
 
@@ -359,7 +355,7 @@ struct MultiHeadAttention {
         Problem p = problem_shape(s);
         dropout_.apply(p, exec);
         Bump scratch = this->scratch(exec, s);
-        const bool saved = exec.saved(0).present();
+        const bool saved = exec.buffer(saved_.q) != nullptr;
         Tensors t = saved ? saved_tensors(exec, p) : Tensors{};
         forward_buffers(scratch, p, s, !saved, t);
         p = problem(exec, s, t);
@@ -373,7 +369,7 @@ struct MultiHeadAttention {
             along_steps(exec, kLinformerE, t.k, key_dim_, t.kp);
             along_steps(exec, kLinformerF, t.v, value_dim_, t.vp);
         }
-        if (long_.tiled) TiledCore::forward(p, pattern(exec), t.stats);
+        if (long_.tiled) TiledCore::forward(p, pattern(exec), t.stats, tiled_.bound(exec));
         else MaterializedCore::forward(p, t.probs, scratch);
         onednn::reorder(heads_apart(t.heads_out, s.batch, heads_, s.tq, value_dim_),
                         heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_));
@@ -438,7 +434,7 @@ struct MultiHeadAttention {
             grads.dv = groups(g.dv, p, p.tv, p.dv);
             const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
             if (dspan) grads.d_spans = dspan.f32();
-            TiledCore::backward(p, pattern(exec), t.stats, groups(g.d_heads_out, p, p.tq, p.dv), grads);
+            TiledCore::backward(p, pattern(exec), t.stats, groups(g.d_heads_out, p, p.tq, p.dv), grads, tiled_.bound(exec));
         } else {
             CoreGradients grads;
             grads.dq = groups(g.dq, p, p.tq, p.dk);
@@ -468,6 +464,12 @@ struct MultiHeadAttention {
     bool causal_;
     LongContextAttrs long_;
     std::int64_t linformer_;  // k, or 0
+    struct Saved {
+        nng::Buffer<float> q, k, v, joined, stats, probs, kp, vp;
+        nng::Buffer<std::uint8_t> keep;
+    } saved_;
+    nng::Buffer<std::byte> scratch_;
+    TiledMemory tiled_;
 };
 
 }  // namespace

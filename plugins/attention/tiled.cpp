@@ -1,5 +1,5 @@
 // TiledCore (see tiled.hpp). Work items are (group, query tile) pairs shared among the threads;
-// each thread owns 64-row tiles of its own in onednn::buffer slots, so nothing of size Tq x Tv
+// each thread owns 64-row tiles of its own in the buffers the op declares, so nothing of size Tq x Tv
 // exists. The products on tiles are this file's own register-blocked kernels (64-byte vectors of
 // GCC's vector extension, built for AVX-512 with a portable fallback): a oneDNN matmul call per
 // 64 x 64 tile costs more in dispatch than the tile's arithmetic (measured in the README).
@@ -202,7 +202,7 @@ struct Plan {
     }
 };
 
-// Per-thread tile memory (onednn::buffer slot 6), carved in this order. Score-sized tiles are
+// Per-thread tile memory (TiledMemory::tiles), carved in this order. Score-sized tiles are
 // key-major: row c is key j0 + c, column r query i0 + r. Then every product reads its operands
 // as they are stored or transposed (Layout), from the query tile's rows and columns packed once,
 // and from the key tile's source rows; and the softmax runs along columns, 16 queries a vector.
@@ -216,12 +216,11 @@ struct Tiles {
     std::int32_t active[kTile];  // all ones for the query rows (tile columns) being computed, else 0
     RowKind kind[kTile];
 
-    static std::int64_t floats(const Plan& plan) {
-        const std::int64_t dk = plan.p.dk, dv = plan.p.dv;
-        return kTile * (plan.dkp + dk + plan.dvp + dv + plan.dkp + plan.dvp + 4 * kTile + plan.dvp + plan.dkp) + 64;
+    static std::int64_t floats(const Problem& p) {
+        const std::int64_t dkp = round16(p.dk), dvp = round16(p.dv);
+        return kTile * (dkp + p.dk + dvp + p.dv + dkp + dvp + 4 * kTile + dvp + dkp) + 64;
     }
-    explicit Tiles(const Plan& plan) {
-        float* f = static_cast<float*>(onednn::buffer(6, sizeof(float) * static_cast<std::size_t>(floats(plan))));
+    Tiles(const Plan& plan, float* f) {
         const auto take = [&f](std::int64_t n) {
             float* out = f;
             f += (n + 15) / 16 * 16;
@@ -492,13 +491,14 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
 
 // ---- shared set-up ----
 
-// Combined key masks and per-(sample, key tile) "keeps any key" flags, in onednn::buffer slot 5.
-void prepare_masks(Plan& plan) {
+// Combined key masks and per-(sample, key tile) "keeps any key" flags, in TiledMemory::masks.
+void prepare_masks(Plan& plan, const TiledMemory& m) {
     const Problem& p = plan.p;
     const bool two = p.key_masks[0] && p.key_masks[1];
     const std::int64_t mask_bytes = two ? p.batch * p.tv : 0, flag_bytes = p.batch * plan.k_tiles;
     if (!p.key_masks[0] && !p.key_masks[1]) return;
-    auto* memory = static_cast<std::uint8_t*>(onednn::buffer(5, static_cast<std::size_t>(mask_bytes + flag_bytes)));
+    if (m.exec->count(m.masks) < mask_bytes + flag_bytes) throw std::runtime_error("attention tiled core: mask memory too small");
+    std::uint8_t* memory = m.exec->buffer(m.masks);
     std::uint8_t* combined = memory;
     std::uint8_t* flags = memory + mask_bytes;
     if (two) {
@@ -519,10 +519,11 @@ void prepare_masks(Plan& plan) {
 
 bool may_have_uniform_rows(const Problem& p) { return p.style == MaskStyle::kReplace && !p.zero_masked && p.has_masks(); }
 
-// The mean of each group's value rows (G, dv): the output of a uniform row. Slot 4.
-float* value_means(const Problem& p) {
+// The mean of each group's value rows (G, dv): the output of a uniform row. TiledMemory::means.
+float* value_means(const Problem& p, const TiledMemory& m) {
     if (!may_have_uniform_rows(p)) return nullptr;
-    float* mean = static_cast<float*>(onednn::buffer(4, sizeof(float) * static_cast<std::size_t>(p.groups() * p.dv)));
+    if (m.exec->count(m.means) < p.groups() * p.dv) throw std::runtime_error("attention tiled core: value means memory too small");
+    float* mean = m.exec->buffer(m.means);
 #pragma omp parallel for schedule(static)
     for (std::int64_t g = 0; g < p.groups(); ++g) {
         const Rows v = rows_of(p.v, g);
@@ -707,22 +708,44 @@ void reduce_into(const onednn::View& dst, float* const* parts, int count, std::i
 
 }  // namespace
 
-void TiledCore::forward(const Problem& p, const Pattern& pattern, float* stats) {
+// Backward's accumulators per thread: whole groups' when there are groups to spare, else every
+// group's (see TiledCore::backward).
+bool backward_by_group(const Problem& p, int threads) { return p.groups() >= 4 * threads; }
+std::int64_t accumulator_floats(const Problem& p, int threads) {
+    const std::int64_t tv_padded = (p.tv + kTile - 1) / kTile * kTile;
+    const std::int64_t groups = backward_by_group(p, threads) ? 1 : p.groups();
+    return groups * tv_padded * (round16(p.dk) + round16(p.dv)) + 2 * p.heads;
+}
+
+void TiledMemory::declare(nng::InferContext& ctx, const Problem* p) {
+    using nng::Lifetime;
+    const bool core = p && p->batch > 0;
+    const std::int64_t k_tiles = core ? (p->tv + kTile - 1) / kTile : 0;
+    masks = ctx.buffer<std::uint8_t>("tiled key masks", core ? p->batch * (p->tv + k_tiles) : 0, Lifetime::PerCall);
+    means = ctx.buffer<float>("tiled value means", core ? p->groups() * p->dv : 0, Lifetime::PerCall);
+    tiles = ctx.buffer<float>("tiles", core ? Tiles::floats(*p) : 0, Lifetime::PerThread);
+    accumulators = ctx.buffer<float>("tiled gradient accumulators",
+                                     core && ctx.training() ? accumulator_floats(*p, ctx.num_threads()) : 0, Lifetime::PerThread);
+    totals = ctx.buffer<float>("tiled uniform row totals", core && ctx.training() ? p->dv : 0, Lifetime::PerThread);
+}
+
+void TiledCore::forward(const Problem& p, const Pattern& pattern, float* stats, const TiledMemory& memory) {
     check_views(p);
     Plan plan(p, pattern);
-    prepare_masks(plan);
-    const float* mean = value_means(p);
+    prepare_masks(plan, memory);
+    const float* mean = value_means(p, memory);
     const std::int64_t items = p.groups() * plan.q_tiles;
+    if (memory.exec->count(memory.tiles) < Tiles::floats(p)) throw std::runtime_error("attention tiled core: tile memory too small");
 #pragma omp parallel
     {
-        Tiles t(plan);
+        Tiles t(plan, memory.exec->buffer(memory.tiles, omp_get_thread_num()));
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t item = 0; item < items; ++item) forward_tile(plan, t, item / plan.q_tiles, item % plan.q_tiles, mean, stats);
     }
 }
 
 void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* stats, const onednn::View& dout,
-                         const TiledGradients& grads) {
+                         const TiledGradients& grads, const TiledMemory& memory) {
     check_views(p);
     const bool dk_wanted = grads.dk.present();
     if (!dout.present()) {
@@ -735,7 +758,7 @@ void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* 
     }
     if (omp_get_max_threads() > kMaxThreads) throw std::runtime_error("attention tiled core: at most 256 threads");
     Plan plan(p, pattern);
-    prepare_masks(plan);
+    prepare_masks(plan, memory);
     const std::int64_t items = p.groups() * plan.q_tiles, tv_padded = plan.k_tiles * kTile;
     const std::int64_t heads = p.heads;
     float* dk_parts[kMaxThreads] = {};
@@ -747,16 +770,20 @@ void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* 
     // With groups to spare, a thread takes whole groups and writes their key and value gradients
     // itself; with few (one long sequence), threads share a group's query tiles and sum their
     // own full-size accumulators at the end.
-    const bool by_group = p.groups() >= 4 * omp_get_max_threads();
+    const bool by_group = backward_by_group(p, omp_get_max_threads());
     const std::int64_t acc_k = (by_group ? 1 : p.groups()) * tv_padded * plan.dkp, acc_v = (by_group ? 1 : p.groups()) * tv_padded * plan.dvp;
+    if (memory.exec->count(memory.accumulators) < acc_k + acc_v + 2 * heads || memory.exec->count(memory.tiles) < Tiles::floats(p)) {
+        throw std::runtime_error("attention tiled core: backward memory too small for " + std::to_string(omp_get_max_threads()) + " threads");
+    }
+    const TiledMemory& declared = memory;
 #pragma omp parallel
     {
         const int id = omp_get_thread_num();
 #pragma omp single
         used = omp_get_num_threads();
-        Tiles t(plan);
+        Tiles t(plan, declared.exec->buffer(declared.tiles, id));
         const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(acc_k + acc_v + 2 * heads);
-        auto* memory = static_cast<float*>(onednn::buffer(7, bytes));
+        float* memory = declared.exec->buffer(declared.accumulators, id);
         Accumulators acc{memory, memory + acc_k, by_group ? 0 : 1, 0.0, reinterpret_cast<double*>(memory + acc_k + acc_v)};
         std::memset(memory, 0, bytes);
         dk_parts[id] = acc.dk;
@@ -800,7 +827,7 @@ void TiledCore::backward(const Problem& p, const Pattern& pattern, const float* 
 #pragma omp parallel for schedule(static)
         for (std::int64_t g = 0; g < p.groups(); ++g) {
             const std::int64_t b = pl.batch_of(g);
-            float* total = static_cast<float*>(onednn::buffer(3, sizeof(float) * static_cast<std::size_t>(p.dv)));
+            float* total = declared.exec->buffer(declared.totals, omp_get_thread_num());
             std::fill(total, total + p.dv, 0.0f);
             bool any = false;
             const Rows dO = rows_of(dout, g);

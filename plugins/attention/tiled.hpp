@@ -45,13 +45,30 @@ struct TiledGradients {
     float* d_spans = nullptr;           // adaptive span: dL/dz per head (overwritten)
 };
 
+// The memory the tiled core works in, in buffers the op declares: per call the combined key masks
+// and the value means; per thread the tiles, backward's accumulators and the uniform rows' totals.
+struct TiledMemory {
+    const nng::Exec* exec = nullptr;
+    nng::Buffer<std::uint8_t> masks;
+    nng::Buffer<float> means, tiles, accumulators, totals;
+
+    // Declares them, in one order for every plan; `p` null (the op does not use the core) or its
+    // problem with the batch of the plan, any views and masks.
+    void declare(nng::InferContext& ctx, const Problem* p);
+    TiledMemory bound(const nng::Exec& call) const {
+        TiledMemory m = *this;
+        m.exec = &call;
+        return m;
+    }
+};
+
 class TiledCore {
 public:
     // out = attention(p) with `pattern`; `stats` (tiled_stats_floats) written when not null.
-    static void forward(const Problem& p, const Pattern& pattern, float* stats);
+    static void forward(const Problem& p, const Pattern& pattern, float* stats, const TiledMemory& memory);
     // From dL/dout (absent: zero), the saved stats and the forward's output.
     static void backward(const Problem& p, const Pattern& pattern, const float* stats, const onednn::View& dout,
-                         const TiledGradients& grads);
+                         const TiledGradients& grads, const TiledMemory& memory);
 };
 
 }  // namespace nngraph_attention

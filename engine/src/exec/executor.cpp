@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 
@@ -55,7 +56,7 @@ void Executor::set_loss(std::shared_ptr<const LossFunction> loss) {
 ExecutionPlan& Executor::plan_for(std::int64_t batch, bool training) {
     auto& slot = plans_[{batch, training}];
     if (!slot) {
-        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_}, batch, training);
+        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads()}, batch, training);
         ++stats_.plans_built;
         stats_.last_plan_requested = slot->layout.requested_bytes;
         stats_.last_plan_arena = slot->layout.arena_bytes;
@@ -166,7 +167,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ctx.struct_size = sizeof(nng_context);
     ctx.training = training ? 1 : 0;
     ctx.deterministic = kind == StepKind::Gradient ? 1 : 0;
-    ctx.num_threads = options_.threads > 0 ? options_.threads : omp_get_max_threads();
+    ctx.num_threads = planned_threads();
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     for (NodeCall& call : plan.calls) {
@@ -177,8 +178,6 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             call.grad_weights.entries[k].data = weight_grads_[w].empty() ? nullptr : weight_grads_[w].raw();
         }
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
-        ctx.scratch = plan.buffer(call.forward_scratch);
-        ctx.scratch_bytes = call.scratch_bytes;
         call_op(call.node, Pass::Forward, ctx, call.args);
     }
 
@@ -197,9 +196,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             NodeCall& call = *it;
             if (!call.runs_backward) continue;
             ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));  // as in forward
-            ctx.scratch = plan.buffer(call.backward_scratch);
-            ctx.scratch_bytes = call.scratch_bytes;
-            call_op(call.node, Pass::Backward, ctx, call.args);
+            call_op(call.node, Pass::Backward, ctx, call.backward_args);
             for (const auto& acc : call.accumulate) {
                 add_into(reinterpret_cast<float*>(plan.buffer(acc.into)), reinterpret_cast<const float*>(plan.buffer(acc.from)), acc.count);
             }
@@ -227,6 +224,8 @@ double Executor::run_loss(ExecutionPlan& plan, bool with_grad) const {
     }
     return total;
 }
+
+int Executor::planned_threads() const { return options_.threads > 0 ? options_.threads : omp_get_max_threads(); }
 
 void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args) {
     const GraphNode& node = graph_->node(id);
@@ -256,7 +255,34 @@ void Executor::set_profiling(bool on) {
 std::size_t Executor::last_plan_backward_bytes() const { return last_plan_ ? last_plan_->backward_bytes : 0; }
 
 std::string Executor::last_plan_memory_report() const {
-    return last_plan_ ? last_plan_->memory_report() : "no step has run yet\n";
+    if (!last_plan_) return "no step has run yet\n";
+    std::string out = last_plan_->memory_report();
+    // Memory plugins hold outside the arena (oneDNN's scratchpads), by their "_bytes" counters.
+    std::size_t held = 0;
+    std::string parts;
+    char line[160];
+    for (const auto& [name, value] : graph_->registry().counters()) {
+        if (!name.ends_with("_bytes") || value <= 0) continue;
+        held += static_cast<std::size_t>(value);
+        std::snprintf(line, sizeof line, "%s%s %.2f MB", parts.empty() ? "" : ", ", name.c_str(), double(value) / 1048576.0);
+        parts += line;
+    }
+    std::snprintf(line, sizeof line, "outside the arena, held by plugins: %.2f MB", double(held) / 1048576.0);
+    out += line;
+    out += parts.empty() ? "" : " (" + parts + ")";
+    std::snprintf(line, sizeof line, "; arena and plugins %.2f MB in all\n",
+                  double(last_plan_->layout.arena_bytes + held) / 1048576.0);
+    return out + line;
+}
+
+std::vector<Executor::PlannedBuffer> Executor::last_plan_buffers() const {
+    std::vector<PlannedBuffer> out;
+    if (!last_plan_) return out;
+    for (std::size_t i = 0; i < last_plan_->requests.size(); ++i) {
+        const BufferRequest& r = last_plan_->requests[i];
+        out.push_back({last_plan_->request_names[i], last_plan_->layout.offsets[i], r.bytes, r.first_step, r.last_step});
+    }
+    return out;
 }
 
 TensorView Executor::output(std::size_t i) const {

@@ -90,6 +90,13 @@ public:
     std::size_t last_plan_backward_bytes() const;
     // The last plan's arena: the step where the most bytes are alive and the buffers alive then.
     std::string last_plan_memory_report() const;
+    // Every buffer of the last plan's arena: what it holds, where and when.
+    struct PlannedBuffer {
+        std::string name;  // "tensor x", "gradient of x", "buffer 'mean' of norm forward", ...
+        std::size_t offset = 0, bytes = 0;
+        int first_step = 0, last_step = 0;  // alive from, to (inclusive)
+    };
+    std::vector<PlannedBuffer> last_plan_buffers() const;
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
@@ -100,6 +107,8 @@ private:
     void bind(ExecutionPlan& plan);
     void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
     double run_loss(ExecutionPlan& plan, bool with_grad) const;
+    // The threads every op call runs with; per-thread buffers are planned for that many.
+    int planned_threads() const;
     // Calls one op's forward or backward, timed while profiling is on.
     void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args);
 

@@ -16,12 +16,18 @@ void TensorTable::add(DType dtype, const Shape& shape, int buffer) {
     buffers.push_back(buffer);
 }
 
+void BufferTable::add(std::uint64_t slice_bytes, std::uint64_t slice_stride, int slices, int buffer) {
+    entries.push_back(nng_buffer{nullptr, slice_bytes, slice_stride, slices});
+    buffers.push_back(buffer);
+}
 
 void NodeCall::bind(std::byte* base, const std::vector<std::size_t>& offsets) {
-    for (TensorTable* table : {&inputs, &input_masks, &outputs, &output_masks, &weights, &saved, &grad_outputs,
+    for (TensorTable* table : {&inputs, &input_masks, &outputs, &output_masks, &weights, &grad_outputs,
                                &grad_inputs, &grad_weights}) {
         table->bind(base, offsets);
     }
+    forward_buffers.bind(base, offsets);
+    backward_buffers.bind(base, offsets);
     args = nng_exec_args{};
     args.struct_size = sizeof(nng_exec_args);
     args.num_inputs = inputs.size();
@@ -32,11 +38,13 @@ void NodeCall::bind(std::byte* base, const std::vector<std::size_t>& offsets) {
     args.output_masks = output_masks.data();
     args.num_weights = weights.size();
     args.weights = weights.data();
-    args.num_saved = saved.size();
-    args.saved = saved.data();
     args.grad_outputs = grad_outputs.data();
     args.grad_inputs = grad_inputs.data();
     args.grad_weights = grad_weights.data();
+    args.num_buffers = forward_buffers.size();
+    args.buffers = forward_buffers.data();
+    backward_args = args;
+    backward_args.buffers = backward_buffers.data();
 }
 
 void ExecutionPlan::bind(std::byte* base) {

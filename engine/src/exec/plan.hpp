@@ -15,8 +15,8 @@
 
 namespace nngraph {
 
-// One argument list of an op call, and the arena buffer behind each entry (-1: none, or memory
-// outside the arena).
+// One argument list of an op call (nng_tensor or nng_buffer entries), and the arena buffer
+// behind each entry (-1: none, or memory outside the arena).
 template <class Entry> struct ArgumentTable {
     std::vector<Entry> entries;
     std::vector<int> buffers;
@@ -34,6 +34,11 @@ struct TensorTable : ArgumentTable<nng_tensor> {
     void add(DType dtype, const Shape& shape, int buffer);
 };
 
+// The buffers an op declared, as one call sees them.
+struct BufferTable : ArgumentTable<nng_buffer> {
+    void add(std::uint64_t slice_bytes, std::uint64_t slice_stride, int slices, int buffer);
+};
+
 // One op node's calls: argument tables filled at plan time, pointers set when the plan is bound.
 struct NodeCall {
     NodeId node = -1;
@@ -41,18 +46,17 @@ struct NodeCall {
     int backward_step = 0;
     bool runs_backward = false;
     bool skipped = false;  // inference of an identity (Dropout): output 0 is the input's buffer
-    TensorTable inputs, input_masks, outputs, output_masks, weights, saved;
+    TensorTable inputs, input_masks, outputs, output_masks, weights;
     TensorTable grad_outputs, grad_inputs, grad_weights;
+    BufferTable forward_buffers, backward_buffers;  // saved ones in both, scratch apart
     std::vector<WeightId> weight_ids;  // weights live outside the arena: bound at every run
-    int forward_scratch = -1, backward_scratch = -1;  // buffer indices
-    std::uint64_t scratch_bytes = 0;
     // After backward: gradient buffer `into` += temporary buffer `from`, `count` floats.
     struct Accumulation {
         int into, from;
         std::int64_t count;
     };
     std::vector<Accumulation> accumulate;
-    nng_exec_args args{};
+    nng_exec_args args{}, backward_args{};
 
     void bind(std::byte* base, const std::vector<std::size_t>& offsets);
 };

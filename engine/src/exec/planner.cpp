@@ -9,6 +9,8 @@
 namespace nngraph {
 namespace {
 
+std::uint64_t aligned(std::uint64_t bytes) { return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment; }
+
 std::size_t bytes_of(DType dtype, const Shape& shape) {
     return static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
 }
@@ -99,7 +101,7 @@ private:
             }
             OpFailure failure;
             InferResult& r = inferred_[static_cast<std::size_t>(id)];
-            if (!node.instance->infer(infos, masks, training_, r, failure)) {
+            if (!node.instance->infer(infos, masks, training_, context_.threads, r, failure)) {
                 throw RunError("node '" + node.name + "' (" + node.op + "): shape inference at batch " +
                                std::to_string(plan_->batch) + " failed: " + failure.message);
             }
@@ -108,6 +110,7 @@ private:
                                " outputs at load but " + std::to_string(r.outputs.size()) + " at batch " +
                                std::to_string(plan_->batch));
             }
+            check_same_buffers(node, r);
             for (std::size_t j = 0; j < node.outputs.size(); ++j) {
                 const TensorId t = node.outputs[j];
                 shape_of(t) = r.outputs[j].tensor.shape;
@@ -116,6 +119,25 @@ private:
                     shape_of(mask) = r.outputs[j].mask_shape;
                 }
             }
+        }
+    }
+
+    // A buffer handle is the buffer's index in the op's declarations: the same in every plan only
+    // if every infer declares the same buffers in the same order.
+    void check_same_buffers(const GraphNode& node, const InferResult& r) const {
+        auto names = [](const InferResult& result) {
+            std::string list;
+            for (const BufferDeclaration& b : result.buffers) list += (list.empty() ? "'" : ", '") + b.name + "'";
+            return "(" + list + ")";
+        };
+        bool same = r.buffers.size() == node.shapes.buffers.size();
+        for (std::size_t b = 0; same && b < r.buffers.size(); ++b) {
+            same = r.buffers[b].name == node.shapes.buffers[b].name && r.buffers[b].lifetime == node.shapes.buffers[b].lifetime;
+        }
+        if (!same) {
+            throw RunError("node '" + node.name + "' (" + node.op + ") declared the buffers " + names(node.shapes) +
+                           " at load but " + names(r) + " at batch " + std::to_string(plan_->batch) +
+                           "; an op must declare the same buffers in the same order in every infer");
         }
     }
 
@@ -248,23 +270,32 @@ private:
         }
     }
 
-    // Saved buffers live from forward to backward; scratch only during the call that uses it.
+    // Saved buffers live from a training forward to the backward; scratch (per call, per thread
+    // or backward only) only during the call that uses it, so scratch of different steps shares
+    // memory. A call a buffer is not for sees it with no memory.
     void request_op_buffers(NodeCall& call) {
         const GraphNode& node = g_.node(call.node);
         const InferResult& r = inferred(call.node);
         const int saved_until = call.runs_backward ? call.backward_step : call.forward_step;
-        for (const TensorInfo& saved : r.saved) {
-            call.saved.add(saved.dtype, saved.shape,
-                           request(bytes_of(saved.dtype, saved.shape), call.forward_step, saved_until, "saved by " + node.name));
-        }
-        call.scratch_bytes = r.scratch_bytes;
-        if (r.scratch_bytes) {
-            call.forward_scratch =
-                request(r.scratch_bytes, call.forward_step, call.forward_step, "scratch of " + node.name + " forward");
-            if (call.runs_backward) {
-                call.backward_scratch =
-                    request(r.scratch_bytes, call.backward_step, call.backward_step, "scratch of " + node.name + " backward");
+        for (const BufferDeclaration& b : r.buffers) {
+            const std::string name = "buffer '" + b.name + "' of " + node.name;
+            if (b.lifetime == NNG_BUFFER_SAVED) {
+                const bool kept = training_ && b.bytes > 0;
+                const int buffer = kept ? request(b.bytes, call.forward_step, saved_until, name) : -1;
+                call.forward_buffers.add(kept ? b.bytes : 0, 0, 1, buffer);
+                call.backward_buffers.add(kept ? b.bytes : 0, 0, 1, buffer);
+                continue;
             }
+            const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? context_.threads : 1;
+            const std::uint64_t stride = b.lifetime == NNG_BUFFER_PER_THREAD ? aligned(b.bytes) : 0;
+            const std::uint64_t total = b.lifetime == NNG_BUFFER_PER_THREAD ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
+            auto scratch = [&](BufferTable& table, int step, const char* pass) {
+                table.add(b.bytes, stride, slices, b.bytes > 0 ? request(total, step, step, name + " " + pass) : -1);
+            };
+            if (b.lifetime != NNG_BUFFER_BACKWARD) scratch(call.forward_buffers, call.forward_step, "forward");
+            else call.forward_buffers.add(0, 0, 1, -1);
+            if (call.runs_backward) scratch(call.backward_buffers, call.backward_step, "backward");
+            else call.backward_buffers.add(0, 0, 1, -1);
         }
     }
 

@@ -1,6 +1,6 @@
 // Builds the plan of one batch size as a sequence of passes over the graph, each its own
 // function: infer shapes, order steps, compute lifetimes, alias inference buffers, request
-// buffers (tensors, targets, gradients), build argument tables, place buffers.
+// buffers (tensors, targets, gradients, what ops declare), build argument tables, place buffers.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,7 @@ struct PlanContext {
     const GradientPlan& gradients;
     const LossFunction* loss = nullptr;
     const std::vector<TensorId>& loss_outputs;
+    int threads = 1;  // of every op call: the slices of per-thread buffers
 };
 
 // Throws RunError naming the node when an op rejects its concrete shapes.
