@@ -13,7 +13,7 @@
 
 #include "allocation_counter.hpp"
 #include "cli.hpp"
-#include "exec/graph_benchmark.hpp"
+#include "bench/graph_benchmark.hpp"
 
 namespace nngraph::cli {
 namespace {
