@@ -107,16 +107,17 @@ void run_train(const TrainOptions& o) {
 
     int best_epoch = 0;
     trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch, std::cout, isatty(STDOUT_FILENO) != 0,
-                [&](const EpochLog& log) {
+                {.on_epoch_end = [&](const EpochLog& log) {
                     if (history.is_open()) write_history_row(history, log);
                     const double value = monitor.value(log);
-                    if (!monitor.improves(value, best)) return;
+                    if (!monitor.improves(value, best)) return true;
                     best = value;
                     best_epoch = log.epoch;
-                    if (!o.save) return;
+                    if (!o.save) return true;
                     TrainingState state{log.epoch, executor.step_count(), config.seed, best, monitor.name};
                     save_checkpoint(*o.save, executor, &trainer.optimizer(), state);
-                });
+                    return true;
+                }});
     if (best && best_epoch) {
         std::cerr << "nngraph: best " << monitor.name << " " << format_metric(*best) << " at epoch " << best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
