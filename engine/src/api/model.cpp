@@ -4,7 +4,6 @@
 #include <ostream>
 
 #include "api/model_state.hpp"
-#include "exec/weights.hpp"
 #include "graph/summary.hpp"
 #include "train/checkpoint.hpp"
 #include "train/losses.hpp"
@@ -56,8 +55,7 @@ Model Model::load(const std::filesystem::path& model_file, const ModelOptions& o
     state->graph = Graph::load(model_file, search);
     state->config = parse_training_config(state->graph->spec());
     state->threads = options.threads;
-    state->use_seed(options.seed.value_or(state->config.seed));
-    initialize_weights(*state->graph, state->seed, state->executor->weights());
+    state->seed = state->weight_seed = options.seed.value_or(state->config.seed);
     return Model(std::move(state));
 }
 
@@ -111,15 +109,15 @@ ParameterCount Model::parameters() const {
 std::string Model::summary() const { return nngraph::summary(*state_->graph); }
 std::string Model::dot() const { return to_dot(*state_->graph); }
 
-void Model::load_weights(const std::filesystem::path& file) { nngraph::load_weights(file, *state_->executor); }
-void Model::save_weights(const std::filesystem::path& file) const { nngraph::save_weights(file, *state_->executor); }
+void Model::load_weights(const std::filesystem::path& file) { nngraph::load_weights(file, state_->executor()); }
+void Model::save_weights(const std::filesystem::path& file) const { nngraph::save_weights(file, state_->executor()); }
 
 Tensor Model::weight(const std::string& name) const {
-    return state_->executor->weights()[static_cast<std::size_t>(state_->weight_id(name))];
+    return state_->executor().weights()[static_cast<std::size_t>(state_->weight_id(name))];
 }
 
 void Model::set_weight(const std::string& name, const Tensor& value) {
-    Tensor& target = state_->executor->weights()[static_cast<std::size_t>(state_->weight_id(name))];
+    Tensor& target = state_->executor().weights()[static_cast<std::size_t>(state_->weight_id(name))];
     if (value.dtype() != target.dtype() || value.shape() != target.shape()) {
         throw InputError("weight '" + name + "' is " + std::string(dtype_name(target.dtype())) + " " +
                          shape_to_string(target.shape()) + ", not " + std::string(dtype_name(value.dtype())) + " " +
@@ -158,7 +156,7 @@ std::vector<Tensor> Model::read_targets(const std::filesystem::path& file) const
 
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_t batch_size) {
     const Graph& graph = *state_->graph;
-    Executor& executor = *state_->executor;
+    Executor& executor = state_->executor();
     if (batch_size < 1) throw InputError("predict needs a batch size of at least 1, not " + std::to_string(batch_size));
     if (given.size() != graph.inputs().size()) {
         throw InputError("model '" + graph.name() + "' has " + std::to_string(graph.inputs().size()) + " inputs; predict got " +
@@ -223,15 +221,15 @@ Gradients Model::gradients(const std::vector<Tensor>& inputs, const std::vector<
     }
     const Dataset batch_data = s.dataset({inputs, targets}, "the gradient batch");
     if (batch_data.size() == 0) throw InputError("the gradient batch holds no rows");
-    s.executor->set_loss(make_loss(s.config.loss));
+    s.executor().set_loss(make_loss(s.config.loss));
     BatchRef batch;
     batch.inputs = pointers(batch_data.inputs);
     batch.targets = pointers(batch_data.targets);
     Gradients out;
     out.loss_function = s.config.loss;
-    out.loss = s.executor->run(batch, StepKind::Gradient);
+    out.loss = s.executor().run(batch, StepKind::Gradient);
     for (std::size_t w = 0; w < graph.weights().size(); ++w) {
-        const Tensor& grad = s.executor->weight_grads()[w];
+        const Tensor& grad = s.executor().weight_grads()[w];
         if (!grad.empty()) out.weights.emplace(graph.weights()[w].name, grad);
     }
     return out;
@@ -242,7 +240,7 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
     TrainingConfig config = s.config;
     if (options.batch_size) config.batch_size = *options.batch_size;
     config.seed = s.seed;
-    Trainer trainer(*s.executor, config);
+    Trainer trainer(s.executor(), config);
     const DataSplits data = s.data(options.samples, std::nullopt, options.data, options.cache_dir);
     const Dataset& set = data.validation ? *data.validation : data.train;
     Evaluation result;
@@ -272,7 +270,7 @@ TrainResult Model::train(const TrainOptions& options) {
     config.seed = options.resume ? read_training_state(*options.resume).seed : s.seed;
     if (options.seed) config.seed = *options.seed;
     s.use_seed(config.seed);
-    Executor& executor = *s.executor;
+    Executor& executor = s.executor();
     Trainer trainer(executor, config);
     const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
 

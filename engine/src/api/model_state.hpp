@@ -6,6 +6,7 @@
 #include <string>
 
 #include "exec/executor.hpp"
+#include "exec/weights.hpp"
 #include "nngraph/nngraph.hpp"
 #include "train/datasets.hpp"
 #include "train/trainer.hpp"
@@ -17,16 +18,28 @@ struct Model::State {
     std::shared_ptr<const Graph> graph;
     TrainingConfig config;
     int threads = 0;
-    std::uint64_t seed = 0;
-    std::unique_ptr<Executor> executor;
+    std::uint64_t weight_seed = 0;  // of the initial weights
+    std::uint64_t seed = 0;         // of random ops and shuffling
 
-    // Random ops draw from the executor's seed, fixed when it is made: a run with another seed
-    // gets a new executor that keeps the weights.
+    // Made on first use, with the initial weights: a model that is only inspected or benchmarked
+    // holds no weights it does not use.
+    Executor& executor() {
+        if (!executor_) {
+            executor_ = std::make_unique<Executor>(graph, ExecutorOptions{threads, seed});
+            initialize_weights(*graph, weight_seed, executor_->weights());
+        }
+        return *executor_;
+    }
+
+    // Random ops draw from the executor's seed, fixed when it is made: another seed gets a new
+    // executor that keeps the weights.
     void use_seed(std::uint64_t new_seed) {
-        if (executor && new_seed == seed) return;
-        auto next = std::make_unique<Executor>(graph, ExecutorOptions{threads, new_seed});
-        if (executor) next->weights() = std::move(executor->weights());
-        executor = std::move(next);
+        if (new_seed == seed) return;
+        if (executor_) {
+            auto next = std::make_unique<Executor>(graph, ExecutorOptions{threads, new_seed});
+            next->weights() = std::move(executor_->weights());
+            executor_ = std::move(next);
+        }
         seed = new_seed;
     }
 
@@ -67,6 +80,9 @@ struct Model::State {
         splits.description = std::to_string(splits.train.size()) + " samples in memory";
         return splits;
     }
+
+private:
+    std::unique_ptr<Executor> executor_;
 };
 
 }  // namespace nngraph
