@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "allocation_counter.hpp"
-#include "exec/graph_benchmark.hpp"
+#include "bench/graph_benchmark.hpp"
 #include "graph/graph.hpp"
 #include "train/training_config.hpp"
 

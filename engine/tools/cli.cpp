@@ -1,10 +1,5 @@
 #include "cli.hpp"
 
-#include "exec/weights.hpp"
-#include "nngraph/safetensors.hpp"
-#include "train/checkpoint.hpp"
-#include "train/datasets.hpp"
-
 namespace nngraph::cli {
 
 void add_common_options(CLI::App& command, CommonOptions& options) {
@@ -12,45 +7,25 @@ void add_common_options(CLI::App& command, CommonOptions& options) {
     command.add_option("--threads", options.threads, "Threads for the arithmetic (default: all cores)")->check(CLI::NonNegativeNumber);
 }
 
-std::shared_ptr<const Graph> load_graph(const std::string& model_file, const CommonOptions& options) {
-    PluginSearch search;
-    for (const auto& dir : options.plugin_dirs) search.command_line.emplace_back(dir);
-    return Graph::load(model_file, search);
+std::vector<std::filesystem::path> plugin_dirs(const CommonOptions& options) {
+    return {options.plugin_dirs.begin(), options.plugin_dirs.end()};
 }
 
-void prepare_weights(Executor& executor, const std::optional<std::string>& weights_file) {
-    const Graph& graph = executor.graph();
-    initialize_weights(graph, 0, executor.weights());
+Model load_model(const std::string& model_file, const CommonOptions& options, std::optional<std::uint64_t> seed) {
+    return Model::load(model_file, {plugin_dirs(options), options.threads, seed});
+}
+
+void prepare_weights(Model& model, const std::optional<std::string>& weights_file) {
     if (weights_file) {
-        load_weights(*weights_file, executor);
+        model.load_weights(*weights_file);
         return;
     }
-    for (const GraphWeight& w : graph.weights()) {
+    for (const ModelWeight& w : model.weights()) {
         if (!w.inline_value) {
-            throw InputError("weight '" + w.name + "' has no value: give --weights W.safetensors, or 'weights:' for node '" +
-                             graph.node(w.node).name + "' in " + graph.spec().file);
+            throw InputError("weight '" + w.name + "' has no value: give --weights W.safetensors, or 'weights:' for node '" + w.node +
+                             "' in " + model.file().string());
         }
     }
-}
-
-std::vector<Tensor> read_inputs(const Graph& graph, const std::filesystem::path& path) {
-    TensorFile file = read_safetensors(path);
-    std::vector<Tensor> inputs;
-    for (TensorId t : graph.inputs()) {
-        const GraphTensor& input = graph.tensor(t);
-        auto it = file.tensors.find(input.name);
-        if (it == file.tensors.end()) {
-            throw InputError(path.string() + ": no tensor '" + input.name + "' for graph input '" + input.name + "'");
-        }
-        inputs.push_back(convert_dtype(it->second, input.info.dtype, path.string() + ": '" + input.name + "'"));
-    }
-    return inputs;
-}
-
-std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file) {
-    std::filesystem::path p = weights_file;
-    p.replace_extension(".vocab.json");
-    return p;
 }
 
 }  // namespace nngraph::cli

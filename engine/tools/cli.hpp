@@ -3,17 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
-#include <cstdint>
-#include <filesystem>
-#include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "exec/executor.hpp"
-#include "graph/graph.hpp"
-#include "nngraph/tensor.hpp"
+#include "nngraph/nngraph.hpp"
 
 namespace nngraph::cli {
 
@@ -24,17 +18,12 @@ struct CommonOptions {
 
 // --plugins DIR (repeatable) and --threads N.
 void add_common_options(CLI::App& command, CommonOptions& options);
-std::shared_ptr<const Graph> load_graph(const std::string& model_file, const CommonOptions& options);
+std::vector<std::filesystem::path> plugin_dirs(const CommonOptions& options);
+Model load_model(const std::string& model_file, const CommonOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
 
 // Weights from `weights_file`, or from the model file's inline `weights:` when no file is given;
 // a weight with neither is an InputError naming it.
-void prepare_weights(Executor& executor, const std::optional<std::string>& weights_file);
-
-// Reads graph inputs from a safetensors file by input name, converted to the declared dtypes.
-std::vector<Tensor> read_inputs(const Graph& graph, const std::filesystem::path& path);
-
-// The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
-std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);
+void prepare_weights(Model& model, const std::optional<std::string>& weights_file);
 
 // Registration of each command group.
 void add_inspect_commands(CLI::App& app);  // summary, dot, plugins

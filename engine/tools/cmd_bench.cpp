@@ -13,7 +13,6 @@
 
 #include "allocation_counter.hpp"
 #include "cli.hpp"
-#include "exec/graph_benchmark.hpp"
 
 namespace nngraph::cli {
 namespace {
@@ -48,19 +47,13 @@ std::string megabytes(double bytes) {
     return buffer;
 }
 
-std::int64_t counter(const Graph& graph, const char* name) {
-    const auto counters = graph.registry().counters();
-    auto it = counters.find(name);
-    return it == counters.end() ? 0 : it->second;
-}
-
 void run_bench(const BenchOptions& o) {
-    auto graph = load_graph(o.model, o.common);
+    const Model model = load_model(o.model, o.common);
     if (o.mode != "train" && o.mode != "infer") throw InputError("--mode is train or infer, not '" + o.mode + "'");
-    GraphBenchmark bench(graph, {o.batch_size, o.mode == "train", o.common.threads, 1});
+    Benchmark bench = model.benchmark({o.batch_size, o.mode == "train", 1});
     for (int i = 0; i < o.warmup; ++i) bench.step();
-    const std::int64_t primitives_before = counter(*graph, "onednn.primitives_created");
-    if (o.profile) bench.executor().set_profiling(true);
+    const std::int64_t primitives_before = bench.counter("onednn.primitives_created");
+    if (o.profile) bench.set_profiling(true);
 
     std::vector<double> seconds;
     AllocationCount allocations;
@@ -72,16 +65,18 @@ void run_bench(const BenchOptions& o) {
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         if (r == 0) allocations = stop_counting_allocations();
     }
-    const std::int64_t primitives_after = counter(*graph, "onednn.primitives_created");
+    const std::int64_t primitives_after = bench.counter("onednn.primitives_created");
     const double median = median_of(seconds);
     std::vector<double> deviations;
     for (double s : seconds) deviations.push_back(std::abs(s - median));
     const double mad = median_of(deviations);
     const auto [fastest, slowest] = std::minmax_element(seconds.begin(), seconds.end());
-    const double samples_per_second = double(bench.batch()) / median;
-    const int threads = bench.executor().options().threads > 0 ? bench.executor().options().threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
-    const std::string name = graph->name() + "/" + o.mode + "/batch:" + std::to_string(bench.batch()) + "/threads:" + std::to_string(threads);
-    const ExecutorStats stats = bench.executor().stats();
+    const double samples_per_second = double(bench.batch_size()) / median;
+    const int threads = bench.threads();
+    const std::string name = model.name() + "/" + o.mode + "/batch:" + std::to_string(bench.batch_size()) + "/threads:" + std::to_string(threads);
+    // Read before the memory figures: counting the optimiser's state copies it.
+    const double peak_rss = peak_rss_bytes();
+    const MemoryFigures memory = bench.memory();
 
     if (o.json) {
         // Google Benchmark's JSON layout: one iteration run per repetition, then the aggregates.
@@ -96,8 +91,8 @@ void run_bench(const BenchOptions& o) {
         auto entry = [&](const std::string& run_name, double value, const char* run_type) {
             nlohmann::json b = {{"name", run_name}, {"run_name", name}, {"run_type", run_type}, {"repetitions", o.repetitions},
                                 {"threads", threads}, {"iterations", 1}, {"real_time", value * 1e3}, {"cpu_time", value * 1e3},
-                                {"time_unit", "ms"}, {"samples_per_second", double(bench.batch()) / value},
-                                {"batch_size", bench.batch()}, {"peak_rss_bytes", peak_rss_bytes()}, {"arena_bytes", stats.arena_bytes},
+                                {"time_unit", "ms"}, {"samples_per_second", double(bench.batch_size()) / value},
+                                {"batch_size", bench.batch_size()}, {"peak_rss_bytes", peak_rss}, {"arena_bytes", memory.arena_bytes},
                                 {"bytes_allocated_per_step", allocations.bytes}, {"allocations_per_step", allocations.calls},
                                 {"primitives_created", primitives_after}};
             return b;
@@ -117,15 +112,15 @@ void run_bench(const BenchOptions& o) {
     }
 
     std::printf("nngraph bench %s: %s, batch %lld, %d thread%s\n", o.model.c_str(), o.mode == "train" ? "training step" : "inference batch",
-                static_cast<long long>(bench.batch()), threads, threads == 1 ? "" : "s");
+                static_cast<long long>(bench.batch_size()), threads, threads == 1 ? "" : "s");
     std::printf("steps:       %d warm-up, %d timed\n", o.warmup, o.repetitions);
     std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3, *fastest * 1e3,
                 *slowest * 1e3, mad * 1e3);
     std::printf("throughput:  %.0f samples/s\n", samples_per_second);
-    std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss_bytes()).c_str(), megabytes(double(stats.arena_bytes)).c_str());
-    if (bench.training()) std::printf(" (activations backward needs %s)", megabytes(double(bench.executor().last_plan_backward_bytes())).c_str());
-    std::printf(", weights %s", megabytes(double(bench.weight_bytes())).c_str());
-    if (bench.training()) std::printf(", gradients and optimizer state %s", megabytes(double(bench.optimizer_bytes())).c_str());
+    std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(), megabytes(double(memory.arena_bytes)).c_str());
+    if (bench.training()) std::printf(" (activations backward needs %s)", megabytes(double(memory.backward_bytes)).c_str());
+    std::printf(", weights %s", megabytes(double(memory.weight_bytes)).c_str());
+    if (bench.training()) std::printf(", gradients and optimizer state %s", megabytes(double(memory.optimizer_bytes)).c_str());
     std::printf("\noneDNN:      %lld primitives created (%lld during the timed steps)\n", static_cast<long long>(primitives_after),
                 static_cast<long long>(primitives_after - primitives_before));
     if (counted) {
@@ -135,23 +130,19 @@ void run_bench(const BenchOptions& o) {
         std::printf("heap:        not counted in this build (AddressSanitizer owns operator new)\n");
     }
 
-    if (o.memory) std::printf("\nMemory plan: %s", bench.executor().last_plan_memory_report().c_str());
+    if (o.memory) std::printf("\nMemory plan: %s", bench.memory_report().c_str());
 
     if (o.profile) {
-        const auto& profile = bench.executor().profile();
+        const std::vector<NodeTiming> profile = bench.profile();
         std::size_t width = 4;
-        for (NodeId id : graph->order()) width = std::max(width, graph->node(id).name.size());
+        for (const NodeTiming& t : profile) width = std::max(width, t.node.size());
         std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op", "forward", "backward");
         double forward = 0, backward = 0;
-        for (NodeId id : graph->order()) {
-            const GraphNode& node = graph->node(id);
-            if (node.is_input) continue;
-            const auto& t = profile[static_cast<std::size_t>(id)];
-            const double f = t.forward_calls ? t.forward_seconds / double(t.forward_calls) : 0.0;
-            const double b = t.backward_calls ? t.backward_seconds / double(t.backward_calls) : 0.0;
-            forward += f;
-            backward += b;
-            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), node.name.c_str(), node.op.c_str(), f * 1e3, b * 1e3);
+        for (const NodeTiming& t : profile) {
+            forward += t.forward_seconds;
+            backward += t.backward_seconds;
+            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), t.node.c_str(), t.op.c_str(), t.forward_seconds * 1e3,
+                        t.backward_seconds * 1e3);
         }
         std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
         std::printf("Average forward pass: %.3f ms; backward pass: %.3f ms; the rest of the step (loss, optimizer, batch copy): %.3f ms\n",

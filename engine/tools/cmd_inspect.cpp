@@ -2,11 +2,9 @@
 #include <iomanip>
 #include <iostream>
 
-#include "cli.hpp"
-#include "graph/summary.hpp"
-#include "plugins/plugin_library.hpp"
-
 #include <algorithm>
+
+#include "cli.hpp"
 
 namespace nngraph::cli {
 
@@ -19,35 +17,33 @@ void add_inspect_commands(CLI::App& app) {
     CLI::App* summary_cmd = app.add_subcommand("summary", "Print the Keras-style table of layers, output shapes and parameters");
     summary_cmd->add_option("model", summary_options->model, "Model file (YAML)")->required();
     add_common_options(*summary_cmd, summary_options->common);
-    summary_cmd->callback([summary_options] { std::cout << summary(*load_graph(summary_options->model, summary_options->common)); });
+    summary_cmd->callback([summary_options] { std::cout << load_model(summary_options->model, summary_options->common).summary(); });
 
     auto dot_options = std::make_shared<Options>();
     CLI::App* dot_cmd = app.add_subcommand("dot", "Print the graph in Graphviz dot format");
     dot_cmd->add_option("model", dot_options->model, "Model file (YAML)")->required();
     add_common_options(*dot_cmd, dot_options->common);
-    dot_cmd->callback([dot_options] { std::cout << to_dot(*load_graph(dot_options->model, dot_options->common)); });
+    dot_cmd->callback([dot_options] { std::cout << load_model(dot_options->model, dot_options->common).dot(); });
 
     auto plugin_options = std::make_shared<CommonOptions>();
     CLI::App* plugins_cmd = app.add_subcommand("plugins", "List every op with its plugin file and version");
     add_common_options(*plugins_cmd, *plugin_options);
     plugins_cmd->callback([plugin_options] {
-        PluginSearch search;
-        for (const auto& dir : plugin_options->plugin_dirs) search.command_line.emplace_back(dir);
-        const OpRegistry registry = OpRegistry::load(search);
+        const PluginCatalog catalog = list_plugins(plugin_dirs(*plugin_options));
         int op_width = 2, plugin_width = 6, version_width = 7;
-        for (const auto& [name, op] : registry.ops()) {
-            op_width = std::max(op_width, static_cast<int>(name.size()));
-            plugin_width = std::max(plugin_width, static_cast<int>(op.library->name().size()));
-            version_width = std::max(version_width, static_cast<int>(op.plugin_version().size()));
+        for (const PluginOp& op : catalog.ops) {
+            op_width = std::max(op_width, static_cast<int>(op.op.size()));
+            plugin_width = std::max(plugin_width, static_cast<int>(op.plugin.size()));
+            version_width = std::max(version_width, static_cast<int>(op.version.size()));
         }
         auto row = [&](const std::string& op, const std::string& plugin, const std::string& version, const std::string& file) {
             std::cout << std::left << std::setw(op_width + 2) << op << std::setw(plugin_width + 2) << plugin
                       << std::setw(version_width + 2) << version << file << "\n";
         };
         row("op", "plugin", "version", "file");
-        for (const auto& [name, op] : registry.ops()) row(name, op.library->name(), op.plugin_version(), op.plugin_path().string());
-        std::cout << registry.ops().size() << " ops from " << registry.libraries().size() << " plugins; searched:";
-        for (const auto& dir : registry.searched()) std::cout << " " << dir.string();
+        for (const PluginOp& op : catalog.ops) row(op.op, op.plugin, op.version, op.file.string());
+        std::cout << catalog.ops.size() << " ops from " << catalog.plugins << " plugins; searched:";
+        for (const auto& dir : catalog.searched) std::cout << " " << dir.string();
         std::cout << "\n";
     });
 }

@@ -1,15 +1,11 @@
 // nngraph train | evaluate
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 
 #include "cli.hpp"
-#include "exec/weights.hpp"
-#include "nngraph/safetensors.hpp"
-#include "train/checkpoint.hpp"
-#include "train/datasets.hpp"
-#include "train/trainer.hpp"
 
 namespace nngraph::cli {
 namespace {
@@ -23,102 +19,72 @@ struct TrainOptions {
     std::optional<std::uint64_t> seed;
 };
 
-// Keras's ModelCheckpoint(save_best_only=True) monitor: val_accuracy when there is one, else the
-// best available of val_loss, accuracy, loss.
-struct Monitor {
-    std::string name;
-    bool higher_is_better = true;
+// Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
+// per epoch, plus the epoch's seconds. A resumed run appends to an existing file.
+class HistoryFile {
+public:
+    HistoryFile(const std::optional<std::string>& path, bool append) {
+        if (!path) return;
+        append_ = append && std::filesystem::exists(*path);
+        out_.open(*path, append_ ? std::ios::app : std::ios::trunc);
+        if (!out_) throw RunError("cannot write the history file '" + *path + "'");
+    }
 
-    static Monitor choose(bool has_validation, bool has_accuracy) {
-        if (has_accuracy) return {has_validation ? "val_accuracy" : "accuracy", true};
-        return {has_validation ? "val_loss" : "loss", false};
+    void write(const EpochEnd& epoch) {
+        if (!out_.is_open()) return;
+        if (!append_) {
+            out_ << "epoch" << (epoch.train.accuracy ? ",accuracy" : "") << ",loss";
+            if (epoch.validation) out_ << (epoch.validation->accuracy ? ",val_accuracy" : "") << ",val_loss";
+            out_ << ",seconds\n";
+            append_ = true;
+        }
+        auto number = [](double v) {
+            char buffer[32];
+            std::snprintf(buffer, sizeof buffer, "%.6g", v);
+            return std::string(buffer);
+        };
+        out_ << epoch.epoch - 1;
+        if (epoch.train.accuracy) out_ << "," << number(*epoch.train.accuracy);
+        out_ << "," << number(epoch.train.loss);
+        if (epoch.validation) {
+            if (epoch.validation->accuracy) out_ << "," << number(*epoch.validation->accuracy);
+            out_ << "," << number(epoch.validation->loss);
+        }
+        out_ << "," << number(epoch.seconds) << "\n" << std::flush;
     }
-    double value(const EpochLog& log) const {
-        const Scores& s = name.rfind("val_", 0) == 0 ? *log.validation : log.train;
-        return higher_is_better ? *s.accuracy : s.loss;
-    }
-    bool improves(double candidate, const std::optional<double>& best) const {
-        return !best || (higher_is_better ? candidate > *best : candidate < *best);
-    }
+
+private:
+    std::ofstream out_;
+    bool append_ = false;
 };
 
-void write_history_row(std::ostream& out, const EpochLog& log) {
-    // Keras's CSVLogger columns (its epoch is 0-based), plus the epoch's seconds.
-    auto number = [](double v) {
-        char buffer[32];
-        std::snprintf(buffer, sizeof buffer, "%.6g", v);
-        return std::string(buffer);
-    };
-    out << log.epoch - 1;
-    if (log.train.accuracy) out << "," << number(*log.train.accuracy);
-    out << "," << number(log.train.loss);
-    if (log.validation) {
-        if (log.validation->accuracy) out << "," << number(*log.validation->accuracy);
-        out << "," << number(log.validation->loss);
-    }
-    out << "," << number(log.seconds) << "\n" << std::flush;
-}
-
 void run_train(const TrainOptions& o) {
-    auto graph = load_graph(o.model, o.common);
-    TrainingConfig config = parse_training_config(graph->spec());
-    if (o.epochs) config.epochs = *o.epochs;
-    if (o.batch_size) config.batch_size = *o.batch_size;
-    std::optional<TrainingState> resumed;
-    // A resumed run keeps the checkpoint's seed: it decides the random streams and the shuffles.
-    if (o.resume) config.seed = read_training_state(*o.resume).seed;
-    if (o.seed) config.seed = *o.seed;
-
-    Executor executor(graph, {o.common.threads, config.seed});
-    initialize_weights(*graph, config.seed, executor.weights());
-    Trainer trainer(executor, config);
-    DataSplits data = load_data(*graph, {o.data ? std::optional<std::filesystem::path>(*o.data) : std::nullopt, config.loss, {}});
-    std::cerr << "nngraph: training '" << graph->name() << "' on " << data.description << "\n";
-
-    int first_epoch = 0;
-    Monitor monitor = Monitor::choose(data.validation.has_value(), !config.metrics.empty());
-    std::optional<double> best;
-    if (o.resume) {
-        resumed = load_checkpoint(*o.resume, executor, &trainer.optimizer());
-        executor.set_step_count(resumed->steps_done);
-        first_epoch = resumed->epochs_done;
-        if (resumed->monitor == monitor.name) best = resumed->best;
-        std::cerr << "nngraph: resuming after epoch " << first_epoch << " from " << *o.resume << "\n";
-        if (first_epoch >= config.epochs) {
-            std::cerr << "nngraph: the checkpoint has already trained " << first_epoch << " of " << config.epochs << " epochs\n";
-            return;
+    Model model = load_model(o.model, o.common, o.seed);
+    HistoryFile history(o.log, o.resume.has_value());
+    nngraph::TrainOptions options;
+    if (o.data) options.data = *o.data;
+    options.epochs = o.epochs;
+    options.batch_size = o.batch_size;
+    options.seed = o.seed;
+    if (o.save) options.save_best = *o.save;
+    if (o.resume) options.resume = *o.resume;
+    options.log = &std::cout;
+    options.live = isatty(STDOUT_FILENO) != 0;
+    options.on_start = [&](const TrainStart& start) {
+        std::cerr << "nngraph: training '" << model.name() << "' on " << start.data << "\n";
+        if (!o.resume) return;
+        std::cerr << "nngraph: resuming after epoch " << start.first_epoch << " from " << *o.resume << "\n";
+        if (start.first_epoch >= start.epochs) {
+            std::cerr << "nngraph: the checkpoint has already trained " << start.first_epoch << " of " << start.epochs << " epochs\n";
         }
-    }
-    if (o.save && data.vocabulary) data.vocabulary->save(vocabulary_path(*o.save));
-
-    std::ofstream history;
-    if (o.log) {
-        const bool append = o.resume && std::filesystem::exists(*o.log);
-        history.open(*o.log, append ? std::ios::app : std::ios::trunc);
-        if (!history) throw RunError("cannot write the history file '" + *o.log + "'");
-        if (!append) {
-            history << "epoch";
-            if (!config.metrics.empty()) history << ",accuracy";
-            history << ",loss";
-            if (data.validation) history << (config.metrics.empty() ? "" : ",val_accuracy") << ",val_loss";
-            history << ",seconds\n";
-        }
-    }
-
-    int best_epoch = 0;
-    trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch, std::cout, isatty(STDOUT_FILENO) != 0,
-                [&](const EpochLog& log) {
-                    if (history.is_open()) write_history_row(history, log);
-                    const double value = monitor.value(log);
-                    if (!monitor.improves(value, best)) return;
-                    best = value;
-                    best_epoch = log.epoch;
-                    if (!o.save) return;
-                    TrainingState state{log.epoch, executor.step_count(), config.seed, best, monitor.name};
-                    save_checkpoint(*o.save, executor, &trainer.optimizer(), state);
-                });
-    if (best && best_epoch) {
-        std::cerr << "nngraph: best " << monitor.name << " " << format_metric(*best) << " at epoch " << best_epoch
+    };
+    options.on_epoch = [&](const EpochEnd& epoch) {
+        history.write(epoch);
+        return Training::Continue;
+    };
+    const TrainResult result = model.train(options);
+    if (result.best && result.best_epoch) {
+        std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
     }
 }
@@ -131,23 +97,13 @@ struct EvaluateOptions {
 };
 
 void run_evaluate(const EvaluateOptions& o) {
-    auto graph = load_graph(o.model, o.common);
-    TrainingConfig config = parse_training_config(graph->spec());
-    if (o.batch_size) config.batch_size = *o.batch_size;
-    Executor executor(graph, {o.common.threads, config.seed});
-    prepare_weights(executor, o.weights);
-    Trainer trainer(executor, config);
-    DataSplits data = load_data(*graph, {o.data ? std::optional<std::filesystem::path>(*o.data) : std::nullopt, config.loss, {}});
-    const Dataset& set = data.validation ? *data.validation : data.train;
-    ProgressBar bar(std::cout, false);
-    const std::int64_t steps = (set.size() + config.batch_size - 1) / config.batch_size;
-    const auto start = std::chrono::steady_clock::now();
-    const Scores scores = trainer.evaluate(set);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cout << steps << "/" << steps << " - " << static_cast<long long>(seconds + 0.5) << "s - "
-              << format_time_per_step(seconds / double(steps));
-    for (const auto& [name, value] : scores.named()) std::cout << " - " << name << ": " << format_metric(value);
-    std::cout << "\n";
+    Model model = load_model(o.model, o.common);
+    prepare_weights(model, o.weights);
+    nngraph::EvaluateOptions options;
+    if (o.data) options.data = *o.data;
+    options.batch_size = o.batch_size;
+    options.log = &std::cout;
+    model.evaluate(options);
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 // of SPEC section 1 gives file, line, column, node and what was expected.
 #include <doctest/doctest.h>
 
+#include <chrono>
+
 #include "graph/graph.hpp"
 #include "graph/summary.hpp"
 #include "nngraph/error.hpp"
+#include "temp_dir.hpp"
 
 using namespace nngraph;
 
@@ -163,6 +166,54 @@ TEST_CASE("malformed files are reported with their position") {
     CHECK(load_error("input: {shape: [3], dtype: float16}\nlayers:\n  - {op: Dense, units: 2}\n")
               .find("dtype 'float16' is not one of float32, int32, int64") != std::string::npos);
     CHECK(load_error("name: m\n").find("expected 'nodes' (Functional style) or 'layers' (Sequential style)") != std::string::npos);
+}
+
+TEST_CASE("YAML that attacks the parser is refused quickly, at its position") {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string dense = "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: ";
+    CHECK(load_error(dense + "&w [*w]}}\n").find("model.yaml:3:49: an alias refers to the node that contains it") !=
+          std::string::npos);
+
+    // Nine lines of anchors that expand to 10^9 numbers when followed.
+    std::string bomb = "input: {shape: [2]}\ndata:\n  a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+    for (int level = 1; level < 9; ++level) {
+        const std::string previous = "*a" + std::to_string(level - 1);
+        bomb += "  a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+        for (int i = 0; i < 10; ++i) bomb += (i ? ", " : "") + previous;
+        bomb += "]\n";
+    }
+    CHECK(load_error(bomb + "layers:\n  - {op: Dense, units: 2, weights: {kernel: *a8}}\n")
+              .find("the aliases expand to more than 1000000 values") != std::string::npos);
+
+    const std::string deep = std::string(300, '[') + "1" + std::string(300, ']');
+    CHECK(load_error(dense + deep + "}}\n").find("model.yaml:3:") != std::string::npos);
+    CHECK(load_error(dense + deep + "}}\n").find("nested deeper than 64 levels") != std::string::npos);
+
+    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2}\nlayers:\n  - {op: Dense, units: 3}\n")
+              .find("model.yaml:4:1: the key 'layers' appears twice in one map (first on line 2)") != std::string::npos);
+    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, units: 3}\n")
+              .find("model.yaml:3:27: the key 'units' appears twice in one map (first on line 3)") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+
+    // A well-formed file may share nodes through aliases.
+    const auto shared = load_text("input: {shape: [2]}\nlayers:\n  - &layer {op: Dense, units: 2}\n  - *layer\n");
+    CHECK(shared->spec().nodes.size() == 2);
+}
+
+TEST_CASE("a model file above the size limit is refused before it is parsed, pointing at safetensors") {
+    const std::string padding(2 << 20, '#');
+    const std::string model = std::string(kSequential) + padding + "\n";
+    CHECK(load_error(model).find("model.yaml: the model file has 2097291 bytes, more than the limit of 1048576") != std::string::npos);
+    testing::TempDir dir;
+    testing::write_bytes(dir / "big.yaml", model);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+        read_model_file(dir / "big.yaml");
+        FAIL("a 2 MB model file was read");
+    } catch (const InputError& e) {
+        CHECK(std::string(e.what()).find("put large weights in a safetensors file") != std::string::npos);
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
 }
 
 TEST_CASE("inline weights are checked against the declared shapes") {

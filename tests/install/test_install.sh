@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs nngraph to a temporary prefix, builds the example Swish plugin (examples/swish_plugin,
 # outside the engine's targets) against the installed SDK with find_package(nngraph), loads it with
-# --plugins and trains a small graph through it.
+# --plugins and trains a small graph through it. Then builds examples/embed against the installed
+# C++ API and classifies sentences with graphs/imdb_attention.yaml trained on a small made-up
+# aclImdb tree.
 # Usage: test_install.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -13,6 +15,15 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 test -f "$work/prefix/include/nngraph/sdk.hpp"
 test -f "$work/prefix/include/nngraph/onednn.hpp"
 test -f "$work/prefix/lib/cmake/nngraph/nngraphConfig.cmake"
+test -f "$work/prefix/include/nngraph/nngraph.hpp"
+
+# The public API's headers include only standard headers and each other.
+api_headers=(nngraph error imdb safetensors tensor)
+for header in "${api_headers[@]}"; do
+  if bad=$(grep -E '^#include' "$work/prefix/include/nngraph/$header.hpp" | grep -vE '^#include (<[a-z_]+>|"nngraph/[a-z_]+\.hp?p?")$'); then
+    echo "FAIL: include/nngraph/$header.hpp includes $bad"; exit 1
+  fi
+done
 
 cmake -S "$source/examples/swish_plugin" -B "$work/swish" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
@@ -35,3 +46,33 @@ awk -F, 'NR == 2 { first = $3 } END {
   if (!($3 < first / 2)) { print "FAIL: loss " first " -> " $3; exit 1 }
   if (!($4 > 0.9)) { print "FAIL: val_accuracy " $4; exit 1 }
   print "loss " first " -> " $3 ", val_accuracy " $4 }' "$work/history.csv"
+
+# The embedding example: imdb_attention trained on made-up reviews (sentiment words among neutral
+# ones), the vocabulary beside its weights; the example then classifies two held-out reviews
+# through the installed C++ API.
+for split in train test; do for label in pos neg; do mkdir -p "$work/aclImdb/$split/$label"; done; done
+awk -v top="$work/aclImdb" 'BEGIN {
+  srand(12); split("great wonderful superb moving brilliant", good); split("awful boring dull terrible waste", bad)
+  split("the film plot actor scene story music ending", plain)
+  for (s = 1; s <= 2; s++) for (i = 0; i < 200; i++) for (label = 0; label < 2; label++) {
+    file = sprintf("%s/%s/%s/%d_%d.txt", top, s == 1 ? "train" : "test", label ? "pos" : "neg", i, label ? 9 : 2)
+    text = ""
+    for (w = 0; w < 120; w++) text = text " " (w % 3 ? plain[int(rand() * 8) + 1] : (label ? good[int(rand() * 5) + 1] : bad[int(rand() * 5) + 1]))
+    print text > file; close(file)
+  } }'
+NNGRAPH_CACHE_DIR="$work/cache" "$nngraph" train "$source/graphs/imdb_attention.yaml" --data "$work/aclImdb" --epochs 3 \
+  --save "$work/imdb.safetensors" >"$work/imdb_out"
+test -f "$work/imdb.vocab.json"
+
+cmake -S "$source/examples/embed" -B "$work/embed" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/embed" >/dev/null
+"$work/embed/classify" "$source/graphs/imdb_attention.yaml" "$work/imdb.safetensors" \
+  "$(cat "$work/aclImdb/test/pos/7_9.txt")" "$(cat "$work/aclImdb/test/neg/7_2.txt")" >"$work/classified"
+cut -c1-60 "$work/classified"
+awk 'NR == 1 { good = $1 } NR == 2 { bad = $1 } END {
+  if (NR != 2) { print "FAIL: expected two lines"; exit 1 }
+  if (!(good > 0.5 && bad < 0.5)) { print "FAIL: positive review " good ", negative review " bad; exit 1 } }' "$work/classified"
+if "$work/embed/classify" "$source/graphs/imdb_attention.yaml" "$work/absent.safetensors" "text" 2>"$work/err"; then
+  echo "FAIL: classify ran without weights"; exit 1
+fi
+grep -q "absent.safetensors" "$work/err"

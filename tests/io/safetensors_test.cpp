@@ -237,6 +237,31 @@ TEST_CASE("safetensors reader names the file, the tensor and what was expected")
     }
 }
 
+TEST_CASE("safetensors reader bounds the nesting of the header and quotes untrusted text in part") {
+    TempDir dir;
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    for (const std::string& header : {R"({"w":)" + deep + "}", R"({"__metadata__":{"k":)" + deep + "}}", deep}) {
+        const std::string message = read_error(dir, file_bytes(header));
+        CHECK(message.find("the JSON header nests deeper than 8 levels") != std::string::npos);
+        CHECK(message.size() < 300);
+    }
+
+    const std::string long_text(100000, 'x');
+    const std::string eight_bytes(8, '\0');
+    const std::vector<std::string> headers = {
+        R"({"w":{"dtype":")" + long_text + R"(","shape":[2],"data_offsets":[0,8]}})",              // a value
+        R"({")" + long_text + R"(":{"dtype":"F32","shape":[2]}})",                                    // a tensor name
+        R"({"__metadata__":{")" + long_text + R"(":1}})",                                             // a metadata key
+        R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "v": ")" + long_text,             // a parser message
+    };
+    for (const std::string& header : headers) {
+        const std::string message = read_error(dir, file_bytes(header, eight_bytes));
+        CHECK(message.find("broken.safetensors") != std::string::npos);
+        CHECK(message.find("xxxxx") != std::string::npos);
+        CHECK(message.size() < 500);
+    }
+}
+
 TEST_CASE("safetensors writer refuses a tensor without data and leaves the old file intact") {
     TempDir dir;
     const auto path = dir / "checkpoint.safetensors";

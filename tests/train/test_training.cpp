@@ -330,12 +330,13 @@ std::vector<Tensor> train_xor(int epochs, const std::filesystem::path* save_afte
         first_epoch = state.epochs_done;
     }
     std::ostringstream log;
-    trainer.fit(data.train, &*data.validation, first_epoch, log, false, [&](const EpochLog& entry) {
+    trainer.fit(data.train, &*data.validation, first_epoch, log, false, {.on_epoch_end = [&](const EpochLog& entry) {
         if (logs) logs->push_back(entry);
         if (save_after_first && entry.epoch == 1) {
             save_checkpoint(*save_after_first, executor, &trainer.optimizer(), {entry.epoch, executor.step_count(), config.seed, {}, {}});
         }
-    });
+        return true;
+    }});
     return executor.weights();
 }
 

@@ -1,10 +1,16 @@
 #include "graph/model_file.hpp"
 
 #include <cctype>
+#include <cstdint>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <system_error>
+#include <vector>
+
+#include <yaml-cpp/eventhandler.h>
 
 namespace nngraph {
 namespace fs = std::filesystem;
@@ -19,6 +25,106 @@ std::string kind_of(const YAML::Node& node) {
     default: return "nothing";
     }
 }
+
+// A model file describes a graph; large weights belong in safetensors files, not in YAML.
+constexpr std::uintmax_t kMaxModelFileBytes = 1 << 20;
+// yaml-cpp follows nesting by recursion and aliases by sharing nodes that every reader of the tree
+// walks again: both are bounded before the tree is built.
+constexpr std::size_t kMaxNesting = 64;
+constexpr std::uint64_t kMaxExpandedValues = 1'000'000;
+
+void check_model_file_size(std::uintmax_t bytes, const std::string& file) {
+    if (bytes <= kMaxModelFileBytes) return;
+    throw InputError(file + ": the model file has " + std::to_string(bytes) + " bytes, more than the limit of " +
+                     std::to_string(kMaxModelFileBytes) + "; a model file describes the graph: put large weights in a "
+                     "safetensors file and give it with --weights");
+}
+
+// Reads a document's events as yaml-cpp parses them and refuses, at their position, nesting deeper
+// than kMaxNesting, aliases inside the node they name or expanding to more than kMaxExpandedValues
+// values, and a key repeated in one map (yaml-cpp keeps either silently).
+class StructureCheck : public YAML::EventHandler {
+public:
+    explicit StructureCheck(const std::string& file) : file_(file) {}
+
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, nullptr); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+        leaf(mark, anchor, &value);
+    }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+        next_child(mark, nullptr);
+        for (const Open& open : open_) {
+            if (open.anchor == anchor) fail(mark, "an alias refers to the node that contains it");
+        }
+        const auto size = anchor_sizes_.find(anchor);
+        add_values(mark, size == anchor_sizes_.end() ? 1 : size->second);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+        start(mark, anchor, false);
+    }
+    void OnSequenceEnd() override { end(); }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+        start(mark, anchor, true);
+    }
+    void OnMapEnd() override { end(); }
+
+private:
+    struct Open {
+        YAML::anchor_t anchor;
+        std::uint64_t values_before;
+        bool is_map;
+        bool expecting_key = true;
+        std::map<std::string, int> key_lines;  // scalar keys seen so far, with their 1-based lines
+    };
+
+    [[noreturn]] void fail(const YAML::Mark& mark, const std::string& message) const {
+        throw InputError(SourceLocation{file_, mark.line + 1, mark.column + 1}.str() + ": " + message);
+    }
+
+    // Keeps track of keys and values in the innermost map; `key` is the text of a scalar node.
+    void next_child(const YAML::Mark& mark, const std::string* key) {
+        if (open_.empty() || !open_.back().is_map) return;
+        Open& map = open_.back();
+        const bool is_key = map.expecting_key;
+        map.expecting_key = !map.expecting_key;
+        if (!is_key || !key) return;
+        const auto [seen, inserted] = map.key_lines.emplace(*key, mark.line + 1);
+        if (!inserted) fail(mark, "the key '" + *key + "' appears twice in one map (first on line " + std::to_string(seen->second) + ")");
+    }
+
+    void add_values(const YAML::Mark& mark, std::uint64_t count) {
+        values_ += count;
+        if (values_ > kMaxExpandedValues) {
+            fail(mark, "the aliases expand to more than " + std::to_string(kMaxExpandedValues) + " values");
+        }
+    }
+
+    void leaf(const YAML::Mark& mark, YAML::anchor_t anchor, const std::string* text) {
+        next_child(mark, text);
+        add_values(mark, 1);
+        if (anchor) anchor_sizes_[anchor] = 1;
+    }
+
+    void start(const YAML::Mark& mark, YAML::anchor_t anchor, bool is_map) {
+        next_child(mark, nullptr);
+        if (open_.size() >= kMaxNesting) fail(mark, "nested deeper than " + std::to_string(kMaxNesting) + " levels");
+        add_values(mark, 1);
+        open_.push_back({anchor, values_ - 1, is_map});
+    }
+
+    void end() {
+        const Open& closed = open_.back();
+        if (closed.anchor) anchor_sizes_[closed.anchor] = values_ - closed.values_before;
+        open_.pop_back();
+    }
+
+    const std::string& file_;
+    std::vector<Open> open_;
+    std::map<YAML::anchor_t, std::uint64_t> anchor_sizes_;  // values each anchored node expands to
+    std::uint64_t values_ = 0;
+};
 
 class Parser {
 public:
@@ -243,8 +349,13 @@ std::string keras_snake_case(const std::string& op) {
 }
 
 ModelSpec parse_model(const std::string& yaml_text, const std::string& file_name, const fs::path& base_dir) {
+    check_model_file_size(yaml_text.size(), file_name);
     YAML::Node root;
     try {
+        std::istringstream events(yaml_text);
+        YAML::Parser parser(events);
+        StructureCheck check(file_name);
+        parser.HandleNextDocument(check);
         root = YAML::Load(yaml_text);
     } catch (const YAML::ParserException& e) {
         throw InputError(SourceLocation{file_name, e.mark.line + 1, e.mark.column + 1}.str() + ": not valid YAML: " + e.msg);
@@ -255,6 +366,8 @@ ModelSpec parse_model(const std::string& yaml_text, const std::string& file_name
 ModelSpec read_model_file(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw InputError("cannot open model file '" + path.string() + "'");
+    std::error_code ec;
+    if (const std::uintmax_t bytes = fs::file_size(path, ec); !ec) check_model_file_size(bytes, path.string());
     std::stringstream text;
     text << in.rdbuf();
     ModelSpec spec = parse_model(text.str(), path.string(), fs::absolute(path).parent_path());

@@ -30,6 +30,10 @@ using json = nlohmann::json;
 constexpr std::uint64_t kLengthFieldBytes = 8;
 // The reference implementation refuses larger headers; so does nngraph, rather than allocate them.
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+// A header nests three levels (the map, an entry, its shape); deeper input is refused while parsing.
+constexpr int kMaxHeaderNesting = 8;
+// Values, names and parser messages shown in errors are cut to this many bytes.
+constexpr std::size_t kMaxQuotedBytes = 200;
 constexpr std::uint64_t kDataAlignment = 8;
 constexpr std::string_view kMetadataKey = "__metadata__";
 constexpr std::string_view kSupportedDtypes = "F32, I32, I64, U8";
@@ -43,6 +47,14 @@ struct HeaderEntry {
     std::uint64_t end = 0;
 };
 
+// `text` for an error message, cut to kMaxQuotedBytes: headers are untrusted and may be huge.
+std::string excerpt(const std::string& text) {
+    if (text.size() <= kMaxQuotedBytes) return std::string(text);
+    return std::string(text.substr(0, kMaxQuotedBytes)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
+std::string excerpt(const json& value) { return excerpt(value.dump(-1, ' ', false, json::error_handler_t::replace)); }
+
 // Reports problems with one file, always naming it.
 class FileProblems {
 public:
@@ -52,7 +64,7 @@ public:
         throw InputError("bad safetensors file '" + path_.string() + "': " + problem);
     }
     [[noreturn]] void fail_tensor(const std::string& name, const std::string& problem) const {
-        fail("tensor '" + name + "' " + problem);
+        fail("tensor '" + excerpt(name) + "' " + problem);
     }
 
 private:
@@ -85,7 +97,7 @@ std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype)
 std::uint64_t read_count(const json& value, const FileProblems& problems, const std::string& name,
                          const std::string& what) {
     if (!value.is_number_unsigned()) {
-        problems.fail_tensor(name, "has " + what + " " + value.dump() + ", expected a non-negative integer");
+        problems.fail_tensor(name, "has " + what + " " + excerpt(value) + ", expected a non-negative integer");
     }
     return value.get<std::uint64_t>();
 }
@@ -93,7 +105,7 @@ std::uint64_t read_count(const json& value, const FileProblems& problems, const 
 HeaderEntry parse_entry(const std::string& name, const json& description, std::uint64_t data_bytes,
                         const FileProblems& problems) {
     if (!description.is_object()) {
-        problems.fail_tensor(name, "is described by " + description.dump() +
+        problems.fail_tensor(name, "is described by " + excerpt(description) +
                                        ", expected an object with dtype, shape and data_offsets");
     }
     for (const char* field : {"dtype", "shape", "data_offsets"}) {
@@ -104,22 +116,22 @@ HeaderEntry parse_entry(const std::string& name, const json& description, std::u
 
     const json& dtype = description["dtype"];
     if (!dtype.is_string() || !parse_dtype(dtype.get<std::string>(), entry.dtype)) {
-        problems.fail_tensor(name, "has dtype " + dtype.dump() + "; nngraph supports " + std::string(kSupportedDtypes));
+        problems.fail_tensor(name, "has dtype " + excerpt(dtype) + "; nngraph supports " + std::string(kSupportedDtypes));
     }
 
     const json& shape = description["shape"];
-    if (!shape.is_array()) problems.fail_tensor(name, "has shape " + shape.dump() + ", expected a list of sizes");
+    if (!shape.is_array()) problems.fail_tensor(name, "has shape " + excerpt(shape) + ", expected a list of sizes");
     for (const json& dim : shape) {
         const std::uint64_t size = read_count(dim, problems, name, "a shape size");
         if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-            problems.fail_tensor(name, "has shape size " + dim.dump() + ", which is too large");
+            problems.fail_tensor(name, "has shape size " + excerpt(dim) + ", which is too large");
         }
         entry.shape.push_back(static_cast<std::int64_t>(size));
     }
 
     const json& offsets = description["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2) {
-        problems.fail_tensor(name, "has data_offsets " + offsets.dump() + ", expected [begin, end]");
+        problems.fail_tensor(name, "has data_offsets " + excerpt(offsets) + ", expected [begin, end]");
     }
     entry.begin = read_count(offsets[0], problems, name, "a data offset");
     entry.end = read_count(offsets[1], problems, name, "a data offset");
@@ -141,11 +153,11 @@ HeaderEntry parse_entry(const std::string& name, const json& description, std::u
 }
 
 std::map<std::string, std::string> parse_metadata(const json& metadata, const FileProblems& problems) {
-    if (!metadata.is_object()) problems.fail("\"__metadata__\" is " + metadata.dump() + ", expected an object of strings");
+    if (!metadata.is_object()) problems.fail("\"__metadata__\" is " + excerpt(metadata) + ", expected an object of strings");
     std::map<std::string, std::string> result;
     for (const auto& [key, value] : metadata.items()) {
         if (!value.is_string()) {
-            problems.fail("\"__metadata__\" entry '" + key + "' is " + value.dump() + ", expected a string");
+            problems.fail("\"__metadata__\" entry '" + excerpt(key) + "' is " + excerpt(value) + ", expected a string");
         }
         result[key] = value.get<std::string>();
     }
@@ -157,6 +169,9 @@ json parse_header_json(const std::string& text, const FileProblems& problems) {
     std::set<std::string> names;
     std::string repeated_name;
     const json::parser_callback_t note_repeated_names = [&](int depth, json::parse_event_t event, json& parsed) {
+        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxHeaderNesting) {
+            problems.fail("the JSON header nests deeper than " + std::to_string(kMaxHeaderNesting) + " levels");
+        }
         if (event == json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
             repeated_name.empty()) {
             repeated_name = parsed.get<std::string>();
@@ -172,10 +187,10 @@ json parse_header_json(const std::string& text, const FileProblems& problems) {
         if (const auto bracket = message.find("] "); message.starts_with("[json.") && bracket != std::string::npos) {
             message.erase(0, bracket + 2);
         }
-        problems.fail("the JSON header does not parse: " + message);
+        problems.fail("the JSON header does not parse: " + excerpt(message));
     }
     if (!header.is_object()) problems.fail("the JSON header is " + std::string(header.type_name()) + ", expected an object");
-    if (!repeated_name.empty()) problems.fail("the JSON header names '" + repeated_name + "' twice");
+    if (!repeated_name.empty()) problems.fail("the JSON header names '" + excerpt(repeated_name) + "' twice");
     return header;
 }
 
@@ -187,8 +202,8 @@ void check_no_overlap(std::vector<HeaderEntry>& entries, const FileProblems& pro
     for (const HeaderEntry& entry : entries) {
         if (entry.begin == entry.end) continue;  // an empty tensor occupies no bytes
         if (previous && entry.begin < previous->end) {
-            problems.fail("tensors '" + previous->name + "' " + offsets_text(previous->begin, previous->end) + " and '" +
-                          entry.name + "' " + offsets_text(entry.begin, entry.end) + " overlap");
+            problems.fail("tensors '" + excerpt(previous->name) + "' " + offsets_text(previous->begin, previous->end) + " and '" +
+                          excerpt(entry.name) + "' " + offsets_text(entry.begin, entry.end) + " overlap");
         }
         previous = &entry;
     }

@@ -34,7 +34,8 @@ double Trainer::batch_accuracy(const Dataset& data, const std::int64_t* rows, st
     return accuracy_sum(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count);
 }
 
-Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress) {
+Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress,
+                            const std::function<bool(const BatchLog&)>& on_batch_end, bool* stopped) {
     check(train, "training");
     const std::int64_t n = train.size();
     std::vector<std::int64_t> order(static_cast<std::size_t>(n));
@@ -61,14 +62,17 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
         loss_sum += loss * double(count);
         if (accuracy_) accuracy_sum_ += batch_accuracy(train, order.data() + begin, count);
         seen += count;
-        if (progress) {
-            Scores so_far{loss_sum / double(seen), {}};
-            if (accuracy_) so_far.accuracy = accuracy_sum_ / double(seen);
-            progress->update(step + 1, so_far);
+        if (!progress && !on_batch_end) continue;
+        Scores so_far{loss_sum / double(seen), {}};
+        if (accuracy_) so_far.accuracy = accuracy_sum_ / double(seen);
+        if (progress) progress->update(step + 1, so_far);
+        if (on_batch_end && !on_batch_end(BatchLog{epoch_index + 1, step + 1, steps, so_far})) {
+            if (stopped) *stopped = true;
+            break;
         }
     }
-    Scores scores{loss_sum / double(n), {}};
-    if (accuracy_) scores.accuracy = accuracy_sum_ / double(n);
+    Scores scores{loss_sum / double(seen), {}};
+    if (accuracy_) scores.accuracy = accuracy_sum_ / double(seen);
     return scores;
 }
 
@@ -92,8 +96,8 @@ Scores Trainer::evaluate(const Dataset& data) {
     return scores;
 }
 
-void Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
-                  const std::function<void(const EpochLog&)>& on_epoch_end) {
+bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
+                  const FitCallbacks& callbacks) {
     ProgressBar progress(log, live);
     const std::int64_t steps = (train.size() + config_.batch_size - 1) / config_.batch_size;
     for (int epoch = first_epoch; epoch < config_.epochs; ++epoch) {
@@ -101,12 +105,15 @@ void Trainer::fit(const Dataset& train, const Dataset* validation, int first_epo
         EpochLog entry;
         entry.epoch = epoch + 1;
         entry.steps = steps;
-        entry.train = train_epoch(train, epoch, &progress);
+        bool stopped = false;
+        entry.train = train_epoch(train, epoch, &progress, callbacks.on_batch_end, &stopped);
         if (validation) entry.validation = evaluate(*validation);
         entry.seconds = progress.elapsed_seconds();
         progress.end_epoch(entry.train, entry.validation);
-        if (on_epoch_end) on_epoch_end(entry);
+        if (callbacks.on_epoch_end && !callbacks.on_epoch_end(entry)) stopped = true;
+        if (stopped) return false;
     }
+    return true;
 }
 
 }  // namespace nngraph

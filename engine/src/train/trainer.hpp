@@ -23,12 +23,26 @@ struct Dataset {
     std::int64_t size() const { return inputs.empty() ? 0 : inputs.front().dim(0); }
 };
 
+struct BatchLog {
+    int epoch = 0;  // 1-based, as printed
+    std::int64_t step = 0;  // 1-based within the epoch
+    std::int64_t steps = 0;
+    Scores so_far;  // over the epoch's batches up to this one
+};
+
 struct EpochLog {
     int epoch = 0;  // 1-based, as printed
     Scores train;
     std::optional<Scores> validation;
     double seconds = 0.0;
     std::int64_t steps = 0;
+};
+
+// Called after every batch and every epoch; returning false stops training, as Keras's
+// stop_training: a batch callback ends its epoch there, which is still validated and reported.
+struct FitCallbacks {
+    std::function<bool(const BatchLog&)> on_batch_end;
+    std::function<bool(const EpochLog&)> on_epoch_end;
 };
 
 class Trainer {
@@ -39,11 +53,15 @@ public:
     const TrainingConfig& config() const { return config_; }
     Optimizer& optimizer() { return *optimizer_; }
 
-    // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given.
-    void fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
-             const std::function<void(const EpochLog&)>& on_epoch_end = {});
-    // One epoch (0-based index, which seeds its shuffle); progress may be null.
-    Scores train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress);
+    // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
+    // false when a callback stopped training.
+    bool fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
+             const FitCallbacks& callbacks = {});
+    // One epoch (0-based index, which seeds its shuffle); progress may be null. When on_batch_end
+    // returns false the epoch ends after that batch, its scores cover the batches run, and
+    // `stopped` (if given) is set.
+    Scores train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress,
+                       const std::function<bool(const BatchLog&)>& on_batch_end = {}, bool* stopped = nullptr);
     Scores evaluate(const Dataset& data);
 
 private:

@@ -1,4 +1,4 @@
-#include "exec/graph_benchmark.hpp"
+#include "bench/graph_benchmark.hpp"
 
 #include <cmath>
 

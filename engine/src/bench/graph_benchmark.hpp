@@ -1,6 +1,7 @@
 // One graph set up to be timed: an executor with initialised weights, synthetic inputs and targets
 // of the right shapes and types, and a step that is a full training step (forward, loss, backward,
-// optimiser update) or one inference batch. Used by `nngraph bench` and by bench/.
+// optimiser update) or one inference batch. It builds on training (losses, optimisers, the training
+// section), so it sits above train/; the API's Benchmark and bench/ use it.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,282 @@
+// nngraph's C++ API: load a model file, inspect it, load and save its weights, predict, compute
+// gradients, evaluate, train and benchmark it. The `nngraph` command is a client of this header.
+//
+//   nngraph::Model model = nngraph::Model::load("graphs/imdb_attention.yaml");
+//   model.load_weights("imdb.safetensors");
+//   const auto vocabulary = nngraph::Vocabulary::load(nngraph::vocabulary_path("imdb.safetensors"));
+//   nngraph::Tensor p = model.predict_text({"A wonderful film."}, vocabulary);
+//
+// Every failure is an nngraph::InputError (bad usage, a bad file) or nngraph::RunError (see
+// error.hpp), with a message naming what was wrong, where, and what was expected.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nngraph/error.hpp"
+#include "nngraph/imdb.hpp"
+#include "nngraph/safetensors.hpp"
+#include "nngraph/tensor.hpp"
+
+namespace nngraph {
+
+struct ModelOptions {
+    // Plugin directories or files searched before the model file's `plugins:`, NNGRAPH_PLUGIN_PATH
+    // and the installed plugins (the command line's --plugins).
+    std::vector<std::filesystem::path> plugin_dirs;
+    int threads = 0;  // 0: all cores
+    // Seeds the initial weights, dropout and shuffling; unset: the model file's training.seed.
+    std::optional<std::uint64_t> seed;
+};
+
+// A graph input or output; shape[0] is -1, the batch.
+struct ModelTensor {
+    std::string name;
+    DType dtype = DType::F32;
+    Shape shape;
+};
+
+struct ModelWeight {
+    std::string name;  // "<node>.<weight>", as in weight files
+    std::string node;
+    Shape shape;
+    bool trainable = true;
+    bool inline_value = false;  // the model file gives its value (`weights:`)
+};
+
+struct ModelNode {
+    std::string name;
+    std::string op;  // "InputLayer" for graph inputs
+    std::vector<std::string> inputs;    // tensor names
+    std::vector<ModelTensor> outputs;   // with their load-time shapes
+    std::vector<std::string> weights;   // weight names
+};
+
+struct ParameterCount {
+    std::int64_t total = 0, trainable = 0, non_trainable = 0;
+};
+
+// A loss and, when the model file asks for it, Keras's accuracy.
+struct Metrics {
+    double loss = 0.0;
+    std::optional<double> accuracy;
+};
+// Keras's number format for metrics: 4 decimals, or scientific below 1e-3.
+std::string format_metric(double value);
+
+// In-memory samples: inputs in graph input order, targets in graph output order; rows are samples.
+struct Samples {
+    std::vector<Tensor> inputs;
+    std::vector<Tensor> targets;
+};
+
+struct BatchEnd {
+    int epoch = 0;           // 1-based
+    std::int64_t step = 0;   // 1-based within the epoch
+    std::int64_t steps = 0;  // batches in the epoch
+    Metrics so_far;          // over the epoch's batches up to this one
+};
+
+struct EpochEnd {
+    int epoch = 0;  // 1-based
+    int epochs = 0;
+    Metrics train;
+    std::optional<Metrics> validation;
+    double seconds = 0.0;
+    std::int64_t steps = 0;
+};
+
+enum class Training { Continue, Stop };
+
+// What training is about to do, once its data is loaded and any checkpoint resumed.
+struct TrainStart {
+    std::string data;      // "IMDB (...): 25000 training, 25000 validation reviews"
+    int first_epoch = 0;   // epochs a resumed checkpoint had already done
+    int epochs = 0;        // the last epoch to run
+};
+
+struct TrainOptions {
+    // Where the data comes from, first given first: `samples`, then `data` (a .safetensors file of
+    // inputs and targets, or the aclImdb folder or archive), then the model file's `data:` section.
+    std::optional<Samples> samples;
+    std::optional<Samples> validation_samples;  // with `samples`; none: no validation
+    std::optional<std::filesystem::path> data;
+    std::filesystem::path cache_dir;  // encoded IMDB cache; empty: the default
+    // Override the model file's training section; the seed also overrides a resumed checkpoint's.
+    std::optional<int> epochs;
+    std::optional<std::int64_t> batch_size;
+    std::optional<std::uint64_t> seed;
+    // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss) as a checkpoint here,
+    // with the vocabulary beside it (vocabulary_path) for text data.
+    std::optional<std::filesystem::path> save_best;
+    // Continues from a checkpoint written by save_best: weights, optimiser state, epochs done.
+    std::optional<std::filesystem::path> resume;
+    // Keras's progress bar and epoch lines; null: silent. `live` redraws the bar in place.
+    std::ostream* log = nullptr;
+    bool live = false;
+    std::function<void(const TrainStart&)> on_start;
+    // Either may return Training::Stop: after a batch, its epoch ends there and is still validated
+    // and reported; no later epoch runs.
+    std::function<Training(const BatchEnd&)> on_batch;
+    std::function<Training(const EpochEnd&)> on_epoch;
+};
+
+struct TrainResult {
+    std::vector<EpochEnd> history;   // the epochs run
+    bool stopped = false;            // a callback stopped training
+    std::string monitor;             // "val_accuracy", "val_loss", "accuracy" or "loss"
+    std::optional<double> best;      // its best value, resumed runs included
+    int best_epoch = 0;              // the epoch of that value in this run; 0: none
+};
+
+struct EvaluateOptions {
+    // As for TrainOptions: `samples`, else `data`, else the model file's; the validation split
+    // when the source has one.
+    std::optional<Samples> samples;
+    std::optional<std::filesystem::path> data;
+    std::filesystem::path cache_dir;
+    std::optional<std::int64_t> batch_size;
+    // Keras's evaluate line ("391/391 - 2s - 5ms/step - accuracy: ... - loss: ..."); null: silent.
+    std::ostream* log = nullptr;
+};
+
+struct Evaluation {
+    Metrics metrics;
+    std::int64_t samples = 0;
+    std::int64_t steps = 0;
+    double seconds = 0.0;
+};
+
+// The loss of one batch and the gradient of every trainable weight, by weight name.
+struct Gradients {
+    std::string loss_function;  // the model file's training.loss
+    double loss = 0.0;
+    std::map<std::string, Tensor> weights;
+};
+
+struct BenchmarkOptions {
+    std::int64_t batch_size = 0;  // 0: the model file's training.batch_size, else 32
+    bool train = true;            // a training step (forward, loss, backward, optimiser); else inference
+    std::uint64_t seed = 1;       // of the initial weights and the synthetic batch
+};
+
+// Average time per call of one node's forward and backward while profiling.
+struct NodeTiming {
+    std::string node, op;
+    double forward_seconds = 0.0, backward_seconds = 0.0;
+};
+
+struct MemoryFigures {
+    std::size_t arena_bytes = 0;      // every activation, gradient and scratch buffer of the step
+    std::size_t backward_bytes = 0;   // kept from the forward pass for backward (training only)
+    std::size_t weight_bytes = 0;
+    std::size_t optimizer_bytes = 0;  // gradients and optimiser state (training only)
+};
+
+// A model set up to be timed with synthetic inputs (and targets) of the right shapes and types.
+class Benchmark {
+public:
+    Benchmark(Benchmark&&) noexcept;
+    Benchmark& operator=(Benchmark&&) noexcept;
+    ~Benchmark();
+
+    void step();
+    std::int64_t batch_size() const;
+    bool training() const;
+    int threads() const;  // as used: the model's, or all cores
+
+    // Per-node timing, off by default; profile() lists the nodes in execution order.
+    void set_profiling(bool on);
+    std::vector<NodeTiming> profile() const;
+    MemoryFigures memory() const;
+    // The buffers alive at the step's peak, as text.
+    std::string memory_report() const;
+    // A counter summed over the plugins, e.g. "onednn.primitives_created"; 0 when none keeps it.
+    std::int64_t counter(const std::string& name) const;
+
+private:
+    friend class Model;
+    struct State;
+    explicit Benchmark(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
+class Model {
+public:
+    // Reads, checks and shape-infers a model file, loads the plugins its ops need, and sets every
+    // weight to its inline value or initializer.
+    static Model load(const std::filesystem::path& model_file, const ModelOptions& options = {});
+
+    Model(Model&&) noexcept;
+    Model& operator=(Model&&) noexcept;
+    ~Model();
+
+    // Inspection.
+    const std::string& name() const;
+    const std::filesystem::path& file() const;
+    std::vector<ModelTensor> inputs() const;
+    std::vector<ModelTensor> outputs() const;
+    std::vector<ModelNode> nodes() const;  // in file order, inputs first
+    std::vector<ModelWeight> weights() const;
+    ParameterCount parameters() const;
+    // Keras's model.summary() table.
+    std::string summary() const;
+    // The graph in Graphviz dot format.
+    std::string dot() const;
+    std::uint64_t seed() const;
+    int threads() const;
+
+    // Weights by name (a checkpoint's optimiser state is ignored). Loading needs every weight the
+    // model file does not give inline; saving writes a safetensors file atomically.
+    void load_weights(const std::filesystem::path& file);
+    void save_weights(const std::filesystem::path& file) const;
+    Tensor weight(const std::string& name) const;
+    void set_weight(const std::string& name, const Tensor& value);
+
+    // Inputs by graph input name and targets ("targets", or "targets.<output>" with several
+    // outputs) from a safetensors file, converted to what the model reads.
+    std::vector<Tensor> read_inputs(const std::filesystem::path& file) const;
+    std::vector<Tensor> read_targets(const std::filesystem::path& file) const;
+
+    // Every graph output for all rows of `inputs` (in graph input order), run in batches.
+    std::vector<Tensor> predict(const std::vector<Tensor>& inputs, std::int64_t batch_size = 32);
+    // The output of a one-input, one-output text model for each text, encoded with `vocabulary`.
+    Tensor predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary, std::int64_t batch_size = 32);
+    // The model file's training.loss over one batch and every trainable weight's gradient, random
+    // ops (dropout) off; `targets` in graph output order. Weights are not changed.
+    Gradients gradients(const std::vector<Tensor>& inputs, const std::vector<Tensor>& targets);
+    Evaluation evaluate(const EvaluateOptions& options = {});
+    // Keras's fit with the model file's training section.
+    TrainResult train(const TrainOptions& options = {});
+    // The benchmark gets its own weights: this model's are left alone.
+    Benchmark benchmark(const BenchmarkOptions& options = {}) const;
+
+private:
+    struct State;
+    explicit Model(std::unique_ptr<State> state);
+    std::unique_ptr<State> state_;
+};
+
+// Every op the plugin search finds, with its plugin.
+struct PluginOp {
+    std::string op, plugin, version;
+    std::filesystem::path file;
+};
+struct PluginCatalog {
+    std::vector<PluginOp> ops;  // by op name
+    std::size_t plugins = 0;
+    std::vector<std::filesystem::path> searched;
+};
+PluginCatalog list_plugins(const std::vector<std::filesystem::path>& plugin_dirs = {});
+
+// The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
+std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);
+
+}  // namespace nngraph

@@ -1,0 +1,324 @@
+// nngraph::Model: the public API over the graph, the executor and the trainer.
+#include <chrono>
+#include <cstring>
+#include <ostream>
+
+#include "api/model_state.hpp"
+#include "graph/summary.hpp"
+#include "train/checkpoint.hpp"
+#include "train/losses.hpp"
+
+namespace nngraph {
+
+namespace {
+
+Metrics metrics_of(const Scores& scores) { return {scores.loss, scores.accuracy}; }
+
+ModelTensor model_tensor(const GraphTensor& t) { return {t.name, t.info.dtype, t.info.shape}; }
+
+// Keras's ModelCheckpoint(save_best_only=True) monitor: val_accuracy when there is one, else the
+// best available of val_loss, accuracy, loss.
+struct Monitor {
+    std::string name;
+    bool higher_is_better = true;
+
+    static Monitor choose(bool has_validation, bool has_accuracy) {
+        if (has_accuracy) return {has_validation ? "val_accuracy" : "accuracy", true};
+        return {has_validation ? "val_loss" : "loss", false};
+    }
+    double value(const EpochLog& log) const {
+        const Scores& s = name.rfind("val_", 0) == 0 ? *log.validation : log.train;
+        return higher_is_better ? *s.accuracy : s.loss;
+    }
+    bool improves(double candidate, const std::optional<double>& best) const {
+        return !best || (higher_is_better ? candidate > *best : candidate < *best);
+    }
+};
+
+std::vector<const Tensor*> pointers(const std::vector<Tensor>& tensors) {
+    std::vector<const Tensor*> out;
+    for (const Tensor& t : tensors) out.push_back(&t);
+    return out;
+}
+
+}  // namespace
+
+Model::Model(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const std::filesystem::path& model_file, const ModelOptions& options) {
+    PluginSearch search;
+    search.command_line = options.plugin_dirs;
+    auto state = std::make_unique<State>();
+    state->graph = Graph::load(model_file, search);
+    state->config = parse_training_config(state->graph->spec());
+    state->threads = options.threads;
+    state->seed = state->weight_seed = options.seed.value_or(state->config.seed);
+    return Model(std::move(state));
+}
+
+const std::string& Model::name() const { return state_->graph->name(); }
+const std::filesystem::path& Model::file() const { return state_->graph->spec().path; }
+std::uint64_t Model::seed() const { return state_->seed; }
+int Model::threads() const { return state_->threads; }
+
+std::vector<ModelTensor> Model::inputs() const {
+    std::vector<ModelTensor> out;
+    for (TensorId t : state_->graph->inputs()) out.push_back(model_tensor(state_->graph->tensor(t)));
+    return out;
+}
+
+std::vector<ModelTensor> Model::outputs() const {
+    std::vector<ModelTensor> out;
+    for (TensorId t : state_->graph->outputs()) out.push_back(model_tensor(state_->graph->tensor(t)));
+    return out;
+}
+
+std::vector<ModelNode> Model::nodes() const {
+    const Graph& graph = *state_->graph;
+    std::vector<ModelNode> out;
+    for (NodeId id : graph.file_order()) {
+        const GraphNode& node = graph.node(id);
+        ModelNode& entry = out.emplace_back();
+        entry.name = node.name;
+        entry.op = node.op;
+        for (TensorId t : node.inputs) entry.inputs.push_back(graph.tensor(t).name);
+        for (TensorId t : node.outputs) entry.outputs.push_back(model_tensor(graph.tensor(t)));
+        for (WeightId w : node.weights) entry.weights.push_back(graph.weights()[static_cast<std::size_t>(w)].name);
+    }
+    return out;
+}
+
+std::vector<ModelWeight> Model::weights() const {
+    const Graph& graph = *state_->graph;
+    std::vector<ModelWeight> out;
+    for (const GraphWeight& w : graph.weights()) {
+        out.push_back({w.name, graph.node(w.node).name, w.info.shape, w.info.trainable, w.inline_value.has_value()});
+    }
+    return out;
+}
+
+ParameterCount Model::parameters() const {
+    const std::int64_t trainable = state_->graph->parameter_count(true);
+    const std::int64_t frozen = state_->graph->parameter_count(false);
+    return {trainable + frozen, trainable, frozen};
+}
+
+std::string Model::summary() const { return nngraph::summary(*state_->graph); }
+std::string Model::dot() const { return to_dot(*state_->graph); }
+
+void Model::load_weights(const std::filesystem::path& file) { nngraph::load_weights(file, state_->executor()); }
+void Model::save_weights(const std::filesystem::path& file) const { nngraph::save_weights(file, state_->executor()); }
+
+Tensor Model::weight(const std::string& name) const {
+    return state_->executor().weights()[static_cast<std::size_t>(state_->weight_id(name))];
+}
+
+void Model::set_weight(const std::string& name, const Tensor& value) {
+    Tensor& target = state_->executor().weights()[static_cast<std::size_t>(state_->weight_id(name))];
+    if (value.dtype() != target.dtype() || value.shape() != target.shape()) {
+        throw InputError("weight '" + name + "' is " + std::string(dtype_name(target.dtype())) + " " +
+                         shape_to_string(target.shape()) + ", not " + std::string(dtype_name(value.dtype())) + " " +
+                         shape_to_string(value.shape()));
+    }
+    std::memcpy(target.raw(), value.raw(), value.nbytes());
+}
+
+std::vector<Tensor> Model::read_inputs(const std::filesystem::path& file) const {
+    const Graph& graph = *state_->graph;
+    const TensorFile tensors = read_safetensors(file);
+    std::vector<Tensor> inputs;
+    for (TensorId t : graph.inputs()) {
+        const GraphTensor& input = graph.tensor(t);
+        auto it = tensors.tensors.find(input.name);
+        if (it == tensors.tensors.end()) {
+            throw InputError(file.string() + ": no tensor '" + input.name + "' for graph input '" + input.name + "'");
+        }
+        inputs.push_back(convert_dtype(it->second, input.info.dtype, file.string() + ": '" + input.name + "'"));
+    }
+    return inputs;
+}
+
+std::vector<Tensor> Model::read_targets(const std::filesystem::path& file) const {
+    const Graph& graph = *state_->graph;
+    const TensorFile tensors = read_safetensors(file);
+    std::vector<Tensor> targets;
+    for (std::size_t i = 0; i < graph.outputs().size(); ++i) {
+        const std::string name = graph.outputs().size() == 1 ? "targets" : "targets." + graph.tensor(graph.outputs()[i]).name;
+        auto it = tensors.tensors.find(name);
+        if (it == tensors.tensors.end()) throw InputError(file.string() + ": no tensor '" + name + "'");
+        targets.push_back(it->second);
+    }
+    return targets;
+}
+
+std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_t batch_size) {
+    const Graph& graph = *state_->graph;
+    Executor& executor = state_->executor();
+    if (batch_size < 1) throw InputError("predict needs a batch size of at least 1, not " + std::to_string(batch_size));
+    if (given.size() != graph.inputs().size()) {
+        throw InputError("model '" + graph.name() + "' has " + std::to_string(graph.inputs().size()) + " inputs; predict got " +
+                         std::to_string(given.size()) + " tensors");
+    }
+    std::vector<Tensor> inputs;
+    for (std::size_t i = 0; i < given.size(); ++i) {
+        const GraphTensor& input = graph.tensor(graph.inputs()[i]);
+        inputs.push_back(convert_dtype(given[i], input.info.dtype, "input '" + input.name + "'"));
+    }
+    const std::int64_t n = inputs.front().rank() ? inputs.front().dim(0) : 0;
+    if (n == 0) throw InputError("the inputs hold no rows");
+    std::vector<Tensor> outputs;
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i;
+    BatchRef batch;
+    batch.inputs = pointers(inputs);
+    for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+        const std::int64_t count = std::min(batch_size, n - begin);
+        batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
+        executor.run(batch, StepKind::Infer);
+        for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
+            const TensorView view = executor.output(o);
+            if (outputs.size() <= o) {
+                Shape shape(view.shape.begin(), view.shape.end());
+                shape[0] = n;
+                outputs.emplace_back(view.dtype, shape);
+            }
+            const std::size_t row_bytes = outputs[o].nbytes() / static_cast<std::size_t>(n);
+            std::memcpy(static_cast<std::byte*>(outputs[o].raw()) + row_bytes * static_cast<std::size_t>(begin), view.data,
+                        row_bytes * static_cast<std::size_t>(count));
+        }
+    }
+    return outputs;
+}
+
+Tensor Model::predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary, std::int64_t batch_size) {
+    const Graph& graph = *state_->graph;
+    if (graph.inputs().size() != 1 || graph.outputs().size() != 1) {
+        throw InputError("predicting from text needs a model with one input and one output; '" + graph.name() + "' has " +
+                         std::to_string(graph.inputs().size()) + " and " + std::to_string(graph.outputs().size()));
+    }
+    if (texts.empty()) throw InputError("predicting from text needs at least one text");
+    const GraphTensor& input = graph.tensor(graph.inputs()[0]);
+    if (input.info.shape.size() != 2 || input.info.shape[1] != vocabulary.maxlen()) {
+        throw InputError("the vocabulary encodes " + std::to_string(vocabulary.maxlen()) + " ids, but input '" + input.name +
+                         "' has shape " + shape_to_string(input.info.shape));
+    }
+    Tensor tokens(DType::I32, {static_cast<std::int64_t>(texts.size()), vocabulary.maxlen()});
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        const std::vector<std::int32_t> ids = vocabulary.encode(texts[i]);
+        std::copy(ids.begin(), ids.end(), tokens.data<std::int32_t>() + static_cast<std::int64_t>(i) * vocabulary.maxlen());
+    }
+    return std::move(predict({tokens}, batch_size).front());
+}
+
+Gradients Model::gradients(const std::vector<Tensor>& inputs, const std::vector<Tensor>& targets) {
+    State& s = *state_;
+    const Graph& graph = *s.graph;
+    if (s.config.loss.empty()) {
+        throw InputError(graph.spec().file + ": gradients use the model file's training.loss, and it gives none");
+    }
+    const Dataset batch_data = s.dataset({inputs, targets}, "the gradient batch");
+    if (batch_data.size() == 0) throw InputError("the gradient batch holds no rows");
+    s.executor().set_loss(make_loss(s.config.loss));
+    BatchRef batch;
+    batch.inputs = pointers(batch_data.inputs);
+    batch.targets = pointers(batch_data.targets);
+    Gradients out;
+    out.loss_function = s.config.loss;
+    out.loss = s.executor().run(batch, StepKind::Gradient);
+    for (std::size_t w = 0; w < graph.weights().size(); ++w) {
+        const Tensor& grad = s.executor().weight_grads()[w];
+        if (!grad.empty()) out.weights.emplace(graph.weights()[w].name, grad);
+    }
+    return out;
+}
+
+Evaluation Model::evaluate(const EvaluateOptions& options) {
+    State& s = *state_;
+    TrainingConfig config = s.config;
+    if (options.batch_size) config.batch_size = *options.batch_size;
+    config.seed = s.seed;
+    Trainer trainer(s.executor(), config);
+    const DataSplits data = s.data(options.samples, std::nullopt, options.data, options.cache_dir);
+    const Dataset& set = data.validation ? *data.validation : data.train;
+    Evaluation result;
+    result.samples = set.size();
+    result.steps = (set.size() + config.batch_size - 1) / config.batch_size;
+    const auto start = std::chrono::steady_clock::now();
+    result.metrics = metrics_of(trainer.evaluate(set));
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (options.log) {
+        std::ostream& out = *options.log;
+        out << result.steps << "/" << result.steps << " - " << static_cast<long long>(result.seconds + 0.5) << "s - "
+            << format_time_per_step(result.seconds / double(result.steps));
+        for (const auto& [name, value] : Scores{result.metrics.loss, result.metrics.accuracy}.named()) {
+            out << " - " << name << ": " << format_metric(value);
+        }
+        out << "\n";
+    }
+    return result;
+}
+
+TrainResult Model::train(const TrainOptions& options) {
+    State& s = *state_;
+    TrainingConfig config = s.config;
+    if (options.epochs) config.epochs = *options.epochs;
+    if (options.batch_size) config.batch_size = *options.batch_size;
+    // A resumed run keeps the checkpoint's seed: it decides the random streams and the shuffles.
+    config.seed = options.resume ? read_training_state(*options.resume).seed : s.seed;
+    if (options.seed) config.seed = *options.seed;
+    s.use_seed(config.seed);
+    Executor& executor = s.executor();
+    Trainer trainer(executor, config);
+    const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
+
+    TrainResult result;
+    const Monitor monitor = Monitor::choose(data.validation.has_value(), !config.metrics.empty());
+    result.monitor = monitor.name;
+    int first_epoch = 0;
+    if (options.resume) {
+        const TrainingState resumed = load_checkpoint(*options.resume, executor, &trainer.optimizer());
+        executor.set_step_count(resumed.steps_done);
+        first_epoch = resumed.epochs_done;
+        if (resumed.monitor == monitor.name) result.best = resumed.best;
+    }
+    if (options.on_start) options.on_start({data.description, first_epoch, config.epochs});
+    if (first_epoch >= config.epochs) return result;
+    if (options.save_best && data.vocabulary) data.vocabulary->save(vocabulary_path(*options.save_best));
+
+    FitCallbacks callbacks;
+    if (options.on_batch) {
+        callbacks.on_batch_end = [&](const BatchLog& log) {
+            return options.on_batch({log.epoch, log.step, log.steps, metrics_of(log.so_far)}) == Training::Continue;
+        };
+    }
+    callbacks.on_epoch_end = [&](const EpochLog& log) {
+        EpochEnd& entry = result.history.emplace_back();
+        entry = {log.epoch, config.epochs, metrics_of(log.train), std::nullopt, log.seconds, log.steps};
+        if (log.validation) entry.validation = metrics_of(*log.validation);
+        const double value = monitor.value(log);
+        if (monitor.improves(value, result.best)) {
+            result.best = value;
+            result.best_epoch = log.epoch;
+            if (options.save_best) {
+                save_checkpoint(*options.save_best, executor, &trainer.optimizer(),
+                                {log.epoch, executor.step_count(), config.seed, result.best, monitor.name});
+            }
+        }
+        return !options.on_epoch || options.on_epoch(entry) == Training::Continue;
+    };
+    std::ostream discard(nullptr);
+    result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch,
+                                  options.log ? *options.log : discard, options.live, callbacks);
+    return result;
+}
+
+std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file) {
+    std::filesystem::path p = weights_file;
+    p.replace_extension(".vocab.json");
+    return p;
+}
+
+}  // namespace nngraph

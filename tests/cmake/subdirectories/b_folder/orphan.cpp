@@ -1,0 +1,1 @@
+// A source whose folder has no CMakeLists.txt.

@@ -1,0 +1,220 @@
+// Data formats: the table that names them, each reader, and the one rule that finds the data.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "nngraph/error.hpp"
+#include "nngraph/safetensors.hpp"
+#include "temp_dir.hpp"
+#include "train/datasets.hpp"
+
+namespace fs = std::filesystem;
+using namespace nngraph;
+using nngraph::testing::TempDir;
+using nngraph::testing::write_bytes;
+
+namespace {
+
+const std::string kPointModel = R"(name: points
+input: {name: x, shape: [2], dtype: float32}
+layers:
+  - {op: Dense, units: 1, activation: sigmoid}
+)";
+
+const std::string kReviewModel = R"(name: reviews
+input: {name: tokens, shape: [6], dtype: int32}
+layers:
+  - {op: Embedding, input_dim: 8, output_dim: 2}
+  - {op: GlobalAveragePooling1D}
+  - {op: Dense, units: 1, activation: sigmoid}
+)";
+
+// `model` with `data` as its data: section, written to dir/model.yaml and loaded.
+std::shared_ptr<const Graph> load_model(const TempDir& dir, const std::string& model, const std::string& data) {
+    write_bytes(dir / "model.yaml", model + "data: " + data + "\n");
+    return Graph::load(dir / "model.yaml");
+}
+
+DataSplits load(const Graph& graph, std::optional<fs::path> flag = std::nullopt, fs::path cache_dir = {}) {
+    return load_data(graph, {std::move(flag), "binary_crossentropy", std::move(cache_dir)});
+}
+
+std::string message_of(const std::function<void()>& run) {
+    try {
+        run();
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+// Sets an environment variable for the life of the object, then puts back what was there.
+class ScopedEnvironment {
+public:
+    ScopedEnvironment(const char* name, const std::string& value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        ::setenv(name, value.c_str(), 1);
+    }
+    ~ScopedEnvironment() {
+        if (old_) ::setenv(name_, old_->c_str(), 1);
+        else ::unsetenv(name_);
+    }
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+// A tiny aclImdb tree: two training and one test review per class.
+void write_reviews(const fs::path& top) {
+    const std::map<std::string, std::string> files = {
+        {"train/pos/0_9.txt", "great great fun"}, {"train/pos/1_8.txt", "great cast"},
+        {"train/neg/0_1.txt", "bad bad plot"},    {"train/neg/1_2.txt", "bad acting"},
+        {"test/pos/0_10.txt", "great"},           {"test/neg/0_3.txt", "bad plot"},
+    };
+    for (const auto& [path, text] : files) write_bytes(top / path, text);
+}
+
+}  // namespace
+
+TEST_CASE("the table holds each format once, and an unknown format names the known ones") {
+    std::set<std::string> names;
+    for (const DataReader* reader : data_readers()) CHECK(names.insert(reader->format).second);
+    CHECK(names == std::set<std::string>{"aclimdb", "safetensors", "synthetic"});
+
+    TempDir dir;
+    const auto graph = load_model(dir, kPointModel, "{format: tsv}");
+    const std::string message = message_of([&] { load(*graph); });
+    CHECK(message.find("model.yaml:") != std::string::npos);
+    CHECK(message.find("unknown data format 'tsv'; known formats: aclimdb, synthetic, safetensors") != std::string::npos);
+}
+
+TEST_CASE("a format's data: section takes only that format's keys") {
+    TempDir dir;
+    const auto graph = load_model(dir, kPointModel, "{format: synthetic, path: points.bin}");
+    CHECK(message_of([&] { load(*graph); }).find("unknown key 'path' in 'data' for format synthetic; expected one of: "
+                                                 "format, task, samples, validation_samples, noise, seed") != std::string::npos);
+    const auto imdb = load_model(dir, kReviewModel, "{format: aclimdb, task: xor}");
+    CHECK(message_of([&] { load(*imdb); }).find("expected one of: format, path, num_words, maxlen") != std::string::npos);
+}
+
+TEST_CASE("the synthetic reader generates labelled points of both tasks") {
+    TempDir dir;
+    const auto xor_graph = load_model(dir, kPointModel, "{format: synthetic, task: xor, samples: 100, validation_samples: 20, noise: 0.0}");
+    const DataSplits xor_data = load(*xor_graph);
+    REQUIRE(xor_data.train.size() == 100);
+    REQUIRE(xor_data.validation->size() == 20);
+    const float* xy = xor_data.train.inputs[0].data<float>();
+    const float* label = xor_data.train.targets[0].data<float>();
+    for (int i = 0; i < 100; ++i) CHECK(label[i] == ((xy[2 * i] > 0) != (xy[2 * i + 1] > 0) ? 1.0f : 0.0f));
+    CHECK(xor_data.description == "synthetic xor: 100 training, 20 validation points");
+
+    const auto spirals = load_model(dir, kPointModel, "{format: synthetic, task: spirals, samples: 10}");
+    const DataSplits arms = load(*spirals);
+    CHECK(arms.validation->size() == 2);  // a quarter of the samples by default
+    for (int i = 0; i < 10; ++i) CHECK(arms.train.targets[0].data<float>()[i] == static_cast<float>(i % 2));
+
+    const auto unknown = load_model(dir, kPointModel, "{format: synthetic, task: moons}");
+    CHECK(message_of([&] { load(*unknown); }).find("unknown synthetic task 'moons'; known tasks: xor, spirals") != std::string::npos);
+    const auto wrong_input = load_model(dir, kReviewModel, "{format: synthetic}");
+    CHECK(message_of([&] { load(*wrong_input); }).find("gives points of shape (None, 2)") != std::string::npos);
+}
+
+TEST_CASE("the safetensors reader takes inputs, targets and validation entries, and --data FILE.safetensors picks it") {
+    TempDir dir;
+    TensorFile file;
+    file.tensors["x"] = Tensor::from<std::int32_t>({3, 2}, std::vector<std::int32_t>{1, 2, 3, 4, 5, 6});
+    file.tensors["targets"] = Tensor::from<float>({3}, std::vector<float>{0, 1, 0});
+    file.tensors["validation.x"] = Tensor::from<float>({1, 2}, std::vector<float>{7, 8});
+    file.tensors["validation.targets"] = Tensor::from<float>({1}, std::vector<float>{1});
+    write_safetensors(dir / "points.safetensors", file);
+
+    const auto graph = load_model(dir, kPointModel, "{path: points.safetensors}");  // the default format
+    const DataSplits data = load(*graph);
+    REQUIRE(data.train.size() == 3);
+    CHECK(data.train.inputs[0].dtype() == DType::F32);  // converted to the input's dtype
+    CHECK(data.train.inputs[0].data<float>()[5] == 6.0f);
+    CHECK(data.train.targets[0].shape() == Shape{3, 1});
+    CHECK(data.validation->size() == 1);
+    CHECK(data.description == "points.safetensors: 3 training samples, 1 validation samples");
+
+    // The model file names another format; the file on the command line is read as what it is.
+    const auto imdb = load_model(dir, kPointModel, "{format: aclimdb, num_words: 8, maxlen: 2}");
+    CHECK(load(*imdb, dir / "points.safetensors").train.size() == 3);
+
+    file.tensors.erase("targets");
+    write_safetensors(dir / "untargeted.safetensors", file);
+    CHECK(message_of([&] { load(*graph, dir / "untargeted.safetensors"); }).find("no tensor 'targets' (the targets)") != std::string::npos);
+}
+
+TEST_CASE("the aclimdb reader encodes the reviews, validates on the test split and keeps slices") {
+    TempDir dir;
+    write_reviews(dir / "aclImdb");
+    const auto graph = load_model(dir, kReviewModel, "{format: aclimdb, path: aclImdb, num_words: 8, maxlen: 6}");
+    const DataSplits data = load(*graph, std::nullopt, dir / "cache");
+    REQUIRE(data.train.size() == 4);
+    REQUIRE(data.validation->size() == 2);
+    CHECK(data.train.inputs[0].dtype() == DType::I32);
+    // Ranked: bad 3, great 4 (three times each, ties alphabetical), acting 5, cast 6, fun 7; plot is
+    // out of vocabulary. The first row is train/neg/0_1.txt, "bad bad plot".
+    const std::int32_t* first = data.train.inputs[0].data<std::int32_t>();
+    CHECK(std::vector<std::int32_t>(first, first + 6) == std::vector<std::int32_t>{0, 0, 1, 3, 3, 2});
+    CHECK(data.train.targets[0].data<float>()[0] == 0.0f);
+    REQUIRE(data.vocabulary);
+    CHECK(data.description.find("IMDB (aclImdb): 4 training reviews, 2 validation reviews") == 0);
+
+    const auto slice = load_model(dir, kReviewModel,
+                                  "{format: aclimdb, path: aclImdb, num_words: 8, maxlen: 6, train_samples: 3, validation_samples: 1}");
+    const DataSplits sliced = load(*slice, std::nullopt, dir / "cache");
+    CHECK(sliced.train.size() == 3);
+    CHECK(sliced.validation->size() == 1);
+
+    const auto wrong_length = load_model(dir, kReviewModel, "{format: aclimdb, path: aclImdb, maxlen: 7}");
+    CHECK(message_of([&] { load(*wrong_length); }).find("encoded to maxlen 7 ids, but input 'tokens' has shape") != std::string::npos);
+}
+
+TEST_CASE("data is found from --data, then the model file's path, then the format's environment variable") {
+    TempDir dir;
+    write_bytes(dir / "models/flag.bin", "");
+    write_bytes(dir / "models/file.bin", "");
+    write_bytes(dir / "environment.bin", "");
+    ModelSpec spec;
+    spec.file = "models/model.yaml";
+    spec.path = dir / "models/model.yaml";
+    const YAML::Node with_path = YAML::Load("{path: file.bin}");
+    const YAML::Node without_path = YAML::Load("{format: some}");
+    const DataLocation location{true, "NNGRAPH_TEST_DATA", "give the data"};
+    const ScopedEnvironment environment("NNGRAPH_TEST_DATA", (dir / "environment.bin").string());
+
+    CHECK(find_data_path(dir / "models/flag.bin", spec, with_path, location) == dir / "models/flag.bin");
+    CHECK(find_data_path(std::nullopt, spec, with_path, location) == dir / "models/file.bin");  // beside the model file
+    CHECK(find_data_path(std::nullopt, spec, YAML::Load("{path: " + (dir / "environment.bin").string() + "}"), location) ==
+          dir / "environment.bin");
+    CHECK(find_data_path(std::nullopt, spec, without_path, location) == dir / "environment.bin");
+
+    const DataLocation without_environment{true, nullptr, "give the data"};
+    CHECK(message_of([&] { find_data_path(std::nullopt, spec, without_path, without_environment); }) ==
+          "models/model.yaml: no training data; give the data");
+    CHECK(message_of([&] { find_data_path(dir / "missing.bin", spec, with_path, location); }) ==
+          "'" + (dir / "missing.bin").string() + "' does not exist; give the data");
+    {
+        const ScopedEnvironment empty("NNGRAPH_TEST_DATA", "");
+        CHECK(message_of([&] { find_data_path(std::nullopt, spec, without_path, location); }) ==
+              "models/model.yaml: no training data; give the data");
+    }
+}
+
+TEST_CASE("without any data path, the aclimdb reader says where to download the data set") {
+    TempDir dir;
+    const ScopedEnvironment environment("NNGRAPH_DATA", "");
+    const auto graph = load_model(dir, kReviewModel, "{format: aclimdb, maxlen: 6}");
+    const std::string message = message_of([&] { load(*graph); });
+    CHECK(message.find("no training data; download the Large Movie Review Dataset, "
+                       "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz") != std::string::npos);
+    CHECK(message.find("NNGRAPH_DATA=PATH") != std::string::npos);
+}
