@@ -1,13 +1,12 @@
 // What Attention and MultiHeadAttention share beyond the core: the [query, value(, key)] inputs
-// and their shape checks, dropout and long-context attributes (which pick the core), the buffers
-// of op and core together, and small gradient chores.
+// and their shape checks, dropout and long-context attributes (the latter pick the core), and
+// small gradient chores.
 #pragma once
 
 #include <array>
 #include <cstring>
-#include <string>
-
 #include <memory>
+#include <string>
 
 #include "core.hpp"
 
