@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "dense.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -34,7 +35,14 @@ struct Attention {
           constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")),
           long_(attrs) {
         nng::check_attr(std::isfinite(constant_), "scale", "a finite number or null");
-        nng::check_attr(!(concat_ && long_.tiled), "score_mode", "dot with a blockwise, windowed, block-sparse or adaptive-span core");
+        nng::check_attr(!(concat_ && long_.blockwise), "score_mode", "dot with a blockwise, windowed, block-sparse or adaptive-span core");
+        if (concat_) {
+            auto dense = std::make_unique<DenseCore>(DenseCore::Scores::kGiven);
+            concat_core_ = dense.get();
+            core_ = std::move(dense);
+        } else {
+            core_ = long_.make_core();
+        }
     }
 
     // Weight indices.
@@ -42,7 +50,7 @@ struct Attention {
     int concat_weight() const { return concat_ ? (use_scale_ ? 1 : 0) : -1; }
     int span_weight() const { return long_.adaptive() ? (use_scale_ ? 1 : 0) : -1; }
 
-    void infer(nng::InferContext& ctx) {
+    void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
         if (d.q[2] != d.k[2]) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
@@ -54,19 +62,12 @@ struct Attention {
         if (use_scale_) ctx.add_weight("scale", {}, NNG_INIT_ONES);
         if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
         long_.add_weights(ctx, 1);
-        const Problem p = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
-        const bool dense = !long_.tiled, training = ctx.training();
-        // Tiled: two floats per query row; backward recomputes the rest from the inputs and the output.
-        stats_ = ctx.buffer<float>("row statistics", training && !dense ? p.batch * d.q[1] * 2 : 0, nng::Lifetime::Saved);
-        probs_ = ctx.buffer<float>("probabilities", training && dense ? p.batch * d.q[1] * d.v[1] : 0, nng::Lifetime::Saved);
-        keep_ = ctx.buffer<std::uint8_t>("keep bits", training && dense && dropout_.rate > 0.0 ? p.batch * d.q[1] * ((d.v[1] + 7) / 8) : 0,
-                                         nng::Lifetime::Saved);
-        scratch_ = ctx.buffer<std::byte>("scratch", dense ? static_cast<std::int64_t>(scratch_bytes(p, training)) : 0,
-                                         nng::Lifetime::PerCall);
-        tiled_.declare(ctx, dense ? nullptr : &p);
-        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | (dense ? 0u : NNG_NEEDS_OUTPUT(0)));
+        const BufferList buffers = core_->buffers(problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0)), ctx.training());
+        declare_buffers(ctx, d.q[0], {&buffers});
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | (core_->backward_reads_output() ? NNG_NEEDS_OUTPUT(0) : 0u));
     }
 
+    // The problem's shapes and what sizes its buffers.
     Problem problem_shape(const Dims& q, const Dims& v, std::int64_t batch) const {
         Problem p;
         p.batch = batch;
@@ -74,36 +75,10 @@ struct Attention {
         p.tv = v[1];
         p.dk = q[2];
         p.dv = v[2];
-        p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
+        p.style = MaskStyle::kSubtract;
+        p.alpha_gradient = use_scale_ && !concat_;
+        dropout_.size(p);
         return p;
-    }
-    // The scratch infer declares: the larger of forward's and backward's needs. A call carves
-    // within it (recomputed from the shapes, `training` being whether saved buffers exist) and
-    // within what the host says it gave.
-    std::uint64_t scratch_bytes(const Problem& p, bool training) const {
-        Bump forward = Bump::counting(), backward = Bump::counting();
-        forward_scratch(forward, p, !training, dropout_.rate > 0.0 && !training);
-        backward_scratch(backward, p);
-        return std::max(forward.used(), backward.used());
-    }
-    Bump scratch(const nng::Exec& exec) const {
-        const Roles roles = Roles::of(exec.num_inputs());
-        const Problem p = problem_shape(exec.input(roles.query).dims(), exec.input(roles.value).dims(), exec.input(roles.query).dim(0));
-        return Bump(exec.buffer(scratch_),
-                    std::min<std::uint64_t>(static_cast<std::uint64_t>(exec.count(scratch_)), scratch_bytes(p, exec.buffer(probs_) != nullptr)));
-    }
-    // The order of these pieces is the order forward and backward carve them.
-    static void forward_scratch(Bump& bump, const Problem& p, bool probs_in_scratch, bool keep_in_scratch) {
-        if (keep_in_scratch) bump.bytes(p.keep_bytes());
-        MaterializedCore::reserve_forward(bump, p, probs_in_scratch);
-    }
-    void backward_scratch(Bump& bump, const Problem& p) const {
-        if (concat_) {
-            bump.floats(p.score_count());  // dscores, for concat's own backward
-            MaterializedCore::reserve_backward_to_scores(bump, p);
-        } else {
-            MaterializedCore::reserve_backward(bump, p, use_scale_);
-        }
     }
 
     // The problem of one call: views, scale, masks, dropout.
@@ -116,40 +91,28 @@ struct Attention {
         p.v = onednn::view(v);
         p.out = onednn::view(exec.output(0));
         p.alpha = static_cast<float>(constant_ * (use_scale_ && !concat_ ? exec.weight(scale_weight()).f32()[0] : 1.0));
-        p.style = MaskStyle::kSubtract;
         p.query_mask = mask_data(exec.input_mask(roles.query));
         p.key_masks[0] = mask_data(exec.input_mask(roles.value));  // Keras masks the keys with the value mask
         p.causal = causal_;
+        if (long_.adaptive()) p.spans = exec.weight(span_weight()).f32();
         dropout_.apply(p, exec);
         return p;
     }
 
-    ProbabilityState state(const nng::Exec& exec, const Problem& p, Bump& scratch) const {
-        const bool saved = exec.buffer(probs_) != nullptr;
-        ProbabilityState s;
-        s.keep = p.dropout ? (saved ? exec.buffer(keep_) : static_cast<std::uint8_t*>(scratch.bytes(p.keep_bytes()))) : nullptr;
-        s.probs = saved ? exec.buffer(probs_) : nullptr;
-        return s;
-    }
-
-    Pattern pattern(const nng::Exec& exec) const {
-        Pattern pattern = long_.pattern;
-        if (long_.adaptive()) pattern.spans = exec.weight(span_weight()).f32();
-        return pattern;
+    // The call's buffers, for `direction`.
+    Buffers buffers(const nng::Exec& exec, const Problem& p, Lifetime direction) const {
+        const BufferList list = core_->buffers(p, has_saved_buffers(exec));
+        Buffers buffers;
+        bind_buffers(exec, direction, {&list}, {&buffers});
+        return buffers;
     }
 
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
         const Problem p = problem(exec);
-        if (long_.tiled) {
-            TiledCore::forward(p, pattern(exec), exec.buffer(stats_), tiled_.bound(exec));
-            return;
-        }
-        Bump scratch = this->scratch(exec);
-        ProbabilityState s = state(exec, p, scratch);  // carves the keep bits first, as forward_scratch
-        if (!s.probs) s.probs = scratch.floats(p.score_count());
-        if (concat_) concat_scores(exec, p, s.probs);
-        MaterializedCore::forward(p, s, scratch, concat_);
+        const Buffers buffers = this->buffers(exec, p, Lifetime::kForward);
+        if (concat_) concat_scores(exec, p, concat_core_->scores(p, buffers));
+        core_->forward(p, buffers);
     }
 
     void backward(nng::Exec& exec) {
@@ -168,26 +131,9 @@ struct Attention {
             for (const nng::TensorRef& g : {dq, dv, dk, dscale, dconcat, dspan}) zero(g);
             return;
         }
-        if (long_.tiled) {
-            double product = 0.0;
-            TiledGradients grads;
-            grads.dq = onednn::view(dq);
-            grads.dk = onednn::view(dk);
-            grads.dv = onednn::view(dv);
-            grads.dk_accumulates = key_is_value;
-            if (dscale) grads.d_alpha_product = &product;
-            if (dspan) grads.d_spans = dspan.f32();
-            TiledCore::backward(p, pattern(exec), exec.buffer(stats_), onednn::view(dout), grads, tiled_.bound(exec));
-            if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
-            return;
-        }
-        Bump scratch = this->scratch(exec);
-        ProbabilityState s;
-        s.probs = exec.buffer(probs_);
-        s.keep = p.dropout ? exec.buffer(keep_) : nullptr;
+        const Buffers buffers = this->buffers(exec, p, Lifetime::kBackward);
         if (concat_) {
-            float* dscores = scratch.floats(p.score_count());
-            MaterializedCore::backward_to_scores(p, s, onednn::view(dout), onednn::view(dv), dscores, scratch);
+            const float* dscores = concat_core_->backward_to_scores(p, buffers, onednn::view(dout), onednn::view(dv));
             concat_backward(exec, p, dscores, dq, dk, key_is_value && dv, dscale, dconcat);
             return;
         }
@@ -198,7 +144,8 @@ struct Attention {
         grads.dv = onednn::view(dv);
         grads.dk_accumulates = key_is_value;  // onto the value gradient
         if (dscale) grads.d_alpha_product = &product;
-        MaterializedCore::backward(p, s, onednn::view(dout), grads, scratch);
+        if (dspan) grads.d_spans = dspan.f32();
+        core_->backward(p, buffers, onednn::view(dout), grads);
         if (dscale) dscale.f32()[0] = static_cast<float>(constant_ * product);
     }
 
@@ -280,10 +227,8 @@ struct Attention {
     bool causal_;
     double constant_;
     LongContextAttrs long_;
-    nng::Buffer<float> stats_, probs_;
-    nng::Buffer<std::uint8_t> keep_;
-    nng::Buffer<std::byte> scratch_;
-    TiledMemory tiled_;
+    std::unique_ptr<AttentionCore> core_;
+    DenseCore* concat_core_ = nullptr;  // core_ when concat: the dense core on the op's scores
 };
 
 }  // namespace

@@ -1,12 +1,14 @@
 // What Attention and MultiHeadAttention share beyond the core: the [query, value(, key)] inputs
-// and their shape checks, dropout attributes, and small gradient chores.
+// and their shape checks, dropout and long-context attributes (the latter pick the core), and
+// small gradient chores.
 #pragma once
 
 #include <array>
 #include <cstring>
+#include <memory>
 #include <string>
 
-#include "tiled.hpp"
+#include "core.hpp"
 
 namespace nngraph_attention {
 
@@ -66,17 +68,20 @@ struct DropoutAttrs {
         : rate(attrs.get_float("dropout")), has_seed(!attrs.is_null("seed")), seed(has_seed ? attrs.get_int("seed") : 0) {
         nng::check_attr(rate >= 0.0 && rate < 1.0, "dropout", "a fraction in [0, 1), got " + std::to_string(rate));
     }
+    // Sizes the problem's buffers for dropout (whether or not a call drops).
+    void size(Problem& p) const { p.may_drop = rate > 0.0; }
     // Fills the problem's dropout fields for this call.
     void apply(Problem& p, const nng::Exec& exec) const {
+        size(p);
         p.dropout = rate > 0.0 && exec.random_active();
         set_dropout_rate(p, rate);
         p.seed = has_seed ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed)) : exec.seed();
     }
 };
 
-// The long-context options both ops take (see tiled.hpp): `implementation` picks the core for
-// full attention; a window, a block-sparse pattern or an adaptive span always runs on the tiled
-// core, the one that can skip what the pattern leaves out.
+// The long-context options both ops take (see Pattern in core.hpp): `implementation` picks the core
+// for full attention; a window, a block-sparse pattern or an adaptive span always runs on the
+// blockwise core, the one that can skip what the pattern leaves out.
 inline constexpr std::array<nng_attr_spec, 9> kLongContextAttributes = {
     nng::string_attr("implementation", "dense", "dense|blockwise",
                      "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
@@ -100,12 +105,12 @@ constexpr std::array<nng_attr_spec, N + kLongContextAttributes.size()> with_long
 }
 
 struct LongContextAttrs {
-    bool tiled = false;
+    bool blockwise = false;  // the blockwise core, asked for or implied by a pattern
     Pattern pattern;
     double span_init = 0.0;
 
     explicit LongContextAttrs(const nng::Attrs& attrs) {
-        tiled = attrs.get_string("implementation") == "blockwise";
+        blockwise = attrs.get_string("implementation") == "blockwise";
         int patterns = 0;
         if (!attrs.is_null("window")) {
             pattern.window = attrs.get_int("window");
@@ -135,9 +140,10 @@ struct LongContextAttrs {
             ++patterns;
         }
         nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity or adaptive_span");
-        if (patterns > 0) tiled = true;
+        if (patterns > 0) blockwise = true;
     }
     bool adaptive() const { return pattern.adaptive(); }
+    std::unique_ptr<AttentionCore> make_core() const { return nngraph_attention::make_core(blockwise, pattern); }
     // Declares the span weight (heads,) when adaptive.
     void add_weights(nng::InferContext& ctx, std::int64_t heads) const {
         if (adaptive()) ctx.add_weight("span", {heads}, NNG_INIT_CONSTANT, span_init);

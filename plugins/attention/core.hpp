@@ -1,41 +1,28 @@
-// The attention core shared by Attention and MultiHeadAttention: scores, masked softmax, dropout
-// on the probabilities, weighted sum of the values, and the backward of all of it.
+// The attention core interface, shared by Attention and MultiHeadAttention: scores, masked
+// softmax, dropout on the probabilities, weighted sum of the values, and the backward of all of it.
 //
 // Both ops reduce to G independent problems (G = batch * heads): queries (G, Tq, dk), keys
 // (G, Tv, dk), values (G, Tv, dv), output (G, Tq, dv), with per-sample masks. An op describes
-// them in a Problem and hands the core its buffers; how the core gets from Q, K, V to the output
-// is its own business. MaterializedCore (the only one so far) writes the whole (G, Tq, Tv) score
-// matrix: oneDNN matmul for Q·Kᵀ and P·V, oneDNN softmax, and one pass of its own for the masks
-// and one for dropout. Long-context variants (blockwise, sliding window, ...) are further
-// implementations of the same Problem, chosen by attribute.
+// them in a Problem, picks its core once when it is built (make_core) and hands it the buffers
+// the core asked for; how a core gets from Q, K, V to the output is its own business:
+//   - DenseCore (dense.hpp) writes the whole (G, Tq, Tv) score matrix and saves the probabilities;
+//   - BlockwiseCore (blockwise.hpp) goes through tiles with an online softmax, skips what a
+//     sparsity pattern leaves out, and saves per query row its score maximum m and 1 / its
+//     exponential sum l (the row's log-sum-exp is m + log l); backward recomputes the rest.
+// A core that splits the keys further (across processes, or into hash buckets) merges its partial
+// results by their log-sum-exp, and saves that, the same way.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
-#include "nngraph/onednn.hpp"
+#include "buffers.hpp"
 
 namespace nngraph_attention {
 
 namespace onednn = nng::onednn;
 using nng::Dims;
-
-// Hands out 64-byte aligned pieces of one block, front to back. With a null base it only counts,
-// so infer() sizes the scratch with the very code that later carves it.
-class Bump {
-public:
-    Bump(void* base, std::uint64_t capacity) : base_(static_cast<std::byte*>(base)), capacity_(capacity) {}
-    static Bump counting() { return Bump(nullptr, UINT64_MAX); }
-
-    void* bytes(std::int64_t count);
-    float* floats(std::int64_t count) { return static_cast<float*>(bytes(count * static_cast<std::int64_t>(sizeof(float)))); }
-    std::uint64_t used() const { return used_; }
-
-private:
-    std::byte* base_;
-    std::uint64_t capacity_;
-    std::uint64_t used_ = 0;
-};
 
 // How masked scores are treated, as the two Keras layers do it.
 enum class MaskStyle {
@@ -46,6 +33,28 @@ enum class MaskStyle {
     // -1e9 in place of masked scores (no gradient reaches them); a fully masked row softmaxes to
     // a uniform row, or to zeros when `zero_masked` (Keras's Softmax layer, used when dropout > 0).
     kReplace,
+};
+
+// What a sparsity pattern lets a query see, besides masks and causality. Default: everything.
+//   - a sliding window (Longformer, Beltagy et al. 2020): keys within `window` steps, only earlier
+//     ones when causal, plus `global` leading positions that see and are seen by every position;
+//   - block-sparse (Sparse Transformer, Child et al. 2019): blocks of `block` steps; a query block
+//     sees the key blocks fewer than `local_blocks` blocks away and every `stride`-th block
+//     (blocks stride-1, 2·stride-1, ...: the "summary" blocks);
+//   - adaptive span (Sukhbaatar et al. 2019): head h weights key j of query i by
+//     m = clamp((R + z_h - x) / R, 0, 1), x = i - j (|i - j| when not causal), and renormalises:
+//     softmax(s + log m). z_h is a learned weight (Problem::spans), clamped to [0, max_span].
+// A key outside the pattern is treated exactly as a causally masked one (the op's mask style), so
+// each pattern equals dense attention under the matching explicit mask.
+struct Pattern {
+    std::int64_t window = -1;  // -1: no window
+    std::int64_t global = 0;   // with a window: leading positions seen by and seeing all
+    std::int64_t block = 0, local_blocks = 1, stride = 0;  // block-sparse when block > 0
+    std::int64_t max_span = 0;  // adaptive span when > 0
+    double ramp = 0.0;          // R
+
+    bool adaptive() const { return max_span > 0; }
+    bool sparse() const { return window >= 0 || block > 0 || adaptive(); }
 };
 
 struct Problem {
@@ -59,12 +68,17 @@ struct Problem {
     const std::uint8_t* query_mask = nullptr;   // (batch, tq), 1 = keep
     const std::uint8_t* key_masks[2] = {};      // (batch, tv) each, 1 = keep
     bool causal = false;                        // key j > query i is masked
+    const float* spans = nullptr;               // adaptive span: z, one per head (the op's weight)
 
     // Inverted dropout on the probabilities: kept with probability 1 - rate, scaled by 1/(1-rate).
+    bool may_drop = false;                      // the op has a dropout rate (buffers are sized for it)
     bool dropout = false;                       // active in this call
     std::uint32_t drop_threshold = 0;           // keep iff 16 random bits >= threshold
     float keep_scale = 1.0f;                    // 1 / (1 - rate)
     std::uint64_t seed = 0;
+
+    bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
+    bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
 
     std::int64_t groups() const { return batch * heads; }
     std::int64_t score_count() const { return groups() * tq * tv; }
@@ -94,43 +108,37 @@ struct KeepStream {
     }
 };
 
-// Where the probabilities live: P (softmax output, masked rows zeroed) and, when dropout is
-// active, the keep bits. Forward writes them; backward reads them.
-struct ProbabilityState {
-    float* probs = nullptr;          // (G, Tq, Tv)
-    std::uint8_t* keep = nullptr;    // keep_bytes(), only with dropout
-};
-
 // The gradients backward writes (absent views are not wanted) and what it reports.
 struct CoreGradients {
     onednn::View dq, dk, dv;
     bool dk_accumulates = false;  // add into dk instead of overwriting it (dv is written first)
-    // When set, also <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor
-    // on the scores, for a learned scale.
+    // When set, <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor on
+    // the scores, for a learned scale. Problem::alpha_gradient must have been set when sizing.
     double* d_alpha_product = nullptr;
+    float* d_spans = nullptr;  // adaptive span: dL/dz per head (overwritten)
 };
 
-class MaterializedCore {
+class AttentionCore {
 public:
-    // Scratch needed by forward (when `probs_in_scratch`, P itself too).
-    static void reserve_forward(Bump& bump, const Problem& p, bool probs_in_scratch);
-    // out = dropout(softmax(mask(alpha * q·kᵀ))) · v. With `scores_given`, state.probs already
-    // holds the raw scores (another score function, e.g. concat) and q, k and alpha are unused.
-    static void forward(const Problem& p, const ProbabilityState& state, Bump& scratch, bool scores_given = false);
+    virtual ~AttentionCore() = default;
 
-    // Backward of dot scores from dL/dout (absent: zero): dv, dq = alpha dS·k, dk = alpha dSᵀ·q.
-    // It runs a few batch elements at a time, so that dL/dscores (as large as P) only ever exists
-    // for one chunk: the scratch stays near the cache and the step's peak does not hold a second
-    // score-sized matrix beside the saved P.
-    static void reserve_backward(Bump& bump, const Problem& p, bool with_alpha_product);
-    static void backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
-                         Bump& scratch);
+    // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
+    // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,
+    // `alpha_gradient` and `two_key_masks` of p are read, so that the list is the same at every
+    // call; p.batch may be 0 when the batch is not known yet.
+    virtual BufferList buffers(const Problem& p, bool training) const = 0;
+    // Whether backward reads the forward's output (p.out), which the op must then keep for it.
+    virtual bool backward_reads_output() const = 0;
 
-    // For other score functions (e.g. concat): dv and the whole dL/dscores (G, Tq, Tv), written into
-    // the caller's `dscores`.
-    static void reserve_backward_to_scores(Bump& bump, const Problem& p);
-    static void backward_to_scores(const Problem& p, const ProbabilityState& state, const onednn::View& dout,
-                                   const onednn::View& dv, float* dscores, Bump& scratch);
+    // p.out = attention(p); in training (the saved buffers present) also what backward needs.
+    virtual void forward(const Problem& p, const Buffers& buffers) const = 0;
+    // From dL/dout (absent: zero) and what forward saved, the gradients `grads` asks for.
+    virtual void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                          const CoreGradients& grads) const = 0;
 };
+
+// The core for `pattern`: the blockwise one when asked for or when the pattern is sparse (only it
+// can skip what a pattern leaves out), else the dense one.
+std::unique_ptr<AttentionCore> make_core(bool blockwise, const Pattern& pattern);
 
 }  // namespace nngraph_attention

@@ -62,10 +62,11 @@ struct MultiHeadAttention {
           bias_init_(nng::keras_initializer(attrs.get_string("bias_initializer"), "bias_initializer")),
           causal_(attrs.get_bool("use_causal_mask")),
           long_(attrs),
-          linformer_(attrs.is_null("linformer.k") ? 0 : attrs.get_int("linformer.k")) {
+          linformer_(attrs.is_null("linformer.k") ? 0 : attrs.get_int("linformer.k")),
+          core_(long_.make_core()) {
         nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k", "a positive number of rows, got " + std::to_string(linformer_));
         nng::check_attr(!linformer_ || !causal_, "linformer.k", "no use_causal_mask: projected keys mix every step");
-        nng::check_attr(!linformer_ || !long_.tiled, "linformer.k", "the dense core (no blockwise or sparse pattern): the projected keys are few");
+        nng::check_attr(!linformer_ || !long_.blockwise, "linformer.k", "the dense core (no blockwise or sparse pattern): the projected keys are few");
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -89,16 +90,17 @@ struct MultiHeadAttention {
     struct Shapes {
         std::int64_t batch, tq, tv, dq, dv_in, dk_in, out;
         Dims out_dims;  // the output's feature shape
+        bool separate_key;  // a key input apart from the value (with a mask of its own)
     };
-    Shapes shapes(const Dims& q, const Dims& v, const Dims& k) const {
-        Shapes s{std::max<std::int64_t>(q[0], 0), q[1], v[1], q[2], v[2], k[2], 0, output_shape_};
+    Shapes shapes(const Dims& q, const Dims& v, const Dims& k, const Roles& r) const {
+        Shapes s{std::max<std::int64_t>(q[0], 0), q[1], v[1], q[2], v[2], k[2], 0, output_shape_, r.key != r.value};
         if (s.out_dims.empty()) s.out_dims = {q[2]};
         s.out = nng::product(s.out_dims);
         return s;
     }
     Shapes shapes(const nng::Exec& exec) const {
         const Roles r = Roles::of(exec.num_inputs());
-        return shapes(exec.input(r.query).dims(), exec.input(r.value).dims(), exec.input(r.key).dims());
+        return shapes(exec.input(r.query).dims(), exec.input(r.value).dims(), exec.input(r.key).dims(), r);
     }
 
     enum Weight { kQueryKernel, kQueryBias, kKeyKernel, kKeyBias, kValueKernel, kValueBias, kOutputKernel, kOutputBias };
@@ -149,15 +151,9 @@ struct MultiHeadAttention {
         onednn::matmul(onednn::view(weight, {1, k, steps}).transposed(), dxp, onednn::view(dx, DataType::f32, {groups, steps, dim}));
         zero_masked_keys(exec, dx, dim);
     }
-    Pattern pattern(const nng::Exec& exec) const {
-        Pattern pattern = long_.pattern;
-        if (long_.adaptive()) pattern.spans = exec.weight(span_weight()).f32();
-        return pattern;
-    }
-
-    void infer(nng::InferContext& ctx) {
+    void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
-        const Shapes s = shapes(d.q, d.v, d.k);
+        const Shapes s = shapes(d.q, d.v, d.k, d.roles);
         Dims out = {d.q[0], d.q[1]};
         out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
         const int y = ctx.add_output(NNG_F32, out);
@@ -180,47 +176,12 @@ struct MultiHeadAttention {
             ctx.add_weight("linformer.f", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
         }
 
-        const std::int64_t b = std::max<std::int64_t>(d.q[0], 0);
-        const bool training = ctx.training(), dense = !long_.tiled;
-        const std::int64_t keys = linformer_ ? linformer_ : s.tv;
-        const auto saved = [&](const char* name, bool needed, std::int64_t count) {
-            return ctx.buffer<float>(name, training && needed ? count : 0, nng::Lifetime::Saved);
-        };
-        saved_.q = saved("Q", true, b * n * s.tq * h);  // heads apart
-        saved_.k = saved("K", true, b * n * s.tv * h);
-        saved_.v = saved("V", true, b * n * s.tv * hv);
-        saved_.joined = saved("O", true, b * s.tq * n * hv);  // heads joined: the output projection's input
-        saved_.stats = saved("row statistics", !dense, b * n * s.tq * 2);  // score maximum, 1 / exponential sum
-        saved_.probs = saved("probabilities", dense, b * n * s.tq * keys);
-        saved_.keep = ctx.buffer<std::uint8_t>("keep bits", training && dense && dropout_.rate > 0.0 ? b * n * s.tq * ((keys + 7) / 8) : 0,
-                                               nng::Lifetime::Saved);
-        saved_.kp = saved("K' = E K", dense && linformer_, b * n * linformer_ * h);
-        saved_.vp = saved("V' = F V", dense && linformer_, b * n * linformer_ * hv);
-        scratch_ = ctx.buffer<std::byte>("scratch", b > 0 ? static_cast<std::int64_t>(scratch_bytes(s, training)) : 0,
-                                         nng::Lifetime::PerCall);
         const Problem p = problem_shape(s);
-        tiled_.declare(ctx, dense ? nullptr : &p);
+        BufferList own;
+        declare(p, s, ctx.training(), own);
+        const BufferList core = core_->buffers(p, ctx.training());
+        declare_buffers(ctx, d.q[0], {&own, &core});
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
-    }
-
-    // The scratch infer declares: the larger of forward's and backward's needs. A call carves
-    // within it (recomputed from the shapes, `training` being whether saved buffers exist) and
-    // within what the host says it gave.
-    std::uint64_t scratch_bytes(const Shapes& s, bool training) const {
-        const Problem p = problem_shape(s);
-        Bump forward = Bump::counting(), backward = Bump::counting();
-        Tensors t;
-        forward_buffers(forward, p, s, !training, t);
-        backward_buffers(backward, p, s);
-        if (!long_.tiled) {
-            MaterializedCore::reserve_forward(forward, p, false);
-            MaterializedCore::reserve_backward(backward, p, false);
-        }
-        return std::max(forward.used(), backward.used());
-    }
-    Bump scratch(const nng::Exec& exec, const Shapes& s) const {
-        return Bump(exec.buffer(scratch_), std::min<std::uint64_t>(static_cast<std::uint64_t>(exec.count(scratch_)),
-                                                                   scratch_bytes(s, exec.buffer(saved_.q) != nullptr)));
     }
 
     Problem problem_shape(const Shapes& s) const {
@@ -232,79 +193,75 @@ struct MultiHeadAttention {
         p.dk = key_dim_;
         p.dv = value_dim_;
         p.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(key_dim_)));
-        p.dropout = dropout_.rate > 0.0;  // for sizing; the call decides
+        p.style = MaskStyle::kReplace;
+        p.zero_masked = dropout_.rate > 0.0;
+        p.two_key_masks = s.separate_key && !linformer_;  // Linformer zeroes masked keys instead
+        dropout_.size(p);
         return p;
     }
 
-    // ---- buffers: saved in training, else carved from the scratch in this order; then the
-    // core carves what it needs (infer adds its reserve_* to the count) ----
+    // ---- buffers: the op's own, beside the core's ----
 
-    struct Tensors {
-        float *q = nullptr, *k = nullptr, *v = nullptr, *joined = nullptr;  // Q, K, V heads apart; O heads joined
-        ProbabilityState probs;
-        float* stats = nullptr;      // tiled, training: per query row maximum and 1 / sum
-        float *kp = nullptr, *vp = nullptr;  // Linformer: K' and V', heads apart
-        float* projected = nullptr;  // one projection in (B·T, heads·dim) layout, before reordering
-        float* heads_out = nullptr;  // O heads apart
+    struct Ids {
+        BufferId q, k, v, joined;  // Q, K, V heads apart and O heads joined: saved in training
+        BufferId kp, vp;           // Linformer: K' and V', heads apart: saved in training
+        BufferId projected, heads_out;  // one projection in (B·T, heads·dim) layout, before reordering; O heads apart
+        BufferId d_joined, d_heads_out, dq, dk, dv, d_projected;  // backward: the gradients of the above
+        BufferId out_heads;        // backward: the forward's O heads apart, for a core that reads it
+        BufferId dk_full, dv_full;  // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
+        BufferId rows_by_k, k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
     };
     std::int64_t largest_projection(const Shapes& s) const {
         return std::max(s.tq, s.tv) * heads_ * std::max(key_dim_, value_dim_) * s.batch;
     }
-    void forward_buffers(Bump& bump, const Problem& p, const Shapes& s, bool in_scratch, Tensors& t) const {
-        if (in_scratch) {
-            t.q = bump.floats(p.groups() * p.tq * p.dk);
-            t.k = bump.floats(p.groups() * s.tv * p.dk);
-            t.v = bump.floats(p.groups() * s.tv * p.dv);
-            t.joined = bump.floats(p.groups() * p.tq * p.dv);
-            if (!long_.tiled) {
-                t.probs.probs = bump.floats(p.score_count());
-                if (p.dropout) t.probs.keep = static_cast<std::uint8_t*>(bump.bytes(p.keep_bytes()));
-            }
-            if (linformer_) {
-                t.kp = bump.floats(p.groups() * p.tv * p.dk);
-                t.vp = bump.floats(p.groups() * p.tv * p.dv);
-            }
+    Ids declare(const Problem& p, const Shapes& s, bool training, BufferList& list) const {
+        Ids ids;
+        // Saved buffers count per batch element, scratch for the whole batch.
+        const Lifetime kept = training ? Lifetime::kSaved : Lifetime::kForward;
+        const std::int64_t per = training ? heads_ : p.groups();
+        ids.q = list.floats("attention.query_heads", kept, per * p.tq * p.dk);
+        ids.k = list.floats("attention.key_heads", kept, per * s.tv * p.dk);
+        ids.v = list.floats("attention.value_heads", kept, per * s.tv * p.dv);
+        ids.joined = list.floats("attention.output_joined", kept, per * p.tq * p.dv);
+        if (linformer_) {
+            ids.kp = list.floats("attention.projected_keys", kept, per * p.tv * p.dk);
+            ids.vp = list.floats("attention.projected_values", kept, per * p.tv * p.dv);
         }
-        t.projected = bump.floats(largest_projection(s));
-        t.heads_out = bump.floats(p.groups() * p.tq * p.dv);
-    }
-    struct Gradients {
-        float *d_joined, *d_heads_out, *dq, *dk, *dv, *d_projected;
-        float* heads_out;  // tiled: the forward's O heads apart, which its backward reads
-        float *dk_full, *dv_full;  // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
-        float *rows_by_k, *k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
-    };
-    Gradients backward_buffers(Bump& bump, const Problem& p, const Shapes& s) const {
-        Gradients g{};
-        g.d_joined = bump.floats(p.groups() * p.tq * p.dv);
-        g.d_heads_out = bump.floats(p.groups() * p.tq * p.dv);
-        g.dq = bump.floats(p.groups() * p.tq * p.dk);
-        g.dk = bump.floats(p.groups() * p.tv * p.dk);
-        g.dv = bump.floats(p.groups() * p.tv * p.dv);
-        if (long_.tiled) g.heads_out = bump.floats(p.groups() * p.tq * p.dv);
+        ids.projected = list.floats("attention.projection", Lifetime::kForward, largest_projection(s));
+        ids.heads_out = list.floats("attention.output_heads", Lifetime::kForward, p.groups() * p.tq * p.dv);
+
+        ids.d_joined = list.floats("attention.output_joined_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
+        ids.d_heads_out = list.floats("attention.output_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
+        ids.dq = list.floats("attention.query_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dk);
+        ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dk);
+        ids.dv = list.floats("attention.value_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dv);
+        if (core_->backward_reads_output()) {
+            ids.out_heads = list.floats("attention.forward_output_heads", Lifetime::kBackward, p.groups() * p.tq * p.dv);
+        }
         if (linformer_) {
             const std::int64_t d = std::max(p.dk, p.dv);
-            g.dk_full = bump.floats(p.groups() * s.tv * p.dk);
-            g.dv_full = bump.floats(p.groups() * s.tv * p.dv);
-            g.rows_by_k = bump.floats(p.groups() * p.tv * d);
-            g.k_by_steps = bump.floats(p.groups() * s.tv * d);
+            ids.dk_full = list.floats("attention.key_gradient", Lifetime::kBackward, p.groups() * s.tv * p.dk);
+            ids.dv_full = list.floats("attention.value_gradient", Lifetime::kBackward, p.groups() * s.tv * p.dv);
+            ids.rows_by_k = list.floats("attention.linformer_rows", Lifetime::kBackward, p.groups() * p.tv * d);
+            ids.k_by_steps = list.floats("attention.linformer_steps", Lifetime::kBackward, p.groups() * s.tv * d);
         }
-        g.d_projected = bump.floats(largest_projection(s));
-        return g;
+        ids.d_projected = list.floats("attention.projection_gradient", Lifetime::kBackward, largest_projection(s));
+        return ids;
     }
 
-    Tensors saved_tensors(const nng::Exec& exec, const Problem& p) const {
-        Tensors t;
-        t.q = exec.buffer(saved_.q);
-        t.k = exec.buffer(saved_.k);
-        t.v = exec.buffer(saved_.v);
-        t.joined = exec.buffer(saved_.joined);
-        t.stats = exec.buffer(saved_.stats);
-        t.probs.probs = exec.buffer(saved_.probs);
-        if (p.dropout) t.probs.keep = exec.buffer(saved_.keep);
-        t.kp = exec.buffer(saved_.kp);
-        t.vp = exec.buffer(saved_.vp);
-        return t;
+    // One call's buffers: the op's (`own`, fetched by `ids`) and the core's.
+    struct CallBuffers {
+        Ids ids;
+        Buffers own, core;
+    };
+    CallBuffers bind(const nng::Exec& exec, const Problem& p, const Shapes& s, Lifetime direction) const {
+        const bool training = has_saved_buffers(exec);
+        CallBuffers b;
+        BufferList own;
+        b.ids = declare(p, s, training, own);
+        const BufferList core = core_->buffers(p, training);
+        bind_buffers(exec, direction, {&own, &core}, {&b.own, &b.core});
+        return b;
     }
 
     // (B, T, heads, dim) <-> (B, heads, T, dim)
@@ -318,22 +275,22 @@ struct MultiHeadAttention {
         return onednn::view(data, DataType::f32, {p.groups(), t, d});
     }
 
-    // The problem of one call on buffers `t`.
-    Problem problem(const nng::Exec& exec, const Shapes& s, const Tensors& t) const {
+    // The problem of one call on the op's buffers `b`.
+    Problem problem(const nng::Exec& exec, const Shapes& s, const CallBuffers& b) const {
         const Roles r = Roles::of(exec.num_inputs());
+        const Ids& ids = b.ids;
         Problem p = problem_shape(s);
-        p.q = groups(t.q, p, p.tq, p.dk);
-        p.k = groups(linformer_ ? t.kp : t.k, p, p.tv, p.dk);
-        p.v = groups(linformer_ ? t.vp : t.v, p, p.tv, p.dv);
-        p.out = groups(t.heads_out, p, p.tq, p.dv);
-        p.style = MaskStyle::kReplace;
-        p.zero_masked = dropout_.rate > 0.0;
+        p.q = groups(b.own.floats(ids.q), p, p.tq, p.dk);
+        p.k = groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
+        p.v = groups(b.own.floats(linformer_ ? ids.vp : ids.v), p, p.tv, p.dv);
+        p.out = groups(b.own.floats(ids.heads_out), p, p.tq, p.dv);
         p.query_mask = mask_data(exec.input_mask(r.query));
         if (!linformer_) {  // Linformer zeroes masked keys and values instead
             p.key_masks[0] = mask_data(exec.input_mask(r.value));
             if (r.key != r.value) p.key_masks[1] = mask_data(exec.input_mask(r.key));
         }
         p.causal = causal_;
+        if (long_.adaptive()) p.spans = exec.weight(span_weight()).f32();
         dropout_.apply(p, exec);
         return p;
     }
@@ -354,28 +311,27 @@ struct MultiHeadAttention {
         const Roles r = Roles::of(exec.num_inputs());
         Problem p = problem_shape(s);
         dropout_.apply(p, exec);
-        Bump scratch = this->scratch(exec, s);
-        const bool saved = exec.buffer(saved_.q) != nullptr;
-        Tensors t = saved ? saved_tensors(exec, p) : Tensors{};
-        forward_buffers(scratch, p, s, !saved, t);
-        p = problem(exec, s, t);
+        const CallBuffers b = bind(exec, p, s, Lifetime::kForward);
+        p = problem(exec, s, b);
+        const Ids& ids = b.ids;
+        float* projected = b.own.floats(ids.projected);
+        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v), *joined = b.own.floats(ids.joined);
 
-        project(exec, r.query, kQueryKernel, key_dim_, t.projected, t.q);
-        project(exec, r.key, kKeyKernel, key_dim_, t.projected, t.k);
-        project(exec, r.value, kValueKernel, value_dim_, t.projected, t.v);
+        project(exec, r.query, kQueryKernel, key_dim_, projected, q);
+        project(exec, r.key, kKeyKernel, key_dim_, projected, k);
+        project(exec, r.value, kValueKernel, value_dim_, projected, v);
         if (linformer_) {
-            zero_masked_keys(exec, t.k, key_dim_);
-            zero_masked_keys(exec, t.v, value_dim_);
-            along_steps(exec, kLinformerE, t.k, key_dim_, t.kp);
-            along_steps(exec, kLinformerF, t.v, value_dim_, t.vp);
+            zero_masked_keys(exec, k, key_dim_);
+            zero_masked_keys(exec, v, value_dim_);
+            along_steps(exec, kLinformerE, k, key_dim_, b.own.floats(ids.kp));
+            along_steps(exec, kLinformerF, v, value_dim_, b.own.floats(ids.vp));
         }
-        if (long_.tiled) TiledCore::forward(p, pattern(exec), t.stats, tiled_.bound(exec));
-        else MaterializedCore::forward(p, t.probs, scratch);
-        onednn::reorder(heads_apart(t.heads_out, s.batch, heads_, s.tq, value_dim_),
-                        heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_));
+        core_->forward(p, b.core);
+        onednn::reorder(heads_apart(b.own.floats(ids.heads_out), s.batch, heads_, s.tq, value_dim_),
+                        heads_joined_as_apart(joined, s.batch, heads_, s.tq, value_dim_));
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View bias = use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
-        onednn::matmul(matrix(t.joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
+        onednn::matmul(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
                        onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
     }
 
@@ -409,51 +365,50 @@ struct MultiHeadAttention {
         }
         Problem p = problem_shape(s);
         dropout_.apply(p, exec);
-        const Tensors t = saved_tensors(exec, p);
-        p = problem(exec, s, t);
-        Bump scratch = this->scratch(exec, s);
-        const Gradients g = backward_buffers(scratch, p, s);
+        const CallBuffers b = bind(exec, p, s, Lifetime::kBackward);
+        p = problem(exec, s, b);
+        const Ids& ids = b.ids;
+        float* joined_out = b.own.floats(ids.joined);
+        float *d_heads_out = b.own.floats(ids.d_heads_out), *d_projected = b.own.floats(ids.d_projected);
 
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
-        const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(t.joined, rows, cols);
+        const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(joined_out, rows, cols);
         if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel))) onednn::matmul(joined.transposed(), dys, onednn::view(dw, {cols, s.out}));
         if (use_bias_) {
             if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias))) onednn::sum_rows(dys, onednn::view(db, {s.out}));
         }
-        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(), matrix(g.d_joined, rows, cols));
-        onednn::reorder(heads_joined_as_apart(g.d_joined, s.batch, heads_, s.tq, value_dim_),
-                        heads_apart(g.d_heads_out, s.batch, heads_, s.tq, value_dim_));
+        float* d_joined = b.own.floats(ids.d_joined);
+        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(), matrix(d_joined, rows, cols));
+        onednn::reorder(heads_joined_as_apart(d_joined, s.batch, heads_, s.tq, value_dim_),
+                        heads_apart(d_heads_out, s.batch, heads_, s.tq, value_dim_));
 
-        if (long_.tiled) {
-            onednn::reorder(heads_joined_as_apart(t.joined, s.batch, heads_, s.tq, value_dim_),
-                            heads_apart(g.heads_out, s.batch, heads_, s.tq, value_dim_));
-            p.out = groups(g.heads_out, p, p.tq, p.dv);
-            TiledGradients grads;
-            grads.dq = groups(g.dq, p, p.tq, p.dk);
-            grads.dk = groups(g.dk, p, p.tv, p.dk);
-            grads.dv = groups(g.dv, p, p.tv, p.dv);
-            const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
-            if (dspan) grads.d_spans = dspan.f32();
-            TiledCore::backward(p, pattern(exec), t.stats, groups(g.d_heads_out, p, p.tq, p.dv), grads, tiled_.bound(exec));
-        } else {
-            CoreGradients grads;
-            grads.dq = groups(g.dq, p, p.tq, p.dk);
-            grads.dk = groups(g.dk, p, p.tv, p.dk);
-            grads.dv = groups(g.dv, p, p.tv, p.dv);
-            MaterializedCore::backward(p, t.probs, groups(g.d_heads_out, p, p.tq, p.dv), grads, scratch);
+        if (core_->backward_reads_output()) {
+            float* out_heads = b.own.floats(ids.out_heads);
+            onednn::reorder(heads_joined_as_apart(joined_out, s.batch, heads_, s.tq, value_dim_),
+                            heads_apart(out_heads, s.batch, heads_, s.tq, value_dim_));
+            p.out = groups(out_heads, p, p.tq, p.dv);
         }
+        float *dq = b.own.floats(ids.dq), *dk = b.own.floats(ids.dk), *dv = b.own.floats(ids.dv);
+        CoreGradients grads;
+        grads.dq = groups(dq, p, p.tq, p.dk);
+        grads.dk = groups(dk, p, p.tv, p.dk);
+        grads.dv = groups(dv, p, p.tv, p.dv);
+        const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
+        if (dspan) grads.d_spans = dspan.f32();
+        core_->backward(p, b.core, groups(d_heads_out, p, p.tq, p.dv), grads);
 
-        float *dk = g.dk, *dv = g.dv;
         if (linformer_) {
-            along_steps_backward(exec, kLinformerE, t.k, key_dim_, g.dk, g.dk_full, g.rows_by_k, g.k_by_steps);
-            along_steps_backward(exec, kLinformerF, t.v, value_dim_, g.dv, g.dv_full, g.rows_by_k, g.k_by_steps);
-            dk = g.dk_full;
-            dv = g.dv_full;
+            float *rows_by_k = b.own.floats(ids.rows_by_k), *k_by_steps = b.own.floats(ids.k_by_steps);
+            float *dk_full = b.own.floats(ids.dk_full), *dv_full = b.own.floats(ids.dv_full);
+            along_steps_backward(exec, kLinformerE, b.own.floats(ids.k), key_dim_, dk, dk_full, rows_by_k, k_by_steps);
+            along_steps_backward(exec, kLinformerF, b.own.floats(ids.v), value_dim_, dv, dv_full, rows_by_k, k_by_steps);
+            dk = dk_full;
+            dv = dv_full;
         }
         // Input gradients: an input playing several roles sums them.
-        project_backward(exec, r.query, kQueryKernel, key_dim_, g.dq, g.d_projected, false);
-        project_backward(exec, r.key, kKeyKernel, key_dim_, dk, g.d_projected, r.key == r.query);
-        project_backward(exec, r.value, kValueKernel, value_dim_, dv, g.d_projected, r.value == r.query || r.value == r.key);
+        project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false);
+        project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
+        project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected, r.value == r.query || r.value == r.key);
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
@@ -464,12 +419,7 @@ struct MultiHeadAttention {
     bool causal_;
     LongContextAttrs long_;
     std::int64_t linformer_;  // k, or 0
-    struct Saved {
-        nng::Buffer<float> q, k, v, joined, stats, probs, kp, vp;
-        nng::Buffer<std::uint8_t> keep;
-    } saved_;
-    nng::Buffer<std::byte> scratch_;
-    TiledMemory tiled_;
+    std::unique_ptr<AttentionCore> core_;
 };
 
 }  // namespace

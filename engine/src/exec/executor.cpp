@@ -148,6 +148,8 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     const std::int64_t rows = batch.rows.empty() ? available : static_cast<std::int64_t>(batch.rows.size());
     if (rows <= 0) throw InputError("an empty batch");
 
+    // Before planning: ops that size per-thread memory in infer see the thread count of the calls.
+    if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
     ExecutionPlan& plan = plan_for(rows, training);
     if (with_loss) {
         if (batch.targets.size() != loss_outputs_.size()) {
@@ -162,7 +164,6 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     bind(plan);
     load_batch(plan, batch, with_loss, rows);
 
-    if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
     nng_context ctx{};
     ctx.struct_size = sizeof(nng_context);
     ctx.training = training ? 1 : 0;

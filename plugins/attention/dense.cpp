@@ -1,0 +1,416 @@
+// DenseCore (see dense.hpp).
+#include "dense.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "masks.hpp"
+
+namespace nngraph_attention {
+namespace {
+
+using DataType = onednn::DataType;
+
+constexpr std::int64_t kParallelElements = 1 << 15;
+const Pattern kNoPattern;
+
+int threads_for(std::int64_t elements) { return elements > kParallelElements ? 0 : 1; }
+
+// Where the probabilities live: P (softmax output, masked rows zeroed) and, when dropout is
+// active, the keep bits. Forward writes them; backward reads them.
+struct ProbabilityState {
+    float* probs = nullptr;        // (G, Tq, Tv)
+    std::uint8_t* keep = nullptr;  // keep_bytes(), only with dropout
+};
+
+// Rows [begin, end) of the score matrix, rows ordered (group, query).
+struct RowRange {
+    std::int64_t begin, end;
+    std::int64_t count() const { return end - begin; }
+};
+
+// The masks before the softmax, in the op's mask style. `scores` is the whole (G, Tq, Tv)
+// matrix; only `rows` of it are touched.
+void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange rows) {
+    const std::int64_t tv = p.tv;
+    const bool replace = p.style == MaskStyle::kReplace;
+    const MaskedScore masked = masks.masked_score();
+#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
+    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+        const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
+        float* s = scores + r * tv;
+        if (replace && !masks.query_kept(b, i)) {
+            std::fill(s, s + tv, masked(0.0f));
+            continue;
+        }
+        const std::int64_t end = masks.causal_end(i);
+        if (const std::uint8_t* k = masks.keys(b)) {
+            for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : masked(s[j]);
+        }
+        for (std::int64_t j = end; j < tv; ++j) s[j] = masked(s[j]);
+    }
+}
+
+// After the softmax: zero what Keras zeroes (masked query rows in Attention, masked entries in
+// MultiHeadAttention's Softmax layer) and, with dropout, draw the keep bits and write the dropped
+// probabilities.
+bool zeroes_masked(const Problem& p) { return p.style == MaskStyle::kReplace && p.zero_masked && p.has_masks(); }
+bool needs_post_pass(const Problem& p) {
+    return (p.style == MaskStyle::kSubtract && p.query_mask) || zeroes_masked(p) || p.dropout;
+}
+
+// The 8 keys of a keep-mask byte as 0/1 factors: kKeepFactors[byte][l] is bit l of byte. Applying
+// a byte is then 8 multiplications the compiler vectorises.
+struct KeepFactors {
+    float f[256][8];
+    constexpr KeepFactors() : f() {
+        for (int b = 0; b < 256; ++b)
+            for (int l = 0; l < 8; ++l) f[b][l] = static_cast<float>((b >> l) & 1);
+    }
+};
+constexpr KeepFactors kKeepFactors;
+
+// Keep bits of one row r from the counter-based stream (KeepStream): two words per byte of 8 keys.
+// Bit j of the row's bytes is key j.
+void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, const float* probs, float* dropped, std::uint8_t* bits) {
+    for (std::int64_t j0 = 0; j0 < p.tv; j0 += 8) {
+        const std::int64_t count = std::min<std::int64_t>(8, p.tv - j0);
+        const std::uint64_t w = static_cast<std::uint64_t>(j0 / 4);
+        unsigned byte = stream.nibble(row, w);
+        if (count > 4) byte |= stream.nibble(row, w + 1) << 4;
+        byte &= (1u << count) - 1u;
+        bits[j0 >> 3] = static_cast<std::uint8_t>(byte);
+        const float* factor = kKeepFactors.f[byte];
+        for (std::int64_t l = 0; l < count; ++l) dropped[j0 + l] = probs[j0 + l] * (p.keep_scale * factor[l]);
+    }
+}
+
+void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dropped, std::uint8_t* keep, RowRange rows) {
+    const std::int64_t tv = p.tv, row_bytes = (tv + 7) / 8;
+    const bool zero_masked = zeroes_masked(p);
+    const KeepStream stream(p);
+#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
+    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+        const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
+        float* s = probs + r * tv;
+        if ((p.style == MaskStyle::kSubtract || zero_masked) && !masks.query_kept(b, i)) {
+            std::fill(s, s + tv, 0.0f);
+        } else if (zero_masked) {
+            const std::int64_t end = masks.causal_end(i);
+            if (const std::uint8_t* k = masks.keys(b)) {
+                for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : 0.0f;
+            }
+            std::fill(s + end, s + tv, 0.0f);
+        }
+        if (p.dropout) draw_row(p, stream, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
+    }
+}
+
+// Backward of dropout, from the saved keep bits: dropped = probs ⊙ keep·scale (for dv) and
+// dprobs ⊙= keep·scale in place.
+void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* keep, float* dropped, float* dprobs) {
+    const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
+#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const std::uint8_t* bits = keep + r * row_bytes;
+        const float* s = probs + r * tv;
+        float* d = dropped + r * tv;
+        float* g = dprobs + r * tv;
+        for (std::int64_t j0 = 0; j0 < tv; j0 += 8) {
+            const float* factor = kKeepFactors.f[bits[j0 >> 3]];
+            const std::int64_t count = std::min<std::int64_t>(8, tv - j0);
+            for (std::int64_t l = 0; l < count; ++l) {
+                const float f = p.keep_scale * factor[l];
+                d[j0 + l] = s[j0 + l] * f;
+                g[j0 + l] *= f;
+            }
+        }
+    }
+}
+
+// MultiHeadAttention puts a constant in place of masked scores, so none of their gradient
+// survives. Where a row keeps a key, the masked probabilities are exactly 0 and so are their
+// gradients already; only rows that mask every key (uniform probabilities) need zeroing.
+void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores) {
+    const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
+#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) {
+        if (!masks.any_allowed(masks.batch_of_row(r), r % p.tq)) std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
+    }
+}
+
+// dst (G, Tv, d) = alpha · xᵀ·y (+ dst when accumulating), x (G, Tq, Tv) a score-sized matrix and
+// y (G, Tq, d). oneDNN runs the product with the big operand transposed markedly slower than
+// yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing reorder of the small result, so the
+// latter is used; the accumulation is a transposing add.
+void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha, bool accumulate,
+                        float* buffer) {
+    const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
+    if (!dst.contiguous()) {
+        onednn::matmul(x.transposed(), y, dst, {.alpha = alpha, .beta = accumulate ? 1.0f : 0.0f});
+        return;
+    }
+    const onednn::View product = onednn::view(buffer, DataType::f32, {g, d, t});
+    onednn::matmul(y.transposed(), x, product, {.alpha = alpha});
+    if (!accumulate) {
+        onednn::reorder(product.transposed(), dst);
+        return;
+    }
+    float* out = static_cast<float*>(dst.data);
+#pragma omp parallel for if (threads_for(g * t * d) == 0) schedule(static)
+    for (std::int64_t k = 0; k < g; ++k) {
+        const float* src = buffer + k * d * t;
+        float* o = out + k * t * d;
+        for (std::int64_t j = 0; j < t; ++j)
+            for (std::int64_t e = 0; e < d; ++e) o[j * d + e] += src[e * t + j];
+    }
+}
+
+onednn::View scores_view(const Problem& p, float* data) {
+    return onednn::view(data, DataType::f32, {p.groups(), p.tq, p.tv});
+}
+
+void zero_view(const onednn::View& v) {
+    if (!v.present()) return;
+    if (!v.contiguous()) throw std::logic_error("attention dense core: zeroing a strided gradient view");
+    std::memset(v.data, 0, static_cast<std::size_t>(v.numel()) * sizeof(float));
+}
+
+// Query rows [i0, i0 + count) of group g of a (G, T, d) view, as a (1, count, d) view.
+onednn::View group_rows(const onednn::View& v, std::int64_t g, std::int64_t i0, std::int64_t count) {
+    onednn::View s = v;
+    s.data = static_cast<float*>(v.data) + g * v.strides[0] + i0 * v.strides[1];
+    s.dims[0] = 1;
+    s.dims[1] = count;
+    return s;
+}
+
+// What one forward pass works on: the whole problem, or one group's block of query rows.
+struct ForwardPart {
+    onednn::View q, k, v, out;
+    RowRange rows;  // its rows of the score matrix
+};
+
+ForwardPart whole_problem(const Problem& p) { return {p.q, p.k, p.v, p.out, {0, p.groups() * p.tq}}; }
+ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::int64_t count) {
+    return {group_rows(p.q, g, i0, count), group_rows(p.k, g, 0, p.tv), group_rows(p.v, g, 0, p.tv),
+            group_rows(p.out, g, i0, count), {g * p.tq + i0, g * p.tq + i0 + count}};
+}
+
+// The forward of `part`: its rows of state.probs (and of `dropped`, the probabilities after dropout).
+void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const Masks& masks, float* dropped,
+                  bool scores_given) {
+    const auto rows_of = [&](float* matrix) {
+        return onednn::view(matrix + part.rows.begin * p.tv, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
+    };
+    const onednn::View scores = rows_of(state.probs);
+    if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
+    if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
+    onednn::softmax_forward(scores, scores);
+    if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
+    onednn::matmul(dropped ? rows_of(dropped) : scores, part.v, part.out);
+}
+
+// Blocks of query rows per group when the groups alone cannot keep the threads busy and the
+// problem is small: then each thread runs its blocks with single-threaded primitives, in one
+// parallel region. At these sizes oneDNN's own threading loses (a single 200-step review runs its
+// matmuls and softmax slower on two threads than on one), while halving the rows halves the work.
+std::int64_t query_blocks(const Problem& p, int threads) {
+    constexpr std::int64_t kSplitScoresBelow = std::int64_t{1} << 20;
+    constexpr std::int64_t kLeastRows = 16;
+    if (threads <= 1 || p.groups() >= threads || p.score_count() >= kSplitScoresBelow) return 1;
+    const std::int64_t per_group = (threads + p.groups() - 1) / p.groups();
+    return std::clamp<std::int64_t>(p.tq / kLeastRows, 1, per_group);
+}
+
+// What backward_to_scores works in besides dL/dscores: dropout's applied probabilities, the
+// combined key masks, and a (G, Tv, max(dk, dv)) product.
+struct ScoreGradientScratch {
+    float* dropped;
+    std::uint8_t* keys;
+    float* product;
+};
+
+// dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function.
+void scores_backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const onednn::View& dv,
+                        float* dscores, const ScoreGradientScratch& scratch) {
+    const onednn::View dS = scores_view(p, dscores);
+    if (!dout.present()) {
+        std::memset(dscores, 0, static_cast<std::size_t>(p.score_count()) * sizeof(float));
+        zero_view(dv);
+        return;
+    }
+    onednn::matmul(dout, p.v.transposed(), dS);  // dL/d(dropped probabilities)
+    onednn::View used_probs = scores_view(p, state.probs);
+    if (p.dropout) {
+        dropout_backward(p, state.probs, state.keep, scratch.dropped, dscores);
+        used_probs = scores_view(p, scratch.dropped);
+    }
+    if (dv.present()) transposed_product(used_probs, dout, dv, 1.0f, false, scratch.product);
+    onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
+    if (p.style == MaskStyle::kReplace && p.has_masks()) zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
+}
+
+// dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores; see CoreGradients for d_alpha_product
+// (added to, not overwritten). `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
+void dot_backward(const Problem& p, const float* dscores, const CoreGradients& grads, float* buffer) {
+    const onednn::View dS = scores_view(p, const_cast<float*>(dscores));
+    if (grads.d_alpha_product) {
+        // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
+        const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
+        onednn::matmul(dS, p.k, t);
+        const float* q = static_cast<const float*>(p.q.data);
+        double sum = 0.0;
+        const std::int64_t rows = p.groups() * p.tq;
+#pragma omp parallel for reduction(+ : sum) if (threads_for(rows * p.dk) == 0) schedule(static)
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const float* qr = q + (r / p.tq) * p.q.strides[0] + (r % p.tq) * p.q.strides[1];
+            for (std::int64_t d = 0; d < p.dk; ++d) sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
+        }
+        *grads.d_alpha_product += sum;
+    }
+    if (grads.dq.present()) onednn::matmul(dS, p.k, grads.dq, {.alpha = p.alpha});
+    if (grads.dk.present()) onednn::matmul(dS.transposed(), p.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
+}
+
+// Groups [g0, g0 + count) of a (G, ...) view.
+onednn::View group_slice(const onednn::View& v, std::int64_t g0, std::int64_t count) {
+    if (!v.present()) return v;
+    onednn::View s = v;
+    s.data = static_cast<float*>(v.data) + g0 * v.strides[0];
+    s.dims[0] = count;
+    return s;
+}
+
+// The problem of batch elements [b0, b0 + count): every view, mask and saved buffer shifted.
+struct BatchSlice {
+    Problem p;
+    ProbabilityState state;
+    onednn::View dout;
+    CoreGradients grads;
+};
+BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
+                       std::int64_t b0, std::int64_t count) {
+    BatchSlice s{p, state, dout, grads};
+    const std::int64_t g0 = b0 * p.heads, groups = count * p.heads;
+    s.p.batch = count;
+    for (onednn::View* v : {&s.p.q, &s.p.k, &s.p.v, &s.p.out, &s.dout, &s.grads.dq, &s.grads.dk, &s.grads.dv})
+        *v = group_slice(*v, g0, groups);
+    if (s.p.query_mask) s.p.query_mask += b0 * p.tq;
+    for (const std::uint8_t*& keys : s.p.key_masks) {
+        if (keys) keys += b0 * p.tv;
+    }
+    s.state.probs += g0 * p.tq * p.tv;
+    if (s.state.keep) s.state.keep += g0 * p.tq * ((p.tv + 7) / 8);
+    return s;
+}
+
+// Batch elements per backward chunk: about 1 MiB of scores, so that a chunk's dL/dscores stays
+// in L2 between its passes and the step's peak holds no second score-sized matrix beside P.
+std::int64_t backward_chunk(const Problem& p) {
+    constexpr std::int64_t kChunkFloats = std::int64_t{1} << 18;
+    const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
+    const std::int64_t most = std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
+    const std::int64_t chunks = (p.batch + most - 1) / most;
+    return chunks > 0 ? (p.batch + chunks - 1) / chunks : 1;  // equal chunks but the last
+}
+
+}  // namespace
+
+struct DenseCore::Ids {
+    BufferId probs, keep, dropped, keys;                            // forward (probs and keep saved in training)
+    BufferId dscores, dropped_grad, keys_grad, product, alpha;      // backward
+};
+
+DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
+    Ids ids;
+    const Lifetime probability_lifetime = training ? Lifetime::kSaved : Lifetime::kForward;
+    const std::int64_t per_sample = training ? p.heads : p.batch * p.heads;
+    ids.probs = list.floats("attention.probabilities", probability_lifetime, per_sample * p.tq, p.tv);
+    if (p.may_drop) {
+        ids.keep = list.bytes("attention.keep_bits", probability_lifetime, per_sample * p.tq, (p.tv + 7) / 8);
+        ids.dropped = list.floats("attention.dropped", Lifetime::kForward, p.score_count());
+    }
+    ids.keys = list.bytes("attention.key_mask", Lifetime::kForward, Masks::combined_bytes(p));
+    // Backward runs the dot core a chunk of the batch at a time (backward_chunk), a given score
+    // function over the whole batch at once.
+    Problem part = p;
+    if (scores_ == Scores::kDot) part.batch = backward_chunk(p);
+    ids.dscores = list.floats("attention.score_gradients", Lifetime::kBackward, part.score_count());
+    if (p.may_drop) ids.dropped_grad = list.floats("attention.dropped_probabilities", Lifetime::kBackward, part.score_count());
+    ids.keys_grad = list.bytes("attention.backward_key_mask", Lifetime::kBackward, Masks::combined_bytes(part));
+    ids.product = list.floats("attention.transposed_product", Lifetime::kBackward, part.groups() * part.tv * std::max(part.dk, part.dv));
+    if (p.alpha_gradient && scores_ == Scores::kDot) {
+        ids.alpha = list.floats("attention.alpha_product", Lifetime::kBackward, part.groups() * part.tq * part.dk);
+    }
+    return ids;
+}
+
+DenseCore::Ids DenseCore::ids(const Problem& p, const Buffers& buffers) const {
+    BufferList list;
+    return declare(p, buffers.training(), list);
+}
+
+BufferList DenseCore::buffers(const Problem& p, bool training) const {
+    BufferList list;
+    declare(p, training, list);
+    return list;
+}
+
+float* DenseCore::scores(const Problem& p, const Buffers& buffers) const { return buffers.floats(ids(p, buffers).probs); }
+
+void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
+    const Ids ids = this->ids(p, buffers);
+    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    if (p.dropout && !state.keep) throw std::logic_error("attention dense core: dropout without a keep mask buffer");
+    const Masks masks(p, kNoPattern, buffers.bytes(ids.keys));
+    float* dropped = p.dropout ? buffers.floats(ids.dropped) : nullptr;
+    const bool scores_given = scores_ == Scores::kGiven;
+    const std::int64_t blocks = query_blocks(p, omp_get_max_threads());
+    if (blocks == 1) {
+        forward_part(p, whole_problem(p), state, masks, dropped, scores_given);
+        return;
+    }
+    const std::int64_t per_block = (p.tq + blocks - 1) / blocks;
+    onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
+        const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
+        if (i0 < p.tq) forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped, scores_given);
+    });
+}
+
+float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout, const onednn::View& dv) const {
+    if (scores_ != Scores::kGiven) throw std::logic_error("attention dense core: backward_to_scores needs given scores");
+    const Ids ids = this->ids(p, buffers);
+    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    float* dscores = buffers.floats(ids.dscores);
+    scores_backward(p, state, dout, dv, dscores,
+                    {buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad), buffers.floats(ids.product)});
+    return dscores;
+}
+
+void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout, const CoreGradients& grads) const {
+    if (scores_ != Scores::kDot) throw std::logic_error("attention dense core: given scores go through backward_to_scores");
+    if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
+    if (!dout.present()) {
+        zero_view(grads.dv);
+        zero_view(grads.dq);
+        if (!grads.dk_accumulates) zero_view(grads.dk);
+        return;
+    }
+    const Ids ids = this->ids(p, buffers);
+    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    const ScoreGradientScratch scratch{buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad), buffers.floats(ids.product)};
+    float* dscores = buffers.floats(ids.dscores);
+    const std::int64_t chunk = backward_chunk(p);
+    for (std::int64_t b0 = 0; b0 < p.batch; b0 += chunk) {
+        const BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
+        scores_backward(s.p, s.state, s.dout, s.grads.dv, dscores, scratch);
+        dot_backward(s.p, dscores, s.grads, grads.d_alpha_product ? buffers.floats(ids.alpha) : nullptr);
+    }
+}
+
+}  // namespace nngraph_attention
