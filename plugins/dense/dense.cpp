@@ -74,9 +74,8 @@ struct Dense {
         return {};
     }
 
-    // One thread below kSerialMultiplyAdds: for a product this small, oneDNN's parallel region
-    // costs more than a second thread saves (imdb_attention's output layer on one review, a 1 x 32
-    // by 32 x 1 product and its sigmoid: about 8 us on two threads, under 1 us on one).
+    // One thread below kSerialMultiplyAdds: for a product this small (a classifier's last layer on
+    // one sample), oneDNN's parallel region costs more than a second thread saves.
     static constexpr std::int64_t kSerialMultiplyAdds = std::int64_t{1} << 21;
     int threads(const nng::Exec& exec, const Matrices& m) const {
         return exec.threads_for(m.rows * m.x.dims[1] * units_, kSerialMultiplyAdds);

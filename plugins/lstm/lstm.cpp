@@ -163,8 +163,7 @@ struct Lstm {
 
     // One thread below kSerialBatch sequences: each step's products are then a few hundred
     // multiply-adds per gate row, and a second thread costs more in synchronisation at every one of
-    // the steps than it takes over (imdb_lstm inference of one review: 1.46 ms on two threads,
-    // 0.89 ms on one).
+    // the steps than it takes over.
     static constexpr std::int64_t kSerialBatch = 8;
 
     void forward(nng::Exec& exec) {
