@@ -4,7 +4,8 @@
 # imdb_archive, or the full name fuzz_<...>). Exits 1 if any target crashed, hung, leaked past the
 # memory limit or tripped a sanitizer; the input that did so is kept in <build>/fuzz-artifacts/<target>/.
 # Environment: NNGRAPH_FUZZ_BUILD (build folder, default build-fuzz), NNGRAPH_FUZZ_JOBS (parallel
-# compile jobs), NNGRAPH_FUZZ_ARGS (extra libFuzzer flags, e.g. -seed=1).
+# compile jobs), NNGRAPH_FUZZ_ARGS (extra libFuzzer flags, e.g. -seed=1; "-fork=1 -ignore_crashes=1"
+# goes on fuzzing past a known crash, keeping every crashing input).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 all_targets=(model_file safetensors checkpoint vocabulary imdb_archive)
@@ -49,6 +50,7 @@ for name in "${targets[@]}"; do
   log=$build/fuzz-logs/$target.log
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   echo "== $target for ${seconds}s (log: $log)"
+  started=$(mktemp)  # artifacts newer than this are this run's (-fork with -ignore_crashes exits 0)
   status=0
   # -timeout: one input taking longer is a hang; -rss_limit_mb also bounds a single malloc.
   # shellcheck disable=SC2086
@@ -56,9 +58,11 @@ for name in "${targets[@]}"; do
     -max_total_time="$seconds" -max_len="${max_len[$name]}" -timeout=10 -rss_limit_mb=2048 \
     -dict="$root/tests/fuzz/dictionaries/${dictionary[$name]}.dict" -artifact_prefix="$artifacts" \
     -print_final_stats=1 ${NNGRAPH_FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
-  grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true
-  if ((status != 0)); then
-    echo "   $target FAILED (status $status); input kept in $artifacts:"
+  grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb' "$log" || grep -E '^#[0-9]+: cov' "$log" | tail -1 || true
+  found=$(find "$artifacts" -type f -newer "$started" | wc -l)
+  rm -f "$started"
+  if ((status != 0 || found > 0)); then
+    echo "   $target FAILED (status $status, $found new inputs kept in $artifacts):"
     grep -E '^==[0-9]+==ERROR|runtime error|^SUMMARY|uncaught exception|Test unit written' "$log" | head -5 | sed 's/^/   /'
     failed+=("$target")
   fi
