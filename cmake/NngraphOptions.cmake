@@ -10,3 +10,14 @@ if(NNGRAPH_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+option(NNGRAPH_FUZZ "Build the libFuzzer targets of tests/fuzz (clang only), with everything under ASan and UBSan" OFF)
+if(NNGRAPH_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "NNGRAPH_FUZZ needs clang (libFuzzer); configure with -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  # Coverage counters in the engine and the plugins too, so the fuzzer steers by what they do;
+  # only the fuzz targets link libFuzzer's main.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

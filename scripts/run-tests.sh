@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build needs, builds, and runs every test: once in a Release build, and once
-# more under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Installs what the build needs, builds, and runs every test: once in a Release build, once
+# more under AddressSanitizer and UndefinedBehaviorSanitizer, then every fuzz target for a while.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
@@ -13,4 +13,7 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 bash "$root/scripts/build.sh" "$root/build-sanitize" -DNNGRAPH_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNGRAPH_BUILD_BENCH=OFF
 # oneDNN's JIT and OpenMP runtime keep allocations for the life of the process: leaks are not ours to report.
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir "$root/build-sanitize" --output-on-failure -j 2
+
+echo "== Fuzzing: every parser's libFuzzer target for 30 s (clang, ASan + UBSan)"
+bash "$root/scripts/fuzz.sh" all 30
 echo "== all tests passed"

@@ -12,6 +12,9 @@ packages=(
   libarchive-dev       # reading aclImdb straight from its .tar.gz
   libbenchmark-dev     # bench/
   doctest-dev          # tests/
+  clang                # the fuzz build (scripts/fuzz.sh): libFuzzer comes with clang only
+  libclang-rt-14-dev   # clang's libFuzzer, ASan and UBSan runtimes
+  libomp-dev           # clang's OpenMP runtime
 )
 
 missing=()

@@ -7,7 +7,6 @@
 #include <array>
 #include <memory>
 #include <optional>
-#include <ranges>
 #include <system_error>
 #include <vector>
 
@@ -190,9 +189,13 @@ struct ArchiveReviewName {
 
 std::optional<ArchiveReviewName> parse_archive_name(std::string_view name) {
     std::vector<std::string_view> parts;
-    for (const auto piece : std::views::split(name, '/')) {
-        const std::string_view part(piece.begin(), piece.end());
+    // A plain loop rather than std::views::split, which clang 14 (the fuzz build) cannot compile
+    // with libstdc++ 12.
+    for (std::size_t begin = 0; begin <= name.size();) {
+        const std::size_t end = std::min(name.find('/', begin), name.size());
+        const std::string_view part = name.substr(begin, end - begin);
         if (!part.empty() && part != ".") parts.push_back(part);
+        begin = end + 1;
     }
     if (parts.size() < 3 || !parts.back().ends_with(".txt")) return std::nullopt;
     const std::size_t split = parts.size() - 3;

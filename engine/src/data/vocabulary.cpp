@@ -135,7 +135,7 @@ Vocabulary Vocabulary::from_json(std::string_view text, const std::string& sourc
     nlohmann::json document;
     try {
         document = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& error) {
+    } catch (const nlohmann::json::exception& error) {  // a syntax error, or a number out of range
         throw fail(std::string("the JSON does not parse: ") + error.what());
     }
     if (!document.is_object() || document.value("format", "") != kVocabularyFormat) {
