@@ -240,3 +240,14 @@ TEST_CASE("the summary is Keras's table with parameter totals") {
     CHECK(with_thousands(1234567) == "1,234,567");
     CHECK(readable_bytes(160033.0 * 4) == "625.13 KB");
 }
+
+TEST_CASE("a key that is not a name (a list or a map, as YAML allows) is refused where it stands") {
+    CHECK(load_error("inputs:\n  - {name: a, [4]: 3}\nnodes: []\noutputs: [a]\n").find("model.yaml:2:15: a key: expected a string, got a list") !=
+          std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1, [units]: 2}\n"
+                     "outputs: [d]\n")
+              .find("model.yaml:3:49: node 'd': a key: expected a string, got a list") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1, "
+                     "weights: {[kernel]: [[1], [2]]}}\noutputs: [d]\n")
+              .find("node 'd': a key: expected a string, got a list") != std::string::npos);
+}

@@ -37,7 +37,9 @@ void flatten(const std::string& prefix, const KeyedValue& entry, const std::stri
         return;
     }
     for (const auto& kv : entry.value) {
-        flatten(name, {kv.first.as<std::string>(), kv.second, SourceLocation::of(file, kv.first)}, file, schema_names, out);
+        const SourceLocation where = SourceLocation::of(file, kv.first);
+        flatten(name, {yaml_as<std::string>(kv.first, where, "a key of '" + name + "'"), kv.second, where}, file, schema_names,
+                out);
     }
 }
 

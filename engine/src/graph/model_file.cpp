@@ -168,6 +168,8 @@ private:
     template <class T> T scalar(const YAML::Node& n, const std::string& node, const std::string& what) const {
         return yaml_as<T>(n, SourceLocation::of(file_, n), (node.empty() ? "" : "node '" + node + "': ") + what);
     }
+    // A map's key: YAML allows any node there ({[units]: 2}); a model file's keys are names.
+    std::string key(const YAML::Node& k, const std::string& node) const { return scalar<std::string>(k, node, "a key"); }
 
     std::vector<YAML::Node> list(const YAML::Node& n, const std::string& node, const std::string& what) const {
         if (!n.IsSequence()) throw error(n, node, what + " must be a list, not " + kind_of(n));
@@ -179,7 +181,7 @@ private:
     void check_keys(const YAML::Node& map, const std::string& node, const std::string& what,
                     const std::vector<std::string>& allowed) const {
         for (const auto& kv : map) {
-            const std::string key = kv.first.as<std::string>();
+            const std::string key = this->key(kv.first, node);
             if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
                 std::string expected;
                 for (const auto& a : allowed) expected += (expected.empty() ? "" : ", ") + a;
@@ -238,7 +240,7 @@ private:
         if (!n["op"]) throw error(n, node.name, "missing 'op' (the operator, e.g. Dense)");
         node.op = scalar<std::string>(n["op"], node.name, "'op'");
         for (const auto& kv : n) {
-            const std::string key = kv.first.as<std::string>();
+            const std::string key = this->key(kv.first, node.name);
             if (key == "name" || key == "op") continue;
             if (key == "inputs") {
                 if (!allow_inputs) throw error(kv.first, node.name, "a Sequential layer takes no 'inputs': it reads the layer before it");
@@ -248,7 +250,7 @@ private:
             } else if (key == "weights") {
                 if (!kv.second.IsMap()) throw error(kv.second, node.name, "'weights' is a map from weight name to nested lists");
                 for (const auto& w : kv.second) {
-                    node.weights.push_back({w.first.as<std::string>(), w.second, SourceLocation::of(file_, w.first)});
+                    node.weights.push_back({this->key(w.first, node.name), w.second, SourceLocation::of(file_, w.first)});
                 }
             } else {
                 node.attributes.push_back({key, kv.second, SourceLocation::of(file_, kv.first)});

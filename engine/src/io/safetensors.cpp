@@ -181,7 +181,7 @@ json parse_header_json(const std::string& text, const FileProblems& problems) {
     json header;
     try {
         header = json::parse(text, note_repeated_names);
-    } catch (const json::parse_error& error) {
+    } catch (const json::exception& error) {  // a syntax error, or a number out of double's range
         std::string message = error.what();
         // Drop nlohmann's "[json.exception.parse_error.101] " prefix; the rest says where and what.
         if (const auto bracket = message.find("] "); message.starts_with("[json.") && bracket != std::string::npos) {
