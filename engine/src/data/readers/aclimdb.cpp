@@ -63,7 +63,7 @@ DataSplits read_aclimdb(const DataSource& source) {
                          " training reviews, " + std::to_string(splits.validation->size()) + " validation reviews" +
                          (imdb.from_cache ? ", from the cache" : "");
     if (!imdb.cache_note.empty()) splits.description += " (" + imdb.cache_note + ")";
-    splits.vocabulary = std::move(imdb.vocabulary);
+    splits.save_vocabulary = [vocabulary = std::move(imdb.vocabulary)](const std::filesystem::path& file) { vocabulary.save(file); };
     return splits;
 }
 

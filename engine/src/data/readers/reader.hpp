@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,7 +20,8 @@ namespace nngraph {
 struct DataSplits {
     Dataset train;
     std::optional<Dataset> validation;
-    std::optional<Vocabulary> vocabulary;  // text data sets: how to encode new text
+    // Text data sets: writes what encodes new text (the vocabularies) to a file beside the weights.
+    std::function<void(const std::filesystem::path& file)> save_vocabulary;
     std::string description;               // "IMDB (aclImdb_labeled.tar.gz): 25000 training, 25000 validation reviews"
 };
 
