@@ -12,6 +12,7 @@
 #include "data/tsv_pairs.hpp"
 #include "nngraph/error.hpp"
 #include "temp_dir.hpp"
+#include "text/bleu.hpp"
 #include "text/translation_vocabulary.hpp"
 #include "train/datasets.hpp"
 
@@ -240,4 +241,30 @@ TEST_CASE("the Tatoeba file: SPEC section 7's split counts, vocabularies and ids
     CHECK(v.target.id_of("fisse") == 9999);
     CHECK(v.target.id_of("fitzgerald") == TokenVocabulary::kOutOfVocabularyId);
     CHECK(v.target.id_of("l\u00E8ve") != TokenVocabulary::kOutOfVocabularyId);
+}
+
+// BLEU at the scale of the test split, against sacrebleu's arithmetic written out in Python over
+// the same file: for each test sentence with several translations, the first as the hypothesis and
+// the others as references.
+TEST_CASE("the Tatoeba file: BLEU of one reference against the others, as Python computes it") {
+    const fs::path file = fs::path(NNGRAPH_SOURCE_DIR) / "../shared/data/tatoeba_eng_fra.tsv.gz";
+    if (!fs::exists(file)) {
+        MESSAGE("skipped: no " << file.string());
+        return;
+    }
+    std::vector<std::string> translations;
+    std::vector<std::vector<std::string>> references;
+    for (const ReferenceGroup& group : group_by_source(read_tsv_pairs(file).test)) {
+        if (group.references.size() < 2) continue;
+        translations.push_back(group.references.front());
+        references.emplace_back(group.references.begin() + 1, group.references.end());
+    }
+    CHECK(translations.size() == 1688);
+    const BleuScore s = translation_bleu(translations, references);
+    CHECK(s.hypothesis_length == 14510);
+    CHECK(s.reference_length == 14659);
+    CHECK(s.precisions[0] == doctest::Approx(100.0 * 11517 / 14510).epsilon(1e-12));
+    CHECK(s.precisions[3] == doctest::Approx(100.0 * 3841 / 9448).epsilon(1e-12));
+    CHECK(s.brevity_penalty == doctest::Approx(0.9897837637635095).epsilon(1e-12));
+    CHECK(s.score == doctest::Approx(55.86224627172664).epsilon(1e-12));
 }

@@ -76,3 +76,11 @@ TEST_CASE("without 4-grams, or with none matching, BLEU is 0") {
     CorpusBleu nothing;
     CHECK_THROWS_AS(nothing.add(words("a"), {}), InputError);
 }
+
+TEST_CASE("translation_bleu scores raw text in translation tokens") {
+    // "J’ai froid !" is j ' ai froid ! whatever the apostrophe and the space before '!'.
+    const BleuScore s = translation_bleu({"J'ai tr\u00E8s froid\u00A0!"}, {{"J\u2019ai tr\u00E8s froid\u202F!", "Il fait froid."}});
+    CHECK(s.score == doctest::Approx(100.0));
+    CHECK_THROWS_AS(translation_bleu({"a", "b"}, {{"a"}}), InputError);
+    CHECK_THROWS_AS(translation_bleu({"caf\xe9 au lait"}, {{"caf\u00E9 au lait"}}), InputError);
+}

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "nngraph/error.hpp"
+#include "text/tokens.hpp"
 
 namespace nngraph {
 namespace {
@@ -73,6 +74,21 @@ BleuScore CorpusBleu::score() const {
     // Without smoothing, a missing n-gram order makes the geometric mean, and BLEU, zero.
     if (!any_zero) result.score = result.brevity_penalty * std::exp(log_sum / static_cast<double>(kMaxOrder));
     return result;
+}
+
+BleuScore translation_bleu(const std::vector<std::string>& translations, const std::vector<std::vector<std::string>>& references) {
+    if (translations.size() != references.size()) {
+        throw InputError("BLEU needs one translation per source sentence: " + std::to_string(translations.size()) + " translations for " +
+                         std::to_string(references.size()) + " sentences");
+    }
+    CorpusBleu corpus;
+    std::vector<Tokens> tokenized;
+    for (std::size_t i = 0; i < translations.size(); ++i) {
+        tokenized.clear();
+        for (const std::string& reference : references[i]) tokenized.push_back(translation_tokens(reference));
+        corpus.add(translation_tokens(translations[i]), tokenized);
+    }
+    return corpus.score();
 }
 
 }  // namespace nngraph

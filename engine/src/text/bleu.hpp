@@ -34,4 +34,9 @@ private:
     std::int64_t reference_length_ = 0;
 };
 
+// SPEC section 7's score: corpus BLEU of UTF-8 `translations`, one a source sentence, each against
+// all that sentence's `references`, every text cut into translation_tokens. Raises InputError when
+// the counts differ or a text is not UTF-8.
+BleuScore translation_bleu(const std::vector<std::string>& translations, const std::vector<std::vector<std::string>>& references);
+
 }  // namespace nngraph
