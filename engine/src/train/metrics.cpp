@@ -20,6 +20,9 @@ double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float
                     const std::int64_t* indices, std::int64_t rows) {
     const float* p = prediction.as<float>();
     const std::int64_t width = rows ? prediction.numel() / rows : 0;
+    // Class scores lie along the last axis; a sequence output has one such group per step.
+    const std::int64_t classes = prediction.shape.empty() ? 1 : prediction.shape.back();
+    const std::int64_t positions = classes ? width / classes : 0;
     auto argmax = [](const float* v, std::int64_t n) {
         std::int64_t best = 0;
         for (std::int64_t k = 1; k < n; ++k) {
@@ -31,15 +34,20 @@ double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float
     for (std::int64_t r = 0; r < rows; ++r) {
         const float* pred = p + r * width;
         const float* target = targets + (indices ? indices[r] : r) * target_width;
+        std::int64_t right = 0;
         switch (kind) {
-        case AccuracyKind::Binary: {
-            std::int64_t right = 0;
+        case AccuracyKind::Binary:
             for (std::int64_t k = 0; k < width; ++k) right += (pred[k] > 0.5f ? 1.0f : 0.0f) == target[k];
             sum += double(right) / double(width);
             break;
-        }
-        case AccuracyKind::Categorical: sum += argmax(pred, width) == argmax(target, target_width) ? 1.0 : 0.0; break;
-        case AccuracyKind::SparseCategorical: sum += double(argmax(pred, width)) == double(target[0]) ? 1.0 : 0.0; break;
+        case AccuracyKind::Categorical:
+            for (std::int64_t t = 0; t < positions; ++t) right += argmax(pred + t * classes, classes) == argmax(target + t * classes, classes);
+            sum += double(right) / double(positions);
+            break;
+        case AccuracyKind::SparseCategorical:
+            for (std::int64_t t = 0; t < positions; ++t) right += double(argmax(pred + t * classes, classes)) == double(target[t]);
+            sum += double(right) / double(positions);
+            break;
         }
     }
     return sum;

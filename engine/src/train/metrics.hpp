@@ -28,7 +28,7 @@ enum class AccuracyKind {
 AccuracyKind resolve_accuracy(const std::string& loss, const Shape& prediction_shape);
 
 // The summed per-sample accuracy of `rows` samples (each sample's accuracy is a mean over its
-// values, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
+// values, or over its steps for a (steps, classes) output, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
 // by `indices` (or 0..rows-1 when `indices` is empty).
 double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
                     const std::int64_t* indices, std::int64_t rows);
