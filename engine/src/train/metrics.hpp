@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,5 +33,15 @@ AccuracyKind resolve_accuracy(const std::string& loss, const Shape& prediction_s
 // by `indices` (or 0..rows-1 when `indices` is empty).
 double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
                     const std::int64_t* indices, std::int64_t rows);
+
+// Keras's accuracy under the output's mask (e.g. from an Embedding with mask_zero): `mask` holds one
+// byte per step of the `rows` samples, in batch order; steps whose byte is 0 are not counted. An
+// epoch's accuracy is the sum of `right` over the sum of `counted`, so each real step weighs the same.
+struct AccuracyTally {
+    double right = 0.0;
+    double counted = 0.0;
+};
+AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
+                              const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask);
 
 }  // namespace nngraph
