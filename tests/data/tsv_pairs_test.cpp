@@ -142,6 +142,27 @@ TEST_CASE("tsv_pairs: French tokens, vocabularies by count then code point, rows
     CHECK(saved.target.id_of("nouveau") == TokenVocabulary::kOutOfVocabularyId);
 }
 
+TEST_CASE("train_samples keeps a seeded slice of the training pairs, encoded by the full vocabulary") {
+    TempDir dir;
+    write_bytes(dir / "pairs.tsv", kFrenchPairs);
+    write_bytes(dir / "model.yaml", translation_model(4, 5, 8, 12) +
+                                        "data: {format: tsv_pairs, path: pairs.tsv, source_words: 8, target_words: 12, source_length: 4, "
+                                        "target_length: 5, train_samples: 2}\n");
+    const auto graph = Graph::load(dir / "model.yaml");
+    const DataSplits sliced = load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}});
+    REQUIRE(sliced.train.size() == 2);
+    CHECK(sliced.description.find("4 training, 0 validation pairs (using 2 and 0)") != std::string::npos);
+    // Every kept target row is one of the full run's rows.
+    const DataSplits full = load_pairs(dir, "pairs.tsv").data;
+    for (std::int64_t r = 0; r < 2; ++r) {
+        bool found = false;
+        for (std::int64_t f = 0; f < 4; ++f) found = found || row_of(sliced.train.targets[0], r) == row_of(full.train.targets[0], f);
+        CHECK(found);
+    }
+    CHECK(load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}}).train.targets[0].data<float>()[0] ==
+          sliced.train.targets[0].data<float>()[0]);
+}
+
 TEST_CASE("tsv_pairs reads the same pairs from a .tsv.gz") {
     TempDir dir;
     write_bytes(dir / "pairs.tsv", kFrenchPairs);

@@ -50,6 +50,10 @@ struct DataReader {
     DataSplits (*read)(const DataSource& source);
 };
 
+// Keeps a seeded random subset of `count` rows of `d` (all of it when count is 0 or too big), the
+// same every run for the same `which`: the train_samples and validation_samples of large data sets.
+void keep_subset(Dataset& d, std::int64_t count, const char* which);
+
 // Every format, in the order error messages list them.
 std::span<const DataReader* const> data_readers();
 

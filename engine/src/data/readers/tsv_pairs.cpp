@@ -2,6 +2,7 @@
 // the source ids (source_length), its second the decoder's input ids (start + target, target_length); the
 // target is the target ids then end. All are padded at the end with 0. Vocabularies of
 // source_words and target_words ids come from the training split; the validation split validates.
+// `train_samples` and `validation_samples` keep a seeded random slice of each split.
 #include <unordered_map>
 
 #include "data/readers/reader.hpp"
@@ -126,6 +127,13 @@ Dataset encode_split(const std::vector<TokenizedPair>& pairs, const TranslationV
     return d;
 }
 
+// " (using 2000 and 500)" when train_samples or validation_samples keep a slice.
+std::string subset_note(const DataSplits& splits, const TranslationPairs& pairs) {
+    const auto validation = static_cast<std::size_t>(splits.validation ? splits.validation->size() : 0);
+    if (static_cast<std::size_t>(splits.train.size()) == pairs.train.size() && validation == pairs.validation.size()) return "";
+    return " (using " + std::to_string(splits.train.size()) + " and " + std::to_string(validation) + ")";
+}
+
 DataSplits read_tsv_pairs_data(const DataSource& source) {
     const std::int64_t source_words = source.integer("source_words", 10000);
     const std::int64_t target_words = source.integer("target_words", 10000);
@@ -147,8 +155,11 @@ DataSplits read_tsv_pairs_data(const DataSource& source) {
     DataSplits splits;
     splits.train = encode_split(train, vocabularies, source_ids, target_ids, source, slots);
     if (!validation.empty()) splits.validation = encode_split(validation, vocabularies, source_ids, target_ids, source, slots);
+    // The vocabularies stay those of the whole training split, so a slice's ids match a full run's.
+    keep_subset(splits.train, source.integer("train_samples", 0), "train subset");
+    if (splits.validation) keep_subset(*splits.validation, source.integer("validation_samples", 0), "validation subset");
     splits.description = "translation pairs (" + source.path->filename().string() + "): " + std::to_string(pairs.train.size()) +
-                         " training, " + std::to_string(pairs.validation.size()) + " validation pairs; vocabularies of " +
+                         " training, " + std::to_string(pairs.validation.size()) + " validation pairs" + subset_note(splits, pairs) + "; vocabularies of " +
                          std::to_string(vocabularies.source.tokens().size()) + " source and " +
                          std::to_string(vocabularies.target.tokens().size()) + " target tokens";
     splits.save_vocabulary = [vocabularies](const std::filesystem::path& file) { vocabularies.save(file); };
@@ -159,7 +170,7 @@ DataSplits read_tsv_pairs_data(const DataSource& source) {
 
 extern const DataReader kTsvPairsReader = {
     "tsv_pairs",
-    {"source_words", "target_words", "source_length", "target_length"},
+    {"source_words", "target_words", "source_length", "target_length", "train_samples", "validation_samples"},
     {true, nullptr,
      "point nngraph at a .tsv or .tsv.gz of 'source<TAB>target' lines, such as ../shared/data/tatoeba_eng_fra.tsv.gz, "
      "with --data PATH or 'data: {path: PATH}' in the model file"},
