@@ -28,12 +28,19 @@ namespace {
 // (steps, vocabulary) softmax output.
 std::string translation_model(int source_length, int target_length, int source_words, int target_words) {
     const std::string s = std::to_string(source_length), t = std::to_string(target_length);
-    return "name: pairs\ninputs:\n  - {name: source, shape: [" + s + "], dtype: int32}\n  - {name: decoder, shape: [" + t +
+    return "name: pairs\ninputs:\n  - {name: source, shape: [" + s + "], dtype: int32}\n  - {name: decoder, shape: [" +
+           t +
            "], dtype: int32}\nnodes:\n"
-           "  - {name: source_embedding, op: Embedding, inputs: [source], input_dim: " + std::to_string(source_words) + ", output_dim: 4}\n"
-           "  - {name: target_embedding, op: Embedding, inputs: [decoder], input_dim: " + std::to_string(target_words) + ", output_dim: 4}\n"
+           "  - {name: source_embedding, op: Embedding, inputs: [source], input_dim: " +
+           std::to_string(source_words) +
+           ", output_dim: 4}\n"
+           "  - {name: target_embedding, op: Embedding, inputs: [decoder], input_dim: " +
+           std::to_string(target_words) +
+           ", output_dim: 4}\n"
            "  - {name: attention, op: Attention, inputs: [target_embedding, source_embedding]}\n"
-           "  - {name: words, op: Dense, inputs: [attention], units: " + std::to_string(target_words) + ", activation: softmax}\n"
+           "  - {name: words, op: Dense, inputs: [attention], units: " +
+           std::to_string(target_words) +
+           ", activation: softmax}\n"
            "outputs: [words]\n";
 }
 
@@ -54,11 +61,12 @@ struct Loaded {
 };
 
 Loaded load_pairs(const TempDir& dir, const std::string& data_file, int source_length = 4, int target_length = 5,
-                      int source_words = 8, int target_words = 12) {
-    write_bytes(dir / "model.yaml", translation_model(source_length, target_length, source_words, target_words) +
-                                        "data: {format: tsv_pairs, path: " + data_file + ", source_words: " + std::to_string(source_words) +
-                                        ", target_words: " + std::to_string(target_words) + ", source_length: " +
-                                        std::to_string(source_length) + ", target_length: " + std::to_string(target_length) + "}\n");
+                  int source_words = 8, int target_words = 12) {
+    write_bytes(dir / "model.yaml",
+                translation_model(source_length, target_length, source_words, target_words) +
+                    "data: {format: tsv_pairs, path: " + data_file + ", source_words: " + std::to_string(source_words) +
+                    ", target_words: " + std::to_string(target_words) + ", source_length: " +
+                    std::to_string(source_length) + ", target_length: " + std::to_string(target_length) + "}\n");
     Loaded loaded{Graph::load(dir / "model.yaml"), {}};
     loaded.data = load_data(*loaded.graph, {std::nullopt, "sparse_categorical_crossentropy", {}});
     return loaded;
@@ -145,9 +153,10 @@ TEST_CASE("tsv_pairs: French tokens, vocabularies by count then code point, rows
 TEST_CASE("train_samples keeps a seeded slice of the training pairs, encoded by the full vocabulary") {
     TempDir dir;
     write_bytes(dir / "pairs.tsv", kFrenchPairs);
-    write_bytes(dir / "model.yaml", translation_model(4, 5, 8, 12) +
-                                        "data: {format: tsv_pairs, path: pairs.tsv, source_words: 8, target_words: 12, source_length: 4, "
-                                        "target_length: 5, train_samples: 2}\n");
+    write_bytes(dir / "model.yaml",
+                translation_model(4, 5, 8, 12) +
+                    "data: {format: tsv_pairs, path: pairs.tsv, source_words: 8, target_words: 12, source_length: 4, "
+                    "target_length: 5, train_samples: 2}\n");
     const auto graph = Graph::load(dir / "model.yaml");
     const DataSplits sliced = load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}});
     REQUIRE(sliced.train.size() == 2);
@@ -156,7 +165,8 @@ TEST_CASE("train_samples keeps a seeded slice of the training pairs, encoded by 
     const DataSplits full = load_pairs(dir, "pairs.tsv").data;
     for (std::int64_t r = 0; r < 2; ++r) {
         bool found = false;
-        for (std::int64_t f = 0; f < 4; ++f) found = found || row_of(sliced.train.targets[0], r) == row_of(full.train.targets[0], f);
+        for (std::int64_t f = 0; f < 4; ++f)
+            found = found || row_of(sliced.train.targets[0], r) == row_of(full.train.targets[0], f);
         CHECK(found);
     }
     CHECK(load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}}).train.targets[0].data<float>()[0] ==
@@ -190,7 +200,8 @@ TEST_CASE("the split goes by distinct source sentence in order of first appearan
     std::string text;
     for (int k = 0; k < 40; ++k) text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + ".\n";
     for (int k = 0; k < 40; ++k) {
-        for (int t = 1; t <= k % 3; ++t) text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + " bis.\n";
+        for (int t = 1; t <= k % 3; ++t)
+            text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + " bis.\n";
     }
     TempDir dir;
     write_bytes(dir / "pairs.tsv", text);
@@ -213,16 +224,21 @@ TEST_CASE("the split goes by distinct source sentence in order of first appearan
 TEST_CASE("tsv_pairs refuses a line without one tab, bytes that are not UTF-8, and inputs of the wrong length") {
     TempDir dir;
     write_bytes(dir / "no_tab.tsv", "Go.\tVa !\nHello\n");
-    CHECK(message_of([&] { load_pairs(dir, "no_tab.tsv"); }).find("no_tab.tsv:2: expected 'source<TAB>target'") != std::string::npos);
+    CHECK(message_of([&] { load_pairs(dir, "no_tab.tsv"); }).find("no_tab.tsv:2: expected 'source<TAB>target'") !=
+          std::string::npos);
     write_bytes(dir / "two_tabs.tsv", "Go.\tVa !\tCC-BY\n");
     CHECK(message_of([&] { load_pairs(dir, "two_tabs.tsv"); }).find("two_tabs.tsv:1:") != std::string::npos);
     write_bytes(dir / "latin1.tsv", "Go.\tVa !\nCoffee\tCaf\xe9\n");
-    CHECK(message_of([&] { load_pairs(dir, "latin1.tsv"); }).find("latin1.tsv:2: the line is not UTF-8") != std::string::npos);
+    CHECK(message_of([&] { load_pairs(dir, "latin1.tsv"); }).find("latin1.tsv:2: the line is not UTF-8") !=
+          std::string::npos);
     write_bytes(dir / "pairs.tsv", kFrenchPairs);
-    write_bytes(dir / "model.yaml", translation_model(4, 6, 8, 12) + "data: {format: tsv_pairs, path: pairs.tsv, source_length: 4, target_length: 5}\n");
+    write_bytes(dir / "model.yaml",
+                translation_model(4, 6, 8, 12) +
+                    "data: {format: tsv_pairs, path: pairs.tsv, source_length: 4, target_length: 5}\n");
     const auto graph = Graph::load(dir / "model.yaml");
-    CHECK(message_of([&] { load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}}); })
-              .find("tsv_pairs encodes target_length 5 ids, but input 'decoder' has shape") != std::string::npos);
+    CHECK(message_of([&] {
+              load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}});
+          }).find("tsv_pairs encodes target_length 5 ids, but input 'decoder' has shape") != std::string::npos);
 }
 
 // The development copy sits beside the repository; CI has it there too. Figures from Python's re,
@@ -248,7 +264,8 @@ TEST_CASE("the Tatoeba file: SPEC section 7's split counts, vocabularies and ids
     CHECK(row_of(loaded.source(data.train), 0) == Ids{51, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
     CHECK(row_of(loaded.decoder(data.train), 0) == Ids{1, 130, 41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
     CHECK(row_of(data.train.targets[0], 0) == Ids{130, 41, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
-    CHECK(row_of(loaded.source(*data.validation), 0) == Ids{3, 124, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    CHECK(row_of(loaded.source(*data.validation), 0) ==
+          Ids{3, 124, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
     CHECK(row_of(data.validation->targets[0], 0) == Ids{602, 41, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
     data.save_vocabulary(dir / "v.json");
     const TranslationVocabularies v = TranslationVocabularies::load(dir / "v.json");

@@ -43,7 +43,8 @@ TEST_CASE("clipped precisions: a repeated word counts at most as often as a refe
     CHECK(s.score == doctest::Approx(100.0 * std::pow(1.0 / 12, 0.25)));
     // Clipping takes the most any one reference holds: a second reference with "the" twice lifts 1/7 to 2/7.
     CHECK(bleu("the the the the the the the", {"the cat is on a mat"}).precisions[0] == doctest::Approx(100.0 / 7));
-    CHECK(bleu("the the the the the the the", {"the cat is on a mat", "the mat and the cat"}).precisions[0] == doctest::Approx(200.0 / 7));
+    CHECK(bleu("the the the the the the the", {"the cat is on a mat", "the mat and the cat"}).precisions[0] ==
+          doctest::Approx(200.0 / 7));
 }
 
 TEST_CASE("brevity penalty against the closest reference, the shorter on a tie") {
@@ -79,7 +80,8 @@ TEST_CASE("without 4-grams, or with none matching, BLEU is 0") {
 
 TEST_CASE("translation_bleu scores raw text in translation tokens") {
     // "J’ai froid !" is j ' ai froid ! whatever the apostrophe and the space before '!'.
-    const BleuScore s = translation_bleu({"J'ai tr\u00E8s froid\u00A0!"}, {{"J\u2019ai tr\u00E8s froid\u202F!", "Il fait froid."}});
+    const BleuScore s =
+        translation_bleu({"J'ai tr\u00E8s froid\u00A0!"}, {{"J\u2019ai tr\u00E8s froid\u202F!", "Il fait froid."}});
     CHECK(s.score == doctest::Approx(100.0));
     CHECK_THROWS_AS(translation_bleu({"a", "b"}, {{"a"}}), InputError);
     CHECK_THROWS_AS(translation_bleu({"caf\xe9 au lait"}, {{"caf\u00E9 au lait"}}), InputError);

@@ -18,9 +18,11 @@ using Words = std::vector<std::string>;
 TEST_CASE("French text: apostrophes, accents, punctuation and the spaces before it") {
     CHECK(translation_tokens("J'ai froid.") == Words{"j", "'", "ai", "froid", "."});
     CHECK(translation_tokens("Cours\u202F!") == Words{"cours", "!"});
-    CHECK(translation_tokens("Qu'est-ce que c'est\u00A0?") == Words{"qu", "'", "est", "-", "ce", "que", "c", "'", "est", "?"});
+    CHECK(translation_tokens("Qu'est-ce que c'est\u00A0?") ==
+          Words{"qu", "'", "est", "-", "ce", "que", "c", "'", "est", "?"});
     CHECK(translation_tokens("\u00C7a m\u2019\u00E9tonne") == Words{"\u00E7a", "m", "'", "\u00E9tonne"});
-    CHECK(translation_tokens("\u00C9COLE \u00AB\u00A0Noël\u00A0\u00BB") == Words{"\u00E9cole", "\u00AB", "no\u00EBl", "\u00BB"});
+    CHECK(translation_tokens("\u00C9COLE \u00AB\u00A0Noël\u00A0\u00BB") ==
+          Words{"\u00E9cole", "\u00AB", "no\u00EBl", "\u00BB"});
     CHECK(translation_tokens("10\u20092") == Words{"10", "2"});
     CHECK(translation_tokens("  \t ").empty());
     CHECK(translation_tokens("").empty());
@@ -44,7 +46,7 @@ TEST_CASE("word characters are Python's: letters, numeric characters and '_', bu
 TEST_CASE("bytes that are not UTF-8 are refused, saying where") {
     CHECK_THROWS_WITH_AS(translation_tokens("abc\xff"), doctest::Contains("offset 3"), InputError);
     CHECK_THROWS_AS(translation_tokens("\xed\xa0\x80"), InputError);  // an encoded surrogate
-    CHECK_THROWS_AS(translation_tokens("caf\xc3"), InputError);      // cut inside a character
+    CHECK_THROWS_AS(translation_tokens("caf\xc3"), InputError);       // cut inside a character
 }
 
 // python_classes.txt lists, as ranges, the code points Python's re matches with \w and \s; it
@@ -61,7 +63,8 @@ TEST_CASE("\\w and \\s agree with Python's re on every code point Python knows")
     std::set<char32_t> word, space;
     for (std::string kind, first, last; in >> kind >> first >> last;) {
         auto& set = kind == "w" ? word : space;
-        for (auto c = static_cast<char32_t>(std::stoul(first, nullptr, 16)); c <= std::stoul(last, nullptr, 16); ++c) set.insert(c);
+        for (auto c = static_cast<char32_t>(std::stoul(first, nullptr, 16)); c <= std::stoul(last, nullptr, 16); ++c)
+            set.insert(c);
     }
     REQUIRE(word.size() > 100000);
     int compared = 0;
@@ -79,7 +82,8 @@ TEST_CASE("\\w and \\s agree with Python's re on every code point Python knows")
             mismatches.push_back(name.str());
         }
     }
-    INFO("compared " << compared << " code points; first mismatch: " << (mismatches.empty() ? "none" : mismatches.front()));
+    INFO("compared " << compared
+                     << " code points; first mismatch: " << (mismatches.empty() ? "none" : mismatches.front()));
     CHECK(mismatches.empty());
     CHECK(compared > 1000000);
 }

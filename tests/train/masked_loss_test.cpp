@@ -41,7 +41,8 @@ TEST_CASE("masked sparse_categorical_crossentropy: the mean over real steps, no 
 
     // No mask: every step counts, the padding's -log 0.5 too.
     Sequence all;
-    CHECK(evaluate_masked(*loss, all.call(), {}) == doctest::Approx((-std::log(0.8) - std::log(0.6) - std::log(0.5)) / 3));
+    CHECK(evaluate_masked(*loss, all.call(), {}) ==
+          doctest::Approx((-std::log(0.8) - std::log(0.6) - std::log(0.5)) / 3));
 
     Sequence none;
     none.mask = {0, 0, 0};

@@ -20,7 +20,8 @@ TEST_CASE("sequence accuracy: one argmax per step, each sample the mean over its
     // Rows picked by index: sample 1 alone.
     const std::int64_t second[] = {1};
     const Shape one{1, 3, 2};
-    CHECK(accuracy_sum(AccuracyKind::SparseCategorical, {DType::F32, one, p.data() + 6}, ids.data(), 3, second, 1) == doctest::Approx(1.0));
+    CHECK(accuracy_sum(AccuracyKind::SparseCategorical, {DType::F32, one, p.data() + 6}, ids.data(), 3, second, 1) ==
+          doctest::Approx(1.0));
 }
 
 TEST_CASE("masked accuracy counts real steps only, each weighing the same across samples") {
@@ -29,13 +30,15 @@ TEST_CASE("masked accuracy counts real steps only, each weighing the same across
     std::vector<float> ids{0, 1, 1, 1, 0, 1};
     // Sample 0's wrong last step is padding; sample 1 has one real step, right.
     const std::vector<std::uint8_t> mask{1, 1, 0, 1, 0, 0};
-    const AccuracyTally tally = masked_accuracy(AccuracyKind::SparseCategorical, {DType::F32, shape, p.data()}, ids.data(), 3, nullptr, 2, mask);
+    const AccuracyTally tally = masked_accuracy(AccuracyKind::SparseCategorical, {DType::F32, shape, p.data()},
+                                                ids.data(), 3, nullptr, 2, mask);
     CHECK(tally.right == 3.0);
     CHECK(tally.counted == 3.0);
     // Sample 1's steps wrong where they are real: 2 right of 3 real steps (not the mean of 1 and 0).
     std::vector<float> other{0, 1, 1, 0, 1, 0};
     const std::vector<std::uint8_t> longer{1, 1, 0, 1, 0, 0};
-    const AccuracyTally mixed = masked_accuracy(AccuracyKind::SparseCategorical, {DType::F32, shape, p.data()}, other.data(), 3, nullptr, 2, longer);
+    const AccuracyTally mixed = masked_accuracy(AccuracyKind::SparseCategorical, {DType::F32, shape, p.data()},
+                                                other.data(), 3, nullptr, 2, longer);
     CHECK(mixed.right == 2.0);
     CHECK(mixed.counted == 3.0);
 }

@@ -22,7 +22,8 @@ struct FreeArchive {
 
 // The bytes of `path`, decompressed when it is gzip (libarchive's raw format passes plain files through).
 std::string read_decompressed(const fs::path& path) {
-    if (!fs::is_regular_file(path)) throw InputError("'" + path.string() + "' is not a file (expected a .tsv or .tsv.gz of translation pairs)");
+    if (!fs::is_regular_file(path))
+        throw InputError("'" + path.string() + "' is not a file (expected a .tsv or .tsv.gz of translation pairs)");
     std::unique_ptr<archive, FreeArchive> reader(archive_read_new());
     if (!reader) throw RunError("libarchive could not allocate a reader for '" + path.string() + "'");
     archive_read_support_filter_all(reader.get());
@@ -61,9 +62,12 @@ bool is_utf8(std::string_view text) {
 
 PairSplit split_of_sentence(std::int64_t index) {
     switch (index % 20) {
-        case 19: return PairSplit::test;
-        case 18: return PairSplit::validation;
-        default: return PairSplit::train;
+        case 19:
+            return PairSplit::test;
+        case 18:
+            return PairSplit::validation;
+        default:
+            return PairSplit::train;
     }
 }
 
@@ -84,12 +88,19 @@ TranslationPairs read_tsv_pairs(const fs::path& path) {
             throw InputError(where + ": expected 'source<TAB>target', two columns separated by one tab");
         }
         const std::string_view source = line.substr(0, tab);
-        const auto [found, inserted] = sentence_index.try_emplace(source, static_cast<std::int64_t>(sentence_index.size()));
+        const auto [found, inserted] =
+            sentence_index.try_emplace(source, static_cast<std::int64_t>(sentence_index.size()));
         TranslationPair pair{std::string(source), std::string(line.substr(tab + 1)), line_number};
         switch (split_of_sentence(found->second)) {
-            case PairSplit::train: pairs.train.push_back(std::move(pair)); break;
-            case PairSplit::validation: pairs.validation.push_back(std::move(pair)); break;
-            case PairSplit::test: pairs.test.push_back(std::move(pair)); break;
+            case PairSplit::train:
+                pairs.train.push_back(std::move(pair));
+                break;
+            case PairSplit::validation:
+                pairs.validation.push_back(std::move(pair));
+                break;
+            case PairSplit::test:
+                pairs.test.push_back(std::move(pair));
+                break;
         }
     }
     return pairs;

@@ -28,7 +28,9 @@ std::map<std::string, std::int64_t> ngram_counts(const Tokens& tokens) {
     return counts;
 }
 
-std::size_t order_of(const std::string& ngram) { return static_cast<std::size_t>(std::count(ngram.begin(), ngram.end(), '\n')); }
+std::size_t order_of(const std::string& ngram) {
+    return static_cast<std::size_t>(std::count(ngram.begin(), ngram.end(), '\n'));
+}
 
 }  // namespace
 
@@ -62,24 +64,29 @@ BleuScore CorpusBleu::score() const {
     double log_sum = 0;
     bool any_zero = false;
     for (std::size_t n = 0; n < kMaxOrder; ++n) {
-        if (totals_[n] > 0) result.precisions[n] = 100.0 * static_cast<double>(matches_[n]) / static_cast<double>(totals_[n]);
-        if (result.precisions[n] == 0) any_zero = true;
-        else log_sum += std::log(result.precisions[n]);
+        if (totals_[n] > 0)
+            result.precisions[n] = 100.0 * static_cast<double>(matches_[n]) / static_cast<double>(totals_[n]);
+        if (result.precisions[n] == 0)
+            any_zero = true;
+        else
+            log_sum += std::log(result.precisions[n]);
     }
     if (hypothesis_length_ > 0) {
-        result.brevity_penalty = hypothesis_length_ > reference_length_
-                                     ? 1.0
-                                     : std::exp(1.0 - static_cast<double>(reference_length_) / static_cast<double>(hypothesis_length_));
+        result.brevity_penalty =
+            hypothesis_length_ > reference_length_
+                ? 1.0
+                : std::exp(1.0 - static_cast<double>(reference_length_) / static_cast<double>(hypothesis_length_));
     }
     // Without smoothing, a missing n-gram order makes the geometric mean, and BLEU, zero.
     if (!any_zero) result.score = result.brevity_penalty * std::exp(log_sum / static_cast<double>(kMaxOrder));
     return result;
 }
 
-BleuScore translation_bleu(const std::vector<std::string>& translations, const std::vector<std::vector<std::string>>& references) {
+BleuScore translation_bleu(const std::vector<std::string>& translations,
+                           const std::vector<std::vector<std::string>>& references) {
     if (translations.size() != references.size()) {
-        throw InputError("BLEU needs one translation per source sentence: " + std::to_string(translations.size()) + " translations for " +
-                         std::to_string(references.size()) + " sentences");
+        throw InputError("BLEU needs one translation per source sentence: " + std::to_string(translations.size()) +
+                         " translations for " + std::to_string(references.size()) + " sentences");
     }
     CorpusBleu corpus;
     std::vector<Tokens> tokenized;

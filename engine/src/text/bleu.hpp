@@ -13,11 +13,11 @@ namespace nngraph {
 using Tokens = std::vector<std::string>;
 
 struct BleuScore {
-    double score = 0;                      // in percent, 0 to 100
-    std::array<double, 4> precisions{};    // clipped n-gram precisions, in percent
+    double score = 0;                    // in percent, 0 to 100
+    std::array<double, 4> precisions{};  // clipped n-gram precisions, in percent
     double brevity_penalty = 0;
-    std::int64_t hypothesis_length = 0;    // tokens of all hypotheses
-    std::int64_t reference_length = 0;     // the closest reference's tokens, summed over sentences
+    std::int64_t hypothesis_length = 0;  // tokens of all hypotheses
+    std::int64_t reference_length = 0;   // the closest reference's tokens, summed over sentences
 };
 
 // Accumulates sentence statistics; score() gives the corpus BLEU of everything added.
@@ -37,6 +37,7 @@ private:
 // SPEC section 7's score: corpus BLEU of UTF-8 `translations`, one a source sentence, each against
 // all that sentence's `references`, every text cut into translation_tokens. Raises InputError when
 // the counts differ or a text is not UTF-8.
-BleuScore translation_bleu(const std::vector<std::string>& translations, const std::vector<std::vector<std::string>>& references);
+BleuScore translation_bleu(const std::vector<std::string>& translations,
+                           const std::vector<std::vector<std::string>>& references);
 
 }  // namespace nngraph

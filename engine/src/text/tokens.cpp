@@ -4,8 +4,8 @@
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
-#include <unicode/utf8.h>
 #include <unicode/utf16.h>
+#include <unicode/utf8.h>
 
 #include "nngraph/error.hpp"
 
@@ -39,7 +39,9 @@ icu::UnicodeString from_utf8(std::string_view text) {
         const int32_t at = i;
         UChar32 c = 0;
         U8_NEXT(bytes, i, length, c);
-        if (c < 0) throw InputError("the text is not UTF-8: bad byte 0x" + hex_byte(bytes[at]) + " at offset " + std::to_string(at));
+        if (c < 0)
+            throw InputError("the text is not UTF-8: bad byte 0x" + hex_byte(bytes[at]) + " at offset " +
+                             std::to_string(at));
         out.append(c);
     }
     return out;
@@ -50,11 +52,15 @@ UChar32 replaced(UChar32 c) {
     switch (c) {
         case 0x00A0:
         case 0x202F:
-        case 0x2009: return U' ';
+        case 0x2009:
+            return U' ';
         case 0x200B:
-        case 0x00AD: return 0;
-        case 0x2019: return U'\'';
-        default: return c;
+        case 0x00AD:
+            return 0;
+        case 0x2019:
+            return U'\'';
+        default:
+            return c;
     }
 }
 

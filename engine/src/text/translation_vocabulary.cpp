@@ -16,16 +16,19 @@ constexpr std::string_view kFormat = "nngraph-translation-vocabularies";
 
 void check_size(std::int64_t size) {
     if (size <= TokenVocabulary::kFirstTokenId || size > std::numeric_limits<std::int32_t>::max()) {
-        throw InputError("a translation vocabulary's size must be between 5 (ids 0 to 3 are reserved) and 2147483647, not " +
-                         std::to_string(size));
+        throw InputError(
+            "a translation vocabulary's size must be between 5 (ids 0 to 3 are reserved) and 2147483647, not " +
+            std::to_string(size));
     }
 }
 
 }  // namespace
 
-TokenVocabulary::TokenVocabulary(std::vector<std::string> ranked, std::int64_t size) : size_(size), tokens_(std::move(ranked)) {
+TokenVocabulary::TokenVocabulary(std::vector<std::string> ranked, std::int64_t size)
+    : size_(size), tokens_(std::move(ranked)) {
     check_size(size);
-    if (static_cast<std::int64_t>(tokens_.size()) > size - kFirstTokenId) tokens_.resize(static_cast<std::size_t>(size - kFirstTokenId));
+    if (static_cast<std::int64_t>(tokens_.size()) > size - kFirstTokenId)
+        tokens_.resize(static_cast<std::size_t>(size - kFirstTokenId));
     ids_.reserve(tokens_.size());
     for (std::size_t i = 0; i < tokens_.size(); ++i) {
         if (!ids_.emplace(tokens_[i], kFirstTokenId + static_cast<std::int32_t>(i)).second) {
@@ -40,7 +43,9 @@ TokenVocabulary TokenVocabulary::from_counts(std::vector<TokenCount> counts, std
     const auto kept = std::min(counts.size(), static_cast<std::size_t>(size - kFirstTokenId));
     // std::string_view compares bytes as unsigned, so UTF-8 sorts by code point.
     std::partial_sort(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(kept), counts.end(),
-                      [](const TokenCount& a, const TokenCount& b) { return a.count != b.count ? a.count > b.count : a.token < b.token; });
+                      [](const TokenCount& a, const TokenCount& b) {
+                          return a.count != b.count ? a.count > b.count : a.token < b.token;
+                      });
     std::vector<std::string> ranked;
     ranked.reserve(kept);
     for (std::size_t i = 0; i < kept; ++i) ranked.emplace_back(counts[i].token);
@@ -65,7 +70,8 @@ void pad_back(std::span<const std::int32_t> ids, std::span<std::int32_t> row) {
     std::fill(row.begin() + static_cast<std::ptrdiff_t>(kept), row.end(), TokenVocabulary::kPadId);
 }
 
-void TranslationVocabularies::encode_decoder_input(std::span<const std::int32_t> ids, std::span<std::int32_t> row) const {
+void TranslationVocabularies::encode_decoder_input(std::span<const std::int32_t> ids,
+                                                   std::span<std::int32_t> row) const {
     std::vector<std::int32_t> shifted = {TokenVocabulary::kStartId};
     shifted.insert(shifted.end(), ids.begin(), ids.end());
     pad_back(shifted, row);
@@ -90,7 +96,9 @@ std::string TranslationVocabularies::to_json() const {
 }
 
 TranslationVocabularies TranslationVocabularies::from_json(std::string_view text, const std::string& source) {
-    const auto fail = [&](const std::string& problem) { return InputError("bad vocabulary file '" + source + "': " + problem); };
+    const auto fail = [&](const std::string& problem) {
+        return InputError("bad vocabulary file '" + source + "': " + problem);
+    };
     nlohmann::json document;
     try {
         document = nlohmann::json::parse(text);
@@ -101,7 +109,8 @@ TranslationVocabularies TranslationVocabularies::from_json(std::string_view text
         throw fail("expected a JSON object with \"format\": \"" + std::string(kFormat) + "\"");
     }
     const auto integer = [&](const char* key) {
-        if (!document.contains(key) || !document[key].is_number_integer()) throw fail("\"" + std::string(key) + "\" must be an integer");
+        if (!document.contains(key) || !document[key].is_number_integer())
+            throw fail("\"" + std::string(key) + "\" must be an integer");
         return document[key].get<std::int64_t>();
     };
     const auto tokens = [&](const char* key) {
@@ -117,10 +126,11 @@ TranslationVocabularies TranslationVocabularies::from_json(std::string_view text
     }
     const std::int64_t source_length = integer("source_length");
     const std::int64_t target_length = integer("target_length");
-    if (source_length < 1 || target_length < 1) throw fail("\"source_length\" and \"target_length\" must be at least 1");
+    if (source_length < 1 || target_length < 1)
+        throw fail("\"source_length\" and \"target_length\" must be at least 1");
     try {
-        return {TokenVocabulary(tokens("source"), integer("source_words")), TokenVocabulary(tokens("target"), integer("target_words")),
-                source_length, target_length};
+        return {TokenVocabulary(tokens("source"), integer("source_words")),
+                TokenVocabulary(tokens("target"), integer("target_words")), source_length, target_length};
     } catch (const InputError& error) {
         throw fail(error.what());
     }
