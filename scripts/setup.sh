@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev   # safetensors headers, benchmark JSON
   libcli11-dev         # the command line
   libarchive-dev       # reading aclImdb straight from its .tar.gz
+  libicu-dev           # Unicode normalisation and character classes of translation tokens
   libbenchmark-dev     # bench/
   doctest-dev          # tests/
   clang                # the fuzz build (scripts/fuzz.sh): libFuzzer comes with clang only

@@ -85,13 +85,13 @@ void write_reviews(const fs::path& top) {
 TEST_CASE("the table holds each format once, and an unknown format names the known ones") {
     std::set<std::string> names;
     for (const DataReader* reader : data_readers()) CHECK(names.insert(reader->format).second);
-    CHECK(names == std::set<std::string>{"aclimdb", "safetensors", "synthetic"});
+    CHECK(names == std::set<std::string>{"aclimdb", "safetensors", "synthetic", "tsv_pairs"});
 
     TempDir dir;
     const auto graph = load_model(dir, kPointModel, "{format: tsv}");
     const std::string message = message_of([&] { load(*graph); });
     CHECK(message.find("model.yaml:") != std::string::npos);
-    CHECK(message.find("unknown data format 'tsv'; known formats: aclimdb, synthetic, safetensors") != std::string::npos);
+    CHECK(message.find("unknown data format 'tsv'; known formats: aclimdb, synthetic, safetensors, tsv_pairs") != std::string::npos);
 }
 
 TEST_CASE("a format's data: section takes only that format's keys") {
@@ -165,7 +165,9 @@ TEST_CASE("the aclimdb reader encodes the reviews, validates on the test split a
     const std::int32_t* first = data.train.inputs[0].data<std::int32_t>();
     CHECK(std::vector<std::int32_t>(first, first + 6) == std::vector<std::int32_t>{0, 0, 1, 3, 3, 2});
     CHECK(data.train.targets[0].data<float>()[0] == 0.0f);
-    REQUIRE(data.vocabulary);
+    REQUIRE(data.save_vocabulary);
+    data.save_vocabulary(dir / "w.vocab.json");
+    CHECK(Vocabulary::load(dir / "w.vocab.json").words() == std::vector<std::string>{"bad", "great", "acting", "cast", "fun"});
     CHECK(data.description.find("IMDB (aclImdb): 4 training reviews, 2 validation reviews") == 0);
 
     const auto slice = load_model(dir, kReviewModel,

@@ -286,7 +286,7 @@ TrainResult Model::train(const TrainOptions& options) {
     }
     if (options.on_start) options.on_start({data.description, first_epoch, config.epochs});
     if (first_epoch >= config.epochs) return result;
-    if (options.save_best && data.vocabulary) data.vocabulary->save(vocabulary_path(*options.save_best));
+    if (options.save_best && data.save_vocabulary) data.save_vocabulary(vocabulary_path(*options.save_best));
 
     FitCallbacks callbacks;
     if (options.on_batch) {

@@ -144,6 +144,41 @@ public:
 
 }  // namespace
 
+double evaluate_masked(const LossFunction& loss, const LossCall& call, std::span<const std::uint8_t> mask) {
+    if (mask.empty()) return loss.evaluate(call);
+    const auto positions = static_cast<std::int64_t>(mask.size());
+    const std::int64_t width = call.prediction.numel() / positions;
+    const std::int64_t target_width = call.targets.numel() / positions;
+    if (width * positions != call.prediction.numel() || target_width * positions != call.targets.numel()) {
+        throw RunError(std::string(loss.name()) + ": a mask of " + std::to_string(positions) + " positions does not divide a prediction of " +
+                       std::to_string(call.prediction.numel()) + " values");
+    }
+    std::int64_t valid = 0;
+    for (const std::uint8_t m : mask) valid += m != 0;
+    // Each real position is a batch of one for the loss; its value and gradient are then weighed 1/valid.
+    const std::int64_t one_prediction[2] = {1, width};
+    const std::int64_t one_target[2] = {1, target_width};
+    const std::span<const std::int64_t> prediction_shape(one_prediction, 2), target_shape(one_target, 2);
+    double total = 0.0;
+    for (std::int64_t g = 0; g < positions; ++g) {
+        float* grad = call.grad ? call.grad + g * width : nullptr;
+        if (mask[static_cast<std::size_t>(g)] == 0) {
+            if (grad) std::fill_n(grad, width, 0.0f);
+            continue;
+        }
+        LossCall one;
+        one.prediction = {call.prediction.dtype, prediction_shape, call.prediction.as<float>() + g * width};
+        if (call.logits.data) one.logits = {call.logits.dtype, prediction_shape, call.logits.as<float>() + g * width};
+        one.targets = {call.targets.dtype, target_shape, call.targets.as<float>() + g * target_width};
+        one.grad = grad;
+        total += loss.evaluate(one);
+        if (grad) {
+            for (std::int64_t k = 0; k < width; ++k) grad[k] = static_cast<float>(grad[k] / double(valid));
+        }
+    }
+    return valid ? total / double(valid) : 0.0;
+}
+
 std::vector<std::string> loss_names() {
     return {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "mse"};
 }

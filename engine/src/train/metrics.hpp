@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,9 +29,19 @@ enum class AccuracyKind {
 AccuracyKind resolve_accuracy(const std::string& loss, const Shape& prediction_shape);
 
 // The summed per-sample accuracy of `rows` samples (each sample's accuracy is a mean over its
-// values, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
+// values, or over its steps for a (steps, classes) output, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
 // by `indices` (or 0..rows-1 when `indices` is empty).
 double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
                     const std::int64_t* indices, std::int64_t rows);
+
+// Keras's accuracy under the output's mask (e.g. from an Embedding with mask_zero): `mask` holds one
+// byte per step of the `rows` samples, in batch order; steps whose byte is 0 are not counted. An
+// epoch's accuracy is the sum of `right` over the sum of `counted`, so each real step weighs the same.
+struct AccuracyTally {
+    double right = 0.0;
+    double counted = 0.0;
+};
+AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
+                              const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask);
 
 }  // namespace nngraph

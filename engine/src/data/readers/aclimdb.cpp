@@ -1,42 +1,14 @@
 // `format: aclimdb`: the IMDB movie reviews (SPEC section 5), encoded to `maxlen` ids of the
 // `num_words` most frequent words; the test split validates. `train_samples` and
 // `validation_samples` keep a seeded random slice of each split.
-#include <cstring>
 #include <utility>
 
 #include "data/readers/reader.hpp"
 #include "data/tensor_fit.hpp"
 #include "nngraph/error.hpp"
-#include "nngraph/random.hpp"
 
 namespace nngraph {
 namespace {
-
-// Rows `rows` of `t`, in that order.
-Tensor take_rows(const Tensor& t, const std::vector<std::int64_t>& rows) {
-    Shape shape = t.shape();
-    shape[0] = static_cast<std::int64_t>(rows.size());
-    Tensor out(t.dtype(), shape);
-    const std::size_t row_bytes = t.nbytes() / static_cast<std::size_t>(t.dim(0));
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-        std::memcpy(static_cast<std::byte*>(out.raw()) + r * row_bytes, static_cast<const std::byte*>(t.raw()) + rows[r] * row_bytes, row_bytes);
-    }
-    return out;
-}
-
-// A seeded random subset of `count` rows of a data set (all of it when count is 0 or too big):
-// for quick runs on a slice of a large data set, the same slice every time.
-void keep_subset(Dataset& d, std::int64_t count, const char* which) {
-    const std::int64_t n = d.size();
-    if (count <= 0 || count >= n) return;
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i;
-    nng::Random rng(nng::derive_seed(0, which));
-    for (std::int64_t i = 0; i < count; ++i) std::swap(rows[static_cast<std::size_t>(i)], rows[static_cast<std::size_t>(i) + rng.below(static_cast<std::uint64_t>(n - i))]);
-    rows.resize(static_cast<std::size_t>(count));
-    for (Tensor& t : d.inputs) t = take_rows(t, rows);
-    for (Tensor& t : d.targets) t = take_rows(t, rows);
-}
 
 DataSplits read_aclimdb(const DataSource& source) {
     ImdbOptions options;
@@ -63,7 +35,7 @@ DataSplits read_aclimdb(const DataSource& source) {
                          " training reviews, " + std::to_string(splits.validation->size()) + " validation reviews" +
                          (imdb.from_cache ? ", from the cache" : "");
     if (!imdb.cache_note.empty()) splits.description += " (" + imdb.cache_note + ")";
-    splits.vocabulary = std::move(imdb.vocabulary);
+    splits.save_vocabulary = [vocabulary = std::move(imdb.vocabulary)](const std::filesystem::path& file) { vocabulary.save(file); };
     return splits;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,7 +20,8 @@ namespace nngraph {
 struct DataSplits {
     Dataset train;
     std::optional<Dataset> validation;
-    std::optional<Vocabulary> vocabulary;  // text data sets: how to encode new text
+    // Text data sets: writes what encodes new text (the vocabularies) to a file beside the weights.
+    std::function<void(const std::filesystem::path& file)> save_vocabulary;
     std::string description;               // "IMDB (aclImdb_labeled.tar.gz): 25000 training, 25000 validation reviews"
 };
 
@@ -47,6 +49,10 @@ struct DataReader {
     const char* extension;                     // --data with this extension picks this format; null: none
     DataSplits (*read)(const DataSource& source);
 };
+
+// Keeps a seeded random subset of `count` rows of `d` (all of it when count is 0 or too big), the
+// same every run for the same `which`: the train_samples and validation_samples of large data sets.
+void keep_subset(Dataset& d, std::int64_t count, const char* which);
 
 // Every format, in the order error messages list them.
 std::span<const DataReader* const> data_readers();

@@ -10,9 +10,10 @@ namespace nngraph {
 extern const DataReader kAclImdbReader;
 extern const DataReader kSyntheticReader;
 extern const DataReader kSafetensorsReader;
+extern const DataReader kTsvPairsReader;
 
 std::span<const DataReader* const> data_readers() {
-    static const std::array<const DataReader*, 3> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader};
+    static const std::array<const DataReader*, 4> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader, &kTsvPairsReader};
     return readers;
 }
 
