@@ -133,8 +133,9 @@ struct Lstm {
         b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell_activation = ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
         b_.sequence = ctx.buffer<float>("sequence", when(training && fused, s.steps * state), Lifetime::Saved);
+        const bool keeps_workspace = training && fused;
         b_.workspace = ctx.buffer<std::byte>(
-            "workspace", when(training && fused, static_cast<std::int64_t>(fused ? fused_workspace_bytes(s, s_.return_state, split) : 0)),
+            "workspace", keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s, s_.return_state, split)) : 0,
             Lifetime::Saved);
         b_.inference_input = ctx.buffer<float>("inference input", when(!training, s.rows() * s.features), Lifetime::PerCall);
         b_.inference_sequence = ctx.buffer<float>("inference sequence", when(!training && fused, s.steps * state), Lifetime::PerCall);
