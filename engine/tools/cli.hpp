@@ -16,6 +16,12 @@ struct CommonOptions {
     int threads = 0;
 };
 
+// A whole number from `low` to `high`, refused with the range in plain words.
+CLI::Validator count_in(std::int64_t low, std::int64_t high);
+
+// The known command nearest to a mistyped one (edit distance), or empty when none is close.
+std::string closest_command(const CLI::App& app, const std::string& typed);
+
 // --plugins DIR (repeatable) and --threads N.
 void add_common_options(CLI::App& command, CommonOptions& options);
 std::vector<std::filesystem::path> plugin_dirs(const CommonOptions& options);

@@ -83,7 +83,7 @@ void add_run_commands(CLI::App& app) {
     predict->add_option("--inputs", p->inputs, "Inputs by graph input name (.safetensors)");
     predict->add_option("--out", p->out, "Where to write the outputs, by output name (.safetensors)");
     predict->add_option("--text", p->texts, "Text to classify (repeatable); needs the vocabulary beside the weights");
-    predict->add_option("--batch-size", p->batch_size, "Rows per batch")->check(CLI::PositiveNumber);
+    predict->add_option("--batch-size", p->batch_size, "Rows per batch")->check(count_in(1, kMaxBatchSize));
     add_common_options(*predict, p->common);
     predict->callback([p] { run_predict(*p); });
 

@@ -113,8 +113,8 @@ void add_train_commands(CLI::App& app) {
     CLI::App* train = app.add_subcommand("train", "Train a model; prints Keras's epoch lines");
     train->add_option("model", t->model, "Model file (YAML)")->required();
     train->add_option("--data", t->data, "Training data: a .safetensors file of inputs and targets, or the aclImdb folder or archive");
-    train->add_option("--epochs", t->epochs, "Epochs (overrides the file)")->check(CLI::PositiveNumber);
-    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")->check(CLI::PositiveNumber);
+    train->add_option("--epochs", t->epochs, "Epochs (overrides the file)")->check(count_in(1, kMaxEpochs));
+    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")->check(count_in(1, kMaxBatchSize));
     train->add_option("--seed", t->seed, "Seed of initial weights, shuffling and dropout");
     train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
@@ -127,7 +127,7 @@ void add_train_commands(CLI::App& app) {
     evaluate->add_option("model", e->model, "Model file (YAML)")->required();
     evaluate->add_option("--weights", e->weights, "Weights (.safetensors)")->required();
     evaluate->add_option("--data", e->data, "Data, as for train");
-    evaluate->add_option("--batch-size", e->batch_size, "Batch size")->check(CLI::PositiveNumber);
+    evaluate->add_option("--batch-size", e->batch_size, "Batch size")->check(count_in(1, kMaxBatchSize));
     add_common_options(*evaluate, e->common);
     evaluate->callback([e] { run_evaluate(*e); });
 }

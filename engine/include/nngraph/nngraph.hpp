@@ -27,11 +27,19 @@
 
 namespace nngraph {
 
+// Bounds on the counts a user gives (command line or model file): beyond them a run would exhaust
+// the machine long before it finished, so they are refused as bad input.
+inline constexpr int kMaxEpochs = 1'000'000;
+inline constexpr std::int64_t kMaxBatchSize = std::int64_t{1} << 20;
+// Threads for the arithmetic: at most this many per core (OpenMP overflows its stacks far beyond).
+inline constexpr int kMaxThreadsPerCore = 4;
+int max_threads();  // kMaxThreadsPerCore times the machine's cores
+
 struct ModelOptions {
     // Plugin directories or files searched before the model file's `plugins:`, NNGRAPH_PLUGIN_PATH
     // and the installed plugins (the command line's --plugins).
     std::vector<std::filesystem::path> plugin_dirs;
-    int threads = 0;  // 0: all cores
+    int threads = 0;  // 0: all cores; at most max_threads()
     // Seeds the initial weights, dropout and shuffling; unset: the model file's training.seed.
     std::optional<std::uint64_t> seed;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "nngraph/nngraph.hpp"
 #include "train/losses.hpp"
 
 namespace nngraph {
@@ -133,11 +134,17 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     }
     if (t["batch_size"]) {
         config.batch_size = yaml_as<std::int64_t>(t["batch_size"], at(t["batch_size"]), "batch_size");
-        if (config.batch_size < 1) throw model_error(at(t["batch_size"]), "", "batch_size must be at least 1");
+        if (config.batch_size < 1 || config.batch_size > kMaxBatchSize) {
+            throw model_error(at(t["batch_size"]), "", "batch_size must be from 1 to " + std::to_string(kMaxBatchSize) + ", not " +
+                                                           std::to_string(config.batch_size));
+        }
     }
     if (t["epochs"]) {
-        config.epochs = static_cast<int>(yaml_as<std::int64_t>(t["epochs"], at(t["epochs"]), "epochs"));
-        if (config.epochs < 1) throw model_error(at(t["epochs"]), "", "epochs must be at least 1");
+        const std::int64_t epochs = yaml_as<std::int64_t>(t["epochs"], at(t["epochs"]), "epochs");
+        if (epochs < 1 || epochs > kMaxEpochs) {
+            throw model_error(at(t["epochs"]), "", "epochs must be from 1 to " + std::to_string(kMaxEpochs) + ", not " + std::to_string(epochs));
+        }
+        config.epochs = static_cast<int>(epochs);
     }
     if (t["seed"]) config.seed = static_cast<std::uint64_t>(yaml_as<std::int64_t>(t["seed"], at(t["seed"]), "seed"));
     if (t["shuffle"]) config.shuffle = yaml_as<bool>(t["shuffle"], at(t["shuffle"]), "shuffle");
