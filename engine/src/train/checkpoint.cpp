@@ -1,8 +1,11 @@
 #include "train/checkpoint.hpp"
 
+#include <charconv>
 #include <cstdio>
+#include <limits>
 
 #include "exec/weights.hpp"
+#include "nngraph/nngraph.hpp"
 #include "nngraph/safetensors.hpp"
 
 namespace nngraph {
@@ -51,18 +54,39 @@ void save_checkpoint(const std::filesystem::path& path, const Executor& executor
 
 namespace {
 
+// Each field is read whole and checked against what `train --save` can have written: a hand-edited
+// or corrupt checkpoint is refused with the field named, before training starts.
+template <typename Number>
+Number metadata_number(const TensorFile& file, const std::string& key, const std::string& source, Number low, Number high,
+                       const char* expected) {
+    const std::string text = metadata(file, key, source);
+    Number value{};
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size() || !(value >= low && value <= high)) {
+        throw InputError(source + ": the checkpoint's metadata '" + key + "' is '" + text.substr(0, 40) + "'; expected " + expected);
+    }
+    return value;
+}
+
 TrainingState state_of(const TensorFile& file, const std::string& source) {
     TrainingState state;
-    try {
-        state.epochs_done = std::stoi(metadata(file, "epochs_done", source));
-        state.steps_done = std::stoull(metadata(file, "steps_done", source));
-        state.seed = std::stoull(metadata(file, "seed", source));
-        if (file.metadata.count("best")) {
-            state.best = std::stod(file.metadata.at("best"));
-            state.monitor = metadata(file, "monitor", source);
+    const std::string epochs_range = "a whole number from 0 to " + std::to_string(kMaxEpochs);
+    state.epochs_done = metadata_number(file, "epochs_done", source, 0, kMaxEpochs, epochs_range.c_str());
+    const auto any = std::numeric_limits<std::uint64_t>::max();
+    state.steps_done = metadata_number(file, "steps_done", source, std::uint64_t{0}, any, "a whole number of 0 or more");
+    state.seed = metadata_number(file, "seed", source, std::uint64_t{0}, any, "a whole number of 0 or more");
+    if (state.epochs_done > 0 && state.steps_done < static_cast<std::uint64_t>(state.epochs_done)) {
+        throw InputError(source + ": the checkpoint's metadata says " + std::to_string(state.epochs_done) + " epochs done in " +
+                         std::to_string(state.steps_done) + " steps; every epoch takes at least one step");
+    }
+    if (file.metadata.count("best")) {
+        const double huge = std::numeric_limits<double>::max();
+        state.best = metadata_number(file, "best", source, -huge, huge, "a finite number");
+        state.monitor = metadata(file, "monitor", source);
+        if (state.monitor != "val_accuracy" && state.monitor != "val_loss" && state.monitor != "accuracy" && state.monitor != "loss") {
+            throw InputError(source + ": the checkpoint's metadata 'monitor' is '" + state.monitor.substr(0, 40) +
+                             "'; expected val_accuracy, val_loss, accuracy or loss");
         }
-    } catch (const std::logic_error&) {
-        throw InputError(source + ": the checkpoint's metadata is not readable numbers");
     }
     return state;
 }
