@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "nngraph/io_atomic_file.hpp"
 
 namespace nngraph::cli {
 namespace {
@@ -25,6 +26,7 @@ class HistoryFile {
 public:
     HistoryFile(const std::optional<std::string>& path, bool append) {
         if (!path) return;
+        check_writable_destination(*path, "--log");
         append_ = append && std::filesystem::exists(*path);
         out_.open(*path, append_ ? std::ios::app : std::ios::trunc);
         if (!out_) throw RunError("cannot write the history file '" + *path + "'");

@@ -45,3 +45,28 @@ TEST_CASE("an unknown command is named, with the closest known one") {
     CHECK(far.status == 2);
     CHECK(says(far, "unknown command 'xyzzyq' (commands: "));
 }
+
+TEST_CASE("--save and --log destinations are checked before the first epoch") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    struct Case {
+        std::vector<std::string> args;
+        std::string message;
+    };
+    const std::string missing = (dir / "missing" / "w.safetensors").string();
+    for (const Case& c : std::vector<Case>{
+             {{"--save", missing}, "cannot write '" + missing + "': the directory '" + (dir / "missing").string() + "' does not exist"},
+             {{"--save", dir.path().string()}, "cannot write '" + dir.path().string() + "': it is a directory"},
+             {{"--log", dir.path().string()}, "--log: cannot write '" + dir.path().string() + "': it is a directory"},
+             {{"--log", "/proc/history.csv"}, "--log: cannot write '/proc/history.csv': no file can be created in '/proc'"},
+             {{"--save", "/sys/w.safetensors"}, "no file can be created in '/sys'"},
+         }) {
+        std::vector<std::string> args{"train", model, "--epochs", "2"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        const CliResult r = run_nngraph(args);
+        CAPTURE(r.err);
+        CHECK(r.status == 2);
+        CHECK(says(r, c.message));
+        CHECK(r.out.find("Epoch 1/2") == std::string::npos);
+    }
+}

@@ -6,6 +6,7 @@
 
 #include "api/model_state.hpp"
 #include "graph/summary.hpp"
+#include "nngraph/io_atomic_file.hpp"
 #include "train/checkpoint.hpp"
 #include "train/losses.hpp"
 
@@ -282,6 +283,7 @@ TrainResult Model::train(const TrainOptions& options) {
     if (options.batch_size) config.batch_size = *options.batch_size;
     check_count("epochs", config.epochs, 1, kMaxEpochs);
     check_count("the batch size", config.batch_size, std::int64_t{1}, kMaxBatchSize);
+    if (options.save_best) check_writable_destination(*options.save_best, "the best checkpoint");
     // A resumed run keeps the checkpoint's seed: it decides the random streams and the shuffles.
     config.seed = options.resume ? read_training_state(*options.resume).seed : s.seed;
     if (options.seed) config.seed = *options.seed;
