@@ -1,6 +1,7 @@
 // nngraph train | evaluate
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -18,6 +19,7 @@ struct TrainOptions {
     std::optional<int> epochs;
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
+    bool keep_going_on_nan = false;
 };
 
 // Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
@@ -41,6 +43,7 @@ public:
             append_ = true;
         }
         auto number = [](double v) {
+            if (std::isnan(v)) return std::string("nan");
             char buffer[32];
             std::snprintf(buffer, sizeof buffer, "%.6g", v);
             return std::string(buffer);
@@ -68,6 +71,7 @@ void run_train(const TrainOptions& o) {
     options.epochs = o.epochs;
     options.batch_size = o.batch_size;
     options.seed = o.seed;
+    if (o.keep_going_on_nan) options.terminate_on_nan = false;
     if (o.save) options.save_best = *o.save;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
@@ -88,6 +92,9 @@ void run_train(const TrainOptions& o) {
     if (result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
+    }
+    if (!result.non_finite.empty()) {
+        throw RunError("training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): " + result.non_finite);
     }
 }
 
@@ -121,6 +128,7 @@ void add_train_commands(CLI::App& app) {
     train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
     train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
+    train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan, "Keep training when a batch's loss is NaN or infinite");
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });
 

@@ -2,9 +2,14 @@
 // and what was expected; nothing crashes, and nothing fails late.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "cli_runner.hpp"
+#include "nngraph/safetensors.hpp"
 #include "temp_dir.hpp"
 
+using namespace nngraph;
 using namespace nngraph::testing;
 
 namespace {
@@ -69,4 +74,105 @@ TEST_CASE("--save and --log destinations are checked before the first epoch") {
         CHECK(says(r, c.message));
         CHECK(r.out.find("Epoch 1/2") == std::string::npos);
     }
+}
+
+namespace {
+
+// y = tanh(x W1 + b1) W2 + b2 over 8 rows, with one NaN in row 6 when `poisoned`.
+void write_tanh_model_and_data(const TempDir& dir, bool poisoned) {
+    write_bytes(dir / "model.yaml", R"(name: tanh_mlp
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: h, op: Dense, inputs: [x], units: 3, activation: tanh}
+  - {name: y, op: Dense, inputs: [h], units: 1}
+outputs: [y]
+training: {loss: mse, optimizer: sgd, batch_size: 1, epochs: 2, shuffle: false}
+)");
+    TensorFile data;
+    Tensor x(DType::F32, {8, 2}), t(DType::F32, {8, 1});
+    for (int i = 0; i < 16; ++i) x.data<float>()[i] = 0.1f * static_cast<float>(i);
+    for (int i = 0; i < 8; ++i) t.data<float>()[i] = static_cast<float>(i % 2);
+    if (poisoned) x.data<float>()[10] = std::numeric_limits<float>::quiet_NaN();
+    data.tensors["x"] = x;
+    data.tensors["targets"] = t;
+    write_safetensors(dir / "data.safetensors", data);
+}
+
+}  // namespace
+
+TEST_CASE("training stops at the first non-finite loss, naming the epoch, the step and the node") {
+    TempDir dir;
+    write_tanh_model_and_data(dir, true);
+    const std::string model = (dir / "model.yaml").string(), data = (dir / "data.safetensors").string();
+    const CliResult stopped = run_nngraph({"train", model, "--data", data, "--log", (dir / "h.csv").string()});
+    CAPTURE(stopped.err);
+    CHECK(stopped.status == 1);
+    CHECK(says(stopped, "training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): epoch 1, step 6/8: the loss "
+                        "is nan; the first node whose output is not finite is 'h' (Dense)"));
+    CHECK(stopped.out.find("nan") == std::string::npos);
+    CHECK(stopped.out.find("Epoch 2/2") == std::string::npos);
+
+    const CliResult kept_going = run_nngraph({"train", model, "--data", data, "--no-terminate-on-nan"});
+    CAPTURE(kept_going.err);
+    CHECK(kept_going.status == 0);
+    CHECK(kept_going.out.find("Epoch 2/2") != std::string::npos);
+    CHECK(kept_going.out.find("loss: nan") != std::string::npos);
+    CHECK_FALSE(says(kept_going, "best loss"));
+
+    write_bytes(dir / "off.yaml", read_bytes(dir / "model.yaml").replace(read_bytes(dir / "model.yaml").find("shuffle: false"), 14,
+                                                                          "shuffle: false, terminate_on_nan: false"));
+    const CliResult off_in_file = run_nngraph({"train", (dir / "off.yaml").string(), "--data", data});
+    CHECK(off_in_file.status == 0);
+}
+
+TEST_CASE("a non-finite loss after good epochs keeps the best checkpoint") {
+    TempDir dir;
+    // Plain SGD with a far too large rate: the weights grow geometrically until the loss overflows.
+    write_bytes(dir / "model.yaml", R"(name: diverging
+inputs: [{name: x, shape: [1]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[0.5]], bias: [0.0]}}
+outputs: [y]
+training: {loss: mse, optimizer: {name: sgd, learning_rate: 2}, batch_size: 1, epochs: 40, shuffle: false}
+)");
+    TensorFile data;
+    const float x[] = {1, 2, 3, 4}, t[] = {2, 4, 6, 8};
+    data.tensors["x"] = Tensor::from<float>({4, 1}, x);
+    data.tensors["targets"] = Tensor::from<float>({4, 1}, t);
+    write_safetensors(dir / "data.safetensors", data);
+    const std::string checkpoint = (dir / "best.safetensors").string();
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save", checkpoint});
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(says(r, "best loss "));
+    CHECK(says(r, " at epoch 1, saved to " + checkpoint));
+    CHECK(says(r, "the first node whose output is not finite is 'y' (Dense)"));
+    const TensorFile saved = read_safetensors(checkpoint);
+    CHECK(saved.metadata.at("epochs_done") == "1");
+    CHECK(std::isfinite(saved.tensors.at("y.kernel").data<float>()[0]));
+}
+
+TEST_CASE("non-finite weights and hyperparameters are refused with what holds them named") {
+    TempDir dir;
+    write_tanh_model_and_data(dir, false);
+    TensorFile weights;
+    const float kernel[] = {0.1f, 0.2f, std::numeric_limits<float>::infinity(), 0.3f, 0.4f, 0.5f}, bias[] = {0, 0, 0};
+    const float out_kernel[] = {1, 1, 1}, out_bias[] = {0};
+    weights.tensors["h.kernel"] = Tensor::from<float>({2, 3}, kernel);
+    weights.tensors["h.bias"] = Tensor::from<float>({3}, bias);
+    weights.tensors["y.kernel"] = Tensor::from<float>({3, 1}, out_kernel);
+    weights.tensors["y.bias"] = Tensor::from<float>({1}, out_bias);
+    write_safetensors(dir / "w.safetensors", weights);
+    const CliResult predicted = run_nngraph({"predict", (dir / "model.yaml").string(), "--weights", (dir / "w.safetensors").string(), "--inputs",
+                                             (dir / "data.safetensors").string(), "--out", (dir / "y.safetensors").string()});
+    CHECK(predicted.status == 2);
+    CHECK(says(predicted, "w.safetensors: tensor 'h.kernel' holds an infinity at element 2 of 6; weights must be finite numbers"));
+
+    std::string yaml = read_bytes(dir / "model.yaml");
+    yaml.replace(yaml.find("optimizer: sgd"), 14, "optimizer: {name: sgd, learning_rate: .nan}");
+    write_bytes(dir / "nan_rate.yaml", yaml);
+    const CliResult rate = run_nngraph({"summary", (dir / "nan_rate.yaml").string()});
+    CHECK(rate.status == 2);
+    CHECK(says(rate, "nan_rate.yaml:7:"));
+    CHECK(says(rate, "optimizer learning_rate must be a finite number, not .nan"));
 }

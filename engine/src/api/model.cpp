@@ -1,5 +1,6 @@
 // nngraph::Model: the public API over the graph, the executor and the trainer.
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <ostream>
 #include <thread>
@@ -33,6 +34,7 @@ struct Monitor {
         return higher_is_better ? *s.accuracy : s.loss;
     }
     bool improves(double candidate, const std::optional<double>& best) const {
+        if (!std::isfinite(candidate)) return false;
         return !best || (higher_is_better ? candidate > *best : candidate < *best);
     }
 };
@@ -281,6 +283,7 @@ TrainResult Model::train(const TrainOptions& options) {
     TrainingConfig config = s.config;
     if (options.epochs) config.epochs = *options.epochs;
     if (options.batch_size) config.batch_size = *options.batch_size;
+    if (options.terminate_on_nan) config.terminate_on_nan = *options.terminate_on_nan;
     check_count("epochs", config.epochs, 1, kMaxEpochs);
     check_count("the batch size", config.batch_size, std::int64_t{1}, kMaxBatchSize);
     if (options.save_best) check_writable_destination(*options.save_best, "the best checkpoint");
@@ -317,7 +320,8 @@ TrainResult Model::train(const TrainOptions& options) {
         entry = {log.epoch, config.epochs, metrics_of(log.train), std::nullopt, log.seconds, log.steps};
         if (log.validation) entry.validation = metrics_of(*log.validation);
         const double value = monitor.value(log);
-        if (monitor.improves(value, result.best)) {
+        // A checkpoint says its epochs are done: one stopped within an epoch is not saved.
+        if (log.complete && monitor.improves(value, result.best)) {
             result.best = value;
             result.best_epoch = log.epoch;
             if (options.save_best) {
@@ -330,6 +334,7 @@ TrainResult Model::train(const TrainOptions& options) {
     std::ostream discard(nullptr);
     result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch,
                                   options.log ? *options.log : discard, options.live, callbacks);
+    result.non_finite = trainer.non_finite_stop();
     return result;
 }
 

@@ -495,6 +495,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         } else {
             node.instance->forward(node.name, ctx, call.args);
         }
+        if (forward_observer_) forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
     }
 
     double loss = with_loss ? run_loss(plan, training) : 0.0;

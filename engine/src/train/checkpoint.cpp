@@ -1,6 +1,8 @@
 #include "train/checkpoint.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
@@ -91,6 +93,18 @@ TrainingState state_of(const TensorFile& file, const std::string& source) {
     return state;
 }
 
+// One NaN weight makes every output NaN, silently: such a file is refused with the tensor named.
+void check_finite(const TensorFile& file, const std::string& source) {
+    for (const auto& [name, tensor] : file.tensors) {
+        if (tensor.dtype() != DType::F32) continue;
+        const float* values = tensor.data<float>();
+        const float* bad = std::find_if(values, values + tensor.numel(), [](float v) { return !std::isfinite(v); });
+        if (bad == values + tensor.numel()) continue;
+        throw InputError(source + ": tensor '" + name + "' holds " + (std::isnan(*bad) ? "NaN" : "an infinity") + " at element " +
+                         std::to_string(bad - values) + " of " + std::to_string(tensor.numel()) + "; weights must be finite numbers");
+    }
+}
+
 }  // namespace
 
 TrainingState read_training_state(const std::filesystem::path& path) {
@@ -101,6 +115,7 @@ TrainingState load_checkpoint(const std::filesystem::path& path, Executor& execu
     const TensorFile file = read_safetensors(path);
     const std::string source = path.string();
     const TrainingState state = state_of(file, source);
+    check_finite(file, source);
     load_weights_by_name(executor.graph(), file.tensors, source, executor.weights());
     if (optimizer) optimizer->load_state(weight_names(executor.graph()), file.tensors, source);
     return state;
@@ -110,6 +125,7 @@ void save_weights(const std::filesystem::path& path, const Executor& executor) {
 
 void load_weights(const std::filesystem::path& path, Executor& executor) {
     const TensorFile file = read_safetensors(path);
+    check_finite(file, path.string());
     load_weights_by_name(executor.graph(), file.tensors, path.string(), executor.weights());
 }
 
