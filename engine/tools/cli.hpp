@@ -11,6 +11,9 @@
 
 namespace nngraph::cli {
 
+// Exit status when Ctrl-C or SIGTERM stopped the command (as a shell reports SIGINT).
+inline constexpr int kExitInterrupted = 130;
+
 struct CommonOptions {
     std::vector<std::string> plugin_dirs;
     int threads = 0;

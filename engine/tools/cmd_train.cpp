@@ -1,7 +1,9 @@
 // nngraph train | evaluate
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -63,6 +65,40 @@ private:
     bool append_ = false;
 };
 
+volatile std::sig_atomic_t stop_signal = 0;
+
+extern "C" void request_stop(int signal) {
+    stop_signal = signal;
+    // A second Ctrl-C (or SIGTERM) must end the process at once.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+}
+
+// While alive, SIGINT and SIGTERM ask training to stop after the current step instead of killing
+// it, so the epoch's line, log row and checkpoint are written.
+class StopOnSignal {
+public:
+    StopOnSignal() {
+        stop_signal = 0;
+        struct sigaction action {};
+        action.sa_handler = request_stop;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, &old_int_);
+        sigaction(SIGTERM, &action, &old_term_);
+    }
+    StopOnSignal(const StopOnSignal&) = delete;
+    StopOnSignal& operator=(const StopOnSignal&) = delete;
+    ~StopOnSignal() {
+        sigaction(SIGINT, &old_int_, nullptr);
+        sigaction(SIGTERM, &old_term_, nullptr);
+    }
+    bool requested() const { return stop_signal != 0; }
+    const char* name() const { return stop_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+private:
+    struct sigaction old_int_ {}, old_term_ {};
+};
+
 void run_train(const TrainOptions& o) {
     Model model = load_model(o.model, o.common, o.seed);
     HistoryFile history(o.log, o.resume.has_value());
@@ -84,14 +120,33 @@ void run_train(const TrainOptions& o) {
             std::cerr << "nngraph: the checkpoint has already trained " << start.first_epoch << " of " << start.epochs << " epochs\n";
         }
     };
+    StopOnSignal stop;
+    BatchEnd last_batch;
+    options.on_batch = [&](const BatchEnd& batch) {
+        last_batch = batch;
+        return stop.requested() ? Training::Stop : Training::Continue;
+    };
     options.on_epoch = [&](const EpochEnd& epoch) {
         history.write(epoch);
-        return Training::Continue;
+        return stop.requested() ? Training::Stop : Training::Continue;
     };
     const TrainResult result = model.train(options);
     if (result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
+    }
+    if (stop.requested()) {
+        std::string kept = "nothing saved (no --save)";
+        if (o.save) {
+            kept = std::filesystem::exists(*o.save) ? "the best checkpoint is " + *o.save + " (continue with --resume " + *o.save + ")"
+                                                    : "no checkpoint yet: no complete epoch improved on the last";
+        }
+        const std::string where = last_batch.epoch == 0 ? "before the first step"
+                                                        : "at epoch " + std::to_string(last_batch.epoch) + ", step " +
+                                                              std::to_string(last_batch.step) + "/" + std::to_string(last_batch.steps);
+        throw Error(std::string("stopped by ") + stop.name() + " " + where + "; " + kept +
+                        (o.log ? "; the history is in " + *o.log : std::string()),
+                    kExitInterrupted);
     }
     if (!result.non_finite.empty()) {
         throw RunError("training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): " + result.non_finite);

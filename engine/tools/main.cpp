@@ -1,4 +1,5 @@
-// The nngraph command line. Exit status: 0 success, 2 bad usage or bad input files, 1 a failure while running.
+// The nngraph command line. Exit status: 0 success, 2 bad usage or bad input files, 1 a failure while running,
+// 130 training stopped by Ctrl-C or SIGTERM.
 #include <exception>
 #include <iostream>
 
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
         const int code = app.exit(e);
         return code == 0 ? 0 : 2;
     } catch (const nngraph::Error& e) {
-        std::cerr << "nngraph: error: " << e.what() << "\n";
+        std::cerr << (e.exit_status() == nngraph::cli::kExitInterrupted ? "nngraph: " : "nngraph: error: ") << e.what() << "\n";
         return e.exit_status();
     } catch (const std::exception& e) {
         std::cerr << "nngraph: error: " << e.what() << "\n";

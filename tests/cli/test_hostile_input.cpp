@@ -1,13 +1,21 @@
 // Hostile input at the command line: every refusal exits 2 with a message that says what was wrong
 // and what was expected; nothing crashes, and nothing fails late.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <limits>
 
 #include "cli_runner.hpp"
 #include "nngraph/safetensors.hpp"
 #include "temp_dir.hpp"
+
+extern char** environ;
 
 using namespace nngraph;
 using namespace nngraph::testing;
@@ -175,4 +183,65 @@ TEST_CASE("non-finite weights and hyperparameters are refused with what holds th
     CHECK(rate.status == 2);
     CHECK(says(rate, "nan_rate.yaml:7:"));
     CHECK(says(rate, "optimizer learning_rate must be a finite number, not .nan"));
+}
+
+namespace {
+
+// `nngraph train` as a child that the test signals once it has trained a few epochs.
+struct SignalledRun {
+    int status = -1;
+    bool killed = false;
+    std::string out, err;
+};
+
+SignalledRun train_then_signal(const TempDir& dir, const std::vector<std::string>& args, int signal) {
+    const std::string out_path = (dir / "stdout").string(), err_path = (dir / "stderr").string();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const std::string binary = nngraph_binary().string();
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    // Signal once epoch 3 has begun: two epochs are done and the third is under way.
+    for (int waited = 0; waited < 600 && read_bytes(out_path).find("Epoch 3/") == std::string::npos; ++waited) ::usleep(50'000);
+    ::kill(pid, signal);
+    int wait_status = 0;
+    ::waitpid(pid, &wait_status, 0);
+    SignalledRun run;
+    if (WIFEXITED(wait_status)) run.status = WEXITSTATUS(wait_status);
+    run.killed = WIFSIGNALED(wait_status);
+    run.out = read_bytes(out_path);
+    run.err = read_bytes(err_path);
+    return run;
+}
+
+}  // namespace
+
+TEST_CASE("Ctrl-C or SIGTERM stops training after the current step, keeps its work and exits 130") {
+    for (const int signal : {SIGINT, SIGTERM}) {
+        TempDir dir;
+        const std::string checkpoint = (dir / "best.safetensors").string(), log = (dir / "history.csv").string();
+        const SignalledRun r = train_then_signal(
+            dir, {"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs", "100000", "--save", checkpoint, "--log", log},
+            signal);
+        CAPTURE(r.err);
+        CHECK_FALSE(r.killed);
+        CHECK(r.status == 130);
+        CHECK(r.err.find(std::string("nngraph: stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + " at epoch ") != std::string::npos);
+        CHECK(r.err.find("the best checkpoint is " + checkpoint + " (continue with --resume " + checkpoint + ")") != std::string::npos);
+        CHECK(r.err.find("the history is in " + log) != std::string::npos);
+        // The interrupted epoch's line is finished and logged.
+        CHECK(r.out.back() == '\n');
+        const std::string history = read_bytes(log);
+        const auto epoch_lines = std::count(r.out.begin(), r.out.end(), '\n') / 2;
+        CHECK(std::count(history.begin(), history.end(), '\n') == epoch_lines + 1);
+        const TensorFile saved = read_safetensors(checkpoint);
+        CHECK(std::stoi(saved.metadata.at("epochs_done")) >= 1);
+        CHECK(std::stoi(saved.metadata.at("epochs_done")) <= epoch_lines);
+    }
 }
