@@ -245,3 +245,28 @@ TEST_CASE("Ctrl-C or SIGTERM stops training after the current step, keeps its wo
         CHECK(std::stoi(saved.metadata.at("epochs_done")) <= epoch_lines);
     }
 }
+
+TEST_CASE("sizes from the model file that overflow are refused, naming the node, the attribute and the size") {
+    TempDir dir;
+    struct Case {
+        std::string body, message;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"inputs: [{name: x, shape: [4294967296, 4294967296]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2}",
+              "model.yaml:2:10: node 'x': input 'x' of shape (4294967296, 4294967296) is too large: at most 4398046511104 bytes per sample"},
+             {"inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 4611686018427387904}",
+              "model.yaml:4:39: node 'd': Dense: output 0 of shape (None, 4611686018427387904) is too large: at most 4398046511104 bytes per "
+              "sample; check 'units'"},
+             {"inputs: [{name: x, shape: [2147483647]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2147483647}",
+              "model.yaml:4:39: node 'd': Dense: weight 'kernel' of shape (2147483647, 2147483647) is too large: "
+              "at most 4611686018427387904 bytes; check 'units'"},
+         }) {
+        write_bytes(dir / "model.yaml", "name: big\n" + c.body + "\noutputs: [d]\n");
+        const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});
+        CAPTURE(r.err);
+        CHECK_FALSE(r.crashed);
+        CHECK(r.status == 2);
+        CHECK(says(r, c.message));
+        CHECK(r.out.find("Total params") == std::string::npos);
+    }
+}
