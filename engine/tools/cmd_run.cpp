@@ -15,6 +15,16 @@ struct PredictOptions {
     CommonOptions common;
 };
 
+// Runs `step` on tensors read from `file`: a refusal of their shapes or rows names the file.
+template <typename Step>
+auto naming_file(const std::string& file, Step step) {
+    try {
+        return step();
+    } catch (const InputError& e) {
+        throw InputError(file + ": " + e.what());
+    }
+}
+
 void print_prediction(const Tensor& p) {
     const std::int64_t width = p.numel() / p.dim(0);
     for (std::int64_t i = 0; i < p.dim(0); ++i) {
@@ -36,7 +46,8 @@ void run_predict(const PredictOptions& o) {
     prepare_weights(model, o.weights);
 
     if (o.inputs) {
-        std::vector<Tensor> outputs = model.predict(model.read_inputs(*o.inputs), o.batch_size);
+        const std::vector<Tensor> inputs = model.read_inputs(*o.inputs);
+        std::vector<Tensor> outputs = naming_file(*o.inputs, [&] { return model.predict(inputs, o.batch_size); });
         TensorFile file;
         const std::vector<ModelTensor> names = model.outputs();
         for (std::size_t i = 0; i < outputs.size(); ++i) file.tensors[names[i].name] = std::move(outputs[i]);
@@ -63,7 +74,8 @@ struct GradOptions {
 void run_grad(const GradOptions& o) {
     Model model = load_model(o.model, o.common);
     prepare_weights(model, o.weights);
-    const Gradients gradients = model.gradients(model.read_inputs(o.inputs), model.read_targets(o.targets));
+    const std::vector<Tensor> inputs = model.read_inputs(o.inputs), targets = model.read_targets(o.targets);
+    const Gradients gradients = naming_file(o.inputs + " and " + o.targets, [&] { return model.gradients(inputs, targets); });
     TensorFile file;
     const float loss_value[] = {static_cast<float>(gradients.loss)};
     file.tensors["loss"] = Tensor::from<float>({}, loss_value);

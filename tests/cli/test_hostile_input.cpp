@@ -270,3 +270,28 @@ TEST_CASE("sizes from the model file that overflow are refused, naming the node,
         CHECK(r.out.find("Total params") == std::string::npos);
     }
 }
+
+TEST_CASE("inputs and targets files that do not fit the model or each other are named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+training: {loss: mse}
+)");
+    TensorFile inputs, wide, targets;
+    inputs.tensors["x"] = Tensor(DType::F32, {2, 2});
+    wide.tensors["x"] = Tensor(DType::F32, {2, 3});
+    targets.tensors["targets"] = Tensor(DType::F32, {3, 1});
+    write_safetensors(dir / "x.safetensors", inputs);
+    write_safetensors(dir / "wide.safetensors", wide);
+    write_safetensors(dir / "t.safetensors", targets);
+    const std::string x = (dir / "x.safetensors").string(), t = (dir / "t.safetensors").string(), w = (dir / "wide.safetensors").string();
+    const CliResult rows = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", x, "--targets", t, "--out", (dir / "g.safetensors").string()});
+    CHECK(rows.status == 2);
+    CHECK(says(rows, x + " and " + t + ": the targets of output 'y' has 3 rows where the first input has 2"));
+    const CliResult shape = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", w, "--out", (dir / "y.safetensors").string()});
+    CHECK(shape.status == 2);
+    CHECK(says(shape, w + ": input 'x' is F32 (2, 3); the model expects F32 (None, 2)"));
+}
