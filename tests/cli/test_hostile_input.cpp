@@ -295,3 +295,21 @@ training: {loss: mse}
     CHECK(shape.status == 2);
     CHECK(says(shape, w + ": input 'x' is F32 (2, 3); the model expects F32 (None, 2)"));
 }
+
+TEST_CASE("an allocation that cannot be satisfied names the weight and node it was for") {
+    // With the kernel's overcommit set to 'always' the allocation would succeed and filling it would
+    // bring the OOM killer; the other two modes refuse a 1.2 TB request outright.
+    if (read_bytes("/proc/sys/vm/overcommit_memory").rfind("1", 0) == 0) return;
+    TempDir dir;
+    write_bytes(dir / "model.yaml", "name: big\ninputs: [{name: x, shape: [3]}]\nnodes:\n"
+                                    "  - {name: d, op: Dense, inputs: [x], units: 100000000000}\noutputs: [d]\ntraining: {loss: mse}\n");
+    TensorFile data;
+    data.tensors["x"] = Tensor(DType::F32, {1, 3});
+    data.tensors["targets"] = Tensor(DType::F32, {1, 100000});
+    write_safetensors(dir / "data.safetensors", data);
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string()});
+    CAPTURE(r.err);
+    CHECK_FALSE(r.crashed);
+    CHECK(r.status == 1);
+    CHECK(says(r, "weight 'd.kernel' (3, 100000000000) of node 'd': out of memory allocating a tensor of 1200000000000 bytes"));
+}
