@@ -313,3 +313,25 @@ TEST_CASE("an allocation that cannot be satisfied names the weight and node it w
     CHECK(r.status == 1);
     CHECK(says(r, "weight 'd.kernel' (3, 100000000000) of node 'd': out of memory allocating a tensor of 1200000000000 bytes"));
 }
+
+TEST_CASE("token ids outside [0, input_dim) are bad input, exit 2, with the inputs file named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: ids
+inputs: [{name: x, shape: [2], dtype: int32}]
+nodes:
+  - {name: e, op: Embedding, inputs: [x], input_dim: 4, output_dim: 1, weights: {embeddings: [[0.0], [1.0], [2.0], [3.0]]}}
+outputs: [e]
+)");
+    for (const std::int32_t bad : {4, -1, 2147483647}) {
+        TensorFile inputs;
+        const std::int32_t ids[] = {1, 2, 3, bad};
+        inputs.tensors["x"] = Tensor::from<std::int32_t>({2, 2}, ids);
+        write_safetensors(dir / "x.safetensors", inputs);
+        const std::string x = (dir / "x.safetensors").string();
+        const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", x, "--out", (dir / "y.safetensors").string()});
+        CAPTURE(r.err);
+        CHECK(r.status == 2);
+        CHECK(says(r, x + ": node 'e' (Embedding): Embedding: id " + std::to_string(bad) + " at position (1, 1) of the ids (2, 2) is "
+                          "outside [0, input_dim = 4)"));
+    }
+}
