@@ -1,4 +1,6 @@
 // nngraph predict | grad
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -23,6 +25,17 @@ auto naming_file(const std::string& file, Step step) {
     } catch (const InputError& e) {
         throw InputError(file + ": " + e.what());
     }
+}
+
+// Weights are checked when loaded, so a non-finite output comes from the inputs: say so rather
+// than write NaN silently.
+void warn_non_finite(const Tensor& output, const std::string& name, const std::string& inputs_file) {
+    if (output.dtype() != DType::F32) return;
+    const float* values = output.data<float>();
+    const auto bad = std::count_if(values, values + output.numel(), [](float v) { return !std::isfinite(v); });
+    if (bad == 0) return;
+    std::cerr << "nngraph: warning: " << bad << " of the " << output.numel() << " values of output '" << name
+              << "' are not finite (NaN or infinite); check the inputs in " << inputs_file << "\n";
 }
 
 void print_prediction(const Tensor& p) {
@@ -50,7 +63,10 @@ void run_predict(const PredictOptions& o) {
         std::vector<Tensor> outputs = naming_file(*o.inputs, [&] { return model.predict(inputs, o.batch_size); });
         TensorFile file;
         const std::vector<ModelTensor> names = model.outputs();
-        for (std::size_t i = 0; i < outputs.size(); ++i) file.tensors[names[i].name] = std::move(outputs[i]);
+        for (std::size_t i = 0; i < outputs.size(); ++i) {
+            warn_non_finite(outputs[i], names[i].name, *o.inputs);
+            file.tensors[names[i].name] = std::move(outputs[i]);
+        }
         file.metadata["model"] = model.name();
         write_safetensors(*o.out, file);
         return;

@@ -335,3 +335,21 @@ outputs: [e]
                           "outside [0, input_dim = 4)"));
     }
 }
+
+TEST_CASE("predict warns when inputs make outputs non-finite") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+)");
+    TensorFile inputs;
+    const float x[] = {1, 2, std::numeric_limits<float>::quiet_NaN(), 4, 5, 6};
+    inputs.tensors["x"] = Tensor::from<float>({3, 2}, x);
+    write_safetensors(dir / "x.safetensors", inputs);
+    const std::string file = (dir / "x.safetensors").string();
+    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", file, "--out", (dir / "y.safetensors").string()});
+    CHECK(r.status == 0);
+    CHECK(says(r, "nngraph: warning: 1 of the 3 values of output 'y' are not finite (NaN or infinite); check the inputs in " + file));
+}
