@@ -11,10 +11,19 @@
 
 namespace nngraph::cli {
 
+// Exit status when Ctrl-C or SIGTERM stopped the command (as a shell reports SIGINT).
+inline constexpr int kExitInterrupted = 130;
+
 struct CommonOptions {
     std::vector<std::string> plugin_dirs;
     int threads = 0;
 };
+
+// A whole number from `low` to `high`, refused with the range in plain words.
+CLI::Validator count_in(std::int64_t low, std::int64_t high);
+
+// The known command nearest to a mistyped one (edit distance), or empty when none is close.
+std::string closest_command(const CLI::App& app, const std::string& typed);
 
 // --plugins DIR (repeatable) and --threads N.
 void add_common_options(CLI::App& command, CommonOptions& options);

@@ -17,6 +17,9 @@
 namespace nngraph::cli {
 namespace {
 
+// Each timed step is kept for the median: a bound keeps that vector and the run finite.
+constexpr int kMaxRepetitions = 100'000;
+
 struct BenchOptions {
     std::string model;
     CommonOptions common;
@@ -156,10 +159,10 @@ void add_bench_commands(CLI::App& app) {
     auto o = std::make_shared<BenchOptions>();
     CLI::App* bench = app.add_subcommand("bench", "Time a model's training step or inference batch");
     bench->add_option("model", o->model, "Model file (YAML)")->required();
-    bench->add_option("--batch-size", o->batch_size, "Batch size (default: the file's training.batch_size, else 32)")->check(CLI::PositiveNumber);
+    bench->add_option("--batch-size", o->batch_size, "Batch size (default: the file's training.batch_size, else 32)")->check(count_in(1, kMaxBatchSize));
     bench->add_option("--mode", o->mode, "train (forward, loss, backward, optimizer) or infer")->check(CLI::IsMember({"train", "infer"}));
-    bench->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
-    bench->add_option("--repetitions", o->repetitions, "Timed steps")->check(CLI::PositiveNumber);
+    bench->add_option("--warmup", o->warmup, "Untimed steps first")->check(count_in(0, kMaxRepetitions));
+    bench->add_option("--repetitions", o->repetitions, "Timed steps")->check(count_in(1, kMaxRepetitions));
     bench->add_flag("--json", o->json, "Print Google Benchmark's JSON layout");
     bench->add_flag("--profile", o->profile, "Also print the time of every node's forward and backward");
     bench->add_flag("--memory", o->memory, "Also print the step's memory plan: the buffers alive at its peak");

@@ -1,4 +1,6 @@
 // nngraph predict | grad
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -14,6 +16,27 @@ struct PredictOptions {
     std::int64_t batch_size = 32;
     CommonOptions common;
 };
+
+// Runs `step` on tensors read from `file`: a refusal of their shapes or rows names the file.
+template <typename Step>
+auto naming_file(const std::string& file, Step step) {
+    try {
+        return step();
+    } catch (const InputError& e) {
+        throw InputError(file + ": " + e.what());
+    }
+}
+
+// Weights are checked when loaded, so a non-finite output comes from the inputs: say so rather
+// than write NaN silently.
+void warn_non_finite(const Tensor& output, const std::string& name, const std::string& inputs_file) {
+    if (output.dtype() != DType::F32) return;
+    const float* values = output.data<float>();
+    const auto bad = std::count_if(values, values + output.numel(), [](float v) { return !std::isfinite(v); });
+    if (bad == 0) return;
+    std::cerr << "nngraph: warning: " << bad << " of the " << output.numel() << " values of output '" << name
+              << "' are not finite (NaN or infinite); check the inputs in " << inputs_file << "\n";
+}
 
 void print_prediction(const Tensor& p) {
     const std::int64_t width = p.numel() / p.dim(0);
@@ -36,10 +59,14 @@ void run_predict(const PredictOptions& o) {
     prepare_weights(model, o.weights);
 
     if (o.inputs) {
-        std::vector<Tensor> outputs = model.predict(model.read_inputs(*o.inputs), o.batch_size);
+        const std::vector<Tensor> inputs = model.read_inputs(*o.inputs);
+        std::vector<Tensor> outputs = naming_file(*o.inputs, [&] { return model.predict(inputs, o.batch_size); });
         TensorFile file;
         const std::vector<ModelTensor> names = model.outputs();
-        for (std::size_t i = 0; i < outputs.size(); ++i) file.tensors[names[i].name] = std::move(outputs[i]);
+        for (std::size_t i = 0; i < outputs.size(); ++i) {
+            warn_non_finite(outputs[i], names[i].name, *o.inputs);
+            file.tensors[names[i].name] = std::move(outputs[i]);
+        }
         file.metadata["model"] = model.name();
         write_safetensors(*o.out, file);
         return;
@@ -63,7 +90,8 @@ struct GradOptions {
 void run_grad(const GradOptions& o) {
     Model model = load_model(o.model, o.common);
     prepare_weights(model, o.weights);
-    const Gradients gradients = model.gradients(model.read_inputs(o.inputs), model.read_targets(o.targets));
+    const std::vector<Tensor> inputs = model.read_inputs(o.inputs), targets = model.read_targets(o.targets);
+    const Gradients gradients = naming_file(o.inputs + " and " + o.targets, [&] { return model.gradients(inputs, targets); });
     TensorFile file;
     const float loss_value[] = {static_cast<float>(gradients.loss)};
     file.tensors["loss"] = Tensor::from<float>({}, loss_value);
@@ -83,7 +111,7 @@ void add_run_commands(CLI::App& app) {
     predict->add_option("--inputs", p->inputs, "Inputs by graph input name (.safetensors)");
     predict->add_option("--out", p->out, "Where to write the outputs, by output name (.safetensors)");
     predict->add_option("--text", p->texts, "Text to classify (repeatable); needs the vocabulary beside the weights");
-    predict->add_option("--batch-size", p->batch_size, "Rows per batch")->check(CLI::PositiveNumber);
+    predict->add_option("--batch-size", p->batch_size, "Rows per batch")->check(count_in(1, kMaxBatchSize));
     add_common_options(*predict, p->common);
     predict->callback([p] { run_predict(*p); });
 

@@ -1,11 +1,15 @@
 // nngraph train | evaluate
+#include <signal.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 
 #include "cli.hpp"
+#include "nngraph/io_atomic_file.hpp"
 
 namespace nngraph::cli {
 namespace {
@@ -17,6 +21,7 @@ struct TrainOptions {
     std::optional<int> epochs;
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
+    bool keep_going_on_nan = false;
 };
 
 // Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
@@ -25,6 +30,7 @@ class HistoryFile {
 public:
     HistoryFile(const std::optional<std::string>& path, bool append) {
         if (!path) return;
+        check_writable_destination(*path, "--log");
         append_ = append && std::filesystem::exists(*path);
         out_.open(*path, append_ ? std::ios::app : std::ios::trunc);
         if (!out_) throw RunError("cannot write the history file '" + *path + "'");
@@ -39,6 +45,7 @@ public:
             append_ = true;
         }
         auto number = [](double v) {
+            if (std::isnan(v)) return std::string("nan");
             char buffer[32];
             std::snprintf(buffer, sizeof buffer, "%.6g", v);
             return std::string(buffer);
@@ -58,6 +65,40 @@ private:
     bool append_ = false;
 };
 
+volatile std::sig_atomic_t stop_signal = 0;
+
+extern "C" void request_stop(int signal) {
+    stop_signal = signal;
+    // A second Ctrl-C (or SIGTERM) must end the process at once.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+}
+
+// While alive, SIGINT and SIGTERM ask training to stop after the current step instead of killing
+// it, so the epoch's line, log row and checkpoint are written.
+class StopOnSignal {
+public:
+    StopOnSignal() {
+        stop_signal = 0;
+        struct sigaction action {};
+        action.sa_handler = request_stop;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, &old_int_);
+        sigaction(SIGTERM, &action, &old_term_);
+    }
+    StopOnSignal(const StopOnSignal&) = delete;
+    StopOnSignal& operator=(const StopOnSignal&) = delete;
+    ~StopOnSignal() {
+        sigaction(SIGINT, &old_int_, nullptr);
+        sigaction(SIGTERM, &old_term_, nullptr);
+    }
+    bool requested() const { return stop_signal != 0; }
+    const char* name() const { return stop_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+private:
+    struct sigaction old_int_ {}, old_term_ {};
+};
+
 void run_train(const TrainOptions& o) {
     Model model = load_model(o.model, o.common, o.seed);
     HistoryFile history(o.log, o.resume.has_value());
@@ -66,6 +107,7 @@ void run_train(const TrainOptions& o) {
     options.epochs = o.epochs;
     options.batch_size = o.batch_size;
     options.seed = o.seed;
+    if (o.keep_going_on_nan) options.terminate_on_nan = false;
     if (o.save) options.save_best = *o.save;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
@@ -78,14 +120,36 @@ void run_train(const TrainOptions& o) {
             std::cerr << "nngraph: the checkpoint has already trained " << start.first_epoch << " of " << start.epochs << " epochs\n";
         }
     };
+    StopOnSignal stop;
+    BatchEnd last_batch;
+    options.on_batch = [&](const BatchEnd& batch) {
+        last_batch = batch;
+        return stop.requested() ? Training::Stop : Training::Continue;
+    };
     options.on_epoch = [&](const EpochEnd& epoch) {
         history.write(epoch);
-        return Training::Continue;
+        return stop.requested() ? Training::Stop : Training::Continue;
     };
     const TrainResult result = model.train(options);
     if (result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
+    }
+    if (stop.requested()) {
+        std::string kept = "nothing saved (no --save)";
+        if (o.save) {
+            kept = std::filesystem::exists(*o.save) ? "the best checkpoint is " + *o.save + " (continue with --resume " + *o.save + ")"
+                                                    : "no checkpoint yet: no complete epoch improved on the last";
+        }
+        const std::string where = last_batch.epoch == 0 ? "before the first step"
+                                                        : "at epoch " + std::to_string(last_batch.epoch) + ", step " +
+                                                              std::to_string(last_batch.step) + "/" + std::to_string(last_batch.steps);
+        throw Error(std::string("stopped by ") + stop.name() + " " + where + "; " + kept +
+                        (o.log ? "; the history is in " + *o.log : std::string()),
+                    kExitInterrupted);
+    }
+    if (!result.non_finite.empty()) {
+        throw RunError("training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): " + result.non_finite);
     }
 }
 
@@ -113,12 +177,13 @@ void add_train_commands(CLI::App& app) {
     CLI::App* train = app.add_subcommand("train", "Train a model; prints Keras's epoch lines");
     train->add_option("model", t->model, "Model file (YAML)")->required();
     train->add_option("--data", t->data, "Training data: a .safetensors file of inputs and targets, or the aclImdb folder or archive");
-    train->add_option("--epochs", t->epochs, "Epochs (overrides the file)")->check(CLI::PositiveNumber);
-    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")->check(CLI::PositiveNumber);
+    train->add_option("--epochs", t->epochs, "Epochs (overrides the file)")->check(count_in(1, kMaxEpochs));
+    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")->check(count_in(1, kMaxBatchSize));
     train->add_option("--seed", t->seed, "Seed of initial weights, shuffling and dropout");
     train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
     train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
+    train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan, "Keep training when a batch's loss is NaN or infinite");
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });
 
@@ -127,7 +192,7 @@ void add_train_commands(CLI::App& app) {
     evaluate->add_option("model", e->model, "Model file (YAML)")->required();
     evaluate->add_option("--weights", e->weights, "Weights (.safetensors)")->required();
     evaluate->add_option("--data", e->data, "Data, as for train");
-    evaluate->add_option("--batch-size", e->batch_size, "Batch size")->check(CLI::PositiveNumber);
+    evaluate->add_option("--batch-size", e->batch_size, "Batch size")->check(count_in(1, kMaxBatchSize));
     add_common_options(*evaluate, e->common);
     evaluate->callback([e] { run_evaluate(*e); });
 }

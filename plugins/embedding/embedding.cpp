@@ -15,6 +15,7 @@
 namespace {
 
 using nng::Dims;
+using nng::BadInputError;
 using nng::OpError;
 
 // Below this many ids a forward or backward runs on one thread (thread start-up would dominate).
@@ -145,7 +146,7 @@ struct Embedding {
         }
         if (first_bad < n) {
             const T bad = ids[first_bad];
-            throw OpError("Embedding: id " + (std::is_floating_point_v<T> ? std::to_string(static_cast<double>(bad)) : std::to_string(bad)) +
+            throw BadInputError("Embedding: id " + (std::is_floating_point_v<T> ? std::to_string(static_cast<double>(bad)) : std::to_string(bad)) +
                           " at position " + position_string(first_bad, exec.input(0).dims()) + " of the ids " +
                           nng::dims_string(exec.input(0).dims()) + " is outside [0, input_dim = " + std::to_string(vocabulary) + ")");
         }

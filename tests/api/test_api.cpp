@@ -104,7 +104,7 @@ TEST_CASE("bad input raises InputError saying what, where and what was expected"
     CHECK(contains(error_of([&] { model.weight("nope.kernel"); }), "model 'two_layers' has no weight 'nope.kernel'"));
     CHECK(contains(error_of([&] { model.set_weight("out.bias", Tensor(DType::F32, {2})); }), "weight 'out.bias' is F32 (1,), not F32 (2,)"));
     CHECK(contains(error_of([&] { model.predict({}); }), "model 'two_layers' has 1 inputs; predict got 0 tensors"));
-    CHECK(contains(error_of([&] { model.predict({Tensor(DType::F32, {2, 2})}, 0); }), "batch size of at least 1"));
+    CHECK(contains(error_of([&] { model.predict({Tensor(DType::F32, {2, 2})}, 0); }), "the batch size must be from 1 to 1048576, not 0"));
     CHECK(contains(error_of([&] { model.load_weights(dir / "absent.safetensors"); }), "absent.safetensors"));
     Samples wrong = xor_samples(4);
     wrong.targets.clear();

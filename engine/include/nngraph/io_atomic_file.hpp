@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <ostream>
+#include <string>
 
 namespace nngraph {
 
@@ -13,5 +14,10 @@ namespace nngraph {
 // propagates (failures of the file system itself raise RunError naming the path).
 void write_file_atomically(const std::filesystem::path& path,
                            const std::function<void(std::ostream&)>& write_contents);
+
+// Refuses, before any work that would be lost, a destination that write_file_atomically (or any
+// writer) could not write: its directory missing or not a directory, the path itself a directory,
+// or no file creatable beside it. InputError names `what` ("--save"), the path and the reason.
+void check_writable_destination(const std::filesystem::path& path, const std::string& what);
 
 }  // namespace nngraph

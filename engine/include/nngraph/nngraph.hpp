@@ -27,11 +27,19 @@
 
 namespace nngraph {
 
+// Bounds on the counts a user gives (command line or model file): beyond them a run would exhaust
+// the machine long before it finished, so they are refused as bad input.
+inline constexpr int kMaxEpochs = 1'000'000;
+inline constexpr std::int64_t kMaxBatchSize = std::int64_t{1} << 20;
+// Threads for the arithmetic: at most this many per core (OpenMP overflows its stacks far beyond).
+inline constexpr int kMaxThreadsPerCore = 4;
+int max_threads();  // kMaxThreadsPerCore times the machine's cores
+
 struct ModelOptions {
     // Plugin directories or files searched before the model file's `plugins:`, NNGRAPH_PLUGIN_PATH
     // and the installed plugins (the command line's --plugins).
     std::vector<std::filesystem::path> plugin_dirs;
-    int threads = 0;  // 0: all cores
+    int threads = 0;  // 0: all cores; at most max_threads()
     // Seeds the initial weights, dropout and shuffling; unset: the model file's training.seed.
     std::optional<std::uint64_t> seed;
 };
@@ -113,6 +121,9 @@ struct TrainOptions {
     std::optional<int> epochs;
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
+    // Keras's TerminateOnNaN (stop at the first non-finite loss); unset: the model file's
+    // training.terminate_on_nan, on by default.
+    std::optional<bool> terminate_on_nan;
     // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss) as a checkpoint here,
     // with the vocabulary beside it (vocabulary_path) for text data.
     std::optional<std::filesystem::path> save_best;
@@ -130,7 +141,10 @@ struct TrainOptions {
 
 struct TrainResult {
     std::vector<EpochEnd> history;   // the epochs run
-    bool stopped = false;            // a callback stopped training
+    bool stopped = false;            // a callback, or a non-finite loss, stopped training
+    // Set when a non-finite loss stopped training: the epoch, the step and the first node whose
+    // output was not finite. The best checkpoint is the one saved before.
+    std::string non_finite;
     std::string monitor;             // "val_accuracy", "val_loss", "accuracy" or "loss"
     std::optional<double> best;      // its best value, resumed runs included
     int best_epoch = 0;              // the epoch of that value in this run; 0: none

@@ -37,7 +37,9 @@ extern "C" {
 #define NNG_EXPORT __attribute__((visibility("default")))
 #endif
 
-typedef enum nng_status { NNG_OK = 0, NNG_FAILED = 1 } nng_status;
+/* NNG_BAD_INPUT: the op's input values are outside what it accepts (an id beyond the vocabulary),
+ * so the data given is at fault, not the run; a host treats any status but NNG_OK as a failure. */
+typedef enum nng_status { NNG_OK = 0, NNG_FAILED = 1, NNG_BAD_INPUT = 2 } nng_status;
 
 /* Element types. Codes match nngraph::DType. */
 typedef enum nng_dtype { NNG_F32 = 1, NNG_I32 = 2, NNG_I64 = 3, NNG_U8 = 4 } nng_dtype;

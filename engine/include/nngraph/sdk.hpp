@@ -65,6 +65,12 @@ private:
     std::string attribute_;
 };
 
+// Input values the op cannot take (an id outside [0, input_dim)): the host reports bad input data.
+class BadInputError : public OpError {
+public:
+    using OpError::OpError;
+};
+
 // ---- Shapes --------------------------------------------------------------------------------------
 
 inline nng_shape to_shape(const Dims& dims) {
@@ -429,6 +435,9 @@ template <class F> nng_status guarded(nng_error* error, F&& body) noexcept {
     try {
         body();
         return NNG_OK;
+    } catch (const BadInputError& e) {
+        write_error(error, e.what(), e.attribute());
+        return NNG_BAD_INPUT;
     } catch (const OpError& e) {
         write_error(error, e.what(), e.attribute());
     } catch (const std::exception& e) {

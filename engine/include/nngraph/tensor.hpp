@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +31,10 @@ template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
 using Shape = std::vector<std::int64_t>;
 
 std::int64_t shape_numel(const Shape& shape);
+// Every size computed from a file goes through this: the bytes of `shape` (a -1 batch counts as 1)
+// in `dtype`, or nothing when they exceed kMaxTensorBytes, so no product can overflow.
+inline constexpr std::uint64_t kMaxTensorBytes = std::uint64_t{1} << 62;
+std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype);
 // Keras's spelling: (None, 200, 32).
 std::string shape_to_string(const Shape& shape);
 

@@ -63,7 +63,10 @@ std::int64_t Benchmark::counter(const std::string& name) const {
 }
 
 Benchmark Model::benchmark(const BenchmarkOptions& options) const {
-    if (options.batch_size < 0) throw InputError("a benchmark's batch size is positive (or 0 for the model's), not " + std::to_string(options.batch_size));
+    if (options.batch_size < 0 || options.batch_size > kMaxBatchSize) {
+        throw InputError("a benchmark's batch size is from 1 to " + std::to_string(kMaxBatchSize) + " (or 0 for the model's), not " +
+                         std::to_string(options.batch_size));
+    }
     return Benchmark(std::unique_ptr<Benchmark::State>(new Benchmark::State{
         state_->graph, GraphBenchmark(state_->graph, {options.batch_size, options.train, state_->threads, options.seed})}));
 }

@@ -1,10 +1,13 @@
 // nngraph::Model: the public API over the graph, the executor and the trainer.
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <ostream>
+#include <thread>
 
 #include "api/model_state.hpp"
 #include "graph/summary.hpp"
+#include "nngraph/io_atomic_file.hpp"
 #include "train/checkpoint.hpp"
 #include "train/losses.hpp"
 
@@ -31,6 +34,7 @@ struct Monitor {
         return higher_is_better ? *s.accuracy : s.loss;
     }
     bool improves(double candidate, const std::optional<double>& best) const {
+        if (!std::isfinite(candidate)) return false;
         return !best || (higher_is_better ? candidate > *best : candidate < *best);
     }
 };
@@ -41,7 +45,18 @@ std::vector<const Tensor*> pointers(const std::vector<Tensor>& tensors) {
     return out;
 }
 
+// A count given by the user, checked against its bound before anything is sized by it.
+template <typename Count>
+void check_count(const char* what, Count value, Count low, Count high) {
+    if (value < low || value > high) {
+        throw InputError(std::string(what) + " must be from " + std::to_string(low) + " to " + std::to_string(high) + ", not " +
+                         std::to_string(value));
+    }
+}
+
 }  // namespace
+
+int max_threads() { return kMaxThreadsPerCore * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 Model::Model(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Model::Model(Model&&) noexcept = default;
@@ -49,6 +64,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Model Model::load(const std::filesystem::path& model_file, const ModelOptions& options) {
+    check_count("threads", options.threads, 0, max_threads());
     PluginSearch search;
     search.command_line = options.plugin_dirs;
     auto state = std::make_unique<State>();
@@ -157,7 +173,7 @@ std::vector<Tensor> Model::read_targets(const std::filesystem::path& file) const
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_t batch_size) {
     const Graph& graph = *state_->graph;
     Executor& executor = state_->executor();
-    if (batch_size < 1) throw InputError("predict needs a batch size of at least 1, not " + std::to_string(batch_size));
+    check_count("the batch size", batch_size, std::int64_t{1}, kMaxBatchSize);
     if (given.size() != graph.inputs().size()) {
         throw InputError("model '" + graph.name() + "' has " + std::to_string(graph.inputs().size()) + " inputs; predict got " +
                          std::to_string(given.size()) + " tensors");
@@ -239,6 +255,7 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
     State& s = *state_;
     TrainingConfig config = s.config;
     if (options.batch_size) config.batch_size = *options.batch_size;
+    check_count("the batch size", config.batch_size, std::int64_t{1}, kMaxBatchSize);
     config.seed = s.seed;
     Trainer trainer(s.executor(), config);
     const DataSplits data = s.data(options.samples, std::nullopt, options.data, options.cache_dir);
@@ -266,6 +283,10 @@ TrainResult Model::train(const TrainOptions& options) {
     TrainingConfig config = s.config;
     if (options.epochs) config.epochs = *options.epochs;
     if (options.batch_size) config.batch_size = *options.batch_size;
+    if (options.terminate_on_nan) config.terminate_on_nan = *options.terminate_on_nan;
+    check_count("epochs", config.epochs, 1, kMaxEpochs);
+    check_count("the batch size", config.batch_size, std::int64_t{1}, kMaxBatchSize);
+    if (options.save_best) check_writable_destination(*options.save_best, "the best checkpoint");
     // A resumed run keeps the checkpoint's seed: it decides the random streams and the shuffles.
     config.seed = options.resume ? read_training_state(*options.resume).seed : s.seed;
     if (options.seed) config.seed = *options.seed;
@@ -299,7 +320,8 @@ TrainResult Model::train(const TrainOptions& options) {
         entry = {log.epoch, config.epochs, metrics_of(log.train), std::nullopt, log.seconds, log.steps};
         if (log.validation) entry.validation = metrics_of(*log.validation);
         const double value = monitor.value(log);
-        if (monitor.improves(value, result.best)) {
+        // A checkpoint says its epochs are done: one stopped within an epoch is not saved.
+        if (log.complete && monitor.improves(value, result.best)) {
             result.best = value;
             result.best_epoch = log.epoch;
             if (options.save_best) {
@@ -312,6 +334,7 @@ TrainResult Model::train(const TrainOptions& options) {
     std::ostream discard(nullptr);
     result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch,
                                   options.log ? *options.log : discard, options.live, callbacks);
+    result.non_finite = trainer.non_finite_stop();
     return result;
 }
 

@@ -44,6 +44,16 @@ std::int64_t shape_numel(const Shape& shape) {
     return n;
 }
 
+std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype) {
+    std::uint64_t bytes = dtype_size(dtype);
+    for (std::int64_t dim : shape) {
+        const auto d = static_cast<std::uint64_t>(dim < 0 ? 1 : dim);
+        if (d != 0 && bytes > kMaxTensorBytes / d) return std::nullopt;
+        bytes *= d;
+    }
+    return bytes;
+}
+
 std::string shape_to_string(const Shape& shape) {
     std::ostringstream out;
     out << '(';
@@ -62,6 +72,10 @@ void Tensor::FreeAligned::operator()(std::byte* p) const noexcept { std::free(p)
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
     for (std::int64_t d : shape_) {
         if (d < 0) throw RunError("tensor shape " + shape_to_string(shape_) + " has a negative dimension");
+    }
+    if (!checked_byte_count(shape_, dtype_)) {
+        throw RunError("a tensor of shape " + shape_to_string(shape_) + " and type " + std::string(dtype_name(dtype_)) +
+                       " would exceed 2^62 bytes");
     }
     numel_ = shape_numel(shape_);
     // Never a zero-byte allocation, so that empty() means "no tensor" and not "no elements".

@@ -33,8 +33,13 @@ void add_into(float* into, const float* from, std::int64_t n) {
 Executor::Executor(std::shared_ptr<const Graph> graph, ExecutorOptions options)
     : graph_(std::move(graph)), options_(options), arena_(std::make_unique<Arena>()) {
     for (const GraphWeight& w : graph_->weights()) {
-        weights_.emplace_back(DType::F32, w.info.shape);
-        weight_grads_.push_back(w.info.trainable ? Tensor(DType::F32, w.info.shape) : Tensor());
+        try {
+            weights_.emplace_back(DType::F32, w.info.shape);
+            weight_grads_.push_back(w.info.trainable ? Tensor(DType::F32, w.info.shape) : Tensor());
+        } catch (const RunError& e) {
+            throw RunError("weight '" + w.name + "' " + shape_to_string(w.info.shape) + " of node '" + graph_->node(w.node).name +
+                           "': " + e.what());
+        }
     }
 }
 
@@ -180,6 +185,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         }
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
         call_op(call.node, Pass::Forward, ctx, call.args);
+        if (forward_observer_) forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
     }
 
     double loss = with_loss ? run_loss(plan, training) : 0.0;

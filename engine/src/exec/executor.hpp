@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -77,6 +78,11 @@ public:
 
     ExecutorStats stats() const { return stats_; }
 
+    // Called after each node's forward with its outputs while set, to read them (finding where a
+    // non-finite value first appears); an empty function turns it off.
+    using ForwardObserver = std::function<void(NodeId, std::span<const nng_tensor>)>;
+    void set_forward_observer(ForwardObserver observer) { forward_observer_ = std::move(observer); }
+
     // Per-node time of forward and backward calls, accumulated while profiling is on (for
     // `nngraph bench --profile`); indexed by NodeId. Off by default: then nothing is timed.
     struct NodeTime {
@@ -121,6 +127,7 @@ private:
     std::vector<bool> loss_uses_logits_;
     GradientPlan gradients_;
     std::map<std::pair<std::int64_t, bool>, std::unique_ptr<ExecutionPlan>> plans_;
+    ForwardObserver forward_observer_;
     ExecutionPlan* last_plan_ = nullptr;
     struct Arena;
     std::unique_ptr<Arena> arena_;

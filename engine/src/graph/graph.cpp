@@ -6,6 +6,7 @@
 #include <map>
 
 #include "graph/attributes.hpp"
+#include "nngraph/nngraph.hpp"
 #include "plugins/op_instance.hpp"
 
 namespace nngraph {
@@ -168,12 +169,46 @@ TensorId Graph::add_tensor(GraphTensor tensor) {
     return static_cast<TensorId>(tensors_.size() - 1);
 }
 
+namespace {
+
+// Activations are sized per sample here and times the batch later: this bound leaves room for the
+// largest batch, so no byte count the planner computes from them can overflow.
+constexpr std::uint64_t kMaxSampleBytes = kMaxTensorBytes / static_cast<std::uint64_t>(kMaxBatchSize);
+
+// The attribute given in the file whose value is one of `shape`'s sizes: the likely cause of a huge shape.
+std::string attribute_behind(const AttributeValues& attributes, const Shape& shape) {
+    for (const auto& [name, text] : attributes.given_text()) {
+        for (std::int64_t d : shape) {
+            if (d > 1 && text.find(std::to_string(d)) != std::string::npos) return name;
+        }
+    }
+    return {};
+}
+
+// Refuses a shape whose bytes exceed `limit`, naming the node, what the shape is for, the size and,
+// when one explains it, the attribute at its file position.
+void check_size(const Shape& shape, DType dtype, std::uint64_t limit, const std::string& what, const std::string& node,
+                const std::string& op, const SourceLocation& node_where, const AttributeValues* attributes) {
+    const std::optional<std::uint64_t> bytes = checked_byte_count(shape, dtype);
+    if (bytes && *bytes <= limit) return;
+    const std::string attribute = attributes ? attribute_behind(*attributes, shape) : std::string();
+    const SourceLocation where = attribute.empty() ? node_where : attributes->where_of(attribute);
+    std::string size = "shape " + shape_to_string(shape);
+    if (bytes) size += " (" + std::to_string(*bytes) + " bytes)";
+    throw model_error(where, node, (op.empty() ? "" : op + ": ") + what + " of " + size + " is too large: at most " +
+                                       std::to_string(limit) + " bytes" + (limit == kMaxSampleBytes ? " per sample" : "") +
+                                       (attribute.empty() ? std::string() : "; check '" + attribute + "'"));
+}
+
+}  // namespace
+
 void Graph::infer_shapes() {
     const std::size_t first_op = spec_.inputs.size();
     for (NodeId id : order_) {
         GraphNode& node = storage_[static_cast<std::size_t>(id)];
         if (node.is_input) {
             const InputSpec& input = spec_.inputs[static_cast<std::size_t>(id)];
+            check_size(input.shape, input.dtype, kMaxSampleBytes, "input '" + input.name + "'", input.name, "", input.where, nullptr);
             Shape shape{-1};
             shape.insert(shape.end(), input.shape.begin(), input.shape.end());
             GraphTensor t;
@@ -217,6 +252,13 @@ void Graph::infer_shapes() {
             for (const auto& info : infos) shapes += (shapes.empty() ? "" : ", ") + shape_to_string(info.shape);
             const SourceLocation where = failure.attribute.empty() ? spec.where : node.attributes->where_of(failure.attribute);
             throw model_error(where, spec.name, spec.op + ": " + failure.message + " (input shapes: " + shapes + ")");
+        }
+        for (std::size_t j = 0; j < node.shapes.outputs.size(); ++j) {
+            const TensorInfo& out = node.shapes.outputs[j].tensor;
+            check_size(out.shape, out.dtype, kMaxSampleBytes, "output " + std::to_string(j), spec.name, spec.op, spec.where, node.attributes.get());
+        }
+        for (const WeightInfo& w : node.shapes.weights) {
+            check_size(w.shape, DType::F32, kMaxTensorBytes, "weight '" + w.name + "'", spec.name, spec.op, spec.where, node.attributes.get());
         }
 
         std::vector<TensorId> visible_ids;
@@ -264,11 +306,17 @@ void Graph::infer_shapes() {
 
 void Graph::collect_weights() {
     const std::size_t first_op = spec_.inputs.size();
+    std::uint64_t total_bytes = 0;  // each weight is below kMaxTensorBytes, so the sum cannot wrap before the check
     for (NodeId id : file_order_) {
         GraphNode& node = storage_[static_cast<std::size_t>(id)];
         if (node.is_input) continue;
         const NodeSpec& spec = spec_.nodes[static_cast<std::size_t>(id) - first_op];
         for (std::size_t k = 0; k < node.shapes.weights.size(); ++k) {
+            total_bytes += *checked_byte_count(node.shapes.weights[k].shape, DType::F32);
+            if (total_bytes > kMaxTensorBytes) {
+                throw model_error(spec.where, node.name, "the weights up to '" + node.shapes.weights[k].name + "' add up to more than " +
+                                                             std::to_string(kMaxTensorBytes) + " bytes");
+            }
             GraphWeight w;
             w.name = node.name + "." + node.shapes.weights[k].name;
             w.node = id;

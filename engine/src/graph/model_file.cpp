@@ -1,6 +1,7 @@
 #include "graph/model_file.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -221,7 +222,13 @@ private:
             throw error(n, node, "'" + ref.text + "' is not a tensor reference; expected 'node' or 'node:output_index'");
         }
         ref.node = m[1];
-        ref.output = m[2].matched ? std::stoi(m[2]) : 0;
+        if (m[2].matched) {
+            const std::string index = m[2];
+            const auto [end, status] = std::from_chars(index.data(), index.data() + index.size(), ref.output);
+            if (status != std::errc() || end != index.data() + index.size()) {
+                throw error(n, node, "'" + ref.text + "': output index " + index + " is out of range; a node has only a few outputs, numbered from 0");
+            }
+        }
         return ref;
     }
 

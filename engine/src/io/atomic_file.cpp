@@ -114,4 +114,20 @@ void write_file_atomically(const fs::path& path, const std::function<void(std::o
     flush_directory_to_disk(path.parent_path());
 }
 
+void check_writable_destination(const fs::path& path, const std::string& what) {
+    auto refuse = [&](const std::string& reason) { throw InputError(what + ": cannot write '" + path.string() + "': " + reason); };
+    if (!path.has_filename()) refuse("it names no file");
+    const fs::path directory = path.has_parent_path() ? path.parent_path() : fs::path(".");
+    std::error_code error;
+    if (!fs::exists(directory, error)) refuse("the directory '" + directory.string() + "' does not exist");
+    if (!fs::is_directory(directory, error)) refuse("'" + directory.string() + "' is not a directory");
+    if (fs::is_directory(path, error)) refuse("it is a directory");
+    // Creating a file beside it is the only test that sees permissions, read-only mounts and quotas alike.
+    try {
+        TemporaryFile probe(path);
+    } catch (const RunError&) {
+        refuse("no file can be created in '" + directory.string() + "': " + errno_text(errno));
+    }
+}
+
 }  // namespace nngraph

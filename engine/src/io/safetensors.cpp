@@ -81,18 +81,6 @@ std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
     return text;
 }
 
-// The byte count shape * dtype, or nothing when it does not fit in 63 bits.
-std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype) {
-    constexpr std::uint64_t kLimit = std::uint64_t{1} << 62;
-    std::uint64_t bytes = dtype_size(dtype);
-    for (std::int64_t dim : shape) {
-        const auto d = static_cast<std::uint64_t>(dim);
-        if (d != 0 && bytes > kLimit / d) return std::nullopt;
-        bytes *= d;
-    }
-    return bytes;
-}
-
 // Reads a non-negative integer the JSON stores in `value`, or fails with `what`.
 std::uint64_t read_count(const json& value, const FileProblems& problems, const std::string& name,
                          const std::string& what) {

@@ -139,9 +139,9 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
 
 void OpInstance::forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {
     nng_error error = fresh_error();
-    if (op_.def->forward(instance_, &ctx, &args, &error) != NNG_OK) {
-        throw RunError("node '" + node + "' (" + op_.def->name + "): forward failed: " + to_failure(error).message);
-    }
+    const nng_status status = op_.def->forward(instance_, &ctx, &args, &error);
+    if (status == NNG_BAD_INPUT) throw InputError("node '" + node + "' (" + op_.def->name + "): " + to_failure(error).message);
+    if (status != NNG_OK) throw RunError("node '" + node + "' (" + op_.def->name + "): forward failed: " + to_failure(error).message);
 }
 
 void OpInstance::backward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {

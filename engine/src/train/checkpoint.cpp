@@ -1,8 +1,13 @@
 #include "train/checkpoint.hpp"
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "exec/weights.hpp"
+#include "nngraph/nngraph.hpp"
 #include "nngraph/safetensors.hpp"
 
 namespace nngraph {
@@ -51,20 +56,53 @@ void save_checkpoint(const std::filesystem::path& path, const Executor& executor
 
 namespace {
 
+// Each field is read whole and checked against what `train --save` can have written: a hand-edited
+// or corrupt checkpoint is refused with the field named, before training starts.
+template <typename Number>
+Number metadata_number(const TensorFile& file, const std::string& key, const std::string& source, Number low, Number high,
+                       const char* expected) {
+    const std::string text = metadata(file, key, source);
+    Number value{};
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size() || !(value >= low && value <= high)) {
+        throw InputError(source + ": the checkpoint's metadata '" + key + "' is '" + text.substr(0, 40) + "'; expected " + expected);
+    }
+    return value;
+}
+
 TrainingState state_of(const TensorFile& file, const std::string& source) {
     TrainingState state;
-    try {
-        state.epochs_done = std::stoi(metadata(file, "epochs_done", source));
-        state.steps_done = std::stoull(metadata(file, "steps_done", source));
-        state.seed = std::stoull(metadata(file, "seed", source));
-        if (file.metadata.count("best")) {
-            state.best = std::stod(file.metadata.at("best"));
-            state.monitor = metadata(file, "monitor", source);
+    const std::string epochs_range = "a whole number from 0 to " + std::to_string(kMaxEpochs);
+    state.epochs_done = metadata_number(file, "epochs_done", source, 0, kMaxEpochs, epochs_range.c_str());
+    const auto any = std::numeric_limits<std::uint64_t>::max();
+    state.steps_done = metadata_number(file, "steps_done", source, std::uint64_t{0}, any, "a whole number of 0 or more");
+    state.seed = metadata_number(file, "seed", source, std::uint64_t{0}, any, "a whole number of 0 or more");
+    if (state.epochs_done > 0 && state.steps_done < static_cast<std::uint64_t>(state.epochs_done)) {
+        throw InputError(source + ": the checkpoint's metadata says " + std::to_string(state.epochs_done) + " epochs done in " +
+                         std::to_string(state.steps_done) + " steps; every epoch takes at least one step");
+    }
+    if (file.metadata.count("best")) {
+        const double huge = std::numeric_limits<double>::max();
+        state.best = metadata_number(file, "best", source, -huge, huge, "a finite number");
+        state.monitor = metadata(file, "monitor", source);
+        if (state.monitor != "val_accuracy" && state.monitor != "val_loss" && state.monitor != "accuracy" && state.monitor != "loss") {
+            throw InputError(source + ": the checkpoint's metadata 'monitor' is '" + state.monitor.substr(0, 40) +
+                             "'; expected val_accuracy, val_loss, accuracy or loss");
         }
-    } catch (const std::logic_error&) {
-        throw InputError(source + ": the checkpoint's metadata is not readable numbers");
     }
     return state;
+}
+
+// One NaN weight makes every output NaN, silently: such a file is refused with the tensor named.
+void check_finite(const TensorFile& file, const std::string& source) {
+    for (const auto& [name, tensor] : file.tensors) {
+        if (tensor.dtype() != DType::F32) continue;
+        const float* values = tensor.data<float>();
+        const float* bad = std::find_if(values, values + tensor.numel(), [](float v) { return !std::isfinite(v); });
+        if (bad == values + tensor.numel()) continue;
+        throw InputError(source + ": tensor '" + name + "' holds " + (std::isnan(*bad) ? "NaN" : "an infinity") + " at element " +
+                         std::to_string(bad - values) + " of " + std::to_string(tensor.numel()) + "; weights must be finite numbers");
+    }
 }
 
 }  // namespace
@@ -77,6 +115,7 @@ TrainingState load_checkpoint(const std::filesystem::path& path, Executor& execu
     const TensorFile file = read_safetensors(path);
     const std::string source = path.string();
     const TrainingState state = state_of(file, source);
+    check_finite(file, source);
     load_weights_by_name(executor.graph(), file.tensors, source, executor.weights());
     if (optimizer) optimizer->load_state(weight_names(executor.graph()), file.tensors, source);
     return state;
@@ -86,6 +125,7 @@ void save_weights(const std::filesystem::path& path, const Executor& executor) {
 
 void load_weights(const std::filesystem::path& path, Executor& executor) {
     const TensorFile file = read_safetensors(path);
+    check_finite(file, path.string());
     load_weights_by_name(executor.graph(), file.tensors, path.string(), executor.weights());
 }
 

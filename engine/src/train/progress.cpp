@@ -6,6 +6,7 @@
 namespace nngraph {
 
 std::string format_metric(double value) {
+    if (std::isnan(value)) return "nan";  // as Keras prints it; printf gives "-nan" for some NaNs
     char buffer[64];
     std::snprintf(buffer, sizeof buffer, std::abs(value) > 1e-3 ? "%.4f" : "%.4e", value);
     return buffer;
@@ -72,6 +73,10 @@ void ProgressBar::end_epoch(const Scores& train, const std::optional<Scores>& va
     std::snprintf(head, sizeof head, "%lld/%lld - %.0fs - ", static_cast<long long>(last_step_),
                   static_cast<long long>(steps_), elapsed);
     out_ << head << format_time_per_step(per_step) << join_values(values) << "\n" << std::flush;
+}
+
+void ProgressBar::abandon_epoch() {
+    if (live_ && last_step_ > 0) out_ << "\n" << std::flush;
 }
 
 }  // namespace nngraph

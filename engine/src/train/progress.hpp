@@ -29,6 +29,8 @@ public:
     void update(std::int64_t step, const Scores& so_far);
     // The epoch's final line.
     void end_epoch(const Scores& train, const std::optional<Scores>& validation);
+    // Ends a live bar's line without an epoch line, when the epoch cannot be reported.
+    void abandon_epoch();
     double elapsed_seconds() const;
 
 private:

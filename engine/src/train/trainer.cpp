@@ -1,5 +1,8 @@
 #include "train/trainer.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "nngraph/random.hpp"
@@ -58,6 +61,14 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
         const std::int64_t count = std::min(batch_size, n - begin);
         batch.rows = std::span<const std::int64_t>(order.data() + begin, static_cast<std::size_t>(count));
         const double loss = executor_.run(batch, StepKind::Train);
+        if (!std::isfinite(loss) && config_.terminate_on_nan) {
+            char value[32];
+            std::snprintf(value, sizeof value, "%g", loss);
+            non_finite_stop_ = "epoch " + std::to_string(epoch_index + 1) + ", step " + std::to_string(step + 1) + "/" +
+                               std::to_string(steps) + ": the loss is " + value + "; " + first_non_finite_node(batch);
+            if (stopped) *stopped = true;
+            break;
+        }
         optimizer_->apply(executor_.weights(), executor_.weight_grads());
         loss_sum += loss * double(count);
         if (accuracy_) accuracy_sum_ += batch_accuracy(train, order.data() + begin, count);
@@ -74,6 +85,32 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     Scores scores{loss_sum / double(seen), {}};
     if (accuracy_) scores.accuracy = accuracy_sum_ / double(seen);
     return scores;
+}
+
+std::string Trainer::first_non_finite_node(const BatchRef& batch) {
+    const Graph& graph = executor_.graph();
+    std::optional<NodeId> first;
+    executor_.set_forward_observer([&](NodeId node, std::span<const nng_tensor> outputs) {
+        for (const nng_tensor& t : outputs) {
+            if (first || t.dtype != NNG_F32 || !t.data) continue;
+            std::int64_t count = 1;
+            for (int d = 0; d < t.shape.rank; ++d) count *= t.shape.dims[d];
+            const float* values = static_cast<const float*>(t.data);
+            if (!std::all_of(values, values + count, [](float v) { return std::isfinite(v); })) first = node;
+        }
+    });
+    // The optimiser has not applied the failing step, so the same batch without dropout shows where
+    // the values first went wrong.
+    try {
+        executor_.run(batch, StepKind::Evaluate);
+    } catch (...) {
+        executor_.set_forward_observer({});
+        throw;
+    }
+    executor_.set_forward_observer({});
+    if (!first) return "every node's output is finite, so the targets or the loss are not";
+    const GraphNode& node = graph.node(*first);
+    return "the first node whose output is not finite is '" + node.name + "' (" + node.op + ")";
 }
 
 Scores Trainer::evaluate(const Dataset& data) {
@@ -107,6 +144,11 @@ bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epo
         entry.steps = steps;
         bool stopped = false;
         entry.train = train_epoch(train, epoch, &progress, callbacks.on_batch_end, &stopped);
+        entry.complete = !stopped;
+        if (!non_finite_stop_.empty()) {
+            progress.abandon_epoch();
+            return false;
+        }
         if (validation) entry.validation = evaluate(*validation);
         entry.seconds = progress.elapsed_seconds();
         progress.end_epoch(entry.train, entry.validation);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "exec/executor.hpp"
@@ -36,6 +37,7 @@ struct EpochLog {
     std::optional<Scores> validation;
     double seconds = 0.0;
     std::int64_t steps = 0;
+    bool complete = true;  // false when training stopped within the epoch
 };
 
 // Called after every batch and every epoch; returning false stops training, as Keras's
@@ -64,7 +66,13 @@ public:
                        const std::function<bool(const BatchLog&)>& on_batch_end = {}, bool* stopped = nullptr);
     Scores evaluate(const Dataset& data);
 
+    // Why training stopped at a non-finite loss (TerminateOnNaN): the epoch, the step and the first
+    // node whose output was not finite; empty while every loss was finite.
+    const std::string& non_finite_stop() const { return non_finite_stop_; }
+
 private:
+    std::string first_non_finite_node(const BatchRef& batch);
+
     void check(const Dataset& data, const char* what) const;
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
 
@@ -72,6 +80,7 @@ private:
     TrainingConfig config_;
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
+    std::string non_finite_stop_;
 };
 
 }  // namespace nngraph

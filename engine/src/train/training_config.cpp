@@ -1,7 +1,9 @@
 #include "train/training_config.hpp"
 
 #include <algorithm>
+#include <cmath>
 
+#include "nngraph/nngraph.hpp"
 #include "train/losses.hpp"
 
 namespace nngraph {
@@ -18,6 +20,13 @@ void check_keys(const YAML::Node& map, const std::string& file, const std::strin
     }
 }
 
+// A hyperparameter: .nan or .inf would turn every weight non-finite at the first step.
+double finite_number(const YAML::Node& node, const std::string& file, const std::string& what) {
+    const double value = yaml_as<double>(node, SourceLocation::of(file, node), what);
+    if (!std::isfinite(value)) throw model_error(SourceLocation::of(file, node), "", what + " must be a finite number, not " + node.Scalar());
+    return value;
+}
+
 // A Keras schedule as keras.optimizers.schedules.serialize writes it:
 // {class_name: CosineDecay, config: {initial_learning_rate: 0.001, decay_steps: 1000}}.
 LearningRateSchedule parse_schedule(const YAML::Node& node, const std::string& file) {
@@ -31,12 +40,12 @@ LearningRateSchedule parse_schedule(const YAML::Node& node, const std::string& f
     const YAML::Node& c = node["config"];
     LearningRateSchedule s;
     auto number = [&](const char* key, double& into, bool required) {
-        if (c[key] && !c[key].IsNull()) into = yaml_as<double>(c[key], at(c[key]), std::string(name) + " " + key);
+        if (c[key] && !c[key].IsNull()) into = finite_number(c[key], file, std::string(name) + " " + key);
         else if (required) throw model_error(at(c), "", name + " needs '" + key + "'");
     };
     auto numbers = [&](const char* key, std::vector<double>& into) {
         if (!c[key] || !c[key].IsSequence() || c[key].size() == 0) throw model_error(at(c), "", name + " needs '" + key + "', a list of numbers");
-        for (std::size_t i = 0; i < c[key].size(); ++i) into.push_back(yaml_as<double>(c[key][i], at(c[key][i]), name + " " + key));
+        for (std::size_t i = 0; i < c[key].size(); ++i) into.push_back(finite_number(c[key][i], file, name + " " + key));
     };
     auto positive_decay_steps = [&] {
         number("decay_steps", s.decay_steps, true);
@@ -85,8 +94,8 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     if (!t || t.IsNull()) return config;
     const std::string& file = spec.file;
     auto at = [&](const YAML::Node& n) { return SourceLocation::of(file, n); };
-    if (!t.IsMap()) throw model_error(at(t), "", "'training' must be a map (loss, optimizer, metrics, batch_size, epochs, seed, shuffle)");
-    check_keys(t, file, "'training'", {"loss", "optimizer", "metrics", "batch_size", "epochs", "seed", "shuffle"});
+    if (!t.IsMap()) throw model_error(at(t), "", "'training' must be a map (loss, optimizer, metrics, batch_size, epochs, seed, shuffle, terminate_on_nan)");
+    check_keys(t, file, "'training'", {"loss", "optimizer", "metrics", "batch_size", "epochs", "seed", "shuffle", "terminate_on_nan"});
 
     if (t["loss"]) {
         config.loss = yaml_as<std::string>(t["loss"], at(t["loss"]), "training loss");
@@ -104,7 +113,7 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
             if (!o["name"]) throw model_error(at(o), "", "the optimizer needs a 'name' (adam or sgd)");
             config.optimizer.name = yaml_as<std::string>(o["name"], at(o["name"]), "optimizer name");
             auto number = [&](const char* key, double& into) {
-                if (o[key]) into = yaml_as<double>(o[key], at(o[key]), std::string("optimizer ") + key);
+                if (o[key]) into = finite_number(o[key], file, std::string("optimizer ") + key);
             };
             if (o["learning_rate"] && o["learning_rate"].IsMap()) config.optimizer.schedule = parse_schedule(o["learning_rate"], file);
             else number("learning_rate", config.optimizer.learning_rate);
@@ -133,14 +142,21 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     }
     if (t["batch_size"]) {
         config.batch_size = yaml_as<std::int64_t>(t["batch_size"], at(t["batch_size"]), "batch_size");
-        if (config.batch_size < 1) throw model_error(at(t["batch_size"]), "", "batch_size must be at least 1");
+        if (config.batch_size < 1 || config.batch_size > kMaxBatchSize) {
+            throw model_error(at(t["batch_size"]), "", "batch_size must be from 1 to " + std::to_string(kMaxBatchSize) + ", not " +
+                                                           std::to_string(config.batch_size));
+        }
     }
     if (t["epochs"]) {
-        config.epochs = static_cast<int>(yaml_as<std::int64_t>(t["epochs"], at(t["epochs"]), "epochs"));
-        if (config.epochs < 1) throw model_error(at(t["epochs"]), "", "epochs must be at least 1");
+        const std::int64_t epochs = yaml_as<std::int64_t>(t["epochs"], at(t["epochs"]), "epochs");
+        if (epochs < 1 || epochs > kMaxEpochs) {
+            throw model_error(at(t["epochs"]), "", "epochs must be from 1 to " + std::to_string(kMaxEpochs) + ", not " + std::to_string(epochs));
+        }
+        config.epochs = static_cast<int>(epochs);
     }
     if (t["seed"]) config.seed = static_cast<std::uint64_t>(yaml_as<std::int64_t>(t["seed"], at(t["seed"]), "seed"));
     if (t["shuffle"]) config.shuffle = yaml_as<bool>(t["shuffle"], at(t["shuffle"]), "shuffle");
+    if (t["terminate_on_nan"]) config.terminate_on_nan = yaml_as<bool>(t["terminate_on_nan"], at(t["terminate_on_nan"]), "terminate_on_nan");
     return config;
 }
 

@@ -18,6 +18,8 @@ struct TrainingConfig {
     int epochs = 1;
     std::uint64_t seed = 0;
     bool shuffle = true;
+    // Keras's TerminateOnNaN: stop at the first batch whose loss is not finite.
+    bool terminate_on_nan = true;
 };
 
 // Parses spec.training (absent: all defaults). Throws InputError with file positions.

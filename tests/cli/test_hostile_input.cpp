@@ -1,0 +1,355 @@
+// Hostile input at the command line: every refusal exits 2 with a message that says what was wrong
+// and what was expected; nothing crashes, and nothing fails late.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cmath>
+#include <limits>
+
+#include "cli_runner.hpp"
+#include "nngraph/safetensors.hpp"
+#include "temp_dir.hpp"
+
+extern char** environ;
+
+using namespace nngraph;
+using namespace nngraph::testing;
+
+namespace {
+
+bool says(const CliResult& r, const std::string& text) { return r.err.find(text) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("count flags are bounded and say their range in plain words") {
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    struct Case {
+        std::vector<std::string> args;
+        std::string message;
+    };
+    for (const Case& c : std::vector<Case>{
+             {{"train", model, "--epochs", "0"}, "--epochs: must be a whole number from 1 to 1000000, not '0'"},
+             {{"train", model, "--epochs", "99999999999"}, "--epochs: must be a whole number from 1 to 1000000"},
+             {{"train", model, "--batch-size", "-3"}, "--batch-size: must be a whole number from 1 to 1048576, not '-3'"},
+             {{"predict", model, "--batch-size", "1e9"}, "--batch-size: must be a whole number from 1 to 1048576, not '1e9'"},
+             {{"summary", model, "--threads", "100000"}, "--threads: must be a whole number from 0 to "},
+             {{"bench", model, "--repetitions", "0"}, "--repetitions: must be a whole number from 1 to 100000"},
+         }) {
+        const CliResult r = run_nngraph(c.args);
+        CAPTURE(r.err);
+        CHECK_FALSE(r.crashed);
+        CHECK(r.status == 2);
+        CHECK(says(r, c.message));
+        CHECK_FALSE(says(r, "179769"));
+    }
+}
+
+TEST_CASE("an unknown command is named, with the closest known one") {
+    const CliResult typo = run_nngraph({"trian", "model.yaml"});
+    CHECK(typo.status == 2);
+    CHECK(says(typo, "unknown command 'trian': did you mean 'train'?"));
+    CHECK(says(typo, "commands: summary, dot, plugins, train, evaluate, predict, grad, bench"));
+    const CliResult far = run_nngraph({"xyzzyq"});
+    CHECK(far.status == 2);
+    CHECK(says(far, "unknown command 'xyzzyq' (commands: "));
+}
+
+TEST_CASE("--save and --log destinations are checked before the first epoch") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    struct Case {
+        std::vector<std::string> args;
+        std::string message;
+    };
+    const std::string missing = (dir / "missing" / "w.safetensors").string();
+    for (const Case& c : std::vector<Case>{
+             {{"--save", missing}, "cannot write '" + missing + "': the directory '" + (dir / "missing").string() + "' does not exist"},
+             {{"--save", dir.path().string()}, "cannot write '" + dir.path().string() + "': it is a directory"},
+             {{"--log", dir.path().string()}, "--log: cannot write '" + dir.path().string() + "': it is a directory"},
+             {{"--log", "/proc/history.csv"}, "--log: cannot write '/proc/history.csv': no file can be created in '/proc'"},
+             {{"--save", "/sys/w.safetensors"}, "no file can be created in '/sys'"},
+         }) {
+        std::vector<std::string> args{"train", model, "--epochs", "2"};
+        args.insert(args.end(), c.args.begin(), c.args.end());
+        const CliResult r = run_nngraph(args);
+        CAPTURE(r.err);
+        CHECK(r.status == 2);
+        CHECK(says(r, c.message));
+        CHECK(r.out.find("Epoch 1/2") == std::string::npos);
+    }
+}
+
+namespace {
+
+// y = tanh(x W1 + b1) W2 + b2 over 8 rows, with one NaN in row 6 when `poisoned`.
+void write_tanh_model_and_data(const TempDir& dir, bool poisoned) {
+    write_bytes(dir / "model.yaml", R"(name: tanh_mlp
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: h, op: Dense, inputs: [x], units: 3, activation: tanh}
+  - {name: y, op: Dense, inputs: [h], units: 1}
+outputs: [y]
+training: {loss: mse, optimizer: sgd, batch_size: 1, epochs: 2, shuffle: false}
+)");
+    TensorFile data;
+    Tensor x(DType::F32, {8, 2}), t(DType::F32, {8, 1});
+    for (int i = 0; i < 16; ++i) x.data<float>()[i] = 0.1f * static_cast<float>(i);
+    for (int i = 0; i < 8; ++i) t.data<float>()[i] = static_cast<float>(i % 2);
+    if (poisoned) x.data<float>()[10] = std::numeric_limits<float>::quiet_NaN();
+    data.tensors["x"] = x;
+    data.tensors["targets"] = t;
+    write_safetensors(dir / "data.safetensors", data);
+}
+
+}  // namespace
+
+TEST_CASE("training stops at the first non-finite loss, naming the epoch, the step and the node") {
+    TempDir dir;
+    write_tanh_model_and_data(dir, true);
+    const std::string model = (dir / "model.yaml").string(), data = (dir / "data.safetensors").string();
+    const CliResult stopped = run_nngraph({"train", model, "--data", data, "--log", (dir / "h.csv").string()});
+    CAPTURE(stopped.err);
+    CHECK(stopped.status == 1);
+    CHECK(says(stopped, "training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): epoch 1, step 6/8: the loss "
+                        "is nan; the first node whose output is not finite is 'h' (Dense)"));
+    CHECK(stopped.out.find("nan") == std::string::npos);
+    CHECK(stopped.out.find("Epoch 2/2") == std::string::npos);
+
+    const CliResult kept_going = run_nngraph({"train", model, "--data", data, "--no-terminate-on-nan"});
+    CAPTURE(kept_going.err);
+    CHECK(kept_going.status == 0);
+    CHECK(kept_going.out.find("Epoch 2/2") != std::string::npos);
+    CHECK(kept_going.out.find("loss: nan") != std::string::npos);
+    CHECK_FALSE(says(kept_going, "best loss"));
+
+    write_bytes(dir / "off.yaml", read_bytes(dir / "model.yaml").replace(read_bytes(dir / "model.yaml").find("shuffle: false"), 14,
+                                                                          "shuffle: false, terminate_on_nan: false"));
+    const CliResult off_in_file = run_nngraph({"train", (dir / "off.yaml").string(), "--data", data});
+    CHECK(off_in_file.status == 0);
+}
+
+TEST_CASE("a non-finite loss after good epochs keeps the best checkpoint") {
+    TempDir dir;
+    // Plain SGD with a far too large rate: the weights grow geometrically until the loss overflows.
+    write_bytes(dir / "model.yaml", R"(name: diverging
+inputs: [{name: x, shape: [1]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[0.5]], bias: [0.0]}}
+outputs: [y]
+training: {loss: mse, optimizer: {name: sgd, learning_rate: 2}, batch_size: 1, epochs: 40, shuffle: false}
+)");
+    TensorFile data;
+    const float x[] = {1, 2, 3, 4}, t[] = {2, 4, 6, 8};
+    data.tensors["x"] = Tensor::from<float>({4, 1}, x);
+    data.tensors["targets"] = Tensor::from<float>({4, 1}, t);
+    write_safetensors(dir / "data.safetensors", data);
+    const std::string checkpoint = (dir / "best.safetensors").string();
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save", checkpoint});
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(says(r, "best loss "));
+    CHECK(says(r, " at epoch 1, saved to " + checkpoint));
+    CHECK(says(r, "the first node whose output is not finite is 'y' (Dense)"));
+    const TensorFile saved = read_safetensors(checkpoint);
+    CHECK(saved.metadata.at("epochs_done") == "1");
+    CHECK(std::isfinite(saved.tensors.at("y.kernel").data<float>()[0]));
+}
+
+TEST_CASE("non-finite weights and hyperparameters are refused with what holds them named") {
+    TempDir dir;
+    write_tanh_model_and_data(dir, false);
+    TensorFile weights;
+    const float kernel[] = {0.1f, 0.2f, std::numeric_limits<float>::infinity(), 0.3f, 0.4f, 0.5f}, bias[] = {0, 0, 0};
+    const float out_kernel[] = {1, 1, 1}, out_bias[] = {0};
+    weights.tensors["h.kernel"] = Tensor::from<float>({2, 3}, kernel);
+    weights.tensors["h.bias"] = Tensor::from<float>({3}, bias);
+    weights.tensors["y.kernel"] = Tensor::from<float>({3, 1}, out_kernel);
+    weights.tensors["y.bias"] = Tensor::from<float>({1}, out_bias);
+    write_safetensors(dir / "w.safetensors", weights);
+    const CliResult predicted = run_nngraph({"predict", (dir / "model.yaml").string(), "--weights", (dir / "w.safetensors").string(), "--inputs",
+                                             (dir / "data.safetensors").string(), "--out", (dir / "y.safetensors").string()});
+    CHECK(predicted.status == 2);
+    CHECK(says(predicted, "w.safetensors: tensor 'h.kernel' holds an infinity at element 2 of 6; weights must be finite numbers"));
+
+    std::string yaml = read_bytes(dir / "model.yaml");
+    yaml.replace(yaml.find("optimizer: sgd"), 14, "optimizer: {name: sgd, learning_rate: .nan}");
+    write_bytes(dir / "nan_rate.yaml", yaml);
+    const CliResult rate = run_nngraph({"summary", (dir / "nan_rate.yaml").string()});
+    CHECK(rate.status == 2);
+    CHECK(says(rate, "nan_rate.yaml:7:"));
+    CHECK(says(rate, "optimizer learning_rate must be a finite number, not .nan"));
+}
+
+namespace {
+
+// `nngraph train` as a child that the test signals once it has trained a few epochs.
+struct SignalledRun {
+    int status = -1;
+    bool killed = false;
+    std::string out, err;
+};
+
+SignalledRun train_then_signal(const TempDir& dir, const std::vector<std::string>& args, int signal) {
+    const std::string out_path = (dir / "stdout").string(), err_path = (dir / "stderr").string();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const std::string binary = nngraph_binary().string();
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    // Signal once epoch 3 has begun: two epochs are done and the third is under way.
+    for (int waited = 0; waited < 600 && read_bytes(out_path).find("Epoch 3/") == std::string::npos; ++waited) ::usleep(50'000);
+    ::kill(pid, signal);
+    int wait_status = 0;
+    ::waitpid(pid, &wait_status, 0);
+    SignalledRun run;
+    if (WIFEXITED(wait_status)) run.status = WEXITSTATUS(wait_status);
+    run.killed = WIFSIGNALED(wait_status);
+    run.out = read_bytes(out_path);
+    run.err = read_bytes(err_path);
+    return run;
+}
+
+}  // namespace
+
+TEST_CASE("Ctrl-C or SIGTERM stops training after the current step, keeps its work and exits 130") {
+    for (const int signal : {SIGINT, SIGTERM}) {
+        TempDir dir;
+        const std::string checkpoint = (dir / "best.safetensors").string(), log = (dir / "history.csv").string();
+        const SignalledRun r = train_then_signal(
+            dir, {"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs", "100000", "--save", checkpoint, "--log", log},
+            signal);
+        CAPTURE(r.err);
+        CHECK_FALSE(r.killed);
+        CHECK(r.status == 130);
+        CHECK(r.err.find(std::string("nngraph: stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + " at epoch ") != std::string::npos);
+        CHECK(r.err.find("the best checkpoint is " + checkpoint + " (continue with --resume " + checkpoint + ")") != std::string::npos);
+        CHECK(r.err.find("the history is in " + log) != std::string::npos);
+        // The interrupted epoch's line is finished and logged.
+        CHECK(r.out.back() == '\n');
+        const std::string history = read_bytes(log);
+        const auto epoch_lines = std::count(r.out.begin(), r.out.end(), '\n') / 2;
+        CHECK(std::count(history.begin(), history.end(), '\n') == epoch_lines + 1);
+        const TensorFile saved = read_safetensors(checkpoint);
+        CHECK(std::stoi(saved.metadata.at("epochs_done")) >= 1);
+        CHECK(std::stoi(saved.metadata.at("epochs_done")) <= epoch_lines);
+    }
+}
+
+TEST_CASE("sizes from the model file that overflow are refused, naming the node, the attribute and the size") {
+    TempDir dir;
+    struct Case {
+        std::string body, message;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"inputs: [{name: x, shape: [4294967296, 4294967296]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2}",
+              "model.yaml:2:10: node 'x': input 'x' of shape (4294967296, 4294967296) is too large: at most 4398046511104 bytes per sample"},
+             {"inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 4611686018427387904}",
+              "model.yaml:4:39: node 'd': Dense: output 0 of shape (None, 4611686018427387904) is too large: at most 4398046511104 bytes per "
+              "sample; check 'units'"},
+             {"inputs: [{name: x, shape: [2147483647]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2147483647}",
+              "model.yaml:4:39: node 'd': Dense: weight 'kernel' of shape (2147483647, 2147483647) is too large: "
+              "at most 4611686018427387904 bytes; check 'units'"},
+         }) {
+        write_bytes(dir / "model.yaml", "name: big\n" + c.body + "\noutputs: [d]\n");
+        const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});
+        CAPTURE(r.err);
+        CHECK_FALSE(r.crashed);
+        CHECK(r.status == 2);
+        CHECK(says(r, c.message));
+        CHECK(r.out.find("Total params") == std::string::npos);
+    }
+}
+
+TEST_CASE("inputs and targets files that do not fit the model or each other are named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+training: {loss: mse}
+)");
+    TensorFile inputs, wide, targets;
+    inputs.tensors["x"] = Tensor(DType::F32, {2, 2});
+    wide.tensors["x"] = Tensor(DType::F32, {2, 3});
+    targets.tensors["targets"] = Tensor(DType::F32, {3, 1});
+    write_safetensors(dir / "x.safetensors", inputs);
+    write_safetensors(dir / "wide.safetensors", wide);
+    write_safetensors(dir / "t.safetensors", targets);
+    const std::string x = (dir / "x.safetensors").string(), t = (dir / "t.safetensors").string(), w = (dir / "wide.safetensors").string();
+    const CliResult rows = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", x, "--targets", t, "--out", (dir / "g.safetensors").string()});
+    CHECK(rows.status == 2);
+    CHECK(says(rows, x + " and " + t + ": the targets of output 'y' has 3 rows where the first input has 2"));
+    const CliResult shape = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", w, "--out", (dir / "y.safetensors").string()});
+    CHECK(shape.status == 2);
+    CHECK(says(shape, w + ": input 'x' is F32 (2, 3); the model expects F32 (None, 2)"));
+}
+
+TEST_CASE("an allocation that cannot be satisfied names the weight and node it was for") {
+    // With the kernel's overcommit set to 'always' the allocation would succeed and filling it would
+    // bring the OOM killer; the other two modes refuse a 1.2 TB request outright.
+    if (read_bytes("/proc/sys/vm/overcommit_memory").rfind("1", 0) == 0) return;
+    TempDir dir;
+    write_bytes(dir / "model.yaml", "name: big\ninputs: [{name: x, shape: [3]}]\nnodes:\n"
+                                    "  - {name: d, op: Dense, inputs: [x], units: 100000000000}\noutputs: [d]\ntraining: {loss: mse}\n");
+    TensorFile data;
+    data.tensors["x"] = Tensor(DType::F32, {1, 3});
+    data.tensors["targets"] = Tensor(DType::F32, {1, 100000});
+    write_safetensors(dir / "data.safetensors", data);
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string()});
+    CAPTURE(r.err);
+    CHECK_FALSE(r.crashed);
+    CHECK(r.status == 1);
+    CHECK(says(r, "weight 'd.kernel' (3, 100000000000) of node 'd': out of memory allocating a tensor of 1200000000000 bytes"));
+}
+
+TEST_CASE("token ids outside [0, input_dim) are bad input, exit 2, with the inputs file named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: ids
+inputs: [{name: x, shape: [2], dtype: int32}]
+nodes:
+  - {name: e, op: Embedding, inputs: [x], input_dim: 4, output_dim: 1, weights: {embeddings: [[0.0], [1.0], [2.0], [3.0]]}}
+outputs: [e]
+)");
+    for (const std::int32_t bad : {4, -1, 2147483647}) {
+        TensorFile inputs;
+        const std::int32_t ids[] = {1, 2, 3, bad};
+        inputs.tensors["x"] = Tensor::from<std::int32_t>({2, 2}, ids);
+        write_safetensors(dir / "x.safetensors", inputs);
+        const std::string x = (dir / "x.safetensors").string();
+        const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", x, "--out", (dir / "y.safetensors").string()});
+        CAPTURE(r.err);
+        CHECK(r.status == 2);
+        CHECK(says(r, x + ": node 'e' (Embedding): Embedding: id " + std::to_string(bad) + " at position (1, 1) of the ids (2, 2) is "
+                          "outside [0, input_dim = 4)"));
+    }
+}
+
+TEST_CASE("predict warns when inputs make outputs non-finite") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+)");
+    TensorFile inputs;
+    const float x[] = {1, 2, std::numeric_limits<float>::quiet_NaN(), 4, 5, 6};
+    inputs.tensors["x"] = Tensor::from<float>({3, 2}, x);
+    write_safetensors(dir / "x.safetensors", inputs);
+    const std::string file = (dir / "x.safetensors").string();
+    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", file, "--out", (dir / "y.safetensors").string()});
+    CHECK(r.status == 0);
+    CHECK(says(r, "nngraph: warning: 1 of the 3 values of output 'y' are not finite (NaN or infinite); check the inputs in " + file));
+}
