@@ -12,6 +12,7 @@ packages=(
   libarchive-dev       # reading aclImdb straight from its .tar.gz
   libbenchmark-dev     # bench/
   doctest-dev          # tests/
+  libopenmpi-dev openmpi-bin  # data-parallel training under mpirun
 )
 
 missing=()

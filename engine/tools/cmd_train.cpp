@@ -60,7 +60,8 @@ private:
 
 void run_train(const TrainOptions& o) {
     Model model = load_model(o.model, o.common, o.seed);
-    HistoryFile history(o.log, o.resume.has_value());
+    const bool leader = training_process().rank == 0;  // under mpirun, rank 0 alone writes and reports
+    HistoryFile history(leader ? o.log : std::nullopt, o.resume.has_value());
     nngraph::TrainOptions options;
     if (o.data) options.data = *o.data;
     options.epochs = o.epochs;
@@ -83,7 +84,7 @@ void run_train(const TrainOptions& o) {
         return Training::Continue;
     };
     const TrainResult result = model.train(options);
-    if (result.best && result.best_epoch) {
+    if (leader && result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
     }

@@ -27,6 +27,10 @@
 
 namespace nngraph {
 
+namespace dist {
+class Communicator;
+}
+
 struct ModelOptions {
     // Plugin directories or files searched before the model file's `plugins:`, NNGRAPH_PLUGIN_PATH
     // and the installed plugins (the command line's --plugins).
@@ -261,6 +265,7 @@ public:
 private:
     struct State;
     explicit Model(std::unique_ptr<State> state);
+    TrainResult train_with(dist::Communicator& comm, const TrainOptions& options);
     std::unique_ptr<State> state_;
 };
 
@@ -275,6 +280,15 @@ struct PluginCatalog {
     std::vector<std::filesystem::path> searched;
 };
 PluginCatalog list_plugins(const std::vector<std::filesystem::path>& plugin_dirs = {});
+
+// This process's place in a data-parallel training job (SPEC section 8): rank 0 of 1 unless mpirun
+// launched it, then Model::train trains data-parallel, runs the callbacks and writes the log and
+// checkpoints on rank 0 alone, and a rank that fails ends the job.
+struct TrainingProcess {
+    int rank = 0;
+    int size = 1;
+};
+TrainingProcess training_process();
 
 // The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
 std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);

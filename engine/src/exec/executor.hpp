@@ -60,6 +60,7 @@ public:
     const std::vector<Tensor>& weights() const { return weights_; }
     // Gradients by WeightId, written by Train steps; empty tensors for non-trainable weights.
     const std::vector<Tensor>& weight_grads() const { return weight_grads_; }
+    std::vector<Tensor>& weight_grads() { return weight_grads_; }
 
     // Enables Evaluate and Train steps. Decides reverse mode once: throws InputError when a
     // gradient would have to pass through an op without backward.

@@ -1,13 +1,16 @@
 #include "train/trainer.hpp"
 
+#include <cstring>
 #include <numeric>
 
+#include "dist/data_parallel.hpp"
 #include "nngraph/random.hpp"
 #include "train/losses.hpp"
 
 namespace nngraph {
 
-Trainer::Trainer(Executor& executor, TrainingConfig config) : executor_(executor), config_(std::move(config)) {
+Trainer::Trainer(Executor& executor, TrainingConfig config)
+    : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()) {
     if (config_.loss.empty()) {
         throw InputError(executor_.graph().spec().file + ": training needs a loss: add 'training: {loss: ...}' to the model file");
     }
@@ -56,11 +59,9 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     for (std::int64_t step = 0; step < steps; ++step) {
         const std::int64_t begin = step * batch_size;
         const std::int64_t count = std::min(batch_size, n - begin);
-        batch.rows = std::span<const std::int64_t>(order.data() + begin, static_cast<std::size_t>(count));
-        const double loss = executor_.run(batch, StepKind::Train);
-        optimizer_->apply(executor_.weights(), executor_.weight_grads());
-        loss_sum += loss * double(count);
-        if (accuracy_) accuracy_sum_ += batch_accuracy(train, order.data() + begin, count);
+        const auto [step_loss, step_correct] = train_step(train, batch, order.data() + begin, count);
+        loss_sum += step_loss;
+        accuracy_sum_ += step_correct;
         seen += count;
         if (!progress && !on_batch_end) continue;
         Scores so_far{loss_sum / double(seen), {}};
@@ -76,23 +77,46 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     return scores;
 }
 
+std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
+    const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
+    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    if (mine.count > 0) {
+        batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
+        sums[0] = executor_.run(batch, StepKind::Train) * double(mine.count);
+        if (accuracy_) sums[1] = batch_accuracy(train, rows + mine.offset, mine.count);
+    } else {
+        // A rank without rows in a small last batch adds nothing, and keeps its random streams in step.
+        for (Tensor& g : executor_.weight_grads()) {
+            if (!g.empty()) std::memset(g.raw(), 0, g.nbytes());
+        }
+        executor_.set_step_count(executor_.step_count() + 1);
+    }
+    dist::average_gradients(*comm_, executor_.weight_grads(), mine.count, count);
+    optimizer_->apply(executor_.weights(), executor_.weight_grads());
+    comm_->allreduce_sum(std::span<double>(sums));
+    return {sums[0], sums[1]};
+}
+
 Scores Trainer::evaluate(const Dataset& data) {
     check(data, "evaluation");
     BatchRef batch;
     for (const Tensor& t : data.inputs) batch.inputs.push_back(&t);
     for (const Tensor& t : data.targets) batch.targets.push_back(&t);
     const std::int64_t n = data.size();
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
-    std::iota(rows.begin(), rows.end(), 0);
-    double loss_sum = 0.0, correct = 0.0;
-    for (std::int64_t begin = 0; begin < n; begin += config_.batch_size) {
-        const std::int64_t count = std::min(config_.batch_size, n - begin);
+    // Each rank scores its contiguous share of the set; the sums over all ranks are the whole set's.
+    const dist::Share mine = dist::share_of(n, comm_->rank(), comm_->size());
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
+    std::iota(rows.begin(), rows.end(), mine.offset);
+    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    for (std::int64_t begin = 0; begin < mine.count; begin += config_.batch_size) {
+        const std::int64_t count = std::min(config_.batch_size, mine.count - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
-        loss_sum += executor_.run(batch, StepKind::Evaluate) * double(count);
-        if (accuracy_) correct += batch_accuracy(data, rows.data() + begin, count);
+        sums[0] += executor_.run(batch, StepKind::Evaluate) * double(count);
+        if (accuracy_) sums[1] += batch_accuracy(data, rows.data() + begin, count);
     }
-    Scores scores{loss_sum / double(n), {}};
-    if (accuracy_) scores.accuracy = correct / double(n);
+    comm_->allreduce_sum(std::span<double>(sums));
+    Scores scores{sums[0] / double(n), {}};
+    if (accuracy_) scores.accuracy = sums[1] / double(n);
     return scores;
 }
 

@@ -9,6 +9,7 @@
 #include <ostream>
 #include <vector>
 
+#include "dist/communicator.hpp"
 #include "exec/executor.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizers.hpp"
@@ -52,6 +53,9 @@ public:
 
     const TrainingConfig& config() const { return config_; }
     Optimizer& optimizer() { return *optimizer_; }
+    // Trains data-parallel over `comm` (which must outlive the trainer): each rank runs its share of
+    // every batch, the gradients are averaged before every step, the scores cover all ranks' rows.
+    void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
 
     // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
     // false when a callback stopped training.
@@ -67,11 +71,15 @@ public:
 private:
     void check(const Dataset& data, const char* what) const;
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
+    // sums over the global batch of the loss and of the correct predictions.
+    std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count);
 
     Executor& executor_;
     TrainingConfig config_;
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
+    dist::Communicator* comm_;
 };
 
 }  // namespace nngraph
