@@ -103,6 +103,7 @@ Scores Trainer::evaluate(const Dataset& data) {
     for (const Tensor& t : data.inputs) batch.inputs.push_back(&t);
     for (const Tensor& t : data.targets) batch.targets.push_back(&t);
     const std::int64_t n = data.size();
+    const std::uint64_t first_step = executor_.step_count();
     // Each rank scores its contiguous share of the set; the sums over all ranks are the whole set's.
     const dist::Share mine = dist::share_of(n, comm_->rank(), comm_->size());
     std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
@@ -115,6 +116,8 @@ Scores Trainer::evaluate(const Dataset& data) {
         if (accuracy_) sums[1] += batch_accuracy(data, rows.data() + begin, count);
     }
     comm_->allreduce_sum(std::span<double>(sums));
+    // Every rank counts the steps one process would have run, so the random streams stay in step.
+    executor_.set_step_count(first_step + static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
     Scores scores{sums[0] / double(n), {}};
     if (accuracy_) scores.accuracy = sums[1] / double(n);
     return scores;

@@ -1,0 +1,104 @@
+// The data-parallel pieces in one process: batch shares, the gradient weighting, the agreement check.
+#include <doctest/doctest.h>
+
+#include <numeric>
+
+#include "dist/data_parallel.hpp"
+#include "nngraph/error.hpp"
+
+using namespace nngraph;
+
+namespace {
+
+// A job of `size` ranks whose other ranks all hold exactly this rank's buffers: a sum over ranks is
+// the buffer times `size`. Enough to check what a rank puts into a collective.
+class MirrorJob : public dist::Communicator {
+public:
+    MirrorJob(int rank, int size) : rank_(rank), size_(size) {}
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    void allreduce_sum(std::span<float> v) override {
+        for (float& x : v) x *= float(size_);
+    }
+    void allreduce_sum(std::span<double> v) override {
+        for (double& x : v) x *= size_;
+    }
+    std::unique_ptr<dist::Request> allreduce_sum_async(std::span<float> v) override {
+        allreduce_sum(v);
+        struct Done : dist::Request {
+            void wait() override {}
+        };
+        return std::make_unique<Done>();
+    }
+    void broadcast(std::span<std::byte> bytes, int) override {
+        if (!root_bytes.empty()) std::copy(root_bytes.begin(), root_bytes.end(), bytes.begin());
+    }
+    void barrier() override {}
+    void send(std::span<const std::byte>, int, int) override {}
+    void receive(std::span<std::byte>, int, int) override {}
+    std::vector<std::byte> root_bytes;  // what rank 0 broadcasts; empty: the same as this rank
+
+private:
+    void end_job(const std::string&, int) override {}
+    int rank_, size_;
+};
+
+}  // namespace
+
+TEST_CASE("a global batch is split into contiguous shares as even as the ranks allow") {
+    for (std::int64_t count : {1, 2, 7, 100, 101}) {
+        for (int size : {1, 2, 3, 4}) {
+            std::int64_t next = 0, smallest = count, largest = 0;
+            for (int rank = 0; rank < size; ++rank) {
+                const dist::Share s = dist::share_of(count, rank, size);
+                CHECK(s.offset == next);
+                next += s.count;
+                smallest = std::min(smallest, s.count);
+                largest = std::max(largest, s.count);
+            }
+            CAPTURE(count);
+            CAPTURE(size);
+            CHECK(next == count);
+            CHECK(largest - smallest <= 1);
+        }
+    }
+    CHECK(dist::share_of(100, 0, 3).count == 34);
+    CHECK(dist::share_of(100, 2, 3).offset == 67);
+    CHECK(dist::share_of(1, 2, 3).count == 0);
+}
+
+TEST_CASE("gradients are weighted by the rank's rows before they are summed") {
+    // Three ranks with the same mean gradient over 10, 10 and 10 rows: the global mean is that gradient.
+    MirrorJob job(1, 3);
+    std::vector<Tensor> grads;
+    grads.emplace_back(DType::F32, Shape{2});
+    grads.back().data<float>()[0] = 0.5f;
+    grads.back().data<float>()[1] = -3.0f;
+    grads.emplace_back();  // a weight without gradient is left alone
+    dist::average_gradients(job, grads, 10, 30);
+    CHECK(grads[0].data<float>()[0] == doctest::Approx(0.5f));
+    CHECK(grads[0].data<float>()[1] == doctest::Approx(-3.0f));
+    CHECK(grads[1].empty());
+
+    // One process: the gradient is already the global mean and stays bit for bit.
+    dist::average_gradients(dist::single_process(), grads, 7, 7);
+    CHECK(grads[0].data<float>()[1] == -3.0f);
+}
+
+TEST_CASE("ranks that disagree with rank 0 are named, with this rank's source") {
+    const std::vector<dist::Fingerprint> mine = {{"model file", "'m.yaml'", 1}, {"training data", "(d)", 2}};
+    MirrorJob same(1, 2);
+    CHECK_NOTHROW(dist::check_ranks_agree(same, mine));
+
+    MirrorJob other(1, 2);
+    const std::uint64_t root[] = {1, 3};  // rank 0 read other data
+    const auto bytes = std::as_bytes(std::span(root));
+    other.root_bytes.assign(bytes.begin(), bytes.end());
+    try {
+        dist::check_ranks_agree(other, mine);
+        FAIL("no error");
+    } catch (const InputError& e) {
+        CHECK(std::string(e.what()).find("rank 1 disagrees with rank 0 on the training data (d)") != std::string::npos);
+    }
+    CHECK(dist::fingerprint("ab", 2) != dist::fingerprint("ba", 2));
+}
