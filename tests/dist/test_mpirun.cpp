@@ -149,6 +149,32 @@ std::vector<std::vector<double>> csv_rows(const std::filesystem::path& file) {
 
 std::string read_bytes_of(const Tensor& t) { return std::string(static_cast<const char*>(t.raw()), t.nbytes()); }
 
+// The same weights and optimiser state to 1e-5, relative to each tensor's largest entry (the ranks
+// sum in another order than one process), and the same epochs and steps done.
+void check_same_checkpoint(const TensorFile& got, const TensorFile& expected, int ranks) {
+    CHECK(got.metadata == expected.metadata);
+    REQUIRE(got.tensors.size() == expected.tensors.size());
+    double worst = 0.0;
+    for (const auto& [tensor_name, want] : expected.tensors) {
+        CAPTURE(tensor_name);
+        const Tensor& have = got.tensors.at(tensor_name);
+        REQUIRE(have.shape() == want.shape());
+        REQUIRE(have.dtype() == want.dtype());
+        if (want.dtype() != DType::F32) {
+            CHECK(read_bytes_of(have) == read_bytes_of(want));
+            continue;
+        }
+        double largest = 0.0, difference = 0.0;
+        for (std::int64_t i = 0; i < want.numel(); ++i) {
+            largest = std::max(largest, double(std::abs(want.data<float>()[i])));
+            difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
+        }
+        CHECK(difference <= 1e-5 * largest);
+        worst = std::max(worst, difference / largest);
+    }
+    MESSAGE(ranks << " ranks: weights and optimiser state within " << worst << " of one process, relative to each tensor's largest entry");
+}
+
 }  // namespace
 
 TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, the same epoch lines") {
@@ -171,29 +197,7 @@ TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, 
         // Rank 0 alone reports.
         CHECK(job.err().find("nngraph: training 'xor_small'") == job.err().rfind("nngraph: training 'xor_small'"));
 
-        const TensorFile got = read_safetensors(dir / (name + ".safetensors"));
-        CHECK(got.metadata == expected.metadata);
-        REQUIRE(got.tensors.size() == expected.tensors.size());
-        double worst = 0.0;
-        for (const auto& [tensor_name, want] : expected.tensors) {
-            CAPTURE(tensor_name);
-            const Tensor& have = got.tensors.at(tensor_name);
-            REQUIRE(have.shape() == want.shape());
-            REQUIRE(have.dtype() == want.dtype());
-            if (want.dtype() != DType::F32) {
-                CHECK(read_bytes_of(have) == read_bytes_of(want));
-                continue;
-            }
-            // Relative to the tensor's scale: the ranks sum in another order than one process.
-            double largest = 0.0, difference = 0.0;
-            for (std::int64_t i = 0; i < want.numel(); ++i) {
-                largest = std::max(largest, double(std::abs(want.data<float>()[i])));
-                difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
-            }
-            CHECK(difference <= 1e-5 * largest);
-            worst = std::max(worst, difference / largest);
-        }
-        MESSAGE(ranks << " ranks: weights and optimiser state within " << worst << " of one process, relative to each tensor's largest entry");
+        check_same_checkpoint(read_safetensors(dir / (name + ".safetensors")), expected, ranks);
         const auto rows = csv_rows(dir / (name + ".csv"));
         REQUIRE(rows.size() == expected_rows.size());
         for (std::size_t e = 0; e < rows.size(); ++e) {
@@ -242,4 +246,35 @@ TEST_CASE("ranks that read different model files are refused, naming the rank an
     CHECK(*status == 2);
     CHECK(job.err().find("rank 1 disagrees with rank 0 on the model file '" + (dir / "other.yaml").string() + "'") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(dir / "a.safetensors"));
+}
+
+TEST_CASE("a rank that throws ends the job, naming the rank, with the error's exit status") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", kModel);
+    std::vector<std::string> args = mpirun_args({"-np", "1"}, train_args(dir, "a"));
+    args.push_back(":");
+    std::vector<std::string> second = train_args(dir, "b");
+    second.insert(second.end(), {"--resume", (dir / "missing.safetensors").string()});
+    const std::vector<std::string> rest = mpirun_args({"-np", "1"}, second);
+    args.insert(args.end(), rest.begin(), rest.end());
+    Mpirun job(dir, args);
+    const std::optional<int> status = job.wait(std::chrono::seconds(60));
+    REQUIRE(status.has_value());
+    CHECK(*status == 2);
+    CHECK(job.err().find("nngraph: rank 1 of 2: cannot read safetensors file") != std::string::npos);
+}
+
+TEST_CASE("a 2-rank run resumed from its checkpoint ends where one unbroken process does") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", kModel);
+    REQUIRE(run_nngraph(train_args(dir, "one")).status == 0);
+    std::vector<std::string> first = train_args(dir, "half");
+    first.insert(first.end(), {"--epochs", "1"});
+    Mpirun first_job(dir, mpirun_args({"-np", "2"}, first));
+    REQUIRE(first_job.wait(std::chrono::seconds(120)) == std::optional<int>(0));
+    std::vector<std::string> second = train_args(dir, "whole");
+    second.insert(second.end(), {"--resume", (dir / "half.safetensors").string()});
+    Mpirun second_job(dir, mpirun_args({"-np", "2"}, second));
+    REQUIRE_MESSAGE(second_job.wait(std::chrono::seconds(120)) == std::optional<int>(0), second_job.err());
+    check_same_checkpoint(read_safetensors(dir / "whole.safetensors"), read_safetensors(dir / "one.safetensors"), 2);
 }
