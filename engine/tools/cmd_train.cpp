@@ -17,6 +17,7 @@ struct TrainOptions {
     std::optional<int> epochs;
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
+    std::optional<double> bucket_mb;
 };
 
 // Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
@@ -67,6 +68,7 @@ void run_train(const TrainOptions& o) {
     options.epochs = o.epochs;
     options.batch_size = o.batch_size;
     options.seed = o.seed;
+    if (o.bucket_mb) options.gradient_bucket_bytes = static_cast<std::size_t>(*o.bucket_mb * 1024 * 1024);
     if (o.save) options.save_best = *o.save;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
@@ -120,6 +122,8 @@ void add_train_commands(CLI::App& app) {
     train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
     train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
+    train->add_option("--bucket-mb", t->bucket_mb, "Under mpirun: gradients are averaged in buckets of this many MiB (default 25)")
+        ->check(CLI::PositiveNumber);
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });
 

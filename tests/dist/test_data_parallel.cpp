@@ -1,9 +1,10 @@
-// The data-parallel pieces in one process: batch shares, the gradient weighting, the agreement check.
+// The data-parallel pieces in one process: batch shares, the gradient buckets, the agreement check.
 #include <doctest/doctest.h>
 
 #include <numeric>
 
 #include "dist/data_parallel.hpp"
+#include "dist/gradient_reducer.hpp"
 #include "nngraph/error.hpp"
 
 using namespace nngraph;
@@ -24,6 +25,7 @@ public:
         for (double& x : v) x *= size_;
     }
     std::unique_ptr<dist::Request> allreduce_sum_async(std::span<float> v) override {
+        launched.push_back(v.size());
         allreduce_sum(v);
         struct Done : dist::Request {
             void wait() override {}
@@ -37,6 +39,7 @@ public:
     void send(std::span<const std::byte>, int, int) override {}
     void receive(std::span<std::byte>, int, int) override {}
     std::vector<std::byte> root_bytes;  // what rank 0 broadcasts; empty: the same as this rank
+    std::vector<std::size_t> launched;  // the sizes of the non-blocking allreduces, in order
 
 private:
     void end_job(const std::string&, int) override {}
@@ -67,22 +70,36 @@ TEST_CASE("a global batch is split into contiguous shares as even as the ranks a
     CHECK(dist::share_of(1, 2, 3).count == 0);
 }
 
-TEST_CASE("gradients are weighted by the rank's rows before they are summed") {
-    // Three ranks with the same mean gradient over 10, 10 and 10 rows: the global mean is that gradient.
+TEST_CASE("gradients go out in buckets, in reverse weight order, weighted by the rank's rows") {
+    // Three ranks with the same mean gradient over 10 rows each: the global mean is that gradient.
     MirrorJob job(1, 3);
     std::vector<Tensor> grads;
-    grads.emplace_back(DType::F32, Shape{2});
-    grads.back().data<float>()[0] = 0.5f;
-    grads.back().data<float>()[1] = -3.0f;
+    for (int w = 0; w < 3; ++w) {
+        grads.emplace_back(DType::F32, Shape{4});
+        for (int i = 0; i < 4; ++i) grads.back().data<float>()[i] = float(w * 10 + i) - 0.5f;
+    }
     grads.emplace_back();  // a weight without gradient is left alone
-    dist::average_gradients(job, grads, 10, 30);
-    CHECK(grads[0].data<float>()[0] == doctest::Approx(0.5f));
-    CHECK(grads[0].data<float>()[1] == doctest::Approx(-3.0f));
-    CHECK(grads[1].empty());
+    dist::GradientReducer reducer(job, grads, 8 * sizeof(float));
+    CHECK(reducer.buckets() == 2);  // {2, 1} and {0}
 
-    // One process: the gradient is already the global mean and stays bit for bit.
-    dist::average_gradients(dist::single_process(), grads, 7, 7);
-    CHECK(grads[0].data<float>()[1] == -3.0f);
+    reducer.begin(10, 30);
+    reducer.ready(0);  // the last bucket is complete, but the first is not: nothing starts yet
+    CHECK(job.launched.empty());
+    reducer.ready(3);
+    reducer.ready(2);
+    CHECK(job.launched.empty());
+    reducer.ready(1);
+    CHECK(job.launched == std::vector<std::size_t>{8, 4});
+    reducer.finish();
+    for (int w = 0; w < 3; ++w) {
+        for (int i = 0; i < 4; ++i) CHECK(grads[w].data<float>()[i] == doctest::Approx(float(w * 10 + i) - 0.5f));
+    }
+    CHECK(grads[3].empty());
+
+    reducer.begin(10, 30);
+    reducer.ready(2);
+    CHECK_THROWS_AS(reducer.finish(), RunError);
+    CHECK_THROWS_AS(dist::GradientReducer(job, grads, 0), InputError);
 }
 
 TEST_CASE("ranks that disagree with rank 0 are named, with this rank's source") {

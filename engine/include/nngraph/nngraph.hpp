@@ -124,6 +124,8 @@ struct TrainOptions {
     std::optional<std::filesystem::path> resume;
     // Keras's progress bar and epoch lines; null: silent. `live` redraws the bar in place.
     std::ostream* log = nullptr;
+    // Under mpirun: the size of the buckets the gradients are averaged in (default 25 MiB).
+    std::optional<std::size_t> gradient_bucket_bytes;
     bool live = false;
     std::function<void(const TrainStart&)> on_start;
     // Either may return Training::Stop: after a batch, its epoch ends there and is still validated

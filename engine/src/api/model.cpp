@@ -7,6 +7,7 @@
 
 #include "api/model_state.hpp"
 #include "dist/data_parallel.hpp"
+#include "dist/gradient_reducer.hpp"
 #include "graph/summary.hpp"
 #include "train/checkpoint.hpp"
 #include "train/losses.hpp"
@@ -329,7 +330,7 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     s.use_seed(config.seed);
     Executor& executor = s.executor();
     Trainer trainer(executor, config);
-    trainer.set_communicator(comm);
+    trainer.set_communicator(comm, options.gradient_bucket_bytes.value_or(dist::kDefaultBucketBytes));
     const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
 
     TrainResult result;

@@ -12,19 +12,6 @@ Share share_of(std::int64_t count, int rank, int size) {
     return {rank * base + std::min<std::int64_t>(rank, extra), base + (rank < extra ? 1 : 0)};
 }
 
-void average_gradients(Communicator& comm, std::vector<Tensor>& gradients, std::int64_t local_rows, std::int64_t global_rows) {
-    if (comm.size() == 1) return;
-    const float weight = static_cast<float>(double(local_rows) / double(global_rows));
-    std::vector<std::unique_ptr<Request>> pending;
-    for (Tensor& g : gradients) {
-        if (g.empty()) continue;
-        std::span<float> values(g.data<float>(), static_cast<std::size_t>(g.numel()));
-        for (float& v : values) v *= weight;
-        pending.push_back(comm.allreduce_sum_async(values));
-    }
-    for (auto& request : pending) request->wait();
-}
-
 std::uint64_t fingerprint(const void* data, std::size_t bytes, std::uint64_t hash) {
     const auto* p = static_cast<const unsigned char*>(data);
     for (std::size_t i = 0; i < bytes; ++i) hash = (hash ^ p[i]) * 0x100000001b3ULL;

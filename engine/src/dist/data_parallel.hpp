@@ -1,6 +1,6 @@
-// Data parallelism over a communicator: which rows of a global batch a rank takes, the gradient
-// average that keeps every rank's weights identical, and the start-up check that all ranks hold
-// the same model, weights and data.
+// Data parallelism over a communicator: which rows of a global batch a rank takes, and the
+// start-up check that all ranks hold the same model, weights and data (the gradient average is
+// gradient_reducer.hpp).
 #pragma once
 
 #include <cstdint>
@@ -19,10 +19,6 @@ struct Share {
     std::int64_t count = 0;
 };
 Share share_of(std::int64_t count, int rank, int size);
-
-// Replaces every rank's gradients (each the mean over its `local_rows`) by the mean over all
-// `global_rows`: the single-process gradient of the global batch. Empty tensors are skipped.
-void average_gradients(Communicator& comm, std::vector<Tensor>& gradients, std::int64_t local_rows, std::int64_t global_rows);
 
 // A stable 64-bit fingerprint (FNV-1a) of bytes, for comparing ranks' inputs.
 std::uint64_t fingerprint(const void* data, std::size_t bytes, std::uint64_t hash = 0xcbf29ce484222325ULL);

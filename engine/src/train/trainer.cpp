@@ -77,6 +77,12 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     return scores;
 }
 
+void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes) {
+    comm_ = &comm;
+    reducer_.reset();
+    if (comm.size() > 1) reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes);
+}
+
 std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
     const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
     double sums[2] = {0.0, 0.0};  // loss, correct predictions
@@ -91,7 +97,11 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
         }
         executor_.set_step_count(executor_.step_count() + 1);
     }
-    dist::average_gradients(*comm_, executor_.weight_grads(), mine.count, count);
+    if (reducer_) {
+        reducer_->begin(mine.count, count);
+        for (std::size_t w = executor_.weight_grads().size(); w-- > 0;) reducer_->ready(w);
+        reducer_->finish();
+    }
     optimizer_->apply(executor_.weights(), executor_.weight_grads());
     comm_->allreduce_sum(std::span<double>(sums));
     return {sums[0], sums[1]};

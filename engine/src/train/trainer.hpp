@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dist/communicator.hpp"
+#include "dist/gradient_reducer.hpp"
 #include "exec/executor.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizers.hpp"
@@ -54,8 +55,9 @@ public:
     const TrainingConfig& config() const { return config_; }
     Optimizer& optimizer() { return *optimizer_; }
     // Trains data-parallel over `comm` (which must outlive the trainer): each rank runs its share of
-    // every batch, the gradients are averaged before every step, the scores cover all ranks' rows.
-    void set_communicator(dist::Communicator& comm) { comm_ = &comm; }
+    // every batch, the gradients are averaged in buckets of `bucket_bytes` before every step, the
+    // scores cover all ranks' rows.
+    void set_communicator(dist::Communicator& comm, std::size_t bucket_bytes = dist::kDefaultBucketBytes);
 
     // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
     // false when a callback stopped training.
@@ -80,6 +82,7 @@ private:
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
     dist::Communicator* comm_;
+    std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
 };
 
 }  // namespace nngraph
