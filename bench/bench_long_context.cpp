@@ -76,9 +76,7 @@ void run(benchmark::State& state, const Variant& v) {
     for (auto _ : state) step();
     const double peak = status_bytes("VmHWM") - before;
     const double io = bytes_of(runner.inputs()) + bytes_of(runner.outputs()) + bytes_of(runner.grad_inputs()) + double(dy.nbytes());
-    double saved = 0.0;
-    for (const TensorInfo& s : runner.shapes().saved) saved += double(Tensor(s.dtype, s.shape).nbytes());
-    const double op = io + saved + double(runner.shapes().scratch_bytes);
+    const double op = io + double(runner.declared_bytes());
     constexpr double kMB = 1024.0 * 1024.0;
     state.counters["io_MB"] = io / kMB;
     state.counters["op_MB"] = op / kMB;

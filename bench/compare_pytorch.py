@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (model, mode, batch, the target ratio nngraph/PyTorch from issue 5)
+# (model, mode, batch, the target ratio nngraph/PyTorch)
 CASES = [
     ("imdb_attention", "train", 64, 1 / 5),
     ("imdb_lstm", "train", 64, 1 / 3),

@@ -1,6 +1,8 @@
-// Buffers on the host's mechanisms: saved buffers as the op's saved tensors, call scratch carved
-// from the op's one scratch block, per-thread scratch in onednn's per-thread slots.
+// Buffers on the host's declared buffers: saved buffers carved from one saved block, call scratch
+// from one scratch block, per-thread scratch in per-thread buffers, each the same in every plan.
 #include "buffers.hpp"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -11,10 +13,6 @@ namespace nngraph_attention {
 namespace {
 
 constexpr std::uint64_t kAlign = 64;
-// onednn::buffer slots of the kThread buffers, in list order; the attention plugin calls no
-// oneDNN primitive while it holds them.
-constexpr int kFirstThreadSlot = 5, kThreadSlots = 3;
-
 std::uint64_t element_bytes(nng_dtype dtype) { return dtype == NNG_U8 ? 1 : dtype == NNG_I64 ? 8 : 4; }
 
 std::uint64_t aligned_bytes(const BufferSpec& spec) {
@@ -43,44 +41,86 @@ BufferId BufferList::add(const char* name, Lifetime lifetime, nng_dtype dtype, s
 
 void* Buffers::thread(BufferId id) const {
     if (id.index < 0) return nullptr;
-    const auto i = static_cast<std::size_t>(id.index);
-    return nng::onednn::buffer(thread_slot_[i], static_cast<std::size_t>(thread_bytes_[i]));
+    return exec_->buffer(thread_buffer_[static_cast<std::size_t>(id.index)], omp_get_thread_num());
 }
 
-void declare_buffers(nng::InferContext& ctx, std::int64_t batch, std::initializer_list<const BufferList*> lists) {
+namespace {
+
+// The host buffers of declare_buffers, in declaration order: their handles are these indices.
+constexpr nng::Buffer<std::byte> kSavedBlock{0}, kScratchBlock{1};
+constexpr nng::Buffer<std::byte> thread_buffer(int k) { return nng::Buffer<std::byte>{2 + k}; }
+constexpr const char* kThreadBufferNames[kThreadBuffers] = {"per-thread scratch 1", "per-thread scratch 2", "per-thread scratch 3"};
+
+// The saved block's bytes: every saved buffer of the lists, for `batch` samples.
+std::uint64_t saved_bytes(std::int64_t batch, std::initializer_list<const BufferList*> lists) {
+    std::uint64_t used = 0;
     for (const BufferList* list : lists) {
         for (int i = 0; i < list->size(); ++i) {
             const BufferSpec& spec = (*list)[i];
             if (spec.lifetime != Lifetime::kSaved) continue;
-            if (spec.rank == 1) ctx.add_saved(spec.dtype, {batch, spec.dims[0]});
-            else ctx.add_saved(spec.dtype, {batch, spec.dims[0], spec.dims[1]});
+            BufferSpec all = spec;
+            all.rank = 1;
+            all.dims[0] = std::max<std::int64_t>(batch, 0) * spec.count();
+            used += aligned_bytes(all);
         }
     }
-    ctx.set_scratch_bytes(bytes_of(Lifetime::kCall, lists) + std::max(bytes_of(Lifetime::kForward, lists), bytes_of(Lifetime::kBackward, lists)));
+    return used;
+}
+
+}  // namespace
+
+void declare_buffers(nng::InferContext& ctx, std::int64_t batch, std::initializer_list<const BufferList*> lists) {
+    ctx.buffer<std::byte>("attention saved", static_cast<std::int64_t>(saved_bytes(batch, lists)), nng::Lifetime::Saved);
+    ctx.buffer<std::byte>("attention scratch",
+                          static_cast<std::int64_t>(bytes_of(Lifetime::kCall, lists) +
+                                                    std::max(bytes_of(Lifetime::kForward, lists), bytes_of(Lifetime::kBackward, lists))),
+                          nng::Lifetime::PerCall);
+    std::int64_t thread_bytes[kThreadBuffers] = {};
+    int k = 0;
+    for (const BufferList* list : lists) {
+        for (int i = 0; i < list->size(); ++i) {
+            const BufferSpec& spec = (*list)[i];
+            if (spec.lifetime != Lifetime::kThread) continue;
+            if (k == kThreadBuffers) throw std::logic_error(std::string("attention: too many per-thread buffers, at ") + spec.name);
+            thread_bytes[k++] = static_cast<std::int64_t>(aligned_bytes(spec));
+        }
+    }
+    for (int t = 0; t < kThreadBuffers; ++t) ctx.buffer<std::byte>(kThreadBufferNames[t], thread_bytes[t], nng::Lifetime::PerThread);
 }
 
 void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_list<const BufferList*> lists,
                   std::initializer_list<Buffers*> buffers) {
     if (lists.size() != buffers.size()) throw std::logic_error("attention: bind_buffers needs one Buffers per list");
     const std::uint64_t call_bytes = bytes_of(Lifetime::kCall, lists), needed = call_bytes + bytes_of(direction, lists);
-    if (needed > exec.scratch_bytes()) {
-        throw std::runtime_error("attention: the scratch of " + std::to_string(exec.scratch_bytes()) + " bytes is too small (" +
+    const auto scratch_bytes = static_cast<std::uint64_t>(exec.count(kScratchBlock));
+    if (needed > scratch_bytes) {
+        throw std::runtime_error("attention: the scratch of " + std::to_string(scratch_bytes) + " bytes is too small (" +
                                  std::to_string(needed) + " needed)");
     }
     const bool training = has_saved_buffers(exec);
-    auto* scratch = static_cast<std::byte*>(exec.scratch());
-    std::uint64_t used = 0, call_used = 0;
-    int saved = 0, thread_slot = kFirstThreadSlot;
+    const std::int64_t batch = exec.input(0).dim(0);
+    if (training && saved_bytes(batch, lists) > static_cast<std::uint64_t>(exec.count(kSavedBlock))) {
+        throw std::runtime_error("attention: the saved buffers need more than the " + std::to_string(exec.count(kSavedBlock)) +
+                                 " bytes declared");
+    }
+    std::byte* saved = exec.buffer(kSavedBlock);
+    std::byte* scratch = exec.buffer(kScratchBlock);
+    std::uint64_t used = 0, call_used = 0, saved_used = 0;
+    int thread = 0;
     const BufferList* const* list = lists.begin();
     for (Buffers* out : buffers) {
         *out = Buffers{};
         out->training_ = training;
+        out->exec_ = &exec;
         for (int i = 0; i < (*list)->size(); ++i) {
             const BufferSpec& spec = (**list)[i];
             const auto at = static_cast<std::size_t>(i);
             if (spec.lifetime == Lifetime::kSaved) {
-                out->where_[at] = training ? exec.saved(saved).raw() : nullptr;
-                ++saved;
+                BufferSpec all = spec;
+                all.rank = 1;
+                all.dims[0] = batch * spec.count();
+                out->where_[at] = training ? saved + saved_used : nullptr;
+                saved_used += aligned_bytes(all);
             } else if (spec.lifetime == Lifetime::kCall) {
                 out->where_[at] = scratch + call_used;
                 call_used += aligned_bytes(spec);
@@ -88,11 +128,13 @@ void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_li
                 out->where_[at] = scratch + call_bytes + used;
                 used += aligned_bytes(spec);
             } else if (spec.lifetime == Lifetime::kThread) {
-                if (thread_slot >= kFirstThreadSlot + kThreadSlots) {
-                    throw std::logic_error(std::string("attention: too many per-thread buffers, at ") + spec.name);
+                const nng::Buffer<std::byte> handle = thread_buffer(thread++);
+                if (static_cast<std::uint64_t>(exec.count(handle)) < aligned_bytes(spec)) {
+                    throw std::runtime_error(std::string("attention: per-thread buffer ") + spec.name + " needs " +
+                                             std::to_string(aligned_bytes(spec)) + " bytes, " + std::to_string(exec.count(handle)) +
+                                             " were planned (another thread count?)");
                 }
-                out->thread_slot_[at] = thread_slot++;
-                out->thread_bytes_[at] = static_cast<std::int64_t>(aligned_bytes(spec));
+                out->thread_buffer_[at] = handle;
             }
         }
         ++list;

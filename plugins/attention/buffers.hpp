@@ -76,13 +76,16 @@ private:
     friend void bind_buffers(const nng::Exec&, Lifetime, std::initializer_list<const BufferList*>,
                              std::initializer_list<Buffers*>);
     std::array<void*, BufferList::kCapacity> where_{};
-    std::array<std::int64_t, BufferList::kCapacity> thread_bytes_{};
-    std::array<int, BufferList::kCapacity> thread_slot_{};
+    std::array<nng::Buffer<std::byte>, BufferList::kCapacity> thread_buffer_{};
+    const nng::Exec* exec_ = nullptr;
     bool training_ = false;
 };
 
-// Declares the lists' saved buffers (batch-major, in list order) and their scratch: kCall pieces
-// first, then forward's or backward's, so the larger direction sets its size.
+// Declares the host buffers the lists are carved from, the same ones in every plan whatever the
+// lists hold: one saved block (the saved buffers, batch-major, in list order), one scratch block
+// (kCall pieces first, then forward's or backward's, so the larger direction sets its size) and
+// one per-thread buffer for each of the first kThreadBuffers kThread buffers.
+inline constexpr int kThreadBuffers = 3;
 void declare_buffers(nng::InferContext& ctx, std::int64_t batch, std::initializer_list<const BufferList*> lists);
 
 // Finds the buffers of `lists` for a call in direction `direction` (kForward or kBackward), into
@@ -90,7 +93,7 @@ void declare_buffers(nng::InferContext& ctx, std::int64_t batch, std::initialize
 void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_list<const BufferList*> lists,
                   std::initializer_list<Buffers*> buffers);
 
-// Whether the call belongs to a training step: the plan kept buffers for backward.
-inline bool has_saved_buffers(const nng::Exec& exec) { return exec.saved(0).present(); }
+// Whether the call belongs to a training step: the plan keeps buffers for backward.
+inline bool has_saved_buffers(const nng::Exec& exec) { return exec.training(); }
 
 }  // namespace nngraph_attention

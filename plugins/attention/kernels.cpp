@@ -7,7 +7,7 @@ namespace {
 
 // C (4 rows x NC·16) (+)= A (4 rows x K, leading dimension lda) · B (K x NC·16, row stride ldb).
 // Always inlined: an out-of-line copy would be built for the default target, where 64-byte
-// vectors fall apart into 16-byte pieces, many times slower than in the AVX-512 clone.
+// vectors fall apart into 16-byte pieces.
 template <int NC, Layout kA>
 inline __attribute__((always_inline)) void kernel_4xn(std::int64_t K, const float* A, std::int64_t lda, const float* B,
                                                       std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {

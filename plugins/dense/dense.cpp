@@ -35,7 +35,7 @@ struct Dense {
     bool keeps_z_in_saved() const { return f_.backward_needs_input() && !has_logits(); }
     bool has_logits() const { return f_.logits_role() != NNG_OUTPUT_VISIBLE; }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 2, NNG_MAX_RANK, "rank 2 or more: (batch, ..., features)");
         ctx.expect_dtype(0, NNG_F32, "float32");
         Dims out = ctx.input_dims(0);
@@ -46,10 +46,10 @@ struct Dense {
         if (has_logits()) ctx.add_logits_output(y, f_.logits_role());
         ctx.add_weight("kernel", {in, units_}, kernel_init_);
         if (use_bias_) ctx.add_weight("bias", {units_}, bias_init_);
-        if (ctx.training() && keeps_z_in_saved()) ctx.add_saved(NNG_F32, out);
+        const std::int64_t elements = nng::product(out);
+        z_ = ctx.buffer<float>("pre-activation", ctx.training() && keeps_z_in_saved() ? elements : 0, nng::Lifetime::Saved);
         // dz needs room unless it is dy itself (linear, no logits twin).
-        const std::int64_t rows = nng::product(out, 0, out.size() - 1);
-        if (!f_.is_linear() || has_logits()) ctx.set_scratch_bytes(static_cast<std::uint64_t>(std::max<std::int64_t>(rows, 0) * units_) * sizeof(float));
+        dz_ = ctx.buffer<float>("pre-activation gradient", !f_.is_linear() || has_logits() ? elements : 0, nng::Lifetime::Backward);
         std::uint32_t needs = NNG_NEEDS_INPUT(0);
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
@@ -70,13 +70,12 @@ struct Dense {
     }
     onednn::View z_view(const nng::Exec& exec, std::int64_t rows) const {
         if (has_logits()) return onednn::view(exec.output(1), {rows, units_});
-        if (keeps_z_in_saved() && exec.training()) return onednn::view(exec.saved(0), {rows, units_});
+        if (keeps_z_in_saved() && exec.training()) return onednn::view(exec.buffer(z_), dnnl::memory::data_type::f32, {rows, units_});
         return {};
     }
 
-    // One thread below kSerialMultiplyAdds: for a product this small, oneDNN's parallel region
-    // costs more than a second thread saves (imdb_attention's output layer on one review, a 1 x 32
-    // by 32 x 1 product and its sigmoid: about 8 us on two threads, under 1 us on one).
+    // One thread below kSerialMultiplyAdds: for a product this small (a classifier's last layer on
+    // one sample), oneDNN's parallel region costs more than a second thread saves.
     static constexpr std::int64_t kSerialMultiplyAdds = std::int64_t{1} << 21;
     int threads(const nng::Exec& exec, const Matrices& m) const {
         return exec.threads_for(m.rows * m.x.dims[1] * units_, kSerialMultiplyAdds);
@@ -106,7 +105,7 @@ struct Dense {
         if (f_.is_linear() && !has_logits()) {
             if (dy) dz = onednn::view(dy, {m.rows, units_});
         } else if (dy || dlogits) {
-            dz = onednn::view(exec.scratch(), dnnl::memory::data_type::f32, {m.rows, units_});
+            dz = onednn::view(exec.buffer(dz_), dnnl::memory::data_type::f32, {m.rows, units_});
             if (dy) f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
             else std::memset(dz.data, 0, static_cast<std::size_t>(m.rows * units_) * sizeof(float));
             if (dlogits) {
@@ -134,6 +133,7 @@ struct Dense {
     ActivationFn f_;
     bool use_bias_;
     nng::Initializer kernel_init_, bias_init_;
+    nng::Buffer<float> z_, dz_;
 };
 
 }  // namespace

@@ -70,31 +70,32 @@ const onednn::Cached& forward_primitive(const Sizes& s, bool return_state, bool 
                                               [&] { return forward_pd(s, return_state, kind); });
 }
 
+dnnl::lstm_backward::primitive_desc backward_pd(const Sizes& s, bool return_state) {
+    const Descs d(s, return_state);
+    const dnnl::lstm_backward::desc desc(
+        dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
+        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter, d.src_layer, d.state, d.state,
+        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter);
+    return dnnl::lstm_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
+                                               forward_pd(s, return_state, dnnl::prop_kind::forward_training));
+}
+
 const onednn::Cached& backward_primitive(const Sizes& s, bool return_state) {
-    return onednn::cached<dnnl::lstm_backward>(problem_key(kBackwardTag, s, return_state), [&] {
-        const Descs d(s, return_state);
-        const dnnl::lstm_backward::desc desc(
-            dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
-            d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter, d.src_layer, d.state, d.state,
-            d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter);
-        return dnnl::lstm_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
-                                                   forward_pd(s, return_state, dnnl::prop_kind::forward_training));
-    });
+    return onednn::cached<dnnl::lstm_backward>(problem_key(kBackwardTag, s, return_state),
+                                               [&] { return backward_pd(s, return_state); });
+}
+
+std::int64_t floats_of(const memory::desc& desc) {
+    return static_cast<std::int64_t>((desc.get_size() + sizeof(float) - 1) / sizeof(float));
 }
 
 memory wrap(const memory::desc& desc, const void* data) { return onednn::memory_of(desc, const_cast<void*>(data)); }
 
 // The weights in the layouts primitive `c` picked: the user's memory when it already is, else a
-// copy in buffer slots 2 and 3.
+// copy in the part's scratch.
 struct Weights {
     memory layer, iter, bias;
 };
-Weights weights_for(const onednn::Cached& c, const Descs& d, const Operands& in, const float* zero_bias) {
-    const memory::desc layer = c.pd.weights_desc(0), iter = c.pd.weights_desc(1);
-    return {onednn::reorder_if_needed(wrap(d.weights_layer_user, in.kernel), layer, onednn::buffer(2, layer.get_size())),
-            onednn::reorder_if_needed(wrap(d.weights_iter_user, in.recurrent_kernel), iter, onednn::buffer(3, iter.get_size())),
-            wrap(d.bias, in.bias ? in.bias : zero_bias)};
-}
 
 void check_workspace_bytes(std::size_t wanted, std::size_t bytes) {
     if (bytes < wanted) {
@@ -105,14 +106,13 @@ void check_workspace_bytes(std::size_t wanted, std::size_t bytes) {
 void check_workspace(const onednn::Cached& c, std::size_t bytes) { check_workspace_bytes(c.pd.workspace_desc().get_size(), bytes); }
 
 // A gradient oneDNN accumulates into: the user's tensor when the primitive wants its layout, else
-// a buffer in `slot`; zeroed either way. `user` may be null (a gradient nobody wants).
+// `scratch`; zeroed either way. `user` may be null (a gradient nobody wants).
 struct Accumulated {
     memory produced, user;
 
-    Accumulated(const memory::desc& wanted, const memory::desc& user_desc, float* user_data, int slot) {
+    Accumulated(const memory::desc& wanted, const memory::desc& user_desc, float* user_data, float* scratch) {
         if (user_data) user = wrap(user_desc, user_data);
-        produced = user_data ? onednn::output_in(user, wanted, onednn::buffer(slot, wanted.get_size()))
-                             : onednn::memory_of(wanted, onednn::buffer(slot, wanted.get_size()));
+        produced = user_data ? onednn::output_in(user, wanted, scratch) : onednn::memory_of(wanted, scratch);
         std::memset(produced.get_data_handle(), 0, wanted.get_size());
     }
     void finish() const {
@@ -120,31 +120,68 @@ struct Accumulated {
     }
 };
 
-// Small buffers of one call (slot 6): zeros for a missing bias, the initial state and missing
-// state gradients (read only, so one block serves them all), and room for gradients nobody wants:
-// the bias's without use_bias, the initial state's.
-struct Small {
+// A part's scratch, carved: zeros for a missing bias, the initial state and missing state
+// gradients (read only, so one block serves them all); room for gradients nobody wants (the
+// bias's without use_bias, the initial state's); the weights in the primitive's layouts; and in
+// backward the time-major gradients and the weight gradients in the primitive's layouts.
+struct Carved {
     float* zero_bias = nullptr;
     float* zero_state = nullptr;
     float* unwanted_dbias = nullptr;
     float* unwanted_dh = nullptr;
     float* unwanted_dc = nullptr;
-
-    explicit Small(const Sizes& s) {
-        const std::int64_t state = s.batch * s.units;
-        carve(6, {{&zero_bias, 4 * s.units}, {&zero_state, state}, {&unwanted_dbias, 4 * s.units},
-                  {&unwanted_dh, state}, {&unwanted_dc, state}});
-        std::memset(zero_bias, 0, static_cast<std::size_t>(4 * s.units) * sizeof(float));
-        std::memset(zero_state, 0, static_cast<std::size_t>(s.batch * s.units) * sizeof(float));
-    }
+    float* weights_layer = nullptr;
+    float* weights_iter = nullptr;
+    float* dyt = nullptr;
+    float* dxt = nullptr;
+    float* diff_weights_layer = nullptr;
+    float* diff_weights_iter = nullptr;
 };
+
+// The floats forward (`backward` false) or backward carves for sizes `s` and primitive
+// descriptor `pd`; carves them from `scratch` into `c` unless scratch is null.
+template <class Pd>
+std::int64_t carve_part(const Sizes& s, const Pd& pd, bool backward, bool input_gradient_given, float* scratch,
+                        std::int64_t floats, Carved& c) {
+    const std::int64_t state = s.batch * s.units, gates = 4 * s.units;
+    const std::int64_t layer = floats_of(pd.weights_desc(0)), iter = floats_of(pd.weights_desc(1));
+    if (!backward) {
+        if (scratch) {
+            carve(scratch, floats, {{&c.zero_bias, gates}, {&c.zero_state, state}, {&c.unwanted_dbias, gates},
+                                    {&c.unwanted_dh, state}, {&c.unwanted_dc, state}, {&c.weights_layer, layer},
+                                    {&c.weights_iter, iter}});
+        }
+        return carved_floats({gates, state, gates, state, state, layer, iter});
+    }
+    const std::int64_t dyt = s.steps * state, dxt = input_gradient_given ? 0 : s.rows() * s.features;
+    const std::int64_t dlayer = floats_of(pd.diff_weights_desc(0)), diter = floats_of(pd.diff_weights_desc(1));
+    if (scratch) {
+        carve(scratch, floats, {{&c.zero_bias, gates}, {&c.zero_state, state}, {&c.unwanted_dbias, gates},
+                                {&c.unwanted_dh, state}, {&c.unwanted_dc, state}, {&c.weights_layer, layer},
+                                {&c.weights_iter, iter}, {&c.dyt, dyt}, {&c.dxt, dxt},
+                                {&c.diff_weights_layer, dlayer}, {&c.diff_weights_iter, diter}});
+    }
+    return carved_floats({gates, state, gates, state, state, layer, iter, dyt, dxt, dlayer, diter});
+}
+
+void fill_zeros(const Sizes& s, const Carved& c) {
+    std::memset(c.zero_bias, 0, static_cast<std::size_t>(4 * s.units) * sizeof(float));
+    std::memset(c.zero_state, 0, static_cast<std::size_t>(s.batch * s.units) * sizeof(float));
+}
+
+Weights weights_for(const onednn::Cached& c, const Descs& d, const Operands& in, const Carved& carved) {
+    const memory::desc layer = c.pd.weights_desc(0), iter = c.pd.weights_desc(1);
+    return {onednn::reorder_if_needed(wrap(d.weights_layer_user, in.kernel), layer, carved.weights_layer),
+            onednn::reorder_if_needed(wrap(d.weights_iter_user, in.recurrent_kernel), iter, carved.weights_iter),
+            wrap(d.bias, in.bias ? in.bias : carved.zero_bias)};
+}
 
 // The arguments forward and backward share: the data forward reads and writes, with the weights
 // in the layouts primitive `c` picked. Final states (return_state) and the workspace when given.
 std::unordered_map<int, memory> data_args(const onednn::Cached& c, const Descs& d, const Operands& in,
-                                          const Small& small, const float* yt, const float* final_h,
+                                          const Carved& small, const float* yt, const float* final_h,
                                           const float* final_c, const void* workspace) {
-    const Weights w = weights_for(c, d, in, small.zero_bias);
+    const Weights w = weights_for(c, d, in, small);
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC_LAYER, wrap(d.src_layer, in.xt)},
         {DNNL_ARG_SRC_ITER, wrap(d.state, small.zero_state)},
@@ -164,13 +201,15 @@ std::unordered_map<int, memory> data_args(const onednn::Cached& c, const Descs& 
 
 // One problem (a whole call, or one part of a split one) on the calling thread's threads.
 void forward_one(const Settings& settings, const Sizes& s, const Operands& in, float* yt, void* workspace,
-                 std::size_t workspace_bytes, const Results& out) {
+                 std::size_t workspace_bytes, float* scratch, std::int64_t scratch_floats, const Results& out) {
     Stopwatch watch;
     const bool training = workspace != nullptr;
     const onednn::Cached& c = forward_primitive(s, settings.return_state, training);
     const Descs d(s, settings.return_state);
     if (training) check_workspace(c, workspace_bytes);
-    const Small small(s);
+    Carved small;
+    carve_part(s, c.pd, false, true, scratch, scratch_floats, small);
+    fill_zeros(s, small);
     std::unordered_map<int, memory> args = data_args(c, d, in, small, yt, out.h, out.c, workspace);
     watch.lap(Phase::forward_weights);
     onednn::execute(c, std::move(args));
@@ -185,14 +224,17 @@ void forward_one(const Settings& settings, const Sizes& s, const Operands& in, f
 }
 
 void backward_one(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
-                  const void* workspace, std::size_t workspace_bytes, const float* final_h, const float* final_c,
-                  const OutputGrads& dy, const ParamGrads& grads) {
+                  const void* workspace, std::size_t workspace_bytes, float* scratch, std::int64_t scratch_floats,
+                  const float* final_h, const float* final_c, const OutputGrads& dy, const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t state = s.batch * s.units;
+    const onednn::Cached& c = backward_primitive(s, settings.return_state);
+    Carved small;
+    carve_part(s, c.pd, true, grads.xt != nullptr, scratch, scratch_floats, small);
+    fill_zeros(s, small);
     // The gradient of dst_layer, time-major: the sequence's, or the last output's in the last row.
     // The final states' gradients go to diff_dst_iter and diff_dst_iter_c.
-    float* dyt = nullptr;
-    carve(1, {{&dyt, s.steps * state}});
+    float* dyt = small.dyt;
     float* last = dyt + (s.steps - 1) * state;
     if (settings.return_sequences && dy.out) {
         to_time_major(dy.out, dyt, s.batch, s.steps, s.units, false, nullptr);
@@ -200,18 +242,15 @@ void backward_one(const Settings& settings, const Sizes& s, const Operands& in, 
         fill_zero(dyt, s.steps * state);
         if (dy.out) std::memcpy(last, dy.out, static_cast<std::size_t>(state) * sizeof(float));
     }
-    const Small small(s);
     // oneDNN writes the input gradient whether or not it is wanted.
-    float* dxt = grads.xt;
-    if (!dxt) carve(0, {{&dxt, s.rows() * s.features}});
+    float* dxt = grads.xt ? grads.xt : small.dxt;
     watch.lap(Phase::backward_input);
 
-    const onednn::Cached& c = backward_primitive(s, settings.return_state);
     check_workspace(c, workspace_bytes);
     const Descs d(s, settings.return_state);
     std::unordered_map<int, memory> args = data_args(c, d, in, small, yt, final_h, final_c, workspace);
-    const Accumulated dlayer(c.pd.diff_weights_desc(0), d.weights_layer_user, grads.kernel, 4);
-    const Accumulated diter(c.pd.diff_weights_desc(1), d.weights_iter_user, grads.recurrent_kernel, 5);
+    const Accumulated dlayer(c.pd.diff_weights_desc(0), d.weights_layer_user, grads.kernel, small.diff_weights_layer);
+    const Accumulated diter(c.pd.diff_weights_desc(1), d.weights_iter_user, grads.recurrent_kernel, small.diff_weights_iter);
     // The bias gradient is ldgo, the user's layout: straight into it, or into scratch when no
     // gradient is wanted (use_bias false: oneDNN's CPU LSTM always has a bias, here zeros).
     float* dbias = grads.bias ? grads.bias : small.unwanted_dbias;
@@ -281,23 +320,35 @@ BatchSplit fused_split(std::int64_t batch, int threads) {
     return {batch, std::clamp<std::int64_t>(std::min<std::int64_t>(threads, batch / kLeastPartBatch), 1, kMaxParts)};
 }
 
-std::size_t fused_workspace_capacity(const Sizes& s, bool return_state) {
-    std::size_t most = 0;
-    for (std::int64_t parts = 1; parts <= kMaxParts && (parts == 1 || s.batch / parts >= kLeastPartBatch); ++parts) {
-        const WorkspaceSlices slices(BatchSplit{s.batch, parts}, [&](std::int64_t n) {
-            return forward_pd({s.steps, n, s.features, s.units}, return_state, dnnl::prop_kind::forward_training)
-                .workspace_desc()
-                .get_size();
-        });
-        most = std::max(most, slices.start[parts]);
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split) {
+    const WorkspaceSlices slices(split, [&](std::int64_t n) {
+        return forward_pd({s.steps, n, s.features, s.units}, return_state, dnnl::prop_kind::forward_training)
+            .workspace_desc()
+            .get_size();
+    });
+    return slices.start[split.parts];
+}
+
+std::int64_t fused_part_floats(const Sizes& s, bool return_state, bool training, const BatchSplit& split) {
+    std::int64_t most = 0;
+    Carved counted;
+    const dnnl::prop_kind kind = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    for (std::int64_t p = 0; p < split.parts; ++p) {
+        const Sizes part = part_sizes(s, split, p);
+        most = std::max(most, carve_part(part, forward_pd(part, return_state, kind), false, true, nullptr, 0, counted));
+        if (training) most = std::max(most, carve_part(part, backward_pd(part, return_state), true, false, nullptr, 0, counted));
     }
-    return most;
+    return carved_floats({most});
+}
+
+std::int64_t fused_gradient_copy_floats(const Sizes& s, const BatchSplit& split) {
+    return (split.parts - 1) * (s.features * 4 * s.units + s.units * 4 * s.units + 4 * s.units);
 }
 
 void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
-                   void* workspace, std::size_t workspace_bytes, const Results& out) {
+                   void* workspace, std::size_t workspace_bytes, const PartScratch& scratch, const Results& out) {
     if (split.parts == 1) {
-        forward_one(settings, s, in, yt, workspace, workspace_bytes, out);
+        forward_one(settings, s, in, yt, workspace, workspace_bytes, scratch.part(0), scratch.floats_per_part, out);
         return;
     }
     const bool training = workspace != nullptr;
@@ -309,23 +360,24 @@ void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& s
                                offset(out.c, n0 * s.units)};
         forward_one(settings, part_sizes(s, split, p), part_operands(in, s, n0), yt + s.steps * n0 * s.units,
                     offset(static_cast<std::byte*>(workspace), static_cast<std::int64_t>(slices.start[p])),
-                    slices.start[p + 1] - slices.start[p], part_out);
+                    slices.start[p + 1] - slices.start[p], scratch.part(p), scratch.floats_per_part, part_out);
     });
 }
 
 void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,
-                    const float* yt, const void* workspace, std::size_t workspace_bytes, const float* final_h,
-                    const float* final_c, const OutputGrads& dy, const ParamGrads& grads) {
+                    const float* yt, const void* workspace, std::size_t workspace_bytes, const PartScratch& scratch,
+                    float* gradient_copies, const float* final_h, const float* final_c, const OutputGrads& dy,
+                    const ParamGrads& grads) {
     if (split.parts == 1) {
-        backward_one(settings, s, in, yt, workspace, workspace_bytes, final_h, final_c, dy, grads);
+        backward_one(settings, s, in, yt, workspace, workspace_bytes, scratch.part(0), scratch.floats_per_part, final_h,
+                     final_c, dy, grads);
         return;
     }
     const WorkspaceSlices slices = slices_of(s, settings.return_state, split);
     check_workspace_bytes(slices.start[split.parts], workspace_bytes);
-    // Part 0 writes the weight gradients; every other part writes its own copy (slot 7), added after.
+    // Part 0 writes the weight gradients; every other part writes its own copy, added after.
     const std::int64_t kernel = s.features * 4 * s.units, recurrent = s.units * 4 * s.units, bias = 4 * s.units;
-    float* copies = nullptr;
-    carve(7, {{&copies, (split.parts - 1) * (kernel + recurrent + bias)}});
+    float* copies = gradient_copies;
     const auto part_grads = [&](std::int64_t p) {
         ParamGrads part = grads;
         part.xt = offset(grads.xt, s.steps * split.first(p) * s.features);
@@ -343,8 +395,8 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
                                   offset(dy.c, n0 * s.units)};
         backward_one(settings, part_sizes(s, split, p), part_operands(in, s, n0), yt + s.steps * n0 * s.units,
                      offset(static_cast<const std::byte*>(workspace), static_cast<std::int64_t>(slices.start[p])),
-                     slices.start[p + 1] - slices.start[p], offset(final_h, n0 * s.units), offset(final_c, n0 * s.units),
-                     part_dy, part_grads(p));
+                     slices.start[p + 1] - slices.start[p], scratch.part(p), scratch.floats_per_part,
+                     offset(final_h, n0 * s.units), offset(final_c, n0 * s.units), part_dy, part_grads(p));
     });
     for (std::int64_t p = 1; p < split.parts; ++p) {
         const ParamGrads copy = part_grads(p);

@@ -94,7 +94,7 @@ struct Lstm {
 
     bool stepwise(bool masked) const { return masked || !s_.onednn_cell(); }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 3, 3, "rank 3: (batch, timesteps, features)");
         ctx.expect_dtype(0, NNG_F32, "float32");
         const Dims in = ctx.input_dims(0);
@@ -116,30 +116,60 @@ struct Lstm {
         // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
-        if (!ctx.training() || N < 0) return;
-        ctx.add_saved(NNG_F32, {T, N, F});  // XT
-        if (steps_by_hand) {
-            ctx.add_saved(NNG_F32, {T, N, 4 * U});    // gates
-            ctx.add_saved(NNG_F32, {T + 1, N, U});  // hidden
-            ctx.add_saved(NNG_F32, {T + 1, N, U});  // cell
-            ctx.add_saved(NNG_F32, {T, N, U});      // activated cell
-        } else {
-            ctx.add_saved(NNG_F32, {T, N, U});  // dst_layer
-            const Sizes problem{T, N, F, U};
-            ctx.add_saved(NNG_U8, {static_cast<std::int64_t>(fused_workspace_capacity(problem, s_.return_state))});
-        }
+        declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
+    }
+
+    // Every buffer, in one order for every plan; those a plan does not use have no elements.
+    void declare_buffers(nng::InferContext& ctx, const Sizes& s, bool by_steps) {
+        using nng::Lifetime;
+        const bool training = ctx.training() && s.batch > 0;
+        const bool fused = !by_steps && s.batch > 0;
+        const std::int64_t state = s.batch * s.units;
+        const auto when = [](bool needed, std::int64_t count) { return needed ? count : 0; };
+        const BatchSplit split = fused ? fused_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
+        b_.input = ctx.buffer<float>("input", when(training, s.rows() * s.features), Lifetime::Saved);
+        b_.gates = ctx.buffer<float>("gates", when(training && by_steps, 4 * s.steps * state), Lifetime::Saved);
+        b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
+        b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
+        b_.cell_activation = ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
+        b_.sequence = ctx.buffer<float>("sequence", when(training && fused, s.steps * state), Lifetime::Saved);
+        b_.workspace = ctx.buffer<std::byte>(
+            "workspace", when(training && fused, static_cast<std::int64_t>(fused ? fused_workspace_bytes(s, s_.return_state, split) : 0)),
+            Lifetime::Saved);
+        b_.inference_input = ctx.buffer<float>("inference input", when(!training, s.rows() * s.features), Lifetime::PerCall);
+        b_.inference_sequence = ctx.buffer<float>("inference sequence", when(!training && fused, s.steps * state), Lifetime::PerCall);
+        b_.inference_states = ctx.buffer<float>(
+            "inference states",
+            when(!training && by_steps, carved_floats({4 * s.steps * state, (s.steps + 1) * state, (s.steps + 1) * state, s.steps * state})),
+            Lifetime::PerCall);
+        b_.dropout_mask = ctx.buffer<float>("dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
+                                            Lifetime::PerCall);
+        b_.part_scratch = ctx.buffer<float>(
+            "part scratch", when(fused, split.parts * (fused ? fused_part_floats(s, s_.return_state, training, split) : 0)),
+            Lifetime::PerCall);
+        b_.input_gradient = ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
+        b_.gradient_copies = ctx.buffer<float>("weight gradient copies", when(training && fused, fused_gradient_copy_floats(s, split)),
+                                               Lifetime::Backward);
+        b_.step_gradients = ctx.buffer<float>("step gradients", when(training && by_steps, stepwise_backward_floats(s)),
+                                              Lifetime::Backward);
+    }
+
+    // The threads a call of `batch` sequences runs on.
+    static int op_threads(std::int64_t batch, int threads) { return batch < kSerialBatch ? 1 : std::max(1, threads); }
+
+    PartScratch part_scratch(const nng::Exec& exec, const BatchSplit& split) const {
+        return {exec.buffer(b_.part_scratch), exec.count(b_.part_scratch) / split.parts};
     }
 
     // One thread below kSerialBatch sequences: each step's products are then a few hundred
     // multiply-adds per gate row, and a second thread costs more in synchronisation at every one of
-    // the steps than it takes over (imdb_lstm inference of one review: 1.46 ms on two threads,
-    // 0.89 ms on one).
+    // the steps than it takes over.
     static constexpr std::int64_t kSerialBatch = 8;
 
     void forward(nng::Exec& exec) {
         Stopwatch watch;
         const Sizes s = sizes(exec);
-        const int threads = exec.threads_for(s.batch, kSerialBatch);
+        const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
         const bool masked = exec.input_mask(0).present();
         const bool by_steps = stepwise(masked);
@@ -150,8 +180,7 @@ struct Lstm {
 
         Operands in = operands(exec, s);
         const float* mask = dropout_mask(exec, s);
-        if (training) in.xt = exec.saved(saved::kInput).f32();
-        else carve(0, {{&in.xt, s.rows() * s.features}});
+        in.xt = exec.buffer(training ? b_.input : b_.inference_input);
         to_time_major(exec.input(0).f32(), in.xt, split, s.steps, s.features, s_.go_backwards, mask);
         watch.lap(Phase::forward_input);
 
@@ -160,18 +189,16 @@ struct Lstm {
         if (by_steps) {
             stepwise_forward(s_, s, in, step_state(exec, s, training), out);
         } else if (training) {
-            const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
-            fused_forward(s_, s, split, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(), out);
+            fused_forward(s_, s, split, in, exec.buffer(b_.sequence), exec.buffer(b_.workspace),
+                          static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split), out);
         } else {
-            float* yt = nullptr;
-            carve(1, {{&yt, s.rows() * s.units}});
-            fused_forward(s_, s, split, in, yt, nullptr, 0, out);
+            fused_forward(s_, s, split, in, exec.buffer(b_.inference_sequence), nullptr, 0, part_scratch(exec, split), out);
         }
     }
 
     void backward(nng::Exec& exec) {
         const Sizes s = sizes(exec);
-        const int threads = exec.threads_for(s.batch, kSerialBatch);
+        const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
         const bool by_steps = stepwise(exec.input_mask(0).present());
         // The forward's split: the same batch and threads give the same parts.
@@ -192,16 +219,16 @@ struct Lstm {
             return;
         }
         Operands in = operands(exec, s);
-        in.xt = exec.saved(saved::kInput).f32();
+        in.xt = exec.buffer(b_.input);
         ParamGrads grads{nullptr, dkernel ? dkernel.f32() : nullptr, drecurrent ? drecurrent.f32() : nullptr,
                          dbias ? dbias.f32() : nullptr};
-        if (dx) carve(0, {{&grads.xt, s.rows() * s.features}});
+        if (dx) grads.xt = exec.buffer(b_.input_gradient);
         if (by_steps) {
-            stepwise_backward(s_, s, in, step_state(exec, s, true), dy, grads);
+            stepwise_backward(s_, s, in, step_state(exec, s, true), exec.buffer(b_.step_gradients), dy, grads);
         } else {
-            const nng::TensorRef ws = exec.saved(saved::kFusedWorkspace);
-            fused_backward(s_, s, split, in, exec.saved(saved::kFusedOutput).f32(), ws.raw(), ws.nbytes(),
-                           s_.return_state ? exec.output(1).f32() : nullptr,
+            fused_backward(s_, s, split, in, exec.buffer(b_.sequence), exec.buffer(b_.workspace),
+                           static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split),
+                           exec.buffer(b_.gradient_copies), s_.return_state ? exec.output(1).f32() : nullptr,
                            s_.return_state ? exec.output(2).f32() : nullptr, dy, grads);
         }
         Stopwatch watch;
@@ -237,40 +264,38 @@ struct Lstm {
     // Keras's input dropout mask (N, F) when it applies (training, 0 < rate < 1), else null.
     const float* dropout_mask(const nng::Exec& exec, const Sizes& s) const {
         if (!exec.random_active() || s_.dropout <= 0.0f || s_.dropout >= 1.0f) return nullptr;
-        float* mask = nullptr;
-        carve(7, {{&mask, s.batch * s.features}});
+        float* mask = exec.buffer(b_.dropout_mask);
         std::uint64_t seed = nng::derive_seed(exec.seed(), "lstm.dropout");
         if (s_.has_seed) seed = nng::derive_seed(seed, static_cast<std::uint64_t>(s_.seed));
         nngraph_lstm::dropout_mask(mask, s.batch, s.features, s_.dropout, seed);
         return mask;
     }
 
-    // The stepwise path's states: saved buffers in training, else a buffer slot.
+    // The stepwise path's states: saved buffers in training, else one carved buffer.
     StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
         StepState st;
         if (training) {
-            st.gates = exec.saved(saved::kGates).f32();
-            st.hidden = exec.saved(saved::kHidden).f32();
-            st.cell = exec.saved(saved::kCell).f32();
-            st.cell_activation = exec.saved(saved::kCellActivation).f32();
+            st.gates = exec.buffer(b_.gates);
+            st.hidden = exec.buffer(b_.hidden);
+            st.cell = exec.buffer(b_.cell);
+            st.cell_activation = exec.buffer(b_.cell_activation);
             return st;
         }
         const std::int64_t state = s.batch * s.units;
-        carve(1, {{&st.gates, 4 * s.steps * state}});
-        carve(5, {{&st.hidden, (s.steps + 1) * state},
-                  {&st.cell, (s.steps + 1) * state},
-                  {&st.cell_activation, s.steps * state}});
+        carve(exec.buffer(b_.inference_states), exec.count(b_.inference_states),
+              {{&st.gates, 4 * s.steps * state},
+               {&st.hidden, (s.steps + 1) * state},
+               {&st.cell, (s.steps + 1) * state},
+               {&st.cell_activation, s.steps * state}});
         return st;
     }
 
-    // The saved buffers were declared by infer() for one path; a call on the other (a mask present
-    // at planning but not now, or the reverse) would misread them. Buffer 1 tells: gates (T, N, 4U)
-    // for the stepwise path, dst_layer (T, N, U) for oneDNN's.
+    // The buffers were declared by infer() for one path; a call on the other (a mask present at
+    // planning but not now, or the reverse) would misread them. The path's own saved state tells:
+    // gates (T, N, 4U) for the stepwise path, dst_layer (T, N, U) for oneDNN's.
     void check_saved(const nng::Exec& exec, const Sizes& s, bool by_steps) const {
-        const nng::TensorRef second = exec.saved(1);
-        const std::int64_t width = by_steps ? 4 * s.units : s.units;
-        if (!second.present() || second.rank() != 3 || second.dim(0) != s.steps || second.dim(1) != s.batch ||
-            second.dim(2) != width) {
+        const std::int64_t planned = exec.count(by_steps ? b_.gates : b_.sequence);
+        if (planned != s.steps * s.batch * (by_steps ? 4 * s.units : s.units)) {
             throw nng::OpError(std::string("LSTM: this call takes the ") + (by_steps ? "stepwise (masked)" : "oneDNN") +
                                " path, but its saved buffers were planned for the other one or another shape "
                                "(a mask present at planning and not now, or the reverse)");
@@ -279,6 +304,12 @@ struct Lstm {
 
     Settings s_;
     nng::Initializer kernel_init_, recurrent_init_, bias_init_;
+    struct Buffers {
+        nng::Buffer<float> input, gates, hidden, cell, cell_activation, sequence;
+        nng::Buffer<std::byte> workspace;
+        nng::Buffer<float> inference_input, inference_sequence, inference_states, dropout_mask, part_scratch;
+        nng::Buffer<float> input_gradient, gradient_copies, step_gradients;
+    } b_;
 };
 
 }  // namespace

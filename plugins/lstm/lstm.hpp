@@ -115,14 +115,6 @@ inline constexpr std::int64_t kMaxParts = 8;
 inline constexpr std::int64_t kLeastPartBatch = 16;
 BatchSplit fused_split(std::int64_t batch, int threads);
 
-// ---- Saved buffers -------------------------------------------------------------------------------
-
-// The saved buffers of each path, in declaration order. XT comes first in both.
-namespace saved {
-enum Fused { kFusedInput = 0, kFusedOutput = 1, kFusedWorkspace = 2, kFusedCount = 3 };
-enum Stepwise { kInput = 0, kGates = 1, kHidden = 2, kCell = 3, kCellActivation = 4, kStepwiseCount = 5 };
-}  // namespace saved
-
 // ---- Sequence helpers (sequence.cpp) ------------------------------------------------------------
 
 // dst (T, N, F) in processing order from src (N, T, F): dst[k][n] = src[n][t(k)] * scale[n], where
@@ -145,13 +137,24 @@ void fill_zero(float* x, std::int64_t n);
 // a += b, n elements.
 void add_to(float* a, const float* b, std::int64_t n);
 
-// Carves one oneDNN helper buffer slot into 64-byte aligned float arrays: `parts` are pairs of
-// where to store the pointer and how many floats.
+// Carves `floats` floats of a declared buffer into 64-byte aligned arrays: `parts` are pairs of
+// where to store the pointer and how many floats. Throws when they do not fit.
 struct Part {
     float** where;
     std::int64_t count;
 };
-void carve(int slot, std::initializer_list<Part> parts);
+void carve(float* memory, std::int64_t floats, std::initializer_list<Part> parts);
+// The floats carve needs for arrays of these counts.
+std::int64_t carved_floats(std::initializer_list<std::int64_t> counts);
+
+// Scratch of the oneDNN path, one slice per part of the batch: zeros, weights and weight
+// gradients in the layouts the primitives pick, and the time-major gradients of a part.
+struct PartScratch {
+    float* base = nullptr;
+    std::int64_t floats_per_part = 0;
+
+    float* part(std::int64_t p) const { return base + p * floats_per_part; }
+};
 
 // ---- Paths --------------------------------------------------------------------------------------
 
@@ -160,18 +163,23 @@ void carve(int slot, std::initializer_list<Part> parts);
 // consumes the workspace: each one needs its own forward, with the same split. XT, yt and the
 // input gradient are in the split's part-major layout.
 //
-// The workspace the op saves: the most that any split fused_split may choose for s.batch needs, as
-// the thread count is not known when it plans. Each part's slice is 64-byte aligned.
-std::size_t fused_workspace_capacity(const Sizes& s, bool return_state);
+// The workspace the op saves for `split`. Each part's slice is 64-byte aligned.
+std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split);
+// The floats of one part's scratch (PartScratch::floats_per_part): the most any part of `split`
+// needs, in forward and, when training, backward. Asks oneDNN for the layouts it picks.
+std::int64_t fused_part_floats(const Sizes& s, bool return_state, bool training, const BatchSplit& split);
+// The floats of backward's copies of the weight gradients, one for every part but the first.
+std::int64_t fused_gradient_copy_floats(const Sizes& s, const BatchSplit& split);
 void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
-                   void* workspace, std::size_t workspace_bytes, const Results& out);
+                   void* workspace, std::size_t workspace_bytes, const PartScratch& scratch, const Results& out);
 void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,
-                    const float* yt, const void* workspace, std::size_t workspace_bytes, const float* final_h,
-                    const float* final_c, const OutputGrads& dy, const ParamGrads& grads);
+                    const float* yt, const void* workspace, std::size_t workspace_bytes, const PartScratch& scratch,
+                    float* gradient_copies, const float* final_h, const float* final_c, const OutputGrads& dy,
+                    const ParamGrads& grads);
 
 // Plain loops over the steps with oneDNN matmuls (stepwise.cpp): masks and other activations.
-// The state buffers are those of saved::Stepwise: gates (T, N, 4U), hidden and cell (T+1, N, U)
-// with slot 0 the zero initial state, the activated cell (T, N, U).
+// The states: gates (T, N, 4U), hidden and cell (T+1, N, U) with step 0 the zero initial state,
+// the activated cell (T, N, U).
 struct StepState {
     float* gates = nullptr;
     float* hidden = nullptr;
@@ -180,8 +188,10 @@ struct StepState {
 };
 void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
                       const Results& out);
+// Floats of the scratch stepwise_backward carves its gradients of the states and gates from.
+std::int64_t stepwise_backward_floats(const Sizes& s);
 void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
-                       const OutputGrads& dy, const ParamGrads& grads);
+                       float* scratch, const OutputGrads& dy, const ParamGrads& grads);
 
 // ---- Timings (reported as plugin counters, nanoseconds summed over calls) -----------------------
 

@@ -7,6 +7,8 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "lstm.hpp"
 
@@ -202,15 +204,27 @@ void add_to(float* a, const float* b, std::int64_t n) {
     for (std::int64_t i = 0; i < n; ++i) a[i] += b[i];
 }
 
-void carve(int slot, std::initializer_list<Part> parts) {
-    constexpr std::int64_t kAlign = 64 / sizeof(float);
+namespace {
+constexpr std::int64_t kAlignFloats = 64 / sizeof(float);
+std::int64_t aligned_floats(std::int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+}  // namespace
+
+std::int64_t carved_floats(std::initializer_list<std::int64_t> counts) {
     std::int64_t total = 0;
-    for (const Part& p : parts) total += (p.count + kAlign - 1) / kAlign * kAlign;
-    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(total, 1)) * sizeof(float);
-    auto* base = static_cast<float*>(onednn::buffer(slot, bytes));
+    for (std::int64_t n : counts) total += aligned_floats(n);
+    return total;
+}
+
+void carve(float* memory, std::int64_t floats, std::initializer_list<Part> parts) {
+    std::int64_t total = 0;
+    for (const Part& p : parts) total += aligned_floats(p.count);
+    if (total > floats || (total > 0 && !memory)) {
+        throw std::runtime_error("LSTM: scratch of " + std::to_string(total) + " floats needed where " +
+                                 std::to_string(floats) + " were declared");
+    }
     for (const Part& p : parts) {
-        *p.where = base;
-        base += (p.count + kAlign - 1) / kAlign * kAlign;
+        *p.where = memory;
+        memory += aligned_floats(p.count);
     }
 }
 

@@ -157,13 +157,17 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& 
     watch.lap(Phase::forward_output);
 }
 
+std::int64_t stepwise_backward_floats(const Sizes& s) {
+    const std::int64_t state = s.batch * s.units;
+    return carved_floats({state, state, state, 4 * s.rows() * s.units});
+}
+
 void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
-                       const OutputGrads& dy, const ParamGrads& grads) {
+                       float* scratch, const OutputGrads& dy, const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U;
     float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
-    carve(6, {{&dh, state}, {&dh_before, state}, {&dc, state}});
-    carve(1, {{&dz, 4 * s.rows() * U}});
+    carve(scratch, stepwise_backward_floats(s), {{&dh, state}, {&dh_before, state}, {&dc, state}, {&dz, 4 * s.rows() * U}});
     // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
     std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));
     if (!settings.return_sequences && dy.out) add_to(dh, dy.out, state);

@@ -22,9 +22,6 @@ constexpr onednn::Tag kForwardTag{"layer_normalization.forward"};
 constexpr onednn::Tag kBackwardTag{"layer_normalization.backward"};
 constexpr auto kF32 = dnnl::memory::data_type::f32;
 
-// Temporary-buffer slots for outputs oneDNN writes that nobody asked for.
-constexpr int kSpareDiffSrc = 0, kSpareDiffScale = 1, kSpareDiffShift = 2;
-
 struct LayerNormalization {
     static constexpr const char* kName = "LayerNormalization";
     static constexpr const char* kDoc = "Normalizes over the trailing axes to mean 0 and variance 1, then scales by gamma and shifts by beta";
@@ -81,7 +78,7 @@ struct LayerNormalization {
         return static_cast<std::size_t>(first);
     }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 2, NNG_MAX_RANK, "rank 2 or more: (batch, ..., features)");
         ctx.expect_dtype(0, NNG_F32, "float32");
         const Dims in = ctx.input_dims(0);
@@ -91,11 +88,14 @@ struct LayerNormalization {
         ctx.pass_mask(y, 0);
         if (scale_) ctx.add_weight("gamma", normalized, gamma_init_);
         if (center_) ctx.add_weight("beta", normalized, beta_init_);
-        if (ctx.training() && in[0] >= 0) {
-            const Dims rows{nng::product(in, 0, first)};
-            ctx.add_saved(NNG_F32, rows);  // mean
-            ctx.add_saved(NNG_F32, rows);  // variance
-        }
+        const std::int64_t rows = ctx.training() ? nng::product(in, 0, first) : 0;
+        const std::int64_t columns = ctx.training() ? nng::product(normalized) : 0;
+        mean_ = ctx.buffer<float>("mean", rows, nng::Lifetime::Saved);
+        variance_ = ctx.buffer<float>("variance", rows, nng::Lifetime::Saved);
+        // Where oneDNN's backward writes the gradients nobody asked for.
+        spare_diff_src_ = ctx.buffer<float>("unwanted input gradient", rows * columns, nng::Lifetime::Backward);
+        spare_diff_scale_ = ctx.buffer<float>("unwanted gamma gradient", scale_ ? columns : 0, nng::Lifetime::Backward);
+        spare_diff_shift_ = ctx.buffer<float>("unwanted beta gradient", center_ ? columns : 0, nng::Lifetime::Backward);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
     }
 
@@ -136,8 +136,8 @@ struct LayerNormalization {
         if (scale_) args.emplace(DNNL_ARG_SCALE, onednn::memory_of(onednn::view(exec.weight(gamma_index()), {m.columns})));
         if (center_) args.emplace(DNNL_ARG_SHIFT, onednn::memory_of(onednn::view(exec.weight(beta_index()), {m.columns})));
         if (training) {
-            args.emplace(DNNL_ARG_MEAN, onednn::memory_of(exec.saved(0)));
-            args.emplace(DNNL_ARG_VARIANCE, onednn::memory_of(exec.saved(1)));
+            args.emplace(DNNL_ARG_MEAN, onednn::memory_of(onednn::view(exec.buffer(mean_), kF32, {m.rows})));
+            args.emplace(DNNL_ARG_VARIANCE, onednn::memory_of(onednn::view(exec.buffer(variance_), kF32, {m.rows})));
         }
         onednn::execute(c, std::move(args));
     }
@@ -158,11 +158,10 @@ struct LayerNormalization {
         // Weight gradients are computed whenever the op has weights (oneDNN's backward writes both);
         // one nobody wants goes to a spare buffer, as does an unwanted input gradient.
         const bool weights = scale_ || center_;
-        const auto bytes = [&](std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); };
         const onednn::View x = onednn::view(exec.input(0), {m.rows, m.columns});
         const onednn::View diff_dst = onednn::view(dy, {m.rows, m.columns});
         const onednn::View diff_src = dx ? onednn::view(dx, {m.rows, m.columns})
-                                         : onednn::view(onednn::buffer(kSpareDiffSrc, bytes(m.rows * m.columns)), kF32, {m.rows, m.columns});
+                                         : onednn::view(exec.buffer(spare_diff_src_), kF32, {m.rows, m.columns});
         const dnnl::prop_kind kind = weights ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data;
         const onednn::Cached& c = onednn::cached<dnnl::layer_normalization_backward>(
             onednn::Key(kBackwardTag).add(x, diff_dst, diff_src, epsilon_, flags_, kind), [&] {
@@ -176,20 +175,19 @@ struct LayerNormalization {
         std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(x)},
                                                    {DNNL_ARG_DIFF_DST, onednn::memory_of(diff_dst)},
                                                    {DNNL_ARG_DIFF_SRC, onednn::memory_of(diff_src)},
-                                                   {DNNL_ARG_MEAN, onednn::memory_of(exec.saved(0))},
-                                                   {DNNL_ARG_VARIANCE, onednn::memory_of(exec.saved(1))}};
-        const auto weight_grad = [&](const nng::TensorRef& g, int slot) {
-            if (g) return onednn::memory_of(onednn::view(g, {m.columns}));
-            return onednn::memory_of(onednn::view(onednn::buffer(slot, bytes(m.columns)), kF32, {m.columns}));
+                                                   {DNNL_ARG_MEAN, onednn::memory_of(onednn::view(exec.buffer(mean_), kF32, {m.rows}))},
+                                                   {DNNL_ARG_VARIANCE, onednn::memory_of(onednn::view(exec.buffer(variance_), kF32, {m.rows}))}};
+        const auto weight_grad = [&](const nng::TensorRef& g, nng::Buffer<float> spare) {
+            return onednn::memory_of(g ? onednn::view(g, {m.columns}) : onednn::view(exec.buffer(spare), kF32, {m.columns}));
         };
         if (scale_) {
             args.emplace(DNNL_ARG_SCALE, onednn::memory_of(onednn::view(exec.weight(gamma_index()), {m.columns})));
-            args.emplace(DNNL_ARG_DIFF_SCALE, weight_grad(dgamma, kSpareDiffScale));
+            args.emplace(DNNL_ARG_DIFF_SCALE, weight_grad(dgamma, spare_diff_scale_));
         }
         if (center_) {
             // oneDNN 2.6 lists the shift among backward's inputs, though the gradient does not depend on it.
             args.emplace(DNNL_ARG_SHIFT, onednn::memory_of(onednn::view(exec.weight(beta_index()), {m.columns})));
-            args.emplace(DNNL_ARG_DIFF_SHIFT, weight_grad(dbeta, kSpareDiffShift));
+            args.emplace(DNNL_ARG_DIFF_SHIFT, weight_grad(dbeta, spare_diff_shift_));
         }
         onednn::execute(c, std::move(args));
     }
@@ -199,6 +197,7 @@ struct LayerNormalization {
     bool center_, scale_;
     nng::Initializer beta_init_, gamma_init_;
     dnnl::normalization_flags flags_;
+    nng::Buffer<float> mean_, variance_, spare_diff_src_, spare_diff_scale_, spare_diff_shift_;
 };
 
 }  // namespace

@@ -62,7 +62,7 @@ public:
         return steps < pool_size_ ? 0 : (steps - pool_size_) / strides_ + 1;
     }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         const Layout in = infer_input(ctx, channels_first_);
         const std::int64_t out_steps = output_steps(in.steps);
         if (out_steps == 0) {
@@ -73,11 +73,13 @@ public:
         }
         const Dims out = in.dims(out_steps);
         ctx.add_output(NNG_F32, out);
+        std::int64_t workspace_bytes = 0;
         if (algorithm_ == dnnl::algorithm::pooling_max && ctx.training() && in.batch > 0) {
             // Where each max came from; its size is what oneDNN asks for.
             const dnnl::pooling_forward::primitive_desc pd = forward_pd(window(in, out_steps, nullptr, nullptr), true);
-            ctx.add_saved(NNG_U8, {static_cast<std::int64_t>(pd.workspace_desc().get_size())});
+            workspace_bytes = static_cast<std::int64_t>(pd.workspace_desc().get_size());
         }
+        workspace_ = ctx.buffer<std::uint8_t>("workspace", workspace_bytes, nng::Lifetime::Saved);
         ctx.set_backward_needs(0);  // backward reads only the gradient and (max) the workspace
     }
 
@@ -135,19 +137,20 @@ private:
     }
 
     // The saved buffer as oneDNN's workspace, after checking it is as large as this primitive wants.
-    static dnnl::memory workspace(const nng::Exec& exec, const onednn::Cached& c) {
+    dnnl::memory workspace(const nng::Exec& exec, const onednn::Cached& c) const {
         const dnnl::memory::desc desc = c.pd.workspace_desc();
-        const nng::TensorRef saved = exec.saved(0);
-        if (saved.nbytes() < desc.get_size()) {
-            throw OpError("the saved pooling workspace holds " + std::to_string(saved.nbytes()) + " bytes; oneDNN wants " +
+        const auto bytes = static_cast<std::size_t>(exec.count(workspace_));
+        if (bytes < desc.get_size()) {
+            throw OpError("the saved pooling workspace holds " + std::to_string(bytes) + " bytes; oneDNN wants " +
                           std::to_string(desc.get_size()));
         }
-        return onednn::memory_of(desc, saved.raw());
+        return onednn::memory_of(desc, exec.buffer(workspace_));
     }
 
     dnnl::algorithm algorithm_;
     std::int64_t pool_size_, strides_;
     bool same_, channels_first_;
+    nng::Buffer<std::uint8_t> workspace_;
 };
 
 struct MaxPooling1D : Pooling1D {

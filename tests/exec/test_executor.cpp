@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <string>
 
 #include "allocation_counter.hpp"
 #include "exec/executor.hpp"
@@ -248,4 +249,110 @@ TEST_CASE("batches that do not fit the model are refused with both shapes") {
     CHECK_THROWS_AS(f.executor.run({{&ints}, {}, {}}, StepKind::Infer), InputError);
     const std::int64_t outside[] = {0, 12};
     CHECK_THROWS_WITH_AS(f.executor.run(f.batch(outside), StepKind::Train), doctest::Contains("row 12 is outside the 10 rows"), RunError);
+}
+
+namespace {
+
+// A graph of Probe ops (tests/plugins/fixtures/plain_ops.cpp), whose buffers check themselves.
+struct ProbeGraph {
+    std::shared_ptr<const Graph> graph;
+    Executor executor;
+    Tensor x{DType::F32, {8, 6}}, y{DType::F32, {8, 6}};
+
+    explicit ProbeGraph(const char* nodes, int threads = 2) : graph(load(nodes)), executor(graph, {threads, 5}) {
+        initialize_weights(*graph, 5, executor.weights());
+        executor.set_loss(make_loss("mse"));
+        fill_uniform(x, -1, 1, 1);
+        fill_uniform(y, -1, 1, 2);
+    }
+    static std::shared_ptr<const Graph> load(const char* nodes) {
+        PluginSearch search;
+        search.command_line.push_back(std::string(NNGRAPH_FIXTURE_DIR) + "/plain");
+        return Graph::from_spec(parse_model(std::string("inputs: [{name: x, shape: [6]}]\nnodes:\n") + nodes +
+                                                "outputs: [c]\ntraining: {loss: mse}\n",
+                                            "model.yaml", "."),
+                                search);
+    }
+    double run(std::int64_t rows, StepKind kind) {
+        std::vector<std::int64_t> picked(static_cast<std::size_t>(rows));
+        std::iota(picked.begin(), picked.end(), std::int64_t{0});
+        return executor.run(BatchRef{{&x}, {&y}, picked}, kind);
+    }
+    Executor::PlannedBuffer planned(const std::string& name) const {
+        for (const Executor::PlannedBuffer& b : executor.last_plan_buffers()) {
+            if (b.name == name) return b;
+        }
+        FAIL("no planned buffer named " << name);
+        return {};
+    }
+};
+
+// The Scale first, so that the probes' backward runs: the gradient goes through them to it.
+constexpr const char* kProbes = R"(  - {name: s, op: Scale, inputs: [x]}
+  - {name: a, op: Probe, inputs: [s], scratch_floats: 100000}
+  - {name: b, op: Probe, inputs: [a], scratch_floats: 100000}
+  - {name: c, op: Scale, inputs: [b]}
+)";
+
+}  // namespace
+
+TEST_CASE("buffers ops declare are planned in the arena and counted in the memory report") {
+    ProbeGraph p(kProbes);
+    p.run(8, StepKind::Train);
+    const auto scratch = p.planned("buffer 'scratch' of a forward");
+    CHECK(scratch.bytes == 100000 * sizeof(float));
+    CHECK(scratch.first_step == scratch.last_step);
+    CHECK(p.planned("buffer 'copy of x' of b").bytes == 8 * 6 * sizeof(float));
+    CHECK(p.executor.stats().last_plan_requested >= 4 * 100000 * sizeof(float));
+    // The scratch is the largest buffer: the peak step is one of its steps, and the report names it.
+    CHECK(p.executor.last_plan_memory_report().find("scratch' of") != std::string::npos);
+}
+
+TEST_CASE("per-thread slices of a declared buffer do not overlap") {
+    for (int threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        ProbeGraph p(kProbes, threads);
+        CHECK_NOTHROW(p.run(8, StepKind::Train));  // every slice is marked, then checked
+        const auto slices = p.planned("buffer 'per thread' of a forward");
+        CHECK(slices.bytes == static_cast<std::size_t>(threads) * kTensorAlignment);  // 6 floats, aligned, per thread
+    }
+}
+
+TEST_CASE("per-call scratch of two steps shares memory while saved buffers live until backward") {
+    ProbeGraph p(kProbes);
+    CHECK_NOTHROW(p.run(8, StepKind::Train));  // backward compares its saved copy of x with x
+    const auto a = p.planned("buffer 'scratch' of a forward");
+    const auto b = p.planned("buffer 'scratch' of b forward");
+    const auto b_back = p.planned("buffer 'scratch' of b backward");
+    CHECK(a.offset == b.offset);
+    CHECK(b.offset == b_back.offset);
+    const auto saved = p.planned("buffer 'copy of x' of a");
+    CHECK(saved.first_step == a.first_step);
+    CHECK(saved.last_step == p.planned("buffer 'scratch' of a backward").first_step);
+    // The saved copy does not share memory with any scratch, which is written while it lives.
+    for (const auto& s : {a, b, b_back}) {
+        CHECK((saved.offset + saved.bytes <= s.offset || s.offset + s.bytes <= saved.offset));
+    }
+}
+
+TEST_CASE("buffer handles stay right with a training plan and inference plans alive together") {
+    ProbeGraph p(kProbes);
+    for (int round = 0; round < 2; ++round) {
+        CHECK_NOTHROW(p.run(8, StepKind::Train));
+        CHECK_NOTHROW(p.run(3, StepKind::Infer));  // no saved buffers: the op checks theirs is absent
+        CHECK_NOTHROW(p.run(8, StepKind::Infer));
+        CHECK_NOTHROW(p.run(5, StepKind::Train));
+    }
+    CHECK(p.executor.stats().plans_built == 4);
+}
+
+TEST_CASE("an op that declares different buffers in different plans is refused by name") {
+    ProbeGraph p(R"(  - {name: s, op: Scale, inputs: [x]}
+  - {name: a, op: Probe, inputs: [s], unstable: true}
+  - {name: c, op: Scale, inputs: [a]}
+)");
+    CHECK_THROWS_WITH_AS(p.run(4, StepKind::Train),
+                         doctest::Contains("node 'a' (Probe) declared the buffers ('scratch', 'per thread') at load but "
+                                           "('scratch', 'copy of x', 'per thread') at batch 4"),
+                         RunError);
 }

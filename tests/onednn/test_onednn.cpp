@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -18,6 +19,14 @@ using dn::DataType;
 using dn::View;
 
 namespace {
+
+// Memory the test owns for a layout a primitive picked, 64-byte aligned as an op's declared
+// buffers are.
+void* aligned_scratch(std::vector<float>& storage, std::size_t bytes) {
+    storage.assign(bytes / sizeof(float) + 16, 0.0f);
+    const auto misalignment = reinterpret_cast<std::uintptr_t>(storage.data()) % 64;
+    return storage.data() + (misalignment ? (64 - misalignment) / sizeof(float) : 0);
+}
 
 std::vector<float> random_values(std::size_t n, unsigned seed, float low = -1.0f, float high = 1.0f) {
     std::mt19937 rng(seed);
@@ -400,10 +409,11 @@ TEST_CASE("reorder round trips") {
         const dnnl::memory::desc blocked({rows, cols}, DataType::f32, dnnl::memory::format_tag::AB16b16a);
         CHECK(dn::reorder_if_needed(user, dn::desc_of(plain), nullptr).get_data_handle() == user.get_data_handle());
 
-        const dnnl::memory in_blocked = dn::reorder_if_needed(user, blocked, dn::buffer(0, blocked.get_size()));
+        std::vector<float> storage[2];
+        const dnnl::memory in_blocked = dn::reorder_if_needed(user, blocked, aligned_scratch(storage[0], blocked.get_size()));
         CHECK(in_blocked.get_data_handle() != user.get_data_handle());
         const dnnl::memory out_user = dn::memory_of(dn::view(back.data(), DataType::f32, {rows, cols}));
-        const dnnl::memory produced = dn::output_in(out_user, blocked, dn::buffer(1, blocked.get_size()));
+        const dnnl::memory produced = dn::output_in(out_user, blocked, aligned_scratch(storage[1], blocked.get_size()));
         CHECK(produced.get_data_handle() != out_user.get_data_handle());
         dn::reorder(in_blocked, produced);  // stands for a primitive writing its gradient
         dn::write_back(produced, out_user);
@@ -521,6 +531,7 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
     const auto md = [](dnnl::memory::dims d, tag t) { return dnnl::memory::desc(d, DataType::f32, t); };
 
     static constexpr dn::Tag kLstm{"test.lstm_forward"};
+    std::vector<float> storage[3];
     const auto run = [&] {
         const dn::Cached& lstm = dn::cached<dnnl::lstm_forward>(dn::Key(kLstm).add(steps, batch, input, units), [&] {
             const dnnl::lstm_forward::desc desc(
@@ -533,7 +544,7 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
         const auto weights = [&](std::vector<float>& values, std::int64_t rows, int index, int slot) {
             const dnnl::memory user = dn::memory_of(dn::view(values.data(), DataType::f32, {1, 1, rows, 4, units}));
             const dnnl::memory::desc picked = lstm.pd.weights_desc(index);
-            return dn::reorder_if_needed(user, picked, dn::buffer(slot, picked.get_size()));
+            return dn::reorder_if_needed(user, picked, aligned_scratch(storage[slot], picked.get_size()));
         };
         const dnnl::memory::desc workspace = lstm.pd.workspace_desc();
         const dnnl::memory kernel_theirs = weights(kernel, input, 0, 0);
@@ -542,7 +553,7 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
                            {DNNL_ARG_WEIGHTS_ITER, weights(recurrent, units, 1, 1)},
                            {DNNL_ARG_BIAS, dn::memory_of(dn::view(bias.data(), DataType::f32, {1, 1, 4, units}))},
                            {DNNL_ARG_DST_LAYER, dn::memory_of(dn::view(h.data(), DataType::f32, {steps, batch, units}))},
-                           {DNNL_ARG_WORKSPACE, dn::memory_of(workspace, dn::buffer(2, workspace.get_size()))}});
+                           {DNNL_ARG_WORKSPACE, dn::memory_of(workspace, aligned_scratch(storage[2], workspace.get_size()))}});
         // And back, as a weight gradient in the picked layout would go.
         std::vector<float> kernel_back(kernel.size());
         dn::write_back(kernel_theirs, dn::memory_of(dn::view(kernel_back.data(), DataType::f32, {1, 1, input, 4, units})));

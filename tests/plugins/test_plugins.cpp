@@ -67,6 +67,13 @@ TEST_CASE("a plugin built for another ABI version is refused, naming both versio
     CHECK(message.find("this engine speaks ABI version " + std::to_string(NNG_ABI_VERSION)) != std::string::npos);
 }
 
+TEST_CASE("a plugin built for ABI version 1, before ops declared their buffers, is refused naming both versions") {
+    static_assert(NNG_ABI_VERSION == 2, "this test is about the step from version 1 to 2");
+    const std::string message = load_error({kFixtures / "old_abi"});
+    CHECK(message.find("built for nngraph plugin ABI version 1") != std::string::npos);
+    CHECK(message.find("this engine speaks ABI version 2") != std::string::npos);
+}
+
 TEST_CASE("two plugins providing one op name are refused, naming both files") {
     const std::string message = load_error({kFixtures / "twin_a", kFixtures / "twin_b"});
     CHECK(message.find("op 'Twin' is provided by two plugins") != std::string::npos);

@@ -48,8 +48,12 @@ OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std:
     }
     std::vector<bool> masks = input_masks;
     masks.resize(inputs.size(), false);
+    input_infos_ = inputs;
+    input_has_mask_ = masks;
     OpFailure failure;
-    if (!instance_->infer(inputs, masks, training, shapes_, failure)) throw InputError(op + ": " + failure.message);
+    if (!instance_->infer(inputs, masks, training, 1, shapes_, failure)) throw InputError(op + ": " + failure.message);
+    buffer_threads_ = 1;
+    buffer_training_ = training;
 
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         inputs_.emplace_back(inputs[i].dtype, inputs[i].shape);
@@ -66,12 +70,49 @@ OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std:
         weights_.emplace_back(DType::F32, w.shape);
         grad_weights_.push_back(w.trainable ? Tensor(DType::F32, w.shape) : Tensor());
     }
-    for (const TensorInfo& s : shapes_.saved) saved_.emplace_back(s.dtype, s.shape);
-    if (shapes_.scratch_bytes) scratch_ = Tensor(DType::U8, {static_cast<std::int64_t>(shapes_.scratch_bytes)});
+    plan_buffers(1, training);
     initialize_weights(1);
 }
 
+void OpRunner::plan_buffers(int threads, bool training) {
+    if (threads != buffer_threads_ || training != buffer_training_) {
+        OpFailure failure;
+        InferResult again;
+        if (!instance_->infer(input_infos_, input_has_mask_, training, threads, again, failure)) {
+            throw InputError("inference for " + std::to_string(threads) + " threads: " + failure.message);
+        }
+        shapes_.buffers = std::move(again.buffers);
+        buffer_threads_ = threads;
+        buffer_training_ = training;
+        buffers_.clear();
+        buffer_views_.clear();
+    }
+    if (!buffers_.empty() || shapes_.buffers.empty()) return;
+    buffer_views_.clear();
+    for (const BufferDeclaration& b : shapes_.buffers) {
+        const bool per_thread = b.lifetime == NNG_BUFFER_PER_THREAD;
+        const std::uint64_t stride = per_thread ? (b.bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment : 0;
+        const int slices = per_thread ? threads : 1;
+        const std::uint64_t total = per_thread ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
+        buffers_.push_back(total ? Tensor(DType::U8, {static_cast<std::int64_t>(total)}) : Tensor());
+        buffer_views_.push_back({total ? buffers_.back().raw() : nullptr, b.bytes, stride, slices});
+    }
+}
+
 OpRunner::~OpRunner() = default;
+
+std::uint64_t OpRunner::buffer_bytes(const std::string& name) const {
+    for (const BufferDeclaration& b : shapes_.buffers) {
+        if (b.name == name) return b.bytes;
+    }
+    throw InputError("the op declared no buffer named '" + name + "'");
+}
+
+std::uint64_t OpRunner::declared_bytes() const {
+    std::uint64_t total = 0;
+    for (const Tensor& b : buffers_) total += b.nbytes();
+    return total;
+}
 
 void OpRunner::initialize_weights(std::uint64_t seed) {
     for (std::size_t k = 0; k < weights_.size(); ++k) {
@@ -81,19 +122,19 @@ void OpRunner::initialize_weights(std::uint64_t seed) {
 
 // The C views of one call's tensors; `args` points into them.
 struct OpRunner::Call {
-    std::vector<nng_tensor> in, in_masks, out, out_masks, w, saved, d_out, d_in, d_w;
+    std::vector<nng_tensor> in, in_masks, out, out_masks, w, d_out, d_in, d_w;
     nng_exec_args args{};
     nng_context ctx{};
 };
 
 std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint64_t seed, int threads) {
+    plan_buffers(threads, training);
     auto call = std::make_unique<Call>();
     call->in = views(inputs_);
     call->in_masks = views(input_masks_);
     call->out = views(outputs_);
     call->out_masks = views(output_masks_);
     call->w = views(weights_);
-    call->saved = views(saved_);
     // A mask passed through is the input's own.
     for (std::size_t j = 0; j < shapes_.outputs.size(); ++j) {
         if (shapes_.outputs[j].mask_rule == NNG_MASK_FROM_INPUT) {
@@ -110,15 +151,13 @@ std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint6
     a.output_masks = call->out_masks.data();
     a.num_weights = static_cast<std::int32_t>(call->w.size());
     a.weights = call->w.data();
-    a.num_saved = static_cast<std::int32_t>(call->saved.size());
-    a.saved = call->saved.data();
+    a.num_buffers = static_cast<std::int32_t>(buffer_views_.size());
+    a.buffers = buffer_views_.empty() ? nullptr : buffer_views_.data();
     nng_context& ctx = call->ctx;
     ctx.struct_size = sizeof(ctx);
     ctx.training = training;
     ctx.seed = seed;
     ctx.num_threads = threads;
-    ctx.scratch = scratch_.empty() ? nullptr : scratch_.raw();
-    ctx.scratch_bytes = shapes_.scratch_bytes;
     return call;
 }
 

@@ -36,6 +36,11 @@ public:
     OpRunner& operator=(const OpRunner&) = delete;
 
     const InferResult& shapes() const { return shapes_; }
+    // The bytes the op declared for buffer `name` (of one slice, for a per-thread one) in the last
+    // plan; throws when it declared none of that name.
+    std::uint64_t buffer_bytes(const std::string& name) const;
+    // The bytes of every declared buffer, all slices, as the last call had them.
+    std::uint64_t declared_bytes() const;
     std::vector<Tensor>& inputs() { return inputs_; }
     std::vector<Tensor>& input_masks() { return input_masks_; }  // (batch, steps) U8; empty tensor: none
     std::vector<Tensor>& weights() { return weights_; }
@@ -47,6 +52,8 @@ public:
     // Initialises weights with their declared initializers.
     void initialize_weights(std::uint64_t seed);
     // `training` and `deterministic` as in nng_context; the same seed reproduces random ops.
+    // Declared buffers are planned for `threads` and `training`; backward follows a training
+    // forward with the same thread count.
     void forward(bool training, std::uint64_t seed = 1, bool deterministic = false, int threads = 1);
     // Backward after a training forward; an empty tensor in `grad_outputs` means zero gradient.
     // `want_input[i]` false passes no buffer for input i's gradient.
@@ -56,13 +63,21 @@ public:
 private:
     struct Call;
     std::unique_ptr<Call> prepare_call(bool training, std::uint64_t seed, int threads);
+    // Infers again when `threads` or `training` differs from what the declared buffers were
+    // planned for (as the executor plans each apart), and gives every buffer memory of its own.
+    void plan_buffers(int threads, bool training);
 
     std::unique_ptr<AttributeValues> attributes_;
     std::unique_ptr<OpInstance> instance_;
     InferResult shapes_;
-    std::vector<Tensor> inputs_, input_masks_, weights_, outputs_, output_masks_, saved_;
+    std::vector<Tensor> inputs_, input_masks_, weights_, outputs_, output_masks_;
     std::vector<Tensor> grad_inputs_, grad_weights_;
-    Tensor scratch_;
+    std::vector<TensorInfo> input_infos_;
+    std::vector<bool> input_has_mask_;
+    int buffer_threads_ = 0;
+    bool buffer_training_ = true;
+    std::vector<Tensor> buffers_;  // per declared buffer, all slices
+    std::vector<nng_buffer> buffer_views_;
 };
 
 }  // namespace nngraph::testing

@@ -1,4 +1,4 @@
-// What shape inference says about an op instance: its outputs, weights and saved buffers.
+// What shape inference says about an op instance: its outputs, weights and the buffers it needs.
 #pragma once
 
 #include <cstdint>
@@ -32,13 +32,19 @@ struct WeightInfo {
     bool trainable = true;
 };
 
+// A scratch or saved buffer an op declared (nng_buffer_spec).
+struct BufferDeclaration {
+    std::string name;
+    nng_buffer_lifetime lifetime = NNG_BUFFER_PER_CALL;
+    std::uint64_t bytes = 0;  // of one slice for NNG_BUFFER_PER_THREAD
+};
+
 struct InferResult {
     std::vector<OutputInfo> outputs;
     std::vector<WeightInfo> weights;
-    std::vector<TensorInfo> saved;
     std::uint32_t backward_needs = NNG_NEEDS_ALL;
-    std::uint64_t scratch_bytes = 0;
     int inference_identity = -1;  // the input output 0 is when not training, or -1
+    std::vector<BufferDeclaration> buffers;
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

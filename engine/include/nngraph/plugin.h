@@ -23,11 +23,11 @@
 extern "C" {
 #endif
 
-#define NNG_ABI_VERSION 1u
+#define NNG_ABI_VERSION 2u
 #define NNG_MAX_RANK 8
 #define NNG_MAX_OUTPUTS 4
 #define NNG_MAX_WEIGHTS 16
-#define NNG_MAX_SAVED 8
+#define NNG_MAX_BUFFERS 16
 #define NNG_NAME_CAPACITY 64
 #define NNG_MESSAGE_CAPACITY 1024
 
@@ -159,6 +159,24 @@ typedef struct nng_output_info {
     nng_shape mask_shape;    /* for NNG_MASK_COMPUTED */
 } nng_output_info;
 
+/* How long a buffer an op declares is kept. The host places every declared buffer in its planned
+ * arena by these lifetimes, so buffers of different calls share memory when they can. */
+typedef enum nng_buffer_lifetime {
+    NNG_BUFFER_PER_CALL = 1,   /* scratch for one forward or one backward call */
+    NNG_BUFFER_SAVED = 2,      /* written by a training forward, read by the same op's backward */
+    NNG_BUFFER_PER_THREAD = 3, /* scratch for one call, one slice per thread of the call */
+    NNG_BUFFER_BACKWARD = 4    /* scratch for the backward call only */
+} nng_buffer_lifetime;
+
+/* A buffer an op needs, declared in `infer`. An op declares the same buffers, by name and in the
+ * same order, in every infer (0 bytes when a plan needs one not), so that index i names the same
+ * buffer in every plan; the host checks the names against the load-time inference. */
+typedef struct nng_buffer_spec {
+    char name[NNG_NAME_CAPACITY];
+    nng_buffer_lifetime lifetime;
+    uint64_t bytes; /* PER_THREAD: the bytes of one slice */
+} nng_buffer_spec;
+
 /* Bits of nng_infer_io.backward_needs: which forward tensors backward reads. The executor keeps
  * exactly these alive until the op's backward has run. */
 #define NNG_NEEDS_INPUT(i) (1u << (i))          /* inputs 0..15 */
@@ -181,17 +199,19 @@ typedef struct nng_infer_io {
     int32_t num_weights;
     nng_weight_spec weights[NNG_MAX_WEIGHTS];
 
-    /* Buffers forward writes in training and backward reads, owned and planned by the host. */
-    int32_t num_saved;
-    nng_tensor_info saved[NNG_MAX_SAVED];
-
     uint32_t backward_needs;     /* NNG_NEEDS_* bits; default NNG_NEEDS_ALL */
-    uint64_t scratch_bytes;      /* temporary memory for one forward or backward call */
 
     /* The input that output 0 is, unchanged, when not training (Dropout), or -1 (the host's
-     * default). An inference plan then gives output 0 that input's buffer and skips the call.
-     * Appended after the first release: write it only when struct_size covers it. */
+     * default). An inference plan then gives output 0 that input's buffer and skips the call. */
     int32_t inference_identity;
+
+    /* The threads every call of the plan runs with (nng_context.num_threads): the slices of a
+     * PER_THREAD buffer. Set by the host; 1 at load-time inference. */
+    int32_t num_threads;
+    /* Scratch and saved buffers the op declares (see nng_buffer_spec), found in forward and
+     * backward at the same index of nng_exec_args.buffers. */
+    int32_t num_buffers;
+    nng_buffer_spec buffers[NNG_MAX_BUFFERS];
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */
@@ -201,12 +221,20 @@ typedef struct nng_context {
     int32_t training;     /* forward: training mode (dropout active, fill saved buffers) */
     uint64_t seed;        /* differs per node and per step; the same seed gives the same result */
     int32_t num_threads;
-    void* scratch;        /* scratch_bytes of temporary memory, 64-byte aligned */
-    uint64_t scratch_bytes;
     /* 1 when a training forward must be deterministic (random ops such as dropout act as in
      * inference) while still saving what backward needs: `nngraph grad`, gradient checks. */
     int32_t deterministic;
 } nng_context;
+
+/* A declared buffer in one call: 64-byte aligned; `data` is NULL when it was declared with 0 bytes
+ * (and for SAVED buffers in a call that does not train). Slice t of a PER_THREAD buffer begins
+ * at data + t * slice_stride, for t < slices; other buffers have one slice. */
+typedef struct nng_buffer {
+    void* data;
+    uint64_t bytes; /* of one slice */
+    uint64_t slice_stride;
+    int32_t slices;
+} nng_buffer;
 
 /* The tensors of one call. Forward reads inputs, masks and weights and writes outputs, output
  * masks (NNG_MASK_COMPUTED only) and, in training, saved buffers. Backward reads the same plus
@@ -222,11 +250,11 @@ typedef struct nng_exec_args {
     const nng_tensor* output_masks;
     int32_t num_weights;
     const nng_tensor* weights;
-    int32_t num_saved;
-    const nng_tensor* saved;
     const nng_tensor* grad_outputs; /* num_outputs entries; backward only */
     const nng_tensor* grad_inputs;  /* num_inputs entries; backward only */
     const nng_tensor* grad_weights; /* num_weights entries; backward only */
+    int32_t num_buffers;            /* as declared in infer */
+    const nng_buffer* buffers;
 } nng_exec_args;
 
 typedef struct nng_op_def {
@@ -247,6 +275,8 @@ typedef struct nng_op_def {
     nng_status (*backward)(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error);
 } nng_op_def;
 
+/* A counter a plugin reports. One whose name ends in "_bytes" is memory the plugin holds outside
+ * the host's arena (oneDNN's scratchpads): memory reports add it to the planned buffers. */
 typedef struct nng_counter {
     const char* name;
     int64_t value;

@@ -8,11 +8,25 @@
 //       static constexpr int kMinInputs = 1, kMaxInputs = 1;
 //       static constexpr nng_attr_spec kAttributes[] = {nng::float_attr("beta", "1.0", "slope")};
 //       explicit Swish(const nng::Attrs& attrs);    // parse once into typed members; throw nng::OpError
-//       void infer(nng::InferContext& ctx) const;    // output shapes, weights, saved buffers
+//       void infer(nng::InferContext& ctx) const;    // output shapes, weights, buffers
 //       void forward(nng::Exec& exec);
 //       void backward(nng::Exec& exec);              // optional: without it the op cannot be trained through
 //   };
 //   NNG_PLUGIN("swish", "1.0.0", nng::op<Swish>())
+//
+// Scratch and saved memory: infer declares each buffer by name, element type, count and lifetime
+// and gets a typed handle; forward and backward fetch the memory by handle from the host's planned
+// arena:
+//
+//   nng::Buffer<float> row_sums_;                                  // a member of the op
+//   void infer(nng::InferContext& ctx) {                           // not const: it keeps handles
+//       row_sums_ = ctx.buffer<float>("row sums", rows, nng::Lifetime::PerCall);
+//   }
+//   void forward(nng::Exec& exec) { float* sums = exec.buffer(row_sums_); ... }
+//
+// A handle is the buffer's place in the op's declarations, so infer declares the same buffers in
+// the same order every time (0 elements where a plan needs one not): then a handle from any infer
+// is right in every plan (training and inference, every batch size). The host checks the names.
 //
 // Exceptions thrown by op code never cross the boundary: the adapter turns them into a status and
 // a message. Throw nng::OpError with an attribute name to have the host point at that attribute.
@@ -181,6 +195,20 @@ inline Initializer keras_initializer(std::string_view name, const char* attribut
     throw OpError("unknown initializer '" + std::string(name) + "'", attribute);
 }
 
+// ---- Declared buffers ----------------------------------------------------------------------------
+
+enum class Lifetime {
+    PerCall = NNG_BUFFER_PER_CALL,     // scratch for one forward or backward call
+    Saved = NNG_BUFFER_SAVED,          // written by a training forward, read by backward
+    PerThread = NNG_BUFFER_PER_THREAD,  // scratch for one call, one slice per thread
+    Backward = NNG_BUFFER_BACKWARD      // scratch for the backward call only
+};
+
+// The handle of a buffer an op declared, of elements T.
+template <class T> struct Buffer {
+    int index = -1;
+};
+
 // ---- Shape inference -----------------------------------------------------------------------------
 
 class InferContext {
@@ -188,9 +216,8 @@ public:
     explicit InferContext(nng_infer_io* io) : io_(io) {
         io_->num_outputs = 0;
         io_->num_weights = 0;
-        io_->num_saved = 0;
         io_->backward_needs = NNG_NEEDS_ALL;
-        io_->scratch_bytes = 0;
+        io_->num_buffers = 0;
     }
 
     bool training() const { return io_->training != 0; }
@@ -200,6 +227,8 @@ public:
     bool input_has_mask(int i) const { return io_->input_has_mask && io_->input_has_mask[check_input(i)] != 0; }
     // The batch dimension of input 0: kDynamic at load time, concrete when planning.
     std::int64_t batch() const { return input_dims(0).empty() ? 1 : input_dims(0)[0]; }
+    // The threads each call of the plan runs with: the slices of a Lifetime::PerThread buffer.
+    int num_threads() const { return std::max(1, io_->num_threads); }
 
     // Adds an output; returns its index.
     int add_output(nng_dtype dtype, const Dims& dims) {
@@ -242,20 +271,26 @@ public:
         w.trainable = trainable ? 1 : 0;
         return io_->num_weights++;
     }
-    int add_saved(nng_dtype dtype, const Dims& dims) {
-        if (io_->num_saved >= NNG_MAX_SAVED) throw OpError("too many saved buffers (at most 8)");
-        io_->saved[io_->num_saved] = {dtype, to_shape(dims)};
-        return io_->num_saved++;
+    // Declares `count` elements of T (per thread for Lifetime::PerThread) under `name`, unique
+    // within the op. A negative count (from the dynamic batch at load time) declares none.
+    template <class T> Buffer<T> buffer(const char* name, std::int64_t count, Lifetime lifetime) {
+        if (io_->num_buffers >= NNG_MAX_BUFFERS) throw OpError("too many buffers (at most 16)");
+        for (int i = 0; i < io_->num_buffers; ++i) {
+            if (std::strncmp(io_->buffers[i].name, name, NNG_NAME_CAPACITY) == 0) {
+                throw OpError("buffer '" + std::string(name) + "' declared twice");
+            }
+        }
+        nng_buffer_spec& spec = io_->buffers[io_->num_buffers];
+        spec = nng_buffer_spec{};
+        std::strncpy(spec.name, name, NNG_NAME_CAPACITY - 1);
+        spec.lifetime = static_cast<nng_buffer_lifetime>(lifetime);
+        spec.bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0)) * sizeof(T);
+        return Buffer<T>{io_->num_buffers++};
     }
     void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }
-    void set_scratch_bytes(std::uint64_t bytes) { io_->scratch_bytes = bytes; }
     // Output 0 is input `input`, unchanged, when not training: inference then shares the input's
-    // buffer and skips forward. A host older than the field does not offer it, and calls forward.
-    void identity_in_inference(int input) {
-        if (io_->struct_size >= offsetof(nng_infer_io, inference_identity) + sizeof(io_->inference_identity)) {
-            io_->inference_identity = input;
-        }
-    }
+    // buffer and skips forward.
+    void identity_in_inference(int input) { io_->inference_identity = input; }
 
     // Throws "<what>: <shape a> and <shape b>": the message shape inference errors share.
     [[noreturn]] static void shape_mismatch(const std::string& what, const Dims& a, const Dims& b) {
@@ -339,8 +374,6 @@ public:
     int threads_for(std::int64_t work, std::int64_t serial_below) const {
         return work < serial_below ? 1 : std::max(1, num_threads());
     }
-    void* scratch() const { return ctx_->scratch; }
-    std::uint64_t scratch_bytes() const { return ctx_->scratch_bytes; }
 
     int num_inputs() const { return args_->num_inputs; }
     int num_outputs() const { return args_->num_outputs; }
@@ -349,12 +382,33 @@ public:
     TensorRef output(int j) const { return TensorRef(&args_->outputs[j]); }
     TensorRef output_mask(int j) const { return args_->output_masks ? TensorRef(&args_->output_masks[j]) : TensorRef(); }
     TensorRef weight(int k) const { return TensorRef(&args_->weights[k]); }
-    TensorRef saved(int s) const { return TensorRef(&args_->saved[s]); }
     TensorRef grad_output(int j) const { return args_->grad_outputs ? TensorRef(&args_->grad_outputs[j]) : TensorRef(); }
     TensorRef grad_input(int i) const { return args_->grad_inputs ? TensorRef(&args_->grad_inputs[i]) : TensorRef(); }
     TensorRef grad_weight(int k) const { return args_->grad_weights ? TensorRef(&args_->grad_weights[k]) : TensorRef(); }
 
+    // A declared buffer (slice 0 of a per-thread one); null when declared with no elements.
+    template <class T> T* buffer(Buffer<T> b) const { return static_cast<T*>(slot(b.index).data); }
+    // Slice `thread` of a Lifetime::PerThread buffer, 0 <= thread < num_threads().
+    template <class T> T* buffer(Buffer<T> b, int thread) const {
+        const nng_buffer& s = slot(b.index);
+        if (thread < 0 || thread >= s.slices) {
+            throw OpError("thread " + std::to_string(thread) + " asks for a slice of a buffer that has " +
+                          std::to_string(s.slices));
+        }
+        return s.data ? reinterpret_cast<T*>(static_cast<std::byte*>(s.data) + s.slice_stride * static_cast<std::size_t>(thread))
+                      : nullptr;
+    }
+    // Elements of T in the buffer (in one slice of a per-thread one).
+    template <class T> std::int64_t count(Buffer<T> b) const { return static_cast<std::int64_t>(slot(b.index).bytes / sizeof(T)); }
+
 private:
+    const nng_buffer& slot(int index) const {
+        if (index < 0 || index >= args_->num_buffers) {
+            throw OpError("buffer handle " + std::to_string(index) + " is not one of the " +
+                          std::to_string(args_->num_buffers) + " buffers declared in infer");
+        }
+        return args_->buffers[index];
+    }
     const nng_context* ctx_;
     const nng_exec_args* args_;
 };
@@ -398,7 +452,7 @@ template <class Op> struct OpAdapter {
     static nng_status infer(void* instance, nng_infer_io* io, nng_error* error) {
         return detail::guarded(error, [&] {
             InferContext ctx(io);
-            static_cast<const Op*>(instance)->infer(ctx);
+            static_cast<Op*>(instance)->infer(ctx);
         });
     }
     static nng_status forward(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error) {

@@ -17,6 +17,8 @@
 
 namespace nngraph {
 
+struct ExecutionPlan;
+
 struct ExecutorOptions {
     int threads = 0;          // 0: OpenMP's default
     std::uint64_t seed = 0;   // dropout and other random ops derive their streams from it
@@ -89,18 +91,27 @@ public:
     std::size_t last_plan_backward_bytes() const;
     // The last plan's arena: the step where the most bytes are alive and the buffers alive then.
     std::string last_plan_memory_report() const;
+    // Every buffer of the last plan's arena: what it holds, where and when.
+    struct PlannedBuffer {
+        std::string name;  // "tensor x", "gradient of x", "buffer 'mean' of norm forward", ...
+        std::size_t offset = 0, bytes = 0;
+        int first_step = 0, last_step = 0;  // alive from, to (inclusive)
+    };
+    std::vector<PlannedBuffer> last_plan_buffers() const;
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
 
-    struct Plan;
-
 private:
-    Plan& plan_for(std::int64_t batch, bool training);
-    std::unique_ptr<Plan> build_plan(std::int64_t batch, bool training) const;
-    void bind(Plan& plan);
-    void load_batch(Plan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
-    double run_loss(Plan& plan, bool with_grad) const;
+    enum class Pass { Forward, Backward };
+    ExecutionPlan& plan_for(std::int64_t batch, bool training);
+    void bind(ExecutionPlan& plan);
+    void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
+    double run_loss(ExecutionPlan& plan, bool with_grad) const;
+    // The threads every op call runs with; per-thread buffers are planned for that many.
+    int planned_threads() const;
+    // Calls one op's forward or backward, timed while profiling is on.
+    void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args);
 
     std::shared_ptr<const Graph> graph_;
     ExecutorOptions options_;
@@ -110,8 +121,8 @@ private:
     std::vector<TensorId> loss_outputs_;
     std::vector<bool> loss_uses_logits_;
     GradientPlan gradients_;
-    std::map<std::pair<std::int64_t, bool>, std::unique_ptr<Plan>> plans_;
-    Plan* last_plan_ = nullptr;
+    std::map<std::pair<std::int64_t, bool>, std::unique_ptr<ExecutionPlan>> plans_;
+    ExecutionPlan* last_plan_ = nullptr;
     struct Arena;
     std::unique_ptr<Arena> arena_;
     ExecutorStats stats_;

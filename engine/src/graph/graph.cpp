@@ -212,7 +212,7 @@ void Graph::infer_shapes() {
         }
 
         OpFailure failure;
-        if (!node.instance->infer(infos, masks, false, node.shapes, failure)) {
+        if (!node.instance->infer(infos, masks, false, 1, node.shapes, failure)) {
             std::string shapes;
             for (const auto& info : infos) shapes += (shapes.empty() ? "" : ", ") + shape_to_string(info.shape);
             const SourceLocation where = failure.attribute.empty() ? spec.where : node.attributes->where_of(failure.attribute);

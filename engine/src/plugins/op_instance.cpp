@@ -49,7 +49,7 @@ OpInstance::~OpInstance() {
 }
 
 bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
-                       InferResult& result, OpFailure& failure) const {
+                       int num_threads, InferResult& result, OpFailure& failure) const {
     std::vector<nng_tensor_info> c_inputs;
     std::vector<std::int32_t> c_masks;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -64,6 +64,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     io.input_has_mask = c_masks.data();
     io.backward_needs = NNG_NEEDS_ALL;
     io.inference_identity = -1;
+    io.num_threads = num_threads;
     nng_error error = fresh_error();
     if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
         failure = to_failure(error);
@@ -76,7 +77,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     };
     if (io.num_outputs < 1 || io.num_outputs > NNG_MAX_OUTPUTS) return invalid(std::to_string(io.num_outputs) + " outputs");
     if (io.num_weights < 0 || io.num_weights > NNG_MAX_WEIGHTS) return invalid(std::to_string(io.num_weights) + " weights");
-    if (io.num_saved < 0 || io.num_saved > NNG_MAX_SAVED) return invalid(std::to_string(io.num_saved) + " saved buffers");
+    if (io.num_buffers < 0 || io.num_buffers > NNG_MAX_BUFFERS) return invalid(std::to_string(io.num_buffers) + " buffers");
 
     result = InferResult{};
     for (std::int32_t j = 0; j < io.num_outputs; ++j) {
@@ -112,11 +113,19 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         info.trainable = w.trainable != 0;
         result.weights.push_back(std::move(info));
     }
-    for (std::int32_t s = 0; s < io.num_saved; ++s) {
-        result.saved.push_back({static_cast<DType>(io.saved[s].dtype), from_c(io.saved[s].shape)});
+    for (std::int32_t b = 0; b < io.num_buffers; ++b) {
+        const nng_buffer_spec& spec = io.buffers[b];
+        BufferDeclaration declared;
+        declared.name = std::string(spec.name, strnlen(spec.name, NNG_NAME_CAPACITY));
+        if (spec.lifetime < NNG_BUFFER_PER_CALL || spec.lifetime > NNG_BUFFER_BACKWARD) {
+            return invalid("buffer '" + declared.name + "' with lifetime " + std::to_string(static_cast<int>(spec.lifetime)) +
+                           "; expected per call (1), saved (2), per thread (3) or backward (4)");
+        }
+        declared.lifetime = spec.lifetime;
+        declared.bytes = spec.bytes;
+        result.buffers.push_back(std::move(declared));
     }
     result.backward_needs = io.backward_needs;
-    result.scratch_bytes = io.scratch_bytes;
     if (const std::int32_t k = io.inference_identity; k >= 0) {
         if (k >= io.num_inputs) return invalid("inference identity with input " + std::to_string(k) + " of " + std::to_string(io.num_inputs));
         if (io.num_outputs != 1) return invalid("inference identity on an op with " + std::to_string(io.num_outputs) + " outputs");

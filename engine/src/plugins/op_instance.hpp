@@ -31,9 +31,10 @@ public:
     const RegisteredOp& registered() const { return op_; }
     bool has_backward() const { return op_.def->backward != nullptr; }
 
-    // Returns false and fills `failure` when the plugin rejects the inputs.
+    // Returns false and fills `failure` when the plugin rejects the inputs. `num_threads` is what
+    // every call of the plan runs with (1 at load time).
     bool infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
-               InferResult& result, OpFailure& failure) const;
+               int num_threads, InferResult& result, OpFailure& failure) const;
 
     // Throw RunError "<node> (<op>): forward failed: ..." on failure.
     void forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const;

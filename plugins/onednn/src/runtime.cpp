@@ -1,4 +1,4 @@
-// Engine, stream, threads, grow-only buffers, the primitive cache and the counters.
+// Engine, stream, threads, the per-thread scratchpad, the primitive cache and the counters.
 #include <omp.h>
 
 #include <algorithm>
@@ -23,7 +23,6 @@ std::atomic<std::int64_t> g_scratchpad_bytes{0};
 std::atomic<std::int64_t> g_buffer_bytes{0};
 
 constexpr std::size_t kAlignment = 64;
-constexpr int kBufferSlots = 8;
 
 // A grow-only, 64-byte aligned block. Growing discards the contents: callers use it as scratch.
 class Arena {
@@ -61,7 +60,6 @@ private:
 struct ThreadState {
     dnnl::stream stream{engine()};
     Arena scratchpad{&g_scratchpad_bytes};
-    std::array<Arena, kBufferSlots> buffers;
     Arena ones;
     std::int64_t ones_filled = 0;
     // Memory objects of execute(views): one per (primitive, argument), repointed each call. Valid
@@ -127,15 +125,7 @@ void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), voi
     if (failure) std::rethrow_exception(failure);
 }
 
-// ---- Buffers -----------------------------------------------------------------------------------
-
-void* buffer(int slot, std::size_t bytes) {
-    if (slot < 0 || slot >= kBufferSlots) {
-        throw std::runtime_error("oneDNN helper: buffer slot " + std::to_string(slot) + " is not in 0.." +
-                                 std::to_string(kBufferSlots - 1));
-    }
-    return thread_state().buffers[slot].reserve(bytes);
-}
+// ---- Rows of ones --------------------------------------------------------------------------------
 
 const float* detail::ones(std::int64_t n) {
     ThreadState& state = thread_state();

@@ -31,9 +31,9 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 // A weight's gradient sums the per-position gradients over batch and steps (1,110 rows in the
-// largest case), so the two cores' float32 accumulation orders, themselves within 1e-5, part by
-// up to about 1e-5 of that sum (measured 0.94e-5 to 1.04e-5 on MultiHeadAttention's value.bias);
-// outputs and input gradients keep kTolerance.
+// largest case), so the two cores' float32 accumulation orders, themselves within 1e-5, can part
+// by about 1e-5 of that sum (MultiHeadAttention's value.bias comes closest); outputs and input
+// gradients keep kTolerance.
 constexpr double kWeightGradientTolerance = 3e-5;
 
 double worst_error(const Tensor& got, const std::vector<double>& want, std::size_t& at) {
@@ -338,11 +338,9 @@ TEST_CASE("long-context attributes are checked") {
 TEST_CASE("blockwise saves two floats per query row, not the score matrix") {
     OpRunner dense("Attention", "{}", {seq(2, 300, 8), seq(2, 300, 8)});
     OpRunner blockwise("Attention", "{implementation: blockwise}", {seq(2, 300, 8), seq(2, 300, 8)});
-    REQUIRE(dense.shapes().saved.size() == 1);
-    CHECK(dense.shapes().saved[0].shape == Shape{2, 300, 300});
-    REQUIRE(blockwise.shapes().saved.size() == 1);
-    CHECK(blockwise.shapes().saved[0].shape == Shape{2, 600});
-    CHECK(blockwise.shapes().scratch_bytes == 0);
+    CHECK(dense.buffer_bytes("attention saved") == 2 * 300 * 300 * sizeof(float));
+    CHECK(blockwise.buffer_bytes("attention saved") == 2 * 600 * sizeof(float));
+    CHECK(blockwise.buffer_bytes("attention scratch") == 0);
 }
 
 TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttention with linformer.k, in double") {

@@ -4,16 +4,18 @@
 //   - the CPU engine and stream, created lazily once;
 //   - View: a typed, non-owning, strided window on a tensor, and its oneDNN memory wrappers;
 //   - a primitive cache keyed by small integer Keys, counting every primitive it creates;
-//   - a grow-only scratchpad (primitives run in scratchpad_mode::user), so that after warm-up
-//     no call allocates a buffer (oneDNN's small per-call bookkeeping objects aside);
+//   - a grow-only scratchpad per thread (primitives run in scratchpad_mode::user), so that after
+//     warm-up no call allocates a buffer (oneDNN's small per-call bookkeeping objects aside); its
+//     size is the onednn.scratchpad_bytes counter, which memory reports add to the planned arena.
+//     Every other buffer an op needs it declares in infer, and the host plans it;
 //   - the building blocks ops call again and again: matmul, softmax, eltwise, sum over rows,
 //     reorder.
 //
 // Errors are thrown (std::runtime_error) with the shapes involved; the SDK's adapter turns them
 // into a status at the plugin boundary. Nothing here aborts or prints.
 //
-// Threads: calls may come from several threads; the cache is shared (and locked), the stream,
-// scratchpad and temporary buffers are per thread.
+// Threads: calls may come from several threads; the cache is shared (and locked), the stream and
+// scratchpad are per thread.
 #pragma once
 
 #include <array>
@@ -104,18 +106,11 @@ dnnl::memory memory_of(const View& v);
 dnnl::memory memory_of(const TensorRef& tensor);
 dnnl::memory memory_of(const dnnl::memory::desc& desc, void* data);
 
-// ---- Temporary buffers -------------------------------------------------------------------------
-
-// A grow-only, 64-byte aligned buffer of at least `bytes`, one per slot (0 to 7) and thread. Its
-// contents last until the next call asking the same slot for more; use it for the layouts
-// primitives pick (reorder_if_needed) within one forward or backward.
-void* buffer(int slot, std::size_t bytes);
-
 // ---- Reorders ----------------------------------------------------------------------------------
 
 // `source` in layout `wanted`: source itself when it already is, else a copy in `destination`
-// (at least wanted.get_size() bytes; e.g. buffer(slot, wanted.get_size())). For a primitive's
-// inputs in the layout it picked with format_tag::any (LSTM weights).
+// (at least wanted.get_size() bytes, in a buffer the op declared). For a primitive's inputs in
+// the layout it picked with format_tag::any (LSTM weights).
 dnnl::memory reorder_if_needed(const dnnl::memory& source, const dnnl::memory::desc& wanted,
                                void* destination);
 // Where a primitive should write an output it wants in layout `wanted`: `user` itself when its
@@ -235,9 +230,9 @@ void execute(const Cached& c, std::initializer_list<ViewArg> args);
 struct Stats {
     std::int64_t primitives_created = 0;
     std::int64_t cache_hits = 0;
-    std::int64_t buffer_allocations = 0;  // scratchpad and temporary buffers grown, all threads
+    std::int64_t buffer_allocations = 0;  // scratchpads and rows of ones grown, all threads
     std::int64_t scratchpad_bytes = 0;    // scratchpad capacity, all threads
-    std::int64_t buffer_bytes = 0;        // temporary buffers' capacity, all threads
+    std::int64_t buffer_bytes = 0;        // the rows of ones sum_rows multiplies by, all threads
 };
 Stats stats();
 // For NNG_PLUGIN_WITH_COUNTERS: fills up to `capacity` of "onednn.primitives_created",
