@@ -30,7 +30,8 @@ namespace {
 
 // XOR points without dropout; 901 samples in batches of 100 make 10 steps an epoch, the last one of
 // a single row (so with 2 or 3 ranks some ranks hold none), and the 100-row batch splits 34/33/33.
-// With this seed the second epoch is the best, so --save keeps the weights after 20 steps.
+// With this seed the second epoch is the best (with or without a Dropout of rate 0.2 after the
+// first layer), so --save keeps the weights after 20 steps.
 const char* kModel = R"(name: xor_small
 input: {name: point, shape: [2], dtype: float32}
 layers:
@@ -147,6 +148,12 @@ std::vector<std::vector<double>> csv_rows(const std::filesystem::path& file) {
     return rows;
 }
 
+// The model with a Dropout after its hidden layer.
+std::string with_dropout(std::string model) {
+    const std::string hidden = "  - {op: Dense, units: 16, activation: tanh}\n";
+    return model.insert(model.find(hidden) + hidden.size(), "  - {op: Dropout, rate: 0.2}\n");
+}
+
 std::string read_bytes_of(const Tensor& t) { return std::string(static_cast<const char*>(t.raw()), t.nbytes()); }
 
 // The same weights and optimiser state to 1e-5, relative to each tensor's largest entry (the ranks
@@ -178,34 +185,39 @@ void check_same_checkpoint(const TensorFile& got, const TensorFile& expected, in
 }  // namespace
 
 TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, the same epoch lines") {
-    TempDir dir;
-    write_bytes(dir / "model.yaml", kModel);
-    const CliResult single = run_nngraph(train_args(dir, "one"));
-    REQUIRE_MESSAGE(single.status == 0, single.err);
-    const TensorFile expected = read_safetensors(dir / "one.safetensors");
-    REQUIRE(expected.metadata.at("epochs_done") == "2");  // the best epoch is the last: after 20 steps
-    const auto expected_rows = csv_rows(dir / "one.csv");
-    REQUIRE(expected_rows.size() == 2);
+    // Without dropout, and with dropout, whose draws are keyed by a row's place in the global batch.
+    for (const std::string& model : {std::string(kModel), with_dropout(kModel)}) {
+        const bool has_dropout = model != kModel;
+        CAPTURE(has_dropout);
+        TempDir dir;
+        write_bytes(dir / "model.yaml", model);
+        const CliResult single = run_nngraph(train_args(dir, "one"));
+        REQUIRE_MESSAGE(single.status == 0, single.err);
+        const TensorFile expected = read_safetensors(dir / "one.safetensors");
+        REQUIRE(expected.metadata.at("epochs_done") == "2");  // the best epoch is the last: after 20 steps
+        const auto expected_rows = csv_rows(dir / "one.csv");
+        REQUIRE(expected_rows.size() == 2);
 
-    for (int ranks : {2, 3}) {
-        CAPTURE(ranks);
-        const std::string name = "ranks" + std::to_string(ranks);
-        std::vector<std::string> args = train_args(dir, name);
-        // 3 ranks average in buckets of about 100 bytes: several per step, the kernels alone.
-        if (ranks == 3) args.insert(args.end(), {"--bucket-mb", "0.0001"});
-        Mpirun job(dir, mpirun_args({"--oversubscribe", "-np", std::to_string(ranks)}, args));
-        const std::optional<int> status = job.wait(std::chrono::seconds(120));
-        REQUIRE(status.has_value());
-        REQUIRE_MESSAGE(*status == 0, job.err());
-        // Rank 0 alone reports.
-        CHECK(job.err().find("nngraph: training 'xor_small'") == job.err().rfind("nngraph: training 'xor_small'"));
+        for (int ranks : {2, 3}) {
+            CAPTURE(ranks);
+            const std::string name = "ranks" + std::to_string(ranks);
+            std::vector<std::string> args = train_args(dir, name);
+            // 3 ranks average in buckets of about 100 bytes: several per step, the kernels alone.
+            if (ranks == 3) args.insert(args.end(), {"--bucket-mb", "0.0001"});
+            Mpirun job(dir, mpirun_args({"--oversubscribe", "-np", std::to_string(ranks)}, args));
+            const std::optional<int> status = job.wait(std::chrono::seconds(120));
+            REQUIRE(status.has_value());
+            REQUIRE_MESSAGE(*status == 0, job.err());
+            // Rank 0 alone reports.
+            CHECK(job.err().find("nngraph: training 'xor_small'") == job.err().rfind("nngraph: training 'xor_small'"));
 
-        check_same_checkpoint(read_safetensors(dir / (name + ".safetensors")), expected, ranks);
-        const auto rows = csv_rows(dir / (name + ".csv"));
-        REQUIRE(rows.size() == expected_rows.size());
-        for (std::size_t e = 0; e < rows.size(); ++e) {
-            REQUIRE(rows[e].size() == expected_rows[e].size());
-            for (std::size_t k = 0; k < rows[e].size(); ++k) CHECK(rows[e][k] == doctest::Approx(expected_rows[e][k]).epsilon(1e-4));
+            check_same_checkpoint(read_safetensors(dir / (name + ".safetensors")), expected, ranks);
+            const auto rows = csv_rows(dir / (name + ".csv"));
+            REQUIRE(rows.size() == expected_rows.size());
+            for (std::size_t e = 0; e < rows.size(); ++e) {
+                REQUIRE(rows[e].size() == expected_rows[e].size());
+                for (std::size_t k = 0; k < rows[e].size(); ++k) CHECK(rows[e][k] == doctest::Approx(expected_rows[e][k]).epsilon(1e-4));
+            }
         }
     }
 }

@@ -169,6 +169,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ctx.training = training ? 1 : 0;
     ctx.deterministic = kind == StepKind::Gradient ? 1 : 0;
     ctx.num_threads = planned_threads();
+    ctx.batch_offset = batch.global_offset;
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     for (NodeCall& call : plan.calls) {

@@ -37,6 +37,8 @@ struct BatchRef {
     std::vector<const Tensor*> inputs;
     std::vector<const Tensor*> targets;
     std::span<const std::int64_t> rows;
+    // rows[0]'s position in the global batch that data-parallel ranks split (random ops key on it).
+    std::int64_t global_offset = 0;
 };
 
 struct ExecutorStats {

@@ -88,6 +88,7 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
     double sums[2] = {0.0, 0.0};  // loss, correct predictions
     if (mine.count > 0) {
         batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
+        batch.global_offset = mine.offset;
         sums[0] = executor_.run(batch, StepKind::Train) * double(mine.count);
         if (accuracy_) sums[1] = batch_accuracy(train, rows + mine.offset, mine.count);
     } else {
