@@ -1,10 +1,17 @@
-// The data-parallel pieces in one process: batch shares, the gradient buckets, the agreement check.
+// The data-parallel pieces in one process: batch shares, the gradient buckets, the agreement check,
+// the executor's gradient-ready hook.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "dist/data_parallel.hpp"
 #include "dist/gradient_reducer.hpp"
+#include "exec/executor.hpp"
+#include "exec/weights.hpp"
+#include "graph/model_file.hpp"
+#include "train/losses.hpp"
 #include "nngraph/error.hpp"
 
 using namespace nngraph;
@@ -118,4 +125,39 @@ TEST_CASE("ranks that disagree with rank 0 are named, with this rank's source") 
         CHECK(std::string(e.what()).find("rank 1 disagrees with rank 0 on the training data (d)") != std::string::npos);
     }
     CHECK(dist::fingerprint("ab", 2) != dist::fingerprint("ba", 2));
+}
+
+TEST_CASE("backward hands over each weight's gradient once, as soon as it is final, last layer first") {
+    auto graph = Graph::from_spec(parse_model(R"(inputs: [{name: x, shape: [3]}]
+nodes:
+  - {name: h, op: Dense, inputs: [x], units: 4, activation: tanh}
+  - {name: y, op: Dense, inputs: [h], units: 2}
+outputs: [y]
+training: {loss: mse}
+)", "model.yaml", "."));
+    Executor executor(graph, {1, 3});
+    initialize_weights(*graph, 3, executor.weights());
+    executor.set_loss(make_loss("mse"));
+    Tensor x(DType::F32, {5, 3}), t(DType::F32, {5, 2});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(float(i));
+    for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::cos(float(i));
+    const std::int64_t rows[] = {0, 1, 2, 3, 4};
+    const BatchRef batch{{&x}, {&t}, rows};
+    std::vector<std::pair<std::string, std::vector<float>>> handed;  // weight name, gradient then
+    executor.set_on_gradient_ready([&](WeightId w) {
+        const Tensor& g = executor.weight_grads()[static_cast<std::size_t>(w)];
+        handed.emplace_back(graph->weights()[static_cast<std::size_t>(w)].name, std::vector<float>(g.data<float>(), g.data<float>() + g.numel()));
+    });
+    executor.run(batch, StepKind::Train);
+    REQUIRE(handed.size() == graph->weights().size());
+    for (const auto& [name, values] : handed) {
+        CAPTURE(name);
+        std::size_t w = 0;
+        while (graph->weights()[w].name != name) ++w;
+        const Tensor& final_grad = executor.weight_grads()[w];
+        CHECK(std::equal(values.begin(), values.end(), final_grad.data<float>()));
+        CHECK(std::count_if(handed.begin(), handed.end(), [&](const auto& h) { return h.first == name; }) == 1);
+    }
+    CHECK(handed.front().first.rfind("y.", 0) == 0);  // the last layer's gradients come first
+    CHECK(handed.back().first.rfind("h.", 0) == 0);
 }

@@ -4,6 +4,7 @@
 // advance. A step then copies its batch in and calls the ops; it allocates nothing.
 #pragma once
 
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -100,6 +101,9 @@ public:
         int first_step = 0, last_step = 0;  // alive from, to (inclusive)
     };
     std::vector<PlannedBuffer> last_plan_buffers() const;
+    // Called during a Train step's backward with each weight as soon as its gradient is final (for
+    // data-parallel training to start averaging it while backward goes on); empty: none.
+    void set_on_gradient_ready(std::function<void(WeightId)> hook) { on_gradient_ready_ = std::move(hook); }
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
@@ -119,6 +123,8 @@ private:
     ExecutorOptions options_;
     std::vector<Tensor> weights_;
     std::vector<Tensor> weight_grads_;
+    std::function<void(WeightId)> on_gradient_ready_;
+    std::vector<int> gradient_writers_;  // per weight: backward calls still to write its gradient
     std::shared_ptr<const LossFunction> loss_;
     std::vector<TensorId> loss_outputs_;
     std::vector<bool> loss_uses_logits_;

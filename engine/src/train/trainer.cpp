@@ -77,15 +77,24 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     return scores;
 }
 
+Trainer::~Trainer() {
+    if (reducer_) executor_.set_on_gradient_ready({});
+}
+
 void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes) {
     comm_ = &comm;
     reducer_.reset();
-    if (comm.size() > 1) reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes);
+    executor_.set_on_gradient_ready({});
+    if (comm.size() == 1) return;
+    reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes);
+    // Backward hands each gradient over as soon as it is final, so buckets go out while it runs on.
+    executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
 }
 
 std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
     const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
     double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    if (reducer_) reducer_->begin(mine.count, count);
     if (mine.count > 0) {
         batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
         batch.global_offset = mine.offset;
@@ -97,12 +106,11 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
             if (!g.empty()) std::memset(g.raw(), 0, g.nbytes());
         }
         executor_.set_step_count(executor_.step_count() + 1);
+        if (reducer_) {
+            for (std::size_t w = executor_.weight_grads().size(); w-- > 0;) reducer_->ready(w);
+        }
     }
-    if (reducer_) {
-        reducer_->begin(mine.count, count);
-        for (std::size_t w = executor_.weight_grads().size(); w-- > 0;) reducer_->ready(w);
-        reducer_->finish();
-    }
+    if (reducer_) reducer_->finish();
     optimizer_->apply(executor_.weights(), executor_.weight_grads());
     comm_->allreduce_sum(std::span<double>(sums));
     return {sums[0], sums[1]};

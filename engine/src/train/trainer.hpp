@@ -51,6 +51,9 @@ class Trainer {
 public:
     // Sets the loss on the executor (which decides reverse mode) and creates the optimiser.
     Trainer(Executor& executor, TrainingConfig config);
+    ~Trainer();  // takes its gradient hook off the executor, which outlives it
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
 
     const TrainingConfig& config() const { return config_; }
     Optimizer& optimizer() { return *optimizer_; }
