@@ -16,6 +16,8 @@ packages=(
   clang                # the fuzz build (scripts/fuzz.sh): libFuzzer comes with clang only
   libclang-rt-14-dev   # clang's libFuzzer, ASan and UBSan runtimes
   libomp-dev           # clang's OpenMP runtime
+  libopenmpi-dev openmpi-bin  # data-parallel training under mpirun
+  clang-format         # scripts/check-format.sh
 )
 
 missing=()

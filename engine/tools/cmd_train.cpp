@@ -22,6 +22,7 @@ struct TrainOptions {
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
     bool keep_going_on_nan = false;
+    std::optional<double> bucket_mb;
 };
 
 // Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
@@ -101,13 +102,15 @@ private:
 
 void run_train(const TrainOptions& o) {
     Model model = load_model(o.model, o.common, o.seed);
-    HistoryFile history(o.log, o.resume.has_value());
+    const bool leader = training_process().rank == 0;  // under mpirun, rank 0 alone writes and reports
+    HistoryFile history(leader ? o.log : std::nullopt, o.resume.has_value());
     nngraph::TrainOptions options;
     if (o.data) options.data = *o.data;
     options.epochs = o.epochs;
     options.batch_size = o.batch_size;
     options.seed = o.seed;
     if (o.keep_going_on_nan) options.terminate_on_nan = false;
+    if (o.bucket_mb) options.gradient_bucket_bytes = static_cast<std::size_t>(*o.bucket_mb * 1024 * 1024);
     if (o.save) options.save_best = *o.save;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
@@ -131,7 +134,7 @@ void run_train(const TrainOptions& o) {
         return stop.requested() ? Training::Stop : Training::Continue;
     };
     const TrainResult result = model.train(options);
-    if (result.best && result.best_epoch) {
+    if (leader && result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
                   << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
     }
@@ -184,6 +187,8 @@ void add_train_commands(CLI::App& app) {
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
     train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
     train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan, "Keep training when a batch's loss is NaN or infinite");
+    train->add_option("--bucket-mb", t->bucket_mb, "Under mpirun: gradients are averaged in buckets of this many MiB (default 25)")
+        ->check(CLI::PositiveNumber);
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });
 

@@ -5,7 +5,8 @@
 // The mask comes from nngraph's counter-based random bits: mask element j keeps iff 32 bits of
 // random_bits(seed, j / 2) (the low half for even j, the high half for odd j) are at least
 // rate * 2^32. Element j depends only on (seed, j), so the draw splits across threads freely and
-// a seed always gives the same mask, whatever the thread count.
+// a seed always gives the same mask, whatever the thread count. j counts from the global batch's
+// first row (nng_context.batch_offset), so data-parallel ranks draw the single-process mask.
 //
 // Backward reads the mask forward saved (one byte an element of the noise shape) instead of
 // drawing it again: a byte is cheaper to read than 32 random bits are to make, and the gradient
@@ -28,28 +29,32 @@ using nng::OpError;
 constexpr std::int64_t kParallelElements = 1 << 15;
 
 
-// mask[2p] and mask[2p + 1] for pairs p in [begin, end), as the file comment says. Cloned for
-// AVX-512, where the 64-bit multiplies of the random bits vectorise; integer arithmetic gives the
-// same bits on every path.
+// mask[2p] and mask[2p + 1] for pairs p in [begin, end), from the random pair first_pair + p, as the
+// file comment says. Cloned for AVX-512, where the 64-bit multiplies of the random bits vectorise;
+// integer arithmetic gives the same bits on every path.
 __attribute__((target_clones("arch=x86-64-v4", "default"))) void draw_pairs(std::uint64_t seed, std::uint64_t threshold,
-                                                                             std::uint8_t* mask, std::int64_t begin,
-                                                                             std::int64_t end) {
+                                                                             std::uint8_t* mask, std::int64_t first_pair,
+                                                                             std::int64_t begin, std::int64_t end) {
     for (std::int64_t p = begin; p < end; ++p) {
-        const std::uint64_t r = nng::random_bits(seed, static_cast<std::uint64_t>(p));
+        const std::uint64_t r = nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + p));
         mask[2 * p] = (r & 0xffffffffu) >= threshold;
         mask[2 * p + 1] = (r >> 32) >= threshold;
     }
 }
 
-// mask[j] = 1 (keep) or 0 (drop) for j < n.
-void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, int threads) {
-    const std::int64_t pairs = n / 2;
+// mask[j] = 1 (keep) or 0 (drop) for j < n: mask element first + j.
+void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first, int threads) {
+    if (n > 0 && first % 2) {  // the high half of a pair whose low half is another call's
+        mask[0] = (nng::random_bits(seed, static_cast<std::uint64_t>(first / 2)) >> 32) >= threshold;
+        ++mask, --n, ++first;
+    }
+    const std::int64_t pairs = n / 2, first_pair = first / 2;
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        draw_pairs(seed, threshold, mask, pairs * t / count, pairs * (t + 1) / count);
+        draw_pairs(seed, threshold, mask, first_pair, pairs * t / count, pairs * (t + 1) / count);
     }
-    if (n % 2) mask[n - 1] = (nng::random_bits(seed, static_cast<std::uint64_t>(pairs)) & 0xffffffffu) >= threshold;
+    if (n % 2) mask[n - 1] = (nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + pairs)) & 0xffffffffu) >= threshold;
 }
 
 // How the mask (noise shape) maps onto the input: the input's dims with adjacent dims merged
@@ -224,7 +229,12 @@ struct Dropout {
         const Broadcast b(x, noise_shape());
         const std::uint64_t seed = has_seed_ ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed_)) : exec.seed();
         std::uint8_t* keep = exec.buffer(keep_);
-        draw_mask(seed, threshold_, keep, b.mask_elements, exec.threads_for(b.mask_elements, kParallelElements));
+        // A mask drawn per batch row starts where this call's rows start in the global batch; one
+        // shared over the batch (noise dim 0 of 1) is the same for every part of it.
+        const Dims input = x.dims();
+        const bool shared_over_batch = input.empty() || (has_noise_shape_ && noise_shape_[0] == 1) || input[0] == 0;
+        const std::int64_t first = shared_over_batch ? 0 : exec.batch_offset() * (b.mask_elements / input[0]);
+        draw_mask(seed, threshold_, keep, b.mask_elements, first, exec.threads_for(b.mask_elements, kParallelElements));
         apply_mask(x.f32(), keep, b, scale_, y.f32(), threads);
     }
 

@@ -158,6 +158,7 @@ std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint6
     ctx.training = training;
     ctx.seed = seed;
     ctx.num_threads = threads;
+    ctx.batch_offset = batch_offset_;
     return call;
 }
 

@@ -49,6 +49,9 @@ public:
     const std::vector<Tensor>& grad_inputs() const { return grad_inputs_; }
     const std::vector<Tensor>& grad_weights() const { return grad_weights_; }
 
+    // nng_context.batch_offset of the following calls: where the batch starts in a global one.
+    void set_batch_offset(std::int64_t rows) { batch_offset_ = rows; }
+
     // Initialises weights with their declared initializers.
     void initialize_weights(std::uint64_t seed);
     // `training` and `deterministic` as in nng_context; the same seed reproduces random ops.
@@ -73,6 +76,7 @@ private:
     std::vector<Tensor> inputs_, input_masks_, weights_, outputs_, output_masks_;
     std::vector<Tensor> grad_inputs_, grad_weights_;
     std::vector<TensorInfo> input_infos_;
+    std::int64_t batch_offset_ = 0;
     std::vector<bool> input_has_mask_;
     int buffer_threads_ = 0;
     bool buffer_training_ = true;

@@ -27,6 +27,10 @@
 
 namespace nngraph {
 
+namespace dist {
+class Communicator;
+}
+
 // Bounds on the counts a user gives (command line or model file): beyond them a run would exhaust
 // the machine long before it finished, so they are refused as bad input.
 inline constexpr int kMaxEpochs = 1'000'000;
@@ -131,6 +135,8 @@ struct TrainOptions {
     std::optional<std::filesystem::path> resume;
     // Keras's progress bar and epoch lines; null: silent. `live` redraws the bar in place.
     std::ostream* log = nullptr;
+    // Under mpirun: the size of the buckets the gradients are averaged in (default 25 MiB).
+    std::optional<std::size_t> gradient_bucket_bytes;
     bool live = false;
     std::function<void(const TrainStart&)> on_start;
     // Either may return Training::Stop: after a batch, its epoch ends there and is still validated
@@ -275,6 +281,7 @@ public:
 private:
     struct State;
     explicit Model(std::unique_ptr<State> state);
+    TrainResult train_with(dist::Communicator& comm, const TrainOptions& options);
     std::unique_ptr<State> state_;
 };
 
@@ -289,6 +296,15 @@ struct PluginCatalog {
     std::vector<std::filesystem::path> searched;
 };
 PluginCatalog list_plugins(const std::vector<std::filesystem::path>& plugin_dirs = {});
+
+// This process's place in a data-parallel training job (SPEC section 8): rank 0 of 1 unless mpirun
+// launched it, then Model::train trains data-parallel, runs the callbacks and writes the log and
+// checkpoints on rank 0 alone, and a rank that fails ends the job.
+struct TrainingProcess {
+    int rank = 0;
+    int size = 1;
+};
+TrainingProcess training_process();
 
 // The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
 std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);

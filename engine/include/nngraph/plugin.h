@@ -226,6 +226,10 @@ typedef struct nng_context {
     /* 1 when a training forward must be deterministic (random ops such as dropout act as in
      * inference) while still saving what backward needs: `nngraph grad`, gradient checks. */
     int32_t deterministic;
+    /* The call's first batch row counted in the global batch that data-parallel ranks split
+     * (0 in a single process): random ops key their draws by it, so that a split batch draws what
+     * the whole batch would. Hosts before this field pass a smaller struct_size. */
+    int64_t batch_offset;
 } nng_context;
 
 /* A declared buffer in one call: 64-byte aligned; `data` is NULL when it was declared with 0 bytes

@@ -374,6 +374,11 @@ public:
         return training() && !(knows_field && ctx_->deterministic);
     }
     std::uint64_t seed() const { return ctx_->seed; }
+    // The first batch row's position in the global batch (data-parallel training); 0 otherwise.
+    std::int64_t batch_offset() const {
+        const bool knows_field = ctx_->struct_size >= offsetof(nng_context, batch_offset) + sizeof(ctx_->batch_offset);
+        return knows_field ? ctx_->batch_offset : 0;
+    }
     int num_threads() const { return ctx_->num_threads; }
     // Threads worth using for `work` units (elements, ids, multiply-adds): one below
     // `serial_below`, where waking the others costs more than they save; else num_threads().

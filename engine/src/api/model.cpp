@@ -2,10 +2,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <ostream>
 #include <thread>
 
 #include "api/model_state.hpp"
+#include "dist/data_parallel.hpp"
+#include "dist/gradient_reducer.hpp"
 #include "graph/summary.hpp"
 #include "nngraph/io_atomic_file.hpp"
 #include "train/checkpoint.hpp"
@@ -278,8 +282,62 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
     return result;
 }
 
+namespace {
+
+std::uint64_t file_fingerprint(const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.eof() && !in) throw InputError("cannot read the model file '" + file + "'");
+    return dist::fingerprint(bytes.data(), bytes.size());
+}
+
+// Every rank must start from the same model, weights and data, or they would train diverged copies.
+void check_ranks_agree(dist::Communicator& comm, const std::string& file, std::uint64_t weight_seed, const Executor& executor,
+                       const DataSplits& data, const TrainOptions& options, const TrainingConfig& config) {
+    if (comm.size() == 1) return;
+    const std::uint64_t settings[] = {config.seed, std::uint64_t(config.batch_size), std::uint64_t(config.epochs)};
+    std::vector<dist::Fingerprint> fingerprints = {
+        {"model file", "'" + file + "'", file_fingerprint(file)},
+        {options.resume ? "weights" : "initial weights",
+         options.resume ? "from '" + options.resume->string() + "'" : "(seed " + std::to_string(weight_seed) + ")",
+         dist::fingerprint(executor.weights())},
+        {"training data", "(" + data.description + ")", dist::fingerprint(data.train.targets, dist::fingerprint(data.train.inputs))},
+        {"training settings", "(seed, batch size, epochs)", dist::fingerprint(settings, sizeof settings)},
+    };
+    if (data.validation) {
+        fingerprints.push_back({"validation data", "(" + data.description + ")",
+                                dist::fingerprint(data.validation->targets, dist::fingerprint(data.validation->inputs))});
+    }
+    dist::check_ranks_agree(comm, fingerprints);
+}
+
+// Rank 0's decision, the same on every rank: callbacks run on rank 0 alone.
+bool leader_decides(dist::Communicator& comm, bool go_on) {
+    if (comm.size() == 1) return go_on;
+    std::byte flag = go_on ? std::byte{1} : std::byte{0};
+    comm.broadcast(std::span(&flag, 1), 0);
+    return flag == std::byte{1};
+}
+
+}  // namespace
+
 TrainResult Model::train(const TrainOptions& options) {
+    dist::Communicator& comm = dist::world();
+    if (comm.size() == 1) return train_with(comm, options);
+    // A rank that fails ends the whole job, naming itself, rather than leaving the others waiting
+    // in a collective.
+    try {
+        return train_with(comm, options);
+    } catch (const Error& e) {
+        comm.abort(e.what(), e.exit_status());
+    } catch (const std::exception& e) {
+        comm.abort(e.what(), 1);
+    }
+}
+
+TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& options) {
     State& s = *state_;
+    const bool leader = comm.rank() == 0;
     TrainingConfig config = s.config;
     if (options.epochs) config.epochs = *options.epochs;
     if (options.batch_size) config.batch_size = *options.batch_size;
@@ -293,6 +351,7 @@ TrainResult Model::train(const TrainOptions& options) {
     s.use_seed(config.seed);
     Executor& executor = s.executor();
     Trainer trainer(executor, config);
+    trainer.set_communicator(comm, options.gradient_bucket_bytes.value_or(dist::kDefaultBucketBytes));
     const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
 
     TrainResult result;
@@ -305,14 +364,17 @@ TrainResult Model::train(const TrainOptions& options) {
         first_epoch = resumed.epochs_done;
         if (resumed.monitor == monitor.name) result.best = resumed.best;
     }
-    if (options.on_start) options.on_start({data.description, first_epoch, config.epochs});
+    check_ranks_agree(comm, s.graph->spec().file, s.weight_seed, executor, data, options, config);
+    if (leader && options.on_start) options.on_start({data.description, first_epoch, config.epochs});
     if (first_epoch >= config.epochs) return result;
-    if (options.save_best && data.save_vocabulary) data.save_vocabulary(vocabulary_path(*options.save_best));
+    if (leader && options.save_best && data.save_vocabulary) data.save_vocabulary(vocabulary_path(*options.save_best));
 
     FitCallbacks callbacks;
-    if (options.on_batch) {
+    if (options.on_batch || comm.size() > 1) {
         callbacks.on_batch_end = [&](const BatchLog& log) {
-            return options.on_batch({log.epoch, log.step, log.steps, metrics_of(log.so_far)}) == Training::Continue;
+            const bool go_on = !leader || !options.on_batch ||
+                               options.on_batch({log.epoch, log.step, log.steps, metrics_of(log.so_far)}) == Training::Continue;
+            return leader_decides(comm, go_on);
         };
     }
     callbacks.on_epoch_end = [&](const EpochLog& log) {
@@ -324,18 +386,24 @@ TrainResult Model::train(const TrainOptions& options) {
         if (log.complete && monitor.improves(value, result.best)) {
             result.best = value;
             result.best_epoch = log.epoch;
-            if (options.save_best) {
+            if (leader && options.save_best) {
                 save_checkpoint(*options.save_best, executor, &trainer.optimizer(),
                                 {log.epoch, executor.step_count(), config.seed, result.best, monitor.name});
             }
         }
-        return !options.on_epoch || options.on_epoch(entry) == Training::Continue;
+        return leader_decides(comm, !leader || !options.on_epoch || options.on_epoch(entry) == Training::Continue);
     };
     std::ostream discard(nullptr);
-    result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch,
-                                  options.log ? *options.log : discard, options.live, callbacks);
+    std::ostream& log = leader && options.log ? *options.log : discard;
+    result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch, log,
+                                  leader && options.live, callbacks);
     result.non_finite = trainer.non_finite_stop();
     return result;
+}
+
+TrainingProcess training_process() {
+    const dist::Communicator& comm = dist::world();
+    return {comm.rank(), comm.size()};
 }
 
 std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file) {

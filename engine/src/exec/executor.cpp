@@ -174,6 +174,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ctx.training = training ? 1 : 0;
     ctx.deterministic = kind == StepKind::Gradient ? 1 : 0;
     ctx.num_threads = planned_threads();
+    ctx.batch_offset = batch.global_offset;
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     for (NodeCall& call : plan.calls) {
@@ -199,6 +200,18 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
                 if (!grad.empty()) std::memset(grad.raw(), 0, grad.nbytes());
             }
         }
+        // A weight's gradient is final once the last backward call writing it has run.
+        std::vector<int>& writers = gradient_writers_;
+        if (on_gradient_ready_) {
+            writers.assign(weight_grads_.size(), 0);
+            for (const NodeCall& call : plan.calls) {
+                if (!call.runs_backward) continue;
+                for (WeightId w : call.weight_ids) ++writers[static_cast<std::size_t>(w)];
+            }
+            for (std::size_t w = 0; w < writers.size(); ++w) {
+                if (writers[w] == 0) on_gradient_ready_(static_cast<WeightId>(w));
+            }
+        }
         for (auto it = plan.calls.rbegin(); it != plan.calls.rend(); ++it) {
             NodeCall& call = *it;
             if (!call.runs_backward) continue;
@@ -206,6 +219,10 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             call_op(call.node, Pass::Backward, ctx, call.backward_args);
             for (const auto& acc : call.accumulate) {
                 add_into(reinterpret_cast<float*>(plan.buffer(acc.into)), reinterpret_cast<const float*>(plan.buffer(acc.from)), acc.count);
+            }
+            if (!on_gradient_ready_) continue;
+            for (WeightId w : call.weight_ids) {
+                if (--writers[static_cast<std::size_t>(w)] == 0) on_gradient_ready_(w);
             }
         }
     }

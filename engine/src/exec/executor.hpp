@@ -4,6 +4,7 @@
 // advance. A step then copies its batch in and calls the ops; it allocates nothing.
 #pragma once
 
+#include <functional>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -38,6 +39,8 @@ struct BatchRef {
     std::vector<const Tensor*> inputs;
     std::vector<const Tensor*> targets;
     std::span<const std::int64_t> rows;
+    // rows[0]'s position in the global batch that data-parallel ranks split (random ops key on it).
+    std::int64_t global_offset = 0;
 };
 
 struct ExecutorStats {
@@ -63,6 +66,7 @@ public:
     const std::vector<Tensor>& weights() const { return weights_; }
     // Gradients by WeightId, written by Train steps; empty tensors for non-trainable weights.
     const std::vector<Tensor>& weight_grads() const { return weight_grads_; }
+    std::vector<Tensor>& weight_grads() { return weight_grads_; }
 
     // Enables Evaluate and Train steps. Decides reverse mode once: throws InputError when a
     // gradient would have to pass through an op without backward.
@@ -103,6 +107,9 @@ public:
         int first_step = 0, last_step = 0;  // alive from, to (inclusive)
     };
     std::vector<PlannedBuffer> last_plan_buffers() const;
+    // Called during a Train step's backward with each weight as soon as its gradient is final (for
+    // data-parallel training to start averaging it while backward goes on); empty: none.
+    void set_on_gradient_ready(std::function<void(WeightId)> hook) { on_gradient_ready_ = std::move(hook); }
     // Steps run so far; random ops see a different seed every step.
     std::uint64_t step_count() const { return step_count_; }
     void set_step_count(std::uint64_t steps) { step_count_ = steps; }
@@ -122,6 +129,8 @@ private:
     ExecutorOptions options_;
     std::vector<Tensor> weights_;
     std::vector<Tensor> weight_grads_;
+    std::function<void(WeightId)> on_gradient_ready_;
+    std::vector<int> gradient_writers_;  // per weight: backward calls still to write its gradient
     std::shared_ptr<const LossFunction> loss_;
     std::vector<TensorId> loss_outputs_;
     std::vector<bool> loss_uses_logits_;

@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 
+#include "dist/data_parallel.hpp"
 #include "nngraph/random.hpp"
 #include "train/losses.hpp"
 
 namespace nngraph {
 
-Trainer::Trainer(Executor& executor, TrainingConfig config) : executor_(executor), config_(std::move(config)) {
+Trainer::Trainer(Executor& executor, TrainingConfig config)
+    : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()) {
     if (config_.loss.empty()) {
         throw InputError(executor_.graph().spec().file + ": training needs a loss: add 'training: {loss: ...}' to the model file");
     }
@@ -59,19 +62,17 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     for (std::int64_t step = 0; step < steps; ++step) {
         const std::int64_t begin = step * batch_size;
         const std::int64_t count = std::min(batch_size, n - begin);
-        batch.rows = std::span<const std::int64_t>(order.data() + begin, static_cast<std::size_t>(count));
-        const double loss = executor_.run(batch, StepKind::Train);
-        if (!std::isfinite(loss) && config_.terminate_on_nan) {
+        const auto [step_loss, step_correct] = train_step(train, batch, order.data() + begin, count);
+        if (!std::isfinite(step_loss) && config_.terminate_on_nan) {
             char value[32];
-            std::snprintf(value, sizeof value, "%g", loss);
+            std::snprintf(value, sizeof value, "%g", step_loss / double(count));
             non_finite_stop_ = "epoch " + std::to_string(epoch_index + 1) + ", step " + std::to_string(step + 1) + "/" +
                                std::to_string(steps) + ": the loss is " + value + "; " + first_non_finite_node(batch);
             if (stopped) *stopped = true;
             break;
         }
-        optimizer_->apply(executor_.weights(), executor_.weight_grads());
-        loss_sum += loss * double(count);
-        if (accuracy_) accuracy_sum_ += batch_accuracy(train, order.data() + begin, count);
+        loss_sum += step_loss;
+        accuracy_sum_ += step_correct;
         seen += count;
         if (!progress && !on_batch_end) continue;
         Scores so_far{loss_sum / double(seen), {}};
@@ -113,23 +114,70 @@ std::string Trainer::first_non_finite_node(const BatchRef& batch) {
     return "the first node whose output is not finite is '" + node.name + "' (" + node.op + ")";
 }
 
+Trainer::~Trainer() {
+    if (reducer_) executor_.set_on_gradient_ready({});
+}
+
+void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes) {
+    comm_ = &comm;
+    reducer_.reset();
+    executor_.set_on_gradient_ready({});
+    if (comm.size() == 1) return;
+    reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes);
+    // Backward hands each gradient over as soon as it is final, so buckets go out while it runs on.
+    executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
+}
+
+std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
+    const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
+    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    if (reducer_) reducer_->begin(mine.count, count);
+    if (mine.count > 0) {
+        batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
+        batch.global_offset = mine.offset;
+        sums[0] = executor_.run(batch, StepKind::Train) * double(mine.count);
+        if (accuracy_) sums[1] = batch_accuracy(train, rows + mine.offset, mine.count);
+    } else {
+        // A rank without rows in a small last batch adds nothing, and keeps its random streams in step.
+        for (Tensor& g : executor_.weight_grads()) {
+            if (!g.empty()) std::memset(g.raw(), 0, g.nbytes());
+        }
+        executor_.set_step_count(executor_.step_count() + 1);
+        if (reducer_) {
+            for (std::size_t w = executor_.weight_grads().size(); w-- > 0;) reducer_->ready(w);
+        }
+    }
+    if (reducer_) reducer_->finish();
+    comm_->allreduce_sum(std::span<double>(sums));
+    // TerminateOnNaN stops before a non-finite step reaches the weights, so the best checkpoint and
+    // the weights in memory stay those of the last finite step.
+    if (std::isfinite(sums[0]) || !config_.terminate_on_nan) optimizer_->apply(executor_.weights(), executor_.weight_grads());
+    return {sums[0], sums[1]};
+}
+
 Scores Trainer::evaluate(const Dataset& data) {
     check(data, "evaluation");
     BatchRef batch;
     for (const Tensor& t : data.inputs) batch.inputs.push_back(&t);
     for (const Tensor& t : data.targets) batch.targets.push_back(&t);
     const std::int64_t n = data.size();
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(n));
-    std::iota(rows.begin(), rows.end(), 0);
-    double loss_sum = 0.0, correct = 0.0;
-    for (std::int64_t begin = 0; begin < n; begin += config_.batch_size) {
-        const std::int64_t count = std::min(config_.batch_size, n - begin);
+    const std::uint64_t first_step = executor_.step_count();
+    // Each rank scores its contiguous share of the set; the sums over all ranks are the whole set's.
+    const dist::Share mine = dist::share_of(n, comm_->rank(), comm_->size());
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
+    std::iota(rows.begin(), rows.end(), mine.offset);
+    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    for (std::int64_t begin = 0; begin < mine.count; begin += config_.batch_size) {
+        const std::int64_t count = std::min(config_.batch_size, mine.count - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
-        loss_sum += executor_.run(batch, StepKind::Evaluate) * double(count);
-        if (accuracy_) correct += batch_accuracy(data, rows.data() + begin, count);
+        sums[0] += executor_.run(batch, StepKind::Evaluate) * double(count);
+        if (accuracy_) sums[1] += batch_accuracy(data, rows.data() + begin, count);
     }
-    Scores scores{loss_sum / double(n), {}};
-    if (accuracy_) scores.accuracy = correct / double(n);
+    comm_->allreduce_sum(std::span<double>(sums));
+    // Every rank counts the steps one process would have run, so the random streams stay in step.
+    executor_.set_step_count(first_step + static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
+    Scores scores{sums[0] / double(n), {}};
+    if (accuracy_) scores.accuracy = sums[1] / double(n);
     return scores;
 }
 

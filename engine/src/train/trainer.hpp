@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.hpp"
+#include "dist/gradient_reducer.hpp"
 #include "exec/executor.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizers.hpp"
@@ -51,9 +53,16 @@ class Trainer {
 public:
     // Sets the loss on the executor (which decides reverse mode) and creates the optimiser.
     Trainer(Executor& executor, TrainingConfig config);
+    ~Trainer();  // takes its gradient hook off the executor, which outlives it
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
 
     const TrainingConfig& config() const { return config_; }
     Optimizer& optimizer() { return *optimizer_; }
+    // Trains data-parallel over `comm` (which must outlive the trainer): each rank runs its share of
+    // every batch, the gradients are averaged in buckets of `bucket_bytes` before every step, the
+    // scores cover all ranks' rows.
+    void set_communicator(dist::Communicator& comm, std::size_t bucket_bytes = dist::kDefaultBucketBytes);
 
     // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
     // false when a callback stopped training.
@@ -75,12 +84,17 @@ private:
 
     void check(const Dataset& data, const char* what) const;
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
+    // sums over the global batch of the loss and of the correct predictions.
+    std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count);
 
     Executor& executor_;
     TrainingConfig config_;
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
     std::string non_finite_stop_;
+    dist::Communicator* comm_;
+    std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
 };
 
 }  // namespace nngraph

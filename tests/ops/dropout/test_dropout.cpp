@@ -38,8 +38,10 @@ void fill_nonzero(Tensor& x, std::uint64_t seed) {
     for (std::int64_t i = 0; i < x.numel(); i += 2) x.data<float>()[i] = -x.data<float>()[i];
 }
 
-std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate, int threads = 1) {
+std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate, int threads = 1,
+                                  std::int64_t batch_offset = 0) {
     OpRunner runner("Dropout", attributes, {{DType::F32, shape}});
+    runner.set_batch_offset(batch_offset);
     fill_nonzero(runner.inputs()[0], 5);
     runner.forward(true, seed, false, threads);
     return kept(runner, rate);
@@ -73,6 +75,22 @@ TEST_CASE("Dropout masks are reproducible: the same seed gives the same mask on 
     CHECK(s7 != mask_of("{rate: 0.3, seed: 8}", shape, 42, 0.3));
     CHECK(s7 != a);
     CHECK(s7 != mask_of("{rate: 0.3, seed: 7}", shape, 43, 0.3));  // a new step draws a new mask
+}
+
+TEST_CASE("Dropout draws a part of a batch as the whole batch draws those rows, given the part's offset") {
+    // Data-parallel ranks each run rows of one global batch: 7 rows split 3 / 2 / 2, rows of 5 x 3
+    // elements (odd, so a part can start in the middle of a random pair).
+    const auto whole = mask_of("{rate: 0.4}", {7, 5, 3}, 42, 0.4);
+    std::vector<std::uint8_t> parts;
+    for (auto [offset, rows] : {std::pair<std::int64_t, std::int64_t>{0, 3}, {3, 2}, {5, 2}}) {
+        const auto part = mask_of("{rate: 0.4}", {rows, 5, 3}, 42, 0.4, 2, offset);
+        parts.insert(parts.end(), part.begin(), part.end());
+    }
+    CHECK(parts == whole);
+    CHECK(mask_of("{rate: 0.4}", {2, 5, 3}, 42, 0.4, 1, 3) != mask_of("{rate: 0.4}", {2, 5, 3}, 42, 0.4, 1, 0));
+    // A mask shared over the batch (noise dim 0 of 1) is the same for every part.
+    CHECK(mask_of("{rate: 0.4, noise_shape: [1, 5, 3]}", {2, 5, 3}, 42, 0.4, 1, 3) ==
+          mask_of("{rate: 0.4, noise_shape: [1, 5, 3]}", {2, 5, 3}, 42, 0.4, 1, 0));
 }
 
 TEST_CASE("Dropout is the identity outside training and in deterministic runs") {
