@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for a bounded time.
 # Usage: scripts/fuzz.sh TARGET|all SECONDS   (TARGET: model_file, safetensors, checkpoint, vocabulary,
-# imdb_archive, or the full name fuzz_<...>). Exits 1 if any target crashed, hung, leaked past the
+# imdb_archive, tsv_pairs, or the full name fuzz_<...>). Exits 1 if any target crashed, hung, leaked past the
 # memory limit or tripped a sanitizer; the input that did so is kept in <build>/fuzz-artifacts/<target>/.
 # Environment: NNGRAPH_FUZZ_BUILD (build folder, default build-fuzz), NNGRAPH_FUZZ_JOBS (parallel
 # compile jobs), NNGRAPH_FUZZ_ARGS (extra libFuzzer flags, e.g. -seed=1; "-fork=1 -ignore_crashes=1"
 # goes on fuzzing past a known crash, keeping every crashing input).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-all_targets=(model_file safetensors checkpoint vocabulary imdb_archive)
+all_targets=(model_file safetensors checkpoint vocabulary imdb_archive tsv_pairs)
 
 if (($# != 2)) || ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < 1)); then
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS; TARGET is one of: ${all_targets[*]}" >&2
@@ -32,8 +32,8 @@ fi
 cmake --build "$build" -j "${NNGRAPH_FUZZ_JOBS:-$(nproc)}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 # What each parser reads in practice, with room to spare; a longer input only slows the search.
-declare -A max_len=([model_file]=8192 [safetensors]=4096 [checkpoint]=4096 [vocabulary]=4096 [imdb_archive]=16384)
-declare -A dictionary=([model_file]=model_file [safetensors]=json [checkpoint]=json [vocabulary]=json [imdb_archive]=archive)
+declare -A max_len=([model_file]=8192 [safetensors]=4096 [checkpoint]=4096 [vocabulary]=4096 [imdb_archive]=16384 [tsv_pairs]=4096)
+declare -A dictionary=([model_file]=model_file [safetensors]=json [checkpoint]=json [vocabulary]=json [imdb_archive]=archive [tsv_pairs]=archive)
 
 # oneDNN's JIT and OpenMP runtime keep allocations for the life of the process: leaks are not ours
 # to report (as in the sanitizer build). A malloc beyond the RSS limit counts as a crash: every

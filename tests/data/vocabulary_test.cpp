@@ -127,6 +127,7 @@ TEST_CASE("vocabulary files round trip and bad ones name the file and the proble
     CHECK(load_error("{").find("does not parse") != std::string::npos);
     CHECK(load_error(R"({"words": []})").find(R"(expected a JSON object with "format")") != std::string::npos);
     CHECK(load_error(R"({"format": 1e400})").find("does not parse") != std::string::npos);
+    CHECK(load_error(R"({"format": 7})").find(R"(expected a JSON object with "format")") != std::string::npos);
     const std::string header = R"({"format": "nngraph-imdb-vocabulary", "tokenizer_version": )";
     CHECK(load_error(header + R"(99, "num_words": 10, "maxlen": 5, "words": []})").find("tokenizer version 99") !=
           std::string::npos);

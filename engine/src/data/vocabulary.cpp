@@ -138,7 +138,8 @@ Vocabulary Vocabulary::from_json(std::string_view text, const std::string& sourc
     } catch (const nlohmann::json::exception& error) {  // a syntax error, or a number out of range
         throw fail(std::string("the JSON does not parse: ") + error.what());
     }
-    if (!document.is_object() || document.value("format", "") != kVocabularyFormat) {
+    const auto format = document.find("format");  // end() for anything but an object
+    if (format == document.end() || !format->is_string() || format->get<std::string>() != kVocabularyFormat) {
         throw fail("expected a JSON object with \"format\": \"" + std::string(kVocabularyFormat) + "\"");
     }
     const auto integer = [&](const char* key) {
