@@ -22,7 +22,8 @@ void run_graph(benchmark::State& state, const fs::path& file, std::int64_t batch
     bench.step();
     const std::int64_t allocated = stop_counting_allocations().bytes;
     for (auto _ : state) bench.step();
-    state.counters["samples/s"] = benchmark::Counter(double(bench.batch()) * double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["samples/s"] =
+        benchmark::Counter(double(bench.batch()) * double(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes_allocated_per_step"] = double(allocated);
     state.counters["arena_MB"] = double(bench.executor().stats().arena_bytes) / (1024.0 * 1024.0);
 }
@@ -40,14 +41,21 @@ int main(int argc, char** argv) {
         const std::string name = file.stem().string();
         const TrainingConfig config = parse_training_config(graph->spec());
         if (!config.loss.empty()) {
-            benchmark::RegisterBenchmark(("graph/" + name + "/train/batch:" + std::to_string(config.batch_size)).c_str(),
-                                         [file, config](benchmark::State& s) { run_graph(s, file, config.batch_size, true); })
-                ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+            benchmark::RegisterBenchmark(
+                ("graph/" + name + "/train/batch:" + std::to_string(config.batch_size)).c_str(),
+                [file, config](benchmark::State& s) { run_graph(s, file, config.batch_size, true); })
+                ->Arg(2)
+                ->ArgName("threads")
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
         }
         for (std::int64_t batch : {std::int64_t{1}, config.batch_size, std::int64_t{256}}) {
             benchmark::RegisterBenchmark(("graph/" + name + "/infer/batch:" + std::to_string(batch)).c_str(),
                                          [file, batch](benchmark::State& s) { run_graph(s, file, batch, false); })
-                ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+                ->Arg(2)
+                ->ArgName("threads")
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
         }
     }
     benchmark::Initialize(&argc, argv);

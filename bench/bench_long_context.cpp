@@ -22,8 +22,8 @@
 #include <string>
 
 #include "gradcheck.hpp"
-#include "nngraph/onednn.hpp"
 #include "matmul_bench.hpp"
+#include "nngraph/onednn.hpp"
 #include "op_runner.hpp"
 
 using namespace nngraph;
@@ -75,14 +75,16 @@ void run(benchmark::State& state, const Variant& v) {
     step();  // primitives and buffers
     for (auto _ : state) step();
     const double peak = status_bytes("VmHWM") - before;
-    const double io = bytes_of(runner.inputs()) + bytes_of(runner.outputs()) + bytes_of(runner.grad_inputs()) + double(dy.nbytes());
+    const double io =
+        bytes_of(runner.inputs()) + bytes_of(runner.outputs()) + bytes_of(runner.grad_inputs()) + double(dy.nbytes());
     const double op = io + double(runner.declared_bytes());
     constexpr double kMB = 1024.0 * 1024.0;
     state.counters["io_MB"] = io / kMB;
     state.counters["op_MB"] = op / kMB;
     state.counters["peak_MB"] = peak / kMB;
     state.counters["peak/io"] = peak / io;
-    state.counters["steps/s"] = benchmark::Counter(double(steps) * double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["steps/s"] =
+        benchmark::Counter(double(steps) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void tile_matmul(benchmark::State& state) { bench::square_matmul(state, 1, true); }
@@ -97,17 +99,23 @@ int main(int argc, char** argv) {
         {"blockwise", "{scale: 0.125, implementation: blockwise}", 65536},
         {"window_256", "{scale: 0.125, window: 256}", 65536},
         {"window_256_causal", "{scale: 0.125, window: 256, use_causal_mask: true}", 65536},
-        {"block_sparse_64x2_stride_16", "{scale: 0.125, sparsity: {block_size: 64, local_blocks: 2, stride: 16}}", 65536},
+        {"block_sparse_64x2_stride_16", "{scale: 0.125, sparsity: {block_size: 64, local_blocks: 2, stride: 16}}",
+         65536},
         {"adaptive_span_256", "{scale: 0.125, adaptive_span: {max_span: 256, ramp: 32, init: 256}}", 65536},
         // One head of 64 with its projections; E and F are (256, steps) weights (not in io_MB).
         {"linformer_256", "{num_heads: 1, key_dim: 64, linformer: {k: 256}}", 65536, "MultiHeadAttention"},
     };
     for (const Variant& v : variants) {
-        auto* b = benchmark::RegisterBenchmark(("long_context/" + v.name).c_str(), [v](benchmark::State& s) { run(s, v); });
+        auto* b =
+            benchmark::RegisterBenchmark(("long_context/" + v.name).c_str(), [v](benchmark::State& s) { run(s, v); });
         for (std::int64_t steps = 1024; steps <= v.max_steps; steps *= 2) b->Arg(steps);
         b->ArgName("steps")->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
     }
-    benchmark::RegisterBenchmark("tile/onednn_matmul", tile_matmul)->Arg(64)->ArgName("n")->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark("tile/onednn_matmul", tile_matmul)
+        ->Arg(64)
+        ->ArgName("n")
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

@@ -19,8 +19,8 @@ struct OpBench {
     std::string name;
     std::string op, attributes;
     std::vector<TensorInfo> inputs;
-    double id_bound = 0;          // integer inputs: ids below this
-    double forward_flops = 0;     // arithmetic of one forward, when known
+    double id_bound = 0;       // integer inputs: ids below this
+    double forward_flops = 0;  // arithmetic of one forward, when known
     double backward_flops = 0;
 };
 
@@ -47,8 +47,11 @@ void run_op(benchmark::State& state, const OpBench& b, bool with_backward) {
     const std::int64_t allocated = stop_counting_allocations().bytes;
     for (auto _ : state) step();
     const double flops = b.forward_flops + (with_backward ? b.backward_flops : 0.0);
-    if (flops > 0) state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
-    state.counters["samples/s"] = benchmark::Counter(double(b.inputs[0].shape[0]) * double(state.iterations()), benchmark::Counter::kIsRate);
+    if (flops > 0)
+        state.counters["GFLOP/s"] =
+            benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["samples/s"] =
+        benchmark::Counter(double(b.inputs[0].shape[0]) * double(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes_allocated_per_step"] = double(allocated);
 }
 
@@ -61,15 +64,38 @@ std::vector<OpBench> imdb_cases() {
         {"Embedding/5000x32", "Embedding", "{input_dim: 5000, output_dim: 32}", {{DType::I32, {B, T}}}, 5000},
         {"Dropout/0.5", "Dropout", "{rate: 0.5}", {sequence}},
         {"Attention/self", "Attention", "{}", {sequence, sequence}, 0, attention_forward, 2 * attention_forward},
-        {"MultiHeadAttention/2x16", "MultiHeadAttention", "{num_heads: 2, key_dim: 16}", {sequence}, 0,
-         4.0 * B * T * T * D + 2.0 * B * T * D * D * 4, 2 * (4.0 * B * T * T * D + 2.0 * B * T * D * D * 4)},
+        {"MultiHeadAttention/2x16",
+         "MultiHeadAttention",
+         "{num_heads: 2, key_dim: 16}",
+         {sequence},
+         0,
+         4.0 * B * T * T * D + 2.0 * B * T * D * D * 4,
+         2 * (4.0 * B * T * T * D + 2.0 * B * T * D * D * 4)},
         {"GlobalAveragePooling1D", "GlobalAveragePooling1D", "{}", {sequence}},
         {"MaxPooling1D/2", "MaxPooling1D", "{pool_size: 2}", {sequence}},
         {"LayerNormalization", "LayerNormalization", "{}", {sequence}},
         {"LSTM/100/last", "LSTM", "{units: 100}", {sequence}, 0, lstm_forward, 2 * lstm_forward},
-        {"LSTM/100/sequences", "LSTM", "{units: 100, return_sequences: true}", {sequence}, 0, lstm_forward, 2 * lstm_forward},
-        {"Dense/350/relu", "Dense", "{units: 350, activation: relu}", {{DType::F32, {B, U}}}, 0, 2.0 * B * U * 350, 4.0 * B * U * 350},
-        {"Dense/1/sigmoid", "Dense", "{units: 1, activation: sigmoid}", {{DType::F32, {B, D}}}, 0, 2.0 * B * D, 4.0 * B * D},
+        {"LSTM/100/sequences",
+         "LSTM",
+         "{units: 100, return_sequences: true}",
+         {sequence},
+         0,
+         lstm_forward,
+         2 * lstm_forward},
+        {"Dense/350/relu",
+         "Dense",
+         "{units: 350, activation: relu}",
+         {{DType::F32, {B, U}}},
+         0,
+         2.0 * B * U * 350,
+         4.0 * B * U * 350},
+        {"Dense/1/sigmoid",
+         "Dense",
+         "{units: 1, activation: sigmoid}",
+         {{DType::F32, {B, D}}},
+         0,
+         2.0 * B * D,
+         4.0 * B * D},
         {"Add", "Add", "{}", {sequence, sequence}},
     };
 }
@@ -80,24 +106,50 @@ void matmul_ceiling(benchmark::State& state) { bench::square_matmul(state, stati
 
 int main(int argc, char** argv) {
     for (const OpBench& b : imdb_cases()) {
-        benchmark::RegisterBenchmark(("op/" + b.name + "/forward").c_str(), [b](benchmark::State& s) { run_op(s, b, false); })
-            ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
-        benchmark::RegisterBenchmark(("op/" + b.name + "/forward_backward").c_str(), [b](benchmark::State& s) { run_op(s, b, true); })
-            ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+        benchmark::RegisterBenchmark(("op/" + b.name + "/forward").c_str(),
+                                     [b](benchmark::State& s) { run_op(s, b, false); })
+            ->Arg(2)
+            ->ArgName("threads")
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark(("op/" + b.name + "/forward_backward").c_str(),
+                                     [b](benchmark::State& s) { run_op(s, b, true); })
+            ->Arg(2)
+            ->ArgName("threads")
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
     }
     // One head of width 64 over long sequences (batch 1): the long-context scaling.
     for (std::int64_t steps = 128; steps <= 4096; steps *= 2) {
         const TensorInfo x{DType::F32, {1, steps, 64}};
         const double forward = 4.0 * steps * steps * 64;
-        const OpBench attention{"Attention/steps:" + std::to_string(steps), "Attention", "{}", {x, x}, 0, forward, 2 * forward};
-        benchmark::RegisterBenchmark(("op/" + attention.name + "/forward_backward").c_str(), [attention](benchmark::State& s) { run_op(s, attention, true); })
-            ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
-        const OpBench mha{"MultiHeadAttention/1x64/steps:" + std::to_string(steps), "MultiHeadAttention", "{num_heads: 1, key_dim: 64}", {x}, 0,
-                          forward + 8.0 * steps * 64 * 64, 2 * (forward + 8.0 * steps * 64 * 64)};
-        benchmark::RegisterBenchmark(("op/" + mha.name + "/forward_backward").c_str(), [mha](benchmark::State& s) { run_op(s, mha, true); })
-            ->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+        const OpBench attention{
+            "Attention/steps:" + std::to_string(steps), "Attention", "{}", {x, x}, 0, forward, 2 * forward};
+        benchmark::RegisterBenchmark(("op/" + attention.name + "/forward_backward").c_str(),
+                                     [attention](benchmark::State& s) { run_op(s, attention, true); })
+            ->Arg(2)
+            ->ArgName("threads")
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+        const OpBench mha{"MultiHeadAttention/1x64/steps:" + std::to_string(steps),
+                          "MultiHeadAttention",
+                          "{num_heads: 1, key_dim: 64}",
+                          {x},
+                          0,
+                          forward + 8.0 * steps * 64 * 64,
+                          2 * (forward + 8.0 * steps * 64 * 64)};
+        benchmark::RegisterBenchmark(("op/" + mha.name + "/forward_backward").c_str(),
+                                     [mha](benchmark::State& s) { run_op(s, mha, true); })
+            ->Arg(2)
+            ->ArgName("threads")
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
     }
-    benchmark::RegisterBenchmark("onednn/matmul_ceiling", matmul_ceiling)->Args({2048, 2})->ArgNames({"n", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("onednn/matmul_ceiling", matmul_ceiling)
+        ->Args({2048, 2})
+        ->ArgNames({"n", "threads"})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

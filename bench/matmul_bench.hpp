@@ -24,7 +24,8 @@ inline void square_matmul(benchmark::State& state, int threads, bool transpose_b
     const dnn::View vb = transpose_b ? dnn::view(b.raw(), f32, {n, n}).transposed() : dnn::view(b.raw(), f32, {n, n});
     dnn::matmul(va, vb, vc);  // the primitive, created outside the timing
     for (auto _ : state) dnn::matmul(va, vb, vc);
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * n * n * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * double(n) * n * n * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 }  // namespace nngraph::bench

@@ -5,6 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 
+echo "== Source layout (.clang-format)"
+bash "$root/scripts/check-format.sh"
+
 echo "== Release build and tests"
 bash "$root/scripts/build.sh" "$root/build"
 ctest --test-dir "$root/build" --output-on-failure -j 2

@@ -45,7 +45,8 @@ std::string closest_command(const CLI::App& app, const std::string& typed) {
 
 void add_common_options(CLI::App& command, CommonOptions& options) {
     command.add_option("--plugins", options.plugin_dirs, "Extra plugin directory or file (searched first; repeatable)");
-    command.add_option("--threads", options.threads, "Threads for the arithmetic (default: all cores)")->check(count_in(0, max_threads()));
+    command.add_option("--threads", options.threads, "Threads for the arithmetic (default: all cores)")
+        ->check(count_in(0, max_threads()));
 }
 
 std::vector<std::filesystem::path> plugin_dirs(const CommonOptions& options) {
@@ -63,7 +64,8 @@ void prepare_weights(Model& model, const std::optional<std::string>& weights_fil
     }
     for (const ModelWeight& w : model.weights()) {
         if (!w.inline_value) {
-            throw InputError("weight '" + w.name + "' has no value: give --weights W.safetensors, or 'weights:' for node '" + w.node +
+            throw InputError("weight '" + w.name +
+                             "' has no value: give --weights W.safetensors, or 'weights:' for node '" + w.node +
                              "' in " + model.file().string());
         }
     }

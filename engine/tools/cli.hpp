@@ -28,7 +28,8 @@ std::string closest_command(const CLI::App& app, const std::string& typed);
 // --plugins DIR (repeatable) and --threads N.
 void add_common_options(CLI::App& command, CommonOptions& options);
 std::vector<std::filesystem::path> plugin_dirs(const CommonOptions& options);
-Model load_model(const std::string& model_file, const CommonOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
+Model load_model(const std::string& model_file, const CommonOptions& options,
+                 std::optional<std::uint64_t> seed = std::nullopt);
 
 // Weights from `weights_file`, or from the model file's inline `weights:` when no file is given;
 // a weight with neither is an InputError naming it.

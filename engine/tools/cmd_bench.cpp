@@ -76,7 +76,8 @@ void run_bench(const BenchOptions& o) {
     const auto [fastest, slowest] = std::minmax_element(seconds.begin(), seconds.end());
     const double samples_per_second = double(bench.batch_size()) / median;
     const int threads = bench.threads();
-    const std::string name = model.name() + "/" + o.mode + "/batch:" + std::to_string(bench.batch_size()) + "/threads:" + std::to_string(threads);
+    const std::string name = model.name() + "/" + o.mode + "/batch:" + std::to_string(bench.batch_size()) +
+                             "/threads:" + std::to_string(threads);
     // Read before the memory figures: counting the optimiser's state copies it.
     const double peak_rss = peak_rss_bytes();
     const MemoryFigures memory = bench.memory();
@@ -89,14 +90,28 @@ void run_bench(const BenchOptions& o) {
         char host[256] = {};
         gethostname(host, sizeof host - 1);
         nlohmann::json out;
-        out["context"] = {{"date", date}, {"host_name", host}, {"executable", "nngraph bench"}, {"num_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
-                          {"library_build_type", "release"}, {"model", o.model}};
+        out["context"] = {{"date", date},
+                          {"host_name", host},
+                          {"executable", "nngraph bench"},
+                          {"num_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+                          {"library_build_type", "release"},
+                          {"model", o.model}};
         auto entry = [&](const std::string& run_name, double value, const char* run_type) {
-            nlohmann::json b = {{"name", run_name}, {"run_name", name}, {"run_type", run_type}, {"repetitions", o.repetitions},
-                                {"threads", threads}, {"iterations", 1}, {"real_time", value * 1e3}, {"cpu_time", value * 1e3},
-                                {"time_unit", "ms"}, {"samples_per_second", double(bench.batch_size()) / value},
-                                {"batch_size", bench.batch_size()}, {"peak_rss_bytes", peak_rss}, {"arena_bytes", memory.arena_bytes},
-                                {"bytes_allocated_per_step", allocations.bytes}, {"allocations_per_step", allocations.calls},
+            nlohmann::json b = {{"name", run_name},
+                                {"run_name", name},
+                                {"run_type", run_type},
+                                {"repetitions", o.repetitions},
+                                {"threads", threads},
+                                {"iterations", 1},
+                                {"real_time", value * 1e3},
+                                {"cpu_time", value * 1e3},
+                                {"time_unit", "ms"},
+                                {"samples_per_second", double(bench.batch_size()) / value},
+                                {"batch_size", bench.batch_size()},
+                                {"peak_rss_bytes", peak_rss},
+                                {"arena_bytes", memory.arena_bytes},
+                                {"bytes_allocated_per_step", allocations.bytes},
+                                {"allocations_per_step", allocations.calls},
                                 {"primitives_created", primitives_after}};
             return b;
         };
@@ -105,7 +120,8 @@ void run_bench(const BenchOptions& o) {
             b["repetition_index"] = r;
             out["benchmarks"].push_back(b);
         }
-        for (const auto& [aggregate, value] : {std::pair<const char*, double>{"median", median}, {"min", *fastest}, {"max", *slowest}, {"mad", mad}}) {
+        for (const auto& [aggregate, value] :
+             {std::pair<const char*, double>{"median", median}, {"min", *fastest}, {"max", *slowest}, {"mad", mad}}) {
             nlohmann::json b = entry(name + "_" + aggregate, value, "aggregate");
             b["aggregate_name"] = aggregate;
             out["benchmarks"].push_back(b);
@@ -114,21 +130,26 @@ void run_bench(const BenchOptions& o) {
         return;
     }
 
-    std::printf("nngraph bench %s: %s, batch %lld, %d thread%s\n", o.model.c_str(), o.mode == "train" ? "training step" : "inference batch",
-                static_cast<long long>(bench.batch_size()), threads, threads == 1 ? "" : "s");
+    std::printf("nngraph bench %s: %s, batch %lld, %d thread%s\n", o.model.c_str(),
+                o.mode == "train" ? "training step" : "inference batch", static_cast<long long>(bench.batch_size()),
+                threads, threads == 1 ? "" : "s");
     std::printf("steps:       %d warm-up, %d timed\n", o.warmup, o.repetitions);
-    std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3, *fastest * 1e3,
-                *slowest * 1e3, mad * 1e3);
+    std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3,
+                *fastest * 1e3, *slowest * 1e3, mad * 1e3);
     std::printf("throughput:  %.0f samples/s\n", samples_per_second);
-    std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(), megabytes(double(memory.arena_bytes)).c_str());
-    if (bench.training()) std::printf(" (activations backward needs %s)", megabytes(double(memory.backward_bytes)).c_str());
+    std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(),
+                megabytes(double(memory.arena_bytes)).c_str());
+    if (bench.training())
+        std::printf(" (activations backward needs %s)", megabytes(double(memory.backward_bytes)).c_str());
     std::printf(", weights %s", megabytes(double(memory.weight_bytes)).c_str());
-    if (bench.training()) std::printf(", gradients and optimizer state %s", megabytes(double(memory.optimizer_bytes)).c_str());
-    std::printf("\noneDNN:      %lld primitives created (%lld during the timed steps)\n", static_cast<long long>(primitives_after),
-                static_cast<long long>(primitives_after - primitives_before));
+    if (bench.training())
+        std::printf(", gradients and optimizer state %s", megabytes(double(memory.optimizer_bytes)).c_str());
+    std::printf("\noneDNN:      %lld primitives created (%lld during the timed steps)\n",
+                static_cast<long long>(primitives_after), static_cast<long long>(primitives_after - primitives_before));
     if (counted) {
         std::printf("heap:        %lld allocations (largest %lld bytes), %lld bytes in all, in one steady-state step\n",
-                    static_cast<long long>(allocations.calls), static_cast<long long>(allocations.largest), static_cast<long long>(allocations.bytes));
+                    static_cast<long long>(allocations.calls), static_cast<long long>(allocations.largest),
+                    static_cast<long long>(allocations.bytes));
     } else {
         std::printf("heap:        not counted in this build (AddressSanitizer owns operator new)\n");
     }
@@ -139,17 +160,20 @@ void run_bench(const BenchOptions& o) {
         const std::vector<NodeTiming> profile = bench.profile();
         std::size_t width = 4;
         for (const NodeTiming& t : profile) width = std::max(width, t.node.size());
-        std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op", "forward", "backward");
+        std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op",
+                    "forward", "backward");
         double forward = 0, backward = 0;
         for (const NodeTiming& t : profile) {
             forward += t.forward_seconds;
             backward += t.backward_seconds;
-            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), t.node.c_str(), t.op.c_str(), t.forward_seconds * 1e3,
-                        t.backward_seconds * 1e3);
+            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), t.node.c_str(), t.op.c_str(),
+                        t.forward_seconds * 1e3, t.backward_seconds * 1e3);
         }
         std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
-        std::printf("Average forward pass: %.3f ms; backward pass: %.3f ms; the rest of the step (loss, optimizer, batch copy): %.3f ms\n",
-                    forward * 1e3, backward * 1e3, std::max(0.0, median - forward - backward) * 1e3);
+        std::printf(
+            "Average forward pass: %.3f ms; backward pass: %.3f ms; the rest of the step (loss, optimizer, batch "
+            "copy): %.3f ms\n",
+            forward * 1e3, backward * 1e3, std::max(0.0, median - forward - backward) * 1e3);
     }
 }
 
@@ -159,8 +183,10 @@ void add_bench_commands(CLI::App& app) {
     auto o = std::make_shared<BenchOptions>();
     CLI::App* bench = app.add_subcommand("bench", "Time a model's training step or inference batch");
     bench->add_option("model", o->model, "Model file (YAML)")->required();
-    bench->add_option("--batch-size", o->batch_size, "Batch size (default: the file's training.batch_size, else 32)")->check(count_in(1, kMaxBatchSize));
-    bench->add_option("--mode", o->mode, "train (forward, loss, backward, optimizer) or infer")->check(CLI::IsMember({"train", "infer"}));
+    bench->add_option("--batch-size", o->batch_size, "Batch size (default: the file's training.batch_size, else 32)")
+        ->check(count_in(1, kMaxBatchSize));
+    bench->add_option("--mode", o->mode, "train (forward, loss, backward, optimizer) or infer")
+        ->check(CLI::IsMember({"train", "infer"}));
     bench->add_option("--warmup", o->warmup, "Untimed steps first")->check(count_in(0, kMaxRepetitions));
     bench->add_option("--repetitions", o->repetitions, "Timed steps")->check(count_in(1, kMaxRepetitions));
     bench->add_flag("--json", o->json, "Print Google Benchmark's JSON layout");

@@ -14,10 +14,12 @@ void add_inspect_commands(CLI::App& app) {
         CommonOptions common;
     };
     auto summary_options = std::make_shared<Options>();
-    CLI::App* summary_cmd = app.add_subcommand("summary", "Print the Keras-style table of layers, output shapes and parameters");
+    CLI::App* summary_cmd =
+        app.add_subcommand("summary", "Print the Keras-style table of layers, output shapes and parameters");
     summary_cmd->add_option("model", summary_options->model, "Model file (YAML)")->required();
     add_common_options(*summary_cmd, summary_options->common);
-    summary_cmd->callback([summary_options] { std::cout << load_model(summary_options->model, summary_options->common).summary(); });
+    summary_cmd->callback(
+        [summary_options] { std::cout << load_model(summary_options->model, summary_options->common).summary(); });
 
     auto dot_options = std::make_shared<Options>();
     CLI::App* dot_cmd = app.add_subcommand("dot", "Print the graph in Graphviz dot format");
@@ -36,7 +38,8 @@ void add_inspect_commands(CLI::App& app) {
             plugin_width = std::max(plugin_width, static_cast<int>(op.plugin.size()));
             version_width = std::max(version_width, static_cast<int>(op.version.size()));
         }
-        auto row = [&](const std::string& op, const std::string& plugin, const std::string& version, const std::string& file) {
+        auto row = [&](const std::string& op, const std::string& plugin, const std::string& version,
+                       const std::string& file) {
             std::cout << std::left << std::setw(op_width + 2) << op << std::setw(plugin_width + 2) << plugin
                       << std::setw(version_width + 2) << version << file << "\n";
         };

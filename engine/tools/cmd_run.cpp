@@ -54,7 +54,8 @@ void print_prediction(const Tensor& p) {
 
 void run_predict(const PredictOptions& o) {
     Model model = load_model(o.model, o.common);
-    if (o.texts.empty() == !o.inputs) throw InputError("predict needs either --inputs X.safetensors (with --out) or --text \"...\"");
+    if (o.texts.empty() == !o.inputs)
+        throw InputError("predict needs either --inputs X.safetensors (with --out) or --text \"...\"");
     if (o.inputs && !o.out) throw InputError("predict --inputs needs --out Y.safetensors");
     prepare_weights(model, o.weights);
 
@@ -91,7 +92,8 @@ void run_grad(const GradOptions& o) {
     Model model = load_model(o.model, o.common);
     prepare_weights(model, o.weights);
     const std::vector<Tensor> inputs = model.read_inputs(o.inputs), targets = model.read_targets(o.targets);
-    const Gradients gradients = naming_file(o.inputs + " and " + o.targets, [&] { return model.gradients(inputs, targets); });
+    const Gradients gradients =
+        naming_file(o.inputs + " and " + o.targets, [&] { return model.gradients(inputs, targets); });
     TensorFile file;
     const float loss_value[] = {static_cast<float>(gradients.loss)};
     file.tensors["loss"] = Tensor::from<float>({}, loss_value);
@@ -107,7 +109,8 @@ void add_run_commands(CLI::App& app) {
     auto p = std::make_shared<PredictOptions>();
     CLI::App* predict = app.add_subcommand("predict", "Run a model: write its outputs, or classify text");
     predict->add_option("model", p->model, "Model file (YAML)")->required();
-    predict->add_option("--weights", p->weights, "Weights (.safetensors); optional when the model file gives every weight");
+    predict->add_option("--weights", p->weights,
+                        "Weights (.safetensors); optional when the model file gives every weight");
     predict->add_option("--inputs", p->inputs, "Inputs by graph input name (.safetensors)");
     predict->add_option("--out", p->out, "Where to write the outputs, by output name (.safetensors)");
     predict->add_option("--text", p->texts, "Text to classify (repeatable); needs the vocabulary beside the weights");
@@ -118,10 +121,12 @@ void add_run_commands(CLI::App& app) {
     auto g = std::make_shared<GradOptions>();
     CLI::App* grad = app.add_subcommand("grad", "Loss and the gradient of every weight for one batch, dropout off");
     grad->add_option("model", g->model, "Model file (YAML)")->required();
-    grad->add_option("--weights", g->weights, "Weights (.safetensors); optional when the model file gives every weight");
+    grad->add_option("--weights", g->weights,
+                     "Weights (.safetensors); optional when the model file gives every weight");
     grad->add_option("--inputs", g->inputs, "Inputs by graph input name (.safetensors)")->required();
     grad->add_option("--targets", g->targets, "Targets: 'targets' (.safetensors)")->required();
-    grad->add_option("--out", g->out, "Where to write 'loss' and the gradients by weight name (.safetensors)")->required();
+    grad->add_option("--out", g->out, "Where to write 'loss' and the gradients by weight name (.safetensors)")
+        ->required();
     add_common_options(*grad, g->common);
     grad->callback([g] { run_grad(*g); });
 }

@@ -97,7 +97,8 @@ public:
     const char* name() const { return stop_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
 private:
-    struct sigaction old_int_ {}, old_term_ {};
+    struct sigaction old_int_ {
+    }, old_term_{};
 };
 
 void run_train(const TrainOptions& o) {
@@ -120,7 +121,8 @@ void run_train(const TrainOptions& o) {
         if (!o.resume) return;
         std::cerr << "nngraph: resuming after epoch " << start.first_epoch << " from " << *o.resume << "\n";
         if (start.first_epoch >= start.epochs) {
-            std::cerr << "nngraph: the checkpoint has already trained " << start.first_epoch << " of " << start.epochs << " epochs\n";
+            std::cerr << "nngraph: the checkpoint has already trained " << start.first_epoch << " of " << start.epochs
+                      << " epochs\n";
         }
     };
     StopOnSignal stop;
@@ -135,24 +137,27 @@ void run_train(const TrainOptions& o) {
     };
     const TrainResult result = model.train(options);
     if (leader && result.best && result.best_epoch) {
-        std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch " << result.best_epoch
-                  << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
+        std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch "
+                  << result.best_epoch << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
     }
     if (stop.requested()) {
         std::string kept = "nothing saved (no --save)";
         if (o.save) {
-            kept = std::filesystem::exists(*o.save) ? "the best checkpoint is " + *o.save + " (continue with --resume " + *o.save + ")"
-                                                    : "no checkpoint yet: no complete epoch improved on the last";
+            kept = std::filesystem::exists(*o.save)
+                       ? "the best checkpoint is " + *o.save + " (continue with --resume " + *o.save + ")"
+                       : "no checkpoint yet: no complete epoch improved on the last";
         }
-        const std::string where = last_batch.epoch == 0 ? "before the first step"
-                                                        : "at epoch " + std::to_string(last_batch.epoch) + ", step " +
-                                                              std::to_string(last_batch.step) + "/" + std::to_string(last_batch.steps);
+        const std::string where = last_batch.epoch == 0
+                                      ? "before the first step"
+                                      : "at epoch " + std::to_string(last_batch.epoch) + ", step " +
+                                            std::to_string(last_batch.step) + "/" + std::to_string(last_batch.steps);
         throw Error(std::string("stopped by ") + stop.name() + " " + where + "; " + kept +
                         (o.log ? "; the history is in " + *o.log : std::string()),
                     kExitInterrupted);
     }
     if (!result.non_finite.empty()) {
-        throw RunError("training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): " + result.non_finite);
+        throw RunError("training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): " +
+                       result.non_finite);
     }
 }
 
@@ -179,15 +184,20 @@ void add_train_commands(CLI::App& app) {
     auto t = std::make_shared<TrainOptions>();
     CLI::App* train = app.add_subcommand("train", "Train a model; prints Keras's epoch lines");
     train->add_option("model", t->model, "Model file (YAML)")->required();
-    train->add_option("--data", t->data, "Training data: a .safetensors file of inputs and targets, or the aclImdb folder or archive");
+    train->add_option("--data", t->data,
+                      "Training data: a .safetensors file of inputs and targets, or the aclImdb folder or archive");
     train->add_option("--epochs", t->epochs, "Epochs (overrides the file)")->check(count_in(1, kMaxEpochs));
-    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")->check(count_in(1, kMaxBatchSize));
+    train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")
+        ->check(count_in(1, kMaxBatchSize));
     train->add_option("--seed", t->seed, "Seed of initial weights, shuffling and dropout");
     train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
     train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
-    train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan, "Keep training when a batch's loss is NaN or infinite");
-    train->add_option("--bucket-mb", t->bucket_mb, "Under mpirun: gradients are averaged in buckets of this many MiB (default 25)")
+    train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan,
+                    "Keep training when a batch's loss is NaN or infinite");
+    train
+        ->add_option("--bucket-mb", t->bucket_mb,
+                     "Under mpirun: gradients are averaged in buckets of this many MiB (default 25)")
         ->check(CLI::PositiveNumber);
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
         if (found) break;
         const std::string closest = nngraph::cli::closest_command(app, word);
         std::cerr << "nngraph: error: unknown command '" << word.substr(0, 40) << "'"
-                  << (closest.empty() ? std::string() : ": did you mean '" + closest + "'?") << " (commands: " << commands << ")\n";
+                  << (closest.empty() ? std::string() : ": did you mean '" + closest + "'?")
+                  << " (commands: " << commands << ")\n";
         return 2;
     }
     try {
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
         const int code = app.exit(e);
         return code == 0 ? 0 : 2;
     } catch (const nngraph::Error& e) {
-        std::cerr << (e.exit_status() == nngraph::cli::kExitInterrupted ? "nngraph: " : "nngraph: error: ") << e.what() << "\n";
+        std::cerr << (e.exit_status() == nngraph::cli::kExitInterrupted ? "nngraph: " : "nngraph: error: ") << e.what()
+                  << "\n";
         return e.exit_status();
     } catch (const std::exception& e) {
         std::cerr << "nngraph: error: " << e.what() << "\n";

@@ -16,7 +16,8 @@ namespace {
 
 struct Attention {
     static constexpr const char* kName = "Attention";
-    static constexpr const char* kDoc = "Dot-product (Luong) or concat attention over [query, value(, key)], Keras semantics";
+    static constexpr const char* kDoc =
+        "Dot-product (Luong) or concat attention over [query, value(, key)], Keras semantics";
     static constexpr int kMinInputs = 2, kMaxInputs = 3;
     static constexpr auto kAttributes = with_long_context(std::array{
         nng::bool_attr("use_scale", "false", "learn a scalar `scale` on the scores"),
@@ -24,7 +25,8 @@ struct Attention {
         nng::float_attr("dropout", "0.0", "fraction of the attention probabilities dropped in training"),
         nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
         nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
-        nng::nullable(nng::float_attr("scale", "null", "a constant factor on the scores, e.g. 1/sqrt(dim) (extension)")),
+        nng::nullable(
+            nng::float_attr("scale", "null", "a constant factor on the scores, e.g. 1/sqrt(dim) (extension)")),
     });
 
     explicit Attention(const nng::Attrs& attrs)
@@ -35,7 +37,8 @@ struct Attention {
           constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")),
           long_(attrs) {
         nng::check_attr(std::isfinite(constant_), "scale", "a finite number or null");
-        nng::check_attr(!(concat_ && long_.blockwise), "score_mode", "dot with a blockwise, windowed, block-sparse or adaptive-span core");
+        nng::check_attr(!(concat_ && long_.blockwise), "score_mode",
+                        "dot with a blockwise, windowed, block-sparse or adaptive-span core");
         if (concat_) {
             auto dense = std::make_unique<DenseCore>(DenseCore::Scores::kGiven);
             concat_core_ = dense.get();
@@ -54,7 +57,8 @@ struct Attention {
         const InputDims d = InputDims::infer(ctx, kName);
         if (d.q[2] != d.k[2]) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
-                                                  (concat_ ? "concat adds them" : "dot multiplies them") + "), got query",
+                                                  (concat_ ? "concat adds them" : "dot multiplies them") +
+                                                  "), got query",
                                               d.q, d.k);
         }
         const int out = ctx.add_output(NNG_F32, {d.q[0], d.q[1], d.v[2]});
@@ -62,9 +66,11 @@ struct Attention {
         if (use_scale_) ctx.add_weight("scale", {}, NNG_INIT_ONES);
         if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
         long_.add_weights(ctx, 1);
-        const BufferList buffers = core_->buffers(problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0)), ctx.training());
+        const BufferList buffers =
+            core_->buffers(problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0)), ctx.training());
         declare_buffers(ctx, d.q[0], {&buffers});
-        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) | (core_->backward_reads_output() ? NNG_NEEDS_OUTPUT(0) : 0u));
+        ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) |
+                               (core_->backward_reads_output() ? NNG_NEEDS_OUTPUT(0) : 0u));
     }
 
     // The problem's shapes and what sizes its buffers.

@@ -27,7 +27,7 @@ namespace {
 
 using namespace kernels;
 
-constexpr std::int64_t kTile = 64;  // query and key rows per tile; a kernel row is 4 vectors of 16
+constexpr std::int64_t kTile = 64;    // query and key rows per tile; a kernel row is 4 vectors of 16
 constexpr int kVectors = kTile / 16;  // vectors in a tile row
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
@@ -70,8 +70,13 @@ struct Plan {
     KeepStream stream;
 
     Plan(const Problem& problem, const Masks& m)
-        : p(problem), masks(m), q_tiles((problem.tq + kTile - 1) / kTile), k_tiles((problem.tv + kTile - 1) / kTile),
-          dkp(round16(problem.dk)), dvp(round16(problem.dv)), stream(problem) {}
+        : p(problem),
+          masks(m),
+          q_tiles((problem.tq + kTile - 1) / kTile),
+          k_tiles((problem.tv + kTile - 1) / kTile),
+          dkp(round16(problem.dk)),
+          dvp(round16(problem.dv)),
+          stream(problem) {}
 
     const Pattern& pattern() const { return masks.pattern(); }
 };
@@ -137,8 +142,9 @@ Operand tile_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int
 // `raw`, written as the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log
 // weights added, and -inf for keys past the end. Columns of rows whose kind is not `active` hold
 // anything afterwards (the softmax passes ignore them).
-inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0, bool full,
-                                                       const float* raw, float* x, const RowKind* kind, RowKind active) {
+inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0,
+                                                       std::int64_t j0, bool full, const float* raw, float* x,
+                                                       const RowKind* kind, RowKind active) {
     const Problem& p = plan.p;
     const Masks& masks = plan.masks;
     const std::int64_t b = masks.batch_of_group(g), count = std::min(kTile, p.tv - j0);
@@ -157,7 +163,8 @@ inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::in
             if (keep[c] != 0.0f) {
                 for (int r = 0; r < kTile; r += 16) store(o + r, alpha * load(s + r));
             } else {
-                for (int r = 0; r < kTile; r += 16) store(o + r, (alpha * load(s + r) + masked.add) * masked.keep + masked.set);
+                for (int r = 0; r < kTile; r += 16)
+                    store(o + r, (alpha * load(s + r) + masked.add) * masked.keep + masked.set);
             }
         }
     } else {
@@ -199,23 +206,27 @@ void keep_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, std:
 bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t kt, RowKind active) {
     if (active == RowKind::kFallback) return true;
     const std::int64_t j0 = kt * kTile, j1 = std::min(plan.p.tv, j0 + kTile);
-    return plan.masks.block_candidate(g, i0, i1, j0, j1) && plan.masks.any_key_kept(plan.masks.batch_of_group(g), j0, j1);
+    return plan.masks.block_candidate(g, i0, i1, j0, j1) &&
+           plan.masks.any_key_kept(plan.masks.batch_of_group(g), j0, j1);
 }
 
 // The tile's raw products k·qᵀ into t.s and its softmax inputs into `scores` (which may be t.s):
 // the first half of every tile step, forward and backward.
-inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Operand& keys, std::int64_t g, std::int64_t i0,
-                                                      std::int64_t i1, std::int64_t j0, std::int64_t count, RowKind active, float* scores) {
+inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Operand& keys, std::int64_t g,
+                                                      std::int64_t i0, std::int64_t i1, std::int64_t j0,
+                                                      std::int64_t count, RowKind active, float* scores) {
     gemm(Layout::kAsStored, kTile, kTile, plan.p.dk, keys.data, keys.ld, t.q_columns, kTile, t.s, kTile, false);
-    tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.masks.block_full(i0, i1, j0, j0 + count), t.s, scores, t.kind, active);
+    tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.masks.block_full(i0, i1, j0, j0 + count), t.s,
+                scores, t.kind, active);
 }
 
 // ---- forward ----
 
 // One query tile's pass over its key tiles for the rows of kind `active` (their m, l and acc rows
 // start from scratch).
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(const Plan& plan, Tiles& t, std::int64_t g,
-                                                                               std::int64_t i0, RowKind active) {
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(const Plan& plan, Tiles& t,
+                                                                              std::int64_t g, std::int64_t i0,
+                                                                              RowKind active) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
@@ -274,7 +285,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
             float* a = t.acc + r * plan.dvp;
             for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale[r]);
         }
-        gemm(Layout::kTransposed, kTile, plan.dvp, kTile, t.s, kTile, values.data, values.ld, t.acc, plan.dvp, true);  // acc += P̃·v
+        gemm(Layout::kTransposed, kTile, plan.dvp, kTile, t.s, kTile, values.data, values.ld, t.acc, plan.dvp,
+             true);  // acc += P̃·v
     }
 }
 
@@ -284,9 +296,12 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
     const bool replace = p.style == MaskStyle::kReplace;
     bool any_normal = false;
     for (std::int64_t r = 0; r < kTile; ++r) {
-        if (r >= rows) t.kind[r] = RowKind::kSkip;
-        else if (plan.masks.query_kept(b, i0 + r)) t.kind[r] = RowKind::kNormal;
-        else t.kind[r] = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
+        if (r >= rows)
+            t.kind[r] = RowKind::kSkip;
+        else if (plan.masks.query_kept(b, i0 + r))
+            t.kind[r] = RowKind::kNormal;
+        else
+            t.kind[r] = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
         any_normal |= t.kind[r] == RowKind::kNormal;
     }
     if (any_normal) {
@@ -295,8 +310,10 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
         bool any_fallback = false;
         for (std::int64_t r = 0; r < rows; ++r) {
             if (t.kind[r] != RowKind::kNormal || t.m[r] >= kFullyMaskedBelow) continue;
-            if (replace) t.kind[r] = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
-            else t.kind[r] = RowKind::kFallback, any_fallback = true;
+            if (replace)
+                t.kind[r] = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
+            else
+                t.kind[r] = RowKind::kFallback, any_fallback = true;
         }
         if (any_fallback) forward_rows(plan, t, g, i0, RowKind::kFallback);
     }
@@ -305,8 +322,12 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
         float* o = out + (i0 + r) * p.out.strides[1];
         float m = kMinusInfinity, inv_l = 0.0f;
         switch (t.kind[r]) {
-            case RowKind::kSkip: std::fill(o, o + p.dv, 0.0f); break;
-            case RowKind::kUniform: std::copy(value_mean + g * p.dv, value_mean + (g + 1) * p.dv, o); break;
+            case RowKind::kSkip:
+                std::fill(o, o + p.dv, 0.0f);
+                break;
+            case RowKind::kUniform:
+                std::copy(value_mean + g * p.dv, value_mean + (g + 1) * p.dv, o);
+                break;
             default:
                 m = t.m[r];
                 inv_l = 1.0f / t.l[r];
@@ -355,7 +376,8 @@ void zero_rows(const onednn::View& v, std::int64_t rows, std::int64_t d) {
 
 void check_views(const Problem& p) {
     for (const onednn::View* v : {&p.q, &p.k, &p.v, &p.out}) {
-        if (v->rank != 3 || v->strides[2] != 1) throw std::logic_error("attention blockwise core: views need contiguous rows, got " + v->describe());
+        if (v->rank != 3 || v->strides[2] != 1)
+            throw std::logic_error("attention blockwise core: views need contiguous rows, got " + v->describe());
     }
 }
 
@@ -383,9 +405,10 @@ struct Accumulators {
 };
 
 // One query tile's backward pass over its key tiles for rows of kind `active`.
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc,
-                                                                                std::int64_t g, std::int64_t i0, RowKind active,
-                                                                                bool want_dalpha) {
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(const Plan& plan, Tiles& t,
+                                                                               Accumulators& acc, std::int64_t g,
+                                                                               std::int64_t i0, RowKind active,
+                                                                               bool want_dalpha) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
@@ -394,7 +417,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     float* dv_group = acc.dv + acc.group_stride * g * tv_padded * plan.dvp;
     const bool adaptive = plan.pattern().adaptive();
     const float z = adaptive ? plan.masks.span(g) : 0.0f, ramp = static_cast<float>(plan.pattern().ramp);
-    const bool z_moves = adaptive && p.spans[g % p.heads] > 0.0f && p.spans[g % p.heads] < static_cast<float>(plan.pattern().max_span);
+    const bool z_moves =
+        adaptive && p.spans[g % p.heads] > 0.0f && p.spans[g % p.heads] < static_cast<float>(plan.pattern().max_span);
     double d_span = 0.0;
     // dS goes into t.dp times α at once, unless the sums below need it unscaled first.
     const bool sums_need_ds = want_dalpha || z_moves;
@@ -406,7 +430,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
         const Operand keys = tile_rows(k, j0, count, p.dk, plan.dkp, t.k_rows);
         const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
         score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.p);  // raw k·qᵀ stays in t.s
-        gemm(Layout::kAsStored, kTile, kTile, p.dv, values.data, values.ld, t.do_columns, kTile, t.dp, kTile, false);  // dL/d(dropped P)
+        gemm(Layout::kAsStored, kTile, kTile, p.dv, values.data, values.ld, t.do_columns, kTile, t.dp, kTile,
+             false);  // dL/d(dropped P)
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
         // P from the saved statistics; dS = P ⊙ (dP - D), dL/d(score after masks and log
         // weights), into t.dp; P̃ (P after dropout) into t.p. Inactive columns get zeros.
@@ -429,7 +454,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
             for (std::int64_t r = 0; r < kTile; ++r) {
                 if (t.kind[r] != active) continue;
                 double sum = 0.0;
-                for (std::int64_t c = 0; c < count; ++c) sum += double(t.dp[c * kTile + r]) * double(t.s[c * kTile + r]);
+                for (std::int64_t c = 0; c < count; ++c)
+                    sum += double(t.dp[c * kTile + r]) * double(t.s[c * kTile + r]);
                 acc.d_alpha += sum;
             }
         }
@@ -440,16 +466,20 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
                 const std::int64_t i = i0 + r;
                 for (std::int64_t c = 0; c < count; ++c) {
                     const float x = static_cast<float>(std::abs(i - (j0 + c)));
-                    if (x > z && x < ramp + z && (!p.causal || j0 + c <= i)) d_span += double(t.dp[c * kTile + r]) / double(ramp + z - x);
+                    if (x > z && x < ramp + z && (!p.causal || j0 + c <= i))
+                        d_span += double(t.dp[c * kTile + r]) / double(ramp + z - x);
                 }
             }
         }
         if (sums_need_ds) {
             for (std::int64_t e = 0; e < kTile * kTile; e += 16) store(t.dp + e, load(t.dp + e) * p.alpha);
         }
-        gemm(Layout::kTransposed, kTile, plan.dkp, kTile, t.dp, kTile, keys.data, keys.ld, t.dacc, plan.dkp, true);  // dq += α dS·k
-        gemm(Layout::kAsStored, kTile, plan.dkp, kTile, t.dp, kTile, t.q_rows, plan.dkp, dk_group + j0 * plan.dkp, plan.dkp, true);  // dk += α dSᵀ·q
-        gemm(Layout::kAsStored, kTile, plan.dvp, kTile, t.p, kTile, t.do_rows, plan.dvp, dv_group + j0 * plan.dvp, plan.dvp, true);  // dv += P̃ᵀ·dO
+        gemm(Layout::kTransposed, kTile, plan.dkp, kTile, t.dp, kTile, keys.data, keys.ld, t.dacc, plan.dkp,
+             true);  // dq += α dS·k
+        gemm(Layout::kAsStored, kTile, plan.dkp, kTile, t.dp, kTile, t.q_rows, plan.dkp, dk_group + j0 * plan.dkp,
+             plan.dkp, true);  // dk += α dSᵀ·q
+        gemm(Layout::kAsStored, kTile, plan.dvp, kTile, t.p, kTile, t.do_rows, plan.dvp, dv_group + j0 * plan.dvp,
+             plan.dvp, true);  // dv += P̃ᵀ·dO
     }
     if (adaptive) acc.d_spans[g % p.heads] += d_span;
 }
@@ -466,10 +496,14 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
             const float m = stats[(g * p.tq + i0 + r) * 2];
             t.m[r] = m;
             t.l[r] = stats[(g * p.tq + i0 + r) * 2 + 1];
-            if (!plan.masks.query_kept(b, i0 + r)) kind = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
-            else if (m >= kFullyMaskedBelow) kind = RowKind::kNormal;
-            else if (replace) kind = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
-            else kind = RowKind::kFallback;
+            if (!plan.masks.query_kept(b, i0 + r))
+                kind = replace && !p.zero_masked ? RowKind::kUniform : RowKind::kSkip;
+            else if (m >= kFullyMaskedBelow)
+                kind = RowKind::kNormal;
+            else if (replace)
+                kind = p.zero_masked ? RowKind::kSkip : RowKind::kUniform;
+            else
+                kind = RowKind::kFallback;
         }
         t.kind[r] = kind;
         any[static_cast<int>(kind)] = true;
@@ -503,8 +537,8 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
 
 // Rows of groups [g0, g1) of dst (G, tv, d) = Σ over `count` accumulators (+ dst when
 // accumulating); accumulator group g starts at (g - g0) · tv_padded rows.
-void reduce_into(const onednn::View& dst, float* const* parts, int count, std::int64_t tv_padded, std::int64_t ld, bool accumulate,
-                 std::int64_t tv, std::int64_t d, std::int64_t g0, std::int64_t g1) {
+void reduce_into(const onednn::View& dst, float* const* parts, int count, std::int64_t tv_padded, std::int64_t ld,
+                 bool accumulate, std::int64_t tv, std::int64_t d, std::int64_t g0, std::int64_t g1) {
     if (!dst.present()) return;
     const std::int64_t rows = (g1 - g0) * tv;
 #pragma omp parallel for if (count > 1) schedule(static)
@@ -523,9 +557,9 @@ void reduce_into(const onednn::View& dst, float* const* parts, int count, std::i
 }  // namespace
 
 struct BlockwiseCore::Ids {
-    BufferId stats;                 // saved in training
-    BufferId key_mask;              // both directions
-    BufferId value_means;           // forward
+    BufferId stats;                                // saved in training
+    BufferId key_mask;                             // both directions
+    BufferId value_means;                          // forward
     BufferId tiles, accumulators, uniform_totals;  // per thread
 };
 
@@ -533,10 +567,13 @@ BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, Buffe
     Ids ids;
     if (training) ids.stats = list.floats("attention.row_statistics", Lifetime::kSaved, p.heads * p.tq * 2);
     ids.key_mask = list.bytes("attention.key_mask", Lifetime::kCall, Masks::combined_bytes(p));
-    if (uniform_rows_possible(p)) ids.value_means = list.floats("attention.value_means", Lifetime::kForward, p.groups() * p.dv);
+    if (uniform_rows_possible(p))
+        ids.value_means = list.floats("attention.value_means", Lifetime::kForward, p.groups() * p.dv);
     ids.tiles = list.floats("attention.tiles", Lifetime::kThread, Tiles::floats(p));
-    ids.accumulators = list.floats("attention.key_value_gradients", Lifetime::kThread, Accumulators::floats(p, omp_get_max_threads()));
-    if (uniform_rows_possible(p)) ids.uniform_totals = list.floats("attention.uniform_row_gradients", Lifetime::kThread, p.dv);
+    ids.accumulators =
+        list.floats("attention.key_value_gradients", Lifetime::kThread, Accumulators::floats(p, omp_get_max_threads()));
+    if (uniform_rows_possible(p))
+        ids.uniform_totals = list.floats("attention.uniform_row_gradients", Lifetime::kThread, p.dv);
     return ids;
 }
 
@@ -563,11 +600,13 @@ void BlockwiseCore::forward(const Problem& p, const Buffers& buffers) const {
     {
         Tiles t(plan, buffers.thread_floats(ids.tiles));
 #pragma omp for schedule(dynamic, 1)
-        for (std::int64_t item = 0; item < items; ++item) forward_tile(plan, t, item / plan.q_tiles, item % plan.q_tiles, mean, stats);
+        for (std::int64_t item = 0; item < items; ++item)
+            forward_tile(plan, t, item / plan.q_tiles, item % plan.q_tiles, mean, stats);
     }
 }
 
-void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout, const CoreGradients& grads) const {
+void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                             const CoreGradients& grads) const {
     check_views(p);
     const bool dk_wanted = grads.dk.present();
     if (!dout.present()) {
@@ -593,7 +632,8 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
     int used = 0;
     const bool want_dalpha = grads.d_alpha_product != nullptr;
     const bool by_group = Accumulators::by_group(p, omp_get_max_threads());
-    const std::int64_t acc_k = (by_group ? 1 : p.groups()) * tv_padded * plan.dkp, acc_v = (by_group ? 1 : p.groups()) * tv_padded * plan.dvp;
+    const std::int64_t acc_k = (by_group ? 1 : p.groups()) * tv_padded * plan.dkp,
+                       acc_v = (by_group ? 1 : p.groups()) * tv_padded * plan.dvp;
 #pragma omp parallel
     {
         const int id = omp_get_thread_num();
@@ -602,7 +642,8 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
         Tiles t(plan, buffers.thread_floats(ids.tiles));
         const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(acc_k + acc_v + 2 * heads);
         float* memory = buffers.thread_floats(ids.accumulators);
-        Accumulators acc{memory, memory + acc_k, by_group ? 0 : 1, 0.0, reinterpret_cast<double*>(memory + acc_k + acc_v)};
+        Accumulators acc{memory, memory + acc_k, by_group ? 0 : 1, 0.0,
+                         reinterpret_cast<double*>(memory + acc_k + acc_v)};
         std::memset(memory, 0, bytes);
         dk_parts[id] = acc.dk;
         dv_parts[id] = acc.dv;
@@ -611,21 +652,25 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t g = 0; g < p.groups(); ++g) {
                 std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(acc_k + acc_v));
-                for (std::int64_t qt = 0; qt < plan.q_tiles; ++qt) backward_tile(plan, t, acc, g, qt, stats, dout, grads.dq, want_dalpha);
+                for (std::int64_t qt = 0; qt < plan.q_tiles; ++qt)
+                    backward_tile(plan, t, acc, g, qt, stats, dout, grads.dq, want_dalpha);
                 reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, false, p.tv, p.dv, g, g + 1);
-                if (dk_wanted) reduce_into(grads.dk, &acc.dk, 1, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, g, g + 1);
+                if (dk_wanted)
+                    reduce_into(grads.dk, &acc.dk, 1, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, g, g + 1);
             }
         } else {
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t item = 0; item < items; ++item) {
-                backward_tile(plan, t, acc, item / plan.q_tiles, item % plan.q_tiles, stats, dout, grads.dq, want_dalpha);
+                backward_tile(plan, t, acc, item / plan.q_tiles, item % plan.q_tiles, stats, dout, grads.dq,
+                              want_dalpha);
             }
         }
         d_alpha[id] = acc.d_alpha;
     }
     if (!by_group) {
         reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p.tv, p.dv, 0, p.groups());
-        if (dk_wanted) reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, 0, p.groups());
+        if (dk_wanted)
+            reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, 0, p.groups());
     }
     if (want_dalpha) {
         double sum = 0.0;
@@ -657,7 +702,8 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
             if (!any) continue;
             float* dv = static_cast<float*>(grads.dv.data) + g * grads.dv.strides[0];
             for (std::int64_t j = 0; j < p.tv; ++j)
-                for (std::int64_t e = 0; e < p.dv; ++e) dv[j * grads.dv.strides[1] + e] += total[e] / static_cast<float>(p.tv);
+                for (std::int64_t e = 0; e < p.dv; ++e)
+                    dv[j * grads.dv.strides[1] + e] += total[e] / static_cast<float>(p.tv);
         }
     }
 }

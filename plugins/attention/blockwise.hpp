@@ -21,7 +21,8 @@ public:
     BufferList buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;
-    void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout, const CoreGradients& grads) const override;
+    void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                  const CoreGradients& grads) const override;
 
 private:
     struct Ids;

@@ -16,7 +16,8 @@ constexpr std::uint64_t kAlign = 64;
 std::uint64_t element_bytes(nng_dtype dtype) { return dtype == NNG_U8 ? 1 : dtype == NNG_I64 ? 8 : 4; }
 
 std::uint64_t aligned_bytes(const BufferSpec& spec) {
-    const std::uint64_t bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(spec.count(), 0)) * element_bytes(spec.dtype);
+    const std::uint64_t bytes =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(spec.count(), 0)) * element_bytes(spec.dtype);
     return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
@@ -33,7 +34,8 @@ std::uint64_t bytes_of(Lifetime lifetime, std::initializer_list<const BufferList
 
 }  // namespace
 
-BufferId BufferList::add(const char* name, Lifetime lifetime, nng_dtype dtype, std::int64_t rows, std::int64_t columns, int rank) {
+BufferId BufferList::add(const char* name, Lifetime lifetime, nng_dtype dtype, std::int64_t rows, std::int64_t columns,
+                         int rank) {
     if (size_ >= kCapacity) throw std::logic_error(std::string("attention: too many buffers, at ") + name);
     specs_[static_cast<std::size_t>(size_)] = {name, lifetime, dtype, {rows, columns}, rank};
     return BufferId{size_++};
@@ -49,7 +51,8 @@ namespace {
 // The host buffers of declare_buffers, in declaration order: their handles are these indices.
 constexpr nng::Buffer<std::byte> kSavedBlock{0}, kScratchBlock{1};
 constexpr nng::Buffer<std::byte> thread_buffer(int k) { return nng::Buffer<std::byte>{2 + k}; }
-constexpr const char* kThreadBufferNames[kThreadBuffers] = {"per-thread scratch 1", "per-thread scratch 2", "per-thread scratch 3"};
+constexpr const char* kThreadBufferNames[kThreadBuffers] = {"per-thread scratch 1", "per-thread scratch 2",
+                                                            "per-thread scratch 3"};
 
 // The saved block's bytes: every saved buffer of the lists, for `batch` samples.
 std::uint64_t saved_bytes(std::int64_t batch, std::initializer_list<const BufferList*> lists) {
@@ -70,22 +73,26 @@ std::uint64_t saved_bytes(std::int64_t batch, std::initializer_list<const Buffer
 }  // namespace
 
 void declare_buffers(nng::InferContext& ctx, std::int64_t batch, std::initializer_list<const BufferList*> lists) {
-    ctx.buffer<std::byte>("attention saved", static_cast<std::int64_t>(saved_bytes(batch, lists)), nng::Lifetime::Saved);
-    ctx.buffer<std::byte>("attention scratch",
-                          static_cast<std::int64_t>(bytes_of(Lifetime::kCall, lists) +
-                                                    std::max(bytes_of(Lifetime::kForward, lists), bytes_of(Lifetime::kBackward, lists))),
-                          nng::Lifetime::PerCall);
+    ctx.buffer<std::byte>("attention saved", static_cast<std::int64_t>(saved_bytes(batch, lists)),
+                          nng::Lifetime::Saved);
+    ctx.buffer<std::byte>(
+        "attention scratch",
+        static_cast<std::int64_t>(bytes_of(Lifetime::kCall, lists) +
+                                  std::max(bytes_of(Lifetime::kForward, lists), bytes_of(Lifetime::kBackward, lists))),
+        nng::Lifetime::PerCall);
     std::int64_t thread_bytes[kThreadBuffers] = {};
     int k = 0;
     for (const BufferList* list : lists) {
         for (int i = 0; i < list->size(); ++i) {
             const BufferSpec& spec = (*list)[i];
             if (spec.lifetime != Lifetime::kThread) continue;
-            if (k == kThreadBuffers) throw std::logic_error(std::string("attention: too many per-thread buffers, at ") + spec.name);
+            if (k == kThreadBuffers)
+                throw std::logic_error(std::string("attention: too many per-thread buffers, at ") + spec.name);
             thread_bytes[k++] = static_cast<std::int64_t>(aligned_bytes(spec));
         }
     }
-    for (int t = 0; t < kThreadBuffers; ++t) ctx.buffer<std::byte>(kThreadBufferNames[t], thread_bytes[t], nng::Lifetime::PerThread);
+    for (int t = 0; t < kThreadBuffers; ++t)
+        ctx.buffer<std::byte>(kThreadBufferNames[t], thread_bytes[t], nng::Lifetime::PerThread);
 }
 
 void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_list<const BufferList*> lists,
@@ -94,14 +101,14 @@ void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_li
     const std::uint64_t call_bytes = bytes_of(Lifetime::kCall, lists), needed = call_bytes + bytes_of(direction, lists);
     const auto scratch_bytes = static_cast<std::uint64_t>(exec.count(kScratchBlock));
     if (needed > scratch_bytes) {
-        throw std::runtime_error("attention: the scratch of " + std::to_string(scratch_bytes) + " bytes is too small (" +
-                                 std::to_string(needed) + " needed)");
+        throw std::runtime_error("attention: the scratch of " + std::to_string(scratch_bytes) +
+                                 " bytes is too small (" + std::to_string(needed) + " needed)");
     }
     const bool training = has_saved_buffers(exec);
     const std::int64_t batch = exec.input(0).dim(0);
     if (training && saved_bytes(batch, lists) > static_cast<std::uint64_t>(exec.count(kSavedBlock))) {
-        throw std::runtime_error("attention: the saved buffers need more than the " + std::to_string(exec.count(kSavedBlock)) +
-                                 " bytes declared");
+        throw std::runtime_error("attention: the saved buffers need more than the " +
+                                 std::to_string(exec.count(kSavedBlock)) + " bytes declared");
     }
     std::byte* saved = exec.buffer(kSavedBlock);
     std::byte* scratch = exec.buffer(kScratchBlock);
@@ -131,7 +138,8 @@ void bind_buffers(const nng::Exec& exec, Lifetime direction, std::initializer_li
                 const nng::Buffer<std::byte> handle = thread_buffer(thread++);
                 if (static_cast<std::uint64_t>(exec.count(handle)) < aligned_bytes(spec)) {
                     throw std::runtime_error(std::string("attention: per-thread buffer ") + spec.name + " needs " +
-                                             std::to_string(aligned_bytes(spec)) + " bytes, " + std::to_string(exec.count(handle)) +
+                                             std::to_string(aligned_bytes(spec)) + " bytes, " +
+                                             std::to_string(exec.count(handle)) +
                                              " were planned (another thread count?)");
                 }
                 out->thread_buffer_[at] = handle;

@@ -41,12 +41,17 @@ class BufferList {
 public:
     static constexpr int kCapacity = 24;
 
-    BufferId add(const char* name, Lifetime lifetime, nng_dtype dtype, std::int64_t rows, std::int64_t columns, int rank);
-    BufferId floats(const char* name, Lifetime lifetime, std::int64_t count) { return add(name, lifetime, NNG_F32, count, 1, 1); }
+    BufferId add(const char* name, Lifetime lifetime, nng_dtype dtype, std::int64_t rows, std::int64_t columns,
+                 int rank);
+    BufferId floats(const char* name, Lifetime lifetime, std::int64_t count) {
+        return add(name, lifetime, NNG_F32, count, 1, 1);
+    }
     BufferId floats(const char* name, Lifetime lifetime, std::int64_t rows, std::int64_t columns) {
         return add(name, lifetime, NNG_F32, rows, columns, 2);
     }
-    BufferId bytes(const char* name, Lifetime lifetime, std::int64_t count) { return add(name, lifetime, NNG_U8, count, 1, 1); }
+    BufferId bytes(const char* name, Lifetime lifetime, std::int64_t count) {
+        return add(name, lifetime, NNG_U8, count, 1, 1);
+    }
     BufferId bytes(const char* name, Lifetime lifetime, std::int64_t rows, std::int64_t columns) {
         return add(name, lifetime, NNG_U8, rows, columns, 2);
     }

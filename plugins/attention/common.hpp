@@ -36,8 +36,8 @@ struct InputDims {
         for (int i = 0; i < ctx.num_inputs(); ++i) {
             const Dims dims = ctx.input_dims(i);
             if (dims.size() != 3) {
-                throw nng::OpError(std::string(op) + ": " + kRoleNames[i] + " (input " + std::to_string(i) + ") has shape " +
-                                   nng::dims_string(dims) + "; expected (batch, steps, features)");
+                throw nng::OpError(std::string(op) + ": " + kRoleNames[i] + " (input " + std::to_string(i) +
+                                   ") has shape " + nng::dims_string(dims) + "; expected (batch, steps, features)");
             }
             ctx.expect_dtype(i, NNG_F32, "float32");
         }
@@ -46,12 +46,12 @@ struct InputDims {
         d.k = ctx.input_dims(d.roles.key);
         const auto batch_differs = [](const Dims& a, const Dims& b) { return a[0] >= 0 && b[0] >= 0 && a[0] != b[0]; };
         if (batch_differs(d.q, d.v) || batch_differs(d.q, d.k)) {
-            nng::InferContext::shape_mismatch(std::string(op) + ": query and value/key need one batch size, got",
-                                              d.q, batch_differs(d.q, d.v) ? d.v : d.k);
+            nng::InferContext::shape_mismatch(std::string(op) + ": query and value/key need one batch size, got", d.q,
+                                              batch_differs(d.q, d.v) ? d.v : d.k);
         }
         if (d.k[1] != d.v[1]) {
-            nng::InferContext::shape_mismatch(std::string(op) + ": key and value need the same number of steps, got key",
-                                              d.k, d.v);
+            nng::InferContext::shape_mismatch(
+                std::string(op) + ": key and value need the same number of steps, got key", d.k, d.v);
         }
         return d;
     }
@@ -65,7 +65,9 @@ struct DropoutAttrs {
     std::int64_t seed = 0;
 
     explicit DropoutAttrs(const nng::Attrs& attrs)
-        : rate(attrs.get_float("dropout")), has_seed(!attrs.is_null("seed")), seed(has_seed ? attrs.get_int("seed") : 0) {
+        : rate(attrs.get_float("dropout")),
+          has_seed(!attrs.is_null("seed")),
+          seed(has_seed ? attrs.get_int("seed") : 0) {
         nng::check_attr(rate >= 0.0 && rate < 1.0, "dropout", "a fraction in [0, 1), got " + std::to_string(rate));
     }
     // Sizes the problem's buffers for dropout (whether or not a call drops).
@@ -83,21 +85,26 @@ struct DropoutAttrs {
 // for full attention; a window, a block-sparse pattern or an adaptive span always runs on the
 // blockwise core, the one that can skip what the pattern leaves out.
 inline constexpr std::array<nng_attr_spec, 9> kLongContextAttributes = {
-    nng::string_attr("implementation", "dense", "dense|blockwise",
-                     "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
-    nng::nullable(nng::int_attr("window", "null", "attend only to keys within this many steps (earlier ones when causal)")),
+    nng::string_attr(
+        "implementation", "dense", "dense|blockwise",
+        "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
+    nng::nullable(
+        nng::int_attr("window", "null", "attend only to keys within this many steps (earlier ones when causal)")),
     nng::int_attr("global_tokens", "0", "with window: the first positions attend to all and are attended by all"),
     nng::nullable(nng::int_attr("sparsity.block_size", "null", "block-sparse: steps per block")),
     nng::int_attr("sparsity.local_blocks", "1", "block-sparse: key blocks fewer than this many blocks away are seen"),
-    nng::int_attr("sparsity.stride", "0", "block-sparse: every stride-th block (stride-1, 2*stride-1, ...) is seen by all; 0: none"),
+    nng::int_attr("sparsity.stride", "0",
+                  "block-sparse: every stride-th block (stride-1, 2*stride-1, ...) is seen by all; 0: none"),
     nng::nullable(nng::int_attr("adaptive_span.max_span", "null", "adaptive span: the largest span a head can learn")),
     nng::int_attr("adaptive_span.ramp", "32", "adaptive span: the length R of the soft mask's ramp"),
-    nng::nullable(nng::float_attr("adaptive_span.init", "null", "adaptive span: the initial span (null: max_span / 2)")),
+    nng::nullable(
+        nng::float_attr("adaptive_span.init", "null", "adaptive span: the initial span (null: max_span / 2)")),
 };
 
 // The op's attribute table: its own entries followed by the long-context ones.
 template <std::size_t N>
-constexpr std::array<nng_attr_spec, N + kLongContextAttributes.size()> with_long_context(const std::array<nng_attr_spec, N>& own) {
+constexpr std::array<nng_attr_spec, N + kLongContextAttributes.size()> with_long_context(
+    const std::array<nng_attr_spec, N>& own) {
     std::array<nng_attr_spec, N + kLongContextAttributes.size()> all{};
     for (std::size_t i = 0; i < N; ++i) all[i] = own[i];
     for (std::size_t i = 0; i < kLongContextAttributes.size(); ++i) all[N + i] = kLongContextAttributes[i];
@@ -114,29 +121,36 @@ struct LongContextAttrs {
         int patterns = 0;
         if (!attrs.is_null("window")) {
             pattern.window = attrs.get_int("window");
-            nng::check_attr(pattern.window >= 0, "window", "a number of steps >= 0 or null, got " + std::to_string(pattern.window));
+            nng::check_attr(pattern.window >= 0, "window",
+                            "a number of steps >= 0 or null, got " + std::to_string(pattern.window));
             ++patterns;
         }
         pattern.global = attrs.get_int("global_tokens");
         nng::check_attr(pattern.global >= 0, "global_tokens", "a count >= 0, got " + std::to_string(pattern.global));
-        nng::check_attr(pattern.global == 0 || pattern.window >= 0, "global_tokens", "a window (global tokens extend a sliding window)");
+        nng::check_attr(pattern.global == 0 || pattern.window >= 0, "global_tokens",
+                        "a window (global tokens extend a sliding window)");
         if (!attrs.is_null("sparsity.block_size")) {
             pattern.block = attrs.get_int("sparsity.block_size");
             pattern.local_blocks = attrs.get_int("sparsity.local_blocks");
             pattern.stride = attrs.get_int("sparsity.stride");
-            nng::check_attr(pattern.block > 0, "sparsity.block_size", "a positive number of steps, got " + std::to_string(pattern.block));
-            nng::check_attr(pattern.local_blocks >= 1, "sparsity.local_blocks", "at least 1, got " + std::to_string(pattern.local_blocks));
-            nng::check_attr(pattern.stride >= 0, "sparsity.stride", "0 (none) or a positive block count, got " + std::to_string(pattern.stride));
+            nng::check_attr(pattern.block > 0, "sparsity.block_size",
+                            "a positive number of steps, got " + std::to_string(pattern.block));
+            nng::check_attr(pattern.local_blocks >= 1, "sparsity.local_blocks",
+                            "at least 1, got " + std::to_string(pattern.local_blocks));
+            nng::check_attr(pattern.stride >= 0, "sparsity.stride",
+                            "0 (none) or a positive block count, got " + std::to_string(pattern.stride));
             ++patterns;
         }
         if (!attrs.is_null("adaptive_span.max_span")) {
             pattern.max_span = attrs.get_int("adaptive_span.max_span");
             pattern.ramp = static_cast<double>(attrs.get_int("adaptive_span.ramp"));
-            span_init = attrs.is_null("adaptive_span.init") ? 0.5 * static_cast<double>(pattern.max_span) : attrs.get_float("adaptive_span.init");
-            nng::check_attr(pattern.max_span > 0, "adaptive_span.max_span", "a positive number of steps, got " + std::to_string(pattern.max_span));
+            span_init = attrs.is_null("adaptive_span.init") ? 0.5 * static_cast<double>(pattern.max_span)
+                                                            : attrs.get_float("adaptive_span.init");
+            nng::check_attr(pattern.max_span > 0, "adaptive_span.max_span",
+                            "a positive number of steps, got " + std::to_string(pattern.max_span));
             nng::check_attr(pattern.ramp > 0, "adaptive_span.ramp", "a positive number of steps");
-            nng::check_attr(span_init >= 0.0 && span_init <= static_cast<double>(pattern.max_span), "adaptive_span.init",
-                            "a span in [0, max_span]");
+            nng::check_attr(span_init >= 0.0 && span_init <= static_cast<double>(pattern.max_span),
+                            "adaptive_span.init", "a span in [0, max_span]");
             ++patterns;
         }
         nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity or adaptive_span");

@@ -47,11 +47,11 @@ enum class MaskStyle {
 // A key outside the pattern is treated exactly as a causally masked one (the op's mask style), so
 // each pattern equals dense attention under the matching explicit mask.
 struct Pattern {
-    std::int64_t window = -1;  // -1: no window
-    std::int64_t global = 0;   // with a window: leading positions seen by and seeing all
+    std::int64_t window = -1;                              // -1: no window
+    std::int64_t global = 0;                               // with a window: leading positions seen by and seeing all
     std::int64_t block = 0, local_blocks = 1, stride = 0;  // block-sparse when block > 0
-    std::int64_t max_span = 0;  // adaptive span when > 0
-    double ramp = 0.0;          // R
+    std::int64_t max_span = 0;                             // adaptive span when > 0
+    double ramp = 0.0;                                     // R
 
     bool adaptive() const { return max_span > 0; }
     bool sparse() const { return window >= 0 || block > 0 || adaptive(); }
@@ -64,17 +64,17 @@ struct Problem {
     float alpha = 1.0f;  // the factor on q·k
 
     MaskStyle style = MaskStyle::kSubtract;
-    bool zero_masked = false;                   // kReplace only: masked probabilities are set to 0
-    const std::uint8_t* query_mask = nullptr;   // (batch, tq), 1 = keep
-    const std::uint8_t* key_masks[2] = {};      // (batch, tv) each, 1 = keep
-    bool causal = false;                        // key j > query i is masked
-    const float* spans = nullptr;               // adaptive span: z, one per head (the op's weight)
+    bool zero_masked = false;                  // kReplace only: masked probabilities are set to 0
+    const std::uint8_t* query_mask = nullptr;  // (batch, tq), 1 = keep
+    const std::uint8_t* key_masks[2] = {};     // (batch, tv) each, 1 = keep
+    bool causal = false;                       // key j > query i is masked
+    const float* spans = nullptr;              // adaptive span: z, one per head (the op's weight)
 
     // Inverted dropout on the probabilities: kept with probability 1 - rate, scaled by 1/(1-rate).
-    bool may_drop = false;                      // the op has a dropout rate (buffers are sized for it)
-    bool dropout = false;                       // active in this call
-    std::uint32_t drop_threshold = 0;           // keep iff 16 random bits >= threshold
-    float keep_scale = 1.0f;                    // 1 / (1 - rate)
+    bool may_drop = false;             // the op has a dropout rate (buffers are sized for it)
+    bool dropout = false;              // active in this call
+    std::uint32_t drop_threshold = 0;  // keep iff 16 random bits >= threshold
+    float keep_scale = 1.0f;           // 1 / (1 - rate)
     std::uint64_t seed = 0;
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
@@ -98,12 +98,15 @@ struct KeepStream {
     std::uint32_t threshold;
 
     explicit KeepStream(const Problem& p)
-        : mixed_seed(nng::mix64(p.seed)), words_per_row(static_cast<std::uint64_t>((p.tv + 3) / 4)), threshold(p.drop_threshold) {}
+        : mixed_seed(nng::mix64(p.seed)),
+          words_per_row(static_cast<std::uint64_t>((p.tv + 3) / 4)),
+          threshold(p.drop_threshold) {}
     // The keep bits of keys 4·w to 4·w + 3 of row r, bit l for key 4·w + l (nng::random_bits unrolled).
     unsigned nibble(std::uint64_t row, std::uint64_t w) const {
         const std::uint64_t word = nng::mix64(mixed_seed + 0x9e3779b97f4a7c15ULL * (row * words_per_row + w + 1));
         unsigned bits = 0;
-        for (unsigned lane = 0; lane < 4; ++lane) bits |= static_cast<unsigned>(((word >> (16 * lane)) & 0xffffu) >= threshold) << lane;
+        for (unsigned lane = 0; lane < 4; ++lane)
+            bits |= static_cast<unsigned>(((word >> (16 * lane)) & 0xffffu) >= threshold) << lane;
         return bits;
     }
 };

@@ -76,7 +76,8 @@ constexpr KeepFactors kKeepFactors;
 
 // Keep bits of one row r from the counter-based stream (KeepStream): two words per byte of 8 keys.
 // Bit j of the row's bytes is key j.
-void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, const float* probs, float* dropped, std::uint8_t* bits) {
+void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, const float* probs, float* dropped,
+              std::uint8_t* bits) {
     for (std::int64_t j0 = 0; j0 < p.tv; j0 += 8) {
         const std::int64_t count = std::min<std::int64_t>(8, p.tv - j0);
         const std::uint64_t w = static_cast<std::uint64_t>(j0 / 4);
@@ -89,7 +90,8 @@ void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, con
     }
 }
 
-void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dropped, std::uint8_t* keep, RowRange rows) {
+void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dropped, std::uint8_t* keep,
+                  RowRange rows) {
     const std::int64_t tv = p.tv, row_bytes = (tv + 7) / 8;
     const bool zero_masked = zeroes_masked(p);
     const KeepStream stream(p);
@@ -139,7 +141,8 @@ void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
 #pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-        if (!masks.any_allowed(masks.batch_of_row(r), r % p.tq)) std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
+        if (!masks.any_allowed(masks.batch_of_row(r), r % p.tq))
+            std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
     }
 }
 
@@ -147,8 +150,8 @@ void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores
 // y (G, Tq, d). oneDNN runs the product with the big operand transposed markedly slower than
 // yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing reorder of the small result, so the
 // latter is used; the accumulation is a transposing add.
-void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha, bool accumulate,
-                        float* buffer) {
+void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha,
+                        bool accumulate, float* buffer) {
     const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
     if (!dst.contiguous()) {
         onednn::matmul(x.transposed(), y, dst, {.alpha = alpha, .beta = accumulate ? 1.0f : 0.0f});
@@ -197,13 +200,16 @@ struct ForwardPart {
 
 ForwardPart whole_problem(const Problem& p) { return {p.q, p.k, p.v, p.out, {0, p.groups() * p.tq}}; }
 ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::int64_t count) {
-    return {group_rows(p.q, g, i0, count), group_rows(p.k, g, 0, p.tv), group_rows(p.v, g, 0, p.tv),
-            group_rows(p.out, g, i0, count), {g * p.tq + i0, g * p.tq + i0 + count}};
+    return {group_rows(p.q, g, i0, count),
+            group_rows(p.k, g, 0, p.tv),
+            group_rows(p.v, g, 0, p.tv),
+            group_rows(p.out, g, i0, count),
+            {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
 // The forward of `part`: its rows of state.probs (and of `dropped`, the probabilities after dropout).
-void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const Masks& masks, float* dropped,
-                  bool scores_given) {
+void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const Masks& masks,
+                  float* dropped, bool scores_given) {
     const auto rows_of = [&](float* matrix) {
         return onednn::view(matrix + part.rows.begin * p.tv, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
@@ -237,7 +243,7 @@ struct ScoreGradientScratch {
 
 // dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function.
 void scores_backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const onednn::View& dv,
-                        float* dscores, const ScoreGradientScratch& scratch) {
+                     float* dscores, const ScoreGradientScratch& scratch) {
     const onednn::View dS = scores_view(p, dscores);
     if (!dout.present()) {
         std::memset(dscores, 0, static_cast<std::size_t>(p.score_count()) * sizeof(float));
@@ -252,7 +258,8 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const oned
     }
     if (dv.present()) transposed_product(used_probs, dout, dv, 1.0f, false, scratch.product);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
-    if (p.style == MaskStyle::kReplace && p.has_masks()) zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
+    if (p.style == MaskStyle::kReplace && p.has_masks())
+        zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
 }
 
 // dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores; see CoreGradients for d_alpha_product
@@ -269,12 +276,14 @@ void dot_backward(const Problem& p, const float* dscores, const CoreGradients& g
 #pragma omp parallel for reduction(+ : sum) if (threads_for(rows * p.dk) == 0) schedule(static)
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* qr = q + (r / p.tq) * p.q.strides[0] + (r % p.tq) * p.q.strides[1];
-            for (std::int64_t d = 0; d < p.dk; ++d) sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
+            for (std::int64_t d = 0; d < p.dk; ++d)
+                sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
         }
         *grads.d_alpha_product += sum;
     }
     if (grads.dq.present()) onednn::matmul(dS, p.k, grads.dq, {.alpha = p.alpha});
-    if (grads.dk.present()) onednn::matmul(dS.transposed(), p.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
+    if (grads.dk.present())
+        onednn::matmul(dS.transposed(), p.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
 }
 
 // Groups [g0, g0 + count) of a (G, ...) view.
@@ -293,8 +302,8 @@ struct BatchSlice {
     onednn::View dout;
     CoreGradients grads;
 };
-BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const CoreGradients& grads,
-                       std::int64_t b0, std::int64_t count) {
+BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const onednn::View& dout,
+                       const CoreGradients& grads, std::int64_t b0, std::int64_t count) {
     BatchSlice s{p, state, dout, grads};
     const std::int64_t g0 = b0 * p.heads, groups = count * p.heads;
     s.p.batch = count;
@@ -314,7 +323,8 @@ BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const on
 std::int64_t backward_chunk(const Problem& p) {
     constexpr std::int64_t kChunkFloats = std::int64_t{1} << 18;
     const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
-    const std::int64_t most = std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
+    const std::int64_t most =
+        std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
     const std::int64_t chunks = (p.batch + most - 1) / most;
     return chunks > 0 ? (p.batch + chunks - 1) / chunks : 1;  // equal chunks but the last
 }
@@ -322,8 +332,8 @@ std::int64_t backward_chunk(const Problem& p) {
 }  // namespace
 
 struct DenseCore::Ids {
-    BufferId probs, keep, dropped, keys;                            // forward (probs and keep saved in training)
-    BufferId dscores, dropped_grad, keys_grad, product, alpha;      // backward
+    BufferId probs, keep, dropped, keys;                        // forward (probs and keep saved in training)
+    BufferId dscores, dropped_grad, keys_grad, product, alpha;  // backward
 };
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -341,9 +351,11 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     Problem part = p;
     if (scores_ == Scores::kDot) part.batch = backward_chunk(p);
     ids.dscores = list.floats("attention.score_gradients", Lifetime::kBackward, part.score_count());
-    if (p.may_drop) ids.dropped_grad = list.floats("attention.dropped_probabilities", Lifetime::kBackward, part.score_count());
+    if (p.may_drop)
+        ids.dropped_grad = list.floats("attention.dropped_probabilities", Lifetime::kBackward, part.score_count());
     ids.keys_grad = list.bytes("attention.backward_key_mask", Lifetime::kBackward, Masks::combined_bytes(part));
-    ids.product = list.floats("attention.transposed_product", Lifetime::kBackward, part.groups() * part.tv * std::max(part.dk, part.dv));
+    ids.product = list.floats("attention.transposed_product", Lifetime::kBackward,
+                              part.groups() * part.tv * std::max(part.dk, part.dv));
     if (p.alpha_gradient && scores_ == Scores::kDot) {
         ids.alpha = list.floats("attention.alpha_product", Lifetime::kBackward, part.groups() * part.tq * part.dk);
     }
@@ -361,7 +373,9 @@ BufferList DenseCore::buffers(const Problem& p, bool training) const {
     return list;
 }
 
-float* DenseCore::scores(const Problem& p, const Buffers& buffers) const { return buffers.floats(ids(p, buffers).probs); }
+float* DenseCore::scores(const Problem& p, const Buffers& buffers) const {
+    return buffers.floats(ids(p, buffers).probs);
+}
 
 void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const Ids ids = this->ids(p, buffers);
@@ -378,12 +392,15 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const std::int64_t per_block = (p.tq + blocks - 1) / blocks;
     onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
         const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
-        if (i0 < p.tq) forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped, scores_given);
+        if (i0 < p.tq)
+            forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped, scores_given);
     });
 }
 
-float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout, const onednn::View& dv) const {
-    if (scores_ != Scores::kGiven) throw std::logic_error("attention dense core: backward_to_scores needs given scores");
+float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                                     const onednn::View& dv) const {
+    if (scores_ != Scores::kGiven)
+        throw std::logic_error("attention dense core: backward_to_scores needs given scores");
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
     float* dscores = buffers.floats(ids.dscores);
@@ -392,8 +409,10 @@ float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, c
     return dscores;
 }
 
-void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout, const CoreGradients& grads) const {
-    if (scores_ != Scores::kDot) throw std::logic_error("attention dense core: given scores go through backward_to_scores");
+void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                         const CoreGradients& grads) const {
+    if (scores_ != Scores::kDot)
+        throw std::logic_error("attention dense core: given scores go through backward_to_scores");
     if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
     if (!dout.present()) {
         zero_view(grads.dv);
@@ -403,7 +422,8 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     }
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
-    const ScoreGradientScratch scratch{buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad), buffers.floats(ids.product)};
+    const ScoreGradientScratch scratch{buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad),
+                                       buffers.floats(ids.product)};
     float* dscores = buffers.floats(ids.dscores);
     const std::int64_t chunk = backward_chunk(p);
     for (std::int64_t b0 = 0; b0 < p.batch; b0 += chunk) {

@@ -19,12 +19,14 @@ public:
     BufferList buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return false; }
     void forward(const Problem& p, const Buffers& buffers) const override;
-    void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout, const CoreGradients& grads) const override;
+    void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                  const CoreGradients& grads) const override;
 
     // kGiven: the (G, Tq, Tv) matrix forward reads the raw scores from.
     float* scores(const Problem& p, const Buffers& buffers) const;
     // kGiven: dv and the whole dL/dscores (G, Tq, Tv), which it returns (in its backward scratch).
-    float* backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout, const onednn::View& dv) const;
+    float* backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                              const onednn::View& dv) const;
 
 private:
     struct Ids;

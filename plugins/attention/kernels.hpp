@@ -54,7 +54,7 @@ enum class Layout : bool { kAsStored, kTransposed };
 
 // C (M x N) (+)= op(A) (M x K) · B (K x N); M a multiple of 4, N of 16; op(A) is A or, with
 // kTransposed, the transpose of the (K x M) A; row strides lda, ldb, ldc.
-void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
-          std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate);
+void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
+          const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate);
 
 }  // namespace nngraph_attention::kernels

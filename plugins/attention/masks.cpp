@@ -5,15 +5,18 @@
 namespace nngraph_attention {
 
 Masks::Masks(const Problem& p, const Pattern& pattern, std::uint8_t* combined_room)
-    : p_(p), pattern_(pattern),
-      masked_(p.style == MaskStyle::kSubtract ? MaskedScore{kLargeNegative, 1.0f, 0.0f} : MaskedScore{0.0f, 0.0f, kLargeNegative}) {
+    : p_(p),
+      pattern_(pattern),
+      masked_(p.style == MaskStyle::kSubtract ? MaskedScore{kLargeNegative, 1.0f, 0.0f}
+                                              : MaskedScore{0.0f, 0.0f, kLargeNegative}) {
     const std::uint8_t* a = p.key_masks[0];
     const std::uint8_t* b = p.key_masks[1];
     if (!a || !b) {
         keys_ = a ? a : b;
         return;
     }
-    if (!combined_room) throw std::logic_error("attention masks: two key masks given, but no room was sized to combine them");
+    if (!combined_room)
+        throw std::logic_error("attention masks: two key masks given, but no room was sized to combine them");
     for (std::int64_t e = 0; e < p.batch * p.tv; ++e) combined_room[e] = static_cast<std::uint8_t>(a[e] && b[e]);
     keys_ = combined_room;
 }

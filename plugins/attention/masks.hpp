@@ -52,7 +52,8 @@ public:
     const Pattern& pattern() const { return pattern_; }
     // Adaptive span: group g's head's span z, clamped to [0, max_span].
     float span(std::int64_t g) const {
-        return static_cast<float>(std::clamp<double>(p_.spans[g % p_.heads], 0.0, static_cast<double>(pattern_.max_span)));
+        return static_cast<float>(
+            std::clamp<double>(p_.spans[g % p_.heads], 0.0, static_cast<double>(pattern_.max_span)));
     }
     // Whether the pattern and causality may allow some pair of queries [i0, i1) and keys [j0, j1).
     bool block_candidate(std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const;
@@ -64,8 +65,9 @@ public:
     // entries written); log_weight[c] is adaptive span's log m (z: span(g)), written for the
     // allowed range only when adaptive. Windows and spans are one range of keys (global tokens
     // add a leading one); block-sparse rows decide per key block.
-    inline __attribute__((always_inline)) void row_allowed(std::int64_t i, std::int64_t j0, std::int64_t count, std::int64_t width,
-                                                           float z, const float* keep, float* allow, float* log_weight) const {
+    inline __attribute__((always_inline)) void row_allowed(std::int64_t i, std::int64_t j0, std::int64_t count,
+                                                           std::int64_t width, float z, const float* keep, float* allow,
+                                                           float* log_weight) const {
         const Pattern& pat = pattern_;
         std::fill(allow, allow + width, 0.0f);
         std::int64_t lo = 0, hi = count;
@@ -86,7 +88,8 @@ public:
             const std::int64_t bi = i / pat.block;
             for (std::int64_t c = 0; c < std::min(hi, count);) {
                 const std::int64_t bj = (j0 + c) / pat.block, end = std::min((bj + 1) * pat.block - j0, count);
-                const bool ok = std::abs(bi - bj) < pat.local_blocks || (pat.stride > 0 && bj % pat.stride == pat.stride - 1);
+                const bool ok =
+                    std::abs(bi - bj) < pat.local_blocks || (pat.stride > 0 && bj % pat.stride == pat.stride - 1);
                 if (ok) allow_range(c, std::min(end, hi));
                 c = end;
             }

@@ -35,7 +35,8 @@ onednn::View matrix(void* data, std::int64_t rows, std::int64_t cols) {
 
 struct MultiHeadAttention {
     static constexpr const char* kName = "MultiHeadAttention";
-    static constexpr const char* kDoc = "Multi-head scaled dot-product attention over [query(, value(, key))], Keras semantics";
+    static constexpr const char* kDoc =
+        "Multi-head scaled dot-product attention over [query(, value(, key))], Keras semantics";
     static constexpr int kMinInputs = 1, kMaxInputs = 3;
     static constexpr auto kAttributes = with_long_context(std::array{
         nng::required(nng::int_attr("num_heads", nullptr, "number of attention heads")),
@@ -43,13 +44,16 @@ struct MultiHeadAttention {
         nng::nullable(nng::int_attr("value_dim", "null", "size of each head for value (null: key_dim)")),
         nng::float_attr("dropout", "0.0", "fraction of the attention probabilities dropped in training"),
         nng::bool_attr("use_bias", "true", "the projections add biases"),
-        nng::nullable(nng::ints_attr("output_shape", "null", "the output's feature shape (null: the query's last dim)")),
+        nng::nullable(
+            nng::ints_attr("output_shape", "null", "the output's feature shape (null: the query's last dim)")),
         nng::nullable(nng::ints_attr("attention_axes", "null", "only null (or [1]): attention over the sequence axis")),
-        nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial projection kernels"),
+        nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices,
+                         "initial projection kernels"),
         nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial projection biases"),
         nng::bool_attr("use_causal_mask", "false", "mask keys after the query's position"),
         nng::nullable(nng::int_attr("seed", "null", "mixed into the step's seed for dropout")),
-        nng::nullable(nng::int_attr("linformer.k", "null", "Linformer: keys and values projected along the steps to k rows")),
+        nng::nullable(
+            nng::int_attr("linformer.k", "null", "Linformer: keys and values projected along the steps to k rows")),
     });
 
     explicit MultiHeadAttention(const nng::Attrs& attrs)
@@ -64,9 +68,11 @@ struct MultiHeadAttention {
           long_(attrs),
           linformer_(attrs.is_null("linformer.k") ? 0 : attrs.get_int("linformer.k")),
           core_(long_.make_core()) {
-        nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k", "a positive number of rows, got " + std::to_string(linformer_));
+        nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k",
+                        "a positive number of rows, got " + std::to_string(linformer_));
         nng::check_attr(!linformer_ || !causal_, "linformer.k", "no use_causal_mask: projected keys mix every step");
-        nng::check_attr(!linformer_ || !long_.blockwise, "linformer.k", "the dense core (no blockwise or sparse pattern): the projected keys are few");
+        nng::check_attr(!linformer_ || !long_.blockwise, "linformer.k",
+                        "the dense core (no blockwise or sparse pattern): the projected keys are few");
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -79,9 +85,11 @@ struct MultiHeadAttention {
         }
         if (!attrs.is_null("attention_axes")) {
             const Dims axes = attrs.get_ints("attention_axes");
-            nng::check_attr(axes.size() == 1 && (axes[0] == 1 || axes[0] == -2), "attention_axes",
-                            "null (or [1], the same): attention over the sequence axis of (batch, steps, features) inputs; "
-                            "other axes are not supported, got " + nng::dims_string(axes));
+            nng::check_attr(
+                axes.size() == 1 && (axes[0] == 1 || axes[0] == -2), "attention_axes",
+                "null (or [1], the same): attention over the sequence axis of (batch, steps, features) inputs; "
+                "other axes are not supported, got " +
+                    nng::dims_string(axes));
         }
     }
 
@@ -89,7 +97,7 @@ struct MultiHeadAttention {
 
     struct Shapes {
         std::int64_t batch, tq, tv, dq, dv_in, dk_in, out;
-        Dims out_dims;  // the output's feature shape
+        Dims out_dims;      // the output's feature shape
         bool separate_key;  // a key input apart from the value (with a mask of its own)
     };
     Shapes shapes(const Dims& q, const Dims& v, const Dims& k, const Roles& r) const {
@@ -103,7 +111,16 @@ struct MultiHeadAttention {
         return shapes(exec.input(r.query).dims(), exec.input(r.value).dims(), exec.input(r.key).dims(), r);
     }
 
-    enum Weight { kQueryKernel, kQueryBias, kKeyKernel, kKeyBias, kValueKernel, kValueBias, kOutputKernel, kOutputBias };
+    enum Weight {
+        kQueryKernel,
+        kQueryBias,
+        kKeyKernel,
+        kKeyBias,
+        kValueKernel,
+        kValueBias,
+        kOutputKernel,
+        kOutputBias
+    };
     // A weight's index in the op's list (biases are absent without use_bias).
     int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
     int span_weight() const { return use_bias_ ? 8 : 4; }
@@ -124,7 +141,8 @@ struct MultiHeadAttention {
         for (std::int64_t s = 0; s < batch; ++s)
             for (std::int64_t h = 0; h < heads_; ++h)
                 for (std::int64_t j = 0; j < steps; ++j) {
-                    if ((a && !a[s * steps + j]) || (b && !b[s * steps + j])) std::fill_n(x + ((s * heads_ + h) * steps + j) * dim, dim, 0.0f);
+                    if ((a && !a[s * steps + j]) || (b && !b[s * steps + j]))
+                        std::fill_n(x + ((s * heads_ + h) * steps + j) * dim, dim, 0.0f);
                 }
     }
     // x' (G, k, dim) = W · x (G, Tv, dim) for every group, W = linformer.e or .f (k, Tv).
@@ -136,8 +154,8 @@ struct MultiHeadAttention {
     }
     // From dL/dx' (G, k, dim): dW = Σ_g dx'_g · x_gᵀ, computed as one product of dx' laid out
     // (k, G·dim) by x laid out (G·dim, Tv); and dx = Wᵀ · dx', zero on masked keys.
-    void along_steps_backward(const nng::Exec& exec, LinformerWeight w, const float* x, std::int64_t dim, float* d_projected,
-                              float* dx, float* rows_by_k, float* k_by_steps) const {
+    void along_steps_backward(const nng::Exec& exec, LinformerWeight w, const float* x, std::int64_t dim,
+                              float* d_projected, float* dx, float* rows_by_k, float* k_by_steps) const {
         const nng::TensorRef weight = exec.weight(index(w));
         const std::int64_t k = weight.dim(0), steps = weight.dim(1), groups = exec.input(0).dim(0) * heads_;
         const onednn::View dxp = onednn::view(d_projected, DataType::f32, {groups, k, dim});
@@ -146,9 +164,11 @@ struct MultiHeadAttention {
             onednn::reorder(onednn::view(const_cast<float*>(x), DataType::f32, {groups, steps, dim}).transposed(),
                             onednn::view(k_by_steps, DataType::f32, {groups, dim, steps}));
             onednn::matmul(onednn::view(rows_by_k, DataType::f32, {k, groups * dim}),
-                           onednn::view(k_by_steps, DataType::f32, {groups * dim, steps}), onednn::view(dw, {k, steps}));
+                           onednn::view(k_by_steps, DataType::f32, {groups * dim, steps}),
+                           onednn::view(dw, {k, steps}));
         }
-        onednn::matmul(onednn::view(weight, {1, k, steps}).transposed(), dxp, onednn::view(dx, DataType::f32, {groups, steps, dim}));
+        onednn::matmul(onednn::view(weight, {1, k, steps}).transposed(), dxp,
+                       onednn::view(dx, DataType::f32, {groups, steps, dim}));
         zero_masked_keys(exec, dx, dim);
     }
     void infer(nng::InferContext& ctx) const {
@@ -203,12 +223,12 @@ struct MultiHeadAttention {
     // ---- buffers: the op's own, beside the core's ----
 
     struct Ids {
-        BufferId q, k, v, joined;  // Q, K, V heads apart and O heads joined: saved in training
-        BufferId kp, vp;           // Linformer: K' and V', heads apart: saved in training
+        BufferId q, k, v, joined;       // Q, K, V heads apart and O heads joined: saved in training
+        BufferId kp, vp;                // Linformer: K' and V', heads apart: saved in training
         BufferId projected, heads_out;  // one projection in (B·T, heads·dim) layout, before reordering; O heads apart
         BufferId d_joined, d_heads_out, dq, dk, dv, d_projected;  // backward: the gradients of the above
-        BufferId out_heads;        // backward: the forward's O heads apart, for a core that reads it
-        BufferId dk_full, dv_full;  // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
+        BufferId out_heads;              // backward: the forward's O heads apart, for a core that reads it
+        BufferId dk_full, dv_full;       // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
         BufferId rows_by_k, k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
     };
     std::int64_t largest_projection(const Shapes& s) const {
@@ -236,7 +256,8 @@ struct MultiHeadAttention {
         ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dk);
         ids.dv = list.floats("attention.value_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dv);
         if (core_->backward_reads_output()) {
-            ids.out_heads = list.floats("attention.forward_output_heads", Lifetime::kBackward, p.groups() * p.tq * p.dv);
+            ids.out_heads =
+                list.floats("attention.forward_output_heads", Lifetime::kBackward, p.groups() * p.tq * p.dv);
         }
         if (linformer_) {
             const std::int64_t d = std::max(p.dk, p.dv);
@@ -268,7 +289,8 @@ struct MultiHeadAttention {
     static onednn::View heads_apart(float* data, std::int64_t b, std::int64_t n, std::int64_t t, std::int64_t d) {
         return onednn::view(data, DataType::f32, {b, n, t, d});
     }
-    static onednn::View heads_joined_as_apart(float* data, std::int64_t b, std::int64_t n, std::int64_t t, std::int64_t d) {
+    static onednn::View heads_joined_as_apart(float* data, std::int64_t b, std::int64_t n, std::int64_t t,
+                                              std::int64_t d) {
         return onednn::view(data, DataType::f32, {b, t, n, d}).permuted({0, 2, 1, 3});
     }
     static onednn::View groups(float* data, const Problem& p, std::int64_t t, std::int64_t d) {
@@ -296,13 +318,17 @@ struct MultiHeadAttention {
     }
 
     // x (B·T, in) · kernel (in, heads·dim) + bias, reordered into `dst` (B, heads, T, dim).
-    void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected, float* dst) const {
+    void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected,
+                 float* dst) const {
         const nng::TensorRef x = exec.input(input);
         const std::int64_t b = x.dim(0), steps = x.dim(1), cols = heads_ * dim;
-        const onednn::View bias = use_bias_ ? onednn::view(exec.weight(index(Weight(kernel + 1))), {1, cols}) : onednn::View{};
-        onednn::matmul(onednn::view(x, {b * steps, x.dim(2)}), onednn::view(exec.weight(index(kernel)), {x.dim(2), cols}),
-                       matrix(projected, b * steps, cols), {.bias = bias});
-        onednn::reorder(heads_joined_as_apart(projected, b, heads_, steps, dim), heads_apart(dst, b, heads_, steps, dim));
+        const onednn::View bias =
+            use_bias_ ? onednn::view(exec.weight(index(Weight(kernel + 1))), {1, cols}) : onednn::View{};
+        onednn::matmul(onednn::view(x, {b * steps, x.dim(2)}),
+                       onednn::view(exec.weight(index(kernel)), {x.dim(2), cols}), matrix(projected, b * steps, cols),
+                       {.bias = bias});
+        onednn::reorder(heads_joined_as_apart(projected, b, heads_, steps, dim),
+                        heads_apart(dst, b, heads_, steps, dim));
     }
 
     void forward(nng::Exec& exec) {
@@ -315,7 +341,8 @@ struct MultiHeadAttention {
         p = problem(exec, s, b);
         const Ids& ids = b.ids;
         float* projected = b.own.floats(ids.projected);
-        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v), *joined = b.own.floats(ids.joined);
+        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v),
+              *joined = b.own.floats(ids.joined);
 
         project(exec, r.query, kQueryKernel, key_dim_, projected, q);
         project(exec, r.key, kKeyKernel, key_dim_, projected, k);
@@ -330,26 +357,30 @@ struct MultiHeadAttention {
         onednn::reorder(heads_apart(b.own.floats(ids.heads_out), s.batch, heads_, s.tq, value_dim_),
                         heads_joined_as_apart(joined, s.batch, heads_, s.tq, value_dim_));
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
-        const onednn::View bias = use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
+        const onednn::View bias =
+            use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
         onednn::matmul(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
                        onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
     }
 
     // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
     // added onto what an earlier projection of the same input wrote when `accumulate`.
-    void project_backward(nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* d_apart, float* d_projected,
-                          bool accumulate) const {
+    void project_backward(nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* d_apart,
+                          float* d_projected, bool accumulate) const {
         const nng::TensorRef x = exec.input(input);
         const std::int64_t b = x.dim(0), steps = x.dim(1), in = x.dim(2), cols = heads_ * dim;
-        onednn::reorder(heads_apart(d_apart, b, heads_, steps, dim), heads_joined_as_apart(d_projected, b, heads_, steps, dim));
+        onednn::reorder(heads_apart(d_apart, b, heads_, steps, dim),
+                        heads_joined_as_apart(d_projected, b, heads_, steps, dim));
         const onednn::View dy = matrix(d_projected, b * steps, cols), xs = onednn::view(x, {b * steps, in});
-        if (const nng::TensorRef dw = exec.grad_weight(index(kernel))) onednn::matmul(xs.transposed(), dy, onednn::view(dw, {in, cols}));
+        if (const nng::TensorRef dw = exec.grad_weight(index(kernel)))
+            onednn::matmul(xs.transposed(), dy, onednn::view(dw, {in, cols}));
         if (use_bias_) {
-            if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1)))) onednn::sum_rows(dy, onednn::view(db, {cols}));
+            if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1))))
+                onednn::sum_rows(dy, onednn::view(db, {cols}));
         }
         if (const nng::TensorRef dx = exec.grad_input(input)) {
-            onednn::matmul(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(), onednn::view(dx, {b * steps, in}),
-                           {.beta = accumulate ? 1.0f : 0.0f});
+            onednn::matmul(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(),
+                           onednn::view(dx, {b * steps, in}), {.beta = accumulate ? 1.0f : 0.0f});
         }
     }
 
@@ -360,7 +391,8 @@ struct MultiHeadAttention {
         const nng::TensorRef dy = exec.grad_output(0);
         if (!dy) {
             for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
-            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w) zero(exec.grad_weight(w));
+            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w)
+                zero(exec.grad_weight(w));
             return;
         }
         Problem p = problem_shape(s);
@@ -373,12 +405,15 @@ struct MultiHeadAttention {
 
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(joined_out, rows, cols);
-        if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel))) onednn::matmul(joined.transposed(), dys, onednn::view(dw, {cols, s.out}));
+        if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel)))
+            onednn::matmul(joined.transposed(), dys, onednn::view(dw, {cols, s.out}));
         if (use_bias_) {
-            if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias))) onednn::sum_rows(dys, onednn::view(db, {s.out}));
+            if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias)))
+                onednn::sum_rows(dys, onednn::view(db, {s.out}));
         }
         float* d_joined = b.own.floats(ids.d_joined);
-        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(), matrix(d_joined, rows, cols));
+        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(),
+                       matrix(d_joined, rows, cols));
         onednn::reorder(heads_joined_as_apart(d_joined, s.batch, heads_, s.tq, value_dim_),
                         heads_apart(d_heads_out, s.batch, heads_, s.tq, value_dim_));
 
@@ -401,14 +436,16 @@ struct MultiHeadAttention {
             float *rows_by_k = b.own.floats(ids.rows_by_k), *k_by_steps = b.own.floats(ids.k_by_steps);
             float *dk_full = b.own.floats(ids.dk_full), *dv_full = b.own.floats(ids.dv_full);
             along_steps_backward(exec, kLinformerE, b.own.floats(ids.k), key_dim_, dk, dk_full, rows_by_k, k_by_steps);
-            along_steps_backward(exec, kLinformerF, b.own.floats(ids.v), value_dim_, dv, dv_full, rows_by_k, k_by_steps);
+            along_steps_backward(exec, kLinformerF, b.own.floats(ids.v), value_dim_, dv, dv_full, rows_by_k,
+                                 k_by_steps);
             dk = dk_full;
             dv = dv_full;
         }
         // Input gradients: an input playing several roles sums them.
         project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false);
         project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
-        project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected, r.value == r.query || r.value == r.key);
+        project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected,
+                         r.value == r.query || r.value == r.key);
     }
 
     std::int64_t heads_, key_dim_, value_dim_;

@@ -9,8 +9,10 @@ namespace onednn = nng::onednn;
 
 ActivationFn ActivationFn::parse(const std::string& name) {
     ActivationFn f;
-    if (name == "softmax") f.softmax_ = true;
-    else f.eltwise_ = onednn::activation(name);  // throws an OpError naming "activation"
+    if (name == "softmax")
+        f.softmax_ = true;
+    else
+        f.eltwise_ = onednn::activation(name);  // throws an OpError naming "activation"
     return f;
 }
 
@@ -23,19 +25,24 @@ nng_output_role ActivationFn::logits_role() const {
 bool ActivationFn::backward_needs_input() const { return !softmax_ && !onednn::has_backward_from_dst(eltwise_); }
 
 void ActivationFn::forward(const onednn::View& z, const onednn::View& y) const {
-    if (softmax_) onednn::softmax_forward(z, y);
+    if (softmax_)
+        onednn::softmax_forward(z, y);
     else if (eltwise_.identity()) {
         if (z.data != y.data) onednn::reorder(z, y);
-    } else onednn::eltwise_forward(eltwise_, z, y);
+    } else
+        onednn::eltwise_forward(eltwise_, z, y);
 }
 
 void ActivationFn::backward(const onednn::View& z, const onednn::View& y, const onednn::View& dy,
                             const onednn::View& dz) const {
-    if (softmax_) onednn::softmax_backward(y, dy, dz);
+    if (softmax_)
+        onednn::softmax_backward(y, dy, dz);
     else if (eltwise_.identity()) {
         if (dy.data != dz.data) onednn::reorder(dy, dz);
-    } else if (backward_needs_input()) onednn::eltwise_backward(eltwise_, z, dy, dz);
-    else onednn::eltwise_backward_from_dst(eltwise_, y, dy, dz);
+    } else if (backward_needs_input())
+        onednn::eltwise_backward(eltwise_, z, dy, dz);
+    else
+        onednn::eltwise_backward_from_dst(eltwise_, y, dy, dz);
 }
 
 void add_into(const nng::TensorRef& into, const nng::TensorRef& from) {
@@ -53,8 +60,8 @@ struct Activation {
     static constexpr const char* kName = "Activation";
     static constexpr const char* kDoc = "Applies an activation function elementwise (softmax over the last axis)";
     static constexpr int kMinInputs = 1, kMaxInputs = 1;
-    static constexpr nng_attr_spec kAttributes[] = {
-        nng::make_attr("activation", NNG_ATTR_STRING, nullptr, "the function", NNG_ATTR_REQUIRED, ActivationFn::kChoices)};
+    static constexpr nng_attr_spec kAttributes[] = {nng::make_attr(
+        "activation", NNG_ATTR_STRING, nullptr, "the function", NNG_ATTR_REQUIRED, ActivationFn::kChoices)};
 
     explicit Activation(const nng::Attrs& attrs) : f_(ActivationFn::parse(attrs.get_string("activation"))) {}
 
@@ -76,8 +83,10 @@ struct Activation {
         const nng::TensorRef dx = exec.grad_input(0);
         if (!dx) return;
         const nng::TensorRef dy = exec.grad_output(0);
-        if (dy) f_.backward(onednn::view(exec.input(0)), onednn::view(exec.output(0)), onednn::view(dy), onednn::view(dx));
-        else std::memset(dx.raw(), 0, dx.nbytes());
+        if (dy)
+            f_.backward(onednn::view(exec.input(0)), onednn::view(exec.output(0)), onednn::view(dy), onednn::view(dx));
+        else
+            std::memset(dx.raw(), 0, dx.nbytes());
         if (exec.num_outputs() > 1 && exec.grad_output(1)) add_into(dx, exec.grad_output(1));
     }
 

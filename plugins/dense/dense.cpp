@@ -15,7 +15,8 @@ struct Dense {
     static constexpr int kMinInputs = 1, kMaxInputs = 1;
     static constexpr nng_attr_spec kAttributes[] = {
         nng::required(nng::int_attr("units", nullptr, "output width")),
-        nng::nullable(nng::make_attr("activation", NNG_ATTR_STRING, "linear", "activation (null: linear)", 0, ActivationFn::kChoices)),
+        nng::nullable(nng::make_attr("activation", NNG_ATTR_STRING, "linear", "activation (null: linear)", 0,
+                                     ActivationFn::kChoices)),
         nng::bool_attr("use_bias", "true", "add a learned bias"),
         nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial kernel"),
         nng::string_attr("bias_initializer", "zeros", nng::kInitializerChoices, "initial bias"),
@@ -47,9 +48,11 @@ struct Dense {
         ctx.add_weight("kernel", {in, units_}, kernel_init_);
         if (use_bias_) ctx.add_weight("bias", {units_}, bias_init_);
         const std::int64_t elements = nng::product(out);
-        z_ = ctx.buffer<float>("pre-activation", ctx.training() && keeps_z_in_saved() ? elements : 0, nng::Lifetime::Saved);
+        z_ = ctx.buffer<float>("pre-activation", ctx.training() && keeps_z_in_saved() ? elements : 0,
+                               nng::Lifetime::Saved);
         // dz needs room unless it is dy itself (linear, no logits twin).
-        dz_ = ctx.buffer<float>("pre-activation gradient", !f_.is_linear() || has_logits() ? elements : 0, nng::Lifetime::Backward);
+        dz_ = ctx.buffer<float>("pre-activation gradient", !f_.is_linear() || has_logits() ? elements : 0,
+                                nng::Lifetime::Backward);
         std::uint32_t needs = NNG_NEEDS_INPUT(0);
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
@@ -64,13 +67,18 @@ struct Dense {
         const nng::TensorRef x = exec.input(0);
         const std::int64_t in = x.dim(-1);
         const std::int64_t rows = x.numel() / in;
-        Matrices m{onednn::view(x, {rows, in}), onednn::view(exec.output(0), {rows, units_}), onednn::view(exec.weight(0)), {}, rows};
+        Matrices m{onednn::view(x, {rows, in}),
+                   onednn::view(exec.output(0), {rows, units_}),
+                   onednn::view(exec.weight(0)),
+                   {},
+                   rows};
         if (use_bias_) m.bias = onednn::view(exec.weight(1), {1, units_});
         return m;
     }
     onednn::View z_view(const nng::Exec& exec, std::int64_t rows) const {
         if (has_logits()) return onednn::view(exec.output(1), {rows, units_});
-        if (keeps_z_in_saved() && exec.training()) return onednn::view(exec.buffer(z_), dnnl::memory::data_type::f32, {rows, units_});
+        if (keeps_z_in_saved() && exec.training())
+            return onednn::view(exec.buffer(z_), dnnl::memory::data_type::f32, {rows, units_});
         return {};
     }
 
@@ -106,8 +114,10 @@ struct Dense {
             if (dy) dz = onednn::view(dy, {m.rows, units_});
         } else if (dy || dlogits) {
             dz = onednn::view(exec.buffer(dz_), dnnl::memory::data_type::f32, {m.rows, units_});
-            if (dy) f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
-            else std::memset(dz.data, 0, static_cast<std::size_t>(m.rows * units_) * sizeof(float));
+            if (dy)
+                f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
+            else
+                std::memset(dz.data, 0, static_cast<std::size_t>(m.rows * units_) * sizeof(float));
             if (dlogits) {
                 float* d = static_cast<float*>(dz.data);
                 const float* l = dlogits.f32();

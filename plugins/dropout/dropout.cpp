@@ -28,13 +28,12 @@ using nng::OpError;
 
 constexpr std::int64_t kParallelElements = 1 << 15;
 
-
 // mask[2p] and mask[2p + 1] for pairs p in [begin, end), from the random pair first_pair + p, as the
 // file comment says. Cloned for AVX-512, where the 64-bit multiplies of the random bits vectorise;
 // integer arithmetic gives the same bits on every path.
 __attribute__((target_clones("arch=x86-64-v4", "default"))) void draw_pairs(std::uint64_t seed, std::uint64_t threshold,
-                                                                             std::uint8_t* mask, std::int64_t first_pair,
-                                                                             std::int64_t begin, std::int64_t end) {
+                                                                            std::uint8_t* mask, std::int64_t first_pair,
+                                                                            std::int64_t begin, std::int64_t end) {
     for (std::int64_t p = begin; p < end; ++p) {
         const std::uint64_t r = nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + p));
         mask[2 * p] = (r & 0xffffffffu) >= threshold;
@@ -43,7 +42,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void draw_pairs(std:
 }
 
 // mask[j] = 1 (keep) or 0 (drop) for j < n: mask element first + j.
-void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first, int threads) {
+void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first,
+               int threads) {
     if (n > 0 && first % 2) {  // the high half of a pair whose low half is another call's
         mask[0] = (nng::random_bits(seed, static_cast<std::uint64_t>(first / 2)) >> 32) >= threshold;
         ++mask, --n, ++first;
@@ -54,7 +54,9 @@ void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, 
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
         draw_pairs(seed, threshold, mask, first_pair, pairs * t / count, pairs * (t + 1) / count);
     }
-    if (n % 2) mask[n - 1] = (nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + pairs)) & 0xffffffffu) >= threshold;
+    if (n % 2)
+        mask[n - 1] =
+            (nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + pairs)) & 0xffffffffu) >= threshold;
 }
 
 // How the mask (noise shape) maps onto the input: the input's dims with adjacent dims merged
@@ -152,14 +154,16 @@ void copy(const nng::TensorRef& from, const nng::TensorRef& to, int threads) {
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = bytes * t / count / 64 * 64, end = t + 1 == count ? bytes : bytes * (t + 1) / count / 64 * 64;
+        const std::int64_t begin = bytes * t / count / 64 * 64,
+                           end = t + 1 == count ? bytes : bytes * (t + 1) / count / 64 * 64;
         std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin));
     }
 }
 
 struct Dropout {
     static constexpr const char* kName = "Dropout";
-    static constexpr const char* kDoc = "Zeroes a fraction `rate` of the input in training and scales the rest by 1 / (1 - rate)";
+    static constexpr const char* kDoc =
+        "Zeroes a fraction `rate` of the input in training and scales the rest by 1 / (1 - rate)";
     static constexpr int kMinInputs = 1, kMaxInputs = 1;
     static constexpr nng_attr_spec kAttributes[] = {
         nng::required(nng::float_attr("rate", nullptr, "fraction of the input units to drop, in [0, 1]")),
@@ -173,11 +177,13 @@ struct Dropout {
           has_noise_shape_(!attrs.is_null("noise_shape")),
           has_seed_(!attrs.is_null("seed")),
           seed_(has_seed_ ? attrs.get_int("seed") : 0) {
-        nng::check_attr(rate_ >= 0.0 && rate_ <= 1.0, "rate", "a fraction between 0 and 1, got " + std::to_string(rate_));
+        nng::check_attr(rate_ >= 0.0 && rate_ <= 1.0, "rate",
+                        "a fraction between 0 and 1, got " + std::to_string(rate_));
         if (has_noise_shape_) noise_shape_ = attrs.get_ints("noise_shape");
         for (std::size_t k = 0; k < noise_shape_.size(); ++k) {
             nng::check_attr(noise_shape_[k] == -1 || noise_shape_[k] > 0, "noise_shape",
-                            "positive dimensions or null, got " + std::to_string(noise_shape_[k]) + " at index " + std::to_string(k));
+                            "positive dimensions or null, got " + std::to_string(noise_shape_[k]) + " at index " +
+                                std::to_string(k));
         }
         // Keep iff 32 random bits >= rate * 2^32: probability 1 - rate to 2^-32 (rate 1 keeps nothing).
         threshold_ = static_cast<std::uint64_t>(std::llround(std::ldexp(rate_, 32)));
@@ -189,15 +195,19 @@ struct Dropout {
     Dims noise_dims(const Dims& input) const {
         if (!has_noise_shape_) return input;
         if (noise_shape_.size() != input.size()) {
-            throw OpError("noise_shape " + nng::dims_string(noise_shape_) + " has " + std::to_string(noise_shape_.size()) +
-                          " dims but the input " + nng::dims_string(input) + " has " + std::to_string(input.size()), "noise_shape");
+            throw OpError("noise_shape " + nng::dims_string(noise_shape_) + " has " +
+                              std::to_string(noise_shape_.size()) + " dims but the input " + nng::dims_string(input) +
+                              " has " + std::to_string(input.size()),
+                          "noise_shape");
         }
         Dims noise(input.size());
         for (std::size_t k = 0; k < input.size(); ++k) noise[k] = noise_shape_[k] == -1 ? input[k] : noise_shape_[k];
         for (std::size_t k = 0; k < input.size(); ++k) {
             if (noise[k] != input[k] && noise[k] != 1 && input[k] != nng::kDynamic) {
-                throw OpError("noise_shape " + nng::dims_string(noise) + " does not broadcast to the input " + nng::dims_string(input) +
-                              ": dim " + std::to_string(k) + " must be " + std::to_string(input[k]) + " or 1", "noise_shape");
+                throw OpError("noise_shape " + nng::dims_string(noise) + " does not broadcast to the input " +
+                                  nng::dims_string(input) + ": dim " + std::to_string(k) + " must be " +
+                                  std::to_string(input[k]) + " or 1",
+                              "noise_shape");
             }
         }
         return noise;
@@ -227,7 +237,8 @@ struct Dropout {
             return;
         }
         const Broadcast b(x, noise_shape());
-        const std::uint64_t seed = has_seed_ ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed_)) : exec.seed();
+        const std::uint64_t seed =
+            has_seed_ ? nng::derive_seed(exec.seed(), static_cast<std::uint64_t>(seed_)) : exec.seed();
         std::uint8_t* keep = exec.buffer(keep_);
         // A mask drawn per batch row starts where this call's rows start in the global batch; one
         // shared over the batch (noise dim 0 of 1) is the same for every part of it.

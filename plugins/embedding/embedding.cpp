@@ -14,8 +14,8 @@
 
 namespace {
 
-using nng::Dims;
 using nng::BadInputError;
+using nng::Dims;
 using nng::OpError;
 
 // Below this many ids a forward or backward runs on one thread (thread start-up would dominate).
@@ -38,7 +38,6 @@ nng::Initializer embeddings_initializer(const std::string& name) {
     return nng::keras_initializer(name, "embeddings_initializer");
 }
 
-
 // The multi-index of flat position `flat` in `dims`, Keras's way: (3, 17).
 std::string position_string(std::int64_t flat, const Dims& dims) {
     Dims index(dims.size());
@@ -51,7 +50,8 @@ std::string position_string(std::int64_t flat, const Dims& dims) {
 
 // An id as Keras takes it: integers as they are; floats cast to int32, which truncates toward
 // zero. Returns -1 for a float that no int32 in [0, input_dim) comes from (NaN included).
-template <class T> std::int64_t to_id(T value, std::int64_t input_dim) {
+template <class T>
+std::int64_t to_id(T value, std::int64_t input_dim) {
     if constexpr (std::is_floating_point_v<T>) {
         if (!(value > T(-1) && value < static_cast<T>(input_dim))) return -1;
         return static_cast<std::int64_t>(value);
@@ -100,10 +100,17 @@ struct Embedding {
     void forward(nng::Exec& exec) {
         const nng::TensorRef ids = exec.input(0);
         switch (ids.dtype()) {
-        case NNG_I32: gather(exec, ids.data<std::int32_t>()); break;
-        case NNG_I64: gather(exec, ids.data<std::int64_t>()); break;
-        case NNG_F32: gather(exec, ids.data<float>()); break;
-        default: throw OpError("Embedding: ids of an unsupported type");
+            case NNG_I32:
+                gather(exec, ids.data<std::int32_t>());
+                break;
+            case NNG_I64:
+                gather(exec, ids.data<std::int64_t>());
+                break;
+            case NNG_F32:
+                gather(exec, ids.data<float>());
+                break;
+            default:
+                throw OpError("Embedding: ids of an unsupported type");
         }
     }
 
@@ -119,14 +126,22 @@ struct Embedding {
             return;
         }
         switch (ids.dtype()) {
-        case NNG_I32: scatter_add(exec, ids.data<std::int32_t>(), dy.f32(), dw.f32()); break;
-        case NNG_I64: scatter_add(exec, ids.data<std::int64_t>(), dy.f32(), dw.f32()); break;
-        case NNG_F32: scatter_add(exec, ids.data<float>(), dy.f32(), dw.f32()); break;
-        default: throw OpError("Embedding: ids of an unsupported type");
+            case NNG_I32:
+                scatter_add(exec, ids.data<std::int32_t>(), dy.f32(), dw.f32());
+                break;
+            case NNG_I64:
+                scatter_add(exec, ids.data<std::int64_t>(), dy.f32(), dw.f32());
+                break;
+            case NNG_F32:
+                scatter_add(exec, ids.data<float>(), dy.f32(), dw.f32());
+                break;
+            default:
+                throw OpError("Embedding: ids of an unsupported type");
         }
     }
 
-    template <class T> void gather(const nng::Exec& exec, const T* ids) const {
+    template <class T>
+    void gather(const nng::Exec& exec, const T* ids) const {
         const std::int64_t n = exec.input(0).numel();
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
         const float* table = exec.weight(0).f32();
@@ -146,9 +161,12 @@ struct Embedding {
         }
         if (first_bad < n) {
             const T bad = ids[first_bad];
-            throw BadInputError("Embedding: id " + (std::is_floating_point_v<T> ? std::to_string(static_cast<double>(bad)) : std::to_string(bad)) +
-                          " at position " + position_string(first_bad, exec.input(0).dims()) + " of the ids " +
-                          nng::dims_string(exec.input(0).dims()) + " is outside [0, input_dim = " + std::to_string(vocabulary) + ")");
+            throw BadInputError(
+                "Embedding: id " +
+                (std::is_floating_point_v<T> ? std::to_string(static_cast<double>(bad)) : std::to_string(bad)) +
+                " at position " + position_string(first_bad, exec.input(0).dims()) + " of the ids " +
+                nng::dims_string(exec.input(0).dims()) + " is outside [0, input_dim = " + std::to_string(vocabulary) +
+                ")");
         }
         if (const nng::TensorRef mask = exec.output_mask(0)) {
             // Keras's compute_mask: the ids as given (before any cast) != 0.
@@ -162,7 +180,8 @@ struct Embedding {
     // the thread count: the adds never race, no barrier is needed between zeroing and adding, and
     // two threads write one cache line only where rows narrower than a line meet (splitting the
     // columns instead has both threads write the halves of one row at about the same moment).
-    template <class T> void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
+    template <class T>
+    void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
         const std::int64_t n = exec.input(0).numel();
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
 #pragma omp parallel num_threads(exec.threads_for(n, kParallelIds))
@@ -171,7 +190,8 @@ struct Embedding {
             for (std::int64_t r = t; r < vocabulary; r += count) std::fill(dw + r * width, dw + (r + 1) * width, 0.0f);
             for (std::int64_t i = 0; i < n; ++i) {
                 const std::int64_t id = to_id(ids[i], vocabulary);
-                if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary)) continue;  // forward refused it
+                if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary))
+                    continue;  // forward refused it
                 if (id % count != t) continue;
                 float* row = dw + id * width;
                 const float* g = dy + i * width;

@@ -53,8 +53,10 @@ void infer_same_shapes(InferContext& ctx) {
 // dx = dy where dx is wanted (dy absent: zero), for ops whose input gradient is their output's.
 void pass_gradient(const nng::TensorRef& dx, const nng::TensorRef& dy) {
     if (!dx) return;
-    if (dy) std::memcpy(dx.raw(), dy.raw(), dx.nbytes());
-    else std::memset(dx.raw(), 0, dx.nbytes());
+    if (dy)
+        std::memcpy(dx.raw(), dy.raw(), dx.nbytes());
+    else
+        std::memset(dx.raw(), 0, dx.nbytes());
 }
 
 // ---- Add --------------------------------------------------------------------------------------------
@@ -142,14 +144,17 @@ struct Concatenate {
     static constexpr const char* kName = "Concatenate";
     static constexpr const char* kDoc = "Joins inputs along one axis (default the last)";
     static constexpr int kMinInputs = 1, kMaxInputs = 64;
-    static constexpr nng_attr_spec kAttributes[] = {nng::int_attr("axis", "-1", "axis to join along; the batch axis 0 is not allowed")};
+    static constexpr nng_attr_spec kAttributes[] = {
+        nng::int_attr("axis", "-1", "axis to join along; the batch axis 0 is not allowed")};
 
     explicit Concatenate(const nng::Attrs& attrs) : axis_(attrs.get_int("axis")) {}
 
     int resolved_axis(std::size_t rank) const {
         const std::int64_t a = axis_ < 0 ? axis_ + static_cast<std::int64_t>(rank) : axis_;
         if (a <= 0 || a >= static_cast<std::int64_t>(rank)) {
-            throw OpError("axis " + std::to_string(axis_) + " is outside the non-batch axes of rank-" + std::to_string(rank) + " inputs", "axis");
+            throw OpError("axis " + std::to_string(axis_) + " is outside the non-batch axes of rank-" +
+                              std::to_string(rank) + " inputs",
+                          "axis");
         }
         return static_cast<int>(a);
     }
@@ -160,7 +165,10 @@ struct Concatenate {
             const Dims d = ctx.input_dims(i);
             bool fits = d.size() == out.size();
             for (std::size_t k = 0; fits && k < d.size(); ++k) fits = static_cast<int>(k) == axis || d[k] == out[k];
-            if (!fits) InferContext::shape_mismatch("Concatenate along axis " + std::to_string(axis) + " needs equal other dims, got", ctx.input_dims(0), d);
+            if (!fits)
+                InferContext::shape_mismatch(
+                    "Concatenate along axis " + std::to_string(axis) + " needs equal other dims, got",
+                    ctx.input_dims(0), d);
             out[static_cast<std::size_t>(axis)] += d[static_cast<std::size_t>(axis)];
         }
         for (int i = 0; i < ctx.num_inputs(); ++i) ctx.expect_dtype(i, NNG_F32, "float32");
@@ -169,7 +177,8 @@ struct Concatenate {
         ctx.set_backward_needs(0);
     }
     // Every input is `outer` blocks of `inner * axis_dim` values; the output interleaves the blocks.
-    template <class Visit> void for_each_block(Exec& exec, Visit&& visit) const {
+    template <class Visit>
+    void for_each_block(Exec& exec, Visit&& visit) const {
         const nng::TensorRef y = exec.output(0);
         const int axis = resolved_axis(static_cast<std::size_t>(y.rank()));
         const Dims dims = y.dims();
@@ -195,8 +204,10 @@ struct Concatenate {
         for_each_block(exec, [&](int i, std::int64_t from, std::int64_t to, std::int64_t count) {
             const nng::TensorRef dx = exec.grad_input(i);
             if (!dx) return;
-            if (dy) std::memcpy(dx.f32() + from, dy.f32() + to, static_cast<std::size_t>(count) * sizeof(float));
-            else std::memset(dx.f32() + from, 0, static_cast<std::size_t>(count) * sizeof(float));
+            if (dy)
+                std::memcpy(dx.f32() + from, dy.f32() + to, static_cast<std::size_t>(count) * sizeof(float));
+            else
+                std::memset(dx.f32() + from, 0, static_cast<std::size_t>(count) * sizeof(float));
         });
     }
 
@@ -248,8 +259,10 @@ struct Reshape {
         for (std::int64_t d : target_) known *= d == -1 ? 1 : d;
         for (std::int64_t d : target_) out.push_back(d == -1 ? count / known : d);
         if (nng::product(out, 1) != count) {
-            throw OpError("cannot reshape " + nng::dims_string(in) + " (" + std::to_string(count) + " values per sample) to target_shape " +
-                          nng::dims_string(Dims(out.begin() + 1, out.end())), "target_shape");
+            throw OpError("cannot reshape " + nng::dims_string(in) + " (" + std::to_string(count) +
+                              " values per sample) to target_shape " +
+                              nng::dims_string(Dims(out.begin() + 1, out.end())),
+                          "target_shape");
         }
         ctx.add_output(ctx.input_dtype(0), out);
         ctx.set_backward_needs(0);
@@ -262,4 +275,5 @@ struct Reshape {
 
 }  // namespace
 
-NNG_PLUGIN("glue", "0.1.0", nng::op<Add>(), nng::op<Multiply>(), nng::op<Concatenate>(), nng::op<Flatten>(), nng::op<Reshape>())
+NNG_PLUGIN("glue", "0.1.0", nng::op<Add>(), nng::op<Multiply>(), nng::op<Concatenate>(), nng::op<Flatten>(),
+           nng::op<Reshape>())

@@ -52,9 +52,9 @@ struct Descs {
 
 dnnl::lstm_forward::primitive_desc forward_pd(const Sizes& s, bool return_state, dnnl::prop_kind kind) {
     const Descs d(s, return_state);
-    const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
-                                        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter,
-                                        d.dst_iter);
+    const dnnl::lstm_forward::desc desc(kind, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state,
+                                        d.state, d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer,
+                                        d.dst_iter, d.dst_iter);
     return {desc, onednn::attributes(), onednn::engine()};
 }
 
@@ -74,8 +74,8 @@ dnnl::lstm_backward::primitive_desc backward_pd(const Sizes& s, bool return_stat
     const Descs d(s, return_state);
     const dnnl::lstm_backward::desc desc(
         dnnl::prop_kind::backward, dnnl::rnn_direction::unidirectional_left2right, d.src_layer, d.state, d.state,
-        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter, d.src_layer, d.state, d.state,
-        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter);
+        d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter, d.src_layer, d.state,
+        d.state, d.weights_layer_any, d.weights_iter_any, d.bias, d.dst_layer, d.dst_iter, d.dst_iter);
     return dnnl::lstm_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
                                                forward_pd(s, return_state, dnnl::prop_kind::forward_training));
 }
@@ -99,11 +99,14 @@ struct Weights {
 
 void check_workspace_bytes(std::size_t wanted, std::size_t bytes) {
     if (bytes < wanted) {
-        throw std::runtime_error("LSTM: the saved workspace has " + std::to_string(bytes) + " bytes where oneDNN needs " +
-                                 std::to_string(wanted) + " (was the op planned for another batch?)");
+        throw std::runtime_error("LSTM: the saved workspace has " + std::to_string(bytes) +
+                                 " bytes where oneDNN needs " + std::to_string(wanted) +
+                                 " (was the op planned for another batch?)");
     }
 }
-void check_workspace(const onednn::Cached& c, std::size_t bytes) { check_workspace_bytes(c.pd.workspace_desc().get_size(), bytes); }
+void check_workspace(const onednn::Cached& c, std::size_t bytes) {
+    check_workspace_bytes(c.pd.workspace_desc().get_size(), bytes);
+}
 
 // A gradient oneDNN accumulates into: the user's tensor when the primitive wants its layout, else
 // `scratch`; zeroed either way. `user` may be null (a gradient nobody wants).
@@ -147,19 +150,32 @@ std::int64_t carve_part(const Sizes& s, const Pd& pd, bool backward, bool input_
     const std::int64_t layer = floats_of(pd.weights_desc(0)), iter = floats_of(pd.weights_desc(1));
     if (!backward) {
         if (scratch) {
-            carve(scratch, floats, {{&c.zero_bias, gates}, {&c.zero_state, state}, {&c.unwanted_dbias, gates},
-                                    {&c.unwanted_dh, state}, {&c.unwanted_dc, state}, {&c.weights_layer, layer},
-                                    {&c.weights_iter, iter}});
+            carve(scratch, floats,
+                  {{&c.zero_bias, gates},
+                   {&c.zero_state, state},
+                   {&c.unwanted_dbias, gates},
+                   {&c.unwanted_dh, state},
+                   {&c.unwanted_dc, state},
+                   {&c.weights_layer, layer},
+                   {&c.weights_iter, iter}});
         }
         return carved_floats({gates, state, gates, state, state, layer, iter});
     }
     const std::int64_t dyt = s.steps * state, dxt = input_gradient_given ? 0 : s.rows() * s.features;
     const std::int64_t dlayer = floats_of(pd.diff_weights_desc(0)), diter = floats_of(pd.diff_weights_desc(1));
     if (scratch) {
-        carve(scratch, floats, {{&c.zero_bias, gates}, {&c.zero_state, state}, {&c.unwanted_dbias, gates},
-                                {&c.unwanted_dh, state}, {&c.unwanted_dc, state}, {&c.weights_layer, layer},
-                                {&c.weights_iter, iter}, {&c.dyt, dyt}, {&c.dxt, dxt},
-                                {&c.diff_weights_layer, dlayer}, {&c.diff_weights_iter, diter}});
+        carve(scratch, floats,
+              {{&c.zero_bias, gates},
+               {&c.zero_state, state},
+               {&c.unwanted_dbias, gates},
+               {&c.unwanted_dh, state},
+               {&c.unwanted_dc, state},
+               {&c.weights_layer, layer},
+               {&c.weights_iter, iter},
+               {&c.dyt, dyt},
+               {&c.dxt, dxt},
+               {&c.diff_weights_layer, dlayer},
+               {&c.diff_weights_iter, diter}});
     }
     return carved_floats({gates, state, gates, state, state, layer, iter, dyt, dxt, dlayer, diter});
 }
@@ -218,14 +234,16 @@ void forward_one(const Settings& settings, const Sizes& s, const Operands& in, f
     // The sequence is in processing order: Keras's, go_backwards included.
     const std::int64_t state = s.batch * s.units;
     const float* last = yt + (s.steps - 1) * state;
-    if (settings.return_sequences) to_batch_major(yt, out.out, s.batch, s.steps, s.units, false, nullptr);
-    else std::memcpy(out.out, last, static_cast<std::size_t>(state) * sizeof(float));
+    if (settings.return_sequences)
+        to_batch_major(yt, out.out, s.batch, s.steps, s.units, false, nullptr);
+    else
+        std::memcpy(out.out, last, static_cast<std::size_t>(state) * sizeof(float));
     watch.lap(Phase::forward_output);
 }
 
-void backward_one(const Settings& settings, const Sizes& s, const Operands& in, const float* yt,
-                  const void* workspace, std::size_t workspace_bytes, float* scratch, std::int64_t scratch_floats,
-                  const float* final_h, const float* final_c, const OutputGrads& dy, const ParamGrads& grads) {
+void backward_one(const Settings& settings, const Sizes& s, const Operands& in, const float* yt, const void* workspace,
+                  std::size_t workspace_bytes, float* scratch, std::int64_t scratch_floats, const float* final_h,
+                  const float* final_c, const OutputGrads& dy, const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t state = s.batch * s.units;
     const onednn::Cached& c = backward_primitive(s, settings.return_state);
@@ -250,7 +268,8 @@ void backward_one(const Settings& settings, const Sizes& s, const Operands& in, 
     const Descs d(s, settings.return_state);
     std::unordered_map<int, memory> args = data_args(c, d, in, small, yt, final_h, final_c, workspace);
     const Accumulated dlayer(c.pd.diff_weights_desc(0), d.weights_layer_user, grads.kernel, small.diff_weights_layer);
-    const Accumulated diter(c.pd.diff_weights_desc(1), d.weights_iter_user, grads.recurrent_kernel, small.diff_weights_iter);
+    const Accumulated diter(c.pd.diff_weights_desc(1), d.weights_iter_user, grads.recurrent_kernel,
+                            small.diff_weights_iter);
     // The bias gradient is ldgo, the user's layout: straight into it, or into scratch when no
     // gradient is wanted (use_bias false: oneDNN's CPU LSTM always has a bias, here zeros).
     float* dbias = grads.bias ? grads.bias : small.unwanted_dbias;
@@ -286,7 +305,8 @@ struct WorkspaceSlices {
     std::array<std::size_t, kMaxParts + 1> start{};
 
     WorkspaceSlices() = default;  // no workspace: inference
-    template <class BytesFor> WorkspaceSlices(const BatchSplit& split, BytesFor&& bytes_for) {
+    template <class BytesFor>
+    WorkspaceSlices(const BatchSplit& split, BytesFor&& bytes_for) {
         for (std::int64_t p = 0; p < split.parts; ++p) {
             start[p + 1] = start[p] + (bytes_for(split.count(p)) + 63) / 64 * 64;
         }
@@ -312,7 +332,10 @@ Operands part_operands(const Operands& in, const Sizes& s, std::int64_t n0) {
 // Rows per sequence of the first output: the whole sequence or the last step.
 std::int64_t output_rows(const Settings& settings, const Sizes& s) { return settings.return_sequences ? s.steps : 1; }
 
-template <class T> T* offset(T* data, std::int64_t elements) { return data ? data + elements : nullptr; }
+template <class T>
+T* offset(T* data, std::int64_t elements) {
+    return data ? data + elements : nullptr;
+}
 
 }  // namespace
 
@@ -336,7 +359,8 @@ std::int64_t fused_part_floats(const Sizes& s, bool return_state, bool training,
     for (std::int64_t p = 0; p < split.parts; ++p) {
         const Sizes part = part_sizes(s, split, p);
         most = std::max(most, carve_part(part, forward_pd(part, return_state, kind), false, true, nullptr, 0, counted));
-        if (training) most = std::max(most, carve_part(part, backward_pd(part, return_state), true, false, nullptr, 0, counted));
+        if (training)
+            most = std::max(most, carve_part(part, backward_pd(part, return_state), true, false, nullptr, 0, counted));
     }
     return carved_floats({most});
 }

@@ -52,8 +52,8 @@ struct Lstm {
     static constexpr nng_attr_spec kAttributes[] = {
         nng::required(nng::int_attr("units", nullptr, "dimensionality of the output space")),
         nng::nullable(nng::string_attr("activation", "tanh", kActivationChoices, "cell activation (null: linear)")),
-        nng::nullable(nng::string_attr("recurrent_activation", "sigmoid", kActivationChoices,
-                                       "gate activation (null: linear)")),
+        nng::nullable(
+            nng::string_attr("recurrent_activation", "sigmoid", kActivationChoices, "gate activation (null: linear)")),
         nng::bool_attr("use_bias", "true", "add a learned bias to the gates"),
         nng::string_attr("kernel_initializer", "glorot_uniform", nng::kInitializerChoices, "initial kernel"),
         nng::string_attr("recurrent_initializer", "orthogonal", nng::kInitializerChoices, "initial recurrent_kernel"),
@@ -78,7 +78,8 @@ struct Lstm {
         s_.recurrent_activation =
             parse_activation(optional_string(attrs, "recurrent_activation", "linear"), "recurrent_activation");
         s_.use_bias = attrs.get_bool("use_bias");
-        bias_init_ = bias_initializer(attrs.get_string("bias_initializer"), attrs.get_bool("unit_forget_bias"), s_.units);
+        bias_init_ =
+            bias_initializer(attrs.get_string("bias_initializer"), attrs.get_bool("unit_forget_bias"), s_.units);
         s_.dropout = static_cast<float>(std::clamp(attrs.get_float("dropout"), 0.0, 1.0));
         if (std::clamp(attrs.get_float("recurrent_dropout"), 0.0, 1.0) != 0.0) {
             throw nng::OpError(kRecurrentDropoutReason, "recurrent_dropout");
@@ -126,31 +127,41 @@ struct Lstm {
         const bool fused = !by_steps && s.batch > 0;
         const std::int64_t state = s.batch * s.units;
         const auto when = [](bool needed, std::int64_t count) { return needed ? count : 0; };
-        const BatchSplit split = fused ? fused_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
+        const BatchSplit split =
+            fused ? fused_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
         b_.input = ctx.buffer<float>("input", when(training, s.rows() * s.features), Lifetime::Saved);
         b_.gates = ctx.buffer<float>("gates", when(training && by_steps, 4 * s.steps * state), Lifetime::Saved);
         b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
-        b_.cell_activation = ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
+        b_.cell_activation =
+            ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
         b_.sequence = ctx.buffer<float>("sequence", when(training && fused, s.steps * state), Lifetime::Saved);
         const bool keeps_workspace = training && fused;
         b_.workspace = ctx.buffer<std::byte>(
-            "workspace", keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s, s_.return_state, split)) : 0,
+            "workspace",
+            keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s, s_.return_state, split)) : 0,
             Lifetime::Saved);
-        b_.inference_input = ctx.buffer<float>("inference input", when(!training, s.rows() * s.features), Lifetime::PerCall);
-        b_.inference_sequence = ctx.buffer<float>("inference sequence", when(!training && fused, s.steps * state), Lifetime::PerCall);
+        b_.inference_input =
+            ctx.buffer<float>("inference input", when(!training, s.rows() * s.features), Lifetime::PerCall);
+        b_.inference_sequence =
+            ctx.buffer<float>("inference sequence", when(!training && fused, s.steps * state), Lifetime::PerCall);
         b_.inference_states = ctx.buffer<float>(
             "inference states",
-            when(!training && by_steps, carved_floats({4 * s.steps * state, (s.steps + 1) * state, (s.steps + 1) * state, s.steps * state})),
+            when(!training && by_steps,
+                 carved_floats({4 * s.steps * state, (s.steps + 1) * state, (s.steps + 1) * state, s.steps * state})),
             Lifetime::PerCall);
-        b_.dropout_mask = ctx.buffer<float>("dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
-                                            Lifetime::PerCall);
+        b_.dropout_mask = ctx.buffer<float>(
+            "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
+            Lifetime::PerCall);
         b_.part_scratch = ctx.buffer<float>(
-            "part scratch", when(fused, split.parts * (fused ? fused_part_floats(s, s_.return_state, training, split) : 0)),
+            "part scratch",
+            when(fused, split.parts * (fused ? fused_part_floats(s, s_.return_state, training, split) : 0)),
             Lifetime::PerCall);
-        b_.input_gradient = ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
-        b_.gradient_copies = ctx.buffer<float>("weight gradient copies", when(training && fused, fused_gradient_copy_floats(s, split)),
-                                               Lifetime::Backward);
+        b_.input_gradient =
+            ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
+        b_.gradient_copies =
+            ctx.buffer<float>("weight gradient copies", when(training && fused, fused_gradient_copy_floats(s, split)),
+                              Lifetime::Backward);
         b_.step_gradients = ctx.buffer<float>("step gradients", when(training && by_steps, stepwise_backward_floats(s)),
                                               Lifetime::Backward);
     }
@@ -193,7 +204,8 @@ struct Lstm {
             fused_forward(s_, s, split, in, exec.buffer(b_.sequence), exec.buffer(b_.workspace),
                           static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split), out);
         } else {
-            fused_forward(s_, s, split, in, exec.buffer(b_.inference_sequence), nullptr, 0, part_scratch(exec, split), out);
+            fused_forward(s_, s, split, in, exec.buffer(b_.inference_sequence), nullptr, 0, part_scratch(exec, split),
+                          out);
         }
     }
 

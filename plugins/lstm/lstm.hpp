@@ -196,14 +196,14 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
 // ---- Timings (reported as plugin counters, nanoseconds summed over calls) -----------------------
 
 enum class Phase {
-    forward_input,      // dropout mask and the time-major input
-    forward_weights,    // weight reorders to the primitive's layouts
-    forward_compute,    // the LSTM primitive, or the stepwise loop
-    forward_output,     // outputs from the time-major sequence
-    backward_input,     // the time-major output gradient
-    backward_weights,   // weight reorders and zeroing the gradients oneDNN accumulates into
-    backward_compute,   // the LSTM backward primitive, or the stepwise loop and its matmuls
-    backward_output,    // gradient write-back and the batch-major input gradient
+    forward_input,     // dropout mask and the time-major input
+    forward_weights,   // weight reorders to the primitive's layouts
+    forward_compute,   // the LSTM primitive, or the stepwise loop
+    forward_output,    // outputs from the time-major sequence
+    backward_input,    // the time-major output gradient
+    backward_weights,  // weight reorders and zeroing the gradients oneDNN accumulates into
+    backward_compute,  // the LSTM backward primitive, or the stepwise loop and its matmuls
+    backward_output,   // gradient write-back and the batch-major input gradient
     count
 };
 void record(Phase phase, std::chrono::steady_clock::duration elapsed);

@@ -56,7 +56,8 @@ inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x))
 
 NNGRAPH_LSTM_VECTOR_CLONES void activate(Act f, float* x, std::int64_t n) {
     switch (f) {
-        case Act::linear: return;
+        case Act::linear:
+            return;
         case Act::tanh:
 #pragma omp simd
             for (std::int64_t i = 0; i < n; ++i) x[i] = tanh_approx(x[i]);
@@ -92,7 +93,8 @@ NNGRAPH_LSTM_VECTOR_CLONES void activate(Act f, float* x, std::int64_t n) {
 
 NNGRAPH_LSTM_VECTOR_CLONES void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
     switch (f) {
-        case Act::linear: return;
+        case Act::linear:
+            return;
         case Act::tanh:
 #pragma omp simd
             for (std::int64_t i = 0; i < n; ++i) d[i] *= 1.0f - y[i] * y[i];
@@ -234,8 +236,8 @@ namespace {
 
 constexpr std::size_t kPhases = static_cast<std::size_t>(Phase::count);
 constexpr std::array<const char*, kPhases> kPhaseNames = {
-    "lstm.forward_input_ns",    "lstm.forward_weights_ns",  "lstm.forward_compute_ns",  "lstm.forward_output_ns",
-    "lstm.backward_input_ns",   "lstm.backward_weights_ns", "lstm.backward_compute_ns", "lstm.backward_output_ns",
+    "lstm.forward_input_ns",  "lstm.forward_weights_ns",  "lstm.forward_compute_ns",  "lstm.forward_output_ns",
+    "lstm.backward_input_ns", "lstm.backward_weights_ns", "lstm.backward_compute_ns", "lstm.backward_output_ns",
 };
 
 struct Tallies {

@@ -50,8 +50,8 @@ bool parallel_rows(const Sizes& s) { return s.batch > 1 && s.batch * s.units >= 
 // One forward step's cell for all rows: gates (N, 4U) from pre-activations in place; the states
 // after the step from those before it.
 NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in,
-                                             std::int64_t k, float* gates, const float* h_before,
-                                             const float* c_before, float* h_after, float* c_after, float* c_act) {
+                                             std::int64_t k, float* gates, const float* h_before, const float* c_before,
+                                             float* h_after, float* c_after, float* c_act) {
     const std::int64_t U = s.units;
 #pragma omp parallel for schedule(static) if (parallel_rows(s))
     for (std::int64_t n = 0; n < s.batch; ++n) {
@@ -148,8 +148,10 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& 
     watch.lap(Phase::forward_compute);
 
     const float* h_last = st.hidden + s.steps * state;
-    if (settings.return_sequences) to_batch_major(st.hidden + state, out.out, s.batch, s.steps, U, false, nullptr);
-    else std::memcpy(out.out, h_last, static_cast<std::size_t>(state) * sizeof(float));
+    if (settings.return_sequences)
+        to_batch_major(st.hidden + state, out.out, s.batch, s.steps, U, false, nullptr);
+    else
+        std::memcpy(out.out, h_last, static_cast<std::size_t>(state) * sizeof(float));
     if (settings.return_state) {
         std::memcpy(out.h, h_last, static_cast<std::size_t>(state) * sizeof(float));
         std::memcpy(out.c, st.cell + s.steps * state, static_cast<std::size_t>(state) * sizeof(float));
@@ -167,13 +169,16 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U;
     float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
-    carve(scratch, stepwise_backward_floats(s), {{&dh, state}, {&dh_before, state}, {&dc, state}, {&dz, 4 * s.rows() * U}});
+    carve(scratch, stepwise_backward_floats(s),
+          {{&dh, state}, {&dh_before, state}, {&dc, state}, {&dz, 4 * s.rows() * U}});
     // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
     std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));
     if (!settings.return_sequences && dy.out) add_to(dh, dy.out, state);
     if (dy.h) add_to(dh, dy.h, state);
-    if (dy.c) std::memcpy(dc, dy.c, static_cast<std::size_t>(state) * sizeof(float));
-    else std::memset(dc, 0, static_cast<std::size_t>(state) * sizeof(float));
+    if (dy.c)
+        std::memcpy(dc, dy.c, static_cast<std::size_t>(state) * sizeof(float));
+    else
+        std::memset(dc, 0, static_cast<std::size_t>(state) * sizeof(float));
     const float* dseq = settings.return_sequences ? dy.out : nullptr;
     watch.lap(Phase::backward_input);
 
@@ -189,7 +194,8 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
     const View x_all = matrix(in.xt, s.rows(), s.features), kernel = matrix(in.kernel, s.features, 4 * U);
     const View h_before_all = matrix(st.hidden, s.rows(), U);  // h_k of every step k: slots 0 to T-1
     if (grads.kernel) onednn::matmul(x_all.transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
-    if (grads.recurrent_kernel) onednn::matmul(h_before_all.transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
+    if (grads.recurrent_kernel)
+        onednn::matmul(h_before_all.transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
     if (grads.bias) onednn::sum_rows(dz_all, matrix(grads.bias, 1, 4 * U));
     if (grads.xt) onednn::matmul(dz_all, kernel.transposed(), matrix(grads.xt, s.rows(), s.features));
     watch.lap(Phase::backward_compute);

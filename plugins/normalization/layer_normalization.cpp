@@ -24,7 +24,8 @@ constexpr auto kF32 = dnnl::memory::data_type::f32;
 
 struct LayerNormalization {
     static constexpr const char* kName = "LayerNormalization";
-    static constexpr const char* kDoc = "Normalizes over the trailing axes to mean 0 and variance 1, then scales by gamma and shifts by beta";
+    static constexpr const char* kDoc =
+        "Normalizes over the trailing axes to mean 0 and variance 1, then scales by gamma and shifts by beta";
     static constexpr int kMinInputs = 1, kMaxInputs = 1;
     static constexpr nng_attr_spec kAttributes[] = {
         nng::ints_attr("axis", "-1", "axis or list of axes to normalize over (the trailing ones)"),
@@ -54,14 +55,17 @@ struct LayerNormalization {
     std::size_t first_axis(std::size_t rank) const {
         const auto r = static_cast<std::int64_t>(rank);
         if (axes_.size() >= rank) {
-            throw OpError("axis names " + std::to_string(axes_.size()) + " axes; a rank-" + std::to_string(r) + " input has " +
-                          std::to_string(r - 1) + " besides the batch axis", "axis");
+            throw OpError("axis names " + std::to_string(axes_.size()) + " axes; a rank-" + std::to_string(r) +
+                              " input has " + std::to_string(r - 1) + " besides the batch axis",
+                          "axis");
         }
         std::array<std::int64_t, NNG_MAX_RANK> axes{};
         for (std::size_t k = 0; k < axes_.size(); ++k) {
             const std::int64_t a = axes_[k], c = a < 0 ? a + r : a;
             if (c <= 0 || c >= r) {
-                throw OpError("axis " + std::to_string(a) + " is not a non-batch axis of a rank-" + std::to_string(r) + " input", "axis");
+                throw OpError(
+                    "axis " + std::to_string(a) + " is not a non-batch axis of a rank-" + std::to_string(r) + " input",
+                    "axis");
             }
             axes[k] = c;
         }
@@ -72,7 +76,8 @@ struct LayerNormalization {
         for (std::size_t k = 0; k < axes_.size(); ++k) {
             if (axes[k] != first + static_cast<std::int64_t>(k)) {
                 throw OpError("only the trailing axes can be normalized together (e.g. -1, or [-2, -1]); got axis " +
-                              nng::dims_string(axes_) + " for a rank-" + std::to_string(r) + " input", "axis");
+                                  nng::dims_string(axes_) + " for a rank-" + std::to_string(r) + " input",
+                              "axis");
             }
         }
         return static_cast<std::size_t>(first);
@@ -106,15 +111,17 @@ struct LayerNormalization {
     Matrix matrix(const nng::Exec& exec) const {
         const nng::TensorRef x = exec.input(0);
         std::int64_t columns = 1;
-        for (std::size_t k = first_axis(static_cast<std::size_t>(x.rank())); k < static_cast<std::size_t>(x.rank()); ++k) {
+        for (std::size_t k = first_axis(static_cast<std::size_t>(x.rank())); k < static_cast<std::size_t>(x.rank());
+             ++k) {
             columns *= x.dim(static_cast<int>(k));
         }
         return {x.numel() / columns, columns};
     }
 
-    dnnl::layer_normalization_forward::desc forward_desc(const onednn::View& data, std::int64_t rows, bool training) const {
-        return {training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference, onednn::desc_of(data),
-                dnnl::memory::desc({rows}, kF32, dnnl::memory::format_tag::a), epsilon_, flags_};
+    dnnl::layer_normalization_forward::desc forward_desc(const onednn::View& data, std::int64_t rows,
+                                                         bool training) const {
+        return {training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference,
+                onednn::desc_of(data), dnnl::memory::desc({rows}, kF32, dnnl::memory::format_tag::a), epsilon_, flags_};
     }
 
     // Weight k's index, or -1: gamma comes first when present.
@@ -129,12 +136,15 @@ struct LayerNormalization {
         const onednn::View y = onednn::view(exec.output(0), {m.rows, m.columns});
         const onednn::Cached& c = onednn::cached<dnnl::layer_normalization_forward>(
             onednn::Key(kForwardTag).add(x, epsilon_, flags_, training), [&] {
-                return dnnl::layer_normalization_forward::primitive_desc(forward_desc(x, m.rows, training), onednn::attributes(),
-                                                                         onednn::engine());
+                return dnnl::layer_normalization_forward::primitive_desc(forward_desc(x, m.rows, training),
+                                                                         onednn::attributes(), onednn::engine());
             });
-        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(x)}, {DNNL_ARG_DST, onednn::memory_of(y)}};
-        if (scale_) args.emplace(DNNL_ARG_SCALE, onednn::memory_of(onednn::view(exec.weight(gamma_index()), {m.columns})));
-        if (center_) args.emplace(DNNL_ARG_SHIFT, onednn::memory_of(onednn::view(exec.weight(beta_index()), {m.columns})));
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(x)},
+                                                   {DNNL_ARG_DST, onednn::memory_of(y)}};
+        if (scale_)
+            args.emplace(DNNL_ARG_SCALE, onednn::memory_of(onednn::view(exec.weight(gamma_index()), {m.columns})));
+        if (center_)
+            args.emplace(DNNL_ARG_SHIFT, onednn::memory_of(onednn::view(exec.weight(beta_index()), {m.columns})));
         if (training) {
             args.emplace(DNNL_ARG_MEAN, onednn::memory_of(onednn::view(exec.buffer(mean_), kF32, {m.rows})));
             args.emplace(DNNL_ARG_VARIANCE, onednn::memory_of(onednn::view(exec.buffer(variance_), kF32, {m.rows})));
@@ -165,20 +175,23 @@ struct LayerNormalization {
         const dnnl::prop_kind kind = weights ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data;
         const onednn::Cached& c = onednn::cached<dnnl::layer_normalization_backward>(
             onednn::Key(kBackwardTag).add(x, diff_dst, diff_src, epsilon_, flags_, kind), [&] {
-                const dnnl::layer_normalization_forward::primitive_desc hint(forward_desc(x, m.rows, true), onednn::attributes(),
-                                                                             onednn::engine());
-                const dnnl::layer_normalization_backward::desc desc(kind, onednn::desc_of(diff_dst), onednn::desc_of(x),
-                                                                    dnnl::memory::desc({m.rows}, kF32, dnnl::memory::format_tag::a),
-                                                                    epsilon_, flags_);
-                return dnnl::layer_normalization_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(), hint);
+                const dnnl::layer_normalization_forward::primitive_desc hint(forward_desc(x, m.rows, true),
+                                                                             onednn::attributes(), onednn::engine());
+                const dnnl::layer_normalization_backward::desc desc(
+                    kind, onednn::desc_of(diff_dst), onednn::desc_of(x),
+                    dnnl::memory::desc({m.rows}, kF32, dnnl::memory::format_tag::a), epsilon_, flags_);
+                return dnnl::layer_normalization_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
+                                                                          hint);
             });
-        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(x)},
-                                                   {DNNL_ARG_DIFF_DST, onednn::memory_of(diff_dst)},
-                                                   {DNNL_ARG_DIFF_SRC, onednn::memory_of(diff_src)},
-                                                   {DNNL_ARG_MEAN, onednn::memory_of(onednn::view(exec.buffer(mean_), kF32, {m.rows}))},
-                                                   {DNNL_ARG_VARIANCE, onednn::memory_of(onednn::view(exec.buffer(variance_), kF32, {m.rows}))}};
+        std::unordered_map<int, dnnl::memory> args{
+            {DNNL_ARG_SRC, onednn::memory_of(x)},
+            {DNNL_ARG_DIFF_DST, onednn::memory_of(diff_dst)},
+            {DNNL_ARG_DIFF_SRC, onednn::memory_of(diff_src)},
+            {DNNL_ARG_MEAN, onednn::memory_of(onednn::view(exec.buffer(mean_), kF32, {m.rows}))},
+            {DNNL_ARG_VARIANCE, onednn::memory_of(onednn::view(exec.buffer(variance_), kF32, {m.rows}))}};
         const auto weight_grad = [&](const nng::TensorRef& g, nng::Buffer<float> spare) {
-            return onednn::memory_of(g ? onednn::view(g, {m.columns}) : onednn::view(exec.buffer(spare), kF32, {m.columns}));
+            return onednn::memory_of(g ? onednn::view(g, {m.columns})
+                                       : onednn::view(exec.buffer(spare), kF32, {m.columns}));
         };
         if (scale_) {
             args.emplace(DNNL_ARG_SCALE, onednn::memory_of(onednn::view(exec.weight(gamma_index()), {m.columns})));

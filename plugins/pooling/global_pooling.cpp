@@ -39,7 +39,8 @@ const std::uint8_t* steps_mask(const nng::Exec& exec, const Layout& in) {
     if (!mask) return nullptr;
     if (mask.rank() != 2 || mask.dim(0) != in.batch || mask.dim(1) != in.steps) {
         throw OpError("the input's mask has shape " + nng::dims_string(mask.dims()) + " but the input " +
-                      nng::dims_string(exec.input(0).dims()) + " needs (batch, steps) = " + nng::dims_string(Dims{in.batch, in.steps}));
+                      nng::dims_string(exec.input(0).dims()) +
+                      " needs (batch, steps) = " + nng::dims_string(Dims{in.batch, in.steps}));
     }
     return mask.u8();
 }
@@ -58,7 +59,8 @@ void reduce_rows(const float* x, std::int64_t rows, std::int64_t width, const st
             const float *a = group[0], *b = group[1], *c = group[2], *d = group[3];
 #pragma omp simd
             for (std::int64_t f = 0; f < width; ++f) {
-                out[f] = combine(out[f], combine(combine(term(a[f], f), term(b[f], f)), combine(term(c[f], f), term(d[f], f))));
+                out[f] = combine(out[f],
+                                 combine(combine(term(a[f], f), term(b[f], f)), combine(term(c[f], f), term(d[f], f))));
             }
         } else {
             for (int i = 0; i < n; ++i) {

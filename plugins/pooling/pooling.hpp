@@ -13,9 +13,9 @@
 namespace nngraph_pooling {
 
 // Keras's data_format: null (Keras's default, the config's image_data_format) is channels_last.
-inline constexpr nng_attr_spec kDataFormatAttr =
-    nng::nullable(nng::string_attr("data_format", "channels_last", "channels_last|channels_first",
-                                   "channels_last: (batch, steps, features); channels_first: (batch, features, steps)"));
+inline constexpr nng_attr_spec kDataFormatAttr = nng::nullable(
+    nng::string_attr("data_format", "channels_last", "channels_last|channels_first",
+                     "channels_last: (batch, steps, features); channels_first: (batch, features, steps)"));
 
 inline bool parse_channels_first(const nng::Attrs& attrs) {
     return !attrs.is_null("data_format") && attrs.get_string("data_format") == "channels_first";

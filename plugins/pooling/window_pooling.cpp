@@ -44,7 +44,8 @@ public:
     static constexpr nng_attr_spec kAttributes[] = {
         nng::ints_attr("pool_size", "2", "window length in steps"),
         nng::nullable(nng::ints_attr("strides", "null", "window step (null: pool_size)")),
-        nng::string_attr("padding", "valid", "valid|same", "valid: whole windows only; same: pad to ceil(steps / strides) outputs"),
+        nng::string_attr("padding", "valid", "valid|same",
+                         "valid: whole windows only; same: pad to ceil(steps / strides) outputs"),
         kDataFormatAttr,
     };
 
@@ -66,10 +67,12 @@ public:
         const Layout in = infer_input(ctx, channels_first_);
         const std::int64_t out_steps = output_steps(in.steps);
         if (out_steps == 0) {
-            throw OpError("pooling " + std::to_string(in.steps) + " steps of the input " + nng::dims_string(ctx.input_dims(0)) +
-                          " with pool_size " + std::to_string(pool_size_) + ", strides " + std::to_string(strides_) +
-                          " and padding 'valid' leaves no output step: the computed output shape " +
-                          nng::dims_string(in.dims(0)) + " would be empty", "pool_size");
+            throw OpError("pooling " + std::to_string(in.steps) + " steps of the input " +
+                              nng::dims_string(ctx.input_dims(0)) + " with pool_size " + std::to_string(pool_size_) +
+                              ", strides " + std::to_string(strides_) +
+                              " and padding 'valid' leaves no output step: the computed output shape " +
+                              nng::dims_string(in.dims(0)) + " would be empty",
+                          "pool_size");
         }
         const Dims out = in.dims(out_steps);
         ctx.add_output(NNG_F32, out);
@@ -89,8 +92,10 @@ public:
         const Layout in = Layout::of(x, channels_first_);
         const Window w = window(in, channels_first_ ? y.dim(2) : y.dim(1), x.raw(), y.raw());
         const bool training = exec.training();
-        const onednn::Cached& c = onednn::cached<dnnl::pooling_forward>(key(kForwardTag, w, training), [&] { return forward_pd(w, training); });
-        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(w.src)}, {DNNL_ARG_DST, onednn::memory_of(w.dst)}};
+        const onednn::Cached& c = onednn::cached<dnnl::pooling_forward>(key(kForwardTag, w, training),
+                                                                        [&] { return forward_pd(w, training); });
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, onednn::memory_of(w.src)},
+                                                   {DNNL_ARG_DST, onednn::memory_of(w.dst)}};
         if (uses_workspace(training)) args.emplace(DNNL_ARG_WORKSPACE, workspace(exec, c));
         onednn::execute(c, std::move(args));
     }
@@ -102,11 +107,13 @@ public:
         const Layout in = Layout::of(dx, channels_first_);
         const Window w = window(in, channels_first_ ? dy.dim(2) : dy.dim(1), dx.raw(), dy.raw());
         const onednn::Cached& c = onednn::cached<dnnl::pooling_backward>(key(kBackwardTag, w, true), [&] {
-            const dnnl::pooling_backward::desc desc(algorithm_, onednn::desc_of(w.src), onednn::desc_of(w.dst), {strides_}, {pool_size_},
-                                                    {w.padding_l}, {w.padding_r});
-            return dnnl::pooling_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(), forward_pd(w, true));
+            const dnnl::pooling_backward::desc desc(algorithm_, onednn::desc_of(w.src), onednn::desc_of(w.dst),
+                                                    {strides_}, {pool_size_}, {w.padding_l}, {w.padding_r});
+            return dnnl::pooling_backward::primitive_desc(desc, onednn::attributes(), onednn::engine(),
+                                                          forward_pd(w, true));
         });
-        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_SRC, onednn::memory_of(w.src)}, {DNNL_ARG_DIFF_DST, onednn::memory_of(w.dst)}};
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_SRC, onednn::memory_of(w.src)},
+                                                   {DNNL_ARG_DIFF_DST, onednn::memory_of(w.dst)}};
         if (uses_workspace(true)) args.emplace(DNNL_ARG_WORKSPACE, workspace(exec, c));
         onednn::execute(c, std::move(args));
     }
@@ -116,7 +123,8 @@ private:
 
     Window window(const Layout& in, std::int64_t out_steps, void* src, void* dst) const {
         // Keras's "same": total padding (out - 1) * strides + pool_size - steps, the smaller half first.
-        const std::int64_t total = same_ ? std::max<std::int64_t>((out_steps - 1) * strides_ + pool_size_ - in.steps, 0) : 0;
+        const std::int64_t total =
+            same_ ? std::max<std::int64_t>((out_steps - 1) * strides_ + pool_size_ - in.steps, 0) : 0;
         const auto as_bfs = [&](void* data, std::int64_t steps) {
             constexpr auto f32 = dnnl::memory::data_type::f32;
             if (channels_first_) return onednn::view(data, f32, {in.batch, in.features, steps});
@@ -126,9 +134,9 @@ private:
     }
 
     dnnl::pooling_forward::primitive_desc forward_pd(const Window& w, bool training) const {
-        const dnnl::pooling_forward::desc desc(training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference,
-                                               algorithm_, onednn::desc_of(w.src), onednn::desc_of(w.dst), {strides_}, {pool_size_},
-                                               {w.padding_l}, {w.padding_r});
+        const dnnl::pooling_forward::desc desc(
+            training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference, algorithm_,
+            onednn::desc_of(w.src), onednn::desc_of(w.dst), {strides_}, {pool_size_}, {w.padding_l}, {w.padding_r});
         return dnnl::pooling_forward::primitive_desc(desc, onednn::attributes(), onednn::engine());
     }
 
@@ -162,7 +170,8 @@ struct MaxPooling1D : Pooling1D {
 struct AveragePooling1D : Pooling1D {
     static constexpr const char* kName = "AveragePooling1D";
     static constexpr const char* kDoc = "Mean over windows of pool_size steps (padding excluded)";
-    explicit AveragePooling1D(const nng::Attrs& attrs) : Pooling1D(attrs, dnnl::algorithm::pooling_avg_exclude_padding) {}
+    explicit AveragePooling1D(const nng::Attrs& attrs)
+        : Pooling1D(attrs, dnnl::algorithm::pooling_avg_exclude_padding) {}
 };
 
 }  // namespace

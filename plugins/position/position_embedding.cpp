@@ -26,7 +26,8 @@ struct PositionEmbedding {
     };
 
     explicit PositionEmbedding(const nng::Attrs& attrs)
-        : length_(attrs.get_int("sequence_length")), init_(nng::keras_initializer(attrs.get_string("initializer"), "initializer")) {
+        : length_(attrs.get_int("sequence_length")),
+          init_(nng::keras_initializer(attrs.get_string("initializer"), "initializer")) {
         nng::check_attr(length_ > 0, "sequence_length", "a positive number of steps, got " + std::to_string(length_));
     }
 
@@ -36,8 +37,8 @@ struct PositionEmbedding {
         const Dims d = ctx.input_dims(0);
         const std::int64_t steps = d[d.size() - 2];
         if (steps > length_) {
-            throw nng::OpError("PositionEmbedding: the input has " + std::to_string(steps) + " steps (shape " + nng::dims_string(d) +
-                                   "), more than sequence_length " + std::to_string(length_),
+            throw nng::OpError("PositionEmbedding: the input has " + std::to_string(steps) + " steps (shape " +
+                                   nng::dims_string(d) + "), more than sequence_length " + std::to_string(length_),
                                "sequence_length");
         }
         ctx.add_output(NNG_F32, d);

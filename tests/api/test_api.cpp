@@ -8,9 +8,9 @@
 #include "temp_dir.hpp"
 
 using namespace nngraph;
+using doctest::Approx;
 using nngraph::testing::TempDir;
 using nngraph::testing::write_bytes;
-using doctest::Approx;
 
 namespace {
 
@@ -55,7 +55,8 @@ Samples xor_samples(std::int64_t n) {
     return {{x}, {y}};
 }
 
-template <class F> std::string error_of(F&& f) {
+template <class F>
+std::string error_of(F&& f) {
     try {
         f();
     } catch (const InputError& e) {
@@ -95,25 +96,36 @@ TEST_CASE("a loaded model describes its inputs, outputs, nodes, weights, paramet
 
 TEST_CASE("bad input raises InputError saying what, where and what was expected") {
     TempDir dir;
-    CHECK(contains(error_of([] { Model::load("/nonexistent/model.yaml"); }), "cannot open model file '/nonexistent/model.yaml'"));
-    write_bytes(dir / "unknown.yaml", "name: u\ninputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: n, op: NoSuchOp, inputs: [x]}\noutputs: [n]\n");
+    CHECK(contains(error_of([] { Model::load("/nonexistent/model.yaml"); }),
+                   "cannot open model file '/nonexistent/model.yaml'"));
+    write_bytes(
+        dir / "unknown.yaml",
+        "name: u\ninputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: n, op: NoSuchOp, inputs: [x]}\noutputs: [n]\n");
     CHECK(contains(error_of([&] { Model::load(dir / "unknown.yaml"); }), "unknown op 'NoSuchOp'"));
     CHECK(contains(error_of([&] { Model::load(kGraphs / "mlp_xor.yaml", {{dir / "missing"}, 0, {}}); }), "missing"));
 
     Model model = two_layers(dir);
     CHECK(contains(error_of([&] { model.weight("nope.kernel"); }), "model 'two_layers' has no weight 'nope.kernel'"));
-    CHECK(contains(error_of([&] { model.set_weight("out.bias", Tensor(DType::F32, {2})); }), "weight 'out.bias' is F32 (1,), not F32 (2,)"));
+    CHECK(contains(error_of([&] { model.set_weight("out.bias", Tensor(DType::F32, {2})); }),
+                   "weight 'out.bias' is F32 (1,), not F32 (2,)"));
     CHECK(contains(error_of([&] { model.predict({}); }), "model 'two_layers' has 1 inputs; predict got 0 tensors"));
-    CHECK(contains(error_of([&] { model.predict({Tensor(DType::F32, {2, 2})}, 0); }), "the batch size must be from 1 to 1048576, not 0"));
+    CHECK(contains(error_of([&] {
+                       model.predict({Tensor(DType::F32, {2, 2})}, 0);
+                   }),
+                   "the batch size must be from 1 to 1048576, not 0"));
     CHECK(contains(error_of([&] { model.load_weights(dir / "absent.safetensors"); }), "absent.safetensors"));
     Samples wrong = xor_samples(4);
     wrong.targets.clear();
     TrainOptions options;
     options.samples = wrong;
-    CHECK(contains(error_of([&] { model.train(options); }), "the training samples has 0 target tensors for model 'two_layers', which has 1 outputs"));
-    CHECK(contains(error_of([&] { model.predict_text({"a"}, Vocabulary({"a"}, 4, 3)); }), "the vocabulary encodes 3 ids, but input 'x' has shape (None, 2)"));
+    CHECK(contains(error_of([&] { model.train(options); }),
+                   "the training samples has 0 target tensors for model 'two_layers', which has 1 outputs"));
+    CHECK(contains(error_of([&] { model.predict_text({"a"}, Vocabulary({"a"}, 4, 3)); }),
+                   "the vocabulary encodes 3 ids, but input 'x' has shape (None, 2)"));
 
-    write_bytes(dir / "no_loss.yaml", "name: no_loss\ninputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1}\noutputs: [d]\n");
+    write_bytes(dir / "no_loss.yaml",
+                "name: no_loss\ninputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: "
+                "1}\noutputs: [d]\n");
     Model no_loss = Model::load(dir / "no_loss.yaml");
     const Samples s = xor_samples(2);
     CHECK(contains(error_of([&] { no_loss.gradients(s.inputs, s.targets); }), "training.loss, and it gives none"));
@@ -160,7 +172,8 @@ TEST_CASE("predict runs every row in batches, and inputs and targets read from f
     CHECK(model.read_inputs(dir / "data.safetensors").at(0).shape() == Shape{5, 2});
     CHECK(model.read_targets(dir / "data.safetensors").at(0).shape() == Shape{5, 1});
     write_safetensors(dir / "empty.safetensors", TensorFile{});
-    CHECK(contains(error_of([&] { model.read_inputs(dir / "empty.safetensors"); }), "no tensor 'x' for graph input 'x'"));
+    CHECK(
+        contains(error_of([&] { model.read_inputs(dir / "empty.safetensors"); }), "no tensor 'x' for graph input 'x'"));
 }
 
 TEST_CASE("gradients give the loss and every weight's gradient, matching finite differences") {
@@ -324,7 +337,8 @@ TEST_CASE("list_plugins finds the engine's operators") {
     const PluginCatalog catalog = list_plugins();
     CHECK(catalog.plugins > 0);
     CHECK_FALSE(catalog.searched.empty());
-    const auto dense = std::find_if(catalog.ops.begin(), catalog.ops.end(), [](const PluginOp& op) { return op.op == "Dense"; });
+    const auto dense =
+        std::find_if(catalog.ops.begin(), catalog.ops.end(), [](const PluginOp& op) { return op.op == "Dense"; });
     REQUIRE(dense != catalog.ops.end());
     CHECK(std::filesystem::exists(dense->file));
 }

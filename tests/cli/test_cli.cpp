@@ -14,7 +14,8 @@ using namespace nngraph::testing;
 using doctest::Approx;
 
 TEST_CASE("bad usage exits 2, help exits 0, and nothing crashes") {
-    for (const auto& args : std::vector<std::vector<std::string>>{{}, {"bogus"}, {"summary"}, {"summary", "--nope", "x.yaml"}, {"train", "m.yaml", "--epochs", "0"}}) {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {}, {"bogus"}, {"summary"}, {"summary", "--nope", "x.yaml"}, {"train", "m.yaml", "--epochs", "0"}}) {
         const CliResult r = run_nngraph(args);
         CHECK_FALSE(r.crashed);
         CHECK(r.status == 2);
@@ -61,8 +62,9 @@ TEST_CASE("nngraph grad on a two-layer Dense graph matches the gradient worked b
     }
     write_safetensors(dir / "x.safetensors", inputs);
     write_safetensors(dir / "t.safetensors", targets);
-    const CliResult r = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--targets",
-                                     (dir / "t.safetensors").string(), "--out", (dir / "g.safetensors").string()});
+    const CliResult r =
+        run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--targets",
+                     (dir / "t.safetensors").string(), "--out", (dir / "g.safetensors").string()});
     INFO(r.err);
     REQUIRE(r.status == 0);
     const TensorFile g = read_safetensors(dir / "g.safetensors");
@@ -87,7 +89,8 @@ TEST_CASE("nngraph grad on a two-layer Dense graph matches the gradient worked b
     CHECK(g.tensors.at("loss").data<float>()[0] == Approx(loss).epsilon(1e-6));
     CHECK(g.tensors.at("loss").shape().empty());
     for (int k = 0; k < 2; ++k) {
-        for (int j = 0; j < 2; ++j) CHECK(g.tensors.at("hidden.kernel").data<float>()[2 * k + j] == Approx(dw1[k][j]).epsilon(1e-5));
+        for (int j = 0; j < 2; ++j)
+            CHECK(g.tensors.at("hidden.kernel").data<float>()[2 * k + j] == Approx(dw1[k][j]).epsilon(1e-5));
         CHECK(g.tensors.at("hidden.bias").data<float>()[k] == Approx(db1[k]).epsilon(1e-5));
         CHECK(g.tensors.at("out.kernel").data<float>()[k] == Approx(dw2[k]).epsilon(1e-5));
     }
@@ -101,23 +104,25 @@ TEST_CASE("predict writes every output by name; a weight with no value is named"
     TensorFile inputs;
     inputs.tensors["x"] = Tensor::from<float>({1, 2}, std::vector<float>{1.0f, 2.0f});
     write_safetensors(dir / "x.safetensors", inputs);
-    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
-                                     (dir / "y.safetensors").string()});
+    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs",
+                                     (dir / "x.safetensors").string(), "--out", (dir / "y.safetensors").string()});
     REQUIRE(r.status == 0);
     const double h0 = std::tanh(1.0 * 0.5 + 2.0 * 0.8 + 0.1), h1 = std::tanh(1.0 * -0.3 + 2.0 * 0.2 - 0.2);
-    CHECK(read_safetensors(dir / "y.safetensors").tensors.at("out").data<float>()[0] == Approx(h0 * 1.5 - h1 * 0.7 + 0.05).epsilon(1e-6));
+    CHECK(read_safetensors(dir / "y.safetensors").tensors.at("out").data<float>()[0] ==
+          Approx(h0 * 1.5 - h1 * 0.7 + 0.05).epsilon(1e-6));
 
     write_bytes(dir / "bare.yaml", "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n");
-    const CliResult bare = run_nngraph({"predict", (dir / "bare.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
-                                        (dir / "z.safetensors").string()});
+    const CliResult bare = run_nngraph({"predict", (dir / "bare.yaml").string(), "--inputs",
+                                        (dir / "x.safetensors").string(), "--out", (dir / "z.safetensors").string()});
     CHECK(bare.status == 2);
     CHECK(bare.err.find("weight 'dense.kernel' has no value: give --weights") != std::string::npos);
 
     TensorFile partial;
     partial.tensors["dense.kernel"] = Tensor(DType::F32, {2, 1});
     write_safetensors(dir / "w.safetensors", partial);
-    const CliResult missing = run_nngraph({"predict", (dir / "bare.yaml").string(), "--weights", (dir / "w.safetensors").string(),
-                                           "--inputs", (dir / "x.safetensors").string(), "--out", (dir / "z.safetensors").string()});
+    const CliResult missing =
+        run_nngraph({"predict", (dir / "bare.yaml").string(), "--weights", (dir / "w.safetensors").string(), "--inputs",
+                     (dir / "x.safetensors").string(), "--out", (dir / "z.safetensors").string()});
     CHECK(missing.status == 2);
     CHECK(missing.err.find("weight 'dense.bias' is missing (expected F32 (1,))") != std::string::npos);
 }
@@ -179,8 +184,8 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16
     data.tensors["validation.x"] = vx;
     data.tensors["validation.targets"] = vy;
     write_safetensors(dir / "data.safetensors", data);
-    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save",
-                                     (dir / "w.safetensors").string()});
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data",
+                                     (dir / "data.safetensors").string(), "--save", (dir / "w.safetensors").string()});
     INFO(r.err);
     REQUIRE(r.status == 0);
     CHECK(r.err.find("data.safetensors: 64 training samples, 32 validation samples") != std::string::npos);

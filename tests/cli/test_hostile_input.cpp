@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <limits>
 
 #include "cli_runner.hpp"
@@ -35,8 +35,10 @@ TEST_CASE("count flags are bounded and say their range in plain words") {
     for (const Case& c : std::vector<Case>{
              {{"train", model, "--epochs", "0"}, "--epochs: must be a whole number from 1 to 1000000, not '0'"},
              {{"train", model, "--epochs", "99999999999"}, "--epochs: must be a whole number from 1 to 1000000"},
-             {{"train", model, "--batch-size", "-3"}, "--batch-size: must be a whole number from 1 to 1048576, not '-3'"},
-             {{"predict", model, "--batch-size", "1e9"}, "--batch-size: must be a whole number from 1 to 1048576, not '1e9'"},
+             {{"train", model, "--batch-size", "-3"},
+              "--batch-size: must be a whole number from 1 to 1048576, not '-3'"},
+             {{"predict", model, "--batch-size", "1e9"},
+              "--batch-size: must be a whole number from 1 to 1048576, not '1e9'"},
              {{"summary", model, "--threads", "100000"}, "--threads: must be a whole number from 0 to "},
              {{"bench", model, "--repetitions", "0"}, "--repetitions: must be a whole number from 1 to 100000"},
          }) {
@@ -68,10 +70,12 @@ TEST_CASE("--save and --log destinations are checked before the first epoch") {
     };
     const std::string missing = (dir / "missing" / "w.safetensors").string();
     for (const Case& c : std::vector<Case>{
-             {{"--save", missing}, "cannot write '" + missing + "': the directory '" + (dir / "missing").string() + "' does not exist"},
+             {{"--save", missing},
+              "cannot write '" + missing + "': the directory '" + (dir / "missing").string() + "' does not exist"},
              {{"--save", dir.path().string()}, "cannot write '" + dir.path().string() + "': it is a directory"},
              {{"--log", dir.path().string()}, "--log: cannot write '" + dir.path().string() + "': it is a directory"},
-             {{"--log", "/proc/history.csv"}, "--log: cannot write '/proc/history.csv': no file can be created in '/proc'"},
+             {{"--log", "/proc/history.csv"},
+              "--log: cannot write '/proc/history.csv': no file can be created in '/proc'"},
              {{"--save", "/sys/w.safetensors"}, "no file can be created in '/sys'"},
          }) {
         std::vector<std::string> args{"train", model, "--epochs", "2"};
@@ -115,8 +119,10 @@ TEST_CASE("training stops at the first non-finite loss, naming the epoch, the st
     const CliResult stopped = run_nngraph({"train", model, "--data", data, "--log", (dir / "h.csv").string()});
     CAPTURE(stopped.err);
     CHECK(stopped.status == 1);
-    CHECK(says(stopped, "training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): epoch 1, step 6/8: the loss "
-                        "is nan; the first node whose output is not finite is 'h' (Dense)"));
+    CHECK(says(
+        stopped,
+        "training stopped at a non-finite loss (turn this off with --no-terminate-on-nan): epoch 1, step 6/8: the loss "
+        "is nan; the first node whose output is not finite is 'h' (Dense)"));
     CHECK(stopped.out.find("nan") == std::string::npos);
     CHECK(stopped.out.find("Epoch 2/2") == std::string::npos);
 
@@ -127,8 +133,9 @@ TEST_CASE("training stops at the first non-finite loss, naming the epoch, the st
     CHECK(kept_going.out.find("loss: nan") != std::string::npos);
     CHECK_FALSE(says(kept_going, "best loss"));
 
-    write_bytes(dir / "off.yaml", read_bytes(dir / "model.yaml").replace(read_bytes(dir / "model.yaml").find("shuffle: false"), 14,
-                                                                          "shuffle: false, terminate_on_nan: false"));
+    write_bytes(dir / "off.yaml", read_bytes(dir / "model.yaml")
+                                      .replace(read_bytes(dir / "model.yaml").find("shuffle: false"), 14,
+                                               "shuffle: false, terminate_on_nan: false"));
     const CliResult off_in_file = run_nngraph({"train", (dir / "off.yaml").string(), "--data", data});
     CHECK(off_in_file.status == 0);
 }
@@ -149,7 +156,8 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 2}, batch_size: 1, e
     data.tensors["targets"] = Tensor::from<float>({4, 1}, t);
     write_safetensors(dir / "data.safetensors", data);
     const std::string checkpoint = (dir / "best.safetensors").string();
-    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save", checkpoint});
+    const CliResult r = run_nngraph(
+        {"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string(), "--save", checkpoint});
     CAPTURE(r.err);
     CHECK(r.status == 1);
     CHECK(says(r, "best loss "));
@@ -171,10 +179,12 @@ TEST_CASE("non-finite weights and hyperparameters are refused with what holds th
     weights.tensors["y.kernel"] = Tensor::from<float>({3, 1}, out_kernel);
     weights.tensors["y.bias"] = Tensor::from<float>({1}, out_bias);
     write_safetensors(dir / "w.safetensors", weights);
-    const CliResult predicted = run_nngraph({"predict", (dir / "model.yaml").string(), "--weights", (dir / "w.safetensors").string(), "--inputs",
-                                             (dir / "data.safetensors").string(), "--out", (dir / "y.safetensors").string()});
+    const CliResult predicted =
+        run_nngraph({"predict", (dir / "model.yaml").string(), "--weights", (dir / "w.safetensors").string(),
+                     "--inputs", (dir / "data.safetensors").string(), "--out", (dir / "y.safetensors").string()});
     CHECK(predicted.status == 2);
-    CHECK(says(predicted, "w.safetensors: tensor 'h.kernel' holds an infinity at element 2 of 6; weights must be finite numbers"));
+    CHECK(says(predicted,
+               "w.safetensors: tensor 'h.kernel' holds an infinity at element 2 of 6; weights must be finite numbers"));
 
     std::string yaml = read_bytes(dir / "model.yaml");
     yaml.replace(yaml.find("optimizer: sgd"), 14, "optimizer: {name: sgd, learning_rate: .nan}");
@@ -208,7 +218,8 @@ SignalledRun train_then_signal(const TempDir& dir, const std::vector<std::string
     REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
     posix_spawn_file_actions_destroy(&actions);
     // Signal once epoch 3 has begun: two epochs are done and the third is under way.
-    for (int waited = 0; waited < 600 && read_bytes(out_path).find("Epoch 3/") == std::string::npos; ++waited) ::usleep(50'000);
+    for (int waited = 0; waited < 600 && read_bytes(out_path).find("Epoch 3/") == std::string::npos; ++waited)
+        ::usleep(50'000);
     ::kill(pid, signal);
     int wait_status = 0;
     ::waitpid(pid, &wait_status, 0);
@@ -226,14 +237,17 @@ TEST_CASE("Ctrl-C or SIGTERM stops training after the current step, keeps its wo
     for (const int signal : {SIGINT, SIGTERM}) {
         TempDir dir;
         const std::string checkpoint = (dir / "best.safetensors").string(), log = (dir / "history.csv").string();
-        const SignalledRun r = train_then_signal(
-            dir, {"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs", "100000", "--save", checkpoint, "--log", log},
-            signal);
+        const SignalledRun r = train_then_signal(dir,
+                                                 {"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs",
+                                                  "100000", "--save", checkpoint, "--log", log},
+                                                 signal);
         CAPTURE(r.err);
         CHECK_FALSE(r.killed);
         CHECK(r.status == 130);
-        CHECK(r.err.find(std::string("nngraph: stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + " at epoch ") != std::string::npos);
-        CHECK(r.err.find("the best checkpoint is " + checkpoint + " (continue with --resume " + checkpoint + ")") != std::string::npos);
+        CHECK(r.err.find(std::string("nngraph: stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                         " at epoch ") != std::string::npos);
+        CHECK(r.err.find("the best checkpoint is " + checkpoint + " (continue with --resume " + checkpoint + ")") !=
+              std::string::npos);
         CHECK(r.err.find("the history is in " + log) != std::string::npos);
         // The interrupted epoch's line is finished and logged.
         CHECK(r.out.back() == '\n');
@@ -252,12 +266,17 @@ TEST_CASE("sizes from the model file that overflow are refused, naming the node,
         std::string body, message;
     };
     for (const Case& c : std::vector<Case>{
-             {"inputs: [{name: x, shape: [4294967296, 4294967296]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2}",
-              "model.yaml:2:10: node 'x': input 'x' of shape (4294967296, 4294967296) is too large: at most 4398046511104 bytes per sample"},
-             {"inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 4611686018427387904}",
-              "model.yaml:4:39: node 'd': Dense: output 0 of shape (None, 4611686018427387904) is too large: at most 4398046511104 bytes per "
+             {"inputs: [{name: x, shape: [4294967296, 4294967296]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], "
+              "units: 2}",
+              "model.yaml:2:10: node 'x': input 'x' of shape (4294967296, 4294967296) is too large: at most "
+              "4398046511104 bytes per sample"},
+             {"inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: "
+              "4611686018427387904}",
+              "model.yaml:4:39: node 'd': Dense: output 0 of shape (None, 4611686018427387904) is too large: at most "
+              "4398046511104 bytes per "
               "sample; check 'units'"},
-             {"inputs: [{name: x, shape: [2147483647]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2147483647}",
+             {"inputs: [{name: x, shape: [2147483647]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: "
+              "2147483647}",
               "model.yaml:4:39: node 'd': Dense: weight 'kernel' of shape (2147483647, 2147483647) is too large: "
               "at most 4611686018427387904 bytes; check 'units'"},
          }) {
@@ -287,11 +306,14 @@ training: {loss: mse}
     write_safetensors(dir / "x.safetensors", inputs);
     write_safetensors(dir / "wide.safetensors", wide);
     write_safetensors(dir / "t.safetensors", targets);
-    const std::string x = (dir / "x.safetensors").string(), t = (dir / "t.safetensors").string(), w = (dir / "wide.safetensors").string();
-    const CliResult rows = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", x, "--targets", t, "--out", (dir / "g.safetensors").string()});
+    const std::string x = (dir / "x.safetensors").string(), t = (dir / "t.safetensors").string(),
+                      w = (dir / "wide.safetensors").string();
+    const CliResult rows = run_nngraph({"grad", (dir / "model.yaml").string(), "--inputs", x, "--targets", t, "--out",
+                                        (dir / "g.safetensors").string()});
     CHECK(rows.status == 2);
     CHECK(says(rows, x + " and " + t + ": the targets of output 'y' has 3 rows where the first input has 2"));
-    const CliResult shape = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", w, "--out", (dir / "y.safetensors").string()});
+    const CliResult shape = run_nngraph(
+        {"predict", (dir / "model.yaml").string(), "--inputs", w, "--out", (dir / "y.safetensors").string()});
     CHECK(shape.status == 2);
     CHECK(says(shape, w + ": input 'x' is F32 (2, 3); the model expects F32 (None, 2)"));
 }
@@ -301,17 +323,21 @@ TEST_CASE("an allocation that cannot be satisfied names the weight and node it w
     // bring the OOM killer; the other two modes refuse a 1.2 TB request outright.
     if (read_bytes("/proc/sys/vm/overcommit_memory").rfind("1", 0) == 0) return;
     TempDir dir;
-    write_bytes(dir / "model.yaml", "name: big\ninputs: [{name: x, shape: [3]}]\nnodes:\n"
-                                    "  - {name: d, op: Dense, inputs: [x], units: 100000000000}\noutputs: [d]\ntraining: {loss: mse}\n");
+    write_bytes(dir / "model.yaml",
+                "name: big\ninputs: [{name: x, shape: [3]}]\nnodes:\n"
+                "  - {name: d, op: Dense, inputs: [x], units: 100000000000}\noutputs: [d]\ntraining: {loss: mse}\n");
     TensorFile data;
     data.tensors["x"] = Tensor(DType::F32, {1, 3});
     data.tensors["targets"] = Tensor(DType::F32, {1, 100000});
     write_safetensors(dir / "data.safetensors", data);
-    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string()});
+    const CliResult r =
+        run_nngraph({"train", (dir / "model.yaml").string(), "--data", (dir / "data.safetensors").string()});
     CAPTURE(r.err);
     CHECK_FALSE(r.crashed);
     CHECK(r.status == 1);
-    CHECK(says(r, "weight 'd.kernel' (3, 100000000000) of node 'd': out of memory allocating a tensor of 1200000000000 bytes"));
+    CHECK(says(
+        r,
+        "weight 'd.kernel' (3, 100000000000) of node 'd': out of memory allocating a tensor of 1200000000000 bytes"));
 }
 
 TEST_CASE("token ids outside [0, input_dim) are bad input, exit 2, with the inputs file named") {
@@ -328,10 +354,12 @@ outputs: [e]
         inputs.tensors["x"] = Tensor::from<std::int32_t>({2, 2}, ids);
         write_safetensors(dir / "x.safetensors", inputs);
         const std::string x = (dir / "x.safetensors").string();
-        const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", x, "--out", (dir / "y.safetensors").string()});
+        const CliResult r = run_nngraph(
+            {"predict", (dir / "model.yaml").string(), "--inputs", x, "--out", (dir / "y.safetensors").string()});
         CAPTURE(r.err);
         CHECK(r.status == 2);
-        CHECK(says(r, x + ": node 'e' (Embedding): Embedding: id " + std::to_string(bad) + " at position (1, 1) of the ids (2, 2) is "
+        CHECK(says(r, x + ": node 'e' (Embedding): Embedding: id " + std::to_string(bad) +
+                          " at position (1, 1) of the ids (2, 2) is "
                           "outside [0, input_dim = 4)"));
     }
 }
@@ -349,7 +377,10 @@ outputs: [y]
     inputs.tensors["x"] = Tensor::from<float>({3, 2}, x);
     write_safetensors(dir / "x.safetensors", inputs);
     const std::string file = (dir / "x.safetensors").string();
-    const CliResult r = run_nngraph({"predict", (dir / "model.yaml").string(), "--inputs", file, "--out", (dir / "y.safetensors").string()});
+    const CliResult r = run_nngraph(
+        {"predict", (dir / "model.yaml").string(), "--inputs", file, "--out", (dir / "y.safetensors").string()});
     CHECK(r.status == 0);
-    CHECK(says(r, "nngraph: warning: 1 of the 3 values of output 'y' are not finite (NaN or infinite); check the inputs in " + file));
+    CHECK(says(
+        r, "nngraph: warning: 1 of the 3 values of output 'y' are not finite (NaN or infinite); check the inputs in " +
+               file));
 }

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/imdb.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using nngraph::ImdbData;
@@ -60,7 +60,8 @@ void write_tree(const fs::path& top, const std::map<std::string, std::string>& f
 
 // A .tar.gz holding `files` under `top` ("" for no top folder), in reverse path order so the reader
 // cannot rely on the archive's order.
-void write_tar_gz(const fs::path& archive_path, const std::string& top, const std::map<std::string, std::string>& files) {
+void write_tar_gz(const fs::path& archive_path, const std::string& top,
+                  const std::map<std::string, std::string>& files) {
     archive* out = archive_write_new();
     REQUIRE(archive_write_add_filter_gzip(out) == ARCHIVE_OK);
     REQUIRE(archive_write_set_format_pax_restricted(out) == ARCHIVE_OK);
@@ -80,7 +81,8 @@ void write_tar_gz(const fs::path& archive_path, const std::string& top, const st
     archive_write_free(out);
 }
 
-template <class T> std::vector<T> values_of(const nngraph::Tensor& tensor) {
+template <class T>
+std::vector<T> values_of(const nngraph::Tensor& tensor) {
     const auto values = tensor.values<T>();
     return {values.begin(), values.end()};
 }
@@ -121,7 +123,8 @@ TEST_CASE("IMDB data reads the same from a folder, its parent and archives under
     write_tree(dir / "unpacked" / "aclImdb", kTinyTree);
     write_tar_gz(dir / "renamed.tar.gz", "imdb_copy/", kTinyTree);
     write_tar_gz(dir / "flat.tar.gz", "./", kTinyTree);
-    for (const fs::path& path : {dir / "unpacked" / "aclImdb", dir / "unpacked", dir / "renamed.tar.gz", dir / "flat.tar.gz"}) {
+    for (const fs::path& path :
+         {dir / "unpacked" / "aclImdb", dir / "unpacked", dir / "renamed.tar.gz", dir / "flat.tar.gz"}) {
         CAPTURE(path);
         ImdbOptions options = tiny_options(path, dir);
         options.use_cache = false;
@@ -143,7 +146,8 @@ TEST_CASE("IMDB data errors name the path and what was expected") {
     SUBCASE("a folder without the layout") {
         write_bytes(dir / "empty" / "notes.txt", "nothing here");
         const std::string message = load_error(tiny_options(dir / "empty", dir));
-        CHECK(message.find("expected the aclImdb layout: train/pos, train/neg, test/pos, test/neg") != std::string::npos);
+        CHECK(message.find("expected the aclImdb layout: train/pos, train/neg, test/pos, test/neg") !=
+              std::string::npos);
         CHECK(message.find("empty") != std::string::npos);
     }
     SUBCASE("a folder missing one review folder") {
@@ -189,7 +193,8 @@ TEST_CASE("IMDB data errors name the path and what was expected") {
         CHECK(message.find("is corrupt or truncated") != std::string::npos);
 
         std::string corrupt = whole;
-        for (std::size_t i = corrupt.size() / 3; i < corrupt.size() / 3 + 64; ++i) corrupt[i] = static_cast<char>(~corrupt[i]);
+        for (std::size_t i = corrupt.size() / 3; i < corrupt.size() / 3 + 64; ++i)
+            corrupt[i] = static_cast<char>(~corrupt[i]);
         write_bytes(dir / "corrupt.tar.gz", corrupt);
         message = load_error(tiny_options(dir / "corrupt.tar.gz", dir));
         CHECK(message.find("corrupt.tar.gz") != std::string::npos);
@@ -293,8 +298,10 @@ TEST_CASE("the default IMDB cache directory follows NNGRAPH_CACHE_DIR, XDG_CACHE
     CHECK(nngraph::default_imdb_cache_dir() == fs::path("/home/someone/.cache/nngraph"));
 
     const auto restore = [](const char* name, const std::optional<std::string>& value) {
-        if (value) ::setenv(name, value->c_str(), 1);
-        else ::unsetenv(name);
+        if (value)
+            ::setenv(name, value->c_str(), 1);
+        else
+            ::unsetenv(name);
     };
     restore("NNGRAPH_CACHE_DIR", nngraph_dir);
     restore("XDG_CACHE_HOME", xdg_dir);
@@ -327,7 +334,8 @@ TEST_CASE("the real IMDB archive: 25,000 reviews a split, half positive, 'the', 
             while (column < 200 && ids[column] == 0) ++column;
             const bool starts_right = column == 0 || ids[column] == 1;
             if (ids[column] == 1) ++column;
-            const bool words_right = std::all_of(ids + column, ids + 200, [](std::int32_t id) { return id >= 2 && id < 5000; });
+            const bool words_right =
+                std::all_of(ids + column, ids + 200, [](std::int32_t id) { return id >= 2 && id < 5000; });
             if (!starts_right || !words_right) ++malformed_rows;
         }
         CHECK(malformed_rows == 0);

@@ -61,8 +61,10 @@ public:
         ::setenv(name, value.c_str(), 1);
     }
     ~ScopedEnvironment() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
+        if (old_)
+            ::setenv(name_, old_->c_str(), 1);
+        else
+            ::unsetenv(name_);
     }
 
 private:
@@ -91,21 +93,25 @@ TEST_CASE("the table holds each format once, and an unknown format names the kno
     const auto graph = load_model(dir, kPointModel, "{format: tsv}");
     const std::string message = message_of([&] { load(*graph); });
     CHECK(message.find("model.yaml:") != std::string::npos);
-    CHECK(message.find("unknown data format 'tsv'; known formats: aclimdb, synthetic, safetensors, tsv_pairs") != std::string::npos);
+    CHECK(message.find("unknown data format 'tsv'; known formats: aclimdb, synthetic, safetensors, tsv_pairs") !=
+          std::string::npos);
 }
 
 TEST_CASE("a format's data: section takes only that format's keys") {
     TempDir dir;
     const auto graph = load_model(dir, kPointModel, "{format: synthetic, path: points.bin}");
-    CHECK(message_of([&] { load(*graph); }).find("unknown key 'path' in 'data' for format synthetic; expected one of: "
-                                                 "format, task, samples, validation_samples, noise, seed") != std::string::npos);
+    CHECK(message_of([&] { load(*graph); })
+              .find("unknown key 'path' in 'data' for format synthetic; expected one of: "
+                    "format, task, samples, validation_samples, noise, seed") != std::string::npos);
     const auto imdb = load_model(dir, kReviewModel, "{format: aclimdb, task: xor}");
-    CHECK(message_of([&] { load(*imdb); }).find("expected one of: format, path, num_words, maxlen") != std::string::npos);
+    CHECK(message_of([&] { load(*imdb); }).find("expected one of: format, path, num_words, maxlen") !=
+          std::string::npos);
 }
 
 TEST_CASE("the synthetic reader generates labelled points of both tasks") {
     TempDir dir;
-    const auto xor_graph = load_model(dir, kPointModel, "{format: synthetic, task: xor, samples: 100, validation_samples: 20, noise: 0.0}");
+    const auto xor_graph = load_model(
+        dir, kPointModel, "{format: synthetic, task: xor, samples: 100, validation_samples: 20, noise: 0.0}");
     const DataSplits xor_data = load(*xor_graph);
     REQUIRE(xor_data.train.size() == 100);
     REQUIRE(xor_data.validation->size() == 20);
@@ -120,7 +126,8 @@ TEST_CASE("the synthetic reader generates labelled points of both tasks") {
     for (int i = 0; i < 10; ++i) CHECK(arms.train.targets[0].data<float>()[i] == static_cast<float>(i % 2));
 
     const auto unknown = load_model(dir, kPointModel, "{format: synthetic, task: moons}");
-    CHECK(message_of([&] { load(*unknown); }).find("unknown synthetic task 'moons'; known tasks: xor, spirals") != std::string::npos);
+    CHECK(message_of([&] { load(*unknown); }).find("unknown synthetic task 'moons'; known tasks: xor, spirals") !=
+          std::string::npos);
     const auto wrong_input = load_model(dir, kReviewModel, "{format: synthetic}");
     CHECK(message_of([&] { load(*wrong_input); }).find("gives points of shape (None, 2)") != std::string::npos);
 }
@@ -149,7 +156,8 @@ TEST_CASE("the safetensors reader takes inputs, targets and validation entries, 
 
     file.tensors.erase("targets");
     write_safetensors(dir / "untargeted.safetensors", file);
-    CHECK(message_of([&] { load(*graph, dir / "untargeted.safetensors"); }).find("no tensor 'targets' (the targets)") != std::string::npos);
+    CHECK(message_of([&] { load(*graph, dir / "untargeted.safetensors"); }).find("no tensor 'targets' (the targets)") !=
+          std::string::npos);
 }
 
 TEST_CASE("the aclimdb reader encodes the reviews, validates on the test split and keeps slices") {
@@ -167,17 +175,20 @@ TEST_CASE("the aclimdb reader encodes the reviews, validates on the test split a
     CHECK(data.train.targets[0].data<float>()[0] == 0.0f);
     REQUIRE(data.save_vocabulary);
     data.save_vocabulary(dir / "w.vocab.json");
-    CHECK(Vocabulary::load(dir / "w.vocab.json").words() == std::vector<std::string>{"bad", "great", "acting", "cast", "fun"});
+    CHECK(Vocabulary::load(dir / "w.vocab.json").words() ==
+          std::vector<std::string>{"bad", "great", "acting", "cast", "fun"});
     CHECK(data.description.find("IMDB (aclImdb): 4 training reviews, 2 validation reviews") == 0);
 
-    const auto slice = load_model(dir, kReviewModel,
-                                  "{format: aclimdb, path: aclImdb, num_words: 8, maxlen: 6, train_samples: 3, validation_samples: 1}");
+    const auto slice = load_model(
+        dir, kReviewModel,
+        "{format: aclimdb, path: aclImdb, num_words: 8, maxlen: 6, train_samples: 3, validation_samples: 1}");
     const DataSplits sliced = load(*slice, std::nullopt, dir / "cache");
     CHECK(sliced.train.size() == 3);
     CHECK(sliced.validation->size() == 1);
 
     const auto wrong_length = load_model(dir, kReviewModel, "{format: aclimdb, path: aclImdb, maxlen: 7}");
-    CHECK(message_of([&] { load(*wrong_length); }).find("encoded to maxlen 7 ids, but input 'tokens' has shape") != std::string::npos);
+    CHECK(message_of([&] { load(*wrong_length); }).find("encoded to maxlen 7 ids, but input 'tokens' has shape") !=
+          std::string::npos);
 }
 
 TEST_CASE("data is found from --data, then the model file's path, then the format's environment variable") {
@@ -195,8 +206,8 @@ TEST_CASE("data is found from --data, then the model file's path, then the forma
 
     CHECK(find_data_path(dir / "models/flag.bin", spec, with_path, location) == dir / "models/flag.bin");
     CHECK(find_data_path(std::nullopt, spec, with_path, location) == dir / "models/file.bin");  // beside the model file
-    CHECK(find_data_path(std::nullopt, spec, YAML::Load("{path: " + (dir / "environment.bin").string() + "}"), location) ==
-          dir / "environment.bin");
+    CHECK(find_data_path(std::nullopt, spec, YAML::Load("{path: " + (dir / "environment.bin").string() + "}"),
+                         location) == dir / "environment.bin");
     CHECK(find_data_path(std::nullopt, spec, without_path, location) == dir / "environment.bin");
 
     const DataLocation without_environment{true, nullptr, "give the data"};

@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/imdb.hpp"
+#include "temp_dir.hpp"
 
 using nngraph::tokenize;
 using nngraph::Vocabulary;
@@ -35,9 +35,11 @@ TEST_CASE("tokenizer reads <br /> as a space, in any letter case, but only in th
 
 TEST_CASE("tokenizer splits at every non-ASCII byte and leaves non-ASCII letters alone") {
     // UTF-8: é = C3 A9, ü = C3 BC, É = C3 89; none of these bytes is a word byte.
-    CHECK(tokenize("Caf\xc3\xa9 \xc3\xbc" "ber na\xc3\xafve \xc3\x89t\xc3\xa9") ==
-          Words{"caf", "ber", "na", "ve", "t"});
-    CHECK(tokenize("\xff\xfe" "abc\x80" "def") == Words{"abc", "def"});
+    CHECK(tokenize("Caf\xc3\xa9 \xc3\xbc"
+                   "ber na\xc3\xafve \xc3\x89t\xc3\xa9") == Words{"caf", "ber", "na", "ve", "t"});
+    CHECK(tokenize("\xff\xfe"
+                   "abc\x80"
+                   "def") == Words{"abc", "def"});
 }
 
 TEST_CASE("Tokenizer::next streams the same words as tokenize") {
@@ -62,8 +64,8 @@ TEST_CASE("pad_front pads and truncates at the front, as Keras's pad_sequences d
 }
 
 TEST_CASE("vocabulary ranks by count, breaks ties alphabetically and keeps num_words - 3 words") {
-    const std::vector<Vocabulary::WordCount> counts = {
-        {"movie", 5}, {"the", 9}, {"zebra", 2}, {"acting", 5}, {"bad", 2}, {"unseen", 0}, {"good", 2}};
+    const std::vector<Vocabulary::WordCount> counts = {{"movie", 5}, {"the", 9},    {"zebra", 2}, {"acting", 5},
+                                                       {"bad", 2},   {"unseen", 0}, {"good", 2}};
     const Vocabulary all = Vocabulary::from_counts(counts, 100, 10);
     CHECK(all.words() == Words{"the", "acting", "movie", "bad", "good", "zebra"});
     CHECK(all.id_of("the") == 3);

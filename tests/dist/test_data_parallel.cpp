@@ -11,8 +11,8 @@
 #include "exec/executor.hpp"
 #include "exec/weights.hpp"
 #include "graph/model_file.hpp"
-#include "train/losses.hpp"
 #include "nngraph/error.hpp"
+#include "train/losses.hpp"
 
 using namespace nngraph;
 
@@ -134,7 +134,8 @@ nodes:
   - {name: y, op: Dense, inputs: [h], units: 2}
 outputs: [y]
 training: {loss: mse}
-)", "model.yaml", "."));
+)",
+                                              "model.yaml", "."));
     Executor executor(graph, {1, 3});
     initialize_weights(*graph, 3, executor.weights());
     executor.set_loss(make_loss("mse"));
@@ -146,7 +147,8 @@ training: {loss: mse}
     std::vector<std::pair<std::string, std::vector<float>>> handed;  // weight name, gradient then
     executor.set_on_gradient_ready([&](WeightId w) {
         const Tensor& g = executor.weight_grads()[static_cast<std::size_t>(w)];
-        handed.emplace_back(graph->weights()[static_cast<std::size_t>(w)].name, std::vector<float>(g.data<float>(), g.data<float>() + g.numel()));
+        handed.emplace_back(graph->weights()[static_cast<std::size_t>(w)].name,
+                            std::vector<float>(g.data<float>(), g.data<float>() + g.numel()));
     });
     executor.run(batch, StepKind::Train);
     REQUIRE(handed.size() == graph->weights().size());

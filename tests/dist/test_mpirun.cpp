@@ -50,7 +50,8 @@ data: {format: synthetic, task: xor, samples: 901, validation_samples: 300, nois
 class Mpirun {
 public:
     // Starts `mpirun <args>` with stdout and stderr into files of `dir`.
-    Mpirun(const TempDir& dir, const std::vector<std::string>& args) : out_(dir / "mpirun.out"), err_(dir / "mpirun.err") {
+    Mpirun(const TempDir& dir, const std::vector<std::string>& args)
+        : out_(dir / "mpirun.out"), err_(dir / "mpirun.err") {
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -122,11 +123,13 @@ private:
 
 // `train` of the test model, writing NAME.safetensors and NAME.csv.
 std::vector<std::string> train_args(const TempDir& dir, const std::string& name) {
-    return {"train", (dir / "model.yaml").string(), "--threads", "1", "--save", (dir / (name + ".safetensors")).string(),
-            "--log", (dir / (name + ".csv")).string()};
+    return {
+        "train", (dir / "model.yaml").string(),   "--threads", "1", "--save", (dir / (name + ".safetensors")).string(),
+        "--log", (dir / (name + ".csv")).string()};
 }
 
-std::vector<std::string> mpirun_args(const std::vector<std::string>& options, const std::vector<std::string>& nngraph_args) {
+std::vector<std::string> mpirun_args(const std::vector<std::string>& options,
+                                     const std::vector<std::string>& nngraph_args) {
     std::vector<std::string> args = options;
     args.push_back(nngraph_binary().string());
     args.insert(args.end(), nngraph_args.begin(), nngraph_args.end());
@@ -179,7 +182,8 @@ void check_same_checkpoint(const TensorFile& got, const TensorFile& expected, in
         CHECK(difference <= 1e-5 * largest);
         worst = std::max(worst, difference / largest);
     }
-    MESSAGE(ranks << " ranks: weights and optimiser state within " << worst << " of one process, relative to each tensor's largest entry");
+    MESSAGE(ranks << " ranks: weights and optimiser state within " << worst
+                  << " of one process, relative to each tensor's largest entry");
 }
 
 }  // namespace
@@ -216,7 +220,8 @@ TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, 
             REQUIRE(rows.size() == expected_rows.size());
             for (std::size_t e = 0; e < rows.size(); ++e) {
                 REQUIRE(rows[e].size() == expected_rows[e].size());
-                for (std::size_t k = 0; k < rows[e].size(); ++k) CHECK(rows[e][k] == doctest::Approx(expected_rows[e][k]).epsilon(1e-4));
+                for (std::size_t k = 0; k < rows[e].size(); ++k)
+                    CHECK(rows[e][k] == doctest::Approx(expected_rows[e][k]).epsilon(1e-4));
             }
         }
     }
@@ -240,7 +245,8 @@ TEST_CASE("a killed rank ends a 2-rank job with a non-zero status, naming the ra
     REQUIRE(kill(victim, SIGKILL) == 0);
     const std::optional<int> status = job.wait(std::chrono::seconds(60));
     REQUIRE_MESSAGE(status.has_value(), "the job still runs 60 s after rank 1 was killed");
-    MESSAGE("the job ended " << std::chrono::duration<double>(Clock::now() - killed).count() << " s after rank 1 was killed");
+    MESSAGE("the job ended " << std::chrono::duration<double>(Clock::now() - killed).count()
+                             << " s after rank 1 was killed");
     CHECK(*status != 0);
     CHECK(job.err().find("rank 1") != std::string::npos);
 }
@@ -259,7 +265,8 @@ TEST_CASE("ranks that read different model files are refused, naming the rank an
     const std::optional<int> status = job.wait(std::chrono::seconds(60));
     REQUIRE(status.has_value());
     CHECK(*status == 2);
-    CHECK(job.err().find("rank 1 disagrees with rank 0 on the model file '" + (dir / "other.yaml").string() + "'") != std::string::npos);
+    CHECK(job.err().find("rank 1 disagrees with rank 0 on the model file '" + (dir / "other.yaml").string() + "'") !=
+          std::string::npos);
     CHECK_FALSE(std::filesystem::exists(dir / "a.safetensors"));
 }
 

@@ -127,7 +127,9 @@ nodes:
   - {name: c, op: Scale, inputs: [b]}
 outputs: [c]
 training: {loss: mse}
-)", "model.yaml", "."), search);
+)",
+                                              "model.yaml", "."),
+                                  search);
     Executor executor(graph, {1, 3});
     initialize_weights(*graph, 3, executor.weights());
     executor.set_loss(make_loss("mse"));
@@ -168,7 +170,8 @@ TEST_CASE("a steady-state training step through oneDNN ops allocates no buffer")
     f.executor.run(batch, StepKind::Train);
     optimizer->apply(f.executor.weights(), f.executor.weight_grads());
     const AllocationCount count = stop_counting_allocations();
-    MESSAGE("small allocations in one step (inside oneDNN's execute): " << count.calls << ", largest " << count.largest << " bytes");
+    MESSAGE("small allocations in one step (inside oneDNN's execute): " << count.calls << ", largest " << count.largest
+                                                                        << " bytes");
     CHECK(count.largest < 1024);
 }
 
@@ -228,7 +231,8 @@ outputs: [sum, d2]
             CHECK(std::memcmp(a.data, b.data, static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0);
         }
         // The three identities' outputs take no buffer of their own: (6 + 5 + 5) floats a row.
-        CHECK(copying.stats().last_plan_requested - skipping.stats().last_plan_requested >= static_cast<std::size_t>(16 * rows * 4));
+        CHECK(copying.stats().last_plan_requested - skipping.stats().last_plan_requested >=
+              static_cast<std::size_t>(16 * rows * 4));
     }
     // Training still runs Dropout: its output differs from its input.
     skipping.set_loss(make_loss("mse"));
@@ -237,7 +241,8 @@ outputs: [sum, d2]
     skipping.run({{&x}, {&targets_sum, &targets_d2}, rows}, StepKind::Train);
     const TensorView trained = skipping.output(1);
     copying.run({{&x}, {}, rows}, StepKind::Infer);
-    CHECK(std::memcmp(trained.data, copying.output(1).data, static_cast<std::size_t>(trained.numel()) * sizeof(float)) != 0);
+    CHECK(std::memcmp(trained.data, copying.output(1).data,
+                      static_cast<std::size_t>(trained.numel()) * sizeof(float)) != 0);
 }
 
 TEST_CASE("batches that do not fit the model are refused with both shapes") {
@@ -248,7 +253,8 @@ TEST_CASE("batches that do not fit the model are refused with both shapes") {
     Tensor ints(DType::I32, {4, 6});
     CHECK_THROWS_AS(f.executor.run({{&ints}, {}, {}}, StepKind::Infer), InputError);
     const std::int64_t outside[] = {0, 12};
-    CHECK_THROWS_WITH_AS(f.executor.run(f.batch(outside), StepKind::Train), doctest::Contains("row 12 is outside the 10 rows"), RunError);
+    CHECK_THROWS_WITH_AS(f.executor.run(f.batch(outside), StepKind::Train),
+                         doctest::Contains("row 12 is outside the 10 rows"), RunError);
 }
 
 namespace {
@@ -351,8 +357,9 @@ TEST_CASE("an op that declares different buffers in different plans is refused b
   - {name: a, op: Probe, inputs: [s], unstable: true}
   - {name: c, op: Scale, inputs: [a]}
 )");
-    CHECK_THROWS_WITH_AS(p.run(4, StepKind::Train),
-                         doctest::Contains("node 'a' (Probe) declared the buffers ('scratch', 'per thread') at load but "
-                                           "('scratch', 'copy of x', 'per thread') at batch 4"),
-                         RunError);
+    CHECK_THROWS_WITH_AS(
+        p.run(4, StepKind::Train),
+        doctest::Contains("node 'a' (Probe) declared the buffers ('scratch', 'per thread') at load but "
+                          "('scratch', 'copy of x', 'per thread') at batch 4"),
+        RunError);
 }

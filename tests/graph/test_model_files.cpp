@@ -76,7 +76,8 @@ layers:
     std::vector<std::string> names;
     for (NodeId id : graph->file_order()) names.push_back(graph->node(id).name);
     // "dense_2" is taken explicitly, so the fourth unnamed Dense skips to dense_3, as its name must be unique.
-    CHECK(names == std::vector<std::string>{"input", "dense", "activation", "dense_1", "dense_2", "dense_3", "reshape", "flatten"});
+    CHECK(names == std::vector<std::string>{"input", "dense", "activation", "dense_1", "dense_2", "dense_3", "reshape",
+                                            "flatten"});
 }
 
 TEST_CASE("nodes may be written in any order; execution follows the edges") {
@@ -94,7 +95,8 @@ outputs: [c]
 }
 
 TEST_CASE("an unknown op names the plugins searched and the ops known") {
-    const std::string message = load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense2, inputs: [x]}\noutputs: [y]\n");
+    const std::string message =
+        load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense2, inputs: [x]}\noutputs: [y]\n");
     CHECK(message.find("model.yaml:3:5: node 'y': unknown op 'Dense2'") != std::string::npos);
     CHECK(message.find("plugins searched in: ") != std::string::npos);
     CHECK(message.find("nngraph/plugins") != std::string::npos);
@@ -104,31 +106,40 @@ TEST_CASE("an unknown op names the plugins searched and the ops known") {
 
 TEST_CASE("an unknown attribute is rejected, as Keras rejects unknown keyword arguments") {
     const std::string message = load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, unit: 4}\n");
-    CHECK(message.find("model.yaml:3:17: node 'dense': unknown attribute 'unit' for Dense (did you mean 'units'?)") != std::string::npos);
+    CHECK(message.find("model.yaml:3:17: node 'dense': unknown attribute 'unit' for Dense (did you mean 'units'?)") !=
+          std::string::npos);
     CHECK(message.find("Dense takes: units, activation, use_bias") != std::string::npos);
 }
 
 TEST_CASE("a mistyped or missing attribute says what was expected") {
     CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: four}\n")
-              .find("model.yaml:3:24: node 'dense': attribute 'units': expected an integer, got 'four'") != std::string::npos);
+              .find("model.yaml:3:24: node 'dense': attribute 'units': expected an integer, got 'four'") !=
+          std::string::npos);
     CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 2, activation: relux}\n")
               .find("attribute 'activation': 'relux' is not one of linear, relu") != std::string::npos);
     CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, use_bias: maybe, units: 2}\n")
               .find("attribute 'use_bias': expected true or false, got 'maybe'") != std::string::npos);
-    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense}\n").find("model.yaml:3:5: node 'dense': Dense needs attribute 'units'") !=
-          std::string::npos);
+    CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense}\n")
+              .find("model.yaml:3:5: node 'dense': Dense needs attribute 'units'") != std::string::npos);
     CHECK(load_error("input: {shape: [3]}\nlayers:\n  - {op: Dense, units: 0}\n")
               .find("node 'dense': Dense: attribute 'units': expected a positive integer") != std::string::npos);
 }
 
 TEST_CASE("a missing input, a duplicate name and a missing output are named") {
-    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [z], units: 2}\noutputs: [y]\n")
-              .find("model.yaml:3:35: node 'y': input 'z' is neither a graph input nor a node") != std::string::npos);
-    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\n  - {name: y, op: Dense, inputs: [x], units: 2}\noutputs: [y]\n")
-              .find("model.yaml:4:5: node 'y': duplicate name; 'y' is already used at model.yaml:3:5") != std::string::npos);
-    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\noutputs: [w]\n")
-              .find("output 'w' is neither a graph input nor a node") != std::string::npos);
-    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: ['x:1'], units: 2}\noutputs: [y]\n")
+    CHECK(
+        load_error(
+            "inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [z], units: 2}\noutputs: [y]\n")
+            .find("model.yaml:3:35: node 'y': input 'z' is neither a graph input nor a node") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\n  - "
+                     "{name: y, op: Dense, inputs: [x], units: 2}\noutputs: [y]\n")
+              .find("model.yaml:4:5: node 'y': duplicate name; 'y' is already used at model.yaml:3:5") !=
+          std::string::npos);
+    CHECK(
+        load_error(
+            "inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: [x], units: 2}\noutputs: [w]\n")
+            .find("output 'w' is neither a graph input nor a node") != std::string::npos);
+    CHECK(load_error("inputs: [{name: x, shape: [3]}]\nnodes:\n  - {name: y, op: Dense, inputs: ['x:1'], units: "
+                     "2}\noutputs: [y]\n")
               .find("'x:1' does not exist: node 'x' has 1 output(s)") != std::string::npos);
 }
 
@@ -141,7 +152,8 @@ nodes:
 outputs: [c]
 )");
     CHECK(message.find("the graph has a cycle: ") != std::string::npos);
-    const bool path_found = message.find("a -> b -> c -> a") != std::string::npos || message.find("b -> c -> a -> b") != std::string::npos ||
+    const bool path_found = message.find("a -> b -> c -> a") != std::string::npos ||
+                            message.find("b -> c -> a -> b") != std::string::npos ||
                             message.find("c -> a -> b -> c") != std::string::npos;
     CHECK(path_found);
 }
@@ -152,7 +164,8 @@ nodes:
   - {name: s, op: Add, inputs: [x, y]}
 outputs: [s]
 )");
-    CHECK(message.find("model.yaml:3:5: node 's': Add: inputs must have one shape, got: (None, 3) and (None, 4)") != std::string::npos);
+    CHECK(message.find("model.yaml:3:5: node 's': Add: inputs must have one shape, got: (None, 3) and (None, 4)") !=
+          std::string::npos);
     CHECK(load_error("input: {shape: [6]}\nlayers:\n  - {op: Reshape, target_shape: [4, 2]}\n")
               .find("cannot reshape (None, 6) (6 values per sample) to target_shape (4, 2)") != std::string::npos);
 }
@@ -165,7 +178,8 @@ TEST_CASE("malformed files are reported with their position") {
               .find("a Sequential layer takes no 'inputs'") != std::string::npos);
     CHECK(load_error("input: {shape: [3], dtype: float16}\nlayers:\n  - {op: Dense, units: 2}\n")
               .find("dtype 'float16' is not one of float32, int32, int64") != std::string::npos);
-    CHECK(load_error("name: m\n").find("expected 'nodes' (Functional style) or 'layers' (Sequential style)") != std::string::npos);
+    CHECK(load_error("name: m\n").find("expected 'nodes' (Functional style) or 'layers' (Sequential style)") !=
+          std::string::npos);
 }
 
 TEST_CASE("YAML that attacks the parser is refused quickly, at its position") {
@@ -190,9 +204,11 @@ TEST_CASE("YAML that attacks the parser is refused quickly, at its position") {
     CHECK(load_error(dense + deep + "}}\n").find("nested deeper than 64 levels") != std::string::npos);
 
     CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2}\nlayers:\n  - {op: Dense, units: 3}\n")
-              .find("model.yaml:4:1: the key 'layers' appears twice in one map (first on line 2)") != std::string::npos);
+              .find("model.yaml:4:1: the key 'layers' appears twice in one map (first on line 2)") !=
+          std::string::npos);
     CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, units: 3}\n")
-              .find("model.yaml:3:27: the key 'units' appears twice in one map (first on line 3)") != std::string::npos);
+              .find("model.yaml:3:27: the key 'units' appears twice in one map (first on line 3)") !=
+          std::string::npos);
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
 
     // A well-formed file may share nodes through aliases.
@@ -203,7 +219,8 @@ TEST_CASE("YAML that attacks the parser is refused quickly, at its position") {
 TEST_CASE("a model file above the size limit is refused before it is parsed, pointing at safetensors") {
     const std::string padding(2 << 20, '#');
     const std::string model = std::string(kSequential) + padding + "\n";
-    CHECK(load_error(model).find("model.yaml: the model file has 2097291 bytes, more than the limit of 1048576") != std::string::npos);
+    CHECK(load_error(model).find("model.yaml: the model file has 2097291 bytes, more than the limit of 1048576") !=
+          std::string::npos);
     testing::TempDir dir;
     testing::write_bytes(dir / "big.yaml", model);
     const auto start = std::chrono::steady_clock::now();
@@ -223,7 +240,8 @@ layers:
 )");
     REQUIRE(graph->weights()[0].inline_value.has_value());
     CHECK(graph->weights()[0].inline_value->values<float>()[3] == 4.0f);
-    CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: [[1, 2, 3], [3, 4, 5]]}}\n")
+    CHECK(load_error(
+              "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: [[1, 2, 3], [3, 4, 5]]}}\n")
               .find("weight 'kernel' has shape (2, 3) in the file, but the op declares (2, 2)") != std::string::npos);
     CHECK(load_error("input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernal: [[1, 2], [3, 4]]}}\n")
               .find("Dense has no weight 'kernal'; its weights: kernel, bias") != std::string::npos);
@@ -234,7 +252,8 @@ layers:
 TEST_CASE("the summary is Keras's table with parameter totals") {
     const std::string text = summary(*load_text(kFunctional));
     CHECK(text.find("Model: \"mlp\"") == 0);
-    CHECK(text.find("\u2502 dense (Dense)   \u2502 (None, 4)    \u2502      36 \u2502 x[0][0]      \u2502") != std::string::npos);
+    CHECK(text.find("\u2502 dense (Dense)   \u2502 (None, 4)    \u2502      36 \u2502 x[0][0]      \u2502") !=
+          std::string::npos);
     CHECK(text.find(" Total params: 41 (164.00 B)") != std::string::npos);
     CHECK(text.find(" Trainable params: 41 (164.00 B)") != std::string::npos);
     CHECK(with_thousands(1234567) == "1,234,567");
@@ -242,10 +261,11 @@ TEST_CASE("the summary is Keras's table with parameter totals") {
 }
 
 TEST_CASE("a key that is not a name (a list or a map, as YAML allows) is refused where it stands") {
-    CHECK(load_error("inputs:\n  - {name: a, [4]: 3}\nnodes: []\noutputs: [a]\n").find("model.yaml:2:15: a key: expected a string, got a list") !=
-          std::string::npos);
-    CHECK(load_error("inputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1, [units]: 2}\n"
-                     "outputs: [d]\n")
+    CHECK(load_error("inputs:\n  - {name: a, [4]: 3}\nnodes: []\noutputs: [a]\n")
+              .find("model.yaml:2:15: a key: expected a string, got a list") != std::string::npos);
+    CHECK(load_error(
+              "inputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1, [units]: 2}\n"
+              "outputs: [d]\n")
               .find("model.yaml:3:49: node 'd': a key: expected a string, got a list") != std::string::npos);
     CHECK(load_error("inputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 1, "
                      "weights: {[kernel]: [[1], [2]]}}\noutputs: [d]\n")

@@ -51,7 +51,8 @@ TEST_CASE("every IMDB model file loads with the expected parameter count") {
 }
 
 TEST_CASE("without the data set, train says where to download it and exits 2") {
-    const CliResult r = run_nngraph({"train", (source_dir() / "graphs/imdb_attention.yaml").string()}, {"NNGRAPH_DATA="});
+    const CliResult r =
+        run_nngraph({"train", (source_dir() / "graphs/imdb_attention.yaml").string()}, {"NNGRAPH_DATA="});
     CHECK_FALSE(r.crashed);
     CHECK(r.status == 2);
     CHECK(r.err.find("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz") != std::string::npos);
@@ -60,8 +61,9 @@ TEST_CASE("without the data set, train says where to download it and exits 2") {
 
     TempDir dir;
     write_bytes(dir / "broken.tar.gz", std::string("\x1f\x8b\x08\x00garbage", 12));
-    const CliResult broken = run_nngraph({"train", (source_dir() / "graphs/imdb_attention.yaml").string(), "--data", (dir / "broken.tar.gz").string()},
-                                         {"NNGRAPH_CACHE_DIR=" + (dir / "cache").string()});
+    const CliResult broken = run_nngraph(
+        {"train", (source_dir() / "graphs/imdb_attention.yaml").string(), "--data", (dir / "broken.tar.gz").string()},
+        {"NNGRAPH_CACHE_DIR=" + (dir / "cache").string()});
     CHECK_FALSE(broken.crashed);
     CHECK(broken.status == 2);
     CHECK(broken.err.find("broken.tar.gz") != std::string::npos);
@@ -76,12 +78,14 @@ TEST_CASE("imdb_attention learns on a 2,000-review slice in 2 epochs, and classi
     std::string model = read_text(source_dir() / "graphs/imdb_attention.yaml");
     // The seed's model on 2,000 training and 2,000 validation reviews. Its learning rate (0.001)
     // needs the full set to leave chance level; 0.01 and batch 32 let a slice learn in 2 epochs.
-    model = std::regex_replace(model, std::regex("maxlen: 200\\}"), "maxlen: 200, train_samples: 2000, validation_samples: 2000}");
+    model = std::regex_replace(model, std::regex("maxlen: 200\\}"),
+                               "maxlen: 200, train_samples: 2000, validation_samples: 2000}");
     model = std::regex_replace(model, std::regex("learning_rate: 0.001"), "learning_rate: 0.01");
     model = std::regex_replace(model, std::regex("batch_size: 64"), "batch_size: 32");
     write_bytes(dir / "slice.yaml", model);
     const std::string weights = (dir / "slice.safetensors").string(), log = (dir / "history.csv").string();
-    const CliResult r = run_nngraph({"train", (dir / "slice.yaml").string(), "--data", kData.string(), "--epochs", "2", "--save", weights, "--log", log},
+    const CliResult r = run_nngraph({"train", (dir / "slice.yaml").string(), "--data", kData.string(), "--epochs", "2",
+                                     "--save", weights, "--log", log},
                                     {"NNGRAPH_CACHE_DIR=" + (dir / "cache").string()});
     INFO(r.err);
     INFO(r.out);
@@ -103,9 +107,10 @@ TEST_CASE("imdb_attention learns on a 2,000-review slice in 2 epochs, and classi
     CHECK(best > 0.70);
 
     CHECK(fs::exists(dir / "slice.vocab.json"));
-    const CliResult text = run_nngraph({"predict", (dir / "slice.yaml").string(), "--weights", weights, "--text",
-                                        "A wonderful, moving film. The acting is superb and the story is great.", "--text",
-                                        "The worst movie I have ever seen: boring, stupid and a waste of time."});
+    const CliResult text =
+        run_nngraph({"predict", (dir / "slice.yaml").string(), "--weights", weights, "--text",
+                     "A wonderful, moving film. The acting is superb and the story is great.", "--text",
+                     "The worst movie I have ever seen: boring, stupid and a waste of time."});
     INFO(text.err);
     REQUIRE(text.status == 0);
     const std::regex line_pattern(R"(probability: (0\.\d+)  label: (positive|negative)\n)");

@@ -40,7 +40,8 @@ std::string read_error(const TempDir& dir, const std::string& bytes) {
     return "";
 }
 
-template <class T> void check_same_values(const Tensor& actual, const Tensor& expected) {
+template <class T>
+void check_same_values(const Tensor& actual, const Tensor& expected) {
     REQUIRE(actual.dtype() == expected.dtype());
     CHECK(actual.shape() == expected.shape());
     const auto a = actual.values<T>();
@@ -100,9 +101,8 @@ TEST_CASE("safetensors bytes match a hand-built file both ways") {
         R"({"__metadata__":{"format":"pt"},"weights":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
         R"("flag":{"dtype":"U8","shape":[],"data_offsets":[8,9]}})"
         "       ";
-    const std::string expected = "\x98\0\0\0\0\0\0\0"s + header +
-                                 "\x00\x00\x80\x3f"s   // 1.0f
-                                 + "\x00\x00\x00\xc0"s  // -2.0f
+    const std::string expected = "\x98\0\0\0\0\0\0\0"s + header + "\x00\x00\x80\x3f"s  // 1.0f
+                                 + "\x00\x00\x00\xc0"s                                 // -2.0f
                                  + "\x07"s;
     REQUIRE(header.size() == 152);
 
@@ -169,7 +169,8 @@ TEST_CASE("safetensors reader names the file, the tensor and what was expected")
     SUBCASE("an unsupported dtype names the tensor, the dtype and the supported ones") {
         for (const std::string dtype : {"F16", "F64", "BF16"}) {
             const std::string message = read_error(
-                dir, file_bytes(R"({"half":{"dtype":")" + dtype + R"(","shape":[1],"data_offsets":[0,2]}})", "12345678"));
+                dir,
+                file_bytes(R"({"half":{"dtype":")" + dtype + R"(","shape":[1],"data_offsets":[0,2]}})", "12345678"));
             CHECK(message.find("tensor 'half'") != std::string::npos);
             CHECK(message.find(dtype) != std::string::npos);
             CHECK(message.find("supports F32, I32, I64, U8") != std::string::npos);
@@ -192,10 +193,10 @@ TEST_CASE("safetensors reader names the file, the tensor and what was expected")
                   .find("end before they begin") != std::string::npos);
     }
     SUBCASE("overlapping tensors") {
-        const std::string message = read_error(
-            dir, file_bytes(R"({"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},)"
-                            R"("b":{"dtype":"I32","shape":[2],"data_offsets":[4,12]}})",
-                            eight_bytes + eight_bytes));
+        const std::string message =
+            read_error(dir, file_bytes(R"({"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},)"
+                                       R"("b":{"dtype":"I32","shape":[2],"data_offsets":[4,12]}})",
+                                       eight_bytes + eight_bytes));
         CHECK(message.find("tensors 'a' [0, 8] and 'b' [4, 12] overlap") != std::string::npos);
     }
     SUBCASE("a truncated file") {
@@ -216,9 +217,10 @@ TEST_CASE("safetensors reader names the file, the tensor and what was expected")
         CHECK(read_error(dir, file_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight_bytes))
                   .find("expected [begin, end]") != std::string::npos);
         CHECK(read_error(dir, file_bytes(R"({"w":[1]})")).find("expected an object with dtype") != std::string::npos);
-        CHECK(read_error(dir, file_bytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
-                                         eight_bytes))
-                  .find("too large") != std::string::npos);
+        CHECK(
+            read_error(dir, file_bytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
+                                       eight_bytes))
+                .find("too large") != std::string::npos);
     }
     SUBCASE("a tensor named twice") {
         CHECK(read_error(dir, file_bytes("{" + good_entry + "," + good_entry + "}", eight_bytes))
@@ -249,10 +251,10 @@ TEST_CASE("safetensors reader bounds the nesting of the header and quotes untrus
     const std::string long_text(100000, 'x');
     const std::string eight_bytes(8, '\0');
     const std::vector<std::string> headers = {
-        R"({"w":{"dtype":")" + long_text + R"(","shape":[2],"data_offsets":[0,8]}})",              // a value
-        R"({")" + long_text + R"(":{"dtype":"F32","shape":[2]}})",                                    // a tensor name
-        R"({"__metadata__":{")" + long_text + R"(":1}})",                                             // a metadata key
-        R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "v": ")" + long_text,             // a parser message
+        R"({"w":{"dtype":")" + long_text + R"(","shape":[2],"data_offsets":[0,8]}})",    // a value
+        R"({")" + long_text + R"(":{"dtype":"F32","shape":[2]}})",                       // a tensor name
+        R"({"__metadata__":{")" + long_text + R"(":1}})",                                // a metadata key
+        R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "v": ")" + long_text,  // a parser message
     };
     for (const std::string& header : headers) {
         const std::string message = read_error(dir, file_bytes(header, eight_bytes));

@@ -47,7 +47,8 @@ double at(const View& v, const std::vector<std::int64_t>& index) {
 }
 
 // Calls body(index) for every multi-index of `dims`.
-void for_each_index(const std::vector<std::int64_t>& dims, const std::function<void(const std::vector<std::int64_t>&)>& body) {
+void for_each_index(const std::vector<std::int64_t>& dims,
+                    const std::function<void(const std::vector<std::int64_t>&)>& body) {
     std::vector<std::int64_t> index(dims.size(), 0);
     const std::int64_t total = std::accumulate(dims.begin(), dims.end(), std::int64_t{1}, std::multiplies<>());
     for (std::int64_t n = 0; n < total; ++n) {
@@ -157,17 +158,17 @@ TEST_CASE("matmul matches a triple loop") {
         {{}, {}, 33, 70, 17, true, false},
         {{}, {}, 33, 70, 17, false, true},
         {{}, {}, 33, 70, 17, true, true},
-        {{4}, {4}, 20, 8, 20},                          // batched, like attention scores
-        {{4}, {4}, 20, 8, 12, false, true},             // Q K^T
-        {{2, 3}, {2, 3}, 5, 6, 7, true, false},          // two batch axes
-        {{4}, {}, 10, 6, 9},                             // B shared by the whole batch (Dense on 3D input)
-        {{4}, {1}, 10, 6, 9},                            // ... or broadcast from 1
-        {{1}, {4}, 10, 6, 9},                            // A broadcast
-        {{}, {}, 16, 12, 10, false, false, true},        // bias
+        {{4}, {4}, 20, 8, 20},                                       // batched, like attention scores
+        {{4}, {4}, 20, 8, 12, false, true},                          // Q K^T
+        {{2, 3}, {2, 3}, 5, 6, 7, true, false},                      // two batch axes
+        {{4}, {}, 10, 6, 9},                                         // B shared by the whole batch (Dense on 3D input)
+        {{4}, {1}, 10, 6, 9},                                        // ... or broadcast from 1
+        {{1}, {4}, 10, 6, 9},                                        // A broadcast
+        {{}, {}, 16, 12, 10, false, false, true},                    // bias
         {{}, {}, 16, 12, 10, false, false, true, 1.0f, 0.0f, relu},  // Dense with relu
-        {{}, {}, 16, 12, 10, false, true, false, 0.25f},           // alpha
-        {{}, {}, 16, 12, 10, true, false, false, 1.0f, 1.0f},      // accumulate (a weight gradient)
-        {{3}, {3}, 9, 4, 5, false, false, true, 0.5f, -2.0f},      // everything together
+        {{}, {}, 16, 12, 10, false, true, false, 0.25f},             // alpha
+        {{}, {}, 16, 12, 10, true, false, false, 1.0f, 1.0f},        // accumulate (a weight gradient)
+        {{3}, {3}, 9, 4, 5, false, false, true, 0.5f, -2.0f},        // everything together
     };
     for (const MatmulCase& t : cases) {
         CAPTURE(t.m);
@@ -208,18 +209,22 @@ TEST_CASE("matmul names the shapes that do not fit") {
         CHECK(message.find("(4, 5)") != std::string::npos);
         CHECK(message.find("(6, 2)") != std::string::npos);
     }
-    CHECK_THROWS_AS(dn::matmul(View{}, dn::view(b.data(), DataType::f32, {6, 2}), dn::view(c.data(), DataType::f32, {4, 2})),
-                    std::runtime_error);
+    CHECK_THROWS_AS(
+        dn::matmul(View{}, dn::view(b.data(), DataType::f32, {6, 2}), dn::view(c.data(), DataType::f32, {4, 2})),
+        std::runtime_error);
 }
 
 // ---- Softmax -------------------------------------------------------------------------------------
 
 TEST_CASE("softmax forward and backward over the last axis") {
     const std::int64_t rows = 6, cols = 13;
-    std::vector<float> x = random_values(rows * cols, 7, -4.0f, 4.0f), y(x.size()), dy = random_values(x.size(), 8), dx(x.size());
-    const View vx = dn::view(x.data(), DataType::f32, {2, 3, cols}), vy = dn::view(y.data(), DataType::f32, {2, 3, cols});
+    std::vector<float> x = random_values(rows * cols, 7, -4.0f, 4.0f), y(x.size()), dy = random_values(x.size(), 8),
+                       dx(x.size());
+    const View vx = dn::view(x.data(), DataType::f32, {2, 3, cols}),
+               vy = dn::view(y.data(), DataType::f32, {2, 3, cols});
     dn::softmax_forward(vx, vy);
-    dn::softmax_backward(vy, dn::view(dy.data(), DataType::f32, {2, 3, cols}), dn::view(dx.data(), DataType::f32, {2, 3, cols}));
+    dn::softmax_backward(vy, dn::view(dy.data(), DataType::f32, {2, 3, cols}),
+                         dn::view(dx.data(), DataType::f32, {2, 3, cols}));
     for (std::int64_t r = 0; r < rows; ++r) {
         const auto row = [&](const std::vector<float>& v, std::int64_t c) { return double(v[r * cols + c]); };
         double max = -INFINITY, total = 0;
@@ -230,12 +235,14 @@ TEST_CASE("softmax forward and backward over the last axis") {
         for (std::int64_t c = 0; c < cols; ++c) {
             const double want_y = std::exp(row(x, c) - max) / total;
             check_close(row(y, c), want_y, want_y, "softmax");
-            check_close(row(dx, c), want_y * (row(dy, c) - dot), want_y * (std::abs(row(dy, c)) + std::abs(dot)), "softmax grad");
+            check_close(row(dx, c), want_y * (row(dy, c) - dot), want_y * (std::abs(row(dy, c)) + std::abs(dot)),
+                        "softmax grad");
         }
     }
     // In place.
     std::vector<float> z = x;
-    dn::softmax_forward(dn::view(z.data(), DataType::f32, {rows, cols}), dn::view(z.data(), DataType::f32, {rows, cols}));
+    dn::softmax_forward(dn::view(z.data(), DataType::f32, {rows, cols}),
+                        dn::view(z.data(), DataType::f32, {rows, cols}));
     for (std::size_t i = 0; i < z.size(); ++i) check_close(z[i], y[i], std::abs(y[i]), "in place");
 }
 
@@ -264,7 +271,8 @@ const Activation kActivations[] = {
      [](double x) { return std::abs(x); }},
     {"elu", [](double x) { return x > 0 ? x : std::expm1(x); }, [](double x) { return x > 0 ? 1.0 : std::exp(x); }},
     {"softplus", [](double x) { return std::log1p(std::exp(x)); }, sigmoid},
-    {"swish", [](double x) { return x * sigmoid(x); }, [](double x) { return sigmoid(x) * (1 + x * (1 - sigmoid(x))); }},
+    {"swish", [](double x) { return x * sigmoid(x); },
+     [](double x) { return sigmoid(x) * (1 + x * (1 - sigmoid(x))); }},
     {"exponential", [](double x) { return std::exp(x); }, [](double x) { return std::exp(x); }},
 };
 
@@ -401,7 +409,8 @@ TEST_CASE("reorder round trips") {
     SUBCASE("between strided views (a transpose)") {
         dn::reorder(plain, dn::view(xt.data(), DataType::f32, {cols, rows}).transposed());
         CHECK(xt[1] == x[cols]);  // xt holds x^T row-major
-        dn::reorder(dn::view(xt.data(), DataType::f32, {cols, rows}).transposed(), dn::view(back.data(), DataType::f32, {rows, cols}));
+        dn::reorder(dn::view(xt.data(), DataType::f32, {cols, rows}).transposed(),
+                    dn::view(back.data(), DataType::f32, {rows, cols}));
         CHECK(back == x);
     }
     SUBCASE("through a blocked layout, as for weights a primitive picked") {
@@ -410,7 +419,8 @@ TEST_CASE("reorder round trips") {
         CHECK(dn::reorder_if_needed(user, dn::desc_of(plain), nullptr).get_data_handle() == user.get_data_handle());
 
         std::vector<float> storage[2];
-        const dnnl::memory in_blocked = dn::reorder_if_needed(user, blocked, aligned_scratch(storage[0], blocked.get_size()));
+        const dnnl::memory in_blocked =
+            dn::reorder_if_needed(user, blocked, aligned_scratch(storage[0], blocked.get_size()));
         CHECK(in_blocked.get_data_handle() != user.get_data_handle());
         const dnnl::memory out_user = dn::memory_of(dn::view(back.data(), DataType::f32, {rows, cols}));
         const dnnl::memory produced = dn::output_in(out_user, blocked, aligned_scratch(storage[1], blocked.get_size()));
@@ -450,7 +460,8 @@ TEST_CASE("the cache creates each primitive once per key") {
     CHECK_FALSE(dn::Key(kA).add(1, 2) == dn::Key(kA).add(1, 2, 0));
     CHECK_FALSE(dn::Key(kA).add(1.0f) == dn::Key(kA).add(2.0f));
     std::vector<float> buffer(6);
-    const View v23 = dn::view(buffer.data(), DataType::f32, {2, 3}), v32 = dn::view(buffer.data(), DataType::f32, {3, 2});
+    const View v23 = dn::view(buffer.data(), DataType::f32, {2, 3}),
+               v32 = dn::view(buffer.data(), DataType::f32, {3, 2});
     CHECK_FALSE(dn::Key(kA).add(v23) == dn::Key(kA).add(v32));
     CHECK_FALSE(dn::Key(kA).add(v32) == dn::Key(kA).add(v23.transposed()));  // same dims, other strides
 }
@@ -471,19 +482,24 @@ TEST_CASE("after warm-up, nothing is allocated or created") {
     std::vector<float> x = random_values(batch * steps * dim, 15), w = random_values(dim * units, 16);
     std::vector<float> b(units), y(batch * steps * units), dy = random_values(y.size(), 17);
     std::vector<float> dx(x.size()), dw(w.size()), db(b.size()), s(batch * steps * steps), ds(s.size());
-    const auto f32 = [](std::vector<float>& v, std::initializer_list<std::int64_t> dims) { return dn::view(v.data(), DataType::f32, dims); };
+    const auto f32 = [](std::vector<float>& v, std::initializer_list<std::int64_t> dims) {
+        return dn::view(v.data(), DataType::f32, dims);
+    };
     const dn::Eltwise relu = dn::activation("relu");
     const auto step = [&] {
         dn::matmul(f32(x, {batch * steps, dim}), f32(w, {dim, units}), f32(y, {batch * steps, units}),
                    {.bias = f32(b, {units}), .post = relu});
-        dn::eltwise_backward_from_dst(relu, f32(y, {batch * steps, units}), f32(dy, {batch * steps, units}), f32(dy, {batch * steps, units}));
+        dn::eltwise_backward_from_dst(relu, f32(y, {batch * steps, units}), f32(dy, {batch * steps, units}),
+                                      f32(dy, {batch * steps, units}));
         dn::matmul(f32(dy, {batch * steps, units}), f32(w, {dim, units}).transposed(), f32(dx, {batch * steps, dim}));
-        dn::matmul(f32(x, {batch * steps, dim}).transposed(), f32(dy, {batch * steps, units}), f32(dw, {dim, units}), {.beta = 1.0f});
+        dn::matmul(f32(x, {batch * steps, dim}).transposed(), f32(dy, {batch * steps, units}), f32(dw, {dim, units}),
+                   {.beta = 1.0f});
         dn::sum_rows(f32(dy, {batch * steps, units}), f32(db, {units}));
         const View q = f32(x, {batch, steps, dim});
         dn::matmul(q, q.transposed(), f32(s, {batch, steps, steps}), {.alpha = 0.125f});
         dn::softmax_forward(f32(s, {batch, steps, steps}), f32(s, {batch, steps, steps}));
-        dn::softmax_backward(f32(s, {batch, steps, steps}), f32(s, {batch, steps, steps}), f32(ds, {batch, steps, steps}));
+        dn::softmax_backward(f32(s, {batch, steps, steps}), f32(s, {batch, steps, steps}),
+                             f32(ds, {batch, steps, steps}));
         dn::reorder(q, dn::view(dx.data(), DataType::f32, {batch, steps, dim}));
     };
     step();
@@ -537,8 +553,8 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
             const dnnl::lstm_forward::desc desc(
                 dnnl::prop_kind::forward_training, dnnl::rnn_direction::unidirectional_left2right,
                 md({steps, batch, input}, tag::tnc), {}, {}, md({1, 1, input, 4, units}, tag::any),
-                md({1, 1, units, 4, units}, tag::any), md({1, 1, 4, units}, tag::ldgo), md({steps, batch, units}, tag::tnc),
-                {}, {});
+                md({1, 1, units, 4, units}, tag::any), md({1, 1, 4, units}, tag::ldgo),
+                md({steps, batch, units}, tag::tnc), {}, {});
             return dnnl::lstm_forward::primitive_desc(desc, dn::attributes(), dn::engine());
         });
         const auto weights = [&](std::vector<float>& values, std::int64_t rows, int index, int slot) {
@@ -548,15 +564,17 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
         };
         const dnnl::memory::desc workspace = lstm.pd.workspace_desc();
         const dnnl::memory kernel_theirs = weights(kernel, input, 0, 0);
-        dn::execute(lstm, {{DNNL_ARG_SRC_LAYER, dn::memory_of(dn::view(x.data(), DataType::f32, {steps, batch, input}))},
-                           {DNNL_ARG_WEIGHTS_LAYER, kernel_theirs},
-                           {DNNL_ARG_WEIGHTS_ITER, weights(recurrent, units, 1, 1)},
-                           {DNNL_ARG_BIAS, dn::memory_of(dn::view(bias.data(), DataType::f32, {1, 1, 4, units}))},
-                           {DNNL_ARG_DST_LAYER, dn::memory_of(dn::view(h.data(), DataType::f32, {steps, batch, units}))},
-                           {DNNL_ARG_WORKSPACE, dn::memory_of(workspace, aligned_scratch(storage[2], workspace.get_size()))}});
+        dn::execute(
+            lstm, {{DNNL_ARG_SRC_LAYER, dn::memory_of(dn::view(x.data(), DataType::f32, {steps, batch, input}))},
+                   {DNNL_ARG_WEIGHTS_LAYER, kernel_theirs},
+                   {DNNL_ARG_WEIGHTS_ITER, weights(recurrent, units, 1, 1)},
+                   {DNNL_ARG_BIAS, dn::memory_of(dn::view(bias.data(), DataType::f32, {1, 1, 4, units}))},
+                   {DNNL_ARG_DST_LAYER, dn::memory_of(dn::view(h.data(), DataType::f32, {steps, batch, units}))},
+                   {DNNL_ARG_WORKSPACE, dn::memory_of(workspace, aligned_scratch(storage[2], workspace.get_size()))}});
         // And back, as a weight gradient in the picked layout would go.
         std::vector<float> kernel_back(kernel.size());
-        dn::write_back(kernel_theirs, dn::memory_of(dn::view(kernel_back.data(), DataType::f32, {1, 1, input, 4, units})));
+        dn::write_back(kernel_theirs,
+                       dn::memory_of(dn::view(kernel_back.data(), DataType::f32, {1, 1, input, 4, units})));
         CHECK(kernel_back == kernel);
     };
     const dn::Stats start = dn::stats();
@@ -576,7 +594,8 @@ TEST_CASE("a primitive of an op's own, cached, with its weights in the layout it
             std::vector<double> z(gates);
             for (std::int64_t g = 0; g < gates; ++g) {
                 double sum = bias[g];
-                for (std::int64_t c = 0; c < input; ++c) sum += x[(t * batch + b) * input + c] * double(kernel[c * gates + g]);
+                for (std::int64_t c = 0; c < input; ++c)
+                    sum += x[(t * batch + b) * input + c] * double(kernel[c * gates + g]);
                 for (std::int64_t v = 0; v < units; ++v) sum += hs[b * units + v] * recurrent[v * gates + g];
                 z[g] = sum;
             }
@@ -601,7 +620,8 @@ TEST_CASE("calls from two threads at once") {
         std::vector<float> c(m * n), first;
         ok = true;
         for (int i = 0; i < 50; ++i) {
-            dn::matmul(dn::view(const_cast<float*>(a.data()), DataType::f32, {m, k}), dn::view(const_cast<float*>(b.data()), DataType::f32, {k, n}),
+            dn::matmul(dn::view(const_cast<float*>(a.data()), DataType::f32, {m, k}),
+                       dn::view(const_cast<float*>(b.data()), DataType::f32, {k, n}),
                        dn::view(c.data(), DataType::f32, {m, n}), {.post = dn::activation("tanh")});
             if (i == 0) first = c;
             ok = ok && c == first;

@@ -5,29 +5,41 @@
 #include "gradcheck_table.hpp"
 
 using nngraph::DType;
-using nngraph::testing::GradCase;
 using nngraph::testing::check_gradient_table;
+using nngraph::testing::GradCase;
 
 TEST_CASE("Dense backward matches finite differences for every activation and shape") {
     std::vector<GradCase> cases;
     for (const char* activation : {"linear", "relu", "sigmoid", "tanh", "softmax", "gelu"}) {
         const std::string a = activation;
         const double step = a == "relu" ? 1e-3 : 1e-2;
-        cases.push_back({"Dense " + a + " (4, 5) -> 3", "Dense", "{units: 3, activation: " + a + "}", {{{4, 5}}}, step});
-        cases.push_back({"Dense " + a + " (2, 3, 4) -> 5", "Dense", "{units: 5, activation: " + a + "}", {{{2, 3, 4}}}, step});
+        cases.push_back(
+            {"Dense " + a + " (4, 5) -> 3", "Dense", "{units: 3, activation: " + a + "}", {{{4, 5}}}, step});
+        cases.push_back(
+            {"Dense " + a + " (2, 3, 4) -> 5", "Dense", "{units: 5, activation: " + a + "}", {{{2, 3, 4}}}, step});
     }
     cases.push_back({"Dense without bias", "Dense", "{units: 4, use_bias: false}", {{{3, 6}}}});
-    cases.push_back({"Dense sigmoid without bias, wide", "Dense", "{units: 8, activation: sigmoid, use_bias: false}", {{{7, 16}}}});
+    cases.push_back(
+        {"Dense sigmoid without bias, wide", "Dense", "{units: 8, activation: sigmoid, use_bias: false}", {{{7, 16}}}});
     check_gradient_table(cases);
 }
 
 TEST_CASE("Activation backward matches finite differences") {
     std::vector<GradCase> cases;
-    for (const char* activation : {"linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "softplus", "swish"}) {
+    for (const char* activation :
+         {"linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "softplus", "swish"}) {
         const std::string a = activation;
         const double step = a == "relu" || a == "elu" ? 1e-3 : 1e-2;
-        cases.push_back({"Activation " + a + " (4, 6)", "Activation", "{activation: " + a + "}", {{{4, 6}, DType::F32, -2, 2}}, step});
-        cases.push_back({"Activation " + a + " (2, 3, 5)", "Activation", "{activation: " + a + "}", {{{2, 3, 5}, DType::F32, -2, 2}}, step});
+        cases.push_back({"Activation " + a + " (4, 6)",
+                         "Activation",
+                         "{activation: " + a + "}",
+                         {{{4, 6}, DType::F32, -2, 2}},
+                         step});
+        cases.push_back({"Activation " + a + " (2, 3, 5)",
+                         "Activation",
+                         "{activation: " + a + "}",
+                         {{{2, 3, 5}, DType::F32, -2, 2}},
+                         step});
     }
     check_gradient_table(cases);
 }

@@ -38,7 +38,8 @@ void write_model(const fs::path& path, const std::string& node) {
 TEST_CASE("a missing plugin location is refused by name") {
     PluginSearch search;
     search.command_line.push_back("/nonexistent/libnothing.so");
-    CHECK_THROWS_WITH_AS(search.resolve(), doctest::Contains("'/nonexistent/libnothing.so' does not exist"), InputError);
+    CHECK_THROWS_WITH_AS(search.resolve(), doctest::Contains("'/nonexistent/libnothing.so' does not exist"),
+                         InputError);
     const CliResult r = run_nngraph({"plugins", "--plugins", "/nonexistent/dir"});
     CHECK_FALSE(r.crashed);
     CHECK(r.status == 2);
@@ -63,7 +64,8 @@ TEST_CASE("a file that is not a shared library is refused with the loader's reas
 
 TEST_CASE("a plugin built for another ABI version is refused, naming both versions") {
     const std::string message = load_error({kFixtures / "wrong_abi"});
-    CHECK(message.find("built for nngraph plugin ABI version " + std::to_string(NNG_ABI_VERSION + 41)) != std::string::npos);
+    CHECK(message.find("built for nngraph plugin ABI version " + std::to_string(NNG_ABI_VERSION + 41)) !=
+          std::string::npos);
     CHECK(message.find("this engine speaks ABI version " + std::to_string(NNG_ABI_VERSION)) != std::string::npos);
 }
 
@@ -79,7 +81,8 @@ TEST_CASE("two plugins providing one op name are refused, naming both files") {
     CHECK(message.find("op 'Twin' is provided by two plugins") != std::string::npos);
     CHECK(message.find("libtwin_a.so") != std::string::npos);
     CHECK(message.find("libtwin_b.so") != std::string::npos);
-    const CliResult r = run_nngraph({"plugins", "--plugins", (kFixtures / "twin_a").string(), "--plugins", (kFixtures / "twin_b").string()});
+    const CliResult r = run_nngraph(
+        {"plugins", "--plugins", (kFixtures / "twin_a").string(), "--plugins", (kFixtures / "twin_b").string()});
     CHECK(r.status == 2);
 }
 
@@ -89,8 +92,9 @@ TEST_CASE("an op that throws in forward fails the run with status 1 and its mess
     TensorFile inputs;
     inputs.tensors["x"] = Tensor(DType::F32, {1, 4});
     write_safetensors(dir / "x.safetensors", inputs);
-    const CliResult r = run_nngraph({"predict", (dir / "m.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
-                                     (dir / "y.safetensors").string(), "--plugins", (kFixtures / "faulty").string()});
+    const CliResult r =
+        run_nngraph({"predict", (dir / "m.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
+                     (dir / "y.safetensors").string(), "--plugins", (kFixtures / "faulty").string()});
     CHECK_FALSE(r.crashed);
     CHECK(r.status == 1);
     CHECK(r.err.find("node 'n' (Thrower): forward failed: boom") != std::string::npos);
@@ -100,7 +104,8 @@ TEST_CASE("an op that throws in forward fails the run with status 1 and its mess
 TEST_CASE("an op's attribute validation points at the attribute's line") {
     TempDir dir;
     write_model(dir / "m.yaml", "{name: n, op: Picky, inputs: [x],\n     level: 7}");
-    const CliResult r = run_nngraph({"summary", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
+    const CliResult r =
+        run_nngraph({"summary", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
     CHECK(r.status == 2);
     CHECK(r.err.find("m.yaml:6:6: node 'n': Picky: attribute 'level': expected a level below 3") != std::string::npos);
 }
@@ -108,7 +113,8 @@ TEST_CASE("an op's attribute validation points at the attribute's line") {
 TEST_CASE("an inference identity whose output differs from its input is refused at load") {
     TempDir dir;
     write_model(dir / "m.yaml", "{name: n, op: FalseIdentity, inputs: [x]}");
-    const CliResult r = run_nngraph({"summary", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
+    const CliResult r =
+        run_nngraph({"summary", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
     CHECK_FALSE(r.crashed);
     CHECK(r.status == 2);
     CHECK(r.err.find("inference identity of output 0 with input 0, whose dtype or shape differs") != std::string::npos);
@@ -154,17 +160,21 @@ TEST_CASE("nngraph plugins lists every op with its plugin; a removed plugin file
     fs::create_directories(tree / "lib/nngraph/plugins");
     fs::copy_file(nngraph_binary(), tree / "bin/nngraph");
     for (const auto& entry : fs::directory_iterator(nngraph_binary().parent_path().parent_path() / "lib")) {
-        if (entry.path().filename().string().rfind("libnngraph.so", 0) == 0) fs::copy(entry.path(), tree / "lib" / entry.path().filename(), fs::copy_options::copy_symlinks);
+        if (entry.path().filename().string().rfind("libnngraph.so", 0) == 0)
+            fs::copy(entry.path(), tree / "lib" / entry.path().filename(), fs::copy_options::copy_symlinks);
     }
     for (const auto& entry : fs::directory_iterator(default_plugin_dir())) {
-        if (entry.path().filename() != "libnngraph_dense.so") fs::copy_file(entry.path(), tree / "lib/nngraph/plugins" / entry.path().filename());
+        if (entry.path().filename() != "libnngraph_dense.so")
+            fs::copy_file(entry.path(), tree / "lib/nngraph/plugins" / entry.path().filename());
     }
     write_model(tree / "m.yaml", "{name: n, op: Dense, inputs: [x], units: 2}");
-    const std::string command = (tree / "bin/nngraph").string() + " summary " + (tree / "m.yaml").string() + " 2> " + (tree / "err").string();
+    const std::string command =
+        (tree / "bin/nngraph").string() + " summary " + (tree / "m.yaml").string() + " 2> " + (tree / "err").string();
     const int status = std::system(command.c_str());
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 2);
     const std::string err = read_bytes(tree / "err");
     CHECK(err.find("node 'n': unknown op 'Dense'") != std::string::npos);
-    CHECK(err.find("plugins searched in: " + fs::canonical(tree / "lib/nngraph/plugins").string()) != std::string::npos);
+    CHECK(err.find("plugins searched in: " + fs::canonical(tree / "lib/nngraph/plugins").string()) !=
+          std::string::npos);
 }

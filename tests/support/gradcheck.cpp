@@ -11,18 +11,21 @@ void fill_uniform(Tensor& t, double low, double high, std::uint64_t seed) {
     nng::Random rng(seed);
     const std::int64_t n = t.numel();
     switch (t.dtype()) {
-    case DType::F32:
-        for (float& v : t.values<float>()) v = static_cast<float>(rng.uniform(low, high));
-        break;
-    case DType::I32:
-        for (std::int32_t& v : t.values<std::int32_t>()) v = static_cast<std::int32_t>(std::floor(rng.uniform(low, high)));
-        break;
-    case DType::I64:
-        for (std::int64_t& v : t.values<std::int64_t>()) v = static_cast<std::int64_t>(std::floor(rng.uniform(low, high)));
-        break;
-    case DType::U8:
-        for (std::int64_t i = 0; i < n; ++i) t.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(std::floor(rng.uniform(low, high)));
-        break;
+        case DType::F32:
+            for (float& v : t.values<float>()) v = static_cast<float>(rng.uniform(low, high));
+            break;
+        case DType::I32:
+            for (std::int32_t& v : t.values<std::int32_t>())
+                v = static_cast<std::int32_t>(std::floor(rng.uniform(low, high)));
+            break;
+        case DType::I64:
+            for (std::int64_t& v : t.values<std::int64_t>())
+                v = static_cast<std::int64_t>(std::floor(rng.uniform(low, high)));
+            break;
+        case DType::U8:
+            for (std::int64_t i = 0; i < n; ++i)
+                t.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(std::floor(rng.uniform(low, high)));
+            break;
     }
 }
 
@@ -45,7 +48,9 @@ std::vector<std::int64_t> sample_indices(std::int64_t n, int count, std::uint64_
     for (std::int64_t i = 0; i < n; ++i) all[static_cast<std::size_t>(i)] = i;
     if (n <= count) return all;
     nng::Random rng(seed);
-    for (int i = 0; i < count; ++i) std::swap(all[static_cast<std::size_t>(i)], all[static_cast<std::size_t>(i) + rng.below(static_cast<std::uint64_t>(n - i))]);
+    for (int i = 0; i < count; ++i)
+        std::swap(all[static_cast<std::size_t>(i)],
+                  all[static_cast<std::size_t>(i) + rng.below(static_cast<std::uint64_t>(n - i))]);
     all.resize(static_cast<std::size_t>(count));
     return all;
 }
@@ -108,7 +113,8 @@ GradResult check_gradients(const GradCase& c, const OpRegistry& registry) {
             x = original;
             const double numeric = (loss_up - loss_down) / (step_up + step_down);
             const double exact = analytic.data<float>()[index];
-            const double error = std::abs(exact - numeric) / (c.atol + c.rtol * std::max(std::abs(exact), std::abs(numeric)));
+            const double error =
+                std::abs(exact - numeric) / (c.atol + c.rtol * std::max(std::abs(exact), std::abs(numeric)));
             ++result.checked;
             char line[256];
             std::snprintf(line, sizeof line, "%s[%lld]: backward %.6g, finite difference %.6g\n", what.c_str(),
@@ -122,15 +128,17 @@ GradResult check_gradients(const GradCase& c, const OpRegistry& registry) {
     };
     for (std::size_t i = 0; i < c.inputs.size(); ++i) {
         if (c.inputs[i].dtype != DType::F32 || !c.inputs[i].differentiable) continue;
-        check_tensor(runner.inputs()[i], analytic_inputs[i], "input " + std::to_string(i), nng::derive_seed(c.seed, i + 500));
+        check_tensor(runner.inputs()[i], analytic_inputs[i], "input " + std::to_string(i),
+                     nng::derive_seed(c.seed, i + 500));
     }
     for (std::size_t k = 0; k < runner.weights().size(); ++k) {
         if (analytic_weights[k].empty()) continue;
-        check_tensor(runner.weights()[k], analytic_weights[k], "weight " + runner.shapes().weights[k].name, nng::derive_seed(c.seed, k + 600));
+        check_tensor(runner.weights()[k], analytic_weights[k], "weight " + runner.shapes().weights[k].name,
+                     nng::derive_seed(c.seed, k + 600));
     }
     char summary[256];
-    std::snprintf(summary, sizeof summary, "%s: %d elements checked, worst error %.3g of the tolerance\n", c.label.c_str(),
-                  result.checked, result.worst_error);
+    std::snprintf(summary, sizeof summary, "%s: %d elements checked, worst error %.3g of the tolerance\n",
+                  c.label.c_str(), result.checked, result.worst_error);
     result.report = summary + result.report;
     return result;
 }

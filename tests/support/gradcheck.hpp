@@ -13,11 +13,11 @@
 namespace nngraph::testing {
 
 struct GradInput {
-    Shape shape;                 // batch included
+    Shape shape;  // batch included
     DType dtype = DType::F32;
     double low = -1.0, high = 1.0;  // uniform values; integer inputs take integers in [low, high)
-    bool mask = false;           // arrives with a random (batch, steps) mask, every row keeping one step at least
-    bool differentiable = true;  // false: not checked (e.g. an input the op declares no gradient for)
+    bool mask = false;              // arrives with a random (batch, steps) mask, every row keeping one step at least
+    bool differentiable = true;     // false: not checked (e.g. an input the op declares no gradient for)
 };
 
 // A (batch, steps, dim) float input, with a random mask when `mask`.
@@ -29,13 +29,13 @@ inline GradInput sequence_input(std::int64_t batch, std::int64_t steps, std::int
 }
 
 struct GradCase {
-    std::string label;           // names the case in failures
+    std::string label;  // names the case in failures
     std::string op;
     std::string attributes = "{}";
     std::vector<GradInput> inputs;
-    double step = 1e-2;          // the finite-difference step h
+    double step = 1e-2;  // the finite-difference step h
     double rtol = 1e-2, atol = 1e-3;
-    int samples_per_tensor = 40; // elements checked per input and weight (all of a smaller tensor)
+    int samples_per_tensor = 40;  // elements checked per input and weight (all of a smaller tensor)
     std::uint64_t seed = 1;
     // Runs after random inputs and weights are set, to pin values a case needs.
     std::function<void(OpRunner&)> prepare;

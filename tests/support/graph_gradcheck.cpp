@@ -19,7 +19,8 @@ GradResult check_graph_gradients(const GraphGradCase& c) {
     for (std::size_t k = 0; k < executor.weights().size(); ++k) {
         Tensor noise(DType::F32, executor.weights()[k].shape());
         fill_uniform(noise, -0.1, 0.1, nng::derive_seed(c.seed, k + 10));
-        for (std::int64_t e = 0; e < noise.numel(); ++e) executor.weights()[k].data<float>()[e] += noise.data<float>()[e];
+        for (std::int64_t e = 0; e < noise.numel(); ++e)
+            executor.weights()[k].data<float>()[e] += noise.data<float>()[e];
     }
     const auto loss = make_loss(config.loss);
     executor.set_loss(loss);
@@ -52,7 +53,8 @@ GradResult check_graph_gradients(const GraphGradCase& c) {
         nng::Random pick(nng::derive_seed(c.seed, w + 40));
         const int samples = static_cast<int>(std::min<std::int64_t>(c.samples_per_weight, value.numel()));
         for (int s = 0; s < samples; ++s) {
-            const auto index = static_cast<std::int64_t>(value.numel() <= c.samples_per_weight ? s : pick.below(static_cast<std::uint64_t>(value.numel())));
+            const auto index = static_cast<std::int64_t>(
+                value.numel() <= c.samples_per_weight ? s : pick.below(static_cast<std::uint64_t>(value.numel())));
             float& x = value.data<float>()[index];
             const float original = x;
             x = static_cast<float>(original + c.step);
@@ -64,21 +66,22 @@ GradResult check_graph_gradients(const GraphGradCase& c) {
             x = original;
             const double numeric = (up - down) / (up_step + down_step);
             const double exact = analytic[w].data<float>()[index];
-            const double error = std::abs(exact - numeric) / (c.atol + c.rtol * std::max(std::abs(exact), std::abs(numeric)));
+            const double error =
+                std::abs(exact - numeric) / (c.atol + c.rtol * std::max(std::abs(exact), std::abs(numeric)));
             ++result.checked;
             result.worst_error = std::max(result.worst_error, error);
             if (error > 1.0) {
                 result.ok = false;
                 char line[256];
-                std::snprintf(line, sizeof line, "%s[%lld]: executor %.6g, finite difference %.6g\n", graph->weights()[w].name.c_str(),
-                              static_cast<long long>(index), exact, numeric);
+                std::snprintf(line, sizeof line, "%s[%lld]: executor %.6g, finite difference %.6g\n",
+                              graph->weights()[w].name.c_str(), static_cast<long long>(index), exact, numeric);
                 if (result.report.size() < 4000) result.report += line;
             }
         }
     }
     char summary[256];
-    std::snprintf(summary, sizeof summary, "%s: %d weight elements checked, worst error %.3g of the tolerance\n", c.label.c_str(),
-                  result.checked, result.worst_error);
+    std::snprintf(summary, sizeof summary, "%s: %d weight elements checked, worst error %.3g of the tolerance\n",
+                  c.label.c_str(), result.checked, result.worst_error);
     result.report = summary + result.report;
     return result;
 }

@@ -13,7 +13,7 @@ namespace nngraph::testing {
 
 struct GraphGradCase {
     std::string label;
-    std::string model_yaml;   // a model file's text; its training.loss is the loss
+    std::string model_yaml;  // a model file's text; its training.loss is the loss
     std::int64_t batch = 4;
     double input_low = -1.0, input_high = 1.0;  // inputs; integer inputs take integers in [low, high)
     double step = 1e-2, rtol = 1e-2, atol = 1e-3;

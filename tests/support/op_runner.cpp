@@ -2,10 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "exec/weights.hpp"
 #include "graph/attributes.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/random.hpp"
-#include "exec/weights.hpp"
 #include "plugins/op_instance.hpp"
 
 namespace nngraph::testing {
@@ -59,8 +59,11 @@ OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std:
         inputs_.emplace_back(inputs[i].dtype, inputs[i].shape);
         grad_inputs_.push_back(inputs[i].dtype == DType::F32 ? Tensor(DType::F32, inputs[i].shape) : Tensor());
         const Shape& s = inputs[i].shape;
-        input_masks_.push_back(masks[i] ? Tensor(DType::U8, Shape(s.begin(), s.begin() + std::min<std::size_t>(2, s.size()))) : Tensor());
-        if (masks[i]) std::fill(input_masks_.back().data<std::uint8_t>(), input_masks_.back().data<std::uint8_t>() + input_masks_.back().numel(), 1);
+        input_masks_.push_back(
+            masks[i] ? Tensor(DType::U8, Shape(s.begin(), s.begin() + std::min<std::size_t>(2, s.size()))) : Tensor());
+        if (masks[i])
+            std::fill(input_masks_.back().data<std::uint8_t>(),
+                      input_masks_.back().data<std::uint8_t>() + input_masks_.back().numel(), 1);
     }
     for (const OutputInfo& out : shapes_.outputs) {
         outputs_.emplace_back(out.tensor.dtype, out.tensor.shape);
@@ -91,7 +94,8 @@ void OpRunner::plan_buffers(int threads, bool training) {
     buffer_views_.clear();
     for (const BufferDeclaration& b : shapes_.buffers) {
         const bool per_thread = b.lifetime == NNG_BUFFER_PER_THREAD;
-        const std::uint64_t stride = per_thread ? (b.bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment : 0;
+        const std::uint64_t stride =
+            per_thread ? (b.bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment : 0;
         const int slices = per_thread ? threads : 1;
         const std::uint64_t total = per_thread ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
         buffers_.push_back(total ? Tensor(DType::U8, {static_cast<std::int64_t>(total)}) : Tensor());
@@ -168,7 +172,8 @@ void OpRunner::forward(bool training, std::uint64_t seed, bool deterministic, in
     instance_->forward("test", call->ctx, call->args);
 }
 
-void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input, int threads) {
+void OpRunner::backward(const std::vector<Tensor>& grad_outputs, std::uint64_t seed, std::vector<bool> want_input,
+                        int threads) {
     auto call = prepare_call(true, seed, threads);
     // The output gradients as given (no copy); a missing or empty one is an absent gradient.
     for (std::size_t j = 0; j < outputs_.size(); ++j) {

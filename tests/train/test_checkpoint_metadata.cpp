@@ -15,11 +15,13 @@ std::filesystem::path checkpoint_with(const TempDir& dir, const std::map<std::st
     TensorFile file;
     const float value[] = {1.0f};
     file.tensors["dense.kernel"] = Tensor::from<float>({1}, value);
-    file.metadata = {{"format", "nngraph"}, {"epochs_done", "2"}, {"steps_done", "126"}, {"seed", "7"},
-                     {"best", "0.75"},      {"monitor", "val_accuracy"}};
+    file.metadata = {{"format", "nngraph"}, {"epochs_done", "2"}, {"steps_done", "126"},
+                     {"seed", "7"},         {"best", "0.75"},     {"monitor", "val_accuracy"}};
     for (const auto& [key, text] : changes) {
-        if (text.empty()) file.metadata.erase(key);
-        else file.metadata[key] = text;
+        if (text.empty())
+            file.metadata.erase(key);
+        else
+            file.metadata[key] = text;
     }
     const std::filesystem::path path = dir / "checkpoint.safetensors";
     write_safetensors(path, file);

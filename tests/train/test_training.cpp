@@ -51,7 +51,8 @@ TEST_CASE("binary_crossentropy from probabilities clips at 1e-7 and averages ove
     CHECK(in.grad[1] == Approx((0.2 - 0.0) / (0.2 * 0.8) / 2).epsilon(1e-5));
 
     LossInputs saturated{{1, 1}, {1.0f}, {}, {0.0f}};
-    CHECK(make_loss("binary_crossentropy")->evaluate(saturated.call(false, true)) == Approx(-std::log(1e-7)).epsilon(1e-6));
+    CHECK(make_loss("binary_crossentropy")->evaluate(saturated.call(false, true)) ==
+          Approx(-std::log(1e-7)).epsilon(1e-6));
     CHECK(saturated.grad[0] == 0.0f);  // clipped: no gradient, as Keras
 }
 
@@ -62,9 +63,11 @@ TEST_CASE("binary_crossentropy after a sigmoid works from the logits: exact, sta
     CHECK(bce->works_from_logits(NNG_OUTPUT_SIGMOID_LOGITS));
     CHECK_FALSE(bce->works_from_logits(NNG_OUTPUT_SOFTMAX_LOGITS));
     const double loss = bce->evaluate(in.call(true, true));
-    const double expected = (std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-1.0)) + 100.0 + std::log1p(std::exp(-100.0)) + 30.0) / 4;
+    const double expected =
+        (std::log1p(std::exp(-2.0)) + std::log1p(std::exp(-1.0)) + 100.0 + std::log1p(std::exp(-100.0)) + 30.0) / 4;
     CHECK(loss == Approx(expected).epsilon(1e-6));
-    for (std::size_t i = 0; i < 4; ++i) CHECK(in.grad[i] == Approx((sigmoid(in.logits[i]) - in.targets[i]) / 4).epsilon(1e-5));
+    for (std::size_t i = 0; i < 4; ++i)
+        CHECK(in.grad[i] == Approx((sigmoid(in.logits[i]) - in.targets[i]) / 4).epsilon(1e-5));
 }
 
 TEST_CASE("categorical_crossentropy normalises, clips and sums; sparse takes class ids; from logits it is p - y") {
@@ -73,15 +76,18 @@ TEST_CASE("categorical_crossentropy normalises, clips and sums; sparse takes cla
     CHECK(loss == Approx((-std::log(0.6) - std::log(0.5)) / 2).epsilon(1e-6));
 
     LossInputs sparse{{2, 3}, in.prediction, {}, {1.0f, 2.0f}, {}, {2}};
-    CHECK(make_loss("sparse_categorical_crossentropy")->evaluate(sparse.call(false, true)) == Approx(loss).epsilon(1e-9));
+    CHECK(make_loss("sparse_categorical_crossentropy")->evaluate(sparse.call(false, true)) ==
+          Approx(loss).epsilon(1e-9));
     for (std::size_t i = 0; i < 6; ++i) CHECK(sparse.grad[i] == Approx(in.grad[i]).epsilon(1e-6));
     CHECK(make_loss("sparse_categorical_crossentropy")->target_shape({5, 3}) == Shape{5});
 
     LossInputs logits{{1, 3}, {}, {1.0f, 2.0f, 3.0f}, {0, 0, 1}};
     const double sum = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
     for (float z : logits.logits) logits.prediction.push_back(static_cast<float>(std::exp(z) / sum));
-    CHECK(make_loss("categorical_crossentropy")->evaluate(logits.call(true, true)) == Approx(std::log(sum) - 3.0).epsilon(1e-6));
-    for (std::size_t i = 0; i < 3; ++i) CHECK(logits.grad[i] == Approx(logits.prediction[i] - logits.targets[i]).epsilon(1e-5));
+    CHECK(make_loss("categorical_crossentropy")->evaluate(logits.call(true, true)) ==
+          Approx(std::log(sum) - 3.0).epsilon(1e-6));
+    for (std::size_t i = 0; i < 3; ++i)
+        CHECK(logits.grad[i] == Approx(logits.prediction[i] - logits.targets[i]).epsilon(1e-5));
 
     LossInputs bad{{1, 3}, {0.2f, 0.3f, 0.5f}, {}, {3.0f}, {}, {1}};
     CHECK_THROWS_WITH_AS(make_loss("sparse_categorical_crossentropy")->evaluate(bad.call(false, false)),
@@ -92,7 +98,8 @@ TEST_CASE("mse is the mean of squared differences") {
     LossInputs in{{2, 2}, {1, 2, 3, 4}, {}, {0, 2, 5, 4}};
     CHECK(make_loss("mse")->evaluate(in.call(false, true)) == Approx((1.0 + 0 + 4 + 0) / 4));
     CHECK(in.grad[2] == Approx(2.0 * (3 - 5) / 4));
-    CHECK_THROWS_WITH_AS(make_loss("hinge"), doctest::Contains("unknown loss 'hinge'; known losses: binary_crossentropy"), InputError);
+    CHECK_THROWS_WITH_AS(make_loss("hinge"),
+                         doctest::Contains("unknown loss 'hinge'; known losses: binary_crossentropy"), InputError);
 }
 
 TEST_CASE("adam follows Keras's update exactly") {
@@ -120,7 +127,9 @@ TEST_CASE("adam follows Keras's update exactly") {
 TEST_CASE("weight_decay shrinks each weight by weight_decay * learning_rate before the update, as Keras does") {
     for (const char* name : {"adam", "sgd"}) {
         CAPTURE(name);
-        const auto start = [] { return std::vector<Tensor>{Tensor::from<float>({2}, std::vector<float>{1.0f, -2.0f})}; };
+        const auto start = [] {
+            return std::vector<Tensor>{Tensor::from<float>({2}, std::vector<float>{1.0f, -2.0f})};
+        };
         std::vector<Tensor> decayed = start(), prescaled = start(), undecayed = start();
         const std::vector<Tensor> grads{Tensor::from<float>({2}, std::vector<float>{0.5f, -1.0f})};
         OptimizerConfig with{name, 0.1}, without{name, 0.1};
@@ -141,8 +150,10 @@ namespace {
 
 // The training section of a one-layer model file whose optimizer is `optimizer` (YAML flow map).
 TrainingConfig training_with(const std::string& optimizer) {
-    const std::string text = "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
-                             "training:\n  loss: mse\n  optimizer: " + optimizer + "\n";
+    const std::string text =
+        "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
+        "training:\n  loss: mse\n  optimizer: " +
+        optimizer + "\n";
     return parse_training_config(parse_model(text, "model.yaml", "."));
 }
 
@@ -163,9 +174,12 @@ TEST_CASE("learning-rate schedules follow Keras's equations, read as Keras seria
     SUBCASE("ExponentialDecay, smooth and staircase") {
         for (bool staircase : {false, true}) {
             CAPTURE(staircase);
-            const OptimizerConfig c = training_with(
-                "{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: 0.1, "
-                "decay_steps: 4, decay_rate: 0.5, staircase: " + std::string(staircase ? "true" : "false") + "}}}").optimizer;
+            const OptimizerConfig c =
+                training_with(
+                    "{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: 0.1, "
+                    "decay_steps: 4, decay_rate: 0.5, staircase: " +
+                    std::string(staircase ? "true" : "false") + "}}}")
+                    .optimizer;
             REQUIRE(c.schedule);
             for (int step : {0, 1, 3, 4, 6, 9}) {
                 CAPTURE(step);
@@ -175,18 +189,25 @@ TEST_CASE("learning-rate schedules follow Keras's equations, read as Keras seria
         }
     }
     SUBCASE("CosineDecay, with and without a warm-up, flat after decay_steps") {
-        const OptimizerConfig plain = training_with(
-            "{name: sgd, learning_rate: {module: keras.optimizers.schedules, class_name: CosineDecay, "
-            "config: {initial_learning_rate: 0.2, decay_steps: 10, alpha: 0.1, warmup_target: null}, registered_name: null}}").optimizer;
-        const auto cosine = [&](double step, double from) { return from * (0.9 * 0.5 * (1 + std::cos(pi * step / 10)) + 0.1); };
+        const OptimizerConfig plain =
+            training_with(
+                "{name: sgd, learning_rate: {module: keras.optimizers.schedules, class_name: CosineDecay, "
+                "config: {initial_learning_rate: 0.2, decay_steps: 10, alpha: 0.1, warmup_target: null}, "
+                "registered_name: null}}")
+                .optimizer;
+        const auto cosine = [&](double step, double from) {
+            return from * (0.9 * 0.5 * (1 + std::cos(pi * step / 10)) + 0.1);
+        };
         for (int step : {0, 3, 5, 10, 25}) {
             CAPTURE(step);
             CHECK(plain.learning_rate_at(step) == Approx(cosine(std::min(step, 10), 0.2)).epsilon(1e-12));
         }
         CHECK(plain.learning_rate_at(10) == Approx(0.02));
         const OptimizerConfig warm = training_with(
-            "{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.0, decay_steps: 10, "
-            "warmup_target: 0.4, warmup_steps: 4}}}").optimizer;
+                                         "{name: adam, learning_rate: {class_name: CosineDecay, config: "
+                                         "{initial_learning_rate: 0.0, decay_steps: 10, "
+                                         "warmup_target: 0.4, warmup_steps: 4}}}")
+                                         .optimizer;
         CHECK(warm.learning_rate_at(0) == Approx(0.0));
         CHECK(warm.learning_rate_at(1) == Approx(0.1));
         CHECK(warm.learning_rate_at(3) == Approx(0.3));
@@ -198,7 +219,9 @@ TEST_CASE("learning-rate schedules follow Keras's equations, read as Keras seria
     }
     SUBCASE("PiecewiseConstantDecay: a boundary step still takes the earlier value") {
         const OptimizerConfig c = training_with(
-            "{name: adam, learning_rate: {class_name: PiecewiseConstantDecay, config: {boundaries: [2, 5], values: [1.0, 0.5, 0.1]}}}").optimizer;
+                                      "{name: adam, learning_rate: {class_name: PiecewiseConstantDecay, config: "
+                                      "{boundaries: [2, 5], values: [1.0, 0.5, 0.1]}}}")
+                                      .optimizer;
         const double expected[] = {1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.1, 0.1};
         for (int step = 0; step < 8; ++step) CHECK(c.learning_rate_at(step) == expected[step]);
     }
@@ -210,19 +233,24 @@ TEST_CASE("learning-rate schedules follow Keras's equations, read as Keras seria
 }
 
 TEST_CASE("a bad learning-rate schedule is refused with where and what was expected") {
-    CHECK(training_error("{name: adam, learning_rate: {class_name: StepDecay, config: {}}}").find(
-              "unknown learning_rate schedule 'StepDecay'; known: ExponentialDecay, CosineDecay") != std::string::npos);
-    CHECK(training_error("{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: 0.1, decay_steps: 5}}}")
+    CHECK(training_error("{name: adam, learning_rate: {class_name: StepDecay, config: {}}}")
+              .find("unknown learning_rate schedule 'StepDecay'; known: ExponentialDecay, CosineDecay") !=
+          std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: ExponentialDecay, config: {initial_learning_rate: "
+                         "0.1, decay_steps: 5}}}")
               .find("ExponentialDecay needs 'decay_rate'") != std::string::npos);
-    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, decay_steps: 0}}}")
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, "
+                         "decay_steps: 0}}}")
               .find("decay_steps must be above 0") != std::string::npos);
-    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, decay_steps: 5, beta: 1}}}")
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay, config: {initial_learning_rate: 0.1, "
+                         "decay_steps: 5, beta: 1}}}")
               .find("unknown key 'beta' in CosineDecay's config") != std::string::npos);
     const std::string values = training_error(
         "{name: adam, learning_rate: {class_name: PiecewiseConstantDecay, config: {boundaries: [2], values: [1.0]}}}");
     CHECK(values.find("model.yaml:7:") != std::string::npos);
     CHECK(values.find("one more value than boundaries (1 boundaries, 1 values)") != std::string::npos);
-    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay}}").find("needs class_name") != std::string::npos);
+    CHECK(training_error("{name: adam, learning_rate: {class_name: CosineDecay}}").find("needs class_name") !=
+          std::string::npos);
 }
 
 TEST_CASE("the optimizers take each update's learning rate from the schedule, weight_decay included") {
@@ -248,7 +276,8 @@ TEST_CASE("the optimizers take each update's learning rate from the schedule, we
                 } else {
                     m[i] += (g - m[i]) * 0.1;
                     v[i] += (g * g - v[i]) * 0.001;
-                    theta[i] -= lr * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) + 1e-7);
+                    theta[i] -= lr * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)) * m[i] /
+                                (std::sqrt(v[i]) + 1e-7);
                 }
                 CHECK(weights[0].data<float>()[i] == Approx(theta[i]).epsilon(1e-6));
             }
@@ -282,8 +311,10 @@ TEST_CASE("accuracy is Keras's: threshold 0.5 for one unit, argmax otherwise") {
     CHECK(accuracy_sum(AccuracyKind::Binary, {DType::F32, four_by_one, p.data()}, y.data(), 1, nullptr, 4) == 2.0);
     const Shape two_by_three{2, 3};
     std::vector<float> q{0.1f, 0.7f, 0.2f, 0.5f, 0.3f, 0.2f}, onehot{0, 1, 0, 0, 0, 1}, ids{1, 0};
-    CHECK(accuracy_sum(AccuracyKind::Categorical, {DType::F32, two_by_three, q.data()}, onehot.data(), 3, nullptr, 2) == 1.0);
-    CHECK(accuracy_sum(AccuracyKind::SparseCategorical, {DType::F32, two_by_three, q.data()}, ids.data(), 1, nullptr, 2) == 2.0);
+    CHECK(accuracy_sum(AccuracyKind::Categorical, {DType::F32, two_by_three, q.data()}, onehot.data(), 3, nullptr, 2) ==
+          1.0);
+    CHECK(accuracy_sum(AccuracyKind::SparseCategorical, {DType::F32, two_by_three, q.data()}, ids.data(), 1, nullptr,
+                       2) == 2.0);
 }
 
 TEST_CASE("the epoch line is Keras's") {
@@ -296,7 +327,8 @@ TEST_CASE("the epoch line is Keras's") {
     bar.begin_epoch(3, 10, 391);
     bar.update(391, {0.3254, 0.8612});
     bar.end_epoch({0.3254, 0.8612}, Scores{0.30421, 0.871});
-    const std::regex line(R"(Epoch 3/10\n391/391 - \d+s - \d+us/step - accuracy: 0\.8612 - loss: 0\.3254 - val_accuracy: 0\.8710 - val_loss: 0\.3042\n)");
+    const std::regex line(
+        R"(Epoch 3/10\n391/391 - \d+s - \d+us/step - accuracy: 0\.8612 - loss: 0\.3254 - val_accuracy: 0\.8710 - val_loss: 0\.3042\n)");
     CHECK(std::regex_match(out.str(), line));
 }
 
@@ -314,8 +346,8 @@ TEST_CASE("on a terminal the progress bar redraws in place") {
 
 namespace {
 
-std::vector<Tensor> train_xor(int epochs, const std::filesystem::path* save_after_first, const std::filesystem::path* resume_from,
-                              std::vector<EpochLog>* logs = nullptr) {
+std::vector<Tensor> train_xor(int epochs, const std::filesystem::path* save_after_first,
+                              const std::filesystem::path* resume_from, std::vector<EpochLog>* logs = nullptr) {
     auto graph = Graph::load(std::filesystem::path(NNGRAPH_SOURCE_DIR) / "graphs/mlp_xor.yaml");
     TrainingConfig config = parse_training_config(graph->spec());
     config.epochs = epochs;
@@ -331,12 +363,13 @@ std::vector<Tensor> train_xor(int epochs, const std::filesystem::path* save_afte
     }
     std::ostringstream log;
     trainer.fit(data.train, &*data.validation, first_epoch, log, false, {.on_epoch_end = [&](const EpochLog& entry) {
-        if (logs) logs->push_back(entry);
-        if (save_after_first && entry.epoch == 1) {
-            save_checkpoint(*save_after_first, executor, &trainer.optimizer(), {entry.epoch, executor.step_count(), config.seed, {}, {}});
-        }
-        return true;
-    }});
+                    if (logs) logs->push_back(entry);
+                    if (save_after_first && entry.epoch == 1) {
+                        save_checkpoint(*save_after_first, executor, &trainer.optimizer(),
+                                        {entry.epoch, executor.step_count(), config.seed, {}, {}});
+                    }
+                    return true;
+                }});
     return executor.weights();
 }
 

@@ -12,8 +12,7 @@ namespace nngraph {
 // which is flushed to disk and then renamed over `path`. If `write_contents` throws or anything
 // fails, the temporary file is removed, an existing `path` is left untouched, and the exception
 // propagates (failures of the file system itself raise RunError naming the path).
-void write_file_atomically(const std::filesystem::path& path,
-                           const std::function<void(std::ostream&)>& write_contents);
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write_contents);
 
 // Refuses, before any work that would be lost, a destination that write_file_atomically (or any
 // writer) could not write: its directory missing or not a directory, the path itself a directory,

@@ -65,10 +65,10 @@ struct ModelWeight {
 
 struct ModelNode {
     std::string name;
-    std::string op;  // "InputLayer" for graph inputs
-    std::vector<std::string> inputs;    // tensor names
-    std::vector<ModelTensor> outputs;   // with their load-time shapes
-    std::vector<std::string> weights;   // weight names
+    std::string op;                    // "InputLayer" for graph inputs
+    std::vector<std::string> inputs;   // tensor names
+    std::vector<ModelTensor> outputs;  // with their load-time shapes
+    std::vector<std::string> weights;  // weight names
 };
 
 struct ParameterCount {
@@ -109,9 +109,9 @@ enum class Training { Continue, Stop };
 
 // What training is about to do, once its data is loaded and any checkpoint resumed.
 struct TrainStart {
-    std::string data;      // "IMDB (...): 25000 training, 25000 validation reviews"
-    int first_epoch = 0;   // epochs a resumed checkpoint had already done
-    int epochs = 0;        // the last epoch to run
+    std::string data;     // "IMDB (...): 25000 training, 25000 validation reviews"
+    int first_epoch = 0;  // epochs a resumed checkpoint had already done
+    int epochs = 0;       // the last epoch to run
 };
 
 struct TrainOptions {
@@ -146,14 +146,14 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-    std::vector<EpochEnd> history;   // the epochs run
-    bool stopped = false;            // a callback, or a non-finite loss, stopped training
+    std::vector<EpochEnd> history;  // the epochs run
+    bool stopped = false;           // a callback, or a non-finite loss, stopped training
     // Set when a non-finite loss stopped training: the epoch, the step and the first node whose
     // output was not finite. The best checkpoint is the one saved before.
     std::string non_finite;
-    std::string monitor;             // "val_accuracy", "val_loss", "accuracy" or "loss"
-    std::optional<double> best;      // its best value, resumed runs included
-    int best_epoch = 0;              // the epoch of that value in this run; 0: none
+    std::string monitor;         // "val_accuracy", "val_loss", "accuracy" or "loss"
+    std::optional<double> best;  // its best value, resumed runs included
+    int best_epoch = 0;          // the epoch of that value in this run; 0: none
 };
 
 struct EvaluateOptions {
@@ -194,8 +194,8 @@ struct NodeTiming {
 };
 
 struct MemoryFigures {
-    std::size_t arena_bytes = 0;      // every activation, gradient and scratch buffer of the step
-    std::size_t backward_bytes = 0;   // kept from the forward pass for backward (training only)
+    std::size_t arena_bytes = 0;     // every activation, gradient and scratch buffer of the step
+    std::size_t backward_bytes = 0;  // kept from the forward pass for backward (training only)
     std::size_t weight_bytes = 0;
     std::size_t optimizer_bytes = 0;  // gradients and optimiser state (training only)
 };
@@ -268,7 +268,8 @@ public:
     // Every graph output for all rows of `inputs` (in graph input order), run in batches.
     std::vector<Tensor> predict(const std::vector<Tensor>& inputs, std::int64_t batch_size = 32);
     // The output of a one-input, one-output text model for each text, encoded with `vocabulary`.
-    Tensor predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary, std::int64_t batch_size = 32);
+    Tensor predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary,
+                        std::int64_t batch_size = 32);
     // The model file's training.loss over one batch and every trainable weight's gradient, random
     // ops (dropout) off; `targets` in graph output order. Weights are not changed.
     Gradients gradients(const std::vector<Tensor>& inputs, const std::vector<Tensor>& targets);

@@ -74,8 +74,8 @@ typedef enum nng_attr_type {
     NNG_ATTR_FLOAT = 2,
     NNG_ATTR_BOOL = 3,
     NNG_ATTR_STRING = 4,
-    NNG_ATTR_INTS = 5,   /* a list of ints; a single int is a list of one; null items (Keras's None) read -1 */
-    NNG_ATTR_FLOATS = 6  /* a list of numbers */
+    NNG_ATTR_INTS = 5,  /* a list of ints; a single int is a list of one; null items (Keras's None) read -1 */
+    NNG_ATTR_FLOATS = 6 /* a list of numbers */
 } nng_attr_type;
 
 enum nng_attr_flags {
@@ -85,7 +85,7 @@ enum nng_attr_flags {
 
 typedef struct nng_attr_spec {
     uint32_t struct_size;
-    const char* name;          /* Keras's argument name; nested maps use dots: "adaptive_span.ramp" */
+    const char* name; /* Keras's argument name; nested maps use dots: "adaptive_span.ramp" */
     nng_attr_type type;
     uint32_t flags;            /* nng_attr_flags */
     const char* default_value; /* YAML text of the default ("0.5", "[1, 2]", "null"); NULL if required */
@@ -96,12 +96,12 @@ typedef struct nng_attr_spec {
 typedef struct nng_attr_value {
     nng_attr_type type;
     int32_t is_null;
-    int64_t int_value;      /* INT, BOOL */
-    double float_value;     /* FLOAT */
-    const char* string;     /* STRING, NUL-terminated */
-    const int64_t* ints;    /* INTS */
-    const double* floats;   /* FLOATS */
-    int64_t count;          /* INTS, FLOATS */
+    int64_t int_value;    /* INT, BOOL */
+    double float_value;   /* FLOAT */
+    const char* string;   /* STRING, NUL-terminated */
+    const int64_t* ints;  /* INTS */
+    const double* floats; /* FLOATS */
+    int64_t count;        /* INTS, FLOATS */
 } nng_attr_value;
 
 /* Every attribute of the op's schema, in schema order, defaults filled in. Valid only during `create`. */
@@ -138,13 +138,17 @@ typedef struct nng_weight_spec {
 /* What an output is. A LOGITS output holds the pre-activation of output `logits_of`, whose
  * activation is sigmoid or softmax: a loss that follows may work from the logits (as Keras does),
  * which is both exact and stable. Users never see such outputs. */
-typedef enum nng_output_role { NNG_OUTPUT_VISIBLE = 0, NNG_OUTPUT_SIGMOID_LOGITS = 1, NNG_OUTPUT_SOFTMAX_LOGITS = 2 } nng_output_role;
+typedef enum nng_output_role {
+    NNG_OUTPUT_VISIBLE = 0,
+    NNG_OUTPUT_SIGMOID_LOGITS = 1,
+    NNG_OUTPUT_SOFTMAX_LOGITS = 2
+} nng_output_role;
 
 /* How an output's mask arises (Keras's compute_mask). */
 typedef enum nng_mask_rule {
-    NNG_MASK_NONE = 0,     /* no mask */
+    NNG_MASK_NONE = 0,       /* no mask */
     NNG_MASK_FROM_INPUT = 1, /* the mask of input `mask_source` passes through unchanged */
-    NNG_MASK_COMPUTED = 2  /* the op writes it in forward (shape (batch, steps), U8, 1 = keep) */
+    NNG_MASK_COMPUTED = 2    /* the op writes it in forward (shape (batch, steps), U8, 1 = keep) */
 } nng_mask_rule;
 
 typedef struct nng_tensor_info {
@@ -155,10 +159,10 @@ typedef struct nng_tensor_info {
 typedef struct nng_output_info {
     nng_tensor_info tensor;
     nng_output_role role;
-    int32_t logits_of;       /* for LOGITS roles: the visible output they belong to */
+    int32_t logits_of; /* for LOGITS roles: the visible output they belong to */
     nng_mask_rule mask_rule;
-    int32_t mask_source;     /* for NNG_MASK_FROM_INPUT */
-    nng_shape mask_shape;    /* for NNG_MASK_COMPUTED */
+    int32_t mask_source;  /* for NNG_MASK_FROM_INPUT */
+    nng_shape mask_shape; /* for NNG_MASK_COMPUTED */
 } nng_output_info;
 
 /* How long a buffer an op declares is kept. The host places every declared buffer in its planned
@@ -181,8 +185,8 @@ typedef struct nng_buffer_spec {
 
 /* Bits of nng_infer_io.backward_needs: which forward tensors backward reads. The executor keeps
  * exactly these alive until the op's backward has run. */
-#define NNG_NEEDS_INPUT(i) (1u << (i))          /* inputs 0..15 */
-#define NNG_NEEDS_OUTPUT(j) (1u << (16 + (j)))  /* outputs 0..NNG_MAX_OUTPUTS-1 */
+#define NNG_NEEDS_INPUT(i) (1u << (i))         /* inputs 0..15 */
+#define NNG_NEEDS_OUTPUT(j) (1u << (16 + (j))) /* outputs 0..NNG_MAX_OUTPUTS-1 */
 #define NNG_NEEDS_ALL 0xFFFFFFFFu
 
 /* Filled by the host (inputs) and the op (everything else). Called at load with dims[0] = -1,
@@ -201,7 +205,7 @@ typedef struct nng_infer_io {
     int32_t num_weights;
     nng_weight_spec weights[NNG_MAX_WEIGHTS];
 
-    uint32_t backward_needs;     /* NNG_NEEDS_* bits; default NNG_NEEDS_ALL */
+    uint32_t backward_needs; /* NNG_NEEDS_* bits; default NNG_NEEDS_ALL */
 
     /* The input that output 0 is, unchanged, when not training (Dropout), or -1 (the host's
      * default). An inference plan then gives output 0 that input's buffer and skips the call. */
@@ -220,8 +224,8 @@ typedef struct nng_infer_io {
 
 typedef struct nng_context {
     uint32_t struct_size;
-    int32_t training;     /* forward: training mode (dropout active, fill saved buffers) */
-    uint64_t seed;        /* differs per node and per step; the same seed gives the same result */
+    int32_t training; /* forward: training mode (dropout active, fill saved buffers) */
+    uint64_t seed;    /* differs per node and per step; the same seed gives the same result */
     int32_t num_threads;
     /* 1 when a training forward must be deterministic (random ops such as dropout act as in
      * inference) while still saving what backward needs: `nngraph grad`, gradient checks. */

@@ -102,8 +102,8 @@ inline std::int64_t product(const Dims& dims, std::size_t begin = 0, std::size_t
 
 // ---- Attribute schema (constexpr builders) -------------------------------------------------------
 
-constexpr nng_attr_spec make_attr(const char* name, nng_attr_type type, const char* default_value,
-                                  const char* doc, std::uint32_t flags = 0, const char* choices = nullptr) {
+constexpr nng_attr_spec make_attr(const char* name, nng_attr_type type, const char* default_value, const char* doc,
+                                  std::uint32_t flags = 0, const char* choices = nullptr) {
     return nng_attr_spec{sizeof(nng_attr_spec), name, type, flags, default_value, choices, doc};
 }
 constexpr nng_attr_spec int_attr(const char* name, const char* default_value, const char* doc) {
@@ -115,8 +115,7 @@ constexpr nng_attr_spec float_attr(const char* name, const char* default_value, 
 constexpr nng_attr_spec bool_attr(const char* name, const char* default_value, const char* doc) {
     return make_attr(name, NNG_ATTR_BOOL, default_value, doc);
 }
-constexpr nng_attr_spec string_attr(const char* name, const char* default_value, const char* choices,
-                                    const char* doc) {
+constexpr nng_attr_spec string_attr(const char* name, const char* default_value, const char* choices, const char* doc) {
     return make_attr(name, NNG_ATTR_STRING, default_value, doc, 0, choices);
 }
 constexpr nng_attr_spec ints_attr(const char* name, const char* default_value, const char* doc) {
@@ -165,7 +164,8 @@ private:
     const nng_attr_value& typed(std::string_view name, nng_attr_type type) const {
         const nng_attr_value& v = find(name);
         if (v.is_null) throw OpError("attribute '" + std::string(name) + "' is null here", std::string(name));
-        if (v.type != type) throw OpError("attribute '" + std::string(name) + "' read with the wrong type", std::string(name));
+        if (v.type != type)
+            throw OpError("attribute '" + std::string(name) + "' read with the wrong type", std::string(name));
         return v;
     }
     const nng_attrs* attrs_;
@@ -204,14 +204,15 @@ inline Initializer keras_initializer(std::string_view name, const char* attribut
 // ---- Declared buffers ----------------------------------------------------------------------------
 
 enum class Lifetime {
-    PerCall = NNG_BUFFER_PER_CALL,     // scratch for one forward or backward call
-    Saved = NNG_BUFFER_SAVED,          // written by a training forward, read by backward
+    PerCall = NNG_BUFFER_PER_CALL,      // scratch for one forward or backward call
+    Saved = NNG_BUFFER_SAVED,           // written by a training forward, read by backward
     PerThread = NNG_BUFFER_PER_THREAD,  // scratch for one call, one slice per thread
     Backward = NNG_BUFFER_BACKWARD      // scratch for the backward call only
 };
 
 // The handle of a buffer an op declared, of elements T.
-template <class T> struct Buffer {
+template <class T>
+struct Buffer {
     int index = -1;
 };
 
@@ -248,7 +249,8 @@ public:
     }
     // Adds the hidden pre-activation twin of a sigmoid or softmax output (see nng_output_role).
     int add_logits_output(int of_output, nng_output_role role) {
-        const int index = add_output(io_->outputs[of_output].tensor.dtype, to_dims(io_->outputs[of_output].tensor.shape));
+        const int index =
+            add_output(io_->outputs[of_output].tensor.dtype, to_dims(io_->outputs[of_output].tensor.shape));
         io_->outputs[index].role = role;
         io_->outputs[index].logits_of = of_output;
         return index;
@@ -279,7 +281,8 @@ public:
     }
     // Declares `count` elements of T (per thread for Lifetime::PerThread) under `name`, unique
     // within the op. A negative count (from the dynamic batch at load time) declares none.
-    template <class T> Buffer<T> buffer(const char* name, std::int64_t count, Lifetime lifetime) {
+    template <class T>
+    Buffer<T> buffer(const char* name, std::int64_t count, Lifetime lifetime) {
         if (io_->num_buffers >= NNG_MAX_BUFFERS) throw OpError("too many buffers (at most 16)");
         for (int i = 0; i < io_->num_buffers; ++i) {
             if (std::strncmp(io_->buffers[i].name, name, NNG_NAME_CAPACITY) == 0) {
@@ -340,10 +343,13 @@ public:
         for (int i = 0; i < rank(); ++i) n *= t_->shape.dims[i];
         return n;
     }
-    std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * (dtype() == NNG_I64 ? 8 : dtype() == NNG_U8 ? 1 : 4); }
+    std::size_t nbytes() const {
+        return static_cast<std::size_t>(numel()) * (dtype() == NNG_I64 ? 8 : dtype() == NNG_U8 ? 1 : 4);
+    }
     void* raw() const { return t_->data; }
 
-    template <class T> T* data() const {
+    template <class T>
+    T* data() const {
         if (dtype() != dtype_code<T>()) throw OpError("tensor read with the wrong element type");
         return static_cast<T*>(t_->data);
     }
@@ -351,10 +357,14 @@ public:
     std::uint8_t* u8() const { return data<std::uint8_t>(); }
 
 private:
-    template <class T> static constexpr nng_dtype dtype_code() {
-        if constexpr (std::is_same_v<std::remove_const_t<T>, float>) return NNG_F32;
-        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int32_t>) return NNG_I32;
-        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int64_t>) return NNG_I64;
+    template <class T>
+    static constexpr nng_dtype dtype_code() {
+        if constexpr (std::is_same_v<std::remove_const_t<T>, float>)
+            return NNG_F32;
+        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int32_t>)
+            return NNG_I32;
+        else if constexpr (std::is_same_v<std::remove_const_t<T>, std::int64_t>)
+            return NNG_I64;
         else {
             static_assert(std::is_same_v<std::remove_const_t<T>, std::uint8_t>, "unsupported element type");
             return NNG_U8;
@@ -370,7 +380,8 @@ public:
     bool training() const { return ctx_->training != 0; }
     // Whether random ops (dropout) draw: a training step that is not asked to be deterministic.
     bool random_active() const {
-        const bool knows_field = ctx_->struct_size >= offsetof(nng_context, deterministic) + sizeof(ctx_->deterministic);
+        const bool knows_field =
+            ctx_->struct_size >= offsetof(nng_context, deterministic) + sizeof(ctx_->deterministic);
         return training() && !(knows_field && ctx_->deterministic);
     }
     std::uint64_t seed() const { return ctx_->seed; }
@@ -391,26 +402,40 @@ public:
     TensorRef input(int i) const { return TensorRef(&args_->inputs[i]); }
     TensorRef input_mask(int i) const { return args_->input_masks ? TensorRef(&args_->input_masks[i]) : TensorRef(); }
     TensorRef output(int j) const { return TensorRef(&args_->outputs[j]); }
-    TensorRef output_mask(int j) const { return args_->output_masks ? TensorRef(&args_->output_masks[j]) : TensorRef(); }
+    TensorRef output_mask(int j) const {
+        return args_->output_masks ? TensorRef(&args_->output_masks[j]) : TensorRef();
+    }
     TensorRef weight(int k) const { return TensorRef(&args_->weights[k]); }
-    TensorRef grad_output(int j) const { return args_->grad_outputs ? TensorRef(&args_->grad_outputs[j]) : TensorRef(); }
+    TensorRef grad_output(int j) const {
+        return args_->grad_outputs ? TensorRef(&args_->grad_outputs[j]) : TensorRef();
+    }
     TensorRef grad_input(int i) const { return args_->grad_inputs ? TensorRef(&args_->grad_inputs[i]) : TensorRef(); }
-    TensorRef grad_weight(int k) const { return args_->grad_weights ? TensorRef(&args_->grad_weights[k]) : TensorRef(); }
+    TensorRef grad_weight(int k) const {
+        return args_->grad_weights ? TensorRef(&args_->grad_weights[k]) : TensorRef();
+    }
 
     // A declared buffer (slice 0 of a per-thread one); null when declared with no elements.
-    template <class T> T* buffer(Buffer<T> b) const { return static_cast<T*>(slot(b.index).data); }
+    template <class T>
+    T* buffer(Buffer<T> b) const {
+        return static_cast<T*>(slot(b.index).data);
+    }
     // Slice `thread` of a Lifetime::PerThread buffer, 0 <= thread < num_threads().
-    template <class T> T* buffer(Buffer<T> b, int thread) const {
+    template <class T>
+    T* buffer(Buffer<T> b, int thread) const {
         const nng_buffer& s = slot(b.index);
         if (thread < 0 || thread >= s.slices) {
             throw OpError("thread " + std::to_string(thread) + " asks for a slice of a buffer that has " +
                           std::to_string(s.slices));
         }
-        return s.data ? reinterpret_cast<T*>(static_cast<std::byte*>(s.data) + s.slice_stride * static_cast<std::size_t>(thread))
+        return s.data ? reinterpret_cast<T*>(static_cast<std::byte*>(s.data) +
+                                             s.slice_stride * static_cast<std::size_t>(thread))
                       : nullptr;
     }
     // Elements of T in the buffer (in one slice of a per-thread one).
-    template <class T> std::int64_t count(Buffer<T> b) const { return static_cast<std::int64_t>(slot(b.index).bytes / sizeof(T)); }
+    template <class T>
+    std::int64_t count(Buffer<T> b) const {
+        return static_cast<std::int64_t>(slot(b.index).bytes / sizeof(T));
+    }
 
 private:
     const nng_buffer& slot(int index) const {
@@ -436,7 +461,8 @@ inline void write_error(nng_error* error, const char* message, const std::string
     error->attribute[NNG_NAME_CAPACITY - 1] = '\0';
 }
 
-template <class F> nng_status guarded(nng_error* error, F&& body) noexcept {
+template <class F>
+nng_status guarded(nng_error* error, F&& body) noexcept {
     try {
         body();
         return NNG_OK;
@@ -454,11 +480,14 @@ template <class F> nng_status guarded(nng_error* error, F&& body) noexcept {
 }
 
 template <class Op>
-concept HasBackward = requires(Op& op, Exec& exec) { op.backward(exec); };
+concept HasBackward = requires(Op& op, Exec& exec) {
+    op.backward(exec);
+};
 
 }  // namespace detail
 
-template <class Op> struct OpAdapter {
+template <class Op>
+struct OpAdapter {
     static nng_status create(const nng_attrs* attrs, void** instance, nng_error* error) {
         return detail::guarded(error, [&] { *instance = new Op(Attrs(attrs)); });
     }
@@ -489,7 +518,8 @@ template <class Op> struct OpAdapter {
 };
 
 // The C table of one op class.
-template <class Op> const nng_op_def* op() {
+template <class Op>
+const nng_op_def* op() {
     static const nng_op_def def = {
         sizeof(nng_op_def),
         Op::kName,
@@ -515,14 +545,18 @@ inline constexpr std::array<nng_attr_spec, 0> kNoAttributes{};
 
 // Defines the plugin's one exported entry point. The optional counters function is set with
 // NNG_PLUGIN_WITH_COUNTERS.
-#define NNG_PLUGIN_WITH_COUNTERS(plugin_name, plugin_version, counters_fn, ...)                       \
-    extern "C" NNG_EXPORT const nng_plugin* nng_plugin_entry(uint32_t host_abi_version) {             \
-        (void)host_abi_version;                                                                        \
-        static const nng_op_def* const ops[] = {__VA_ARGS__};                                          \
-        static const nng_plugin plugin = {sizeof(nng_plugin), NNG_ABI_VERSION,      plugin_name,       \
-                                          plugin_version,     static_cast<int32_t>(std::size(ops)), \
-                                          ops,                counters_fn};                            \
-        return &plugin;                                                                                \
+#define NNG_PLUGIN_WITH_COUNTERS(plugin_name, plugin_version, counters_fn, ...)           \
+    extern "C" NNG_EXPORT const nng_plugin* nng_plugin_entry(uint32_t host_abi_version) { \
+        (void)host_abi_version;                                                           \
+        static const nng_op_def* const ops[] = {__VA_ARGS__};                             \
+        static const nng_plugin plugin = {sizeof(nng_plugin),                             \
+                                          NNG_ABI_VERSION,                                \
+                                          plugin_name,                                    \
+                                          plugin_version,                                 \
+                                          static_cast<int32_t>(std::size(ops)),           \
+                                          ops,                                            \
+                                          counters_fn};                                   \
+        return &plugin;                                                                   \
     }
 
 #define NNG_PLUGIN(plugin_name, plugin_version, ...) \

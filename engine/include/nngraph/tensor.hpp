@@ -21,11 +21,24 @@ std::string_view dtype_name(DType dtype);
 // Inverse of dtype_name; returns false for a name nngraph does not support.
 bool parse_dtype(std::string_view name, DType& out);
 
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::F32; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
-template <> constexpr DType dtype_of<std::int64_t>() { return DType::I64; }
-template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+    return DType::F32;
+}
+template <>
+constexpr DType dtype_of<std::int32_t>() {
+    return DType::I32;
+}
+template <>
+constexpr DType dtype_of<std::int64_t>() {
+    return DType::I64;
+}
+template <>
+constexpr DType dtype_of<std::uint8_t>() {
+    return DType::U8;
+}
 
 // Dimensions; -1 marks the dynamic batch dimension in load-time shapes.
 using Shape = std::vector<std::int64_t>;
@@ -71,16 +84,22 @@ public:
     void* raw() { return buffer_.get(); }
     const void* raw() const { return buffer_.get(); }
 
-    template <class T> T* data() {
+    template <class T>
+    T* data() {
         check_dtype(dtype_of<T>());
         return static_cast<T*>(raw());
     }
-    template <class T> const T* data() const {
+    template <class T>
+    const T* data() const {
         check_dtype(dtype_of<T>());
         return static_cast<const T*>(raw());
     }
-    template <class T> std::span<T> values() { return {data<T>(), static_cast<std::size_t>(numel_)}; }
-    template <class T> std::span<const T> values() const {
+    template <class T>
+    std::span<T> values() {
+        return {data<T>(), static_cast<std::size_t>(numel_)};
+    }
+    template <class T>
+    std::span<const T> values() const {
         return {data<T>(), static_cast<std::size_t>(numel_)};
     }
 

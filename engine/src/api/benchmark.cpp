@@ -64,11 +64,12 @@ std::int64_t Benchmark::counter(const std::string& name) const {
 
 Benchmark Model::benchmark(const BenchmarkOptions& options) const {
     if (options.batch_size < 0 || options.batch_size > kMaxBatchSize) {
-        throw InputError("a benchmark's batch size is from 1 to " + std::to_string(kMaxBatchSize) + " (or 0 for the model's), not " +
-                         std::to_string(options.batch_size));
+        throw InputError("a benchmark's batch size is from 1 to " + std::to_string(kMaxBatchSize) +
+                         " (or 0 for the model's), not " + std::to_string(options.batch_size));
     }
     return Benchmark(std::unique_ptr<Benchmark::State>(new Benchmark::State{
-        state_->graph, GraphBenchmark(state_->graph, {options.batch_size, options.train, state_->threads, options.seed})}));
+        state_->graph,
+        GraphBenchmark(state_->graph, {options.batch_size, options.train, state_->threads, options.seed})}));
 }
 
 PluginCatalog list_plugins(const std::vector<std::filesystem::path>& plugin_dirs) {
@@ -76,7 +77,8 @@ PluginCatalog list_plugins(const std::vector<std::filesystem::path>& plugin_dirs
     search.command_line = plugin_dirs;
     const OpRegistry registry = OpRegistry::load(search);
     PluginCatalog catalog;
-    for (const auto& [name, op] : registry.ops()) catalog.ops.push_back({name, op.library->name(), op.plugin_version(), op.plugin_path()});
+    for (const auto& [name, op] : registry.ops())
+        catalog.ops.push_back({name, op.library->name(), op.plugin_version(), op.plugin_path()});
     catalog.plugins = registry.libraries().size();
     catalog.searched = registry.searched();
     return catalog;

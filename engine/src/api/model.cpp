@@ -53,8 +53,8 @@ std::vector<const Tensor*> pointers(const std::vector<Tensor>& tensors) {
 template <typename Count>
 void check_count(const char* what, Count value, Count low, Count high) {
     if (value < low || value > high) {
-        throw InputError(std::string(what) + " must be from " + std::to_string(low) + " to " + std::to_string(high) + ", not " +
-                         std::to_string(value));
+        throw InputError(std::string(what) + " must be from " + std::to_string(low) + " to " + std::to_string(high) +
+                         ", not " + std::to_string(value));
     }
 }
 
@@ -166,7 +166,8 @@ std::vector<Tensor> Model::read_targets(const std::filesystem::path& file) const
     const TensorFile tensors = read_safetensors(file);
     std::vector<Tensor> targets;
     for (std::size_t i = 0; i < graph.outputs().size(); ++i) {
-        const std::string name = graph.outputs().size() == 1 ? "targets" : "targets." + graph.tensor(graph.outputs()[i]).name;
+        const std::string name =
+            graph.outputs().size() == 1 ? "targets" : "targets." + graph.tensor(graph.outputs()[i]).name;
         auto it = tensors.tensors.find(name);
         if (it == tensors.tensors.end()) throw InputError(file.string() + ": no tensor '" + name + "'");
         targets.push_back(it->second);
@@ -179,8 +180,8 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_
     Executor& executor = state_->executor();
     check_count("the batch size", batch_size, std::int64_t{1}, kMaxBatchSize);
     if (given.size() != graph.inputs().size()) {
-        throw InputError("model '" + graph.name() + "' has " + std::to_string(graph.inputs().size()) + " inputs; predict got " +
-                         std::to_string(given.size()) + " tensors");
+        throw InputError("model '" + graph.name() + "' has " + std::to_string(graph.inputs().size()) +
+                         " inputs; predict got " + std::to_string(given.size()) + " tensors");
     }
     std::vector<Tensor> inputs;
     for (std::size_t i = 0; i < given.size(); ++i) {
@@ -206,29 +207,32 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_
                 outputs.emplace_back(view.dtype, shape);
             }
             const std::size_t row_bytes = outputs[o].nbytes() / static_cast<std::size_t>(n);
-            std::memcpy(static_cast<std::byte*>(outputs[o].raw()) + row_bytes * static_cast<std::size_t>(begin), view.data,
-                        row_bytes * static_cast<std::size_t>(count));
+            std::memcpy(static_cast<std::byte*>(outputs[o].raw()) + row_bytes * static_cast<std::size_t>(begin),
+                        view.data, row_bytes * static_cast<std::size_t>(count));
         }
     }
     return outputs;
 }
 
-Tensor Model::predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary, std::int64_t batch_size) {
+Tensor Model::predict_text(const std::vector<std::string>& texts, const Vocabulary& vocabulary,
+                           std::int64_t batch_size) {
     const Graph& graph = *state_->graph;
     if (graph.inputs().size() != 1 || graph.outputs().size() != 1) {
-        throw InputError("predicting from text needs a model with one input and one output; '" + graph.name() + "' has " +
-                         std::to_string(graph.inputs().size()) + " and " + std::to_string(graph.outputs().size()));
+        throw InputError("predicting from text needs a model with one input and one output; '" + graph.name() +
+                         "' has " + std::to_string(graph.inputs().size()) + " and " +
+                         std::to_string(graph.outputs().size()));
     }
     if (texts.empty()) throw InputError("predicting from text needs at least one text");
     const GraphTensor& input = graph.tensor(graph.inputs()[0]);
     if (input.info.shape.size() != 2 || input.info.shape[1] != vocabulary.maxlen()) {
-        throw InputError("the vocabulary encodes " + std::to_string(vocabulary.maxlen()) + " ids, but input '" + input.name +
-                         "' has shape " + shape_to_string(input.info.shape));
+        throw InputError("the vocabulary encodes " + std::to_string(vocabulary.maxlen()) + " ids, but input '" +
+                         input.name + "' has shape " + shape_to_string(input.info.shape));
     }
     Tensor tokens(DType::I32, {static_cast<std::int64_t>(texts.size()), vocabulary.maxlen()});
     for (std::size_t i = 0; i < texts.size(); ++i) {
         const std::vector<std::int32_t> ids = vocabulary.encode(texts[i]);
-        std::copy(ids.begin(), ids.end(), tokens.data<std::int32_t>() + static_cast<std::int64_t>(i) * vocabulary.maxlen());
+        std::copy(ids.begin(), ids.end(),
+                  tokens.data<std::int32_t>() + static_cast<std::int64_t>(i) * vocabulary.maxlen());
     }
     return std::move(predict({tokens}, batch_size).front());
 }
@@ -292,8 +296,9 @@ std::uint64_t file_fingerprint(const std::string& file) {
 }
 
 // Every rank must start from the same model, weights and data, or they would train diverged copies.
-void check_ranks_agree(dist::Communicator& comm, const std::string& file, std::uint64_t weight_seed, const Executor& executor,
-                       const DataSplits& data, const TrainOptions& options, const TrainingConfig& config) {
+void check_ranks_agree(dist::Communicator& comm, const std::string& file, std::uint64_t weight_seed,
+                       const Executor& executor, const DataSplits& data, const TrainOptions& options,
+                       const TrainingConfig& config) {
     if (comm.size() == 1) return;
     const std::uint64_t settings[] = {config.seed, std::uint64_t(config.batch_size), std::uint64_t(config.epochs)};
     std::vector<dist::Fingerprint> fingerprints = {
@@ -301,12 +306,14 @@ void check_ranks_agree(dist::Communicator& comm, const std::string& file, std::u
         {options.resume ? "weights" : "initial weights",
          options.resume ? "from '" + options.resume->string() + "'" : "(seed " + std::to_string(weight_seed) + ")",
          dist::fingerprint(executor.weights())},
-        {"training data", "(" + data.description + ")", dist::fingerprint(data.train.targets, dist::fingerprint(data.train.inputs))},
+        {"training data", "(" + data.description + ")",
+         dist::fingerprint(data.train.targets, dist::fingerprint(data.train.inputs))},
         {"training settings", "(seed, batch size, epochs)", dist::fingerprint(settings, sizeof settings)},
     };
     if (data.validation) {
-        fingerprints.push_back({"validation data", "(" + data.description + ")",
-                                dist::fingerprint(data.validation->targets, dist::fingerprint(data.validation->inputs))});
+        fingerprints.push_back(
+            {"validation data", "(" + data.description + ")",
+             dist::fingerprint(data.validation->targets, dist::fingerprint(data.validation->inputs))});
     }
     dist::check_ranks_agree(comm, fingerprints);
 }
@@ -372,8 +379,9 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     FitCallbacks callbacks;
     if (options.on_batch || comm.size() > 1) {
         callbacks.on_batch_end = [&](const BatchLog& log) {
-            const bool go_on = !leader || !options.on_batch ||
-                               options.on_batch({log.epoch, log.step, log.steps, metrics_of(log.so_far)}) == Training::Continue;
+            const bool go_on =
+                !leader || !options.on_batch ||
+                options.on_batch({log.epoch, log.step, log.steps, metrics_of(log.so_far)}) == Training::Continue;
             return leader_decides(comm, go_on);
         };
     }

@@ -62,11 +62,13 @@ struct Model::State {
         Dataset set;
         for (std::size_t i = 0; i < samples.inputs.size(); ++i) {
             const GraphTensor& input = graph->tensor(graph->inputs()[i]);
-            set.inputs.push_back(convert_dtype(samples.inputs[i], input.info.dtype, what + " input '" + input.name + "'"));
+            set.inputs.push_back(
+                convert_dtype(samples.inputs[i], input.info.dtype, what + " input '" + input.name + "'"));
         }
         for (std::size_t i = 0; i < samples.targets.size(); ++i) {
-            set.targets.push_back(fit_targets(*graph, i, config.loss, samples.targets[i],
-                                              what + " targets of output '" + graph->tensor(graph->outputs()[i]).name + "'"));
+            set.targets.push_back(
+                fit_targets(*graph, i, config.loss, samples.targets[i],
+                            what + " targets of output '" + graph->tensor(graph->outputs()[i]).name + "'"));
         }
         return set;
     }

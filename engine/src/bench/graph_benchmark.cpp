@@ -30,17 +30,26 @@ void fill_random(Tensor& t, double low, double high, std::uint64_t seed) {
     for (std::int64_t i = 0; i < t.numel(); ++i) {
         const double v = rng.uniform(low, high);
         switch (t.dtype()) {
-        case DType::F32: t.data<float>()[i] = static_cast<float>(v); break;
-        case DType::I32: t.data<std::int32_t>()[i] = static_cast<std::int32_t>(std::floor(v)); break;
-        case DType::I64: t.data<std::int64_t>()[i] = static_cast<std::int64_t>(std::floor(v)); break;
-        case DType::U8: t.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(std::floor(v)); break;
+            case DType::F32:
+                t.data<float>()[i] = static_cast<float>(v);
+                break;
+            case DType::I32:
+                t.data<std::int32_t>()[i] = static_cast<std::int32_t>(std::floor(v));
+                break;
+            case DType::I64:
+                t.data<std::int64_t>()[i] = static_cast<std::int64_t>(std::floor(v));
+                break;
+            case DType::U8:
+                t.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(std::floor(v));
+                break;
         }
     }
 }
 
 }  // namespace
 
-GraphBenchmark::GraphBenchmark(std::shared_ptr<const Graph> graph, const GraphBenchOptions& options) : train_(options.train) {
+GraphBenchmark::GraphBenchmark(std::shared_ptr<const Graph> graph, const GraphBenchOptions& options)
+    : train_(options.train) {
     const TrainingConfig config = parse_training_config(graph->spec());
     batch_ = options.batch > 0 ? options.batch : (graph->spec().training ? config.batch_size : 32);
     executor_ = std::make_unique<Executor>(graph, ExecutorOptions{options.threads, options.seed});
@@ -56,7 +65,9 @@ GraphBenchmark::GraphBenchmark(std::shared_ptr<const Graph> graph, const GraphBe
                     nng::derive_seed(options.seed, i + 1));
     }
     if (train_) {
-        if (config.loss.empty()) throw InputError(graph->spec().file + ": benchmarking a training step needs training.loss in the model file");
+        if (config.loss.empty())
+            throw InputError(graph->spec().file +
+                             ": benchmarking a training step needs training.loss in the model file");
         const auto loss = make_loss(config.loss);
         executor_->set_loss(loss);
         optimizer_ = make_optimizer(config.optimizer, executor_->weights(), executor_->weight_grads());

@@ -10,20 +10,28 @@ namespace nngraph {
 
 std::size_t dtype_size(DType dtype) {
     switch (dtype) {
-    case DType::F32: return 4;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
-    case DType::U8: return 1;
+        case DType::F32:
+            return 4;
+        case DType::I32:
+            return 4;
+        case DType::I64:
+            return 8;
+        case DType::U8:
+            return 1;
     }
     throw RunError("unknown dtype code " + std::to_string(static_cast<int>(dtype)));
 }
 
 std::string_view dtype_name(DType dtype) {
     switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::U8: return "U8";
+        case DType::F32:
+            return "F32";
+        case DType::I32:
+            return "I32";
+        case DType::I64:
+            return "I64";
+        case DType::U8:
+            return "U8";
     }
     return "?";
 }
@@ -59,8 +67,10 @@ std::string shape_to_string(const Shape& shape) {
     out << '(';
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (i) out << ", ";
-        if (shape[i] < 0) out << "None";
-        else out << shape[i];
+        if (shape[i] < 0)
+            out << "None";
+        else
+            out << shape[i];
     }
     if (shape.size() == 1) out << ',';
     out << ')';
@@ -103,8 +113,7 @@ Tensor& Tensor::operator=(const Tensor& other) {
 
 void Tensor::reshape(Shape shape) {
     if (shape_numel(shape) != numel_) {
-        throw RunError("cannot reshape a tensor of shape " + shape_to_string(shape_) + " to " +
-                       shape_to_string(shape));
+        throw RunError("cannot reshape a tensor of shape " + shape_to_string(shape_) + " to " + shape_to_string(shape));
     }
     shape_ = std::move(shape);
 }

@@ -11,11 +11,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::optional<fs::path> given_path(const std::optional<fs::path>& flag, const ModelSpec& spec, const YAML::Node& settings,
-                                   const DataLocation& location) {
+std::optional<fs::path> given_path(const std::optional<fs::path>& flag, const ModelSpec& spec,
+                                   const YAML::Node& settings, const DataLocation& location) {
     if (flag) return flag;
     if (settings.IsMap() && settings["path"]) {
-        const fs::path p = yaml_as<std::string>(settings["path"], SourceLocation::of(spec.file, settings["path"]), "data path");
+        const fs::path p =
+            yaml_as<std::string>(settings["path"], SourceLocation::of(spec.file, settings["path"]), "data path");
         return p.is_absolute() || spec.path.empty() ? p : fs::absolute(spec.path).parent_path() / p;
     }
     if (location.environment) {

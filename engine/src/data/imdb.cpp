@@ -68,9 +68,12 @@ ReadReviews read_reviews(const fs::path& path, std::size_t maxlen) {
             review_words.push_back(index);
         }
         const std::size_t kept = std::min(review_words.size(), maxlen);
-        result.reviews.push_back(ReadReview{std::string(raw.relative_path), raw.is_test, raw.is_positive,
-                                            {review_words.end() - static_cast<std::ptrdiff_t>(kept), review_words.end()},
-                                            review_words.size() < maxlen});
+        result.reviews.push_back(
+            ReadReview{std::string(raw.relative_path),
+                       raw.is_test,
+                       raw.is_positive,
+                       {review_words.end() - static_cast<std::ptrdiff_t>(kept), review_words.end()},
+                       review_words.size() < maxlen});
     });
     // Paths, not the folder's or archive's own order, so that both give the same tensors.
     std::sort(result.reviews.begin(), result.reviews.end(),
@@ -78,8 +81,8 @@ ReadReviews read_reviews(const fs::path& path, std::size_t maxlen) {
     return result;
 }
 
-ImdbSplit encode_split(const std::vector<ReadReview>& reviews, bool test_split, const std::vector<std::int32_t>& word_ids,
-                       std::int64_t maxlen) {
+ImdbSplit encode_split(const std::vector<ReadReview>& reviews, bool test_split,
+                       const std::vector<std::int32_t>& word_ids, std::int64_t maxlen) {
     const auto count = static_cast<std::int64_t>(
         std::count_if(reviews.begin(), reviews.end(), [&](const ReadReview& r) { return r.is_test == test_split; }));
     ImdbSplit split{Tensor(DType::I32, {count, maxlen}), Tensor(DType::F32, {count, 1})};

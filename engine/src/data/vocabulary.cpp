@@ -70,7 +70,8 @@ void pad_front(std::span<const std::int32_t> ids, std::span<std::int32_t> row) {
     const std::size_t kept = std::min(ids.size(), row.size());
     const std::size_t padding = row.size() - kept;
     std::fill_n(row.begin(), padding, Vocabulary::kPadId);
-    std::copy(ids.end() - static_cast<std::ptrdiff_t>(kept), ids.end(), row.begin() + static_cast<std::ptrdiff_t>(padding));
+    std::copy(ids.end() - static_cast<std::ptrdiff_t>(kept), ids.end(),
+              row.begin() + static_cast<std::ptrdiff_t>(padding));
 }
 
 Vocabulary::Vocabulary(std::vector<std::string> ranked_words, std::int64_t num_words, std::int64_t maxlen)
@@ -143,12 +144,14 @@ Vocabulary Vocabulary::from_json(std::string_view text, const std::string& sourc
         throw fail("expected a JSON object with \"format\": \"" + std::string(kVocabularyFormat) + "\"");
     }
     const auto integer = [&](const char* key) {
-        if (!document.contains(key) || !document[key].is_number_integer()) throw fail("\"" + std::string(key) + "\" must be an integer");
+        if (!document.contains(key) || !document[key].is_number_integer())
+            throw fail("\"" + std::string(key) + "\" must be an integer");
         return document[key].get<std::int64_t>();
     };
     if (const std::int64_t version = integer("tokenizer_version"); version != kImdbTokenizerVersion) {
-        throw fail("it was made by tokenizer version " + std::to_string(version) + ", this nngraph tokenizes by version " +
-                   std::to_string(kImdbTokenizerVersion) + "; make it again from the data set");
+        throw fail("it was made by tokenizer version " + std::to_string(version) +
+                   ", this nngraph tokenizes by version " + std::to_string(kImdbTokenizerVersion) +
+                   "; make it again from the data set");
     }
     const std::int64_t num_words = integer("num_words");
     const std::int64_t maxlen = integer("maxlen");

@@ -44,7 +44,8 @@ void check_ranks_agree(Communicator& comm, const std::vector<Fingerprint>& finge
         const Fingerprint& input = fingerprints[slot % k];
         const bool mine = rank == static_cast<std::size_t>(comm.rank());
         throw InputError("rank " + std::to_string(rank) + " disagrees with rank 0 on the " + input.what +
-                         (mine ? " " + input.source : std::string()) + ": every rank must train the same model on the same data");
+                         (mine ? " " + input.source : std::string()) +
+                         ": every rank must train the same model on the same data");
     }
 }
 

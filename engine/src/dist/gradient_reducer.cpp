@@ -13,10 +13,12 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradie
     for (std::size_t w = gradients.size(); w-- > 0;) {
         const Tensor& g = gradients[w];
         if (g.empty()) continue;
-        if (g.dtype() != DType::F32) throw RunError("gradients are averaged as F32, but weight " + std::to_string(w) + "'s is not");
+        if (g.dtype() != DType::F32)
+            throw RunError("gradients are averaged as F32, but weight " + std::to_string(w) + "'s is not");
         const auto count = static_cast<std::size_t>(g.numel());
         // A gradient larger than a bucket gets a bucket of its own.
-        if (buckets_.empty() || (!buckets_.back().values.empty() && buckets_.back().values.size() + count > capacity)) buckets_.emplace_back();
+        if (buckets_.empty() || (!buckets_.back().values.empty() && buckets_.back().values.size() + count > capacity))
+            buckets_.emplace_back();
         Bucket& b = buckets_.back();
         bucket_of_[w] = buckets_.size() - 1;
         offset_of_[w] = b.values.size();

@@ -36,7 +36,7 @@ private:
     struct Bucket {
         std::vector<std::size_t> weights;  // in packing order
         std::vector<float> values;
-        std::size_t pending = 0;           // gradients not yet ready this step
+        std::size_t pending = 0;  // gradients not yet ready this step
         std::unique_ptr<Request> request;
     };
     void launch_complete_buckets();

@@ -14,7 +14,8 @@ namespace {
 constexpr std::size_t kMaxCount = INT_MAX;
 
 int count_of(std::size_t n) {
-    if (n > kMaxCount) throw RunError("an MPI message of " + std::to_string(n) + " elements is larger than MPI's int count allows");
+    if (n > kMaxCount)
+        throw RunError("an MPI message of " + std::to_string(n) + " elements is larger than MPI's int count allows");
     return static_cast<int>(n);
 }
 
@@ -64,7 +65,8 @@ public:
     }
     std::unique_ptr<Request> allreduce_sum_async(std::span<float> values) override {
         MPI_Request request = MPI_REQUEST_NULL;
-        MPI_Iallreduce(MPI_IN_PLACE, values.data(), count_of(values.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request);
+        MPI_Iallreduce(MPI_IN_PLACE, values.data(), count_of(values.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                       &request);
         return std::make_unique<MpiRequest>(request);
     }
     void broadcast(std::span<std::byte> bytes, int root) override {

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -37,8 +37,8 @@ Executor::Executor(std::shared_ptr<const Graph> graph, ExecutorOptions options)
             weights_.emplace_back(DType::F32, w.info.shape);
             weight_grads_.push_back(w.info.trainable ? Tensor(DType::F32, w.info.shape) : Tensor());
         } catch (const RunError& e) {
-            throw RunError("weight '" + w.name + "' " + shape_to_string(w.info.shape) + " of node '" + graph_->node(w.node).name +
-                           "': " + e.what());
+            throw RunError("weight '" + w.name + "' " + shape_to_string(w.info.shape) + " of node '" +
+                           graph_->node(w.node).name + "': " + e.what());
         }
     }
 }
@@ -61,7 +61,8 @@ void Executor::set_loss(std::shared_ptr<const LossFunction> loss) {
 ExecutionPlan& Executor::plan_for(std::int64_t batch, bool training) {
     auto& slot = plans_[{batch, training}];
     if (!slot) {
-        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads()}, batch, training);
+        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads()}, batch,
+                          training);
         ++stats_.plans_built;
         stats_.last_plan_requested = slot->layout.requested_bytes;
         stats_.last_plan_arena = slot->layout.arena_bytes;
@@ -69,15 +70,16 @@ ExecutionPlan& Executor::plan_for(std::int64_t batch, bool training) {
     return *slot;
 }
 
-
 void Executor::bind(ExecutionPlan& plan) {
     if (arena_->bytes < plan.layout.arena_bytes) {
         std::free(arena_->base);
         arena_->base = nullptr;
         arena_->bytes = 0;
-        const std::size_t bytes = (plan.layout.arena_bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+        const std::size_t bytes =
+            (plan.layout.arena_bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
         arena_->base = static_cast<std::byte*>(std::aligned_alloc(kTensorAlignment, bytes));
-        if (!arena_->base) throw RunError("out of memory: the step needs an arena of " + std::to_string(bytes) + " bytes");
+        if (!arena_->base)
+            throw RunError("out of memory: the step needs an arena of " + std::to_string(bytes) + " bytes");
         arena_->bytes = bytes;
         ++stats_.arena_growths;
         stats_.arena_bytes = bytes;
@@ -100,7 +102,8 @@ void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_
                 throw RunError("batch row " + std::to_string(row) + " is outside the " + std::to_string(available) +
                                " rows of '" + name + "'");
             }
-            std::memcpy(destination + row_bytes * static_cast<std::size_t>(r), from + row_bytes * static_cast<std::size_t>(row), row_bytes);
+            std::memcpy(destination + row_bytes * static_cast<std::size_t>(r),
+                        from + row_bytes * static_cast<std::size_t>(row), row_bytes);
         }
     };
     const Graph& g = *graph_;
@@ -109,7 +112,8 @@ void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_
         gather(*batch.inputs[i], plan.buffer(plan.tensor_buffer[static_cast<std::size_t>(t)]), g.tensor(t).name);
     }
     if (with_targets) {
-        for (std::size_t i = 0; i < plan.target_buffer.size(); ++i) gather(*batch.targets[i], plan.buffer(plan.target_buffer[i]), "targets");
+        for (std::size_t i = 0; i < plan.target_buffer.size(); ++i)
+            gather(*batch.targets[i], plan.buffer(plan.target_buffer[i]), "targets");
     }
 }
 
@@ -117,8 +121,8 @@ namespace {
 
 // The batch's tensors must match what the graph declares (dtype and every dimension but the
 // first) and have `rows` rows. Checked every step, so it must not allocate unless it fails.
-void check_batch_tensor(const Tensor& t, DType dtype, const Shape& declared, std::int64_t rows,
-                        const std::string& name, const char* what) {
+void check_batch_tensor(const Tensor& t, DType dtype, const Shape& declared, std::int64_t rows, const std::string& name,
+                        const char* what) {
     bool fits = t.dtype() == dtype && t.rank() == declared.size() && t.rank() > 0;
     for (std::size_t i = 1; fits && i < declared.size(); ++i) fits = t.dim(i) == declared[i];
     if (!fits) {
@@ -186,7 +190,8 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         }
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
         call_op(call.node, Pass::Forward, ctx, call.args);
-        if (forward_observer_) forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
+        if (forward_observer_)
+            forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
     }
 
     double loss = with_loss ? run_loss(plan, training) : 0.0;
@@ -218,7 +223,8 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));  // as in forward
             call_op(call.node, Pass::Backward, ctx, call.backward_args);
             for (const auto& acc : call.accumulate) {
-                add_into(reinterpret_cast<float*>(plan.buffer(acc.into)), reinterpret_cast<const float*>(plan.buffer(acc.from)), acc.count);
+                add_into(reinterpret_cast<float*>(plan.buffer(acc.into)),
+                         reinterpret_cast<const float*>(plan.buffer(acc.from)), acc.count);
             }
             if (!on_gradient_ready_) continue;
             for (WeightId w : call.weight_ids) {
@@ -254,8 +260,10 @@ int Executor::planned_threads() const { return options_.threads > 0 ? options_.t
 void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args) {
     const GraphNode& node = graph_->node(id);
     auto call = [&] {
-        if (pass == Pass::Forward) node.instance->forward(node.name, ctx, args);
-        else node.instance->backward(node.name, ctx, args);
+        if (pass == Pass::Forward)
+            node.instance->forward(node.name, ctx, args);
+        else
+            node.instance->backward(node.name, ctx, args);
     };
     if (!profiling_) return call();
     const auto start = std::chrono::steady_clock::now();
@@ -288,7 +296,8 @@ std::string Executor::last_plan_memory_report() const {
     for (const auto& [name, value] : graph_->registry().counters()) {
         if (!name.ends_with("_bytes") || value <= 0) continue;
         held += static_cast<std::size_t>(value);
-        std::snprintf(line, sizeof line, "%s%s %.2f MB", parts.empty() ? "" : ", ", name.c_str(), double(value) / 1048576.0);
+        std::snprintf(line, sizeof line, "%s%s %.2f MB", parts.empty() ? "" : ", ", name.c_str(),
+                      double(value) / 1048576.0);
         parts += line;
     }
     std::snprintf(line, sizeof line, "outside the arena, held by plugins: %.2f MB", double(held) / 1048576.0);
@@ -304,7 +313,8 @@ std::vector<Executor::PlannedBuffer> Executor::last_plan_buffers() const {
     if (!last_plan_) return out;
     for (std::size_t i = 0; i < last_plan_->requests.size(); ++i) {
         const BufferRequest& r = last_plan_->requests[i];
-        out.push_back({last_plan_->request_names[i], last_plan_->layout.offsets[i], r.bytes, r.first_step, r.last_step});
+        out.push_back(
+            {last_plan_->request_names[i], last_plan_->layout.offsets[i], r.bytes, r.first_step, r.last_step});
     }
     return out;
 }

@@ -4,7 +4,6 @@
 // advance. A step then copies its batch in and calls the ops; it allocates nothing.
 #pragma once
 
-#include <functional>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -22,8 +21,8 @@ namespace nngraph {
 struct ExecutionPlan;
 
 struct ExecutorOptions {
-    int threads = 0;          // 0: OpenMP's default
-    std::uint64_t seed = 0;   // dropout and other random ops derive their streams from it
+    int threads = 0;         // 0: OpenMP's default
+    std::uint64_t seed = 0;  // dropout and other random ops derive their streams from it
 };
 
 enum class StepKind {
@@ -45,10 +44,10 @@ struct BatchRef {
 
 struct ExecutorStats {
     std::size_t plans_built = 0;
-    std::size_t arena_bytes = 0;        // the arena's size now
-    std::size_t arena_growths = 0;      // times the arena was (re)allocated
-    std::size_t last_plan_requested = 0;// the sum of the last plan's buffers before sharing
-    std::size_t last_plan_arena = 0;    // the last plan's arena after sharing
+    std::size_t arena_bytes = 0;          // the arena's size now
+    std::size_t arena_growths = 0;        // times the arena was (re)allocated
+    std::size_t last_plan_requested = 0;  // the sum of the last plan's buffers before sharing
+    std::size_t last_plan_arena = 0;      // the last plan's arena after sharing
 };
 
 class Executor {

@@ -22,7 +22,10 @@ struct TensorView {
         for (std::int64_t d : shape) n *= d;
         return n;
     }
-    template <class T> T* as() const { return static_cast<T*>(data); }
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(data);
+    }
 };
 
 struct LossCall {

@@ -8,7 +8,9 @@
 namespace nngraph {
 
 ArenaLayout plan_arena(const std::vector<BufferRequest>& requests) {
-    auto aligned = [](std::size_t bytes) { return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment; };
+    auto aligned = [](std::size_t bytes) {
+        return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+    };
     ArenaLayout layout;
     layout.offsets.assign(requests.size(), 0);
 

@@ -17,7 +17,7 @@ struct BufferRequest {
 struct ArenaLayout {
     std::vector<std::size_t> offsets;  // per request, 64-byte aligned
     std::size_t arena_bytes = 0;
-    std::size_t requested_bytes = 0;   // the sum of all requests, for comparison
+    std::size_t requested_bytes = 0;  // the sum of all requests, for comparison
 };
 
 ArenaLayout plan_arena(const std::vector<BufferRequest>& requests);

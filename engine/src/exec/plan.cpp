@@ -22,8 +22,8 @@ void BufferTable::add(std::uint64_t slice_bytes, std::uint64_t slice_stride, int
 }
 
 void NodeCall::bind(std::byte* base, const std::vector<std::size_t>& offsets) {
-    for (TensorTable* table : {&inputs, &input_masks, &outputs, &output_masks, &weights, &grad_outputs,
-                               &grad_inputs, &grad_weights}) {
+    for (TensorTable* table :
+         {&inputs, &input_masks, &outputs, &output_masks, &weights, &grad_outputs, &grad_inputs, &grad_weights}) {
         table->bind(base, offsets);
     }
     forward_buffers.bind(base, offsets);
@@ -68,18 +68,21 @@ std::string ExecutionPlan::memory_report() const {
     }
     std::vector<std::size_t> order(requests.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return requests[a].bytes > requests[b].bytes; });
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return requests[a].bytes > requests[b].bytes; });
     char line[256];
     std::string out;
-    std::snprintf(line, sizeof line, "arena %.2f MB for %zu buffers (%.2f MB laid end to end); %.2f MB alive at step %d, the most at any step:\n",
-                  double(layout.arena_bytes) / 1048576.0, requests.size(), double(layout.requested_bytes) / 1048576.0,
-                  double(peak) / 1048576.0, peak_step);
+    std::snprintf(
+        line, sizeof line,
+        "arena %.2f MB for %zu buffers (%.2f MB laid end to end); %.2f MB alive at step %d, the most at any step:\n",
+        double(layout.arena_bytes) / 1048576.0, requests.size(), double(layout.requested_bytes) / 1048576.0,
+        double(peak) / 1048576.0, peak_step);
     out += line;
     for (std::size_t i : order) {
         const BufferRequest& r = requests[i];
         if (r.first_step > peak_step || r.last_step < peak_step || r.bytes < 4096) continue;
-        std::snprintf(line, sizeof line, "  %9.3f MB  steps %3d..%-3d  %s\n", double(r.bytes) / 1048576.0, r.first_step, r.last_step,
-                      request_names[i].c_str());
+        std::snprintf(line, sizeof line, "  %9.3f MB  steps %3d..%-3d  %s\n", double(r.bytes) / 1048576.0, r.first_step,
+                      r.last_step, request_names[i].c_str());
         out += line;
     }
     return out;

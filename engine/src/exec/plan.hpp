@@ -17,7 +17,8 @@ namespace nngraph {
 
 // One argument list of an op call (nng_tensor or nng_buffer entries), and the arena buffer
 // behind each entry (-1: none, or memory outside the arena).
-template <class Entry> struct ArgumentTable {
+template <class Entry>
+struct ArgumentTable {
     std::vector<Entry> entries;
     std::vector<int> buffers;
 
@@ -49,7 +50,7 @@ struct NodeCall {
     TensorTable inputs, input_masks, outputs, output_masks, weights;
     TensorTable grad_outputs, grad_inputs, grad_weights;
     BufferTable forward_buffers, backward_buffers;  // saved ones in both, scratch apart
-    std::vector<WeightId> weight_ids;  // weights live outside the arena: bound at every run
+    std::vector<WeightId> weight_ids;               // weights live outside the arena: bound at every run
     // After backward: gradient buffer `into` += temporary buffer `from`, `count` floats.
     struct Accumulation {
         int into, from;
@@ -67,18 +68,20 @@ struct ExecutionPlan {
     std::vector<BufferRequest> requests;
     std::vector<std::string> request_names;  // what each buffer holds, for memory reports
     ArenaLayout layout;
-    std::vector<Shape> shapes;           // per tensor, concrete
-    std::vector<int> tensor_buffer;      // per tensor: buffer index
-    std::vector<int> grad_buffer;        // per tensor: buffer index or -1
-    std::vector<int> target_buffer;      // per loss output
+    std::vector<Shape> shapes;       // per tensor, concrete
+    std::vector<int> tensor_buffer;  // per tensor: buffer index
+    std::vector<int> grad_buffer;    // per tensor: buffer index or -1
+    std::vector<int> target_buffer;  // per loss output
     std::vector<Shape> target_shapes;
-    std::vector<NodeCall> calls;         // forward order
+    std::vector<NodeCall> calls;  // forward order
     std::byte* bound_base = nullptr;
-    std::size_t backward_bytes = 0;      // alive across the loss step (training plans)
+    std::size_t backward_bytes = 0;  // alive across the loss step (training plans)
 
     // Points every argument table at `base`, an arena of at least layout.arena_bytes.
     void bind(std::byte* base);
-    std::byte* buffer(int b) const { return b < 0 ? nullptr : bound_base + layout.offsets[static_cast<std::size_t>(b)]; }
+    std::byte* buffer(int b) const {
+        return b < 0 ? nullptr : bound_base + layout.offsets[static_cast<std::size_t>(b)];
+    }
     TensorView view(TensorId t, DType dtype, const std::vector<int>& buffers) const {
         return {dtype, shapes[static_cast<std::size_t>(t)], buffer(buffers[static_cast<std::size_t>(t)])};
     }

@@ -9,7 +9,9 @@
 namespace nngraph {
 namespace {
 
-std::uint64_t aligned(std::uint64_t bytes) { return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment; }
+std::uint64_t aligned(std::uint64_t bytes) {
+    return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+}
 
 std::size_t bytes_of(DType dtype, const Shape& shape) {
     return static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
@@ -18,7 +20,7 @@ std::size_t bytes_of(DType dtype, const Shape& shape) {
 // Steps: 0 loads the batch, 1..K run forward, K+1 the loss, K+2..2K+1 backward in reverse,
 // 2K+2 is the caller reading outputs.
 struct StepOrder {
-    std::vector<NodeId> ops;  // the op nodes in forward order
+    std::vector<NodeId> ops;                       // the op nodes in forward order
     std::vector<int> forward_step, backward_step;  // per node
     int loss_step = 0, end_step = 0;
 };
@@ -58,7 +60,9 @@ public:
     }
 
 private:
-    bool runs_backward(NodeId n) const { return training_ && context_.gradients.runs_backward[static_cast<std::size_t>(n)]; }
+    bool runs_backward(NodeId n) const {
+        return training_ && context_.gradients.runs_backward[static_cast<std::size_t>(n)];
+    }
     Shape& shape_of(TensorId t) { return plan_->shapes[static_cast<std::size_t>(t)]; }
     const InferResult& inferred(NodeId n) const { return inferred_[static_cast<std::size_t>(n)]; }
     int request(std::size_t bytes, int from, int to, std::string name) {
@@ -106,9 +110,9 @@ private:
                                std::to_string(plan_->batch) + " failed: " + failure.message);
             }
             if (r.outputs.size() != node.outputs.size()) {
-                throw RunError("node '" + node.name + "' (" + node.op + ") declared " + std::to_string(node.outputs.size()) +
-                               " outputs at load but " + std::to_string(r.outputs.size()) + " at batch " +
-                               std::to_string(plan_->batch));
+                throw RunError("node '" + node.name + "' (" + node.op + ") declared " +
+                               std::to_string(node.outputs.size()) + " outputs at load but " +
+                               std::to_string(r.outputs.size()) + " at batch " + std::to_string(plan_->batch));
             }
             check_same_buffers(node, r);
             for (std::size_t j = 0; j < node.outputs.size(); ++j) {
@@ -132,7 +136,8 @@ private:
         };
         bool same = r.buffers.size() == node.shapes.buffers.size();
         for (std::size_t b = 0; same && b < r.buffers.size(); ++b) {
-            same = r.buffers[b].name == node.shapes.buffers[b].name && r.buffers[b].lifetime == node.shapes.buffers[b].lifetime;
+            same = r.buffers[b].name == node.shapes.buffers[b].name &&
+                   r.buffers[b].lifetime == node.shapes.buffers[b].lifetime;
         }
         if (!same) {
             throw RunError("node '" + node.name + "' (" + node.op + ") declared the buffers " + names(node.shapes) +
@@ -228,7 +233,8 @@ private:
             const auto& contributions = gradients.contributions[t];
             const std::size_t bytes = bytes_of(DType::F32, plan_->shapes[t]);
             const int consumed = steps_.backward_step[static_cast<std::size_t>(g_.tensors()[t].producer)];
-            plan_->grad_buffer[t] = request(bytes, step_of(contributions.front()), consumed, "gradient of " + g_.tensors()[t].name);
+            plan_->grad_buffer[t] =
+                request(bytes, step_of(contributions.front()), consumed, "gradient of " + g_.tensors()[t].name);
             contribution_buffer_[t].push_back(plan_->grad_buffer[t]);
             for (std::size_t c = 1; c < contributions.size(); ++c) {
                 contribution_buffer_[t].push_back(request(bytes, step_of(contributions[c]), step_of(contributions[c]),
@@ -288,14 +294,19 @@ private:
             }
             const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? context_.threads : 1;
             const std::uint64_t stride = b.lifetime == NNG_BUFFER_PER_THREAD ? aligned(b.bytes) : 0;
-            const std::uint64_t total = b.lifetime == NNG_BUFFER_PER_THREAD ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
+            const std::uint64_t total =
+                b.lifetime == NNG_BUFFER_PER_THREAD ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
             auto scratch = [&](BufferTable& table, int step, const char* pass) {
                 table.add(b.bytes, stride, slices, b.bytes > 0 ? request(total, step, step, name + " " + pass) : -1);
             };
-            if (b.lifetime != NNG_BUFFER_BACKWARD) scratch(call.forward_buffers, call.forward_step, "forward");
-            else call.forward_buffers.add(0, 0, 1, -1);
-            if (call.runs_backward) scratch(call.backward_buffers, call.backward_step, "backward");
-            else call.backward_buffers.add(0, 0, 1, -1);
+            if (b.lifetime != NNG_BUFFER_BACKWARD)
+                scratch(call.forward_buffers, call.forward_step, "forward");
+            else
+                call.forward_buffers.add(0, 0, 1, -1);
+            if (call.runs_backward)
+                scratch(call.backward_buffers, call.backward_step, "backward");
+            else
+                call.backward_buffers.add(0, 0, 1, -1);
         }
     }
 
@@ -303,7 +314,8 @@ private:
     // gradient right after the call.
     void add_gradient_tensors(NodeCall& call) {
         const GraphNode& node = g_.node(call.node);
-        for (TensorId t : node.outputs) call.grad_outputs.add(DType::F32, shape_of(t), plan_->grad_buffer[static_cast<std::size_t>(t)]);
+        for (TensorId t : node.outputs)
+            call.grad_outputs.add(DType::F32, shape_of(t), plan_->grad_buffer[static_cast<std::size_t>(t)]);
         for (std::size_t slot = 0; slot < node.inputs.size(); ++slot) {
             const TensorId t = node.inputs[slot];
             int buffer = -1;
@@ -312,7 +324,8 @@ private:
                 if (contributions[c].node != call.node || contributions[c].slot != static_cast<int>(slot)) continue;
                 buffer = contribution_buffer_[static_cast<std::size_t>(t)][c];
                 if (c > 0) {
-                    call.accumulate.push_back({plan_->grad_buffer[static_cast<std::size_t>(t)], buffer, shape_numel(shape_of(t))});
+                    call.accumulate.push_back(
+                        {plan_->grad_buffer[static_cast<std::size_t>(t)], buffer, shape_numel(shape_of(t))});
                 }
             }
             call.grad_inputs.add(DType::F32, shape_of(t), buffer);
@@ -327,7 +340,8 @@ private:
         for (std::size_t r = 0; r < plan_->requests.size(); ++r) {
             const BufferRequest& q = plan_->requests[r];
             const bool is_target = std::find(targets.begin(), targets.end(), static_cast<int>(r)) != targets.end();
-            if (!is_target && q.first_step < steps_.loss_step && q.last_step > steps_.loss_step) plan_->backward_bytes += q.bytes;
+            if (!is_target && q.first_step < steps_.loss_step && q.last_step > steps_.loss_step)
+                plan_->backward_bytes += q.bytes;
         }
     }
 

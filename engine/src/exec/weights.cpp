@@ -53,7 +53,8 @@ void fill_orthogonal(float* out, const Shape& shape, double gain, nng::Random& r
     // q is (tall, narrow); the result is q reshaped to (rows, cols), or its transpose when rows < cols.
     for (std::int64_t r = 0; r < rows; ++r) {
         for (std::int64_t c = 0; c < cols; ++c) {
-            const double q = rows >= cols ? a[static_cast<std::size_t>(c * tall + r)] : a[static_cast<std::size_t>(r * tall + c)];
+            const double q =
+                rows >= cols ? a[static_cast<std::size_t>(c * tall + r)] : a[static_cast<std::size_t>(r * tall + c)];
             out[r * cols + c] = static_cast<float>(gain * q);
         }
     }
@@ -67,43 +68,57 @@ void apply_initializer(const WeightInfo& info, std::uint64_t seed, Tensor& out) 
     nng::Random rng(seed);
     const Fans fans = compute_fans(info.shape);
     switch (info.initializer) {
-    case NNG_INIT_ZEROS: std::memset(data, 0, out.nbytes()); break;
-    case NNG_INIT_ONES: std::fill(data, data + n, 1.0f); break;
-    case NNG_INIT_CONSTANT: std::fill(data, data + n, static_cast<float>(info.params[0])); break;
-    case NNG_INIT_UNIFORM: fill_uniform(data, n, info.params[0], info.params[1], rng); break;
-    case NNG_INIT_NORMAL:
-        for (std::int64_t i = 0; i < n; ++i) data[i] = static_cast<float>(info.params[0] + info.params[1] * rng.normal());
-        break;
-    case NNG_INIT_TRUNCATED_NORMAL:
-        for (std::int64_t i = 0; i < n; ++i) {
-            double z = rng.normal();
-            while (std::abs(z) > 2.0) z = rng.normal();
-            data[i] = static_cast<float>(info.params[0] + info.params[1] * z);
+        case NNG_INIT_ZEROS:
+            std::memset(data, 0, out.nbytes());
+            break;
+        case NNG_INIT_ONES:
+            std::fill(data, data + n, 1.0f);
+            break;
+        case NNG_INIT_CONSTANT:
+            std::fill(data, data + n, static_cast<float>(info.params[0]));
+            break;
+        case NNG_INIT_UNIFORM:
+            fill_uniform(data, n, info.params[0], info.params[1], rng);
+            break;
+        case NNG_INIT_NORMAL:
+            for (std::int64_t i = 0; i < n; ++i)
+                data[i] = static_cast<float>(info.params[0] + info.params[1] * rng.normal());
+            break;
+        case NNG_INIT_TRUNCATED_NORMAL:
+            for (std::int64_t i = 0; i < n; ++i) {
+                double z = rng.normal();
+                while (std::abs(z) > 2.0) z = rng.normal();
+                data[i] = static_cast<float>(info.params[0] + info.params[1] * z);
+            }
+            break;
+        case NNG_INIT_GLOROT_UNIFORM: {
+            const double limit = std::sqrt(6.0 / (fans.in + fans.out));
+            fill_uniform(data, n, -limit, limit, rng);
+            break;
         }
-        break;
-    case NNG_INIT_GLOROT_UNIFORM: {
-        const double limit = std::sqrt(6.0 / (fans.in + fans.out));
-        fill_uniform(data, n, -limit, limit, rng);
-        break;
-    }
-    case NNG_INIT_HE_UNIFORM: {
-        const double limit = std::sqrt(6.0 / fans.in);
-        fill_uniform(data, n, -limit, limit, rng);
-        break;
-    }
-    case NNG_INIT_ORTHOGONAL:
-        if (info.shape.size() < 2) throw InputError("weight '" + info.name + "': the orthogonal initializer needs rank 2 or more");
-        fill_orthogonal(data, info.shape, info.params[0] == 0.0 ? 1.0 : info.params[0], rng);
-        break;
-    case NNG_INIT_LSTM_BIAS: {
-        // Keras's unit_forget_bias: zeros, then ones for the forget gate (the second block of units).
-        std::memset(data, 0, out.nbytes());
-        const auto units = static_cast<std::int64_t>(info.params[0]);
-        if (units * 4 != n) throw InputError("weight '" + info.name + "': an LSTM bias of " + std::to_string(n) + " for " + std::to_string(units) + " units");
-        std::fill(data + units, data + 2 * units, 1.0f);
-        break;
-    }
-    default: throw InputError("weight '" + info.name + "': unknown initializer code " + std::to_string(info.initializer));
+        case NNG_INIT_HE_UNIFORM: {
+            const double limit = std::sqrt(6.0 / fans.in);
+            fill_uniform(data, n, -limit, limit, rng);
+            break;
+        }
+        case NNG_INIT_ORTHOGONAL:
+            if (info.shape.size() < 2)
+                throw InputError("weight '" + info.name + "': the orthogonal initializer needs rank 2 or more");
+            fill_orthogonal(data, info.shape, info.params[0] == 0.0 ? 1.0 : info.params[0], rng);
+            break;
+        case NNG_INIT_LSTM_BIAS: {
+            // Keras's unit_forget_bias: zeros, then ones for the forget gate (the second block of units).
+            std::memset(data, 0, out.nbytes());
+            const auto units = static_cast<std::int64_t>(info.params[0]);
+            if (units * 4 != n)
+                throw InputError("weight '" + info.name + "': an LSTM bias of " + std::to_string(n) + " for " +
+                                 std::to_string(units) + " units");
+            std::fill(data + units, data + 2 * units, 1.0f);
+            break;
+        }
+        default:
+            throw InputError("weight '" + info.name + "': unknown initializer code " +
+                             std::to_string(info.initializer));
     }
 }
 
@@ -125,11 +140,13 @@ void load_weights_by_name(const Graph& graph, const std::map<std::string, Tensor
         auto it = file.find(w.name);
         if (it == file.end()) {
             if (!require_all || w.inline_value) continue;
-            throw InputError(source + ": weight '" + w.name + "' is missing (expected F32 " + shape_to_string(w.info.shape) + ")");
+            throw InputError(source + ": weight '" + w.name + "' is missing (expected F32 " +
+                             shape_to_string(w.info.shape) + ")");
         }
         if (it->second.dtype() != DType::F32 || it->second.shape() != w.info.shape) {
-            throw InputError(source + ": weight '" + w.name + "' is " + std::string(dtype_name(it->second.dtype())) + " " +
-                             shape_to_string(it->second.shape()) + "; the model expects F32 " + shape_to_string(w.info.shape));
+            throw InputError(source + ": weight '" + w.name + "' is " + std::string(dtype_name(it->second.dtype())) +
+                             " " + shape_to_string(it->second.shape()) + "; the model expects F32 " +
+                             shape_to_string(w.info.shape));
         }
         std::memcpy(values[i].raw(), it->second.raw(), it->second.nbytes());
     }

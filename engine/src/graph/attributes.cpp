@@ -8,12 +8,18 @@ namespace {
 
 const char* type_name(nng_attr_type type) {
     switch (type) {
-    case NNG_ATTR_INT: return "an integer";
-    case NNG_ATTR_FLOAT: return "a number";
-    case NNG_ATTR_BOOL: return "true or false";
-    case NNG_ATTR_STRING: return "a string";
-    case NNG_ATTR_INTS: return "an integer or a list of integers";
-    case NNG_ATTR_FLOATS: return "a number or a list of numbers";
+        case NNG_ATTR_INT:
+            return "an integer";
+        case NNG_ATTR_FLOAT:
+            return "a number";
+        case NNG_ATTR_BOOL:
+            return "true or false";
+        case NNG_ATTR_STRING:
+            return "a string";
+        case NNG_ATTR_INTS:
+            return "an integer or a list of integers";
+        case NNG_ATTR_FLOATS:
+            return "a number or a list of numbers";
     }
     return "a value";
 }
@@ -29,17 +35,17 @@ std::vector<std::string> split_choices(const char* choices) {
 void flatten(const std::string& prefix, const KeyedValue& entry, const std::string& file,
              const std::vector<std::string>& schema_names, std::vector<KeyedValue>& out) {
     const std::string name = prefix.empty() ? entry.key : prefix + "." + entry.key;
-    const bool is_group = entry.value.IsMap() &&
-                          std::any_of(schema_names.begin(), schema_names.end(),
-                                      [&](const std::string& s) { return s.rfind(name + ".", 0) == 0; });
+    const bool is_group =
+        entry.value.IsMap() && std::any_of(schema_names.begin(), schema_names.end(),
+                                           [&](const std::string& s) { return s.rfind(name + ".", 0) == 0; });
     if (!is_group) {
         out.push_back({name, entry.value, entry.where});
         return;
     }
     for (const auto& kv : entry.value) {
         const SourceLocation where = SourceLocation::of(file, kv.first);
-        flatten(name, {yaml_as<std::string>(kv.first, where, "a key of '" + name + "'"), kv.second, where}, file, schema_names,
-                out);
+        flatten(name, {yaml_as<std::string>(kv.first, where, "a key of '" + name + "'"), kv.second, where}, file,
+                schema_names, out);
     }
 }
 
@@ -132,11 +138,13 @@ nng_attr_value AttributeValues::convert(const nng_attr_spec& spec, const YAML::N
                                         const std::string& node) {
     nng_attr_value v{};
     v.type = spec.type;
-    const bool nullable = (spec.flags & NNG_ATTR_NULLABLE) || (spec.default_value && std::string(spec.default_value) == "null");
+    const bool nullable =
+        (spec.flags & NNG_ATTR_NULLABLE) || (spec.default_value && std::string(spec.default_value) == "null");
     if (value.IsNull() || (value.IsScalar() && (value.Scalar() == "None"))) {
         if (!nullable) {
-            throw model_error(where, node, "attribute '" + std::string(spec.name) + "' may not be null; expected " +
-                                               type_name(spec.type));
+            throw model_error(
+                where, node,
+                "attribute '" + std::string(spec.name) + "' may not be null; expected " + type_name(spec.type));
         }
         v.is_null = 1;
         return v;
@@ -144,8 +152,9 @@ nng_attr_value AttributeValues::convert(const nng_attr_spec& spec, const YAML::N
     const std::string what = "attribute '" + std::string(spec.name) + "'";
     auto at = [&](const YAML::Node& n) { return n.Mark().line >= 0 ? SourceLocation::of(where.file, n) : where; };
     auto scalar_error = [&](const YAML::Node& n) {
-        return model_error(at(n), node, what + ": expected " + type_name(spec.type) + ", got " +
-                                            (n.IsScalar() ? "'" + n.Scalar() + "'" : render(n)));
+        return model_error(at(n), node,
+                           what + ": expected " + type_name(spec.type) + ", got " +
+                               (n.IsScalar() ? "'" + n.Scalar() + "'" : render(n)));
     };
     auto read_int = [&](const YAML::Node& n) -> std::int64_t {
         if (!n.IsScalar()) throw scalar_error(n);
@@ -171,43 +180,52 @@ nng_attr_value AttributeValues::convert(const nng_attr_spec& spec, const YAML::N
     };
 
     switch (spec.type) {
-    case NNG_ATTR_INT: v.int_value = read_int(value); break;
-    case NNG_ATTR_FLOAT: v.float_value = read_float(value); break;
-    case NNG_ATTR_BOOL: {
-        if (!value.IsScalar()) throw scalar_error(value);
-        const std::string& s = value.Scalar();
-        if (s == "true" || s == "True") v.int_value = 1;
-        else if (s == "false" || s == "False") v.int_value = 0;
-        else throw scalar_error(value);
-        break;
-    }
-    case NNG_ATTR_STRING: {
-        if (!value.IsScalar()) throw scalar_error(value);
-        const std::vector<std::string> choices = split_choices(spec.choices);
-        if (!choices.empty() && std::find(choices.begin(), choices.end(), value.Scalar()) == choices.end()) {
-            std::string allowed;
-            for (const auto& c : choices) allowed += (allowed.empty() ? "" : ", ") + c;
-            throw model_error(at(value), node, what + ": '" + value.Scalar() + "' is not one of " + allowed);
+        case NNG_ATTR_INT:
+            v.int_value = read_int(value);
+            break;
+        case NNG_ATTR_FLOAT:
+            v.float_value = read_float(value);
+            break;
+        case NNG_ATTR_BOOL: {
+            if (!value.IsScalar()) throw scalar_error(value);
+            const std::string& s = value.Scalar();
+            if (s == "true" || s == "True")
+                v.int_value = 1;
+            else if (s == "false" || s == "False")
+                v.int_value = 0;
+            else
+                throw scalar_error(value);
+            break;
         }
-        v.string = strings_.emplace_back(value.Scalar()).c_str();
-        break;
-    }
-    case NNG_ATTR_INTS: {
-        // Keras writes None for "whatever the input has" inside shapes (noise_shape: [null, 1, 32]): -1.
-        auto& list = int_lists_.emplace_back();
-        for (const YAML::Node& item : items(value)) list.push_back(item.IsNull() || item.Scalar() == "None" ? -1 : read_int(item));
-        v.ints = list.data();
-        v.count = static_cast<std::int64_t>(list.size());
-        break;
-    }
-    case NNG_ATTR_FLOATS: {
-        auto& list = float_lists_.emplace_back();
-        for (const YAML::Node& item : items(value)) list.push_back(read_float(item));
-        v.floats = list.data();
-        v.count = static_cast<std::int64_t>(list.size());
-        break;
-    }
-    default: throw model_error(where, node, what + " has a type this engine does not know");
+        case NNG_ATTR_STRING: {
+            if (!value.IsScalar()) throw scalar_error(value);
+            const std::vector<std::string> choices = split_choices(spec.choices);
+            if (!choices.empty() && std::find(choices.begin(), choices.end(), value.Scalar()) == choices.end()) {
+                std::string allowed;
+                for (const auto& c : choices) allowed += (allowed.empty() ? "" : ", ") + c;
+                throw model_error(at(value), node, what + ": '" + value.Scalar() + "' is not one of " + allowed);
+            }
+            v.string = strings_.emplace_back(value.Scalar()).c_str();
+            break;
+        }
+        case NNG_ATTR_INTS: {
+            // Keras writes None for "whatever the input has" inside shapes (noise_shape: [null, 1, 32]): -1.
+            auto& list = int_lists_.emplace_back();
+            for (const YAML::Node& item : items(value))
+                list.push_back(item.IsNull() || item.Scalar() == "None" ? -1 : read_int(item));
+            v.ints = list.data();
+            v.count = static_cast<std::int64_t>(list.size());
+            break;
+        }
+        case NNG_ATTR_FLOATS: {
+            auto& list = float_lists_.emplace_back();
+            for (const YAML::Node& item : items(value)) list.push_back(read_float(item));
+            v.floats = list.data();
+            v.count = static_cast<std::int64_t>(list.size());
+            break;
+        }
+        default:
+            throw model_error(where, node, what + " has a type this engine does not know");
     }
     return v;
 }

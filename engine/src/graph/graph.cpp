@@ -74,13 +74,15 @@ void Graph::create_ops() {
             // A Sequential layer that takes several inputs reads the layer before it for each of
             // them: Attention becomes self-attention, Attention([x, x]), as in a Functional file.
             NodeSpec& sequential_spec = spec_.nodes[i];
-            sequential_spec.inputs.assign(static_cast<std::size_t>(op->def->min_inputs), sequential_spec.inputs.front());
+            sequential_spec.inputs.assign(static_cast<std::size_t>(op->def->min_inputs),
+                                          sequential_spec.inputs.front());
         }
         const auto count = static_cast<std::int32_t>(spec.inputs.size());
         if (count < op->def->min_inputs || count > op->def->max_inputs) {
-            const std::string range = op->def->min_inputs == op->def->max_inputs
-                                          ? std::to_string(op->def->min_inputs)
-                                          : std::to_string(op->def->min_inputs) + " to " + std::to_string(op->def->max_inputs);
+            const std::string range =
+                op->def->min_inputs == op->def->max_inputs
+                    ? std::to_string(op->def->min_inputs)
+                    : std::to_string(op->def->min_inputs) + " to " + std::to_string(op->def->max_inputs);
             throw model_error(spec.where, spec.name,
                               spec.op + " takes " + range + " input(s), " + std::to_string(count) + " given");
         }
@@ -112,7 +114,8 @@ void Graph::connect() {
         }
     }
     for (const TensorRefSpec& ref : spec_.outputs) {
-        if (!by_name.count(ref.node)) throw model_error(ref.where, "", "output '" + ref.text + "' is neither a graph input nor a node");
+        if (!by_name.count(ref.node))
+            throw model_error(ref.where, "", "output '" + ref.text + "' is neither a graph input nor a node");
     }
 }
 
@@ -195,9 +198,10 @@ void check_size(const Shape& shape, DType dtype, std::uint64_t limit, const std:
     const SourceLocation where = attribute.empty() ? node_where : attributes->where_of(attribute);
     std::string size = "shape " + shape_to_string(shape);
     if (bytes) size += " (" + std::to_string(*bytes) + " bytes)";
-    throw model_error(where, node, (op.empty() ? "" : op + ": ") + what + " of " + size + " is too large: at most " +
-                                       std::to_string(limit) + " bytes" + (limit == kMaxSampleBytes ? " per sample" : "") +
-                                       (attribute.empty() ? std::string() : "; check '" + attribute + "'"));
+    throw model_error(where, node,
+                      (op.empty() ? "" : op + ": ") + what + " of " + size + " is too large: at most " +
+                          std::to_string(limit) + " bytes" + (limit == kMaxSampleBytes ? " per sample" : "") +
+                          (attribute.empty() ? std::string() : "; check '" + attribute + "'"));
 }
 
 }  // namespace
@@ -208,7 +212,8 @@ void Graph::infer_shapes() {
         GraphNode& node = storage_[static_cast<std::size_t>(id)];
         if (node.is_input) {
             const InputSpec& input = spec_.inputs[static_cast<std::size_t>(id)];
-            check_size(input.shape, input.dtype, kMaxSampleBytes, "input '" + input.name + "'", input.name, "", input.where, nullptr);
+            check_size(input.shape, input.dtype, kMaxSampleBytes, "input '" + input.name + "'", input.name, "",
+                       input.where, nullptr);
             Shape shape{-1};
             shape.insert(shape.end(), input.shape.begin(), input.shape.end());
             GraphTensor t;
@@ -229,15 +234,17 @@ void Graph::infer_shapes() {
             const TensorRefSpec& ref = spec.inputs[slot];
             const GraphNode* producer = nullptr;
             for (NodeId p : file_order_) {
-                if (storage_[static_cast<std::size_t>(p)].name == ref.node) producer = &storage_[static_cast<std::size_t>(p)];
+                if (storage_[static_cast<std::size_t>(p)].name == ref.node)
+                    producer = &storage_[static_cast<std::size_t>(p)];
             }
             std::vector<TensorId> visible;
             for (TensorId t : producer->outputs) {
                 if (tensors_[static_cast<std::size_t>(t)].role == NNG_OUTPUT_VISIBLE) visible.push_back(t);
             }
             if (ref.output < 0 || ref.output >= static_cast<int>(visible.size())) {
-                throw model_error(ref.where, spec.name, "'" + ref.text + "' does not exist: node '" + producer->name + "' has " +
-                                                            std::to_string(visible.size()) + " output(s)");
+                throw model_error(ref.where, spec.name,
+                                  "'" + ref.text + "' does not exist: node '" + producer->name + "' has " +
+                                      std::to_string(visible.size()) + " output(s)");
             }
             const TensorId t = visible[static_cast<std::size_t>(ref.output)];
             node.inputs.push_back(t);
@@ -250,15 +257,18 @@ void Graph::infer_shapes() {
         if (!node.instance->infer(infos, masks, false, 1, node.shapes, failure)) {
             std::string shapes;
             for (const auto& info : infos) shapes += (shapes.empty() ? "" : ", ") + shape_to_string(info.shape);
-            const SourceLocation where = failure.attribute.empty() ? spec.where : node.attributes->where_of(failure.attribute);
+            const SourceLocation where =
+                failure.attribute.empty() ? spec.where : node.attributes->where_of(failure.attribute);
             throw model_error(where, spec.name, spec.op + ": " + failure.message + " (input shapes: " + shapes + ")");
         }
         for (std::size_t j = 0; j < node.shapes.outputs.size(); ++j) {
             const TensorInfo& out = node.shapes.outputs[j].tensor;
-            check_size(out.shape, out.dtype, kMaxSampleBytes, "output " + std::to_string(j), spec.name, spec.op, spec.where, node.attributes.get());
+            check_size(out.shape, out.dtype, kMaxSampleBytes, "output " + std::to_string(j), spec.name, spec.op,
+                       spec.where, node.attributes.get());
         }
         for (const WeightInfo& w : node.shapes.weights) {
-            check_size(w.shape, DType::F32, kMaxTensorBytes, "weight '" + w.name + "'", spec.name, spec.op, spec.where, node.attributes.get());
+            check_size(w.shape, DType::F32, kMaxTensorBytes, "weight '" + w.name + "'", spec.name, spec.op, spec.where,
+                       node.attributes.get());
         }
 
         std::vector<TensorId> visible_ids;
@@ -275,7 +285,8 @@ void Graph::infer_shapes() {
                 t.name = node.name + ":logits" + (j ? std::to_string(j) : "");
             }
             if (out.mask_rule == NNG_MASK_FROM_INPUT) {
-                t.mask = tensors_[static_cast<std::size_t>(node.inputs[static_cast<std::size_t>(out.mask_source)])].mask;
+                t.mask =
+                    tensors_[static_cast<std::size_t>(node.inputs[static_cast<std::size_t>(out.mask_source)])].mask;
             }
             const TensorId tid = add_tensor(std::move(t));
             if (out.mask_rule == NNG_MASK_COMPUTED) {
@@ -293,7 +304,8 @@ void Graph::infer_shapes() {
         for (std::size_t j = 0; j < node.shapes.outputs.size(); ++j) {
             const OutputInfo& out = node.shapes.outputs[j];
             if (out.role != NNG_OUTPUT_VISIBLE) {
-                tensors_[static_cast<std::size_t>(node.outputs[static_cast<std::size_t>(out.logits_of)])].logits = node.outputs[j];
+                tensors_[static_cast<std::size_t>(node.outputs[static_cast<std::size_t>(out.logits_of)])].logits =
+                    node.outputs[j];
             }
         }
     }
@@ -314,8 +326,9 @@ void Graph::collect_weights() {
         for (std::size_t k = 0; k < node.shapes.weights.size(); ++k) {
             total_bytes += *checked_byte_count(node.shapes.weights[k].shape, DType::F32);
             if (total_bytes > kMaxTensorBytes) {
-                throw model_error(spec.where, node.name, "the weights up to '" + node.shapes.weights[k].name + "' add up to more than " +
-                                                             std::to_string(kMaxTensorBytes) + " bytes");
+                throw model_error(spec.where, node.name,
+                                  "the weights up to '" + node.shapes.weights[k].name + "' add up to more than " +
+                                      std::to_string(kMaxTensorBytes) + " bytes");
             }
             GraphWeight w;
             w.name = node.name + "." + node.shapes.weights[k].name;
@@ -326,16 +339,20 @@ void Graph::collect_weights() {
             weights_.push_back(std::move(w));
         }
         for (const KeyedValue& given : spec.weights) {
-            auto it = std::find_if(node.weights.begin(), node.weights.end(),
-                                   [&](WeightId w) { return weights_[static_cast<std::size_t>(w)].info.name == given.key; });
+            auto it = std::find_if(node.weights.begin(), node.weights.end(), [&](WeightId w) {
+                return weights_[static_cast<std::size_t>(w)].info.name == given.key;
+            });
             if (it == node.weights.end()) {
                 std::string declared;
-                for (WeightId w : node.weights) declared += (declared.empty() ? "" : ", ") + weights_[static_cast<std::size_t>(w)].info.name;
-                throw model_error(given.where, node.name, node.op + " has no weight '" + given.key + "'; its weights: " +
-                                                              (declared.empty() ? std::string("none") : declared));
+                for (WeightId w : node.weights)
+                    declared += (declared.empty() ? "" : ", ") + weights_[static_cast<std::size_t>(w)].info.name;
+                throw model_error(given.where, node.name,
+                                  node.op + " has no weight '" + given.key +
+                                      "'; its weights: " + (declared.empty() ? std::string("none") : declared));
             }
             GraphWeight& w = weights_[static_cast<std::size_t>(*it)];
-            w.inline_value = tensor_from_yaml(given.value, w.info.shape, given.where, node.name, "weight '" + given.key + "'");
+            w.inline_value =
+                tensor_from_yaml(given.value, w.info.shape, given.where, node.name, "weight '" + given.key + "'");
         }
     }
 }
@@ -370,20 +387,23 @@ Tensor tensor_from_yaml(const YAML::Node& value, const Shape& shape, const Sourc
     // siblings agree (a ragged list has no shape).
     auto walk = [&](auto&& self, const YAML::Node& n, std::size_t depth) -> void {
         if (n.IsSequence()) {
-            if (found.size() == depth) found.push_back(static_cast<std::int64_t>(n.size()));
+            if (found.size() == depth)
+                found.push_back(static_cast<std::int64_t>(n.size()));
             else if (found.size() < depth || found[depth] != static_cast<std::int64_t>(n.size())) {
                 throw model_error(SourceLocation::of(where.file, n), node, what + " is a ragged nested list");
             }
             for (const YAML::Node& item : n) self(self, item, depth + 1);
             return;
         }
-        if (found.size() != depth) throw model_error(SourceLocation::of(where.file, n), node, what + " is a ragged nested list");
+        if (found.size() != depth)
+            throw model_error(SourceLocation::of(where.file, n), node, what + " is a ragged nested list");
         values.push_back(static_cast<float>(yaml_as<double>(n, SourceLocation::of(where.file, n), what)));
     };
     walk(walk, value, 0);
     if (found != shape) {
-        throw model_error(where, node, what + " has shape " + shape_to_string(found) + " in the file, but the op declares " +
-                                           shape_to_string(shape));
+        throw model_error(where, node,
+                          what + " has shape " + shape_to_string(found) + " in the file, but the op declares " +
+                              shape_to_string(shape));
     }
     return Tensor::from<float>(shape, values);
 }

@@ -31,16 +31,16 @@ struct GraphTensor {
     NodeId producer = -1;
     int output_index = 0;
     bool is_mask = false;
-    TensorId mask = -1;    // this tensor's mask, if one travels with it
+    TensorId mask = -1;  // this tensor's mask, if one travels with it
     nng_output_role role = NNG_OUTPUT_VISIBLE;
-    TensorId logits = -1;  // a visible sigmoid/softmax output: its hidden pre-activation twin
+    TensorId logits = -1;                           // a visible sigmoid/softmax output: its hidden pre-activation twin
     std::vector<std::pair<NodeId, int>> consumers;  // (node, input slot), in graph order
 };
 
 struct GraphWeight {
     std::string name;  // "<node>.<weight>", as in weight files
     NodeId node = -1;
-    int index = 0;     // position among the node's weights
+    int index = 0;  // position among the node's weights
     WeightInfo info;
     std::optional<Tensor> inline_value;  // from the model file's `weights:`
 };
@@ -63,8 +63,7 @@ struct GraphEdge {
     int input = 0;   // the consumer's input slot
 };
 
-using GraphStorage =
-    boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, GraphNode, GraphEdge>;
+using GraphStorage = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, GraphNode, GraphEdge>;
 
 class Graph {
 public:

@@ -19,11 +19,16 @@ namespace {
 
 std::string kind_of(const YAML::Node& node) {
     switch (node.Type()) {
-    case YAML::NodeType::Null: return "null";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    default: return "nothing";
+        case YAML::NodeType::Null:
+            return "null";
+        case YAML::NodeType::Scalar:
+            return "a scalar";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Map:
+            return "a map";
+        default:
+            return "nothing";
     }
 }
 
@@ -37,7 +42,8 @@ constexpr std::uint64_t kMaxExpandedValues = 1'000'000;
 void check_model_file_size(std::uintmax_t bytes, const std::string& file) {
     if (bytes <= kMaxModelFileBytes) return;
     throw InputError(file + ": the model file has " + std::to_string(bytes) + " bytes, more than the limit of " +
-                     std::to_string(kMaxModelFileBytes) + "; a model file describes the graph: put large weights in a "
+                     std::to_string(kMaxModelFileBytes) +
+                     "; a model file describes the graph: put large weights in a "
                      "safetensors file and give it with --weights");
 }
 
@@ -51,7 +57,8 @@ public:
     void OnDocumentStart(const YAML::Mark&) override {}
     void OnDocumentEnd() override {}
     void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor, nullptr); }
-    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  const std::string& value) override {
         leaf(mark, anchor, &value);
     }
     void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
@@ -62,11 +69,13 @@ public:
         const auto size = anchor_sizes_.find(anchor);
         add_values(mark, size == anchor_sizes_.end() ? 1 : size->second);
     }
-    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value) override {
         start(mark, anchor, false);
     }
     void OnSequenceEnd() override { end(); }
-    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value) override {
         start(mark, anchor, true);
     }
     void OnMapEnd() override { end(); }
@@ -92,7 +101,9 @@ private:
         map.expecting_key = !map.expecting_key;
         if (!is_key || !key) return;
         const auto [seen, inserted] = map.key_lines.emplace(*key, mark.line + 1);
-        if (!inserted) fail(mark, "the key '" + *key + "' appears twice in one map (first on line " + std::to_string(seen->second) + ")");
+        if (!inserted)
+            fail(mark, "the key '" + *key + "' appears twice in one map (first on line " +
+                           std::to_string(seen->second) + ")");
     }
 
     void add_values(const YAML::Mark& mark, std::uint64_t count) {
@@ -132,22 +143,27 @@ public:
     Parser(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
     ModelSpec parse(const YAML::Node& root) {
-        if (!root.IsMap()) throw error(root, "", "a model file is a map with 'nodes' (Functional) or 'layers' (Sequential)");
+        if (!root.IsMap())
+            throw error(root, "", "a model file is a map with 'nodes' (Functional) or 'layers' (Sequential)");
         ModelSpec spec;
         spec.file = file_;
         const bool functional = bool(root["nodes"]);
         const bool sequential = bool(root["layers"]);
         if (functional == sequential) {
-            throw error(root, "", functional ? "a model file has either 'nodes' (Functional) or 'layers' (Sequential), not both"
-                                             : "expected 'nodes' (Functional style) or 'layers' (Sequential style)");
+            throw error(root, "",
+                        functional ? "a model file has either 'nodes' (Functional) or 'layers' (Sequential), not both"
+                                   : "expected 'nodes' (Functional style) or 'layers' (Sequential style)");
         }
         spec.sequential = sequential;
         check_keys(root, "", "model file",
-                   sequential ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins"}
-                              : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data", "plugins"});
+                   sequential
+                       ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins"}
+                       : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data", "plugins"});
         spec.name = root["name"] ? scalar<std::string>(root["name"], "", "'name'") : "model";
-        if (sequential) parse_sequential(root, spec);
-        else parse_functional(root, spec);
+        if (sequential)
+            parse_sequential(root, spec);
+        else
+            parse_functional(root, spec);
         name_unnamed_nodes(spec);
         if (root["plugins"]) {
             for (const YAML::Node& dir : list(root["plugins"], "", "'plugins'")) {
@@ -166,11 +182,14 @@ private:
         return model_error(SourceLocation::of(file_, at), node, message);
     }
 
-    template <class T> T scalar(const YAML::Node& n, const std::string& node, const std::string& what) const {
+    template <class T>
+    T scalar(const YAML::Node& n, const std::string& node, const std::string& what) const {
         return yaml_as<T>(n, SourceLocation::of(file_, n), (node.empty() ? "" : "node '" + node + "': ") + what);
     }
     // A map's key: YAML allows any node there ({[units]: 2}); a model file's keys are names.
-    std::string key(const YAML::Node& k, const std::string& node) const { return scalar<std::string>(k, node, "a key"); }
+    std::string key(const YAML::Node& k, const std::string& node) const {
+        return scalar<std::string>(k, node, "a key");
+    }
 
     std::vector<YAML::Node> list(const YAML::Node& n, const std::string& node, const std::string& what) const {
         if (!n.IsSequence()) throw error(n, node, what + " must be a list, not " + kind_of(n));
@@ -201,14 +220,21 @@ private:
         if (!n["shape"]) throw error(n, "", "input '" + input.name + "' needs a 'shape' (without the batch dimension)");
         for (const YAML::Node& d : list(n["shape"], "", "input '" + input.name + "' shape")) {
             const auto dim = scalar<std::int64_t>(d, "", "a dimension of input '" + input.name + "'");
-            if (dim <= 0) throw error(d, "", "input '" + input.name + "': dimensions must be positive, got " + std::to_string(dim));
+            if (dim <= 0)
+                throw error(d, "",
+                            "input '" + input.name + "': dimensions must be positive, got " + std::to_string(dim));
             input.shape.push_back(dim);
         }
         const std::string dtype = n["dtype"] ? scalar<std::string>(n["dtype"], "", "input dtype") : "float32";
-        if (dtype == "float32") input.dtype = DType::F32;
-        else if (dtype == "int32") input.dtype = DType::I32;
-        else if (dtype == "int64") input.dtype = DType::I64;
-        else throw error(n["dtype"], "", "input '" + input.name + "': dtype '" + dtype + "' is not one of float32, int32, int64");
+        if (dtype == "float32")
+            input.dtype = DType::F32;
+        else if (dtype == "int32")
+            input.dtype = DType::I32;
+        else if (dtype == "int64")
+            input.dtype = DType::I64;
+        else
+            throw error(n["dtype"], "",
+                        "input '" + input.name + "': dtype '" + dtype + "' is not one of float32, int32, int64");
         return input;
     }
 
@@ -219,14 +245,17 @@ private:
         static const std::regex pattern(R"(^([^:]+)(?::(\d+))?$)");
         std::smatch m;
         if (!std::regex_match(ref.text, m, pattern)) {
-            throw error(n, node, "'" + ref.text + "' is not a tensor reference; expected 'node' or 'node:output_index'");
+            throw error(n, node,
+                        "'" + ref.text + "' is not a tensor reference; expected 'node' or 'node:output_index'");
         }
         ref.node = m[1];
         if (m[2].matched) {
             const std::string index = m[2];
             const auto [end, status] = std::from_chars(index.data(), index.data() + index.size(), ref.output);
             if (status != std::errc() || end != index.data() + index.size()) {
-                throw error(n, node, "'" + ref.text + "': output index " + index + " is out of range; a node has only a few outputs, numbered from 0");
+                throw error(n, node,
+                            "'" + ref.text + "': output index " + index +
+                                " is out of range; a node has only a few outputs, numbered from 0");
             }
         }
         return ref;
@@ -240,7 +269,8 @@ private:
         if (n["name"]) {
             node.name = scalar<std::string>(n["name"], "", "node 'name'");
             node.name_given = true;
-            if (node.name.empty() || node.name.find(':') != std::string::npos || node.name.find('.') != std::string::npos) {
+            if (node.name.empty() || node.name.find(':') != std::string::npos ||
+                node.name.find('.') != std::string::npos) {
                 throw error(n["name"], node.name, "a node name must be non-empty and contain no ':' or '.'");
             }
         }
@@ -250,14 +280,21 @@ private:
             const std::string key = this->key(kv.first, node.name);
             if (key == "name" || key == "op") continue;
             if (key == "inputs") {
-                if (!allow_inputs) throw error(kv.first, node.name, "a Sequential layer takes no 'inputs': it reads the layer before it");
+                if (!allow_inputs)
+                    throw error(kv.first, node.name,
+                                "a Sequential layer takes no 'inputs': it reads the layer before it");
                 const YAML::Node& in = kv.second;
-                if (in.IsScalar()) node.inputs.push_back(parse_ref(in, node.name));
-                else for (const YAML::Node& r : list(in, node.name, "'inputs'")) node.inputs.push_back(parse_ref(r, node.name));
+                if (in.IsScalar())
+                    node.inputs.push_back(parse_ref(in, node.name));
+                else
+                    for (const YAML::Node& r : list(in, node.name, "'inputs'"))
+                        node.inputs.push_back(parse_ref(r, node.name));
             } else if (key == "weights") {
-                if (!kv.second.IsMap()) throw error(kv.second, node.name, "'weights' is a map from weight name to nested lists");
+                if (!kv.second.IsMap())
+                    throw error(kv.second, node.name, "'weights' is a map from weight name to nested lists");
                 for (const auto& w : kv.second) {
-                    node.weights.push_back({this->key(w.first, node.name), w.second, SourceLocation::of(file_, w.first)});
+                    node.weights.push_back(
+                        {this->key(w.first, node.name), w.second, SourceLocation::of(file_, w.first)});
                 }
             } else {
                 node.attributes.push_back({key, kv.second, SourceLocation::of(file_, kv.first)});
@@ -276,15 +313,18 @@ private:
         }
         if (!root["outputs"]) throw error(root, "", "a Functional model file needs 'outputs'");
         const YAML::Node& outs = root["outputs"];
-        if (outs.IsScalar()) spec.outputs.push_back(parse_ref(outs, ""));
-        else for (const YAML::Node& o : list(outs, "", "'outputs'")) spec.outputs.push_back(parse_ref(o, ""));
+        if (outs.IsScalar())
+            spec.outputs.push_back(parse_ref(outs, ""));
+        else
+            for (const YAML::Node& o : list(outs, "", "'outputs'")) spec.outputs.push_back(parse_ref(o, ""));
         if (spec.outputs.empty()) throw error(outs, "", "'outputs' must name at least one tensor");
     }
 
     void parse_sequential(const YAML::Node& root, ModelSpec& spec) const {
         if (!root["input"]) throw error(root, "", "a Sequential model file needs 'input' ({shape: [...], dtype: ...})");
         spec.inputs.push_back(parse_input(root["input"], "input"));
-        for (const YAML::Node& n : list(root["layers"], "", "'layers'")) spec.nodes.push_back(parse_node_body(n, false));
+        for (const YAML::Node& n : list(root["layers"], "", "'layers'"))
+            spec.nodes.push_back(parse_node_body(n, false));
         if (spec.nodes.empty()) throw error(root["layers"], "", "'layers' must hold at least one layer");
     }
 
@@ -326,7 +366,8 @@ private:
 
 }  // namespace
 
-template <class T> T yaml_as(const YAML::Node& node, const SourceLocation& where, const std::string& what) {
+template <class T>
+T yaml_as(const YAML::Node& node, const SourceLocation& where, const std::string& what) {
     const char* expected = std::is_same_v<T, std::string> ? "a string"
                            : std::is_same_v<T, bool>      ? "true or false"
                            : std::is_integral_v<T>        ? "an integer"
@@ -367,7 +408,8 @@ ModelSpec parse_model(const std::string& yaml_text, const std::string& file_name
         parser.HandleNextDocument(check);
         root = YAML::Load(yaml_text);
     } catch (const YAML::ParserException& e) {
-        throw InputError(SourceLocation{file_name, e.mark.line + 1, e.mark.column + 1}.str() + ": not valid YAML: " + e.msg);
+        throw InputError(SourceLocation{file_name, e.mark.line + 1, e.mark.column + 1}.str() +
+                         ": not valid YAML: " + e.msg);
     }
     return Parser(file_name, base_dir).parse(root);
 }

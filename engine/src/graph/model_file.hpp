@@ -66,6 +66,7 @@ ModelSpec parse_model(const std::string& yaml_text, const std::string& file_name
 std::string keras_snake_case(const std::string& op);
 
 // Reads a scalar of a YAML node as T, or throws a model_error naming `what`.
-template <class T> T yaml_as(const YAML::Node& node, const SourceLocation& where, const std::string& what);
+template <class T>
+T yaml_as(const YAML::Node& node, const SourceLocation& where, const std::string& what);
 
 }  // namespace nngraph

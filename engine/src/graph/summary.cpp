@@ -84,10 +84,12 @@ std::string summary(const Graph& graph) {
         const GraphNode& node = graph.node(id);
         std::int64_t params = 0;
         for (WeightId w : node.weights) params += shape_numel(graph.weights()[static_cast<std::size_t>(w)].info.shape);
-        rows.push_back({node.name + " (" + node.op + ")", output_shapes(graph, node), with_thousands(params), connected_to(graph, node)});
+        rows.push_back({node.name + " (" + node.op + ")", output_shapes(graph, node), with_thousands(params),
+                        connected_to(graph, node)});
     }
     const Row header{"Layer (type)", "Output Shape", "Param #", "Connected to"};
-    std::size_t w[4] = {columns(header.layer), columns(header.shape), columns(header.params), columns(header.connected)};
+    std::size_t w[4] = {columns(header.layer), columns(header.shape), columns(header.params),
+                        columns(header.connected)};
     for (const Row& r : rows) {
         w[0] = std::max(w[0], columns(r.layer));
         w[1] = std::max(w[1], columns(r.shape));
@@ -100,21 +102,25 @@ std::string summary(const Graph& graph) {
         return s + "\n";
     };
     auto row = [&](const Row& r, const char* bar) {
-        return std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " + pad(r.shape, w[1], false) + " " + bar + " " +
-               pad(r.params, w[2], true) + " " + bar + " " + pad(r.connected, w[3], false) + " " + bar + "\n";
+        return std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " + pad(r.shape, w[1], false) + " " +
+               bar + " " + pad(r.params, w[2], true) + " " + bar + " " + pad(r.connected, w[3], false) + " " + bar +
+               "\n";
     };
 
     std::ostringstream out;
     out << "Model: \"" << graph.name() << "\"\n";
-    out << line("\u250f", "\u2501", "\u2533", "\u2513") << row(header, "\u2503") << line("\u2521", "\u2501", "\u2547", "\u2529");
+    out << line("\u250f", "\u2501", "\u2533", "\u2513") << row(header, "\u2503")
+        << line("\u2521", "\u2501", "\u2547", "\u2529");
     for (std::size_t i = 0; i < rows.size(); ++i) {
         if (i) out << line("\u251c", "\u2500", "\u253c", "\u2524");
         out << row(rows[i], "\u2502");
     }
     out << line("\u2514", "\u2500", "\u2534", "\u2518");
     const std::int64_t trainable = graph.parameter_count(true), frozen = graph.parameter_count(false);
-    out << " Total params: " << with_thousands(trainable + frozen) << " (" << readable_bytes(4.0 * double(trainable + frozen)) << ")\n";
-    out << " Trainable params: " << with_thousands(trainable) << " (" << readable_bytes(4.0 * double(trainable)) << ")\n";
+    out << " Total params: " << with_thousands(trainable + frozen) << " ("
+        << readable_bytes(4.0 * double(trainable + frozen)) << ")\n";
+    out << " Trainable params: " << with_thousands(trainable) << " (" << readable_bytes(4.0 * double(trainable))
+        << ")\n";
     out << " Non-trainable params: " << with_thousands(frozen) << " (" << readable_bytes(4.0 * double(frozen)) << ")\n";
     return out.str();
 }
@@ -133,7 +139,8 @@ std::string to_dot(const Graph& graph) {
         return out + "\"";
     };
     std::ostringstream out;
-    out << "digraph " << quoted(graph.name()) << " {\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
+    out << "digraph " << quoted(graph.name())
+        << " {\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
     for (NodeId id : graph.file_order()) {
         const GraphNode& node = graph.node(id);
         const std::string label = node.name + "\n" + node.op + "\n" + output_shapes(graph, node);

@@ -37,8 +37,8 @@ public:
         std::error_code error;
         fs::rename(path_, target, error);
         if (error) {
-            throw RunError("cannot write '" + target.string() + "': renaming the temporary file '" +
-                           path_.string() + "' over it failed: " + error.message());
+            throw RunError("cannot write '" + target.string() + "': renaming the temporary file '" + path_.string() +
+                           "' over it failed: " + error.message());
         }
         renamed_ = true;
     }
@@ -115,7 +115,9 @@ void write_file_atomically(const fs::path& path, const std::function<void(std::o
 }
 
 void check_writable_destination(const fs::path& path, const std::string& what) {
-    auto refuse = [&](const std::string& reason) { throw InputError(what + ": cannot write '" + path.string() + "': " + reason); };
+    auto refuse = [&](const std::string& reason) {
+        throw InputError(what + ": cannot write '" + path.string() + "': " + reason);
+    };
     if (!path.has_filename()) refuse("it names no file");
     const fs::path directory = path.has_parent_path() ? path.parent_path() : fs::path(".");
     std::error_code error;

@@ -104,7 +104,8 @@ HeaderEntry parse_entry(const std::string& name, const json& description, std::u
 
     const json& dtype = description["dtype"];
     if (!dtype.is_string() || !parse_dtype(dtype.get<std::string>(), entry.dtype)) {
-        problems.fail_tensor(name, "has dtype " + excerpt(dtype) + "; nngraph supports " + std::string(kSupportedDtypes));
+        problems.fail_tensor(name,
+                             "has dtype " + excerpt(dtype) + "; nngraph supports " + std::string(kSupportedDtypes));
     }
 
     const json& shape = description["shape"];
@@ -124,14 +125,16 @@ HeaderEntry parse_entry(const std::string& name, const json& description, std::u
     entry.begin = read_count(offsets[0], problems, name, "a data offset");
     entry.end = read_count(offsets[1], problems, name, "a data offset");
     const std::string offsets_shown = offsets_text(entry.begin, entry.end);
-    if (entry.end < entry.begin) problems.fail_tensor(name, "has data_offsets " + offsets_shown + " that end before they begin");
+    if (entry.end < entry.begin)
+        problems.fail_tensor(name, "has data_offsets " + offsets_shown + " that end before they begin");
 
     const std::optional<std::uint64_t> expected = checked_byte_count(entry.shape, entry.dtype);
     const std::string layout = "shape " + shape_to_string(entry.shape) + " of " + std::string(dtype_name(entry.dtype));
     if (!expected) problems.fail_tensor(name, "has " + layout + ", which is too large");
     if (entry.end - entry.begin != *expected) {
-        problems.fail_tensor(name, "has data_offsets " + offsets_shown + " (" + std::to_string(entry.end - entry.begin) +
-                                       " bytes), but " + layout + " needs " + std::to_string(*expected) + " bytes");
+        problems.fail_tensor(name, "has data_offsets " + offsets_shown + " (" +
+                                       std::to_string(entry.end - entry.begin) + " bytes), but " + layout + " needs " +
+                                       std::to_string(*expected) + " bytes");
     }
     if (entry.end > data_bytes) {
         problems.fail_tensor(name, "has data_offsets " + offsets_shown + " beyond the end of the data (" +
@@ -141,7 +144,8 @@ HeaderEntry parse_entry(const std::string& name, const json& description, std::u
 }
 
 std::map<std::string, std::string> parse_metadata(const json& metadata, const FileProblems& problems) {
-    if (!metadata.is_object()) problems.fail("\"__metadata__\" is " + excerpt(metadata) + ", expected an object of strings");
+    if (!metadata.is_object())
+        problems.fail("\"__metadata__\" is " + excerpt(metadata) + ", expected an object of strings");
     std::map<std::string, std::string> result;
     for (const auto& [key, value] : metadata.items()) {
         if (!value.is_string()) {
@@ -157,7 +161,8 @@ json parse_header_json(const std::string& text, const FileProblems& problems) {
     std::set<std::string> names;
     std::string repeated_name;
     const json::parser_callback_t note_repeated_names = [&](int depth, json::parse_event_t event, json& parsed) {
-        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxHeaderNesting) {
+        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+            depth >= kMaxHeaderNesting) {
             problems.fail("the JSON header nests deeper than " + std::to_string(kMaxHeaderNesting) + " levels");
         }
         if (event == json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second &&
@@ -177,7 +182,8 @@ json parse_header_json(const std::string& text, const FileProblems& problems) {
         }
         problems.fail("the JSON header does not parse: " + excerpt(message));
     }
-    if (!header.is_object()) problems.fail("the JSON header is " + std::string(header.type_name()) + ", expected an object");
+    if (!header.is_object())
+        problems.fail("the JSON header is " + std::string(header.type_name()) + ", expected an object");
     if (!repeated_name.empty()) problems.fail("the JSON header names '" + excerpt(repeated_name) + "' twice");
     return header;
 }
@@ -190,8 +196,8 @@ void check_no_overlap(std::vector<HeaderEntry>& entries, const FileProblems& pro
     for (const HeaderEntry& entry : entries) {
         if (entry.begin == entry.end) continue;  // an empty tensor occupies no bytes
         if (previous && entry.begin < previous->end) {
-            problems.fail("tensors '" + excerpt(previous->name) + "' " + offsets_text(previous->begin, previous->end) + " and '" +
-                          excerpt(entry.name) + "' " + offsets_text(entry.begin, entry.end) + " overlap");
+            problems.fail("tensors '" + excerpt(previous->name) + "' " + offsets_text(previous->begin, previous->end) +
+                          " and '" + excerpt(entry.name) + "' " + offsets_text(entry.begin, entry.end) + " overlap");
         }
         previous = &entry;
     }
@@ -256,7 +262,8 @@ TensorFile read_safetensors(const fs::path& path) {
         Tensor tensor(entry.dtype, std::move(entry.shape));
         in.seekg(static_cast<std::streamoff>(data_start + entry.begin));
         in.read(static_cast<char*>(tensor.raw()), static_cast<std::streamsize>(tensor.nbytes()));
-        if (!in) problems.fail_tensor(entry.name, "could not be read at offset " + std::to_string(data_start + entry.begin));
+        if (!in)
+            problems.fail_tensor(entry.name, "could not be read at offset " + std::to_string(data_start + entry.begin));
         result.tensors.emplace(std::move(entry.name), std::move(tensor));
     }
     return result;
@@ -305,7 +312,8 @@ void write_safetensors(const fs::path& path, const TensorFile& file) {
         out.write(encode_little_endian(header_text.size()).data(), kLengthFieldBytes);
         out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
         for (const Item* item : layout) {
-            out.write(static_cast<const char*>(item->second.raw()), static_cast<std::streamsize>(item->second.nbytes()));
+            out.write(static_cast<const char*>(item->second.raw()),
+                      static_cast<std::streamsize>(item->second.nbytes()));
         }
     });
 }

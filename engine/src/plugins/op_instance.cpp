@@ -75,9 +75,12 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         failure = {"the plugin's shape inference returned " + what, {}};
         return false;
     };
-    if (io.num_outputs < 1 || io.num_outputs > NNG_MAX_OUTPUTS) return invalid(std::to_string(io.num_outputs) + " outputs");
-    if (io.num_weights < 0 || io.num_weights > NNG_MAX_WEIGHTS) return invalid(std::to_string(io.num_weights) + " weights");
-    if (io.num_buffers < 0 || io.num_buffers > NNG_MAX_BUFFERS) return invalid(std::to_string(io.num_buffers) + " buffers");
+    if (io.num_outputs < 1 || io.num_outputs > NNG_MAX_OUTPUTS)
+        return invalid(std::to_string(io.num_outputs) + " outputs");
+    if (io.num_weights < 0 || io.num_weights > NNG_MAX_WEIGHTS)
+        return invalid(std::to_string(io.num_weights) + " weights");
+    if (io.num_buffers < 0 || io.num_buffers > NNG_MAX_BUFFERS)
+        return invalid(std::to_string(io.num_buffers) + " buffers");
 
     result = InferResult{};
     for (std::int32_t j = 0; j < io.num_outputs; ++j) {
@@ -118,7 +121,8 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         BufferDeclaration declared;
         declared.name = std::string(spec.name, strnlen(spec.name, NNG_NAME_CAPACITY));
         if (spec.lifetime < NNG_BUFFER_PER_CALL || spec.lifetime > NNG_BUFFER_BACKWARD) {
-            return invalid("buffer '" + declared.name + "' with lifetime " + std::to_string(static_cast<int>(spec.lifetime)) +
+            return invalid("buffer '" + declared.name + "' with lifetime " +
+                           std::to_string(static_cast<int>(spec.lifetime)) +
                            "; expected per call (1), saved (2), per thread (3) or backward (4)");
         }
         declared.lifetime = spec.lifetime;
@@ -127,10 +131,14 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     }
     result.backward_needs = io.backward_needs;
     if (const std::int32_t k = io.inference_identity; k >= 0) {
-        if (k >= io.num_inputs) return invalid("inference identity with input " + std::to_string(k) + " of " + std::to_string(io.num_inputs));
-        if (io.num_outputs != 1) return invalid("inference identity on an op with " + std::to_string(io.num_outputs) + " outputs");
+        if (k >= io.num_inputs)
+            return invalid("inference identity with input " + std::to_string(k) + " of " +
+                           std::to_string(io.num_inputs));
+        if (io.num_outputs != 1)
+            return invalid("inference identity on an op with " + std::to_string(io.num_outputs) + " outputs");
         if (!(result.outputs[0].tensor.dtype == inputs[k].dtype && result.outputs[0].tensor.shape == inputs[k].shape)) {
-            return invalid("inference identity of output 0 with input " + std::to_string(k) + ", whose dtype or shape differs");
+            return invalid("inference identity of output 0 with input " + std::to_string(k) +
+                           ", whose dtype or shape differs");
         }
         result.inference_identity = k;
     }
@@ -140,8 +148,10 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
 void OpInstance::forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {
     nng_error error = fresh_error();
     const nng_status status = op_.def->forward(instance_, &ctx, &args, &error);
-    if (status == NNG_BAD_INPUT) throw InputError("node '" + node + "' (" + op_.def->name + "): " + to_failure(error).message);
-    if (status != NNG_OK) throw RunError("node '" + node + "' (" + op_.def->name + "): forward failed: " + to_failure(error).message);
+    if (status == NNG_BAD_INPUT)
+        throw InputError("node '" + node + "' (" + op_.def->name + "): " + to_failure(error).message);
+    if (status != NNG_OK)
+        throw RunError("node '" + node + "' (" + op_.def->name + "): forward failed: " + to_failure(error).message);
 }
 
 void OpInstance::backward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const {

@@ -13,7 +13,8 @@ namespace {
 std::string describe(const std::filesystem::path& path) { return "plugin '" + path.string() + "'"; }
 
 // The struct size the host needs to read every field it knows of.
-template <class T> void check_struct_size(const std::filesystem::path& path, const char* what, std::uint32_t size) {
+template <class T>
+void check_struct_size(const std::filesystem::path& path, const char* what, std::uint32_t size) {
     if (size < sizeof(T)) {
         throw InputError(describe(path) + ": its " + what + " table is " + std::to_string(size) +
                          " bytes, smaller than the " + std::to_string(sizeof(T)) +
@@ -41,7 +42,8 @@ std::shared_ptr<const PluginLibrary> PluginLibrary::open(const std::filesystem::
     dlerror();
     void* symbol = dlsym(handle, NNG_PLUGIN_ENTRY_SYMBOL);
     if (!symbol) {
-        throw InputError(describe(path) + " is not an nngraph plugin: it exports no '" NNG_PLUGIN_ENTRY_SYMBOL "' function");
+        throw InputError(describe(path) + " is not an nngraph plugin: it exports no '" NNG_PLUGIN_ENTRY_SYMBOL
+                                          "' function");
     }
     auto entry = reinterpret_cast<nng_plugin_entry_fn>(symbol);
     library->table_ = entry(NNG_ABI_VERSION);
@@ -82,7 +84,8 @@ void PluginLibrary::check_tables() const {
         for (std::int32_t a = 0; a < op->num_attrs; ++a) {
             const nng_attr_spec& spec = op->attrs[a];
             check_struct_size<nng_attr_spec>(path_, "attribute", spec.struct_size);
-            if (!spec.name || !*spec.name) throw InputError(op_where + ": attribute #" + std::to_string(a) + " has no name");
+            if (!spec.name || !*spec.name)
+                throw InputError(op_where + ": attribute #" + std::to_string(a) + " has no name");
             const bool required = spec.flags & NNG_ATTR_REQUIRED;
             if (!required && !spec.default_value) {
                 throw InputError(op_where + ": attribute '" + spec.name + "' is optional but has no default");

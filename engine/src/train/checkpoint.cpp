@@ -22,7 +22,8 @@ std::vector<std::string> weight_names(const Graph& graph) {
 TensorFile weights_file(const Executor& executor) {
     TensorFile file;
     const Graph& graph = executor.graph();
-    for (std::size_t i = 0; i < graph.weights().size(); ++i) file.tensors[graph.weights()[i].name] = executor.weights()[i];
+    for (std::size_t i = 0; i < graph.weights().size(); ++i)
+        file.tensors[graph.weights()[i].name] = executor.weights()[i];
     file.metadata["format"] = "nngraph";
     file.metadata["model"] = graph.name();
     return file;
@@ -31,7 +32,8 @@ TensorFile weights_file(const Executor& executor) {
 std::string metadata(const TensorFile& file, const std::string& key, const std::string& source) {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) {
-        throw InputError(source + ": metadata '" + key + "' is missing; is this a checkpoint written by `nngraph train --save`?");
+        throw InputError(source + ": metadata '" + key +
+                         "' is missing; is this a checkpoint written by `nngraph train --save`?");
     }
     return it->second;
 }
@@ -59,13 +61,14 @@ namespace {
 // Each field is read whole and checked against what `train --save` can have written: a hand-edited
 // or corrupt checkpoint is refused with the field named, before training starts.
 template <typename Number>
-Number metadata_number(const TensorFile& file, const std::string& key, const std::string& source, Number low, Number high,
-                       const char* expected) {
+Number metadata_number(const TensorFile& file, const std::string& key, const std::string& source, Number low,
+                       Number high, const char* expected) {
     const std::string text = metadata(file, key, source);
     Number value{};
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc() || end != text.data() + text.size() || !(value >= low && value <= high)) {
-        throw InputError(source + ": the checkpoint's metadata '" + key + "' is '" + text.substr(0, 40) + "'; expected " + expected);
+        throw InputError(source + ": the checkpoint's metadata '" + key + "' is '" + text.substr(0, 40) +
+                         "'; expected " + expected);
     }
     return value;
 }
@@ -75,17 +78,20 @@ TrainingState state_of(const TensorFile& file, const std::string& source) {
     const std::string epochs_range = "a whole number from 0 to " + std::to_string(kMaxEpochs);
     state.epochs_done = metadata_number(file, "epochs_done", source, 0, kMaxEpochs, epochs_range.c_str());
     const auto any = std::numeric_limits<std::uint64_t>::max();
-    state.steps_done = metadata_number(file, "steps_done", source, std::uint64_t{0}, any, "a whole number of 0 or more");
+    state.steps_done =
+        metadata_number(file, "steps_done", source, std::uint64_t{0}, any, "a whole number of 0 or more");
     state.seed = metadata_number(file, "seed", source, std::uint64_t{0}, any, "a whole number of 0 or more");
     if (state.epochs_done > 0 && state.steps_done < static_cast<std::uint64_t>(state.epochs_done)) {
-        throw InputError(source + ": the checkpoint's metadata says " + std::to_string(state.epochs_done) + " epochs done in " +
-                         std::to_string(state.steps_done) + " steps; every epoch takes at least one step");
+        throw InputError(source + ": the checkpoint's metadata says " + std::to_string(state.epochs_done) +
+                         " epochs done in " + std::to_string(state.steps_done) +
+                         " steps; every epoch takes at least one step");
     }
     if (file.metadata.count("best")) {
         const double huge = std::numeric_limits<double>::max();
         state.best = metadata_number(file, "best", source, -huge, huge, "a finite number");
         state.monitor = metadata(file, "monitor", source);
-        if (state.monitor != "val_accuracy" && state.monitor != "val_loss" && state.monitor != "accuracy" && state.monitor != "loss") {
+        if (state.monitor != "val_accuracy" && state.monitor != "val_loss" && state.monitor != "accuracy" &&
+            state.monitor != "loss") {
             throw InputError(source + ": the checkpoint's metadata 'monitor' is '" + state.monitor.substr(0, 40) +
                              "'; expected val_accuracy, val_loss, accuracy or loss");
         }
@@ -100,8 +106,9 @@ void check_finite(const TensorFile& file, const std::string& source) {
         const float* values = tensor.data<float>();
         const float* bad = std::find_if(values, values + tensor.numel(), [](float v) { return !std::isfinite(v); });
         if (bad == values + tensor.numel()) continue;
-        throw InputError(source + ": tensor '" + name + "' holds " + (std::isnan(*bad) ? "NaN" : "an infinity") + " at element " +
-                         std::to_string(bad - values) + " of " + std::to_string(tensor.numel()) + "; weights must be finite numbers");
+        throw InputError(source + ": tensor '" + name + "' holds " + (std::isnan(*bad) ? "NaN" : "an infinity") +
+                         " at element " + std::to_string(bad - values) + " of " + std::to_string(tensor.numel()) +
+                         "; weights must be finite numbers");
     }
 }
 
@@ -121,7 +128,9 @@ TrainingState load_checkpoint(const std::filesystem::path& path, Executor& execu
     return state;
 }
 
-void save_weights(const std::filesystem::path& path, const Executor& executor) { write_safetensors(path, weights_file(executor)); }
+void save_weights(const std::filesystem::path& path, const Executor& executor) {
+    write_safetensors(path, weights_file(executor));
+}
 
 void load_weights(const std::filesystem::path& path, Executor& executor) {
     const TensorFile file = read_safetensors(path);

@@ -13,11 +13,11 @@
 namespace nngraph {
 
 struct TrainingState {
-    int epochs_done = 0;             // completed epochs
-    std::uint64_t steps_done = 0;    // executor steps, so random ops continue their streams
+    int epochs_done = 0;           // completed epochs
+    std::uint64_t steps_done = 0;  // executor steps, so random ops continue their streams
     std::uint64_t seed = 0;
-    std::optional<double> best;      // the best monitored value so far
-    std::string monitor;             // "val_accuracy", ...
+    std::optional<double> best;  // the best monitored value so far
+    std::string monitor;         // "val_accuracy", ...
 };
 
 // Writes weights ("<node>.<weight>"), optimiser state ("optimizer.*") and the state as metadata.

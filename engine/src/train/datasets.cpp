@@ -10,7 +10,8 @@ DataSplits load_data(const Graph& graph, const DataRequest& request) {
     const bool given = spec.data.IsDefined() && !spec.data.IsNull();
     const YAML::Node settings = given ? spec.data : YAML::Node(YAML::NodeType::Map);
     if (!settings.IsMap()) {
-        throw model_error(SourceLocation::of(spec.file, settings), "", "'data' must be a map such as {format: aclimdb, num_words: 5000, maxlen: 200}");
+        throw model_error(SourceLocation::of(spec.file, settings), "",
+                          "'data' must be a map such as {format: aclimdb, num_words: 5000, maxlen: 200}");
     }
     // A file named on the command line is read by its own format: the model file's settings belong to another.
     const DataReader* reader = request.path ? reader_for_extension(*request.path) : nullptr;

@@ -37,7 +37,8 @@ public:
                 total -= y[i] * std::log(clipped) + (1.0 - y[i]) * std::log(1.0 - clipped);
                 if (call.grad) {
                     const bool inside = p[i] >= kEpsilon && p[i] <= 1.0 - kEpsilon;
-                    call.grad[i] = inside ? static_cast<float>((clipped - y[i]) / (clipped * (1.0 - clipped)) / double(n)) : 0.0f;
+                    call.grad[i] =
+                        inside ? static_cast<float>((clipped - y[i]) / (clipped * (1.0 - clipped)) / double(n)) : 0.0f;
                 }
             }
         }
@@ -49,7 +50,9 @@ public:
 class CategoricalCrossentropy : public LossFunction {
 public:
     explicit CategoricalCrossentropy(bool sparse) : sparse_(sparse) {}
-    const char* name() const override { return sparse_ ? "sparse_categorical_crossentropy" : "categorical_crossentropy"; }
+    const char* name() const override {
+        return sparse_ ? "sparse_categorical_crossentropy" : "categorical_crossentropy";
+    }
     bool works_from_logits(nng_output_role role) const override { return role == NNG_OUTPUT_SOFTMAX_LOGITS; }
     Shape target_shape(const Shape& prediction) const override {
         if (!sparse_) return prediction;
@@ -79,7 +82,9 @@ public:
                 const double log_sum = top + std::log(sum);
                 for (std::int64_t k = 0; k < classes; ++k) {
                     total -= target[static_cast<std::size_t>(k)] * (z[k] - log_sum);
-                    if (grad) grad[k] = static_cast<float>((std::exp(z[k] - log_sum) * target_sum - target[static_cast<std::size_t>(k)]) * per_group);
+                    if (grad)
+                        grad[k] = static_cast<float>(
+                            (std::exp(z[k] - log_sum) * target_sum - target[static_cast<std::size_t>(k)]) * per_group);
                 }
             } else {
                 // Keras: normalise the probabilities to sum 1, clip to [eps, 1 - eps], -sum(y log p).
@@ -96,7 +101,8 @@ public:
                     dot += dq[static_cast<std::size_t>(k)] * q;
                 }
                 if (grad) {
-                    for (std::int64_t k = 0; k < classes; ++k) grad[k] = static_cast<float>((dq[static_cast<std::size_t>(k)] - dot) / sum * per_group);
+                    for (std::int64_t k = 0; k < classes; ++k)
+                        grad[k] = static_cast<float>((dq[static_cast<std::size_t>(k)] - dot) / sum * per_group);
                 }
             }
         }
@@ -104,7 +110,8 @@ public:
     }
 
 private:
-    void fill_target(const LossCall& call, std::int64_t group, std::int64_t classes, std::vector<double>& target) const {
+    void fill_target(const LossCall& call, std::int64_t group, std::int64_t classes,
+                     std::vector<double>& target) const {
         if (!sparse_) {
             const float* y = call.targets.as<float>() + group * classes;
             for (std::int64_t k = 0; k < classes; ++k) target[static_cast<std::size_t>(k)] = y[k];
@@ -114,8 +121,8 @@ private:
         const double label = call.targets.as<float>()[group];
         const auto id = static_cast<std::int64_t>(label);
         if (label != double(id) || id < 0 || id >= classes) {
-            throw RunError("sparse_categorical_crossentropy: target " + std::to_string(label) + " is not a class id in [0, " +
-                           std::to_string(classes) + ")");
+            throw RunError("sparse_categorical_crossentropy: target " + std::to_string(label) +
+                           " is not a class id in [0, " + std::to_string(classes) + ")");
         }
         target[static_cast<std::size_t>(id)] = 1.0;
     }
@@ -150,8 +157,9 @@ double evaluate_masked(const LossFunction& loss, const LossCall& call, std::span
     const std::int64_t width = call.prediction.numel() / positions;
     const std::int64_t target_width = call.targets.numel() / positions;
     if (width * positions != call.prediction.numel() || target_width * positions != call.targets.numel()) {
-        throw RunError(std::string(loss.name()) + ": a mask of " + std::to_string(positions) + " positions does not divide a prediction of " +
-                       std::to_string(call.prediction.numel()) + " values");
+        throw RunError(std::string(loss.name()) + ": a mask of " + std::to_string(positions) +
+                       " positions does not divide a prediction of " + std::to_string(call.prediction.numel()) +
+                       " values");
     }
     std::int64_t valid = 0;
     for (const std::uint8_t m : mask) valid += m != 0;

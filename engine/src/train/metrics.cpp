@@ -42,21 +42,27 @@ Steps steps_of(const TensorView& prediction, std::int64_t rows) {
 }
 
 // The right answers at step t of one sample, out of units_per_step(kind, classes).
-std::int64_t right_at_step(AccuracyKind kind, const float* pred, const float* target, std::int64_t t, std::int64_t classes) {
+std::int64_t right_at_step(AccuracyKind kind, const float* pred, const float* target, std::int64_t t,
+                           std::int64_t classes) {
     const float* step = pred + t * classes;
     switch (kind) {
-    case AccuracyKind::Binary: {
-        std::int64_t right = 0;
-        for (std::int64_t k = 0; k < classes; ++k) right += (step[k] > 0.5f ? 1.0f : 0.0f) == target[t * classes + k];
-        return right;
-    }
-    case AccuracyKind::Categorical: return argmax(step, classes) == argmax(target + t * classes, classes) ? 1 : 0;
-    case AccuracyKind::SparseCategorical: return double(argmax(step, classes)) == double(target[t]) ? 1 : 0;
+        case AccuracyKind::Binary: {
+            std::int64_t right = 0;
+            for (std::int64_t k = 0; k < classes; ++k)
+                right += (step[k] > 0.5f ? 1.0f : 0.0f) == target[t * classes + k];
+            return right;
+        }
+        case AccuracyKind::Categorical:
+            return argmax(step, classes) == argmax(target + t * classes, classes) ? 1 : 0;
+        case AccuracyKind::SparseCategorical:
+            return double(argmax(step, classes)) == double(target[t]) ? 1 : 0;
     }
     return 0;
 }
 
-std::int64_t units_per_step(AccuracyKind kind, std::int64_t classes) { return kind == AccuracyKind::Binary ? classes : 1; }
+std::int64_t units_per_step(AccuracyKind kind, std::int64_t classes) {
+    return kind == AccuracyKind::Binary ? classes : 1;
+}
 
 }  // namespace
 
@@ -68,14 +74,16 @@ double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float
     for (std::int64_t r = 0; r < rows; ++r) {
         const float* target = targets + (indices ? indices[r] : r) * target_width;
         std::int64_t right = 0;
-        for (std::int64_t t = 0; t < s.positions; ++t) right += right_at_step(kind, prediction.as<float>() + r * s.width, target, t, s.classes);
+        for (std::int64_t t = 0; t < s.positions; ++t)
+            right += right_at_step(kind, prediction.as<float>() + r * s.width, target, t, s.classes);
         sum += double(right) / units;
     }
     return sum;
 }
 
-AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
-                              const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) {
+AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets,
+                              std::int64_t target_width, const std::int64_t* indices, std::int64_t rows,
+                              std::span<const std::uint8_t> mask) {
     const Steps s = steps_of(prediction, rows);
     const std::int64_t units = units_per_step(kind, s.classes);
     AccuracyTally tally;

@@ -29,8 +29,8 @@ enum class AccuracyKind {
 AccuracyKind resolve_accuracy(const std::string& loss, const Shape& prediction_shape);
 
 // The summed per-sample accuracy of `rows` samples (each sample's accuracy is a mean over its
-// values, or over its steps for a (steps, classes) output, as Keras averages over the last axis). `targets` holds the samples' rows in the order given
-// by `indices` (or 0..rows-1 when `indices` is empty).
+// values, or over its steps for a (steps, classes) output, as Keras averages over the last axis). `targets` holds the
+// samples' rows in the order given by `indices` (or 0..rows-1 when `indices` is empty).
 double accuracy_sum(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
                     const std::int64_t* indices, std::int64_t rows);
 
@@ -41,7 +41,8 @@ struct AccuracyTally {
     double right = 0.0;
     double counted = 0.0;
 };
-AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets, std::int64_t target_width,
-                              const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask);
+AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets,
+                              std::int64_t target_width, const std::int64_t* indices, std::int64_t rows,
+                              std::span<const std::uint8_t> mask);
 
 }  // namespace nngraph

@@ -122,11 +122,14 @@ void Optimizer::load_state(const std::vector<std::string>& weight_names, const s
                            const std::string& source) {
     auto find = [&](const std::string& name) -> const Tensor& {
         auto it = in.find(name);
-        if (it == in.end()) throw InputError(source + ": optimizer state '" + name + "' is missing; is this a checkpoint written by `nngraph train --save`?");
+        if (it == in.end())
+            throw InputError(source + ": optimizer state '" + name +
+                             "' is missing; is this a checkpoint written by `nngraph train --save`?");
         return it->second;
     };
     const Tensor& iterations = find("optimizer.iterations");
-    if (iterations.dtype() != DType::I64 || iterations.numel() != 1) throw InputError(source + ": 'optimizer.iterations' must be one I64");
+    if (iterations.dtype() != DType::I64 || iterations.numel() != 1)
+        throw InputError(source + ": 'optimizer.iterations' must be one I64");
     iterations_ = iterations.data<std::int64_t>()[0];
     for (auto& [slot, tensors] : slots_) {
         for (std::size_t w = 0; w < tensors.size(); ++w) {
@@ -134,8 +137,8 @@ void Optimizer::load_state(const std::vector<std::string>& weight_names, const s
             const std::string name = "optimizer." + slot + "." + weight_names[w];
             const Tensor& value = find(name);
             if (value.dtype() != DType::F32 || value.shape() != tensors[w].shape()) {
-                throw InputError(source + ": '" + name + "' has shape " + shape_to_string(value.shape()) + ", expected " +
-                                 shape_to_string(tensors[w].shape()));
+                throw InputError(source + ": '" + name + "' has shape " + shape_to_string(value.shape()) +
+                                 ", expected " + shape_to_string(tensors[w].shape()));
             }
             std::memcpy(tensors[w].raw(), value.raw(), value.nbytes());
         }

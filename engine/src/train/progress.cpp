@@ -14,9 +14,12 @@ std::string format_metric(double value) {
 
 std::string format_time_per_step(double seconds) {
     char buffer[64];
-    if (seconds >= 1 || seconds == 0) std::snprintf(buffer, sizeof buffer, "%.0fs/step", seconds);
-    else if (seconds >= 1e-3) std::snprintf(buffer, sizeof buffer, "%.0fms/step", seconds * 1e3);
-    else std::snprintf(buffer, sizeof buffer, "%.0fus/step", seconds * 1e6);
+    if (seconds >= 1 || seconds == 0)
+        std::snprintf(buffer, sizeof buffer, "%.0fs/step", seconds);
+    else if (seconds >= 1e-3)
+        std::snprintf(buffer, sizeof buffer, "%.0fms/step", seconds * 1e3);
+    else
+        std::snprintf(buffer, sizeof buffer, "%.0fus/step", seconds * 1e6);
     return buffer;
 }
 
@@ -58,7 +61,8 @@ void ProgressBar::update(std::int64_t step, const Scores& so_far) {
     std::snprintf(head, sizeof head, "%lld/%lld ", static_cast<long long>(step), static_cast<long long>(steps_));
     char eta[32];
     std::snprintf(eta, sizeof eta, " %.0fs ", step < steps_ ? per_step * double(steps_ - step) : elapsed);
-    out_ << "\r\033[K" << head << bar << eta << format_time_per_step(per_step) << join_values(so_far.named()) << std::flush;
+    out_ << "\r\033[K" << head << bar << eta << format_time_per_step(per_step) << join_values(so_far.named())
+         << std::flush;
 }
 
 void ProgressBar::end_epoch(const Scores& train, const std::optional<Scores>& validation) {

@@ -20,7 +20,8 @@ double LearningRateSchedule::at(std::int64_t iteration) const {
             };
             if (!has_warmup_target) return decay(std::min(step, decay_steps), initial_learning_rate);
             const double s = std::min(step, decay_steps + warmup_steps);
-            if (s < warmup_steps) return initial_learning_rate + (warmup_target - initial_learning_rate) * s / warmup_steps;
+            if (s < warmup_steps)
+                return initial_learning_rate + (warmup_target - initial_learning_rate) * s / warmup_steps;
             return decay(s - warmup_steps, warmup_target);
         }
         case Kind::piecewise_constant_decay: {

@@ -15,13 +15,15 @@ namespace nngraph {
 Trainer::Trainer(Executor& executor, TrainingConfig config)
     : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()) {
     if (config_.loss.empty()) {
-        throw InputError(executor_.graph().spec().file + ": training needs a loss: add 'training: {loss: ...}' to the model file");
+        throw InputError(executor_.graph().spec().file +
+                         ": training needs a loss: add 'training: {loss: ...}' to the model file");
     }
     executor_.set_loss(make_loss(config_.loss));
     optimizer_ = make_optimizer(config_.optimizer, executor_.weights(), executor_.weight_grads());
     const bool wants_accuracy = !config_.metrics.empty();
     if (wants_accuracy) {
-        if (executor_.graph().outputs().size() != 1) throw InputError("the accuracy metric needs a model with one output");
+        if (executor_.graph().outputs().size() != 1)
+            throw InputError("the accuracy metric needs a model with one output");
         accuracy_ = resolve_accuracy(config_.loss, executor_.graph().tensor(executor_.graph().outputs()[0]).info.shape);
     }
 }
@@ -30,7 +32,8 @@ void Trainer::check(const Dataset& data, const char* what) const {
     if (data.size() == 0) throw InputError(std::string("the ") + what + " set is empty");
     if (data.targets.size() != executor_.graph().outputs().size()) {
         throw InputError(std::string("the ") + what + " set has " + std::to_string(data.targets.size()) +
-                         " target tensors for a model with " + std::to_string(executor_.graph().outputs().size()) + " outputs");
+                         " target tensors for a model with " + std::to_string(executor_.graph().outputs().size()) +
+                         " outputs");
     }
 }
 
@@ -48,8 +51,10 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     std::iota(order.begin(), order.end(), 0);
     if (config_.shuffle) {
         // Fisher-Yates from a stream of (seed, epoch): a resumed run shuffles exactly as an unbroken one.
-        nng::Random rng(nng::derive_seed(nng::derive_seed(config_.seed, "shuffle"), static_cast<std::uint64_t>(epoch_index)));
-        for (std::int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<std::size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
+        nng::Random rng(
+            nng::derive_seed(nng::derive_seed(config_.seed, "shuffle"), static_cast<std::uint64_t>(epoch_index)));
+        for (std::int64_t i = n - 1; i > 0; --i)
+            std::swap(order[static_cast<std::size_t>(i)], order[rng.below(static_cast<std::uint64_t>(i + 1))]);
     }
     BatchRef batch;
     for (const Tensor& t : train.inputs) batch.inputs.push_back(&t);
@@ -128,7 +133,8 @@ void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_byte
     executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
 }
 
-std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
+std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
+                                              std::int64_t count) {
     const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
     double sums[2] = {0.0, 0.0};  // loss, correct predictions
     if (reducer_) reducer_->begin(mine.count, count);
@@ -151,7 +157,8 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
     comm_->allreduce_sum(std::span<double>(sums));
     // TerminateOnNaN stops before a non-finite step reaches the weights, so the best checkpoint and
     // the weights in memory stay those of the last finite step.
-    if (std::isfinite(sums[0]) || !config_.terminate_on_nan) optimizer_->apply(executor_.weights(), executor_.weight_grads());
+    if (std::isfinite(sums[0]) || !config_.terminate_on_nan)
+        optimizer_->apply(executor_.weights(), executor_.weight_grads());
     return {sums[0], sums[1]};
 }
 
@@ -175,7 +182,8 @@ Scores Trainer::evaluate(const Dataset& data) {
     }
     comm_->allreduce_sum(std::span<double>(sums));
     // Every rank counts the steps one process would have run, so the random streams stay in step.
-    executor_.set_step_count(first_step + static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
+    executor_.set_step_count(first_step +
+                             static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
     Scores scores{sums[0] / double(n), {}};
     if (accuracy_) scores.accuracy = sums[1] / double(n);
     return scores;

@@ -27,7 +27,7 @@ struct Dataset {
 };
 
 struct BatchLog {
-    int epoch = 0;  // 1-based, as printed
+    int epoch = 0;          // 1-based, as printed
     std::int64_t step = 0;  // 1-based within the epoch
     std::int64_t steps = 0;
     Scores so_far;  // over the epoch's batches up to this one
@@ -86,7 +86,8 @@ private:
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
     // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
     // sums over the global batch of the loss and of the correct predictions.
-    std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count);
+    std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
+                                         std::int64_t count);
 
     Executor& executor_;
     TrainingConfig config_;

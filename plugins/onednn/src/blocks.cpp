@@ -19,7 +19,8 @@ bool same_dims(const View& a, const View& b) {
     return a.rank == b.rank && std::equal(a.dims.begin(), a.dims.begin() + a.rank, b.dims.begin());
 }
 bool same_layout(const View& a, const View& b) {
-    return same_dims(a, b) && a.type == b.type && std::equal(a.strides.begin(), a.strides.begin() + a.rank, b.strides.begin());
+    return same_dims(a, b) && a.type == b.type &&
+           std::equal(a.strides.begin(), a.strides.begin() + a.rank, b.strides.begin());
 }
 
 void require_present(std::string_view op, std::initializer_list<detail::Named> views) {
@@ -31,7 +32,8 @@ void require_present(std::string_view op, std::initializer_list<detail::Named> v
 // A forward's (src, dst): present, in one layout (oneDNN describes both with one descriptor).
 void check_forward(std::string_view op, std::initializer_list<detail::Named> views) {
     require_present(op, views);
-    if (!same_layout(*views.begin()[0].view, *views.begin()[1].view)) detail::fail(op, views, "src and dst need the same layout");
+    if (!same_layout(*views.begin()[0].view, *views.begin()[1].view))
+        detail::fail(op, views, "src and dst need the same layout");
 }
 
 // A backward's (data, diff_dst, diff_src): present, data with diff_dst's dims, and the two diffs
@@ -40,7 +42,8 @@ void check_backward(std::string_view op, std::initializer_list<detail::Named> vi
     require_present(op, views);
     const View &data = *views.begin()[0].view, &diff_dst = *views.begin()[1].view, &diff_src = *views.begin()[2].view;
     if (!same_dims(data, diff_dst) || !same_layout(diff_dst, diff_src)) {
-        detail::fail(op, views, std::string(views.begin()[0].name) + " needs diff_dst's dims, diff_src diff_dst's layout");
+        detail::fail(op, views,
+                     std::string(views.begin()[0].name) + " needs diff_dst's dims, diff_src diff_dst's layout");
     }
 }
 
@@ -67,15 +70,24 @@ View with_rank(const View& v, int rank) {
 // The oneDNN algorithm that differentiates `a` from its output; undef when there is none.
 algorithm from_dst_variant(algorithm a) {
     switch (a) {
-        case algorithm::eltwise_relu: return algorithm::eltwise_relu_use_dst_for_bwd;
-        case algorithm::eltwise_tanh: return algorithm::eltwise_tanh_use_dst_for_bwd;
-        case algorithm::eltwise_elu: return algorithm::eltwise_elu_use_dst_for_bwd;
-        case algorithm::eltwise_sqrt: return algorithm::eltwise_sqrt_use_dst_for_bwd;
-        case algorithm::eltwise_logistic: return algorithm::eltwise_logistic_use_dst_for_bwd;
-        case algorithm::eltwise_exp: return algorithm::eltwise_exp_use_dst_for_bwd;
-        case algorithm::eltwise_clip_v2: return algorithm::eltwise_clip_v2_use_dst_for_bwd;
-        case algorithm::eltwise_linear: return algorithm::eltwise_linear;  // a constant derivative
-        default: return algorithm::undef;
+        case algorithm::eltwise_relu:
+            return algorithm::eltwise_relu_use_dst_for_bwd;
+        case algorithm::eltwise_tanh:
+            return algorithm::eltwise_tanh_use_dst_for_bwd;
+        case algorithm::eltwise_elu:
+            return algorithm::eltwise_elu_use_dst_for_bwd;
+        case algorithm::eltwise_sqrt:
+            return algorithm::eltwise_sqrt_use_dst_for_bwd;
+        case algorithm::eltwise_logistic:
+            return algorithm::eltwise_logistic_use_dst_for_bwd;
+        case algorithm::eltwise_exp:
+            return algorithm::eltwise_exp_use_dst_for_bwd;
+        case algorithm::eltwise_clip_v2:
+            return algorithm::eltwise_clip_v2_use_dst_for_bwd;
+        case algorithm::eltwise_linear:
+            return algorithm::eltwise_linear;  // a constant derivative
+        default:
+            return algorithm::undef;
     }
 }
 
@@ -91,16 +103,16 @@ dnnl::eltwise_forward::primitive_desc eltwise_forward_pd(const Eltwise& f, const
 void eltwise_backward_impl(const Eltwise& f, const View& data, int data_arg, const View& diff_dst,
                            const View& diff_src) {
     const char* op = "eltwise_backward";
-    const std::initializer_list<detail::Named> views = {{"data", &data}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
+    const std::initializer_list<detail::Named> views = {
+        {"data", &data}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
     check_backward(op, views);
     detail::with_context(op, views, [&] {
         Key key(kEltwiseBackward);
         key.add(f.algorithm, f.alpha, f.beta, data, diff_dst);
         const Cached& c = cached<dnnl::eltwise_backward>(key, [&] {
             const dnnl::memory::desc data_md = desc_of(data);
-            return dnnl::eltwise_backward::primitive_desc(
-                {f.algorithm, desc_of(diff_dst), data_md, f.alpha, f.beta}, attributes(), engine(),
-                eltwise_forward_pd(f, data_md));
+            return dnnl::eltwise_backward::primitive_desc({f.algorithm, desc_of(diff_dst), data_md, f.alpha, f.beta},
+                                                          attributes(), engine(), eltwise_forward_pd(f, data_md));
         });
         execute(c, {{data_arg, &data}, {DNNL_ARG_DIFF_DST, &diff_dst}, {DNNL_ARG_DIFF_SRC, &diff_src}});
     });
@@ -127,7 +139,8 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
     for (int i = 0; i < m; ++i) {
         const bool broadcasts = (A.dims[i] == 1 || A.dims[i] == B.dims[i] || B.dims[i] == 1);
         if (!broadcasts || C.dims[i] != std::max(A.dims[i], B.dims[i])) {
-            detail::fail(op, views, "batch axis " + std::to_string(i) + ": C's must be A's or B's, the other 1 or equal");
+            detail::fail(op, views,
+                         "batch axis " + std::to_string(i) + ": C's must be A's or B's, the other 1 or equal");
         }
     }
     if (bias.present()) {
@@ -154,8 +167,10 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
                                              : dnnl::matmul::desc(desc_of(A), desc_of(B), desc_of(C));
             return dnnl::matmul::primitive_desc(desc, attr, engine());
         });
-        if (bias.present()) execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}, {DNNL_ARG_BIAS, &bias}});
-        else execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
+        if (bias.present())
+            execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}, {DNNL_ARG_BIAS, &bias}});
+        else
+            execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
     });
 }
 
@@ -176,7 +191,8 @@ void softmax_forward(const View& src, const View& dst) {
 
 void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src) {
     const char* op = "softmax_backward";
-    const std::initializer_list<detail::Named> views = {{"dst", &dst}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
+    const std::initializer_list<detail::Named> views = {
+        {"dst", &dst}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
     check_backward(op, views);
     detail::with_context(op, views, [&] {
         const Cached& c = cached<dnnl::softmax_backward>(Key(kSoftmaxBackward).add(dst, diff_dst), [&] {
@@ -184,7 +200,8 @@ void softmax_backward(const View& dst, const View& diff_dst, const View& diff_sr
             const int axis = dst.rank - 1;
             const dnnl::softmax_forward::primitive_desc hint({dnnl::prop_kind::forward_training, data, axis},
                                                              attributes(), engine());
-            return dnnl::softmax_backward::primitive_desc({desc_of(diff_dst), data, axis}, attributes(), engine(), hint);
+            return dnnl::softmax_backward::primitive_desc({desc_of(diff_dst), data, axis}, attributes(), engine(),
+                                                          hint);
         });
         execute(c, {{DNNL_ARG_DST, &dst}, {DNNL_ARG_DIFF_DST, &diff_dst}, {DNNL_ARG_DIFF_SRC, &diff_src}});
     });
@@ -210,7 +227,8 @@ Eltwise activation(std::string_view name) {
 
 bool has_backward_from_dst(const Eltwise& f) {
     const Eltwise g = resolved(f);
-    if ((g.algorithm == algorithm::eltwise_relu || g.algorithm == algorithm::eltwise_elu) && g.alpha < 0.0f) return false;
+    if ((g.algorithm == algorithm::eltwise_relu || g.algorithm == algorithm::eltwise_elu) && g.alpha < 0.0f)
+        return false;
     return from_dst_variant(g.algorithm) != algorithm::undef;
 }
 
@@ -255,7 +273,8 @@ void sum_rows(const View& x, const View& out, float beta) {
     const std::initializer_list<detail::Named> views = {{"x", &x}, {"out", &out}};
     require_present(op, views);
     const std::int64_t n = x.rank == 2 ? x.dims[1] : -1;
-    const bool out_fits = (out.rank == 1 && out.dims[0] == n) || (out.rank == 2 && out.dims[0] == 1 && out.dims[1] == n);
+    const bool out_fits =
+        (out.rank == 1 && out.dims[0] == n) || (out.rank == 2 && out.dims[0] == 1 && out.dims[1] == n);
     if (x.rank != 2 || !out_fits) detail::fail(op, views, "x must be (M, N) and out (N) or (1, N)");
     const std::int64_t rows = x.dims[0];
     const View ones = view(const_cast<float*>(detail::ones(rows)), DataType::f32, {1, rows});

@@ -22,7 +22,8 @@ struct Named {
 [[noreturn]] void fail(std::string_view op, std::initializer_list<Named> views, std::string_view reason);
 
 // Runs body(); a failure inside (oneDNN's or the cache's) is rethrown with the op and its views.
-template <class Body> void with_context(std::string_view op, std::initializer_list<Named> views, Body&& body) {
+template <class Body>
+void with_context(std::string_view op, std::initializer_list<Named> views, Body&& body) {
     try {
         std::forward<Body>(body)();
     } catch (const std::exception& e) {

@@ -11,13 +11,20 @@ constexpr Tag kReorderMemory{"onednn.reorder_memory"};
 
 const char* type_name(DataType type) {
     switch (type) {
-        case DataType::f32: return "f32";
-        case DataType::s32: return "s32";
-        case DataType::u8: return "u8";
-        case DataType::s8: return "s8";
-        case DataType::bf16: return "bf16";
-        case DataType::f16: return "f16";
-        default: return "?";
+        case DataType::f32:
+            return "f32";
+        case DataType::s32:
+            return "s32";
+        case DataType::u8:
+            return "u8";
+        case DataType::s8:
+            return "s8";
+        case DataType::bf16:
+            return "bf16";
+        case DataType::f16:
+            return "f16";
+        default:
+            return "?";
     }
 }
 
@@ -35,7 +42,8 @@ void set_row_major_strides(View& v) {
     }
 }
 
-template <class Range> View make_view(void* data, DataType type, const Range& dims) {
+template <class Range>
+View make_view(void* data, DataType type, const Range& dims) {
     if (dims.size() > static_cast<std::size_t>(kMaxRank)) {
         throw std::runtime_error("oneDNN helper: a view of rank " + std::to_string(dims.size()) +
                                  " exceeds the maximum of " + std::to_string(kMaxRank));
@@ -45,7 +53,9 @@ template <class Range> View make_view(void* data, DataType type, const Range& di
     v.type = type;
     v.rank = 0;
     for (const std::int64_t d : dims) {
-        if (d < 0) throw std::runtime_error("oneDNN helper: a view needs concrete dims, got " + dims_string(Dims(dims.begin(), dims.end())));
+        if (d < 0)
+            throw std::runtime_error("oneDNN helper: a view needs concrete dims, got " +
+                                     dims_string(Dims(dims.begin(), dims.end())));
         v.dims[v.rank++] = d;
     }
     if (v.rank == 0) v.dims[v.rank++] = 1;  // a scalar is (1,) to oneDNN
@@ -53,12 +63,13 @@ template <class Range> View make_view(void* data, DataType type, const Range& di
     return v;
 }
 
-template <class Range> View reshaped(const TensorRef& tensor, const Range& dims) {
+template <class Range>
+View reshaped(const TensorRef& tensor, const Range& dims) {
     if (!tensor.present()) return View{};  // a gradient nobody needs, a missing mask
     View v = make_view(tensor.raw(), data_type(tensor.dtype()), dims);
     if (v.numel() != tensor.numel()) {
-        throw std::runtime_error("oneDNN helper: cannot view a tensor of shape " + dims_string(tensor.dims()) +
-                                 " as " + dims_string(Dims(dims.begin(), dims.end())));
+        throw std::runtime_error("oneDNN helper: cannot view a tensor of shape " + dims_string(tensor.dims()) + " as " +
+                                 dims_string(Dims(dims.begin(), dims.end())));
     }
     return v;
 }
@@ -69,9 +80,12 @@ template <class Range> View reshaped(const TensorRef& tensor, const Range& dims)
 
 DataType data_type(nng_dtype dtype) {
     switch (dtype) {
-        case NNG_F32: return DataType::f32;
-        case NNG_I32: return DataType::s32;
-        case NNG_U8: return DataType::u8;
+        case NNG_F32:
+            return DataType::f32;
+        case NNG_I32:
+            return DataType::s32;
+        case NNG_U8:
+            return DataType::u8;
         default:
             throw std::runtime_error("oneDNN has no element type for nngraph dtype " + std::to_string(dtype) +
                                      " (f32, i32 and u8 only)");
@@ -80,8 +94,10 @@ DataType data_type(nng_dtype dtype) {
 
 dnnl::memory::format_tag plain_tag(int rank) {
     using tag = dnnl::memory::format_tag;
-    static constexpr tag kTags[] = {tag::a, tag::ab, tag::abc, tag::abcd, tag::abcde, tag::abcdef, tag::abcdefg, tag::abcdefgh};
-    if (rank < 1 || rank > kMaxRank) throw std::runtime_error("oneDNN helper: no plain format for rank " + std::to_string(rank));
+    static constexpr tag kTags[] = {tag::a,     tag::ab,     tag::abc,     tag::abcd,
+                                    tag::abcde, tag::abcdef, tag::abcdefg, tag::abcdefgh};
+    if (rank < 1 || rank > kMaxRank)
+        throw std::runtime_error("oneDNN helper: no plain format for rank " + std::to_string(rank));
     return kTags[rank - 1];
 }
 
@@ -100,7 +116,8 @@ bool View::contiguous() const {
 }
 
 View View::transposed() const {
-    if (rank < 2) throw std::runtime_error("oneDNN helper: cannot transpose " + describe() + ", of rank " + std::to_string(rank));
+    if (rank < 2)
+        throw std::runtime_error("oneDNN helper: cannot transpose " + describe() + ", of rank " + std::to_string(rank));
     View out = *this;
     std::swap(out.dims[rank - 2], out.dims[rank - 1]);
     std::swap(out.strides[rank - 2], out.strides[rank - 1]);
@@ -110,7 +127,8 @@ View View::transposed() const {
 View View::permuted(std::initializer_list<int> order) const {
     View out = *this;
     if (order.size() != static_cast<std::size_t>(rank)) {
-        throw std::runtime_error("oneDNN helper: a permutation of " + std::to_string(order.size()) + " axes for " + describe());
+        throw std::runtime_error("oneDNN helper: a permutation of " + std::to_string(order.size()) + " axes for " +
+                                 describe());
     }
     std::array<bool, kMaxRank> used{};
     int i = 0;
@@ -138,8 +156,8 @@ View view(void* data, DataType type, const Dims& dims) { return make_view(data, 
 View view(void* data, DataType type, const Dims& dims, const Dims& strides) {
     View v = make_view(data, type, dims);
     if (strides.size() != dims.size()) {
-        throw std::runtime_error("oneDNN helper: dims " + dims_string(dims) + " with " + std::to_string(strides.size()) +
-                                 " strides");
+        throw std::runtime_error("oneDNN helper: dims " + dims_string(dims) + " with " +
+                                 std::to_string(strides.size()) + " strides");
     }
     std::copy(strides.begin(), strides.end(), v.strides.begin());
     return v;

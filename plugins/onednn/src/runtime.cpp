@@ -27,7 +27,8 @@ constexpr std::size_t kAlignment = 64;
 // A grow-only, 64-byte aligned block. Growing discards the contents: callers use it as scratch.
 class Arena {
 public:
-    explicit Arena(std::atomic<std::int64_t>* capacity_counter = &g_buffer_bytes) : capacity_counter_(*capacity_counter) {}
+    explicit Arena(std::atomic<std::int64_t>* capacity_counter = &g_buffer_bytes)
+        : capacity_counter_(*capacity_counter) {}
     Arena(const Arena&) = delete;
     Arena& operator=(const Arena&) = delete;
     ~Arena() { capacity_counter_ -= static_cast<std::int64_t>(capacity_); }
@@ -109,7 +110,8 @@ void set_num_threads(int n) {
 
 void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context) {
     std::exception_ptr failure;
-#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(parts, omp_get_max_threads()))) if (parts > 1)
+#pragma omp parallel num_threads(static_cast <int>(std::min <std::int64_t>(parts, omp_get_max_threads()))) if (parts > \
+                                                                                                               1)
     {
         set_num_threads(1);  // the region already holds the other threads
 #pragma omp for schedule(static)
@@ -255,8 +257,10 @@ dnnl::memory& ThreadState::bind(const Cached& c, int which, const dnnl::memory::
     const auto [it, added] = bound.try_emplace({c.primitive.get(), which});
     // A key need not fix every argument's layout (an eltwise's key holds its source only), so a
     // call whose view differs gets a new object rather than a wrong descriptor.
-    if (added || it->second.get_desc() != desc) it->second = dnnl::memory(desc, engine(), data);
-    else it->second.set_data_handle(data);
+    if (added || it->second.get_desc() != desc)
+        it->second = dnnl::memory(desc, engine(), data);
+    else
+        it->second.set_data_handle(data);
     return it->second;
 }
 
@@ -276,7 +280,8 @@ void check_arg_count(const Cached& c, std::size_t count) {
 void run(const Cached& c, ThreadState& state, dnnl_exec_arg_t* args, int count) {
     const dnnl::memory::desc scratchpad = c.pd.scratchpad_desc();
     if (const std::size_t bytes = scratchpad.get_size(); bytes > 0) {
-        args[count++] = {DNNL_ARG_SCRATCHPAD, state.bind(c, DNNL_ARG_SCRATCHPAD, scratchpad, state.scratchpad.reserve(bytes)).get()};
+        args[count++] = {DNNL_ARG_SCRATCHPAD,
+                         state.bind(c, DNNL_ARG_SCRATCHPAD, scratchpad, state.scratchpad.reserve(bytes)).get()};
     }
     dnnl_status_t status = dnnl_primitive_execute(c.primitive.get(), state.stream.get(), count, args);
     if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
@@ -300,7 +305,8 @@ void execute(const Cached& c, std::initializer_list<ViewArg> args) {
     ThreadState& state = thread_state();
     dnnl_exec_arg_t list[kMostArgs];
     int count = 0;
-    for (const ViewArg& a : args) list[count++] = {a.which, state.bind(c, a.which, desc_of(*a.view), a.view->data).get()};
+    for (const ViewArg& a : args)
+        list[count++] = {a.which, state.bind(c, a.which, desc_of(*a.view), a.view->data).get()};
     run(c, state, list, count);
 }
 

@@ -29,10 +29,14 @@ struct Seq {
     explicit Seq(const Tensor& t) : batch(t.dim(0)), steps(t.dim(1)), dim(t.dim(2)) {
         for (float f : t.values<float>()) x.push_back(f);
     }
-    double at(std::int64_t b, std::int64_t t, std::int64_t d) const { return x[static_cast<std::size_t>((b * steps + t) * dim + d)]; }
+    double at(std::int64_t b, std::int64_t t, std::int64_t d) const {
+        return x[static_cast<std::size_t>((b * steps + t) * dim + d)];
+    }
 };
 
-bool kept(const Tensor& mask, std::int64_t b, std::int64_t t) { return mask.empty() || mask.data<std::uint8_t>()[b * mask.dim(1) + t] != 0; }
+bool kept(const Tensor& mask, std::int64_t b, std::int64_t t) {
+    return mask.empty() || mask.data<std::uint8_t>()[b * mask.dim(1) + t] != 0;
+}
 
 // Random masks with step 0 always kept (no row is fully masked unless a test wants one).
 void random_mask(Tensor& mask, std::uint64_t seed) {
@@ -100,7 +104,8 @@ std::vector<double> attention_reference(const AttentionCase& c, OpRunner& r) {
             for (std::int64_t j = 0; j < c.tv; ++j) {
                 double score = 0.0;
                 for (std::int64_t d = 0; d < c.dim; ++d) {
-                    score += c.concat ? std::tanh(learned * (q.at(b, i, d) + k.at(b, j, d))) : q.at(b, i, d) * k.at(b, j, d);
+                    score +=
+                        c.concat ? std::tanh(learned * (q.at(b, i, d) + k.at(b, j, d))) : q.at(b, i, d) * k.at(b, j, d);
                 }
                 score = c.concat ? w * score : score * learned;
                 score *= c.constant;
@@ -121,7 +126,8 @@ std::vector<double> attention_reference(const AttentionCase& c, OpRunner& r) {
 
 void run_attention_case(const AttentionCase& c, std::uint64_t seed) {
     CAPTURE(c.label);
-    std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {c.batch, c.tq, c.dim}}, {DType::F32, {c.batch, c.tv, c.dv}}};
+    std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {c.batch, c.tq, c.dim}},
+                                               {DType::F32, {c.batch, c.tv, c.dv}}};
     if (c.key) inputs.push_back({DType::F32, {c.batch, c.tv, c.dim}});
     OpRunner r("Attention", c.attributes, inputs, {c.query_mask, c.value_mask, false}, false);
     for (std::size_t i = 0; i < inputs.size(); ++i) fill_uniform(r.inputs()[i], -1.0, 1.0, seed + i);
@@ -157,7 +163,8 @@ struct MhaCase {
                         ", use_causal_mask: " + (causal ? "true" : "false") + ", dropout: " + std::to_string(dropout);
         if (!output_shape.empty()) {
             a += ", output_shape: [";
-            for (std::size_t i = 0; i < output_shape.size(); ++i) a += (i ? ", " : "") + std::to_string(output_shape[i]);
+            for (std::size_t i = 0; i < output_shape.size(); ++i)
+                a += (i ? ", " : "") + std::to_string(output_shape[i]);
             a += "]";
         }
         return a + "}";
@@ -166,7 +173,8 @@ struct MhaCase {
 
 std::vector<double> mha_reference(const MhaCase& c, OpRunner& r) {
     const int vi = c.inputs >= 2 ? 1 : 0, ki = c.inputs == 3 ? 2 : vi;
-    const Seq xq(r.inputs()[0]), xv(r.inputs()[static_cast<std::size_t>(vi)]), xk(r.inputs()[static_cast<std::size_t>(ki)]);
+    const Seq xq(r.inputs()[0]), xv(r.inputs()[static_cast<std::size_t>(vi)]),
+        xk(r.inputs()[static_cast<std::size_t>(ki)]);
     const Tensor& qm = r.input_masks()[0];
     const Tensor& vm = r.input_masks()[static_cast<std::size_t>(vi)];
     const Tensor empty;
@@ -181,7 +189,8 @@ std::vector<double> mha_reference(const MhaCase& c, OpRunner& r) {
             for (std::int64_t t = 0; t < x.steps; ++t)
                 for (std::int64_t o = 0; o < n * dim; ++o) {
                     double acc = bias ? bias[o] : 0.0;
-                    for (std::int64_t f = 0; f < x.dim; ++f) acc += x.at(b, t, f) * kernel.data<float>()[f * n * dim + o];
+                    for (std::int64_t f = 0; f < x.dim; ++f)
+                        acc += x.at(b, t, f) * kernel.data<float>()[f * n * dim + o];
                     y[static_cast<std::size_t>((b * x.steps + t) * n * dim + o)] = acc;
                 }
         return y;
@@ -200,7 +209,8 @@ std::vector<double> mha_reference(const MhaCase& c, OpRunner& r) {
                 for (std::int64_t j = 0; j < c.tv; ++j) {
                     double score = 0.0;
                     for (std::int64_t d = 0; d < h; ++d) {
-                        score += Q[static_cast<std::size_t>(((b * c.tq + i) * n + head) * h + d)] / std::sqrt(double(h)) *
+                        score += Q[static_cast<std::size_t>(((b * c.tq + i) * n + head) * h + d)] /
+                                 std::sqrt(double(h)) *
                                  K[static_cast<std::size_t>(((b * c.tv + j) * n + head) * h + d)];
                     }
                     // Keras: attention mask = query mask & value mask & key mask & causal; masked -> -1e9
@@ -210,13 +220,16 @@ std::vector<double> mha_reference(const MhaCase& c, OpRunner& r) {
                 softmax_row(s);
                 for (std::int64_t e = 0; e < hv; ++e) {
                     double acc = 0.0;
-                    for (std::int64_t j = 0; j < c.tv; ++j) acc += s[static_cast<std::size_t>(j)] * V[static_cast<std::size_t>(((b * c.tv + j) * n + head) * hv + e)];
+                    for (std::int64_t j = 0; j < c.tv; ++j)
+                        acc += s[static_cast<std::size_t>(j)] *
+                               V[static_cast<std::size_t>(((b * c.tv + j) * n + head) * hv + e)];
                     o[static_cast<std::size_t>(head * hv + e)] = acc;
                 }
             }
             for (std::int64_t f = 0; f < out; ++f) {
                 double acc = bo ? bo[f] : 0.0;
-                for (std::int64_t m = 0; m < n * hv; ++m) acc += o[static_cast<std::size_t>(m)] * wo.data<float>()[m * out + f];
+                for (std::int64_t m = 0; m < n * hv; ++m)
+                    acc += o[static_cast<std::size_t>(m)] * wo.data<float>()[m * out + f];
                 y.push_back(acc);
             }
         }
@@ -251,16 +264,17 @@ TEST_CASE("Attention forward matches Keras's equations in double") {
         {"dot, [query, value, key], Tq != Tv, dv != dim", "{}", 2, 3, 7, 4, 5, true},
         {"use_scale", "{use_scale: true}", 2, 5, 5, 4, 4, false, false, false, true},
         {"constant scale", "{scale: 0.5}", 2, 5, 6, 4, 4, true, false, false, false, false, false, 0.5},
-        {"use_scale and constant scale", "{use_scale: true, scale: 0.7}", 2, 4, 4, 3, 3, false, false, false, true, false, false, 0.7},
+        {"use_scale and constant scale", "{use_scale: true, scale: 0.7}", 2, 4, 4, 3, 3, false, false, false, true,
+         false, false, 0.7},
         {"concat", "{score_mode: concat}", 2, 4, 5, 3, 3, true, false, false, false, true},
-        {"concat with use_scale and constant", "{score_mode: concat, use_scale: true, scale: 0.5}", 2, 4, 5, 3, 2, true, false,
-         false, true, true, false, 0.5},
+        {"concat with use_scale and constant", "{score_mode: concat, use_scale: true, scale: 0.5}", 2, 4, 5, 3, 2, true,
+         false, false, true, true, false, 0.5},
         {"value mask", "{}", 3, 5, 6, 4, 4, true, false, true},
         {"query mask", "{}", 3, 5, 6, 4, 4, true, true, false},
         {"both masks", "{}", 3, 6, 6, 4, 4, false, true, true},
         {"causal", "{use_causal_mask: true}", 2, 6, 6, 4, 4, false, false, false, false, false, true},
-        {"causal, Tq < Tv, both masks, scaled", "{use_causal_mask: true, scale: 0.5}", 2, 4, 7, 4, 3, true, true, true, false,
-         false, true, 0.5},
+        {"causal, Tq < Tv, both masks, scaled", "{use_causal_mask: true, scale: 0.5}", 2, 4, 7, 4, 3, true, true, true,
+         false, false, true, 0.5},
         {"dropout attribute has no effect in inference", "{dropout: 0.5, seed: 3}", 2, 5, 5, 4, 4, false, true, true},
     };
     std::uint64_t seed = 1;
@@ -296,7 +310,8 @@ TEST_CASE("MultiHeadAttention with dropout zeroes fully masked rows, as Keras's 
     // With dropout > 0 Keras softmaxes through its Softmax layer, which zeroes masked positions:
     // a masked query's row then attends to nothing, and its output is the output projection of
     // the value bias only... projected: O = 0, so output = attention_output.bias.
-    OpRunner r("MultiHeadAttention", "{num_heads: 2, key_dim: 3, dropout: 0.25}", {{DType::F32, {1, 3, 4}}}, {true}, false);
+    OpRunner r("MultiHeadAttention", "{num_heads: 2, key_dim: 3, dropout: 0.25}", {{DType::F32, {1, 3, 4}}}, {true},
+               false);
     fill_uniform(r.inputs()[0], -1.0, 1.0, 5);
     randomize_weights(r, 5);
     std::uint8_t* mask = r.input_masks()[0].data<std::uint8_t>();
@@ -320,7 +335,8 @@ TEST_CASE("Attention dropout keeps about 1 - rate of the probabilities, scaled b
     // With value = identity (Tv = dim), each output row is its row of dropped probabilities.
     const std::int64_t batch = 4, tq = 32, tv = 32;
     const double rate = 0.3;
-    OpRunner r("Attention", "{dropout: 0.3, seed: 11}", {{DType::F32, {batch, tq, tv}}, {DType::F32, {batch, tv, tv}}}, {}, true);
+    OpRunner r("Attention", "{dropout: 0.3, seed: 11}", {{DType::F32, {batch, tq, tv}}, {DType::F32, {batch, tv, tv}}},
+               {}, true);
     fill_uniform(r.inputs()[0], -0.5, 0.5, 3);
     float* v = r.inputs()[1].data<float>();
     std::fill(v, v + batch * tv * tv, 0.0f);
@@ -331,7 +347,8 @@ TEST_CASE("Attention dropout keeps about 1 - rate of the probabilities, scaled b
     r.forward(true, 42);
     const Tensor dropped = r.outputs()[0];
     r.forward(true, 42);
-    CHECK(std::equal(dropped.values<float>().begin(), dropped.values<float>().end(), r.outputs()[0].values<float>().begin()));
+    CHECK(std::equal(dropped.values<float>().begin(), dropped.values<float>().end(),
+                     r.outputs()[0].values<float>().begin()));
     std::int64_t zeros = 0;
     for (std::int64_t e = 0; e < dropped.numel(); ++e) {
         const float d = dropped.data<float>()[e], p = probabilities.data<float>()[e];
@@ -346,13 +363,16 @@ TEST_CASE("Attention dropout keeps about 1 - rate of the probabilities, scaled b
     CHECK(fraction < rate + 0.04);
     // Another step's seed draws another mask; the deterministic mode draws none.
     r.forward(true, 43);
-    CHECK(!std::equal(dropped.values<float>().begin(), dropped.values<float>().end(), r.outputs()[0].values<float>().begin()));
+    CHECK(!std::equal(dropped.values<float>().begin(), dropped.values<float>().end(),
+                      r.outputs()[0].values<float>().begin()));
     r.forward(true, 43, true);
-    CHECK(std::equal(probabilities.values<float>().begin(), probabilities.values<float>().end(), r.outputs()[0].values<float>().begin()));
+    CHECK(std::equal(probabilities.values<float>().begin(), probabilities.values<float>().end(),
+                     r.outputs()[0].values<float>().begin()));
 }
 
 TEST_CASE("shape errors name both shapes") {
-    auto message = [](const std::string& op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs) {
+    auto message = [](const std::string& op, const std::string& attributes,
+                      const std::vector<nngraph::TensorInfo>& inputs) {
         try {
             OpRunner r(op, attributes, inputs);
         } catch (const nngraph::Error& e) {
@@ -360,7 +380,8 @@ TEST_CASE("shape errors name both shapes") {
         }
         return std::string("no error");
     };
-    std::string m = message("Attention", "{}", {{DType::F32, {2, 5, 4}}, {DType::F32, {2, 6, 4}}, {DType::F32, {2, 7, 4}}});
+    std::string m =
+        message("Attention", "{}", {{DType::F32, {2, 5, 4}}, {DType::F32, {2, 6, 4}}, {DType::F32, {2, 7, 4}}});
     CHECK_MESSAGE(m.find("(2, 7, 4)") != std::string::npos, m);
     CHECK_MESSAGE(m.find("(2, 6, 4)") != std::string::npos, m);
     CHECK_MESSAGE(m.find("steps") != std::string::npos, m);
@@ -372,7 +393,8 @@ TEST_CASE("shape errors name both shapes") {
     CHECK_MESSAGE(m.find("(3, 5, 4)") != std::string::npos, m);
     m = message("Attention", "{}", {{DType::F32, {2, 5}}, {DType::F32, {2, 5, 4}}});
     CHECK_MESSAGE(m.find("(2, 5)") != std::string::npos, m);
-    m = message("MultiHeadAttention", "{num_heads: 2, key_dim: 4}", {{DType::F32, {2, 5, 4}}, {DType::F32, {2, 6, 4}}, {DType::F32, {2, 7, 3}}});
+    m = message("MultiHeadAttention", "{num_heads: 2, key_dim: 4}",
+                {{DType::F32, {2, 5, 4}}, {DType::F32, {2, 6, 4}}, {DType::F32, {2, 7, 3}}});
     CHECK_MESSAGE(m.find("(2, 7, 3)") != std::string::npos, m);
     CHECK_MESSAGE(m.find("(2, 6, 4)") != std::string::npos, m);
     m = message("MultiHeadAttention", "{num_heads: 2, key_dim: 4, attention_axes: [2]}", {{DType::F32, {2, 5, 4}}});
@@ -384,7 +406,8 @@ TEST_CASE("shape errors name both shapes") {
 }
 
 TEST_CASE("weights carry Keras's names, shapes and initializers") {
-    OpRunner a("Attention", "{use_scale: true, score_mode: concat}", {{DType::F32, {2, 3, 4}}, {DType::F32, {2, 3, 4}}});
+    OpRunner a("Attention", "{use_scale: true, score_mode: concat}",
+               {{DType::F32, {2, 3, 4}}, {DType::F32, {2, 3, 4}}});
     REQUIRE(a.shapes().weights.size() == 2);
     CHECK(a.shapes().weights[0].name == "scale");
     CHECK(a.shapes().weights[0].shape.empty());
@@ -396,10 +419,14 @@ TEST_CASE("weights carry Keras's names, shapes and initializers") {
 
     OpRunner m("MultiHeadAttention", "{num_heads: 2, key_dim: 3, value_dim: 5}",
                {{DType::F32, {2, 4, 6}}, {DType::F32, {2, 5, 7}}, {DType::F32, {2, 5, 8}}});
-    const std::vector<std::pair<std::string, Shape>> expected = {
-        {"query.kernel", {6, 2, 3}}, {"query.bias", {2, 3}}, {"key.kernel", {8, 2, 3}}, {"key.bias", {2, 3}},
-        {"value.kernel", {7, 2, 5}}, {"value.bias", {2, 5}}, {"attention_output.kernel", {2, 5, 6}},
-        {"attention_output.bias", {6}}};
+    const std::vector<std::pair<std::string, Shape>> expected = {{"query.kernel", {6, 2, 3}},
+                                                                 {"query.bias", {2, 3}},
+                                                                 {"key.kernel", {8, 2, 3}},
+                                                                 {"key.bias", {2, 3}},
+                                                                 {"value.kernel", {7, 2, 5}},
+                                                                 {"value.bias", {2, 5}},
+                                                                 {"attention_output.kernel", {2, 5, 6}},
+                                                                 {"attention_output.bias", {6}}};
     REQUIRE(m.shapes().weights.size() == expected.size());
     for (std::size_t k = 0; k < expected.size(); ++k) {
         CHECK(m.shapes().weights[k].name == expected[k].first);

@@ -52,10 +52,12 @@ std::vector<double> values(const Tensor& t) {
     return v;
 }
 
-void check_close(const Tensor& got, const std::vector<double>& want, const std::string& what, double tolerance = kTolerance) {
+void check_close(const Tensor& got, const std::vector<double>& want, const std::string& what,
+                 double tolerance = kTolerance) {
     std::size_t at = 0;
     const double worst = worst_error(got, want, at);
-    INFO(what << ": worst relative error " << worst << " at " << at << " (got " << got.data<float>()[at] << ", want " << want[at] << ")");
+    INFO(what << ": worst relative error " << worst << " at " << at << " (got " << got.data<float>()[at] << ", want "
+              << want[at] << ")");
     CHECK(worst <= tolerance);
 }
 
@@ -90,8 +92,8 @@ void fill(OpRunner& r, const Setup& s, std::uint64_t seed) {
 // Runs `a` and `b` (two attribute sets of one op) on the same inputs, masks, weights and seed, in
 // training (dropout drawing), and checks outputs and every gradient agree. Both run on 2 threads
 // unless `a_threads` says otherwise.
-void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b, std::uint64_t seed = 5,
-                int a_threads = 2) {
+void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b,
+                std::uint64_t seed = 5, int a_threads = 2) {
     CAPTURE(label);
     OpRunner ra(s.op, a, s.inputs, s.masks, true), rb(s.op, b, s.inputs, s.masks, true);
     fill(ra, s, seed);
@@ -110,11 +112,12 @@ void check_same(const std::string& label, const Setup& s, const std::string& a, 
     ra.backward(grads, seed, {}, a_threads);
     rb.backward(grads, seed, {}, 2);
     for (std::size_t i = 0; i < ra.grad_inputs().size(); ++i) {
-        check_close(rb.grad_inputs()[i], values(ra.grad_inputs()[i]), label + ": gradient of input " + std::to_string(i));
+        check_close(rb.grad_inputs()[i], values(ra.grad_inputs()[i]),
+                    label + ": gradient of input " + std::to_string(i));
     }
     for (std::size_t k = 0; k < ra.grad_weights().size(); ++k) {
-        check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]), label + ": gradient of " + ra.shapes().weights[k].name,
-                    kWeightGradientTolerance);
+        check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]),
+                    label + ": gradient of " + ra.shapes().weights[k].name, kWeightGradientTolerance);
     }
 }
 
@@ -147,17 +150,19 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
     both("dropout, fixed seed", {"Attention", {seq(2, 130, 8), seq(2, 100, 8)}, {}}, "dropout: 0.3, seed: 4");
     both("dropout, masks, causal", {"Attention", {seq(2, 150, 8), seq(2, 150, 8)}, {true, true}},
          "dropout: 0.25, use_causal_mask: true");
-    both("a sample whose every key is masked", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {true, true}, empty_mask(1)}, "");
-    both("every key masked, causal, dropout", {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {false, true}, empty_mask(1)},
+    both("a sample whose every key is masked",
+         {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {true, true}, empty_mask(1)}, "");
+    both("every key masked, causal, dropout",
+         {"Attention", {seq(2, 80, 8), seq(2, 80, 8)}, {false, true}, empty_mask(1)},
          "use_causal_mask: true, dropout: 0.2");
     // Widths that are multiples of 16 let the blockwise core read whole key and value tiles in place.
     both("width 64, masks, causal, dropout", {"Attention", {seq(2, 150, 64), seq(2, 150, 64)}, {true, true}},
          "use_causal_mask: true, dropout: 0.2");
-    both("width 32 and 48, use_scale", {"Attention", {seq(2, 130, 32), seq(2, 140, 48), seq(2, 140, 32)}, {true, true, true}},
-         "use_scale: true");
+    both("width 32 and 48, use_scale",
+         {"Attention", {seq(2, 130, 32), seq(2, 140, 48), seq(2, 140, 32)}, {true, true, true}}, "use_scale: true");
     // Over 2^18 scores a sample: the dense backward takes the batch in several chunks.
-    both("dense backward in chunks: masks, use_scale, dropout", {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)},
-         "use_scale: true, dropout: 0.1");
+    both("dense backward in chunks: masks, use_scale, dropout",
+         {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)}, "use_scale: true, dropout: 0.1");
 }
 
 // One sample on two threads: the dense forward gives each thread a block of query rows (with
@@ -167,12 +172,14 @@ TEST_CASE("dense forward split into query blocks equals one thread") {
         check_same(label + " (1 thread vs 2)", s, attrs, attrs, 7, 1);
     };
     split("self, 200 steps", {"Attention", {seq(1, 200, 32), seq(1, 200, 32)}, {}}, "{}");
-    split("odd rows, [query, value, key], masks", {"Attention", {seq(1, 71, 8), seq(1, 90, 8), seq(1, 90, 8)}, {true, true, true}},
-          "{}");
+    split("odd rows, [query, value, key], masks",
+          {"Attention", {seq(1, 71, 8), seq(1, 90, 8), seq(1, 90, 8)}, {true, true, true}}, "{}");
     split("causal, dropout, use_scale", {"Attention", {seq(1, 150, 8), seq(1, 150, 8)}, {true, true}},
           "{use_causal_mask: true, dropout: 0.3, seed: 2, use_scale: true}");
     split("concat scores", {"Attention", {seq(1, 64, 8), seq(1, 80, 8)}, {true, true}}, "{score_mode: concat}");
-    const auto no_keys = [](OpRunner& r) { std::ranges::fill(r.input_masks()[1].values<std::uint8_t>(), std::uint8_t{0}); };
+    const auto no_keys = [](OpRunner& r) {
+        std::ranges::fill(r.input_masks()[1].values<std::uint8_t>(), std::uint8_t{0});
+    };
     split("every key masked", {"Attention", {seq(1, 80, 8), seq(1, 80, 8)}, {false, true}, no_keys}, "{dropout: 0.2}");
     split("MultiHeadAttention, one head, mask, dropout", {"MultiHeadAttention", {seq(1, 120, 12)}, {true}},
           "{num_heads: 1, key_dim: 8, dropout: 0.25, use_causal_mask: true}");
@@ -184,19 +191,27 @@ TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
     };
     both("self-attention, 2 heads", {"MultiHeadAttention", {seq(2, 100, 12)}, {}}, "num_heads: 2, key_dim: 8");
     // Enough groups (batch x heads) for threads to take whole groups.
-    both("8 groups, masks, causal", {"MultiHeadAttention", {seq(4, 130, 12)}, {true}}, "num_heads: 2, key_dim: 8, use_causal_mask: true");
-    both("12 groups, window, dropout", {"MultiHeadAttention", {seq(6, 150, 12)}, {true}}, "num_heads: 2, key_dim: 8, dropout: 0.2");
-    both("masks (masked queries attend uniformly)", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}}, "num_heads: 2, key_dim: 8");
-    both("cross with three masked inputs", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 130, 5), seq(2, 130, 7)}, {true, true, true}},
+    both("8 groups, masks, causal", {"MultiHeadAttention", {seq(4, 130, 12)}, {true}},
+         "num_heads: 2, key_dim: 8, use_causal_mask: true");
+    both("12 groups, window, dropout", {"MultiHeadAttention", {seq(6, 150, 12)}, {true}},
+         "num_heads: 2, key_dim: 8, dropout: 0.2");
+    both("masks (masked queries attend uniformly)", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}},
+         "num_heads: 2, key_dim: 8");
+    both("cross with three masked inputs",
+         {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 130, 5), seq(2, 130, 7)}, {true, true, true}},
          "num_heads: 3, key_dim: 4, value_dim: 5");
-    both("causal with a mask", {"MultiHeadAttention", {seq(2, 140, 8)}, {true}}, "num_heads: 2, key_dim: 4, use_causal_mask: true");
+    both("causal with a mask", {"MultiHeadAttention", {seq(2, 140, 8)}, {true}},
+         "num_heads: 2, key_dim: 4, use_causal_mask: true");
     both("dropout: fully masked rows are zero", {"MultiHeadAttention", {seq(2, 120, 8)}, {true}},
          "num_heads: 2, key_dim: 4, dropout: 0.3, seed: 2");
-    both("a sample whose every key is masked", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
+    both("a sample whose every key is masked",
+         {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
          "num_heads: 2, key_dim: 4");
-    both("every key masked, dropout", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
+    both("every key masked, dropout",
+         {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 80, 6)}, {false, true}, empty_mask(1)},
          "num_heads: 2, key_dim: 4, dropout: 0.2");
-    both("dense backward in chunks", {"MultiHeadAttention", {seq(3, 370, 8)}, {true}}, "num_heads: 2, key_dim: 4, use_causal_mask: true");
+    both("dense backward in chunks", {"MultiHeadAttention", {seq(3, 370, 8)}, {true}},
+         "num_heads: 2, key_dim: 4, use_causal_mask: true");
 }
 
 TEST_CASE("patterns that allow every pair equal dense attention, gradients included") {
@@ -207,7 +222,8 @@ TEST_CASE("patterns that allow every pair equal dense attention, gradients inclu
     check_same("every block local", s, "{dropout: 0.2}", "{dropout: 0.2, sparsity: {block_size: 16, local_blocks: 9}}");
     check_same("every block a summary block", s, "{}", "{sparsity: {block_size: 16, local_blocks: 1, stride: 1}}");
     const Setup m{"MultiHeadAttention", {seq(2, 90, 8)}, {true}};
-    check_same("MultiHeadAttention, window >= steps", m, "{num_heads: 2, key_dim: 4}", "{num_heads: 2, key_dim: 4, window: 100}");
+    check_same("MultiHeadAttention, window >= steps", m, "{num_heads: 2, key_dim: 4}",
+               "{num_heads: 2, key_dim: 4, window: 100}");
 }
 
 // ---- patterns against an explicit mask, in double ----
@@ -217,12 +233,15 @@ namespace {
 // keras.layers.Attention with an explicit (query, key) mask `allowed` besides the value mask:
 // scores of disallowed pairs - 1e9, masked queries' rows zero; `log_weight` is added to allowed
 // pairs' scores (adaptive span's log m).
-std::vector<double> attention_with_mask(OpRunner& r, bool causal, const std::function<bool(std::int64_t, std::int64_t)>& allowed,
+std::vector<double> attention_with_mask(OpRunner& r, bool causal,
+                                        const std::function<bool(std::int64_t, std::int64_t)>& allowed,
                                         const std::function<double(std::int64_t, std::int64_t)>& log_weight = {}) {
     const Tensor &q = r.inputs()[0], &v = r.inputs()[1];
     const std::int64_t B = q.dim(0), tq = q.dim(1), tv = v.dim(1), d = q.dim(2), dv = v.dim(2);
     const Tensor &qm = r.input_masks()[0], &vm = r.input_masks()[1];
-    const auto kept = [](const Tensor& m, std::int64_t b, std::int64_t t) { return m.empty() || m.data<std::uint8_t>()[b * m.dim(1) + t] != 0; };
+    const auto kept = [](const Tensor& m, std::int64_t b, std::int64_t t) {
+        return m.empty() || m.data<std::uint8_t>()[b * m.dim(1) + t] != 0;
+    };
     std::vector<double> out;
     for (std::int64_t b = 0; b < B; ++b) {
         for (std::int64_t i = 0; i < tq; ++i) {
@@ -230,7 +249,9 @@ std::vector<double> attention_with_mask(OpRunner& r, bool causal, const std::fun
             double top = -INFINITY;
             for (std::int64_t j = 0; j < tv; ++j) {
                 double score = 0.0;
-                for (std::int64_t e = 0; e < d; ++e) score += double(q.data<float>()[(b * tq + i) * d + e]) * double(v.data<float>()[(b * tv + j) * dv + e]);
+                for (std::int64_t e = 0; e < d; ++e)
+                    score +=
+                        double(q.data<float>()[(b * tq + i) * d + e]) * double(v.data<float>()[(b * tv + j) * dv + e]);
                 const bool ok = allowed(i, j) && (!causal || j <= i);
                 if (ok && log_weight) score += log_weight(i, j);
                 // Keras subtracts 1e9 in float32, where a score's own value is lost in the rounding.
@@ -242,7 +263,8 @@ std::vector<double> attention_with_mask(OpRunner& r, bool causal, const std::fun
             for (double& x : s) sum += (x = std::exp(x - top));
             for (std::int64_t e = 0; e < dv; ++e) {
                 double o = 0.0;
-                for (std::int64_t j = 0; j < tv; ++j) o += s[static_cast<std::size_t>(j)] / sum * double(v.data<float>()[(b * tv + j) * dv + e]);
+                for (std::int64_t j = 0; j < tv; ++j)
+                    o += s[static_cast<std::size_t>(j)] / sum * double(v.data<float>()[(b * tv + j) * dv + e]);
                 out.push_back(kept(qm, b, i) ? o : 0.0);
             }
         }
@@ -266,11 +288,13 @@ TEST_CASE("a sliding window equals attention under the window's explicit mask") 
     for (const std::int64_t w : {0, 3, 17, 64, 100}) {
         const auto window = [w](std::int64_t i, std::int64_t j) { return std::abs(i - j) <= w; };
         check_pattern("window " + std::to_string(w), "{window: " + std::to_string(w) + "}", 200, false, window);
-        check_pattern("causal window " + std::to_string(w), "{use_causal_mask: true, window: " + std::to_string(w) + "}", 200, true, window);
+        check_pattern("causal window " + std::to_string(w),
+                      "{use_causal_mask: true, window: " + std::to_string(w) + "}", 200, true, window);
     }
     const auto global = [](std::int64_t i, std::int64_t j) { return i < 5 || j < 5 || std::abs(i - j) <= 9; };
     check_pattern("window 9, 5 global tokens", "{window: 9, global_tokens: 5}", 180, false, global);
-    check_pattern("causal window 9, 5 global tokens", "{window: 9, global_tokens: 5, use_causal_mask: true}", 180, true, global);
+    check_pattern("causal window 9, 5 global tokens", "{window: 9, global_tokens: 5, use_causal_mask: true}", 180, true,
+                  global);
     const auto wide_global = [](std::int64_t i, std::int64_t j) { return i < 70 || j < 70 || std::abs(i - j) <= 2; };
     check_pattern("window 2, 70 global tokens", "{window: 2, global_tokens: 70}", 200, false, wide_global);
 }
@@ -283,29 +307,35 @@ TEST_CASE("block-sparse attention equals attention under the blocks' explicit ma
         };
     };
     check_pattern("blocks of 16, local only", "{sparsity: {block_size: 16}}", 200, false, blocks(16, 1, 0));
-    check_pattern("blocks of 16, 2 local, stride 3", "{sparsity: {block_size: 16, local_blocks: 2, stride: 3}}", 200, false, blocks(16, 2, 3));
-    check_pattern("causal, blocks of 32, stride 2", "{use_causal_mask: true, sparsity: {block_size: 32, stride: 2}}", 230, true,
-                  blocks(32, 1, 2));
+    check_pattern("blocks of 16, 2 local, stride 3", "{sparsity: {block_size: 16, local_blocks: 2, stride: 3}}", 200,
+                  false, blocks(16, 2, 3));
+    check_pattern("causal, blocks of 32, stride 2", "{use_causal_mask: true, sparsity: {block_size: 32, stride: 2}}",
+                  230, true, blocks(32, 1, 2));
     check_pattern("blocks of 64, stride 2", "{sparsity: {block_size: 64, stride: 2}}", 300, false, blocks(64, 1, 2));
-    check_pattern("blocks of 5, 3 local, stride 4", "{sparsity: {block_size: 5, local_blocks: 3, stride: 4}}", 150, false, blocks(5, 3, 4));
+    check_pattern("blocks of 5, 3 local, stride 4", "{sparsity: {block_size: 5, local_blocks: 3, stride: 4}}", 150,
+                  false, blocks(5, 3, 4));
 }
 
 TEST_CASE("adaptive span renormalises the attention weights by the soft mask of the learned span") {
     for (const bool causal : {false, true}) {
         CAPTURE(causal);
         const std::vector<TensorInfo> inputs = {seq(2, 160, 8), seq(2, 160, 8)};
-        const std::string attrs = std::string("{adaptive_span: {max_span: 100, ramp: 16, init: 20.5}") + (causal ? ", use_causal_mask: true}" : "}");
+        const std::string attrs = std::string("{adaptive_span: {max_span: 100, ramp: 16, init: 20.5}") +
+                                  (causal ? ", use_causal_mask: true}" : "}");
         OpRunner r("Attention", attrs, inputs, {true, true}, false);
         fill(r, {"Attention", inputs, {true, true}}, 23);
         REQUIRE(r.shapes().weights.size() == 1);
         CHECK(r.shapes().weights[0].name == "span");
         const double z = r.weights()[0].data<float>()[0], R = 16.0;
         CHECK(z != 20.5);  // the noise moved it off the initial value
-        const auto m = [&](std::int64_t i, std::int64_t j) { return std::clamp((R + z - double(std::abs(i - j))) / R, 0.0, 1.0); };
+        const auto m = [&](std::int64_t i, std::int64_t j) {
+            return std::clamp((R + z - double(std::abs(i - j))) / R, 0.0, 1.0);
+        };
         r.forward(false, 1, false, 2);
         check_close(r.outputs()[0],
-                    attention_with_mask(r, causal, [&](std::int64_t i, std::int64_t j) { return m(i, j) > 0.0; },
-                                        [&](std::int64_t i, std::int64_t j) { return std::log(m(i, j)); }),
+                    attention_with_mask(
+                        r, causal, [&](std::int64_t i, std::int64_t j) { return m(i, j) > 0.0; },
+                        [&](std::int64_t i, std::int64_t j) { return std::log(m(i, j)); }),
                     "adaptive span");
     }
 }
@@ -323,16 +353,22 @@ TEST_CASE("long-context attributes are checked") {
     CHECK(message("Attention", "{global_tokens: 2}").find("global_tokens") != std::string::npos);
     CHECK(message("Attention", "{window: 2, sparsity: {block_size: 4}}").find("one pattern") != std::string::npos);
     CHECK(message("Attention", "{sparsity: {block_size: 0}}").find("sparsity.block_size") != std::string::npos);
-    CHECK(message("Attention", "{sparsity: {block_size: 4, local_blocks: 0}}").find("sparsity.local_blocks") != std::string::npos);
-    CHECK(message("Attention", "{adaptive_span: {max_span: 0}}").find("adaptive_span.max_span") != std::string::npos);
-    CHECK(message("Attention", "{adaptive_span: {max_span: 8, init: 9}}").find("adaptive_span.init") != std::string::npos);
-    CHECK(message("Attention", "{implementation: sparse}").find("implementation") != std::string::npos);
-    CHECK(message("Attention", "{implementation: blockwise, score_mode: concat}").find("score_mode") != std::string::npos);
-    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, window: -3}").find("window") != std::string::npos);
-    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 0}}").find("linformer.k") != std::string::npos);
-    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, use_causal_mask: true}").find("linformer.k") !=
+    CHECK(message("Attention", "{sparsity: {block_size: 4, local_blocks: 0}}").find("sparsity.local_blocks") !=
           std::string::npos);
-    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, window: 3}").find("linformer.k") != std::string::npos);
+    CHECK(message("Attention", "{adaptive_span: {max_span: 0}}").find("adaptive_span.max_span") != std::string::npos);
+    CHECK(message("Attention", "{adaptive_span: {max_span: 8, init: 9}}").find("adaptive_span.init") !=
+          std::string::npos);
+    CHECK(message("Attention", "{implementation: sparse}").find("implementation") != std::string::npos);
+    CHECK(message("Attention", "{implementation: blockwise, score_mode: concat}").find("score_mode") !=
+          std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, window: -3}").find("window") != std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 0}}").find("linformer.k") !=
+          std::string::npos);
+    CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, use_causal_mask: true}")
+              .find("linformer.k") != std::string::npos);
+    CHECK(
+        message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, linformer: {k: 2}, window: 3}").find("linformer.k") !=
+        std::string::npos);
 }
 
 TEST_CASE("blockwise saves two floats per query row, not the score matrix") {
@@ -361,9 +397,11 @@ TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttentio
     const float* x = r.inputs()[0].data<float>();
     const std::uint8_t* mask = r.input_masks()[0].data<std::uint8_t>();
     // Projection of `name` for sample b, step t, head, dim e.
-    const auto project = [&](const std::string& name, std::int64_t b, std::int64_t t, std::int64_t head, std::int64_t e) {
+    const auto project = [&](const std::string& name, std::int64_t b, std::int64_t t, std::int64_t head,
+                             std::int64_t e) {
         double acc = w(name + ".bias")[head * h + e];
-        for (std::int64_t f = 0; f < D; ++f) acc += double(x[(b * T + t) * D + f]) * w(name + ".kernel")[(f * n + head) * h + e];
+        for (std::int64_t f = 0; f < D; ++f)
+            acc += double(x[(b * T + t) * D + f]) * w(name + ".kernel")[(f * n + head) * h + e];
         return acc;
     };
     std::vector<double> want;
@@ -375,8 +413,10 @@ TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttentio
                 for (std::int64_t t = 0; t < T; ++t) {
                     if (!mask[b * T + t]) continue;
                     for (std::int64_t e = 0; e < h; ++e) {
-                        kp[static_cast<std::size_t>(row * h + e)] += w("linformer.e")[row * T + t] * project("key", b, t, head, e);
-                        vp[static_cast<std::size_t>(row * h + e)] += w("linformer.f")[row * T + t] * project("value", b, t, head, e);
+                        kp[static_cast<std::size_t>(row * h + e)] +=
+                            w("linformer.e")[row * T + t] * project("key", b, t, head, e);
+                        vp[static_cast<std::size_t>(row * h + e)] +=
+                            w("linformer.f")[row * T + t] * project("value", b, t, head, e);
                     }
                 }
             for (std::int64_t i = 0; i < T; ++i) {
@@ -384,14 +424,17 @@ TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttentio
                 double top = -INFINITY, sum = 0.0;
                 for (std::int64_t row = 0; row < k; ++row) {
                     double score = 0.0;
-                    for (std::int64_t e = 0; e < h; ++e) score += project("query", b, i, head, e) / std::sqrt(3.0) * kp[static_cast<std::size_t>(row * h + e)];
+                    for (std::int64_t e = 0; e < h; ++e)
+                        score += project("query", b, i, head, e) / std::sqrt(3.0) *
+                                 kp[static_cast<std::size_t>(row * h + e)];
                     s[static_cast<std::size_t>(row)] = mask[b * T + i] ? score : -1e9;
                     top = std::max(top, s[static_cast<std::size_t>(row)]);
                 }
                 for (double& v : s) sum += (v = std::exp(v - top));
                 for (std::int64_t e = 0; e < h; ++e) {
                     double o = 0.0;
-                    for (std::int64_t row = 0; row < k; ++row) o += s[static_cast<std::size_t>(row)] / sum * vp[static_cast<std::size_t>(row * h + e)];
+                    for (std::int64_t row = 0; row < k; ++row)
+                        o += s[static_cast<std::size_t>(row)] / sum * vp[static_cast<std::size_t>(row * h + e)];
                     joined[static_cast<std::size_t>((i * n + head) * h + e)] = o;
                 }
             }
@@ -399,7 +442,8 @@ TEST_CASE("Linformer projects keys and values along the steps: MultiHeadAttentio
         for (std::int64_t i = 0; i < T; ++i)
             for (std::int64_t f = 0; f < D; ++f) {
                 double acc = w("attention_output.bias")[f];
-                for (std::int64_t m = 0; m < n * h; ++m) acc += joined[static_cast<std::size_t>(i * n * h + m)] * w("attention_output.kernel")[m * D + f];
+                for (std::int64_t m = 0; m < n * h; ++m)
+                    acc += joined[static_cast<std::size_t>(i * n * h + m)] * w("attention_output.kernel")[m * D + f];
                 want.push_back(acc);
             }
     }

@@ -38,8 +38,8 @@ void fill_nonzero(Tensor& x, std::uint64_t seed) {
     for (std::int64_t i = 0; i < x.numel(); i += 2) x.data<float>()[i] = -x.data<float>()[i];
 }
 
-std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate, int threads = 1,
-                                  std::int64_t batch_offset = 0) {
+std::vector<std::uint8_t> mask_of(const std::string& attributes, const Shape& shape, std::uint64_t seed, double rate,
+                                  int threads = 1, std::int64_t batch_offset = 0) {
     OpRunner runner("Dropout", attributes, {{DType::F32, shape}});
     runner.set_batch_offset(batch_offset);
     fill_nonzero(runner.inputs()[0], 5);
@@ -58,7 +58,8 @@ TEST_CASE("Dropout keeps a fraction 1 - rate and scales kept values by 1 / (1 - 
     }
 }
 
-TEST_CASE("Dropout masks are reproducible: the same seed gives the same mask on any thread count, another seed another") {
+TEST_CASE(
+    "Dropout masks are reproducible: the same seed gives the same mask on any thread count, another seed another") {
     const Shape shape{16, 50, 64};  // above the size that splits the draw between threads
     const auto a = mask_of("{rate: 0.3}", shape, 42, 0.3);
     CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3));
@@ -110,7 +111,8 @@ TEST_CASE("Dropout is the identity outside training and in deterministic runs") 
     OpRunner zero("Dropout", "{rate: 0}", {{DType::F32, {4, 5}}});
     fill_nonzero(zero.inputs()[0], 1);
     zero.forward(true, 3);
-    CHECK(std::equal(zero.inputs()[0].values<float>().begin(), zero.inputs()[0].values<float>().end(), zero.outputs()[0].data<float>()));
+    CHECK(std::equal(zero.inputs()[0].values<float>().begin(), zero.inputs()[0].values<float>().end(),
+                     zero.outputs()[0].data<float>()));
 
     OpRunner all("Dropout", "{rate: 1}", {{DType::F32, {4, 5}}});  // Keras: zeros
     fill_nonzero(all.inputs()[0], 1);
@@ -128,7 +130,8 @@ TEST_CASE("Dropout backward applies the forward's mask and scale") {
     runner.backward({dy}, 77);
     const float scale = static_cast<float>(1.0 / 0.75);
     for (std::int64_t i = 0; i < dy.numel(); ++i) {
-        CHECK(runner.grad_inputs()[0].data<float>()[i] == (keep[static_cast<std::size_t>(i)] ? dy.data<float>()[i] * scale : 0.0f));
+        CHECK(runner.grad_inputs()[0].data<float>()[i] ==
+              (keep[static_cast<std::size_t>(i)] ? dy.data<float>()[i] * scale : 0.0f));
     }
     runner.backward({Tensor()}, 77);  // no gradient arrives: zero
     for (float v : runner.grad_inputs()[0].values<float>()) CHECK(v == 0.0f);
@@ -141,7 +144,8 @@ TEST_CASE("Dropout's noise_shape shares one mask draw over the broadcast axes") 
     for (std::int64_t b = 0; b < 16; ++b) {
         for (std::int64_t s = 1; s < 40; ++s) {
             for (std::int64_t f = 0; f < 32; ++f) {
-                REQUIRE(keep[static_cast<std::size_t>((b * 40 + s) * 32 + f)] == keep[static_cast<std::size_t>(b * 40 * 32 + f)]);
+                REQUIRE(keep[static_cast<std::size_t>((b * 40 + s) * 32 + f)] ==
+                        keep[static_cast<std::size_t>(b * 40 * 32 + f)]);
             }
         }
     }
@@ -179,14 +183,20 @@ TEST_CASE("Dropout refuses bad attributes, naming them and both shapes") {
         {"{rate: -0.1}", {2, 3}, "'rate'"},
         {"{}", {2, 3}, "rate"},
         {"{rate: 0.5, noise_shape: [2, 0]}", {2, 3}, "noise_shape"},
-        {"{rate: 0.5, noise_shape: [null, 1]}", {2, 3, 4}, "noise_shape (None, 1) has 2 dims but the input (2, 3, 4) has 3"},
-        {"{rate: 0.5, noise_shape: [null, 2, null]}", {2, 3, 4}, "noise_shape (2, 2, 4) does not broadcast to the input (2, 3, 4)"},
+        {"{rate: 0.5, noise_shape: [null, 1]}",
+         {2, 3, 4},
+         "noise_shape (None, 1) has 2 dims but the input (2, 3, 4) has 3"},
+        {"{rate: 0.5, noise_shape: [null, 2, null]}",
+         {2, 3, 4},
+         "noise_shape (2, 2, 4) does not broadcast to the input (2, 3, 4)"},
     };
     for (const Refusal& r : refusals) {
         INFO(r.attributes);
-        CHECK_THROWS_WITH_AS(OpRunner("Dropout", r.attributes, {{DType::F32, r.shape}}), doctest::Contains(r.message), InputError);
+        CHECK_THROWS_WITH_AS(OpRunner("Dropout", r.attributes, {{DType::F32, r.shape}}), doctest::Contains(r.message),
+                             InputError);
     }
-    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5}", {{DType::I32, {2, 3}}}), doctest::Contains("float32"), InputError);
+    CHECK_THROWS_WITH_AS(OpRunner("Dropout", "{rate: 0.5}", {{DType::I32, {2, 3}}}), doctest::Contains("float32"),
+                         InputError);
 }
 
 TEST_CASE("Dropout backward matches finite differences") {

@@ -20,7 +20,8 @@ void set_table(OpRunner& runner) {
     }
 }
 
-template <class T> void check_lookup(DType dtype, std::vector<T> ids, std::vector<int> rows) {
+template <class T>
+void check_lookup(DType dtype, std::vector<T> ids, std::vector<int> rows) {
     OpRunner runner("Embedding", "{input_dim: 5, output_dim: 3}", {{dtype, {2, 3}}});
     set_table(runner);
     std::copy(ids.begin(), ids.end(), runner.inputs()[0].data<T>());
@@ -28,7 +29,8 @@ template <class T> void check_lookup(DType dtype, std::vector<T> ids, std::vecto
     const Tensor& y = runner.outputs()[0];
     REQUIRE(y.shape() == Shape{2, 3, 3});
     for (std::size_t i = 0; i < rows.size(); ++i) {
-        for (int k = 0; k < 3; ++k) CHECK(y.data<float>()[i * 3 + static_cast<std::size_t>(k)] == static_cast<float>(10 * rows[i] + k));
+        for (int k = 0; k < 3; ++k)
+            CHECK(y.data<float>()[i * 3 + static_cast<std::size_t>(k)] == static_cast<float>(10 * rows[i] + k));
     }
 }
 
@@ -110,10 +112,12 @@ TEST_CASE("Embedding declares Keras's weight and initializer") {
     CHECK(high <= 0.05f);
     CHECK(high - low > 0.09f);  // 400 draws spread over the interval
 
-    OpRunner normal("Embedding", "{input_dim: 5, output_dim: 2, embeddings_initializer: normal}", {{DType::I32, {1, 1}}});
+    OpRunner normal("Embedding", "{input_dim: 5, output_dim: 2, embeddings_initializer: normal}",
+                    {{DType::I32, {1, 1}}});
     CHECK(normal.shapes().weights[0].initializer == NNG_INIT_NORMAL);
     CHECK(normal.shapes().weights[0].params[1] == 0.05);
-    OpRunner glorot("Embedding", "{input_dim: 5, output_dim: 2, embeddings_initializer: glorot_uniform}", {{DType::I32, {1, 1}}});
+    OpRunner glorot("Embedding", "{input_dim: 5, output_dim: 2, embeddings_initializer: glorot_uniform}",
+                    {{DType::I32, {1, 1}}});
     CHECK(glorot.shapes().weights[0].initializer == NNG_INIT_GLOROT_UNIFORM);
 }
 
@@ -131,7 +135,8 @@ TEST_CASE("Embedding refuses bad attributes, naming them") {
     };
     for (const Refusal& r : refusals) {
         INFO(r.attributes);
-        CHECK_THROWS_WITH_AS(OpRunner("Embedding", r.attributes, {{DType::I32, r.shape}}), doctest::Contains(r.message), InputError);
+        CHECK_THROWS_WITH_AS(OpRunner("Embedding", r.attributes, {{DType::I32, r.shape}}), doctest::Contains(r.message),
+                             InputError);
     }
     CHECK_THROWS_WITH_AS(OpRunner("Embedding", "{input_dim: 5, output_dim: 3}", {{DType::U8, {2, 3}}}),
                          doctest::Contains("int32, int64 or float32"), InputError);
@@ -171,11 +176,11 @@ TEST_CASE("Embedding backward scatter-adds the output gradient into the rows of 
         runner.backward({dy});
         const float* dw = runner.grad_weights()[0].data<float>();
         for (int k = 0; k < 3; ++k) {
-            CHECK(dw[0 * 3 + k] == static_cast<float>(9 + k + 1));                                // position 3
-            CHECK(dw[1 * 3 + k] == static_cast<float>((3 + k + 1) + (15 + k + 1)));               // positions 1, 5
+            CHECK(dw[0 * 3 + k] == static_cast<float>(9 + k + 1));                   // position 3
+            CHECK(dw[1 * 3 + k] == static_cast<float>((3 + k + 1) + (15 + k + 1)));  // positions 1, 5
             CHECK(dw[2 * 3 + k] == 0.0f);
             CHECK(dw[3 * 3 + k] == 0.0f);
-            CHECK(dw[4 * 3 + k] == static_cast<float>((k + 1) + (6 + k + 1) + (12 + k + 1)));     // positions 0, 2, 4
+            CHECK(dw[4 * 3 + k] == static_cast<float>((k + 1) + (6 + k + 1) + (12 + k + 1)));  // positions 0, 2, 4
         }
     }
     runner.backward({Tensor()});  // no gradient arrives: zero
@@ -194,7 +199,8 @@ TEST_CASE("Embedding at the IMDB shapes matches a loop in double, on one thread 
     fill_uniform(dy, -1, 1, 4);
     std::vector<double> expected(5000 * 32, 0.0);
     for (std::int64_t i = 0; i < 64 * 200; ++i) {
-        for (int k = 0; k < 32; ++k) expected[static_cast<std::size_t>(ids[i] * 32 + k)] += dy.data<float>()[i * 32 + k];
+        for (int k = 0; k < 32; ++k)
+            expected[static_cast<std::size_t>(ids[i] * 32 + k)] += dy.data<float>()[i * 32 + k];
     }
     std::vector<Tensor> results;
     for (const int threads : {1, 2}) {
@@ -202,7 +208,8 @@ TEST_CASE("Embedding at the IMDB shapes matches a loop in double, on one thread 
         runner.forward(true, 1, false, threads);
         for (std::int64_t i = 0; i < 64 * 200; ++i) {
             REQUIRE(runner.output_masks()[0].data<std::uint8_t>()[i] == (ids[i] != 0));
-            for (int k = 0; k < 32; ++k) REQUIRE(runner.outputs()[0].data<float>()[i * 32 + k] == table[ids[i] * 32 + k]);
+            for (int k = 0; k < 32; ++k)
+                REQUIRE(runner.outputs()[0].data<float>()[i * 32 + k] == table[ids[i] * 32 + k]);
         }
         runner.backward({dy}, 1, {}, threads);
         const float* dw = runner.grad_weights()[0].data<float>();
@@ -212,16 +219,26 @@ TEST_CASE("Embedding at the IMDB shapes matches a loop in double, on one thread 
         results.push_back(runner.grad_weights()[0]);
     }
     // Each row sums its positions in the same order whatever the thread count: equal to the bit.
-    CHECK(std::equal(results[0].values<float>().begin(), results[0].values<float>().end(), results[1].values<float>().begin()));
+    CHECK(std::equal(results[0].values<float>().begin(), results[0].values<float>().end(),
+                     results[1].values<float>().begin()));
 }
 
 TEST_CASE("Embedding backward matches finite differences") {
     const std::vector<GradCase> cases = {
         {"int32 ids (3, 4) into 7 x 5", "Embedding", "{input_dim: 7, output_dim: 5}", {{{3, 4}, DType::I32, 0, 7}}},
-        {"int64 ids (2, 6) into 4 x 3, mask_zero", "Embedding", "{input_dim: 4, output_dim: 3, mask_zero: true}", {{{2, 6}, DType::I64, 0, 4}}},
-        {"int32 ids of rank 3 into 6 x 2", "Embedding", "{input_dim: 6, output_dim: 2}", {{{2, 3, 2}, DType::I32, 0, 6}}},
+        {"int64 ids (2, 6) into 4 x 3, mask_zero",
+         "Embedding",
+         "{input_dim: 4, output_dim: 3, mask_zero: true}",
+         {{{2, 6}, DType::I64, 0, 4}}},
+        {"int32 ids of rank 3 into 6 x 2",
+         "Embedding",
+         "{input_dim: 6, output_dim: 2}",
+         {{{2, 3, 2}, DType::I32, 0, 6}}},
         {"int32 ids (5,) into 3 x 4", "Embedding", "{input_dim: 3, output_dim: 4}", {{{5}, DType::I32, 0, 3}}},
-        {"float ids (2, 4) into 5 x 3", "Embedding", "{input_dim: 5, output_dim: 3}", {{{2, 4}, DType::F32, 0, 4.9, false, false}}},
+        {"float ids (2, 4) into 5 x 3",
+         "Embedding",
+         "{input_dim: 5, output_dim: 3}",
+         {{{2, 4}, DType::F32, 0, 4.9, false, false}}},
     };
     nngraph::testing::check_gradient_table(cases);
 }

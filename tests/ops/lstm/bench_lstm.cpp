@@ -1,6 +1,6 @@
-// Times the LSTM op through the plugin ABI (OpRunner) at a chosen thread count: forward in inference and in training, backward, and the stepwise (masked) path, with
-// the op's own phase counters (time-major input, weight reorders, the primitive, outputs and
-// gradient write-back). For comparison it also times oneDNN's bare lstm_forward / lstm_backward
+// Times the LSTM op through the plugin ABI (OpRunner) at a chosen thread count: forward in inference and in training,
+// backward, and the stepwise (masked) path, with the op's own phase counters (time-major input, weight reorders, the
+// primitive, outputs and gradient write-back). For comparison it also times oneDNN's bare lstm_forward / lstm_backward
 // on the same problem, with the layouts they pick and no conversions at all; and, when the
 // Embedding and Dropout plugins are built, a whole imdb_lstm training step through the executor.
 //
@@ -13,9 +13,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <string>
@@ -78,7 +78,8 @@ double cpu_ms() {
 struct Timing {
     double median, fastest, cpu;
 };
-Timing time_ms(int repeat, const std::function<void()>& f, const std::function<void()>& before = [] {}) {
+Timing time_ms(
+    int repeat, const std::function<void()>& f, const std::function<void()>& before = [] {}) {
     std::vector<double> ms, cpu;
     for (int i = 0; i < repeat; ++i) {
         before();
@@ -116,15 +117,46 @@ void bare_onednn(const Options& o) {
     const auto f32 = memory::data_type::f32;
     engine eng(engine::kind::cpu, 0);
     stream s(eng);
-    const memory::desc src({o.steps, o.batch, o.features}, f32, tag::tnc), dst({o.steps, o.batch, o.units}, f32, tag::tnc);
-    const memory::desc wl({1, 1, o.features, 4, o.units}, f32, tag::any), wi({1, 1, o.units, 4, o.units}, f32, tag::any);
+    const memory::desc src({o.steps, o.batch, o.features}, f32, tag::tnc),
+        dst({o.steps, o.batch, o.units}, f32, tag::tnc);
+    const memory::desc wl({1, 1, o.features, 4, o.units}, f32, tag::any),
+        wi({1, 1, o.units, 4, o.units}, f32, tag::any);
     const memory::desc bias({1, 1, 4, o.units}, f32, tag::ldgo);
     const lstm_forward::primitive_desc fwd_pd(
-        {prop_kind::forward_training, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi, bias, dst, {}, {}}, eng);
-    const lstm_forward::primitive_desc inf_pd(
-        {prop_kind::forward_inference, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi, bias, dst, {}, {}}, eng);
-    const lstm_backward::primitive_desc bwd_pd({prop_kind::backward, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi,
-                                                bias, dst, {}, {}, src, {}, {}, wl, wi, bias, dst, {}, {}},
+        {prop_kind::forward_training, rnn_direction::unidirectional_left2right, src, {}, {}, wl, wi, bias, dst, {}, {}},
+        eng);
+    const lstm_forward::primitive_desc inf_pd({prop_kind::forward_inference,
+                                               rnn_direction::unidirectional_left2right,
+                                               src,
+                                               {},
+                                               {},
+                                               wl,
+                                               wi,
+                                               bias,
+                                               dst,
+                                               {},
+                                               {}},
+                                              eng);
+    const lstm_backward::primitive_desc bwd_pd({prop_kind::backward,
+                                                rnn_direction::unidirectional_left2right,
+                                                src,
+                                                {},
+                                                {},
+                                                wl,
+                                                wi,
+                                                bias,
+                                                dst,
+                                                {},
+                                                {},
+                                                src,
+                                                {},
+                                                {},
+                                                wl,
+                                                wi,
+                                                bias,
+                                                dst,
+                                                {},
+                                                {}},
                                                eng, fwd_pd);
     auto mem = [&](const memory::desc& d) {
         memory m(d, eng);
@@ -140,19 +172,33 @@ void bare_onednn(const Options& o) {
     lstm_forward fwd(fwd_pd), inf(inf_pd);
     lstm_backward bwd(bwd_pd);
     const auto infer = [&] {
-        inf.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, iwl}, {DNNL_ARG_WEIGHTS_ITER, iwi}, {DNNL_ARG_BIAS, b},
+        inf.execute(s, {{DNNL_ARG_SRC_LAYER, x},
+                        {DNNL_ARG_WEIGHTS_LAYER, iwl},
+                        {DNNL_ARG_WEIGHTS_ITER, iwi},
+                        {DNNL_ARG_BIAS, b},
                         {DNNL_ARG_DST_LAYER, y}});
         s.wait();
     };
     const auto forward = [&] {
-        fwd.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, fwl}, {DNNL_ARG_WEIGHTS_ITER, fwi}, {DNNL_ARG_BIAS, b},
-                        {DNNL_ARG_DST_LAYER, y}, {DNNL_ARG_WORKSPACE, ws}});
+        fwd.execute(s, {{DNNL_ARG_SRC_LAYER, x},
+                        {DNNL_ARG_WEIGHTS_LAYER, fwl},
+                        {DNNL_ARG_WEIGHTS_ITER, fwi},
+                        {DNNL_ARG_BIAS, b},
+                        {DNNL_ARG_DST_LAYER, y},
+                        {DNNL_ARG_WORKSPACE, ws}});
         s.wait();
     };
     const auto backward = [&] {
-        bwd.execute(s, {{DNNL_ARG_SRC_LAYER, x}, {DNNL_ARG_WEIGHTS_LAYER, bwl}, {DNNL_ARG_WEIGHTS_ITER, bwi}, {DNNL_ARG_BIAS, b},
-                        {DNNL_ARG_DST_LAYER, y}, {DNNL_ARG_WORKSPACE, ws}, {DNNL_ARG_DIFF_SRC_LAYER, dx},
-                        {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl}, {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi}, {DNNL_ARG_DIFF_BIAS, db},
+        bwd.execute(s, {{DNNL_ARG_SRC_LAYER, x},
+                        {DNNL_ARG_WEIGHTS_LAYER, bwl},
+                        {DNNL_ARG_WEIGHTS_ITER, bwi},
+                        {DNNL_ARG_BIAS, b},
+                        {DNNL_ARG_DST_LAYER, y},
+                        {DNNL_ARG_WORKSPACE, ws},
+                        {DNNL_ARG_DIFF_SRC_LAYER, dx},
+                        {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwl},
+                        {DNNL_ARG_DIFF_WEIGHTS_ITER, dwi},
+                        {DNNL_ARG_DIFF_BIAS, db},
                         {DNNL_ARG_DIFF_DST_LAYER, dy}});
         s.wait();
     };
@@ -182,9 +228,11 @@ void imdb_lstm(const Options& o) {
     }
     const std::string model = "input: {shape: [" + std::to_string(o.steps) + R"(], dtype: int32}
 layers:
-  - {op: Embedding, input_dim: 5000, output_dim: )" + std::to_string(o.features) + R"(}
+  - {op: Embedding, input_dim: 5000, output_dim: )" +
+                              std::to_string(o.features) + R"(}
   - {op: Dropout, rate: 0.5}
-  - {op: LSTM, units: )" + std::to_string(o.units) + R"(}
+  - {op: LSTM, units: )" + std::to_string(o.units) +
+                              R"(}
   - {op: Dense, units: 350, activation: relu}
   - {op: Dropout, rate: 0.5}
   - {op: Dense, units: 1, activation: sigmoid}
@@ -220,12 +268,18 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
         const long value = std::stol(argv[i + 1]);
-        if (flag == "--batch") o.batch = value;
-        else if (flag == "--steps") o.steps = value;
-        else if (flag == "--features") o.features = value;
-        else if (flag == "--units") o.units = value;
-        else if (flag == "--threads") o.threads = static_cast<int>(value);
-        else if (flag == "--repeat") o.repeat = static_cast<int>(value);
+        if (flag == "--batch")
+            o.batch = value;
+        else if (flag == "--steps")
+            o.steps = value;
+        else if (flag == "--features")
+            o.features = value;
+        else if (flag == "--units")
+            o.units = value;
+        else if (flag == "--threads")
+            o.threads = static_cast<int>(value);
+        else if (flag == "--repeat")
+            o.repeat = static_cast<int>(value);
         else {
             std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
             return 2;
@@ -261,7 +315,8 @@ int main(int argc, char** argv) {
         // A backward consumes oneDNN's workspace: each one follows a forward, untimed (forward
         // calls leave the backward phases alone).
         before = counters();
-        const Timing backward = time_ms(o.repeat, [&] { d.backward(); }, [&] { d.forward(true); });
+        const Timing backward = time_ms(
+            o.repeat, [&] { d.backward(); }, [&] { d.forward(true); });
         after = counters();
         print_timing("  backward", backward);
         print_phases(before, after, "lstm.backward", o.repeat);
@@ -269,7 +324,8 @@ int main(int argc, char** argv) {
     imdb_lstm(o);
     const auto c = counters();
     std::printf("oneDNN primitives created %lld, cache hits %lld, buffer allocations %lld\n",
-                static_cast<long long>(c.at("onednn.primitives_created")), static_cast<long long>(c.at("onednn.cache_hits")),
+                static_cast<long long>(c.at("onednn.primitives_created")),
+                static_cast<long long>(c.at("onednn.cache_hits")),
                 static_cast<long long>(c.at("onednn.buffer_allocations")));
     return 0;
 }

@@ -56,8 +56,10 @@ inline Result run(const float* x, std::int64_t batch, std::int64_t steps, std::i
             if (keep) {
                 for (std::int64_t j = 0; j < 4 * U; ++j) {
                     double sum = bias ? bias[j] : 0.0;
-                    for (std::int64_t f = 0; f < features; ++f) sum += double(x[(n * steps + t) * features + f]) * kernel[f * 4 * U + j];
-                    for (std::int64_t u = 0; u < U; ++u) sum += h[static_cast<std::size_t>(u)] * recurrent[u * 4 * U + j];
+                    for (std::int64_t f = 0; f < features; ++f)
+                        sum += double(x[(n * steps + t) * features + f]) * kernel[f * 4 * U + j];
+                    for (std::int64_t u = 0; u < U; ++u)
+                        sum += h[static_cast<std::size_t>(u)] * recurrent[u * 4 * U + j];
                     z[static_cast<std::size_t>(j)] = sum;
                 }
                 for (std::int64_t u = 0; u < U; ++u) {
@@ -70,7 +72,8 @@ inline Result run(const float* x, std::int64_t batch, std::int64_t steps, std::i
                     h[static_cast<std::size_t>(u)] = out * activation(o.activation, c[static_cast<std::size_t>(u)]);
                 }
             }
-            for (std::int64_t u = 0; u < U; ++u) r.sequence[static_cast<std::size_t>((n * steps + k) * U + u)] = h[static_cast<std::size_t>(u)];
+            for (std::int64_t u = 0; u < U; ++u)
+                r.sequence[static_cast<std::size_t>((n * steps + k) * U + u)] = h[static_cast<std::size_t>(u)];
         }
         for (std::int64_t u = 0; u < U; ++u) {
             r.h[static_cast<std::size_t>(n * U + u)] = h[static_cast<std::size_t>(u)];

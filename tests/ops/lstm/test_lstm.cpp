@@ -91,7 +91,8 @@ lstm_reference::Result reference(OpRunner& runner, const Config& c) {
     o.activation = c.activation;
     o.recurrent_activation = c.recurrent_activation;
     return lstm_reference::run(x.data<float>(), c.batch, c.steps, c.features, runner.weights()[0].data<float>(),
-                               runner.weights()[1].data<float>(), c.has(kNoBias) ? nullptr : runner.weights()[2].data<float>(),
+                               runner.weights()[1].data<float>(),
+                               c.has(kNoBias) ? nullptr : runner.weights()[2].data<float>(),
                                mask.empty() ? nullptr : mask.data<std::uint8_t>(), o);
 }
 
@@ -99,7 +100,8 @@ std::vector<double> last_outputs(const lstm_reference::Result& r, const Config& 
     std::vector<double> last(static_cast<std::size_t>(c.batch * c.units));
     for (std::int64_t n = 0; n < c.batch; ++n) {
         for (std::int64_t u = 0; u < c.units; ++u) {
-            last[static_cast<std::size_t>(n * c.units + u)] = r.sequence[static_cast<std::size_t>((n * c.steps + c.steps - 1) * c.units + u)];
+            last[static_cast<std::size_t>(n * c.units + u)] =
+                r.sequence[static_cast<std::size_t>((n * c.steps + c.steps - 1) * c.units + u)];
         }
     }
     return last;
@@ -110,7 +112,8 @@ void check_against_reference(const Config& c) {
     CAPTURE(c.label);
     for (const bool training : {false, true}) {
         CAPTURE(training);
-        OpRunner runner("LSTM", attributes_of(c), {{DType::F32, {c.batch, c.steps, c.features}}}, {c.has(kMasked)}, training);
+        OpRunner runner("LSTM", attributes_of(c), {{DType::F32, {c.batch, c.steps, c.features}}}, {c.has(kMasked)},
+                        training);
         randomize(runner, 7);
         runner.forward(training);
         const lstm_reference::Result r = reference(runner, c);
@@ -173,7 +176,8 @@ TEST_CASE("LSTM with other activations runs Keras's equations (stepwise path)") 
     }
 }
 
-TEST_CASE("LSTM: a masked step repeats the previous output, and a sequence reversed by go_backwards comes out reversed") {
+TEST_CASE(
+    "LSTM: a masked step repeats the previous output, and a sequence reversed by go_backwards comes out reversed") {
     // Hand-checkable facts of Keras's semantics, on top of the reference comparison.
     const Config c{"masked", kMasked | kSequences};
     OpRunner runner("LSTM", attributes_of(c), {{DType::F32, {c.batch, c.steps, c.features}}}, {true}, false);
@@ -202,14 +206,16 @@ TEST_CASE("LSTM: a masked step repeats the previous output, and a sequence rever
     for (std::int64_t n = 0; n < f.batch; ++n) {
         for (std::int64_t t = 0; t < T; ++t) {
             std::memcpy(backward.inputs()[0].data<float>() + (n * T + t) * F,
-                        forward.inputs()[0].data<float>() + (n * T + T - 1 - t) * F, static_cast<std::size_t>(F) * sizeof(float));
+                        forward.inputs()[0].data<float>() + (n * T + T - 1 - t) * F,
+                        static_cast<std::size_t>(F) * sizeof(float));
         }
     }
     forward.forward(false);
     backward.forward(false);
     // Processing order is kept: step k of go_backwards on the reversed input is step k of the forward run.
     for (std::int64_t i = 0; i < forward.outputs()[0].numel(); ++i) {
-        CHECK(backward.outputs()[0].data<float>()[i] == doctest::Approx(forward.outputs()[0].data<float>()[i]).epsilon(1e-6));
+        CHECK(backward.outputs()[0].data<float>()[i] ==
+              doctest::Approx(forward.outputs()[0].data<float>()[i]).epsilon(1e-6));
     }
 }
 
@@ -225,7 +231,10 @@ TEST_CASE("LSTM backward matches finite differences (oneDNN path)") {
         {"return_state: h and c", "LSTM", "{units: 6, return_state: true}", {{a}}},
         {"return_sequences and return_state", "LSTM", "{units: 5, return_sequences: true, return_state: true}", {{b}}},
         {"go_backwards", "LSTM", "{units: 6, go_backwards: true}", {{a}}},
-        {"go_backwards sequence and state", "LSTM", "{units: 5, go_backwards: true, return_sequences: true, return_state: true}", {{b}}},
+        {"go_backwards sequence and state",
+         "LSTM",
+         "{units: 5, go_backwards: true, return_sequences: true, return_state: true}",
+         {{b}}},
         {"without bias", "LSTM", "{units: 6, use_bias: false}", {{a}}},
         {"without bias, sequence", "LSTM", "{units: 5, use_bias: false, return_sequences: true}", {{b}}},
         {"input dropout (one mask per sequence)", "LSTM", "{units: 5, dropout: 0.4, return_sequences: true}", {{b}}},
@@ -241,19 +250,34 @@ TEST_CASE("LSTM backward matches finite differences with masks and other activat
         {"masked (2, 7, 3) -> 5", "LSTM", "{units: 5}", {mb}},
         {"masked return_sequences", "LSTM", "{units: 6, return_sequences: true}", {ma}},
         {"masked return_state", "LSTM", "{units: 5, return_state: true}", {mb}},
-        {"masked go_backwards sequence and state", "LSTM", "{units: 6, go_backwards: true, return_sequences: true, return_state: true}", {ma}},
+        {"masked go_backwards sequence and state",
+         "LSTM",
+         "{units: 6, go_backwards: true, return_sequences: true, return_state: true}",
+         {ma}},
         {"masked without bias", "LSTM", "{units: 5, use_bias: false, return_sequences: true}", {mb}},
         {"masked with input dropout", "LSTM", "{units: 5, dropout: 0.3, return_state: true}", {mb}},
-        {"hard_sigmoid gates, relu cell", "LSTM", "{units: 5, activation: relu, recurrent_activation: hard_sigmoid, return_sequences: true}", {{b}}, 3e-4},
-        {"softsign cell, relu6 gates, masked", "LSTM", "{units: 6, activation: softsign, recurrent_activation: relu6, return_state: true}", {ma}, 1e-3},
-        {"linear cell (null), go_backwards", "LSTM", "{units: 5, activation: null, go_backwards: true, return_state: true}", {{b}}},
+        {"hard_sigmoid gates, relu cell",
+         "LSTM",
+         "{units: 5, activation: relu, recurrent_activation: hard_sigmoid, return_sequences: true}",
+         {{b}},
+         3e-4},
+        {"softsign cell, relu6 gates, masked",
+         "LSTM",
+         "{units: 6, activation: softsign, recurrent_activation: relu6, return_state: true}",
+         {ma},
+         1e-3},
+        {"linear cell (null), go_backwards",
+         "LSTM",
+         "{units: 5, activation: null, go_backwards: true, return_state: true}",
+         {{b}}},
     });
 }
 
 TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and every gradient") {
     // An all-ones mask takes the stepwise path through the same computation.
-    for (const std::string attributes : {"{units: 6, return_sequences: true, return_state: true}", "{units: 5, go_backwards: true}",
-                                   "{units: 7, use_bias: false, return_state: true}"}) {
+    for (const std::string attributes :
+         {"{units: 6, return_sequences: true, return_state: true}", "{units: 5, go_backwards: true}",
+          "{units: 7, use_bias: false, return_state: true}"}) {
         CAPTURE(attributes);
         const Shape shape{3, 6, 4};
         OpRunner fused("LSTM", attributes, {{DType::F32, shape}}, {false}, true);
@@ -277,12 +301,14 @@ TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and ever
         auto compare = [](const Tensor& a, const Tensor& b, const std::string& what) {
             CAPTURE(what);
             double worst = 0.0;
-            for (std::int64_t e = 0; e < a.numel(); ++e) worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])));
+            for (std::int64_t e = 0; e < a.numel(); ++e)
+                worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])));
             CHECK(worst < 1e-5);
         };
         compare(fused.grad_inputs()[0], stepwise.grad_inputs()[0], "input");
         const char* names[] = {"kernel", "recurrent_kernel", "bias"};
-        for (std::size_t k = 0; k < fused.grad_weights().size(); ++k) compare(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
+        for (std::size_t k = 0; k < fused.grad_weights().size(); ++k)
+            compare(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
     }
 }
 
@@ -290,9 +316,9 @@ TEST_CASE("LSTM: a batch split over threads (the oneDNN path) equals one thread,
     const auto& registry = nngraph::testing::built_plugins();
     // (batch, threads): 2 parts of 20; 3 uneven parts (16, 17, 17); too small to split (1 part).
     const std::pair<std::int64_t, int> splits[] = {{40, 2}, {50, 3}, {24, 2}};
-    for (const std::string attributes : {"{units: 6, return_sequences: true, return_state: true}",
-                                         "{units: 5, go_backwards: true, dropout: 0.3, seed: 4}",
-                                         "{units: 7, use_bias: false, return_state: true}"}) {
+    for (const std::string attributes :
+         {"{units: 6, return_sequences: true, return_state: true}",
+          "{units: 5, go_backwards: true, dropout: 0.3, seed: 4}", "{units: 7, use_bias: false, return_state: true}"}) {
         for (const auto& [batch, threads] : splits) {
             CAPTURE(attributes);
             CAPTURE(batch);
@@ -316,7 +342,8 @@ TEST_CASE("LSTM: a batch split over threads (the oneDNN path) equals one thread,
             for (const bool training : {false, true}) {
                 one.forward(training, 3, false, 1);
                 split.forward(training, 3, false, threads);
-                for (std::size_t j = 0; j < one.outputs().size(); ++j) compare(one.outputs()[j], split.outputs()[j], "output " + std::to_string(j));
+                for (std::size_t j = 0; j < one.outputs().size(); ++j)
+                    compare(one.outputs()[j], split.outputs()[j], "output " + std::to_string(j));
             }
             for (std::size_t j = 0; j < one.outputs().size(); ++j) {
                 dy.emplace_back(DType::F32, one.outputs()[j].shape());
@@ -326,7 +353,8 @@ TEST_CASE("LSTM: a batch split over threads (the oneDNN path) equals one thread,
             split.backward(dy, 3, {}, threads);
             compare(one.grad_inputs()[0], split.grad_inputs()[0], "input gradient");
             const char* names[] = {"kernel", "recurrent_kernel", "bias"};
-            for (std::size_t k = 0; k < one.grad_weights().size(); ++k) compare(one.grad_weights()[k], split.grad_weights()[k], names[k]);
+            for (std::size_t k = 0; k < one.grad_weights().size(); ++k)
+                compare(one.grad_weights()[k], split.grad_weights()[k], names[k]);
             // A second step on the same shape creates nothing.
             const auto before = registry.counters();
             split.forward(true, 4, false, threads);
@@ -380,7 +408,9 @@ training: {loss: binary_crossentropy}
     CHECK(registry.counters().at("lstm.stepwise_calls") > stepwise_before);  // the mask arrived
 }
 
-TEST_CASE("LSTM backward overwrites its gradients, skips an unwanted input gradient, and treats missing output gradients as zero") {
+TEST_CASE(
+    "LSTM backward overwrites its gradients, skips an unwanted input gradient, and treats missing output gradients as "
+    "zero") {
     for (const bool masked : {false, true}) {
         CAPTURE(masked);
         const Shape shape{3, 5, 4};
@@ -404,7 +434,8 @@ TEST_CASE("LSTM backward overwrites its gradients, skips an unwanted input gradi
                 REQUIRE(runner.grad_weights()[k].data<float>()[e] == first[k].data<float>()[e]);
             }
         }
-        for (std::int64_t e = 0; e < first_dx.numel(); ++e) REQUIRE(runner.grad_inputs()[0].data<float>()[e] == first_dx.data<float>()[e]);
+        for (std::int64_t e = 0; e < first_dx.numel(); ++e)
+            REQUIRE(runner.grad_inputs()[0].data<float>()[e] == first_dx.data<float>()[e]);
         double norm = 0.0;
         for (float v : first[0].values<float>()) norm += std::abs(v);
         CHECK(norm > 0.0);
@@ -441,7 +472,8 @@ TEST_CASE("LSTM input dropout: one (batch, features) mask for every step, invert
     const float rate = 0.3f;
     for (const bool masked : {false, true}) {
         CAPTURE(masked);
-        OpRunner runner("LSTM", "{units: 4, dropout: 0.3, return_sequences: true}", {{DType::F32, {N, T, F}}}, {masked}, true);
+        OpRunner runner("LSTM", "{units: 4, dropout: 0.3, return_sequences: true}", {{DType::F32, {N, T, F}}}, {masked},
+                        true);
         randomize(runner, 21);
         // Inference and deterministic training: no dropout at all.
         const Config c{"dropout", kSequences | (masked ? kMasked : 0u), N, T, F, U};
@@ -500,7 +532,8 @@ TEST_CASE("LSTM input dropout: one (batch, features) mask for every step, invert
         // Another step's seed draws another mask.
         runner.forward(true, 6);
         double moved = 0.0;
-        for (std::int64_t i = 0; i < y.numel(); ++i) moved += std::abs(runner.outputs()[0].data<float>()[i] - y.data<float>()[i]);
+        for (std::int64_t i = 0; i < y.numel(); ++i)
+            moved += std::abs(runner.outputs()[0].data<float>()[i] - y.data<float>()[i]);
         CHECK(moved > 1e-3);
     }
 }
@@ -508,7 +541,8 @@ TEST_CASE("LSTM input dropout: one (batch, features) mask for every step, invert
 // ---- Declarations and errors --------------------------------------------------------------------
 
 TEST_CASE("LSTM declares Keras's weights, outputs and masks") {
-    OpRunner runner("LSTM", "{units: 3, return_sequences: true, return_state: true}", {{DType::F32, {2, 4, 5}}}, {true}, true);
+    OpRunner runner("LSTM", "{units: 3, return_sequences: true, return_state: true}", {{DType::F32, {2, 4, 5}}}, {true},
+                    true);
     const auto& shapes = runner.shapes();
     REQUIRE(shapes.weights.size() == 3);
     CHECK(shapes.weights[0].name == "kernel");
@@ -532,7 +566,8 @@ TEST_CASE("LSTM declares Keras's weights, outputs and masks") {
     const float* bias = runner.weights()[2].data<float>();
     for (int j = 0; j < 12; ++j) CHECK(bias[j] == (j >= 3 && j < 6 ? 1.0f : 0.0f));
 
-    OpRunner last("LSTM", "{units: 3, use_bias: false, unit_forget_bias: false}", {{DType::F32, {2, 4, 5}}}, {true}, false);
+    OpRunner last("LSTM", "{units: 3, use_bias: false, unit_forget_bias: false}", {{DType::F32, {2, 4, 5}}}, {true},
+                  false);
     REQUIRE(last.shapes().outputs.size() == 1);
     CHECK(last.shapes().outputs[0].tensor.shape == Shape{2, 3});
     CHECK(last.shapes().outputs[0].mask_rule == NNG_MASK_NONE);  // the mask ends with the sequence
@@ -552,7 +587,8 @@ TEST_CASE("LSTM rejects wrong shapes and unsupported attributes with the reason"
     CHECK(error_of("{units: 4, unroll: true}", {2, 5, 3}).find("unroll") != std::string::npos);
     CHECK(error_of("{units: 4, recurrent_dropout: 0.2}", {2, 5, 3}).find("recurrent_dropout") != std::string::npos);
     CHECK(error_of("{units: 4, activation: gelu}", {2, 5, 3}).find("activation") != std::string::npos);
-    CHECK(error_of("{units: 4, bias_initializer: random_uniform}", {2, 5, 3}).find("unit_forget_bias") != std::string::npos);
+    CHECK(error_of("{units: 4, bias_initializer: random_uniform}", {2, 5, 3}).find("unit_forget_bias") !=
+          std::string::npos);
     // Accepted as Keras accepts them.
     CHECK(error_of("{units: 4, stateful: false, unroll: false, recurrent_dropout: 0.0, seed: 3}", {2, 5, 3}).empty());
     CHECK(error_of("{units: 4, unit_forget_bias: false, bias_initializer: random_uniform}", {2, 5, 3}).empty());

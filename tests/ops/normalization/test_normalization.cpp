@@ -24,9 +24,12 @@ namespace {
 struct Reference {
     std::vector<double> y, dx, dgamma, dbeta;
 
-    Reference(const float* x, const float* gamma, const float* beta, const float* dy, std::int64_t rows, std::int64_t columns,
-              double epsilon)
-        : y(static_cast<std::size_t>(rows * columns)), dx(y.size()), dgamma(static_cast<std::size_t>(columns)), dbeta(dgamma.size()) {
+    Reference(const float* x, const float* gamma, const float* beta, const float* dy, std::int64_t rows,
+              std::int64_t columns, double epsilon)
+        : y(static_cast<std::size_t>(rows * columns)),
+          dx(y.size()),
+          dgamma(static_cast<std::size_t>(columns)),
+          dbeta(dgamma.size()) {
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* xr = x + r * columns;
             double mean = 0, variance = 0;
@@ -100,7 +103,8 @@ TEST_CASE("LayerNormalization forward and backward agree with loops in double") 
         fill_uniform(dy, -1, 1, 3);
         const double epsilon = row.attributes.find("0.1") != std::string::npos ? 0.1 : 1e-3;
         const std::int64_t n = shape_numel(row.shape);
-        const Reference ref(runner.inputs()[0].data<float>(), gamma, beta, dy.data<float>(), n / row.columns, row.columns, epsilon);
+        const Reference ref(runner.inputs()[0].data<float>(), gamma, beta, dy.data<float>(), n / row.columns,
+                            row.columns, epsilon);
 
         runner.forward(false);
         check_close(ref.y, runner.outputs()[0].data<float>(), 2e-5);
@@ -150,7 +154,8 @@ TEST_CASE("LayerNormalization declares Keras's weights, defaults and saved stati
     CHECK(runner.buffer_bytes("variance") == 20 * sizeof(float));
     CHECK(runner.shapes().backward_needs == NNG_NEEDS_INPUT(0));
 
-    OpRunner two("LayerNormalization", "{axis: [-2, -1], gamma_initializer: zeros, beta_initializer: ones}", {{DType::F32, {4, 5, 6}}});
+    OpRunner two("LayerNormalization", "{axis: [-2, -1], gamma_initializer: zeros, beta_initializer: ones}",
+                 {{DType::F32, {4, 5, 6}}});
     CHECK(two.shapes().weights[0].shape == Shape{5, 6});
     CHECK(two.shapes().weights[0].initializer == NNG_INIT_ZEROS);
     CHECK(two.shapes().weights[1].initializer == NNG_INIT_ONES);
@@ -196,7 +201,8 @@ TEST_CASE("LayerNormalization refuses axes it cannot normalize, naming the attri
     };
     for (const Refusal& r : refusals) {
         INFO(r.attributes);
-        CHECK_THROWS_WITH_AS(OpRunner("LayerNormalization", r.attributes, {{DType::F32, r.shape}}), doctest::Contains(r.message), InputError);
+        CHECK_THROWS_WITH_AS(OpRunner("LayerNormalization", r.attributes, {{DType::F32, r.shape}}),
+                             doctest::Contains(r.message), InputError);
     }
 }
 
@@ -206,7 +212,10 @@ TEST_CASE("LayerNormalization backward matches finite differences") {
         {"default (2, 3, 6)", "LayerNormalization", "{}", {{{2, 3, 6}, DType::F32, -2, 2}}},
         {"center false", "LayerNormalization", "{center: false}", {{{3, 5}, DType::F32, -2, 2}}},
         {"scale false", "LayerNormalization", "{scale: false}", {{{3, 5}, DType::F32, -2, 2}}},
-        {"center and scale false", "LayerNormalization", "{center: false, scale: false}", {{{3, 5}, DType::F32, -2, 2}}},
+        {"center and scale false",
+         "LayerNormalization",
+         "{center: false, scale: false}",
+         {{{3, 5}, DType::F32, -2, 2}}},
         {"axis [-2, -1]", "LayerNormalization", "{axis: [-2, -1]}", {{{2, 3, 4}, DType::F32, -2, 2}}},
         {"epsilon 0.5, rank 4", "LayerNormalization", "{epsilon: 0.5}", {{{2, 2, 2, 5}, DType::F32, -2, 2}}},
         {"with a mask", "LayerNormalization", "{}", {{{2, 4, 3}, DType::F32, -2, 2, true}}},

@@ -28,14 +28,16 @@ std::atomic<long> big_allocations{0};
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t size) {
-    if (size >= 1024 && counting.load(std::memory_order_relaxed)) big_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (size >= 1024 && counting.load(std::memory_order_relaxed))
+        big_allocations.fetch_add(1, std::memory_order_relaxed);
     if (void* p = std::malloc(size ? size : 1)) return p;
     throw std::bad_alloc();
 }
 // The nothrow forms too, so that no allocation of one kind is freed by the other (AddressSanitizer
 // replaces every form it is not given).
 void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-    if (size >= 1024 && counting.load(std::memory_order_relaxed)) big_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (size >= 1024 && counting.load(std::memory_order_relaxed))
+        big_allocations.fetch_add(1, std::memory_order_relaxed);
     return std::malloc(size ? size : 1);
 }
 void operator delete(void* p) noexcept { std::free(p); }
@@ -87,14 +89,16 @@ TEST_CASE("the mask of Embedding(mask_zero) flows through Dropout: GlobalAverage
     for (const bool mask_zero : {true, false}) {
         CAPTURE(mask_zero);
         write_bytes(dir / "m.yaml", mask_flow_model(mask_zero));
-        const CliResult r = run_nngraph({"predict", (dir / "m.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--out",
-                                         (dir / "y.safetensors").string()});
+        const CliResult r = run_nngraph({"predict", (dir / "m.yaml").string(), "--inputs",
+                                         (dir / "x.safetensors").string(), "--out", (dir / "y.safetensors").string()});
         INFO(r.err);
         REQUIRE(r.status == 0);
         const Tensor y = read_safetensors(dir / "y.safetensors").tensors.at("pool");
         REQUIRE(y.shape() == Shape{3, 2});
-        if (mask_zero) CHECK(values_of(y) == std::vector<float>{2, 3, 6, 7, 4, 5});
-        else CHECK(values_of(y) == std::vector<float>{51, -48.5f, 53, -46.5f, 4, 5});  // padding averaged in
+        if (mask_zero)
+            CHECK(values_of(y) == std::vector<float>{2, 3, 6, 7, 4, 5});
+        else
+            CHECK(values_of(y) == std::vector<float>{51, -48.5f, 53, -46.5f, 4, 5});  // padding averaged in
     }
 
     // Backward: the padding row gets no gradient. Keras's mse over targets 0: dL/dpool = pool / 3,
@@ -104,13 +108,15 @@ TEST_CASE("the mask of Embedding(mask_zero) flows through Dropout: GlobalAverage
     targets.tensors["targets"] = Tensor(DType::F32, {3, 2});
     std::fill(targets.tensors["targets"].data<float>(), targets.tensors["targets"].data<float>() + 6, 0.0f);
     write_safetensors(dir / "t.safetensors", targets);
-    const CliResult g = run_nngraph({"grad", (dir / "m.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--targets",
-                                     (dir / "t.safetensors").string(), "--out", (dir / "g.safetensors").string()});
+    const CliResult g =
+        run_nngraph({"grad", (dir / "m.yaml").string(), "--inputs", (dir / "x.safetensors").string(), "--targets",
+                     (dir / "t.safetensors").string(), "--out", (dir / "g.safetensors").string()});
     INFO(g.err);
     REQUIRE(g.status == 0);
     const TensorFile grads = read_safetensors(dir / "g.safetensors");
     CHECK(grads.tensors.at("loss").data<float>()[0] == doctest::Approx(69.5 / 3));
-    const std::vector<double> expected = {0, 0, 2.0 / 3, 11.0 / 12, 2.0 / 3, 11.0 / 12, 4.0 / 3, 19.0 / 12, 4.0 / 3, 19.0 / 12};
+    const std::vector<double> expected = {0,         0,       2.0 / 3,   11.0 / 12, 2.0 / 3,
+                                          11.0 / 12, 4.0 / 3, 19.0 / 12, 4.0 / 3,   19.0 / 12};
     const std::vector<float> actual = values_of(grads.tensors.at("embedding.embeddings"));
     REQUIRE(actual.size() == expected.size());
     for (std::size_t i = 0; i < expected.size(); ++i) CHECK(actual[i] == doctest::Approx(expected[i]).epsilon(1e-6));
@@ -177,7 +183,8 @@ TEST_CASE("a training step at the IMDB shapes is the same on one thread and two,
         double norm = 0, worst = 0;
         for (std::int64_t i = 0; i < one.grads[w].numel(); ++i) {
             norm = std::max(norm, static_cast<double>(std::abs(one.grads[w].data<float>()[i])));
-            worst = std::max(worst, static_cast<double>(std::abs(one.grads[w].data<float>()[i] - two.grads[w].data<float>()[i])));
+            worst = std::max(
+                worst, static_cast<double>(std::abs(one.grads[w].data<float>()[i] - two.grads[w].data<float>()[i])));
         }
         CHECK(norm > 0);
         CHECK(worst <= 1e-5 * norm);

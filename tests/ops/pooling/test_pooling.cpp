@@ -31,7 +31,8 @@ struct Refusal {
 void check_refusals(const std::vector<Refusal>& refusals) {
     for (const Refusal& r : refusals) {
         INFO(r.attributes);
-        CHECK_THROWS_WITH_AS(OpRunner(r.op, r.attributes, {{DType::F32, r.shape}}), doctest::Contains(r.message), InputError);
+        CHECK_THROWS_WITH_AS(OpRunner(r.op, r.attributes, {{DType::F32, r.shape}}), doctest::Contains(r.message),
+                             InputError);
     }
 }
 
@@ -43,8 +44,13 @@ struct Reference {
     int pool, stride;
 
     Reference(const Shape& in, bool first, bool is_max, int pool_size, int strides, bool same)
-        : batch(in[0]), steps(first ? in[2] : in[1]), features(first ? in[1] : in[2]), channels_first(first), max(is_max),
-          pool(pool_size), stride(strides) {
+        : batch(in[0]),
+          steps(first ? in[2] : in[1]),
+          features(first ? in[1] : in[2]),
+          channels_first(first),
+          max(is_max),
+          pool(pool_size),
+          stride(strides) {
         out_steps = same ? (steps - 1) / stride + 1 : (steps - pool) / stride + 1;
         pad_left = same ? std::max<std::int64_t>((out_steps - 1) * stride + pool - steps, 0) / 2 : 0;
     }
@@ -52,7 +58,8 @@ struct Reference {
         return channels_first ? (b * features + f) * n + s : (b * n + s) * features + f;
     }
     // Visits the input steps of output step o (padding excluded).
-    template <class F> void window(std::int64_t o, F&& visit) const {
+    template <class F>
+    void window(std::int64_t o, F&& visit) const {
         for (std::int64_t s = o * stride - pad_left; s < o * stride - pad_left + pool; ++s) {
             if (s >= 0 && s < steps) visit(s);
         }
@@ -85,11 +92,16 @@ struct Reference {
                     const double g = dy.data<float>()[at(b, o, f, out_steps)];
                     std::int64_t best = -1, count = 0;
                     window(o, [&](std::int64_t s) {
-                        if (best < 0 || x.data<float>()[at(b, s, f, steps)] > x.data<float>()[at(b, best, f, steps)]) best = s;
+                        if (best < 0 || x.data<float>()[at(b, s, f, steps)] > x.data<float>()[at(b, best, f, steps)])
+                            best = s;
                         ++count;
                     });
-                    if (max) dx[static_cast<std::size_t>(at(b, best, f, steps))] += g;
-                    else window(o, [&](std::int64_t s) { dx[static_cast<std::size_t>(at(b, s, f, steps))] += g / static_cast<double>(count); });
+                    if (max)
+                        dx[static_cast<std::size_t>(at(b, best, f, steps))] += g;
+                    else
+                        window(o, [&](std::int64_t s) {
+                            dx[static_cast<std::size_t>(at(b, s, f, steps))] += g / static_cast<double>(count);
+                        });
                 }
             }
         }
@@ -123,7 +135,8 @@ TEST_CASE("GlobalAveragePooling1D is the mean over steps, in both data formats, 
     CHECK(keep.shapes().outputs[0].tensor.shape == Shape{2, 1, 2});
 
     // channels_first: x[b, f, s].
-    OpRunner first("GlobalAveragePooling1D", "{data_format: channels_first, keepdims: true}", {{DType::F32, {2, 2, 3}}});
+    OpRunner first("GlobalAveragePooling1D", "{data_format: channels_first, keepdims: true}",
+                   {{DType::F32, {2, 2, 3}}});
     set_values(first.inputs()[0], {1, 3, 5, 2, 4, 9, -1, 2, 5, 0, 2, 1});
     first.forward(false);
     CHECK(first.outputs()[0].shape() == Shape{2, 2, 1});
@@ -170,9 +183,9 @@ TEST_CASE("GlobalAveragePooling1D of an all-masked sample is 0 / 0 as in Keras, 
 TEST_CASE("a mask whose shape does not fit the steps is an error naming both shapes") {
     // channels_first (batch, features, steps) = (2, 3, 4): the op runner's mask is (2, 3), not (2, 4).
     OpRunner runner("GlobalAveragePooling1D", "{data_format: channels_first}", {{DType::F32, {2, 3, 4}}}, {true});
-    CHECK_THROWS_WITH_AS(runner.forward(false),
-                         doctest::Contains("mask has shape (2, 3) but the input (2, 3, 4) needs (batch, steps) = (2, 4)"),
-                         RunError);
+    CHECK_THROWS_WITH_AS(
+        runner.forward(false),
+        doctest::Contains("mask has shape (2, 3) but the input (2, 3, 4) needs (batch, steps) = (2, 4)"), RunError);
 }
 
 TEST_CASE("GlobalMaxPooling1D is the max over steps; ties share the gradient; masks are neither used nor passed") {
@@ -215,14 +228,14 @@ TEST_CASE("MaxPooling1D and AveragePooling1D have Keras's output lengths for val
         std::int64_t steps, expected;
     };
     const std::vector<Row> rows = {
-        {"{}", 5, 2},                                  // floor((5 - 2) / 2) + 1
-        {"{padding: same}", 5, 3},                     // floor((5 - 1) / 2) + 1
+        {"{}", 5, 2},               // floor((5 - 2) / 2) + 1
+        {"{padding: same}", 5, 3},  // floor((5 - 1) / 2) + 1
         {"{pool_size: 3, strides: 1}", 5, 3},
         {"{pool_size: 3, strides: 1, padding: same}", 5, 5},
         {"{pool_size: 2, strides: 3}", 8, 3},
         {"{pool_size: 4, strides: 3, padding: same}", 8, 3},
         {"{pool_size: [3]}", 9, 3},
-        {"{pool_size: 5, padding: same}", 3, 1},      // a window wider than the input
+        {"{pool_size: 5, padding: same}", 3, 1},  // a window wider than the input
     };
     for (const char* op : {"MaxPooling1D", "AveragePooling1D"}) {
         for (const Row& row : rows) {
@@ -267,15 +280,18 @@ TEST_CASE("windowed pooling forward and backward agree with a loop in double for
                     for (int stride = 0; stride <= 3; ++stride) {  // 0: strides null (pool_size)
                         for (std::int64_t steps : {5, 8, 11}) {
                             if (!same && steps < pool) continue;
-                            const std::string attributes = "{pool_size: " + std::to_string(pool) +
-                                                           (stride ? ", strides: " + std::to_string(stride) : std::string()) +
-                                                           ", padding: " + (same ? "same" : "valid") +
-                                                           ", data_format: " + (channels_first ? "channels_first" : "channels_last") + "}";
+                            const std::string attributes =
+                                "{pool_size: " + std::to_string(pool) +
+                                (stride ? ", strides: " + std::to_string(stride) : std::string()) +
+                                ", padding: " + (same ? "same" : "valid") +
+                                ", data_format: " + (channels_first ? "channels_first" : "channels_last") + "}";
                             CAPTURE(attributes);
                             CAPTURE(steps);
                             const Shape shape = channels_first ? Shape{3, 4, steps} : Shape{3, steps, 4};
-                            OpRunner runner(is_max ? "MaxPooling1D" : "AveragePooling1D", attributes, {{DType::F32, shape}});
-                            fill_uniform(runner.inputs()[0], -1, 1, static_cast<std::uint64_t>(pool * 100 + stride * 10 + steps));
+                            OpRunner runner(is_max ? "MaxPooling1D" : "AveragePooling1D", attributes,
+                                            {{DType::F32, shape}});
+                            fill_uniform(runner.inputs()[0], -1, 1,
+                                         static_cast<std::uint64_t>(pool * 100 + stride * 10 + steps));
                             runner.forward(true);
                             const Reference ref(shape, channels_first, is_max, pool, stride ? stride : pool, same);
                             check_close(ref.forward(runner.inputs()[0]), runner.outputs()[0], 1e-6);
@@ -342,19 +358,41 @@ TEST_CASE("pooling backward matches finite differences") {
     const std::vector<GradCase> cases = {
         {"GlobalAveragePooling1D", "GlobalAveragePooling1D", "{}", {{{3, 5, 4}}}},
         {"GlobalAveragePooling1D keepdims", "GlobalAveragePooling1D", "{keepdims: true}", {{{2, 4, 3}}}},
-        {"GlobalAveragePooling1D channels_first", "GlobalAveragePooling1D", "{data_format: channels_first}", {{{2, 3, 5}}}},
+        {"GlobalAveragePooling1D channels_first",
+         "GlobalAveragePooling1D",
+         "{data_format: channels_first}",
+         {{{2, 3, 5}}}},
         {"GlobalAveragePooling1D masked", "GlobalAveragePooling1D", "{}", {{{4, 6, 3}, DType::F32, -1, 1, true}}},
-        {"GlobalAveragePooling1D masked channels_first", "GlobalAveragePooling1D", "{data_format: channels_first, keepdims: true}",
+        {"GlobalAveragePooling1D masked channels_first",
+         "GlobalAveragePooling1D",
+         "{data_format: channels_first, keepdims: true}",
          {{{3, 4, 4}, DType::F32, -1, 1, true}}},
         {"GlobalMaxPooling1D", "GlobalMaxPooling1D", "{}", {{{3, 5, 4}}}, 1e-3},
-        {"GlobalMaxPooling1D channels_first keepdims", "GlobalMaxPooling1D", "{data_format: channels_first, keepdims: true}", {{{2, 3, 6}}}, 1e-3},
+        {"GlobalMaxPooling1D channels_first keepdims",
+         "GlobalMaxPooling1D",
+         "{data_format: channels_first, keepdims: true}",
+         {{{2, 3, 6}}},
+         1e-3},
         {"MaxPooling1D valid", "MaxPooling1D", "{}", {{{2, 7, 3}}}, 1e-3},
-        {"MaxPooling1D same pool 3 stride 2", "MaxPooling1D", "{pool_size: 3, strides: 2, padding: same}", {{{2, 8, 3}}}, 1e-3},
-        {"MaxPooling1D overlapping, channels_first", "MaxPooling1D", "{pool_size: 3, strides: 1, data_format: channels_first}", {{{2, 3, 6}}}, 1e-3},
+        {"MaxPooling1D same pool 3 stride 2",
+         "MaxPooling1D",
+         "{pool_size: 3, strides: 2, padding: same}",
+         {{{2, 8, 3}}},
+         1e-3},
+        {"MaxPooling1D overlapping, channels_first",
+         "MaxPooling1D",
+         "{pool_size: 3, strides: 1, data_format: channels_first}",
+         {{{2, 3, 6}}},
+         1e-3},
         {"AveragePooling1D valid", "AveragePooling1D", "{pool_size: 2}", {{{2, 7, 3}}}},
-        {"AveragePooling1D same pool 4 stride 3", "AveragePooling1D", "{pool_size: 4, strides: 3, padding: same}", {{{2, 8, 3}}}},
-        {"AveragePooling1D overlapping same, channels_first", "AveragePooling1D",
-         "{pool_size: 3, strides: 1, padding: same, data_format: channels_first}", {{{2, 3, 5}}}},
+        {"AveragePooling1D same pool 4 stride 3",
+         "AveragePooling1D",
+         "{pool_size: 4, strides: 3, padding: same}",
+         {{{2, 8, 3}}}},
+        {"AveragePooling1D overlapping same, channels_first",
+         "AveragePooling1D",
+         "{pool_size: 3, strides: 1, padding: same, data_format: channels_first}",
+         {{{2, 3, 5}}}},
     };
     nngraph::testing::check_gradient_table(cases);
 }

@@ -30,7 +30,8 @@ TEST_CASE("PositionEmbedding broadcasts its first rows over the batch, and sums 
     const float* table = r.weights()[0].data<float>();
     for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t t = 0; t < T; ++t)
-            for (std::int64_t d = 0; d < D; ++d) CHECK(r.outputs()[0].data<float>()[(b * T + t) * D + d] == table[t * D + d]);
+            for (std::int64_t d = 0; d < D; ++d)
+                CHECK(r.outputs()[0].data<float>()[(b * T + t) * D + d] == table[t * D + d]);
     Tensor dy(DType::F32, {B, T, D});
     fill_uniform(dy, -1.0, 1.0, 3);
     r.backward({dy});

@@ -24,7 +24,8 @@ DataSplits read_aclimdb(const DataSource& source) {
     ImdbData imdb = load_imdb(options);
     DataSplits splits;
     splits.train.inputs.push_back(convert_dtype(imdb.train.tokens, input.info.dtype, "IMDB tokens"));
-    splits.train.targets.push_back(fit_targets(source.graph, 0, source.loss, std::move(imdb.train.labels), "IMDB labels"));
+    splits.train.targets.push_back(
+        fit_targets(source.graph, 0, source.loss, std::move(imdb.train.labels), "IMDB labels"));
     Dataset validation;
     validation.inputs.push_back(convert_dtype(imdb.test.tokens, input.info.dtype, "IMDB tokens"));
     validation.targets.push_back(fit_targets(source.graph, 0, source.loss, std::move(imdb.test.labels), "IMDB labels"));
@@ -35,7 +36,9 @@ DataSplits read_aclimdb(const DataSource& source) {
                          " training reviews, " + std::to_string(splits.validation->size()) + " validation reviews" +
                          (imdb.from_cache ? ", from the cache" : "");
     if (!imdb.cache_note.empty()) splits.description += " (" + imdb.cache_note + ")";
-    splits.save_vocabulary = [vocabulary = std::move(imdb.vocabulary)](const std::filesystem::path& file) { vocabulary.save(file); };
+    splits.save_vocabulary = [vocabulary = std::move(imdb.vocabulary)](const std::filesystem::path& file) {
+        vocabulary.save(file);
+    };
     return splits;
 }
 
@@ -45,7 +48,8 @@ extern const DataReader kAclImdbReader = {
     "aclimdb",
     {"num_words", "maxlen", "train_samples", "validation_samples"},
     {true, "NNGRAPH_DATA",
-     "download the Large Movie Review Dataset, https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz (84 MB), "
+     "download the Large Movie Review Dataset, https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz (84 "
+     "MB), "
      "and point nngraph at the archive or its unpacked aclImdb folder with one of: --data PATH, 'data: {path: PATH}' "
      "in the model file, or the environment variable NNGRAPH_DATA=PATH"},
     nullptr,

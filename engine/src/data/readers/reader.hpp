@@ -22,16 +22,16 @@ struct DataSplits {
     std::optional<Dataset> validation;
     // Text data sets: writes what encodes new text (the vocabularies) to a file beside the weights.
     std::function<void(const std::filesystem::path& file)> save_vocabulary;
-    std::string description;               // "IMDB (aclImdb_labeled.tar.gz): 25000 training, 25000 validation reviews"
+    std::string description;  // "IMDB (aclImdb_labeled.tar.gz): 25000 training, 25000 validation reviews"
 };
 
 // What a reader reads: the graph it feeds, the model file's `data:` settings, and the data's path.
 struct DataSource {
     const Graph& graph;
-    const YAML::Node& settings;                // the model file's `data:` map, empty when absent
+    const YAML::Node& settings;                 // the model file's `data:` map, empty when absent
     std::optional<std::filesystem::path> path;  // set exactly when the format reads a path
-    const std::string& loss;                   // shapes the targets (e.g. class ids vs one-hot)
-    const std::filesystem::path& cache_dir;    // where a format may cache what it derives; empty: its default
+    const std::string& loss;                    // shapes the targets (e.g. class ids vs one-hot)
+    const std::filesystem::path& cache_dir;     // where a format may cache what it derives; empty: its default
 
     const std::string& file() const { return graph.spec().file; }
     // The setting `key`, or `fallback` when the model file leaves it out.
@@ -43,10 +43,10 @@ struct DataSource {
 };
 
 struct DataReader {
-    const char* format;                        // the name in `data: {format: ...}`
-    std::vector<std::string> settings;         // the keys its `data:` may hold besides format (and path)
-    DataLocation location;                     // where its data comes from
-    const char* extension;                     // --data with this extension picks this format; null: none
+    const char* format;                 // the name in `data: {format: ...}`
+    std::vector<std::string> settings;  // the keys its `data:` may hold besides format (and path)
+    DataLocation location;              // where its data comes from
+    const char* extension;              // --data with this extension picks this format; null: none
     DataSplits (*read)(const DataSource& source);
 };
 

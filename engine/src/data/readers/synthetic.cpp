@@ -45,7 +45,8 @@ DataSplits read_synthetic(const DataSource& source) {
     const std::string& file = source.file();
     const std::string task = source.text("task", "xor");
     if (task != "xor" && task != "spirals") {
-        throw model_error(SourceLocation::of(file, source.settings["task"]), "", "unknown synthetic task '" + task + "'; known tasks: xor, spirals");
+        throw model_error(SourceLocation::of(file, source.settings["task"]), "",
+                          "unknown synthetic task '" + task + "'; known tasks: xor, spirals");
     }
     const GraphTensor& input = source.single_input("synthetic");
     if (input.info.shape.size() != 2 || input.info.shape[1] != 2) {
@@ -60,20 +61,18 @@ DataSplits read_synthetic(const DataSource& source) {
     DataSplits splits;
     splits.train = synthetic_split(task, samples, noise, nng::derive_seed(seed, "train"), source.graph, source.loss);
     if (validation > 0) {
-        splits.validation = synthetic_split(task, validation, noise, nng::derive_seed(seed, "validation"), source.graph, source.loss);
+        splits.validation =
+            synthetic_split(task, validation, noise, nng::derive_seed(seed, "validation"), source.graph, source.loss);
     }
-    splits.description = "synthetic " + task + ": " + std::to_string(samples) + " training, " + std::to_string(validation) + " validation points";
+    splits.description = "synthetic " + task + ": " + std::to_string(samples) + " training, " +
+                         std::to_string(validation) + " validation points";
     return splits;
 }
 
 }  // namespace
 
 extern const DataReader kSyntheticReader = {
-    "synthetic",
-    {"task", "samples", "validation_samples", "noise", "seed"},
-    {},
-    nullptr,
-    read_synthetic,
+    "synthetic", {"task", "samples", "validation_samples", "noise", "seed"}, {}, nullptr, read_synthetic,
 };
 
 }  // namespace nngraph

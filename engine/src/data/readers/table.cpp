@@ -13,7 +13,8 @@ extern const DataReader kSafetensorsReader;
 extern const DataReader kTsvPairsReader;
 
 std::span<const DataReader* const> data_readers() {
-    static const std::array<const DataReader*, 4> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader, &kTsvPairsReader};
+    static const std::array<const DataReader*, 4> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader,
+                                                             &kTsvPairsReader};
     return readers;
 }
 
@@ -34,8 +35,9 @@ void check_settings(const DataReader& reader, const ModelSpec& spec, const YAML:
         if (std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
         std::string expected;
         for (const auto& k : keys) expected += (expected.empty() ? "" : ", ") + k;
-        throw model_error(SourceLocation::of(spec.file, kv.first), "",
-                          "unknown key '" + key + "' in 'data' for format " + reader.format + "; expected one of: " + expected);
+        throw model_error(
+            SourceLocation::of(spec.file, kv.first), "",
+            "unknown key '" + key + "' in 'data' for format " + reader.format + "; expected one of: " + expected);
     }
 }
 
@@ -43,7 +45,9 @@ void check_settings(const DataReader& reader, const ModelSpec& spec, const YAML:
 
 const DataReader& reader_for_settings(const ModelSpec& spec, const YAML::Node& settings) {
     std::string format;
-    if (settings["format"]) format = yaml_as<std::string>(settings["format"], SourceLocation::of(spec.file, settings["format"]), "data format");
+    if (settings["format"])
+        format =
+            yaml_as<std::string>(settings["format"], SourceLocation::of(spec.file, settings["format"]), "data format");
     if (format.empty()) format = "safetensors";
     for (const DataReader* reader : data_readers()) {
         if (format != reader->format) continue;
@@ -52,7 +56,8 @@ const DataReader& reader_for_settings(const ModelSpec& spec, const YAML::Node& s
     }
     std::string known;
     for (const DataReader* reader : data_readers()) known += (known.empty() ? "" : ", ") + std::string(reader->format);
-    throw model_error(SourceLocation::of(spec.file, settings["format"]), "", "unknown data format '" + format + "'; known formats: " + known);
+    throw model_error(SourceLocation::of(spec.file, settings["format"]), "",
+                      "unknown data format '" + format + "'; known formats: " + known);
 }
 
 const DataReader* reader_for_extension(const std::filesystem::path& path) {

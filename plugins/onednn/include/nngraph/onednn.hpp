@@ -54,9 +54,11 @@ void set_num_threads(int n);
 // small for oneDNN to spread over threads well. The first exception a part throws is rethrown
 // once every part has ended.
 void run_in_parts(std::int64_t parts, void (*run_part)(void* context, std::int64_t part), void* context);
-template <class Part> void run_in_parts(std::int64_t parts, Part&& part) {
-    run_in_parts(parts, [](void* context, std::int64_t p) { (*static_cast<std::remove_reference_t<Part>*>(context))(p); },
-                 static_cast<void*>(&part));
+template <class Part>
+void run_in_parts(std::int64_t parts, Part&& part) {
+    run_in_parts(
+        parts, [](void* context, std::int64_t p) { (*static_cast<std::remove_reference_t<Part>*>(context))(p); },
+        static_cast<void*>(&part));
 }
 
 // ---- Memory ------------------------------------------------------------------------------------
@@ -111,8 +113,7 @@ dnnl::memory memory_of(const dnnl::memory::desc& desc, void* data);
 // `source` in layout `wanted`: source itself when it already is, else a copy in `destination`
 // (at least wanted.get_size() bytes, in a buffer the op declared). For a primitive's inputs in
 // the layout it picked with format_tag::any (LSTM weights).
-dnnl::memory reorder_if_needed(const dnnl::memory& source, const dnnl::memory::desc& wanted,
-                               void* destination);
+dnnl::memory reorder_if_needed(const dnnl::memory& source, const dnnl::memory::desc& wanted, void* destination);
 // Where a primitive should write an output it wants in layout `wanted`: `user` itself when its
 // layout already is that, else uninitialized memory in `scratch`. Pair with write_back.
 dnnl::memory output_in(const dnnl::memory& user, const dnnl::memory::desc& wanted, void* scratch);
@@ -156,7 +157,8 @@ public:
 
     explicit Key(Tag tag) : tag_(tag) {}
 
-    template <class... Ts> Key& add(const Ts&... values) {
+    template <class... Ts>
+    Key& add(const Ts&... values) {
         (add_one(values), ...);
         return *this;
     }
@@ -169,12 +171,18 @@ private:
     void push(std::int64_t v);
     void add_one(const View& v);
     void add_one(const dnnl::memory::desc& desc);  // any layout oneDNN picked, blocked or packed
-    template <class T> void add_one(const T& v) {
-        if constexpr (std::is_enum_v<T>) push(static_cast<std::int64_t>(v));
-        else if constexpr (std::is_integral_v<T>) push(static_cast<std::int64_t>(v));
-        else if constexpr (std::is_same_v<T, float>) push(std::bit_cast<std::uint32_t>(v));
-        else if constexpr (std::is_same_v<T, double>) push(std::bit_cast<std::int64_t>(v));
-        else static_assert(sizeof(T) == 0, "a Key holds integers, enums, floats and Views");
+    template <class T>
+    void add_one(const T& v) {
+        if constexpr (std::is_enum_v<T>)
+            push(static_cast<std::int64_t>(v));
+        else if constexpr (std::is_integral_v<T>)
+            push(static_cast<std::int64_t>(v));
+        else if constexpr (std::is_same_v<T, float>)
+            push(std::bit_cast<std::uint32_t>(v));
+        else if constexpr (std::is_same_v<T, double>)
+            push(std::bit_cast<std::int64_t>(v));
+        else
+            static_assert(sizeof(T) == 0, "a Key holds integers, enums, floats and Views");
     }
 
     Tag tag_;
@@ -202,7 +210,8 @@ const Cached& insert(const Key& key, const dnnl::primitive_desc_base& pd, dnnl::
 
 // The primitive for `key`, created once from make_pd() (which returns a Primitive::primitive_desc
 // built with attributes()). Throws std::runtime_error when oneDNN cannot build it.
-template <class Primitive, class MakePd> const Cached& cached(const Key& key, MakePd&& make_pd) {
+template <class Primitive, class MakePd>
+const Cached& cached(const Key& key, MakePd&& make_pd) {
     if (const Cached* hit = detail::find(key)) return *hit;
     try {
         const typename Primitive::primitive_desc pd = make_pd();
