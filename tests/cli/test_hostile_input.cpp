@@ -198,37 +198,13 @@ TEST_CASE("non-finite weights and hyperparameters are refused with what holds th
 namespace {
 
 // `nngraph train` as a child that the test signals once it has trained a few epochs.
-struct SignalledRun {
-    int status = -1;
-    bool killed = false;
-    std::string out, err;
-};
-
-SignalledRun train_then_signal(const TempDir& dir, const std::vector<std::string>& args, int signal) {
-    const std::string out_path = (dir / "stdout").string(), err_path = (dir / "stderr").string();
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const std::string binary = nngraph_binary().string();
-    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-    // Signal once epoch 3 has begun: two epochs are done and the third is under way.
-    for (int waited = 0; waited < 600 && read_bytes(out_path).find("Epoch 3/") == std::string::npos; ++waited)
-        ::usleep(50'000);
-    ::kill(pid, signal);
-    int wait_status = 0;
-    ::waitpid(pid, &wait_status, 0);
-    SignalledRun run;
-    if (WIFEXITED(wait_status)) run.status = WEXITSTATUS(wait_status);
-    run.killed = WIFSIGNALED(wait_status);
-    run.out = read_bytes(out_path);
-    run.err = read_bytes(err_path);
-    return run;
+CliResult train_then_signal(const std::vector<std::string>& args, int signal) {
+    return run_nngraph(args, {}, [signal](pid_t child, const std::filesystem::path& stdout_file) {
+        // Signal once epoch 3 has begun: two epochs are done and the third is under way.
+        for (int waited = 0; waited < 600 && read_bytes(stdout_file).find("Epoch 3/") == std::string::npos; ++waited)
+            ::usleep(50'000);
+        ::kill(child, signal);
+    });
 }
 
 }  // namespace
@@ -237,12 +213,11 @@ TEST_CASE("Ctrl-C or SIGTERM stops training after the current step, keeps its wo
     for (const int signal : {SIGINT, SIGTERM}) {
         TempDir dir;
         const std::string checkpoint = (dir / "best.safetensors").string(), log = (dir / "history.csv").string();
-        const SignalledRun r = train_then_signal(dir,
-                                                 {"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs",
-                                                  "100000", "--save", checkpoint, "--log", log},
-                                                 signal);
+        const CliResult r = train_then_signal({"train", (source_dir() / "graphs/mlp_xor.yaml").string(), "--epochs",
+                                               "100000", "--save", checkpoint, "--log", log},
+                                              signal);
         CAPTURE(r.err);
-        CHECK_FALSE(r.killed);
+        CHECK_FALSE(r.crashed);
         CHECK(r.status == 130);
         CHECK(r.err.find(std::string("nngraph: stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
                          " at epoch ") != std::string::npos);

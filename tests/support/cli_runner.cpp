@@ -19,7 +19,8 @@ namespace nngraph::testing {
 std::filesystem::path nngraph_binary() { return std::filesystem::path(NNGRAPH_BINARY_DIR) / "bin" / "nngraph"; }
 std::filesystem::path source_dir() { return NNGRAPH_SOURCE_DIR; }
 
-CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<std::string>& environment) {
+CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<std::string>& environment,
+                      const WhileRunning& while_running) {
     TempDir dir;
     const std::string out_path = (dir / "stdout").string(), err_path = (dir / "stderr").string();
     posix_spawn_file_actions_t actions;
@@ -42,6 +43,7 @@ CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<st
     const int spawned = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (spawned != 0) throw std::runtime_error("cannot start " + binary + ": " + std::strerror(spawned));
+    if (while_running) while_running(pid, out_path);
     int wait_status = 0;
     waitpid(pid, &wait_status, 0);
 

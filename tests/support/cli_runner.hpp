@@ -1,7 +1,10 @@
 // Runs the nngraph command line as a child process, as a user would, and captures what it says.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,8 +16,13 @@ struct CliResult {
     std::string out, err;
 };
 
+// Called once the child runs, with its pid and the file its standard output goes to (to watch its
+// progress, or signal it); the runner then waits for the child to end.
+using WhileRunning = std::function<void(pid_t child, const std::filesystem::path& stdout_file)>;
+
 // `nngraph <args...>` from the build tree; arguments are passed verbatim (no shell splitting).
-CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<std::string>& environment = {});
+CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<std::string>& environment = {},
+                      const WhileRunning& while_running = {});
 
 // The built nngraph binary and the repository's source folder.
 std::filesystem::path nngraph_binary();
