@@ -148,21 +148,11 @@ std::int64_t carve_part(const Sizes& s, const Pd& pd, bool backward, bool input_
                         std::int64_t floats, Carved& c) {
     const std::int64_t state = s.batch * s.units, gates = 4 * s.units;
     const std::int64_t layer = floats_of(pd.weights_desc(0)), iter = floats_of(pd.weights_desc(1));
-    if (!backward) {
-        if (scratch) {
-            carve(scratch, floats,
-                  {{&c.zero_bias, gates},
-                   {&c.zero_state, state},
-                   {&c.unwanted_dbias, gates},
-                   {&c.unwanted_dh, state},
-                   {&c.unwanted_dc, state},
-                   {&c.weights_layer, layer},
-                   {&c.weights_iter, iter}});
-        }
-        return carved_floats({gates, state, gates, state, state, layer, iter});
-    }
-    const std::int64_t dyt = s.steps * state, dxt = input_gradient_given ? 0 : s.rows() * s.features;
-    const std::int64_t dlayer = floats_of(pd.diff_weights_desc(0)), diter = floats_of(pd.diff_weights_desc(1));
+    // Forward carves the first seven arrays; backward's own four are empty there.
+    const std::int64_t dyt = backward ? s.steps * state : 0;
+    const std::int64_t dxt = backward && !input_gradient_given ? s.rows() * s.features : 0;
+    const std::int64_t dlayer = backward ? floats_of(pd.diff_weights_desc(0)) : 0;
+    const std::int64_t diter = backward ? floats_of(pd.diff_weights_desc(1)) : 0;
     if (scratch) {
         carve(scratch, floats,
               {{&c.zero_bias, gates},
