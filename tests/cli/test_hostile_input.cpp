@@ -446,6 +446,10 @@ TEST_CASE("sizes from the model file that overflow are refused, naming the node,
               "2147483647}",
               "model.yaml:4:39: node 'd': Dense: weight 'kernel' of shape (2147483647, 2147483647) is too large: "
               "at most 4611686018427387904 bytes; check 'units'"},
+             {"inputs: [{name: x, shape: [3], dtype: int32}]\nnodes:\n  - {name: d, op: Embedding, inputs: [x], "
+              "input_dim: 10, output_dim: 4611686018427387904}",
+              "model.yaml:4:58: node 'd': Embedding: output 0 of shape (None, 3, 4611686018427387904) is too large: at "
+              "most 4398046511104 bytes per sample; check 'output_dim'"},
          }) {
         write_bytes(dir / "model.yaml", "name: big\n" + c.body + "\noutputs: [d]\n");
         const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});
