@@ -11,7 +11,6 @@
 #include <cmath>
 #include <csignal>
 #include <limits>
-#include <map>
 
 #include "cli_runner.hpp"
 #include "nngraph/safetensors.hpp"
@@ -32,7 +31,7 @@ struct TimedResult {
 };
 
 // Runs nngraph and kills it once `limit` has passed, so that a hang fails the case (as a crash)
-// instead of stopping the suite; a binary from before a fix may hang on these inputs.
+// instead of stopping the suite: the binary under test (NNGRAPH_TEST_BINARY) may be one that hangs.
 TimedResult run_within(const std::vector<std::string>& args, std::chrono::seconds limit) {
     const auto start = std::chrono::steady_clock::now();
     TimedResult timed;
