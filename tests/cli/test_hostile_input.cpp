@@ -449,6 +449,12 @@ TEST_CASE("sizes from the model file that overflow are refused, naming the node,
               "input_dim: 10, output_dim: 4611686018427387904}",
               "model.yaml:4:58: node 'd': Embedding: output 0 of shape (None, 3, 4611686018427387904) is too large: at "
               "most 4398046511104 bytes per sample; check 'output_dim'"},
+             // 4 x (2^62 + 1) wraps to 4, the input's count, unless the SDK's product is checked.
+             {"inputs: [{name: x, shape: [4]}]\nnodes:\n  - {name: d, op: Reshape, inputs: [x], target_shape: [4, "
+              "4611686018427387905]}",
+              "model.yaml:4:5: node 'd': Reshape: the element count of shape (None, 4, 4611686018427387905) overflows "
+              "64 "
+              "bits"},
          }) {
         write_bytes(dir / "model.yaml", "name: big\n" + c.body + "\noutputs: [d]\n");
         const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});
