@@ -2,7 +2,9 @@
 // the imported model's predictions equal the outputs computed in numpy, refusals name the layer.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -126,4 +128,45 @@ TEST_CASE("files that are not .keras files are refused with exit 2") {
         run_nngraph({"import", (dir / "absent.keras").string(), "--out", (dir / "m.yaml").string()});
     CHECK(missing.status == 2);
     CHECK_FALSE(missing.crashed);
+}
+
+namespace {
+
+std::string without_first_line(const std::string& text) { return text.substr(text.find('\n') + 1); }
+
+bool same_tensors(const TensorFile& a, const TensorFile& b) {
+    if (a.tensors.size() != b.tensors.size()) return false;
+    for (const auto& [name, tensor] : a.tensors) {
+        const auto it = b.tensors.find(name);
+        if (it == b.tensors.end() || it->second.shape() != tensor.shape()) return false;
+        if (!std::equal(tensor.values<float>().begin(), tensor.values<float>().end(),
+                        it->second.values<float>().begin())) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("the committed fixtures are what make_fixtures.py writes (Debian's python3 with h5py and numpy)") {
+    TempDir dir;
+    const std::string command = "/usr/bin/python3 '" +
+                                (source_dir() / "tests" / "keras" / "make_fixtures.py").string() + "' '" +
+                                dir.path().string() + "'";
+    REQUIRE(std::system(command.c_str()) == 0);
+    for (const char* model : {"sequential", "functional"}) {
+        for (const char* part : {"_inputs.safetensors", "_expected.safetensors"}) {
+            const std::string name = std::string(model) + part;
+            CAPTURE(name);
+            CHECK(same_tensors(read_safetensors(dir / name), read_safetensors(fixture(name))));
+        }
+        for (const char* layout : {"_v30.keras", "_current.keras"}) {
+            const std::string name = std::string(model) + layout;
+            CAPTURE(name);
+            const KerasImport fresh = import_keras(dir / name), committed = import_keras(fixture(name));
+            CHECK(without_first_line(fresh.model_file) == without_first_line(committed.model_file));
+            CHECK(same_tensors(fresh.weights, committed.weights));
+        }
+    }
 }

@@ -248,14 +248,14 @@ private:
 
     Shape input_layer_shape(const KerasLayer& layer) const {
         const json& config = *layer.config;
-        const std::string what = "input '" + shown(layer.name) + "'";
+        const std::string what = " of input '" + shown(layer.name) + "'";
         for (const char* key : {"batch_shape", "batch_input_shape"}) {
-            if (config.contains(key)) return shape_without_batch(config[key], what + "'s " + key);
+            if (config.contains(key)) return shape_without_batch(config[key], std::string("the ") + key + what);
         }
         if (config.contains("shape") && config["shape"].is_array()) {
             json with_batch = json::array({nullptr});
             for (const json& d : config["shape"]) with_batch.push_back(d);
-            return shape_without_batch(with_batch, what + "'s shape");
+            return shape_without_batch(with_batch, "the shape" + what);
         }
         throw InputError(label_ + ": " + what + " has no batch_shape");
     }
@@ -265,7 +265,7 @@ private:
         if (entry.contains("build_config") && entry["build_config"].is_object() &&
             entry["build_config"].contains("input_shape")) {
             return shape_without_batch(entry["build_config"]["input_shape"],
-                                       "layer '" + shown(layer.name) + "''s build input shape");
+                                       "the build input shape of layer '" + shown(layer.name) + "'");
         }
         return std::nullopt;
     }

@@ -11,6 +11,13 @@ namespace {
 
 using json = nlohmann::json;
 
+// nlohmann's messages quote the token they stopped at, which may be most of the file.
+std::string bounded_message(const json::exception& e) {
+    constexpr std::size_t kMaxMessage = 200;
+    const std::string what = e.what();
+    return what.size() <= kMaxMessage ? what : what.substr(0, kMaxMessage) + "...";
+}
+
 // Parsed with a bound on nesting, so hostile input cannot make later recursion overflow the stack.
 json parse_json(const std::string& text, const std::string& where, int max_depth) {
     const json::parser_callback_t bounded = [&](int depth, json::parse_event_t, json&) {
@@ -22,14 +29,17 @@ json parse_json(const std::string& text, const std::string& where, int max_depth
     try {
         return json::parse(text, bounded);
     } catch (const json::exception& e) {
-        throw InputError(where + " is not valid JSON: " + e.what());
+        throw InputError(where + " is not valid JSON: " + bounded_message(e));
     }
 }
 
 }  // namespace
 
 KerasImport import_keras_file(const std::filesystem::path& path, const ImportLimits& limits) {
-    const std::string label = "'" + path.string() + "'";
+    // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string here.
+    std::string label = "'";
+    label += path.string();
+    label += "'";
     const KerasArchive archive = read_keras_archive(path, limits.archive);
     const json config = parse_json(archive.config, label + ": config.json", limits.json_depth);
     if (!archive.metadata.empty()) {
@@ -51,7 +61,7 @@ KerasImport import_keras_file(const std::filesystem::path& path, const ImportLim
                            std::move(conversion.notes)};
     } catch (const json::exception& e) {
         // A value of an unexpected JSON type somewhere in the config.
-        throw InputError(label + ": config.json does not have Keras 3's layout: " + std::string(e.what()));
+        throw InputError(label + ": config.json does not have Keras 3's layout: " + bounded_message(e));
     }
 }
 
