@@ -8,7 +8,7 @@
 # goes on fuzzing past a known crash, keeping every crashing input).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-all_targets=(model_file safetensors checkpoint vocabulary imdb_archive tsv_pairs)
+all_targets=(model_file safetensors checkpoint vocabulary imdb_archive tsv_pairs keras_file)
 
 if (($# != 2)) || ! [[ $2 =~ ^[0-9]+$ ]] || (($2 < 1)); then
   echo "usage: scripts/fuzz.sh TARGET|all SECONDS; TARGET is one of: ${all_targets[*]}" >&2
@@ -32,8 +32,8 @@ fi
 cmake --build "$build" -j "${NNGRAPH_FUZZ_JOBS:-$(nproc)}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 # What each parser reads in practice, with room to spare; a longer input only slows the search.
-declare -A max_len=([model_file]=8192 [safetensors]=4096 [checkpoint]=4096 [vocabulary]=4096 [imdb_archive]=16384 [tsv_pairs]=4096)
-declare -A dictionary=([model_file]=model_file [safetensors]=json [checkpoint]=json [vocabulary]=json [imdb_archive]=archive [tsv_pairs]=archive)
+declare -A max_len=([model_file]=8192 [safetensors]=4096 [checkpoint]=4096 [vocabulary]=4096 [imdb_archive]=16384 [tsv_pairs]=4096 [keras_file]=65536)
+declare -A dictionary=([model_file]=model_file [safetensors]=json [checkpoint]=json [vocabulary]=json [imdb_archive]=archive [tsv_pairs]=archive [keras_file]=archive)
 
 # oneDNN's JIT and OpenMP runtime keep allocations for the life of the process: leaks are not ours
 # to report (as in the sanitizer build). A malloc beyond the RSS limit counts as a crash: every
