@@ -16,7 +16,7 @@ The forward pass of every layer is written out below in numpy, independently of 
 Usage: make_fixtures.py OUTPUT_DIR
 Writes <model>_<layout>.keras, <model>_inputs.safetensors and <model>_expected.safetensors for the
 models "sequential" and "functional"; unsupported_layer.keras (a Conv1D) and mismatched_names.keras
-(stored names that contradict the layer order) for the refusals.
+(stored names that contradict the layer order) and refused_*.keras for the refusals.
 """
 import io
 import json
@@ -168,9 +168,10 @@ class WeightsWriter:
 def write_keras(path, config, weights, compression):
     metadata = {"keras_version": "3.0.5" if "v30" in path.name else "3.6.0", "date_saved": "2026-12-05@00:00:00"}
     with zipfile.ZipFile(path, "w", compression=compression) as archive:
-        archive.writestr("metadata.json", json.dumps(metadata))
-        archive.writestr("config.json", json.dumps(config))
-        archive.writestr("model.weights.h5", weights)
+        # A fixed date, so that regenerating changes no byte unless the contents change.
+        for name, data in [("metadata.json", json.dumps(metadata)), ("config.json", json.dumps(config)),
+                           ("model.weights.h5", weights)]:
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 12, 5, 0, 0, 0)), data, compress_type=compression)
 
 
 def write_safetensors(path, tensors):
@@ -414,6 +415,55 @@ def mismatched_names_model():
     return config, writer.close()
 
 
+def small_functional(layers, outputs, weights):
+    """A Functional model over one input `x` of 4 features, for the refusals."""
+    x = {"module": "keras.layers", "class_name": "InputLayer",
+         "config": {"batch_shape": [None, 4], "dtype": "float32", "sparse": False, "name": "x"},
+         "registered_name": None, "name": "x", "inbound_nodes": []}
+    config = {"module": "keras.src.models.functional", "class_name": "Functional",
+              "config": {"name": "small", "layers": [x] + layers, "input_layers": [["x", 0, 0]],
+                         "output_layers": outputs}}
+    writer = WeightsWriter("current")
+    for path, name, variables in weights:
+        writer.object(path, name, variables)
+    return config, writer.close()
+
+
+def functional_layer(class_name, config, inbound):
+    entry = layer_entry(class_name, config, "current")
+    entry["name"] = config["name"]
+    entry["inbound_nodes"] = inbound
+    return entry
+
+
+def refusal_models():
+    """Files a faithful import must refuse, by name: each breaks one thing the engine cannot do."""
+    dense = {"units": 4, "activation": "linear", "use_bias": True}
+    shared = functional_layer("Dense", dict(dense, name="shared"),
+                              call([tensor("x")]) + call([tensor("shared")]))
+    shared["inbound_nodes"][1]["args"][0]["config"]["keras_history"] = ["shared", 0, 0]
+    yield "shared_layer", small_functional(
+        [shared], [["shared", 1, 0]], [("layers/dense", "shared", [rand(4, 4), rand(4)])])
+    yield "rms_scaling", small_functional(
+        [functional_layer("LayerNormalization", {"name": "norm", "axis": -1, "epsilon": 1e-3, "center": True,
+                                                 "scale": True, "rms_scaling": True}, call([tensor("x")]))],
+        [["norm", 0, 0]], [("layers/layer_normalization", "norm", [rand(4), rand(4)])])
+    quantized = functional_layer("Dense", dict(dense, name="small_int8"), call([tensor("x")]))
+    quantized["config"]["dtype"] = {"module": "keras", "class_name": "QuantizedDTypePolicy",
+                                    "config": {"name": "int8_from_float32"}, "registered_name": None}
+    yield "quantized", small_functional(
+        [quantized], [["small_int8", 0, 0]],
+        [("layers/dense", "small_int8", [np.ones((4, 4), np.int8), rand(4), rand(4)])])
+    yield "mask_argument", small_functional(
+        [functional_layer("Attention", {"name": "att", "use_scale": False},
+                          call([[tensor("x"), tensor("x")]], {"mask": [tensor("x"), None]}))],
+        [["att", 0, 0]], [])
+    yield "constant_operand", small_functional(
+        [{"module": "keras.src.ops.numpy", "class_name": "Add", "config": {"name": "add"}, "registered_name": "Add",
+          "name": "add", "inbound_nodes": call([tensor("x"), 1.0])}],
+        [["add", 0, 0]], [])
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -436,6 +486,8 @@ def main():
 
     write_keras(out / "unsupported_layer.keras", *unsupported_model(), zipfile.ZIP_DEFLATED)
     write_keras(out / "mismatched_names.keras", *mismatched_names_model(), zipfile.ZIP_DEFLATED)
+    for name, (config, weights) in refusal_models():
+        write_keras(out / f"refused_{name}.keras", config, weights, zipfile.ZIP_DEFLATED)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,25 @@ TEST_CASE("stored names that contradict the layer order are refused") {
     CHECK(contains(r.err, "holds layer 'second' at layers/dense"));
 }
 
+TEST_CASE("what the engine cannot compute as Keras does is refused, saying what") {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"shared_layer", "layer 'shared' (Dense) is called 2 times"},
+        {"rms_scaling", "layer 'norm' (LayerNormalization) has rms_scaling: true"},
+        {"quantized", "layer 'small_int8' is quantized"},
+        {"mask_argument", "layer 'att' is given the tensor 'mask'"},
+        {"constant_operand", "operation 'add' (Add) has a constant operand"},
+    };
+    for (const auto& [name, message] : cases) {
+        CAPTURE(name);
+        try {
+            import_keras(fixture("refused_" + name + ".keras"));
+            FAIL("imported");
+        } catch (const InputError& e) {
+            CHECK(contains(e.what(), message));
+        }
+    }
+}
+
 TEST_CASE("files that are not .keras files are refused with exit 2") {
     TempDir dir;
     write_bytes(dir / "plain.keras", "not a zip at all");

@@ -413,6 +413,15 @@ private:
         node["op"] = std::string(kind.op);
         if (call_kwargs) node["inputs"] = references(refs);
         const json& config = *layer.config;
+        for (const auto& [key, wanted] : kind.required) {
+            const auto it = config.find(std::string(key));
+            if (it != config.end() && *it != wanted) {
+                throw InputError(label_ + ": layer '" + shown(layer.name) + "' (" + layer.keras_class + ") has " +
+                                 std::string(key) + ": " + shown(*it) + "; nngraph's " + std::string(kind.op) +
+                                 " computes only " + std::string(key) + ": " + wanted.dump());
+            }
+        }
+        refuse_quantized(layer);
         for (const std::string_view key : kind.attributes) {
             const auto it = config.find(std::string(key));
             if (it == config.end()) continue;
@@ -432,6 +441,19 @@ private:
         node.SetStyle(YAML::EmitterStyle::Flow);
         read_variables(layer, kind);
         return node;
+    }
+
+    // A quantized layer (dtype policy "int8_from_float32", ...) stores integer kernels and scales.
+    void refuse_quantized(const KerasLayer& layer) const {
+        const auto it = layer.config->find("dtype");
+        if (it == layer.config->end() || !it->is_object()) return;
+        const std::string policy_class = string_or(*it, "class_name", "");
+        const std::string policy_name =
+            it->contains("config") && (*it)["config"].is_object() ? string_or((*it)["config"], "name", "") : "";
+        if (policy_class.find("Quantized") != std::string::npos || policy_name.find("_from_") != std::string::npos) {
+            throw InputError(label_ + ": layer '" + shown(layer.name) + "' is quantized (dtype policy '" +
+                             shown(policy_name) + "'); nngraph imports float weights");
+        }
     }
 
     std::optional<YAML::Node> attribute(const KerasLayer& layer, const std::string& key, const json& value) const {

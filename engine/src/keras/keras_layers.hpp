@@ -31,6 +31,9 @@ struct LayerKind {
     std::vector<std::string_view> attributes;
     // Where the layer's variables are, given its config.
     std::function<std::vector<VariableGroup>(const json& config)> variables;
+    // Config keys whose other values change what the layer computes in a way the op does not
+    // (LayerNormalization's rms_scaling): the layer is refused unless the key has this value.
+    std::vector<std::pair<std::string_view, json>> required = {};
 };
 
 // The Keras layer class `keras_class`, or nothing when the engine has no op for it.
