@@ -253,8 +253,16 @@ def sequential_model(layout, w):
     model_config = {"name": "sequential", "trainable": True, "dtype": policy(layout), "layers": layers}
     if layout == "v30":
         model_config["build_input_shape"] = [None, 6]
+    adam = {"name": "adam", "learning_rate": 0.002, "weight_decay": None, "clipnorm": None, "global_clipnorm": None,
+            "clipvalue": None, "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+            "loss_scale_factor": None, "gradient_accumulation_steps": None, "beta_1": 0.9, "beta_2": 0.999,
+            "epsilon": 1e-07, "amsgrad": False}
+    compile_config = {"optimizer": {"module": "keras.optimizers", "class_name": "Adam", "config": adam,
+                                    "registered_name": None},
+                      "loss": "categorical_crossentropy", "loss_weights": None, "metrics": ["accuracy"],
+                      "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
     config = {"module": "keras", "class_name": "Sequential", "config": model_config, "registered_name": None,
-              "compile_config": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": None}}
+              "compile_config": compile_config}
 
     writer = WeightsWriter(layout)
     writer.object("", "sequential", [])
@@ -365,7 +373,12 @@ def functional_model(layout, w):
     config = {"module": "keras.src.models.functional", "class_name": "Functional",
               "config": {"name": "two_inputs", "trainable": True, "layers": layers, "input_layers": inputs,
                          "output_layers": [["gate", 0, 0], ["lstm", 0, 2]]},
-              "registered_name": "Functional"}
+              "registered_name": "Functional",
+              "compile_config": {"optimizer": {"module": "keras.optimizers", "class_name": "RMSprop",
+                                               "config": {"name": "rmsprop", "learning_rate": 0.001}},
+                                 "loss": {"module": "keras.losses", "class_name": "MeanSquaredError",
+                                          "config": {"name": "mean_squared_error"}, "registered_name": None},
+                                 "metrics": ["mae"]}}
 
     writer = WeightsWriter(layout)
     writer.object("", "two_inputs", [])

@@ -97,7 +97,21 @@ TEST_CASE("the imported Functional model keeps Keras's names, operations and cal
     CHECK(imported.weights.tensors.count("mha.attention_output.kernel") == 1);
     CHECK(imported.weights.tensors.at("mha.query.kernel").shape() == Shape{6, 2, 3});
     CHECK(imported.weights.tensors.count("norm.beta") == 0);  // center: false
-    REQUIRE(imported.notes.size() == 1);
+    std::string notes;
+    for (const std::string& note : imported.notes) notes += note + "\n";
+    CHECK(contains(notes, "skipped the optimizer's state (5 variables)"));
+    CHECK(contains(notes, "training: the optimizer RMSprop is left out"));
+    CHECK(contains(notes, "training: the metric mae is left out"));
+    CHECK(contains(imported.model_file, "training:\n  loss: mse\n"));
+}
+
+TEST_CASE("compile_config becomes the training section") {
+    const KerasImport imported = import_keras(fixture("sequential_current.keras"));
+    CHECK(contains(imported.model_file, "loss: categorical_crossentropy"));
+    CHECK(contains(imported.model_file,
+                   "optimizer: {name: adam, learning_rate: 0.002, beta_1: 0.9, beta_2: 0.999, "
+                   "epsilon: 1e-07}"));
+    CHECK(contains(imported.model_file, "metrics: [accuracy]"));
 }
 
 TEST_CASE("layers the engine has no op for are refused with their name and class") {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "keras/keras_layers.hpp"
+#include "keras/keras_training.hpp"
 #include "nngraph/error.hpp"
 
 namespace nngraph::keras {
@@ -49,7 +50,8 @@ struct KerasLayer {
 
 class Converter {
 public:
-    Converter(const WeightsFile& weights, std::string label) : weights_(weights), label_(std::move(label)) {}
+    Converter(const WeightsFile& weights, const json& compile_config, std::string label)
+        : weights_(weights), compile_config_(compile_config), label_(std::move(label)) {}
 
     Conversion sequential(const json& model) {
         const json& layers = array_at(model, "layers", "the Sequential config");
@@ -534,7 +536,10 @@ private:
         return node;
     }
 
-    Conversion finish(const YAML::Node& root) {
+    Conversion finish(YAML::Node root) {
+        if (std::optional<YAML::Node> training = training_section(compile_config_, result_.notes)) {
+            root["training"] = *training;
+        }
         const std::int64_t optimizer_variables = weights_.count_variables("optimizer");
         if (optimizer_variables > 0) {
             result_.notes.push_back("skipped the optimizer's state (" + std::to_string(optimizer_variables) +
@@ -547,6 +552,7 @@ private:
     }
 
     const WeightsFile& weights_;
+    const json& compile_config_;
     std::string label_;
     std::map<std::string, int> used_group_names_;
     std::map<std::string, std::string> group_of_;  // layer name -> its group in model.weights.h5
@@ -562,7 +568,9 @@ Conversion convert_keras_model(const json& config, const WeightsFile& weights, c
                          ": config.json holds no model config (expected {\"class_name\": ..., \"config\": ...})");
     }
     const std::string model_class = config.value("class_name", "");
-    Converter converter(weights, label);
+    static const json no_compile_config;
+    Converter converter(weights, config.contains("compile_config") ? config["compile_config"] : no_compile_config,
+                        label);
     if (model_class == "Sequential") return converter.sequential(config["config"]);
     if (model_class == "Functional" || model_class == "Model") return converter.functional(config["config"]);
     throw InputError(label + ": config.json holds a '" + shown(model_class) +
