@@ -15,7 +15,8 @@ The forward pass of every layer is written out below in numpy, independently of 
 
 Usage: make_fixtures.py OUTPUT_DIR
 Writes <model>_<layout>.keras, <model>_inputs.safetensors and <model>_expected.safetensors for the
-models "sequential" and "functional"; unsupported_layer.keras (a Conv1D) and mismatched_names.keras
+models "sequential" and "functional", and masked_current.keras (Embedding's mask through an LSTM
+into a mask-aware average); unsupported_layer.keras (a Conv1D) and mismatched_names.keras
 (stored names that contradict the layer order) and refused_*.keras for the refusals.
 """
 import io
@@ -54,8 +55,9 @@ def dense(x, kernel, bias, activation):
     return ACTIVATIONS[activation](x @ kernel + bias)
 
 
-def lstm(x, kernel, recurrent, bias):
-    """Keras's LSTM, gates i, f, c, o; returns (sequence, h, c)."""
+def lstm(x, kernel, recurrent, bias, mask=None):
+    """Keras's LSTM, gates i, f, c, o; returns (sequence, h, c). A masked step keeps the previous
+    state and repeats the previous output."""
     batch, steps, _ = x.shape
     units = recurrent.shape[0]
     h = np.zeros((batch, units))
@@ -64,8 +66,11 @@ def lstm(x, kernel, recurrent, bias):
     for t in range(steps):
         z = x[:, t] @ kernel + h @ recurrent + bias
         i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
-        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-        h = sigmoid(o) * np.tanh(c)
+        c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h_new = sigmoid(o) * np.tanh(c_new)
+        keep = np.ones((batch, 1)) if mask is None else mask[:, t:t + 1]
+        c = keep * c_new + (1 - keep) * c
+        h = keep * h_new + (1 - keep) * h
         outputs.append(h)
     return np.stack(outputs, axis=1), h, c
 
@@ -416,6 +421,44 @@ def unsupported_model():
     return config, writer.close()
 
 
+# ---- a masked Sequential model: Embedding(mask_zero) into an LSTM and a mask-aware average --------
+
+def masked_weights():
+    return {"embedding": rand(12, 4), "lstm": (rand(4, 12), rand(3, 12), rand(12, scale=0.1)),
+            "dense": (rand(3, 1), rand(1, scale=0.1))}
+
+
+def masked_forward(w, tokens):
+    ids = tokens.astype(np.int64)
+    mask = (ids != 0).astype(np.float64)
+    sequence, _, _ = lstm(w["embedding"][ids], *w["lstm"], mask=mask)
+    pooled = (sequence * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+    return dense(pooled, *w["dense"], "sigmoid")
+
+
+def masked_model(w):
+    layers = [{"module": "keras.layers", "class_name": "InputLayer",
+               "config": {"batch_shape": [None, 7], "dtype": "int32", "sparse": False, "name": "words"},
+               "registered_name": None}]
+    for class_name, config in [
+            ("Embedding", {"name": "embedding", "input_dim": 12, "output_dim": 4, "mask_zero": True}),
+            ("LSTM", {"name": "lstm", "units": 3, "return_sequences": True}),
+            ("GlobalAveragePooling1D", {"name": "global_average_pooling1d", "data_format": "channels_last",
+                                        "keepdims": False}),
+            ("Dense", {"name": "dense", "units": 1, "activation": "sigmoid"})]:
+        layers.append(layer_entry(class_name, config, "current"))
+    config = {"module": "keras", "class_name": "Sequential",
+              "config": {"name": "masked", "trainable": True, "layers": layers}, "registered_name": None}
+    writer = WeightsWriter("current")
+    writer.object("", "masked", [])
+    writer.object("layers/embedding", "embedding", [w["embedding"]])
+    writer.object("layers/lstm", "lstm", [])
+    writer.object("layers/lstm/cell", "lstm_cell", list(w["lstm"]))
+    writer.object("layers/global_average_pooling1d", "global_average_pooling1d", [])
+    writer.object("layers/dense", "dense", list(w["dense"]))
+    return config, writer.close()
+
+
 def mismatched_names_model():
     """Two Dense layers whose stored names say the file's groups are in another order than the config's."""
     layers = [layer_entry("Dense", {"name": "first", "units": 2}, "current"),
@@ -496,6 +539,13 @@ def main():
     write_safetensors(out / "functional_expected.safetensors", functional_forward(w, tokens, features))
     for layout, compression in [("v30", zipfile.ZIP_STORED), ("current", zipfile.ZIP_DEFLATED)]:
         write_keras(out / f"functional_{layout}.keras", *functional_model(layout, w), compression)
+
+    w = masked_weights()
+    # Padded before and after, and one row with padding inside, as pad_sequences and hand-made data give.
+    words = np.array([[0, 0, 3, 5, 7, 1, 2], [4, 4, 9, 11, 0, 0, 0], [6, 0, 8, 0, 10, 2, 0]], dtype=np.float32)
+    write_safetensors(out / "masked_inputs.safetensors", {"words": words})
+    write_safetensors(out / "masked_expected.safetensors", {"dense": masked_forward(w, words)})
+    write_keras(out / "masked_current.keras", *masked_model(w), zipfile.ZIP_DEFLATED)
 
     write_keras(out / "unsupported_layer.keras", *unsupported_model(), zipfile.ZIP_DEFLATED)
     write_keras(out / "mismatched_names.keras", *mismatched_names_model(), zipfile.ZIP_DEFLATED)
