@@ -103,8 +103,10 @@ std::vector<Tensor> WeightsFile::variables(const std::string& path) const {
         Handle type(H5Dget_type(dataset.get()), H5Tclose);
         if (!space.valid() || !type.valid()) throw InputError(where + " has no readable shape or type");
         const H5T_class_t type_class = H5Tget_class(type.get());
-        if (type_class != H5T_FLOAT && type_class != H5T_INTEGER) {
-            throw InputError(where + " holds neither floats nor integers");
+        // A forged element size would make the library's conversion buffer as large as it says.
+        const std::size_t element_bytes = H5Tget_size(type.get());
+        if ((type_class != H5T_FLOAT && type_class != H5T_INTEGER) || element_bytes < 1 || element_bytes > 8) {
+            throw InputError(where + " holds neither floats nor integers of 1 to 8 bytes");
         }
         const int rank = H5Sget_simple_extent_ndims(space.get());
         if (rank < 0 || rank > limits_.rank) {
