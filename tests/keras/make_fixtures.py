@@ -5,10 +5,11 @@ Keras itself is not needed: config.json is written as Keras 3 serializes models,
 model.weights.h5 (with h5py) as keras/src/saving/saving_lib.py lays it out:
   layers/<class name in snake_case, numbered by class in layer order>/vars/<i>
 with nested objects in their own groups (an LSTM's cell, MultiHeadAttention's projections), and
-the optimizer's variables under optimizer/vars. Two layouts are written for each model:
+the optimizer's variables under optimizer/vars. The layouts written:
   - "v30": Keras 3.0, every object gets a vars group (empty ones too), no name attributes,
-    MultiHeadAttention's projections under their private names (_query_dense; 3.1 on use
-    query_dense);
+    MultiHeadAttention's projections under their private names (_query_dense);
+  - "v31" (Functional only): Keras 3.1 to 3.5, as 3.0 but the projections under their public
+    names (query_dense), which saving_lib visits first from 3.1 on;
   - "current": Keras 3.6 and later, vars groups carry the object's name as an attribute,
     projections under query_dense, ..., a Dropout's seed generator beside it.
 The forward pass of every layer is written out below in numpy, independently of the engine.
@@ -171,7 +172,8 @@ class WeightsWriter:
 
 
 def write_keras(path, config, weights, compression):
-    metadata = {"keras_version": "3.0.5" if "v30" in path.name else "3.6.0", "date_saved": "2026-12-05@00:00:00"}
+    version = "3.0.5" if "v30" in path.name else "3.3.3" if "v31" in path.name else "3.6.0"
+    metadata = {"keras_version": version, "date_saved": "2026-12-05@00:00:00"}
     with zipfile.ZipFile(path, "w", compression=compression) as archive:
         # A fixed date, so that regenerating changes no byte unless the contents change.
         for name, data in [("metadata.json", json.dumps(metadata)), ("config.json", json.dumps(config)),
@@ -387,14 +389,13 @@ def functional_model(layout, w):
 
     writer = WeightsWriter(layout)
     writer.object("", "two_inputs", [])
-    v30 = layout == "v30"
-    if v30:  # Keras 3.0 made a vars group for every layer, InputLayers included
+    if layout != "current":  # before 3.6 Keras made a vars group for every layer, InputLayers included
         writer.object("layers/input_layer", None, [])
         writer.object("layers/input_layer_1", None, [])
     writer.object("layers/embedding", "emb", [w["emb"]])
     writer.object("layers/multi_head_attention", "mha", [])
     for keras_name, engine_name in zip(["query_dense", "key_dense", "value_dense", "output_dense"], MHA_ORDER):
-        path = "layers/multi_head_attention/" + ("_" if v30 else "") + keras_name
+        path = "layers/multi_head_attention/" + ("_" if layout == "v30" else "") + keras_name
         writer.object(path, engine_name, [w["mha"][engine_name + ".kernel"], w["mha"][engine_name + ".bias"]])
     writer.object("layers/attention", "att", [w["att"]])
     writer.object("layers/lstm", "lstm", [])
@@ -537,7 +538,8 @@ def main():
     features = rand(3, 5, 6, scale=1.0)
     write_safetensors(out / "functional_inputs.safetensors", {"tokens": tokens, "features": features})
     write_safetensors(out / "functional_expected.safetensors", functional_forward(w, tokens, features))
-    for layout, compression in [("v30", zipfile.ZIP_STORED), ("current", zipfile.ZIP_DEFLATED)]:
+    for layout, compression in [("v30", zipfile.ZIP_STORED), ("v31", zipfile.ZIP_DEFLATED),
+                                ("current", zipfile.ZIP_DEFLATED)]:
         write_keras(out / f"functional_{layout}.keras", *functional_model(layout, w), compression)
 
     w = masked_weights()

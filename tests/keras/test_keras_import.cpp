@@ -93,6 +93,9 @@ TEST_CASE("a Functional model imports as Functional and predicts what numpy comp
     SUBCASE("Keras 3.0's layout, nested input_layers") {
         CHECK(contains(check_import_predicts_numpy("functional", "v30", "nodes:"), note));
     }
+    SUBCASE("Keras 3.1 to 3.5's layout, public projection names") {
+        CHECK(contains(check_import_predicts_numpy("functional", "v31", "nodes:"), note));
+    }
     SUBCASE("the current layout, stored names") {
         CHECK(contains(check_import_predicts_numpy("functional", "current", "nodes:"), note));
     }
@@ -200,18 +203,18 @@ TEST_CASE("the committed fixtures are what make_fixtures.py writes (Debian's pyt
                                 (source_dir() / "tests" / "keras" / "make_fixtures.py").string() + "' '" +
                                 dir.path().string() + "'";
     REQUIRE(std::system(command.c_str()) == 0);
-    for (const char* model : {"sequential", "functional"}) {
+    for (const char* model : {"sequential", "functional", "masked"}) {
         for (const char* part : {"_inputs.safetensors", "_expected.safetensors"}) {
             const std::string name = std::string(model) + part;
             CAPTURE(name);
             CHECK(same_tensors(read_safetensors(dir / name), read_safetensors(fixture(name))));
         }
-        for (const char* layout : {"_v30.keras", "_current.keras"}) {
-            const std::string name = std::string(model) + layout;
-            CAPTURE(name);
-            const KerasImport fresh = import_keras(dir / name), committed = import_keras(fixture(name));
-            CHECK(without_first_line(fresh.model_file) == without_first_line(committed.model_file));
-            CHECK(same_tensors(fresh.weights, committed.weights));
-        }
+    }
+    for (const char* name : {"sequential_v30.keras", "sequential_current.keras", "functional_v30.keras",
+                             "functional_v31.keras", "functional_current.keras", "masked_current.keras"}) {
+        CAPTURE(name);
+        const KerasImport fresh = import_keras(dir / name), committed = import_keras(fixture(name));
+        CHECK(without_first_line(fresh.model_file) == without_first_line(committed.model_file));
+        CHECK(same_tensors(fresh.weights, committed.weights));
     }
 }
