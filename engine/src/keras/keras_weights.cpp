@@ -30,15 +30,6 @@ private:
     herr_t (*close_)(hid_t);
 };
 
-// The library prints its error stack to stderr by default; errors here become exceptions instead.
-void silence_hdf5() {
-    static const bool silenced = [] {
-        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-        return true;
-    }();
-    (void)silenced;
-}
-
 // Whether every component of `path` exists as a link, checked one by one as H5Lexists requires.
 bool path_exists(hid_t file, const std::string& path) {
     std::string prefix;
@@ -65,9 +56,20 @@ std::string vars_path(const std::string& path) { return path.empty() ? "vars" : 
 
 }  // namespace
 
+// The library prints its error stack to stderr by default; while a WeightsFile lives its errors
+// become exceptions instead, and the handler the program had comes back afterwards.
+struct WeightsFile::ErrorReporting {
+    H5E_auto2_t handler = nullptr;
+    void* data = nullptr;
+    ErrorReporting() {
+        H5Eget_auto2(H5E_DEFAULT, &handler, &data);
+        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    }
+    ~ErrorReporting() { H5Eset_auto2(H5E_DEFAULT, handler, data); }
+};
+
 WeightsFile::WeightsFile(const std::string& image, std::string label, const WeightsLimits& limits)
-    : label_(std::move(label)), limits_(limits) {
-    silence_hdf5();
+    : error_reporting_(std::make_unique<ErrorReporting>()), label_(std::move(label)), limits_(limits) {
     if (image.empty()) throw InputError(label_ + " is empty: expected an HDF5 file of the model's weights");
     Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     // The core driver serves the file from memory; the image is copied in, not written to disk.

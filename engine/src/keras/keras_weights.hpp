@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@ public:
     std::int64_t count_variables(const std::string& path) const;
 
 private:
+    struct ErrorReporting;
+    std::unique_ptr<ErrorReporting> error_reporting_;
     std::int64_t file_ = -1;
     std::string label_;
     WeightsLimits limits_;
