@@ -40,5 +40,6 @@ void add_inspect_commands(CLI::App& app);  // summary, dot, plugins
 void add_train_commands(CLI::App& app);    // train, evaluate
 void add_run_commands(CLI::App& app);      // predict, grad
 void add_bench_commands(CLI::App& app);    // bench
+void add_import_commands(CLI::App& app);   // import
 
 }  // namespace nngraph::cli

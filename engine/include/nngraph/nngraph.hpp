@@ -307,6 +307,15 @@ struct TrainingProcess {
 };
 TrainingProcess training_process();
 
+// A Keras 3 .keras file as a model file and its weights (SPEC section 9, docs/keras-import.md).
+struct KerasImport {
+    std::string model_file;          // the model file's YAML text
+    TensorFile weights;              // by "<node>.<weight>"
+    std::vector<std::string> notes;  // what was left out (the optimizer's state), one sentence each
+};
+// Layers the engine has no op for are an InputError naming each with its class.
+KerasImport import_keras(const std::filesystem::path& keras_file);
+
 // The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
 std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);
 
