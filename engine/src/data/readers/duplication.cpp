@@ -3,7 +3,7 @@
 // seed as the synthetic points are; no file is read. It is a next-token task: target t is token
 // t + 1. The graph's second input marks the positions that count, 1 where the target is a
 // symbol of the second copy (the first copy is random, so only the second can be predicted); an
-// Embedding with mask_zero on it, merged into the output, keeps the rest out of loss and accuracy.
+// Embedding with mask_zero on it, merged into the output, gives the output that mask.
 #include "data/readers/reader.hpp"
 #include "data/tensor_fit.hpp"
 #include "nngraph/error.hpp"
