@@ -18,6 +18,9 @@
 // keys are mixed and is refused. An option here rather than an op of its own: the projections,
 // heads, masks, dropout and weight names are all MultiHeadAttention's.
 //
+// LSH attention (`lsh`) shares queries and keys: no key projection, no `key.*` weights; the core
+// makes its keys from the projected queries.
+//
 // The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
 // core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
 #include <cmath>
@@ -71,8 +74,8 @@ struct MultiHeadAttention {
         nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k",
                         "a positive number of rows, got " + std::to_string(linformer_));
         nng::check_attr(!linformer_ || !causal_, "linformer.k", "no use_causal_mask: projected keys mix every step");
-        nng::check_attr(!linformer_ || !long_.blockwise, "linformer.k",
-                        "the dense core (no blockwise or sparse pattern): the projected keys are few");
+        nng::check_attr(!linformer_ || !(long_.blockwise || long_.lsh()), "linformer.k",
+                        "the dense core (no blockwise, sparse pattern or lsh): the projected keys are few");
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -121,12 +124,16 @@ struct MultiHeadAttention {
         kOutputKernel,
         kOutputBias
     };
-    // A weight's index in the op's list (biases are absent without use_bias).
-    int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
-    int span_weight() const { return use_bias_ ? 8 : 4; }
+    // A weight's index in the op's list (biases are absent without use_bias, key ones with lsh).
+    int index(Weight w) const {
+        const int i = use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2;
+        return long_.lsh() && w > kKeyBias ? i - (use_bias_ ? 2 : 1) : i;
+    }
+    int projection_weights() const { return index(kOutputBias) + 1; }
+    int span_weight() const { return projection_weights(); }
     // Linformer's weights come after the projections' (MultiHeadAttention takes no span with them).
     enum LinformerWeight { kLinformerE, kLinformerF };
-    int index(LinformerWeight w) const { return (use_bias_ ? 8 : 4) + static_cast<int>(w); }
+    int index(LinformerWeight w) const { return projection_weights() + static_cast<int>(w); }
 
     // ---- Linformer ----
 
@@ -173,6 +180,7 @@ struct MultiHeadAttention {
     }
     void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
+        long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
         Dims out = {d.q[0], d.q[1]};
         out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
@@ -184,7 +192,7 @@ struct MultiHeadAttention {
             if (use_bias_) ctx.add_weight(bias, {n, dim}, bias_init_);
         };
         add_projection("query.kernel", "query.bias", s.dq, h);
-        add_projection("key.kernel", "key.bias", s.dk_in, h);
+        if (!long_.lsh()) add_projection("key.kernel", "key.bias", s.dk_in, h);
         add_projection("value.kernel", "value.bias", s.dv_in, hv);
         Dims out_kernel = {n, hv};
         out_kernel.insert(out_kernel.end(), s.out_dims.begin(), s.out_dims.end());
@@ -240,7 +248,7 @@ struct MultiHeadAttention {
         const Lifetime kept = training ? Lifetime::kSaved : Lifetime::kForward;
         const std::int64_t per = training ? heads_ : p.groups();
         ids.q = list.floats("attention.query_heads", kept, per * p.tq * p.dk);
-        ids.k = list.floats("attention.key_heads", kept, per * s.tv * p.dk);
+        ids.k = list.floats("attention.key_heads", kept, long_.lsh() ? 0 : per * s.tv * p.dk);
         ids.v = list.floats("attention.value_heads", kept, per * s.tv * p.dv);
         ids.joined = list.floats("attention.output_joined", kept, per * p.tq * p.dv);
         if (linformer_) {
@@ -253,7 +261,8 @@ struct MultiHeadAttention {
         ids.d_joined = list.floats("attention.output_joined_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
         ids.d_heads_out = list.floats("attention.output_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
         ids.dq = list.floats("attention.query_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dk);
-        ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dk);
+        ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward,
+                             long_.lsh() ? 0 : p.groups() * p.tv * p.dk);
         ids.dv = list.floats("attention.value_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dv);
         if (core_->backward_reads_output()) {
             ids.out_heads =
@@ -303,7 +312,7 @@ struct MultiHeadAttention {
         const Ids& ids = b.ids;
         Problem p = problem_shape(s);
         p.q = groups(b.own.floats(ids.q), p, p.tq, p.dk);
-        p.k = groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
+        p.k = long_.lsh() ? p.q : groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
         p.v = groups(b.own.floats(linformer_ ? ids.vp : ids.v), p, p.tv, p.dv);
         p.out = groups(b.own.floats(ids.heads_out), p, p.tq, p.dv);
         p.query_mask = mask_data(exec.input_mask(r.query));
@@ -314,6 +323,7 @@ struct MultiHeadAttention {
         p.causal = causal_;
         if (long_.adaptive()) p.spans = exec.weight(span_weight()).f32();
         dropout_.apply(p, exec);
+        long_.apply(p, exec, dropout_);
         return p;
     }
 
@@ -345,7 +355,7 @@ struct MultiHeadAttention {
               *joined = b.own.floats(ids.joined);
 
         project(exec, r.query, kQueryKernel, key_dim_, projected, q);
-        project(exec, r.key, kKeyKernel, key_dim_, projected, k);
+        if (!long_.lsh()) project(exec, r.key, kKeyKernel, key_dim_, projected, k);
         project(exec, r.value, kValueKernel, value_dim_, projected, v);
         if (linformer_) {
             zero_masked_keys(exec, k, key_dim_);
@@ -391,7 +401,7 @@ struct MultiHeadAttention {
         const nng::TensorRef dy = exec.grad_output(0);
         if (!dy) {
             for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
-            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w)
+            for (int w = 0; w < projection_weights() + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w)
                 zero(exec.grad_weight(w));
             return;
         }
@@ -426,7 +436,7 @@ struct MultiHeadAttention {
         float *dq = b.own.floats(ids.dq), *dk = b.own.floats(ids.dk), *dv = b.own.floats(ids.dv);
         CoreGradients grads;
         grads.dq = groups(dq, p, p.tq, p.dk);
-        grads.dk = groups(dk, p, p.tv, p.dk);
+        if (!long_.lsh()) grads.dk = groups(dk, p, p.tv, p.dk);  // lsh: dq has the keys' gradient
         grads.dv = groups(dv, p, p.tv, p.dv);
         const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
         if (dspan) grads.d_spans = dspan.f32();
@@ -443,9 +453,10 @@ struct MultiHeadAttention {
         }
         // Input gradients: an input playing several roles sums them.
         project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false);
-        project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
+        const bool keys_projected = !long_.lsh();
+        if (keys_projected) project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
         project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected,
-                         r.value == r.query || r.value == r.key);
+                         r.value == r.query || (keys_projected && r.value == r.key));
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
