@@ -1,0 +1,31 @@
+// Choosing the target tokens from a decoder session's next-token probabilities: greedy, or beam
+// search with length-normalised scores.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "translate/decoder_session.hpp"
+
+namespace nngraph {
+
+// Token ids of the target vocabulary that steer decoding (TokenVocabulary's).
+struct SearchTokens {
+    std::int32_t start = 1, end = 2;
+};
+
+// For each row of `sources` (rows, source_length), the target ids up to the end token (left out)
+// or the session's last position: the most probable token at every step.
+std::vector<std::vector<std::int32_t>> greedy_search(DecoderSession& session, const Tensor& sources,
+                                                     SearchTokens tokens = {});
+
+// Beam search with `beam` hypotheses a sentence. A hypothesis scores the sum of its tokens' log
+// probabilities (its end token included) divided by its length in tokens (end included): the mean
+// log probability, so that short translations are not favoured. A hypothesis ends at the end token
+// or the session's last position; a sentence is done once `beam` hypotheses ended and the best live
+// one's mean so far is no better than the worst of them (Hugging Face's heuristic stop). The best
+// ended hypothesis wins.
+std::vector<std::vector<std::int32_t>> beam_search(DecoderSession& session, const Tensor& sources, int beam,
+                                                   SearchTokens tokens = {});
+
+}  // namespace nngraph
