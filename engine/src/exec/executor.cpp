@@ -122,13 +122,15 @@ namespace {
 
 // The batch's tensors must match what the graph declares (dtype and every dimension but the
 // first) and have `rows` rows. Checked every step, so it must not allocate unless it fails.
+// `one_step`: an advancing input of a decoding session, one step long whatever the graph declares.
 void check_batch_tensor(const Tensor& t, DType dtype, const Shape& declared, std::int64_t rows, const std::string& name,
-                        const char* what) {
+                        const char* what, bool one_step = false) {
     bool fits = t.dtype() == dtype && t.rank() == declared.size() && t.rank() > 0;
-    for (std::size_t i = 1; fits && i < declared.size(); ++i) fits = t.dim(i) == declared[i];
+    for (std::size_t i = 1; fits && i < declared.size(); ++i) fits = t.dim(i) == (one_step && i == 1 ? 1 : declared[i]);
     if (!fits) {
         Shape shown = declared;
         shown[0] = -1;
+        if (one_step && shown.size() > 1) shown[1] = 1;
         throw InputError(std::string(what) + " '" + name + "' is " + std::string(dtype_name(t.dtype())) + " " +
                          shape_to_string(t.shape()) + "; the model expects " + std::string(dtype_name(dtype)) + " " +
                          shape_to_string(shown));
@@ -228,9 +230,9 @@ std::int64_t Executor::check_inputs(const BatchRef& batch) const {
     const std::int64_t available = batch.inputs.empty() ? 0 : batch.inputs[0]->dim(0);
     for (std::size_t i = 0; i < g.inputs().size(); ++i) {
         const GraphTensor& input = g.tensor(g.inputs()[i]);
-        Shape declared = input.info.shape;
-        if (options_.session && options_.session->advancing_inputs.at(i) && declared.size() >= 2) declared[1] = 1;
-        check_batch_tensor(*batch.inputs[i], input.info.dtype, declared, available, input.name, "input");
+        const bool one_step = options_.session && options_.session->advancing_inputs.at(i);
+        check_batch_tensor(*batch.inputs[i], input.info.dtype, input.info.shape, available, input.name, "input",
+                           one_step);
     }
     const std::int64_t rows = batch.rows.empty() ? available : static_cast<std::int64_t>(batch.rows.size());
     if (rows <= 0) throw InputError("an empty batch");
