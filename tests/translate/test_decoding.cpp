@@ -190,6 +190,9 @@ TEST_CASE("greedy search picks what a loop over the full decoder picks; a beam o
     }
     CHECK(greedy == expected);
     CHECK(beam_search(session, src, 1, steering) == greedy);
+    Executor model(graph, {1, 0});
+    model.weights() = weights;
+    CHECK(cached_greedy(model, src, 2) == greedy);  // in batches of two rows
 }
 
 TEST_CASE("beam search scores hypotheses by their mean log probability and is never worse than greedy by it") {

@@ -62,6 +62,7 @@ public:
     Executor& operator=(const Executor&) = delete;
 
     const Graph& graph() const { return *graph_; }
+    const std::shared_ptr<const Graph>& shared_graph() const { return graph_; }
     const ExecutorOptions& options() const { return options_; }
 
     // Weights by WeightId, initialised by the caller (see weights.hpp); updated in place.

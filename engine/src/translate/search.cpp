@@ -151,4 +151,16 @@ std::vector<std::vector<std::int32_t>> beam_search(DecoderSession& session, cons
     return out;
 }
 
+std::vector<std::vector<std::int32_t>> cached_greedy(Executor& model, const Tensor& source_ids,
+                                                     std::int64_t batch_size) {
+    if (batch_size < 1) throw InputError("decoding needs a batch size of 1 or more");
+    DecoderSession session(model.shared_graph(), model.weights(), model.options().threads);
+    std::vector<std::vector<std::int32_t>> out;
+    for (std::int64_t first = 0; first < source_ids.dim(0); first += batch_size) {
+        const Tensor batch = source_ids.slice_rows(first, std::min(source_ids.dim(0), first + batch_size));
+        for (std::vector<std::int32_t>& ids : greedy_search(session, batch)) out.push_back(std::move(ids));
+    }
+    return out;
+}
+
 }  // namespace nngraph

@@ -28,4 +28,10 @@ std::vector<std::vector<std::int32_t>> greedy_search(DecoderSession& session, co
 std::vector<std::vector<std::int32_t>> beam_search(DecoderSession& session, const Tensor& sources, int beam,
                                                    SearchTokens tokens = {});
 
+// Greedy search over a decoder session made from `model`'s graph, weights and threads, for
+// `source_ids` (rows, source_length) `batch_size` rows at a time: the signature by which scoring
+// (evaluate's BLEU) calls a decoder.
+std::vector<std::vector<std::int32_t>> cached_greedy(Executor& model, const Tensor& source_ids,
+                                                     std::int64_t batch_size);
+
 }  // namespace nngraph
