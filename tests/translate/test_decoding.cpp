@@ -180,7 +180,7 @@ TEST_CASE("greedy search picks what a loop over the full decoder picks; a beam o
             const float* row = p.data() + r * kVocabulary;
             const auto best = static_cast<std::int32_t>(std::max_element(row, row + kVocabulary) - row);
             if (ended[r]) continue;
-            if (best == steering.end) {
+            if (best == steering.end || best == steering.pad) {
                 ended[r] = true;
                 continue;
             }
@@ -202,7 +202,7 @@ TEST_CASE("beam search scores hypotheses by their mean log probability and is ne
     DecoderSession session(graph, weights, 1);
     const Tensor src = sources();
     const SearchTokens steering{1, 2};
-    // The mean log probability of `ids` (then the end token unless it fills every position) for row r.
+    // The mean log probability of `ids` (then its end unless it fills every position) for row r.
     const auto score = [&](std::size_t r, const std::vector<std::int32_t>& ids) {
         std::vector<std::array<std::int32_t, kPositions>> tokens(3);
         for (auto& row : tokens) row.fill(0), row[0] = steering.start;
@@ -211,8 +211,10 @@ TEST_CASE("beam search scores hypotheses by their mean log probability and is ne
         const std::size_t steps = std::min<std::size_t>(ids.size() + 1, kPositions);
         for (std::size_t t = 0; t < steps; ++t) {
             const std::vector<float> p = full.at(src, tokens, static_cast<std::int64_t>(t));
-            const std::int32_t token = t < ids.size() ? ids[t] : steering.end;
-            sum += std::log(static_cast<double>(p[r * kVocabulary + static_cast<std::size_t>(token)]));
+            const float* row = p.data() + r * kVocabulary;
+            // A hypothesis ends with the end token or a pad, whichever is likelier.
+            const float last = std::max(row[steering.end], row[steering.pad]);
+            sum += std::log(static_cast<double>(t < ids.size() ? row[ids[t]] : last));
         }
         return sum / static_cast<double>(steps);
     };

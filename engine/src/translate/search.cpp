@@ -24,7 +24,7 @@ std::vector<std::vector<std::int32_t>> greedy_search(DecoderSession& session, co
             const auto best =
                 static_cast<std::int32_t>(std::max_element(probabilities, probabilities + width) - probabilities);
             next[row] = best;
-            if (best == tokens.end) {
+            if (tokens.ends(best)) {
                 done[row] = true;
                 --remaining;
             } else {
@@ -115,8 +115,8 @@ std::vector<std::vector<std::int32_t>> beam_search(DecoderSession& session, cons
                 if (static_cast<std::int64_t>(live.size()) == k) break;
                 Hypothesis h = b.live[static_cast<std::size_t>(c.parent)];
                 h.log_probability = c.log_probability;
-                const bool ends = c.token == tokens.end || position == last;
-                if (c.token != tokens.end) h.ids.push_back(c.token);
+                const bool ends = tokens.ends(c.token) || position == last;
+                if (!tokens.ends(c.token)) h.ids.push_back(c.token);
                 if (ends) {
                     h.score = h.log_probability / static_cast<double>(position + 1);
                     b.ended.push_back(std::move(h));

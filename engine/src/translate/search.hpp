@@ -9,9 +9,11 @@
 
 namespace nngraph {
 
-// Token ids of the target vocabulary that steer decoding (TokenVocabulary's).
+// Token ids of the target vocabulary that steer decoding (TokenVocabulary's). A predicted pad ends
+// a sentence as the end token does: it is never a real token.
 struct SearchTokens {
-    std::int32_t start = 1, end = 2;
+    std::int32_t start = 1, end = 2, pad = 0;
+    bool ends(std::int32_t token) const { return token == end || token == pad; }
 };
 
 // For each row of `sources` (rows, source_length), the target ids up to the end token (left out)
