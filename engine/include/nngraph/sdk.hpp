@@ -94,9 +94,19 @@ inline std::string dims_string(const Dims& dims) {
 }
 inline std::string dims_string(const nng_shape& s) { return dims_string(to_dims(s)); }
 
+// The SDK is header-only and plugins do not link the engine, so it has its own checked multiply
+// (the engine's is checked_byte_count): a wrapped count would size a buffer smaller than its use.
+inline bool multiply_overflows(std::int64_t a, std::int64_t b, std::int64_t& result) {
+    return __builtin_mul_overflow(a, b, &result);
+}
+
+// The element count of dims[begin, end); throws OpError naming the dims when it overflows.
 inline std::int64_t product(const Dims& dims, std::size_t begin = 0, std::size_t end = SIZE_MAX) {
     std::int64_t n = 1;
-    for (std::size_t i = begin; i < dims.size() && i < end; ++i) n *= dims[i];
+    for (std::size_t i = begin; i < dims.size() && i < end; ++i) {
+        if (multiply_overflows(n, dims[i], n))
+            throw OpError("the element count of shape " + dims_string(dims) + " overflows 64 bits");
+    }
     return n;
 }
 
@@ -301,7 +311,12 @@ public:
         spec = nng_buffer_spec{};
         std::strncpy(spec.name, name, NNG_NAME_CAPACITY - 1);
         spec.lifetime = static_cast<nng_buffer_lifetime>(lifetime);
-        spec.bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0)) * sizeof(T);
+        std::int64_t bytes = 0;
+        if (multiply_overflows(std::max<std::int64_t>(count, 0), static_cast<std::int64_t>(sizeof(T)), bytes)) {
+            throw OpError("buffer '" + std::string(name) + "' of " + std::to_string(count) + " elements of " +
+                          std::to_string(sizeof(T)) + " bytes overflows 64 bits");
+        }
+        spec.bytes = static_cast<std::uint64_t>(bytes);
         return Buffer<T>{io_->num_buffers++};
     }
     void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "plugins/op_instance.hpp"
@@ -13,8 +14,15 @@ std::uint64_t aligned(std::uint64_t bytes) {
     return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
 }
 
-std::size_t bytes_of(DType dtype, const Shape& shape) {
-    return static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+// Every byte count the planner requests stays within kMaxTensorBytes, so the arena's sums and
+// the per-thread products below cannot wrap.
+std::size_t bytes_of(DType dtype, const Shape& shape, const std::string& what) {
+    const std::optional<std::uint64_t> bytes = checked_byte_count(shape, dtype);
+    if (!bytes) {
+        throw RunError(what + " of shape " + shape_to_string(shape) + " and type " + std::string(dtype_name(dtype)) +
+                       " would exceed 2^62 bytes");
+    }
+    return *bytes;
 }
 
 // Steps: 0 loads the batch, 1..K run forward, K+1 the loss, K+2..2K+1 backward in reverse,
@@ -67,7 +75,11 @@ private:
     }
     Shape& shape_of(TensorId t) { return plan_->shapes[static_cast<std::size_t>(t)]; }
     const InferResult& inferred(NodeId n) const { return inferred_[static_cast<std::size_t>(n)]; }
-    int request(std::size_t bytes, int from, int to, std::string name) {
+    int request(std::uint64_t bytes, int from, int to, std::string name) {
+        if (bytes > kMaxTensorBytes) {
+            throw RunError(name + " at batch " + std::to_string(plan_->batch) + " needs " + std::to_string(bytes) +
+                           " bytes; at most 2^62 bytes can be planned");
+        }
         plan_->requests.push_back({bytes, from, to});
         plan_->request_names.push_back(std::move(name));
         return static_cast<int>(plan_->requests.size() - 1);
@@ -256,8 +268,9 @@ private:
         plan_->grad_buffer.assign(num_tensors, -1);
         for (std::size_t t = 0; t < num_tensors; ++t) {
             if (life_.owner[t] != static_cast<TensorId>(t)) continue;
-            plan_->tensor_buffer[t] = request(bytes_of(g_.tensors()[t].info.dtype, plan_->shapes[t]), life_.first[t],
-                                              life_.last[t], "tensor " + g_.tensors()[t].name);
+            const std::string name = "tensor " + g_.tensors()[t].name;
+            plan_->tensor_buffer[t] = request(bytes_of(g_.tensors()[t].info.dtype, plan_->shapes[t], name),
+                                              life_.first[t], life_.last[t], name);
         }
         for (std::size_t t = 0; t < num_tensors; ++t) {
             plan_->tensor_buffer[t] = plan_->tensor_buffer[static_cast<std::size_t>(life_.owner[t])];
@@ -274,8 +287,8 @@ private:
         if (!context_.loss) return;
         for (TensorId t : context_.loss_outputs) {
             Shape shape = context_.loss->target_shape(shape_of(t));
-            plan_->target_buffer.push_back(
-                request(bytes_of(DType::F32, shape), 0, steps_.loss_step, "targets of " + g_.tensor(t).name));
+            const std::string name = "targets of " + g_.tensor(t).name;
+            plan_->target_buffer.push_back(request(bytes_of(DType::F32, shape, name), 0, steps_.loss_step, name));
             plan_->target_shapes.push_back(std::move(shape));
         }
     }
@@ -292,7 +305,7 @@ private:
         for (std::size_t t = 0; t < num_tensors; ++t) {
             if (!gradients.needs_grad[t]) continue;
             const auto& contributions = gradients.contributions[t];
-            const std::size_t bytes = bytes_of(DType::F32, plan_->shapes[t]);
+            const std::size_t bytes = bytes_of(DType::F32, plan_->shapes[t], "gradient of " + g_.tensors()[t].name);
             const int consumed = steps_.backward_step[static_cast<std::size_t>(g_.tensors()[t].producer)];
             plan_->grad_buffer[t] =
                 request(bytes, step_of(contributions.front()), consumed, "gradient of " + g_.tensors()[t].name);
@@ -363,6 +376,13 @@ private:
                 continue;
             }
             const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? context_.threads : 1;
+            // Each slice is aligned: slices + 1 leaves room for the padding.
+            if (b.lifetime == NNG_BUFFER_PER_THREAD &&
+                b.bytes > kMaxTensorBytes / static_cast<std::uint64_t>(slices + 1)) {
+                throw RunError(name + " of " + std::to_string(b.bytes) + " bytes for each of " +
+                               std::to_string(slices) + " threads at batch " + std::to_string(plan_->batch) +
+                               " would exceed 2^62 bytes");
+            }
             const std::uint64_t stride = b.lifetime == NNG_BUFFER_PER_THREAD ? aligned(b.bytes) : 0;
             const std::uint64_t total =
                 b.lifetime == NNG_BUFFER_PER_THREAD ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
