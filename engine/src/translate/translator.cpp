@@ -90,9 +90,10 @@ std::vector<Translation> Translator::translate(const std::vector<std::string>& s
         for (const std::int32_t id : decoded[k]) {
             if (id < TokenVocabulary::kOutOfVocabularyId) continue;  // pad or start: no word
             if (!text.empty()) text += ' ';
-            text += id == TokenVocabulary::kOutOfVocabularyId
-                        ? "<unk>"
-                        : target.tokens()[static_cast<std::size_t>(id - TokenVocabulary::kFirstTokenId)];
+            // Ids past the tokens the training data had (a vocabulary smaller than its size) have no word either.
+            const auto token = static_cast<std::size_t>(id - TokenVocabulary::kFirstTokenId);
+            text += id >= TokenVocabulary::kFirstTokenId && token < target.tokens().size() ? target.tokens()[token]
+                                                                                           : std::string("<unk>");
         }
     }
     return out;
