@@ -116,6 +116,9 @@ TEST_CASE("cached decoding gives the full decoder's outputs on every prefix, for
         CAPTURE(position);
         CHECK(log_difference(cached, expected) < 1e-5);
     }
+    // Past the decoder's length there is no position to embed nor room in the caches.
+    const std::vector<std::int32_t> one_more(3, 4);
+    CHECK_THROWS_WITH_AS(session.step(one_more), doctest::Contains("outside the session's 6 positions"), InputError);
     // A second session on the same executor starts afresh: nothing of the first is seen.
     const Tensor shorter = src.slice_rows(1, 3);
     session.start(shorter);
