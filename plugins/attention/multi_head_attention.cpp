@@ -21,11 +21,15 @@
 // LSH attention (`lsh`) shares queries and keys: no key projection, no `key.*` weights; the core
 // makes its keys from the projected queries.
 //
+// In a decoding session the op attends from one new position a call over keys and values it keeps
+// (incremental.hpp).
+//
 // The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
 // core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
 #include <cmath>
 
 #include "common.hpp"
+#include "incremental.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -178,10 +182,22 @@ struct MultiHeadAttention {
                        onednn::view(dx, DataType::f32, {groups, steps, dim}));
         zero_masked_keys(exec, dx, dim);
     }
-    void infer(nng::InferContext& ctx) const {
+    // What decoding one position a call cannot run with (null: nothing).
+    const char* decoding_obstacle() const {
+        if (linformer_) return "no linformer projection";
+        if (long_.lsh()) return "separate keys (no lsh: its hash buckets span the whole sequence)";
+        if (long_.blockwise) return "the dense core (no blockwise implementation or sparsity pattern)";
+        return nullptr;
+    }
+
+    void infer(nng::InferContext& ctx) {
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
+        const std::int64_t cached = DecodingCache::length(ctx, d.roles, decoding_obstacle());
+        if (cached > 0 && causal_ && !ctx.input_advances(d.roles.value))
+            throw nng::OpError("MultiHeadAttention: decoding with use_causal_mask needs keys that advance",
+                               "use_causal_mask");
         Dims out = {d.q[0], d.q[1]};
         out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
         const int y = ctx.add_output(NNG_F32, out);
@@ -204,20 +220,22 @@ struct MultiHeadAttention {
             ctx.add_weight("linformer.f", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
         }
 
-        const Problem p = problem_shape(s);
+        const Problem p = problem_shape(s, cached);
         BufferList own;
         declare(p, s, ctx.training(), own);
         const BufferList core = core_->buffers(p, ctx.training());
         declare_buffers(ctx, d.q[0], {&own, &core});
+        cache_.declare(ctx, d.roles, heads_, key_dim_, value_dim_, cached);
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
     }
 
-    Problem problem_shape(const Shapes& s) const {
+    // The core's problem; `cached`: the positions of a decoding cache the query attends over.
+    Problem problem_shape(const Shapes& s, std::int64_t cached = 0) const {
         Problem p;
         p.batch = s.batch;
         p.heads = heads_;
         p.tq = s.tq;
-        p.tv = linformer_ ? linformer_ : s.tv;
+        p.tv = cached ? cached : linformer_ ? linformer_ : s.tv;
         p.dk = key_dim_;
         p.dv = value_dim_;
         p.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(key_dim_)));
@@ -307,10 +325,10 @@ struct MultiHeadAttention {
     }
 
     // The problem of one call on the op's buffers `b`.
-    Problem problem(const nng::Exec& exec, const Shapes& s, const CallBuffers& b) const {
+    Problem problem(const nng::Exec& exec, const Shapes& s, const CallBuffers& b, std::int64_t cached = 0) const {
         const Roles r = Roles::of(exec.num_inputs());
         const Ids& ids = b.ids;
-        Problem p = problem_shape(s);
+        Problem p = problem_shape(s, cached);
         p.q = groups(b.own.floats(ids.q), p, p.tq, p.dk);
         p.k = long_.lsh() ? p.q : groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
         p.v = groups(b.own.floats(linformer_ ? ids.vp : ids.v), p, p.tv, p.dv);
@@ -343,6 +361,9 @@ struct MultiHeadAttention {
 
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
+        if (const DecodingCache::Call cache = cache_.bind(exec, heads_, key_dim_);
+            cache.mode != DecodingCache::Mode::kOff)
+            return forward_cached(exec, cache);
         const Shapes s = shapes(exec);
         const Roles r = Roles::of(exec.num_inputs());
         Problem p = problem_shape(s);
@@ -351,8 +372,7 @@ struct MultiHeadAttention {
         p = problem(exec, s, b);
         const Ids& ids = b.ids;
         float* projected = b.own.floats(ids.projected);
-        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v),
-              *joined = b.own.floats(ids.joined);
+        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v);
 
         project(exec, r.query, kQueryKernel, key_dim_, projected, q);
         if (!long_.lsh()) project(exec, r.key, kKeyKernel, key_dim_, projected, k);
@@ -364,13 +384,49 @@ struct MultiHeadAttention {
             along_steps(exec, kLinformerF, v, value_dim_, b.own.floats(ids.vp));
         }
         core_->forward(p, b.core);
-        onednn::reorder(heads_apart(b.own.floats(ids.heads_out), s.batch, heads_, s.tq, value_dim_),
+        project_output(exec, s, b);
+    }
+
+    // The core's output O (heads apart) joined and projected into the op's output.
+    void project_output(nng::Exec& exec, const Shapes& s, const CallBuffers& b) const {
+        float* joined = b.own.floats(b.ids.joined);
+        onednn::reorder(heads_apart(b.own.floats(b.ids.heads_out), s.batch, heads_, s.tq, value_dim_),
                         heads_joined_as_apart(joined, s.batch, heads_, s.tq, value_dim_));
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View bias =
             use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
         onednn::matmul(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
                        onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
+    }
+
+    // A decoding call: the new position's query over the cached keys and values.
+    void forward_cached(nng::Exec& exec, const DecodingCache::Call& cache) {
+        const Shapes s = shapes(exec);
+        const Roles r = Roles::of(exec.num_inputs());
+        Problem p = problem_shape(s, cache.length);
+        dropout_.apply(p, exec);
+        const CallBuffers b = bind(exec, p, s, Lifetime::kForward);
+        p = problem(exec, s, b, cache.length);
+        float* projected = b.own.floats(b.ids.projected);
+        project(exec, r.query, kQueryKernel, key_dim_, projected, b.own.floats(b.ids.q));
+        if (cache.mode == DecodingCache::Mode::kAppend) {
+            float *k = b.own.floats(b.ids.k), *v = b.own.floats(b.ids.v);
+            project(exec, r.key, kKeyKernel, key_dim_, projected, k);
+            project(exec, r.value, kValueKernel, value_dim_, projected, v);
+            DecodingCache::append(cache, k, v, mask_data(exec.input_mask(r.value)),
+                                  r.key != r.value ? mask_data(exec.input_mask(r.key)) : nullptr, s.batch, heads_,
+                                  key_dim_, value_dim_);
+            p.key_masks[0] = cache.key_mask;  // filled positions only: causal by construction
+            p.key_masks[1] = nullptr;
+            p.causal = false;
+        } else if (cache.position == 0) {  // the encoder's keys and values, once a session
+            project(exec, r.key, kKeyKernel, key_dim_, projected, cache.keys);
+            project(exec, r.value, kValueKernel, value_dim_, projected, cache.values);
+        }
+        p.k = groups(cache.keys, p, p.tv, p.dk);
+        p.v = groups(cache.values, p, p.tv, p.dv);
+        core_->forward(p, b.core);
+        project_output(exec, s, b);
     }
 
     // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
@@ -468,6 +524,7 @@ struct MultiHeadAttention {
     LongContextAttrs long_;
     std::int64_t linformer_;  // k, or 0
     std::unique_ptr<AttentionCore> core_;
+    DecodingCache cache_;
 };
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "nngraph/imdb.hpp"
 #include "nngraph/safetensors.hpp"
 #include "nngraph/tensor.hpp"
+#include "nngraph/translator.hpp"
 
 namespace nngraph {
 
@@ -280,6 +281,7 @@ public:
     Benchmark benchmark(const BenchmarkOptions& options = {}) const;
 
 private:
+    friend class Translator;  // decodes with the graph and weights
     struct State;
     explicit Model(std::unique_ptr<State> state);
     TrainResult train_with(dist::Communicator& comm, const TrainOptions& options);

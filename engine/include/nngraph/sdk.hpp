@@ -217,7 +217,8 @@ enum class Lifetime {
     PerCall = NNG_BUFFER_PER_CALL,      // scratch for one forward or backward call
     Saved = NNG_BUFFER_SAVED,           // written by a training forward, read by backward
     PerThread = NNG_BUFFER_PER_THREAD,  // scratch for one call, one slice per thread
-    Backward = NNG_BUFFER_BACKWARD      // scratch for the backward call only
+    Backward = NNG_BUFFER_BACKWARD,     // scratch for the backward call only
+    Session = NNG_BUFFER_SESSION        // kept across a decoding session's calls, batch-major
 };
 
 // The handle of a buffer an op declared, of elements T.
@@ -246,6 +247,13 @@ public:
     std::int64_t batch() const { return input_dims(0).empty() ? 1 : input_dims(0)[0]; }
     // The threads each call of the plan runs with: the slices of a Lifetime::PerThread buffer.
     int num_threads() const { return std::max(1, io_->num_threads); }
+    // Incremental decoding: the most positions a session reaches, 0 outside a decoding session.
+    std::int64_t session_positions() const { return knows_session() ? io_->session_positions : 0; }
+    // In a decoding session: whether input i brings new positions at every call (else it is the
+    // same at every call of the session).
+    bool input_advances(int i) const {
+        return knows_session() && io_->input_advances && io_->input_advances[check_input(i)] != 0;
+    }
 
     // Adds an output; returns its index.
     int add_output(nng_dtype dtype, const Dims& dims) {
@@ -336,6 +344,9 @@ private:
         return i;
     }
     const nng_tensor_info& input_info(int i) const { return io_->inputs[check_input(i)]; }
+    bool knows_session() const {
+        return io_->struct_size >= offsetof(nng_infer_io, input_advances) + sizeof(io_->input_advances);
+    }
     nng_infer_io* io_;
 };
 
@@ -406,6 +417,12 @@ public:
         return knows_field ? ctx_->batch_offset : 0;
     }
     int num_threads() const { return ctx_->num_threads; }
+    // The global position of the call's first step (a decoding session's later calls); else 0.
+    std::int64_t position_offset() const {
+        const bool knows_field =
+            ctx_->struct_size >= offsetof(nng_context, position_offset) + sizeof(ctx_->position_offset);
+        return knows_field ? ctx_->position_offset : 0;
+    }
     // Threads worth using for `work` units (elements, ids, multiply-adds): one below
     // `serial_below`, where waking the others costs more than they save; else num_threads().
     int threads_for(std::int64_t work, std::int64_t serial_below) const {

@@ -55,9 +55,11 @@ public:
 
     std::unique_ptr<ExecutionPlan> run() {
         order_steps();
+        mark_advancing();
         infer_shapes();
         compute_lifetimes();
         if (!training_) alias_inference_buffers();
+        if (context_.session) keep_session_tensors();
         request_tensor_buffers();
         request_target_buffers();
         if (training_) request_gradient_buffers();
@@ -99,13 +101,39 @@ private:
         }
     }
 
-    // Concrete shapes, node by node.
+    bool advances(TensorId t) const { return advancing_[static_cast<std::size_t>(t)]; }
+
+    // In a decoding session: the tensors that depend on an advancing input (masks with the tensor
+    // their node makes); every tensor otherwise.
+    void mark_advancing() {
+        const SessionShape* session = context_.session;
+        advancing_.assign(g_.tensors().size(), session == nullptr);
+        if (!session) return;
+        for (std::size_t i = 0; i < g_.inputs().size(); ++i) {
+            if (session->advancing_inputs.at(i)) advancing_[static_cast<std::size_t>(g_.inputs()[i])] = true;
+        }
+        for (NodeId id : steps_.ops) {
+            const GraphNode& node = g_.node(id);
+            const bool any =
+                std::any_of(node.inputs.begin(), node.inputs.end(), [&](TensorId t) { return advances(t); });
+            for (std::size_t t = 0; t < g_.tensors().size(); ++t) {
+                if (g_.tensors()[t].producer == id) advancing_[t] = any;
+            }
+        }
+    }
+
+    // Concrete shapes, node by node; in a decoding session an advancing input has one step a call.
     void infer_shapes() {
         plan_->shapes.resize(g_.tensors().size());
         inferred_.resize(g_.num_nodes());
         for (TensorId t : g_.inputs()) {
             shape_of(t) = g_.tensor(t).info.shape;
             shape_of(t)[0] = plan_->batch;
+            if (context_.session && advances(t)) {
+                if (shape_of(t).size() < 2)
+                    throw RunError("decoding: input '" + g_.tensor(t).name + "' has no steps axis to advance along");
+                shape_of(t)[1] = 1;
+            }
         }
         for (NodeId id : steps_.ops) {
             const GraphNode& node = g_.node(id);
@@ -117,7 +145,13 @@ private:
             }
             OpFailure failure;
             InferResult& r = inferred_[static_cast<std::size_t>(id)];
-            if (!node.instance->infer(infos, masks, training_, context_.threads, r, failure)) {
+            SessionInference session;
+            if (context_.session) {
+                session.positions = context_.session->positions;
+                for (TensorId t : node.inputs) session.input_advances.push_back(advances(t));
+            }
+            if (!node.instance->infer(infos, masks, training_, context_.threads, r, failure,
+                                      context_.session ? &session : nullptr)) {
                 throw RunError("node '" + node.name + "' (" + node.op + "): shape inference at batch " +
                                std::to_string(plan_->batch) + " failed: " + failure.message);
             }
@@ -192,6 +226,27 @@ private:
         }
     }
 
+    // The encoder's tensors the decoder reads are made at a session's first call and read at every
+    // call: they hold their memory for the whole plan, so that no call's buffers take it.
+    void keep_session_tensors() {
+        for (NodeId id : steps_.ops) {
+            const GraphNode& node = g_.node(id);
+            const bool node_advances =
+                std::any_of(node.inputs.begin(), node.inputs.end(), [&](TensorId t) { return advances(t); });
+            if (!node_advances) continue;
+            for (TensorId t : node.inputs) {
+                if (advances(t)) continue;
+                kept_.push_back(t);
+                if (g_.tensor(t).mask >= 0) kept_.push_back(g_.tensor(t).mask);
+            }
+        }
+        for (TensorId& t : kept_) {
+            t = life_.owner[static_cast<std::size_t>(t)];
+            life_.first[static_cast<std::size_t>(t)] = 0;
+            life_.extend(t, steps_.end_step);
+        }
+    }
+
     // An op whose output is one of its inputs unchanged when not training (Dropout) is not
     // called; the output shares the input's buffer, which lives as long as either of them.
     void alias_inference_buffers() {
@@ -220,6 +275,12 @@ private:
         for (std::size_t t = 0; t < num_tensors; ++t) {
             plan_->tensor_buffer[t] = plan_->tensor_buffer[static_cast<std::size_t>(life_.owner[t])];
         }
+        for (TensorId t : kept_) add_session_buffer(plan_->tensor_buffer[static_cast<std::size_t>(t)]);
+    }
+
+    void add_session_buffer(int buffer) {
+        std::vector<int>& kept = plan_->session_buffers;
+        if (buffer >= 0 && std::find(kept.begin(), kept.end(), buffer) == kept.end()) kept.push_back(buffer);
     }
 
     void request_target_buffers() {
@@ -264,6 +325,8 @@ private:
             call.backward_step = steps_.backward_step[static_cast<std::size_t>(id)];
             call.runs_backward = runs_backward(id);
             call.skipped = life_.skipped[static_cast<std::size_t>(id)];
+            call.advances = std::any_of(g_.node(id).inputs.begin(), g_.node(id).inputs.end(),
+                                        [&](TensorId t) { return advances(t); });
             add_forward_tensors(call);
             request_op_buffers(call);
             if (call.runs_backward) add_gradient_tensors(call);
@@ -298,6 +361,13 @@ private:
         const int saved_until = call.runs_backward ? call.backward_step : call.forward_step;
         for (const BufferDeclaration& b : r.buffers) {
             const std::string name = "buffer '" + b.name + "' of " + node.name;
+            if (b.lifetime == NNG_BUFFER_SESSION) {  // kept from a session's first call to its last
+                const int buffer = b.bytes > 0 ? request(b.bytes, 0, steps_.end_step, name) : -1;
+                add_session_buffer(buffer);
+                call.forward_buffers.add(buffer >= 0 ? b.bytes : 0, 0, 1, buffer);
+                call.backward_buffers.add(0, 0, 1, -1);
+                continue;
+            }
             if (b.lifetime == NNG_BUFFER_SAVED) {
                 const bool kept = training_ && b.bytes > 0;
                 const int buffer = kept ? request(b.bytes, call.forward_step, saved_until, name) : -1;
@@ -373,6 +443,8 @@ private:
     std::vector<InferResult> inferred_;  // per node
     Lifetimes life_;
     std::vector<std::vector<int>> contribution_buffer_;  // per tensor, per contribution
+    std::vector<bool> advancing_;                        // per tensor (see mark_advancing)
+    std::vector<TensorId> kept_;                         // decoding: the encoder's tensors the decoder reads
 };
 
 }  // namespace
