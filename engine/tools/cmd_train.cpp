@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 
 #include "cli.hpp"
@@ -23,6 +24,7 @@ struct TrainOptions {
     std::optional<std::uint64_t> seed;
     bool keep_going_on_nan = false;
     std::optional<double> bucket_mb;
+    bool no_overlap = false;
 };
 
 // Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
@@ -112,6 +114,7 @@ void run_train(const TrainOptions& o) {
     options.seed = o.seed;
     if (o.keep_going_on_nan) options.terminate_on_nan = false;
     if (o.bucket_mb) options.gradient_bucket_bytes = static_cast<std::size_t>(*o.bucket_mb * 1024 * 1024);
+    options.overlap_gradient_averaging = !o.no_overlap;
     if (o.save) options.save_best = *o.save;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
@@ -136,6 +139,15 @@ void run_train(const TrainOptions& o) {
         return stop.requested() ? Training::Stop : Training::Continue;
     };
     const TrainResult result = model.train(options);
+    if (leader && result.averaging.steps > 0) {
+        const double step = 1e3 / double(result.averaging.steps);
+        std::cerr << std::fixed << std::setprecision(3) << "nngraph: gradient averaging "
+                  << result.averaging.seconds * step << " ms a step, " << result.averaging.exposed_seconds * step
+                  << " ms exposed after backward, "
+                  << (result.averaging.seconds - result.averaging.exposed_seconds) * step << " ms hidden behind it ("
+                  << (o.no_overlap ? "blocking, after backward" : "overlapped") << ")\n"
+                  << std::defaultfloat;
+    }
     if (leader && result.best && result.best_epoch) {
         std::cerr << "nngraph: best " << result.monitor << " " << format_metric(*result.best) << " at epoch "
                   << result.best_epoch << (o.save ? ", saved to " + *o.save : std::string()) << "\n";
@@ -199,6 +211,8 @@ void add_train_commands(CLI::App& app) {
         ->add_option("--bucket-mb", t->bucket_mb,
                      "Under mpirun: gradients are averaged in buckets of this many MiB (default 25)")
         ->check(CLI::PositiveNumber);
+    train->add_flag("--no-overlap", t->no_overlap,
+                    "Under mpirun: average the gradients after backward in blocking allreduces, not while it runs");
     add_common_options(*train, t->common);
     train->callback([t] { run_train(*t); });
 

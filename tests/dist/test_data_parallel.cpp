@@ -26,18 +26,24 @@ public:
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     void allreduce_sum(std::span<float> v) override {
-        for (float& x : v) x *= float(size_);
+        blocking.push_back(v.size());
+        mirror(v);
     }
     void allreduce_sum(std::span<double> v) override {
         for (double& x : v) x *= size_;
     }
+    // Done after `tests_to_finish` calls of test(), as a transfer that MPI moves on only when polled.
     std::unique_ptr<dist::Request> allreduce_sum_async(std::span<float> v) override {
         launched.push_back(v.size());
-        allreduce_sum(v);
-        struct Done : dist::Request {
-            void wait() override {}
+        mirror(v);
+        struct Polled : dist::Request {
+            Polled(MirrorJob& job, int tests) : job(job), tests_left(tests) {}
+            void wait() override { ++job.waits; }
+            bool test() override { return --tests_left <= 0; }
+            MirrorJob& job;
+            int tests_left;
         };
-        return std::make_unique<Done>();
+        return std::make_unique<Polled>(*this, tests_to_finish);
     }
     void broadcast(std::span<std::byte> bytes, int) override {
         if (!root_bytes.empty()) std::copy(root_bytes.begin(), root_bytes.end(), bytes.begin());
@@ -45,10 +51,19 @@ public:
     void barrier() override {}
     void send(std::span<const std::byte>, int, int) override {}
     void receive(std::span<std::byte>, int, int) override {}
+    std::unique_ptr<dist::Request> send_async(std::span<const std::byte>, int, int) override { return nullptr; }
+    std::unique_ptr<dist::Request> receive_async(std::span<std::byte>, int, int) override { return nullptr; }
+    void send_receive(std::span<const std::byte>, int, std::span<std::byte>, int, int) override {}
     std::vector<std::byte> root_bytes;  // what rank 0 broadcasts; empty: the same as this rank
-    std::vector<std::size_t> launched;  // the sizes of the non-blocking allreduces, in order
+    std::vector<std::size_t> launched;  // the sizes of the non-blocking float allreduces, in order
+    std::vector<std::size_t> blocking;  // the sizes of the blocking float allreduces, in order
+    int tests_to_finish = 1;
+    int waits = 0;  // wait() calls on requests
 
 private:
+    void mirror(std::span<float> v) const {
+        for (float& x : v) x *= float(size_);
+    }
     void end_job(const std::string&, int) override {}
     int rank_, size_;
 };
@@ -107,6 +122,65 @@ TEST_CASE("gradients go out in buckets, in reverse weight order, weighted by the
     reducer.ready(2);
     CHECK_THROWS_AS(reducer.finish(), RunError);
     CHECK_THROWS_AS(dist::GradientReducer(job, grads, 0), InputError);
+}
+
+namespace {
+
+// Three weights of 4 floats, in buckets {2, 1} and {0} of 8 floats; the mean over 3 mirrored
+// ranks of 10 rows each is each gradient itself.
+std::vector<Tensor> three_gradients() {
+    std::vector<Tensor> grads;
+    for (int w = 0; w < 3; ++w) {
+        grads.emplace_back(DType::F32, Shape{4});
+        for (int i = 0; i < 4; ++i) grads.back().data<float>()[i] = float(w * 10 + i) - 0.5f;
+    }
+    return grads;
+}
+
+void check_three_gradients(const std::vector<Tensor>& grads) {
+    for (int w = 0; w < 3; ++w) {
+        for (int i = 0; i < 4; ++i) CHECK(grads[w].data<float>()[i] == doctest::Approx(float(w * 10 + i) - 0.5f));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("buckets in flight are polled at every ready gradient; those still running are waited for") {
+    for (int tests_to_finish : {1, 100}) {
+        CAPTURE(tests_to_finish);
+        MirrorJob job(0, 3);
+        job.tests_to_finish = tests_to_finish;
+        std::vector<Tensor> grads = three_gradients();
+        dist::GradientReducer reducer(job, grads, 8 * sizeof(float));
+        reducer.begin(10, 30);
+        for (std::size_t w = 3; w-- > 0;) reducer.ready(w);
+        CHECK(job.launched == std::vector<std::size_t>{8, 4});
+        reducer.finish();
+        // Done by the polls alone, nothing is waited for after backward; else both buckets are.
+        CHECK(job.waits == (tests_to_finish == 1 ? 0 : 2));
+        check_three_gradients(grads);
+        CHECK(reducer.time().steps == 1);
+        CHECK(reducer.time().exposed_seconds <= reducer.time().seconds);
+    }
+}
+
+TEST_CASE("averaging after backward sends every bucket in blocking allreduces once backward is done") {
+    MirrorJob job(2, 3);
+    std::vector<Tensor> grads = three_gradients();
+    dist::GradientReducer reducer(job, grads, 8 * sizeof(float), dist::Overlap::AfterBackward);
+    for (int step = 1; step <= 2; ++step) {
+        reducer.begin(10, 30);
+        for (std::size_t w = 3; w-- > 0;) reducer.ready(w);
+        CHECK(job.blocking.empty());
+        reducer.finish();
+        CHECK(job.launched.empty());
+        CHECK(job.blocking == std::vector<std::size_t>{8, 4});
+        job.blocking.clear();
+        check_three_gradients(grads);
+        // All of it is exposed: nothing ran while backward did.
+        CHECK(reducer.time().steps == step);
+        CHECK(reducer.time().exposed_seconds == reducer.time().seconds);
+    }
 }
 
 TEST_CASE("ranks that disagree with rank 0 are named, with this rank's source") {

@@ -2,9 +2,7 @@
 // ends the job, ranks that disagree on the model file are refused.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,10 +15,9 @@
 #include <thread>
 
 #include "cli_runner.hpp"
+#include "mpirun.hpp"
 #include "nngraph/safetensors.hpp"
 #include "temp_dir.hpp"
-
-extern char** environ;
 
 using namespace nngraph;
 using namespace nngraph::testing;
@@ -46,80 +43,6 @@ training:
   seed: 6
 data: {format: synthetic, task: xor, samples: 901, validation_samples: 300, noise: 0.0}
 )";
-
-class Mpirun {
-public:
-    // Starts `mpirun <args>` with stdout and stderr into files of `dir`.
-    Mpirun(const TempDir& dir, const std::vector<std::string>& args)
-        : out_(dir / "mpirun.out"), err_(dir / "mpirun.err") {
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        std::vector<std::string> strings{NNGRAPH_MPIEXEC};
-        strings.insert(strings.end(), args.begin(), args.end());
-        std::vector<char*> argv;
-        for (std::string& s : strings) argv.push_back(s.data());
-        argv.push_back(nullptr);
-        // Open MPI refuses root without these; the tests may run as root in a container.
-        std::vector<std::string> env{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
-        for (char** e = environ; *e; ++e) env.emplace_back(*e);
-        std::vector<char*> envp;
-        for (std::string& e : env) envp.push_back(e.data());
-        envp.push_back(nullptr);
-        const int spawned = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
-        posix_spawn_file_actions_destroy(&actions);
-        REQUIRE_MESSAGE(spawned == 0, "cannot start " << NNGRAPH_MPIEXEC);
-    }
-    ~Mpirun() {
-        if (!finished_) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-        }
-    }
-
-    // The exit status, or nothing when it has not ended within `limit` (it is then killed).
-    std::optional<int> wait(std::chrono::seconds limit) {
-        const auto deadline = Clock::now() + limit;
-        int status = 0;
-        while (waitpid(pid_, &status, WNOHANG) == 0) {
-            if (Clock::now() > deadline) return std::nullopt;
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        finished_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-
-    // The process mpirun launched as `rank`, once it runs; -1 if none appears within `limit`.
-    pid_t rank_process(int rank, std::chrono::seconds limit) const {
-        const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-        const auto deadline = Clock::now() + limit;
-        while (Clock::now() < deadline) {
-            for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-                const std::string name = entry.path().filename();
-                if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-                std::istringstream stat(read_bytes(entry.path() / "stat"));
-                std::string pid, command, state;
-                pid_t parent = 0;
-                stat >> pid >> command >> state >> parent;
-                if (parent != pid_) continue;
-                std::string environment = read_bytes(entry.path() / "environ");
-                std::replace(environment.begin(), environment.end(), '\0', '\n');
-                if (("\n" + environment).find("\n" + wanted + "\n") != std::string::npos) return std::stoi(name);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        return -1;
-    }
-
-    std::string out() const { return read_bytes(out_); }
-    std::string err() const { return read_bytes(err_); }
-
-private:
-    std::filesystem::path out_, err_;
-    pid_t pid_ = -1;
-    bool finished_ = false;
-};
 
 // `train` of the test model, writing NAME.safetensors and NAME.csv.
 std::vector<std::string> train_args(const TempDir& dir, const std::string& name) {
@@ -299,4 +222,16 @@ TEST_CASE("a 2-rank run resumed from its checkpoint ends where one unbroken proc
     Mpirun second_job(dir, mpirun_args({"-np", "2"}, second));
     REQUIRE_MESSAGE(second_job.wait(std::chrono::seconds(120)) == std::optional<int>(0), second_job.err());
     check_same_checkpoint(read_safetensors(dir / "whole.safetensors"), read_safetensors(dir / "one.safetensors"), 2);
+}
+
+TEST_CASE("under mpirun without a loadable MPI module the run stops, naming the module and the way out") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", kModel);
+    const std::string missing = (dir / "absent" / "libnngraph_mpi.so").string();
+    const CliResult run =
+        run_nngraph(train_args(dir, "absent"), {"OMPI_COMM_WORLD_SIZE=2", "NNGRAPH_MPI_MODULE=" + missing});
+    CHECK(run.status != 0);
+    CHECK_FALSE(run.crashed);
+    CHECK_MESSAGE(run.err.find("the MPI module '" + missing + "' cannot be loaded") != std::string::npos, run.err);
+    CHECK_MESSAGE(run.err.find("run nngraph without mpirun") != std::string::npos, run.err);
 }

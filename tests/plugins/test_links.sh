@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The nngraph command and the core library link no plugin and no oneDNN: ops arrive only through
-# dlopen. Usage: test_links.sh NNGRAPH_BINARY CORE_LIBRARY
+# The nngraph command and the core library link no plugin, no oneDNN and no MPI library: ops and the
+# MPI module (loaded only under mpirun) arrive only through dlopen. Usage: test_links.sh NNGRAPH_BINARY CORE_LIBRARY
 set -euo pipefail
 status=0
 for file in "$@"; do
@@ -10,7 +10,7 @@ for file in "$@"; do
     status=1
     continue
   fi
-  if bad=$(grep -E 'dnnl|nngraph_(attention|dense|dropout|embedding|glue|lstm|normalization|pooling|position)' <<<"$needed"); then
+  if bad=$(grep -E 'dnnl|libmpi|nngraph_(attention|dense|dropout|embedding|glue|lstm|normalization|pooling|position)' <<<"$needed"); then
     echo "FAIL: $file links $bad"
     status=1
   else

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "dist/plugin_comm.hpp"
 #include "exec/weights.hpp"
 #include "graph/attributes.hpp"
 #include "nngraph/error.hpp"
@@ -163,6 +164,7 @@ std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint6
     ctx.seed = seed;
     ctx.num_threads = threads;
     ctx.batch_offset = batch_offset_;
+    ctx.comm = nngraph::dist::plugin_comm();
     return call;
 }
 

@@ -138,6 +138,9 @@ struct TrainOptions {
     std::ostream* log = nullptr;
     // Under mpirun: the size of the buckets the gradients are averaged in (default 25 MiB).
     std::optional<std::size_t> gradient_bucket_bytes;
+    // Under mpirun: false sends every bucket after backward in blocking allreduces instead of while
+    // backward runs, the baseline that shows what the overlap buys.
+    bool overlap_gradient_averaging = true;
     bool live = false;
     std::function<void(const TrainStart&)> on_start;
     // Either may return Training::Stop: after a batch, its epoch ends there and is still validated
@@ -146,8 +149,18 @@ struct TrainOptions {
     std::function<Training(const EpochEnd&)> on_epoch;
 };
 
+// Under mpirun: the gradient averages' time, summed over the steps run. `seconds` runs from a step's
+// first bucket sent to its last one done; `exposed_seconds` of it were waited for after backward, and
+// the rest ran hidden behind backward.
+struct GradientAveraging {
+    std::int64_t steps = 0;
+    double seconds = 0.0;
+    double exposed_seconds = 0.0;
+};
+
 struct TrainResult {
     std::vector<EpochEnd> history;  // the epochs run
+    GradientAveraging averaging;    // no steps in one process
     bool stopped = false;           // a callback, or a non-finite loss, stopped training
     // Set when a non-finite loss stopped training: the epoch, the step and the first node whose
     // output was not finite. The best checkpoint is the one saved before.

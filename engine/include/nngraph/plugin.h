@@ -234,6 +234,36 @@ typedef struct nng_infer_io {
 
 /* ---- Execution ------------------------------------------------------------------------------ */
 
+/* A point-to-point transfer in flight, owned by the host until `wait` (or a `test` that reports
+ * it done) ends it; its buffer must stay untouched until then. */
+typedef struct nng_comm_request nng_comm_request;
+
+/* The processes of the job (ranks 0..size-1 under mpirun; one process otherwise), as the host's
+ * communicator offers them to ops that exchange data across ranks. Call it only from the thread that
+ * runs forward or backward, never from inside a parallel region. Every rank makes the same
+ * collective calls (allreduce) in the same order. Failures return NNG_FAILED with a message. */
+typedef struct nng_comm {
+    uint32_t struct_size;
+    void* self; /* passed back as the first argument of every function */
+    int32_t (*rank)(void* self);
+    int32_t (*size)(void* self);
+    /* Non-blocking: start sending or receiving `bytes` bytes to or from rank `peer` with `tag`
+     * (0 <= tag < 32768); a receive matches the send of the same peer and tag, in order. */
+    nng_status (*isend)(void* self, const void* data, uint64_t bytes, int32_t peer, int32_t tag,
+                        nng_comm_request** request, nng_error* error);
+    nng_status (*irecv)(void* self, void* data, uint64_t bytes, int32_t peer, int32_t tag, nng_comm_request** request,
+                        nng_error* error);
+    /* Blocks until the transfer is done and ends the request. */
+    nng_status (*wait)(void* self, nng_comm_request* request, nng_error* error);
+    /* Sets *done; a done request is ended, as by wait. */
+    nng_status (*test)(void* self, nng_comm_request* request, int32_t* done, nng_error* error);
+    /* Blocking: sends to `to` and receives from `from` at once (a ring step), both with `tag`. */
+    nng_status (*sendrecv)(void* self, const void* send_data, uint64_t send_bytes, int32_t to, void* receive_data,
+                           uint64_t receive_bytes, int32_t from, int32_t tag, nng_error* error);
+    /* In place: every rank ends with the element-wise sum over all ranks. */
+    nng_status (*allreduce_sum_f32)(void* self, float* values, uint64_t count, nng_error* error);
+} nng_comm;
+
 typedef struct nng_context {
     uint32_t struct_size;
     int32_t training; /* forward: training mode (dropout active, fill saved buffers) */
@@ -250,6 +280,9 @@ typedef struct nng_context {
      * the positions earlier calls brought (0 at its first call), and 0 elsewhere. Position-dependent
      * ops (position embeddings, caches) key on it. Hosts before this field pass a smaller struct_size. */
     int64_t position_offset;
+    /* The job's processes, for ops that exchange data across ranks (see nng_comm). Hosts before
+     * this field pass a smaller struct_size. */
+    const nng_comm* comm;
 } nng_context;
 
 /* A declared buffer in one call: 64-byte aligned; `data` is NULL when it was declared with 0 bytes

@@ -39,11 +39,13 @@
 #include <cstring>
 #include <exception>
 #include <iterator>
+#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "nngraph/plugin.h"
@@ -399,6 +401,114 @@ private:
     const nng_tensor* t_ = nullptr;
 };
 
+// A transfer in flight (Comm::isend, Comm::irecv). Its buffer stays untouched until wait() or a
+// test() that returns true; a request dropped unfinished is waited for, so the host never writes a
+// buffer that is gone.
+class CommRequest {
+public:
+    CommRequest() = default;
+    CommRequest(const nng_comm* comm, nng_comm_request* request) : comm_(comm), request_(request) {}
+    CommRequest(CommRequest&& other) noexcept : comm_(other.comm_), request_(std::exchange(other.request_, nullptr)) {}
+    CommRequest& operator=(CommRequest&& other) noexcept {
+        if (this != &other) {
+            finish_quietly();
+            comm_ = other.comm_;
+            request_ = std::exchange(other.request_, nullptr);
+        }
+        return *this;
+    }
+    ~CommRequest() { finish_quietly(); }
+
+    bool pending() const { return request_ != nullptr; }
+    void wait() {
+        if (!request_) return;
+        nng_error error{sizeof(nng_error), {}, {}};
+        const nng_status status = comm_->wait(comm_->self, std::exchange(request_, nullptr), &error);
+        if (status != NNG_OK) throw OpError(error.message);
+    }
+    // Whether it is done, without blocking (a done request ends here).
+    bool test() {
+        if (!request_) return true;
+        nng_error error{sizeof(nng_error), {}, {}};
+        std::int32_t done = 0;
+        if (comm_->test(comm_->self, request_, &done, &error) != NNG_OK) throw OpError(error.message);
+        if (done) request_ = nullptr;
+        return done != 0;
+    }
+
+private:
+    void finish_quietly() noexcept {
+        if (!request_) return;
+        nng_error error{sizeof(nng_error), {}, {}};
+        comm_->wait(comm_->self, std::exchange(request_, nullptr), &error);
+    }
+    const nng_comm* comm_ = nullptr;
+    nng_comm_request* request_ = nullptr;
+};
+
+// The job's processes (nng_comm): ranks 0..size()-1 under mpirun, one otherwise. Call it from the
+// thread running forward or backward, never inside a parallel region; every rank makes the same
+// allreduce calls in the same order. Failures throw OpError. Elements are sent as raw bytes.
+class Comm {
+public:
+    explicit Comm(const nng_comm* table) : table_(table) {}
+
+    // False with a host older than nng_context.comm: then the job is this process alone and only
+    // rank(), size() and allreduce_sum work.
+    bool available() const { return table_ != nullptr; }
+    int rank() const { return table_ ? table_->rank(table_->self) : 0; }
+    int size() const { return table_ ? table_->size(table_->self) : 1; }
+
+    // Any contiguous range of trivially copyable elements: a std::vector, a std::span, an array.
+    template <std::ranges::contiguous_range R>
+    [[nodiscard]] CommRequest isend(R&& data, int peer, int tag) const {
+        nng_comm_request* request = nullptr;
+        call([&](nng_error* e) {
+            return table()->isend(table_->self, std::ranges::data(data), bytes_of(data), peer, tag, &request, e);
+        });
+        return CommRequest(table_, request);
+    }
+    template <std::ranges::contiguous_range R>
+    [[nodiscard]] CommRequest irecv(R&& data, int peer, int tag) const {
+        nng_comm_request* request = nullptr;
+        call([&](nng_error* e) {
+            return table()->irecv(table_->self, std::ranges::data(data), bytes_of(data), peer, tag, &request, e);
+        });
+        return CommRequest(table_, request);
+    }
+    // Sends `out` to `to` while receiving `in` from `from`: one step of a ring.
+    template <std::ranges::contiguous_range Out, std::ranges::contiguous_range In>
+    void sendrecv(const Out& out, int to, In&& in, int from, int tag) const {
+        call([&](nng_error* e) {
+            return table()->sendrecv(table_->self, std::ranges::data(out), bytes_of(out), to, std::ranges::data(in),
+                                     bytes_of(in), from, tag, e);
+        });
+    }
+    // In place: every rank ends with the element-wise sum over all ranks.
+    void allreduce_sum(std::span<float> values) const {
+        if (!table_) return;
+        call([&](nng_error* e) { return table_->allreduce_sum_f32(table_->self, values.data(), values.size(), e); });
+    }
+
+private:
+    template <class R>
+    static std::uint64_t bytes_of(const R& data) {
+        using T = std::ranges::range_value_t<R>;
+        static_assert(std::is_trivially_copyable_v<T>, "only trivially copyable elements travel as bytes");
+        return static_cast<std::uint64_t>(std::ranges::size(data)) * sizeof(T);
+    }
+    const nng_comm* table() const {
+        if (!table_) throw OpError("this host offers no communicator (its nng_context has no comm)");
+        return table_;
+    }
+    template <class F>
+    static void call(F&& body) {
+        nng_error error{sizeof(nng_error), {}, {}};
+        if (body(&error) != NNG_OK) throw OpError(error.message);
+    }
+    const nng_comm* table_;
+};
+
 class Exec {
 public:
     Exec(const nng_context* ctx, const nng_exec_args* args) : ctx_(ctx), args_(args) {}
@@ -422,6 +532,11 @@ public:
         const bool knows_field =
             ctx_->struct_size >= offsetof(nng_context, position_offset) + sizeof(ctx_->position_offset);
         return knows_field ? ctx_->position_offset : 0;
+    }
+    // The job's processes, for ops that exchange data across ranks.
+    Comm comm() const {
+        const bool knows_field = ctx_->struct_size >= offsetof(nng_context, comm) + sizeof(ctx_->comm);
+        return Comm(knows_field ? ctx_->comm : nullptr);
     }
     // Threads worth using for `work` units (elements, ids, multiply-adds): one below
     // `serial_below`, where waking the others costs more than they save; else num_threads().

@@ -358,7 +358,9 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     s.use_seed(config.seed);
     Executor& executor = s.executor();
     Trainer trainer(executor, config);
-    trainer.set_communicator(comm, options.gradient_bucket_bytes.value_or(dist::kDefaultBucketBytes));
+    trainer.set_communicator(
+        comm, options.gradient_bucket_bytes.value_or(dist::kDefaultBucketBytes),
+        options.overlap_gradient_averaging ? dist::Overlap::DuringBackward : dist::Overlap::AfterBackward);
     const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
 
     TrainResult result;
@@ -406,6 +408,8 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     result.stopped = !trainer.fit(data.train, data.validation ? &*data.validation : nullptr, first_epoch, log,
                                   leader && options.live, callbacks);
     result.non_finite = trainer.non_finite_stop();
+    const dist::AveragingTime averaging = trainer.averaging_time();
+    result.averaging = {averaging.steps, averaging.seconds, averaging.exposed_seconds};
     return result;
 }
 

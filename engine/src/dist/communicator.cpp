@@ -13,8 +13,7 @@ bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullpt
 
 Communicator& world() {
     if (!launched_by_mpirun()) return single_process();
-    static const std::unique_ptr<Communicator> mpi = make_mpi_world();
-    return *mpi;
+    return load_mpi_world();
 }
 
 }  // namespace nngraph::dist

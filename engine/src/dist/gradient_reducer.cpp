@@ -6,8 +6,13 @@
 
 namespace nngraph::dist {
 
-GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradients, std::size_t bucket_bytes)
-    : comm_(comm), gradients_(gradients), bucket_of_(gradients.size()), offset_of_(gradients.size()) {
+GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradients, std::size_t bucket_bytes,
+                                 Overlap overlap)
+    : comm_(comm),
+      gradients_(gradients),
+      bucket_of_(gradients.size()),
+      offset_of_(gradients.size()),
+      overlap_(overlap) {
     if (bucket_bytes == 0) throw InputError("the gradient bucket size must be positive");
     const std::size_t capacity = std::max<std::size_t>(bucket_bytes / sizeof(float), 1);
     for (std::size_t w = gradients.size(); w-- > 0;) {
@@ -31,6 +36,7 @@ void GradientReducer::begin(std::int64_t local_rows, std::int64_t global_rows) {
     weight_ = static_cast<float>(double(local_rows) / double(global_rows));
     for (Bucket& b : buckets_) b.pending = b.weights.size();
     next_launch_ = 0;
+    next_done_ = 0;
 }
 
 void GradientReducer::ready(std::size_t weight) {
@@ -41,21 +47,44 @@ void GradientReducer::ready(std::size_t weight) {
     float* to = b.values.data() + offset_of_[weight];
     for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * weight_;
     --b.pending;
+    if (overlap_ == Overlap::AfterBackward) return;
     launch_complete_buckets();
+    poll();
 }
 
 void GradientReducer::launch_complete_buckets() {
     // Collectives must start in the same order on every rank: a bucket waits for those before it.
     while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+        if (next_launch_ == 0) first_launch_ = Clock::now();
         Bucket& b = buckets_[next_launch_++];
         b.request = comm_.allreduce_sum_async(std::span<float>(b.values));
     }
 }
 
+void GradientReducer::poll() {
+    while (next_done_ < next_launch_ && buckets_[next_done_].request->test()) {
+        last_done_ = Clock::now();
+        ++next_done_;
+    }
+}
+
 void GradientReducer::finish() {
+    const Clock::time_point backward_done = Clock::now();
+    if (overlap_ == Overlap::AfterBackward) {
+        first_launch_ = backward_done;
+        while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0)
+            comm_.allreduce_sum(std::span<float>(buckets_[next_launch_++].values));
+        next_done_ = next_launch_;
+    }
     if (next_launch_ < buckets_.size()) throw RunError("a gradient was never marked ready before the average");
+    const bool waits = next_done_ < buckets_.size();
+    for (; next_done_ < buckets_.size(); ++next_done_) buckets_[next_done_].request->wait();
+    const Clock::time_point averaged = Clock::now();
+    const Clock::time_point last_done = waits || overlap_ == Overlap::AfterBackward ? averaged : last_done_;
+    ++time_.steps;
+    time_.seconds += std::chrono::duration<double>(last_done - first_launch_).count();
+    time_.exposed_seconds += std::chrono::duration<double>(averaged - backward_done).count();
     for (Bucket& b : buckets_) {
-        b.request->wait();
         b.request.reset();
         for (std::size_t w : b.weights) {
             Tensor& g = gradients_[w];

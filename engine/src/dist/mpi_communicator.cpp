@@ -1,11 +1,14 @@
-// The communicator over Open MPI: the only file of nngraph that includes mpi.h.
+// The communicator over Open MPI: the only file of nngraph that includes mpi.h, built as a module
+// of its own (libnngraph_mpi.so) that the engine loads only under mpirun.
 #include <mpi.h>
 
 #include <climits>
 #include <iostream>
+#include <type_traits>
 
 #include "dist/communicator.hpp"
 #include "nngraph/error.hpp"
+#include "nngraph/plugin.h"
 
 namespace nngraph::dist {
 namespace {
@@ -27,6 +30,11 @@ public:
         if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
     }
     void wait() override { MPI_Wait(&request_, MPI_STATUS_IGNORE); }
+    bool test() override {
+        int done = 0;
+        MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+        return done != 0;
+    }
 
 private:
     MPI_Request request_;
@@ -79,6 +87,20 @@ public:
     void receive(std::span<std::byte> bytes, int from, int tag) override {
         MPI_Recv(bytes.data(), count_of(bytes.size()), MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     }
+    std::unique_ptr<Request> send_async(std::span<const std::byte> bytes, int to, int tag) override {
+        MPI_Request request = MPI_REQUEST_NULL;
+        MPI_Isend(bytes.data(), count_of(bytes.size()), MPI_BYTE, to, tag, MPI_COMM_WORLD, &request);
+        return std::make_unique<MpiRequest>(request);
+    }
+    std::unique_ptr<Request> receive_async(std::span<std::byte> bytes, int from, int tag) override {
+        MPI_Request request = MPI_REQUEST_NULL;
+        MPI_Irecv(bytes.data(), count_of(bytes.size()), MPI_BYTE, from, tag, MPI_COMM_WORLD, &request);
+        return std::make_unique<MpiRequest>(request);
+    }
+    void send_receive(std::span<const std::byte> out, int to, std::span<std::byte> in, int from, int tag) override {
+        MPI_Sendrecv(out.data(), count_of(out.size()), MPI_BYTE, to, tag, in.data(), count_of(in.size()), MPI_BYTE,
+                     from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    }
 
 private:
     void end_job(const std::string& message, int exit_status) override {
@@ -92,6 +114,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_world() { return std::make_unique<MpiWorld>(); }
-
 }  // namespace nngraph::dist
+
+extern "C" NNG_EXPORT nngraph::dist::Communicator* nngraph_mpi_world(std::uint32_t interface_version) {
+    using namespace nngraph::dist;
+    static_assert(std::is_same_v<decltype(&nngraph_mpi_world), MpiModuleEntry>);
+    if (interface_version != kMpiModuleInterface) return nullptr;
+    return new MpiWorld();
+}

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "dist/plugin_comm.hpp"
 #include "exec/planner.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
@@ -174,6 +175,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ctx.deterministic = kind == StepKind::Gradient ? 1 : 0;
     ctx.num_threads = planned_threads();
     ctx.batch_offset = batch.global_offset;
+    ctx.comm = dist::plugin_comm();
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     run_forward(plan, ctx, false);
@@ -273,6 +275,7 @@ void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
     ctx.num_threads = planned_threads();
     ctx.batch_offset = batch.global_offset;
     ctx.position_offset = position;
+    ctx.comm = dist::plugin_comm();
     run_forward(plan, ctx, position > 0);
     ++step_count_;
     last_plan_ = &plan;

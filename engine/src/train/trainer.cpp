@@ -123,12 +123,12 @@ Trainer::~Trainer() {
     if (reducer_) executor_.set_on_gradient_ready({});
 }
 
-void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes) {
+void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes, dist::Overlap overlap) {
     comm_ = &comm;
     reducer_.reset();
     executor_.set_on_gradient_ready({});
     if (comm.size() == 1) return;
-    reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes);
+    reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes, overlap);
     // Backward hands each gradient over as soon as it is final, so buckets go out while it runs on.
     executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
 }

@@ -62,7 +62,10 @@ public:
     // Trains data-parallel over `comm` (which must outlive the trainer): each rank runs its share of
     // every batch, the gradients are averaged in buckets of `bucket_bytes` before every step, the
     // scores cover all ranks' rows.
-    void set_communicator(dist::Communicator& comm, std::size_t bucket_bytes = dist::kDefaultBucketBytes);
+    void set_communicator(dist::Communicator& comm, std::size_t bucket_bytes = dist::kDefaultBucketBytes,
+                          dist::Overlap overlap = dist::Overlap::DuringBackward);
+    // The gradient averages' time so far (no steps with one rank).
+    dist::AveragingTime averaging_time() const { return reducer_ ? reducer_->time() : dist::AveragingTime{}; }
 
     // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
     // false when a callback stopped training.
