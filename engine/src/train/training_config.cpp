@@ -1,6 +1,7 @@
 #include "train/training_config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "nngraph/nngraph.hpp"
@@ -100,6 +101,64 @@ LearningRateSchedule parse_schedule(const YAML::Node& node, const std::string& f
     return s;
 }
 
+// Keras's optimizer names are the class names in lower case (SGD's config says "SGD").
+std::string optimizer_name(const YAML::Node& node, const std::string& file) {
+    std::string name = yaml_as<std::string>(node, SourceLocation::of(file, node), "optimizer name");
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    return name;
+}
+
+// A name (adam) or a map as Keras's optimizer get_config writes it; unset options may be null.
+OptimizerConfig parse_optimizer(const YAML::Node& o, const std::string& file) {
+    auto at = [&](const YAML::Node& n) { return SourceLocation::of(file, n); };
+    OptimizerConfig config;
+    if (o.IsScalar()) {
+        config.name = optimizer_name(o, file);
+    } else if (o.IsMap()) {
+        check_keys(o, file, "'optimizer'",
+                   {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "weight_decay",
+                    "rho", "centered", "initial_accumulator_value", "clipnorm", "clipvalue", "global_clipnorm"});
+        if (!o["name"])
+            throw model_error(at(o), "", std::string("the optimizer needs a 'name' (one of ") + kOptimizerNames + ")");
+        config.name = optimizer_name(o["name"], file);
+        auto number = [&](const char* key, double& into) {
+            if (o[key] && !o[key].IsNull()) into = finite_number(o[key], file, std::string("optimizer ") + key);
+        };
+        auto positive = [&](const char* key, double& into) {
+            number(key, into);
+            if (o[key] && !o[key].IsNull() && into <= 0)
+                throw model_error(at(o[key]), "", std::string(key) + " must be above 0, or null for none");
+        };
+        if (o["learning_rate"] && o["learning_rate"].IsMap())
+            config.schedule = parse_schedule(o["learning_rate"], file);
+        else
+            number("learning_rate", config.learning_rate);
+        number("beta_1", config.beta_1);
+        number("beta_2", config.beta_2);
+        number("epsilon", config.epsilon);
+        number("momentum", config.momentum);
+        number("rho", config.rho);
+        number("initial_accumulator_value", config.initial_accumulator_value);
+        number("weight_decay", config.weight_decay);
+        if (o["weight_decay"] && !o["weight_decay"].IsNull() && config.weight_decay < 0)
+            throw model_error(at(o["weight_decay"]), "", "weight_decay must be 0 or more");
+        positive("clipnorm", config.clipnorm);
+        positive("clipvalue", config.clipvalue);
+        positive("global_clipnorm", config.global_clipnorm);
+        if ((config.clipnorm > 0) + (config.clipvalue > 0) + (config.global_clipnorm > 0) > 1) {
+            throw model_error(at(o), "", "only one of clipnorm, clipvalue and global_clipnorm can be set, as in Keras");
+        }
+        if (o["nesterov"]) config.nesterov = yaml_as<bool>(o["nesterov"], at(o["nesterov"]), "optimizer nesterov");
+        if (o["centered"]) config.centered = yaml_as<bool>(o["centered"], at(o["centered"]), "optimizer centered");
+    } else {
+        throw model_error(at(o), "", "the optimizer is a name (adam) or a map ({name: adam, learning_rate: 0.001})");
+    }
+    if (!is_optimizer_name(config.name)) {
+        throw model_error(at(o), "", "unknown optimizer '" + config.name + "'; known optimizers: " + kOptimizerNames);
+    }
+    return config;
+}
+
 }  // namespace
 
 TrainingConfig parse_training_config(const ModelSpec& spec) {
@@ -123,40 +182,7 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
             throw model_error(at(t["loss"]), "", e.what());
         }
     }
-    if (const YAML::Node& o = t["optimizer"]) {
-        if (o.IsScalar()) {
-            config.optimizer.name = o.Scalar();
-        } else if (o.IsMap()) {
-            check_keys(
-                o, file, "'optimizer'",
-                {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "weight_decay"});
-            if (!o["name"]) throw model_error(at(o), "", "the optimizer needs a 'name' (adam or sgd)");
-            config.optimizer.name = yaml_as<std::string>(o["name"], at(o["name"]), "optimizer name");
-            auto number = [&](const char* key, double& into) {
-                if (o[key]) into = finite_number(o[key], file, std::string("optimizer ") + key);
-            };
-            if (o["learning_rate"] && o["learning_rate"].IsMap())
-                config.optimizer.schedule = parse_schedule(o["learning_rate"], file);
-            else
-                number("learning_rate", config.optimizer.learning_rate);
-            number("beta_1", config.optimizer.beta_1);
-            number("beta_2", config.optimizer.beta_2);
-            number("epsilon", config.optimizer.epsilon);
-            number("momentum", config.optimizer.momentum);
-            number("weight_decay", config.optimizer.weight_decay);
-            if (config.optimizer.weight_decay < 0)
-                throw model_error(at(o["weight_decay"]), "", "weight_decay must be 0 or more");
-            if (o["nesterov"])
-                config.optimizer.nesterov = yaml_as<bool>(o["nesterov"], at(o["nesterov"]), "optimizer nesterov");
-        } else {
-            throw model_error(at(o), "",
-                              "the optimizer is a name (adam) or a map ({name: adam, learning_rate: 0.001})");
-        }
-        if (config.optimizer.name != "adam" && config.optimizer.name != "sgd") {
-            throw model_error(at(o), "",
-                              "unknown optimizer '" + config.optimizer.name + "'; known optimizers: adam, sgd");
-        }
-    }
+    if (const YAML::Node& o = t["optimizer"]) config.optimizer = parse_optimizer(o, file);
     if (const YAML::Node& m = t["metrics"]) {
         if (!m.IsSequence()) throw model_error(at(m), "", "'metrics' is a list, e.g. [accuracy]");
         for (std::size_t i = 0; i < m.size(); ++i) {
