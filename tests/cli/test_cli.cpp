@@ -139,7 +139,9 @@ TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, ev
     CHECK(r.out.find(" - accuracy: ") != std::string::npos);
     CHECK(r.out.find(" - val_loss: ") != std::string::npos);
     const std::string history = read_bytes(log);
-    CHECK(history.find("epoch,accuracy,loss,val_accuracy,val_loss,seconds\n0,") == 0);
+    // Keras's CSVLogger columns: epoch, then every log sorted by name, the learning rate among them.
+    CHECK(history.find("epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n0,") == 0);
+    CHECK(history.find("\n2,") != std::string::npos);
     CHECK(std::count(history.begin(), history.end(), '\n') == 4);
     const TensorFile saved = read_safetensors(checkpoint);
     CHECK(saved.tensors.count("dense.kernel") == 1);
@@ -155,6 +157,46 @@ TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, ev
     CHECK(resumed.status == 0);
     CHECK(resumed.out.find("Epoch 1/5") == std::string::npos);
     CHECK(resumed.out.find("Epoch 5/5") != std::string::npos);
+    // The resumed run appends its rows under the same header.
+    const std::string appended = read_bytes(log);
+    CHECK(std::count(appended.begin(), appended.end(), '\n') == 6);
+    CHECK(appended.find("\n4,") != std::string::npos);
+
+    const std::string weights = (dir / "weights.safetensors").string();
+    const CliResult only = run_nngraph({"train", model, "--epochs", "1", "--save", weights, "--weights-only"});
+    INFO(only.err);
+    REQUIRE(only.status == 0);
+    const TensorFile weights_file = read_safetensors(weights);
+    CHECK(weights_file.tensors.count("dense.kernel") == 1);
+    for (const auto& [name, tensor] : weights_file.tensors) CHECK(name.rfind("optimizer.", 0) != 0);
+    CHECK(run_nngraph({"train", model, "--weights-only"}).status == 2);
+}
+
+TEST_CASE("the model file's callbacks: EarlyStopping ends training, ModelCheckpoint decides what --save keeps") {
+    TempDir dir;
+    std::string xor_model = read_bytes(source_dir() / "graphs/mlp_xor.yaml");
+    xor_model = xor_model.substr(0, xor_model.find("data:"));
+    // min_delta 10: no epoch improves on the first, so EarlyStopping (patience 1) stops after the
+    // second; ModelCheckpoint without save_best_only saves that second epoch by loss.
+    write_bytes(dir / "model.yaml",
+                xor_model +
+                    "  callbacks:\n"
+                    "    - {class_name: EarlyStopping, config: {monitor: val_loss, min_delta: 10, patience: 1, "
+                    "verbose: 1}}\n"
+                    "    - {class_name: ModelCheckpoint, config: {filepath: unused.safetensors, monitor: loss, "
+                    "mode: min, save_best_only: false}}\n"
+                    "data: {format: synthetic, task: xor, samples: 200, validation_samples: 50, noise: 0.0}\n");
+    const std::string checkpoint = (dir / "kept.safetensors").string();
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--save", checkpoint});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("Epoch 2/30") != std::string::npos);
+    CHECK(r.out.find("Epoch 3/30") == std::string::npos);
+    CHECK(r.out.find("Epoch 2: early stopping") != std::string::npos);
+    const TensorFile saved = read_safetensors(checkpoint);
+    CHECK(saved.metadata.at("monitor") == "loss");
+    CHECK(saved.metadata.at("epochs_done") == "2");
+    CHECK_FALSE(std::filesystem::exists(dir / "unused.safetensors"));
 }
 
 TEST_CASE("train reads inputs and targets from a safetensors file; dot draws the graph") {

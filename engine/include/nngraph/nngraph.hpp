@@ -103,6 +103,7 @@ struct EpochEnd {
     std::optional<Metrics> validation;
     double seconds = 0.0;
     std::int64_t steps = 0;
+    double learning_rate = 0.0;  // the optimizer's rate as the epoch ended
 };
 
 enum class Training { Continue, Stop };
@@ -128,9 +129,16 @@ struct TrainOptions {
     // Keras's TerminateOnNaN (stop at the first non-finite loss); unset: the model file's
     // training.terminate_on_nan, on by default.
     std::optional<bool> terminate_on_nan;
-    // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss) as a checkpoint here,
-    // with the vocabulary beside it (vocabulary_path) for text data.
+    // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss, or by the model file's
+    // ModelCheckpoint callback) as a checkpoint here, with the vocabulary beside it
+    // (vocabulary_path) for text data.
     std::optional<std::filesystem::path> save_best;
+    // Writes only the weights there, as ModelCheckpoint's save_weights_only: no optimizer state,
+    // so the file cannot resume training.
+    bool save_weights_only = false;
+    // Keras's CSVLogger: one row per epoch, "epoch" then every log sorted by name (the scores and
+    // learning_rate). A resumed run appends to it.
+    std::optional<std::filesystem::path> history_csv;
     // Continues from a checkpoint written by save_best: weights, optimiser state, epochs done.
     std::optional<std::filesystem::path> resume;
     // Keras's progress bar and epoch lines; null: silent. `live` redraws the bar in place.

@@ -189,8 +189,39 @@ Scores Trainer::evaluate(const Dataset& data) {
     return scores;
 }
 
+EpochLogs EpochLog::logs() const {
+    EpochLogs out;
+    for (const auto& [name, value] : train.named()) out[name] = value;
+    if (validation) {
+        for (const auto& [name, value] : validation->named("val_")) out[name] = value;
+    }
+    out["learning_rate"] = learning_rate;
+    return out;
+}
+
+std::vector<std::string> Trainer::log_names(bool with_validation) const {
+    EpochLog sample;
+    if (accuracy_) sample.train.accuracy = 0.0;
+    if (with_validation) sample.validation = sample.train;
+    std::vector<std::string> names;
+    for (const auto& [name, value] : sample.logs()) names.push_back(name);
+    return names;
+}
+
 bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
                   const FitCallbacks& callbacks) {
+    // Every rank runs the callbacks on the same reduced logs, so they decide alike; files are rank 0's.
+    std::vector<std::unique_ptr<Callback>> keras_callbacks = make_callbacks(config_.callbacks, comm_->rank() == 0);
+    for (auto& c : extra_callbacks_) keras_callbacks.push_back(std::move(c));
+    extra_callbacks_.clear();
+    CallbackContext context{*optimizer_, executor_.weights(), log};
+    const std::vector<std::string> names = log_names(validation != nullptr);
+    for (auto& c : keras_callbacks) c->on_train_begin(names, context);
+    auto end_training = [&](bool completed) {
+        for (auto& c : keras_callbacks) c->on_train_end(context);
+        return completed;
+    };
+
     ProgressBar progress(log, live);
     const std::int64_t steps = (train.size() + config_.batch_size - 1) / config_.batch_size;
     for (int epoch = first_epoch; epoch < config_.epochs; ++epoch) {
@@ -203,15 +234,19 @@ bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epo
         entry.complete = !stopped;
         if (!non_finite_stop_.empty()) {
             progress.abandon_epoch();
-            return false;
+            return end_training(false);
         }
         if (validation) entry.validation = evaluate(*validation);
         entry.seconds = progress.elapsed_seconds();
+        entry.learning_rate = optimizer_->learning_rate();
         progress.end_epoch(entry.train, entry.validation);
+        const EpochLogs logs = entry.logs();
+        for (auto& c : keras_callbacks) c->on_epoch_end(epoch, logs, context);
+        if (context.stop_training) stopped = true;
         if (callbacks.on_epoch_end && !callbacks.on_epoch_end(entry)) stopped = true;
-        if (stopped) return false;
+        if (stopped) return end_training(false);
     }
-    return true;
+    return end_training(true);
 }
 
 }  // namespace nngraph

@@ -159,6 +159,136 @@ OptimizerConfig parse_optimizer(const YAML::Node& o, const std::string& file) {
     return config;
 }
 
+// A callback's options, read from its `config:` map with their Keras names.
+class CallbackOptions {
+public:
+    CallbackOptions(const YAML::Node& config, const std::string& file, std::string callback)
+        : c_(config), file_(file), callback_(std::move(callback)) {}
+
+    bool has(const char* key) const { return c_[key] && !c_[key].IsNull(); }
+    SourceLocation at(const char* key) const { return SourceLocation::of(file_, has(key) ? c_[key] : c_); }
+    void number(const char* key, double& into) const {
+        if (has(key)) into = finite_number(c_[key], file_, callback_ + " " + key);
+    }
+    void count(const char* key, int& into) const {
+        if (!has(key)) return;
+        const std::int64_t value = yaml_as<std::int64_t>(c_[key], at(key), callback_ + " " + key);
+        if (value < 0 || value > kMaxEpochs) {
+            throw model_error(at(key), "",
+                              callback_ + " " + key + " must be from 0 to " + std::to_string(kMaxEpochs) + ", not " +
+                                  std::to_string(value));
+        }
+        into = static_cast<int>(value);
+    }
+    void flag(const char* key, bool& into) const {
+        if (has(key)) into = yaml_as<bool>(c_[key], at(key), callback_ + " " + key);
+    }
+    void text(const char* key, std::string& into) const {
+        if (has(key)) into = yaml_as<std::string>(c_[key], at(key), callback_ + " " + key);
+    }
+    // monitor, mode and (when `with_min_delta`) min_delta, which Keras takes as its absolute value.
+    void monitor(Monitor& into, bool with_min_delta) const {
+        text("monitor", into.name);
+        std::string mode = "auto";
+        text("mode", mode);
+        if (mode == "min")
+            into.mode = Monitor::Mode::min;
+        else if (mode == "max")
+            into.mode = Monitor::Mode::max;
+        else if (mode != "auto")
+            throw model_error(at("mode"), "", callback_ + " mode must be auto, min or max, not '" + mode + "'");
+        if (with_min_delta) {
+            number("min_delta", into.min_delta);
+            into.min_delta = std::abs(into.min_delta);
+        }
+    }
+
+private:
+    const YAML::Node& c_;
+    const std::string& file_;
+    std::string callback_;
+};
+
+// One entry of training.callbacks: {class_name: EarlyStopping, config: {patience: 3}} (module and
+// registered_name, which keras.saving.serialize_keras_object adds, are allowed and ignored).
+void parse_callback(const YAML::Node& node, const std::string& file, TrainingConfig& into) {
+    auto at = [&](const YAML::Node& n) { return SourceLocation::of(file, n); };
+    const char* known = "EarlyStopping, ReduceLROnPlateau, ModelCheckpoint, CSVLogger, TerminateOnNaN";
+    if (!node.IsMap() || !node["class_name"]) {
+        throw model_error(at(node), "",
+                          std::string("a callback is a map with class_name (one of ") + known +
+                              ") and config, as Keras serializes it");
+    }
+    check_keys(node, file, "a callback", {"class_name", "config", "module", "registered_name"});
+    const std::string name = yaml_as<std::string>(node["class_name"], at(node["class_name"]), "callback class_name");
+    const YAML::Node empty = YAML::Load("{}");
+    const YAML::Node& config = node["config"] && !node["config"].IsNull() ? node["config"] : empty;
+    if (!config.IsMap()) throw model_error(at(config), "", name + "'s config must be a map");
+    const CallbackOptions o(config, file, name);
+    if (name == "EarlyStopping") {
+        check_keys(config, file, "EarlyStopping's config",
+                   {"monitor", "min_delta", "patience", "verbose", "mode", "baseline", "restore_best_weights",
+                    "start_from_epoch"});
+        EarlyStoppingConfig c;
+        o.monitor(c.monitor, true);
+        o.count("patience", c.patience);
+        o.count("verbose", c.verbose);
+        if (o.has("baseline")) o.number("baseline", c.baseline.emplace());
+        o.flag("restore_best_weights", c.restore_best_weights);
+        o.count("start_from_epoch", c.start_from_epoch);
+        into.callbacks.emplace_back(c);
+    } else if (name == "ReduceLROnPlateau") {
+        check_keys(config, file, "ReduceLROnPlateau's config",
+                   {"monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown", "min_lr"});
+        ReduceLROnPlateauConfig c;
+        o.monitor(c.monitor, true);
+        o.number("factor", c.factor);
+        if (!(c.factor < 1.0) || c.factor <= 0.0)
+            throw model_error(o.at("factor"), "", "ReduceLROnPlateau factor must be above 0 and below 1");
+        o.count("patience", c.patience);
+        o.count("verbose", c.verbose);
+        o.count("cooldown", c.cooldown);
+        o.number("min_lr", c.min_lr);
+        into.callbacks.emplace_back(c);
+    } else if (name == "CSVLogger") {
+        check_keys(config, file, "CSVLogger's config", {"filename", "separator", "append"});
+        if (!o.has("filename")) throw model_error(at(config), "", "CSVLogger needs a filename");
+        CsvLoggerConfig c;
+        std::string filename, separator = ",";
+        o.text("filename", filename);
+        o.text("separator", separator);
+        if (separator.size() != 1)
+            throw model_error(o.at("separator"), "", "CSVLogger separator must be one character");
+        c.filename = filename;
+        c.separator = separator[0];
+        o.flag("append", c.append);
+        into.callbacks.emplace_back(c);
+    } else if (name == "ModelCheckpoint") {
+        check_keys(config, file, "ModelCheckpoint's config",
+                   {"filepath", "monitor", "verbose", "save_best_only", "save_weights_only", "mode", "save_freq",
+                    "initial_value_threshold"});
+        if (into.checkpoint) throw model_error(at(node), "", "only one ModelCheckpoint can be given (it is --save's)");
+        ModelCheckpointConfig c;
+        o.monitor(c.monitor, false);
+        o.flag("save_best_only", c.save_best_only);
+        std::string path, save_freq = "epoch";
+        o.text("filepath", path);
+        if (!path.empty()) c.filepath = path;
+        o.flag("save_weights_only", c.save_weights_only);
+        if (o.has("initial_value_threshold")) o.number("initial_value_threshold", c.initial_value_threshold.emplace());
+        o.text("save_freq", save_freq);
+        if (save_freq != "epoch")
+            throw model_error(o.at("save_freq"), "", "ModelCheckpoint save_freq must be 'epoch' (saves once an epoch)");
+        into.checkpoint = c;
+    } else if (name == "TerminateOnNaN") {
+        check_keys(config, file, "TerminateOnNaN's config", {});
+        into.terminate_on_nan = true;
+    } else {
+        throw model_error(at(node["class_name"]), "",
+                          "unknown callback '" + name + "'; known callbacks: " + std::string(known));
+    }
+}
+
 }  // namespace
 
 TrainingConfig parse_training_config(const ModelSpec& spec) {
@@ -170,9 +300,11 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     if (!t.IsMap())
         throw model_error(
             at(t), "",
-            "'training' must be a map (loss, optimizer, metrics, batch_size, epochs, seed, shuffle, terminate_on_nan)");
-    check_keys(t, file, "'training'",
-               {"loss", "optimizer", "metrics", "batch_size", "epochs", "seed", "shuffle", "terminate_on_nan"});
+            "'training' must be a map (loss, optimizer, metrics, batch_size, epochs, seed, shuffle, terminate_on_nan, "
+            "callbacks)");
+    check_keys(
+        t, file, "'training'",
+        {"loss", "optimizer", "metrics", "batch_size", "epochs", "seed", "shuffle", "terminate_on_nan", "callbacks"});
 
     if (t["loss"]) {
         config.loss = yaml_as<std::string>(t["loss"], at(t["loss"]), "training loss");
@@ -212,6 +344,11 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     }
     if (t["seed"]) config.seed = static_cast<std::uint64_t>(yaml_as<std::int64_t>(t["seed"], at(t["seed"]), "seed"));
     if (t["shuffle"]) config.shuffle = yaml_as<bool>(t["shuffle"], at(t["shuffle"]), "shuffle");
+    if (const YAML::Node& c = t["callbacks"]) {
+        if (!c.IsSequence())
+            throw model_error(at(c), "", "'callbacks' is a list, e.g. [{class_name: EarlyStopping, config: {}}]");
+        for (std::size_t i = 0; i < c.size(); ++i) parse_callback(c[i], file, config);
+    }
     if (t["terminate_on_nan"])
         config.terminate_on_nan = yaml_as<bool>(t["terminate_on_nan"], at(t["terminate_on_nan"]), "terminate_on_nan");
     return config;

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "graph/model_file.hpp"
+#include "train/callbacks.hpp"
 #include "train/optimizers.hpp"
 
 namespace nngraph {
@@ -20,6 +22,9 @@ struct TrainingConfig {
     bool shuffle = true;
     // Keras's TerminateOnNaN: stop at the first batch whose loss is not finite.
     bool terminate_on_nan = true;
+    // training.callbacks, as Keras serializes them ({class_name: EarlyStopping, config: {...}}).
+    std::vector<CallbackConfig> callbacks;
+    std::optional<ModelCheckpointConfig> checkpoint;  // what --save keeps
 };
 
 // Parses spec.training (absent: all defaults). Throws InputError with file positions.
