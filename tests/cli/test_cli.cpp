@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "cli_runner.hpp"
 #include "gradcheck.hpp"
@@ -46,6 +48,62 @@ training: {loss: mse}
 )";
 
 }  // namespace
+
+TEST_CASE("predict --text-file classifies one text a line, as CSV or JSON lines with the line number") {
+    TempDir dir;
+    // ids: 0 padding, 1 start, 2 unknown, then good 3, bad 4, film 5. Each word's embedding is its
+    // score; the mean over the 4 positions goes through a sigmoid.
+    write_bytes(dir / "model.vocab.json",
+                R"({"format": "nngraph-imdb-vocabulary", "tokenizer_version": 1, "num_words": 6, "maxlen": 4, )"
+                R"("words": ["good", "bad", "film"]})");
+    write_bytes(dir / "model.yaml", R"(name: words
+input: {shape: [4], dtype: int32}
+layers:
+  - {op: Embedding, input_dim: 6, output_dim: 1, weights: {embeddings: [[0], [0], [0], [2], [-2], [0]]}}
+  - {op: GlobalAveragePooling1D}
+  - {op: Dense, units: 1, activation: sigmoid, weights: {kernel: [[1]], bias: [0]}}
+)");
+    TensorFile weights;
+    weights.tensors["dense.bias"] = Tensor::from<float>({1}, std::vector<float>{0.0f});
+    write_safetensors(dir / "model.safetensors", weights);
+    write_bytes(dir / "texts.txt", "Good film!\r\nbad, bad\n\n");
+    auto sigmoid = [](double z) { return 1.0 / (1.0 + std::exp(-z)); };
+    char expected[3][32];
+    // "Good film!" is [pad, start, good, film]: mean 0.5; "bad, bad" is [pad, start, bad, bad]: mean
+    // -1; the empty line is [pad, pad, pad, start]: 0.
+    std::snprintf(expected[0], sizeof expected[0], "%.6f", sigmoid(0.5));
+    std::snprintf(expected[1], sizeof expected[1], "%.6f", sigmoid(-1.0));
+    std::snprintf(expected[2], sizeof expected[2], "%.6f", sigmoid(0.0));
+    const std::string model = (dir / "model.yaml").string(), weights_file = (dir / "model.safetensors").string();
+
+    const CliResult csv =
+        run_nngraph({"predict", model, "--weights", weights_file, "--text-file", (dir / "texts.txt").string()});
+    INFO(csv.err);
+    REQUIRE(csv.status == 0);
+    CHECK(csv.out == std::string("line,probability,label\n1,") + expected[0] + ",positive\n2," + expected[1] +
+                         ",negative\n3," + expected[2] + ",negative\n");
+
+    const CliResult jsonl = run_nngraph({"predict", model, "--weights", weights_file, "--text-file",
+                                         (dir / "texts.txt").string(), "--format", "jsonl"});
+    REQUIRE(jsonl.status == 0);
+    CHECK(jsonl.out.find(std::string("{\"label\":\"negative\",\"line\":2,\"probability\":") + expected[1] + "}\n") !=
+          std::string::npos);
+    CHECK(std::count(jsonl.out.begin(), jsonl.out.end(), '\n') == 3);
+
+    // "-" reads standard input.
+    const std::string command = "printf 'bad film\\n' | '" + nngraph_binary().string() + "' predict '" + model +
+                                "' --weights '" + weights_file + "' --text-file - --format csv > '" +
+                                (dir / "stdin.csv").string() + "'";
+    REQUIRE(std::system(command.c_str()) == 0);
+    char from_stdin[32];
+    std::snprintf(from_stdin, sizeof from_stdin, "%.6f", sigmoid(-0.5));
+    CHECK(read_bytes(dir / "stdin.csv") == std::string("line,probability,label\n1,") + from_stdin + ",negative\n");
+
+    const CliResult both = run_nngraph(
+        {"predict", model, "--weights", weights_file, "--text-file", "-", "--text", "good", "--format", "csv"});
+    CHECK(both.status == 2);
+    CHECK(both.err.find("predict needs one of --inputs") != std::string::npos);
+}
 
 TEST_CASE("nngraph grad on a two-layer Dense graph matches the gradient worked by hand") {
     TempDir dir;
