@@ -79,6 +79,7 @@ struct ParameterCount {
 struct Metrics {
     double loss = 0.0;
     std::optional<double> accuracy;
+    std::map<std::string, double> others;  // the model file's other metrics by Keras name (auc, ...)
 };
 // Keras's number format for metrics: 4 decimals, or scientific below 1e-3.
 std::string format_metric(double value);

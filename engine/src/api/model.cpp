@@ -20,7 +20,7 @@ namespace nngraph {
 
 namespace {
 
-Metrics metrics_of(const Scores& scores) { return {scores.loss, scores.accuracy}; }
+Metrics metrics_of(const Scores& scores) { return {scores.loss, scores.accuracy, scores.metrics}; }
 
 ModelTensor model_tensor(const GraphTensor& t) { return {t.name, t.info.dtype, t.info.shape}; }
 
@@ -29,7 +29,7 @@ ModelTensor model_tensor(const GraphTensor& t) { return {t.name, t.info.dtype, t
 ModelCheckpointConfig checkpoint_rule(const TrainingConfig& config, bool has_validation) {
     if (config.checkpoint) return *config.checkpoint;
     ModelCheckpointConfig rule;
-    const bool has_accuracy = !config.metrics.empty();
+    const bool has_accuracy = config.accuracy;
     rule.monitor.name =
         has_accuracy ? (has_validation ? "val_accuracy" : "accuracy") : (has_validation ? "val_loss" : "loss");
     return rule;
@@ -270,7 +270,8 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
         std::ostream& out = *options.log;
         out << result.steps << "/" << result.steps << " - " << static_cast<long long>(result.seconds + 0.5) << "s - "
             << format_time_per_step(result.seconds / double(result.steps));
-        for (const auto& [name, value] : Scores{result.metrics.loss, result.metrics.accuracy}.named()) {
+        for (const auto& [name, value] :
+             Scores{result.metrics.loss, result.metrics.accuracy, result.metrics.others}.named()) {
             out << " - " << name << ": " << format_metric(value);
         }
         out << "\n";

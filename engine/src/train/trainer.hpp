@@ -95,6 +95,7 @@ private:
 
     void check(const Dataset& data, const char* what) const;
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    void update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
     // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
     // sums over the global batch of the loss and of the correct predictions.
     std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
@@ -104,6 +105,8 @@ private:
     TrainingConfig config_;
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
+    // The other metrics: one step's tallies (added up across ranks), the epoch's, an evaluation's.
+    MetricSet step_metrics_, epoch_metrics_, evaluation_metrics_;
     std::string non_finite_stop_;
     dist::Communicator* comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank

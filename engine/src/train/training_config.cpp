@@ -289,6 +289,55 @@ void parse_callback(const YAML::Node& node, const std::string& file, TrainingCon
     }
 }
 
+// A metric as Keras's compile takes it: a name ("auc", "Precision") or a serialized metric object
+// ({class_name: SparseTopKCategoricalAccuracy, config: {k: 3, name: top3}}).
+MetricSpec parse_metric(const YAML::Node& node, const std::string& file) {
+    auto at = [&](const YAML::Node& n) { return SourceLocation::of(file, n); };
+    MetricSpec spec;
+    const YAML::Node& name_node = node.IsMap() ? node["class_name"] : node;
+    if (!name_node || !name_node.IsScalar()) {
+        throw model_error(at(node), "",
+                          "a metric is a name (accuracy) or {class_name: ..., config: {...}}, as Keras serializes it");
+    }
+    const std::string given = yaml_as<std::string>(name_node, at(name_node), "a metric");
+    spec.name = canonical_metric(given);
+    if (spec.name.empty())
+        throw model_error(at(name_node), "", "unknown metric '" + given + "'; known metrics: " + kMetricNames);
+    if (!node.IsMap()) return spec;
+    check_keys(node, file, "a metric", {"class_name", "config", "module", "registered_name"});
+    const YAML::Node& c = node["config"];
+    if (!c || c.IsNull()) return spec;
+    if (!c.IsMap()) throw model_error(at(c), "", given + "'s config must be a map");
+    check_keys(
+        c, file, given + "'s config",
+        {"name", "dtype", "k", "num_thresholds", "thresholds", "curve", "summation_method", "top_k", "class_id"});
+    if (c["name"]) spec.display_name = yaml_as<std::string>(c["name"], at(c["name"]), given + " name");
+    auto unsupported = [&](const char* key, const std::string& keras_default) {
+        if (c[key] && !c[key].IsNull() && c[key].Scalar() != keras_default)
+            throw model_error(at(c[key]), "", given + " " + key + " is only supported at Keras's default");
+    };
+    unsupported("curve", "ROC");
+    unsupported("summation_method", "interpolation");
+    unsupported("top_k", "");
+    unsupported("class_id", "");
+    if (c["k"]) {
+        spec.k = static_cast<int>(yaml_as<std::int64_t>(c["k"], at(c["k"]), given + " k"));
+        if (spec.k < 1) throw model_error(at(c["k"]), "", given + " k must be 1 or more");
+    }
+    if (c["num_thresholds"]) {
+        spec.num_thresholds =
+            static_cast<int>(yaml_as<std::int64_t>(c["num_thresholds"], at(c["num_thresholds"]), "num_thresholds"));
+        if (spec.num_thresholds < 2 || spec.num_thresholds > 100000)
+            throw model_error(at(c["num_thresholds"]), "", "AUC num_thresholds must be from 2 to 100000");
+    }
+    if (c["thresholds"] && !c["thresholds"].IsNull()) {
+        if (spec.name != "precision" && spec.name != "recall")
+            throw model_error(at(c["thresholds"]), "", given + " thresholds are not supported");
+        spec.threshold = finite_number(c["thresholds"], file, given + " thresholds");
+    }
+    return spec;
+}
+
 }  // namespace
 
 TrainingConfig parse_training_config(const ModelSpec& spec) {
@@ -318,11 +367,11 @@ TrainingConfig parse_training_config(const ModelSpec& spec) {
     if (const YAML::Node& m = t["metrics"]) {
         if (!m.IsSequence()) throw model_error(at(m), "", "'metrics' is a list, e.g. [accuracy]");
         for (std::size_t i = 0; i < m.size(); ++i) {
-            std::string name = yaml_as<std::string>(m[i], at(m[i]), "a metric");
-            if (name == "acc") name = "accuracy";
-            if (name != "accuracy")
-                throw model_error(at(m[i]), "", "unknown metric '" + name + "'; known metrics: accuracy");
-            config.metrics.push_back(name);
+            MetricSpec spec = parse_metric(m[i], file);
+            if (spec.name == "accuracy")
+                config.accuracy = true;
+            else
+                config.metrics.push_back(std::move(spec));
         }
     }
     if (t["batch_size"]) {

@@ -8,6 +8,7 @@
 
 #include "graph/model_file.hpp"
 #include "train/callbacks.hpp"
+#include "train/metrics.hpp"
 #include "train/optimizers.hpp"
 
 namespace nngraph {
@@ -15,8 +16,9 @@ namespace nngraph {
 struct TrainingConfig {
     std::string loss;  // empty when the file gives none
     OptimizerConfig optimizer;
-    std::vector<std::string> metrics;  // "accuracy"
-    std::int64_t batch_size = 32;      // Keras's fit default
+    bool accuracy = false;            // "accuracy" among the metrics
+    std::vector<MetricSpec> metrics;  // the other metrics, in the order given
+    std::int64_t batch_size = 32;     // Keras's fit default
     int epochs = 1;
     std::uint64_t seed = 0;
     bool shuffle = true;
