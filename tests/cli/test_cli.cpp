@@ -2,9 +2,12 @@
 // predict, and a short train / evaluate / resume round.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 #include "gradcheck.hpp"
@@ -301,4 +304,60 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16
     CHECK(dot.out.find("digraph \"linear\" {") == 0);
     CHECK(dot.out.find("n0 -> n1;") != std::string::npos);
     CHECK(dot.out.find("label=\"y\\nDense\\n(None, 1)\"") != std::string::npos);
+}
+
+TEST_CASE("bench --json is Google Benchmark's layout: real cpu_time, a unit with three digits, aggregated counters") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    const CliResult r = run_nngraph({"bench", model, "--json", "--repetitions", "5", "--warmup", "1"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const nlohmann::json out = nlohmann::json::parse(r.out);
+    const nlohmann::json& rows = out.at("benchmarks");
+    REQUIRE(rows.size() == 9);  // 5 repetitions, then median, min, max, mad
+    std::vector<double> samples_per_second;
+    bool cpu_differs = false;
+    for (std::size_t i = 0; i < 5; ++i) {
+        CHECK(rows[i].at("run_type") == "iteration");
+        CHECK(rows[i].at("repetition_index") == i);
+        samples_per_second.push_back(rows[i].at("samples_per_second").get<double>());
+        cpu_differs = cpu_differs || rows[i].at("cpu_time") != rows[i].at("real_time");
+        CHECK(rows[i].at("cpu_time").get<double>() > 0.0);
+    }
+    CHECK(cpu_differs);  // measured, not a copy of the real time
+    const nlohmann::json& median = rows[5];
+    CHECK(median.at("aggregate_name") == "median");
+    CHECK(median.at("aggregate_unit") == "time");
+    const std::string unit = median.at("time_unit");
+    CHECK((unit == "ns" || unit == "us" || unit == "ms" || unit == "s"));
+    // The largest unit in which the median is 100 or more: three digits before the point.
+    const double value = median.at("real_time");
+    CHECK(value >= 100.0);
+    if (unit != "s") CHECK(value < 100000.0);
+    // Each counter on an aggregate row is that statistic of the repetitions' values.
+    std::sort(samples_per_second.begin(), samples_per_second.end());
+    CHECK(median.at("samples_per_second").get<double>() == Approx(samples_per_second[2]));
+    CHECK(rows[6].at("samples_per_second").get<double>() == Approx(samples_per_second.front()));
+    CHECK(rows[7].at("samples_per_second").get<double>() == Approx(samples_per_second.back()));
+    CHECK(rows[8].at("aggregate_name") == "mad");
+    CHECK(rows[8].at("batch_size").get<double>() == 0.0);
+    CHECK(median.at("batch_size").get<double>() == 32.0);
+    for (const nlohmann::json& row : rows) CHECK(row.at("time_unit") == unit);
+
+    // Google Benchmark's compare.py, where Debian's libbenchmark-tools and scipy are installed.
+    const std::filesystem::path compare = "/usr/share/benchmark/compare.py";
+    if (!std::filesystem::exists(compare) || std::system("/usr/bin/python3 -c 'import scipy' 2>/dev/null") != 0) {
+        MESSAGE("compare.py not run: install libbenchmark-tools and python3-scipy");
+        return;
+    }
+    write_bytes(dir / "a.json", r.out);
+    write_bytes(dir / "b.json", r.out);
+    const std::string command = "/usr/bin/python3 " + compare.string() + " benchmarks '" + (dir / "a.json").string() +
+                                "' '" + (dir / "b.json").string() + "' > '" + (dir / "report.txt").string() + "' 2>&1";
+    CHECK(std::system(command.c_str()) == 0);
+    const std::string report = read_bytes(dir / "report.txt");
+    INFO(report);
+    CHECK(report.find("mlp_xor/train/batch:32/threads:") != std::string::npos);
+    CHECK(report.find("_median") != std::string::npos);
+    CHECK(report.find("+0.0000") != std::string::npos);
 }
