@@ -303,7 +303,17 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16
     CHECK(dot.status == 0);
     CHECK(dot.out.find("digraph \"linear\" {") == 0);
     CHECK(dot.out.find("n0 -> n1;") != std::string::npos);
-    CHECK(dot.out.find("label=\"y\\nDense\\n(None, 1)\"") != std::string::npos);
+    // The node with its attributes and shapes, the graph's input and output, one font.
+    CHECK(dot.out.find("label=\"y (Dense)\\nunits=1\\nin: (None, 3)\\nout: (None, 1)\"") != std::string::npos);
+    CHECK(dot.out.find("label=\"x (InputLayer)\\n(None, 3)\", shape=ellipse") != std::string::npos);
+    CHECK(dot.out.find("out0 [label=\"output: y\\n(None, 1)\", shape=ellipse];\n  n1 -> out0;") != std::string::npos);
+    CHECK(dot.out.find("rankdir=TB;") != std::string::npos);
+    CHECK(dot.out.find("edge [fontname=\"Helvetica\"]") != std::string::npos);
+    const CliResult bare = run_nngraph({"dot", (dir / "model.yaml").string(), "--rankdir", "LR", "--no-attributes"});
+    CHECK(bare.status == 0);
+    CHECK(bare.out.find("rankdir=LR;") != std::string::npos);
+    CHECK(bare.out.find("units=1") == std::string::npos);
+    CHECK(run_nngraph({"dot", (dir / "model.yaml").string(), "--rankdir", "UP"}).status == 2);
 }
 
 TEST_CASE("bench --json is Google Benchmark's layout: real cpu_time, a unit with three digits, aggregated counters") {

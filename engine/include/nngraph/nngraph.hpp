@@ -110,6 +110,12 @@ struct EpochEnd {
 enum class Training { Continue, Stop };
 
 // What training is about to do, once its data is loaded and any checkpoint resumed.
+// How `nngraph dot` draws the graph.
+struct DotOptions {
+    std::string rankdir = "TB";  // Graphviz's: TB, LR, BT or RL
+    bool attributes = true;      // each node's attributes as the model file gives them
+};
+
 struct TrainStart {
     std::string data;     // "IMDB (...): 25000 training, 25000 validation reviews"
     int first_epoch = 0;  // epochs a resumed checkpoint had already done
@@ -258,7 +264,7 @@ public:
     // Keras's model.summary() table.
     std::string summary() const;
     // The graph in Graphviz dot format.
-    std::string dot() const;
+    std::string dot(const DotOptions& options = {}) const;
     std::uint64_t seed() const;
     int threads() const;
 

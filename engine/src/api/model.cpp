@@ -119,7 +119,9 @@ ParameterCount Model::parameters() const {
 }
 
 std::string Model::summary() const { return nngraph::summary(*state_->graph); }
-std::string Model::dot() const { return to_dot(*state_->graph); }
+std::string Model::dot(const DotOptions& options) const {
+    return to_dot(*state_->graph, options.rankdir, options.attributes);
+}
 
 void Model::load_weights(const std::filesystem::path& file) { nngraph::load_weights(file, state_->executor()); }
 void Model::save_weights(const std::filesystem::path& file) const { nngraph::save_weights(file, state_->executor()); }

@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <sstream>
 
+#include "graph/attributes.hpp"
+#include "nngraph/error.hpp"
+
 namespace nngraph {
 namespace {
 
@@ -125,7 +128,10 @@ std::string summary(const Graph& graph) {
     return out.str();
 }
 
-std::string to_dot(const Graph& graph) {
+std::string to_dot(const Graph& graph, const std::string& rankdir, bool attributes) {
+    const std::vector<std::string> directions = {"TB", "LR", "BT", "RL"};
+    if (std::find(directions.begin(), directions.end(), rankdir) == directions.end())
+        throw InputError("rankdir must be TB, LR, BT or RL, not '" + rankdir + "'");
     auto quoted = [](const std::string& s) {
         std::string out = "\"";
         for (char c : s) {
@@ -138,12 +144,29 @@ std::string to_dot(const Graph& graph) {
         }
         return out + "\"";
     };
+    // A long attribute (a list of weights, say) would swamp the picture: cut it.
+    auto shortened = [](const std::string& text) {
+        constexpr std::size_t kMax = 40;
+        return columns(text) <= kMax ? text : text.substr(0, kMax - 3) + "...";
+    };
     std::ostringstream out;
-    out << "digraph " << quoted(graph.name())
-        << " {\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
+    out << "digraph " << quoted(graph.name()) << " {\n  rankdir=" << rankdir
+        << ";\n  graph [fontname=\"Helvetica\"];\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
+        << "  edge [fontname=\"Helvetica\"];\n";
     for (NodeId id : graph.file_order()) {
         const GraphNode& node = graph.node(id);
-        const std::string label = node.name + "\n" + node.op + "\n" + output_shapes(graph, node);
+        std::string label = node.name + " (" + node.op + ")";
+        if (attributes && node.attributes) {
+            for (const auto& [key, value] : node.attributes->given_text()) label += "\n" + shortened(key + "=" + value);
+        }
+        if (node.is_input) {
+            label += "\n" + output_shapes(graph, node);
+        } else {
+            std::string inputs;
+            for (TensorId t : node.inputs)
+                inputs += (inputs.empty() ? "" : ", ") + shape_to_string(graph.tensor(t).info.shape);
+            label += "\nin: " + inputs + "\nout: " + output_shapes(graph, node);
+        }
         out << "  n" << id << " [label=" << quoted(label) << (node.is_input ? ", shape=ellipse" : "") << "];\n";
     }
     for (NodeId id : graph.file_order()) {
@@ -154,6 +177,12 @@ std::string to_dot(const Graph& graph) {
             if (node.inputs.size() > 1) out << " [label=\"" << slot << "\"]";
             out << ";\n";
         }
+    }
+    // The graph's outputs, each its own node, so the picture says where the model ends.
+    for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
+        const GraphTensor& t = graph.tensor(graph.outputs()[o]);
+        out << "  out" << o << " [label=" << quoted("output: " + t.name + "\n" + shape_to_string(t.info.shape))
+            << ", shape=ellipse];\n  n" << t.producer << " -> out" << o << ";\n";
     }
     out << "}\n";
     return out.str();

@@ -12,8 +12,11 @@ namespace nngraph {
 // parameter counts with their size.
 std::string summary(const Graph& graph);
 
-// A Graphviz digraph: one box per node (name, op, output shape), one edge per tensor use.
-std::string to_dot(const Graph& graph);
+// A Graphviz digraph: one box per node (name, op, attributes, input and output shapes), the
+// graph's inputs as ellipses and its outputs as their own nodes, one edge per tensor use, one font.
+// `rankdir` is Graphviz's (TB, LR, BT, RL); `attributes`: label nodes with the attributes the model
+// file gives.
+std::string to_dot(const Graph& graph, const std::string& rankdir = "TB", bool attributes = true);
 
 // "160,033"
 std::string with_thousands(std::int64_t value);
