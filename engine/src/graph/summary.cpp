@@ -78,13 +78,37 @@ std::string readable_bytes(double bytes) {
     return "a lot";
 }
 
+namespace {
+
+// Keras prints three columns (no "Connected to") when every layer takes the one before it: a
+// Sequential model, or a Functional one shaped like a chain.
+bool chain_shaped(const Graph& graph) {
+    if (graph.spec().sequential) return true;
+    if (graph.inputs().size() != 1 || graph.outputs().size() != 1) return false;
+    std::vector<int> uses(graph.tensors().size(), 0);
+    for (NodeId id : graph.file_order()) {
+        const GraphNode& node = graph.node(id);
+        if (!node.is_input && node.inputs.size() != 1) return false;
+        for (TensorId t : node.inputs) {
+            if (++uses[static_cast<std::size_t>(t)] > 1) return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 std::string summary(const Graph& graph) {
     struct Row {
         std::string layer, shape, params, connected;
     };
+    const bool chain = chain_shaped(graph);
+    const std::size_t column_count = chain ? 3 : 4;
     std::vector<Row> rows;
     for (NodeId id : graph.file_order()) {
         const GraphNode& node = graph.node(id);
+        // A Sequential model's layers do not include its InputLayer.
+        if (node.is_input && graph.spec().sequential) continue;
         std::int64_t params = 0;
         for (WeightId w : node.weights) params += shape_numel(graph.weights()[static_cast<std::size_t>(w)].info.shape);
         rows.push_back({node.name + " (" + node.op + ")", output_shapes(graph, node), with_thousands(params),
@@ -101,13 +125,15 @@ std::string summary(const Graph& graph) {
     }
     auto line = [&](const char* left, const char* fill, const char* middle, const char* right) {
         std::string s = left;
-        for (int c = 0; c < 4; ++c) s += repeat(fill, w[c] + 2) + (c < 3 ? middle : right);
+        for (std::size_t c = 0; c < column_count; ++c)
+            s += repeat(fill, w[c] + 2) + (c + 1 < column_count ? middle : right);
         return s + "\n";
     };
     auto row = [&](const Row& r, const char* bar) {
-        return std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " + pad(r.shape, w[1], false) + " " +
-               bar + " " + pad(r.params, w[2], true) + " " + bar + " " + pad(r.connected, w[3], false) + " " + bar +
-               "\n";
+        std::string s = std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " +
+                        pad(r.shape, w[1], false) + " " + bar + " " + pad(r.params, w[2], true) + " " + bar;
+        if (!chain) s += " " + pad(r.connected, w[3], false) + " " + bar;
+        return s + "\n";
     };
 
     std::ostringstream out;

@@ -7,9 +7,9 @@
 
 namespace nngraph {
 
-// Keras 3's summary table (with the Functional model's "Connected to" column for both styles, so
-// that one graph written either way prints the same), then total, trainable and non-trainable
-// parameter counts with their size.
+// Keras 3's summary table: three columns for a Sequential model (without its InputLayer) and a
+// chain-shaped Functional one, the "Connected to" column too otherwise; then total, trainable and
+// non-trainable parameter counts with their size.
 std::string summary(const Graph& graph);
 
 // A Graphviz digraph: one box per node (name, op, attributes, input and output shapes), the
