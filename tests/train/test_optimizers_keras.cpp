@@ -190,7 +190,14 @@ TEST_CASE("the optimizer options are read as Keras writes them, unset clipping a
     CHECK(error("{name: nadam}")
               .find("unknown optimizer 'nadam'; known optimizers: adam, adamw, sgd, rmsprop, "
                     "adagrad") != std::string::npos);
-    CHECK(error("{name: adam, amsgrad: true}").find("unknown key 'amsgrad'") != std::string::npos);
+    CHECK(error("{name: adam, amsgrad: true}").find("optimizer amsgrad: true is not supported") != std::string::npos);
+    CHECK(error("{name: adam, nadam_decay: 1}").find("unknown key 'nadam_decay'") != std::string::npos);
+    // Everything Keras 3's Adam.get_config writes, at its defaults.
+    CHECK(training_with("{name: adam, learning_rate: 0.001, weight_decay: null, clipnorm: null, global_clipnorm: "
+                        "null, clipvalue: null, use_ema: false, ema_momentum: 0.99, ema_overwrite_frequency: null, "
+                        "loss_scale_factor: null, gradient_accumulation_steps: null, beta_1: 0.9, beta_2: 0.999, "
+                        "epsilon: 1.0e-07, amsgrad: false}")
+              .optimizer.name == "adam");
     std::vector<Tensor> w, g;
     OptimizerConfig both{"sgd", 0.1};
     both.clipnorm = both.global_clipnorm = 1.0;

@@ -116,8 +116,35 @@ OptimizerConfig parse_optimizer(const YAML::Node& o, const std::string& file) {
         config.name = optimizer_name(o, file);
     } else if (o.IsMap()) {
         check_keys(o, file, "'optimizer'",
-                   {"name", "learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "weight_decay",
-                    "rho", "centered", "initial_accumulator_value", "clipnorm", "clipvalue", "global_clipnorm"});
+                   {"name",
+                    "learning_rate",
+                    "beta_1",
+                    "beta_2",
+                    "epsilon",
+                    "momentum",
+                    "nesterov",
+                    "weight_decay",
+                    "rho",
+                    "centered",
+                    "initial_accumulator_value",
+                    "clipnorm",
+                    "clipvalue",
+                    "global_clipnorm",
+                    "use_ema",
+                    "ema_momentum",
+                    "ema_overwrite_frequency",
+                    "loss_scale_factor",
+                    "gradient_accumulation_steps",
+                    "amsgrad"});
+        // Keras's get_config writes these too; nngraph trains as Keras does with them off.
+        for (const char* key : {"use_ema", "amsgrad"}) {
+            if (o[key] && yaml_as<bool>(o[key], at(o[key]), std::string("optimizer ") + key))
+                throw model_error(at(o[key]), "", std::string("optimizer ") + key + ": true is not supported");
+        }
+        for (const char* key : {"loss_scale_factor", "gradient_accumulation_steps"}) {
+            if (o[key] && !o[key].IsNull())
+                throw model_error(at(o[key]), "", std::string("optimizer ") + key + " is not supported (give null)");
+        }
         if (!o["name"])
             throw model_error(at(o), "", std::string("the optimizer needs a 'name' (one of ") + kOptimizerNames + ")");
         config.name = optimizer_name(o["name"], file);
