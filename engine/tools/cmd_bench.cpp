@@ -44,6 +44,22 @@ double peak_rss_bytes() {
     return double(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
 }
 
+// This process's CPU time over all its threads, as Google Benchmark's cpu_time counts it.
+double process_cpu_seconds() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+// Google Benchmark's time units: the largest in which `seconds` is at least 100, so the whole
+// numbers compare.py prints keep three significant digits.
+std::pair<const char*, double> time_unit_for(double seconds) {
+    for (const auto& [unit, per_second] : {std::pair<const char*, double>{"s", 1.0}, {"ms", 1e3}, {"us", 1e6}}) {
+        if (seconds * per_second >= 100.0) return {unit, per_second};
+    }
+    return {"ns", 1e9};
+}
+
 std::string megabytes(double bytes) {
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, "%.1f MB", bytes / (1024.0 * 1024.0));
@@ -58,13 +74,15 @@ void run_bench(const BenchOptions& o) {
     const std::int64_t primitives_before = bench.counter("onednn.primitives_created");
     if (o.profile) bench.set_profiling(true);
 
-    std::vector<double> seconds;
+    std::vector<double> seconds, cpu_seconds;
     AllocationCount allocations;
     const bool counted = allocation_counting_available();
     for (int r = 0; r < o.repetitions; ++r) {
         if (r == 0) start_counting_allocations();
         const auto start = std::chrono::steady_clock::now();
+        const double cpu_start = process_cpu_seconds();
         bench.step();
+        cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         if (r == 0) allocations = stop_counting_allocations();
     }
@@ -96,34 +114,66 @@ void run_bench(const BenchOptions& o) {
                           {"num_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                           {"library_build_type", "release"},
                           {"model", o.model}};
-        auto entry = [&](const std::string& run_name, double value, const char* run_type) {
+        const auto [unit, per_second] = time_unit_for(median);
+        // Every figure of one repetition; an aggregate row holds the same statistic of each, as
+        // Google Benchmark aggregates its counters.
+        struct Row {
+            double real, cpu, samples_per_second;
+        };
+        std::vector<Row> rows;
+        for (int r = 0; r < o.repetitions; ++r) {
+            const std::size_t i = static_cast<std::size_t>(r);
+            rows.push_back({seconds[i], cpu_seconds[i], double(bench.batch_size()) / seconds[i]});
+        }
+        auto entry = [&](const std::string& run_name, const Row& row, const char* run_type) {
             nlohmann::json b = {{"name", run_name},
+                                {"family_index", 0},
+                                {"per_family_instance_index", 0},
                                 {"run_name", name},
                                 {"run_type", run_type},
                                 {"repetitions", o.repetitions},
                                 {"threads", threads},
                                 {"iterations", 1},
-                                {"real_time", value * 1e3},
-                                {"cpu_time", value * 1e3},
-                                {"time_unit", "ms"},
-                                {"samples_per_second", double(bench.batch_size()) / value},
-                                {"batch_size", bench.batch_size()},
-                                {"peak_rss_bytes", peak_rss},
-                                {"arena_bytes", memory.arena_bytes},
-                                {"bytes_allocated_per_step", allocations.bytes},
-                                {"allocations_per_step", allocations.calls},
-                                {"primitives_created", primitives_after}};
+                                {"real_time", row.real * per_second},
+                                {"cpu_time", row.cpu * per_second},
+                                {"time_unit", unit},
+                                {"samples_per_second", row.samples_per_second}};
             return b;
         };
+        // Figures that do not vary by repetition: on the iteration rows, and as themselves on the
+        // median, min and max rows (their deviation is 0).
+        auto constant_counters = [&](nlohmann::json& b, double scale) {
+            b["batch_size"] = double(bench.batch_size()) * scale;
+            b["peak_rss_bytes"] = peak_rss * scale;
+            b["arena_bytes"] = double(memory.arena_bytes) * scale;
+            b["bytes_allocated_per_step"] = double(allocations.bytes) * scale;
+            b["allocations_per_step"] = double(allocations.calls) * scale;
+            b["primitives_created"] = double(primitives_after) * scale;
+        };
         for (int r = 0; r < o.repetitions; ++r) {
-            nlohmann::json b = entry(name, seconds[static_cast<std::size_t>(r)], "iteration");
+            nlohmann::json b = entry(name, rows[static_cast<std::size_t>(r)], "iteration");
             b["repetition_index"] = r;
+            constant_counters(b, 1.0);
             out["benchmarks"].push_back(b);
         }
-        for (const auto& [aggregate, value] :
-             {std::pair<const char*, double>{"median", median}, {"min", *fastest}, {"max", *slowest}, {"mad", mad}}) {
-            nlohmann::json b = entry(name + "_" + aggregate, value, "aggregate");
+        auto statistic = [&](const char* aggregate, double Row::*field) {
+            std::vector<double> values;
+            for (const Row& row : rows) values.push_back(row.*field);
+            const std::string a = aggregate;
+            if (a == "min") return *std::min_element(values.begin(), values.end());
+            if (a == "max") return *std::max_element(values.begin(), values.end());
+            const double middle = median_of(values);
+            if (a == "median") return middle;
+            for (double& v : values) v = std::abs(v - middle);
+            return median_of(values);
+        };
+        for (const char* aggregate : {"median", "min", "max", "mad"}) {
+            const Row row{statistic(aggregate, &Row::real), statistic(aggregate, &Row::cpu),
+                          statistic(aggregate, &Row::samples_per_second)};
+            nlohmann::json b = entry(name + "_" + aggregate, row, "aggregate");
             b["aggregate_name"] = aggregate;
+            b["aggregate_unit"] = "time";
+            constant_counters(b, std::string(aggregate) == "mad" ? 0.0 : 1.0);
             out["benchmarks"].push_back(b);
         }
         std::cout << out.dump(2) << "\n";

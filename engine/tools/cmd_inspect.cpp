@@ -21,11 +21,23 @@ void add_inspect_commands(CLI::App& app) {
     summary_cmd->callback(
         [summary_options] { std::cout << load_model(summary_options->model, summary_options->common).summary(); });
 
-    auto dot_options = std::make_shared<Options>();
+    struct DotCommand {
+        Options files;
+        DotOptions drawing;
+        bool no_attributes = false;
+    };
+    auto dot_options = std::make_shared<DotCommand>();
     CLI::App* dot_cmd = app.add_subcommand("dot", "Print the graph in Graphviz dot format");
-    dot_cmd->add_option("model", dot_options->model, "Model file (YAML)")->required();
-    add_common_options(*dot_cmd, dot_options->common);
-    dot_cmd->callback([dot_options] { std::cout << load_model(dot_options->model, dot_options->common).dot(); });
+    dot_cmd->add_option("model", dot_options->files.model, "Model file (YAML)")->required();
+    dot_cmd->add_option("--rankdir", dot_options->drawing.rankdir, "Graphviz's direction: TB (default), LR, BT or RL")
+        ->check(CLI::IsMember({"TB", "LR", "BT", "RL"}));
+    dot_cmd->add_flag("--no-attributes", dot_options->no_attributes, "Leave the nodes' attributes out of the labels");
+    add_common_options(*dot_cmd, dot_options->files.common);
+    dot_cmd->callback([dot_options] {
+        DotOptions drawing = dot_options->drawing;
+        drawing.attributes = !dot_options->no_attributes;
+        std::cout << load_model(dot_options->files.model, dot_options->files.common).dot(drawing);
+    });
 
     auto plugin_options = std::make_shared<CommonOptions>();
     CLI::App* plugins_cmd = app.add_subcommand("plugins", "List every op with its plugin file and version");

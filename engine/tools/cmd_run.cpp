@@ -2,7 +2,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+
+#include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 
@@ -13,6 +16,7 @@ struct PredictOptions {
     std::string model;
     std::optional<std::string> weights, inputs, out;
     std::vector<std::string> texts;
+    std::optional<std::string> text_file, format;
     std::int64_t batch_size = 32;
     CommonOptions common;
 };
@@ -38,24 +42,67 @@ void warn_non_finite(const Tensor& output, const std::string& name, const std::s
               << "' are not finite (NaN or infinite); check the inputs in " << inputs_file << "\n";
 }
 
-void print_prediction(const Tensor& p) {
+// One text's result: the probability of the predicted label, the label a name for one sigmoid
+// unit and a class id otherwise.
+struct Prediction {
+    double probability = 0.0;
+    nlohmann::json label;
+};
+
+Prediction prediction_of(const float* row, std::int64_t width) {
+    if (width == 1) return {row[0], row[0] > 0.5f ? "positive" : "negative"};
+    std::int64_t best = 0;
+    for (std::int64_t k = 1; k < width; ++k) best = row[k] > row[best] ? k : best;
+    return {row[best], best};
+}
+
+// `format`: none for the human-readable lines, else "csv" or "jsonl" with each text's 1-based line.
+void print_prediction(const Tensor& p, const std::optional<std::string>& format) {
     const std::int64_t width = p.numel() / p.dim(0);
+    if (format == "csv") std::cout << "line,probability,label\n";
     for (std::int64_t i = 0; i < p.dim(0); ++i) {
-        const float* row = p.data<float>() + i * width;
-        if (width == 1) {
-            std::printf("probability: %.6f  label: %s\n", row[0], row[0] > 0.5f ? "positive" : "negative");
+        const Prediction r = prediction_of(p.data<float>() + i * width, width);
+        char probability[32];
+        std::snprintf(probability, sizeof probability, "%.6f", r.probability);
+        const std::string label = r.label.is_string() ? r.label.get<std::string>() : r.label.dump();
+        if (format == "csv") {
+            std::cout << i + 1 << "," << probability << "," << label << "\n";
+        } else if (format == "jsonl") {
+            std::cout
+                << nlohmann::json{{"line", i + 1}, {"probability", std::stod(probability)}, {"label", r.label}}.dump()
+                << "\n";
         } else {
-            std::int64_t best = 0;
-            for (std::int64_t k = 1; k < width; ++k) best = row[k] > row[best] ? k : best;
-            std::printf("probability: %.6f  label: %lld\n", row[best], static_cast<long long>(best));
+            std::cout << "probability: " << probability << "  label: " << label << "\n";
         }
     }
+    std::cout << std::flush;
+}
+
+// One text a line (a trailing carriage return dropped); "-" reads standard input.
+std::vector<std::string> read_lines(const std::string& file) {
+    std::ifstream opened;
+    if (file != "-") {
+        opened.open(file);
+        if (!opened) throw InputError("--text-file: cannot read '" + file + "'");
+    }
+    std::istream& in = file == "-" ? std::cin : opened;
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        lines.push_back(std::move(line));
+    }
+    if (in.bad()) throw InputError("--text-file: reading '" + file + "' failed");
+    if (lines.empty()) throw InputError("--text-file: '" + file + "' holds no lines");
+    return lines;
 }
 
 void run_predict(const PredictOptions& o) {
     Model model = load_model(o.model, o.common);
-    if (o.texts.empty() == !o.inputs)
-        throw InputError("predict needs either --inputs X.safetensors (with --out) or --text \"...\"");
+    const int sources = !o.texts.empty() + o.inputs.has_value() + o.text_file.has_value();
+    if (sources != 1) {
+        throw InputError("predict needs one of --inputs X.safetensors (with --out), --text \"...\" or --text-file F");
+    }
+    if (o.format && o.inputs) throw InputError("--format is for text predictions; --inputs writes safetensors");
     if (o.inputs && !o.out) throw InputError("predict --inputs needs --out Y.safetensors");
     prepare_weights(model, o.weights);
 
@@ -79,7 +126,9 @@ void run_predict(const PredictOptions& o) {
         throw InputError("no vocabulary beside the weights: expected '" + vocab_file.string() +
                          "', which `nngraph train --save` writes for text data");
     }
-    print_prediction(model.predict_text(o.texts, Vocabulary::load(vocab_file), o.batch_size));
+    const std::vector<std::string> texts = o.text_file ? read_lines(*o.text_file) : o.texts;
+    const std::optional<std::string> format = o.format ? o.format : o.text_file ? "csv" : std::optional<std::string>();
+    print_prediction(model.predict_text(texts, Vocabulary::load(vocab_file), o.batch_size), format);
 }
 
 struct GradOptions {
@@ -114,6 +163,11 @@ void add_run_commands(CLI::App& app) {
     predict->add_option("--inputs", p->inputs, "Inputs by graph input name (.safetensors)");
     predict->add_option("--out", p->out, "Where to write the outputs, by output name (.safetensors)");
     predict->add_option("--text", p->texts, "Text to classify (repeatable); needs the vocabulary beside the weights");
+    predict->add_option("--text-file", p->text_file, "Texts to classify, one a line ('-': standard input)");
+    predict
+        ->add_option("--format", p->format,
+                     "Text results as csv (line,probability,label; the default with --text-file) or jsonl")
+        ->check(CLI::IsMember({"csv", "jsonl"}));
     predict->add_option("--batch-size", p->batch_size, "Rows per batch")->check(count_in(1, kMaxBatchSize));
     add_common_options(*predict, p->common);
     predict->callback([p] { run_predict(*p); });

@@ -2,10 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <csignal>
-#include <cstdio>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 
@@ -23,49 +20,9 @@ struct TrainOptions {
     std::optional<std::int64_t> batch_size;
     std::optional<std::uint64_t> seed;
     bool keep_going_on_nan = false;
+    bool weights_only = false;
     std::optional<double> bucket_mb;
     bool no_overlap = false;
-};
-
-// Keras's CSVLogger: a header from the first epoch's columns (its epoch is 0-based), then one row
-// per epoch, plus the epoch's seconds. A resumed run appends to an existing file.
-class HistoryFile {
-public:
-    HistoryFile(const std::optional<std::string>& path, bool append) {
-        if (!path) return;
-        check_writable_destination(*path, "--log");
-        append_ = append && std::filesystem::exists(*path);
-        out_.open(*path, append_ ? std::ios::app : std::ios::trunc);
-        if (!out_) throw RunError("cannot write the history file '" + *path + "'");
-    }
-
-    void write(const EpochEnd& epoch) {
-        if (!out_.is_open()) return;
-        if (!append_) {
-            out_ << "epoch" << (epoch.train.accuracy ? ",accuracy" : "") << ",loss";
-            if (epoch.validation) out_ << (epoch.validation->accuracy ? ",val_accuracy" : "") << ",val_loss";
-            out_ << ",seconds\n";
-            append_ = true;
-        }
-        auto number = [](double v) {
-            if (std::isnan(v)) return std::string("nan");
-            char buffer[32];
-            std::snprintf(buffer, sizeof buffer, "%.6g", v);
-            return std::string(buffer);
-        };
-        out_ << epoch.epoch - 1;
-        if (epoch.train.accuracy) out_ << "," << number(*epoch.train.accuracy);
-        out_ << "," << number(epoch.train.loss);
-        if (epoch.validation) {
-            if (epoch.validation->accuracy) out_ << "," << number(*epoch.validation->accuracy);
-            out_ << "," << number(epoch.validation->loss);
-        }
-        out_ << "," << number(epoch.seconds) << "\n" << std::flush;
-    }
-
-private:
-    std::ofstream out_;
-    bool append_ = false;
 };
 
 volatile std::sig_atomic_t stop_signal = 0;
@@ -106,7 +63,7 @@ private:
 void run_train(const TrainOptions& o) {
     Model model = load_model(o.model, o.common, o.seed);
     const bool leader = training_process().rank == 0;  // under mpirun, rank 0 alone writes and reports
-    HistoryFile history(leader ? o.log : std::nullopt, o.resume.has_value());
+    if (o.log) check_writable_destination(*o.log, "--log");
     nngraph::TrainOptions options;
     if (o.data) options.data = *o.data;
     options.epochs = o.epochs;
@@ -116,6 +73,8 @@ void run_train(const TrainOptions& o) {
     if (o.bucket_mb) options.gradient_bucket_bytes = static_cast<std::size_t>(*o.bucket_mb * 1024 * 1024);
     options.overlap_gradient_averaging = !o.no_overlap;
     if (o.save) options.save_best = *o.save;
+    options.save_weights_only = o.weights_only;
+    if (o.log && leader) options.history_csv = *o.log;
     if (o.resume) options.resume = *o.resume;
     options.log = &std::cout;
     options.live = isatty(STDOUT_FILENO) != 0;
@@ -134,10 +93,7 @@ void run_train(const TrainOptions& o) {
         last_batch = batch;
         return stop.requested() ? Training::Stop : Training::Continue;
     };
-    options.on_epoch = [&](const EpochEnd& epoch) {
-        history.write(epoch);
-        return stop.requested() ? Training::Stop : Training::Continue;
-    };
+    options.on_epoch = [&](const EpochEnd&) { return stop.requested() ? Training::Stop : Training::Continue; };
     const TrainResult result = model.train(options);
     if (leader && result.averaging.steps > 0) {
         const double step = 1e3 / double(result.averaging.steps);
@@ -202,9 +158,15 @@ void add_train_commands(CLI::App& app) {
     train->add_option("--batch-size", t->batch_size, "Batch size (overrides the file)")
         ->check(count_in(1, kMaxBatchSize));
     train->add_option("--seed", t->seed, "Seed of initial weights, shuffling and dropout");
-    train->add_option("--save", t->save, "Keep the best checkpoint (by val_accuracy) in this .safetensors file");
+    CLI::Option* save = train->add_option(
+        "--save", t->save,
+        "Keep the best checkpoint (by val_accuracy, or the model file's ModelCheckpoint) in this .safetensors file");
+    train
+        ->add_flag("--weights-only", t->weights_only,
+                   "--save writes the weights alone (no optimizer state: the file cannot --resume)")
+        ->needs(save);
     train->add_option("--resume", t->resume, "Continue from a checkpoint written by --save");
-    train->add_option("--log", t->log, "Write one CSV row per epoch to this file");
+    train->add_option("--log", t->log, "Write one CSV row per epoch to this file (Keras's CSVLogger columns)");
     train->add_flag("--no-terminate-on-nan", t->keep_going_on_nan,
                     "Keep training when a batch's loss is NaN or infinite");
     train

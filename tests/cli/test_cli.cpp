@@ -2,7 +2,12 @@
 // predict, and a short train / evaluate / resume round.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 #include "gradcheck.hpp"
@@ -46,6 +51,62 @@ training: {loss: mse}
 )";
 
 }  // namespace
+
+TEST_CASE("predict --text-file classifies one text a line, as CSV or JSON lines with the line number") {
+    TempDir dir;
+    // ids: 0 padding, 1 start, 2 unknown, then good 3, bad 4, film 5. Each word's embedding is its
+    // score; the mean over the 4 positions goes through a sigmoid.
+    write_bytes(dir / "model.vocab.json",
+                R"({"format": "nngraph-imdb-vocabulary", "tokenizer_version": 1, "num_words": 6, "maxlen": 4, )"
+                R"("words": ["good", "bad", "film"]})");
+    write_bytes(dir / "model.yaml", R"(name: words
+input: {shape: [4], dtype: int32}
+layers:
+  - {op: Embedding, input_dim: 6, output_dim: 1, weights: {embeddings: [[0], [0], [0], [2], [-2], [0]]}}
+  - {op: GlobalAveragePooling1D}
+  - {op: Dense, units: 1, activation: sigmoid, weights: {kernel: [[1]], bias: [0]}}
+)");
+    TensorFile weights;
+    weights.tensors["dense.bias"] = Tensor::from<float>({1}, std::vector<float>{0.0f});
+    write_safetensors(dir / "model.safetensors", weights);
+    write_bytes(dir / "texts.txt", "Good film!\r\nbad, bad\n\n");
+    auto sigmoid = [](double z) { return 1.0 / (1.0 + std::exp(-z)); };
+    char expected[3][32];
+    // "Good film!" is [pad, start, good, film]: mean 0.5; "bad, bad" is [pad, start, bad, bad]: mean
+    // -1; the empty line is [pad, pad, pad, start]: 0.
+    std::snprintf(expected[0], sizeof expected[0], "%.6f", sigmoid(0.5));
+    std::snprintf(expected[1], sizeof expected[1], "%.6f", sigmoid(-1.0));
+    std::snprintf(expected[2], sizeof expected[2], "%.6f", sigmoid(0.0));
+    const std::string model = (dir / "model.yaml").string(), weights_file = (dir / "model.safetensors").string();
+
+    const CliResult csv =
+        run_nngraph({"predict", model, "--weights", weights_file, "--text-file", (dir / "texts.txt").string()});
+    INFO(csv.err);
+    REQUIRE(csv.status == 0);
+    CHECK(csv.out == std::string("line,probability,label\n1,") + expected[0] + ",positive\n2," + expected[1] +
+                         ",negative\n3," + expected[2] + ",negative\n");
+
+    const CliResult jsonl = run_nngraph({"predict", model, "--weights", weights_file, "--text-file",
+                                         (dir / "texts.txt").string(), "--format", "jsonl"});
+    REQUIRE(jsonl.status == 0);
+    CHECK(jsonl.out.find(std::string("{\"label\":\"negative\",\"line\":2,\"probability\":") + expected[1] + "}\n") !=
+          std::string::npos);
+    CHECK(std::count(jsonl.out.begin(), jsonl.out.end(), '\n') == 3);
+
+    // "-" reads standard input.
+    const std::string command = "printf 'bad film\\n' | '" + nngraph_binary().string() + "' predict '" + model +
+                                "' --weights '" + weights_file + "' --text-file - --format csv > '" +
+                                (dir / "stdin.csv").string() + "'";
+    REQUIRE(std::system(command.c_str()) == 0);
+    char from_stdin[32];
+    std::snprintf(from_stdin, sizeof from_stdin, "%.6f", sigmoid(-0.5));
+    CHECK(read_bytes(dir / "stdin.csv") == std::string("line,probability,label\n1,") + from_stdin + ",negative\n");
+
+    const CliResult both = run_nngraph(
+        {"predict", model, "--weights", weights_file, "--text-file", "-", "--text", "good", "--format", "csv"});
+    CHECK(both.status == 2);
+    CHECK(both.err.find("predict needs one of --inputs") != std::string::npos);
+}
 
 TEST_CASE("nngraph grad on a two-layer Dense graph matches the gradient worked by hand") {
     TempDir dir;
@@ -139,7 +200,9 @@ TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, ev
     CHECK(r.out.find(" - accuracy: ") != std::string::npos);
     CHECK(r.out.find(" - val_loss: ") != std::string::npos);
     const std::string history = read_bytes(log);
-    CHECK(history.find("epoch,accuracy,loss,val_accuracy,val_loss,seconds\n0,") == 0);
+    // Keras's CSVLogger columns: epoch, then every log sorted by name, the learning rate among them.
+    CHECK(history.find("epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n0,") == 0);
+    CHECK(history.find("\n2,") != std::string::npos);
     CHECK(std::count(history.begin(), history.end(), '\n') == 4);
     const TensorFile saved = read_safetensors(checkpoint);
     CHECK(saved.tensors.count("dense.kernel") == 1);
@@ -155,6 +218,46 @@ TEST_CASE("train prints Keras's epoch lines, logs, keeps the best checkpoint, ev
     CHECK(resumed.status == 0);
     CHECK(resumed.out.find("Epoch 1/5") == std::string::npos);
     CHECK(resumed.out.find("Epoch 5/5") != std::string::npos);
+    // The resumed run appends its rows under the same header.
+    const std::string appended = read_bytes(log);
+    CHECK(std::count(appended.begin(), appended.end(), '\n') == 6);
+    CHECK(appended.find("\n4,") != std::string::npos);
+
+    const std::string weights = (dir / "weights.safetensors").string();
+    const CliResult only = run_nngraph({"train", model, "--epochs", "1", "--save", weights, "--weights-only"});
+    INFO(only.err);
+    REQUIRE(only.status == 0);
+    const TensorFile weights_file = read_safetensors(weights);
+    CHECK(weights_file.tensors.count("dense.kernel") == 1);
+    for (const auto& [name, tensor] : weights_file.tensors) CHECK(name.rfind("optimizer.", 0) != 0);
+    CHECK(run_nngraph({"train", model, "--weights-only"}).status == 2);
+}
+
+TEST_CASE("the model file's callbacks: EarlyStopping ends training, ModelCheckpoint decides what --save keeps") {
+    TempDir dir;
+    std::string xor_model = read_bytes(source_dir() / "graphs/mlp_xor.yaml");
+    xor_model = xor_model.substr(0, xor_model.find("data:"));
+    // min_delta 10: no epoch improves on the first, so EarlyStopping (patience 1) stops after the
+    // second; ModelCheckpoint without save_best_only saves that second epoch by loss.
+    write_bytes(dir / "model.yaml",
+                xor_model +
+                    "  callbacks:\n"
+                    "    - {class_name: EarlyStopping, config: {monitor: val_loss, min_delta: 10, patience: 1, "
+                    "verbose: 1}}\n"
+                    "    - {class_name: ModelCheckpoint, config: {filepath: unused.safetensors, monitor: loss, "
+                    "mode: min, save_best_only: false}}\n"
+                    "data: {format: synthetic, task: xor, samples: 200, validation_samples: 50, noise: 0.0}\n");
+    const std::string checkpoint = (dir / "kept.safetensors").string();
+    const CliResult r = run_nngraph({"train", (dir / "model.yaml").string(), "--save", checkpoint});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("Epoch 2/30") != std::string::npos);
+    CHECK(r.out.find("Epoch 3/30") == std::string::npos);
+    CHECK(r.out.find("Epoch 2: early stopping") != std::string::npos);
+    const TensorFile saved = read_safetensors(checkpoint);
+    CHECK(saved.metadata.at("monitor") == "loss");
+    CHECK(saved.metadata.at("epochs_done") == "2");
+    CHECK_FALSE(std::filesystem::exists(dir / "unused.safetensors"));
 }
 
 TEST_CASE("train reads inputs and targets from a safetensors file; dot draws the graph") {
@@ -200,5 +303,71 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16
     CHECK(dot.status == 0);
     CHECK(dot.out.find("digraph \"linear\" {") == 0);
     CHECK(dot.out.find("n0 -> n1;") != std::string::npos);
-    CHECK(dot.out.find("label=\"y\\nDense\\n(None, 1)\"") != std::string::npos);
+    // The node with its attributes and shapes, the graph's input and output, one font.
+    CHECK(dot.out.find("label=\"y (Dense)\\nunits=1\\nin: (None, 3)\\nout: (None, 1)\"") != std::string::npos);
+    CHECK(dot.out.find("label=\"x (InputLayer)\\n(None, 3)\", shape=ellipse") != std::string::npos);
+    CHECK(dot.out.find("out0 [label=\"output: y\\n(None, 1)\", shape=ellipse];\n  n1 -> out0;") != std::string::npos);
+    CHECK(dot.out.find("rankdir=TB;") != std::string::npos);
+    CHECK(dot.out.find("edge [fontname=\"Helvetica\"]") != std::string::npos);
+    const CliResult bare = run_nngraph({"dot", (dir / "model.yaml").string(), "--rankdir", "LR", "--no-attributes"});
+    CHECK(bare.status == 0);
+    CHECK(bare.out.find("rankdir=LR;") != std::string::npos);
+    CHECK(bare.out.find("units=1") == std::string::npos);
+    CHECK(run_nngraph({"dot", (dir / "model.yaml").string(), "--rankdir", "UP"}).status == 2);
+}
+
+TEST_CASE("bench --json is Google Benchmark's layout: real cpu_time, a unit with three digits, aggregated counters") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    const CliResult r = run_nngraph({"bench", model, "--json", "--repetitions", "5", "--warmup", "1"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const nlohmann::json out = nlohmann::json::parse(r.out);
+    const nlohmann::json& rows = out.at("benchmarks");
+    REQUIRE(rows.size() == 9);  // 5 repetitions, then median, min, max, mad
+    std::vector<double> samples_per_second;
+    bool cpu_differs = false;
+    for (std::size_t i = 0; i < 5; ++i) {
+        CHECK(rows[i].at("run_type") == "iteration");
+        CHECK(rows[i].at("repetition_index") == i);
+        samples_per_second.push_back(rows[i].at("samples_per_second").get<double>());
+        cpu_differs = cpu_differs || rows[i].at("cpu_time") != rows[i].at("real_time");
+        CHECK(rows[i].at("cpu_time").get<double>() > 0.0);
+    }
+    CHECK(cpu_differs);  // measured, not a copy of the real time
+    const nlohmann::json& median = rows[5];
+    CHECK(median.at("aggregate_name") == "median");
+    CHECK(median.at("aggregate_unit") == "time");
+    const std::string unit = median.at("time_unit");
+    CHECK((unit == "ns" || unit == "us" || unit == "ms" || unit == "s"));
+    // The largest unit in which the median is 100 or more: three digits before the point.
+    const double value = median.at("real_time");
+    CHECK(value >= 100.0);
+    if (unit != "s") CHECK(value < 100000.0);
+    // Each counter on an aggregate row is that statistic of the repetitions' values.
+    std::sort(samples_per_second.begin(), samples_per_second.end());
+    CHECK(median.at("samples_per_second").get<double>() == Approx(samples_per_second[2]));
+    CHECK(rows[6].at("samples_per_second").get<double>() == Approx(samples_per_second.front()));
+    CHECK(rows[7].at("samples_per_second").get<double>() == Approx(samples_per_second.back()));
+    CHECK(rows[8].at("aggregate_name") == "mad");
+    CHECK(rows[8].at("batch_size").get<double>() == 0.0);
+    CHECK(median.at("batch_size").get<double>() == 32.0);
+    for (const nlohmann::json& row : rows) CHECK(row.at("time_unit") == unit);
+
+    // Google Benchmark's compare.py, where Debian's libbenchmark-tools and scipy are installed.
+    const std::filesystem::path compare = "/usr/share/benchmark/compare.py";
+    if (!std::filesystem::exists(compare) || std::system("/usr/bin/python3 -c 'import scipy' 2>/dev/null") != 0) {
+        MESSAGE("compare.py not run: install libbenchmark-tools and python3-scipy");
+        return;
+    }
+    write_bytes(dir / "a.json", r.out);
+    write_bytes(dir / "b.json", r.out);
+    const std::string command = "/usr/bin/python3 " + compare.string() + " benchmarks '" + (dir / "a.json").string() +
+                                "' '" + (dir / "b.json").string() + "' > '" + (dir / "report.txt").string() + "' 2>&1";
+    CHECK(std::system(command.c_str()) == 0);
+    const std::string report = read_bytes(dir / "report.txt");
+    INFO(report);
+    CHECK(report.find("mlp_xor/train/batch:32/threads:") != std::string::npos);
+    CHECK(report.find("_median") != std::string::npos);
+    CHECK(report.find("+0.0000") != std::string::npos);
 }

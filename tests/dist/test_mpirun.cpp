@@ -37,7 +37,7 @@ layers:
 training:
   loss: binary_crossentropy
   optimizer: {name: adam, learning_rate: 0.05}
-  metrics: [accuracy]
+  metrics: [accuracy, AUC, precision]  # tallies that must add up across ranks
   batch_size: 100
   epochs: 2
   seed: 6
@@ -62,14 +62,13 @@ std::vector<std::string> mpirun_args(const std::vector<std::string>& options,
 std::vector<std::vector<double>> csv_rows(const std::filesystem::path& file) {
     std::istringstream in(read_bytes(file));
     std::string line;
-    std::getline(in, line);  // the header
+    std::getline(in, line);  // the header: epoch, then the logs sorted by name
     std::vector<std::vector<double>> rows;
     while (std::getline(in, line)) {
         std::vector<double>& row = rows.emplace_back();
         std::istringstream fields(line);
         std::string field;
         while (std::getline(fields, field, ',')) row.push_back(std::stod(field));
-        row.pop_back();  // the epoch's seconds
     }
     return rows;
 }

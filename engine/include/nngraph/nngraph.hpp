@@ -80,6 +80,7 @@ struct ParameterCount {
 struct Metrics {
     double loss = 0.0;
     std::optional<double> accuracy;
+    std::map<std::string, double> others;  // the model file's other metrics by Keras name (auc, ...)
 };
 // Keras's number format for metrics: 4 decimals, or scientific below 1e-3.
 std::string format_metric(double value);
@@ -104,11 +105,18 @@ struct EpochEnd {
     std::optional<Metrics> validation;
     double seconds = 0.0;
     std::int64_t steps = 0;
+    double learning_rate = 0.0;  // the optimizer's rate as the epoch ended
 };
 
 enum class Training { Continue, Stop };
 
 // What training is about to do, once its data is loaded and any checkpoint resumed.
+// How `nngraph dot` draws the graph.
+struct DotOptions {
+    std::string rankdir = "TB";  // Graphviz's: TB, LR, BT or RL
+    bool attributes = true;      // each node's attributes as the model file gives them
+};
+
 struct TrainStart {
     std::string data;     // "IMDB (...): 25000 training, 25000 validation reviews"
     int first_epoch = 0;  // epochs a resumed checkpoint had already done
@@ -129,9 +137,16 @@ struct TrainOptions {
     // Keras's TerminateOnNaN (stop at the first non-finite loss); unset: the model file's
     // training.terminate_on_nan, on by default.
     std::optional<bool> terminate_on_nan;
-    // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss) as a checkpoint here,
-    // with the vocabulary beside it (vocabulary_path) for text data.
+    // Keeps the best epoch (by val_accuracy, else val_loss, accuracy, loss, or by the model file's
+    // ModelCheckpoint callback) as a checkpoint here, with the vocabulary beside it
+    // (vocabulary_path) for text data.
     std::optional<std::filesystem::path> save_best;
+    // Writes only the weights there, as ModelCheckpoint's save_weights_only: no optimizer state,
+    // so the file cannot resume training.
+    bool save_weights_only = false;
+    // Keras's CSVLogger: one row per epoch, "epoch" then every log sorted by name (the scores and
+    // learning_rate). A resumed run appends to it.
+    std::optional<std::filesystem::path> history_csv;
     // Continues from a checkpoint written by save_best: weights, optimiser state, epochs done.
     std::optional<std::filesystem::path> resume;
     // Keras's progress bar and epoch lines; null: silent. `live` redraws the bar in place.
@@ -263,7 +278,7 @@ public:
     // Keras's model.summary() table.
     std::string summary() const;
     // The graph in Graphviz dot format.
-    std::string dot() const;
+    std::string dot(const DotOptions& options = {}) const;
     std::uint64_t seed() const;
     int threads() const;
 

@@ -12,6 +12,7 @@
 #include "dist/gradient_reducer.hpp"
 #include "graph/summary.hpp"
 #include "nngraph/io_atomic_file.hpp"
+#include "train/callbacks.hpp"
 #include "train/checkpoint.hpp"
 #include "train/losses.hpp"
 
@@ -19,29 +20,20 @@ namespace nngraph {
 
 namespace {
 
-Metrics metrics_of(const Scores& scores) { return {scores.loss, scores.accuracy}; }
+Metrics metrics_of(const Scores& scores) { return {scores.loss, scores.accuracy, scores.metrics}; }
 
 ModelTensor model_tensor(const GraphTensor& t) { return {t.name, t.info.dtype, t.info.shape}; }
 
-// Keras's ModelCheckpoint(save_best_only=True) monitor: val_accuracy when there is one, else the
-// best available of val_loss, accuracy, loss.
-struct Monitor {
-    std::string name;
-    bool higher_is_better = true;
-
-    static Monitor choose(bool has_validation, bool has_accuracy) {
-        if (has_accuracy) return {has_validation ? "val_accuracy" : "accuracy", true};
-        return {has_validation ? "val_loss" : "loss", false};
-    }
-    double value(const EpochLog& log) const {
-        const Scores& s = name.rfind("val_", 0) == 0 ? *log.validation : log.train;
-        return higher_is_better ? *s.accuracy : s.loss;
-    }
-    bool improves(double candidate, const std::optional<double>& best) const {
-        if (!std::isfinite(candidate)) return false;
-        return !best || (higher_is_better ? candidate > *best : candidate < *best);
-    }
-};
+// What --save keeps: the model file's ModelCheckpoint, else the best epoch by val_accuracy when
+// there is one, else the best available of val_loss, accuracy, loss.
+ModelCheckpointConfig checkpoint_rule(const TrainingConfig& config, bool has_validation) {
+    if (config.checkpoint) return *config.checkpoint;
+    ModelCheckpointConfig rule;
+    const bool has_accuracy = config.accuracy;
+    rule.monitor.name =
+        has_accuracy ? (has_validation ? "val_accuracy" : "accuracy") : (has_validation ? "val_loss" : "loss");
+    return rule;
+}
 
 std::vector<const Tensor*> pointers(const std::vector<Tensor>& tensors) {
     std::vector<const Tensor*> out;
@@ -127,7 +119,9 @@ ParameterCount Model::parameters() const {
 }
 
 std::string Model::summary() const { return nngraph::summary(*state_->graph); }
-std::string Model::dot() const { return to_dot(*state_->graph); }
+std::string Model::dot(const DotOptions& options) const {
+    return to_dot(*state_->graph, options.rankdir, options.attributes);
+}
 
 void Model::load_weights(const std::filesystem::path& file) { nngraph::load_weights(file, state_->executor()); }
 void Model::save_weights(const std::filesystem::path& file) const { nngraph::save_weights(file, state_->executor()); }
@@ -278,7 +272,8 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
         std::ostream& out = *options.log;
         out << result.steps << "/" << result.steps << " - " << static_cast<long long>(result.seconds + 0.5) << "s - "
             << format_time_per_step(result.seconds / double(result.steps));
-        for (const auto& [name, value] : Scores{result.metrics.loss, result.metrics.accuracy}.named()) {
+        for (const auto& [name, value] :
+             Scores{result.metrics.loss, result.metrics.accuracy, result.metrics.others}.named()) {
             out << " - " << name << ": " << format_metric(value);
         }
         out << "\n";
@@ -364,8 +359,15 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     const DataSplits data = s.data(options.samples, options.validation_samples, options.data, options.cache_dir);
 
     TrainResult result;
-    const Monitor monitor = Monitor::choose(data.validation.has_value(), !config.metrics.empty());
+    const ModelCheckpointConfig rule = checkpoint_rule(config, data.validation.has_value());
+    const Monitor& monitor = rule.monitor;
+    monitor.check_available(trainer.log_names(data.validation.has_value()), "ModelCheckpoint");
     result.monitor = monitor.name;
+    std::optional<std::filesystem::path> save_path = options.save_best;
+    if (!save_path && rule.filepath) save_path = *rule.filepath;
+    const bool weights_only = options.save_weights_only || rule.save_weights_only;
+    if (!options.save_best && save_path) check_writable_destination(*save_path, "ModelCheckpoint's filepath");
+    result.best = rule.initial_value_threshold;
     int first_epoch = 0;
     if (options.resume) {
         const TrainingState resumed = load_checkpoint(*options.resume, executor, &trainer.optimizer());
@@ -376,7 +378,10 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     check_ranks_agree(comm, s.graph->spec().file, s.weight_seed, executor, data, options, config);
     if (leader && options.on_start) options.on_start({data.description, first_epoch, config.epochs});
     if (first_epoch >= config.epochs) return result;
-    if (leader && options.save_best && data.save_vocabulary) data.save_vocabulary(vocabulary_path(*options.save_best));
+    if (leader && save_path && data.save_vocabulary) data.save_vocabulary(vocabulary_path(*save_path));
+    if (leader && options.history_csv)
+        trainer.add_callback(
+            std::make_unique<CsvLogger>(CsvLoggerConfig{*options.history_csv, ',', options.resume.has_value()}));
 
     FitCallbacks callbacks;
     if (options.on_batch || comm.size() > 1) {
@@ -389,17 +394,22 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
     }
     callbacks.on_epoch_end = [&](const EpochLog& log) {
         EpochEnd& entry = result.history.emplace_back();
-        entry = {log.epoch, config.epochs, metrics_of(log.train), std::nullopt, log.seconds, log.steps};
+        entry = {log.epoch,   config.epochs, metrics_of(log.train), std::nullopt,
+                 log.seconds, log.steps,     log.learning_rate};
         if (log.validation) entry.validation = metrics_of(*log.validation);
-        const double value = monitor.value(log);
-        // A checkpoint says its epochs are done: one stopped within an epoch is not saved.
-        if (log.complete && monitor.improves(value, result.best)) {
+        const double value = monitor.value(log.logs(), "ModelCheckpoint");
+        const bool improved = monitor.improves(value, result.best);
+        if (improved) {
             result.best = value;
             result.best_epoch = log.epoch;
-            if (leader && options.save_best) {
-                save_checkpoint(*options.save_best, executor, &trainer.optimizer(),
+        }
+        // A checkpoint says its epochs are done: one stopped within an epoch is not saved.
+        if (log.complete && (improved || !rule.save_best_only) && leader && save_path) {
+            if (weights_only)
+                nngraph::save_weights(*save_path, executor);
+            else
+                save_checkpoint(*save_path, executor, &trainer.optimizer(),
                                 {log.epoch, executor.step_count(), config.seed, result.best, monitor.name});
-            }
         }
         return leader_decides(comm, !leader || !options.on_epoch || options.on_epoch(entry) == Training::Continue);
     };

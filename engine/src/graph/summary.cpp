@@ -4,6 +4,9 @@
 #include <cstdio>
 #include <sstream>
 
+#include "graph/attributes.hpp"
+#include "nngraph/error.hpp"
+
 namespace nngraph {
 namespace {
 
@@ -75,13 +78,37 @@ std::string readable_bytes(double bytes) {
     return "a lot";
 }
 
+namespace {
+
+// Keras prints three columns (no "Connected to") when every layer takes the one before it: a
+// Sequential model, or a Functional one shaped like a chain.
+bool chain_shaped(const Graph& graph) {
+    if (graph.spec().sequential) return true;
+    if (graph.inputs().size() != 1 || graph.outputs().size() != 1) return false;
+    std::vector<int> uses(graph.tensors().size(), 0);
+    for (NodeId id : graph.file_order()) {
+        const GraphNode& node = graph.node(id);
+        if (!node.is_input && node.inputs.size() != 1) return false;
+        for (TensorId t : node.inputs) {
+            if (++uses[static_cast<std::size_t>(t)] > 1) return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 std::string summary(const Graph& graph) {
     struct Row {
         std::string layer, shape, params, connected;
     };
+    const bool chain = chain_shaped(graph);
+    const std::size_t column_count = chain ? 3 : 4;
     std::vector<Row> rows;
     for (NodeId id : graph.file_order()) {
         const GraphNode& node = graph.node(id);
+        // A Sequential model's layers do not include its InputLayer.
+        if (node.is_input && graph.spec().sequential) continue;
         std::int64_t params = 0;
         for (WeightId w : node.weights) params += shape_numel(graph.weights()[static_cast<std::size_t>(w)].info.shape);
         rows.push_back({node.name + " (" + node.op + ")", output_shapes(graph, node), with_thousands(params),
@@ -98,13 +125,15 @@ std::string summary(const Graph& graph) {
     }
     auto line = [&](const char* left, const char* fill, const char* middle, const char* right) {
         std::string s = left;
-        for (int c = 0; c < 4; ++c) s += repeat(fill, w[c] + 2) + (c < 3 ? middle : right);
+        for (std::size_t c = 0; c < column_count; ++c)
+            s += repeat(fill, w[c] + 2) + (c + 1 < column_count ? middle : right);
         return s + "\n";
     };
     auto row = [&](const Row& r, const char* bar) {
-        return std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " + pad(r.shape, w[1], false) + " " +
-               bar + " " + pad(r.params, w[2], true) + " " + bar + " " + pad(r.connected, w[3], false) + " " + bar +
-               "\n";
+        std::string s = std::string(bar) + " " + pad(r.layer, w[0], false) + " " + bar + " " +
+                        pad(r.shape, w[1], false) + " " + bar + " " + pad(r.params, w[2], true) + " " + bar;
+        if (!chain) s += " " + pad(r.connected, w[3], false) + " " + bar;
+        return s + "\n";
     };
 
     std::ostringstream out;
@@ -125,7 +154,10 @@ std::string summary(const Graph& graph) {
     return out.str();
 }
 
-std::string to_dot(const Graph& graph) {
+std::string to_dot(const Graph& graph, const std::string& rankdir, bool attributes) {
+    const std::vector<std::string> directions = {"TB", "LR", "BT", "RL"};
+    if (std::find(directions.begin(), directions.end(), rankdir) == directions.end())
+        throw InputError("rankdir must be TB, LR, BT or RL, not '" + rankdir + "'");
     auto quoted = [](const std::string& s) {
         std::string out = "\"";
         for (char c : s) {
@@ -138,12 +170,29 @@ std::string to_dot(const Graph& graph) {
         }
         return out + "\"";
     };
+    // A long attribute (a list of weights, say) would swamp the picture: cut it.
+    auto shortened = [](const std::string& text) {
+        constexpr std::size_t kMax = 40;
+        return columns(text) <= kMax ? text : text.substr(0, kMax - 3) + "...";
+    };
     std::ostringstream out;
-    out << "digraph " << quoted(graph.name())
-        << " {\n  rankdir=TB;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n";
+    out << "digraph " << quoted(graph.name()) << " {\n  rankdir=" << rankdir
+        << ";\n  graph [fontname=\"Helvetica\"];\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
+        << "  edge [fontname=\"Helvetica\"];\n";
     for (NodeId id : graph.file_order()) {
         const GraphNode& node = graph.node(id);
-        const std::string label = node.name + "\n" + node.op + "\n" + output_shapes(graph, node);
+        std::string label = node.name + " (" + node.op + ")";
+        if (attributes && node.attributes) {
+            for (const auto& [key, value] : node.attributes->given_text()) label += "\n" + shortened(key + "=" + value);
+        }
+        if (node.is_input) {
+            label += "\n" + output_shapes(graph, node);
+        } else {
+            std::string inputs;
+            for (TensorId t : node.inputs)
+                inputs += (inputs.empty() ? "" : ", ") + shape_to_string(graph.tensor(t).info.shape);
+            label += "\nin: " + inputs + "\nout: " + output_shapes(graph, node);
+        }
         out << "  n" << id << " [label=" << quoted(label) << (node.is_input ? ", shape=ellipse" : "") << "];\n";
     }
     for (NodeId id : graph.file_order()) {
@@ -154,6 +203,12 @@ std::string to_dot(const Graph& graph) {
             if (node.inputs.size() > 1) out << " [label=\"" << slot << "\"]";
             out << ";\n";
         }
+    }
+    // The graph's outputs, each its own node, so the picture says where the model ends.
+    for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
+        const GraphTensor& t = graph.tensor(graph.outputs()[o]);
+        out << "  out" << o << " [label=" << quoted("output: " + t.name + "\n" + shape_to_string(t.info.shape))
+            << ", shape=ellipse];\n  n" << t.producer << " -> out" << o << ";\n";
     }
     out << "}\n";
     return out.str();

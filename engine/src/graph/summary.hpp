@@ -7,13 +7,16 @@
 
 namespace nngraph {
 
-// Keras 3's summary table (with the Functional model's "Connected to" column for both styles, so
-// that one graph written either way prints the same), then total, trainable and non-trainable
-// parameter counts with their size.
+// Keras 3's summary table: three columns for a Sequential model (without its InputLayer) and a
+// chain-shaped Functional one, the "Connected to" column too otherwise; then total, trainable and
+// non-trainable parameter counts with their size.
 std::string summary(const Graph& graph);
 
-// A Graphviz digraph: one box per node (name, op, output shape), one edge per tensor use.
-std::string to_dot(const Graph& graph);
+// A Graphviz digraph: one box per node (name, op, attributes, input and output shapes), the
+// graph's inputs as ellipses and its outputs as their own nodes, one edge per tensor use, one font.
+// `rankdir` is Graphviz's (TB, LR, BT, RL); `attributes`: label nodes with the attributes the model
+// file gives.
+std::string to_dot(const Graph& graph, const std::string& rankdir = "TB", bool attributes = true);
 
 // "160,033"
 std::string with_thousands(std::int64_t value);

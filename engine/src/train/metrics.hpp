@@ -1,7 +1,12 @@
-// Keras's "accuracy", resolved as Keras resolves it from the loss and the output shape.
+// Keras's metrics: "accuracy", resolved as Keras resolves it from the loss and the output shape,
+// and the named ones (binary_accuracy, auc, precision, ...), each kept as sums so that data-parallel
+// ranks add their tallies.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,7 +21,9 @@ namespace nngraph {
 struct Scores {
     double loss = 0.0;
     std::optional<double> accuracy;
-    // As Keras lists them: accuracy, then loss (with a prefix such as "val_").
+    std::map<std::string, double> metrics;  // the other metrics, by Keras name
+    // As Keras's logs list them, sorted by name (accuracy, auc, loss, precision, ...), each with
+    // `prefix` (such as "val_").
     std::vector<std::pair<std::string, double>> named(const std::string& prefix = "") const;
 };
 
@@ -44,5 +51,63 @@ struct AccuracyTally {
 AccuracyTally masked_accuracy(AccuracyKind kind, const TensorView& prediction, const float* targets,
                               std::int64_t target_width, const std::int64_t* indices, std::int64_t rows,
                               std::span<const std::uint8_t> mask);
+
+// A metric other than "accuracy": its tallies over a set of batches are sums (state()), so the
+// tallies of several ranks or batches add up, and the result is computed from them.
+class Metric {
+public:
+    virtual ~Metric() = default;
+    const std::string& name() const { return name_; }
+    // Adds `rows` samples: prediction rows in batch order, their targets at `indices` (or 0..rows-1).
+    virtual void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
+                        const std::int64_t* indices, std::int64_t rows) = 0;
+    std::span<double> state() { return state_; }
+    std::span<const double> state() const { return state_; }
+    void reset() { std::fill(state_.begin(), state_.end(), 0.0); }
+    virtual double result() const = 0;
+
+protected:
+    Metric(std::string name, std::size_t sums) : name_(std::move(name)), state_(sums, 0.0) {}
+    std::string name_;
+    std::vector<double> state_;
+};
+
+// The metric a model file names in `metrics:`: a Keras name as a string ("auc", "Precision",
+// "sparse_top_k_categorical_accuracy") or {class_name: ..., config: {k: 3, name: ...}} already
+// read into `name`, `k` and `display_name`. Throws InputError for an unknown metric or one the
+// loss's targets cannot feed (class ids for AUC, precision, recall).
+struct MetricSpec {
+    std::string name;          // canonical Keras function name, e.g. "auc"
+    std::string display_name;  // the log's name; empty: `name`
+    int k = 5;                 // top-k
+    int num_thresholds = 200;  // AUC
+    double threshold = 0.5;    // binary_accuracy, precision, recall
+};
+std::unique_ptr<Metric> make_metric(const MetricSpec& spec, const std::string& loss);
+// Canonical name of a metric string as Keras's metrics.get accepts it (class or function name), or
+// empty when unknown. "accuracy" and "acc" give "accuracy".
+std::string canonical_metric(const std::string& name);
+// The model file's metrics (besides accuracy), tallying a set of batches.
+class MetricSet {
+public:
+    MetricSet() = default;
+    MetricSet(const std::vector<MetricSpec>& specs, const std::string& loss);
+    bool empty() const { return metrics_.empty(); }
+    void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
+                const std::int64_t* indices, std::int64_t rows);
+    void reset();
+    // Adds the tallies of `other`, a set made from the same specs.
+    void add(const MetricSet& other);
+    // Each metric's sums, to add up across ranks in place.
+    std::vector<std::span<double>> states();
+    std::map<std::string, double> results() const;
+
+private:
+    std::vector<std::unique_ptr<Metric>> metrics_;
+};
+
+inline constexpr const char* kMetricNames =
+    "accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy, "
+    "sparse_top_k_categorical_accuracy, auc, precision, recall";
 
 }  // namespace nngraph

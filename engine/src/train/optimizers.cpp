@@ -1,5 +1,6 @@
 #include "train/optimizers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -17,96 +18,211 @@ std::vector<Tensor> zeros_like_trainable(const std::vector<Tensor>& weights, con
     return out;
 }
 
-// Keras 3's _apply_weight_decay, run before every optimizer's own update: each weight that trains
-// shrinks by the factor 1 - weight_decay * learning_rate.
-void apply_weight_decay(std::vector<Tensor>& weights, const std::vector<Tensor>& grads, double weight_decay,
-                        double learning_rate) {
-    if (weight_decay == 0.0) return;
-    const float keep = static_cast<float>(1.0 - weight_decay * learning_rate);
-    for (std::size_t w = 0; w < weights.size(); ++w) {
-        if (grads[w].empty()) continue;
-        float* theta = weights[w].data<float>();
-        const std::int64_t n = weights[w].numel();
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-        for (std::int64_t i = 0; i < n; ++i) theta[i] *= keep;
-    }
-}
+// Keras 3's optimizers, each one update_step. Weight decay, clipping and the iteration count are
+// Optimizer::apply's.
 
-// Keras 3 Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+// Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
 // theta -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon), t counting from 1.
+// AdamW is Adam whose weight_decay defaults to 0.004.
 class Adam final : public Optimizer {
 public:
-    Adam(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads) : c_(c) {
-        if (c_.learning_rate < 0) c_.learning_rate = 0.001;
+    Adam(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads)
+        : Optimizer(c) {
         slots_.emplace_back("m", zeros_like_trainable(weights, grads));
         slots_.emplace_back("v", zeros_like_trainable(weights, grads));
     }
-    void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
-        const double learning_rate = c_.learning_rate_at(iterations_);
-        apply_weight_decay(weights, grads, c_.weight_decay, learning_rate);
-        const double t = double(iterations_ + 1);
-        const double alpha = learning_rate * std::sqrt(1.0 - std::pow(c_.beta_2, t)) / (1.0 - std::pow(c_.beta_1, t));
-        const float a = static_cast<float>(alpha), b1 = static_cast<float>(1.0 - c_.beta_1),
-                    b2 = static_cast<float>(1.0 - c_.beta_2), eps = static_cast<float>(c_.epsilon);
-        for (std::size_t w = 0; w < weights.size(); ++w) {
-            if (grads[w].empty()) continue;
-            float* theta = weights[w].data<float>();
-            const float* g = grads[w].data<float>();
-            float* m = slots_[0].second[w].data<float>();
-            float* v = slots_[1].second[w].data<float>();
-            const std::int64_t n = weights[w].numel();
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-            for (std::int64_t i = 0; i < n; ++i) {
-                m[i] += (g[i] - m[i]) * b1;
-                v[i] += (g[i] * g[i] - v[i]) * b2;
-                theta[i] -= a * m[i] / (std::sqrt(v[i]) + eps);
-            }
-        }
-        ++iterations_;
-    }
 
 private:
-    OptimizerConfig c_;
+    void update(Tensor& weight, const Tensor& grad, std::size_t w, double learning_rate,
+                const GradientClip& clip) override {
+        const double t = double(iterations_ + 1);
+        const double alpha =
+            learning_rate * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
+        const float a = static_cast<float>(alpha), b1 = static_cast<float>(1.0 - config_.beta_1),
+                    b2 = static_cast<float>(1.0 - config_.beta_2), eps = static_cast<float>(config_.epsilon);
+        float* theta = weight.data<float>();
+        const float* g = grad.data<float>();
+        float* m = slots_[0].second[w].data<float>();
+        float* v = slots_[1].second[w].data<float>();
+        const std::int64_t n = weight.numel();
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float gi = clip(g[i]);
+            m[i] += (gi - m[i]) * b1;
+            v[i] += (gi * gi - v[i]) * b2;
+            theta[i] -= a * m[i] / (std::sqrt(v[i]) + eps);
+        }
+    }
 };
 
-// Keras 3 SGD: without momentum theta -= lr g; with it m = momentum m - lr g, then
+// SGD: without momentum theta -= lr g; with it m = momentum m - lr g, then
 // theta += m, or theta += momentum m - lr g (Nesterov).
 class Sgd final : public Optimizer {
 public:
-    Sgd(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads) : c_(c) {
-        if (c_.learning_rate < 0) c_.learning_rate = 0.01;
-        if (c_.momentum != 0.0) slots_.emplace_back("momentum", zeros_like_trainable(weights, grads));
-    }
-    void apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) override {
-        const double learning_rate = c_.learning_rate_at(iterations_);
-        apply_weight_decay(weights, grads, c_.weight_decay, learning_rate);
-        const float lr = static_cast<float>(learning_rate), mu = static_cast<float>(c_.momentum);
-        for (std::size_t w = 0; w < weights.size(); ++w) {
-            if (grads[w].empty()) continue;
-            float* theta = weights[w].data<float>();
-            const float* g = grads[w].data<float>();
-            const std::int64_t n = weights[w].numel();
-            if (slots_.empty()) {
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-                for (std::int64_t i = 0; i < n; ++i) theta[i] -= lr * g[i];
-                continue;
-            }
-            float* m = slots_[0].second[w].data<float>();
-            const bool nesterov = c_.nesterov;
-#pragma omp parallel for simd if (n > 32768) schedule(static)
-            for (std::int64_t i = 0; i < n; ++i) {
-                m[i] = mu * m[i] - lr * g[i];
-                theta[i] += nesterov ? mu * m[i] - lr * g[i] : m[i];
-            }
-        }
-        ++iterations_;
+    Sgd(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads) : Optimizer(c) {
+        if (config_.momentum != 0.0) slots_.emplace_back("momentum", zeros_like_trainable(weights, grads));
     }
 
 private:
-    OptimizerConfig c_;
+    void update(Tensor& weight, const Tensor& grad, std::size_t w, double learning_rate,
+                const GradientClip& clip) override {
+        const float lr = static_cast<float>(learning_rate), mu = static_cast<float>(config_.momentum);
+        float* theta = weight.data<float>();
+        const float* g = grad.data<float>();
+        const std::int64_t n = weight.numel();
+        if (slots_.empty()) {
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+            for (std::int64_t i = 0; i < n; ++i) theta[i] -= lr * clip(g[i]);
+            return;
+        }
+        float* m = slots_[0].second[w].data<float>();
+        const bool nesterov = config_.nesterov;
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float gi = clip(g[i]);
+            m[i] = mu * m[i] - lr * gi;
+            theta[i] += nesterov ? mu * m[i] - lr * gi : m[i];
+        }
+    }
 };
 
+// RMSprop: v = rho v + (1 - rho) g^2; centered, a = rho a + (1 - rho) g and the denominator is
+// v - a^2 + epsilon, else v + epsilon; step = lr g / sqrt(denominator); with momentum
+// m = momentum m + step and theta -= m, else theta -= step.
+class RmsProp final : public Optimizer {
+public:
+    RmsProp(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads)
+        : Optimizer(c) {
+        slots_.emplace_back("velocity", zeros_like_trainable(weights, grads));
+        if (config_.momentum > 0.0) slots_.emplace_back("momentum", zeros_like_trainable(weights, grads));
+        if (config_.centered) slots_.emplace_back("average_gradient", zeros_like_trainable(weights, grads));
+    }
+
+private:
+    void update(Tensor& weight, const Tensor& grad, std::size_t w, double learning_rate,
+                const GradientClip& clip) override {
+        const float lr = static_cast<float>(learning_rate), rho = static_cast<float>(config_.rho),
+                    mu = static_cast<float>(config_.momentum), eps = static_cast<float>(config_.epsilon);
+        float* theta = weight.data<float>();
+        const float* g = grad.data<float>();
+        float* v = slots_[0].second[w].data<float>();
+        float* m = config_.momentum > 0.0 ? slots_[1].second[w].data<float>() : nullptr;
+        float* a = config_.centered ? slots_.back().second[w].data<float>() : nullptr;
+        const std::int64_t n = weight.numel();
+#pragma omp parallel for if (n > 32768) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float gi = clip(g[i]);
+            v[i] = rho * v[i] + (1.0f - rho) * gi * gi;
+            float denominator = v[i] + eps;
+            if (a) {
+                a[i] = rho * a[i] + (1.0f - rho) * gi;
+                denominator = v[i] - a[i] * a[i] + eps;
+            }
+            const float step = lr * gi / std::sqrt(denominator);
+            if (m) {
+                m[i] = mu * m[i] + step;
+                theta[i] -= m[i];
+            } else {
+                theta[i] -= step;
+            }
+        }
+    }
+};
+
+// Adagrad: s += g^2 (s starting at initial_accumulator_value); theta -= lr g / sqrt(s + epsilon).
+class Adagrad final : public Optimizer {
+public:
+    Adagrad(const OptimizerConfig& c, const std::vector<Tensor>& weights, const std::vector<Tensor>& grads)
+        : Optimizer(c) {
+        std::vector<Tensor> accumulators = zeros_like_trainable(weights, grads);
+        for (Tensor& s : accumulators) {
+            if (!s.empty()) std::fill_n(s.data<float>(), s.numel(), static_cast<float>(c.initial_accumulator_value));
+        }
+        slots_.emplace_back("accumulator", std::move(accumulators));
+    }
+
+private:
+    void update(Tensor& weight, const Tensor& grad, std::size_t w, double learning_rate,
+                const GradientClip& clip) override {
+        const float lr = static_cast<float>(learning_rate), eps = static_cast<float>(config_.epsilon);
+        float* theta = weight.data<float>();
+        const float* g = grad.data<float>();
+        float* s = slots_[0].second[w].data<float>();
+        const std::int64_t n = weight.numel();
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) {
+            const float gi = clip(g[i]);
+            s[i] += gi * gi;
+            theta[i] -= lr * gi / std::sqrt(s[i] + eps);
+        }
+    }
+};
+
+double squared_norm(const Tensor& t) {
+    const float* g = t.data<float>();
+    const std::int64_t n = t.numel();
+    double sum = 0.0;
+#pragma omp parallel for simd reduction(+ : sum) if (n > 32768) schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) sum += double(g[i]) * double(g[i]);
+    return sum;
+}
+
 }  // namespace
+
+Optimizer::Optimizer(const OptimizerConfig& config) : config_(config) {
+    if (config_.learning_rate < 0) config_.learning_rate = config_.name == "sgd" ? 0.01 : 0.001;
+    if (config_.weight_decay < 0) config_.weight_decay = config_.name == "adamw" ? 0.004 : 0.0;
+    const int clippings = (config_.clipnorm > 0) + (config_.global_clipnorm > 0) + (config_.clipvalue > 0);
+    if (clippings > 1) {
+        throw InputError("only one of clipnorm, clipvalue and global_clipnorm can be set (got clipnorm " +
+                         std::to_string(config_.clipnorm) + ", clipvalue " + std::to_string(config_.clipvalue) +
+                         ", global_clipnorm " + std::to_string(config_.global_clipnorm) + ")");
+    }
+}
+
+void Optimizer::set_learning_rate(double rate) {
+    config_.schedule.reset();
+    config_.learning_rate = rate;
+}
+
+void Optimizer::apply(std::vector<Tensor>& weights, const std::vector<Tensor>& grads) {
+    // Keras's clip_by_norm scales g by clipnorm / max(|g|, clipnorm); clip_by_global_norm scales
+    // every g by global_clipnorm / max(global norm, global_clipnorm).
+    clips_.assign(weights.size(), GradientClip{});
+    if (config_.clipnorm > 0) {
+        for (std::size_t w = 0; w < weights.size(); ++w) {
+            if (grads[w].empty()) continue;
+            clips_[w].scale =
+                static_cast<float>(config_.clipnorm / std::max(std::sqrt(squared_norm(grads[w])), config_.clipnorm));
+        }
+    } else if (config_.global_clipnorm > 0) {
+        double sum = 0.0;
+        for (const Tensor& g : grads) {
+            if (!g.empty()) sum += squared_norm(g);
+        }
+        const float scale =
+            static_cast<float>(config_.global_clipnorm / std::max(std::sqrt(sum), config_.global_clipnorm));
+        for (GradientClip& clip : clips_) clip.scale = scale;
+    } else if (config_.clipvalue > 0) {
+        for (GradientClip& clip : clips_) clip.limit = static_cast<float>(config_.clipvalue);
+    }
+    const double rate = learning_rate();
+    if (config_.weight_decay != 0.0) {
+        // Keras 3's _apply_weight_decay: each weight that trains shrinks by 1 - weight_decay * lr.
+        const float keep = static_cast<float>(1.0 - config_.weight_decay * rate);
+        for (std::size_t w = 0; w < weights.size(); ++w) {
+            if (grads[w].empty()) continue;
+            float* theta = weights[w].data<float>();
+            const std::int64_t n = weights[w].numel();
+#pragma omp parallel for simd if (n > 32768) schedule(static)
+            for (std::int64_t i = 0; i < n; ++i) theta[i] *= keep;
+        }
+    }
+    for (std::size_t w = 0; w < weights.size(); ++w) {
+        if (!grads[w].empty()) update(weights[w], grads[w], w, rate, clips_[w]);
+    }
+    ++iterations_;
+}
 
 void Optimizer::save_state(const std::vector<std::string>& weight_names, std::map<std::string, Tensor>& out) const {
     const std::int64_t iterations[] = {iterations_};
@@ -145,11 +261,20 @@ void Optimizer::load_state(const std::vector<std::string>& weight_names, const s
     }
 }
 
+bool is_optimizer_name(const std::string& name) {
+    for (const char* known : {"adam", "adamw", "sgd", "rmsprop", "adagrad"}) {
+        if (name == known) return true;
+    }
+    return false;
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const std::vector<Tensor>& weights,
                                           const std::vector<Tensor>& grads) {
-    if (config.name == "adam") return std::make_unique<Adam>(config, weights, grads);
+    if (config.name == "adam" || config.name == "adamw") return std::make_unique<Adam>(config, weights, grads);
     if (config.name == "sgd") return std::make_unique<Sgd>(config, weights, grads);
-    throw InputError("unknown optimizer '" + config.name + "'; known optimizers: adam, sgd");
+    if (config.name == "rmsprop") return std::make_unique<RmsProp>(config, weights, grads);
+    if (config.name == "adagrad") return std::make_unique<Adagrad>(config, weights, grads);
+    throw InputError("unknown optimizer '" + config.name + "'; known optimizers: " + kOptimizerNames);
 }
 
 }  // namespace nngraph

@@ -20,8 +20,15 @@ Trainer::Trainer(Executor& executor, TrainingConfig config)
     }
     executor_.set_loss(make_loss(config_.loss));
     optimizer_ = make_optimizer(config_.optimizer, executor_.weights(), executor_.weight_grads());
-    const bool wants_accuracy = !config_.metrics.empty();
-    if (wants_accuracy) {
+    if (!config_.metrics.empty()) {
+        if (executor_.graph().outputs().size() != 1)
+            throw InputError("the metrics need a model with one output; '" + executor_.graph().name() + "' has " +
+                             std::to_string(executor_.graph().outputs().size()));
+        step_metrics_ = MetricSet(config_.metrics, config_.loss);
+        epoch_metrics_ = MetricSet(config_.metrics, config_.loss);
+        evaluation_metrics_ = MetricSet(config_.metrics, config_.loss);
+    }
+    if (config_.accuracy) {
         if (executor_.graph().outputs().size() != 1)
             throw InputError("the accuracy metric needs a model with one output");
         accuracy_ = resolve_accuracy(config_.loss, executor_.graph().tensor(executor_.graph().outputs()[0]).info.shape);
@@ -41,6 +48,12 @@ double Trainer::batch_accuracy(const Dataset& data, const std::int64_t* rows, st
     const Tensor& targets = data.targets.front();
     const std::int64_t width = targets.numel() / targets.dim(0);
     return accuracy_sum(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count);
+}
+
+void Trainer::update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows,
+                             std::int64_t count) const {
+    const Tensor& targets = data.targets.front();
+    metrics.update(executor_.output(0), targets.data<float>(), targets.numel() / targets.dim(0), rows, count);
 }
 
 Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress,
@@ -64,6 +77,7 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     const std::int64_t steps = (n + batch_size - 1) / batch_size;
     double loss_sum = 0.0, accuracy_sum_ = 0.0;
     std::int64_t seen = 0;
+    epoch_metrics_.reset();
     for (std::int64_t step = 0; step < steps; ++step) {
         const std::int64_t begin = step * batch_size;
         const std::int64_t count = std::min(batch_size, n - begin);
@@ -80,7 +94,7 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
         accuracy_sum_ += step_correct;
         seen += count;
         if (!progress && !on_batch_end) continue;
-        Scores so_far{loss_sum / double(seen), {}};
+        Scores so_far{loss_sum / double(seen), {}, epoch_metrics_.results()};
         if (accuracy_) so_far.accuracy = accuracy_sum_ / double(seen);
         if (progress) progress->update(step + 1, so_far);
         if (on_batch_end && !on_batch_end(BatchLog{epoch_index + 1, step + 1, steps, so_far})) {
@@ -88,7 +102,7 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
             break;
         }
     }
-    Scores scores{loss_sum / double(seen), {}};
+    Scores scores{loss_sum / double(seen), {}, epoch_metrics_.results()};
     if (accuracy_) scores.accuracy = accuracy_sum_ / double(seen);
     return scores;
 }
@@ -143,6 +157,7 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
         batch.global_offset = mine.offset;
         sums[0] = executor_.run(batch, StepKind::Train) * double(mine.count);
         if (accuracy_) sums[1] = batch_accuracy(train, rows + mine.offset, mine.count);
+        if (!step_metrics_.empty()) update_metrics(step_metrics_, train, rows + mine.offset, mine.count);
     } else {
         // A rank without rows in a small last batch adds nothing, and keeps its random streams in step.
         for (Tensor& g : executor_.weight_grads()) {
@@ -155,6 +170,11 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
     }
     if (reducer_) reducer_->finish();
     comm_->allreduce_sum(std::span<double>(sums));
+    if (!step_metrics_.empty()) {
+        for (std::span<double> state : step_metrics_.states()) comm_->allreduce_sum(state);
+        epoch_metrics_.add(step_metrics_);
+        step_metrics_.reset();
+    }
     // TerminateOnNaN stops before a non-finite step reaches the weights, so the best checkpoint and
     // the weights in memory stay those of the last finite step.
     if (std::isfinite(sums[0]) || !config_.terminate_on_nan)
@@ -174,23 +194,58 @@ Scores Trainer::evaluate(const Dataset& data) {
     std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
     std::iota(rows.begin(), rows.end(), mine.offset);
     double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    evaluation_metrics_.reset();
     for (std::int64_t begin = 0; begin < mine.count; begin += config_.batch_size) {
         const std::int64_t count = std::min(config_.batch_size, mine.count - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
         sums[0] += executor_.run(batch, StepKind::Evaluate) * double(count);
         if (accuracy_) sums[1] += batch_accuracy(data, rows.data() + begin, count);
+        if (!evaluation_metrics_.empty()) update_metrics(evaluation_metrics_, data, rows.data() + begin, count);
     }
     comm_->allreduce_sum(std::span<double>(sums));
+    for (std::span<double> state : evaluation_metrics_.states()) comm_->allreduce_sum(state);
     // Every rank counts the steps one process would have run, so the random streams stay in step.
     executor_.set_step_count(first_step +
                              static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
-    Scores scores{sums[0] / double(n), {}};
+    Scores scores{sums[0] / double(n), {}, evaluation_metrics_.results()};
     if (accuracy_) scores.accuracy = sums[1] / double(n);
     return scores;
 }
 
+EpochLogs EpochLog::logs() const {
+    EpochLogs out;
+    for (const auto& [name, value] : train.named()) out[name] = value;
+    if (validation) {
+        for (const auto& [name, value] : validation->named("val_")) out[name] = value;
+    }
+    out["learning_rate"] = learning_rate;
+    return out;
+}
+
+std::vector<std::string> Trainer::log_names(bool with_validation) const {
+    EpochLog sample;
+    if (accuracy_) sample.train.accuracy = 0.0;
+    sample.train.metrics = step_metrics_.results();
+    if (with_validation) sample.validation = sample.train;
+    std::vector<std::string> names;
+    for (const auto& [name, value] : sample.logs()) names.push_back(name);
+    return names;
+}
+
 bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
                   const FitCallbacks& callbacks) {
+    // Every rank runs the callbacks on the same reduced logs, so they decide alike; files are rank 0's.
+    std::vector<std::unique_ptr<Callback>> keras_callbacks = make_callbacks(config_.callbacks, comm_->rank() == 0);
+    for (auto& c : extra_callbacks_) keras_callbacks.push_back(std::move(c));
+    extra_callbacks_.clear();
+    CallbackContext context{*optimizer_, executor_.weights(), log};
+    const std::vector<std::string> names = log_names(validation != nullptr);
+    for (auto& c : keras_callbacks) c->on_train_begin(names, context);
+    auto end_training = [&](bool completed) {
+        for (auto& c : keras_callbacks) c->on_train_end(context);
+        return completed;
+    };
+
     ProgressBar progress(log, live);
     const std::int64_t steps = (train.size() + config_.batch_size - 1) / config_.batch_size;
     for (int epoch = first_epoch; epoch < config_.epochs; ++epoch) {
@@ -203,15 +258,19 @@ bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epo
         entry.complete = !stopped;
         if (!non_finite_stop_.empty()) {
             progress.abandon_epoch();
-            return false;
+            return end_training(false);
         }
         if (validation) entry.validation = evaluate(*validation);
         entry.seconds = progress.elapsed_seconds();
+        entry.learning_rate = optimizer_->learning_rate();
         progress.end_epoch(entry.train, entry.validation);
+        const EpochLogs logs = entry.logs();
+        for (auto& c : keras_callbacks) c->on_epoch_end(epoch, logs, context);
+        if (context.stop_training) stopped = true;
         if (callbacks.on_epoch_end && !callbacks.on_epoch_end(entry)) stopped = true;
-        if (stopped) return false;
+        if (stopped) return end_training(false);
     }
-    return true;
+    return end_training(true);
 }
 
 }  // namespace nngraph

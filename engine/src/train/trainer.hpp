@@ -13,6 +13,7 @@
 #include "dist/communicator.hpp"
 #include "dist/gradient_reducer.hpp"
 #include "exec/executor.hpp"
+#include "train/callbacks.hpp"
 #include "train/metrics.hpp"
 #include "train/optimizers.hpp"
 #include "train/progress.hpp"
@@ -39,7 +40,11 @@ struct EpochLog {
     std::optional<Scores> validation;
     double seconds = 0.0;
     std::int64_t steps = 0;
-    bool complete = true;  // false when training stopped within the epoch
+    bool complete = true;        // false when training stopped within the epoch
+    double learning_rate = 0.0;  // the optimizer's rate as the epoch ended
+
+    // As Keras passes them to callbacks: the scores by name, val_ ones too, and learning_rate.
+    EpochLogs logs() const;
 };
 
 // Called after every batch and every epoch; returning false stops training, as Keras's
@@ -67,7 +72,13 @@ public:
     // The gradient averages' time so far (no steps with one rank).
     dist::AveragingTime averaging_time() const { return reducer_ ? reducer_->time() : dist::AveragingTime{}; }
 
-    // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given. Returns
+    // Runs after the model file's callbacks (training.callbacks), in the order added.
+    void add_callback(std::unique_ptr<Callback> callback) { extra_callbacks_.push_back(std::move(callback)); }
+    // The names every epoch's logs hold (EpochLog::logs), with validation data or without.
+    std::vector<std::string> log_names(bool with_validation) const;
+
+    // Epochs first_epoch+1 .. config.epochs (1-based), validating after each when given; the
+    // callbacks (training.callbacks, then those added) see each epoch before `callbacks`. Returns
     // false when a callback stopped training.
     bool fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
              const FitCallbacks& callbacks = {});
@@ -87,6 +98,7 @@ private:
 
     void check(const Dataset& data, const char* what) const;
     double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    void update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
     // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
     // sums over the global batch of the loss and of the correct predictions.
     std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
@@ -96,9 +108,12 @@ private:
     TrainingConfig config_;
     std::unique_ptr<Optimizer> optimizer_;
     std::optional<AccuracyKind> accuracy_;
+    // The other metrics: one step's tallies (added up across ranks), the epoch's, an evaluation's.
+    MetricSet step_metrics_, epoch_metrics_, evaluation_metrics_;
     std::string non_finite_stop_;
     dist::Communicator* comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
+    std::vector<std::unique_ptr<Callback>> extra_callbacks_;
 };
 
 }  // namespace nngraph
