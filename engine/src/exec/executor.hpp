@@ -78,6 +78,9 @@ public:
     double run(const BatchRef& batch, StepKind kind);
     // Graph output `i` of the last run; valid until the next run.
     TensorView output(std::size_t i) const;
+    // The mask graph output `i` carried in the last run (one byte per sample and step, 1 = real);
+    // empty when it carries none. Valid until the next run.
+    std::span<const std::uint8_t> output_mask(std::size_t i) const;
 
     ExecutorStats stats() const { return stats_; }
 
@@ -119,6 +122,7 @@ private:
     void bind(ExecutionPlan& plan);
     void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
     double run_loss(ExecutionPlan& plan, bool with_grad) const;
+    std::span<const std::uint8_t> mask_of(const ExecutionPlan& plan, TensorId t) const;
     // The threads every op call runs with; per-thread buffers are planned for that many.
     int planned_threads() const;
     // Calls one op's forward or backward, timed while profiling is on.
