@@ -179,7 +179,9 @@ void add_train_commands(CLI::App& app) {
     train->callback([t] { run_train(*t); });
 
     auto e = std::make_shared<EvaluateOptions>();
-    CLI::App* evaluate = app.add_subcommand("evaluate", "Loss and metrics of trained weights on the validation data");
+    CLI::App* evaluate = app.add_subcommand(
+        "evaluate",
+        "Loss and metrics of trained weights on the test data (else the validation data); BLEU for translation");
     evaluate->add_option("model", e->model, "Model file (YAML)")->required();
     evaluate->add_option("--weights", e->weights, "Weights (.safetensors)")->required();
     evaluate->add_option("--data", e->data, "Data, as for train");

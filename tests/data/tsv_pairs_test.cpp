@@ -114,6 +114,17 @@ const std::string kFrenchPairs =
     "Run!\tCourez\u00A0!\n"
     "I'm cold!\tJ'ai froid\u202F!\n";
 
+// Sentence k has k % 3 + 1 translations, its pairs spread over the file after its first one.
+std::string forty_sentences() {
+    std::string text;
+    for (int k = 0; k < 40; ++k) text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + ".\n";
+    for (int k = 0; k < 40; ++k) {
+        for (int t = 1; t <= k % 3; ++t)
+            text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + " bis.\n";
+    }
+    return text;
+}
+
 }  // namespace
 
 TEST_CASE("tsv_pairs: French tokens, vocabularies by count then code point, rows padded at the end") {
@@ -196,15 +207,8 @@ TEST_CASE("the split goes by distinct source sentence in order of first appearan
     CHECK(split_of_sentence(39) == PairSplit::test);
     CHECK(split_of_sentence(40) == PairSplit::train);
 
-    // Sentence k has k % 3 + 1 translations, its pairs spread over the file after its first one.
-    std::string text;
-    for (int k = 0; k < 40; ++k) text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + ".\n";
-    for (int k = 0; k < 40; ++k) {
-        for (int t = 1; t <= k % 3; ++t)
-            text += "Sentence " + std::to_string(k) + ".\tPhrase " + std::to_string(k) + " bis.\n";
-    }
     TempDir dir;
-    write_bytes(dir / "pairs.tsv", text);
+    write_bytes(dir / "pairs.tsv", forty_sentences());
     const TranslationPairs pairs = read_tsv_pairs(dir / "pairs.tsv");
     // Validation: sentences 18 (1 pair) and 38 (3); test: 19 (2) and 39 (1).
     CHECK(pairs.validation.size() == 4);
@@ -305,4 +309,22 @@ TEST_CASE("the Tatoeba file: BLEU of one reference against the others, as Python
     CHECK(s.precisions[3] == doctest::Approx(100.0 * 3841 / 9448).epsilon(1e-12));
     CHECK(s.brevity_penalty == doctest::Approx(0.9897837637635095).epsilon(1e-12));
     CHECK(s.score == doctest::Approx(55.86224627172664).epsilon(1e-12));
+}
+
+TEST_CASE("the test split for evaluate: all its pairs, or those of its first test_sentences sentences") {
+    TempDir dir;
+    write_bytes(dir / "pairs.tsv", forty_sentences());
+    // Test sentences 19 (2 pairs) and 39 (1 pair).
+    const Loaded all = load_pairs(dir, "pairs.tsv", 4, 5, 30, 30);
+    REQUIRE(all.data.test);
+    CHECK(all.data.test->size() == 3);
+    CHECK(all.data.test_scores);
+    write_bytes(dir / "first.yaml", translation_model(4, 5, 30, 30) +
+                                        "data: {format: tsv_pairs, path: pairs.tsv, source_words: 30, target_words: "
+                                        "30, source_length: 4, target_length: 5, test_sentences: 1}\n");
+    const auto graph = Graph::load(dir / "first.yaml");
+    const DataSplits first = load_data(*graph, {std::nullopt, "sparse_categorical_crossentropy", {}});
+    REQUIRE(first.test);
+    CHECK(first.test->size() == 2);
+    CHECK(row_of(all.source(*all.data.test), 1) == row_of(all.source(*first.test), 1));
 }

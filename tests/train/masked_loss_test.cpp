@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "train/losses.hpp"
@@ -62,4 +63,31 @@ TEST_CASE("masked loss from logits: softmax minus one-hot at real steps, over th
     CHECK(s.grad[0] == doctest::Approx((p0 - 1) / 2));
     CHECK(s.grad[1] == doctest::Approx((1 - p0) / 2));
     CHECK(s.grad[4] == 0.0f);
+}
+
+TEST_CASE("a loss honours the call's mask: every loss, from probabilities and from logits") {
+    std::vector<float> logits{1.0f, -1.0f, 0.0f, 2.0f, 3.0f, 0.0f};
+    for (const char* name : {"sparse_categorical_crossentropy", "mse"}) {
+        for (const bool from_logits : {false, true}) {
+            if (from_logits && std::string(name) == "mse") continue;
+            CAPTURE(name);
+            CAPTURE(from_logits);
+            const auto loss = make_loss(name);
+            Sequence by_position, in_call;
+            if (std::string(name) == "mse") {
+                by_position.target_shape = in_call.target_shape = by_position.shape;
+                by_position.ids = in_call.ids = {0, 1, 1, 0, 0.5f, 0.5f};
+            }
+            LossCall a = by_position.call(), b = in_call.call();
+            if (from_logits) a.logits = b.logits = {DType::F32, by_position.shape, logits.data()};
+            b.mask = in_call.mask;
+            const double expected = evaluate_masked(*loss, a, by_position.mask);
+            CHECK(loss->evaluate(b) == doctest::Approx(expected).epsilon(1e-6));
+            for (std::size_t i = 0; i < 6; ++i)
+                CHECK(in_call.grad[i] == doctest::Approx(by_position.grad[i]).epsilon(1e-5));
+            // Without the mask the padding counts, so the value moves.
+            b.mask = {};
+            CHECK(loss->evaluate(b) != doctest::Approx(expected).epsilon(1e-3));
+        }
+    }
 }

@@ -81,6 +81,9 @@ struct Metrics {
     double loss = 0.0;
     std::optional<double> accuracy;
     std::map<std::string, double> others;  // the model file's other metrics by Keras name (auc, ...)
+    // Translation models (SPEC section 7), from evaluate: corpus BLEU in percent of greedy decoding
+    // on the test split.
+    std::optional<double> bleu;
 };
 // Keras's number format for metrics: 4 decimals, or scientific below 1e-3.
 std::string format_metric(double value);
@@ -186,8 +189,8 @@ struct TrainResult {
 };
 
 struct EvaluateOptions {
-    // As for TrainOptions: `samples`, else `data`, else the model file's; the validation split
-    // when the source has one.
+    // As for TrainOptions: `samples`, else `data`, else the model file's; its test split when the
+    // source has one (translation pairs), else its validation split when it has one.
     std::optional<Samples> samples;
     std::optional<std::filesystem::path> data;
     std::filesystem::path cache_dir;

@@ -1,6 +1,7 @@
 // nngraph::Model: the public API over the graph, the executor and the trainer.
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -261,13 +262,18 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
     config.seed = s.seed;
     Trainer trainer(s.executor(), config);
     const DataSplits data = s.data(options.samples, std::nullopt, options.data, options.cache_dir);
-    const Dataset& set = data.validation ? *data.validation : data.train;
+    const Dataset& set = data.test ? *data.test : data.validation ? *data.validation : data.train;
     Evaluation result;
     result.samples = set.size();
     result.steps = (set.size() + config.batch_size - 1) / config.batch_size;
     const auto start = std::chrono::steady_clock::now();
     result.metrics = metrics_of(trainer.evaluate(set));
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::vector<std::pair<std::string, double>> more;
+    if (data.test && data.test_scores) more = data.test_scores(s.executor(), config.batch_size);
+    for (const auto& [name, value] : more) {
+        if (name == "bleu") result.metrics.bleu = value;
+    }
     if (options.log) {
         std::ostream& out = *options.log;
         out << result.steps << "/" << result.steps << " - " << static_cast<long long>(result.seconds + 0.5) << "s - "
@@ -275,6 +281,12 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
         for (const auto& [name, value] :
              Scores{result.metrics.loss, result.metrics.accuracy, result.metrics.others}.named()) {
             out << " - " << name << ": " << format_metric(value);
+        }
+        // BLEU is a percentage, printed as sacrebleu prints it.
+        char text[32];
+        for (const auto& [name, value] : more) {
+            std::snprintf(text, sizeof text, "%.2f", value);
+            out << " - " << name << ": " << text;
         }
         out << "\n";
     }

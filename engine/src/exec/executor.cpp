@@ -311,6 +311,7 @@ double Executor::run_loss(ExecutionPlan& plan, bool with_grad) const {
         call.prediction = plan.view(output, g.tensor(output).info.dtype, plan.tensor_buffer);
         if (loss_uses_logits_[i]) call.logits = plan.view(g.tensor(output).logits, DType::F32, plan.tensor_buffer);
         call.targets = {DType::F32, plan.target_shapes[i], plan.buffer(plan.target_buffer[i])};
+        call.mask = mask_of(plan, output);
         const TensorId seeded = gradients_.loss_targets[i];
         if (with_grad && gradients_.needs_grad[static_cast<std::size_t>(seeded)]) {
             call.grad = reinterpret_cast<float*>(plan.buffer(plan.grad_buffer[static_cast<std::size_t>(seeded)]));
@@ -382,6 +383,18 @@ std::vector<Executor::PlannedBuffer> Executor::last_plan_buffers() const {
             {last_plan_->request_names[i], last_plan_->layout.offsets[i], r.bytes, r.first_step, r.last_step});
     }
     return out;
+}
+
+std::span<const std::uint8_t> Executor::mask_of(const ExecutionPlan& plan, TensorId t) const {
+    const TensorId mask = graph_->tensor(t).mask;
+    if (mask < 0) return {};
+    const TensorView view = plan.view(mask, DType::U8, plan.tensor_buffer);
+    return {view.as<const std::uint8_t>(), static_cast<std::size_t>(view.numel())};
+}
+
+std::span<const std::uint8_t> Executor::output_mask(std::size_t i) const {
+    if (!last_plan_) throw RunError("no step has run yet");
+    return mask_of(*last_plan_, graph_->outputs().at(i));
 }
 
 TensorView Executor::output(std::size_t i) const {

@@ -92,6 +92,9 @@ public:
 
     // Graph output `i` of the last run; valid until the next run.
     TensorView output(std::size_t i) const;
+    // The mask graph output `i` carried in the last run (one byte per sample and step, 1 = real);
+    // empty when it carries none. Valid until the next run.
+    std::span<const std::uint8_t> output_mask(std::size_t i) const;
 
     ExecutorStats stats() const { return stats_; }
 
@@ -138,6 +141,7 @@ private:
     std::int64_t check_inputs(const BatchRef& batch) const;
     // Every op's forward in order; in a session's later calls only those that advance.
     void run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing);
+    std::span<const std::uint8_t> mask_of(const ExecutionPlan& plan, TensorId t) const;
     // The threads every op call runs with; per-thread buffers are planned for that many.
     int planned_threads() const;
     // Calls one op's forward or backward, timed while profiling is on.

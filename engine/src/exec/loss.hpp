@@ -33,6 +33,9 @@ struct LossCall {
     TensorView logits;      // its pre-activation twin; data is null unless the loss works from it
     TensorView targets;
     float* grad = nullptr;  // d(loss)/d(logits if given, else prediction); null when not training
+    // The output's mask, one byte per position (the prediction without its last axis): positions
+    // whose byte is 0 add neither loss nor gradient. Empty: every position counts.
+    std::span<const std::uint8_t> mask;
 };
 
 class LossFunction {
@@ -43,8 +46,8 @@ public:
     virtual bool works_from_logits(nng_output_role role) const = 0;
     // The shape targets must have for a prediction of `prediction_shape` (batch included).
     virtual Shape target_shape(const Shape& prediction_shape) const = 0;
-    // The loss averaged over the batch (Keras's sum_over_batch_size); writes the gradient of that
-    // average when call.grad is set.
+    // The loss averaged over the batch (Keras's sum_over_batch_size), or over the real positions
+    // when call.mask is set; writes the gradient of that average when call.grad is set.
     virtual double evaluate(const LossCall& call) const = 0;
 };
 

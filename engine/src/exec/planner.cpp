@@ -223,6 +223,8 @@ private:
         for (TensorId t : g_.outputs()) {
             life_.extend(t, steps_.end_step);
             if (g_.tensor(t).logits >= 0) life_.extend(g_.tensor(t).logits, steps_.end_step);
+            // The loss and the metrics read an output's mask: padded positions count for neither.
+            if (g_.tensor(t).mask >= 0) life_.extend(g_.tensor(t).mask, steps_.end_step);
         }
     }
 

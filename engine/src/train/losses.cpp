@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "nngraph/error.hpp"
 
@@ -18,6 +19,7 @@ public:
 
     // Keras: the mean over the last axis, then over the batch; so every element weighs 1/n.
     double evaluate(const LossCall& call) const override {
+        if (!call.mask.empty()) return evaluate_masked(*this, call, call.mask);
         const std::int64_t n = call.prediction.numel();
         const float* y = call.targets.as<float>();
         double total = 0.0;
@@ -62,7 +64,16 @@ public:
     double evaluate(const LossCall& call) const override {
         const std::int64_t classes = call.prediction.shape.back();
         const std::int64_t groups = call.prediction.numel() / classes;  // every position but the class axis
-        const double per_group = 1.0 / double(groups);
+        const std::span<const std::uint8_t> mask = call.mask;
+        if (!mask.empty() && static_cast<std::int64_t>(mask.size()) != groups) {
+            throw RunError(std::string(name()) + ": a mask of " + std::to_string(mask.size()) + " positions for " +
+                           std::to_string(groups) + " predictions of " + std::to_string(classes) + " classes");
+        }
+        std::int64_t counted = groups;
+        if (!mask.empty()) counted = std::count_if(mask.begin(), mask.end(), [](std::uint8_t m) { return m != 0; });
+        // The mean over the positions that count (all of them without a mask).
+        const double per_group = counted ? 1.0 / double(counted) : 0.0;
+        if (sparse_ && call.logits.data) return sparse_from_logits(call, groups, classes, per_group);
         // Scratch kept between calls, so a steady-state step allocates nothing.
         std::vector<double>& target = target_;
         std::vector<double>& dq = gradient_;
@@ -70,6 +81,10 @@ public:
         dq.resize(static_cast<std::size_t>(classes));
         double total = 0.0;
         for (std::int64_t g = 0; g < groups; ++g) {
+            if (!mask.empty() && mask[static_cast<std::size_t>(g)] == 0) {
+                if (call.grad) std::fill_n(call.grad + g * classes, classes, 0.0f);
+                continue;
+            }
             fill_target(call, g, classes, target);
             double target_sum = 0.0;
             for (double t : target) target_sum += t;
@@ -110,6 +125,49 @@ public:
     }
 
 private:
+    // Class ids against logits, the sequence models' case (a vocabulary-wide softmax at every step):
+    // one exp per score, positions in parallel; position g weighs per_group, or 0 when masked.
+    double sparse_from_logits(const LossCall& call, std::int64_t groups, std::int64_t classes, double per_group) const {
+        const std::span<const std::uint8_t> mask = call.mask;
+        const float* labels = call.targets.as<float>();
+        for (std::int64_t g = 0; g < groups; ++g) class_id(labels[g], classes);
+        const float* logits = call.logits.as<float>();
+        float* const grad_base = call.grad;
+        double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+        for (std::int64_t g = 0; g < groups; ++g) {
+            float* grad = grad_base ? grad_base + g * classes : nullptr;
+            if (!mask.empty() && mask[static_cast<std::size_t>(g)] == 0) {
+                if (grad) std::fill_n(grad, classes, 0.0f);
+                continue;
+            }
+            const float* z = logits + g * classes;
+            const float top = *std::max_element(z, z + classes);
+            double sum = 0.0;
+            for (std::int64_t k = 0; k < classes; ++k) {
+                const float e = std::exp(z[k] - top);
+                if (grad) grad[k] = e;
+                sum += e;
+            }
+            const auto id = static_cast<std::int64_t>(labels[g]);
+            total += double(top) + std::log(sum) - double(z[id]);
+            if (!grad) continue;
+            const auto scale = static_cast<float>(per_group / sum);
+            for (std::int64_t k = 0; k < classes; ++k) grad[k] *= scale;
+            grad[id] -= static_cast<float>(per_group);
+        }
+        return total * per_group;
+    }
+
+    std::int64_t class_id(double label, std::int64_t classes) const {
+        const auto id = static_cast<std::int64_t>(label);
+        if (label != double(id) || id < 0 || id >= classes) {
+            throw RunError(std::string(name()) + ": target " + std::to_string(label) + " is not a class id in [0, " +
+                           std::to_string(classes) + ")");
+        }
+        return id;
+    }
+
     void fill_target(const LossCall& call, std::int64_t group, std::int64_t classes,
                      std::vector<double>& target) const {
         if (!sparse_) {
@@ -118,13 +176,7 @@ private:
             return;
         }
         std::fill(target.begin(), target.end(), 0.0);
-        const double label = call.targets.as<float>()[group];
-        const auto id = static_cast<std::int64_t>(label);
-        if (label != double(id) || id < 0 || id >= classes) {
-            throw RunError("sparse_categorical_crossentropy: target " + std::to_string(label) +
-                           " is not a class id in [0, " + std::to_string(classes) + ")");
-        }
-        target[static_cast<std::size_t>(id)] = 1.0;
+        target[static_cast<std::size_t>(class_id(call.targets.as<float>()[group], classes))] = 1.0;
     }
     bool sparse_;
     mutable std::vector<double> target_, gradient_;
@@ -136,6 +188,7 @@ public:
     bool works_from_logits(nng_output_role) const override { return false; }
     Shape target_shape(const Shape& prediction) const override { return prediction; }
     double evaluate(const LossCall& call) const override {
+        if (!call.mask.empty()) return evaluate_masked(*this, call, call.mask);
         const std::int64_t n = call.prediction.numel();
         const float* p = call.prediction.as<float>();
         const float* y = call.targets.as<float>();

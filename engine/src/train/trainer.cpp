@@ -11,6 +11,15 @@
 #include "train/losses.hpp"
 
 namespace nngraph {
+namespace {
+
+void allreduce_sum(dist::Communicator& comm, BatchTally& tally) {
+    double sums[4] = {tally.loss, tally.loss_weight, tally.right, tally.counted};
+    comm.allreduce_sum(std::span<double>(sums));
+    tally = {sums[0], sums[1], sums[2], sums[3]};
+}
+
+}  // namespace
 
 Trainer::Trainer(Executor& executor, TrainingConfig config)
     : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()) {
@@ -44,10 +53,38 @@ void Trainer::check(const Dataset& data, const char* what) const {
     }
 }
 
-double Trainer::batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const {
+void Trainer::tally_batch(const Dataset& data, const std::int64_t* rows, std::int64_t count, double loss,
+                          BatchTally& tally) const {
+    // Under an output's mask the loss is a mean over real tokens, so it weighs by them.
+    const std::span<const std::uint8_t> mask = executor_.output_mask(0);
+    const double weight =
+        mask.empty() ? double(count) : double(std::count_if(mask.begin(), mask.end(), [](auto m) { return m != 0; }));
+    tally.loss += loss * weight;
+    tally.loss_weight += weight;
+    if (!accuracy_) return;
     const Tensor& targets = data.targets.front();
     const std::int64_t width = targets.numel() / targets.dim(0);
-    return accuracy_sum(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count);
+    if (mask.empty()) {
+        tally.right += accuracy_sum(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count);
+        tally.counted += double(count);
+        return;
+    }
+    const AccuracyTally right =
+        masked_accuracy(*accuracy_, executor_.output(0), targets.data<float>(), width, rows, count, mask);
+    tally.right += right.right;
+    tally.counted += right.counted;
+}
+
+Scores BatchTally::scores(bool with_accuracy) const {
+    Scores s{loss_weight > 0 ? loss / loss_weight : 0.0, {}};
+    if (with_accuracy) s.accuracy = counted > 0 ? right / counted : 0.0;
+    return s;
+}
+
+Scores Trainer::scores_of(const BatchTally& tally, const MetricSet& metrics) const {
+    Scores s = tally.scores(accuracy_.has_value());
+    s.metrics = metrics.results();
+    return s;
 }
 
 void Trainer::update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows,
@@ -75,36 +112,30 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
 
     const std::int64_t batch_size = config_.batch_size;
     const std::int64_t steps = (n + batch_size - 1) / batch_size;
-    double loss_sum = 0.0, accuracy_sum_ = 0.0;
-    std::int64_t seen = 0;
+    BatchTally epoch;
     epoch_metrics_.reset();
     for (std::int64_t step = 0; step < steps; ++step) {
         const std::int64_t begin = step * batch_size;
         const std::int64_t count = std::min(batch_size, n - begin);
-        const auto [step_loss, step_correct] = train_step(train, batch, order.data() + begin, count);
-        if (!std::isfinite(step_loss) && config_.terminate_on_nan) {
+        const BatchTally step_tally = train_step(train, batch, order.data() + begin, count);
+        if (!std::isfinite(step_tally.loss) && config_.terminate_on_nan) {
             char value[32];
-            std::snprintf(value, sizeof value, "%g", step_loss / double(count));
+            std::snprintf(value, sizeof value, "%g", step_tally.scores(false).loss);
             non_finite_stop_ = "epoch " + std::to_string(epoch_index + 1) + ", step " + std::to_string(step + 1) + "/" +
                                std::to_string(steps) + ": the loss is " + value + "; " + first_non_finite_node(batch);
             if (stopped) *stopped = true;
             break;
         }
-        loss_sum += step_loss;
-        accuracy_sum_ += step_correct;
-        seen += count;
+        epoch.add(step_tally);
         if (!progress && !on_batch_end) continue;
-        Scores so_far{loss_sum / double(seen), {}, epoch_metrics_.results()};
-        if (accuracy_) so_far.accuracy = accuracy_sum_ / double(seen);
+        const Scores so_far = scores_of(epoch, epoch_metrics_);
         if (progress) progress->update(step + 1, so_far);
         if (on_batch_end && !on_batch_end(BatchLog{epoch_index + 1, step + 1, steps, so_far})) {
             if (stopped) *stopped = true;
             break;
         }
     }
-    Scores scores{loss_sum / double(seen), {}, epoch_metrics_.results()};
-    if (accuracy_) scores.accuracy = accuracy_sum_ / double(seen);
-    return scores;
+    return scores_of(epoch, epoch_metrics_);
 }
 
 std::string Trainer::first_non_finite_node(const BatchRef& batch) {
@@ -147,16 +178,15 @@ void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_byte
     executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
 }
 
-std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
-                                              std::int64_t count) {
+BatchTally Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
     const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
-    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    BatchTally tally;
     if (reducer_) reducer_->begin(mine.count, count);
     if (mine.count > 0) {
         batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
         batch.global_offset = mine.offset;
-        sums[0] = executor_.run(batch, StepKind::Train) * double(mine.count);
-        if (accuracy_) sums[1] = batch_accuracy(train, rows + mine.offset, mine.count);
+        const double loss = executor_.run(batch, StepKind::Train);
+        tally_batch(train, rows + mine.offset, mine.count, loss, tally);
         if (!step_metrics_.empty()) update_metrics(step_metrics_, train, rows + mine.offset, mine.count);
     } else {
         // A rank without rows in a small last batch adds nothing, and keeps its random streams in step.
@@ -169,7 +199,7 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
         }
     }
     if (reducer_) reducer_->finish();
-    comm_->allreduce_sum(std::span<double>(sums));
+    allreduce_sum(*comm_, tally);
     if (!step_metrics_.empty()) {
         for (std::span<double> state : step_metrics_.states()) comm_->allreduce_sum(state);
         epoch_metrics_.add(step_metrics_);
@@ -177,9 +207,9 @@ std::pair<double, double> Trainer::train_step(const Dataset& train, BatchRef& ba
     }
     // TerminateOnNaN stops before a non-finite step reaches the weights, so the best checkpoint and
     // the weights in memory stay those of the last finite step.
-    if (std::isfinite(sums[0]) || !config_.terminate_on_nan)
+    if (std::isfinite(tally.loss) || !config_.terminate_on_nan)
         optimizer_->apply(executor_.weights(), executor_.weight_grads());
-    return {sums[0], sums[1]};
+    return tally;
 }
 
 Scores Trainer::evaluate(const Dataset& data) {
@@ -193,23 +223,21 @@ Scores Trainer::evaluate(const Dataset& data) {
     const dist::Share mine = dist::share_of(n, comm_->rank(), comm_->size());
     std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
     std::iota(rows.begin(), rows.end(), mine.offset);
-    double sums[2] = {0.0, 0.0};  // loss, correct predictions
+    BatchTally tally;
     evaluation_metrics_.reset();
     for (std::int64_t begin = 0; begin < mine.count; begin += config_.batch_size) {
         const std::int64_t count = std::min(config_.batch_size, mine.count - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
-        sums[0] += executor_.run(batch, StepKind::Evaluate) * double(count);
-        if (accuracy_) sums[1] += batch_accuracy(data, rows.data() + begin, count);
+        const double loss = executor_.run(batch, StepKind::Evaluate);
+        tally_batch(data, rows.data() + begin, count, loss, tally);
         if (!evaluation_metrics_.empty()) update_metrics(evaluation_metrics_, data, rows.data() + begin, count);
     }
-    comm_->allreduce_sum(std::span<double>(sums));
+    allreduce_sum(*comm_, tally);
     for (std::span<double> state : evaluation_metrics_.states()) comm_->allreduce_sum(state);
     // Every rank counts the steps one process would have run, so the random streams stay in step.
     executor_.set_step_count(first_step +
                              static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
-    Scores scores{sums[0] / double(n), {}, evaluation_metrics_.results()};
-    if (accuracy_) scores.accuracy = sums[1] / double(n);
-    return scores;
+    return scores_of(tally, evaluation_metrics_);
 }
 
 EpochLogs EpochLog::logs() const {

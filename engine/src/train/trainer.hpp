@@ -27,6 +27,20 @@ struct Dataset {
     std::int64_t size() const { return inputs.empty() ? 0 : inputs.front().dim(0); }
 };
 
+// Sums over batches, each score weighed by what it averages over: the loss by rows, or by real
+// tokens when the output carries a mask; the accuracy by what it counted.
+struct BatchTally {
+    double loss = 0.0, loss_weight = 0.0;
+    double right = 0.0, counted = 0.0;
+    void add(const BatchTally& other) {
+        loss += other.loss;
+        loss_weight += other.loss_weight;
+        right += other.right;
+        counted += other.counted;
+    }
+    Scores scores(bool with_accuracy) const;
+};
+
 struct BatchLog {
     int epoch = 0;          // 1-based, as printed
     std::int64_t step = 0;  // 1-based within the epoch
@@ -97,12 +111,15 @@ private:
     std::string first_non_finite_node(const BatchRef& batch);
 
     void check(const Dataset& data, const char* what) const;
-    double batch_accuracy(const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    // Adds the last run's loss (its mean) and accuracy over `rows` to `tally`.
+    void tally_batch(const Dataset& data, const std::int64_t* rows, std::int64_t count, double loss,
+                     BatchTally& tally) const;
     void update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows, std::int64_t count) const;
+    // The tallies' loss and accuracy with the metric set's results.
+    Scores scores_of(const BatchTally& tally, const MetricSet& metrics) const;
     // One optimiser step on the global batch `rows`, of which this rank runs its share. Returns the
-    // sums over the global batch of the loss and of the correct predictions.
-    std::pair<double, double> train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows,
-                                         std::int64_t count);
+    // tallies over the global batch.
+    BatchTally train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count);
 
     Executor& executor_;
     TrainingConfig config_;

@@ -4,39 +4,21 @@
 #include <cstring>
 #include <string>
 
+#include "translate/decoding.hpp"
+
 namespace nngraph {
-namespace {
-
-// The graph input (its index among Graph::inputs(), which are in graph order) that the model file
-// lists as input `i`, checked to hold ids.
-std::size_t ids_input(const Graph& g, std::size_t i, const char* role) {
-    const std::string& name = g.spec().inputs.at(i).name;
-    for (std::size_t k = 0; k < g.inputs().size(); ++k) {
-        const GraphTensor& t = g.tensor(g.inputs()[k]);
-        if (t.name != name) continue;
-        if (t.info.dtype != DType::I32 || t.info.shape.size() != 2) {
-            throw InputError("model '" + g.name() + "': input " + std::to_string(i) + " ('" + t.name +
-                             "') should be the " + role + " ids, int32 (batch, steps); it is " +
-                             std::string(dtype_name(t.info.dtype)) + " " + shape_to_string(t.info.shape));
-        }
-        return k;
-    }
-    throw InputError("model '" + g.name() + "' has no graph input '" + name + "'");
-}
-
-}  // namespace
 
 DecoderSession::DecoderSession(std::shared_ptr<const Graph> graph, const std::vector<Tensor>& weights, int threads) {
     const Graph& g = *graph;
-    if (g.inputs().size() != 2 || g.outputs().empty()) {
+    if (g.outputs().empty()) {
         throw InputError("model '" + g.name() +
-                         "' is not a translation model: it needs two inputs (the source ids and "
-                         "the decoder's input ids) and the next token's probabilities as its output");
+                         "' is not a translation model: its output should be the next token's probabilities");
     }
-    source_index_ = ids_input(g, 0, "source");
-    decoder_index_ = ids_input(g, 1, "decoder's input");
-    source_length_ = g.tensor(g.inputs()[source_index_]).info.shape[1];
-    positions_ = g.tensor(g.inputs()[decoder_index_]).info.shape[1];
+    const TranslationInputs inputs = translation_inputs(g);
+    source_index_ = inputs.source;
+    decoder_index_ = inputs.decoder;
+    source_length_ = inputs.source_length;
+    positions_ = inputs.target_length;
     const GraphTensor& out = g.tensor(g.outputs()[0]);
     if (out.info.dtype != DType::F32 || out.info.shape.size() != 3 || out.info.shape[1] != positions_) {
         throw InputError("model '" + g.name() + "': output '" + out.name +

@@ -20,6 +20,11 @@ namespace nngraph {
 struct DataSplits {
     Dataset train;
     std::optional<Dataset> validation;
+    // A held-out test split, for formats that define one: evaluate scores it rather than validation.
+    std::optional<Dataset> test;
+    // Scores of a trained model on the test split beyond loss and accuracy, by name (translation:
+    // "bleu" of greedy decoding); empty when the format has none.
+    std::function<std::vector<std::pair<std::string, double>>(Executor& model, std::int64_t batch_size)> test_scores;
     // Text data sets: writes what encodes new text (the vocabularies) to a file beside the weights.
     std::function<void(const std::filesystem::path& file)> save_vocabulary;
     std::string description;  // "IMDB (aclImdb_labeled.tar.gz): 25000 training, 25000 validation reviews"

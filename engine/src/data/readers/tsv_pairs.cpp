@@ -2,7 +2,8 @@
 // the source ids (source_length), its second the decoder's input ids (start + target, target_length); the
 // target is the target ids then end. All are padded at the end with 0. Vocabularies of
 // source_words and target_words ids come from the training split; the validation split validates.
-// `train_samples` and `validation_samples` keep a seeded random slice of each split.
+// `train_samples` and `validation_samples` keep a seeded random slice of each split; `test_sentences`
+// the test split's first distinct source sentences. evaluate scores the test split, BLEU included.
 #include <unordered_map>
 
 #include "data/readers/reader.hpp"
@@ -11,6 +12,8 @@
 #include "nngraph/error.hpp"
 #include "text/tokens.hpp"
 #include "text/translation_vocabulary.hpp"
+#include "translate/search.hpp"
+#include "translate/translation_score.hpp"
 
 namespace nngraph {
 namespace {
@@ -133,6 +136,19 @@ Dataset encode_split(const std::vector<TokenizedPair>& pairs, const TranslationV
     return d;
 }
 
+// The pairs of the first `count` distinct source sentences (all pairs when count is 0): a quicker
+// test split whose BLEU still scores each sentence against all its references.
+std::vector<TranslationPair> first_sources(const std::vector<TranslationPair>& pairs, std::int64_t count) {
+    if (count <= 0) return pairs;
+    std::unordered_map<std::string_view, bool> kept;
+    std::vector<TranslationPair> out;
+    for (const TranslationPair& pair : pairs) {
+        auto [it, added] = kept.try_emplace(pair.source, static_cast<std::int64_t>(kept.size()) < count);
+        if (it->second) out.push_back(pair);
+    }
+    return out;
+}
+
 // " (using 2000 and 500)" when train_samples or validation_samples keep a slice.
 std::string subset_note(const DataSplits& splits, const TranslationPairs& pairs) {
     const auto validation = static_cast<std::size_t>(splits.validation ? splits.validation->size() : 0);
@@ -157,6 +173,8 @@ DataSplits read_tsv_pairs_data(const DataSource& source) {
     const std::vector<TokenizedPair> train = tokenize_split(pairs.train, path, true, source_tokens, target_tokens);
     const std::vector<TokenizedPair> validation =
         tokenize_split(pairs.validation, path, false, source_tokens, target_tokens);
+    const std::vector<TranslationPair> test_pairs = first_sources(pairs.test, source.integer("test_sentences", 0));
+    const std::vector<TokenizedPair> test = tokenize_split(test_pairs, path, false, source_tokens, target_tokens);
     TranslationVocabularies vocabularies{source_tokens.vocabulary(source_words), target_tokens.vocabulary(target_words),
                                          source_length, target_length};
     const std::vector<std::int32_t> source_ids = source_tokens.ids(vocabularies.source);
@@ -166,6 +184,13 @@ DataSplits read_tsv_pairs_data(const DataSource& source) {
     splits.train = encode_split(train, vocabularies, source_ids, target_ids, source, slots);
     if (!validation.empty())
         splits.validation = encode_split(validation, vocabularies, source_ids, target_ids, source, slots);
+    if (!test.empty()) splits.test = encode_split(test, vocabularies, source_ids, target_ids, source, slots);
+    // BLEU over the test split's distinct source sentences, each against all its references.
+    splits.test_scores = [vocabularies, groups = group_by_source(test_pairs)](Executor& model,
+                                                                              std::int64_t batch_size) {
+        const BleuScore bleu = score_translations(model, vocabularies, groups, cached_greedy, batch_size);
+        return std::vector<std::pair<std::string, double>>{{"bleu", bleu.score}};
+    };
     // The vocabularies stay those of the whole training split, so a slice's ids match a full run's.
     keep_subset(splits.train, source.integer("train_samples", 0), "train subset");
     if (splits.validation)
@@ -183,7 +208,8 @@ DataSplits read_tsv_pairs_data(const DataSource& source) {
 
 extern const DataReader kTsvPairsReader = {
     "tsv_pairs",
-    {"source_words", "target_words", "source_length", "target_length", "train_samples", "validation_samples"},
+    {"source_words", "target_words", "source_length", "target_length", "train_samples", "validation_samples",
+     "test_sentences"},
     {true, nullptr,
      "point nngraph at a .tsv or .tsv.gz of 'source<TAB>target' lines, such as ../shared/data/tatoeba_eng_fra.tsv.gz, "
      "with --data PATH or 'data: {path: PATH}' in the model file"},
