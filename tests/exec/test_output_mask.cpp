@@ -157,7 +157,7 @@ TEST_CASE("training scores weigh every real token the same, across batches of di
     initialize_weights(*graph, 11, executor.weights());
     TrainingConfig config;
     config.loss = "sparse_categorical_crossentropy";
-    config.metrics = {"accuracy"};
+    config.accuracy = true;
     config.batch_size = 1;
     Trainer trainer(executor, config);
     Dataset data;
