@@ -44,6 +44,8 @@ double peak_rss_bytes() {
     return double(usage.ru_maxrss) * 1024.0;  // Linux reports kilobytes
 }
 
+double fraction(double achieved, double ceiling) { return ceiling > 0 ? achieved / ceiling : 0.0; }
+
 std::string megabytes(double bytes) {
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, "%.1f MB", bytes / (1024.0 * 1024.0));
@@ -81,6 +83,10 @@ void run_bench(const BenchOptions& o) {
     // Read before the memory figures: counting the optimiser's state copies it.
     const double peak_rss = peak_rss_bytes();
     const MemoryFigures memory = bench.memory();
+    // The work the ops count, read against the matmul ceiling measured now, in this process.
+    const StepWork work = bench.work();
+    const MatmulCeilings ceiling = bench.measure_matmul_ceilings();
+    const double achieved_gflops = work.flops * 1e-9 / median;
 
     if (o.json) {
         // Google Benchmark's JSON layout: one iteration run per repetition, then the aggregates.
@@ -112,7 +118,14 @@ void run_bench(const BenchOptions& o) {
                                 {"arena_bytes", memory.arena_bytes},
                                 {"bytes_allocated_per_step", allocations.bytes},
                                 {"allocations_per_step", allocations.calls},
-                                {"primitives_created", primitives_after}};
+                                {"primitives_created", primitives_after},
+                                {"gflop_per_step", work.flops * 1e-9},
+                                {"bytes_per_step", work.bytes},
+                                {"gflops", work.flops * 1e-9 / value},
+                                {"ceiling_f32_gflops", ceiling.f32_gflops},
+                                {"ceiling_bf16_gflops", ceiling.bf16_gflops},
+                                {"fraction_of_f32_ceiling", fraction(work.flops * 1e-9 / value, ceiling.f32_gflops)},
+                                {"fraction_of_bf16_ceiling", fraction(work.flops * 1e-9 / value, ceiling.bf16_gflops)}};
             return b;
         };
         for (int r = 0; r < o.repetitions; ++r) {
@@ -137,6 +150,15 @@ void run_bench(const BenchOptions& o) {
     std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3,
                 *fastest * 1e3, *slowest * 1e3, mad * 1e3);
     std::printf("throughput:  %.0f samples/s\n", samples_per_second);
+    std::printf("work:        %.4f GFLOP and %s moved a step (%.1f FLOP a byte); %.1f GFLOP/s achieved\n",
+                work.flops * 1e-9, megabytes(work.bytes).c_str(), work.bytes > 0 ? work.flops / work.bytes : 0.0,
+                achieved_gflops);
+    std::printf("ceiling:     2048-cube matmul through Dense, now: f32 %.1f GFLOP/s", ceiling.f32_gflops);
+    if (ceiling.bf16_gflops > 0) std::printf(", bf16 %.1f GFLOP/s", ceiling.bf16_gflops);
+    std::printf("; this step runs at %.3f of the f32 ceiling", fraction(achieved_gflops, ceiling.f32_gflops));
+    if (ceiling.bf16_gflops > 0)
+        std::printf(" and %.3f of the bf16 one", fraction(achieved_gflops, ceiling.bf16_gflops));
+    std::printf("\n");
     std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(),
                 megabytes(double(memory.arena_bytes)).c_str());
     if (bench.training())
@@ -160,14 +182,21 @@ void run_bench(const BenchOptions& o) {
         const std::vector<NodeTiming> profile = bench.profile();
         std::size_t width = 4;
         for (const NodeTiming& t : profile) width = std::max(width, t.node.size());
-        std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op",
-                    "forward", "backward");
+        std::printf(
+            "\nAverage time per node (ms), its work (GFLOP), rate (GFLOP/s) and fraction of the f32 ceiling:\n"
+            "%-*s  %-22s %9s %9s %9s %9s %9s %9s %9s %9s\n",
+            static_cast<int>(width), "node", "op", "forward", "backward", "fwd GFLOP", "bwd GFLOP", "fwd GF/s",
+            "bwd GF/s", "fwd frac", "bwd frac");
         double forward = 0, backward = 0;
+        const auto rate = [](double flops, double seconds) { return seconds > 0 ? flops * 1e-9 / seconds : 0.0; };
         for (const NodeTiming& t : profile) {
             forward += t.forward_seconds;
             backward += t.backward_seconds;
-            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), t.node.c_str(), t.op.c_str(),
-                        t.forward_seconds * 1e3, t.backward_seconds * 1e3);
+            const double f = rate(t.forward_flops, t.forward_seconds), b = rate(t.backward_flops, t.backward_seconds);
+            std::printf("%-*s  %-22s %9.3f %9.3f %9.4f %9.4f %9.1f %9.1f %9.3f %9.3f\n", static_cast<int>(width),
+                        t.node.c_str(), t.op.c_str(), t.forward_seconds * 1e3, t.backward_seconds * 1e3,
+                        t.forward_flops * 1e-9, t.backward_flops * 1e-9, f, b, fraction(f, ceiling.f32_gflops),
+                        fraction(b, ceiling.f32_gflops));
         }
         std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
         std::printf(
