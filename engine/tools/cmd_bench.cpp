@@ -183,9 +183,9 @@ void run_bench(const BenchOptions& o) {
         std::size_t width = 4;
         for (const NodeTiming& t : profile) width = std::max(width, t.node.size());
         std::printf(
-            "\nAverage time per node (ms), its work (GFLOP), rate (GFLOP/s) and fraction of the f32 ceiling:\n"
+            "\nAverage time per node (ms), its work (MFLOP), rate (GFLOP/s) and fraction of the f32 ceiling:\n"
             "%-*s  %-22s %9s %9s %9s %9s %9s %9s %9s %9s\n",
-            static_cast<int>(width), "node", "op", "forward", "backward", "fwd GFLOP", "bwd GFLOP", "fwd GF/s",
+            static_cast<int>(width), "node", "op", "forward", "backward", "fwd MFLOP", "bwd MFLOP", "fwd GF/s",
             "bwd GF/s", "fwd frac", "bwd frac");
         double forward = 0, backward = 0;
         const auto rate = [](double flops, double seconds) { return seconds > 0 ? flops * 1e-9 / seconds : 0.0; };
@@ -193,9 +193,9 @@ void run_bench(const BenchOptions& o) {
             forward += t.forward_seconds;
             backward += t.backward_seconds;
             const double f = rate(t.forward_flops, t.forward_seconds), b = rate(t.backward_flops, t.backward_seconds);
-            std::printf("%-*s  %-22s %9.3f %9.3f %9.4f %9.4f %9.1f %9.1f %9.3f %9.3f\n", static_cast<int>(width),
+            std::printf("%-*s  %-22s %9.3f %9.3f %9.2f %9.2f %9.1f %9.1f %9.3f %9.3f\n", static_cast<int>(width),
                         t.node.c_str(), t.op.c_str(), t.forward_seconds * 1e3, t.backward_seconds * 1e3,
-                        t.forward_flops * 1e-9, t.backward_flops * 1e-9, f, b, fraction(f, ceiling.f32_gflops),
+                        t.forward_flops * 1e-6, t.backward_flops * 1e-6, f, b, fraction(f, ceiling.f32_gflops),
                         fraction(b, ceiling.f32_gflops));
         }
         std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
