@@ -1,7 +1,9 @@
 // Long-context attention: one head of width 64 (Attention with scale 1/8, batch 1, self-attention),
 // forward + backward, over 1,024 to 65,536 steps, for every core: dense (as far as memory allows),
 // blockwise, a sliding window, block-sparse and adaptive span; and Linformer, which is an option of
-// MultiHeadAttention (one head of 64, projections included). Besides the time, each run reports
+// MultiHeadAttention (one head of 64, projections included); Reformer's LSH attention (chunks of 64,
+// 1 and 4 hash rounds) beside blockwise, as one head of 64 and as MultiHeadAttention's 4 heads of
+// 16 (projections included in both). Besides the time, each run reports
 //   io_MB      inputs + outputs + their gradients (the op's unavoidable memory),
 //   op_MB      that plus the op's saved buffers and declared scratch,
 //   peak_MB    the growth of the process's peak resident memory over the run (VmHWM after
@@ -104,6 +106,11 @@ int main(int argc, char** argv) {
         {"adaptive_span_256", "{scale: 0.125, adaptive_span: {max_span: 256, ramp: 32, init: 256}}", 65536},
         // One head of 64 with its projections; E and F are (256, steps) weights (not in io_MB).
         {"linformer_256", "{num_heads: 1, key_dim: 64, linformer: {k: 256}}", 65536, "MultiHeadAttention"},
+        {"lsh_1x64", "{scale: 0.125, lsh: {num_hashes: 1, bucket_size: 64}}", 65536},
+        {"lsh_4x64", "{scale: 0.125, lsh: {num_hashes: 4, bucket_size: 64}}", 65536},
+        {"heads_4x16_blockwise", "{num_heads: 4, key_dim: 16, implementation: blockwise}", 65536, "MultiHeadAttention"},
+        {"heads_4x16_lsh_4x64", "{num_heads: 4, key_dim: 16, lsh: {num_hashes: 4, bucket_size: 64}}", 65536,
+         "MultiHeadAttention"},
     };
     for (const Variant& v : variants) {
         auto* b =

@@ -9,7 +9,9 @@ packages=(
   libyaml-cpp-dev      # model files
   nlohmann-json3-dev   # safetensors headers, benchmark JSON
   libcli11-dev         # the command line
-  libarchive-dev       # reading aclImdb straight from its .tar.gz
+  libarchive-dev       # reading aclImdb straight from its .tar.gz, and .keras zips
+  libhdf5-dev          # the weights inside .keras files (nngraph import)
+  python3-h5py python3-numpy  # tests/keras: writing .keras fixtures in Keras's layout
   libicu-dev           # Unicode normalisation and character classes of translation tokens
   libbenchmark-dev     # bench/
   doctest-dev          # tests/

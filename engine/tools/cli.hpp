@@ -36,9 +36,11 @@ Model load_model(const std::string& model_file, const CommonOptions& options,
 void prepare_weights(Model& model, const std::optional<std::string>& weights_file);
 
 // Registration of each command group.
-void add_inspect_commands(CLI::App& app);  // summary, dot, plugins
-void add_train_commands(CLI::App& app);    // train, evaluate
-void add_run_commands(CLI::App& app);      // predict, grad
-void add_bench_commands(CLI::App& app);    // bench
+void add_inspect_commands(CLI::App& app);    // summary, dot, plugins
+void add_train_commands(CLI::App& app);      // train, evaluate
+void add_run_commands(CLI::App& app);        // predict, grad
+void add_bench_commands(CLI::App& app);      // bench
+void add_translate_commands(CLI::App& app);  // translate
+void add_import_commands(CLI::App& app);     // import
 
 }  // namespace nngraph::cli

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
     nngraph::cli::add_train_commands(app);
     nngraph::cli::add_run_commands(app);
     nngraph::cli::add_bench_commands(app);
+    nngraph::cli::add_import_commands(app);
+    nngraph::cli::add_translate_commands(app);
     // The first word that is not a flag names the command; CLI11 alone would only say one is required.
     for (int i = 1; i < argc; ++i) {
         const std::string word = argv[i];

@@ -37,8 +37,8 @@ struct Attention {
           constant_(attrs.is_null("scale") ? 1.0 : attrs.get_float("scale")),
           long_(attrs) {
         nng::check_attr(std::isfinite(constant_), "scale", "a finite number or null");
-        nng::check_attr(!(concat_ && long_.blockwise), "score_mode",
-                        "dot with a blockwise, windowed, block-sparse or adaptive-span core");
+        nng::check_attr(!(concat_ && (long_.blockwise || long_.lsh())), "score_mode",
+                        "dot with a blockwise, windowed, block-sparse, adaptive-span or lsh core");
         if (concat_) {
             auto dense = std::make_unique<DenseCore>(DenseCore::Scores::kGiven);
             concat_core_ = dense.get();
@@ -55,7 +55,8 @@ struct Attention {
 
     void infer(nng::InferContext& ctx) const {
         const InputDims d = InputDims::infer(ctx, kName);
-        if (d.q[2] != d.k[2]) {
+        long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
+        if (d.q[2] != d.k[2] && !long_.lsh()) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
                                                   (concat_ ? "concat adds them" : "dot multiplies them") +
                                                   "), got query",
@@ -107,6 +108,8 @@ struct Attention {
         p.causal = causal_;
         if (long_.adaptive()) p.spans = exec.weight(span_weight()).f32();
         dropout_.apply(p, exec);
+        long_.apply(p, exec, dropout_);
+        if (long_.lsh()) p.k = p.q;  // the core makes its keys from the queries
         return p;
     }
 
@@ -151,7 +154,7 @@ struct Attention {
         double product = 0.0;
         CoreGradients grads;
         grads.dq = onednn::view(dq);
-        grads.dk = onednn::view(dk);
+        if (!long_.lsh()) grads.dk = onednn::view(dk);  // lsh's keys are the queries: dq has their gradient
         grads.dv = onednn::view(dv);
         grads.dk_accumulates = key_is_value;  // onto the value gradient
         if (dscale) grads.d_alpha_product = &product;

@@ -168,13 +168,35 @@ inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::in
                     store(o + r, (alpha * load(s + r) + masked.add) * masked.keep + masked.set);
             }
         }
+    } else if (std::int64_t first = 0, end = 0; masks.shifted_ranges(i0, j0, 2 * kTile, first, end)) {
+        // Query i0 + r sees keys [first + r, end + r), 16 queries a vector. Key c is outside when
+        // c - (first + r) or (end + r) - 1 - c is negative: small integers, exact as floats, whose
+        // sign bits make the lane mask (GCC 12 takes vector comparisons apart lane by lane here).
+        const v16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        v16 from[kVectors], last[kVectors];
+        for (int q = 0; q < kVectors; ++q) {
+            from[q] = iota + static_cast<float>(first + 16 * q);
+            last[q] = iota + static_cast<float>(end - 1 + 16 * q);
+        }
+        for (std::int64_t c = 0; c < count; ++c) {
+            const v16 key = v16{} + static_cast<float>(c);
+            const v16i dropped = v16i{} + (keep[c] != 0.0f ? 0 : ~0);
+            for (int q = 0; q < kVectors; ++q) {
+                const v16 v = alpha * load(raw + c * kTile + 16 * q);
+                const v16 m = (v + masked.add) * masked.keep + masked.set;
+                const v16i outside = (((v16i)(key - from[q]) | (v16i)(last[q] - key)) >> 31) | dropped;
+                store(x + c * kTile + 16 * q, select_lanes(outside, m, v));
+            }
+        }
     } else {
         for (std::int64_t r = 0; r < kTile; ++r) {
             if (kind[r] != active) continue;
             masks.row_allowed(i0 + r, j0, count, kTile, z, keep, allow, log_weight);
+            const float* raw_row = raw + r;
+            float* x_row = x + r;
             for (std::int64_t c = 0; c < count; ++c) {
-                const float v = alpha * raw[c * kTile + r] + log_weight[c];
-                x[c * kTile + r] = allow[c] != 0.0f ? v : masked(v);
+                const float v = alpha * raw_row[c * kTile] + log_weight[c];
+                x_row[c * kTile] = allow[c] != 0.0f ? v : masked(v);
             }
         }
     }

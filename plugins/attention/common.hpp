@@ -83,8 +83,8 @@ struct DropoutAttrs {
 
 // The long-context options both ops take (see Pattern in core.hpp): `implementation` picks the core
 // for full attention; a window, a block-sparse pattern or an adaptive span always runs on the
-// blockwise core, the one that can skip what the pattern leaves out.
-inline constexpr std::array<nng_attr_spec, 9> kLongContextAttributes = {
+// blockwise core, the one that can skip what the pattern leaves out; `lsh` runs on its own core.
+inline constexpr std::array<nng_attr_spec, 11> kLongContextAttributes = {
     nng::string_attr(
         "implementation", "dense", "dense|blockwise",
         "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
@@ -99,6 +99,9 @@ inline constexpr std::array<nng_attr_spec, 9> kLongContextAttributes = {
     nng::int_attr("adaptive_span.ramp", "32", "adaptive span: the length R of the soft mask's ramp"),
     nng::nullable(
         nng::float_attr("adaptive_span.init", "null", "adaptive span: the initial span (null: max_span / 2)")),
+    nng::nullable(nng::int_attr("lsh.num_hashes", "null",
+                                "LSH attention (Reformer) with this many hash rounds; queries and keys shared")),
+    nng::int_attr("lsh.bucket_size", "64", "LSH attention: steps per chunk; steps / bucket_size buckets"),
 };
 
 // The op's attribute table: its own entries followed by the long-context ones.
@@ -153,10 +156,43 @@ struct LongContextAttrs {
                             "adaptive_span.init", "a span in [0, max_span]");
             ++patterns;
         }
-        nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity or adaptive_span");
-        if (patterns > 0) blockwise = true;
+        if (!attrs.is_null("lsh.num_hashes")) {
+            pattern.lsh_hashes = attrs.get_int("lsh.num_hashes");
+            pattern.lsh_bucket_size = attrs.get_int("lsh.bucket_size");
+            nng::check_attr(pattern.lsh_hashes >= 1, "lsh.num_hashes",
+                            "at least 1 hash round, got " + std::to_string(pattern.lsh_hashes));
+            nng::check_attr(pattern.lsh_bucket_size >= 1, "lsh.bucket_size",
+                            "a positive number of steps, got " + std::to_string(pattern.lsh_bucket_size));
+            nng::check_attr(!blockwise, "implementation", "dense (the default) with lsh, which is a core of its own");
+            ++patterns;
+        }
+        nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity, adaptive_span or lsh");
+        if (patterns > 0 && !lsh()) blockwise = true;
     }
     bool adaptive() const { return pattern.adaptive(); }
+    // Shared query-keys: the op takes no key input and projects no keys.
+    bool lsh() const { return pattern.lsh(); }
+    // LSH's rotations: drawn afresh from the step's seed in training, fixed (by the op's `seed`)
+    // at inference, so that a trained model hashes the same way every time it is run.
+    void apply(Problem& p, const nng::Exec& exec, const DropoutAttrs& dropout) const {
+        if (!lsh()) return;
+        const auto own = static_cast<std::uint64_t>(dropout.seed);
+        p.hash_seed = !exec.training()   ? nng::derive_seed(own, "lsh rotations")
+                      : dropout.has_seed ? nng::derive_seed(exec.seed(), own)
+                                         : exec.seed();
+    }
+    // What lsh refuses: a separate key input, a dropout rate, and value steps other than the query's.
+    void check_inputs(const InputDims& d, int num_inputs, const DropoutAttrs& dropout, const char* op) const {
+        if (!lsh()) return;
+        if (num_inputs == 3)
+            throw nng::OpError(std::string(op) + ": lsh shares queries and keys, so it takes no key input (input 2)");
+        if (d.q[1] != d.v[1])
+            nng::InferContext::shape_mismatch(std::string(op) + ": lsh needs query and value of one length, got query",
+                                              d.q, d.v);
+        if (dropout.rate > 0.0)
+            throw nng::OpError(std::string(op) + ": lsh has no dropout on its probabilities; expected dropout 0, got " +
+                               std::to_string(dropout.rate));
+    }
     std::unique_ptr<AttentionCore> make_core() const { return nngraph_attention::make_core(blockwise, pattern); }
     // Declares the span weight (heads,) when adaptive.
     void add_weights(nng::InferContext& ctx, std::int64_t heads) const {

@@ -4,6 +4,7 @@
 
 #include "blockwise.hpp"
 #include "dense.hpp"
+#include "lsh.hpp"
 
 namespace nngraph_attention {
 
@@ -13,6 +14,7 @@ void set_dropout_rate(Problem& p, double rate) {
 }
 
 std::unique_ptr<AttentionCore> make_core(bool blockwise, const Pattern& pattern) {
+    if (pattern.lsh()) return std::make_unique<LshCore>(pattern.lsh_hashes, pattern.lsh_bucket_size);
     if (blockwise || pattern.sparse()) return std::make_unique<BlockwiseCore>(pattern);
     return std::make_unique<DenseCore>();
 }

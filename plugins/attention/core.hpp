@@ -52,9 +52,11 @@ struct Pattern {
     std::int64_t block = 0, local_blocks = 1, stride = 0;  // block-sparse when block > 0
     std::int64_t max_span = 0;                             // adaptive span when > 0
     double ramp = 0.0;                                     // R
+    std::int64_t lsh_hashes = 0, lsh_bucket_size = 0;      // LSH attention (lsh.hpp) when lsh_hashes > 0
 
     bool adaptive() const { return max_span > 0; }
     bool sparse() const { return window >= 0 || block > 0 || adaptive(); }
+    bool lsh() const { return lsh_hashes > 0; }
 };
 
 struct Problem {
@@ -76,6 +78,7 @@ struct Problem {
     std::uint32_t drop_threshold = 0;  // keep iff 16 random bits >= threshold
     float keep_scale = 1.0f;           // 1 / (1 - rate)
     std::uint64_t seed = 0;
+    std::uint64_t hash_seed = 0;  // LSH: the stream of this call's random rotations
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
     bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
@@ -149,8 +152,8 @@ public:
                           const CoreGradients& grads) const = 0;
 };
 
-// The core for `pattern`: the blockwise one when asked for or when the pattern is sparse (only it
-// can skip what a pattern leaves out), else the dense one.
+// The core for `pattern`: LSH attention when it asks for hashing; the blockwise one when asked for
+// or when the pattern is sparse (only it can skip what a pattern leaves out), else the dense one.
 std::unique_ptr<AttentionCore> make_core(bool blockwise, const Pattern& pattern);
 
 }  // namespace nngraph_attention

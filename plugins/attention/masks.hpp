@@ -60,6 +60,22 @@ public:
     // Whether they allow every such pair (no per-element pass needed).
     bool block_full(std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const;
 
+    // Whether, for the tile of queries from i0 and keys from j0, causality and the pattern leave
+    // query i0 + r the keys j0 + [first + r, end + r) (clipped to the tile) with no log weight;
+    // if so, writes first and end, clamped to [-limit, limit].
+    bool shifted_ranges(std::int64_t i0, std::int64_t j0, std::int64_t limit, std::int64_t& first,
+                        std::int64_t& end) const {
+        const Pattern& pat = pattern_;
+        if (pat.adaptive() || pat.block > 0) return false;
+        if (pat.window >= 0 && (pat.global > j0 || pat.global > i0)) return false;
+        first = pat.window >= 0 ? i0 - pat.window - j0 : -limit;
+        end = pat.window >= 0 ? i0 + pat.window + 1 - j0 : limit;
+        if (p_.causal) end = std::min(end, i0 + 1 - j0);
+        first = std::clamp(first, -limit, limit);
+        end = std::clamp(end, -limit, limit);
+        return true;
+    }
+
     // Which of keys j0 .. j0 + count - 1 (count <= width) query i may see by causality and the
     // pattern: allow[c] = keep[c] (the key mask as 0/1) where allowed, else 0 (all `width`
     // entries written); log_weight[c] is adaptive span's log m (z: span(g)), written for the

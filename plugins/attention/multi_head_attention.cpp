@@ -18,11 +18,18 @@
 // keys are mixed and is refused. An option here rather than an op of its own: the projections,
 // heads, masks, dropout and weight names are all MultiHeadAttention's.
 //
+// LSH attention (`lsh`) shares queries and keys: no key projection, no `key.*` weights; the core
+// makes its keys from the projected queries.
+//
+// In a decoding session the op attends from one new position a call over keys and values it keeps
+// (incremental.hpp).
+//
 // The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
 // core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
 #include <cmath>
 
 #include "common.hpp"
+#include "incremental.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -71,8 +78,8 @@ struct MultiHeadAttention {
         nng::check_attr(attrs.is_null("linformer.k") || linformer_ > 0, "linformer.k",
                         "a positive number of rows, got " + std::to_string(linformer_));
         nng::check_attr(!linformer_ || !causal_, "linformer.k", "no use_causal_mask: projected keys mix every step");
-        nng::check_attr(!linformer_ || !long_.blockwise, "linformer.k",
-                        "the dense core (no blockwise or sparse pattern): the projected keys are few");
+        nng::check_attr(!linformer_ || !(long_.blockwise || long_.lsh()), "linformer.k",
+                        "the dense core (no blockwise, sparse pattern or lsh): the projected keys are few");
         nng::check_attr(heads_ > 0, "num_heads", "a positive integer, got " + std::to_string(heads_));
         nng::check_attr(key_dim_ > 0, "key_dim", "a positive integer, got " + std::to_string(key_dim_));
         nng::check_attr(value_dim_ > 0, "value_dim", "a positive integer or null, got " + std::to_string(value_dim_));
@@ -121,12 +128,16 @@ struct MultiHeadAttention {
         kOutputKernel,
         kOutputBias
     };
-    // A weight's index in the op's list (biases are absent without use_bias).
-    int index(Weight w) const { return use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2; }
-    int span_weight() const { return use_bias_ ? 8 : 4; }
+    // A weight's index in the op's list (biases are absent without use_bias, key ones with lsh).
+    int index(Weight w) const {
+        const int i = use_bias_ ? static_cast<int>(w) : static_cast<int>(w) / 2;
+        return long_.lsh() && w > kKeyBias ? i - (use_bias_ ? 2 : 1) : i;
+    }
+    int projection_weights() const { return index(kOutputBias) + 1; }
+    int span_weight() const { return projection_weights(); }
     // Linformer's weights come after the projections' (MultiHeadAttention takes no span with them).
     enum LinformerWeight { kLinformerE, kLinformerF };
-    int index(LinformerWeight w) const { return (use_bias_ ? 8 : 4) + static_cast<int>(w); }
+    int index(LinformerWeight w) const { return projection_weights() + static_cast<int>(w); }
 
     // ---- Linformer ----
 
@@ -171,9 +182,22 @@ struct MultiHeadAttention {
                        onednn::view(dx, DataType::f32, {groups, steps, dim}));
         zero_masked_keys(exec, dx, dim);
     }
-    void infer(nng::InferContext& ctx) const {
+    // What decoding one position a call cannot run with (null: nothing).
+    const char* decoding_obstacle() const {
+        if (linformer_) return "no linformer projection";
+        if (long_.lsh()) return "separate keys (no lsh: its hash buckets span the whole sequence)";
+        if (long_.blockwise) return "the dense core (no blockwise implementation or sparsity pattern)";
+        return nullptr;
+    }
+
+    void infer(nng::InferContext& ctx) {
         const InputDims d = InputDims::infer(ctx, kName);
+        long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
+        const std::int64_t cached = DecodingCache::length(ctx, d.roles, decoding_obstacle());
+        if (cached > 0 && causal_ && !ctx.input_advances(d.roles.value))
+            throw nng::OpError("MultiHeadAttention: decoding with use_causal_mask needs keys that advance",
+                               "use_causal_mask");
         Dims out = {d.q[0], d.q[1]};
         out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
         const int y = ctx.add_output(NNG_F32, out);
@@ -184,7 +208,7 @@ struct MultiHeadAttention {
             if (use_bias_) ctx.add_weight(bias, {n, dim}, bias_init_);
         };
         add_projection("query.kernel", "query.bias", s.dq, h);
-        add_projection("key.kernel", "key.bias", s.dk_in, h);
+        if (!long_.lsh()) add_projection("key.kernel", "key.bias", s.dk_in, h);
         add_projection("value.kernel", "value.bias", s.dv_in, hv);
         Dims out_kernel = {n, hv};
         out_kernel.insert(out_kernel.end(), s.out_dims.begin(), s.out_dims.end());
@@ -196,11 +220,12 @@ struct MultiHeadAttention {
             ctx.add_weight("linformer.f", {linformer_, s.tv}, NNG_INIT_GLOROT_UNIFORM);
         }
 
-        const Problem p = problem_shape(s);
+        const Problem p = problem_shape(s, cached);
         BufferList own;
         declare(p, s, ctx.training(), own);
         const BufferList core = core_->buffers(p, ctx.training());
         declare_buffers(ctx, d.q[0], {&own, &core});
+        cache_.declare(ctx, d.roles, heads_, key_dim_, value_dim_, cached);
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
         // The four projections (Linformer's two of the keys and values too) around the core;
         // backward makes two products per forward one.
@@ -216,12 +241,13 @@ struct MultiHeadAttention {
         ctx.count_work(projections + attention.forward, 2 * projections + attention.backward);
     }
 
-    Problem problem_shape(const Shapes& s) const {
+    // The core's problem; `cached`: the positions of a decoding cache the query attends over.
+    Problem problem_shape(const Shapes& s, std::int64_t cached = 0) const {
         Problem p;
         p.batch = s.batch;
         p.heads = heads_;
         p.tq = s.tq;
-        p.tv = linformer_ ? linformer_ : s.tv;
+        p.tv = cached ? cached : linformer_ ? linformer_ : s.tv;
         p.dk = key_dim_;
         p.dv = value_dim_;
         p.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(key_dim_)));
@@ -252,7 +278,7 @@ struct MultiHeadAttention {
         const Lifetime kept = training ? Lifetime::kSaved : Lifetime::kForward;
         const std::int64_t per = training ? heads_ : p.groups();
         ids.q = list.floats("attention.query_heads", kept, per * p.tq * p.dk);
-        ids.k = list.floats("attention.key_heads", kept, per * s.tv * p.dk);
+        ids.k = list.floats("attention.key_heads", kept, long_.lsh() ? 0 : per * s.tv * p.dk);
         ids.v = list.floats("attention.value_heads", kept, per * s.tv * p.dv);
         ids.joined = list.floats("attention.output_joined", kept, per * p.tq * p.dv);
         if (linformer_) {
@@ -265,7 +291,8 @@ struct MultiHeadAttention {
         ids.d_joined = list.floats("attention.output_joined_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
         ids.d_heads_out = list.floats("attention.output_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dv);
         ids.dq = list.floats("attention.query_heads_gradient", Lifetime::kBackward, p.groups() * p.tq * p.dk);
-        ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dk);
+        ids.dk = list.floats("attention.key_heads_gradient", Lifetime::kBackward,
+                             long_.lsh() ? 0 : p.groups() * p.tv * p.dk);
         ids.dv = list.floats("attention.value_heads_gradient", Lifetime::kBackward, p.groups() * p.tv * p.dv);
         if (core_->backward_reads_output()) {
             ids.out_heads =
@@ -310,12 +337,12 @@ struct MultiHeadAttention {
     }
 
     // The problem of one call on the op's buffers `b`.
-    Problem problem(const nng::Exec& exec, const Shapes& s, const CallBuffers& b) const {
+    Problem problem(const nng::Exec& exec, const Shapes& s, const CallBuffers& b, std::int64_t cached = 0) const {
         const Roles r = Roles::of(exec.num_inputs());
         const Ids& ids = b.ids;
-        Problem p = problem_shape(s);
+        Problem p = problem_shape(s, cached);
         p.q = groups(b.own.floats(ids.q), p, p.tq, p.dk);
-        p.k = groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
+        p.k = long_.lsh() ? p.q : groups(b.own.floats(linformer_ ? ids.kp : ids.k), p, p.tv, p.dk);
         p.v = groups(b.own.floats(linformer_ ? ids.vp : ids.v), p, p.tv, p.dv);
         p.out = groups(b.own.floats(ids.heads_out), p, p.tq, p.dv);
         p.query_mask = mask_data(exec.input_mask(r.query));
@@ -326,6 +353,7 @@ struct MultiHeadAttention {
         p.causal = causal_;
         if (long_.adaptive()) p.spans = exec.weight(span_weight()).f32();
         dropout_.apply(p, exec);
+        long_.apply(p, exec, dropout_);
         return p;
     }
 
@@ -345,6 +373,9 @@ struct MultiHeadAttention {
 
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());
+        if (const DecodingCache::Call cache = cache_.bind(exec, heads_, key_dim_);
+            cache.mode != DecodingCache::Mode::kOff)
+            return forward_cached(exec, cache);
         const Shapes s = shapes(exec);
         const Roles r = Roles::of(exec.num_inputs());
         Problem p = problem_shape(s);
@@ -353,11 +384,10 @@ struct MultiHeadAttention {
         p = problem(exec, s, b);
         const Ids& ids = b.ids;
         float* projected = b.own.floats(ids.projected);
-        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v),
-              *joined = b.own.floats(ids.joined);
+        float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v);
 
         project(exec, r.query, kQueryKernel, key_dim_, projected, q);
-        project(exec, r.key, kKeyKernel, key_dim_, projected, k);
+        if (!long_.lsh()) project(exec, r.key, kKeyKernel, key_dim_, projected, k);
         project(exec, r.value, kValueKernel, value_dim_, projected, v);
         if (linformer_) {
             zero_masked_keys(exec, k, key_dim_);
@@ -366,13 +396,49 @@ struct MultiHeadAttention {
             along_steps(exec, kLinformerF, v, value_dim_, b.own.floats(ids.vp));
         }
         core_->forward(p, b.core);
-        onednn::reorder(heads_apart(b.own.floats(ids.heads_out), s.batch, heads_, s.tq, value_dim_),
+        project_output(exec, s, b);
+    }
+
+    // The core's output O (heads apart) joined and projected into the op's output.
+    void project_output(nng::Exec& exec, const Shapes& s, const CallBuffers& b) const {
+        float* joined = b.own.floats(b.ids.joined);
+        onednn::reorder(heads_apart(b.own.floats(b.ids.heads_out), s.batch, heads_, s.tq, value_dim_),
                         heads_joined_as_apart(joined, s.batch, heads_, s.tq, value_dim_));
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View bias =
             use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
         onednn::matmul(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
                        onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
+    }
+
+    // A decoding call: the new position's query over the cached keys and values.
+    void forward_cached(nng::Exec& exec, const DecodingCache::Call& cache) {
+        const Shapes s = shapes(exec);
+        const Roles r = Roles::of(exec.num_inputs());
+        Problem p = problem_shape(s, cache.length);
+        dropout_.apply(p, exec);
+        const CallBuffers b = bind(exec, p, s, Lifetime::kForward);
+        p = problem(exec, s, b, cache.length);
+        float* projected = b.own.floats(b.ids.projected);
+        project(exec, r.query, kQueryKernel, key_dim_, projected, b.own.floats(b.ids.q));
+        if (cache.mode == DecodingCache::Mode::kAppend) {
+            float *k = b.own.floats(b.ids.k), *v = b.own.floats(b.ids.v);
+            project(exec, r.key, kKeyKernel, key_dim_, projected, k);
+            project(exec, r.value, kValueKernel, value_dim_, projected, v);
+            DecodingCache::append(cache, k, v, mask_data(exec.input_mask(r.value)),
+                                  r.key != r.value ? mask_data(exec.input_mask(r.key)) : nullptr, s.batch, heads_,
+                                  key_dim_, value_dim_);
+            p.key_masks[0] = cache.key_mask;  // filled positions only: causal by construction
+            p.key_masks[1] = nullptr;
+            p.causal = false;
+        } else if (cache.position == 0) {  // the encoder's keys and values, once a session
+            project(exec, r.key, kKeyKernel, key_dim_, projected, cache.keys);
+            project(exec, r.value, kValueKernel, value_dim_, projected, cache.values);
+        }
+        p.k = groups(cache.keys, p, p.tv, p.dk);
+        p.v = groups(cache.values, p, p.tv, p.dv);
+        core_->forward(p, b.core);
+        project_output(exec, s, b);
     }
 
     // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
@@ -403,7 +469,7 @@ struct MultiHeadAttention {
         const nng::TensorRef dy = exec.grad_output(0);
         if (!dy) {
             for (int i = 0; i < exec.num_inputs(); ++i) zero(exec.grad_input(i));
-            for (int w = 0; w < (use_bias_ ? 8 : 4) + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w)
+            for (int w = 0; w < projection_weights() + (long_.adaptive() ? 1 : 0) + (linformer_ ? 2 : 0); ++w)
                 zero(exec.grad_weight(w));
             return;
         }
@@ -438,7 +504,7 @@ struct MultiHeadAttention {
         float *dq = b.own.floats(ids.dq), *dk = b.own.floats(ids.dk), *dv = b.own.floats(ids.dv);
         CoreGradients grads;
         grads.dq = groups(dq, p, p.tq, p.dk);
-        grads.dk = groups(dk, p, p.tv, p.dk);
+        if (!long_.lsh()) grads.dk = groups(dk, p, p.tv, p.dk);  // lsh: dq has the keys' gradient
         grads.dv = groups(dv, p, p.tv, p.dv);
         const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
         if (dspan) grads.d_spans = dspan.f32();
@@ -455,9 +521,10 @@ struct MultiHeadAttention {
         }
         // Input gradients: an input playing several roles sums them.
         project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false);
-        project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
+        const bool keys_projected = !long_.lsh();
+        if (keys_projected) project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
         project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected,
-                         r.value == r.query || r.value == r.key);
+                         r.value == r.query || (keys_projected && r.value == r.key));
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
@@ -469,6 +536,7 @@ struct MultiHeadAttention {
     LongContextAttrs long_;
     std::int64_t linformer_;  // k, or 0
     std::unique_ptr<AttentionCore> core_;
+    DecodingCache cache_;
 };
 
 }  // namespace

@@ -3,7 +3,8 @@
 // to be added to the token embeddings with Add. The input contributes only its shape: its gradient
 // is zero, and the gradient of `embeddings` row t is the output gradient summed over everything but
 // the step (rows past the input's steps get zero). The output carries no mask of its own; Add keeps
-// the token embeddings' mask.
+// the token embeddings' mask. A call that starts at a later position (a decoding session's steps,
+// nng_context.position_offset) reads the rows from that position on.
 #include <omp.h>
 
 #include <algorithm>
@@ -58,10 +59,21 @@ struct PositionEmbedding {
         return {t.numel() / (steps * features), steps, features};
     }
 
+    // The table's rows from the call's first position, checked to fit the table.
+    const float* rows_from_offset(const nng::Exec& exec, const nng::TensorRef& table, std::int64_t steps) const {
+        const std::int64_t first = exec.position_offset();
+        if (first < 0 || first + steps > length_) {
+            throw nng::OpError("PositionEmbedding: positions " + std::to_string(first) + " to " +
+                               std::to_string(first + steps - 1) + " are outside sequence_length " +
+                               std::to_string(length_));
+        }
+        return table.f32() + first * table.dim(1);
+    }
+
     void forward(nng::Exec& exec) {
         const nng::TensorRef y = exec.output(0);
         const Layout l = layout(y);
-        const float* table = exec.weight(0).f32();
+        const float* table = rows_from_offset(exec, exec.weight(0), l.steps);
         float* out = y.f32();
         const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(l.steps * l.features);
 #pragma omp parallel for num_threads(threads(exec, l)) schedule(static)
@@ -77,7 +89,7 @@ struct PositionEmbedding {
         if (!dy) return;
         const Layout l = layout(dy);
         const float* g = dy.f32();
-        float* out = dw.f32();
+        float* out = const_cast<float*>(rows_from_offset(exec, dw, l.steps));
         const std::int64_t row = l.steps * l.features;
         // Each thread owns a range of table entries and sums them over the copies.
 #pragma omp parallel for num_threads(threads(exec, l)) schedule(static)

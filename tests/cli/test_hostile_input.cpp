@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <limits>
@@ -24,7 +25,197 @@ namespace {
 
 bool says(const CliResult& r, const std::string& text) { return r.err.find(text) != std::string::npos; }
 
+struct TimedResult {
+    CliResult result;
+    double seconds = 0;
+};
+
+// Runs nngraph and kills it once `limit` has passed, so that a hang fails the case (as a crash)
+// instead of stopping the suite: the binary under test (NNGRAPH_TEST_BINARY) may be one that hangs.
+TimedResult run_within(const std::vector<std::string>& args, std::chrono::seconds limit) {
+    const auto start = std::chrono::steady_clock::now();
+    TimedResult timed;
+    timed.result = run_nngraph(args, {}, [&](pid_t child, const std::filesystem::path&) {
+        while (std::chrono::steady_clock::now() - start < limit) {
+            siginfo_t info{};
+            // WNOWAIT leaves the child for the runner to reap.
+            if (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                info.si_pid == child)
+                return;
+            ::usleep(10'000);
+        }
+        ::kill(child, SIGKILL);
+    });
+    timed.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return timed;
+}
+
+// A safetensors file with the given header and data bytes, as a hostile writer would make it.
+void write_raw_safetensors(const std::filesystem::path& path, const std::string& header, const std::string& data) {
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i)
+        bytes[static_cast<std::size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    write_bytes(path, bytes + header + data);
+}
+
 }  // namespace
+
+TEST_CASE("YAML that attacks the parser is refused within 2 s, at its file:line:column") {
+    TempDir dir;
+    const std::string dense = "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, weights: {kernel: ";
+    // Nine lines of anchors that expand to 10^9 numbers when followed.
+    std::string bomb = "input: {shape: [2]}\ndata:\n  a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+    for (int level = 1; level < 9; ++level) {
+        const std::string previous = "*a" + std::to_string(level - 1);
+        bomb += "  a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+        for (int i = 0; i < 10; ++i) bomb += (i ? ", " : "") + previous;
+        bomb += "]\n";
+    }
+    const std::string deep = std::string(300, '[') + "1" + std::string(300, ']');
+    struct Case {
+        std::string name, yaml;
+        std::vector<std::string> messages;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"alias recursion",
+              dense + "&w [*w]}}\n",
+              {"model.yaml:3:49: an alias refers to the node that contains it"}},
+             {"alias bomb",
+              bomb + "layers:\n  - {op: Dense, units: 2, weights: {kernel: *a8}}\n",
+              {"model.yaml:", "the aliases expand to more than 1000000 values"}},
+             {"deep nesting", dense + deep + "}}\n", {"model.yaml:3:", "nested deeper than 64 levels"}},
+             {"very deep nesting",
+              dense + std::string(10000, '[') + "1" + std::string(10000, ']') + "}}\n",
+              {"model.yaml:3:", "nested deeper than 64 levels"}},
+             {"duplicate top-level key",
+              "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2}\nlayers:\n  - {op: Dense, units: 3}\n",
+              {"model.yaml:4:1: the key 'layers' appears twice in one map (first on line 2)"}},
+             {"duplicate attribute",
+              "input: {shape: [2]}\nlayers:\n  - {op: Dense, units: 2, units: 3}\n",
+              {"model.yaml:3:27: the key 'units' appears twice in one map (first on line 3)"}},
+         }) {
+        CAPTURE(c.name);
+        write_bytes(dir / "model.yaml", c.yaml);
+        const TimedResult run = run_within({"summary", (dir / "model.yaml").string()}, std::chrono::seconds(20));
+        CAPTURE(run.result.err.substr(0, 300));
+        CHECK_FALSE(run.result.crashed);
+        CHECK(run.result.status == 2);
+        for (const std::string& message : c.messages) CHECK(says(run.result, message));
+        CHECK(run.seconds < 2.0);
+    }
+}
+
+TEST_CASE("a model file above the size limit is refused within 2 s, pointing at safetensors") {
+    TempDir dir;
+    std::string model = read_bytes(source_dir() / "graphs/mlp_xor.yaml");
+    model += "# " + std::string(2 << 20, 'x') + "\n";
+    write_bytes(dir / "big.yaml", model);
+    const std::string path = (dir / "big.yaml").string();
+    const TimedResult run = run_within({"summary", path}, std::chrono::seconds(60));
+    CAPTURE(run.result.err.substr(0, 300));
+    CHECK_FALSE(run.result.crashed);
+    CHECK(run.result.status == 2);
+    CHECK(says(run.result, path + ": the model file has " + std::to_string(model.size()) +
+                               " bytes, more than the limit of 1048576"));
+    CHECK(says(run.result, "put large weights in a safetensors file"));
+    CHECK(run.seconds < 2.0);
+}
+
+TEST_CASE("an output index too large for any node is refused at its position, not by stoi") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml",
+                "name: refs\ninputs: [{name: x, shape: [2]}]\nnodes:\n  - {name: d, op: Dense, inputs: [x], units: 2}\n"
+                "  - {name: e, op: Dense, inputs: ['d:99999999999'], units: 1}\noutputs: [e]\n");
+    const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});
+    CAPTURE(r.err);
+    CHECK_FALSE(r.crashed);
+    CHECK(r.status == 2);
+    CHECK(says(r, "model.yaml:5:"));
+    CHECK(says(r, "'d:99999999999': output index 99999999999 is out of range"));
+    CHECK_FALSE(says(r, "stoi"));
+}
+
+TEST_CASE("safetensors headers that nest deeply or hold huge text are refused briefly, with the file named") {
+    TempDir dir;
+    write_bytes(dir / "model.yaml", R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+)");
+    TensorFile inputs;
+    inputs.tensors["x"] = Tensor(DType::F32, {2, 2});
+    write_safetensors(dir / "x.safetensors", inputs);
+    const std::string model = (dir / "model.yaml").string(), x = (dir / "x.safetensors").string(),
+                      out = (dir / "y.safetensors").string();
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    const std::string long_text(100000, 'x');
+    struct Case {
+        std::string name, flag, header, data, message;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"deep weights header", "--weights", R"({"y.kernel":)" + deep + "}", "",
+              "the JSON header nests deeper than 8 levels"},
+             {"deep metadata", "--weights", R"({"__metadata__":{"k":)" + deep + "}}", "",
+              "the JSON header nests deeper than 8 levels"},
+             {"deep inputs header", "--inputs", deep, "", "the JSON header nests deeper than 8 levels"},
+             {"huge dtype", "--inputs", R"({"x":{"dtype":")" + long_text + R"(","shape":[2],"data_offsets":[0,8]}})",
+              std::string(8, '\0'), "xxxxx"},
+             {"huge tensor name", "--weights", R"({")" + long_text + R"(":{"dtype":"F32","shape":[2]}})",
+              std::string(8, '\0'), "xxxxx"},
+         }) {
+        CAPTURE(c.name);
+        const std::string bad = (dir / "bad.safetensors").string();
+        write_raw_safetensors(bad, c.header, c.data);
+        std::vector<std::string> args{"predict", model, "--inputs", x, "--out", out};
+        if (c.flag == "--weights") args.insert(args.end(), {"--weights", bad});
+        if (c.flag == "--inputs") args[3] = bad;
+        const TimedResult run = run_within(args, std::chrono::seconds(20));
+        CAPTURE(run.result.err.substr(0, 300));
+        CHECK_FALSE(run.result.crashed);
+        CHECK(run.result.status == 2);
+        CHECK(says(run.result, bad));
+        CHECK(says(run.result, c.message));
+        CHECK(run.result.err.size() < 1000);
+        CHECK(run.seconds < 2.0);
+    }
+}
+
+TEST_CASE("--resume refuses a checkpoint whose training state is not what --save writes, naming file and field") {
+    TempDir dir;
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    const std::string good = (dir / "good.safetensors").string();
+    REQUIRE(run_nngraph({"train", model, "--epochs", "1", "--save", good}).status == 0);
+    const TensorFile saved = read_safetensors(good);
+    struct Case {
+        std::string key, text, message;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"epochs_done", "-5", "metadata 'epochs_done' is '-5'; expected a whole number from 0 to 1000000"},
+             {"epochs_done", "99999999999", "metadata 'epochs_done' is '99999999999'"},
+             {"steps_done", "-1", "metadata 'steps_done' is '-1'; expected a whole number of 0 or more"},
+             {"seed", " 7", "metadata 'seed' is ' 7'"},
+             {"best", "nan", "metadata 'best' is 'nan'; expected a finite number"},
+             {"seed", "", "metadata 'seed' is missing"},
+         }) {
+        CAPTURE(c.key);
+        CAPTURE(c.text);
+        TensorFile changed = saved;
+        if (c.text.empty())
+            changed.metadata.erase(c.key);
+        else
+            changed.metadata[c.key] = c.text;
+        const std::string bad = (dir / "bad.safetensors").string();
+        write_safetensors(bad, changed);
+        const CliResult r = run_nngraph({"train", model, "--epochs", "3", "--resume", bad});
+        CAPTURE(r.err);
+        CHECK_FALSE(r.crashed);
+        CHECK(r.status == 2);
+        CHECK(says(r, bad));
+        CHECK(says(r, c.message));
+        CHECK(r.out.find("Epoch") == std::string::npos);
+    }
+}
 
 TEST_CASE("count flags are bounded and say their range in plain words") {
     const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
@@ -254,6 +445,16 @@ TEST_CASE("sizes from the model file that overflow are refused, naming the node,
               "2147483647}",
               "model.yaml:4:39: node 'd': Dense: weight 'kernel' of shape (2147483647, 2147483647) is too large: "
               "at most 4611686018427387904 bytes; check 'units'"},
+             {"inputs: [{name: x, shape: [3], dtype: int32}]\nnodes:\n  - {name: d, op: Embedding, inputs: [x], "
+              "input_dim: 10, output_dim: 4611686018427387904}",
+              "model.yaml:4:58: node 'd': Embedding: output 0 of shape (None, 3, 4611686018427387904) is too large: at "
+              "most 4398046511104 bytes per sample; check 'output_dim'"},
+             // 4 x (2^62 + 1) wraps to 4, the input's count, unless the SDK's product is checked.
+             {"inputs: [{name: x, shape: [4]}]\nnodes:\n  - {name: d, op: Reshape, inputs: [x], target_shape: [4, "
+              "4611686018427387905]}",
+              "model.yaml:4:5: node 'd': Reshape: the element count of shape (None, 4, 4611686018427387905) overflows "
+              "64 "
+              "bits"},
          }) {
         write_bytes(dir / "model.yaml", "name: big\n" + c.body + "\noutputs: [d]\n");
         const CliResult r = run_nngraph({"summary", (dir / "model.yaml").string()});

@@ -1,6 +1,7 @@
 // Data formats: the table that names them, each reader, and the one rule that finds the data.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -87,7 +88,7 @@ void write_reviews(const fs::path& top) {
 TEST_CASE("the table holds each format once, and an unknown format names the known ones") {
     std::set<std::string> names;
     for (const DataReader* reader : data_readers()) CHECK(names.insert(reader->format).second);
-    CHECK(names == std::set<std::string>{"aclimdb", "safetensors", "synthetic", "tsv_pairs"});
+    CHECK(names == std::set<std::string>{"aclimdb", "duplication", "safetensors", "synthetic", "tsv_pairs"});
 
     TempDir dir;
     const auto graph = load_model(dir, kPointModel, "{format: tsv}");
@@ -130,6 +131,55 @@ TEST_CASE("the synthetic reader generates labelled points of both tasks") {
           std::string::npos);
     const auto wrong_input = load_model(dir, kReviewModel, "{format: synthetic}");
     CHECK(message_of([&] { load(*wrong_input); }).find("gives points of shape (None, 2)") != std::string::npos);
+}
+
+TEST_CASE("the duplication reader generates 0 w 0 w with next-token targets and the second copy scored") {
+    // The graph may keep its inputs in another order than the file declares them (tokens, then
+    // scored); the reader feeds them by the file's order.
+    const std::string model = R"(name: copies
+inputs:
+  - {name: tokens, shape: [8], dtype: int32}
+  - {name: scored, shape: [8], dtype: int32}
+nodes:
+  - {name: symbols, op: Embedding, inputs: [tokens], input_dim: 5, output_dim: 2}
+  - {name: counted, op: Embedding, inputs: [scored], input_dim: 2, output_dim: 2, mask_zero: true}
+  - {name: both, op: Add, inputs: [symbols, counted]}
+  - {name: next, op: Dense, inputs: [both], units: 5, activation: softmax}
+outputs: [next]
+)";
+    TempDir dir;
+    const auto graph = load_model(dir, model, "{format: duplication, length: 8, vocab: 5, samples: 50, seed: 3}");
+    const auto read = [&](const Graph& g) {
+        return load_data(g, {std::nullopt, "sparse_categorical_crossentropy", {}});
+    };
+    const DataSplits data = read(*graph);
+    REQUIRE(data.train.size() == 50);
+    CHECK(data.validation->size() == 5);
+    CHECK(data.description == "duplication task (0 w 0 w, 8 tokens, 5 symbols): 50 training, 5 validation sequences");
+    const std::size_t tokens = graph->tensor(graph->inputs()[0]).name == "tokens" ? 0 : 1;
+    const std::int32_t* x = data.train.inputs[tokens].data<std::int32_t>();
+    const std::int32_t* scored = data.train.inputs[1 - tokens].data<std::int32_t>();
+    const float* y = data.train.targets[0].data<float>();
+    for (int s = 0; s < 50; ++s) {
+        const std::int32_t* row = x + 8 * s;
+        CHECK(row[0] == 0);
+        CHECK(row[4] == 0);
+        for (int t = 1; t < 4; ++t) {
+            CHECK(row[t] == row[4 + t]);
+            CHECK((row[t] >= 1 && row[t] < 5));
+        }
+        for (int t = 0; t < 8; ++t) {
+            CHECK(y[8 * s + t] == (t < 7 ? static_cast<float>(row[t + 1]) : 0.0f));
+            CHECK(scored[8 * s + t] == (t >= 4 && t < 7 ? 1 : 0));
+        }
+    }
+    const DataSplits again = read(*graph);
+    CHECK(std::equal(x, x + 400, again.train.inputs[tokens].data<std::int32_t>()));
+
+    const auto odd = load_model(dir, model, "{format: duplication, length: 7}");
+    CHECK(message_of([&] { read(*odd); }).find("length must be even") != std::string::npos);
+    const auto longer = load_model(dir, model, "{format: duplication, length: 16}");
+    CHECK(message_of([&] { read(*longer); }).find("sequences of shape (None, 16)") != std::string::npos);
 }
 
 TEST_CASE("the safetensors reader takes inputs, targets and validation entries, and --data FILE.safetensors picks it") {

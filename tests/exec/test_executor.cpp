@@ -11,6 +11,7 @@
 #include "exec/memory_planner.hpp"
 #include "exec/weights.hpp"
 #include "graph_gradcheck.hpp"
+#include "nngraph/sdk.hpp"
 #include "train/losses.hpp"
 #include "train/optimizers.hpp"
 
@@ -362,4 +363,43 @@ TEST_CASE("an op that declares different buffers in different plans is refused b
         doctest::Contains("node 'a' (Probe) declared the buffers ('scratch', 'per thread') at load but "
                           "('scratch', 'copy of x', 'per thread') at batch 4"),
         RunError);
+}
+
+// Sizes that overflow 64 bits are refused where they are computed, naming what they were for,
+// instead of wrapping into a small buffer that is then overrun.
+TEST_CASE("the SDK's element count refuses a product that overflows 64 bits") {
+    CHECK(nng::product({3, 4, 5}) == 60);
+    CHECK(nng::product({3, 4, 5}, 1) == 20);
+    CHECK_THROWS_WITH_AS(nng::product({4294967296, 4294967296}),
+                         "the element count of shape (4294967296, 4294967296) overflows 64 bits", nng::OpError);
+    // Only the counted range matters: the batch dimension is left out here.
+    CHECK(nng::product({4294967296, 4294967296, 2}, 1) == 8589934592);
+}
+
+TEST_CASE("the arena planner refuses buffers whose sizes add up past 2^62 bytes") {
+    const std::size_t half = std::size_t{1} << 63;
+    CHECK_THROWS_WITH_AS(plan_arena({{half, 0, 1}, {half, 2, 3}}),
+                         doctest::Contains("takes the buffers of one plan past 2^62 bytes"), RunError);
+    const std::size_t quarter = std::size_t{1} << 61;
+    CHECK_THROWS_AS(plan_arena({{quarter, 0, 1}, {quarter, 2, 3}, {quarter, 4, 5}}), RunError);
+    CHECK(plan_arena({{quarter, 0, 1}, {1000, 2, 3}}).requested_bytes == quarter + 1024);
+}
+
+TEST_CASE("a declared buffer too large to plan is refused with its op, name and size") {
+    // 2^62 floats: the byte count wraps to 0 unless the SDK checks it. Found at load, by shape inference.
+    const auto probe = [](const char* scratch_floats) {
+        ProbeGraph p((std::string("  - {name: s, op: Scale, inputs: [x]}\n  - {name: a, op: Probe, inputs: [s], "
+                                  "scratch_floats: ") +
+                      scratch_floats + "}\n  - {name: c, op: Scale, inputs: [a]}\n")
+                         .c_str());
+        p.run(8, StepKind::Train);
+    };
+    CHECK_THROWS_WITH_AS(
+        probe("4611686018427387904"),
+        doctest::Contains("buffer 'scratch' of 4611686018427387904 elements of 4 bytes overflows 64 bits"), Error);
+    // 2^60 + 16 floats: 2^62 + 64 bytes, which fits in 64 bits but not in any arena.
+    CHECK_THROWS_WITH_AS(probe("1152921504606846992"),
+                         "buffer 'scratch' of a forward at batch 8 needs 4611686018427387968 bytes; at most 2^62 "
+                         "bytes can be planned",
+                         RunError);
 }

@@ -24,7 +24,7 @@ using WhileRunning = std::function<void(pid_t child, const std::filesystem::path
 CliResult run_nngraph(const std::vector<std::string>& args, const std::vector<std::string>& environment = {},
                       const WhileRunning& while_running = {});
 
-// The built nngraph binary and the repository's source folder.
+// The built nngraph binary (or $NNGRAPH_TEST_BINARY when set) and the repository's source folder.
 std::filesystem::path nngraph_binary();
 std::filesystem::path source_dir();
 

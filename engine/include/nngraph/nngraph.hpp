@@ -24,6 +24,7 @@
 #include "nngraph/imdb.hpp"
 #include "nngraph/safetensors.hpp"
 #include "nngraph/tensor.hpp"
+#include "nngraph/translator.hpp"
 
 namespace nngraph {
 
@@ -298,6 +299,7 @@ public:
     Benchmark benchmark(const BenchmarkOptions& options = {}) const;
 
 private:
+    friend class Translator;  // decodes with the graph and weights
     struct State;
     explicit Model(std::unique_ptr<State> state);
     TrainResult train_with(dist::Communicator& comm, const TrainOptions& options);
@@ -324,6 +326,15 @@ struct TrainingProcess {
     int size = 1;
 };
 TrainingProcess training_process();
+
+// A Keras 3 .keras file as a model file and its weights (SPEC section 9, docs/keras-import.md).
+struct KerasImport {
+    std::string model_file;          // the model file's YAML text
+    TensorFile weights;              // by "<node>.<weight>"
+    std::vector<std::string> notes;  // what was left out (the optimizer's state), one sentence each
+};
+// Layers the engine has no op for are an InputError naming each with its class.
+KerasImport import_keras(const std::filesystem::path& keras_file);
 
 // The vocabulary file kept beside a weights file: W.safetensors -> W.vocab.json.
 std::filesystem::path vocabulary_path(const std::filesystem::path& weights_file);

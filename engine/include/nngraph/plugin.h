@@ -171,7 +171,11 @@ typedef enum nng_buffer_lifetime {
     NNG_BUFFER_PER_CALL = 1,   /* scratch for one forward or one backward call */
     NNG_BUFFER_SAVED = 2,      /* written by a training forward, read by the same op's backward */
     NNG_BUFFER_PER_THREAD = 3, /* scratch for one call, one slice per thread of the call */
-    NNG_BUFFER_BACKWARD = 4    /* scratch for the backward call only */
+    NNG_BUFFER_BACKWARD = 4,   /* scratch for the backward call only */
+    /* Kept across the calls of one incremental-decoding session (a key/value cache), untouched by
+     * the host between them; 0 bytes in other plans. Batch-major (the rows of the batch one after
+     * another), so that the host can reorder the rows (beam search keeps the best hypotheses). */
+    NNG_BUFFER_SESSION = 5
 } nng_buffer_lifetime;
 
 /* A buffer an op needs, declared in `infer`. An op declares the same buffers, by name and in the
@@ -225,6 +229,13 @@ typedef struct nng_infer_io {
     int32_t num_buffers;
     nng_buffer_spec buffers[NNG_MAX_BUFFERS];
 
+    /* Incremental decoding: in the plan of a decoding session, the most positions a session
+     * reaches, and per input 1 when it brings the next positions at each call (the decoder's side)
+     * or 0 when it is the same at every call of the session (the encoder's side); the op then keeps
+     * what later calls need in NNG_BUFFER_SESSION buffers. 0 and NULL in other plans. Hosts before
+     * these fields pass a smaller struct_size. */
+    int64_t session_positions;
+    const int32_t* input_advances;
     /* Appended (check struct_size). The node's compute precision, set by the host from the model
      * file's dtype_policy or the node's dtype: a plan-time attribute the op may honour in its
      * matmuls. Variables, gradients and every tensor between ops stay NNG_F32. */
@@ -252,6 +263,10 @@ typedef struct nng_context {
      * (0 in a single process): random ops key their draws by it, so that a split batch draws what
      * the whole batch would. Hosts before this field pass a smaller struct_size. */
     int64_t batch_offset;
+    /* The global position, along the steps axis, of the call's first step: in a decoding session
+     * the positions earlier calls brought (0 at its first call), and 0 elsewhere. Position-dependent
+     * ops (position embeddings, caches) key on it. Hosts before this field pass a smaller struct_size. */
+    int64_t position_offset;
 } nng_context;
 
 /* A declared buffer in one call: 64-byte aligned; `data` is NULL when it was declared with 0 bytes

@@ -94,9 +94,19 @@ inline std::string dims_string(const Dims& dims) {
 }
 inline std::string dims_string(const nng_shape& s) { return dims_string(to_dims(s)); }
 
+// The SDK is header-only and plugins do not link the engine, so it has its own checked multiply
+// (the engine's is checked_byte_count): a wrapped count would size a buffer smaller than its use.
+inline bool multiply_overflows(std::int64_t a, std::int64_t b, std::int64_t& result) {
+    return __builtin_mul_overflow(a, b, &result);
+}
+
+// The element count of dims[begin, end); throws OpError naming the dims when it overflows.
 inline std::int64_t product(const Dims& dims, std::size_t begin = 0, std::size_t end = SIZE_MAX) {
     std::int64_t n = 1;
-    for (std::size_t i = begin; i < dims.size() && i < end; ++i) n *= dims[i];
+    for (std::size_t i = begin; i < dims.size() && i < end; ++i) {
+        if (multiply_overflows(n, dims[i], n))
+            throw OpError("the element count of shape " + dims_string(dims) + " overflows 64 bits");
+    }
     return n;
 }
 
@@ -207,7 +217,8 @@ enum class Lifetime {
     PerCall = NNG_BUFFER_PER_CALL,      // scratch for one forward or backward call
     Saved = NNG_BUFFER_SAVED,           // written by a training forward, read by backward
     PerThread = NNG_BUFFER_PER_THREAD,  // scratch for one call, one slice per thread
-    Backward = NNG_BUFFER_BACKWARD      // scratch for the backward call only
+    Backward = NNG_BUFFER_BACKWARD,     // scratch for the backward call only
+    Session = NNG_BUFFER_SESSION        // kept across a decoding session's calls, batch-major
 };
 
 // The handle of a buffer an op declared, of elements T.
@@ -266,6 +277,13 @@ public:
     std::int64_t batch() const { return input_dims(0).empty() ? 1 : input_dims(0)[0]; }
     // The threads each call of the plan runs with: the slices of a Lifetime::PerThread buffer.
     int num_threads() const { return std::max(1, io_->num_threads); }
+    // Incremental decoding: the most positions a session reaches, 0 outside a decoding session.
+    std::int64_t session_positions() const { return knows_session() ? io_->session_positions : 0; }
+    // In a decoding session: whether input i brings new positions at every call (else it is the
+    // same at every call of the session).
+    bool input_advances(int i) const {
+        return knows_session() && io_->input_advances && io_->input_advances[check_input(i)] != 0;
+    }
 
     // Adds an output; returns its index.
     int add_output(nng_dtype dtype, const Dims& dims) {
@@ -323,7 +341,12 @@ public:
         spec = nng_buffer_spec{};
         std::strncpy(spec.name, name, NNG_NAME_CAPACITY - 1);
         spec.lifetime = static_cast<nng_buffer_lifetime>(lifetime);
-        spec.bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0)) * sizeof(T);
+        std::int64_t bytes = 0;
+        if (multiply_overflows(std::max<std::int64_t>(count, 0), static_cast<std::int64_t>(sizeof(T)), bytes)) {
+            throw OpError("buffer '" + std::string(name) + "' of " + std::to_string(count) + " elements of " +
+                          std::to_string(sizeof(T)) + " bytes overflows 64 bits");
+        }
+        spec.bytes = static_cast<std::uint64_t>(bytes);
         return Buffer<T>{io_->num_buffers++};
     }
     void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }
@@ -371,6 +394,9 @@ private:
         return i;
     }
     const nng_tensor_info& input_info(int i) const { return io_->inputs[check_input(i)]; }
+    bool knows_session() const {
+        return io_->struct_size >= offsetof(nng_infer_io, input_advances) + sizeof(io_->input_advances);
+    }
     nng_infer_io* io_;
 };
 
@@ -441,6 +467,12 @@ public:
         return knows_field ? ctx_->batch_offset : 0;
     }
     int num_threads() const { return ctx_->num_threads; }
+    // The global position of the call's first step (a decoding session's later calls); else 0.
+    std::int64_t position_offset() const {
+        const bool knows_field =
+            ctx_->struct_size >= offsetof(nng_context, position_offset) + sizeof(ctx_->position_offset);
+        return knows_field ? ctx_->position_offset : 0;
+    }
     // Threads worth using for `work` units (elements, ids, multiply-adds): one below
     // `serial_below`, where waking the others costs more than they save; else num_threads().
     int threads_for(std::int64_t work, std::int64_t serial_below) const {

@@ -61,8 +61,9 @@ void Executor::set_loss(std::shared_ptr<const LossFunction> loss) {
 ExecutionPlan& Executor::plan_for(std::int64_t batch, bool training) {
     auto& slot = plans_[{batch, training}];
     if (!slot) {
-        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads()}, batch,
-                          training);
+        slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads(),
+                                      options_.session ? &*options_.session : nullptr},
+                          batch, training);
         ++stats_.plans_built;
         stats_.last_plan_requested = slot->layout.requested_bytes;
         stats_.last_plan_arena = slot->layout.arena_bytes;
@@ -121,13 +122,15 @@ namespace {
 
 // The batch's tensors must match what the graph declares (dtype and every dimension but the
 // first) and have `rows` rows. Checked every step, so it must not allocate unless it fails.
+// `one_step`: an advancing input of a decoding session, one step long whatever the graph declares.
 void check_batch_tensor(const Tensor& t, DType dtype, const Shape& declared, std::int64_t rows, const std::string& name,
-                        const char* what) {
+                        const char* what, bool one_step = false) {
     bool fits = t.dtype() == dtype && t.rank() == declared.size() && t.rank() > 0;
-    for (std::size_t i = 1; fits && i < declared.size(); ++i) fits = t.dim(i) == declared[i];
+    for (std::size_t i = 1; fits && i < declared.size(); ++i) fits = t.dim(i) == (one_step && i == 1 ? 1 : declared[i]);
     if (!fits) {
         Shape shown = declared;
         shown[0] = -1;
+        if (one_step && shown.size() > 1) shown[1] = 1;
         throw InputError(std::string(what) + " '" + name + "' is " + std::string(dtype_name(t.dtype())) + " " +
                          shape_to_string(t.shape()) + "; the model expects " + std::string(dtype_name(dtype)) + " " +
                          shape_to_string(shown));
@@ -145,17 +148,9 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     const bool training = kind == StepKind::Train || kind == StepKind::Gradient;
     const bool with_loss = kind != StepKind::Infer;
     if (with_loss && !loss_) throw RunError("this executor has no loss: call set_loss before evaluating or training");
-    if (batch.inputs.size() != g.inputs().size()) {
-        throw InputError("the model has " + std::to_string(g.inputs().size()) + " inputs, " +
-                         std::to_string(batch.inputs.size()) + " given");
-    }
+    if (options_.session) throw RunError("a decoding executor runs session steps (run_session_step) only");
     const std::int64_t available = batch.inputs.empty() ? 0 : batch.inputs[0]->dim(0);
-    for (std::size_t i = 0; i < g.inputs().size(); ++i) {
-        const GraphTensor& input = g.tensor(g.inputs()[i]);
-        check_batch_tensor(*batch.inputs[i], input.info.dtype, input.info.shape, available, input.name, "input");
-    }
-    const std::int64_t rows = batch.rows.empty() ? available : static_cast<std::int64_t>(batch.rows.size());
-    if (rows <= 0) throw InputError("an empty batch");
+    const std::int64_t rows = check_inputs(batch);
 
     // Before planning: ops that size per-thread memory in infer see the thread count of the calls.
     if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
@@ -181,18 +176,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ctx.batch_offset = batch.global_offset;
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
-    for (NodeCall& call : plan.calls) {
-        if (call.skipped) continue;
-        for (std::size_t k = 0; k < call.weight_ids.size(); ++k) {
-            const auto w = static_cast<std::size_t>(call.weight_ids[k]);
-            call.weights.entries[k].data = weights_[w].raw();
-            call.grad_weights.entries[k].data = weight_grads_[w].empty() ? nullptr : weight_grads_[w].raw();
-        }
-        ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
-        call_op(call.node, Pass::Forward, ctx, call.args);
-        if (forward_observer_)
-            forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
-    }
+    run_forward(plan, ctx, false);
 
     double loss = with_loss ? run_loss(plan, training) : 0.0;
 
@@ -235,6 +219,84 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     ++step_count_;
     last_plan_ = &plan;
     return loss;
+}
+
+std::int64_t Executor::check_inputs(const BatchRef& batch) const {
+    const Graph& g = *graph_;
+    if (batch.inputs.size() != g.inputs().size()) {
+        throw InputError("the model has " + std::to_string(g.inputs().size()) + " inputs, " +
+                         std::to_string(batch.inputs.size()) + " given");
+    }
+    const std::int64_t available = batch.inputs.empty() ? 0 : batch.inputs[0]->dim(0);
+    for (std::size_t i = 0; i < g.inputs().size(); ++i) {
+        const GraphTensor& input = g.tensor(g.inputs()[i]);
+        const bool one_step = options_.session && options_.session->advancing_inputs.at(i);
+        check_batch_tensor(*batch.inputs[i], input.info.dtype, input.info.shape, available, input.name, "input",
+                           one_step);
+    }
+    const std::int64_t rows = batch.rows.empty() ? available : static_cast<std::int64_t>(batch.rows.size());
+    if (rows <= 0) throw InputError("an empty batch");
+    return rows;
+}
+
+void Executor::run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing) {
+    const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
+    for (NodeCall& call : plan.calls) {
+        if (call.skipped || (only_advancing && !call.advances)) continue;
+        for (std::size_t k = 0; k < call.weight_ids.size(); ++k) {
+            const auto w = static_cast<std::size_t>(call.weight_ids[k]);
+            call.weights.entries[k].data = weights_[w].raw();
+            call.grad_weights.entries[k].data = weight_grads_[w].empty() ? nullptr : weight_grads_[w].raw();
+        }
+        ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
+        call_op(call.node, Pass::Forward, ctx, call.args);
+        if (forward_observer_)
+            forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
+    }
+}
+
+void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
+    if (!options_.session) throw RunError("this executor was not made for decoding sessions");
+    if (position < 0 || position >= options_.session->positions) {
+        throw InputError("decoding position " + std::to_string(position) + " is outside the session's " +
+                         std::to_string(options_.session->positions) + " positions");
+    }
+    const std::int64_t rows = check_inputs(batch);
+    if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
+    ExecutionPlan& plan = plan_for(rows, false);
+    if (position > 0 && last_plan_ != &plan)
+        throw RunError("a decoding session must start at position 0 (its batch size changed)");
+    bind(plan);
+    load_batch(plan, batch, false, rows);
+    nng_context ctx{};
+    ctx.struct_size = sizeof(nng_context);
+    ctx.num_threads = planned_threads();
+    ctx.batch_offset = batch.global_offset;
+    ctx.position_offset = position;
+    run_forward(plan, ctx, position > 0);
+    ++step_count_;
+    last_plan_ = &plan;
+}
+
+void Executor::reorder_session_rows(std::span<const std::int64_t> rows) {
+    if (!last_plan_ || !options_.session) throw RunError("no decoding session has started");
+    ExecutionPlan& plan = *last_plan_;
+    if (static_cast<std::int64_t>(rows.size()) != plan.batch) {
+        throw RunError("reordering " + std::to_string(rows.size()) + " rows of a session of " +
+                       std::to_string(plan.batch));
+    }
+    for (const int b : plan.session_buffers) {
+        const std::size_t bytes = plan.requests[static_cast<std::size_t>(b)].bytes;
+        const std::size_t row_bytes = bytes / static_cast<std::size_t>(plan.batch);
+        std::byte* data = plan.buffer(b);
+        reorder_scratch_.assign(data, data + bytes);
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            if (rows[r] < 0 || rows[r] >= plan.batch)
+                throw RunError("row " + std::to_string(rows[r]) + " is outside the session");
+            std::memcpy(data + r * row_bytes, reorder_scratch_.data() + static_cast<std::size_t>(rows[r]) * row_bytes,
+                        row_bytes);
+        }
+    }
 }
 
 double Executor::run_loss(ExecutionPlan& plan, bool with_grad) const {

@@ -8,12 +8,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "autograd/gradient_plan.hpp"
 #include "exec/loss.hpp"
+#include "exec/plan.hpp"
 #include "graph/graph.hpp"
 
 namespace nngraph {
@@ -23,6 +25,8 @@ struct ExecutionPlan;
 struct ExecutorOptions {
     int threads = 0;         // 0: OpenMP's default
     std::uint64_t seed = 0;  // dropout and other random ops derive their streams from it
+    // Set for an executor that runs incremental-decoding sessions (run_session_step).
+    std::optional<SessionShape> session;
 };
 
 enum class StepKind {
@@ -58,6 +62,7 @@ public:
     Executor& operator=(const Executor&) = delete;
 
     const Graph& graph() const { return *graph_; }
+    const std::shared_ptr<const Graph>& shared_graph() const { return graph_; }
     const ExecutorOptions& options() const { return options_; }
 
     // Weights by WeightId, initialised by the caller (see weights.hpp); updated in place.
@@ -76,6 +81,15 @@ public:
 
     // Runs one batch; returns the loss for Evaluate and Train steps, 0 for Infer.
     double run(const BatchRef& batch, StepKind kind);
+    // One call of an incremental-decoding session (options().session set), inference only. The
+    // batch's advancing inputs hold one step: the one at `position`. Position 0 starts a session
+    // (every node runs); later calls run only the nodes that advance, over the state the session
+    // keeps (op caches, the encoder's tensors the decoder reads). Outputs are then read as after run().
+    void run_session_step(const BatchRef& batch, std::int64_t position);
+    // Row r of every state the session keeps becomes the row rows[r] was (beam search keeping its
+    // best hypotheses); rows.size() is the session's batch.
+    void reorder_session_rows(std::span<const std::int64_t> rows);
+
     // Graph output `i` of the last run; valid until the next run.
     TensorView output(std::size_t i) const;
 
@@ -125,6 +139,11 @@ private:
     void bind(ExecutionPlan& plan);
     void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
     double run_loss(ExecutionPlan& plan, bool with_grad) const;
+    // Checks the batch's inputs against the graph (advancing inputs one step long in a session);
+    // returns the rows.
+    std::int64_t check_inputs(const BatchRef& batch) const;
+    // Every op's forward in order; in a session's later calls only those that advance.
+    void run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing);
     // The threads every op call runs with; per-thread buffers are planned for that many.
     int planned_threads() const;
     // Calls one op's forward or backward, timed while profiling is on.
@@ -149,6 +168,7 @@ private:
     std::uint64_t step_count_ = 0;
     bool profiling_ = false;
     std::vector<NodeTime> profile_;
+    std::vector<std::byte> reorder_scratch_;  // one session buffer's rows while they are reordered
 };
 
 }  // namespace nngraph

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
 
+#include "nngraph/error.hpp"
 #include "nngraph/tensor.hpp"
 
 namespace nngraph {
@@ -29,6 +31,13 @@ ArenaLayout plan_arena(const std::vector<BufferRequest>& requests) {
     std::vector<Placed> placed;
     for (std::size_t index : order) {
         const BufferRequest& r = requests[index];
+        // Every offset is at most the sum of the sizes before it, so bounding the sum bounds them all.
+        if (r.bytes > kMaxTensorBytes ||
+            aligned(std::max<std::size_t>(r.bytes, 1)) > kMaxTensorBytes - layout.requested_bytes) {
+            throw RunError("buffer request " + std::to_string(index) + " of " + std::to_string(r.bytes) +
+                           " bytes takes the buffers of one plan past 2^62 bytes (" +
+                           std::to_string(layout.requested_bytes) + " bytes before it)");
+        }
         const std::size_t size = aligned(std::max<std::size_t>(r.bytes, 1));
         layout.requested_bytes += size;
         // Buffers alive at the same time as this one, by offset: take the lowest gap that fits.

@@ -15,6 +15,15 @@
 
 namespace nngraph {
 
+// The plan of an incremental-decoding session: the graph inputs that advance (bring the next
+// positions at every call: the decoder's), the others staying the same for the whole session (the
+// encoder's). Nodes that read only those run at the session's first call; the advancing ones run
+// at every call, one position at a time.
+struct SessionShape {
+    std::vector<bool> advancing_inputs;  // per graph input
+    std::int64_t positions = 0;          // the most positions a session reaches
+};
+
 // One argument list of an op call (nng_tensor or nng_buffer entries), and the arena buffer
 // behind each entry (-1: none, or memory outside the arena).
 template <class Entry>
@@ -47,6 +56,7 @@ struct NodeCall {
     int backward_step = 0;
     bool runs_backward = false;
     bool skipped = false;  // inference of an identity (Dropout): output 0 is the input's buffer
+    bool advances = true;  // in a decoding session: runs at every call, not only the first
     // The op's count of one forward and one backward call at the plan's shapes.
     std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
     TensorTable inputs, input_masks, outputs, output_masks, weights;
@@ -78,6 +88,9 @@ struct ExecutionPlan {
     std::vector<NodeCall> calls;  // forward order
     std::byte* bound_base = nullptr;
     std::size_t backward_bytes = 0;  // alive across the loss step (training plans)
+    // A decoding session's state, kept across its calls: buffers that hold the batch's rows one
+    // after another (session buffers, and the encoder's tensors the decoder reads).
+    std::vector<int> session_buffers;
 
     // Points every argument table at `base`, an arena of at least layout.arena_bytes.
     void bind(std::byte* base);

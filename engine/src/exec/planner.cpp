@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "plugins/op_instance.hpp"
@@ -13,8 +14,15 @@ std::uint64_t aligned(std::uint64_t bytes) {
     return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
 }
 
-std::size_t bytes_of(DType dtype, const Shape& shape) {
-    return static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+// Every byte count the planner requests stays within kMaxTensorBytes, so the arena's sums and
+// the per-thread products below cannot wrap.
+std::size_t bytes_of(DType dtype, const Shape& shape, const std::string& what) {
+    const std::optional<std::uint64_t> bytes = checked_byte_count(shape, dtype);
+    if (!bytes) {
+        throw RunError(what + " of shape " + shape_to_string(shape) + " and type " + std::string(dtype_name(dtype)) +
+                       " would exceed 2^62 bytes");
+    }
+    return *bytes;
 }
 
 // Steps: 0 loads the batch, 1..K run forward, K+1 the loss, K+2..2K+1 backward in reverse,
@@ -47,9 +55,11 @@ public:
 
     std::unique_ptr<ExecutionPlan> run() {
         order_steps();
+        mark_advancing();
         infer_shapes();
         compute_lifetimes();
         if (!training_) alias_inference_buffers();
+        if (context_.session) keep_session_tensors();
         request_tensor_buffers();
         request_target_buffers();
         if (training_) request_gradient_buffers();
@@ -65,7 +75,11 @@ private:
     }
     Shape& shape_of(TensorId t) { return plan_->shapes[static_cast<std::size_t>(t)]; }
     const InferResult& inferred(NodeId n) const { return inferred_[static_cast<std::size_t>(n)]; }
-    int request(std::size_t bytes, int from, int to, std::string name) {
+    int request(std::uint64_t bytes, int from, int to, std::string name) {
+        if (bytes > kMaxTensorBytes) {
+            throw RunError(name + " at batch " + std::to_string(plan_->batch) + " needs " + std::to_string(bytes) +
+                           " bytes; at most 2^62 bytes can be planned");
+        }
         plan_->requests.push_back({bytes, from, to});
         plan_->request_names.push_back(std::move(name));
         return static_cast<int>(plan_->requests.size() - 1);
@@ -87,13 +101,39 @@ private:
         }
     }
 
-    // Concrete shapes, node by node.
+    bool advances(TensorId t) const { return advancing_[static_cast<std::size_t>(t)]; }
+
+    // In a decoding session: the tensors that depend on an advancing input (masks with the tensor
+    // their node makes); every tensor otherwise.
+    void mark_advancing() {
+        const SessionShape* session = context_.session;
+        advancing_.assign(g_.tensors().size(), session == nullptr);
+        if (!session) return;
+        for (std::size_t i = 0; i < g_.inputs().size(); ++i) {
+            if (session->advancing_inputs.at(i)) advancing_[static_cast<std::size_t>(g_.inputs()[i])] = true;
+        }
+        for (NodeId id : steps_.ops) {
+            const GraphNode& node = g_.node(id);
+            const bool any =
+                std::any_of(node.inputs.begin(), node.inputs.end(), [&](TensorId t) { return advances(t); });
+            for (std::size_t t = 0; t < g_.tensors().size(); ++t) {
+                if (g_.tensors()[t].producer == id) advancing_[t] = any;
+            }
+        }
+    }
+
+    // Concrete shapes, node by node; in a decoding session an advancing input has one step a call.
     void infer_shapes() {
         plan_->shapes.resize(g_.tensors().size());
         inferred_.resize(g_.num_nodes());
         for (TensorId t : g_.inputs()) {
             shape_of(t) = g_.tensor(t).info.shape;
             shape_of(t)[0] = plan_->batch;
+            if (context_.session && advances(t)) {
+                if (shape_of(t).size() < 2)
+                    throw RunError("decoding: input '" + g_.tensor(t).name + "' has no steps axis to advance along");
+                shape_of(t)[1] = 1;
+            }
         }
         for (NodeId id : steps_.ops) {
             const GraphNode& node = g_.node(id);
@@ -105,7 +145,13 @@ private:
             }
             OpFailure failure;
             InferResult& r = inferred_[static_cast<std::size_t>(id)];
-            if (!node.instance->infer(infos, masks, training_, context_.threads, r, failure)) {
+            SessionInference session;
+            if (context_.session) {
+                session.positions = context_.session->positions;
+                for (TensorId t : node.inputs) session.input_advances.push_back(advances(t));
+            }
+            if (!node.instance->infer(infos, masks, training_, context_.threads, r, failure,
+                                      context_.session ? &session : nullptr)) {
                 throw RunError("node '" + node.name + "' (" + node.op + "): shape inference at batch " +
                                std::to_string(plan_->batch) + " failed: " + failure.message);
             }
@@ -180,6 +226,27 @@ private:
         }
     }
 
+    // The encoder's tensors the decoder reads are made at a session's first call and read at every
+    // call: they hold their memory for the whole plan, so that no call's buffers take it.
+    void keep_session_tensors() {
+        for (NodeId id : steps_.ops) {
+            const GraphNode& node = g_.node(id);
+            const bool node_advances =
+                std::any_of(node.inputs.begin(), node.inputs.end(), [&](TensorId t) { return advances(t); });
+            if (!node_advances) continue;
+            for (TensorId t : node.inputs) {
+                if (advances(t)) continue;
+                kept_.push_back(t);
+                if (g_.tensor(t).mask >= 0) kept_.push_back(g_.tensor(t).mask);
+            }
+        }
+        for (TensorId& t : kept_) {
+            t = life_.owner[static_cast<std::size_t>(t)];
+            life_.first[static_cast<std::size_t>(t)] = 0;
+            life_.extend(t, steps_.end_step);
+        }
+    }
+
     // An op whose output is one of its inputs unchanged when not training (Dropout) is not
     // called; the output shares the input's buffer, which lives as long as either of them.
     void alias_inference_buffers() {
@@ -201,20 +268,27 @@ private:
         plan_->grad_buffer.assign(num_tensors, -1);
         for (std::size_t t = 0; t < num_tensors; ++t) {
             if (life_.owner[t] != static_cast<TensorId>(t)) continue;
-            plan_->tensor_buffer[t] = request(bytes_of(g_.tensors()[t].info.dtype, plan_->shapes[t]), life_.first[t],
-                                              life_.last[t], "tensor " + g_.tensors()[t].name);
+            const std::string name = "tensor " + g_.tensors()[t].name;
+            plan_->tensor_buffer[t] = request(bytes_of(g_.tensors()[t].info.dtype, plan_->shapes[t], name),
+                                              life_.first[t], life_.last[t], name);
         }
         for (std::size_t t = 0; t < num_tensors; ++t) {
             plan_->tensor_buffer[t] = plan_->tensor_buffer[static_cast<std::size_t>(life_.owner[t])];
         }
+        for (TensorId t : kept_) add_session_buffer(plan_->tensor_buffer[static_cast<std::size_t>(t)]);
+    }
+
+    void add_session_buffer(int buffer) {
+        std::vector<int>& kept = plan_->session_buffers;
+        if (buffer >= 0 && std::find(kept.begin(), kept.end(), buffer) == kept.end()) kept.push_back(buffer);
     }
 
     void request_target_buffers() {
         if (!context_.loss) return;
         for (TensorId t : context_.loss_outputs) {
             Shape shape = context_.loss->target_shape(shape_of(t));
-            plan_->target_buffer.push_back(
-                request(bytes_of(DType::F32, shape), 0, steps_.loss_step, "targets of " + g_.tensor(t).name));
+            const std::string name = "targets of " + g_.tensor(t).name;
+            plan_->target_buffer.push_back(request(bytes_of(DType::F32, shape, name), 0, steps_.loss_step, name));
             plan_->target_shapes.push_back(std::move(shape));
         }
     }
@@ -231,7 +305,7 @@ private:
         for (std::size_t t = 0; t < num_tensors; ++t) {
             if (!gradients.needs_grad[t]) continue;
             const auto& contributions = gradients.contributions[t];
-            const std::size_t bytes = bytes_of(DType::F32, plan_->shapes[t]);
+            const std::size_t bytes = bytes_of(DType::F32, plan_->shapes[t], "gradient of " + g_.tensors()[t].name);
             const int consumed = steps_.backward_step[static_cast<std::size_t>(g_.tensors()[t].producer)];
             plan_->grad_buffer[t] =
                 request(bytes, step_of(contributions.front()), consumed, "gradient of " + g_.tensors()[t].name);
@@ -251,6 +325,8 @@ private:
             call.backward_step = steps_.backward_step[static_cast<std::size_t>(id)];
             call.runs_backward = runs_backward(id);
             call.skipped = life_.skipped[static_cast<std::size_t>(id)];
+            call.advances = std::any_of(g_.node(id).inputs.begin(), g_.node(id).inputs.end(),
+                                        [&](TensorId t) { return advances(t); });
             const InferResult& counted = inferred_[static_cast<std::size_t>(id)];
             if (!call.skipped) {
                 call.forward_flops = counted.forward_flops;
@@ -294,6 +370,13 @@ private:
         const int saved_until = call.runs_backward ? call.backward_step : call.forward_step;
         for (const BufferDeclaration& b : r.buffers) {
             const std::string name = "buffer '" + b.name + "' of " + node.name;
+            if (b.lifetime == NNG_BUFFER_SESSION) {  // kept from a session's first call to its last
+                const int buffer = b.bytes > 0 ? request(b.bytes, 0, steps_.end_step, name) : -1;
+                add_session_buffer(buffer);
+                call.forward_buffers.add(buffer >= 0 ? b.bytes : 0, 0, 1, buffer);
+                call.backward_buffers.add(0, 0, 1, -1);
+                continue;
+            }
             if (b.lifetime == NNG_BUFFER_SAVED) {
                 const bool kept = training_ && b.bytes > 0;
                 const int buffer = kept ? request(b.bytes, call.forward_step, saved_until, name) : -1;
@@ -302,6 +385,13 @@ private:
                 continue;
             }
             const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? context_.threads : 1;
+            // Each slice is aligned: slices + 1 leaves room for the padding.
+            if (b.lifetime == NNG_BUFFER_PER_THREAD &&
+                b.bytes > kMaxTensorBytes / static_cast<std::uint64_t>(slices + 1)) {
+                throw RunError(name + " of " + std::to_string(b.bytes) + " bytes for each of " +
+                               std::to_string(slices) + " threads at batch " + std::to_string(plan_->batch) +
+                               " would exceed 2^62 bytes");
+            }
             const std::uint64_t stride = b.lifetime == NNG_BUFFER_PER_THREAD ? aligned(b.bytes) : 0;
             const std::uint64_t total =
                 b.lifetime == NNG_BUFFER_PER_THREAD ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
@@ -362,6 +452,8 @@ private:
     std::vector<InferResult> inferred_;  // per node
     Lifetimes life_;
     std::vector<std::vector<int>> contribution_buffer_;  // per tensor, per contribution
+    std::vector<bool> advancing_;                        // per tensor (see mark_advancing)
+    std::vector<TensorId> kept_;                         // decoding: the encoder's tensors the decoder reads
 };
 
 }  // namespace

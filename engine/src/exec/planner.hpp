@@ -21,7 +21,8 @@ struct PlanContext {
     const GradientPlan& gradients;
     const LossFunction* loss = nullptr;
     const std::vector<TensorId>& loss_outputs;
-    int threads = 1;  // of every op call: the slices of per-thread buffers
+    int threads = 1;                        // of every op call: the slices of per-thread buffers
+    const SessionShape* session = nullptr;  // set for an incremental-decoding session's plan
 };
 
 // Throws RunError naming the node when an op rejects its concrete shapes.

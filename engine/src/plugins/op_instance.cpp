@@ -50,7 +50,8 @@ OpInstance::~OpInstance() {
 }
 
 bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
-                       int num_threads, InferResult& result, OpFailure& failure) const {
+                       int num_threads, InferResult& result, OpFailure& failure,
+                       const SessionInference* session) const {
     std::vector<nng_tensor_info> c_inputs;
     std::vector<std::int32_t> c_masks;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -66,6 +67,12 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     io.backward_needs = NNG_NEEDS_ALL;
     io.inference_identity = -1;
     io.num_threads = num_threads;
+    std::vector<std::int32_t> advances;
+    if (session) {
+        for (const bool a : session->input_advances) advances.push_back(a ? 1 : 0);
+        io.session_positions = session->positions;
+        io.input_advances = advances.data();
+    }
     io.precision = precision_;
     nng_error error = fresh_error();
     if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
@@ -122,10 +129,10 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         const nng_buffer_spec& spec = io.buffers[b];
         BufferDeclaration declared;
         declared.name = std::string(spec.name, strnlen(spec.name, NNG_NAME_CAPACITY));
-        if (spec.lifetime < NNG_BUFFER_PER_CALL || spec.lifetime > NNG_BUFFER_BACKWARD) {
+        if (spec.lifetime < NNG_BUFFER_PER_CALL || spec.lifetime > NNG_BUFFER_SESSION) {
             return invalid("buffer '" + declared.name + "' with lifetime " +
                            std::to_string(static_cast<int>(spec.lifetime)) +
-                           "; expected per call (1), saved (2), per thread (3) or backward (4)");
+                           "; expected per call (1), saved (2), per thread (3), backward (4) or session (5)");
         }
         declared.lifetime = spec.lifetime;
         declared.bytes = spec.bytes;

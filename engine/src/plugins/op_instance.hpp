@@ -18,6 +18,13 @@ struct OpFailure {
     std::string attribute;
 };
 
+// What the plan of an incremental-decoding session tells each op (nng_infer_io.session_positions
+// and input_advances): the most positions a session reaches, and which inputs advance per call.
+struct SessionInference {
+    std::int64_t positions = 0;
+    std::vector<bool> input_advances;
+};
+
 class OpInstance {
 public:
     // Calls the plugin's `create`. Throws OpCreateError (carrying the plugin's message and blamed
@@ -34,9 +41,10 @@ public:
     nng_precision precision() const { return precision_; }
 
     // Returns false and fills `failure` when the plugin rejects the inputs. `num_threads` is what
-    // every call of the plan runs with (1 at load time).
+    // every call of the plan runs with (1 at load time); `session` is set in a decoding session's plan.
     bool infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
-               int num_threads, InferResult& result, OpFailure& failure) const;
+               int num_threads, InferResult& result, OpFailure& failure,
+               const SessionInference* session = nullptr) const;
 
     // Throw RunError "<node> (<op>): forward failed: ..." on failure.
     void forward(const std::string& node, const nng_context& ctx, const nng_exec_args& args) const;

@@ -8,13 +8,14 @@ namespace nngraph {
 
 // Each reader's own file defines it.
 extern const DataReader kAclImdbReader;
+extern const DataReader kDuplicationReader;
 extern const DataReader kSyntheticReader;
 extern const DataReader kSafetensorsReader;
 extern const DataReader kTsvPairsReader;
 
 std::span<const DataReader* const> data_readers() {
-    static const std::array<const DataReader*, 4> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader,
-                                                             &kTsvPairsReader};
+    static const std::array<const DataReader*, 5> readers = {&kAclImdbReader, &kSyntheticReader, &kSafetensorsReader,
+                                                             &kTsvPairsReader, &kDuplicationReader};
     return readers;
 }
 

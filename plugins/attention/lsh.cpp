@@ -1,0 +1,551 @@
+// LshCore (see lsh.hpp). One call goes round by round: hash every position (products with the
+// head's rotation, 64 rows at a time), counting-sort each group by (bucket, position), then attend
+// chunk by chunk. Work items are (group, chunk) pairs shared among the threads, each thread with
+// tiles of its own. Within a round every query belongs to one chunk, so forward merges a round
+// into its queries' running (m, l, output) without races; backward's key and value gradients
+// reach a chunk and the one before it, so chunks go in three phases (even, odd, and the last when
+// the count is odd) in which no two chunks touch the same rows, which also keeps every sum in the
+// same order on any number of threads.
+#include "lsh.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "kernels.hpp"
+#include "lsh_hashing.hpp"
+#include "masks.hpp"
+
+namespace nngraph_attention {
+namespace {
+
+using namespace kernels;
+
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+constexpr std::int64_t kHashRows = 64;  // positions hashed per product
+
+std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
+
+// The sizes of one call. A window is a chunk's keys: the chunk before it, then its own.
+struct Geometry {
+    std::int64_t steps, chunk, chunks, buckets, half, halfp, dkp, dvp, cp, windowp;
+
+    Geometry(const Problem& p, std::int64_t bucket_size)
+        : steps(p.tq),
+          chunk(std::max<std::int64_t>(1, std::min(bucket_size, p.tq))),
+          chunks((p.tq + chunk - 1) / chunk),
+          buckets(lsh::bucket_count(p.tq, bucket_size)),
+          half(buckets / 2),
+          halfp(round16(half)),
+          dkp(round16(p.dk)),
+          dvp(round16(p.dv)),
+          cp(round16(chunk)),
+          windowp(round16(chunks > 1 ? 2 * chunk : chunk)) {}
+
+    // Sorted positions [first, end) of chunk k.
+    std::int64_t first(std::int64_t k) const { return k * chunk; }
+    std::int64_t end(std::int64_t k) const { return std::min(steps, (k + 1) * chunk); }
+    std::int64_t previous(std::int64_t k) const { return (k + chunks - 1) % chunks; }
+    // Backward's phase of chunk k: chunks of one phase share no key rows.
+    int phase(std::int64_t k) const { return chunks > 1 && chunks % 2 == 1 && k == chunks - 1 ? 2 : int(k % 2); }
+};
+
+// One thread's tiles, carved in this order. Rows of score-sized tiles are the chunk's queries,
+// columns its window's keys.
+struct Tiles {
+    float *q_rows, *k_rows, *k_columns, *v_rows, *v_columns, *do_rows;
+    float *raw, *score, *dscore, *acc, *dq, *dk, *dv;
+    float *hash_rows, *hash_products;
+    std::int32_t *query_at, *key_at, *counts;
+
+    static std::int64_t floats(const Problem& p, const Geometry& g) {
+        const std::int64_t w = g.windowp;
+        return g.cp * g.dkp + w * g.dkp + p.dk * w + w * g.dvp + p.dv * w + g.cp * g.dvp + 3 * g.cp * w + g.cp * g.dvp +
+               g.cp * g.dkp + w * g.dkp + w * g.dvp + kHashRows * (g.dkp + g.halfp) + g.cp + w + g.buckets + 1 +
+               20 * 16;
+    }
+    Tiles(const Problem& p, const Geometry& g, float* memory) {
+        float* f = memory;
+        const auto take = [&f](std::int64_t n) {
+            float* out = f;
+            f += round16(n);
+            return out;
+        };
+        const std::int64_t w = g.windowp;
+        q_rows = take(g.cp * g.dkp);
+        k_rows = take(w * g.dkp);
+        k_columns = take(p.dk * w);
+        v_rows = take(w * g.dvp);
+        v_columns = take(p.dv * w);
+        do_rows = take(g.cp * g.dvp);
+        raw = take(g.cp * w);
+        score = take(g.cp * w);
+        dscore = take(g.cp * w);
+        acc = take(g.cp * g.dvp);
+        dq = take(g.cp * g.dkp);
+        dk = take(w * g.dkp);
+        dv = take(w * g.dvp);
+        hash_rows = take(kHashRows * g.dkp);
+        hash_products = take(kHashRows * g.halfp);
+        query_at = reinterpret_cast<std::int32_t*>(take(g.cp));
+        key_at = reinterpret_cast<std::int32_t*>(take(w));
+        counts = reinterpret_cast<std::int32_t*>(take(g.buckets + 1));
+    }
+};
+
+float* row_of(const onednn::View& v, std::int64_t g, std::int64_t i) {
+    return static_cast<float*>(v.data) + g * v.strides[0] + i * v.strides[1];
+}
+
+void zero_rows(const onednn::View& v, std::int64_t groups, std::int64_t steps, std::int64_t d) {
+    if (!v.present()) return;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t g = 0; g < groups; ++g)
+        for (std::int64_t i = 0; i < steps; ++i) std::fill_n(row_of(v, g, i), d, 0.0f);
+}
+
+// Everything a call shares.
+struct Plan {
+    const Problem& p;
+    const Geometry& geo;
+    const Masks& masks;
+    const float* inverse_norms;  // (G, T): 1 / the length of each query, its key's scale
+    const std::int32_t* order;   // (G, rounds, T): sorted position -> position
+    std::int64_t rounds;
+
+    const std::int32_t* order_of(std::int64_t g, std::int64_t round) const {
+        return order + (g * rounds + round) * geo.steps;
+    }
+    // Whether query i of group g gives a zero row (Attention's masked queries).
+    bool skipped(std::int64_t g, std::int64_t i) const {
+        return p.style == MaskStyle::kSubtract && !masks.query_kept(masks.batch_of_group(g), i);
+    }
+};
+
+// Packs chunk k of `round` into the thread's tiles: positions, query rows, the window's unit keys
+// (rows and columns) and value rows (and columns when `value_columns`), the raw products q·k into
+// t.raw and the scores, masked and with the self rule, into t.score (-inf past the window).
+// Returns (queries, keys).
+std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round,
+                                                 std::int64_t k, bool value_columns) {
+    const Problem& p = plan.p;
+    const Geometry& geo = plan.geo;
+    const std::int32_t* order = plan.order_of(g, round);
+    const std::int64_t queries = geo.end(k) - geo.first(k), w = geo.windowp;
+    std::int64_t keys = 0;
+    if (geo.chunks > 1) {
+        const std::int64_t prev = geo.previous(k);
+        for (std::int64_t s = geo.first(prev); s < geo.end(prev); ++s) t.key_at[keys++] = order[s];
+    }
+    for (std::int64_t s = geo.first(k); s < geo.end(k); ++s) t.key_at[keys++] = order[s];
+    for (std::int64_t r = 0; r < queries; ++r) t.query_at[r] = order[geo.first(k) + r];
+
+    std::memset(t.q_rows, 0, sizeof(float) * geo.cp * geo.dkp);
+    for (std::int64_t r = 0; r < queries; ++r) std::copy_n(row_of(p.q, g, t.query_at[r]), p.dk, t.q_rows + r * geo.dkp);
+    std::memset(t.k_rows, 0, sizeof(float) * w * geo.dkp);
+    std::memset(t.k_columns, 0, sizeof(float) * p.dk * w);
+    std::memset(t.v_rows, 0, sizeof(float) * w * geo.dvp);
+    if (value_columns) std::memset(t.v_columns, 0, sizeof(float) * p.dv * w);
+    for (std::int64_t c = 0; c < keys; ++c) {
+        const std::int64_t j = t.key_at[c];
+        const float* q = row_of(p.q, g, j);
+        const float scale = plan.inverse_norms[g * geo.steps + j];
+        for (std::int64_t e = 0; e < p.dk; ++e) {
+            t.k_rows[c * geo.dkp + e] = q[e] * scale;
+            t.k_columns[e * w + c] = q[e] * scale;
+        }
+        const float* v = row_of(p.v, g, j);
+        std::copy_n(v, p.dv, t.v_rows + c * geo.dvp);
+        if (value_columns)
+            for (std::int64_t e = 0; e < p.dv; ++e) t.v_columns[e * w + c] = v[e];
+    }
+    gemm(Layout::kAsStored, geo.cp, w, p.dk, t.q_rows, geo.dkp, t.k_columns, w, t.raw, w, false);
+
+    const std::int64_t b = plan.masks.batch_of_group(g);
+    const std::uint8_t* key_mask = plan.masks.keys(b);
+    const MaskedScore masked = plan.masks.masked_score();
+    for (std::int64_t r = 0; r < geo.cp; ++r) {
+        float* x = t.score + r * w;
+        if (r >= queries) {
+            std::fill_n(x, w, kMinusInfinity);
+            continue;
+        }
+        const std::int64_t i = t.query_at[r];
+        const bool query_masked = p.style == MaskStyle::kReplace && !plan.masks.query_kept(b, i);
+        for (std::int64_t c = 0; c < keys; ++c) {
+            const std::int64_t j = t.key_at[c];
+            const float v = p.alpha * t.raw[r * w + c];
+            const bool allowed = !query_masked && (!key_mask || key_mask[j]) && !(p.causal && j > i);
+            x[c] = !allowed ? masked(v) : j == i ? lsh::kSelfScore : v;
+        }
+        std::fill(x + keys, x + w, kMinusInfinity);
+    }
+    return {queries, keys};
+}
+
+// Whether the score of query i and key j passes its gradient on (not replaced by a constant):
+// allowed and not itself, or masked in Attention's style (score - 1e9).
+bool score_differentiable(const Plan& plan, std::int64_t b, std::int64_t i, std::int64_t j) {
+    const Problem& p = plan.p;
+    const std::uint8_t* key_mask = plan.masks.keys(b);
+    const bool query_masked = p.style == MaskStyle::kReplace && !plan.masks.query_kept(b, i);
+    const bool allowed = !query_masked && (!key_mask || key_mask[j]) && !(p.causal && j > i);
+    return allowed ? j != i : p.style == MaskStyle::kSubtract;
+}
+// Whether the probability of (i, j) counts in the output (MultiHeadAttention's zero_masked zeroes
+// masked ones after the softmax).
+bool probability_kept(const Plan& plan, std::int64_t b, std::int64_t i, std::int64_t j) {
+    const Problem& p = plan.p;
+    if (!p.zero_masked) return true;
+    const std::uint8_t* key_mask = plan.masks.keys(b);
+    return plan.masks.query_kept(b, i) && (!key_mask || key_mask[j]) && !(p.causal && j > i);
+}
+
+// ---- hashing ----
+
+// Buckets of group g's positions [j0, j0 + 64) in `round` into buckets[j].
+void hash_rows(const Plan& plan, Tiles& t, const float* rotations, std::int64_t g, std::int64_t round, std::int64_t j0,
+               std::int32_t* buckets) {
+    const Problem& p = plan.p;
+    const Geometry& geo = plan.geo;
+    const std::int64_t count = std::min(kHashRows, geo.steps - j0);
+    std::memset(t.hash_rows, 0, sizeof(float) * kHashRows * geo.dkp);
+    for (std::int64_t r = 0; r < count; ++r) std::copy_n(row_of(p.q, g, j0 + r), p.dk, t.hash_rows + r * geo.dkp);
+    const float* rotation = rotations + ((g % p.heads) * plan.rounds + round) * p.dk * geo.halfp;
+    gemm(Layout::kAsStored, kHashRows, geo.halfp, p.dk, t.hash_rows, geo.dkp, rotation, geo.halfp, t.hash_products,
+         geo.halfp, false);
+    for (std::int64_t r = 0; r < count; ++r)
+        buckets[j0 + r] = static_cast<std::int32_t>(lsh::bucket_of(t.hash_products + r * geo.halfp, geo.half));
+}
+
+// Group g's positions sorted by (bucket, position): a stable counting sort.
+void sort_by_bucket(const Geometry& geo, Tiles& t, const std::int32_t* buckets, std::int32_t* order) {
+    std::fill_n(t.counts, geo.buckets + 1, 0);
+    for (std::int64_t j = 0; j < geo.steps; ++j) ++t.counts[buckets[j] + 1];
+    for (std::int64_t c = 0; c < geo.buckets; ++c) t.counts[c + 1] += t.counts[c];
+    for (std::int64_t j = 0; j < geo.steps; ++j) order[t.counts[buckets[j]]++] = static_cast<std::int32_t>(j);
+}
+
+// The sorted orders of every group and round (the identity with one bucket).
+void hash_and_sort(const Plan& plan, const Buffers& buffers, BufferId chunk_tiles, const float* rotations,
+                   std::int32_t* buckets, std::int32_t* order) {
+    const Problem& p = plan.p;
+    const Geometry& geo = plan.geo;
+    const std::int64_t groups = p.groups(), tiles = (geo.steps + kHashRows - 1) / kHashRows;
+    for (std::int64_t round = 0; round < plan.rounds; ++round) {
+#pragma omp parallel
+        {
+            Tiles t(p, geo, buffers.thread_floats(chunk_tiles));
+            if (geo.buckets == 1) {
+#pragma omp for schedule(static)
+                for (std::int64_t g = 0; g < groups; ++g) {
+                    std::int32_t* o = order + (g * plan.rounds + round) * geo.steps;
+                    for (std::int64_t j = 0; j < geo.steps; ++j) o[j] = static_cast<std::int32_t>(j);
+                }
+            } else {
+#pragma omp for schedule(dynamic, 1)
+                for (std::int64_t item = 0; item < groups * tiles; ++item) {
+                    const std::int64_t g = item / tiles;
+                    hash_rows(plan, t, rotations, g, round, (item % tiles) * kHashRows, buckets + g * geo.steps);
+                }
+#pragma omp for schedule(static)
+                for (std::int64_t g = 0; g < groups; ++g)
+                    sort_by_bucket(geo, t, buckets + g * geo.steps, order + (g * plan.rounds + round) * geo.steps);
+            }
+        }
+    }
+}
+
+// Every head's and round's rotation, (dk, halfp) each with zero padding columns.
+void draw_rotations(const Problem& p, const Geometry& geo, std::int64_t rounds, float* rotations) {
+    if (geo.buckets == 1) return;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t h = 0; h < p.heads; ++h) {
+        for (std::int64_t round = 0; round < rounds; ++round) {
+            float* r = rotations + (h * rounds + round) * p.dk * geo.halfp;
+            for (std::int64_t e = 0; e < p.dk; ++e)
+                for (std::int64_t c = 0; c < geo.halfp; ++c)
+                    r[e * geo.halfp + c] =
+                        c < geo.half ? lsh::rotation(p.hash_seed, h, round, rounds, p.dk, geo.half, e, c) : 0.0f;
+        }
+    }
+}
+
+void compute_inverse_norms(const Problem& p, float* inverse_norms) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t g = 0; g < p.groups(); ++g) {
+        for (std::int64_t j = 0; j < p.tq; ++j) {
+            const float* q = row_of(p.q, g, j);
+            double sum = 0.0;
+            for (std::int64_t e = 0; e < p.dk; ++e) sum += double(q[e]) * q[e];
+            inverse_norms[g * p.tq + j] = static_cast<float>(1.0 / std::sqrt(sum + lsh::kNormEpsilon));
+        }
+    }
+}
+
+// ---- forward ----
+
+// Chunk k of `round`: its softmax over the window merged into its queries' running maximum m,
+// sum l and unnormalised output (stats holds (m, l) per query).
+void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k, float* stats) {
+    const Problem& p = plan.p;
+    const Geometry& geo = plan.geo;
+    const auto [queries, keys] = load_chunk(plan, t, g, round, k, false);
+    const std::int64_t w = geo.windowp, b = plan.masks.batch_of_group(g);
+    float* old_scale = t.dscore;  // per query row: the factor on its running sum and output
+    for (std::int64_t r = 0; r < geo.cp; ++r) {
+        float* x = t.score + r * w;
+        if (r >= queries || plan.skipped(g, t.query_at[r])) {
+            std::fill_n(x, w, 0.0f);
+            old_scale[r] = 1.0f;
+            continue;
+        }
+        const std::int64_t i = t.query_at[r];
+        float* st = stats + (g * geo.steps + i) * 2;
+        float row_max = kMinusInfinity;
+        for (std::int64_t c = 0; c < keys; ++c) row_max = std::max(row_max, x[c]);
+        const float m_old = st[0], m_new = std::max(m_old, row_max);
+        v16 sum{};
+        for (std::int64_t c = 0; c < w; c += 16) {
+            const v16 e = vexp(load(x + c) - m_new);
+            store(x + c, e);
+            sum += e;
+        }
+        float l = 0.0f;
+        for (int lane = 0; lane < 16; ++lane) l += sum[lane];
+        if (p.zero_masked) {
+            for (std::int64_t c = 0; c < keys; ++c)
+                if (!probability_kept(plan, b, i, t.key_at[c])) x[c] = 0.0f;
+        }
+        old_scale[r] = m_old == kMinusInfinity ? 0.0f : std::exp(m_old - m_new);
+        st[0] = m_new;
+        st[1] = st[1] * old_scale[r] + l;
+    }
+    gemm(Layout::kAsStored, geo.cp, geo.dvp, w, t.score, w, t.v_rows, geo.dvp, t.acc, geo.dvp, false);
+    for (std::int64_t r = 0; r < queries; ++r) {
+        const std::int64_t i = t.query_at[r];
+        if (plan.skipped(g, i)) continue;
+        float* o = row_of(p.out, g, i);
+        for (std::int64_t e = 0; e < p.dv; ++e) o[e] = o[e] * old_scale[r] + t.acc[r * geo.dvp + e];
+    }
+}
+
+// ---- backward ----
+
+struct Gradients {
+    const onednn::View &dq, &dv;
+    float* key_gradients;  // (G, T, dk): dL/d(unit key)
+    double d_alpha = 0.0;
+    bool want_dalpha;
+};
+
+void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::View& dout, const float* stats,
+                    std::int64_t g, std::int64_t round, std::int64_t k) {
+    const Problem& p = plan.p;
+    const Geometry& geo = plan.geo;
+    const auto [queries, keys] = load_chunk(plan, t, g, round, k, true);
+    const std::int64_t w = geo.windowp, b = plan.masks.batch_of_group(g);
+    std::memset(t.do_rows, 0, sizeof(float) * geo.cp * geo.dvp);
+    for (std::int64_t r = 0; r < queries; ++r)
+        std::copy_n(row_of(dout, g, t.query_at[r]), p.dv, t.do_rows + r * geo.dvp);
+    gemm(Layout::kAsStored, geo.cp, w, p.dv, t.do_rows, geo.dvp, t.v_columns, w, t.dscore, w, false);  // dO·vᵀ
+    double d_alpha = 0.0;
+    for (std::int64_t r = 0; r < geo.cp; ++r) {
+        float* x = t.score + r * w;
+        float* ds = t.dscore + r * w;
+        if (r >= queries || plan.skipped(g, t.query_at[r])) {
+            std::fill_n(x, w, 0.0f);
+            std::fill_n(ds, w, 0.0f);
+            continue;
+        }
+        const std::int64_t i = t.query_at[r];
+        const float* st = stats + (g * geo.steps + i) * 2;
+        const float* o = row_of(p.out, g, i);
+        double delta = 0.0;  // dO·O
+        for (std::int64_t e = 0; e < p.dv; ++e) delta += double(t.do_rows[r * geo.dvp + e]) * o[e];
+        const float m = st[0], inv_l = st[1], dlt = static_cast<float>(delta);
+        for (std::int64_t c = 0; c < w; c += 16) store(x + c, vexp(load(x + c) - m) * inv_l);
+        for (std::int64_t c = 0; c < keys; ++c) {
+            const std::int64_t j = t.key_at[c];
+            ds[c] = score_differentiable(plan, b, i, j) ? x[c] * (ds[c] - dlt) : 0.0f;
+            if (grads.want_dalpha) d_alpha += double(ds[c]) * t.raw[r * w + c];
+            ds[c] *= p.alpha;
+            if (p.zero_masked && !probability_kept(plan, b, i, j)) x[c] = 0.0f;
+        }
+        std::fill(ds + keys, ds + w, 0.0f);
+        std::fill(x + keys, x + w, 0.0f);
+    }
+    grads.d_alpha += d_alpha;
+    if (grads.dq.present()) {
+        gemm(Layout::kAsStored, geo.cp, geo.dkp, w, t.dscore, w, t.k_rows, geo.dkp, t.dq, geo.dkp, false);
+        gemm(Layout::kTransposed, w, geo.dkp, geo.cp, t.dscore, w, t.q_rows, geo.dkp, t.dk, geo.dkp, false);
+        for (std::int64_t r = 0; r < queries; ++r) {
+            float* d = row_of(grads.dq, g, t.query_at[r]);
+            for (std::int64_t e = 0; e < p.dk; ++e) d[e] += t.dq[r * geo.dkp + e];
+        }
+        for (std::int64_t c = 0; c < keys; ++c) {
+            float* d = grads.key_gradients + (g * geo.steps + t.key_at[c]) * p.dk;
+            for (std::int64_t e = 0; e < p.dk; ++e) d[e] += t.dk[c * geo.dkp + e];
+        }
+    }
+    if (grads.dv.present()) {
+        gemm(Layout::kTransposed, w, geo.dvp, geo.cp, t.score, w, t.do_rows, geo.dvp, t.dv, geo.dvp, false);
+        for (std::int64_t c = 0; c < keys; ++c) {
+            float* d = row_of(grads.dv, g, t.key_at[c]);
+            for (std::int64_t e = 0; e < p.dv; ++e) d[e] += t.dv[c * geo.dvp + e];
+        }
+    }
+}
+
+// dq += the unit keys' gradient through k = q / sqrt(|q|² + ε): (dk - k (k·dk)) / sqrt(|q|² + ε).
+void add_key_gradients(const Problem& p, const float* inverse_norms, const float* key_gradients,
+                       const onednn::View& dq) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t g = 0; g < p.groups(); ++g) {
+        for (std::int64_t j = 0; j < p.tq; ++j) {
+            const float* q = row_of(p.q, g, j);
+            const float* dk = key_gradients + (g * p.tq + j) * p.dk;
+            const double s = inverse_norms[g * p.tq + j];
+            double dot = 0.0;
+            for (std::int64_t e = 0; e < p.dk; ++e) dot += double(q[e]) * dk[e];
+            float* d = row_of(dq, g, j);
+            for (std::int64_t e = 0; e < p.dk; ++e) d[e] += static_cast<float>(s * dk[e] - s * s * s * q[e] * dot);
+        }
+    }
+}
+
+void check_problem(const Problem& p) {
+    if (p.tq != p.tv)
+        throw std::logic_error("attention lsh core: shared query-keys need as many keys as queries, got " +
+                               std::to_string(p.tq) + " queries and " + std::to_string(p.tv) + " keys");
+    if (p.may_drop) throw std::logic_error("attention lsh core: no dropout on LSH attention");
+}
+
+}  // namespace
+
+struct LshCore::Ids {
+    BufferId order, stats;             // saved in training: sorted orders per round, (m, 1/l) per query
+    BufferId inverse_norms, key_mask;  // both directions
+    BufferId rotations, buckets;       // forward
+    BufferId key_gradients;            // backward
+    BufferId tiles;                    // per thread
+};
+
+LshCore::Ids LshCore::declare(const Problem& p, bool training, BufferList& list) const {
+    const Geometry geo(p, bucket_size_);
+    const Lifetime kept = training ? Lifetime::kSaved : Lifetime::kForward;
+    const std::int64_t per = training ? p.heads : p.groups();  // saved buffers count per batch element
+    Ids ids;
+    ids.order = list.add("attention.lsh_sorted_order", kept, NNG_I32, per * hashes_ * p.tq, 1, 1);
+    ids.stats = list.floats("attention.row_statistics", kept, per * p.tq * 2);
+    ids.inverse_norms = list.floats("attention.lsh_inverse_norms", Lifetime::kCall, p.groups() * p.tq);
+    ids.key_mask = list.bytes("attention.key_mask", Lifetime::kCall, Masks::combined_bytes(p));
+    ids.rotations = list.floats("attention.lsh_rotations", Lifetime::kForward,
+                                geo.buckets > 1 ? p.heads * hashes_ * p.dk * geo.halfp : 0);
+    ids.buckets =
+        list.add("attention.lsh_buckets", Lifetime::kForward, NNG_I32, geo.buckets > 1 ? p.groups() * p.tq : 0, 1, 1);
+    ids.key_gradients = list.floats("attention.lsh_key_gradients", Lifetime::kBackward, p.groups() * p.tq * p.dk);
+    ids.tiles = list.floats("attention.lsh_tiles", Lifetime::kThread, Tiles::floats(p, geo));
+    return ids;
+}
+
+BufferList LshCore::buffers(const Problem& p, bool training) const {
+    BufferList list;
+    declare(p, training, list);
+    return list;
+}
+
+void LshCore::forward(const Problem& p, const Buffers& buffers) const {
+    check_problem(p);
+    BufferList list;
+    const Ids ids = declare(p, buffers.training(), list);
+    const Geometry geo(p, bucket_size_);
+    const Pattern everything;
+    const Masks masks(p, everything, buffers.bytes(ids.key_mask));
+    auto* order = static_cast<std::int32_t*>(buffers.get(ids.order));
+    float* stats = buffers.floats(ids.stats);
+    float* inverse_norms = buffers.floats(ids.inverse_norms);
+    const Plan plan{p, geo, masks, inverse_norms, order, hashes_};
+    compute_inverse_norms(p, inverse_norms);
+    draw_rotations(p, geo, hashes_, buffers.floats(ids.rotations));
+    hash_and_sort(plan, buffers, ids.tiles, buffers.floats(ids.rotations),
+                  static_cast<std::int32_t*>(buffers.get(ids.buckets)), order);
+    const std::int64_t groups = p.groups(), items = groups * geo.chunks;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t g = 0; g < groups; ++g) {
+        for (std::int64_t i = 0; i < geo.steps; ++i) {
+            std::fill_n(row_of(p.out, g, i), p.dv, 0.0f);
+            stats[(g * geo.steps + i) * 2] = kMinusInfinity;
+            stats[(g * geo.steps + i) * 2 + 1] = 0.0f;
+        }
+    }
+#pragma omp parallel
+    {
+        Tiles t(p, geo, buffers.thread_floats(ids.tiles));
+        for (std::int64_t round = 0; round < hashes_; ++round) {
+#pragma omp for schedule(dynamic, 1)
+            for (std::int64_t item = 0; item < items; ++item)
+                forward_chunk(plan, t, item / geo.chunks, round, item % geo.chunks, stats);
+        }
+    }
+    // Normalise, and keep 1 / l for backward (skipped rows: m = -inf, 1 / l = 0).
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t g = 0; g < groups; ++g) {
+        for (std::int64_t i = 0; i < geo.steps; ++i) {
+            float* st = stats + (g * geo.steps + i) * 2;
+            const float inv_l = st[1] > 0.0f ? 1.0f / st[1] : 0.0f;
+            st[1] = inv_l;
+            float* o = row_of(p.out, g, i);
+            for (std::int64_t e = 0; e < p.dv; ++e) o[e] *= inv_l;
+        }
+    }
+}
+
+void LshCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
+                       const CoreGradients& grads) const {
+    check_problem(p);
+    zero_rows(grads.dq, p.groups(), p.tq, p.dk);
+    zero_rows(grads.dv, p.groups(), p.tv, p.dv);
+    if (grads.dk.present() && !grads.dk_accumulates) zero_rows(grads.dk, p.groups(), p.tv, p.dk);
+    if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
+    if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
+    if (!dout.present()) return;
+    BufferList list;
+    const Ids ids = declare(p, buffers.training(), list);
+    const auto* order = static_cast<const std::int32_t*>(buffers.get(ids.order));
+    const float* stats = buffers.floats(ids.stats);
+    if (!order || !stats) throw std::logic_error("attention lsh core: backward without the forward's saved buffers");
+    const Geometry geo(p, bucket_size_);
+    const Pattern everything;
+    const Masks masks(p, everything, buffers.bytes(ids.key_mask));
+    float* inverse_norms = buffers.floats(ids.inverse_norms);
+    const Plan plan{p, geo, masks, inverse_norms, order, hashes_};
+    compute_inverse_norms(p, inverse_norms);
+    float* key_gradients = buffers.floats(ids.key_gradients);
+    std::fill_n(key_gradients, p.groups() * p.tq * p.dk, 0.0f);
+    const std::int64_t items = p.groups() * geo.chunks;
+    double d_alpha = 0.0;
+#pragma omp parallel reduction(+ : d_alpha)
+    {
+        Tiles t(p, geo, buffers.thread_floats(ids.tiles));
+        Gradients mine{grads.dq, grads.dv, key_gradients, 0.0, grads.d_alpha_product != nullptr};
+        for (std::int64_t round = 0; round < hashes_; ++round) {
+            for (int phase = 0; phase < 3; ++phase) {
+#pragma omp for schedule(dynamic, 1)
+                for (std::int64_t item = 0; item < items; ++item) {
+                    const std::int64_t k = item % geo.chunks;
+                    if (geo.phase(k) == phase) backward_chunk(plan, t, mine, dout, stats, item / geo.chunks, round, k);
+                }
+            }
+        }
+        d_alpha += mine.d_alpha;
+    }
+    if (grads.dq.present()) add_key_gradients(p, inverse_norms, key_gradients, grads.dq);
+    if (grads.d_alpha_product) *grads.d_alpha_product = d_alpha;
+}
+
+}  // namespace nngraph_attention
