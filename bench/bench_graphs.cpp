@@ -26,6 +26,11 @@ void run_graph(benchmark::State& state, const fs::path& file, std::int64_t batch
         benchmark::Counter(double(bench.batch()) * double(state.iterations()), benchmark::Counter::kIsRate);
     state.counters["bytes_allocated_per_step"] = double(allocated);
     state.counters["arena_MB"] = double(bench.executor().stats().arena_bytes) / (1024.0 * 1024.0);
+    double flops = 0.0;  // as the ops count it
+    for (const Executor::NodeWork& w : bench.executor().last_plan_work())
+        flops += double(w.forward_flops + w.backward_flops);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 }  // namespace

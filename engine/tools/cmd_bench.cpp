@@ -60,6 +60,8 @@ std::pair<const char*, double> time_unit_for(double seconds) {
     return {"ns", 1e9};
 }
 
+double fraction(double achieved, double ceiling) { return ceiling > 0 ? achieved / ceiling : 0.0; }
+
 std::string megabytes(double bytes) {
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, "%.1f MB", bytes / (1024.0 * 1024.0));
@@ -99,6 +101,10 @@ void run_bench(const BenchOptions& o) {
     // Read before the memory figures: counting the optimiser's state copies it.
     const double peak_rss = peak_rss_bytes();
     const MemoryFigures memory = bench.memory();
+    // The work the ops count, read against the matmul ceiling measured now, in this process.
+    const StepWork work = bench.work();
+    const MatmulCeilings ceiling = bench.measure_matmul_ceilings();
+    const double achieved_gflops = work.flops * 1e-9 / median;
 
     if (o.json) {
         // Google Benchmark's JSON layout: one iteration run per repetition, then the aggregates.
@@ -118,12 +124,13 @@ void run_bench(const BenchOptions& o) {
         // Every figure of one repetition; an aggregate row holds the same statistic of each, as
         // Google Benchmark aggregates its counters.
         struct Row {
-            double real, cpu, samples_per_second;
+            double real, cpu, samples_per_second, gflops;
         };
         std::vector<Row> rows;
         for (int r = 0; r < o.repetitions; ++r) {
             const std::size_t i = static_cast<std::size_t>(r);
-            rows.push_back({seconds[i], cpu_seconds[i], double(bench.batch_size()) / seconds[i]});
+            rows.push_back(
+                {seconds[i], cpu_seconds[i], double(bench.batch_size()) / seconds[i], work.flops * 1e-9 / seconds[i]});
         }
         auto entry = [&](const std::string& run_name, const Row& row, const char* run_type) {
             nlohmann::json b = {{"name", run_name},
@@ -137,7 +144,10 @@ void run_bench(const BenchOptions& o) {
                                 {"real_time", row.real * per_second},
                                 {"cpu_time", row.cpu * per_second},
                                 {"time_unit", unit},
-                                {"samples_per_second", row.samples_per_second}};
+                                {"samples_per_second", row.samples_per_second},
+                                {"gflops", row.gflops},
+                                {"fraction_of_f32_ceiling", fraction(row.gflops, ceiling.f32_gflops)},
+                                {"fraction_of_bf16_ceiling", fraction(row.gflops, ceiling.bf16_gflops)}};
             return b;
         };
         // Figures that do not vary by repetition: on the iteration rows, and as themselves on the
@@ -149,6 +159,10 @@ void run_bench(const BenchOptions& o) {
             b["bytes_allocated_per_step"] = double(allocations.bytes) * scale;
             b["allocations_per_step"] = double(allocations.calls) * scale;
             b["primitives_created"] = double(primitives_after) * scale;
+            b["gflop_per_step"] = work.flops * 1e-9 * scale;
+            b["bytes_per_step"] = work.bytes * scale;
+            b["ceiling_f32_gflops"] = ceiling.f32_gflops * scale;
+            b["ceiling_bf16_gflops"] = ceiling.bf16_gflops * scale;
         };
         for (int r = 0; r < o.repetitions; ++r) {
             nlohmann::json b = entry(name, rows[static_cast<std::size_t>(r)], "iteration");
@@ -169,7 +183,7 @@ void run_bench(const BenchOptions& o) {
         };
         for (const char* aggregate : {"median", "min", "max", "mad"}) {
             const Row row{statistic(aggregate, &Row::real), statistic(aggregate, &Row::cpu),
-                          statistic(aggregate, &Row::samples_per_second)};
+                          statistic(aggregate, &Row::samples_per_second), statistic(aggregate, &Row::gflops)};
             nlohmann::json b = entry(name + "_" + aggregate, row, "aggregate");
             b["aggregate_name"] = aggregate;
             b["aggregate_unit"] = "time";
@@ -187,6 +201,15 @@ void run_bench(const BenchOptions& o) {
     std::printf("step time:   median %.3f ms (min %.3f, max %.3f, median absolute deviation %.3f)\n", median * 1e3,
                 *fastest * 1e3, *slowest * 1e3, mad * 1e3);
     std::printf("throughput:  %.0f samples/s\n", samples_per_second);
+    std::printf("work:        %.4f GFLOP and %s moved a step (%.1f FLOP a byte); %.1f GFLOP/s achieved\n",
+                work.flops * 1e-9, megabytes(work.bytes).c_str(), work.bytes > 0 ? work.flops / work.bytes : 0.0,
+                achieved_gflops);
+    std::printf("ceiling:     2048-cube matmul through Dense, now: f32 %.1f GFLOP/s", ceiling.f32_gflops);
+    if (ceiling.bf16_gflops > 0) std::printf(", bf16 %.1f GFLOP/s", ceiling.bf16_gflops);
+    std::printf("; this step runs at %.3f of the f32 ceiling", fraction(achieved_gflops, ceiling.f32_gflops));
+    if (ceiling.bf16_gflops > 0)
+        std::printf(" and %.3f of the bf16 one", fraction(achieved_gflops, ceiling.bf16_gflops));
+    std::printf("\n");
     std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(),
                 megabytes(double(memory.arena_bytes)).c_str());
     if (bench.training())
@@ -210,14 +233,21 @@ void run_bench(const BenchOptions& o) {
         const std::vector<NodeTiming> profile = bench.profile();
         std::size_t width = 4;
         for (const NodeTiming& t : profile) width = std::max(width, t.node.size());
-        std::printf("\nAverage time per node (ms):\n%-*s  %-22s %9s %9s\n", static_cast<int>(width), "node", "op",
-                    "forward", "backward");
+        std::printf(
+            "\nAverage time per node (ms), its work (MFLOP), rate (GFLOP/s) and fraction of the f32 ceiling:\n"
+            "%-*s  %-22s %9s %9s %9s %9s %9s %9s %9s %9s\n",
+            static_cast<int>(width), "node", "op", "forward", "backward", "fwd MFLOP", "bwd MFLOP", "fwd GF/s",
+            "bwd GF/s", "fwd frac", "bwd frac");
         double forward = 0, backward = 0;
+        const auto rate = [](double flops, double seconds) { return seconds > 0 ? flops * 1e-9 / seconds : 0.0; };
         for (const NodeTiming& t : profile) {
             forward += t.forward_seconds;
             backward += t.backward_seconds;
-            std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), t.node.c_str(), t.op.c_str(),
-                        t.forward_seconds * 1e3, t.backward_seconds * 1e3);
+            const double f = rate(t.forward_flops, t.forward_seconds), b = rate(t.backward_flops, t.backward_seconds);
+            std::printf("%-*s  %-22s %9.3f %9.3f %9.2f %9.2f %9.1f %9.1f %9.3f %9.3f\n", static_cast<int>(width),
+                        t.node.c_str(), t.op.c_str(), t.forward_seconds * 1e3, t.backward_seconds * 1e3,
+                        t.forward_flops * 1e-6, t.backward_flops * 1e-6, f, b, fraction(f, ceiling.f32_gflops),
+                        fraction(b, ceiling.f32_gflops));
         }
         std::printf("%-*s  %-22s %9.3f %9.3f\n", static_cast<int>(width), "total", "", forward * 1e3, backward * 1e3);
         std::printf(

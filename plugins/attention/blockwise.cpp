@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels.hpp"
 #include "masks.hpp"
@@ -602,6 +603,31 @@ BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, Buffe
 BlockwiseCore::Ids BlockwiseCore::ids(const Problem& p, const Buffers& buffers) const {
     BufferList list;
     return declare(p, buffers.training(), list);
+}
+
+CoreWork BlockwiseCore::work(const Problem& p) const {
+    // Every (query tile, key tile) pair the pattern and causality leave, at the whole tile's
+    // size: forward k·qᵀ, the online softmax (6 a score) and P·v; backward recomputes k·qᵀ, then
+    // dout·vᵀ, P and dS (5 a score), dv, dq and dk: five products. An adaptive span counts at its
+    // widest. Inputs are read once per visited tile, outputs written once per query row.
+    Problem shapes = p;
+    const std::vector<float> widest(static_cast<std::size_t>(std::max<std::int64_t>(p.heads, 1)),
+                                    static_cast<float>(pattern_.max_span));
+    shapes.spans = widest.data();
+    shapes.key_masks[0] = shapes.key_masks[1] = nullptr;
+    const Masks masks(shapes, pattern_, nullptr);
+    const std::int64_t q_tiles = (p.tq + kTile - 1) / kTile, k_tiles = (p.tv + kTile - 1) / kTile;
+    std::int64_t visited = 0;
+    for (std::int64_t qt = 0; qt < q_tiles; ++qt)
+        for (std::int64_t kt = 0; kt < k_tiles; ++kt)
+            visited += masks.block_candidate(0, qt * kTile, std::min(p.tq, (qt + 1) * kTile), kt * kTile,
+                                             std::min(p.tv, (kt + 1) * kTile));
+    const std::int64_t tiles = p.groups() * visited, tile_scores = tiles * kTile * kTile;
+    const nng::Work product{2 * tile_scores * p.dk, 4 * tiles * kTile * p.dk};
+    const nng::Work weighted_sum{2 * tile_scores * p.dv, 4 * tiles * kTile * p.dv};
+    const nng::Work rows = nng::elementwise_work(p.groups() * p.tq, 0, p.dk + p.dv);
+    return {product + nng::elementwise_work(tile_scores, 6, 0) + weighted_sum + rows,
+            2 * product + 3 * weighted_sum + nng::elementwise_work(tile_scores, 5, 0) + 2 * rows};
 }
 
 BufferList BlockwiseCore::buffers(const Problem& p, bool training) const {

@@ -18,6 +18,7 @@ class BlockwiseCore final : public AttentionCore {
 public:
     explicit BlockwiseCore(const Pattern& pattern) : pattern_(pattern) {}
 
+    CoreWork work(const Problem& p) const override;
     BufferList buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;

@@ -124,9 +124,18 @@ struct CoreGradients {
     float* d_spans = nullptr;  // adaptive span: dL/dz per head (overwritten)
 };
 
+// The work of one forward and one backward call of a core, as it computes them.
+struct CoreWork {
+    nng::Work forward, backward;
+};
+
 class AttentionCore {
 public:
     virtual ~AttentionCore() = default;
+
+    // What forward and backward compute for problems of p's shapes (the fields buffers() reads),
+    // with no padding masks: what a pattern or causality lets a core skip is not counted.
+    virtual CoreWork work(const Problem& p) const = 0;
 
     // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
     // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,

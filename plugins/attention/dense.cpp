@@ -367,6 +367,17 @@ DenseCore::Ids DenseCore::ids(const Problem& p, const Buffers& buffers) const {
     return declare(p, buffers.training(), list);
 }
 
+CoreWork DenseCore::work(const Problem& p) const {
+    // Forward q·kᵀ (unless the op gives the scores), the softmax (max, exp, sum, divide: 4 a score,
+    // scores read and probabilities written) and P·v; backward dv = Pᵀ·dout, dP = dout·vᵀ, the
+    // softmax's backward (3 a score over P, dP and dS), then dq = dS·k and dk = dSᵀ·q.
+    const std::int64_t G = p.groups(), scores = p.score_count();
+    const nng::Work product = scores_ == Scores::kDot ? nng::matmul_work(G, p.tq, p.dk, p.tv) : nng::Work{};
+    const nng::Work weighted_sum = nng::matmul_work(G, p.tq, p.tv, p.dv);
+    return {product + nng::elementwise_work(scores, 4, 2) + weighted_sum,
+            2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + 2 * product};
+}
+
 BufferList DenseCore::buffers(const Problem& p, bool training) const {
     BufferList list;
     declare(p, training, list);

@@ -16,6 +16,7 @@ public:
     enum class Scores { kDot, kGiven };
     explicit DenseCore(Scores scores = Scores::kDot) : scores_(scores) {}
 
+    CoreWork work(const Problem& p) const override;
     BufferList buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return false; }
     void forward(const Problem& p, const Buffers& buffers) const override;

@@ -453,6 +453,20 @@ LshCore::Ids LshCore::declare(const Problem& p, bool training, BufferList& list)
     return ids;
 }
 
+CoreWork LshCore::work(const Problem& p) const {
+    // Per round: hashing (the queries times a dk x buckets/2 rotation), then each query against its
+    // window of keys: q·kᵀ, the softmax (6 a score) and P·v; backward recomputes q·kᵀ and makes
+    // four more products (5 a score), as the blockwise core does. Rows are read once a round.
+    const Geometry geo(p, bucket_size_);
+    const std::int64_t window = geo.chunks > 1 ? 2 * geo.chunk : geo.chunk, G = p.groups();
+    const std::int64_t scores = hashes_ * G * p.tq * window;
+    const nng::Work hashing = hashes_ * nng::matmul_work(G, p.tq, p.dk, geo.half);
+    const nng::Work product{2 * scores * p.dk, 4 * hashes_ * G * p.tq * p.dk};
+    const nng::Work weighted_sum{2 * scores * p.dv, 4 * hashes_ * G * p.tq * p.dv};
+    return {hashing + product + nng::elementwise_work(scores, 6, 0) + weighted_sum,
+            2 * product + 3 * weighted_sum + nng::elementwise_work(scores, 5, 0)};
+}
+
 BufferList LshCore::buffers(const Problem& p, bool training) const {
     BufferList list;
     declare(p, training, list);

@@ -53,9 +53,42 @@ struct Dense {
         // dz needs room unless it is dy itself (linear, no logits twin).
         dz_ = ctx.buffer<float>("pre-activation gradient", !f_.is_linear() || has_logits() ? elements : 0,
                                 nng::Lifetime::Backward);
+        declare_bfloat16_copies(ctx, elements / units_, in);
         std::uint32_t needs = NNG_NEEDS_INPUT(0);
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
+        // Forward x·kernel (+ bias); backward xᵀ·dz and dz·kernelᵀ (+ the bias's row sums).
+        const nng::Work product = nng::matmul_work(1, elements / units_, in, units_);
+        const nng::Work bias = use_bias_ ? nng::elementwise_work(elements, 1, 1) : nng::Work{};
+        ctx.count_work(product + bias, 2 * product + bias);
+    }
+
+    // mixed_bfloat16: the matmuls read bf16 copies of x, the kernel and dz, made in the op's
+    // buffers (the kernel's once a step, after the optimizer has moved it); they accumulate in f32
+    // and every output and gradient stays f32. Training keeps the x and kernel copies for backward.
+    void declare_bfloat16_copies(nng::InferContext& ctx, std::int64_t rows, std::int64_t in) {
+        const bool on = ctx.precision() == nng::Precision::MixedBfloat16, training = ctx.training();
+        const auto count = [&](bool needed, std::int64_t n) { return on && needed ? n : 0; };
+        bf16_.x_saved = ctx.buffer<std::uint16_t>("bfloat16 input", count(training, rows * in), nng::Lifetime::Saved);
+        bf16_.kernel_saved =
+            ctx.buffer<std::uint16_t>("bfloat16 kernel", count(training, in * units_), nng::Lifetime::Saved);
+        bf16_.x =
+            ctx.buffer<std::uint16_t>("bfloat16 input, inference", count(!training, rows * in), nng::Lifetime::PerCall);
+        bf16_.kernel = ctx.buffer<std::uint16_t>("bfloat16 kernel, inference", count(!training, in * units_),
+                                                 nng::Lifetime::PerCall);
+        bf16_.dz = ctx.buffer<std::uint16_t>("bfloat16 pre-activation gradient", count(training, rows * units_),
+                                             nng::Lifetime::Backward);
+    }
+    struct Bfloat16Copies {
+        nng::Buffer<std::uint16_t> x_saved, kernel_saved, x, kernel, dz;
+    };
+    // The bf16 copies' room in this call: the saved pair in training, the per-call pair otherwise;
+    // null when the node computes in f32.
+    std::uint16_t* x_room(const nng::Exec& exec) const {
+        return exec.training() ? exec.buffer(bf16_.x_saved) : exec.buffer(bf16_.x);
+    }
+    std::uint16_t* kernel_room(const nng::Exec& exec) const {
+        return exec.training() ? exec.buffer(bf16_.kernel_saved) : exec.buffer(bf16_.kernel);
     }
 
     // Views of a call's matrices: x (M, in), y (M, units) and the weights.
@@ -90,8 +123,12 @@ struct Dense {
     }
 
     void forward(nng::Exec& exec) {
-        const Matrices m = matrices(exec);
+        Matrices m = matrices(exec);
         onednn::set_num_threads(threads(exec, m));
+        if (std::uint16_t* room = x_room(exec)) {
+            m.x = onednn::to_bfloat16(m.x, room);
+            m.kernel = onednn::to_bfloat16(m.kernel, kernel_room(exec));
+        }
         const onednn::View z = z_view(exec, m.rows);
         if (!z.present() && !f_.is_softmax()) {
             // Fused: y = f(x W + b) in one primitive (identity when linear).
@@ -104,8 +141,14 @@ struct Dense {
     }
 
     void backward(nng::Exec& exec) {
-        const Matrices m = matrices(exec);
+        Matrices m = matrices(exec);
         onednn::set_num_threads(threads(exec, m));
+        const bool bfloat16 = exec.buffer(bf16_.x_saved) != nullptr;
+        if (bfloat16) {  // the copies forward made
+            m.x = onednn::view(exec.buffer(bf16_.x_saved), dnnl::memory::data_type::bf16, {m.rows, m.x.dims[1]});
+            m.kernel =
+                onednn::view(exec.buffer(bf16_.kernel_saved), dnnl::memory::data_type::bf16, {m.x.dims[1], units_});
+        }
         const nng::TensorRef dy = exec.grad_output(0);
         const nng::TensorRef dlogits = has_logits() ? exec.grad_output(1) : nng::TensorRef();
         // dz = f'(z) dy (+ the logits twin's gradient).
@@ -134,9 +177,10 @@ struct Dense {
             }
             return;
         }
-        if (dkernel) onednn::matmul(m.x.transposed(), dz, onednn::view(dkernel));
         if (dbias) onednn::sum_rows(dz, onednn::view(dbias));
-        if (dx) onednn::matmul(dz, m.kernel.transposed(), onednn::view(dx, {m.rows, m.x.dims[1]}));
+        const onednn::View dz_product = bfloat16 ? onednn::to_bfloat16(dz, exec.buffer(bf16_.dz)) : dz;
+        if (dkernel) onednn::matmul(m.x.transposed(), dz_product, onednn::view(dkernel));
+        if (dx) onednn::matmul(dz_product, m.kernel.transposed(), onednn::view(dx, {m.rows, m.x.dims[1]}));
     }
 
     std::int64_t units_;
@@ -144,6 +188,7 @@ struct Dense {
     bool use_bias_;
     nng::Initializer kernel_init_, bias_init_;
     nng::Buffer<float> z_, dz_;
+    Bfloat16Copies bf16_;
 };
 
 }  // namespace

@@ -50,6 +50,12 @@ void infer_same_shapes(InferContext& ctx) {
     infer_merged_mask(ctx, 0);
 }
 
+// An op that copies `values` values each way and computes nothing.
+void count_copy(InferContext& ctx, std::int64_t values) {
+    const nng::Work copy = nng::elementwise_work(values, 0, 2);
+    ctx.count_work(copy, copy);
+}
+
 // dx = dy where dx is wanted (dy absent: zero), for ops whose input gradient is their output's.
 void pass_gradient(const nng::TensorRef& dx, const nng::TensorRef& dy) {
     if (!dx) return;
@@ -71,6 +77,9 @@ struct Add {
     void infer(InferContext& ctx) const {
         infer_same_shapes(ctx);
         ctx.set_backward_needs(0);  // the gradient passes straight through
+        // k - 1 adds a value over k inputs and the output; backward copies dy to each input.
+        const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
+        ctx.count_work(nng::elementwise_work(values, k - 1, k + 1), nng::elementwise_work(values, 0, 2 * k));
     }
     void forward(Exec& exec) {
         float* y = exec.output(0).f32();
@@ -103,6 +112,10 @@ struct Multiply {
         std::uint32_t needs = 0;
         for (int i = 0; i < ctx.num_inputs(); ++i) needs |= NNG_NEEDS_INPUT(i);
         ctx.set_backward_needs(needs);
+        // k - 1 products a value; backward the same for each of the k inputs' gradients.
+        const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
+        const nng::Work product = nng::elementwise_work(values, k - 1, k + 1);
+        ctx.count_work(product, k * product);
     }
     void forward(Exec& exec) {
         float* y = exec.output(0).f32();
@@ -175,6 +188,7 @@ struct Concatenate {
         ctx.add_output(NNG_F32, out);
         if (axis >= 2) infer_merged_mask(ctx, 0);  // Keras keeps time-step masks unless joining along time
         ctx.set_backward_needs(0);
+        count_copy(ctx, nng::product(out));
     }
     // Every input is `outer` blocks of `inner * axis_dim` values; the output interleaves the blocks.
     template <class Visit>
@@ -231,6 +245,7 @@ struct Flatten {
         const Dims in = ctx.input_dims(0);
         ctx.add_output(ctx.input_dtype(0), {in[0], nng::product(in, 1)});
         ctx.set_backward_needs(0);
+        count_copy(ctx, nng::product(in));
     }
     void forward(Exec& exec) { copy_through(exec); }
     void backward(Exec& exec) { copy_back(exec); }
@@ -266,6 +281,7 @@ struct Reshape {
         }
         ctx.add_output(ctx.input_dtype(0), out);
         ctx.set_backward_needs(0);
+        count_copy(ctx, nng::product(in));
     }
     void forward(Exec& exec) { copy_through(exec); }
     void backward(Exec& exec) { copy_back(exec); }

@@ -326,6 +326,13 @@ TEST_CASE("a benchmark steps with synthetic data and reports memory, timing and 
     CHECK(memory.optimizer_bytes > 0);
     CHECK_FALSE(train.memory_report().empty());
     CHECK(train.counter("no.such.counter") == 0);
+    // The step's work is what its nodes counted, forward and backward.
+    double counted = 0.0;
+    for (const NodeTiming& t : profile) counted += t.forward_flops + t.backward_flops;
+    CHECK(profile[0].forward_flops > 0.0);
+    CHECK(profile[0].backward_flops > profile[0].forward_flops);
+    CHECK(train.work().flops == doctest::Approx(counted));
+    CHECK(train.work().bytes > 0.0);
 
     Benchmark infer = model.benchmark({0, false, 1});
     CHECK(infer.batch_size() == 32);  // the file's training.batch_size

@@ -35,7 +35,8 @@ const OpRegistry& built_plugins() {
 }
 
 OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std::string& attributes,
-                   const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks, bool training) {
+                   const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks, bool training,
+                   nng_precision precision) {
     const RegisteredOp* registered = registry.find(op);
     if (!registered) throw InputError(registry.describe_missing(op));
     const YAML::Node given = YAML::Load(attributes);
@@ -43,7 +44,7 @@ OpRunner::OpRunner(const OpRegistry& registry, const std::string& op, const std:
     for (const auto& kv : given) entries.push_back({kv.first.as<std::string>(), kv.second, {"test", 0, 0}});
     attributes_ = std::make_unique<AttributeValues>(*registered->def, entries, op, SourceLocation{"test", 0, 0});
     try {
-        instance_ = std::make_unique<OpInstance>(*registered, attributes_->view());
+        instance_ = std::make_unique<OpInstance>(*registered, attributes_->view(), precision);
     } catch (const OpCreateError& e) {
         throw InputError(op + ": " + e.failure().message);
     }

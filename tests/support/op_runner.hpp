@@ -25,12 +25,15 @@ class OpRunner {
 public:
     // `attributes` is a YAML map, e.g. "{units: 4, activation: relu}". `input_masks[i]` says whether
     // input i arrives with a mask. Shapes are concrete (batch included). Throws on any op error.
+    // `precision` is the node's dtype policy.
     OpRunner(const std::string& op, const std::string& attributes, const std::vector<TensorInfo>& inputs,
-             const std::vector<bool>& input_masks = {}, bool training = true)
-        : OpRunner(built_plugins(), op, attributes, inputs, input_masks, training) {}
+             const std::vector<bool>& input_masks = {}, bool training = true,
+             nng_precision precision = NNG_PRECISION_FLOAT32)
+        : OpRunner(built_plugins(), op, attributes, inputs, input_masks, training, precision) {}
     // The same with the op looked up in `registry` (which must outlive the runner).
     OpRunner(const OpRegistry& registry, const std::string& op, const std::string& attributes,
-             const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks = {}, bool training = true);
+             const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_masks = {}, bool training = true,
+             nng_precision precision = NNG_PRECISION_FLOAT32);
     ~OpRunner();
     OpRunner(const OpRunner&) = delete;
     OpRunner& operator=(const OpRunner&) = delete;

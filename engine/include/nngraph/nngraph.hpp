@@ -223,6 +223,20 @@ struct BenchmarkOptions {
 struct NodeTiming {
     std::string node, op;
     double forward_seconds = 0.0, backward_seconds = 0.0;
+    // The op's own count of one call's work (floating-point operations, bytes moved).
+    double forward_flops = 0.0, backward_flops = 0.0, forward_bytes = 0.0, backward_bytes = 0.0;
+};
+
+// The work of one step (forward, and backward when training) as the ops count it.
+struct StepWork {
+    double flops = 0.0;
+    double bytes = 0.0;
+};
+
+// GFLOP/s of a 2048-cube matmul through the Dense op, measured in this process: the ceiling a
+// step's achieved rate is read against. bf16 is 0 where the CPU cannot run mixed_bfloat16.
+struct MatmulCeilings {
+    double f32_gflops = 0.0, bf16_gflops = 0.0;
 };
 
 struct MemoryFigures {
@@ -252,6 +266,10 @@ public:
     std::string memory_report() const;
     // A counter summed over the plugins, e.g. "onednn.primitives_created"; 0 when none keeps it.
     std::int64_t counter(const std::string& name) const;
+    // The work of one step at the planned shapes (after a step has run).
+    StepWork work() const;
+    // Measures the matmul ceilings now (about a second; run it outside the timed steps).
+    MatmulCeilings measure_matmul_ceilings() const;
 
 private:
     friend class Model;

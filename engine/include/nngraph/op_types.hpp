@@ -45,6 +45,8 @@ struct InferResult {
     std::uint32_t backward_needs = NNG_NEEDS_ALL;
     int inference_identity = -1;  // the input output 0 is when not training, or -1
     std::vector<BufferDeclaration> buffers;
+    // The op's count of one call's work at these shapes (nng_infer_io.forward_flops, ...).
+    std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

@@ -187,6 +187,12 @@ typedef struct nng_buffer_spec {
     uint64_t bytes; /* PER_THREAD: the bytes of one slice */
 } nng_buffer_spec;
 
+/* Keras's dtype policies, as far as an op sees them (nng_infer_io.precision). */
+typedef enum nng_precision {
+    NNG_PRECISION_FLOAT32 = 0,       /* everything in float32 */
+    NNG_PRECISION_MIXED_BFLOAT16 = 1 /* matmuls in bfloat16 with float32 accumulation; statistics in float32 */
+} nng_precision;
+
 /* Bits of nng_infer_io.backward_needs: which forward tensors backward reads. The executor keeps
  * exactly these alive until the op's backward has run. */
 #define NNG_NEEDS_INPUT(i) (1u << (i))         /* inputs 0..15 */
@@ -230,6 +236,17 @@ typedef struct nng_infer_io {
      * these fields pass a smaller struct_size. */
     int64_t session_positions;
     const int32_t* input_advances;
+    /* Appended (check struct_size). The node's compute precision, set by the host from the model
+     * file's dtype_policy or the node's dtype: a plan-time attribute the op may honour in its
+     * matmuls. Variables, gradients and every tensor between ops stay NNG_F32. */
+    int32_t precision; /* nng_precision */
+    /* The work of one call at these shapes, filled by the op (0 when it does not count): the
+     * floating-point operations (a multiply-add is 2) and the bytes it reads and writes in memory,
+     * of one forward call and of one backward call. Rooflines and benchmarks read them. */
+    int64_t forward_flops;
+    int64_t forward_bytes;
+    int64_t backward_flops;
+    int64_t backward_bytes;
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */

@@ -229,6 +229,36 @@ struct Buffer {
     int index = -1;
 };
 
+// ---- Work counts and precision -------------------------------------------------------------------
+
+// The work of one call: floating-point operations (a multiply-add is 2) and bytes moved to and
+// from memory. Counts of the parts of an op add up.
+struct Work {
+    std::int64_t flops = 0;
+    std::int64_t bytes = 0;
+
+    Work& operator+=(const Work& other) {
+        flops += other.flops;
+        bytes += other.bytes;
+        return *this;
+    }
+    friend Work operator+(Work a, const Work& b) { return a += b; }
+    friend Work operator*(std::int64_t times, Work w) { return {times * w.flops, times * w.bytes}; }
+};
+
+// `batch` f32 products (m, k) by (k, n): A and B read, C written once.
+inline Work matmul_work(std::int64_t batch, std::int64_t m, std::int64_t k, std::int64_t n) {
+    return {2 * batch * m * k * n, 4 * batch * (m * k + k * n + m * n)};
+}
+// An elementwise pass over `count` f32 values: `flops_each` operations on each, `arrays` arrays of
+// `count` values read or written.
+inline Work elementwise_work(std::int64_t count, std::int64_t flops_each, std::int64_t arrays) {
+    return {count * flops_each, 4 * count * arrays};
+}
+
+// Keras's dtype policy of the node (nng_precision).
+enum class Precision { Float32 = NNG_PRECISION_FLOAT32, MixedBfloat16 = NNG_PRECISION_MIXED_BFLOAT16 };
+
 // ---- Shape inference -----------------------------------------------------------------------------
 
 class InferContext {
@@ -322,6 +352,25 @@ public:
         return Buffer<T>{io_->num_buffers++};
     }
     void set_backward_needs(std::uint32_t bits) { io_->backward_needs = bits; }
+
+    // The node's precision policy; Float32 from a host that predates the field.
+    Precision precision() const {
+        return knows(offsetof(nng_infer_io, precision) + sizeof(io_->precision)) &&
+                       io_->precision == NNG_PRECISION_MIXED_BFLOAT16
+                   ? Precision::MixedBfloat16
+                   : Precision::Float32;
+    }
+    // The work of one forward and one backward call at the shapes being inferred; nothing is
+    // counted at load time, where the batch is not known.
+    void count_work(const Work& forward, const Work& backward = {}) {
+        const bool batch_unknown =
+            io_->num_inputs > 0 && io_->inputs[0].shape.rank > 0 && io_->inputs[0].shape.dims[0] < 0;
+        if (batch_unknown || !knows(offsetof(nng_infer_io, backward_bytes) + sizeof(io_->backward_bytes))) return;
+        io_->forward_flops = std::max<std::int64_t>(forward.flops, 0);
+        io_->forward_bytes = std::max<std::int64_t>(forward.bytes, 0);
+        io_->backward_flops = std::max<std::int64_t>(backward.flops, 0);
+        io_->backward_bytes = std::max<std::int64_t>(backward.bytes, 0);
+    }
     // Output 0 is input `input`, unchanged, when not training: inference then shares the input's
     // buffer and skips forward.
     void identity_in_inference(int input) { io_->inference_identity = input; }
@@ -341,6 +390,7 @@ public:
     }
 
 private:
+    bool knows(std::size_t end_of_field) const { return io_->struct_size >= end_of_field; }
     int check_input(int i) const {
         if (i < 0 || i >= io_->num_inputs) throw OpError("input index " + std::to_string(i) + " out of range");
         return i;

@@ -3,6 +3,7 @@
 
 #include "api/model_state.hpp"
 #include "bench/graph_benchmark.hpp"
+#include "bench/matmul_ceiling.hpp"
 #include "plugins/plugin_library.hpp"
 
 namespace nngraph {
@@ -31,13 +32,16 @@ void Benchmark::set_profiling(bool on) { state_->bench.executor().set_profiling(
 std::vector<NodeTiming> Benchmark::profile() const {
     const Graph& graph = *state_->graph;
     const auto& times = state_->bench.executor().profile();
+    const auto work = state_->bench.executor().last_plan_work();
     std::vector<NodeTiming> out;
     for (NodeId id : graph.order()) {
         const GraphNode& node = graph.node(id);
         if (node.is_input) continue;
         const auto& t = times.at(static_cast<std::size_t>(id));
+        const Executor::NodeWork& w = work.at(static_cast<std::size_t>(id));
         out.push_back({node.name, node.op, t.forward_calls ? t.forward_seconds / double(t.forward_calls) : 0.0,
-                       t.backward_calls ? t.backward_seconds / double(t.backward_calls) : 0.0});
+                       t.backward_calls ? t.backward_seconds / double(t.backward_calls) : 0.0, double(w.forward_flops),
+                       double(w.backward_flops), double(w.forward_bytes), double(w.backward_bytes)});
     }
     return out;
 }
@@ -60,6 +64,20 @@ std::int64_t Benchmark::counter(const std::string& name) const {
     const auto counters = state_->graph->registry().counters();
     auto it = counters.find(name);
     return it == counters.end() ? 0 : it->second;
+}
+
+StepWork Benchmark::work() const {
+    StepWork total;
+    for (const Executor::NodeWork& w : state_->bench.executor().last_plan_work()) {
+        total.flops += double(w.forward_flops + w.backward_flops);
+        total.bytes += double(w.forward_bytes + w.backward_bytes);
+    }
+    return total;
+}
+
+MatmulCeilings Benchmark::measure_matmul_ceilings() const {
+    const MatmulCeiling c = measure_matmul_ceiling(*state_->graph, state_->bench.executor().options().threads);
+    return {c.f32_gflops, c.bf16_gflops};
 }
 
 Benchmark Model::benchmark(const BenchmarkOptions& options) const {

@@ -350,6 +350,16 @@ void Executor::set_profiling(bool on) {
     profile_.assign(graph_->num_nodes(), NodeTime{});
 }
 
+std::vector<Executor::NodeWork> Executor::last_plan_work() const {
+    std::vector<NodeWork> work(graph_->num_nodes());
+    if (!last_plan_) return work;
+    for (const NodeCall& call : last_plan_->calls) {
+        work[static_cast<std::size_t>(call.node)] = {call.forward_flops, call.forward_bytes, call.backward_flops,
+                                                     call.backward_bytes};
+    }
+    return work;
+}
+
 std::size_t Executor::last_plan_backward_bytes() const { return last_plan_ ? last_plan_->backward_bytes : 0; }
 
 std::string Executor::last_plan_memory_report() const {

@@ -123,6 +123,12 @@ public:
         int first_step = 0, last_step = 0;  // alive from, to (inclusive)
     };
     std::vector<PlannedBuffer> last_plan_buffers() const;
+    // The work the last plan's calls do, as their ops counted it; indexed by NodeId (zeros for
+    // inputs, calls the plan skips and backward calls it does not make).
+    struct NodeWork {
+        std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
+    };
+    std::vector<NodeWork> last_plan_work() const;
     // Called during a Train step's backward with each weight as soon as its gradient is final (for
     // data-parallel training to start averaging it while backward goes on); empty: none.
     void set_on_gradient_ready(std::function<void(WeightId)> hook) { on_gradient_ready_ = std::move(hook); }

@@ -57,6 +57,8 @@ struct NodeCall {
     bool runs_backward = false;
     bool skipped = false;  // inference of an identity (Dropout): output 0 is the input's buffer
     bool advances = true;  // in a decoding session: runs at every call, not only the first
+    // The op's count of one forward and one backward call at the plan's shapes.
+    std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
     TensorTable inputs, input_masks, outputs, output_masks, weights;
     TensorTable grad_outputs, grad_inputs, grad_weights;
     BufferTable forward_buffers, backward_buffers;  // saved ones in both, scratch apart

@@ -329,6 +329,15 @@ private:
             call.skipped = life_.skipped[static_cast<std::size_t>(id)];
             call.advances = std::any_of(g_.node(id).inputs.begin(), g_.node(id).inputs.end(),
                                         [&](TensorId t) { return advances(t); });
+            const InferResult& counted = inferred_[static_cast<std::size_t>(id)];
+            if (!call.skipped) {
+                call.forward_flops = counted.forward_flops;
+                call.forward_bytes = counted.forward_bytes;
+            }
+            if (call.runs_backward) {
+                call.backward_flops = counted.backward_flops;
+                call.backward_bytes = counted.backward_bytes;
+            }
             add_forward_tensors(call);
             request_op_buffers(call);
             if (call.runs_backward) add_gradient_tensors(call);

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "graph/attributes.hpp"
+#include "graph/precision.hpp"
 #include "nngraph/nngraph.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -87,8 +88,10 @@ void Graph::create_ops() {
                               spec.op + " takes " + range + " input(s), " + std::to_string(count) + " given");
         }
         node.attributes = std::make_shared<AttributeValues>(*op->def, spec.attributes, spec.name, spec.where);
+        require_precision_supported(spec.precision, cpu_has_bfloat16(),
+                                    spec.precision_where.file.empty() ? spec.where : spec.precision_where, spec.name);
         try {
-            node.instance = std::make_shared<OpInstance>(*op, node.attributes->view());
+            node.instance = std::make_shared<OpInstance>(*op, node.attributes->view(), spec.precision);
         } catch (const OpCreateError& e) {
             const SourceLocation where =
                 e.failure().attribute.empty() ? spec.where : node.attributes->where_of(e.failure().attribute);

@@ -13,6 +13,8 @@
 
 #include <yaml-cpp/eventhandler.h>
 
+#include "graph/precision.hpp"
+
 namespace nngraph {
 namespace fs = std::filesystem;
 namespace {
@@ -156,10 +158,17 @@ public:
         }
         spec.sequential = sequential;
         check_keys(root, "", "model file",
-                   sequential
-                       ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins"}
-                       : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data", "plugins"});
+                   sequential ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins",
+                                                         "dtype_policy"}
+                              : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data",
+                                                         "plugins", "dtype_policy"});
         spec.name = root["name"] ? scalar<std::string>(root["name"], "", "'name'") : "model";
+        if (root["dtype_policy"]) {
+            spec.dtype_policy = parse_precision(scalar<std::string>(root["dtype_policy"], "", "'dtype_policy'"),
+                                                SourceLocation::of(file_, root["dtype_policy"]), "");
+            dtype_policy_where_ = SourceLocation::of(file_, root["dtype_policy"]);
+        }
+        dtype_policy_ = spec.dtype_policy;
         if (sequential)
             parse_sequential(root, spec);
         else
@@ -276,9 +285,16 @@ private:
         }
         if (!n["op"]) throw error(n, node.name, "missing 'op' (the operator, e.g. Dense)");
         node.op = scalar<std::string>(n["op"], node.name, "'op'");
+        node.precision = dtype_policy_;
+        node.precision_where = dtype_policy_where_;
+        if (n["dtype"]) {
+            node.precision_where = SourceLocation::of(file_, n["dtype"]);
+            node.precision =
+                parse_precision(scalar<std::string>(n["dtype"], node.name, "'dtype'"), node.precision_where, node.name);
+        }
         for (const auto& kv : n) {
             const std::string key = this->key(kv.first, node.name);
-            if (key == "name" || key == "op") continue;
+            if (key == "name" || key == "op" || key == "dtype") continue;
             if (key == "inputs") {
                 if (!allow_inputs)
                     throw error(kv.first, node.name,
@@ -362,6 +378,8 @@ private:
 
     std::string file_;
     fs::path base_dir_;
+    nng_precision dtype_policy_ = NNG_PRECISION_FLOAT32;  // the file's, for nodes without `dtype`
+    SourceLocation dtype_policy_where_;
 };
 
 }  // namespace

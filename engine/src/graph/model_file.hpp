@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "graph/source_location.hpp"
+#include "nngraph/plugin.h"
 #include "nngraph/tensor.hpp"
 
 namespace nngraph {
@@ -34,6 +35,9 @@ struct NodeSpec {
     std::vector<TensorRefSpec> inputs;
     std::vector<KeyedValue> attributes;
     std::vector<KeyedValue> weights;  // inline initial values
+    // `dtype:` on the node (Keras's per-layer policy), else the file's dtype_policy.
+    nng_precision precision = NNG_PRECISION_FLOAT32;
+    SourceLocation precision_where;
     SourceLocation where;
 };
 
@@ -52,9 +56,10 @@ struct ModelSpec {
     std::vector<InputSpec> inputs;
     std::vector<NodeSpec> nodes;  // file order
     std::vector<TensorRefSpec> outputs;
-    std::vector<std::filesystem::path> plugin_dirs;  // resolved against the file's folder
-    YAML::Node training;                             // null when absent
-    YAML::Node data;                                 // null when absent
+    std::vector<std::filesystem::path> plugin_dirs;      // resolved against the file's folder
+    YAML::Node training;                                 // null when absent
+    YAML::Node data;                                     // null when absent
+    nng_precision dtype_policy = NNG_PRECISION_FLOAT32;  // `dtype_policy:`, every node's default
 };
 
 // Parses a model file; throws InputError with file, line and column for every malformed part.

@@ -39,7 +39,8 @@ nng_tensor_info to_c(const TensorInfo& info) {
     return nng_tensor_info{static_cast<nng_dtype>(info.dtype), to_c_shape(info.shape)};
 }
 
-OpInstance::OpInstance(const RegisteredOp& op, const nng_attrs& attrs) : op_(op) {
+OpInstance::OpInstance(const RegisteredOp& op, const nng_attrs& attrs, nng_precision precision)
+    : op_(op), precision_(precision) {
     nng_error error = fresh_error();
     if (op_.def->create(&attrs, &instance_, &error) != NNG_OK) throw OpCreateError(to_failure(error));
 }
@@ -72,6 +73,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         io.session_positions = session->positions;
         io.input_advances = advances.data();
     }
+    io.precision = precision_;
     nng_error error = fresh_error();
     if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
         failure = to_failure(error);
@@ -137,6 +139,10 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         result.buffers.push_back(std::move(declared));
     }
     result.backward_needs = io.backward_needs;
+    result.forward_flops = io.forward_flops;
+    result.forward_bytes = io.forward_bytes;
+    result.backward_flops = io.backward_flops;
+    result.backward_bytes = io.backward_bytes;
     if (const std::int32_t k = io.inference_identity; k >= 0) {
         if (k >= io.num_inputs)
             return invalid("inference identity with input " + std::to_string(k) + " of " +

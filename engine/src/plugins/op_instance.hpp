@@ -29,7 +29,8 @@ class OpInstance {
 public:
     // Calls the plugin's `create`. Throws OpCreateError (carrying the plugin's message and blamed
     // attribute) so that the caller can attach a model-file location.
-    OpInstance(const RegisteredOp& op, const nng_attrs& attrs);
+    // `precision` is the node's dtype policy (nng_precision), passed to every infer.
+    OpInstance(const RegisteredOp& op, const nng_attrs& attrs, nng_precision precision = NNG_PRECISION_FLOAT32);
     OpInstance(const OpInstance&) = delete;
     OpInstance& operator=(const OpInstance&) = delete;
     ~OpInstance();
@@ -37,6 +38,7 @@ public:
     const nng_op_def& def() const { return *op_.def; }
     const RegisteredOp& registered() const { return op_; }
     bool has_backward() const { return op_.def->backward != nullptr; }
+    nng_precision precision() const { return precision_; }
 
     // Returns false and fills `failure` when the plugin rejects the inputs. `num_threads` is what
     // every call of the plan runs with (1 at load time); `session` is set in a decoding session's plan.
@@ -51,6 +53,7 @@ public:
 private:
     RegisteredOp op_;
     void* instance_ = nullptr;
+    nng_precision precision_ = NNG_PRECISION_FLOAT32;
 };
 
 class OpCreateError : public std::exception {

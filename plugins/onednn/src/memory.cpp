@@ -208,6 +208,12 @@ void write_back(const dnnl::memory& produced, const dnnl::memory& user) {
     reorder(produced, user);
 }
 
+View to_bfloat16(const View& src, void* room) {
+    const View dst = view(room, DataType::bf16, Dims(src.dims.begin(), src.dims.begin() + src.rank));
+    reorder(src, dst);
+    return dst;
+}
+
 void reorder(const View& src, const View& dst) {
     if (!src.present() || !dst.present() || src.rank != dst.rank ||
         !std::equal(src.dims.begin(), src.dims.begin() + src.rank, dst.dims.begin())) {

@@ -125,6 +125,13 @@ void write_back(const dnnl::memory& produced, const dnnl::memory& user);
 void reorder(const View& src, const View& dst);
 void reorder(const dnnl::memory& src, const dnnl::memory& dst);
 
+// ---- bfloat16 (mixed precision) ------------------------------------------------------------------
+
+// `src` converted to bfloat16 (round to nearest even) into `room`, a buffer the op declared of at
+// least src.numel() 16-bit values: the row-major bf16 view of src's dims. Ops under the
+// mixed_bfloat16 policy feed their matmuls such copies and keep f32 everywhere else.
+View to_bfloat16(const View& src, void* room);
+
 // ---- Primitive cache ---------------------------------------------------------------------------
 
 // What kind of primitive a Key is for: a name made at compile time ("onednn.matmul",

@@ -1,0 +1,19 @@
+// The machine's matmul ceiling, measured in the running process: a 2048-cube product through the
+// same Dense op (plugin and oneDNN) the models use, in f32 or under mixed_bfloat16. Benchmarks
+// read their achieved GFLOP/s against it, so that a figure means the same on any machine.
+#pragma once
+
+#include "graph/graph.hpp"
+
+namespace nngraph {
+
+struct MatmulCeiling {
+    double f32_gflops = 0.0;
+    double bf16_gflops = 0.0;  // 0 when the CPU has no bfloat16 dot products (the policy is refused)
+};
+
+// Times (median of `repetitions`) y = x·W for x and W of n x n through the Dense op that `model`
+// loaded, on `threads` threads (0: all).
+MatmulCeiling measure_matmul_ceiling(const Graph& model, int threads, std::int64_t n = 2048, int repetitions = 5);
+
+}  // namespace nngraph

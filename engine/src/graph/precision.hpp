@@ -1,0 +1,24 @@
+// Keras's dtype policies as a model file names them (SPEC section 11): `dtype_policy` at the top of
+// the file, `dtype` on a node. Ops receive the policy as a plan-time attribute (nng_precision).
+#pragma once
+
+#include <string>
+
+#include "graph/source_location.hpp"
+#include "nngraph/plugin.h"
+
+namespace nngraph {
+
+// "float32" or "mixed_bfloat16"; throws a model_error at `where` for any other name.
+nng_precision parse_precision(const std::string& name, const SourceLocation& where, const std::string& node);
+const char* precision_name(nng_precision precision);
+
+// Whether this CPU has the bfloat16 dot products (AVX512_BF16) oneDNN's bf16 matmuls need to be
+// faster than float32, rather than emulated.
+bool cpu_has_bfloat16();
+// Refuses mixed_bfloat16 where the CPU lacks them (`bfloat16_supported` false), naming the place:
+// emulated bf16 would run slower than float32, the opposite of what the policy is for.
+void require_precision_supported(nng_precision precision, bool bfloat16_supported, const SourceLocation& where,
+                                 const std::string& node);
+
+}  // namespace nngraph
