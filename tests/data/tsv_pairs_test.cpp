@@ -6,6 +6,9 @@
 #include <archive_entry.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -159,6 +162,15 @@ TEST_CASE("tsv_pairs: French tokens, vocabularies by count then code point, rows
     CHECK(saved.target_length == 5);
     CHECK(saved.target.id_of("courez") == 10);
     CHECK(saved.target.id_of("nouveau") == TokenVocabulary::kOutOfVocabularyId);
+
+    // Each length sizes every encoded sentence, so a file may not ask for an impossible one.
+    std::ifstream file(dir / "w.vocab.json");
+    const std::string saved_text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    const std::string text =
+        std::regex_replace(saved_text, std::regex("\"source_length\": *4"), "\"source_length\": 555555555551");
+    REQUIRE(text != saved_text);
+    CHECK_THROWS_WITH_AS(TranslationVocabularies::from_json(text, "big.json"),
+                         doctest::Contains("must be between 1 and"), nngraph::InputError);
 }
 
 TEST_CASE("train_samples keeps a seeded slice of the training pairs, encoded by the full vocabulary") {

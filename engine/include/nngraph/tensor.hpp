@@ -47,6 +47,9 @@ std::int64_t shape_numel(const Shape& shape);
 // Every size computed from a file goes through this: the bytes of `shape` (a -1 batch counts as 1)
 // in `dtype`, or nothing when they exceed kMaxTensorBytes, so no product can overflow.
 inline constexpr std::uint64_t kMaxTensorBytes = std::uint64_t{1} << 62;
+// The most tokens a vocabulary file may pad or truncate a text to (its maxlen, source or target
+// length): far beyond any real model, and small enough that encoding a text cannot exhaust memory.
+inline constexpr std::int64_t kMaxSequenceLength = std::int64_t{1} << 24;
 std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype);
 // Keras's spelling: (None, 200, 32).
 std::string shape_to_string(const Shape& shape);

@@ -8,6 +8,7 @@
 #include "nngraph/error.hpp"
 #include "nngraph/imdb.hpp"
 #include "nngraph/io_atomic_file.hpp"
+#include "nngraph/tensor.hpp"
 
 namespace nngraph {
 
@@ -36,7 +37,10 @@ void Vocabulary::check_sizes(std::int64_t num_words, std::int64_t maxlen) {
         throw InputError("num_words must be between 3 (ids 0, 1 and 2 are reserved) and 2147483647, not " +
                          std::to_string(num_words));
     }
-    if (maxlen < 1) throw InputError("maxlen must be at least 1, not " + std::to_string(maxlen));
+    if (maxlen < 1 || maxlen > kMaxSequenceLength) {
+        throw InputError("maxlen must be between 1 and " + std::to_string(kMaxSequenceLength) + ", not " +
+                         std::to_string(maxlen));
+    }
 }
 
 bool Tokenizer::next(std::string_view& word) {

@@ -8,6 +8,7 @@
 #include "data/text_file.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/io_atomic_file.hpp"
+#include "nngraph/tensor.hpp"
 
 namespace nngraph {
 namespace {
@@ -126,8 +127,11 @@ TranslationVocabularies TranslationVocabularies::from_json(std::string_view text
     }
     const std::int64_t source_length = integer("source_length");
     const std::int64_t target_length = integer("target_length");
-    if (source_length < 1 || target_length < 1)
-        throw fail("\"source_length\" and \"target_length\" must be at least 1");
+    if (source_length < 1 || target_length < 1 || source_length > kMaxSequenceLength ||
+        target_length > kMaxSequenceLength) {
+        throw fail("\"source_length\" and \"target_length\" must be between 1 and " +
+                   std::to_string(kMaxSequenceLength));
+    }
     try {
         return {TokenVocabulary(tokens("source"), integer("source_words")),
                 TokenVocabulary(tokens("target"), integer("target_words")), source_length, target_length};
