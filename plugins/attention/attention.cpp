@@ -69,11 +69,14 @@ struct Attention {
         long_.add_weights(ctx, 1);
         Problem shapes = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
         const BufferList buffers = core_->buffers(shapes, ctx.training());
-        // The core's work, and concat's Σ tanh(q + k) (3 a term, twice that back) when it gives the scores.
-        shapes.causal = causal_;
-        const CoreWork core = core_->work(shapes);
-        const nng::Work concat = concat_ ? nng::elementwise_work(shapes.score_count() * shapes.dk, 3, 0) : nng::Work{};
-        ctx.count_work(core.forward + concat, core.backward + 2 * concat);
+        if (ctx.counting_work()) {
+            // The core's work, and concat's Σ tanh(q + k) (3 a term, twice that back) when it gives the scores.
+            shapes.causal = causal_;
+            const CoreWork core = core_->work(shapes);
+            const nng::Work concat =
+                concat_ ? nng::elementwise_work(shapes.score_count() * shapes.dk, 3, 0) : nng::Work{};
+            ctx.count_work(core.forward + concat, core.backward + 2 * concat);
+        }
         declare_buffers(ctx, d.q[0], {&buffers});
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()) |
                                (core_->backward_reads_output() ? NNG_NEEDS_OUTPUT(0) : 0u));

@@ -227,18 +227,21 @@ struct MultiHeadAttention {
         declare_buffers(ctx, d.q[0], {&own, &core});
         cache_.declare(ctx, d.roles, heads_, key_dim_, value_dim_, cached);
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
-        // The four projections (Linformer's two of the keys and values too) around the core;
-        // backward makes two products per forward one.
-        Problem causal_shapes = p;
-        causal_shapes.causal = causal_;
-        const CoreWork attention = core_->work(causal_shapes);
-        nng::Work projections =
-            nng::matmul_work(1, s.batch * s.tq, s.dq, n * h) + nng::matmul_work(1, s.batch * s.tv, s.dk_in, n * h) +
-            nng::matmul_work(1, s.batch * s.tv, s.dv_in, n * hv) + nng::matmul_work(1, s.batch * s.tq, n * hv, s.out);
-        if (linformer_)
-            projections += nng::matmul_work(s.batch * n, linformer_, s.tv, h) +
-                           nng::matmul_work(s.batch * n, linformer_, s.tv, hv);
-        ctx.count_work(projections + attention.forward, 2 * projections + attention.backward);
+        if (ctx.counting_work()) {
+            // The four projections (Linformer's two of the keys and values too) around the core;
+            // backward makes two products per forward one.
+            Problem causal_shapes = p;
+            causal_shapes.causal = causal_;
+            const CoreWork attention = core_->work(causal_shapes);
+            nng::Work projections = nng::matmul_work(1, s.batch * s.tq, s.dq, n * h) +
+                                    nng::matmul_work(1, s.batch * s.tv, s.dk_in, n * h) +
+                                    nng::matmul_work(1, s.batch * s.tv, s.dv_in, n * hv) +
+                                    nng::matmul_work(1, s.batch * s.tq, n * hv, s.out);
+            if (linformer_)
+                projections += nng::matmul_work(s.batch * n, linformer_, s.tv, h) +
+                               nng::matmul_work(s.batch * n, linformer_, s.tv, hv);
+            ctx.count_work(projections + attention.forward, 2 * projections + attention.backward);
+        }
     }
 
     // The core's problem; `cached`: the positions of a decoding cache the query attends over.

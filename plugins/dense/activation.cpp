@@ -71,10 +71,12 @@ struct Activation {
         ctx.pass_mask(y, 0);
         if (f_.logits_role() != NNG_OUTPUT_VISIBLE) ctx.add_logits_output(y, f_.logits_role());
         ctx.set_backward_needs(f_.backward_needs_input() ? NNG_NEEDS_INPUT(0) : NNG_NEEDS_OUTPUT(0));
-        // One function a value (softmax's max, exp, sum and divide count 4), x read and y written;
-        // backward reads y (or x) and dy and writes dx.
-        const std::int64_t values = nng::product(ctx.input_dims(0)), each = f_.is_softmax() ? 4 : 1;
-        ctx.count_work(nng::elementwise_work(values, each, 2), nng::elementwise_work(values, each, 3));
+        if (ctx.counting_work()) {
+            // One function a value (softmax's max, exp, sum and divide count 4), x read and y written;
+            // backward reads y (or x) and dy and writes dx.
+            const std::int64_t values = nng::product(ctx.input_dims(0)), each = f_.is_softmax() ? 4 : 1;
+            ctx.count_work(nng::elementwise_work(values, each, 2), nng::elementwise_work(values, each, 3));
+        }
     }
     void forward(nng::Exec& exec) {
         onednn::set_num_threads(exec.num_threads());

@@ -57,10 +57,12 @@ struct Dense {
         std::uint32_t needs = NNG_NEEDS_INPUT(0);
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
-        // Forward x·kernel (+ bias); backward xᵀ·dz and dz·kernelᵀ (+ the bias's row sums).
-        const nng::Work product = nng::matmul_work(1, elements / units_, in, units_);
-        const nng::Work bias = use_bias_ ? nng::elementwise_work(elements, 1, 1) : nng::Work{};
-        ctx.count_work(product + bias, 2 * product + bias);
+        if (ctx.counting_work()) {
+            // Forward x·kernel (+ bias); backward xᵀ·dz and dz·kernelᵀ (+ the bias's row sums).
+            const nng::Work product = nng::matmul_work(1, elements / units_, in, units_);
+            const nng::Work bias = use_bias_ ? nng::elementwise_work(elements, 1, 1) : nng::Work{};
+            ctx.count_work(product + bias, 2 * product + bias);
+        }
     }
 
     // mixed_bfloat16: the matmuls read bf16 copies of x, the kernel and dz, made in the op's

@@ -225,9 +225,11 @@ struct Dropout {
         dropped_ = ctx.buffer<std::uint8_t>("dropped", saves ? 1 : 0, nng::Lifetime::Saved);
         ctx.set_backward_needs(0);
         ctx.identity_in_inference(0);  // Keras's Dropout passes its input through when not training
-        // One multiply a value each way: x and y (dy and dx) moved, the keep mask written, then read.
-        const nng::Work pass = nng::elementwise_work(nng::product(input), 1, 2) + nng::Work{0, nng::product(noise)};
-        ctx.count_work(pass, pass);
+        if (ctx.counting_work()) {
+            // One multiply a value each way: x and y (dy and dx) moved, the keep mask written, then read.
+            const nng::Work pass = nng::elementwise_work(nng::product(input), 1, 2) + nng::Work{0, nng::product(noise)};
+            ctx.count_work(pass, pass);
+        }
     }
 
     void forward(nng::Exec& exec) {

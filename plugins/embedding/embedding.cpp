@@ -95,11 +95,13 @@ struct Embedding {
         if (mask_zero_) ctx.compute_mask(y, ids);
         ctx.add_weight("embeddings", {input_dim_, output_dim_}, init_);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
-        // Forward gathers rows (ids read, rows read and written); backward zeroes the table's
-        // gradient and adds every dy row into its row.
-        const std::int64_t values = nng::product(out);
-        ctx.count_work({0, 4 * nng::product(ids) + 8 * values},
-                       nng::elementwise_work(input_dim_ * output_dim_, 0, 1) + nng::elementwise_work(values, 1, 3));
+        if (ctx.counting_work()) {
+            // Forward gathers rows (ids read, rows read and written); backward zeroes the table's
+            // gradient and adds every dy row into its row.
+            const std::int64_t values = nng::product(out);
+            ctx.count_work({0, 4 * nng::product(ids) + 8 * values},
+                           nng::elementwise_work(input_dim_ * output_dim_, 0, 1) + nng::elementwise_work(values, 1, 3));
+        }
     }
 
     void forward(nng::Exec& exec) {

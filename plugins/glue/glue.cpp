@@ -52,8 +52,10 @@ void infer_same_shapes(InferContext& ctx) {
 
 // An op that copies `values` values each way and computes nothing.
 void count_copy(InferContext& ctx, std::int64_t values) {
-    const nng::Work copy = nng::elementwise_work(values, 0, 2);
-    ctx.count_work(copy, copy);
+    if (ctx.counting_work()) {
+        const nng::Work copy = nng::elementwise_work(values, 0, 2);
+        ctx.count_work(copy, copy);
+    }
 }
 
 // dx = dy where dx is wanted (dy absent: zero), for ops whose input gradient is their output's.
@@ -77,9 +79,11 @@ struct Add {
     void infer(InferContext& ctx) const {
         infer_same_shapes(ctx);
         ctx.set_backward_needs(0);  // the gradient passes straight through
-        // k - 1 adds a value over k inputs and the output; backward copies dy to each input.
-        const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
-        ctx.count_work(nng::elementwise_work(values, k - 1, k + 1), nng::elementwise_work(values, 0, 2 * k));
+        if (ctx.counting_work()) {
+            // k - 1 adds a value over k inputs and the output; backward copies dy to each input.
+            const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
+            ctx.count_work(nng::elementwise_work(values, k - 1, k + 1), nng::elementwise_work(values, 0, 2 * k));
+        }
     }
     void forward(Exec& exec) {
         float* y = exec.output(0).f32();
@@ -112,10 +116,12 @@ struct Multiply {
         std::uint32_t needs = 0;
         for (int i = 0; i < ctx.num_inputs(); ++i) needs |= NNG_NEEDS_INPUT(i);
         ctx.set_backward_needs(needs);
-        // k - 1 products a value; backward the same for each of the k inputs' gradients.
-        const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
-        const nng::Work product = nng::elementwise_work(values, k - 1, k + 1);
-        ctx.count_work(product, k * product);
+        if (ctx.counting_work()) {
+            // k - 1 products a value; backward the same for each of the k inputs' gradients.
+            const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
+            const nng::Work product = nng::elementwise_work(values, k - 1, k + 1);
+            ctx.count_work(product, k * product);
+        }
     }
     void forward(Exec& exec) {
         float* y = exec.output(0).f32();

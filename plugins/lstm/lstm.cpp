@@ -118,12 +118,14 @@ struct Lstm {
         const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
         declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
-        // Per step: x and h times the four gates' kernels, then the cell (bias, four gate
-        // activations, c = f·c + i·g, h = o·tanh(c): 13 a unit; gates, c and h written). Backward
-        // makes two products per forward one (weights' and inputs' gradients), twice the cell's work.
-        const nng::Work products = nng::matmul_work(T, N, F, 4 * U) + nng::matmul_work(T, N, U, 4 * U);
-        const nng::Work cell = nng::elementwise_work(T * N * U, 13, 6);
-        ctx.count_work(products + cell, 2 * products + 2 * cell);
+        if (ctx.counting_work()) {
+            // Per step: x and h times the four gates' kernels, then the cell (bias, four gate
+            // activations, c = f·c + i·g, h = o·tanh(c): 13 a unit; gates, c and h written). Backward
+            // makes two products per forward one (weights' and inputs' gradients), twice the cell's work.
+            const nng::Work products = nng::matmul_work(T, N, F, 4 * U) + nng::matmul_work(T, N, U, 4 * U);
+            const nng::Work cell = nng::elementwise_work(T * N * U, 13, 6);
+            ctx.count_work(products + cell, 2 * products + 2 * cell);
+        }
     }
 
     // Every buffer, in one order for every plan; those a plan does not use have no elements.

@@ -102,10 +102,12 @@ struct LayerNormalization {
         spare_diff_scale_ = ctx.buffer<float>("unwanted gamma gradient", scale_ ? columns : 0, nng::Lifetime::Backward);
         spare_diff_shift_ = ctx.buffer<float>("unwanted beta gradient", center_ ? columns : 0, nng::Lifetime::Backward);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
-        // Mean, variance, normalise, scale and shift: 8 a value over x and y; backward 12 a value
-        // over x, dy and dx.
-        const std::int64_t values = nng::product(in);
-        ctx.count_work(nng::elementwise_work(values, 8, 2), nng::elementwise_work(values, 12, 3));
+        if (ctx.counting_work()) {
+            // Mean, variance, normalise, scale and shift: 8 a value over x and y; backward 12 a value
+            // over x, dy and dx.
+            const std::int64_t values = nng::product(in);
+            ctx.count_work(nng::elementwise_work(values, 8, 2), nng::elementwise_work(values, 12, 3));
+        }
     }
 
     // The call's input as (rows, C), C the product of the normalized dims (gamma's size).

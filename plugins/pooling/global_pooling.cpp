@@ -27,9 +27,11 @@ struct GlobalPooling1D {
     Layout add_output(nng::InferContext& ctx) const {
         const Layout in = infer_input(ctx, channels_first_);
         ctx.add_output(NNG_F32, keepdims_ ? in.dims(1) : Dims{in.batch, in.features});
-        // One add (or comparison) a value, every input read; backward writes every input's gradient.
-        const nng::Work pass = nng::elementwise_work(in.batch * in.steps * in.features, 1, 1);
-        ctx.count_work(pass, pass);
+        if (ctx.counting_work()) {
+            // One add (or comparison) a value, every input read; backward writes every input's gradient.
+            const nng::Work pass = nng::elementwise_work(in.batch * in.steps * in.features, 1, 1);
+            ctx.count_work(pass, pass);
+        }
         return in;
     }
 

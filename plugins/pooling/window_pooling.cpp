@@ -78,9 +78,11 @@ public:
         ctx.add_output(NNG_F32, out);
         // pool_size adds (or comparisons) an output value; the input read and the output written,
         // backward the other way round.
-        const std::int64_t outputs = nng::product(out), inputs = in.batch * in.steps * in.features;
-        const nng::Work pass{outputs * pool_size_, 4 * (inputs + outputs)};
-        ctx.count_work(pass, pass);
+        if (ctx.counting_work()) {
+            const std::int64_t outputs = nng::product(out), inputs = in.batch * in.steps * in.features;
+            const nng::Work pass{outputs * pool_size_, 4 * (inputs + outputs)};
+            ctx.count_work(pass, pass);
+        }
         std::int64_t workspace_bytes = 0;
         if (algorithm_ == dnnl::algorithm::pooling_max && ctx.training() && in.batch > 0) {
             // Where each max came from; its size is what oneDNN asks for.

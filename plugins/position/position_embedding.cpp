@@ -45,9 +45,11 @@ struct PositionEmbedding {
         ctx.add_output(NNG_F32, d);
         ctx.add_weight("embeddings", {length_, d.back()}, init_);
         ctx.set_backward_needs(0);  // backward reads only the output gradient
-        // One add a value, x read and y written; backward copies dy and sums it into the table.
-        const nng::Work pass = nng::elementwise_work(nng::product(d), 1, 2);
-        ctx.count_work(pass, pass);
+        if (ctx.counting_work()) {
+            // One add a value, x read and y written; backward copies dy and sums it into the table.
+            const nng::Work pass = nng::elementwise_work(nng::product(d), 1, 2);
+            ctx.count_work(pass, pass);
+        }
     }
 
     // Rows (steps x features) of one broadcast copy, and how many copies.

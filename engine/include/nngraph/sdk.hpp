@@ -362,10 +362,15 @@ public:
     }
     // The work of one forward and one backward call at the shapes being inferred; nothing is
     // counted at load time, where the batch is not known.
-    void count_work(const Work& forward, const Work& backward = {}) {
+    // Whether this inference counts work: compute the counts under `if (ctx.counting_work())`, as at
+    // load time the sizes are not yet checked and their products may overflow.
+    bool counting_work() const {
         const bool batch_unknown =
             io_->num_inputs > 0 && io_->inputs[0].shape.rank > 0 && io_->inputs[0].shape.dims[0] < 0;
-        if (batch_unknown || !knows(offsetof(nng_infer_io, backward_bytes) + sizeof(io_->backward_bytes))) return;
+        return !batch_unknown && knows(offsetof(nng_infer_io, backward_bytes) + sizeof(io_->backward_bytes));
+    }
+    void count_work(const Work& forward, const Work& backward = {}) {
+        if (!counting_work()) return;
         io_->forward_flops = std::max<std::int64_t>(forward.flops, 0);
         io_->forward_bytes = std::max<std::int64_t>(forward.bytes, 0);
         io_->backward_flops = std::max<std::int64_t>(backward.flops, 0);
