@@ -14,6 +14,7 @@
 #include "train/datasets.hpp"
 #include "train/trainer.hpp"
 #include "train/training_config.hpp"
+#include "training_section.hpp"
 
 using namespace nngraph;
 using doctest::Approx;
@@ -46,11 +47,7 @@ struct Host {
 };
 
 TrainingConfig training(const std::string& callbacks) {
-    const std::string text =
-        "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
-        "training:\n  loss: mse\n  callbacks: " +
-        callbacks + "\n";
-    return parse_training_config(parse_model(text, "model.yaml", "."));
+    return testing::training_section("loss: mse\n  callbacks: " + callbacks);
 }
 
 std::string training_error(const std::string& callbacks) {

@@ -13,6 +13,7 @@
 #include "train/metrics.hpp"
 #include "train/trainer.hpp"
 #include "train/training_config.hpp"
+#include "training_section.hpp"
 
 using namespace nngraph;
 using doctest::Approx;
@@ -32,11 +33,7 @@ double metric_on(const MetricSpec& spec, const std::string& loss, const std::vec
 }
 
 TrainingConfig training(const std::string& metrics) {
-    const std::string text =
-        "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
-        "training:\n  loss: binary_crossentropy\n  metrics: " +
-        metrics + "\n";
-    return parse_training_config(parse_model(text, "model.yaml", "."));
+    return testing::training_section("loss: binary_crossentropy\n  metrics: " + metrics);
 }
 
 }  // namespace

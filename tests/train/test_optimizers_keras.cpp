@@ -9,6 +9,7 @@
 #include "nngraph/error.hpp"
 #include "train/optimizers.hpp"
 #include "train/training_config.hpp"
+#include "training_section.hpp"
 
 using namespace nngraph;
 using doctest::Approx;
@@ -32,11 +33,7 @@ struct Run {
 };
 
 TrainingConfig training_with(const std::string& optimizer) {
-    const std::string text =
-        "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
-        "training:\n  loss: mse\n  optimizer: " +
-        optimizer + "\n";
-    return parse_training_config(parse_model(text, "model.yaml", "."));
+    return testing::training_section("loss: mse\n  optimizer: " + optimizer);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "train/metrics.hpp"
 #include "train/progress.hpp"
 #include "train/trainer.hpp"
+#include "training_section.hpp"
 
 using namespace nngraph;
 using doctest::Approx;
@@ -150,11 +151,7 @@ namespace {
 
 // The training section of a one-layer model file whose optimizer is `optimizer` (YAML flow map).
 TrainingConfig training_with(const std::string& optimizer) {
-    const std::string text =
-        "name: m\ninput: {shape: [2]}\nlayers:\n  - {op: Dense, units: 1}\n"
-        "training:\n  loss: mse\n  optimizer: " +
-        optimizer + "\n";
-    return parse_training_config(parse_model(text, "model.yaml", "."));
+    return testing::training_section("loss: mse\n  optimizer: " + optimizer);
 }
 
 std::string training_error(const std::string& optimizer) {
