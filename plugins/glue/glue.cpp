@@ -276,9 +276,12 @@ struct Reshape {
         const Dims in = ctx.input_dims(0);
         const std::int64_t count = nng::product(in, 1);
         Dims out{in[0]};
+        // The given dimensions' product sizes a -1; one too large for 64 bits leaves it 0 (then the
+        // counts differ below), and without a -1 the check below names the overflowing shape.
         std::int64_t known = 1;
-        for (std::int64_t d : target_) known *= d == -1 ? 1 : d;
-        for (std::int64_t d : target_) out.push_back(d == -1 ? count / known : d);
+        bool known_overflows = false;
+        for (std::int64_t d : target_) known_overflows |= d != -1 && nng::multiply_overflows(known, d, known);
+        for (std::int64_t d : target_) out.push_back(d == -1 ? (known_overflows ? 0 : count / known) : d);
         if (nng::product(out, 1) != count) {
             throw OpError("cannot reshape " + nng::dims_string(in) + " (" + std::to_string(count) +
                               " values per sample) to target_shape " +
