@@ -25,6 +25,14 @@ namespace {
 
 bool says(const CliResult& r, const std::string& text) { return r.err.find(text) != std::string::npos; }
 
+// A model with its weights inline, so that a test needs no weights file: y = x · [1, 2] + 0.5.
+constexpr const char* kInlineDense = R"(name: inline
+inputs: [{name: x, shape: [2]}]
+nodes:
+  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
+outputs: [y]
+)";
+
 struct TimedResult {
     CliResult result;
     double seconds = 0;
@@ -137,12 +145,7 @@ TEST_CASE("an output index too large for any node is refused at its position, no
 
 TEST_CASE("safetensors headers that nest deeply or hold huge text are refused briefly, with the file named") {
     TempDir dir;
-    write_bytes(dir / "model.yaml", R"(name: inline
-inputs: [{name: x, shape: [2]}]
-nodes:
-  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
-outputs: [y]
-)");
+    write_bytes(dir / "model.yaml", kInlineDense);
     TensorFile inputs;
     inputs.tensors["x"] = Tensor(DType::F32, {2, 2});
     write_safetensors(dir / "x.safetensors", inputs);
@@ -542,12 +545,7 @@ outputs: [e]
 
 TEST_CASE("predict warns when inputs make outputs non-finite") {
     TempDir dir;
-    write_bytes(dir / "model.yaml", R"(name: inline
-inputs: [{name: x, shape: [2]}]
-nodes:
-  - {name: y, op: Dense, inputs: [x], units: 1, weights: {kernel: [[1.0], [2.0]], bias: [0.5]}}
-outputs: [y]
-)");
+    write_bytes(dir / "model.yaml", kInlineDense);
     TensorFile inputs;
     const float x[] = {1, 2, std::numeric_limits<float>::quiet_NaN(), 4, 5, 6};
     inputs.tensors["x"] = Tensor::from<float>({3, 2}, x);

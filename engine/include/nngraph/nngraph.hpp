@@ -195,7 +195,7 @@ struct EvaluateOptions {
     std::optional<std::filesystem::path> data;
     std::filesystem::path cache_dir;
     std::optional<std::int64_t> batch_size;
-    // Keras's evaluate line ("391/391 - 2s - 5ms/step - accuracy: ... - loss: ..."); null: silent.
+    // Keras's evaluate line (steps, seconds, time a step, then each score); null: silent.
     std::ostream* log = nullptr;
 };
 

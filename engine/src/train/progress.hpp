@@ -1,6 +1,6 @@
 // Keras's training log: the live progress bar on a terminal and the per-epoch line.
 //   Epoch 3/10
-//   391/391 - 4s - 10ms/step - accuracy: 0.8612 - loss: 0.3254 - val_accuracy: 0.8710 - val_loss: 0.3042
+//   STEPS/STEPS - SECONDSs - TIME/step - accuracy: A - loss: L - val_accuracy: VA - val_loss: VL
 #pragma once
 
 #include <chrono>
@@ -16,7 +16,7 @@ namespace nngraph {
 
 // Keras's number format: 4 decimals, or scientific below 1e-3.
 std::string format_metric(double value);
-// Keras's time per step: "10ms/step", "250us/step", "2s/step".
+// Keras's time per step: a whole number of ms, us or s (the largest unit that keeps it at least 1), then "/step".
 std::string format_time_per_step(double seconds);
 
 class ProgressBar {
