@@ -55,6 +55,12 @@ TEST_CASE("masked loss from logits: softmax minus one-hot at real steps, over th
     const auto loss = make_loss("sparse_categorical_crossentropy");
     Sequence s;
     std::vector<float> logits{1.0f, -1.0f, 0.0f, 2.0f, 3.0f, 0.0f};
+    // The prediction is the softmax of its logits, as the executor hands them to the loss.
+    for (std::size_t row = 0; row < 3; ++row) {
+        const double a = std::exp(double(logits[2 * row])), b = std::exp(double(logits[2 * row + 1]));
+        s.probabilities[2 * row] = static_cast<float>(a / (a + b));
+        s.probabilities[2 * row + 1] = static_cast<float>(b / (a + b));
+    }
     LossCall c = s.call();
     c.logits = {DType::F32, s.shape, logits.data()};
     const double value = evaluate_masked(*loss, c, s.mask);

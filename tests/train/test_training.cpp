@@ -95,6 +95,18 @@ TEST_CASE("categorical_crossentropy normalises, clips and sums; sparse takes cla
                          doctest::Contains("target 3.000000 is not a class id in [0, 3)"), RunError);
 }
 
+TEST_CASE("sparse_categorical_crossentropy from logits stays exact where the target's probability underflows") {
+    // softmax([60, -60]) puts exp(-120), below any float, on class 1: its loss comes from the logits.
+    LossInputs far{{2, 2}, {1.0f, 0.0f, 0.5f, 0.5f}, {60.0f, -60.0f, 0.0f, 0.0f}, {1.0f, 0.0f}, {}, {2}};
+    const double expected = (120.0 + std::log1p(std::exp(-120.0)) + std::log(2.0)) / 2;
+    CHECK(make_loss("sparse_categorical_crossentropy")->evaluate(far.call(true, true)) ==
+          Approx(expected).epsilon(1e-9));
+    CHECK(far.grad[0] == Approx(0.5));
+    CHECK(far.grad[1] == Approx(-0.5));
+    CHECK(far.grad[2] == Approx(-0.25));
+    CHECK(far.grad[3] == Approx(0.25));
+}
+
 TEST_CASE("mse is the mean of squared differences") {
     LossInputs in{{2, 2}, {1, 2, 3, 4}, {}, {0, 2, 5, 4}};
     CHECK(make_loss("mse")->evaluate(in.call(false, true)) == Approx((1.0 + 0 + 4 + 0) / 4));

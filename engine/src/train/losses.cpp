@@ -91,10 +91,7 @@ public:
             float* grad = call.grad ? call.grad + g * classes : nullptr;
             if (call.logits.data) {
                 const float* z = call.logits.as<float>() + g * classes;
-                const double top = *std::max_element(z, z + classes);
-                double sum = 0.0;
-                for (std::int64_t k = 0; k < classes; ++k) sum += std::exp(z[k] - top);
-                const double log_sum = top + std::log(sum);
+                const double log_sum = log_sum_exp(z, classes);
                 for (std::int64_t k = 0; k < classes; ++k) {
                     total -= target[static_cast<std::size_t>(k)] * (z[k] - log_sum);
                     if (grad)
@@ -125,14 +122,18 @@ public:
     }
 
 private:
-    // Class ids against logits, the sequence models' case (a vocabulary-wide softmax at every step):
-    // one exp per score, positions in parallel; position g weighs per_group, or 0 when masked.
+    // Class ids against logits, the sequence models' case (a vocabulary-wide softmax at every step).
+    // The output's softmax has already been computed, so the gradient p - onehot and the loss
+    // -log p[id] need no exp; only a row whose p[id] underflows takes the log-sum-exp of its logits.
+    // Positions run in parallel; position g weighs per_group, or 0 when masked.
     double sparse_from_logits(const LossCall& call, std::int64_t groups, std::int64_t classes, double per_group) const {
         const std::span<const std::uint8_t> mask = call.mask;
         const float* labels = call.targets.as<float>();
         for (std::int64_t g = 0; g < groups; ++g) class_id(labels[g], classes);
         const float* logits = call.logits.as<float>();
+        const float* probabilities = call.prediction.as<float>();
         float* const grad_base = call.grad;
+        const auto weight = static_cast<float>(per_group);
         double total = 0.0;
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (std::int64_t g = 0; g < groups; ++g) {
@@ -141,22 +142,26 @@ private:
                 if (grad) std::fill_n(grad, classes, 0.0f);
                 continue;
             }
-            const float* z = logits + g * classes;
-            const float top = *std::max_element(z, z + classes);
-            double sum = 0.0;
-            for (std::int64_t k = 0; k < classes; ++k) {
-                const float e = std::exp(z[k] - top);
-                if (grad) grad[k] = e;
-                sum += e;
-            }
+            const float* p = probabilities + g * classes;
             const auto id = static_cast<std::int64_t>(labels[g]);
-            total += double(top) + std::log(sum) - double(z[id]);
+            total += p[id] >= kSmallestTrustedProbability ? -std::log(double(p[id]))
+                                                           : log_sum_exp(logits + g * classes, classes) -
+                                                                 double(logits[g * classes + id]);
             if (!grad) continue;
-            const auto scale = static_cast<float>(per_group / sum);
-            for (std::int64_t k = 0; k < classes; ++k) grad[k] *= scale;
-            grad[id] -= static_cast<float>(per_group);
+            for (std::int64_t k = 0; k < classes; ++k) grad[k] = p[k] * weight;
+            grad[id] -= weight;
         }
         return total * per_group;
+    }
+
+    // Below this a float probability has lost digits to underflow, so its log is taken from the logits.
+    static constexpr float kSmallestTrustedProbability = 1e-30f;
+
+    static double log_sum_exp(const float* z, std::int64_t n) {
+        const float top = *std::max_element(z, z + n);
+        double sum = 0.0;
+        for (std::int64_t k = 0; k < n; ++k) sum += std::exp(double(z[k]) - top);
+        return double(top) + std::log(sum);
     }
 
     std::int64_t class_id(double label, std::int64_t classes) const {
