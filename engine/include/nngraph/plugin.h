@@ -281,6 +281,25 @@ typedef struct nng_comm {
     nng_status (*allreduce_sum_f32)(void* self, float* values, uint64_t count, nng_error* error);
 } nng_comm;
 
+/* How the ranks of a sequence-parallel job split a sequence. */
+typedef enum nng_shard_layout {
+    /* The sequence in `parts` equal pieces; rank r holds piece r. */
+    NNG_SHARD_CONTIGUOUS = 0,
+    /* The sequence in 2*parts equal pieces; rank r holds pieces r and 2*parts-1-r, in that order, so
+     * that under a causal mask every rank has the same amount of work. */
+    NNG_SHARD_ZIGZAG = 1
+} nng_shard_layout;
+
+/* One rank's share of the steps axis in a sequence-parallel job: the call's inputs hold the local
+ * steps (global_steps / parts of them) in the order the layout gives. */
+typedef struct nng_sequence_shard {
+    uint32_t struct_size;
+    int32_t layout;       /* nng_shard_layout */
+    int32_t parts;        /* ranks sharing every sequence: the communicator's size */
+    int32_t part;         /* this rank's share, 0 <= part < parts */
+    int64_t global_steps; /* the whole sequence; a multiple of parts (of 2*parts for ZIGZAG) */
+} nng_sequence_shard;
+
 typedef struct nng_context {
     uint32_t struct_size;
     int32_t training; /* forward: training mode (dropout active, fill saved buffers) */
@@ -300,6 +319,10 @@ typedef struct nng_context {
     /* The job's processes, for ops that exchange data across ranks (see nng_comm). Hosts before
      * this field pass a smaller struct_size. */
     const nng_comm* comm;
+    /* Sequence parallelism: the call holds one rank's share of every sample's steps (see
+     * nng_sequence_shard); NULL when it holds whole sequences. Hosts before this field pass a smaller
+     * struct_size. */
+    const struct nng_sequence_shard* sequence_shard;
 } nng_context;
 
 /* A declared buffer in one call: 64-byte aligned; `data` is NULL when it was declared with 0 bytes

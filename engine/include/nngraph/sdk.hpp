@@ -39,6 +39,7 @@
 #include <cstring>
 #include <exception>
 #include <iterator>
+#include <optional>
 #include <ranges>
 #include <span>
 #include <stdexcept>
@@ -50,6 +51,7 @@
 
 #include "nngraph/plugin.h"
 #include "nngraph/random.hpp"
+#include "nngraph/sequence_shard.hpp"
 
 namespace nng {
 
@@ -592,6 +594,13 @@ public:
     Comm comm() const {
         const bool knows_field = ctx_->struct_size >= offsetof(nng_context, comm) + sizeof(ctx_->comm);
         return Comm(knows_field ? ctx_->comm : nullptr);
+    }
+    // This call's share of a sequence-parallel job's steps; nullopt when it holds whole sequences.
+    std::optional<nngraph::SequenceShard> sequence_shard() const {
+        const bool knows_field =
+            ctx_->struct_size >= offsetof(nng_context, sequence_shard) + sizeof(ctx_->sequence_shard);
+        if (!knows_field || !ctx_->sequence_shard) return std::nullopt;
+        return nngraph::SequenceShard(*ctx_->sequence_shard);
     }
     // Threads worth using for `work` units (elements, ids, multiply-adds): one below
     // `serial_below`, where waking the others costs more than they save; else num_threads().

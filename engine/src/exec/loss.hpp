@@ -30,7 +30,7 @@ struct TensorView {
 
 struct LossCall {
     TensorView prediction;  // the visible output, e.g. probabilities after a sigmoid
-    TensorView logits;      // its pre-activation twin (prediction = activation(logits)); null unless the loss works from it
+    TensorView logits;  // its pre-activation twin (prediction = activation(logits)); null unless the loss works from it
     TensorView targets;
     float* grad = nullptr;  // d(loss)/d(logits if given, else prediction); null when not training
     // The output's mask, one byte per position (the prediction without its last axis): positions

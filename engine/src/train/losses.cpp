@@ -144,9 +144,9 @@ private:
             }
             const float* p = probabilities + g * classes;
             const auto id = static_cast<std::int64_t>(labels[g]);
-            total += p[id] >= kSmallestTrustedProbability ? -std::log(double(p[id]))
-                                                           : log_sum_exp(logits + g * classes, classes) -
-                                                                 double(logits[g * classes + id]);
+            total += p[id] >= kSmallestTrustedProbability
+                         ? -std::log(double(p[id]))
+                         : log_sum_exp(logits + g * classes, classes) - double(logits[g * classes + id]);
             if (!grad) continue;
             for (std::int64_t k = 0; k < classes; ++k) grad[k] = p[k] * weight;
             grad[id] -= weight;
