@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nngraph_json import step_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # (model, mode, batch, the target ratio nngraph/PyTorch)
@@ -50,8 +52,7 @@ def run_nngraph(binary, model, mode, batch, threads, repetitions):
                           "--threads", str(threads), "--warmup", str(warmup_steps(batch)), "--repetitions", str(repetitions),
                           "--json"],
                          check=True, capture_output=True, text=True).stdout
-    runs = json.loads(out)["benchmarks"]
-    return [b["real_time"] / 1e3 for b in runs if b["run_type"] == "iteration"]
+    return step_seconds(out)
 
 
 def run_torch(python, model, mode, batch, threads, repetitions):

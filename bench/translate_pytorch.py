@@ -9,16 +9,21 @@ train` in the same run.
 Usage: OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/translate_pytorch.py [--data tatoeba_eng_fra.tsv.gz]
        [--epochs 8] [--threads 2] [--nngraph build/bin/nngraph] [--vocabulary W.vocab.json]
        [--timing-steps N: time N training steps and stop, no training run or BLEU]
+       [--weights W.safetensors: no training; load the weights nngraph trained (vocabularies from
+        W.vocab.json), then decode the test split greedily in PyTorch and with `nngraph translate`
+        in the same run: BLEU and sentences per second side by side]
 """
 import argparse
 import collections
 import gzip
 import json
+import struct
 import math
 import random
 import re
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
 import unicodedata
@@ -27,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from nngraph_json import step_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PAD, START, END, OOV, FIRST = 0, 1, 2, 3, 4
@@ -184,12 +191,102 @@ def corpus_bleu(hypotheses, references):
     return 100 * brevity * math.exp(log_precision)
 
 
+def load_nngraph_weights(model, path):
+    """Keras's layouts as nngraph saves them, into the PyTorch modules: Dense kernels (in, out) become
+    Linear weights (out, in); attention's query/key/value kernels (width, heads, head) stack into
+    in_proj_weight, its output kernel (heads, head, width) into out_proj."""
+    with open(path, "rb") as f:
+        header_bytes = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(header_bytes))
+        data = f.read()
+
+    def tensor(name):
+        entry = header[name]
+        if entry["dtype"] != "F32":
+            sys.exit(f"{path}: {name} is {entry['dtype']}, expected F32")
+        begin, end = entry["data_offsets"]
+        return torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32).reshape(entry["shape"])
+
+    def dense(linear, name):
+        linear.weight.copy_(tensor(f"{name}.kernel").t())
+        linear.bias.copy_(tensor(f"{name}.bias"))
+
+    def attention(module, name):
+        width = module.embed_dim
+        module.in_proj_weight.copy_(
+            torch.cat([tensor(f"{name}.{part}.kernel").reshape(width, width).t() for part in ("query", "key", "value")]))
+        module.in_proj_bias.copy_(torch.cat([tensor(f"{name}.{part}.bias").reshape(width)
+                                             for part in ("query", "key", "value")]))
+        module.out_proj.weight.copy_(tensor(f"{name}.attention_output.kernel").reshape(width, width).t())
+        module.out_proj.bias.copy_(tensor(f"{name}.attention_output.bias"))
+
+    def norm(module, name):
+        module.weight.copy_(tensor(f"{name}.gamma"))
+        module.bias.copy_(tensor(f"{name}.beta"))
+
+    with torch.no_grad():
+        for embedding in ("source_tokens", "target_tokens", "source_positions", "target_positions"):
+            getattr(model, embedding).weight.copy_(tensor(f"{embedding}.embeddings"))
+        attention(model.encoder_attention, "encoder_attention")
+        attention(model.self_attention, "decoder_self_attention")
+        attention(model.cross_attention, "decoder_cross_attention")
+        for mine, theirs in (("encoder_norm_1", "encoder_norm_1"), ("encoder_norm_2", "encoder_output"),
+                             ("decoder_norm_1", "decoder_norm_1"), ("decoder_norm_2", "decoder_norm_2"),
+                             ("decoder_norm_3", "decoder_norm_3")):
+            norm(getattr(model, mine), theirs)
+        dense(model.encoder_ffn[0], "encoder_ffn_1")
+        dense(model.encoder_ffn[2], "encoder_ffn_2")
+        dense(model.decoder_ffn[0], "decoder_ffn_1")
+        dense(model.decoder_ffn[2], "decoder_ffn_2")
+        dense(model.out, "french")
+
+
+def test_groups(splits):
+    """The test split's English sentences, each with all its French references (SPEC section 7)."""
+    groups = collections.OrderedDict()
+    for e, f in splits["test"]:
+        groups.setdefault(e, []).append(tokens(f))
+    return groups
+
+
+def torch_greedy(model, groups, source_ids, target_ranked, args):
+    """The test split decoded by PyTorch's greedy loop: prints BLEU and speed, returns the tokens and seconds."""
+    source = torch.tensor([encode([source_ids.get(t, OOV) for t in tokens(e)], args.length) for e in groups])
+    start = time.perf_counter()
+    decoded = greedy(model, source, args.length, args.batch_size)
+    seconds = time.perf_counter() - start
+    hypotheses = [[target_ranked[i - FIRST] if i >= FIRST else "[UNK]" for i in ids] for ids in decoded]
+    print(f"PyTorch test BLEU (greedy): {corpus_bleu(hypotheses, list(groups.values())):.2f} over {len(groups)} "
+          f"sentences; greedy loop {len(groups) / seconds:.1f} sentences/s ({seconds:.1f} s)", flush=True)
+    return hypotheses, seconds
+
+
+def decode_side_by_side(model, groups, source_ids, target_ranked, args):
+    """Greedy decoding of the test split by both engines with the same weights, in one run."""
+    references = list(groups.values())
+    hypotheses, torch_seconds = torch_greedy(model, groups, source_ids, target_ranked, args)
+    with tempfile.TemporaryDirectory() as folder:
+        english, french = Path(folder) / "english.txt", Path(folder) / "french.txt"
+        english.write_text("".join(e.replace("\n", " ") + "\n" for e in groups), encoding="utf-8")
+        start = time.perf_counter()
+        subprocess.run([args.nngraph, "translate", str(ROOT / "graphs" / "translate_eng_fra.yaml"), "--weights",
+                        args.weights, "--input-file", str(english), "--output-file", str(french), "--batch-size",
+                        str(args.batch_size), "--threads", str(args.threads)], check=True)
+        nngraph_seconds = time.perf_counter() - start
+        lines = french.read_text(encoding="utf-8").split("\n")[:len(groups)]
+    ours = [tokens(line) for line in lines]
+    same = sum(a == b for a, b in zip(ours, hypotheses))
+    print(f"nngraph translate: BLEU {corpus_bleu(ours, references):.2f}, {len(groups) / nngraph_seconds:.1f} "
+          f"sentences/s ({nngraph_seconds:.1f} s, start-up included); {same} of {len(groups)} translations "
+          f"identical to PyTorch's")
+    print(f"sentences/s, nngraph / PyTorch = {torch_seconds / nngraph_seconds:.2f}")
+
+
 def nngraph_step_ms(binary, threads, repetitions):
     out = subprocess.run([binary, "bench", str(ROOT / "graphs" / "translate_eng_fra.yaml"), "--mode", "train",
                           "--threads", str(threads), "--repetitions", str(repetitions), "--warmup", "5", "--json"],
                          check=True, capture_output=True, text=True).stdout
-    runs = json.loads(out)["benchmarks"]  # real_time in ms
-    return statistics.median(b["real_time"] for b in runs if b["run_type"] == "iteration")
+    return statistics.median(step_seconds(out)) * 1e3
 
 
 def main():
@@ -205,7 +302,10 @@ def main():
     p.add_argument("--nngraph", default=str(ROOT / "build" / "bin" / "nngraph"))
     p.add_argument("--vocabulary", help="vocabularies nngraph saved beside its weights (W.vocab.json), to compare")
     p.add_argument("--timing-steps", type=int, default=0)
+    p.add_argument("--weights", help="decode with the weights nngraph trained instead of training (see the usage)")
     args = p.parse_args()
+    if args.weights and not args.vocabulary:
+        args.vocabulary = str(Path(args.weights).with_suffix(".vocab.json"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -230,8 +330,12 @@ def main():
         shifted = [encode(t + [END], args.length) for t in target]
         return torch.tensor(source), torch.tensor(decoder_input), torch.tensor(shifted)
 
-    train = rows(splits["train"])
     model = Transformer(args.words, args.words, args.length)
+    if args.weights:
+        load_nngraph_weights(model, args.weights)
+        decode_side_by_side(model, test_groups(splits), source_ids, target_ranked, args)
+        return
+    train = rows(splits["train"])
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-7)
     steps = (len(train[0]) + args.batch_size - 1) // args.batch_size
     step_times = []
@@ -262,16 +366,7 @@ def main():
     torch_ms = statistics.median(timed) * 1e3
     print(f"PyTorch: {torch_ms:.1f} ms per training step (median of {len(timed)}, {args.threads} threads)")
     if not args.timing_steps:
-        groups = collections.OrderedDict()
-        for e, f in splits["test"]:
-            groups.setdefault(e, []).append(tokens(f))
-        source = torch.tensor([encode([source_ids.get(t, OOV) for t in tokens(e)], args.length) for e in groups])
-        start = time.perf_counter()
-        decoded = greedy(model, source, args.length, args.batch_size)
-        seconds = time.perf_counter() - start
-        hypotheses = [[target_ranked[i - FIRST] if i >= FIRST else "[UNK]" for i in ids] for ids in decoded]
-        print(f"PyTorch test BLEU (greedy): {corpus_bleu(hypotheses, list(groups.values())):.2f} over {len(groups)} "
-              f"sentences; greedy loop {len(groups) / seconds:.1f} sentences/s")
+        torch_greedy(model, test_groups(splits), source_ids, target_ranked, args)
     nngraph_ms = nngraph_step_ms(args.nngraph, args.threads, 20)
     print(f"nngraph: {nngraph_ms:.1f} ms per training step; nngraph / PyTorch = {nngraph_ms / torch_ms:.2f}")
 
