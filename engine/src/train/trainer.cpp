@@ -90,7 +90,8 @@ Scores Trainer::scores_of(const BatchTally& tally, const MetricSet& metrics) con
 void Trainer::update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows,
                              std::int64_t count) const {
     const Tensor& targets = data.targets.front();
-    metrics.update(executor_.output(0), targets.data<float>(), targets.numel() / targets.dim(0), rows, count);
+    metrics.update(executor_.output(0), targets.data<float>(), targets.numel() / targets.dim(0), rows, count,
+                   executor_.output_mask(0));
 }
 
 Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress,
