@@ -63,7 +63,8 @@ TEST_CASE("every field of a checkpoint's metadata is validated and the file name
              {"seed", " 7", "metadata 'seed' is ' 7'"},
              {"best", "nan", "metadata 'best' is 'nan'; expected a finite number"},
              {"best", "inf", "metadata 'best' is 'inf'"},
-             {"monitor", "val_loss; rm", "metadata 'monitor' is 'val_loss; rm'; expected val_accuracy, val_loss"},
+             {"monitor", "val_loss; rm",
+              "metadata 'monitor' is 'val_loss; rm'; expected the name of a log such as val_accuracy"},
              {"seed", "", "metadata 'seed' is missing"},
          }) {
         const std::filesystem::path path = checkpoint_with(dir, {{c.key, c.text}});
