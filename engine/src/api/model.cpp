@@ -119,7 +119,11 @@ ParameterCount Model::parameters() const {
     return {trainable + frozen, trainable, frozen};
 }
 
-std::string Model::summary() const { return nngraph::summary(*state_->graph); }
+std::string Model::summary(const SummaryOptions& options) const {
+    const Graph& graph = *state_->graph;
+    return nngraph::summary(
+        graph, options.line_length ? options.line_length : summary_line_length(graph, options.terminal_columns));
+}
 std::string Model::dot(const DotOptions& options) const {
     return to_dot(*state_->graph, options.rankdir, options.attributes);
 }
