@@ -295,7 +295,10 @@ std::string to_dot(const Graph& graph, const std::string& rankdir, bool attribut
         for (std::size_t slot = 0; slot < node.inputs.size(); ++slot) {
             const GraphTensor& t = graph.tensor(node.inputs[slot]);
             out << "  n" << t.producer << " -> n" << id;
-            if (node.inputs.size() > 1) out << " [label=\"" << slot << "\"]";
+            // The input's role (query, value, key) where the op names it, else its position.
+            std::string role = node.instance ? node.instance->input_name(static_cast<int>(slot)) : std::string();
+            if (role.empty() && node.inputs.size() > 1) role = std::to_string(slot);
+            if (!role.empty()) out << " [label=" << quoted(role) << "]";
             out << ";\n";
         }
     }
