@@ -2,8 +2,9 @@
 # Runs the examples of docs/*.md as written: every complete model file in a ```yaml block is loaded
 # (nngraph summary), every `training:` block trains two epochs on the XOR model of graphs/, and every
 # `$ nngraph ...` command (and every nngraph line of a ```sh block) runs from a scratch directory that
-# holds graphs/. Commands that need the IMDB or translation data or trained runs/, and benchmarks
-# unless CHECK_BENCH=1, are listed as skipped, not run.
+# holds graphs/; a summary's output must be the table shown after it. Commands that need the IMDB
+# or translation data or trained runs/, and benchmarks unless CHECK_BENCH=1, are listed as skipped,
+# not run.
 # Usage: scripts/check-doc-examples.sh [path/to/nngraph]   (default build/bin/nngraph)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,7 +76,19 @@ while IFS= read -r entry; do
     continue
   fi
   ran=$((ran + 1))
-  (cd "$scratch" && bash -c "$command") >"$scratch/out" 2>&1 || fail "$where: $command"
+  (cd "$scratch" && COLUMNS=80 bash -c "$command") >"$scratch/out" 2>"$scratch/err" || {
+    cat "$scratch/err" >>"$scratch/out"
+    fail "$where: $command"
+    continue
+  }
+  # A summary's table is deterministic: the lines shown after the command must be its output.
+  if [[ $command =~ ^nngraph\ summary ]]; then
+    awk -v from="${where##*:}" 'NR > from && (/^\$ / || /^```/) { exit } NR > from' "$root/${where%:*}" >"$scratch/shown"
+    diff "$scratch/shown" "$scratch/out" >"$scratch/diff" || {
+      mv "$scratch/diff" "$scratch/out"
+      fail "$where: the output differs from the one shown"
+    }
+  fi
 done < <(
   cd "$root" || exit 1
   # `$ nngraph ...` lines, and the lines of ```sh blocks that run the command line tool.
