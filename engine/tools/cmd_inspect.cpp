@@ -1,25 +1,58 @@
 // nngraph summary | dot | plugins
-#include <iomanip>
-#include <iostream>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
 
 #include "cli.hpp"
 
 namespace nngraph::cli {
+namespace {
+
+// The terminal's width as Python's shutil.get_terminal_size finds it (Keras fits its summary to
+// it): $COLUMNS, else standard output's terminal, else 80.
+int terminal_columns() {
+    if (const char* env = std::getenv("COLUMNS")) {
+        int value = 0;
+        const auto [end, error] = std::from_chars(env, env + std::strlen(env), value);
+        if (error == std::errc() && *end == '\0' && value > 0) return value;
+    }
+    winsize size{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+    return 80;
+}
+
+}  // namespace
 
 void add_inspect_commands(CLI::App& app) {
     struct Options {
         std::string model;
         CommonOptions common;
     };
-    auto summary_options = std::make_shared<Options>();
+    struct SummaryCommand {
+        Options files;
+        SummaryOptions table;
+    };
+    auto summary_options = std::make_shared<SummaryCommand>();
     CLI::App* summary_cmd =
         app.add_subcommand("summary", "Print the Keras-style table of layers, output shapes and parameters");
-    summary_cmd->add_option("model", summary_options->model, "Model file (YAML)")->required();
-    add_common_options(*summary_cmd, summary_options->common);
-    summary_cmd->callback(
-        [summary_options] { std::cout << load_model(summary_options->model, summary_options->common).summary(); });
+    summary_cmd->add_option("model", summary_options->files.model, "Model file (YAML)")->required();
+    summary_cmd
+        ->add_option("--line-length", summary_options->table.line_length,
+                     "Width of the table (Keras's line_length; default 88, or 108 with 'Connected to', at most the "
+                     "terminal's width less 4)")
+        ->check(CLI::Range(8, 1000));
+    add_common_options(*summary_cmd, summary_options->files.common);
+    summary_cmd->callback([summary_options] {
+        SummaryOptions table = summary_options->table;
+        table.terminal_columns = terminal_columns();
+        std::cout << load_model(summary_options->files.model, summary_options->files.common).summary(table);
+    });
 
     struct DotCommand {
         Options files;

@@ -19,6 +19,7 @@ struct Attention {
     static constexpr const char* kDoc =
         "Dot-product (Luong) or concat attention over [query, value(, key)], Keras semantics";
     static constexpr int kMinInputs = 2, kMaxInputs = 3;
+    static constexpr std::array<const char*, 3> kInputNames{"query", "value", "key"};
     static constexpr auto kAttributes = with_long_context(std::array{
         nng::bool_attr("use_scale", "false", "learn a scalar `scale` on the scores"),
         nng::string_attr("score_mode", "dot", "dot|concat", "dot: query . key; concat: sum of tanh(query + key)"),

@@ -45,6 +45,7 @@ struct MultiHeadAttention {
     static constexpr const char* kDoc =
         "Multi-head scaled dot-product attention over [query(, value(, key))], Keras semantics";
     static constexpr int kMinInputs = 1, kMaxInputs = 3;
+    static constexpr std::array<const char*, 3> kInputNames{"query", "value", "key"};
     static constexpr auto kAttributes = with_long_context(std::array{
         nng::required(nng::int_attr("num_heads", nullptr, "number of attention heads")),
         nng::required(nng::int_attr("key_dim", nullptr, "size of each head for query and key")),

@@ -316,6 +316,28 @@ training: {loss: mse, optimizer: {name: sgd, learning_rate: 0.1}, batch_size: 16
     CHECK(run_nngraph({"dot", (dir / "model.yaml").string(), "--rankdir", "UP"}).status == 2);
 }
 
+TEST_CASE("dot labels an input's edge with Keras's name for it (query, value, key), else with its position") {
+    TempDir dir;
+    write_bytes(dir / "attend.yaml", R"(name: attend
+inputs: [{name: q, shape: [5, 4]}, {name: v, shape: [6, 4]}, {name: k, shape: [6, 4]}]
+nodes:
+  - {name: luong, op: Attention, inputs: [q, v, k]}
+  - {name: heads, op: MultiHeadAttention, inputs: [q, v], num_heads: 2, key_dim: 2}
+  - {name: both, op: Concatenate, inputs: [luong, heads]}
+outputs: [both]
+)");
+    const CliResult dot = run_nngraph({"dot", (dir / "attend.yaml").string()});
+    REQUIRE(dot.status == 0);
+    CHECK(dot.out.find("n0 -> n3 [label=\"query\"];") != std::string::npos);
+    CHECK(dot.out.find("n1 -> n3 [label=\"value\"];") != std::string::npos);
+    CHECK(dot.out.find("n2 -> n3 [label=\"key\"];") != std::string::npos);
+    CHECK(dot.out.find("n0 -> n4 [label=\"query\"];") != std::string::npos);
+    CHECK(dot.out.find("n1 -> n4 [label=\"value\"];") != std::string::npos);
+    // Concatenate's inputs are a list of equals: numbered.
+    CHECK(dot.out.find("n3 -> n5 [label=\"0\"];") != std::string::npos);
+    CHECK(dot.out.find("n4 -> n5 [label=\"1\"];") != std::string::npos);
+}
+
 TEST_CASE("bench --json is Google Benchmark's layout: real cpu_time, a unit with three digits, aggregated counters") {
     TempDir dir;
     const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();

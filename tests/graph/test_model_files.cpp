@@ -257,25 +257,73 @@ layers:
 TEST_CASE("the summary is Keras's table with parameter totals") {
     const std::string text = summary(*load_text(kFunctional));
     CHECK(text.find("Model: \"mlp\"") == 0);
-    // A chain-shaped Functional model: Keras's three columns, with its InputLayer.
-    CHECK(text.find("\u2503 Layer (type)    \u2503 Output Shape \u2503 Param # \u2503\n") != std::string::npos);
-    CHECK(text.find("\u2502 dense (Dense)   \u2502 (None, 4)    \u2502      36 \u2502\n") != std::string::npos);
+    // A chain-shaped Functional model: Keras's three columns, with its InputLayer, 76 wide (an
+    // 80-column terminal less 4).
+    const std::string table =
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓\n"
+        "┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃\n"
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩\n"
+        "│ x (InputLayer)                  │ (None, 8)              │             0 │\n"
+        "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+        "│ dense (Dense)                   │ (None, 4)              │            36 │\n"
+        "├─────────────────────────────────┼────────────────────────┼───────────────┤\n"
+        "│ dense_1 (Dense)                 │ (None, 1)              │             5 │\n"
+        "└─────────────────────────────────┴────────────────────────┴───────────────┘\n";
+    CHECK(text.find(table) != std::string::npos);
     CHECK(text.find("Connected to") == std::string::npos);
-    // Two layers reading one tensor is not a chain: the "Connected to" column is back.
-    const std::string branched = summary(*load_text(R"(name: branches
-inputs: [{name: x, shape: [8]}]
-nodes:
-  - {name: a, op: Dense, inputs: [x], units: 4}
-  - {name: b, op: Dense, inputs: [x], units: 4}
-  - {name: sum, op: Add, inputs: [a, b]}
-outputs: [sum]
-)"));
-    CHECK(branched.find("\u2503 Connected to") != std::string::npos);
-    CHECK(branched.find("a[0][0], b[0][0]") != std::string::npos);
     CHECK(text.find(" Total params: 41 (164.00 B)") != std::string::npos);
     CHECK(text.find(" Trainable params: 41 (164.00 B)") != std::string::npos);
     CHECK(with_thousands(1234567) == "1,234,567");
     CHECK(readable_bytes(160033.0 * 4) == "625.13 KB");
+}
+
+TEST_CASE("the summary's width is capped as Keras caps it: long names and connections wrap or end in an ellipsis") {
+    // Two layers reading one tensor is not a chain: the "Connected to" column is back. The tables
+    // below are what Keras's print_summary renders through rich for these rows.
+    const auto branched = load_text(R"(name: branches
+inputs: [{name: x, shape: [8]}]
+nodes:
+  - {name: a_very_long_dense_layer_name_indeed, op: Dense, inputs: [x], units: 4}
+  - {name: b, op: Dense, inputs: [x], units: 4}
+  - {name: sum, op: Add, inputs: [a_very_long_dense_layer_name_indeed, b]}
+outputs: [sum]
+)");
+    const std::string narrow =
+        "┏━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━┓\n"
+        "┃ Layer (type)     ┃ Output Shape  ┃  Param # ┃ Connected to   ┃\n"
+        "┡━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━┩\n"
+        "│ x (InputLayer)   │ (None, 8)     │        0 │ -              │\n"
+        "├──────────────────┼───────────────┼──────────┼────────────────┤\n"
+        "│ a_very_long_den… │ (None, 4)     │       36 │ x[0][0]        │\n"
+        "│ (Dense)          │               │          │                │\n"
+        "├──────────────────┼───────────────┼──────────┼────────────────┤\n"
+        "│ b (Dense)        │ (None, 4)     │       36 │ x[0][0]        │\n"
+        "├──────────────────┼───────────────┼──────────┼────────────────┤\n"
+        "│ sum (Add)        │ (None, 4)     │        0 │ a_very_long_d… │\n"
+        "│                  │               │          │ b[0][0]        │\n"
+        "└──────────────────┴───────────────┴──────────┴────────────────┘\n";
+    CHECK(summary(*branched, 64).find(narrow) != std::string::npos);
+    // Keras's 108 columns on a wide terminal; an 80-column one gets 76.
+    CHECK(summary_line_length(*branched, 200) == 108);
+    CHECK(summary_line_length(*branched) == 76);
+    CHECK(summary_line_length(*load_text(kSequential), 200) == 88);
+    const std::string wide =
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓\n"
+        "┃ Layer (type)                  ┃ Output Shape              ┃         Param # ┃ Connected to               ┃\n"
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩\n"
+        "│ x (InputLayer)                │ (None, 8)                 │               0 │ -                          │\n"
+        "├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤\n"
+        "│ a_very_long_dense_layer_name… │ (None, 4)                 │              36 │ x[0][0]                    │\n"
+        "│ (Dense)                       │                           │                 │                            │\n"
+        "├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤\n"
+        "│ b (Dense)                     │ (None, 4)                 │              36 │ x[0][0]                    │\n"
+        "├───────────────────────────────┼───────────────────────────┼─────────────────┼────────────────────────────┤\n"
+        "│ sum (Add)                     │ (None, 4)                 │               0 │ a_very_long_dense_layer_n… │\n"
+        "│                               │                           │                 │ b[0][0]                    │\n"
+        "└───────────────────────────────┴───────────────────────────┴─────────────────┴────────────────────────────┘"
+        "\n";
+    CHECK(summary(*branched, summary_line_length(*branched, 200)).find(wide) != std::string::npos);
+    CHECK_THROWS_WITH_AS(summary(*branched, 12), doctest::Contains("12 columns is too narrow"), InputError);
 }
 
 TEST_CASE("a key that is not a name (a list or a map, as YAML allows) is refused where it stands") {

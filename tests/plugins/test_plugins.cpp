@@ -110,6 +110,18 @@ TEST_CASE("an op's attribute validation points at the attribute's line") {
     CHECK(r.err.find("m.yaml:6:6: node 'n': Picky: attribute 'level': expected a level below 3") != std::string::npos);
 }
 
+TEST_CASE("an op table from before input names were appended loads, and its names are not read") {
+    TempDir dir;
+    write_bytes(dir / "m.yaml",
+                "name: m\ninputs:\n  - {name: x, shape: [4]}\n  - {name: y, shape: [4]}\nnodes:\n"
+                "  - {name: n, op: OldPair, inputs: [x, y]}\noutputs: [n]\n");
+    const CliResult r = run_nngraph({"dot", (dir / "m.yaml").string(), "--plugins", (kFixtures / "faulty").string()});
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("n0 -> n2 [label=\"0\"];") != std::string::npos);
+    CHECK(r.out.find("n1 -> n2 [label=\"1\"];") != std::string::npos);
+    CHECK(r.out.find("unread") == std::string::npos);
+}
+
 TEST_CASE("an inference identity whose output differs from its input is refused at load") {
     TempDir dir;
     write_model(dir / "m.yaml", "{name: n, op: FalseIdentity, inputs: [x]}");

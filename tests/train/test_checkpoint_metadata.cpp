@@ -47,6 +47,12 @@ TEST_CASE("a well-formed checkpoint's training state is read back") {
     CHECK(state.seed == 7);
     CHECK(state.best == doctest::Approx(0.75));
     CHECK(state.monitor == "val_accuracy");
+    // ModelCheckpoint may monitor any log, a named metric's too.
+    CHECK(read_training_state(checkpoint_with(dir, {{"monitor", "val_auc"}})).monitor == "val_auc");
+    // Callback state comes back as numbers by key.
+    const TrainingState with_callbacks =
+        read_training_state(checkpoint_with(dir, {{"callbacks.EarlyStopping.0.wait", "2"}}));
+    CHECK(with_callbacks.callbacks.numbers.at("callbacks.EarlyStopping.0.wait") == 2.0);
 }
 
 TEST_CASE("every field of a checkpoint's metadata is validated and the file named") {
@@ -63,7 +69,8 @@ TEST_CASE("every field of a checkpoint's metadata is validated and the file name
              {"seed", " 7", "metadata 'seed' is ' 7'"},
              {"best", "nan", "metadata 'best' is 'nan'; expected a finite number"},
              {"best", "inf", "metadata 'best' is 'inf'"},
-             {"monitor", "val_loss; rm", "metadata 'monitor' is 'val_loss; rm'; expected val_accuracy, val_loss"},
+             {"monitor", "val_loss; rm",
+              "metadata 'monitor' is 'val_loss; rm'; expected the name of a log such as val_accuracy"},
              {"seed", "", "metadata 'seed' is missing"},
          }) {
         const std::filesystem::path path = checkpoint_with(dir, {{c.key, c.text}});

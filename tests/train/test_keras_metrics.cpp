@@ -3,6 +3,7 @@
 // ranks; the names in the logs, sorted as Keras sorts them.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -28,7 +29,7 @@ double metric_on(const MetricSpec& spec, const std::string& loss, const std::vec
     auto metric = make_metric(spec, loss);
     const std::int64_t rows = shape[0];
     metric->update(view(shape, prediction.data()), targets.data(), static_cast<std::int64_t>(targets.size()) / rows,
-                   nullptr, rows);
+                   nullptr, rows, {});
     return metric->result();
 }
 
@@ -165,4 +166,79 @@ TEST_CASE("training reports the named metrics each epoch, and a callback may mon
     // evaluate gives the same tallies as the epoch's validation.
     const Scores again = trainer.evaluate(*data.validation);
     CHECK(again.metrics.at("auc") == Approx(val_auc).epsilon(1e-12));
+}
+
+TEST_CASE("under the output's mask every named metric skips the masked steps, and the tallies still add up") {
+    // Two samples of three steps; sample 0 keeps steps 0 and 1, sample 1 keeps step 0.
+    const std::vector<std::uint8_t> mask = {1, 1, 0, 1, 0, 0};
+    const Shape steps{2, 3, 2};
+    const std::vector<float> scores = {0.9f, 0.1f, 0.2f, 0.8f, 0.7f, 0.3f, 0.4f, 0.6f, 0.6f, 0.4f, 0.1f, 0.9f};
+    const std::vector<float> ids = {0, 0, 0, 1, 0, 1};
+    // Kept steps: right, wrong, right. All steps would give (2/3 + 3/3) / 2.
+    const std::vector<MetricSpec> sparse = {{"sparse_categorical_accuracy"},
+                                            {"sparse_top_k_categorical_accuracy", "top1", 1}};
+    MetricSet masked(sparse, "sparse_categorical_crossentropy"), unmasked(sparse, "sparse_categorical_crossentropy");
+    masked.update(view(steps, scores.data()), ids.data(), 3, nullptr, 2, mask);
+    unmasked.update(view(steps, scores.data()), ids.data(), 3, nullptr, 2);
+    CHECK(masked.results().at("sparse_categorical_accuracy") == Approx(2.0 / 3.0));
+    CHECK(masked.results().at("top1") == Approx(2.0 / 3.0));
+    CHECK(unmasked.results().at("sparse_categorical_accuracy") == Approx(5.0 / 6.0));
+
+    // One probability a step: kept are 0.9 (target 1), 0.8 (target 0), 0.2 (target 0): TP, FP, TN.
+    const Shape binary{2, 3, 1};
+    const std::vector<float> probabilities = {0.9f, 0.8f, 0.7f, 0.2f, 0.6f, 0.9f};
+    const std::vector<float> labels = {1, 0, 0, 0, 1, 1};
+    const std::vector<MetricSpec> confusion = {{"precision"}, {"recall"}, {"binary_accuracy"}, {"auc"}};
+    MetricSet whole(confusion, "binary_crossentropy"), first(confusion, "binary_crossentropy"),
+        second(confusion, "binary_crossentropy");
+    whole.update(view(binary, probabilities.data()), labels.data(), 3, nullptr, 2, mask);
+    CHECK(whole.results().at("precision") == Approx(1.0 / 2.0));
+    CHECK(whole.results().at("recall") == Approx(1.0));
+    CHECK(whole.results().at("binary_accuracy") == Approx(2.0 / 3.0));
+    // The ranks' halves, each with its rows' mask, add up to the whole.
+    const Shape one{1, 3, 1};
+    first.update(view(one, probabilities.data()), labels.data(), 3, nullptr, 1, std::span(mask).first(3));
+    second.update(view(one, probabilities.data() + 3), labels.data() + 3, 3, nullptr, 1, std::span(mask).last(3));
+    first.add(second);
+    for (const auto& [name, value] : whole.results()) CHECK(first.results().at(name) == Approx(value).epsilon(1e-12));
+}
+
+TEST_CASE("training a masked sequence model reports named accuracies over its real steps") {
+    // Token ids with 0 as padding. The padded steps' targets are set below to a class the model
+    // does not predict there, so counting them would lower the named accuracies below `accuracy`.
+    const std::string text = R"(name: tagger
+inputs: [{name: tokens, shape: [4], dtype: int32}]
+nodes:
+  - {name: embed, op: Embedding, inputs: [tokens], input_dim: 6, output_dim: 4, mask_zero: true}
+  - {name: out, op: Dense, inputs: [embed], units: 3, activation: softmax}
+outputs: [out]
+training:
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy, sparse_categorical_accuracy, {class_name: SparseTopKCategoricalAccuracy, config: {k: 1, name: top1}}]
+  batch_size: 4
+)";
+    auto graph = Graph::from_spec(parse_model(text, "tagger.yaml", "."));
+    TrainingConfig config = parse_training_config(graph->spec());
+    Executor executor(graph, {1, config.seed});
+    initialize_weights(*graph, config.seed, executor.weights());
+    Trainer trainer(executor, config);
+    const std::vector<std::int32_t> tokens = {1, 2, 3, 0, 4, 5, 0, 0, 2, 0, 0, 0, 3, 1, 4, 2};
+    std::vector<float> targets = {0, 1, 2, 0, 1, 1, 0, 0, 2, 0, 0, 0, 0, 2, 1, 1};
+    Dataset data;
+    data.inputs.push_back(Tensor::from<std::int32_t>({4, 4}, tokens));
+    data.targets.push_back(Tensor::from<float>({4, 4}, targets));
+    trainer.evaluate(data);  // one batch: the output holds every step's scores
+    const float* scores = executor.output(0).as<float>();
+    for (std::size_t step = 0; step < tokens.size(); ++step) {
+        if (tokens[step] != 0) continue;
+        const float* p = scores + 3 * step;
+        const auto predicted = std::max_element(p, p + 3) - p;
+        targets[step] = static_cast<float>((predicted + 1) % 3);
+    }
+    data.targets[0] = Tensor::from<float>({4, 4}, targets);
+    const Scores result = trainer.evaluate(data);
+    REQUIRE(result.accuracy);
+    REQUIRE(*result.accuracy > 0.0);
+    CHECK(result.metrics.at("sparse_categorical_accuracy") == Approx(*result.accuracy).epsilon(1e-12));
+    CHECK(result.metrics.at("top1") == Approx(*result.accuracy).epsilon(1e-12));
 }

@@ -114,6 +114,12 @@ struct EpochEnd {
 enum class Training { Continue, Stop };
 
 // What training is about to do, once its data is loaded and any checkpoint resumed.
+// How wide `nngraph summary` prints Keras's table (Keras's line_length).
+struct SummaryOptions {
+    int line_length = 0;        // 0: Keras's default, 88 (108 with "Connected to") ...
+    int terminal_columns = 80;  // ... at most this less 4, as Keras fits the terminal
+};
+
 // How `nngraph dot` draws the graph.
 struct DotOptions {
     std::string rankdir = "TB";  // Graphviz's: TB, LR, BT or RL
@@ -297,7 +303,7 @@ public:
     std::vector<ModelWeight> weights() const;
     ParameterCount parameters() const;
     // Keras's model.summary() table.
-    std::string summary() const;
+    std::string summary(const SummaryOptions& options = {}) const;
     // The graph in Graphviz dot format.
     std::string dot(const DotOptions& options = {}) const;
     std::uint64_t seed() const;

@@ -372,6 +372,10 @@ typedef struct nng_op_def {
     nng_status (*forward)(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error);
     /* NULL when the op has no gradient: the host refuses to train through it. */
     nng_status (*backward)(void* instance, const nng_context* ctx, const nng_exec_args* args, nng_error* error);
+    /* Appended (check struct_size). The inputs' names as Keras's call() names its arguments ("query",
+     * "value", "key"), so that pictures and messages say which input is which: max_inputs entries,
+     * NULL for an input without a name; or NULL when no input has one (Add's list of equals). */
+    const char* const* input_names;
 } nng_op_def;
 
 /* A counter a plugin reports. One whose name ends in "_bytes" is memory the plugin holds outside

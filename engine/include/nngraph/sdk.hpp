@@ -7,6 +7,8 @@
 //       static constexpr const char* kDoc = "x * sigmoid(beta * x)";
 //       static constexpr int kMinInputs = 1, kMaxInputs = 1;
 //       static constexpr nng_attr_spec kAttributes[] = {nng::float_attr("beta", "1.0", "slope")};
+//       // optional: Keras's names of the inputs, one per input (nullptr: unnamed)
+//       static constexpr std::array<const char*, 1> kInputNames{"inputs"};
 //       explicit Swish(const nng::Attrs& attrs);    // parse once into typed members; throw nng::OpError
 //       void infer(nng::InferContext& ctx) const;    // output shapes, weights, buffers
 //       void forward(nng::Exec& exec);
@@ -695,6 +697,23 @@ concept HasBackward = requires(Op& op, Exec& exec) {
     op.backward(exec);
 };
 
+// An op names its inputs with `static constexpr std::array<const char*, kMaxInputs> kInputNames`.
+template <class Op>
+concept HasInputNames = requires {
+    std::data(Op::kInputNames);
+};
+
+template <class Op>
+constexpr const char* const* input_names() {
+    if constexpr (HasInputNames<Op>) {
+        static_assert(std::size(Op::kInputNames) == static_cast<std::size_t>(Op::kMaxInputs),
+                      "kInputNames has one entry per input, kMaxInputs of them");
+        return std::data(Op::kInputNames);
+    } else {
+        return nullptr;
+    }
+}
+
 }  // namespace detail
 
 template <class Op>
@@ -744,6 +763,7 @@ const nng_op_def* op() {
         &OpAdapter<Op>::infer,
         &OpAdapter<Op>::forward,
         detail::HasBackward<Op> ? &OpAdapter<Op>::backward : nullptr,
+        detail::input_names<Op>(),
     };
     return &def;
 }

@@ -119,7 +119,11 @@ ParameterCount Model::parameters() const {
     return {trainable + frozen, trainable, frozen};
 }
 
-std::string Model::summary() const { return nngraph::summary(*state_->graph); }
+std::string Model::summary(const SummaryOptions& options) const {
+    const Graph& graph = *state_->graph;
+    return nngraph::summary(
+        graph, options.line_length ? options.line_length : summary_line_length(graph, options.terminal_columns));
+}
 std::string Model::dot(const DotOptions& options) const {
     return to_dot(*state_->graph, options.rankdir, options.attributes);
 }
@@ -386,6 +390,7 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
         executor.set_step_count(resumed.steps_done);
         first_epoch = resumed.epochs_done;
         if (resumed.monitor == monitor.name) result.best = resumed.best;
+        trainer.resume_callbacks(resumed.callbacks);
     }
     check_ranks_agree(comm, s.graph->spec().file, s.weight_seed, executor, data, options, config);
     if (leader && options.on_start) options.on_start({data.description, first_epoch, config.epochs});
@@ -421,7 +426,8 @@ TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& opti
                 nngraph::save_weights(*save_path, executor);
             else
                 save_checkpoint(*save_path, executor, &trainer.optimizer(),
-                                {log.epoch, executor.step_count(), config.seed, result.best, monitor.name});
+                                {log.epoch, executor.step_count(), config.seed, result.best, monitor.name,
+                                 trainer.callback_state()});
         }
         return leader_decides(comm, !leader || !options.on_epoch || options.on_epoch(entry) == Training::Continue);
     };

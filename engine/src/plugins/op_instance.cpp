@@ -1,5 +1,6 @@
 #include "plugins/op_instance.hpp"
 
+#include <cstddef>
 #include <cstring>
 
 #include "nngraph/error.hpp"
@@ -37,6 +38,14 @@ Shape from_c(const nng_shape& shape) { return Shape(shape.dims, shape.dims + sha
 
 nng_tensor_info to_c(const TensorInfo& info) {
     return nng_tensor_info{static_cast<nng_dtype>(info.dtype), to_c_shape(info.shape)};
+}
+
+std::string OpInstance::input_name(int slot) const {
+    const nng_op_def& def = *op_.def;
+    // A plugin built before the field was appended passes a smaller struct_size.
+    if (def.struct_size < offsetof(nng_op_def, input_names) + sizeof(def.input_names) || !def.input_names) return {};
+    if (slot < 0 || slot >= def.max_inputs || !def.input_names[slot]) return {};
+    return def.input_names[slot];
 }
 
 OpInstance::OpInstance(const RegisteredOp& op, const nng_attrs& attrs, nng_precision precision)

@@ -39,6 +39,8 @@ public:
     const RegisteredOp& registered() const { return op_; }
     bool has_backward() const { return op_.def->backward != nullptr; }
     nng_precision precision() const { return precision_; }
+    // Keras's name of input `slot` ("query"), or empty when the op does not name it.
+    std::string input_name(int slot) const;
 
     // Returns false and fills `failure` when the plugin rejects the inputs. `num_threads` is what
     // every call of the plan runs with (1 at load time); `session` is set in a decoding session's plan.

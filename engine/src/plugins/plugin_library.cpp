@@ -14,10 +14,11 @@ std::string describe(const std::filesystem::path& path) { return "plugin '" + pa
 
 // The struct size the host needs to read every field it knows of.
 template <class T>
-void check_struct_size(const std::filesystem::path& path, const char* what, std::uint32_t size) {
-    if (size < sizeof(T)) {
+void check_struct_size(const std::filesystem::path& path, const char* what, std::uint32_t size,
+                       std::size_t minimum = sizeof(T)) {
+    if (size < minimum) {
         throw InputError(describe(path) + ": its " + what + " table is " + std::to_string(size) +
-                         " bytes, smaller than the " + std::to_string(sizeof(T)) +
+                         " bytes, smaller than the " + std::to_string(minimum) +
                          " bytes this engine expects; rebuild the plugin against this nngraph SDK");
     }
 }
@@ -70,7 +71,8 @@ void PluginLibrary::check_tables() const {
         const nng_op_def* op = table_->ops[i];
         const std::string where = describe(path_) + ", op #" + std::to_string(i);
         if (!op) throw InputError(where + ": the op table entry is NULL");
-        check_struct_size<nng_op_def>(path_, "op", op->struct_size);
+        // Fields appended since ABI 2 began (input_names) are optional: a reader checks struct_size.
+        check_struct_size<nng_op_def>(path_, "op", op->struct_size, offsetof(nng_op_def, input_names));
         if (!op->name || !*op->name) throw InputError(where + ": the op has no name");
         const std::string op_where = describe(path_) + ", op '" + op->name + "'";
         if (!seen.insert(op->name).second) throw InputError(op_where + ": declared twice in the same plugin");

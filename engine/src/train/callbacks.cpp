@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "nngraph/error.hpp"
 
@@ -34,7 +35,50 @@ std::vector<Tensor> copy_of(const std::vector<Tensor>& weights) {
     return out;
 }
 
+// A saved number, checked against what the callback can have written; nullopt when absent.
+std::optional<double> saved_number(const CallbackState& state, const std::string& key, double low, double high) {
+    const auto it = state.numbers.find(key);
+    if (it == state.numbers.end()) return std::nullopt;
+    if (!(it->second >= low && it->second <= high)) {
+        throw InputError("the checkpoint's callback state '" + key + "' is " + shortest(it->second) +
+                         "; expected a number from " + shortest(low) + " to " + shortest(high));
+    }
+    return it->second;
+}
+
+int saved_count(const CallbackState& state, const std::string& key) {
+    const double value = saved_number(state, key, 0.0, double(std::numeric_limits<int>::max())).value_or(0.0);
+    if (value != std::floor(value))
+        throw InputError("the checkpoint's callback state '" + key + "' is " + shortest(value) + "; expected a count");
+    return static_cast<int>(value);
+}
+
+bool holds_prefix(const CallbackState& state, const std::string& prefix) {
+    const auto n = state.numbers.lower_bound(prefix);
+    return n != state.numbers.end() && n->first.rfind(prefix, 0) == 0;
+}
+
 }  // namespace
+
+CallbackState save_callback_states(const std::vector<std::unique_ptr<Callback>>& callbacks) {
+    CallbackState state;
+    std::map<std::string, int> seen;
+    for (const auto& c : callbacks) {
+        const int rank = seen[c->kind()]++;
+        c->save_state("callbacks." + std::string(c->kind()) + "." + std::to_string(rank) + ".", state);
+    }
+    return state;
+}
+
+void restore_callback_states(const std::vector<std::unique_ptr<Callback>>& callbacks, const CallbackState& state,
+                             CallbackContext& context) {
+    std::map<std::string, int> seen;
+    for (const auto& c : callbacks) {
+        const int rank = seen[c->kind()]++;
+        const std::string prefix = "callbacks." + std::string(c->kind()) + "." + std::to_string(rank) + ".";
+        if (holds_prefix(state, prefix)) c->restore_state(prefix, state, context);
+    }
+}
 
 bool higher_is_better(const std::string& metric) {
     const std::string name = metric.rfind("val_", 0) == 0 ? metric.substr(4) : metric;
@@ -107,6 +151,38 @@ void EarlyStopping::on_train_end(CallbackContext& context) {
     }
 }
 
+void EarlyStopping::save_state(const std::string& prefix, CallbackState& state) const {
+    state.numbers[prefix + "wait"] = wait_;
+    state.numbers[prefix + "best_epoch"] = best_epoch_;
+    if (best_) state.numbers[prefix + "best"] = *best_;
+    for (std::size_t w = 0; w < best_weights_.size(); ++w)
+        state.tensors[prefix + "best_weights." + std::to_string(w)] = best_weights_[w];
+}
+
+void EarlyStopping::restore_state(const std::string& prefix, const CallbackState& state, CallbackContext& context) {
+    const double huge = std::numeric_limits<double>::max();
+    wait_ = saved_count(state, prefix + "wait");
+    best_epoch_ = saved_count(state, prefix + "best_epoch");
+    best_ = saved_number(state, prefix + "best", -huge, huge);
+    best_weights_.clear();
+    if (!config_.restore_best_weights) return;
+    for (std::size_t w = 0; w < context.weights.size(); ++w) {
+        const std::string key = prefix + "best_weights." + std::to_string(w);
+        const auto it = state.tensors.find(key);
+        // Before its first watched epoch EarlyStopping holds no weights.
+        if (it == state.tensors.end()) {
+            if (w == 0) return;
+            throw InputError("the checkpoint's callback state lacks '" + key + "'");
+        }
+        const Tensor& weight = context.weights[w];
+        if (it->second.dtype() != weight.dtype() || it->second.shape() != weight.shape()) {
+            throw InputError("the checkpoint's callback state '" + key + "' is " + shape_to_string(it->second.shape()) +
+                             "; the model's weight " + std::to_string(w) + " is " + shape_to_string(weight.shape()));
+        }
+        best_weights_.push_back(it->second);
+    }
+}
+
 ReduceLROnPlateau::ReduceLROnPlateau(ReduceLROnPlateauConfig config) : config_(std::move(config)) {
     if (!(config_.factor < 1.0))
         throw InputError("ReduceLROnPlateau does not support a factor of 1 or more (got " +
@@ -122,10 +198,34 @@ void ReduceLROnPlateau::on_train_begin(const std::vector<std::string>& log_names
     }
     wait_ = cooldown_counter_ = 0;
     best_.reset();
+    learning_rate_ = context.optimizer.learning_rate();
+}
+
+void ReduceLROnPlateau::save_state(const std::string& prefix, CallbackState& state) const {
+    state.numbers[prefix + "wait"] = wait_;
+    state.numbers[prefix + "cooldown_counter"] = cooldown_counter_;
+    state.numbers[prefix + "learning_rate"] = learning_rate_;
+    if (best_) state.numbers[prefix + "best"] = *best_;
+}
+
+void ReduceLROnPlateau::restore_state(const std::string& prefix, const CallbackState& state, CallbackContext& context) {
+    const double huge = std::numeric_limits<double>::max();
+    wait_ = saved_count(state, prefix + "wait");
+    cooldown_counter_ = saved_count(state, prefix + "cooldown_counter");
+    best_ = saved_number(state, prefix + "best", -huge, huge);
+    if (const auto rate = saved_number(state, prefix + "learning_rate", 0.0, huge)) {
+        learning_rate_ = *rate;
+        context.optimizer.set_learning_rate(*rate);
+    }
 }
 
 void ReduceLROnPlateau::on_epoch_end(int epoch, const EpochLogs& logs, CallbackContext& context) {
-    const double current = config_.monitor.value(logs, "ReduceLROnPlateau");
+    reduce_on_plateau(epoch, config_.monitor.value(logs, "ReduceLROnPlateau"), context);
+    // The rate this epoch ends with is the one a resumed run starts from.
+    learning_rate_ = context.optimizer.learning_rate();
+}
+
+void ReduceLROnPlateau::reduce_on_plateau(int epoch, double current, CallbackContext& context) {
     const bool in_cooldown = cooldown_counter_ > 0;
     if (in_cooldown) {
         --cooldown_counter_;

@@ -80,6 +80,13 @@ struct CsvLoggerConfig {
 // One of the training section's callbacks that the trainer runs (ModelCheckpoint is --save's).
 using CallbackConfig = std::variant<EarlyStoppingConfig, ReduceLROnPlateauConfig, CsvLoggerConfig>;
 
+// What callbacks carry across `train --resume`, kept in the checkpoint: numbers and tensors
+// (EarlyStopping's best weights) by key, each key beginning with its callback's prefix.
+struct CallbackState {
+    std::map<std::string, double> numbers;
+    std::map<std::string, Tensor> tensors;
+};
+
 // What a callback may act on.
 struct CallbackContext {
     Optimizer& optimizer;
@@ -98,6 +105,16 @@ public:
     // `epoch` counts from 0, as Keras passes it.
     virtual void on_epoch_end(int epoch, const EpochLogs& logs, CallbackContext& context) = 0;
     virtual void on_train_end(CallbackContext& context) { (void)context; }
+
+    // The class name: with its rank among the callbacks of that class, it keys the saved state.
+    virtual const char* kind() const = 0;
+    // Writes what the next epochs depend on under keys beginning with `prefix`; restore_state,
+    // called after on_train_begin, puts it back (nothing when the state holds no key of `prefix`)
+    // and throws InputError, naming the key, when a value is out of range.
+    virtual void save_state(const std::string& prefix, CallbackState& state) const { (void)prefix, (void)state; }
+    virtual void restore_state(const std::string& prefix, const CallbackState& state, CallbackContext& context) {
+        (void)prefix, (void)state, (void)context;
+    }
 };
 
 // Keras 3's EarlyStopping: stops when the monitor has not improved by min_delta for `patience`
@@ -109,6 +126,9 @@ public:
     void on_train_begin(const std::vector<std::string>& log_names, CallbackContext& context) override;
     void on_epoch_end(int epoch, const EpochLogs& logs, CallbackContext& context) override;
     void on_train_end(CallbackContext& context) override;
+    const char* kind() const override { return "EarlyStopping"; }
+    void save_state(const std::string& prefix, CallbackState& state) const override;
+    void restore_state(const std::string& prefix, const CallbackState& state, CallbackContext& context) override;
     int stopped_epoch() const { return stopped_epoch_; }  // 0-based; 0: did not stop
     int best_epoch() const { return best_epoch_; }
 
@@ -126,9 +146,15 @@ public:
     explicit ReduceLROnPlateau(ReduceLROnPlateauConfig config);
     void on_train_begin(const std::vector<std::string>& log_names, CallbackContext& context) override;
     void on_epoch_end(int epoch, const EpochLogs& logs, CallbackContext& context) override;
+    const char* kind() const override { return "ReduceLROnPlateau"; }
+    // With the learning rate, which the optimizer's own state leaves out.
+    void save_state(const std::string& prefix, CallbackState& state) const override;
+    void restore_state(const std::string& prefix, const CallbackState& state, CallbackContext& context) override;
 
 private:
+    void reduce_on_plateau(int epoch, double current, CallbackContext& context);
     ReduceLROnPlateauConfig config_;
+    double learning_rate_ = 0.0;  // the rate as the last epoch ended
     int wait_ = 0, cooldown_counter_ = 0;
     std::optional<double> best_;
 };
@@ -139,12 +165,18 @@ class CsvLogger final : public Callback {
 public:
     explicit CsvLogger(CsvLoggerConfig config);
     void on_epoch_end(int epoch, const EpochLogs& logs, CallbackContext& context) override;
+    const char* kind() const override { return "CSVLogger"; }
 
 private:
     CsvLoggerConfig config_;
     std::ofstream out_;
     bool header_written_ = false;
 };
+
+// Every callback's state, each under "callbacks.<kind>.<rank among its kind>.", and back.
+CallbackState save_callback_states(const std::vector<std::unique_ptr<Callback>>& callbacks);
+void restore_callback_states(const std::vector<std::unique_ptr<Callback>>& callbacks, const CallbackState& state,
+                             CallbackContext& context);
 
 // The callbacks of `configs`, in their order; `with_files`: also those that write files
 // (CSVLogger), which under mpirun rank 0 alone runs.

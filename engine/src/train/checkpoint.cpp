@@ -1,6 +1,7 @@
 #include "train/checkpoint.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -38,6 +39,16 @@ std::string metadata(const TensorFile& file, const std::string& key, const std::
     return it->second;
 }
 
+// Reads back to the same double.
+std::string exact_text(double value) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.17g", value);
+    return buffer;
+}
+
+// Callback state lives under this prefix, in the metadata (numbers) and among the tensors.
+constexpr const char* kCallbackPrefix = "callbacks.";
+
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const Executor& executor, const Optimizer* optimizer,
@@ -48,11 +59,11 @@ void save_checkpoint(const std::filesystem::path& path, const Executor& executor
     file.metadata["steps_done"] = std::to_string(state.steps_done);
     file.metadata["seed"] = std::to_string(state.seed);
     if (state.best) {
-        char buffer[64];
-        std::snprintf(buffer, sizeof buffer, "%.17g", *state.best);
-        file.metadata["best"] = buffer;
+        file.metadata["best"] = exact_text(*state.best);
         file.metadata["monitor"] = state.monitor;
     }
+    for (const auto& [key, value] : state.callbacks.numbers) file.metadata[key] = exact_text(value);
+    for (const auto& [key, tensor] : state.callbacks.tensors) file.tensors[key] = tensor;
     write_safetensors(path, file);
 }
 
@@ -90,11 +101,22 @@ TrainingState state_of(const TensorFile& file, const std::string& source) {
         const double huge = std::numeric_limits<double>::max();
         state.best = metadata_number(file, "best", source, -huge, huge, "a finite number");
         state.monitor = metadata(file, "monitor", source);
-        if (state.monitor != "val_accuracy" && state.monitor != "val_loss" && state.monitor != "accuracy" &&
-            state.monitor != "loss") {
+        // Any log name may be monitored (val_auc, a metric's own name): letters, digits, underscores.
+        const bool log_name = !state.monitor.empty() && state.monitor.size() <= 64 &&
+                              std::all_of(state.monitor.begin(), state.monitor.end(),
+                                          [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+        if (!log_name) {
             throw InputError(source + ": the checkpoint's metadata 'monitor' is '" + state.monitor.substr(0, 40) +
-                             "'; expected val_accuracy, val_loss, accuracy or loss");
+                             "'; expected the name of a log such as val_accuracy or val_loss");
         }
+    }
+    const double huge = std::numeric_limits<double>::max();
+    for (const auto& [key, text] : file.metadata) {
+        if (key.rfind(kCallbackPrefix, 0) == 0)
+            state.callbacks.numbers[key] = metadata_number(file, key, source, -huge, huge, "a finite number");
+    }
+    for (const auto& [key, tensor] : file.tensors) {
+        if (key.rfind(kCallbackPrefix, 0) == 0) state.callbacks.tensors[key] = tensor;
     }
     return state;
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "exec/executor.hpp"
+#include "train/callbacks.hpp"
 #include "train/optimizers.hpp"
 
 namespace nngraph {
@@ -18,6 +19,7 @@ struct TrainingState {
     std::uint64_t seed = 0;
     std::optional<double> best;  // the best monitored value so far
     std::string monitor;         // "val_accuracy", ...
+    CallbackState callbacks;     // EarlyStopping's and ReduceLROnPlateau's counters, bests and weights
 };
 
 // Writes weights ("<node>.<weight>"), optimiser state ("optimizer.*") and the state as metadata.

@@ -112,9 +112,15 @@ class AccuracyMetric final : public Metric {
 public:
     AccuracyMetric(std::string name, AccuracyKind kind) : Metric(std::move(name), 2), kind_(kind) {}
     void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                const std::int64_t* indices, std::int64_t rows) override {
-        state_[0] += accuracy_sum(kind_, prediction, targets, target_width, indices, rows);
-        state_[1] += double(rows);
+                const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) override {
+        if (mask.empty()) {
+            state_[0] += accuracy_sum(kind_, prediction, targets, target_width, indices, rows);
+            state_[1] += double(rows);
+            return;
+        }
+        const AccuracyTally tally = masked_accuracy(kind_, prediction, targets, target_width, indices, rows, mask);
+        state_[0] += tally.right;
+        state_[1] += tally.counted;
     }
     double result() const override { return state_[1] > 0 ? state_[0] / state_[1] : 0.0; }
 
@@ -122,27 +128,32 @@ private:
     AccuracyKind kind_;
 };
 
-// Keras's in_top_k: the target class is in the top k when fewer than k classes score strictly
-// higher (ties at the boundary count as in). `sparse`: targets are class ids, else one-hot rows.
+// Keras's in_top_k at every step: the target class is in the top k when fewer than k classes score
+// strictly higher (ties at the boundary count as in). `sparse`: targets are class ids, one a step,
+// else one-hot rows. State: the steps in the top k, the steps counted.
 class TopKMetric final : public Metric {
 public:
     TopKMetric(std::string name, int k, bool sparse) : Metric(std::move(name), 2), k_(k), sparse_(sparse) {}
     void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                const std::int64_t* indices, std::int64_t rows) override {
-        const std::int64_t classes = rows ? prediction.numel() / rows : 0;
+                const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) override {
+        const Steps s = steps_of(prediction, rows);
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* target = targets + (indices ? indices[r] : r) * target_width;
-            const float* scores = prediction.as<float>() + r * classes;
-            const std::int64_t label = sparse_ ? static_cast<std::int64_t>(target[0]) : argmax(target, classes);
-            if (label < 0 || label >= classes) {
-                throw RunError(name_ + ": target " + std::to_string(target[0]) + " is not a class id in [0, " +
-                               std::to_string(classes) + ")");
+            for (std::int64_t t = 0; t < s.positions; ++t) {
+                if (!mask.empty() && mask[static_cast<std::size_t>(r * s.positions + t)] == 0) continue;
+                const float* scores = prediction.as<float>() + r * s.width + t * s.classes;
+                const std::int64_t label =
+                    sparse_ ? static_cast<std::int64_t>(target[t]) : argmax(target + t * s.classes, s.classes);
+                if (label < 0 || label >= s.classes) {
+                    throw RunError(name_ + ": target " + std::to_string(target[t]) + " is not a class id in [0, " +
+                                   std::to_string(s.classes) + ")");
+                }
+                std::int64_t higher = 0;
+                for (std::int64_t c = 0; c < s.classes; ++c) higher += scores[c] > scores[label];
+                state_[0] += higher < k_ ? 1.0 : 0.0;
+                state_[1] += 1.0;
             }
-            std::int64_t higher = 0;
-            for (std::int64_t c = 0; c < classes; ++c) higher += scores[c] > scores[label];
-            state_[0] += higher < k_ ? 1.0 : 0.0;
         }
-        state_[1] += double(rows);
     }
     double result() const override { return state_[1] > 0 ? state_[0] / state_[1] : 0.0; }
 
@@ -167,13 +178,17 @@ protected:
 
 public:
     void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                const std::int64_t* indices, std::int64_t rows) override {
+                const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) override {
         const std::size_t n = thresholds_.size();
         const std::int64_t width = rows ? prediction.numel() / rows : 0;
+        // Under a mask, every value of a masked step weighs nothing.
+        const std::int64_t steps = mask.empty() || rows == 0 ? 1 : static_cast<std::int64_t>(mask.size()) / rows;
+        const std::int64_t per_step = steps ? width / steps : width;
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* target = targets + (indices ? indices[r] : r) * target_width;
             const float* values = prediction.as<float>() + r * width;
             for (std::int64_t v = 0; v < width; ++v) {
+                if (!mask.empty() && mask[static_cast<std::size_t>(r * steps + v / per_step)] == 0) continue;
                 const bool positive = target[v] != 0.0f;
                 for (std::size_t i = 0; i < n; ++i) {
                     const bool predicted = double(values[v]) > thresholds_[i];
@@ -293,8 +308,8 @@ MetricSet::MetricSet(const std::vector<MetricSpec>& specs, const std::string& lo
 }
 
 void MetricSet::update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                       const std::int64_t* indices, std::int64_t rows) {
-    for (auto& m : metrics_) m->update(prediction, targets, target_width, indices, rows);
+                       const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) {
+    for (auto& m : metrics_) m->update(prediction, targets, target_width, indices, rows, mask);
 }
 
 void MetricSet::reset() {

@@ -59,8 +59,10 @@ public:
     virtual ~Metric() = default;
     const std::string& name() const { return name_; }
     // Adds `rows` samples: prediction rows in batch order, their targets at `indices` (or 0..rows-1).
+    // Under the output's mask (one byte per step of the rows, in batch order; empty: no mask) the
+    // steps whose byte is 0 weigh nothing, as Keras makes the mask the sample_weight.
     virtual void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                        const std::int64_t* indices, std::int64_t rows) = 0;
+                        const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask) = 0;
     std::span<double> state() { return state_; }
     std::span<const double> state() const { return state_; }
     void reset() { std::fill(state_.begin(), state_.end(), 0.0); }
@@ -94,7 +96,7 @@ public:
     MetricSet(const std::vector<MetricSpec>& specs, const std::string& loss);
     bool empty() const { return metrics_.empty(); }
     void update(const TensorView& prediction, const float* targets, std::int64_t target_width,
-                const std::int64_t* indices, std::int64_t rows);
+                const std::int64_t* indices, std::int64_t rows, std::span<const std::uint8_t> mask = {});
     void reset();
     // Adds the tallies of `other`, a set made from the same specs.
     void add(const MetricSet& other);

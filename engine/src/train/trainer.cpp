@@ -90,7 +90,8 @@ Scores Trainer::scores_of(const BatchTally& tally, const MetricSet& metrics) con
 void Trainer::update_metrics(MetricSet& metrics, const Dataset& data, const std::int64_t* rows,
                              std::int64_t count) const {
     const Tensor& targets = data.targets.front();
-    metrics.update(executor_.output(0), targets.data<float>(), targets.numel() / targets.dim(0), rows, count);
+    metrics.update(executor_.output(0), targets.data<float>(), targets.numel() / targets.dim(0), rows, count,
+                   executor_.output_mask(0));
 }
 
 Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* progress,
@@ -263,12 +264,15 @@ std::vector<std::string> Trainer::log_names(bool with_validation) const {
 bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epoch, std::ostream& log, bool live,
                   const FitCallbacks& callbacks) {
     // Every rank runs the callbacks on the same reduced logs, so they decide alike; files are rank 0's.
-    std::vector<std::unique_ptr<Callback>> keras_callbacks = make_callbacks(config_.callbacks, comm_->rank() == 0);
+    callbacks_ = make_callbacks(config_.callbacks, comm_->rank() == 0);
+    std::vector<std::unique_ptr<Callback>>& keras_callbacks = callbacks_;
     for (auto& c : extra_callbacks_) keras_callbacks.push_back(std::move(c));
     extra_callbacks_.clear();
     CallbackContext context{*optimizer_, executor_.weights(), log};
     const std::vector<std::string> names = log_names(validation != nullptr);
     for (auto& c : keras_callbacks) c->on_train_begin(names, context);
+    restore_callback_states(keras_callbacks, resumed_callbacks_, context);
+    resumed_callbacks_ = {};
     auto end_training = [&](bool completed) {
         for (auto& c : keras_callbacks) c->on_train_end(context);
         return completed;

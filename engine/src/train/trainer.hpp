@@ -88,6 +88,10 @@ public:
 
     // Runs after the model file's callbacks (training.callbacks), in the order added.
     void add_callback(std::unique_ptr<Callback> callback) { extra_callbacks_.push_back(std::move(callback)); }
+    // The callbacks' state to resume from (a checkpoint's), put back as the next fit begins.
+    void resume_callbacks(CallbackState state) { resumed_callbacks_ = std::move(state); }
+    // The running fit's callbacks' state as the last epoch left it, for a checkpoint.
+    CallbackState callback_state() const { return save_callback_states(callbacks_); }
     // The names every epoch's logs hold (EpochLog::logs), with validation data or without.
     std::vector<std::string> log_names(bool with_validation) const;
 
@@ -131,6 +135,8 @@ private:
     dist::Communicator* comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
     std::vector<std::unique_ptr<Callback>> extra_callbacks_;
+    std::vector<std::unique_ptr<Callback>> callbacks_;  // those of the running fit
+    CallbackState resumed_callbacks_;
 };
 
 }  // namespace nngraph
