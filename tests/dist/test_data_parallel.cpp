@@ -19,7 +19,8 @@ using namespace nngraph;
 namespace {
 
 // A job of `size` ranks whose other ranks all hold exactly this rank's buffers: a sum over ranks is
-// the buffer times `size`. Enough to check what a rank puts into a collective.
+// the buffer times `size`. Enough to check what a rank puts into a collective. With `others` set,
+// the other ranks add those buffers instead, one a float allreduce, in order.
 class MirrorJob : public dist::Communicator {
 public:
     MirrorJob(int rank, int size) : rank_(rank), size_(size) {}
@@ -55,14 +56,22 @@ public:
     std::unique_ptr<dist::Request> receive_async(std::span<std::byte>, int, int) override { return nullptr; }
     void send_receive(std::span<const std::byte>, int, std::span<std::byte>, int, int) override {}
     std::vector<std::byte> root_bytes;  // what rank 0 broadcasts; empty: the same as this rank
+    std::vector<std::vector<float>> others;
     std::vector<std::size_t> launched;  // the sizes of the non-blocking float allreduces, in order
     std::vector<std::size_t> blocking;  // the sizes of the blocking float allreduces, in order
     int tests_to_finish = 1;
     int waits = 0;  // wait() calls on requests
 
 private:
-    void mirror(std::span<float> v) const {
-        for (float& x : v) x *= float(size_);
+    void mirror(std::span<float> v) {
+        if (others.empty()) {
+            for (float& x : v) x *= float(size_);
+            return;
+        }
+        const std::vector<float> added = others.front();
+        others.erase(others.begin());
+        REQUIRE(added.size() == v.size());
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] += added[i];
     }
     void end_job(const std::string&, int) override {}
     int rank_, size_;
@@ -92,7 +101,7 @@ TEST_CASE("a global batch is split into contiguous shares as even as the ranks a
     CHECK(dist::share_of(1, 2, 3).count == 0);
 }
 
-TEST_CASE("gradients go out in buckets, in reverse weight order, weighted by the rank's rows") {
+TEST_CASE("gradients go out in buckets, in reverse weight order, after the ranks' weights") {
     // Three ranks with the same mean gradient over 10 rows each: the global mean is that gradient.
     MirrorJob job(1, 3);
     std::vector<Tensor> grads;
@@ -104,21 +113,21 @@ TEST_CASE("gradients go out in buckets, in reverse weight order, weighted by the
     dist::GradientReducer reducer(job, grads, 8 * sizeof(float));
     CHECK(reducer.buckets() == 2);  // {2, 1} and {0}
 
-    reducer.begin(10, 30);
-    reducer.ready(0);  // the last bucket is complete, but the first is not: nothing starts yet
-    CHECK(job.launched.empty());
+    reducer.begin([] { return 10.0; });
+    reducer.ready(0);  // the last bucket is complete, but the first is not: only the weights' sum starts
+    CHECK(job.launched == std::vector<std::size_t>{1});
     reducer.ready(3);
     reducer.ready(2);
-    CHECK(job.launched.empty());
+    CHECK(job.launched.size() == 1);
     reducer.ready(1);
-    CHECK(job.launched == std::vector<std::size_t>{8, 4});
+    CHECK(job.launched == std::vector<std::size_t>{1, 8, 4});
     reducer.finish();
     for (int w = 0; w < 3; ++w) {
         for (int i = 0; i < 4; ++i) CHECK(grads[w].data<float>()[i] == doctest::Approx(float(w * 10 + i) - 0.5f));
     }
     CHECK(grads[3].empty());
 
-    reducer.begin(10, 30);
+    reducer.begin([] { return 10.0; });
     reducer.ready(2);
     CHECK_THROWS_AS(reducer.finish(), RunError);
     CHECK_THROWS_AS(dist::GradientReducer(job, grads, 0), InputError);
@@ -152,12 +161,13 @@ TEST_CASE("buckets in flight are polled at every ready gradient; those still run
         job.tests_to_finish = tests_to_finish;
         std::vector<Tensor> grads = three_gradients();
         dist::GradientReducer reducer(job, grads, 8 * sizeof(float));
-        reducer.begin(10, 30);
+        reducer.begin([] { return 10.0; });
         for (std::size_t w = 3; w-- > 0;) reducer.ready(w);
-        CHECK(job.launched == std::vector<std::size_t>{8, 4});
+        CHECK(job.launched == std::vector<std::size_t>{1, 8, 4});
         reducer.finish();
-        // Done by the polls alone, nothing is waited for after backward; else both buckets are.
-        CHECK(job.waits == (tests_to_finish == 1 ? 0 : 2));
+        // Done by the polls alone, no bucket is waited for after backward; else both are. The
+        // weights' sum, which nothing polls, always is.
+        CHECK(job.waits == (tests_to_finish == 1 ? 1 : 3));
         check_three_gradients(grads);
         CHECK(reducer.time().steps == 1);
         CHECK(reducer.time().exposed_seconds <= reducer.time().seconds);
@@ -169,17 +179,55 @@ TEST_CASE("averaging after backward sends every bucket in blocking allreduces on
     std::vector<Tensor> grads = three_gradients();
     dist::GradientReducer reducer(job, grads, 8 * sizeof(float), dist::Overlap::AfterBackward);
     for (int step = 1; step <= 2; ++step) {
-        reducer.begin(10, 30);
+        reducer.begin([] { return 10.0; });
         for (std::size_t w = 3; w-- > 0;) reducer.ready(w);
         CHECK(job.blocking.empty());
         reducer.finish();
         CHECK(job.launched.empty());
-        CHECK(job.blocking == std::vector<std::size_t>{8, 4});
+        CHECK(job.blocking == std::vector<std::size_t>{1, 8, 4});
         job.blocking.clear();
         check_three_gradients(grads);
         // All of it is exposed: nothing ran while backward did.
         CHECK(reducer.time().steps == step);
         CHECK(reducer.time().exposed_seconds == reducer.time().seconds);
+    }
+}
+
+TEST_CASE("each rank's gradient weighs by what its loss averaged over: rows, or real tokens") {
+    // This rank's mean is over 3 tokens; the other rank's, over 1 token, is 10 where this one's is 2.
+    // The global mean over 4 tokens is (3 * 2 + 1 * 10) / 4 = 4, not the rows' (2 + 10) / 2 = 6.
+    for (const dist::Overlap overlap : {dist::Overlap::DuringBackward, dist::Overlap::AfterBackward}) {
+        MirrorJob job(0, 2);
+        std::vector<Tensor> grads;
+        grads.emplace_back(DType::F32, Shape{2});
+        std::vector<float> other{10.0f, -10.0f};
+        dist::GradientReducer reducer(job, grads, dist::kDefaultBucketBytes, overlap);
+        for (const double this_weight : {3.0, 0.0}) {
+            CAPTURE(this_weight);
+            grads[0].data<float>()[0] = 2.0f;
+            grads[0].data<float>()[1] = -2.0f;
+            job.others = {{1.0f}, other};  // the other rank's weight, then its weighed gradient
+            int asked = 0;
+            reducer.begin([&] {
+                ++asked;
+                return this_weight;
+            });
+            reducer.ready(0);
+            reducer.finish();
+            CHECK(asked == 1);
+            // A rank without rows (weight 0) leaves the other rank's mean.
+            const float expected = this_weight == 3.0 ? 4.0f : 10.0f;
+            CHECK(grads[0].data<float>()[0] == doctest::Approx(expected));
+            CHECK(grads[0].data<float>()[1] == doctest::Approx(-expected));
+        }
+        // No rank counted anything: the gradients stay zero rather than 0 / 0.
+        grads[0].data<float>()[0] = grads[0].data<float>()[1] = 0.0f;
+        job.others = {{0.0f}, {0.0f, 0.0f}};
+        reducer.begin([] { return 0.0; });
+        reducer.ready(0);
+        reducer.finish();
+        CHECK(grads[0].data<float>()[0] == 0.0f);
+        CHECK(grads[0].data<float>()[1] == 0.0f);
     }
 }
 

@@ -6,17 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "cli_runner.hpp"
 #include "mpirun.hpp"
 #include "nngraph/safetensors.hpp"
+#include "same_run.hpp"
 #include "temp_dir.hpp"
 
 using namespace nngraph;
@@ -59,53 +57,10 @@ std::vector<std::string> mpirun_args(const std::vector<std::string>& options,
     return args;
 }
 
-std::vector<std::vector<double>> csv_rows(const std::filesystem::path& file) {
-    std::istringstream in(read_bytes(file));
-    std::string line;
-    std::getline(in, line);  // the header: epoch, then the logs sorted by name
-    std::vector<std::vector<double>> rows;
-    while (std::getline(in, line)) {
-        std::vector<double>& row = rows.emplace_back();
-        std::istringstream fields(line);
-        std::string field;
-        while (std::getline(fields, field, ',')) row.push_back(std::stod(field));
-    }
-    return rows;
-}
-
 // The model with a Dropout after its hidden layer.
 std::string with_dropout(std::string model) {
     const std::string hidden = "  - {op: Dense, units: 16, activation: tanh}\n";
     return model.insert(model.find(hidden) + hidden.size(), "  - {op: Dropout, rate: 0.2}\n");
-}
-
-std::string read_bytes_of(const Tensor& t) { return std::string(static_cast<const char*>(t.raw()), t.nbytes()); }
-
-// The same weights and optimiser state to 1e-5, relative to each tensor's largest entry (the ranks
-// sum in another order than one process), and the same epochs and steps done.
-void check_same_checkpoint(const TensorFile& got, const TensorFile& expected, int ranks) {
-    CHECK(got.metadata == expected.metadata);
-    REQUIRE(got.tensors.size() == expected.tensors.size());
-    double worst = 0.0;
-    for (const auto& [tensor_name, want] : expected.tensors) {
-        CAPTURE(tensor_name);
-        const Tensor& have = got.tensors.at(tensor_name);
-        REQUIRE(have.shape() == want.shape());
-        REQUIRE(have.dtype() == want.dtype());
-        if (want.dtype() != DType::F32) {
-            CHECK(read_bytes_of(have) == read_bytes_of(want));
-            continue;
-        }
-        double largest = 0.0, difference = 0.0;
-        for (std::int64_t i = 0; i < want.numel(); ++i) {
-            largest = std::max(largest, double(std::abs(want.data<float>()[i])));
-            difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
-        }
-        CHECK(difference <= 1e-5 * largest);
-        worst = std::max(worst, difference / largest);
-    }
-    MESSAGE(ranks << " ranks: weights and optimiser state within " << worst
-                  << " of one process, relative to each tensor's largest entry");
 }
 
 }  // namespace
@@ -121,8 +76,7 @@ TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, 
         REQUIRE_MESSAGE(single.status == 0, single.err);
         const TensorFile expected = read_safetensors(dir / "one.safetensors");
         REQUIRE(expected.metadata.at("epochs_done") == "2");  // the best epoch is the last: after 20 steps
-        const auto expected_rows = csv_rows(dir / "one.csv");
-        REQUIRE(expected_rows.size() == 2);
+        REQUIRE(csv_rows(dir / "one.csv").size() == 2);
 
         for (int ranks : {2, 3}) {
             CAPTURE(ranks);
@@ -138,13 +92,7 @@ TEST_CASE("2 and 3 ranks train as one process: the same weights after 20 steps, 
             CHECK(job.err().find("nngraph: training 'xor_small'") == job.err().rfind("nngraph: training 'xor_small'"));
 
             check_same_checkpoint(read_safetensors(dir / (name + ".safetensors")), expected, ranks);
-            const auto rows = csv_rows(dir / (name + ".csv"));
-            REQUIRE(rows.size() == expected_rows.size());
-            for (std::size_t e = 0; e < rows.size(); ++e) {
-                REQUIRE(rows[e].size() == expected_rows[e].size());
-                for (std::size_t k = 0; k < rows[e].size(); ++k)
-                    CHECK(rows[e][k] == doctest::Approx(expected_rows[e][k]).epsilon(1e-4));
-            }
+            check_same_log(dir / (name + ".csv"), dir / "one.csv");
         }
     }
 }

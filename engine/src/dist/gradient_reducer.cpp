@@ -32,14 +32,24 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradie
     }
 }
 
-void GradientReducer::begin(std::int64_t local_rows, std::int64_t global_rows) {
-    weight_ = static_cast<float>(double(local_rows) / double(global_rows));
+void GradientReducer::begin(std::function<double()> local_weight) {
+    local_weight_ = std::move(local_weight);
+    weighed_ = false;
     for (Bucket& b : buckets_) b.pending = b.weights.size();
     next_launch_ = 0;
     next_done_ = 0;
 }
 
+void GradientReducer::weigh() {
+    weight_ = static_cast<float>(local_weight_());
+    total_weight_[0] = weight_;
+    weighed_ = true;
+    if (overlap_ == Overlap::DuringBackward)
+        total_request_ = comm_.allreduce_sum_async(std::span<float>(total_weight_));
+}
+
 void GradientReducer::ready(std::size_t weight) {
+    if (!weighed_) weigh();
     const Tensor& g = gradients_[weight];
     if (g.empty()) return;
     Bucket& b = buckets_[bucket_of_[weight]];
@@ -70,8 +80,10 @@ void GradientReducer::poll() {
 
 void GradientReducer::finish() {
     const Clock::time_point backward_done = Clock::now();
+    if (!weighed_) weigh();  // a model without gradients: the ranks still sum their weights alike
     if (overlap_ == Overlap::AfterBackward) {
         first_launch_ = backward_done;
+        comm_.allreduce_sum(std::span<float>(total_weight_));
         while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0)
             comm_.allreduce_sum(std::span<float>(buckets_[next_launch_++].values));
         next_done_ = next_launch_;
@@ -79,16 +91,22 @@ void GradientReducer::finish() {
     if (next_launch_ < buckets_.size()) throw RunError("a gradient was never marked ready before the average");
     const bool waits = next_done_ < buckets_.size();
     for (; next_done_ < buckets_.size(); ++next_done_) buckets_[next_done_].request->wait();
+    if (total_request_) total_request_->wait();
     const Clock::time_point averaged = Clock::now();
     const Clock::time_point last_done = waits || overlap_ == Overlap::AfterBackward ? averaged : last_done_;
     ++time_.steps;
     time_.seconds += std::chrono::duration<double>(last_done - first_launch_).count();
     time_.exposed_seconds += std::chrono::duration<double>(averaged - backward_done).count();
+    total_request_.reset();
+    // No rank counted anything (every position masked): every gradient was zero, and stays so.
+    const float scale = total_weight_[0] > 0.0f ? 1.0f / total_weight_[0] : 0.0f;
     for (Bucket& b : buckets_) {
         b.request.reset();
         for (std::size_t w : b.weights) {
             Tensor& g = gradients_[w];
-            std::copy_n(b.values.data() + offset_of_[w], g.numel(), g.data<float>());
+            const float* from = b.values.data() + offset_of_[w];
+            float* to = g.data<float>();
+            for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * scale;
         }
     }
 }

@@ -3,10 +3,15 @@
 // a bounded size; a bucket's non-blocking allreduce starts as soon as all its gradients are ready,
 // so communication can run while backward still computes earlier layers. Open MPI moves a
 // non-blocking reduction on only inside MPI calls, so every ready() also polls the buckets in flight.
+// Each rank's gradient is the mean over what its loss averaged over (its rows, or its real tokens
+// under a mask), so each goes in weighed by that count and the sum is divided by the ranks' total:
+// the mean over the global batch, however unevenly the ranks' tokens fall.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -37,13 +42,14 @@ public:
     GradientReducer(Communicator& comm, std::vector<Tensor>& gradients, std::size_t bucket_bytes = kDefaultBucketBytes,
                     Overlap overlap = Overlap::DuringBackward);
 
-    // Starts a step in which this rank's gradients are the mean over `local_rows` of `global_rows`.
-    void begin(std::int64_t local_rows, std::int64_t global_rows);
+    // Starts a step. `local_weight` is asked once, at the step's first ready gradient (the loss has
+    // run by then): what this rank's gradients are the mean over, 0 for a rank without rows.
+    void begin(std::function<double()> local_weight);
     // Gradient `weight` is final for this step: it goes into its bucket, and every bucket now
     // complete starts its allreduce, in bucket order on every rank.
     void ready(std::size_t weight);
     // Every gradient must have been ready. Waits for the buckets and leaves in each gradient the
-    // mean over all ranks' rows: the single-process gradient of the global batch.
+    // mean over all ranks' rows or tokens: the single-process gradient of the global batch.
     void finish();
 
     std::size_t buckets() const { return buckets_.size(); }
@@ -57,6 +63,8 @@ private:
         std::size_t pending = 0;  // gradients not yet ready this step
         std::unique_ptr<Request> request;
     };
+    // Takes this rank's weight and starts summing it over the ranks, before any bucket goes out.
+    void weigh();
     void launch_complete_buckets();
     // Tests the buckets in flight, in order, noting when the last of them is done.
     void poll();
@@ -70,7 +78,12 @@ private:
     std::size_t next_done_ = 0;  // buckets before it are known done this step
     Clock::time_point first_launch_, last_done_;
     AveragingTime time_;
-    float weight_ = 1.0f;  // this rank's share of the global batch
+    std::function<double()> local_weight_;
+    bool weighed_ = false;
+    float weight_ = 0.0f;  // this rank's, by which its gradients go into the buckets
+    // The ranks' weights summed. Float is exact for counts up to 2^24 a step, and beyond only rounds.
+    std::array<float, 1> total_weight_{};
+    std::unique_ptr<Request> total_request_;
 };
 
 }  // namespace nngraph::dist

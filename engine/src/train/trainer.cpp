@@ -8,6 +8,7 @@
 
 #include "dist/data_parallel.hpp"
 #include "nngraph/random.hpp"
+#include "train/loss_weight.hpp"
 #include "train/losses.hpp"
 
 namespace nngraph {
@@ -27,7 +28,7 @@ Trainer::Trainer(Executor& executor, TrainingConfig config)
         throw InputError(executor_.graph().spec().file +
                          ": training needs a loss: add 'training: {loss: ...}' to the model file");
     }
-    executor_.set_loss(make_loss(config_.loss));
+    executor_.set_loss(weighing(make_loss(config_.loss), batch_weight_));
     optimizer_ = make_optimizer(config_.optimizer, executor_.weights(), executor_.weight_grads());
     if (!config_.metrics.empty()) {
         if (executor_.graph().outputs().size() != 1)
@@ -53,15 +54,18 @@ void Trainer::check(const Dataset& data, const char* what) const {
     }
 }
 
+double Trainer::run_batch(const BatchRef& batch, StepKind kind) {
+    *batch_weight_ = 0.0;
+    return executor_.run(batch, kind);
+}
+
 void Trainer::tally_batch(const Dataset& data, const std::int64_t* rows, std::int64_t count, double loss,
                           BatchTally& tally) const {
     // Under an output's mask the loss is a mean over real tokens, so it weighs by them.
-    const std::span<const std::uint8_t> mask = executor_.output_mask(0);
-    const double weight =
-        mask.empty() ? double(count) : double(std::count_if(mask.begin(), mask.end(), [](auto m) { return m != 0; }));
-    tally.loss += loss * weight;
-    tally.loss_weight += weight;
+    tally.loss += loss * *batch_weight_;
+    tally.loss_weight += *batch_weight_;
     if (!accuracy_) return;
+    const std::span<const std::uint8_t> mask = executor_.output_mask(0);
     const Tensor& targets = data.targets.front();
     const std::int64_t width = targets.numel() / targets.dim(0);
     if (mask.empty()) {
@@ -182,11 +186,13 @@ void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_byte
 BatchTally Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
     const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
     BatchTally tally;
-    if (reducer_) reducer_->begin(mine.count, count);
+    *batch_weight_ = 0.0;
+    // The weight is asked for once the loss has run, before backward hands over any gradient.
+    if (reducer_) reducer_->begin([weight = batch_weight_.get()] { return *weight; });
     if (mine.count > 0) {
         batch.rows = std::span<const std::int64_t>(rows + mine.offset, static_cast<std::size_t>(mine.count));
         batch.global_offset = mine.offset;
-        const double loss = executor_.run(batch, StepKind::Train);
+        const double loss = run_batch(batch, StepKind::Train);
         tally_batch(train, rows + mine.offset, mine.count, loss, tally);
         if (!step_metrics_.empty()) update_metrics(step_metrics_, train, rows + mine.offset, mine.count);
     } else {
@@ -229,7 +235,7 @@ Scores Trainer::evaluate(const Dataset& data) {
     for (std::int64_t begin = 0; begin < mine.count; begin += config_.batch_size) {
         const std::int64_t count = std::min(config_.batch_size, mine.count - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
-        const double loss = executor_.run(batch, StepKind::Evaluate);
+        const double loss = run_batch(batch, StepKind::Evaluate);
         tally_batch(data, rows.data() + begin, count, loss, tally);
         if (!evaluation_metrics_.empty()) update_metrics(evaluation_metrics_, data, rows.data() + begin, count);
     }

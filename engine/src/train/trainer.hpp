@@ -115,6 +115,8 @@ private:
     std::string first_non_finite_node(const BatchRef& batch);
 
     void check(const Dataset& data, const char* what) const;
+    // Runs one batch, recording what its loss averages over in batch_weight_.
+    double run_batch(const BatchRef& batch, StepKind kind);
     // Adds the last run's loss (its mean) and accuracy over `rows` to `tally`.
     void tally_batch(const Dataset& data, const std::int64_t* rows, std::int64_t count, double loss,
                      BatchTally& tally) const;
@@ -132,6 +134,8 @@ private:
     // The other metrics: one step's tallies (added up across ranks), the epoch's, an evaluation's.
     MetricSet step_metrics_, epoch_metrics_, evaluation_metrics_;
     std::string non_finite_stop_;
+    // What the last run's loss averaged over (loss_weight.hpp), filled in by the loss as it runs.
+    std::shared_ptr<double> batch_weight_ = std::make_shared<double>(0.0);
     dist::Communicator* comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
     std::vector<std::unique_ptr<Callback>> extra_callbacks_;
