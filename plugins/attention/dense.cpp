@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -204,18 +205,30 @@ struct MatmulOperands {
     onednn::View q, k, v, dout;
     std::uint16_t* scores = nullptr;  // null: f32
 
-    // The bf16 copies of the views `copy` names, made in `room` one after the other.
+    // Under mixed_bfloat16, bf16 copies of q and k (when `copy_qk`), v and dout, made in `room` one
+    // after the other; a view equal to an earlier one (self-attention's q, k and v) shares its copy.
     static MatmulOperands of(const Problem& p, const onednn::View& dout, std::uint16_t* room,
                              std::uint16_t* scores_room, bool copy_qk) {
-        MatmulOperands m{p.q, p.k, p.v, dout, scores_room};
         if (!p.bfloat16) return {p.q, p.k, p.v, dout, nullptr};
-        for (onednn::View* v : {&m.q, &m.k, &m.v, &m.dout}) {
-            if (!v->present() || (!copy_qk && (v == &m.q || v == &m.k))) continue;
-            const std::int64_t n = v->numel();
-            *v = onednn::to_bfloat16(*v, room);
-            room += n;
+        MatmulOperands m{p.q, p.k, p.v, dout, scores_room};
+        const std::array<onednn::View, 4> originals = {m.q, m.k, m.v, m.dout};
+        const std::array<onednn::View*, 4> copies = {&m.q, &m.k, &m.v, &m.dout};
+        for (std::size_t i = 0; i < copies.size(); ++i) {
+            if (!originals[i].present() || (!copy_qk && i < 2)) continue;
+            std::size_t same = 0;
+            while (same < i && !(copies[same]->type == DataType::bf16 && same_view(originals[same], originals[i])))
+                ++same;
+            if (same < i) {
+                *copies[i] = *copies[same];
+                continue;
+            }
+            *copies[i] = onednn::to_bfloat16(originals[i], room);
+            room += originals[i].numel();
         }
         return m;
+    }
+    static bool same_view(const onednn::View& a, const onednn::View& b) {
+        return a.data == b.data && a.type == b.type && a.rank == b.rank && a.dims == b.dims && a.strides == b.strides;
     }
     // The elements `of` copies for p (dout's when `with_dout`).
     static std::int64_t count(const Problem& p, bool with_dout, bool copy_qk) {

@@ -164,6 +164,9 @@ TEST_CASE("Attention under mixed_bfloat16 (dense core) is within bfloat16 tolera
         PolicyPair attention("Attention", attributes, {{DType::F32, {3, 9, 16}}, {DType::F32, {3, 11, 16}}});
         attention.compare(0.03);
     }
+    // One input in every role: query, key and value share one bf16 copy.
+    PolicyPair self_attention("Attention", "{}", {{DType::F32, {3, 9, 16}}});
+    self_attention.compare(0.03);
 }
 
 TEST_CASE(
