@@ -63,12 +63,18 @@ struct PolicyPair {
         }
     }
 
-    // Forward and backward (one random gradient for every output) on `threads` threads; every
+    // Forward (inference and training) and backward (one random gradient for every output) on
+    // `threads` threads; every
     // output and gradient within `tolerance`, and different, except the weight gradients in
     // `exact_weights`, which the mixed path also computes in f32, and those in `vanishing_weights`,
     // zero in exact arithmetic, which are held to `tolerance` of the largest weight gradient.
     void compare(double tolerance, const std::set<std::size_t>& exact_weights = {}, int threads = 1,
                  const std::set<std::size_t>& vanishing_weights = {}) {
+        // Inference first (planned apart, without the saved buffers), then a training step.
+        f32.forward(false, 1, false, threads);
+        bf16.forward(false, 1, false, threads);
+        for (std::size_t o = 0; o < f32.outputs().size(); ++o)
+            check_close(bf16.outputs()[o], f32.outputs()[o], "inference output " + std::to_string(o), tolerance);
         f32.forward(true, 1, false, threads);
         bf16.forward(true, 1, false, threads);
         std::vector<Tensor> dys;
