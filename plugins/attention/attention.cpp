@@ -54,7 +54,8 @@ struct Attention {
     int concat_weight() const { return concat_ ? (use_scale_ ? 1 : 0) : -1; }
     int span_weight() const { return long_.adaptive() ? (use_scale_ ? 1 : 0) : -1; }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
+        bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         if (d.q[2] != d.k[2] && !long_.lsh()) {
@@ -93,6 +94,7 @@ struct Attention {
         p.dv = v[2];
         p.style = MaskStyle::kSubtract;
         p.alpha_gradient = use_scale_ && !concat_;
+        p.bfloat16 = bfloat16_;
         dropout_.size(p);
         return p;
     }
@@ -246,6 +248,7 @@ struct Attention {
     double constant_;
     LongContextAttrs long_;
     std::unique_ptr<AttentionCore> core_;
+    bool bfloat16_ = false;             // the node's policy is mixed_bfloat16 (known from infer on)
     DenseCore* concat_core_ = nullptr;  // core_ when concat: the dense core on the op's scores
 };
 

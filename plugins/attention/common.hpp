@@ -24,6 +24,19 @@ struct Roles {
     }
 };
 
+// C = A·B as onednn::matmul computes it; with `room` (mixed_bfloat16) A and B are first rounded
+// to bf16 there, one after the other (a.numel() + b.numel() values), and the product accumulates
+// in f32 into the f32 C.
+inline void matmul_in_policy(const onednn::View& a, const onednn::View& b, const onednn::View& c, std::uint16_t* room,
+                             const onednn::MatmulOptions& options = {}) {
+    if (!room) {
+        onednn::matmul(a, b, c, options);
+        return;
+    }
+    const onednn::View a16 = onednn::to_bfloat16(a, room);
+    onednn::matmul(a16, onednn::to_bfloat16(b, room + a.numel()), c, options);
+}
+
 // Query, value and key shapes, checked: rank 3 float32, one batch, key and value of one length.
 struct InputDims {
     Dims q, v, k;

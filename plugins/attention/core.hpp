@@ -80,6 +80,10 @@ struct Problem {
     std::uint64_t seed = 0;
     std::uint64_t hash_seed = 0;  // LSH: the stream of this call's random rotations
 
+    // mixed_bfloat16: the dense core's matmuls read bf16 copies of their operands and accumulate
+    // in f32; scores, softmax statistics and every output stay f32. Other cores compute in f32.
+    bool bfloat16 = false;
+
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
     bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
 
@@ -139,8 +143,8 @@ public:
 
     // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
     // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,
-    // `alpha_gradient` and `two_key_masks` of p are read, so that the list is the same at every
-    // call; p.batch may be 0 when the batch is not known yet.
+    // `alpha_gradient`, `two_key_masks` and `bfloat16` of p are read, so that the list is the same
+    // at every call; p.batch may be 0 when the batch is not known yet.
     virtual BufferList buffers(const Problem& p, bool training) const = 0;
     // Whether backward reads the forward's output (p.out), which the op must then keep for it.
     virtual bool backward_reads_output() const = 0;

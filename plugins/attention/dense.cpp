@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -183,14 +184,63 @@ void zero_view(const onednn::View& v) {
     std::memset(v.data, 0, static_cast<std::size_t>(v.numel()) * sizeof(float));
 }
 
+// v's data moved by `elements` of its type (f32, or bf16 under mixed_bfloat16).
+void* advance(const onednn::View& v, std::int64_t elements) {
+    return static_cast<std::byte*>(v.data) + elements * (v.type == DataType::bf16 ? 2 : 4);
+}
+
 // Query rows [i0, i0 + count) of group g of a (G, T, d) view, as a (1, count, d) view.
 onednn::View group_rows(const onednn::View& v, std::int64_t g, std::int64_t i0, std::int64_t count) {
     onednn::View s = v;
-    s.data = static_cast<float*>(v.data) + g * v.strides[0] + i0 * v.strides[1];
+    s.data = advance(v, g * v.strides[0] + i0 * v.strides[1]);
     s.dims[0] = 1;
     s.dims[1] = count;
     return s;
 }
+
+// What the matmuls read: the problem's f32 views, or under mixed_bfloat16 their bf16 copies
+// (round to nearest even) with room for a bf16 score-sized matrix (P, then dL/dscores); the
+// products accumulate in f32 either way.
+struct MatmulOperands {
+    onednn::View q, k, v, dout;
+    std::uint16_t* scores = nullptr;  // null: f32
+
+    // Under mixed_bfloat16, bf16 copies of q and k (when `copy_qk`), v and dout, made in `room` one
+    // after the other; a view equal to an earlier one (self-attention's q, k and v) shares its copy.
+    static MatmulOperands of(const Problem& p, const onednn::View& dout, std::uint16_t* room,
+                             std::uint16_t* scores_room, bool copy_qk) {
+        if (!p.bfloat16) return {p.q, p.k, p.v, dout, nullptr};
+        MatmulOperands m{p.q, p.k, p.v, dout, scores_room};
+        const std::array<onednn::View, 4> originals = {m.q, m.k, m.v, m.dout};
+        const std::array<onednn::View*, 4> copies = {&m.q, &m.k, &m.v, &m.dout};
+        for (std::size_t i = 0; i < copies.size(); ++i) {
+            if (!originals[i].present() || (!copy_qk && i < 2)) continue;
+            std::size_t same = 0;
+            while (same < i && !(copies[same]->type == DataType::bf16 && same_view(originals[same], originals[i])))
+                ++same;
+            if (same < i) {
+                *copies[i] = *copies[same];
+                continue;
+            }
+            *copies[i] = onednn::to_bfloat16(originals[i], room);
+            room += originals[i].numel();
+        }
+        return m;
+    }
+    static bool same_view(const onednn::View& a, const onednn::View& b) {
+        return a.data == b.data && a.type == b.type && a.rank == b.rank && a.dims == b.dims && a.strides == b.strides;
+    }
+    // The elements `of` copies for p (dout's when `with_dout`).
+    static std::int64_t count(const Problem& p, bool with_dout, bool copy_qk) {
+        const std::int64_t g = p.groups();
+        return (copy_qk ? g * (p.tq + p.tv) * p.dk : 0) + g * p.tv * p.dv + (with_dout ? g * p.tq * p.dv : 0);
+    }
+    // The operand for a score-sized f32 matrix `x`: x itself, or its bf16 copy (rows from `row0`).
+    onednn::View score_operand(const onednn::View& x, std::int64_t row0 = 0) const {
+        if (!scores) return x;
+        return onednn::to_bfloat16(x, scores + row0 * x.dims[x.rank - 1]);
+    }
+};
 
 // What one forward pass works on: the whole problem, or one group's block of query rows.
 struct ForwardPart {
@@ -208,8 +258,9 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
 }
 
 // The forward of `part`: its rows of state.probs (and of `dropped`, the probabilities after dropout).
+// `operands` holds the bf16 room for P under mixed_bfloat16 (part.q, k and v are then bf16).
 void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const Masks& masks,
-                  float* dropped, bool scores_given) {
+                  float* dropped, bool scores_given, const MatmulOperands& operands) {
     const auto rows_of = [&](float* matrix) {
         return onednn::view(matrix + part.rows.begin * p.tv, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
@@ -218,7 +269,7 @@ void forward_part(const Problem& p, const ForwardPart& part, const ProbabilitySt
     if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
     onednn::softmax_forward(scores, scores);
     if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
-    onednn::matmul(dropped ? rows_of(dropped) : scores, part.v, part.out);
+    onednn::matmul(operands.score_operand(dropped ? rows_of(dropped) : scores, part.rows.begin), part.v, part.out);
 }
 
 // Blocks of query rows per group when the groups alone cannot keep the threads busy and the
@@ -241,35 +292,38 @@ struct ScoreGradientScratch {
     float* product;
 };
 
-// dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function.
-void scores_backward(const Problem& p, const ProbabilityState& state, const onednn::View& dout, const onednn::View& dv,
+// dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function; the products read `m`
+// (p's views and dout, or their bf16 copies).
+void scores_backward(const Problem& p, const ProbabilityState& state, const MatmulOperands& m, const onednn::View& dv,
                      float* dscores, const ScoreGradientScratch& scratch) {
     const onednn::View dS = scores_view(p, dscores);
-    if (!dout.present()) {
+    if (!m.dout.present()) {
         std::memset(dscores, 0, static_cast<std::size_t>(p.score_count()) * sizeof(float));
         zero_view(dv);
         return;
     }
-    onednn::matmul(dout, p.v.transposed(), dS);  // dL/d(dropped probabilities)
+    onednn::matmul(m.dout, m.v.transposed(), dS);  // dL/d(dropped probabilities)
     onednn::View used_probs = scores_view(p, state.probs);
     if (p.dropout) {
         dropout_backward(p, state.probs, state.keep, scratch.dropped, dscores);
         used_probs = scores_view(p, scratch.dropped);
     }
-    if (dv.present()) transposed_product(used_probs, dout, dv, 1.0f, false, scratch.product);
+    if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, false, scratch.product);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
     if (p.style == MaskStyle::kReplace && p.has_masks())
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
 }
 
-// dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores; see CoreGradients for d_alpha_product
-// (added to, not overwritten). `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
-void dot_backward(const Problem& p, const float* dscores, const CoreGradients& grads, float* buffer) {
-    const onednn::View dS = scores_view(p, const_cast<float*>(dscores));
+// dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores, the products on `m`'s operands; see
+// CoreGradients for d_alpha_product (added to, not overwritten, and in f32). `buffer` holds
+// (G, Tq, dk) floats when d_alpha_product is wanted.
+void dot_backward(const Problem& p, const float* dscores, const CoreGradients& grads, float* buffer,
+                  const MatmulOperands& m) {
+    const onednn::View dS_f32 = scores_view(p, const_cast<float*>(dscores));
     if (grads.d_alpha_product) {
         // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
         const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
-        onednn::matmul(dS, p.k, t);
+        onednn::matmul(dS_f32, p.k, t);
         const float* q = static_cast<const float*>(p.q.data);
         double sum = 0.0;
         const std::int64_t rows = p.groups() * p.tq;
@@ -281,16 +335,17 @@ void dot_backward(const Problem& p, const float* dscores, const CoreGradients& g
         }
         *grads.d_alpha_product += sum;
     }
-    if (grads.dq.present()) onednn::matmul(dS, p.k, grads.dq, {.alpha = p.alpha});
+    const onednn::View dS = m.score_operand(dS_f32);
+    if (grads.dq.present()) onednn::matmul(dS, m.k, grads.dq, {.alpha = p.alpha});
     if (grads.dk.present())
-        onednn::matmul(dS.transposed(), p.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
+        onednn::matmul(dS.transposed(), m.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
 }
 
 // Groups [g0, g0 + count) of a (G, ...) view.
 onednn::View group_slice(const onednn::View& v, std::int64_t g0, std::int64_t count) {
     if (!v.present()) return v;
     onednn::View s = v;
-    s.data = static_cast<float*>(v.data) + g0 * v.strides[0];
+    s.data = advance(v, g0 * v.strides[0]);
     s.dims[0] = count;
     return s;
 }
@@ -334,6 +389,8 @@ std::int64_t backward_chunk(const Problem& p) {
 struct DenseCore::Ids {
     BufferId probs, keep, dropped, keys;                        // forward (probs and keep saved in training)
     BufferId dscores, dropped_grad, keys_grad, product, alpha;  // backward
+    // mixed_bfloat16: bf16 copies of the matmuls' operands (MatmulOperands), each direction its own.
+    BufferId operands, score_operand, backward_operands, backward_score_operand;
 };
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -358,6 +415,18 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
                               part.groups() * part.tv * std::max(part.dk, part.dv));
     if (p.alpha_gradient && scores_ == Scores::kDot) {
         ids.alpha = list.floats("attention.alpha_product", Lifetime::kBackward, part.groups() * part.tq * part.dk);
+    }
+    if (p.bfloat16) {
+        const bool dot = scores_ == Scores::kDot;
+        const auto bf16 = [&](const char* name, Lifetime lifetime, std::int64_t count) {
+            return list.bytes(name, lifetime, 2 * count);
+        };
+        ids.operands = bf16("attention.bfloat16_operands", Lifetime::kForward, MatmulOperands::count(p, false, dot));
+        ids.score_operand = bf16("attention.bfloat16_probabilities", Lifetime::kForward, p.score_count());
+        ids.backward_operands =
+            bf16("attention.bfloat16_backward_operands", Lifetime::kBackward, MatmulOperands::count(part, true, dot));
+        ids.backward_score_operand =
+            bf16("attention.bfloat16_score_gradients", Lifetime::kBackward, part.score_count());
     }
     return ids;
 }
@@ -395,16 +464,26 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const Masks masks(p, kNoPattern, buffers.bytes(ids.keys));
     float* dropped = p.dropout ? buffers.floats(ids.dropped) : nullptr;
     const bool scores_given = scores_ == Scores::kGiven;
+    // The operands in bf16 once for the whole problem; the parts below take their rows of them.
+    const MatmulOperands m =
+        MatmulOperands::of(p, {}, static_cast<std::uint16_t*>(buffers.get(ids.operands)),
+                           static_cast<std::uint16_t*>(buffers.get(ids.score_operand)), !scores_given);
+    Problem mixed = p;
+    mixed.q = m.q;
+    mixed.k = m.k;
+    mixed.v = m.v;
     const std::int64_t blocks = query_blocks(p, omp_get_max_threads());
     if (blocks == 1) {
-        forward_part(p, whole_problem(p), state, masks, dropped, scores_given);
+        forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
         return;
     }
     const std::int64_t per_block = (p.tq + blocks - 1) / blocks;
     onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
         const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
-        if (i0 < p.tq)
-            forward_part(p, query_block(p, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped, scores_given);
+        if (i0 < p.tq) {
+            forward_part(p, query_block(mixed, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped,
+                         scores_given, m);
+        }
     });
 }
 
@@ -415,7 +494,10 @@ float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, c
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
     float* dscores = buffers.floats(ids.dscores);
-    scores_backward(p, state, dout, dv, dscores,
+    const MatmulOperands m =
+        MatmulOperands::of(p, dout, static_cast<std::uint16_t*>(buffers.get(ids.backward_operands)),
+                           static_cast<std::uint16_t*>(buffers.get(ids.backward_score_operand)), false);
+    scores_backward(p, state, m, dv, dscores,
                     {buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad), buffers.floats(ids.product)});
     return dscores;
 }
@@ -439,8 +521,11 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     const std::int64_t chunk = backward_chunk(p);
     for (std::int64_t b0 = 0; b0 < p.batch; b0 += chunk) {
         const BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
-        scores_backward(s.p, s.state, s.dout, s.grads.dv, dscores, scratch);
-        dot_backward(s.p, dscores, s.grads, grads.d_alpha_product ? buffers.floats(ids.alpha) : nullptr);
+        const MatmulOperands m =
+            MatmulOperands::of(s.p, s.dout, static_cast<std::uint16_t*>(buffers.get(ids.backward_operands)),
+                               static_cast<std::uint16_t*>(buffers.get(ids.backward_score_operand)), true);
+        scores_backward(s.p, s.state, m, s.grads.dv, dscores, scratch);
+        dot_backward(s.p, dscores, s.grads, grads.d_alpha_product ? buffers.floats(ids.alpha) : nullptr, m);
     }
 }
 

@@ -192,6 +192,7 @@ struct MultiHeadAttention {
     }
 
     void infer(nng::InferContext& ctx) {
+        bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
@@ -258,6 +259,7 @@ struct MultiHeadAttention {
         p.style = MaskStyle::kReplace;
         p.zero_masked = dropout_.rate > 0.0;
         p.two_key_masks = s.separate_key && !linformer_;  // Linformer zeroes masked keys instead
+        p.bfloat16 = bfloat16_;
         dropout_.size(p);
         return p;
     }
@@ -272,6 +274,7 @@ struct MultiHeadAttention {
         BufferId out_heads;              // backward: the forward's O heads apart, for a core that reads it
         BufferId dk_full, dv_full;       // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
         BufferId rows_by_k, k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
+        BufferId bf16_operands;          // mixed_bfloat16: bf16 copies of a projection's two operands
     };
     std::int64_t largest_projection(const Shapes& s) const {
         return std::max(s.tq, s.tv) * heads_ * std::max(key_dim_, value_dim_) * s.batch;
@@ -310,6 +313,14 @@ struct MultiHeadAttention {
             ids.k_by_steps = list.floats("attention.linformer_steps", Lifetime::kBackward, p.groups() * s.tv * d);
         }
         ids.d_projected = list.floats("attention.projection_gradient", Lifetime::kBackward, largest_projection(s));
+        if (bfloat16_) {
+            // Any projection's two operands, forward or backward: two of (rows, in), (rows, cols) and (in, cols).
+            const std::int64_t rows = s.batch * std::max(s.tq, s.tv);
+            const std::int64_t in = std::max({s.dq, s.dk_in, s.dv_in, heads_ * value_dim_});
+            const std::int64_t cols = std::max({heads_ * key_dim_, heads_ * value_dim_, s.out});
+            ids.bf16_operands =
+                list.bytes("attention.bfloat16_projection", Lifetime::kCall, 2 * (rows * (in + cols) + in * cols));
+        }
         return ids;
     }
 
@@ -361,16 +372,22 @@ struct MultiHeadAttention {
         return p;
     }
 
-    // x (B·T, in) · kernel (in, heads·dim) + bias, reordered into `dst` (B, heads, T, dim).
-    void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected,
-                 float* dst) const {
+    // mixed_bfloat16: where the projections' operands are rounded to bf16; null in f32.
+    static std::uint16_t* bf16_room(const CallBuffers& b) {
+        return static_cast<std::uint16_t*>(b.own.get(b.ids.bf16_operands));
+    }
+
+    // x (B·T, in) · kernel (in, heads·dim) + bias, reordered into `dst` (B, heads, T, dim); the
+    // product in bf16 when `room` is given.
+    void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected, float* dst,
+                 std::uint16_t* room) const {
         const nng::TensorRef x = exec.input(input);
         const std::int64_t b = x.dim(0), steps = x.dim(1), cols = heads_ * dim;
         const onednn::View bias =
             use_bias_ ? onednn::view(exec.weight(index(Weight(kernel + 1))), {1, cols}) : onednn::View{};
-        onednn::matmul(onednn::view(x, {b * steps, x.dim(2)}),
-                       onednn::view(exec.weight(index(kernel)), {x.dim(2), cols}), matrix(projected, b * steps, cols),
-                       {.bias = bias});
+        matmul_in_policy(onednn::view(x, {b * steps, x.dim(2)}),
+                         onednn::view(exec.weight(index(kernel)), {x.dim(2), cols}), matrix(projected, b * steps, cols),
+                         room, {.bias = bias});
         onednn::reorder(heads_joined_as_apart(projected, b, heads_, steps, dim),
                         heads_apart(dst, b, heads_, steps, dim));
     }
@@ -390,9 +407,9 @@ struct MultiHeadAttention {
         float* projected = b.own.floats(ids.projected);
         float *q = b.own.floats(ids.q), *k = b.own.floats(ids.k), *v = b.own.floats(ids.v);
 
-        project(exec, r.query, kQueryKernel, key_dim_, projected, q);
-        if (!long_.lsh()) project(exec, r.key, kKeyKernel, key_dim_, projected, k);
-        project(exec, r.value, kValueKernel, value_dim_, projected, v);
+        project(exec, r.query, kQueryKernel, key_dim_, projected, q, bf16_room(b));
+        if (!long_.lsh()) project(exec, r.key, kKeyKernel, key_dim_, projected, k, bf16_room(b));
+        project(exec, r.value, kValueKernel, value_dim_, projected, v, bf16_room(b));
         if (linformer_) {
             zero_masked_keys(exec, k, key_dim_);
             zero_masked_keys(exec, v, value_dim_);
@@ -411,8 +428,8 @@ struct MultiHeadAttention {
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View bias =
             use_bias_ ? onednn::view(exec.weight(index(kOutputBias)), {1, s.out}) : onednn::View{};
-        onednn::matmul(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
-                       onednn::view(exec.output(0), {rows, s.out}), {.bias = bias});
+        matmul_in_policy(matrix(joined, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
+                         onednn::view(exec.output(0), {rows, s.out}), bf16_room(b), {.bias = bias});
     }
 
     // A decoding call: the new position's query over the cached keys and values.
@@ -424,11 +441,11 @@ struct MultiHeadAttention {
         const CallBuffers b = bind(exec, p, s, Lifetime::kForward);
         p = problem(exec, s, b, cache.length);
         float* projected = b.own.floats(b.ids.projected);
-        project(exec, r.query, kQueryKernel, key_dim_, projected, b.own.floats(b.ids.q));
+        project(exec, r.query, kQueryKernel, key_dim_, projected, b.own.floats(b.ids.q), bf16_room(b));
         if (cache.mode == DecodingCache::Mode::kAppend) {
             float *k = b.own.floats(b.ids.k), *v = b.own.floats(b.ids.v);
-            project(exec, r.key, kKeyKernel, key_dim_, projected, k);
-            project(exec, r.value, kValueKernel, value_dim_, projected, v);
+            project(exec, r.key, kKeyKernel, key_dim_, projected, k, bf16_room(b));
+            project(exec, r.value, kValueKernel, value_dim_, projected, v, bf16_room(b));
             DecodingCache::append(cache, k, v, mask_data(exec.input_mask(r.value)),
                                   r.key != r.value ? mask_data(exec.input_mask(r.key)) : nullptr, s.batch, heads_,
                                   key_dim_, value_dim_);
@@ -436,8 +453,8 @@ struct MultiHeadAttention {
             p.key_masks[1] = nullptr;
             p.causal = false;
         } else if (cache.position == 0) {  // the encoder's keys and values, once a session
-            project(exec, r.key, kKeyKernel, key_dim_, projected, cache.keys);
-            project(exec, r.value, kValueKernel, value_dim_, projected, cache.values);
+            project(exec, r.key, kKeyKernel, key_dim_, projected, cache.keys, bf16_room(b));
+            project(exec, r.value, kValueKernel, value_dim_, projected, cache.values, bf16_room(b));
         }
         p.k = groups(cache.keys, p, p.tv, p.dk);
         p.v = groups(cache.values, p, p.tv, p.dv);
@@ -448,21 +465,21 @@ struct MultiHeadAttention {
     // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
     // added onto what an earlier projection of the same input wrote when `accumulate`.
     void project_backward(nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* d_apart,
-                          float* d_projected, bool accumulate) const {
+                          float* d_projected, bool accumulate, std::uint16_t* room) const {
         const nng::TensorRef x = exec.input(input);
         const std::int64_t b = x.dim(0), steps = x.dim(1), in = x.dim(2), cols = heads_ * dim;
         onednn::reorder(heads_apart(d_apart, b, heads_, steps, dim),
                         heads_joined_as_apart(d_projected, b, heads_, steps, dim));
         const onednn::View dy = matrix(d_projected, b * steps, cols), xs = onednn::view(x, {b * steps, in});
         if (const nng::TensorRef dw = exec.grad_weight(index(kernel)))
-            onednn::matmul(xs.transposed(), dy, onednn::view(dw, {in, cols}));
+            matmul_in_policy(xs.transposed(), dy, onednn::view(dw, {in, cols}), room);
         if (use_bias_) {
             if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1))))
                 onednn::sum_rows(dy, onednn::view(db, {cols}));
         }
         if (const nng::TensorRef dx = exec.grad_input(input)) {
-            onednn::matmul(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(),
-                           onednn::view(dx, {b * steps, in}), {.beta = accumulate ? 1.0f : 0.0f});
+            matmul_in_policy(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(),
+                             onednn::view(dx, {b * steps, in}), room, {.beta = accumulate ? 1.0f : 0.0f});
         }
     }
 
@@ -488,14 +505,14 @@ struct MultiHeadAttention {
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
         const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(joined_out, rows, cols);
         if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel)))
-            onednn::matmul(joined.transposed(), dys, onednn::view(dw, {cols, s.out}));
+            matmul_in_policy(joined.transposed(), dys, onednn::view(dw, {cols, s.out}), bf16_room(b));
         if (use_bias_) {
             if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias)))
                 onednn::sum_rows(dys, onednn::view(db, {s.out}));
         }
         float* d_joined = b.own.floats(ids.d_joined);
-        onednn::matmul(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(),
-                       matrix(d_joined, rows, cols));
+        matmul_in_policy(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(),
+                         matrix(d_joined, rows, cols), bf16_room(b));
         onednn::reorder(heads_joined_as_apart(d_joined, s.batch, heads_, s.tq, value_dim_),
                         heads_apart(d_heads_out, s.batch, heads_, s.tq, value_dim_));
 
@@ -524,11 +541,12 @@ struct MultiHeadAttention {
             dv = dv_full;
         }
         // Input gradients: an input playing several roles sums them.
-        project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false);
+        project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false, bf16_room(b));
         const bool keys_projected = !long_.lsh();
-        if (keys_projected) project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query);
+        if (keys_projected)
+            project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query, bf16_room(b));
         project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected,
-                         r.value == r.query || (keys_projected && r.value == r.key));
+                         r.value == r.query || (keys_projected && r.value == r.key), bf16_room(b));
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
@@ -541,6 +559,7 @@ struct MultiHeadAttention {
     std::int64_t linformer_;  // k, or 0
     std::unique_ptr<AttentionCore> core_;
     DecodingCache cache_;
+    bool bfloat16_ = false;  // the node's policy is mixed_bfloat16 (known from infer on)
 };
 
 }  // namespace

@@ -116,6 +116,8 @@ struct Lstm {
 
         // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
+        // Only oneDNN's path has bf16 kernels; the stepwise one stays in f32.
+        s_.bfloat16 = ctx.precision() == nng::Precision::MixedBfloat16 && !steps_by_hand;
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
         declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
         if (ctx.counting_work()) {
@@ -135,24 +137,31 @@ struct Lstm {
         const bool fused = !by_steps && s.batch > 0;
         const std::int64_t state = s.batch * s.units;
         const auto when = [](bool needed, std::int64_t count) { return needed ? count : 0; };
+        const bool bf16 = s_.bfloat16 && fused;
         const BatchSplit split =
             fused ? fused_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
-        b_.input = ctx.buffer<float>("input", when(training, s.rows() * s.features), Lifetime::Saved);
+        // Under mixed_bfloat16 the f32 time-major input lives for the call only: backward reads its
+        // bf16 copy and the bf16 sequence.
+        b_.input = ctx.buffer<float>("input", when(training && !bf16, s.rows() * s.features), Lifetime::Saved);
         b_.gates = ctx.buffer<float>("gates", when(training && by_steps, 4 * s.steps * state), Lifetime::Saved);
         b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell_activation =
             ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
-        b_.sequence = ctx.buffer<float>("sequence", when(training && fused, s.steps * state), Lifetime::Saved);
+        // oneDNN's dst_layer, in the policy's type.
+        const std::int64_t sequence_bytes = s.steps * state * (bf16 ? 2 : 4);
+        b_.sequence = ctx.buffer<std::byte>("sequence", when(training && fused, sequence_bytes), Lifetime::Saved);
         const bool keeps_workspace = training && fused;
         b_.workspace = ctx.buffer<std::byte>(
-            "workspace",
-            keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s, s_.return_state, split)) : 0,
+            "workspace", keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s_, s, split)) : 0,
             Lifetime::Saved);
-        b_.inference_input =
-            ctx.buffer<float>("inference input", when(!training, s.rows() * s.features), Lifetime::PerCall);
+        b_.inference_input = ctx.buffer<float>(
+            "inference input", when(!training || bf16, call_input_floats(s, bf16 && !training)), Lifetime::PerCall);
         b_.inference_sequence =
-            ctx.buffer<float>("inference sequence", when(!training && fused, s.steps * state), Lifetime::PerCall);
+            ctx.buffer<std::byte>("inference sequence", when(!training && fused, sequence_bytes), Lifetime::PerCall);
+        b_.input_bf16 =
+            ctx.buffer<std::uint16_t>("bfloat16 input", when(training && bf16, s.rows() * s.features), Lifetime::Saved);
+
         b_.inference_states = ctx.buffer<float>(
             "inference states",
             when(!training && by_steps,
@@ -162,8 +171,7 @@ struct Lstm {
             "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
             Lifetime::PerCall);
         b_.part_scratch = ctx.buffer<float>(
-            "part scratch",
-            when(fused, split.parts * (fused ? fused_part_floats(s, s_.return_state, training, split) : 0)),
+            "part scratch", when(fused, split.parts * (fused ? fused_part_floats(s_, s, training, split) : 0)),
             Lifetime::PerCall);
         b_.input_gradient =
             ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
@@ -172,6 +180,29 @@ struct Lstm {
                               Lifetime::Backward);
         b_.step_gradients = ctx.buffer<float>("step gradients", when(training && by_steps, stepwise_backward_floats(s)),
                                               Lifetime::Backward);
+    }
+
+    // The per-call input buffer: the f32 time-major input, followed by its bf16 copy when `with_copy`
+    // (inference under mixed_bfloat16; training saves the copy apart, for backward).
+    static std::int64_t call_input_floats(const Sizes& s, bool with_copy) {
+        const std::int64_t n = s.rows() * s.features;
+        return with_copy ? carved_floats({n, (n + 1) / 2}) : n;
+    }
+    struct CallInput {
+        float* xt = nullptr;
+        std::uint16_t* xt_bfloat16 = nullptr;
+    };
+    CallInput call_input(const nng::Exec& exec, const Sizes& s, bool with_copy) const {
+        CallInput in;
+        if (!with_copy) {
+            in.xt = exec.buffer(b_.inference_input);
+            return in;
+        }
+        const std::int64_t n = s.rows() * s.features;
+        float* copy = nullptr;
+        carve(exec.buffer(b_.inference_input), exec.count(b_.inference_input), {{&in.xt, n}, {&copy, (n + 1) / 2}});
+        in.xt_bfloat16 = reinterpret_cast<std::uint16_t*>(copy);
+        return in;
     }
 
     // The threads a call of `batch` sequences runs on.
@@ -200,8 +231,18 @@ struct Lstm {
 
         Operands in = operands(exec, s);
         const float* mask = dropout_mask(exec, s);
-        in.xt = exec.buffer(training ? b_.input : b_.inference_input);
+        const bool bf16 = s_.bfloat16 && !by_steps;
+        if (training && !bf16) {
+            in.xt = exec.buffer(b_.input);
+        } else {
+            const CallInput call = call_input(exec, s, bf16 && !training);
+            in.xt = call.xt;
+            in.xt_bfloat16 = training ? exec.buffer(b_.input_bf16) : call.xt_bfloat16;
+        }
         to_time_major(exec.input(0).f32(), in.xt, split, s.steps, s.features, s_.go_backwards, mask);
+        if (bf16) {
+            onednn::to_bfloat16(onednn::view(in.xt, onednn::DataType::f32, {s.rows() * s.features}), in.xt_bfloat16);
+        }
         watch.lap(Phase::forward_input);
 
         const Results out{exec.output(0).f32(), s_.return_state ? exec.output(1).f32() : nullptr,
@@ -209,11 +250,10 @@ struct Lstm {
         if (by_steps) {
             stepwise_forward(s_, s, in, step_state(exec, s, training), out);
         } else if (training) {
-            fused_forward(s_, s, split, in, exec.buffer(b_.sequence), exec.buffer(b_.workspace),
+            fused_forward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                           static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split), out);
         } else {
-            fused_forward(s_, s, split, in, exec.buffer(b_.inference_sequence), nullptr, 0, part_scratch(exec, split),
-                          out);
+            fused_forward(s_, s, split, in, sequence(exec, false), nullptr, 0, part_scratch(exec, split), out);
         }
     }
 
@@ -241,13 +281,14 @@ struct Lstm {
         }
         Operands in = operands(exec, s);
         in.xt = exec.buffer(b_.input);
+        in.xt_bfloat16 = exec.buffer(b_.input_bf16);
         ParamGrads grads{nullptr, dkernel ? dkernel.f32() : nullptr, drecurrent ? drecurrent.f32() : nullptr,
                          dbias ? dbias.f32() : nullptr};
         if (dx) grads.xt = exec.buffer(b_.input_gradient);
         if (by_steps) {
             stepwise_backward(s_, s, in, step_state(exec, s, true), exec.buffer(b_.step_gradients), dy, grads);
         } else {
-            fused_backward(s_, s, split, in, exec.buffer(b_.sequence), exec.buffer(b_.workspace),
+            fused_backward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                            static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split),
                            exec.buffer(b_.gradient_copies), s_.return_state ? exec.output(1).f32() : nullptr,
                            s_.return_state ? exec.output(2).f32() : nullptr, dy, grads);
@@ -259,6 +300,11 @@ struct Lstm {
             to_batch_major(grads.xt, dx.f32(), split, s.steps, s.features, s_.go_backwards, mask);
         }
         watch.lap(Phase::backward_output);
+    }
+
+    // The oneDNN path's dst_layer: saved in training, per call otherwise; bf16 under mixed_bfloat16.
+    void* sequence(const nng::Exec& exec, bool training) const {
+        return training ? exec.buffer(b_.sequence) : exec.buffer(b_.inference_sequence);
     }
 
     Sizes sizes(const nng::Exec& exec) const {
@@ -315,8 +361,10 @@ struct Lstm {
     // planning but not now, or the reverse) would misread them. The path's own saved state tells:
     // gates (T, N, 4U) for the stepwise path, dst_layer (T, N, U) for oneDNN's.
     void check_saved(const nng::Exec& exec, const Sizes& s, bool by_steps) const {
-        const std::int64_t planned = exec.count(by_steps ? b_.gates : b_.sequence);
-        if (planned != s.steps * s.batch * (by_steps ? 4 * s.units : s.units)) {
+        const std::int64_t planned = by_steps ? exec.count(b_.gates) : exec.count(b_.sequence);
+        const std::int64_t expected =
+            by_steps ? s.steps * s.batch * 4 * s.units : s.steps * s.batch * s.units * (s_.bfloat16 ? 2 : 4);
+        if (planned != expected) {
             throw nng::OpError(std::string("LSTM: this call takes the ") + (by_steps ? "stepwise (masked)" : "oneDNN") +
                                " path, but its saved buffers were planned for the other one or another shape "
                                "(a mask present at planning and not now, or the reverse)");
@@ -326,10 +374,12 @@ struct Lstm {
     Settings s_;
     nng::Initializer kernel_init_, recurrent_init_, bias_init_;
     struct Buffers {
-        nng::Buffer<float> input, gates, hidden, cell, cell_activation, sequence;
-        nng::Buffer<std::byte> workspace;
-        nng::Buffer<float> inference_input, inference_sequence, inference_states, dropout_mask, part_scratch;
+        nng::Buffer<float> input, gates, hidden, cell, cell_activation;
+        nng::Buffer<std::byte> sequence, workspace;
+        nng::Buffer<float> inference_input, inference_states, dropout_mask, part_scratch;
+        nng::Buffer<std::byte> inference_sequence;
         nng::Buffer<float> input_gradient, gradient_copies, step_gradients;
+        nng::Buffer<std::uint16_t> input_bf16;
     } b_;
 };
 

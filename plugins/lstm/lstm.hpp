@@ -51,6 +51,9 @@ struct Settings {
     bool return_sequences = false;
     bool return_state = false;
     bool go_backwards = false;
+    // mixed_bfloat16 (the node's policy, set at planning): the oneDNN path's input, weights and
+    // hidden states in bf16, its cell state, bias, accumulation and every gradient in f32.
+    bool bfloat16 = false;
 
     // oneDNN's vanilla LSTM computes exactly Keras's default cell.
     bool onednn_cell() const { return activation == Act::tanh && recurrent_activation == Act::sigmoid; }
@@ -67,6 +70,7 @@ struct Sizes {
 // dropout mask already applied), the weights, and the input mask ((N, T), 1 = keep; null when none).
 struct Operands {
     float* xt = nullptr;
+    std::uint16_t* xt_bfloat16 = nullptr;     // under mixed_bfloat16: XT in bf16, what oneDNN's path reads
     const float* kernel = nullptr;            // (F, 4U)
     const float* recurrent_kernel = nullptr;  // (U, 4U)
     const float* bias = nullptr;              // (4U) or null without use_bias
@@ -159,21 +163,21 @@ struct PartScratch {
 // ---- Paths --------------------------------------------------------------------------------------
 
 // oneDNN's lstm_forward / lstm_backward (fused.cpp). Forward with a workspace is forward_training
-// and fills it (and yt, dst_layer (T, N, U)) for backward; without, forward_inference. A backward
-// consumes the workspace: each one needs its own forward, with the same split. XT, yt and the
-// input gradient are in the split's part-major layout.
+// and fills it (and yt, dst_layer (T, N, U), bf16 under mixed_bfloat16) for backward; without,
+// forward_inference. A backward consumes the workspace: each one needs its own forward, with the
+// same split. XT, yt and the input gradient are in the split's part-major layout.
 //
 // The workspace the op saves for `split`. Each part's slice is 64-byte aligned.
-std::size_t fused_workspace_bytes(const Sizes& s, bool return_state, const BatchSplit& split);
+std::size_t fused_workspace_bytes(const Settings& settings, const Sizes& s, const BatchSplit& split);
 // The floats of one part's scratch (PartScratch::floats_per_part): the most any part of `split`
 // needs, in forward and, when training, backward. Asks oneDNN for the layouts it picks.
-std::int64_t fused_part_floats(const Sizes& s, bool return_state, bool training, const BatchSplit& split);
+std::int64_t fused_part_floats(const Settings& settings, const Sizes& s, bool training, const BatchSplit& split);
 // The floats of backward's copies of the weight gradients, one for every part but the first.
 std::int64_t fused_gradient_copy_floats(const Sizes& s, const BatchSplit& split);
-void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, float* yt,
+void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, void* yt,
                    void* workspace, std::size_t workspace_bytes, const PartScratch& scratch, const Results& out);
 void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,
-                    const float* yt, const void* workspace, std::size_t workspace_bytes, const PartScratch& scratch,
+                    const void* yt, const void* workspace, std::size_t workspace_bytes, const PartScratch& scratch,
                     float* gradient_copies, const float* final_h, const float* final_c, const OutputGrads& dy,
                     const ParamGrads& grads);
 

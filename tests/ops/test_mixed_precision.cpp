@@ -1,9 +1,11 @@
-// Dense under mixed_bfloat16: forward and backward within bfloat16's tolerance of float32, with the
-// same weights, and visibly not float32 (the bf16 path ran).
+// Ops under mixed_bfloat16 (Dense, LSTM, Attention, MultiHeadAttention): forward and backward
+// within bfloat16's tolerance of float32, with the same inputs and weights, and visibly not float32
+// (the bf16 path ran).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "gradcheck.hpp"
 #include "graph/precision.hpp"
@@ -32,44 +34,90 @@ Difference difference(const Tensor& a, const Tensor& b) {
 
 // bf16 keeps 8 significant bits (relative rounding 2^-9); a dot product of K terms rounded once
 // each side has a relative error of about 2^-8 · sqrt(K) of its scale at most, here well under 2%.
-void check_close(const Tensor& bf16, const Tensor& f32, const char* what) {
+// `may_equal`: a gradient the mixed path computes in f32 from f32 values (a bias's row sums of dy).
+void check_close(const Tensor& bf16, const Tensor& f32, const std::string& what, double tolerance = 0.02,
+                 bool may_equal = false) {
     INFO(what);
     const Difference d = difference(bf16, f32);
-    CHECK(d.largest <= 0.02 * d.scale);
-    CHECK(d.largest > 0.0);  // rounded to bf16 somewhere: the mixed path ran
+    CHECK(d.largest <= tolerance * d.scale);
+    if (!may_equal) CHECK(d.largest > 0.0);  // rounded to bf16 somewhere: the mixed path ran
+}
+
+// One op planned under float32 and under mixed_bfloat16, with the same inputs and weights.
+struct PolicyPair {
+    OpRunner f32, bf16;
+
+    PolicyPair(const char* op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs)
+        : f32(op, attributes, inputs), bf16(op, attributes, inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16) {
+        for (std::size_t i = 0; i < f32.inputs().size(); ++i) {
+            nngraph::testing::fill_uniform(f32.inputs()[i], -1, 1, 7 + i);
+            bf16.inputs()[i] = f32.inputs()[i];
+        }
+        for (std::size_t k = 0; k < f32.weights().size(); ++k) {
+            // Biases away from their initial zeros, so that each one counts.
+            Tensor& w = f32.weights()[k];
+            const float* v = w.data<float>();
+            if (std::all_of(v, v + w.numel(), [](float x) { return x == 0.0f; }))
+                nngraph::testing::fill_uniform(w, -0.5, 0.5, 7 + k);
+            bf16.weights()[k] = w;
+        }
+    }
+
+    // Forward (inference and training) and backward (one random gradient for every output) on
+    // `threads` threads; every
+    // output and gradient within `tolerance`, and different, except the weight gradients in
+    // `exact_weights`, which the mixed path also computes in f32, and those in `vanishing_weights`,
+    // zero in exact arithmetic, which are held to `tolerance` of the largest weight gradient.
+    void compare(double tolerance, const std::set<std::size_t>& exact_weights = {}, int threads = 1,
+                 const std::set<std::size_t>& vanishing_weights = {}) {
+        // Inference first (planned apart, without the saved buffers), then a training step.
+        f32.forward(false, 1, false, threads);
+        bf16.forward(false, 1, false, threads);
+        for (std::size_t o = 0; o < f32.outputs().size(); ++o)
+            check_close(bf16.outputs()[o], f32.outputs()[o], "inference output " + std::to_string(o), tolerance);
+        f32.forward(true, 1, false, threads);
+        bf16.forward(true, 1, false, threads);
+        std::vector<Tensor> dys;
+        for (std::size_t o = 0; o < f32.outputs().size(); ++o) {
+            check_close(bf16.outputs()[o], f32.outputs()[o], "output " + std::to_string(o), tolerance);
+            Tensor dy(DType::F32, f32.outputs()[o].shape());
+            nngraph::testing::fill_uniform(dy, -1, 1, 9 + o);
+            dys.push_back(std::move(dy));
+        }
+        f32.backward(dys, 1, {}, threads);
+        bf16.backward(dys, 1, {}, threads);
+        for (std::size_t i = 0; i < f32.grad_inputs().size(); ++i)
+            check_close(bf16.grad_inputs()[i], f32.grad_inputs()[i], "input gradient " + std::to_string(i), tolerance);
+        double largest_scale = 0.0;
+        for (const Tensor& g : f32.grad_weights()) largest_scale = std::max(largest_scale, difference(g, g).scale);
+        for (std::size_t k = 0; k < f32.grad_weights().size(); ++k) {
+            const std::string what = "weight gradient " + std::to_string(k);
+            if (vanishing_weights.count(k)) {
+                INFO(what);
+                CHECK(difference(bf16.grad_weights()[k], f32.grad_weights()[k]).largest <= tolerance * largest_scale);
+                continue;
+            }
+            check_close(bf16.grad_weights()[k], f32.grad_weights()[k], what, tolerance, exact_weights.count(k) > 0);
+        }
+    }
+};
+
+// mixed_bfloat16 is refused without AVX512_BF16: nothing to compare there.
+bool skip_without_bfloat16() {
+    if (nngraph::cpu_has_bfloat16()) return false;
+    MESSAGE("this CPU has no AVX512_BF16: mixed_bfloat16 is refused here, nothing to compare");
+    return true;
 }
 
 }  // namespace
 
 TEST_CASE("Dense under mixed_bfloat16 is within bfloat16 tolerance of float32, forward and backward") {
-    if (!nngraph::cpu_has_bfloat16()) {
-        MESSAGE("this CPU has no AVX512_BF16: mixed_bfloat16 is refused here, nothing to compare");
-        return;
-    }
-    for (const char* activation : {"linear", "relu", "sigmoid"}) {
+    if (skip_without_bfloat16()) return;
+    for (const std::string activation : {"linear", "relu", "sigmoid"}) {
         CAPTURE(activation);
-        const std::string attributes = std::string("{units: 24, activation: ") + activation + "}";
-        const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {16, 40}}};
-        OpRunner f32("Dense", attributes, inputs);
-        OpRunner bf16("Dense", attributes, inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
-        nngraph::testing::fill_uniform(f32.inputs()[0], -1, 1, 7);
-        nngraph::testing::fill_uniform(f32.weights()[1], -0.5, 0.5, 8);  // a bias that is not zero
-        bf16.inputs()[0] = f32.inputs()[0];
-        for (std::size_t k = 0; k < f32.weights().size(); ++k) bf16.weights()[k] = f32.weights()[k];
-
-        f32.forward(true);
-        bf16.forward(true);
-        check_close(bf16.outputs()[0], f32.outputs()[0], "output");
-
-        Tensor dy(DType::F32, {16, 24});
-        nngraph::testing::fill_uniform(dy, -1, 1, 9);
-        f32.backward({dy});
-        bf16.backward({dy});
-        check_close(bf16.grad_inputs()[0], f32.grad_inputs()[0], "input gradient");
-        check_close(bf16.grad_weights()[0], f32.grad_weights()[0], "kernel gradient");
-        // The bias gradient sums dz in f32 in both.
-        const Difference bias = difference(bf16.grad_weights()[1], f32.grad_weights()[1]);
-        CHECK(bias.largest <= 0.02 * bias.scale);
+        PolicyPair dense("Dense", "{units: 24, activation: " + activation + "}", {{DType::F32, {16, 40}}});
+        // The bias gradient sums dz in f32 in both: dy itself where z keeps its sign (linear, relu).
+        dense.compare(0.02, {1});
     }
 }
 
@@ -82,4 +130,67 @@ TEST_CASE("Dense under mixed_bfloat16 declares its bf16 copies in the arena, non
     OpRunner f32("Dense", "{units: 5}", inputs);
     CHECK(f32.buffer_bytes("bfloat16 kernel") == 0);
     CHECK(f32.buffer_bytes("bfloat16 input") == 0);
+}
+
+TEST_CASE("LSTM under mixed_bfloat16 (oneDNN's path) is within bfloat16 tolerance of float32, forward and backward") {
+    if (skip_without_bfloat16()) return;
+    struct Case {
+        std::string attributes;
+        std::int64_t batch;
+        int threads;
+    };
+    // The last output, the sequence with the final states, and a batch split into parts over threads.
+    for (const Case& c :
+         {Case{"{units: 12}", 4, 1}, Case{"{units: 12, return_sequences: true, return_state: true}", 4, 1},
+          Case{"{units: 12, return_sequences: true, go_backwards: true}", 32, 2}}) {
+        CAPTURE(c.attributes);
+        CAPTURE(c.batch);
+        PolicyPair lstm("LSTM", c.attributes, {{DType::F32, {c.batch, 7, 10}}});
+        lstm.compare(0.03, {}, c.threads);
+    }
+}
+
+TEST_CASE("LSTM under mixed_bfloat16 keeps its input and sequence in bf16, and float32 none") {
+    const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {4, 7, 10}}};
+    OpRunner bf16("LSTM", "{units: 12}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
+    OpRunner f32("LSTM", "{units: 12}", inputs);
+    CHECK(bf16.buffer_bytes("bfloat16 input") == 2 * 4 * 7 * 10);
+    CHECK(bf16.buffer_bytes("sequence") == 2 * 4 * 7 * 12);
+    CHECK(bf16.buffer_bytes("input") == 0);  // the f32 time-major input lives for the call only
+    CHECK(f32.buffer_bytes("bfloat16 input") == 0);
+    CHECK(f32.buffer_bytes("sequence") == 4 * 4 * 7 * 12);
+}
+
+TEST_CASE("Attention under mixed_bfloat16 (dense core) is within bfloat16 tolerance of float32, forward and backward") {
+    if (skip_without_bfloat16()) return;
+    // Dot scores (with a learned scale: its gradient too), scores given by concat, dropout on the
+    // probabilities (the same keep bits in both: the same seed).
+    for (const std::string attributes : {"{}", "{use_scale: true}", "{score_mode: concat}", "{dropout: 0.25}"}) {
+        CAPTURE(attributes);
+        PolicyPair attention("Attention", attributes, {{DType::F32, {3, 9, 16}}, {DType::F32, {3, 11, 16}}});
+        attention.compare(0.03);
+    }
+    // One input in every role: query, key and value share one bf16 copy.
+    PolicyPair self_attention("Attention", "{}", {{DType::F32, {3, 9, 16}}});
+    self_attention.compare(0.03);
+}
+
+TEST_CASE(
+    "MultiHeadAttention under mixed_bfloat16 (projections and dense core) is within bfloat16 tolerance of "
+    "float32, forward and backward") {
+    if (skip_without_bfloat16()) return;
+    // Self-attention (one input in every role), causal; cross-attention with a key of its own.
+    struct Case {
+        std::string attributes;
+        std::vector<nngraph::TensorInfo> inputs;
+    };
+    for (const Case& c : {Case{"{num_heads: 2, key_dim: 8, use_causal_mask: true}", {{DType::F32, {2, 10, 12}}}},
+                          Case{"{num_heads: 3, key_dim: 6, value_dim: 5}",
+                               {{DType::F32, {2, 7, 12}}, {DType::F32, {2, 9, 10}}, {DType::F32, {2, 9, 8}}}}}) {
+        CAPTURE(c.attributes);
+        PolicyPair attention("MultiHeadAttention", c.attributes, c.inputs);
+        // The output bias's gradient is dy's row sums in both. The key bias's vanishes: adding it
+        // adds q·b to a whole row of scores, which the softmax ignores (bf16 rounding does not).
+        attention.compare(0.03, {attention.f32.weights().size() - 1}, 1, {3});
+    }
 }
