@@ -81,11 +81,12 @@ void run_bench(const BenchOptions& o) {
     const bool counted = allocation_counting_available();
     for (int r = 0; r < o.repetitions; ++r) {
         if (r == 0) start_counting_allocations();
-        const auto start = std::chrono::steady_clock::now();
+        // The process CPU clock is a system call (a microsecond or so): read outside the wall-clock span.
         const double cpu_start = process_cpu_seconds();
+        const auto start = std::chrono::steady_clock::now();
         bench.step();
-        cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
         if (r == 0) allocations = stop_counting_allocations();
     }
     const std::int64_t primitives_after = bench.counter("onednn.primitives_created");

@@ -70,7 +70,7 @@ struct Attention {
         if (concat_) ctx.add_weight("concat_score_weight", {}, NNG_INIT_ONES);
         long_.add_weights(ctx, 1);
         Problem shapes = problem_shape(d.q, d.v, std::max<std::int64_t>(d.q[0], 0));
-        const BufferList buffers = core_->buffers(shapes, ctx.training());
+        const BufferList& buffers = core_->buffers(shapes, ctx.training());
         if (ctx.counting_work()) {
             // The core's work, and concat's Σ tanh(q + k) (3 a term, twice that back) when it gives the scores.
             shapes.causal = causal_;
@@ -121,7 +121,7 @@ struct Attention {
 
     // The call's buffers, for `direction`.
     Buffers buffers(const nng::Exec& exec, const Problem& p, Lifetime direction) const {
-        const BufferList list = core_->buffers(p, has_saved_buffers(exec));
+        const BufferList& list = core_->buffers(p, has_saved_buffers(exec));
         Buffers buffers;
         bind_buffers(exec, direction, {&list}, {&buffers});
         return buffers;

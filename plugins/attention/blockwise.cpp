@@ -600,11 +600,6 @@ BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, Buffe
     return ids;
 }
 
-BlockwiseCore::Ids BlockwiseCore::ids(const Problem& p, const Buffers& buffers) const {
-    BufferList list;
-    return declare(p, buffers.training(), list);
-}
-
 CoreWork BlockwiseCore::work(const Problem& p) const {
     // Every (query tile, key tile) pair the pattern and causality leave, at the whole tile's
     // size: forward k·qᵀ, the online softmax (6 a score) and P·v; backward recomputes k·qᵀ, then
@@ -630,11 +625,16 @@ CoreWork BlockwiseCore::work(const Problem& p) const {
             2 * product + 3 * weighted_sum + nng::elementwise_work(tile_scores, 5, 0) + 2 * rows};
 }
 
-BufferList BlockwiseCore::buffers(const Problem& p, bool training) const {
-    BufferList list;
-    declare(p, training, list);
-    return list;
+const DeclaredBuffers<BufferShape, BlockwiseCore::Ids>::Entry& BlockwiseCore::declared(const Problem& p,
+                                                                                       bool training) const {
+    return declared_.get(BufferShape(p, training), [&](BufferList& list) { return declare(p, training, list); });
 }
+
+BlockwiseCore::Ids BlockwiseCore::ids(const Problem& p, const Buffers& buffers) const {
+    return declared(p, buffers.training()).ids;
+}
+
+const BufferList& BlockwiseCore::buffers(const Problem& p, bool training) const { return declared(p, training).list; }
 
 void BlockwiseCore::forward(const Problem& p, const Buffers& buffers) const {
     check_views(p);

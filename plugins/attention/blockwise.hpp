@@ -19,7 +19,7 @@ public:
     explicit BlockwiseCore(const Pattern& pattern) : pattern_(pattern) {}
 
     CoreWork work(const Problem& p) const override;
-    BufferList buffers(const Problem& p, bool training) const override;
+    const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
@@ -28,9 +28,11 @@ public:
 private:
     struct Ids;
     Ids declare(const Problem& p, bool training, BufferList& list) const;
+    const DeclaredBuffers<BufferShape, Ids>::Entry& declared(const Problem& p, bool training) const;
     Ids ids(const Problem& p, const Buffers& buffers) const;
 
     Pattern pattern_;
+    DeclaredBuffers<BufferShape, Ids> declared_;
 };
 
 }  // namespace nngraph_attention

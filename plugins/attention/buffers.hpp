@@ -7,8 +7,10 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 
 #include "nngraph/onednn.hpp"
 
@@ -62,6 +64,42 @@ public:
 private:
     std::array<BufferSpec, kCapacity> specs_{};
     int size_ = 0;
+};
+
+// Lists built once per shape, so that a call finds its list, and the ids kept while building it,
+// without building them again. Holds the lists of the last kShapes keys (a training and a
+// validation plan, say); an entry stays valid until kShapes other keys are asked for, which no
+// call does while it uses one, as calls of one op instance never overlap.
+template <class Key, class Ids>
+class DeclaredBuffers {
+public:
+    struct Entry {
+        explicit Entry(const Key& k) : key(k) {}
+        Key key;
+        BufferList list;
+        Ids ids{};
+    };
+
+    // The entry for `key`; when new, `declare(BufferList&) -> Ids` fills it.
+    template <class Declare>
+    const Entry& get(const Key& key, Declare&& declare) const {
+        for (const std::shared_ptr<Entry>& entry : entries_) {
+            if (entry && entry->key == key) return *entry;
+        }
+        auto entry = std::make_shared<Entry>(key);
+        entry->ids = declare(entry->list);
+        std::shared_ptr<Entry>& slot = entries_[next_];
+        next_ = (next_ + 1) % kShapes;
+        slot = std::move(entry);
+        return *slot;
+    }
+
+private:
+    static constexpr std::size_t kShapes = 4;
+    // Shared pointers: their deleter is bound where an entry is made, so an owner may hold the
+    // cache with Ids still incomplete.
+    mutable std::array<std::shared_ptr<Entry>, kShapes> entries_;
+    mutable std::size_t next_ = 0;
 };
 
 // Where one list's buffers are during one call. A saved buffer outside training, a buffer of the

@@ -1,5 +1,7 @@
 #include "core.hpp"
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "blockwise.hpp"
@@ -7,6 +9,22 @@
 #include "lsh.hpp"
 
 namespace nngraph_attention {
+
+BufferShape::BufferShape(const Problem& p, bool training)
+    : batch(p.batch),
+      heads(p.heads),
+      tq(p.tq),
+      tv(p.tv),
+      dk(p.dk),
+      dv(p.dv),
+      style(p.style),
+      may_drop(p.may_drop),
+      zero_masked(p.zero_masked),
+      alpha_gradient(p.alpha_gradient),
+      two_key_masks(p.two_key_masks),
+      bfloat16(p.bfloat16),
+      training(training),
+      threads(omp_get_max_threads()) {}
 
 void set_dropout_rate(Problem& p, double rate) {
     p.drop_threshold = static_cast<std::uint32_t>(std::llround(std::ldexp(rate, 16)));

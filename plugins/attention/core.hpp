@@ -94,6 +94,18 @@ struct Problem {
     bool has_masks() const { return query_mask || key_masks[0] || key_masks[1] || causal; }
 };
 
+// What a core's buffer list depends on (see AttentionCore::buffers): the key it is cached by.
+struct BufferShape {
+    std::int64_t batch = 0, heads = 1, tq = 0, tv = 0, dk = 0, dv = 0;
+    MaskStyle style = MaskStyle::kSubtract;
+    bool may_drop = false, zero_masked = false, alpha_gradient = false, two_key_masks = false, bfloat16 = false,
+         training = false;
+    int threads = 1;  // per-thread buffers may be sized by the thread count
+
+    BufferShape(const Problem& p, bool training);
+    bool operator==(const BufferShape&) const = default;
+};
+
 // Dropout's 32-bit threshold and scale for a rate in [0, 1).
 void set_dropout_rate(Problem& p, double rate);
 
@@ -144,8 +156,8 @@ public:
     // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
     // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,
     // `alpha_gradient`, `two_key_masks` and `bfloat16` of p are read, so that the list is the same
-    // at every call; p.batch may be 0 when the batch is not known yet.
-    virtual BufferList buffers(const Problem& p, bool training) const = 0;
+    // at every call; p.batch may be 0 when the batch is not known yet. Built once per BufferShape.
+    virtual const BufferList& buffers(const Problem& p, bool training) const = 0;
     // Whether backward reads the forward's output (p.out), which the op must then keep for it.
     virtual bool backward_reads_output() const = 0;
 

@@ -431,11 +431,6 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     return ids;
 }
 
-DenseCore::Ids DenseCore::ids(const Problem& p, const Buffers& buffers) const {
-    BufferList list;
-    return declare(p, buffers.training(), list);
-}
-
 CoreWork DenseCore::work(const Problem& p) const {
     // Forward q·kᵀ (unless the op gives the scores), the softmax (max, exp, sum, divide: 4 a score,
     // scores read and probabilities written) and P·v; backward dv = Pᵀ·dout, dP = dout·vᵀ, the
@@ -447,11 +442,15 @@ CoreWork DenseCore::work(const Problem& p) const {
             2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + 2 * product};
 }
 
-BufferList DenseCore::buffers(const Problem& p, bool training) const {
-    BufferList list;
-    declare(p, training, list);
-    return list;
+const DeclaredBuffers<BufferShape, DenseCore::Ids>::Entry& DenseCore::declared(const Problem& p, bool training) const {
+    return declared_.get(BufferShape(p, training), [&](BufferList& list) { return declare(p, training, list); });
 }
+
+DenseCore::Ids DenseCore::ids(const Problem& p, const Buffers& buffers) const {
+    return declared(p, buffers.training()).ids;
+}
+
+const BufferList& DenseCore::buffers(const Problem& p, bool training) const { return declared(p, training).list; }
 
 float* DenseCore::scores(const Problem& p, const Buffers& buffers) const {
     return buffers.floats(ids(p, buffers).probs);

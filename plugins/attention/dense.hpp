@@ -17,7 +17,7 @@ public:
     explicit DenseCore(Scores scores = Scores::kDot) : scores_(scores) {}
 
     CoreWork work(const Problem& p) const override;
-    BufferList buffers(const Problem& p, bool training) const override;
+    const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return false; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
@@ -32,9 +32,11 @@ public:
 private:
     struct Ids;
     Ids declare(const Problem& p, bool training, BufferList& list) const;
+    const DeclaredBuffers<BufferShape, Ids>::Entry& declared(const Problem& p, bool training) const;
     Ids ids(const Problem& p, const Buffers& buffers) const;
 
     Scores scores_;
+    DeclaredBuffers<BufferShape, Ids> declared_;
 };
 
 }  // namespace nngraph_attention

@@ -467,16 +467,19 @@ CoreWork LshCore::work(const Problem& p) const {
             2 * product + 3 * weighted_sum + nng::elementwise_work(scores, 5, 0)};
 }
 
-BufferList LshCore::buffers(const Problem& p, bool training) const {
-    BufferList list;
-    declare(p, training, list);
-    return list;
+const DeclaredBuffers<BufferShape, LshCore::Ids>::Entry& LshCore::declared(const Problem& p, bool training) const {
+    return declared_.get(BufferShape(p, training), [&](BufferList& list) { return declare(p, training, list); });
 }
+
+LshCore::Ids LshCore::ids(const Problem& p, const Buffers& buffers) const {
+    return declared(p, buffers.training()).ids;
+}
+
+const BufferList& LshCore::buffers(const Problem& p, bool training) const { return declared(p, training).list; }
 
 void LshCore::forward(const Problem& p, const Buffers& buffers) const {
     check_problem(p);
-    BufferList list;
-    const Ids ids = declare(p, buffers.training(), list);
+    const Ids ids = this->ids(p, buffers);
     const Geometry geo(p, bucket_size_);
     const Pattern everything;
     const Masks masks(p, everything, buffers.bytes(ids.key_mask));
@@ -528,8 +531,7 @@ void LshCore::backward(const Problem& p, const Buffers& buffers, const onednn::V
     if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
     if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
     if (!dout.present()) return;
-    BufferList list;
-    const Ids ids = declare(p, buffers.training(), list);
+    const Ids ids = this->ids(p, buffers);
     const auto* order = static_cast<const std::int32_t*>(buffers.get(ids.order));
     const float* stats = buffers.floats(ids.stats);
     if (!order || !stats) throw std::logic_error("attention lsh core: backward without the forward's saved buffers");

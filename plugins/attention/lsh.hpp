@@ -25,7 +25,7 @@ public:
     LshCore(std::int64_t num_hashes, std::int64_t bucket_size) : hashes_(num_hashes), bucket_size_(bucket_size) {}
 
     CoreWork work(const Problem& p) const override;
-    BufferList buffers(const Problem& p, bool training) const override;
+    const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
@@ -34,8 +34,11 @@ public:
 private:
     struct Ids;
     Ids declare(const Problem& p, bool training, BufferList& list) const;
+    const DeclaredBuffers<BufferShape, Ids>::Entry& declared(const Problem& p, bool training) const;
+    Ids ids(const Problem& p, const Buffers& buffers) const;
 
     std::int64_t hashes_, bucket_size_;
+    DeclaredBuffers<BufferShape, Ids> declared_;
 };
 
 }  // namespace nngraph_attention

@@ -223,10 +223,7 @@ struct MultiHeadAttention {
         }
 
         const Problem p = problem_shape(s, cached);
-        BufferList own;
-        declare(p, s, ctx.training(), own);
-        const BufferList core = core_->buffers(p, ctx.training());
-        declare_buffers(ctx, d.q[0], {&own, &core});
+        declare_buffers(ctx, d.q[0], {&declared(p, s, ctx.training()).list, &core_->buffers(p, ctx.training())});
         cache_.declare(ctx, d.roles, heads_, key_dim_, value_dim_, cached);
         ctx.set_backward_needs(needs_inputs(ctx.num_inputs()));
         if (ctx.counting_work()) {
@@ -324,6 +321,17 @@ struct MultiHeadAttention {
         return ids;
     }
 
+    // What the op's own list depends on besides the core's: the unprojected sequence lengths.
+    struct OwnShape {
+        BufferShape core;
+        std::int64_t tq, tv;
+        bool operator==(const OwnShape&) const = default;
+    };
+    const DeclaredBuffers<OwnShape, Ids>::Entry& declared(const Problem& p, const Shapes& s, bool training) const {
+        return declared_.get(OwnShape{BufferShape(p, training), s.tq, s.tv},
+                             [&](BufferList& list) { return declare(p, s, training, list); });
+    }
+
     // One call's buffers: the op's (`own`, fetched by `ids`) and the core's.
     struct CallBuffers {
         Ids ids;
@@ -332,10 +340,9 @@ struct MultiHeadAttention {
     CallBuffers bind(const nng::Exec& exec, const Problem& p, const Shapes& s, Lifetime direction) const {
         const bool training = has_saved_buffers(exec);
         CallBuffers b;
-        BufferList own;
-        b.ids = declare(p, s, training, own);
-        const BufferList core = core_->buffers(p, training);
-        bind_buffers(exec, direction, {&own, &core}, {&b.own, &b.core});
+        const DeclaredBuffers<OwnShape, Ids>::Entry& own = declared(p, s, training);
+        b.ids = own.ids;
+        bind_buffers(exec, direction, {&own.list, &core_->buffers(p, training)}, {&b.own, &b.core});
         return b;
     }
 
@@ -560,6 +567,7 @@ struct MultiHeadAttention {
     std::unique_ptr<AttentionCore> core_;
     DecodingCache cache_;
     bool bfloat16_ = false;  // the node's policy is mixed_bfloat16 (known from infer on)
+    DeclaredBuffers<OwnShape, Ids> declared_;
 };
 
 }  // namespace
