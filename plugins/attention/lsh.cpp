@@ -59,12 +59,17 @@ struct Geometry {
 struct Tiles {
     float *q_rows, *k_rows, *k_columns, *v_rows, *v_columns, *do_rows;
     float *raw, *score, *dscore, *acc, *dq, *dk, *dv;
+    // Per score, 1 or 0 (0 past the window's keys): whether its gradient passes (it is not
+    // replaced by a constant: allowed and not itself, or masked in Attention's style, score - 1e9),
+    // and whether its probability counts in the output (MultiHeadAttention's zero_masked zeroes
+    // masked ones after the softmax).
+    float *differentiable, *kept;
     float *hash_rows, *hash_products;
     std::int32_t *query_at, *key_at, *counts;
 
     static std::int64_t floats(const Problem& p, const Geometry& g) {
         const std::int64_t w = g.windowp;
-        return g.cp * g.dkp + w * g.dkp + p.dk * w + w * g.dvp + p.dv * w + g.cp * g.dvp + 3 * g.cp * w + g.cp * g.dvp +
+        return g.cp * g.dkp + w * g.dkp + p.dk * w + w * g.dvp + p.dv * w + g.cp * g.dvp + 5 * g.cp * w + g.cp * g.dvp +
                g.cp * g.dkp + w * g.dkp + w * g.dvp + kHashRows * (g.dkp + g.halfp) + g.cp + w + g.buckets + 1 +
                20 * 16;
     }
@@ -85,6 +90,8 @@ struct Tiles {
         raw = take(g.cp * w);
         score = take(g.cp * w);
         dscore = take(g.cp * w);
+        differentiable = take(g.cp * w);
+        kept = take(g.cp * w);
         acc = take(g.cp * g.dvp);
         dq = take(g.cp * g.dkp);
         dk = take(w * g.dkp);
@@ -99,6 +106,13 @@ struct Tiles {
 
 float* row_of(const onednn::View& v, std::int64_t g, std::int64_t i) {
     return static_cast<float*>(v.data) + g * v.strides[0] + i * v.strides[1];
+}
+
+// Copies a row of n floats into a tile. Rows are one head wide, too short to pay for a call to memmove.
+inline __attribute__((always_inline)) void copy_row(const float* from, std::int64_t n, float* to) {
+    std::int64_t e = 0;
+    for (; e + 16 <= n; e += 16) store(to + e, load(from + e));
+    for (; e < n; ++e) to[e] = from[e];
 }
 
 void zero_rows(const onednn::View& v, std::int64_t groups, std::int64_t steps, std::int64_t d) {
@@ -128,10 +142,10 @@ struct Plan {
 
 // Packs chunk k of `round` into the thread's tiles: positions, query rows, the window's unit keys
 // (rows and columns) and value rows (and columns when `value_columns`), the raw products q·k into
-// t.raw and the scores, masked and with the self rule, into t.score (-inf past the window).
-// Returns (queries, keys).
-std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round,
-                                                 std::int64_t k, bool value_columns) {
+// t.raw, the scores, masked and with the self rule, into t.score (-inf past the window), and each
+// score's flags into t.differentiable and t.kept. Returns (queries, keys).
+__attribute__((target_clones("arch=x86-64-v4", "default"))) std::pair<std::int64_t, std::int64_t> load_chunk(
+    const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k, bool value_columns) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const std::int32_t* order = plan.order_of(g, round);
@@ -145,7 +159,7 @@ std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std
     for (std::int64_t r = 0; r < queries; ++r) t.query_at[r] = order[geo.first(k) + r];
 
     std::memset(t.q_rows, 0, sizeof(float) * geo.cp * geo.dkp);
-    for (std::int64_t r = 0; r < queries; ++r) std::copy_n(row_of(p.q, g, t.query_at[r]), p.dk, t.q_rows + r * geo.dkp);
+    for (std::int64_t r = 0; r < queries; ++r) copy_row(row_of(p.q, g, t.query_at[r]), p.dk, t.q_rows + r * geo.dkp);
     std::memset(t.k_rows, 0, sizeof(float) * w * geo.dkp);
     std::memset(t.k_columns, 0, sizeof(float) * p.dk * w);
     std::memset(t.v_rows, 0, sizeof(float) * w * geo.dvp);
@@ -159,7 +173,7 @@ std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std
             t.k_columns[e * w + c] = q[e] * scale;
         }
         const float* v = row_of(p.v, g, j);
-        std::copy_n(v, p.dv, t.v_rows + c * geo.dvp);
+        copy_row(v, p.dv, t.v_rows + c * geo.dvp);
         if (value_columns)
             for (std::int64_t e = 0; e < p.dv; ++e) t.v_columns[e * w + c] = v[e];
     }
@@ -168,41 +182,34 @@ std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std
     const std::int64_t b = plan.masks.batch_of_group(g);
     const std::uint8_t* key_mask = plan.masks.keys(b);
     const MaskedScore masked = plan.masks.masked_score();
+    const bool subtracted = p.style == MaskStyle::kSubtract;
     for (std::int64_t r = 0; r < geo.cp; ++r) {
         float* x = t.score + r * w;
+        float* differentiable = t.differentiable + r * w;
+        float* kept = t.kept + r * w;
         if (r >= queries) {
             std::fill_n(x, w, kMinusInfinity);
+            std::fill_n(differentiable, w, 0.0f);
+            std::fill_n(kept, w, 0.0f);
             continue;
         }
         const std::int64_t i = t.query_at[r];
-        const bool query_masked = p.style == MaskStyle::kReplace && !plan.masks.query_kept(b, i);
+        const bool query_kept = plan.masks.query_kept(b, i);
+        const bool query_masked = p.style == MaskStyle::kReplace && !query_kept;
         for (std::int64_t c = 0; c < keys; ++c) {
             const std::int64_t j = t.key_at[c];
             const float v = p.alpha * t.raw[r * w + c];
-            const bool allowed = !query_masked && (!key_mask || key_mask[j]) && !(p.causal && j > i);
+            const bool visible = (!key_mask || key_mask[j]) && !(p.causal && j > i);
+            const bool allowed = !query_masked && visible;
             x[c] = !allowed ? masked(v) : j == i ? lsh::kSelfScore : v;
+            differentiable[c] = (allowed ? j != i : subtracted) ? 1.0f : 0.0f;
+            kept[c] = !p.zero_masked || (query_kept && visible) ? 1.0f : 0.0f;
         }
         std::fill(x + keys, x + w, kMinusInfinity);
+        std::fill(differentiable + keys, differentiable + w, 0.0f);
+        std::fill(kept + keys, kept + w, 0.0f);
     }
     return {queries, keys};
-}
-
-// Whether the score of query i and key j passes its gradient on (not replaced by a constant):
-// allowed and not itself, or masked in Attention's style (score - 1e9).
-bool score_differentiable(const Plan& plan, std::int64_t b, std::int64_t i, std::int64_t j) {
-    const Problem& p = plan.p;
-    const std::uint8_t* key_mask = plan.masks.keys(b);
-    const bool query_masked = p.style == MaskStyle::kReplace && !plan.masks.query_kept(b, i);
-    const bool allowed = !query_masked && (!key_mask || key_mask[j]) && !(p.causal && j > i);
-    return allowed ? j != i : p.style == MaskStyle::kSubtract;
-}
-// Whether the probability of (i, j) counts in the output (MultiHeadAttention's zero_masked zeroes
-// masked ones after the softmax).
-bool probability_kept(const Plan& plan, std::int64_t b, std::int64_t i, std::int64_t j) {
-    const Problem& p = plan.p;
-    if (!p.zero_masked) return true;
-    const std::uint8_t* key_mask = plan.masks.keys(b);
-    return plan.masks.query_kept(b, i) && (!key_mask || key_mask[j]) && !(p.causal && j > i);
 }
 
 // ---- hashing ----
@@ -291,11 +298,13 @@ void compute_inverse_norms(const Problem& p, float* inverse_norms) {
 
 // Chunk k of `round`: its softmax over the window merged into its queries' running maximum m,
 // sum l and unnormalised output (stats holds (m, l) per query).
-void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k, float* stats) {
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_chunk(const Plan& plan, Tiles& t,
+                                                                               std::int64_t g, std::int64_t round,
+                                                                               std::int64_t k, float* stats) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, false);
-    const std::int64_t w = geo.windowp, b = plan.masks.batch_of_group(g);
+    const std::int64_t w = geo.windowp;
     float* old_scale = t.dscore;  // per query row: the factor on its running sum and output
     for (std::int64_t r = 0; r < geo.cp; ++r) {
         float* x = t.score + r * w;
@@ -318,8 +327,8 @@ void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t roun
         float l = 0.0f;
         for (int lane = 0; lane < 16; ++lane) l += sum[lane];
         if (p.zero_masked) {
-            for (std::int64_t c = 0; c < keys; ++c)
-                if (!probability_kept(plan, b, i, t.key_at[c])) x[c] = 0.0f;
+            const float* kept = t.kept + r * w;
+            for (std::int64_t c = 0; c < w; c += 16) store(x + c, load(x + c) * load(kept + c));
         }
         old_scale[r] = m_old == kMinusInfinity ? 0.0f : std::exp(m_old - m_new);
         st[0] = m_new;
@@ -343,15 +352,17 @@ struct Gradients {
     bool want_dalpha;
 };
 
-void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::View& dout, const float* stats,
-                    std::int64_t g, std::int64_t round, std::int64_t k) {
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_chunk(const Plan& plan, Tiles& t,
+                                                                                Gradients& grads,
+                                                                                const onednn::View& dout,
+                                                                                const float* stats, std::int64_t g,
+                                                                                std::int64_t round, std::int64_t k) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, true);
-    const std::int64_t w = geo.windowp, b = plan.masks.batch_of_group(g);
+    const std::int64_t w = geo.windowp;
     std::memset(t.do_rows, 0, sizeof(float) * geo.cp * geo.dvp);
-    for (std::int64_t r = 0; r < queries; ++r)
-        std::copy_n(row_of(dout, g, t.query_at[r]), p.dv, t.do_rows + r * geo.dvp);
+    for (std::int64_t r = 0; r < queries; ++r) copy_row(row_of(dout, g, t.query_at[r]), p.dv, t.do_rows + r * geo.dvp);
     gemm(Layout::kAsStored, geo.cp, w, p.dv, t.do_rows, geo.dvp, t.v_columns, w, t.dscore, w, false);  // dO·vᵀ
     double d_alpha = 0.0;
     for (std::int64_t r = 0; r < geo.cp; ++r) {
@@ -368,16 +379,17 @@ void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::
         double delta = 0.0;  // dO·O
         for (std::int64_t e = 0; e < p.dv; ++e) delta += double(t.do_rows[r * geo.dvp + e]) * o[e];
         const float m = st[0], inv_l = st[1], dlt = static_cast<float>(delta);
-        for (std::int64_t c = 0; c < w; c += 16) store(x + c, vexp(load(x + c) - m) * inv_l);
-        for (std::int64_t c = 0; c < keys; ++c) {
-            const std::int64_t j = t.key_at[c];
-            ds[c] = score_differentiable(plan, b, i, j) ? x[c] * (ds[c] - dlt) : 0.0f;
-            if (grads.want_dalpha) d_alpha += double(ds[c]) * t.raw[r * w + c];
-            ds[c] *= p.alpha;
-            if (p.zero_masked && !probability_kept(plan, b, i, j)) x[c] = 0.0f;
+        const float* differentiable = t.differentiable + r * w;
+        const float* kept = t.kept + r * w;
+        // Past the window's keys the probabilities are e^-inf = 0 and the flags 0.
+        for (std::int64_t c = 0; c < w; c += 16) {
+            const v16 probability = vexp(load(x + c) - m) * inv_l;
+            store(ds + c, probability * (load(ds + c) - dlt) * load(differentiable + c));
+            store(x + c, p.zero_masked ? probability * load(kept + c) : probability);
         }
-        std::fill(ds + keys, ds + w, 0.0f);
-        std::fill(x + keys, x + w, 0.0f);
+        if (grads.want_dalpha)
+            for (std::int64_t c = 0; c < keys; ++c) d_alpha += double(ds[c]) * t.raw[r * w + c];
+        for (std::int64_t c = 0; c < w; c += 16) store(ds + c, load(ds + c) * p.alpha);
     }
     grads.d_alpha += d_alpha;
     if (grads.dq.present()) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "nngraph/error.hpp"
+#include "nngraph/nngraph.hpp"
 #include "nngraph/safetensors.hpp"
 #include "temp_dir.hpp"
 #include "train/datasets.hpp"
@@ -180,6 +181,35 @@ outputs: [next]
     CHECK(message_of([&] { read(*odd); }).find("length must be even") != std::string::npos);
     const auto longer = load_model(dir, model, "{format: duplication, length: 16}");
     CHECK(message_of([&] { read(*longer); }).find("sequences of shape (None, 16)") != std::string::npos);
+}
+
+TEST_CASE("evaluating the duplication task scores the second copy only, as the paper reports") {
+    // With one symbol every sequence is 0 1 1 1 0 1 1 1 (targets 1 1 1 0 1 1 1 0). The model
+    // predicts the current token: right at steps 1, 2, 5 and 6, so half the steps, but 2 of the 3
+    // steps of the second copy (4, 5, 6). The scored input adds nothing but its mask.
+    const std::string model = R"(name: copies
+inputs:
+  - {name: tokens, shape: [8], dtype: int32}
+  - {name: scored, shape: [8], dtype: int32}
+nodes:
+  - {name: symbols, op: Embedding, inputs: [tokens], input_dim: 2, output_dim: 2,
+     weights: {embeddings: [[1, 0], [0, 1]]}}
+  - {name: counted, op: Embedding, inputs: [scored], input_dim: 2, output_dim: 2, mask_zero: true,
+     weights: {embeddings: [[0, 0], [0, 0]]}}
+  - {name: both, op: Add, inputs: [symbols, counted]}
+  - {name: next, op: Dense, inputs: [both], units: 2, activation: softmax,
+     weights: {kernel: [[4, 0], [0, 4]], bias: [0, 0]}}
+outputs: [next]
+training: {loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+)";
+    TempDir dir;
+    write_bytes(dir / "model.yaml",
+                model + "data: {format: duplication, length: 8, vocab: 2, samples: 4, validation_samples: 3}\n");
+    Model copies = Model::load(dir / "model.yaml", {{}, 1, {}});
+    const Evaluation evaluation = copies.evaluate();
+    CHECK(evaluation.samples == 3);
+    REQUIRE(evaluation.metrics.accuracy);
+    CHECK(*evaluation.metrics.accuracy == doctest::Approx(2.0 / 3.0));
 }
 
 TEST_CASE("the safetensors reader takes inputs, targets and validation entries, and --data FILE.safetensors picks it") {
