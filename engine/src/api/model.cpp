@@ -69,6 +69,11 @@ Model Model::load(const std::filesystem::path& model_file, const ModelOptions& o
     state->config = parse_training_config(state->graph->spec());
     state->threads = options.threads;
     state->seed = state->weight_seed = options.seed.value_or(state->config.seed);
+    if (state->graph->spec().sequence_parallel != SequenceParallelRequest::Off) {
+        const dist::Communicator& world = dist::world();
+        if (auto plan = plan_sequence_parallelism(*state->graph, world.size(), world.rank()))
+            state->sequence = std::make_shared<const SequenceParallelism>(std::move(*plan));
+    }
     return Model(std::move(state));
 }
 
@@ -195,7 +200,13 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
         executor.run(batch, StepKind::Infer);
         for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
-            const TensorView view = executor.output(o);
+            TensorView view = executor.output(o);
+            // An output that holds this rank's steps is made whole from every rank's.
+            Tensor whole;
+            if (state_->sequence && state_->sequence->sharded[static_cast<std::size_t>(graph.outputs()[o])]) {
+                whole = whole_sequence(view, state_->sequence->shard, dist::world());
+                view = {whole.dtype(), whole.shape(), whole.raw()};
+            }
             if (outputs.size() <= o) {
                 Shape shape(view.shape.begin(), view.shape.end());
                 shape[0] = n;
@@ -246,7 +257,19 @@ Gradients Model::gradients(const std::vector<Tensor>& inputs, const std::vector<
     batch.targets = pointers(batch_data.targets);
     Gradients out;
     out.loss_function = s.config.loss;
-    out.loss = s.executor().run(batch, StepKind::Gradient);
+    if (!s.sequence) {
+        out.loss = s.executor().run(batch, StepKind::Gradient);
+    } else {
+        // Each rank's gradients come from its steps: the reducer sums them over the ranks.
+        dist::GradientReducer reducer(dist::world(), s.executor().weight_grads(), dist::kDefaultBucketBytes,
+                                      dist::Overlap::AfterBackward);
+        for (std::size_t w = 0; w < graph.weights().size(); ++w)
+            reducer.sum_over_ranks(w, !s.sequence->partial_grads[w]);
+        reducer.begin(1, 1);
+        out.loss = s.executor().run(batch, StepKind::Gradient);
+        for (std::size_t w = graph.weights().size(); w-- > 0;) reducer.ready(w);
+        reducer.finish();
+    }
     for (std::size_t w = 0; w < graph.weights().size(); ++w) {
         const Tensor& grad = s.executor().weight_grads()[w];
         if (!grad.empty()) out.weights.emplace(graph.weights()[w].name, grad);

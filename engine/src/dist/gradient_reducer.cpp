@@ -12,7 +12,8 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradie
       gradients_(gradients),
       bucket_of_(gradients.size()),
       offset_of_(gradients.size()),
-      overlap_(overlap) {
+      overlap_(overlap),
+      weight_scale_(gradients.size(), 1.0f) {
     if (bucket_bytes == 0) throw InputError("the gradient bucket size must be positive");
     const std::size_t capacity = std::max<std::size_t>(bucket_bytes / sizeof(float), 1);
     for (std::size_t w = gradients.size(); w-- > 0;) {
@@ -39,13 +40,19 @@ void GradientReducer::begin(std::int64_t local_rows, std::int64_t global_rows) {
     next_done_ = 0;
 }
 
+void GradientReducer::sum_over_ranks(std::size_t weight, bool whole_on_every_rank) {
+    // The mean of equal copies is the copy: summing 1 / ranks of each keeps it.
+    weight_scale_.at(weight) = whole_on_every_rank ? 1.0f / static_cast<float>(comm_.size()) : 1.0f;
+}
+
 void GradientReducer::ready(std::size_t weight) {
     const Tensor& g = gradients_[weight];
     if (g.empty()) return;
     Bucket& b = buckets_[bucket_of_[weight]];
     const float* from = g.data<float>();
     float* to = b.values.data() + offset_of_[weight];
-    for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * weight_;
+    const float scale = weight_ * weight_scale_[weight];
+    for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * scale;
     --b.pending;
     if (overlap_ == Overlap::AfterBackward) return;
     launch_complete_buckets();

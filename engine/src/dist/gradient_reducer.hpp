@@ -39,6 +39,10 @@ public:
 
     // Starts a step in which this rank's gradients are the mean over `local_rows` of `global_rows`.
     void begin(std::int64_t local_rows, std::int64_t global_rows);
+    // Sequence parallelism: every rank holds the whole batch, and gradient `weight` is either this
+    // rank's part of a sum over the steps (summed over the ranks: the default there) or, with
+    // `whole_on_every_rank`, the same whole gradient on every rank (kept as it is, not summed).
+    void sum_over_ranks(std::size_t weight, bool whole_on_every_rank);
     // Gradient `weight` is final for this step: it goes into its bucket, and every bucket now
     // complete starts its allreduce, in bucket order on every rank.
     void ready(std::size_t weight);
@@ -70,7 +74,8 @@ private:
     std::size_t next_done_ = 0;  // buckets before it are known done this step
     Clock::time_point first_launch_, last_done_;
     AveragingTime time_;
-    float weight_ = 1.0f;  // this rank's share of the global batch
+    float weight_ = 1.0f;              // this rank's share of the global batch
+    std::vector<float> weight_scale_;  // by weight: 1, or 1 / ranks for a gradient whole on every rank
 };
 
 }  // namespace nngraph::dist

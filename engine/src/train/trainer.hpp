@@ -129,6 +129,9 @@ private:
     MetricSet step_metrics_, epoch_metrics_, evaluation_metrics_;
     std::string non_finite_stop_;
     dist::Communicator* comm_;
+    // The ranks a batch's rows are split over: comm_, or this process alone when every rank holds
+    // the whole batch (sequence parallelism: the ranks split the steps instead).
+    dist::Communicator* rows_comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
     std::vector<std::unique_ptr<Callback>> extra_callbacks_;
 };
