@@ -8,6 +8,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -181,9 +183,33 @@ template <std::size_t N>
 void poll(nng::CommRequest (&requests)[N]) {
     for (nng::CommRequest& r : requests) r.test();
 }
+std::atomic<std::int64_t> g_call_nanoseconds{0}, g_wait_nanoseconds{0};
+
+// Adds the time from its making to its end to `total`.
+class Stopwatch {
+public:
+    explicit Stopwatch(std::atomic<std::int64_t>& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+    ~Stopwatch() {
+        total_ +=
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+    }
+    Stopwatch(const Stopwatch&) = delete;
+    Stopwatch& operator=(const Stopwatch&) = delete;
+
+private:
+    std::atomic<std::int64_t>& total_;
+    std::chrono::steady_clock::time_point start_;
+};
+
+// Waits for transfers, counting the time as the ring's waiting.
 template <std::size_t N>
 void wait_all(nng::CommRequest (&requests)[N]) {
+    const Stopwatch waiting(g_wait_nanoseconds);
     for (nng::CommRequest& r : requests) r.wait();
+}
+void wait_for(nng::CommRequest& request) {
+    const Stopwatch waiting(g_wait_nanoseconds);
+    request.wait();
 }
 
 // Merges a part's output and row statistics (`partial`, (G, rows, dv); `part_stats`, m and 1/l)
@@ -265,7 +291,10 @@ BufferList RingCore::buffers(const Problem& p, bool training) const {
     return list;
 }
 
+RingTimes ring_times() { return {g_call_nanoseconds.load(), g_wait_nanoseconds.load()}; }
+
 void RingCore::forward(const Problem& p, const Buffers& buffers) const {
+    const Stopwatch call(g_call_nanoseconds);
     const Split s(p);
     BufferList list;
     const Ids ids = declare(p, buffers.training(), list);
@@ -341,6 +370,7 @@ void RingCore::forward(const Problem& p, const Buffers& buffers) const {
 
 void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
                         const CoreGradients& grads) const {
+    const Stopwatch call(g_call_nanoseconds);
     const Split s(p);
     BufferList list;
     const Ids ids = declare(p, buffers.training(), list);
@@ -392,7 +422,7 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
         }
         if (step > 0) {
             // The block's gradients so far, from the rank that computed on it last step.
-            gradient_sends[step % 2].wait();
+            wait_for(gradient_sends[step % 2]);
             gradient_receive = p.comm.irecv(std::span(here.gradients, kv), s.previous(), kGradientsTag);
         }
         std::fill(block_gradients, block_gradients + kv, 0.0f);
@@ -444,7 +474,7 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
             }
         }
         if (step > 0) {
-            gradient_receive.wait();
+            wait_for(gradient_receive);
             add(here.gradients, block_gradients, kv);
         } else {
             std::copy(block_gradients, block_gradients + kv, here.gradients);
@@ -456,9 +486,10 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
     // After a full turn each block's gradients come home from the previous rank.
     const Slot& home = s.ranks > 1 ? slots[s.ranks % 2] : slots[0];
     if (s.ranks > 1) {
-        gradient_sends[s.ranks % 2].wait();
-        p.comm.irecv(std::span(home.gradients, kv), s.previous(), kGradientsTag).wait();
-        gradient_sends[(s.ranks + 1) % 2].wait();
+        wait_for(gradient_sends[s.ranks % 2]);
+        nng::CommRequest coming_home = p.comm.irecv(std::span(home.gradients, kv), s.previous(), kGradientsTag);
+        wait_for(coming_home);
+        wait_for(gradient_sends[(s.ranks + 1) % 2]);
     }
 
     if (grads.dq.present()) {

@@ -41,4 +41,11 @@ private:
     BlockwiseCore blocks_;  // computes every (query piece, key piece) pair
 };
 
+// What this process's ring cores have spent, for the plugin's counters: nanoseconds inside their
+// forward and backward calls, and of those, waiting for transfers (what the overlap left exposed).
+struct RingTimes {
+    std::int64_t call_nanoseconds, wait_nanoseconds;
+};
+RingTimes ring_times();
+
 }  // namespace nngraph_attention
