@@ -193,6 +193,11 @@ struct LongContextAttrs {
                       : dropout.has_seed ? nng::derive_seed(exec.seed(), own)
                                          : exec.seed();
     }
+    // The ring spreads every sequence over the ranks: it asks the host to run the model
+    // sequence-parallel, zigzag when causal so that every rank has the same share of the work.
+    void declare_sequence_role(nng::InferContext& ctx, bool causal) const {
+        if (ring) ctx.set_sequence_role(NNG_SEQUENCE_SPREADS, causal ? NNG_SHARD_ZIGZAG : NNG_SHARD_CONTIGUOUS);
+    }
     // What lsh refuses: a separate key input, a dropout rate, and value steps other than the query's.
     void check_inputs(const InputDims& d, int num_inputs, const DropoutAttrs& dropout, const char* op) const {
         if (!lsh()) return;

@@ -235,3 +235,74 @@ TEST_CASE("ops that need whole sequences, and steps that do not split, are refus
     CHECK(refused(pooled_model("GlobalAveragePooling1D"), 5).find("input 'tokens' cannot be split over 5 ranks") !=
           std::string::npos);
 }
+
+namespace {
+
+// graphs/imdb_long.yaml with its attention on the ring core instead of the blockwise one.
+std::string imdb_long(const std::string& implementation) {
+    std::string model = read_bytes(source_dir() / "graphs" / "imdb_long.yaml");
+    const std::string blockwise = "implementation: blockwise";
+    REQUIRE(model.find(blockwise) != std::string::npos);
+    return model.replace(model.find(blockwise), blockwise.size(), "implementation: " + implementation);
+}
+
+// `samples` reviews of 2,048 ids, padded at the front by different amounts, with labels.
+void write_reviews(const std::filesystem::path& file, std::int64_t samples) {
+    constexpr std::int64_t kLength = 2048;
+    Draws draws;
+    Tensor tokens(DType::I32, {samples, kLength}), labels(DType::F32, {samples, 1});
+    for (std::int64_t b = 0; b < samples; ++b) {
+        const std::int64_t padding = draws.next() % 1000;
+        for (std::int64_t s = 0; s < kLength; ++s)
+            tokens.data<std::int32_t>()[b * kLength + s] = s < padding ? 0 : 1 + std::int32_t(draws.next() % 29999);
+        labels.data<float>()[b] = float(draws.next() % 2);
+    }
+    TensorFile data;
+    data.tensors["tokens"] = tokens;
+    data.tensors["targets"] = labels;
+    write_safetensors(file, data);
+}
+
+}  // namespace
+
+TEST_CASE("imdb_long with ring attention: 20 training steps, predict and grad on 2 ranks equal one blockwise process") {
+    TempDir dir;
+    write_bytes(dir / "blockwise.yaml", imdb_long("blockwise"));
+    write_bytes(dir / "ring.yaml", imdb_long("ring"));
+    write_reviews(dir / "data.safetensors", 160);  // 20 steps of 8
+    const auto train_args = [&](const std::string& model, const std::string& out) {
+        return std::vector<std::string>{"train",     (dir / model).string(), "--data", (dir / "data.safetensors").string(),
+                                        "--threads", "1",  "--batch-size", "8",  "--epochs", "1", "--save",
+                                        (dir / out).string()};
+    };
+    const CliResult single = run_nngraph(train_args("blockwise.yaml", "one.safetensors"));
+    REQUIRE_MESSAGE(single.status == 0, single.err);
+    const TensorFile expected = read_safetensors(dir / "one.safetensors");
+    REQUIRE(expected.metadata.at("steps_done") == "20");
+    const auto [status, err] = run_ranks(dir, 2, train_args("ring.yaml", "two.safetensors"));
+    REQUIRE_MESSAGE(status == 0, err);
+    check_same_tensors(read_safetensors(dir / "two.safetensors"), expected);
+
+    // The trained weights on a batch of 4: outputs, the loss and every gradient.
+    write_reviews(dir / "batch.safetensors", 4);
+    TensorFile batch = read_safetensors(dir / "batch.safetensors");
+    TensorFile targets;
+    targets.tensors["targets"] = batch.tensors.at("targets");
+    write_safetensors(dir / "targets.safetensors", targets);
+    const std::string weights = (dir / "one.safetensors").string(), inputs = (dir / "batch.safetensors").string();
+    for (const std::string command : {"predict", "grad"}) {
+        CAPTURE(command);
+        const auto args = [&](const std::string& model, const std::string& out) {
+            std::vector<std::string> a{command, (dir / model).string(), "--weights", weights, "--inputs", inputs,
+                                       "--out", (dir / out).string(), "--threads", "1"};
+            if (command == "grad") a.insert(a.end(), {"--targets", (dir / "targets.safetensors").string()});
+            return a;
+        };
+        const CliResult one = run_nngraph(args("blockwise.yaml", command + "1.safetensors"));
+        REQUIRE_MESSAGE(one.status == 0, one.err);
+        const auto [ring_status, ring_err] = run_ranks(dir, 2, args("ring.yaml", command + "2.safetensors"));
+        REQUIRE_MESSAGE(ring_status == 0, ring_err);
+        check_same_tensors(read_safetensors(dir / (command + "2.safetensors")),
+                           read_safetensors(dir / (command + "1.safetensors")));
+    }
+}
