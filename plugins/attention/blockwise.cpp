@@ -676,7 +676,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
     const bool dk_wanted = grads.dk.present();
     if (!dout.present()) {
         zero_rows(grads.dq, p.groups() * p.tq, p.dk);
-        zero_rows(grads.dv, p.groups() * p.tv, p.dv);
+        if (!grads.dv_accumulates) zero_rows(grads.dv, p.groups() * p.tv, p.dv);
         if (!grads.dk_accumulates) zero_rows(grads.dk, p.groups() * p.tv, p.dk);
         if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
         if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
@@ -719,7 +719,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
                 std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(acc_k + acc_v));
                 for (std::int64_t qt = 0; qt < plan.q_tiles; ++qt)
                     backward_tile(plan, t, acc, g, qt, stats, dout, grads.dq, want_dalpha);
-                reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, false, p.tv, p.dv, g, g + 1);
+                reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, grads.dv_accumulates, p.tv, p.dv, g, g + 1);
                 if (dk_wanted)
                     reduce_into(grads.dk, &acc.dk, 1, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, g, g + 1);
             }
@@ -733,7 +733,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
         d_alpha[id] = acc.d_alpha;
     }
     if (!by_group) {
-        reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p.tv, p.dv, 0, p.groups());
+        reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, grads.dv_accumulates, p.tv, p.dv, 0, p.groups());
         if (dk_wanted)
             reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, 0, p.groups());
     }

@@ -131,6 +131,8 @@ struct KeepStream {
 struct CoreGradients {
     onednn::View dq, dk, dv;
     bool dk_accumulates = false;  // add into dk instead of overwriting it (dv is written first)
+    // Add into dv too: the blockwise core's, for the ring core, which sums the pairs of a block in place.
+    bool dv_accumulates = false;
     // When set, <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor on
     // the scores, for a learned scale. Problem::alpha_gradient must have been set when sizing.
     double* d_alpha_product = nullptr;

@@ -74,9 +74,13 @@ struct Split {
 struct Part {
     std::int64_t first, rows;
 };
+// Rows of the parts of a piece of `piece_q` steps: whole tiles, the last part shorter.
+std::int64_t part_rows(std::int64_t piece_q) {
+    return std::min(piece_q,
+                    std::max(kTile, (piece_q + kPartsPerPiece * kTile - 1) / (kPartsPerPiece * kTile) * kTile));
+}
 int parts_of(const Split& s, Part* parts) {
-    const std::int64_t step =
-        std::max(kTile, (s.piece_q + kPartsPerPiece * kTile - 1) / (kPartsPerPiece * kTile) * kTile);
+    const std::int64_t step = std::max<std::int64_t>(1, part_rows(s.piece_q));
     int count = 0;
     for (int a = 0; a < s.pieces; ++a)
         for (std::int64_t r = 0; r < s.piece_q; r += step)
@@ -251,7 +255,7 @@ struct RingCore::Ids {
     BufferId stats;                       // saved in training: (m, 1/l) per query row
     BufferId query_masks, blocks, masks;  // both directions: the two slots
     BufferId partial, running, value_sums;
-    BufferId gradients, block_gradients, query_gradients, part_gradients, uniform_gradients;
+    BufferId gradients, block_gradients, part_gradients, uniform_gradients;
 };
 
 RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -272,8 +276,8 @@ RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& lis
     ids.value_sums = list.floats("ring.value_sums", Lifetime::kForward, g * p.dv);
     ids.gradients = list.floats("ring.gradient_blocks", Lifetime::kBackward, 2 * kv);
     ids.block_gradients = list.floats("ring.block_gradients", Lifetime::kBackward, kv);
-    ids.query_gradients = list.floats("ring.query_gradients", Lifetime::kBackward, g * p.tq * p.dk);
-    ids.part_gradients = list.floats("ring.part_gradients", Lifetime::kBackward, g * p.tq * p.dk + kv);
+    // A part's query gradient: the parts of one piece are largest (part_rows) with a whole share as the piece.
+    ids.part_gradients = list.floats("ring.part_gradients", Lifetime::kBackward, g * part_rows(p.tq) * p.dk);
     ids.uniform_gradients = list.floats("ring.uniform_row_gradients", Lifetime::kBackward, g * p.dv);
     return ids;
 }
@@ -386,9 +390,12 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
         {blocks + kv, blocks + kv + keys, gradients + kv, buffers.bytes(ids.masks) + s.batch * p.tv}};
     std::uint8_t* query_masks = buffers.bytes(ids.query_masks);
     float* block_gradients = buffers.floats(ids.block_gradients);
-    float* dq = buffers.floats(ids.query_gradients);
-    float* part_gradients = buffers.floats(ids.part_gradients);
-    std::fill(dq, dq + G * p.tq * p.dk, 0.0f);
+    float* dq_part = buffers.floats(ids.part_gradients);
+    if (grads.dq.present()) {
+        for (std::int64_t g = 0; g < G; ++g)
+            for (std::int64_t i = 0; i < p.tq; ++i)
+                std::fill(row_at(grads.dq, g, i), row_at(grads.dq, g, i) + p.dk, 0.0f);
+    }
     // MultiHeadAttention's uniform rows (no key seen anywhere) weight every value by 1 / steps: each
     // block passing by takes this rank's share of their dL/dout.
     float* uniform = buffers.floats(ids.uniform_gradients);
@@ -447,27 +454,29 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
                     for (std::int64_t g = 0; g < G; ++g)
                         std::copy(stats + (g * p.tq + part.first) * 2, stats + (g * p.tq + part.first + part.rows) * 2,
                                   pair_stats + g * part.rows * 2);
-                    float* dq_part = part_gradients;
-                    float* dk_part = dq_part + G * part.rows * p.dk;
-                    float* dv_part = dk_part + G * s.piece_k * p.dk;
-                    // The blockwise core leaves the query gradient of a tile without computed rows as it was.
-                    std::fill(dq_part, dq_part + G * part.rows * p.dk, 0.0f);
                     CoreGradients pair_grads;
-                    pair_grads.dq = packed_view(dq_part, G, part.rows, p.dk);
-                    pair_grads.dk = packed_view(dk_part, G, s.piece_k, p.dk);
-                    pair_grads.dv = packed_view(dv_part, G, s.piece_k, p.dv);
+                    if (grads.dq.present()) {
+                        // The blockwise core leaves the query gradient of a tile without computed rows as it was.
+                        std::fill(dq_part, dq_part + G * part.rows * p.dk, 0.0f);
+                        pair_grads.dq = packed_view(dq_part, G, part.rows, p.dk);
+                    }
+                    // The block's key and value gradients sum over the pairs in place.
+                    pair_grads.dk = packed_view(block_gradients + b * G * s.piece_k * p.dk, G, s.piece_k, p.dk);
+                    pair_grads.dv = packed_view(block_gradients + keys + b * G * s.piece_k * p.dv, G, s.piece_k, p.dv);
+                    pair_grads.dk_accumulates = pair_grads.dv_accumulates = true;
                     double pair_alpha = 0.0;
                     if (grads.d_alpha_product) pair_grads.d_alpha_product = &pair_alpha;
                     blocks_.backward(sub, buffers, rows_view(dout, part.first, part.rows), pair_grads);
                     d_alpha += pair_alpha;
+                    if (grads.dq.present()) {
 #pragma omp parallel for schedule(static)
-                    for (std::int64_t g = 0; g < G; ++g) {
-                        float* to = dq + (g * p.tq + part.first) * p.dk;
-                        const float* from = dq_part + g * part.rows * p.dk;
-                        for (std::int64_t e = 0; e < part.rows * p.dk; ++e) to[e] += from[e];
+                        for (std::int64_t g = 0; g < G; ++g)
+                            for (std::int64_t i = 0; i < part.rows; ++i) {
+                                float* to = row_at(grads.dq, g, part.first + i);
+                                const float* from = dq_part + (g * part.rows + i) * p.dk;
+                                for (std::int64_t e = 0; e < p.dk; ++e) to[e] += from[e];
+                            }
                     }
-                    add(block_gradients + b * G * s.piece_k * p.dk, dk_part, G * s.piece_k * p.dk);
-                    add(block_gradients + keys + b * G * s.piece_k * p.dv, dv_part, G * s.piece_k * p.dv);
                     poll(transfers);
                     gradient_receive.test();
                 }
@@ -492,11 +501,6 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
         wait_for(gradient_sends[(s.ranks + 1) % 2]);
     }
 
-    if (grads.dq.present()) {
-        for (std::int64_t g = 0; g < G; ++g)
-            for (std::int64_t i = 0; i < p.tq; ++i)
-                std::copy(dq + (g * p.tq + i) * p.dk, dq + (g * p.tq + i + 1) * p.dk, row_at(grads.dq, g, i));
-    }
     const auto unpack = [&](const onednn::View& dst, const float* src, std::int64_t d, bool accumulate) {
         if (!dst.present()) return;
 #pragma omp parallel for schedule(static)
