@@ -48,8 +48,9 @@ std::optional<SequenceParallelism> plan_sequence_parallelism(const Graph& graph,
         const GraphTensor& input = graph.tensor(t);
         if (input.info.shape.size() < 2) continue;
         if (steps >= 0 && input.info.shape[1] != steps) {
-            throw InputError(graph.spec().file + ": sequence parallelism splits every input's steps alike, but input '" +
-                             first_input + "' has " + std::to_string(steps) + " steps and '" + input.name + "' " +
+            throw InputError(graph.spec().file +
+                             ": sequence parallelism splits every input's steps alike, but input '" + first_input +
+                             "' has " + std::to_string(steps) + " steps and '" + input.name + "' " +
                              std::to_string(input.info.shape[1]));
         }
         steps = input.info.shape[1];
