@@ -69,9 +69,18 @@ Tensor random_f32(Draws& draws, Shape shape, float scale) {
     return t;
 }
 
-void write_weights(const std::filesystem::path& file) {
+// `with_attention`: also the weights of a 2-head MultiHeadAttention of key_dim 3 on the features.
+void write_weights(const std::filesystem::path& file, bool with_attention = false) {
     Draws draws;
     TensorFile weights;
+    if (with_attention) {
+        for (const char* projection : {"query", "key", "value"}) {
+            weights.tensors["attention." + std::string(projection) + ".kernel"] = random_f32(draws, {5, 2, 3}, 0.6f);
+            weights.tensors["attention." + std::string(projection) + ".bias"] = random_f32(draws, {2, 3}, 0.1f);
+        }
+        weights.tensors["attention.attention_output.kernel"] = random_f32(draws, {2, 3, 5}, 0.6f);
+        weights.tensors["attention.attention_output.bias"] = random_f32(draws, {5}, 0.1f);
+    }
     weights.tensors["embedding.embeddings"] = random_f32(draws, {20, 6}, 0.5f);
     weights.tensors["position_embedding.embeddings"] = random_f32(draws, {kSteps, 6}, 0.5f);
     weights.tensors["features.kernel"] = random_f32(draws, {6, 5}, 0.8f);
@@ -140,14 +149,21 @@ void check_same_tensors(const TensorFile& got, const TensorFile& expected) {
 
 }  // namespace
 
+// A causal ring attention between the features and the pooling: the zigzag layout.
+const char* kCausalRing =
+    "  - {name: attention, op: MultiHeadAttention, inputs: [features], num_heads: 2, key_dim: 3, "
+    "implementation: ring, use_causal_mask: true}\n";
+
 TEST_CASE("predict and grad on 2, 3 and 4 ranks, each on a share of the steps, equal one process") {
-    for (const std::string pooling : {"GlobalAveragePooling1D", "GlobalMaxPooling1D"}) {
-        CAPTURE(pooling);
+    for (const std::string variant : {"GlobalAveragePooling1D", "GlobalMaxPooling1D", "causal ring"}) {
+        CAPTURE(variant);
+        const bool ring = variant == "causal ring";
         TempDir dir;
         const std::string model = (dir / "model.yaml").string(), weights = (dir / "weights.safetensors").string(),
                           inputs = (dir / "x.safetensors").string(), targets = (dir / "y.safetensors").string();
-        write_bytes(model, pooled_model(pooling));
-        write_weights(weights);
+        write_bytes(model,
+                    ring ? pooled_model("GlobalAveragePooling1D", kCausalRing, "attention") : pooled_model(variant));
+        write_weights(weights, ring);
         write_batch(inputs, targets);
         const auto predict_args = [&](const std::string& out) {
             return std::vector<std::string>{"predict", model,   "--weights", weights,     "--inputs",
@@ -163,7 +179,7 @@ TEST_CASE("predict and grad on 2, 3 and 4 ranks, each on a share of the steps, e
         REQUIRE_MESSAGE(graded.status == 0, graded.err);
         const TensorFile expected_outputs = read_safetensors(dir / "p1.safetensors");
         const TensorFile expected_grads = read_safetensors(dir / "g1.safetensors");
-        REQUIRE(expected_grads.tensors.size() == 7);  // the loss and six weights
+        REQUIRE(expected_grads.tensors.size() == (ring ? 15u : 7u));  // the loss and every weight
 
         for (int ranks : {2, 3, 4}) {
             CAPTURE(ranks);
