@@ -116,7 +116,8 @@ void run_predict(const PredictOptions& o) {
             file.tensors[names[i].name] = std::move(outputs[i]);
         }
         file.metadata["model"] = model.name();
-        write_safetensors(*o.out, file);
+        // Under mpirun (a sequence-parallel model) every rank holds the same outputs; rank 0 writes them.
+        if (training_process().rank == 0) write_safetensors(*o.out, file);
         return;
     }
 
@@ -128,7 +129,8 @@ void run_predict(const PredictOptions& o) {
     }
     const std::vector<std::string> texts = o.text_file ? read_lines(*o.text_file) : o.texts;
     const std::optional<std::string> format = o.format ? o.format : o.text_file ? "csv" : std::optional<std::string>();
-    print_prediction(model.predict_text(texts, Vocabulary::load(vocab_file), o.batch_size), format);
+    const Tensor predictions = model.predict_text(texts, Vocabulary::load(vocab_file), o.batch_size);
+    if (training_process().rank == 0) print_prediction(predictions, format);
 }
 
 struct GradOptions {
@@ -149,7 +151,7 @@ void run_grad(const GradOptions& o) {
     for (const auto& [name, grad] : gradients.weights) file.tensors[name] = grad;
     file.metadata["model"] = model.name();
     file.metadata["loss_function"] = gradients.loss_function;
-    write_safetensors(o.out, file);
+    if (training_process().rank == 0) write_safetensors(o.out, file);
 }
 
 }  // namespace

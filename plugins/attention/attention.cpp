@@ -58,6 +58,7 @@ struct Attention {
         bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
+        long_.declare_sequence_role(ctx, causal_);
         if (d.q[2] != d.k[2] && !long_.lsh()) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
                                                   (concat_ ? "concat adds them" : "dot multiplies them") +

@@ -204,13 +204,23 @@ inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::in
         for (int r = 0; r < kTile; r += 16) store(x + c * kTile + r, v16{} + kMinusInfinity);
 }
 
-// Keep factors (0 or 1/(1-rate)) of the tile's row r into f[0..64).
+// Keep factors (0 or 1/(1-rate)) of the tile's row r into f[0..64), drawn at the global positions.
 void keep_factors(const Plan& plan, std::int64_t g, std::int64_t i, std::int64_t j0, float* f) {
-    const std::uint64_t row = static_cast<std::uint64_t>(g * plan.p.tq + i);
-    const std::int64_t count = std::min(kTile, plan.p.tv - j0);
-    for (std::int64_t c = 0; c < count; c += 4) {
-        const unsigned bits = plan.stream.nibble(row, static_cast<std::uint64_t>((j0 + c) / 4));
-        for (int l = 0; l < 4; ++l) f[c + l] = (bits >> l) & 1u ? plan.p.keep_scale : 0.0f;
+    const Problem& p = plan.p;
+    const std::uint64_t row = static_cast<std::uint64_t>(g * p.total_tq() + p.query_start + i);
+    const std::int64_t count = std::min(kTile, p.tv - j0), first = p.key_start + j0;
+    if (first % 4 == 0) {
+        for (std::int64_t c = 0; c < count; c += 4) {
+            const unsigned bits = plan.stream.nibble(row, static_cast<std::uint64_t>((first + c) / 4));
+            for (int l = 0; l < 4; ++l) f[c + l] = (bits >> l) & 1u ? p.keep_scale : 0.0f;
+        }
+    } else {
+        // A key block that starts mid-word (a split sequence): one word per key.
+        for (std::int64_t c = 0; c < count; ++c) {
+            const std::int64_t j = first + c;
+            const unsigned bits = plan.stream.nibble(row, static_cast<std::uint64_t>(j / 4));
+            f[c] = (bits >> (j % 4)) & 1u ? p.keep_scale : 0.0f;
+        }
     }
     for (std::int64_t c = count; c < kTile; ++c) f[c] = 0.0f;
 }
@@ -580,7 +590,7 @@ void reduce_into(const onednn::View& dst, float* const* parts, int count, std::i
 }  // namespace
 
 struct BlockwiseCore::Ids {
-    BufferId stats;                                // saved in training
+    BufferId stats;                                // saved in training, or every call's
     BufferId key_mask;                             // both directions
     BufferId value_means;                          // forward
     BufferId tiles, accumulators, uniform_totals;  // per thread
@@ -588,7 +598,10 @@ struct BlockwiseCore::Ids {
 
 BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, BufferList& list) const {
     Ids ids;
-    if (training) ids.stats = list.floats("attention.row_statistics", Lifetime::kSaved, p.heads * p.tq * 2);
+    if (statistics_ == Statistics::kEveryCall)
+        ids.stats = list.floats("attention.row_statistics", Lifetime::kCall, p.groups() * p.tq * 2);
+    else if (training)
+        ids.stats = list.floats("attention.row_statistics", Lifetime::kSaved, p.heads * p.tq * 2);
     ids.key_mask = list.bytes("attention.key_mask", Lifetime::kCall, Masks::combined_bytes(p));
     if (uniform_rows_possible(p))
         ids.value_means = list.floats("attention.value_means", Lifetime::kForward, p.groups() * p.dv);
@@ -598,6 +611,10 @@ BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, Buffe
     if (uniform_rows_possible(p))
         ids.uniform_totals = list.floats("attention.uniform_row_gradients", Lifetime::kThread, p.dv);
     return ids;
+}
+
+float* BlockwiseCore::statistics(const Problem& p, const Buffers& buffers) const {
+    return buffers.floats(ids(p, buffers).stats);
 }
 
 CoreWork BlockwiseCore::work(const Problem& p) const {
@@ -659,7 +676,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
     const bool dk_wanted = grads.dk.present();
     if (!dout.present()) {
         zero_rows(grads.dq, p.groups() * p.tq, p.dk);
-        zero_rows(grads.dv, p.groups() * p.tv, p.dv);
+        if (!grads.dv_accumulates) zero_rows(grads.dv, p.groups() * p.tv, p.dv);
         if (!grads.dk_accumulates) zero_rows(grads.dk, p.groups() * p.tv, p.dk);
         if (grads.d_alpha_product) *grads.d_alpha_product = 0.0;
         if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
@@ -702,7 +719,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
                 std::memset(memory, 0, sizeof(float) * static_cast<std::size_t>(acc_k + acc_v));
                 for (std::int64_t qt = 0; qt < plan.q_tiles; ++qt)
                     backward_tile(plan, t, acc, g, qt, stats, dout, grads.dq, want_dalpha);
-                reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, false, p.tv, p.dv, g, g + 1);
+                reduce_into(grads.dv, &acc.dv, 1, tv_padded, plan.dvp, grads.dv_accumulates, p.tv, p.dv, g, g + 1);
                 if (dk_wanted)
                     reduce_into(grads.dk, &acc.dk, 1, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, g, g + 1);
             }
@@ -716,7 +733,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
         d_alpha[id] = acc.d_alpha;
     }
     if (!by_group) {
-        reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, false, p.tv, p.dv, 0, p.groups());
+        reduce_into(grads.dv, dv_parts, used, tv_padded, plan.dvp, grads.dv_accumulates, p.tv, p.dv, 0, p.groups());
         if (dk_wanted)
             reduce_into(grads.dk, dk_parts, used, tv_padded, plan.dkp, grads.dk_accumulates, p.tv, p.dk, 0, p.groups());
     }
@@ -751,7 +768,7 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
             float* dv = static_cast<float*>(grads.dv.data) + g * grads.dv.strides[0];
             for (std::int64_t j = 0; j < p.tv; ++j)
                 for (std::int64_t e = 0; e < p.dv; ++e)
-                    dv[j * grads.dv.strides[1] + e] += total[e] / static_cast<float>(p.tv);
+                    dv[j * grads.dv.strides[1] + e] += total[e] / static_cast<float>(p.total_tv());
         }
     }
 }

@@ -16,7 +16,13 @@ namespace nngraph_attention {
 
 class BlockwiseCore final : public AttentionCore {
 public:
-    explicit BlockwiseCore(const Pattern& pattern) : pattern_(pattern) {}
+    // Where the row statistics live: saved by a training forward for its backward, or (for a core
+    // that runs this one on parts of its problem and merges them, ring.hpp) written by every
+    // forward into call scratch, where backward reads them too.
+    enum class Statistics { kSavedForBackward, kEveryCall };
+
+    explicit BlockwiseCore(const Pattern& pattern, Statistics statistics = Statistics::kSavedForBackward)
+        : pattern_(pattern), statistics_(statistics) {}
 
     CoreWork work(const Problem& p) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
@@ -24,6 +30,10 @@ public:
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
                   const CoreGradients& grads) const override;
+    // The row statistics (G, tq, 2) as a forward writes them and a backward reads them: per query
+    // row its score maximum m and 1 / its exponential sum l (m = -inf and 0 for a row that saw no
+    // key: a skipped or uniform one).
+    float* statistics(const Problem& p, const Buffers& buffers) const;
 
 private:
     struct Ids;
@@ -33,6 +43,7 @@ private:
 
     Pattern pattern_;
     DeclaredBuffers<BufferShape, Ids> declared_;
+    Statistics statistics_;
 };
 
 }  // namespace nngraph_attention

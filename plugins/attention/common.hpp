@@ -99,8 +99,9 @@ struct DropoutAttrs {
 // blockwise core, the one that can skip what the pattern leaves out; `lsh` runs on its own core.
 inline constexpr std::array<nng_attr_spec, 11> kLongContextAttributes = {
     nng::string_attr(
-        "implementation", "dense", "dense|blockwise",
-        "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps"),
+        "implementation", "dense", "dense|blockwise|ring",
+        "dense: the whole score matrix; blockwise: tiles and an online softmax, memory linear in the steps; "
+        "ring: blockwise over a sequence shared by the ranks of an mpirun job, key/value blocks passed around"),
     nng::nullable(
         nng::int_attr("window", "null", "attend only to keys within this many steps (earlier ones when causal)")),
     nng::int_attr("global_tokens", "0", "with window: the first positions attend to all and are attended by all"),
@@ -128,12 +129,15 @@ constexpr std::array<nng_attr_spec, N + kLongContextAttributes.size()> with_long
 }
 
 struct LongContextAttrs {
-    bool blockwise = false;  // the blockwise core, asked for or implied by a pattern
+    bool blockwise = false;  // the blockwise core, asked for or implied by a pattern (or the ring on it)
+    bool ring = false;       // the ring core (ring.hpp): blockwise across the ranks sharing a sequence
     Pattern pattern;
     double span_init = 0.0;
 
     explicit LongContextAttrs(const nng::Attrs& attrs) {
-        blockwise = attrs.get_string("implementation") == "blockwise";
+        const std::string implementation = attrs.get_string("implementation");
+        ring = implementation == "ring";
+        blockwise = implementation == "blockwise" || ring;
         int patterns = 0;
         if (!attrs.is_null("window")) {
             pattern.window = attrs.get_int("window");
@@ -180,6 +184,10 @@ struct LongContextAttrs {
             ++patterns;
         }
         nng::check_attr(patterns <= 1, "window", "one pattern at most: window, sparsity, adaptive_span or lsh");
+        // The ring keeps a window (positions are global), but block-sparse and adaptive-span
+        // patterns and hashing have no ring version.
+        nng::check_attr(!ring || (pattern.block == 0 && !pattern.adaptive() && !pattern.lsh()), "implementation",
+                        "dense or blockwise with sparsity, adaptive_span or lsh; ring takes only a window");
         if (patterns > 0 && !lsh()) blockwise = true;
     }
     bool adaptive() const { return pattern.adaptive(); }
@@ -188,11 +196,20 @@ struct LongContextAttrs {
     // LSH's rotations: drawn afresh from the step's seed in training, fixed (by the op's `seed`)
     // at inference, so that a trained model hashes the same way every time it is run.
     void apply(Problem& p, const nng::Exec& exec, const DropoutAttrs& dropout) const {
+        if (ring) {
+            if (const auto shard = exec.sequence_shard()) p.shard = *shard;
+            p.comm = exec.comm();
+        }
         if (!lsh()) return;
         const auto own = static_cast<std::uint64_t>(dropout.seed);
         p.hash_seed = !exec.training()   ? nng::derive_seed(own, "lsh rotations")
                       : dropout.has_seed ? nng::derive_seed(exec.seed(), own)
                                          : exec.seed();
+    }
+    // The ring spreads every sequence over the ranks: it asks the host to run the model
+    // sequence-parallel, zigzag when causal so that every rank has the same share of the work.
+    void declare_sequence_role(nng::InferContext& ctx, bool causal) const {
+        if (ring) ctx.set_sequence_role(NNG_SEQUENCE_SPREADS, causal ? NNG_SHARD_ZIGZAG : NNG_SHARD_CONTIGUOUS);
     }
     // What lsh refuses: a separate key input, a dropout rate, and value steps other than the query's.
     void check_inputs(const InputDims& d, int num_inputs, const DropoutAttrs& dropout, const char* op) const {
@@ -206,7 +223,12 @@ struct LongContextAttrs {
             throw nng::OpError(std::string(op) + ": lsh has no dropout on its probabilities; expected dropout 0, got " +
                                std::to_string(dropout.rate));
     }
-    std::unique_ptr<AttentionCore> make_core() const { return nngraph_attention::make_core(blockwise, pattern); }
+    std::unique_ptr<AttentionCore> make_core() const {
+        return nngraph_attention::make_core(ring        ? CoreKind::kRing
+                                            : blockwise ? CoreKind::kBlockwise
+                                                        : CoreKind::kDense,
+                                            pattern);
+    }
     // Declares the span weight (heads,) when adaptive.
     void add_weights(nng::InferContext& ctx, std::int64_t heads) const {
         if (adaptive()) ctx.add_weight("span", {heads}, NNG_INIT_CONSTANT, span_init);

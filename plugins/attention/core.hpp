@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "buffers.hpp"
+#include "nngraph/sequence_shard.hpp"
 
 namespace nngraph_attention {
 
@@ -83,6 +84,14 @@ struct Problem {
     // mixed_bfloat16: the dense core's matmuls read bf16 copies of their operands and accumulate
     // in f32; scores, softmax statistics and every output stay f32. Other cores compute in f32.
     bool bfloat16 = false;
+    // Where these steps sit in a longer sequence, for a core that splits one (ring.hpp): the global
+    // positions of query 0 and key 0, and the whole sequence's lengths (0: these). Causality,
+    // patterns, dropout's draws and the uniform rows' mean all count in global positions.
+    std::int64_t query_start = 0, key_start = 0, whole_tq = 0, whole_tv = 0;
+    // Sequence parallelism: this rank's share of the steps and the job's ranks (ring.hpp). The
+    // default shard holds whole sequences.
+    nngraph::SequenceShard shard;
+    nng::Comm comm{nullptr};
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
     bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
@@ -92,6 +101,8 @@ struct Problem {
     // Bytes of the packed keep mask: one bit per probability, each row starting on a byte.
     std::int64_t keep_bytes() const { return groups() * tq * ((tv + 7) / 8); }
     bool has_masks() const { return query_mask || key_masks[0] || key_masks[1] || causal; }
+    std::int64_t total_tq() const { return whole_tq > 0 ? whole_tq : tq; }
+    std::int64_t total_tv() const { return whole_tv > 0 ? whole_tv : tv; }
 };
 
 // What a core's buffer list depends on (see AttentionCore::buffers): the key it is cached by.
@@ -111,14 +122,15 @@ void set_dropout_rate(Problem& p, double rate);
 
 // Dropout's keep decisions, counter-based so that any core can draw any tile in any order: key j
 // of score row r (rows ordered (group, query)) keeps iff bits 16·(j % 4) to 16·(j % 4) + 15 of
-// word (r, j / 4) = random_bits(seed, r · ceil(Tv / 4) + j / 4) are at least the threshold.
+// word (r, j / 4) = random_bits(seed, r · ceil(Tv / 4) + j / 4) are at least the threshold. Rows,
+// keys and Tv are those of the whole sequence (Problem::total_tq, total_tv).
 struct KeepStream {
     std::uint64_t mixed_seed, words_per_row;
     std::uint32_t threshold;
 
     explicit KeepStream(const Problem& p)
         : mixed_seed(nng::mix64(p.seed)),
-          words_per_row(static_cast<std::uint64_t>((p.tv + 3) / 4)),
+          words_per_row(static_cast<std::uint64_t>((p.total_tv() + 3) / 4)),
           threshold(p.drop_threshold) {}
     // The keep bits of keys 4·w to 4·w + 3 of row r, bit l for key 4·w + l (nng::random_bits unrolled).
     unsigned nibble(std::uint64_t row, std::uint64_t w) const {
@@ -134,6 +146,8 @@ struct KeepStream {
 struct CoreGradients {
     onednn::View dq, dk, dv;
     bool dk_accumulates = false;  // add into dk instead of overwriting it (dv is written first)
+    // Add into dv too: the blockwise core's, for the ring core, which sums the pairs of a block in place.
+    bool dv_accumulates = false;
     // When set, <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor on
     // the scores, for a learned scale. Problem::alpha_gradient must have been set when sizing.
     double* d_alpha_product = nullptr;
@@ -168,8 +182,11 @@ public:
                           const CoreGradients& grads) const = 0;
 };
 
-// The core for `pattern`: LSH attention when it asks for hashing; the blockwise one when asked for
-// or when the pattern is sparse (only it can skip what a pattern leaves out), else the dense one.
-std::unique_ptr<AttentionCore> make_core(bool blockwise, const Pattern& pattern);
+enum class CoreKind { kDense, kBlockwise, kRing };
+
+// The core for `pattern`: LSH attention when it asks for hashing; the ring one when asked for; the
+// blockwise one when asked for or when the pattern is sparse (only it can skip what a pattern
+// leaves out), else the dense one.
+std::unique_ptr<AttentionCore> make_core(CoreKind kind, const Pattern& pattern);
 
 }  // namespace nngraph_attention

@@ -41,6 +41,7 @@ std::int64_t Masks::min_distance(std::int64_t i0, std::int64_t i1, std::int64_t 
 
 bool Masks::block_candidate(std::int64_t g, std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
     const Pattern& pat = pattern_;
+    i0 += p_.query_start, i1 += p_.query_start, j0 += p_.key_start, j1 += p_.key_start;
     const std::int64_t dist = min_distance(i0, i1, j0, j1);
     if (dist < 0) return false;
     if (pat.window >= 0) return i0 < pat.global || j0 < pat.global || dist <= pat.window;
@@ -58,6 +59,7 @@ bool Masks::block_candidate(std::int64_t g, std::int64_t i0, std::int64_t i1, st
 
 bool Masks::block_full(std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) const {
     const Pattern& pat = pattern_;
+    i0 += p_.query_start, i1 += p_.query_start, j0 += p_.key_start, j1 += p_.key_start;
     if (p_.causal && j1 - 1 > i0) return false;
     if (pat.adaptive()) return false;
     if (pat.window >= 0) {

@@ -48,6 +48,8 @@ public:
     MaskedScore masked_score() const { return masked_; }
 
     // ---- the pattern ----
+    // Below, query i and key j are local indices; causality and the pattern see them at their
+    // global positions, i + Problem::query_start and j + Problem::key_start.
 
     const Pattern& pattern() const { return pattern_; }
     // Adaptive span: group g's head's span z, clamped to [0, max_span].
@@ -66,6 +68,8 @@ public:
     bool shifted_ranges(std::int64_t i0, std::int64_t j0, std::int64_t limit, std::int64_t& first,
                         std::int64_t& end) const {
         const Pattern& pat = pattern_;
+        i0 += p_.query_start;
+        j0 += p_.key_start;
         if (pat.adaptive() || pat.block > 0) return false;
         if (pat.window >= 0 && (pat.global > j0 || pat.global > i0)) return false;
         first = pat.window >= 0 ? i0 - pat.window - j0 : -limit;
@@ -85,6 +89,8 @@ public:
                                                            std::int64_t width, float z, const float* keep, float* allow,
                                                            float* log_weight) const {
         const Pattern& pat = pattern_;
+        i += p_.query_start;
+        j0 += p_.key_start;
         std::fill(allow, allow + width, 0.0f);
         std::int64_t lo = 0, hi = count;
         const auto allow_range = [&](std::int64_t a, std::int64_t b) {

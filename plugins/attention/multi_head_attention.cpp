@@ -195,6 +195,7 @@ struct MultiHeadAttention {
         bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
+        long_.declare_sequence_role(ctx, causal_);
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
         const std::int64_t cached = DecodingCache::length(ctx, d.roles, decoding_obstacle());
         if (cached > 0 && causal_ && !ctx.input_advances(d.roles.value))

@@ -6,7 +6,9 @@
 // random_bits(seed, j / 2) (the low half for even j, the high half for odd j) are at least
 // rate * 2^32. Element j depends only on (seed, j), so the draw splits across threads freely and
 // a seed always gives the same mask, whatever the thread count. j counts from the global batch's
-// first row (nng_context.batch_offset), so data-parallel ranks draw the single-process mask.
+// first row (nng_context.batch_offset), so data-parallel ranks draw the single-process mask, and
+// on one rank's share of the steps it counts from the step's global position, so sequence-parallel
+// ranks draw it too.
 //
 // Backward reads the mask forward saved (one byte an element of the noise shape) instead of
 // drawing it again: a byte is cheaper to read than 32 random bits are to make, and the gradient
@@ -225,6 +227,8 @@ struct Dropout {
         dropped_ = ctx.buffer<std::uint8_t>("dropped", saves ? 1 : 0, nng::Lifetime::Saved);
         ctx.set_backward_needs(0);
         ctx.identity_in_inference(0);  // Keras's Dropout passes its input through when not training
+        // A noise shape may share draws across the steps, which a share of them cannot see.
+        if (!has_noise_shape_ && input.size() >= 3) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         if (ctx.counting_work()) {
             // One multiply a value each way: x and y (dy and dx) moved, the keep mask written, then read.
             const nng::Work pass = nng::elementwise_work(nng::product(input), 1, 2) + nng::Work{0, nng::product(noise)};
@@ -249,8 +253,13 @@ struct Dropout {
         // shared over the batch (noise dim 0 of 1) is the same for every part of it.
         const Dims input = x.dims();
         const bool shared_over_batch = input.empty() || (has_noise_shape_ && noise_shape_[0] == 1) || input[0] == 0;
-        const std::int64_t first = shared_over_batch ? 0 : exec.batch_offset() * (b.mask_elements / input[0]);
-        draw_mask(seed, threshold_, keep, b.mask_elements, first, exec.threads_for(b.mask_elements, kParallelElements));
+        const int draw_threads = exec.threads_for(b.mask_elements, kParallelElements);
+        if (const auto shard = exec.sequence_shard()) {
+            draw_share(*shard, seed, keep, input, exec.batch_offset(), draw_threads);
+        } else {
+            const std::int64_t first = shared_over_batch ? 0 : exec.batch_offset() * (b.mask_elements / input[0]);
+            draw_mask(seed, threshold_, keep, b.mask_elements, first, draw_threads);
+        }
         apply_mask(x.f32(), keep, b, scale_, y.f32(), threads);
     }
 
@@ -271,6 +280,20 @@ struct Dropout {
     }
 
     const Dims* noise_shape() const { return has_noise_shape_ ? &noise_shape_ : nullptr; }
+
+    // The mask of one rank's share of the steps (input (batch, local steps, ...), no noise shape):
+    // each of its pieces of consecutive global steps drawn where the whole sequence has it.
+    void draw_share(const nngraph::SequenceShard& shard, std::uint64_t seed, std::uint8_t* keep, const Dims& input,
+                    std::int64_t batch_offset, int threads) const {
+        const std::int64_t per_step = nng::product(input, 2), local = input[1], piece = shard.piece_steps();
+        for (std::int64_t row = 0; row < input[0]; ++row) {
+            for (std::int64_t s = 0; s < local; s += piece) {
+                const std::int64_t first =
+                    ((batch_offset + row) * shard.global_steps() + shard.global_position(s)) * per_step;
+                draw_mask(seed, threshold_, keep + (row * local + s) * per_step, piece * per_step, first, threads);
+            }
+        }
+    }
 
     double rate_;
     bool has_noise_shape_, has_seed_;

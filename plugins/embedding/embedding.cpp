@@ -95,6 +95,7 @@ struct Embedding {
         if (mask_zero_) ctx.compute_mask(y, ids);
         ctx.add_weight("embeddings", {input_dim_, output_dim_}, init_);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
+        ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         if (ctx.counting_work()) {
             // Forward gathers rows (ids read, rows read and written); backward zeroes the table's
             // gradient and adds every dy row into its row.

@@ -79,6 +79,7 @@ struct Add {
     void infer(InferContext& ctx) const {
         infer_same_shapes(ctx);
         ctx.set_backward_needs(0);  // the gradient passes straight through
+        ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         if (ctx.counting_work()) {
             // k - 1 adds a value over k inputs and the output; backward copies dy to each input.
             const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
@@ -113,6 +114,7 @@ struct Multiply {
     explicit Multiply(const nng::Attrs&) {}
     void infer(InferContext& ctx) const {
         infer_same_shapes(ctx);
+        ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         std::uint32_t needs = 0;
         for (int i = 0; i < ctx.num_inputs(); ++i) needs |= NNG_NEEDS_INPUT(i);
         ctx.set_backward_needs(needs);
@@ -193,6 +195,8 @@ struct Concatenate {
         for (int i = 0; i < ctx.num_inputs(); ++i) ctx.expect_dtype(i, NNG_F32, "float32");
         ctx.add_output(NNG_F32, out);
         if (axis >= 2) infer_merged_mask(ctx, 0);  // Keras keeps time-step masks unless joining along time
+        // Joined along the features, each step stays its own; along the steps, shares would interleave.
+        if (axis >= 2) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         ctx.set_backward_needs(0);
         count_copy(ctx, nng::product(out));
     }

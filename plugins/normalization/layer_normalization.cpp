@@ -102,6 +102,8 @@ struct LayerNormalization {
         spare_diff_scale_ = ctx.buffer<float>("unwanted gamma gradient", scale_ ? columns : 0, nng::Lifetime::Backward);
         spare_diff_shift_ = ctx.buffer<float>("unwanted beta gradient", center_ ? columns : 0, nng::Lifetime::Backward);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
+        // Statistics over axes after the steps keep each step its own.
+        if (first >= 2) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
         if (ctx.counting_work()) {
             // Mean, variance, normalise, scale and shift: 8 a value over x and y; backward 12 a value
             // over x, dy and dx.

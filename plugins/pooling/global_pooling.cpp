@@ -1,9 +1,15 @@
 // Keras's GlobalAveragePooling1D and GlobalMaxPooling1D: a mean or a max over the steps axis.
 //
+// On one rank's share of the steps (sequence parallelism, channels_last) each rank reduces its own
+// steps and the ranks combine the partial results through the SDK's communicator: the average sums
+// and unmasked counts (allreduce), the max its partial maxima passed around the ring of ranks, and
+// its backward the count of steps that tie for the max over all ranks.
+//
 // Hand loops rather than oneDNN: the average needs Keras's masked mean (the sum over unmasked
 // steps over their count), which oneDNN's pooling cannot weight, and oneDNN's reduction has no
 // backward; both are one pass over memory, which a loop the compiler vectorises does as fast.
 #include <limits>
+#include <span>
 
 #include "pooling.hpp"
 
@@ -32,6 +38,8 @@ struct GlobalPooling1D {
             const nng::Work pass = nng::elementwise_work(in.batch * in.steps * in.features, 1, 1);
             ctx.count_work(pass, pass);
         }
+        // Shares of channels_first inputs would be cut along their features, not their steps.
+        if (!channels_first_) ctx.set_sequence_role(NNG_SEQUENCE_COMBINES);
         return in;
     }
 
@@ -96,6 +104,13 @@ std::int64_t kept_steps(const std::uint8_t* mask, const Layout& in, std::int64_t
     return kept;
 }
 
+// counts[b] = the unmasked steps of sample b over the whole sequence: this call's, plus the other
+// ranks' on a share of the steps.
+void count_kept_steps(const nng::Exec& exec, const std::uint8_t* mask, const Layout& in, float* counts) {
+    for (std::int64_t b = 0; b < in.batch; ++b) counts[b] = static_cast<float>(kept_steps(mask, in, b));
+    if (exec.sequence_shard()) exec.comm().allreduce_sum({counts, static_cast<std::size_t>(in.batch)});
+}
+
 // ---- GlobalAveragePooling1D ------------------------------------------------------------------------
 
 struct GlobalAveragePooling1D : GlobalPooling1D {
@@ -104,8 +119,9 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
 
     using GlobalPooling1D::GlobalPooling1D;
 
-    void infer(nng::InferContext& ctx) const {
-        add_output(ctx);
+    void infer(nng::InferContext& ctx) {
+        const Layout in = add_output(ctx);
+        counts_ = ctx.buffer<float>("kept steps", in.batch, nng::Lifetime::PerCall);
         ctx.set_backward_needs(0);  // backward reads only the mask
     }
 
@@ -117,12 +133,16 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
         float* y = exec.output(0).f32();
         const std::int64_t S = in.steps, F = in.features;
         if (!channels_first_) {
-#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
+            float* counts = exec.buffer(counts_);
+            count_kept_steps(exec, mask, in, counts);
+            const int threads = exec.threads_for(x_ref.numel(), kParallelElements);
+#pragma omp parallel for num_threads(threads)
+            for (std::int64_t b = 0; b < in.batch; ++b)
+                reduce_rows(x + b * S * F, S, F, mask ? mask + b * S : nullptr, 0.0f, kValue, kSum, y + b * F);
+            if (exec.sequence_shard()) exec.comm().allreduce_sum({y, static_cast<std::size_t>(in.batch * F)});
+#pragma omp parallel for num_threads(threads)
             for (std::int64_t b = 0; b < in.batch; ++b) {
-                float* out = y + b * F;
-                reduce_rows(x + b * S * F, S, F, mask ? mask + b * S : nullptr, 0.0f, kValue, kSum, out);
-                const float count = static_cast<float>(kept_steps(mask, in, b));
-                for (std::int64_t f = 0; f < F; ++f) out[f] /= count;
+                for (std::int64_t f = 0; f < F; ++f) y[b * F + f] /= counts[b];
             }
         } else {
 #pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
@@ -154,10 +174,11 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
         const float* dy = dy_ref.f32();
         float* dx = dx_ref.f32();
         const std::int64_t S = in.steps, F = in.features;
+        float* counts = exec.buffer(counts_);
+        count_kept_steps(exec, mask, in, counts);
 #pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
         for (std::int64_t b = 0; b < in.batch; ++b) {
-            const std::int64_t kept = kept_steps(mask, in, b);
-            const float share = kept > 0 ? 1.0f / static_cast<float>(kept) : 0.0f;
+            const float share = counts[b] > 0.0f ? 1.0f / counts[b] : 0.0f;
             const float* g = dy + b * F;
             if (!channels_first_) {
                 for (std::int64_t s = 0; s < S; ++s) {
@@ -177,6 +198,8 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
             }
         }
     }
+
+    nng::Buffer<float> counts_;
 };
 
 // ---- GlobalMaxPooling1D ------------------------------------------------------------------------------
@@ -194,6 +217,10 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         const Layout in = add_output(ctx);
         // channels_last counts ties per (sample, feature) while it walks the steps.
         ties_ = ctx.buffer<float>("ties", channels_first_ ? 0 : in.batch * in.features, nng::Lifetime::Backward);
+        // A share's maxima travel around the ring of ranks through these two.
+        const std::int64_t maxima = channels_first_ ? 0 : in.batch * in.features;
+        ring_out_ = ctx.buffer<float>("ring send", maxima, nng::Lifetime::PerCall);
+        ring_in_ = ctx.buffer<float>("ring receive", maxima, nng::Lifetime::PerCall);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0) | NNG_NEEDS_OUTPUT(0));
     }
 
@@ -209,6 +236,7 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 reduce_rows(x + b * S * F, S, F, nullptr, kLowest, kValue, kMax, y + b * F);
             }
+            if (exec.sequence_shard()) combine_maxima(exec, y, in.batch * F);
         } else {
 #pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
             for (std::int64_t r = 0; r < in.batch * F; ++r) {
@@ -230,13 +258,20 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         float* dx = dx_ref.f32();
         const std::int64_t S = in.steps, F = in.features;
         if (!channels_first_) {
-            float* shares = exec.buffer(ties_);
-#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
+            float* shares = exec.buffer(ties_);  // ties, then each tie's share of dy
+            const int threads = exec.threads_for(dx_ref.numel(), kParallelElements);
+#pragma omp parallel for num_threads(threads)
             for (std::int64_t b = 0; b < in.batch; ++b) {
                 const float* top = y + b * F;
-                float* count = shares + b * F;  // ties, then each tie's share of dy
                 const auto tie = [top](float v, std::int64_t f) { return v == top[f] ? 1.0f : 0.0f; };
-                reduce_rows(x + b * S * F, S, F, nullptr, 0.0f, tie, kSum, count);
+                reduce_rows(x + b * S * F, S, F, nullptr, 0.0f, tie, kSum, shares + b * F);
+            }
+            // The max may tie on other ranks' steps too: dy is split over them all.
+            if (exec.sequence_shard()) exec.comm().allreduce_sum({shares, static_cast<std::size_t>(in.batch * F)});
+#pragma omp parallel for num_threads(threads)
+            for (std::int64_t b = 0; b < in.batch; ++b) {
+                const float* top = y + b * F;
+                float* count = shares + b * F;
                 for (std::int64_t f = 0; f < F; ++f) count[f] = dy[b * F + f] / count[f];
                 for (std::int64_t s = 0; s < S; ++s) {
                     const float* row = x + (b * S + s) * F;
@@ -263,7 +298,22 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         }
     }
 
-    nng::Buffer<float> ties_;
+    // y = the max of every rank's partial maxima y: each rank's own passed once around the ring.
+    void combine_maxima(const nng::Exec& exec, float* y, std::int64_t count) {
+        const nng::Comm comm = exec.comm();
+        const int size = comm.size(), rank = comm.rank();
+        std::span<float> out(exec.buffer(ring_out_), static_cast<std::size_t>(count));
+        std::span<float> in(exec.buffer(ring_in_), static_cast<std::size_t>(count));
+        std::copy_n(y, count, out.begin());
+        for (int hop = 1; hop < size; ++hop) {
+            comm.sendrecv(out, (rank + 1) % size, in, (rank + size - 1) % size, kRingTag);
+            for (std::int64_t i = 0; i < count; ++i) y[i] = std::max(y[i], in[static_cast<std::size_t>(i)]);
+            std::swap(out, in);
+        }
+    }
+    static constexpr int kRingTag = 7301;
+
+    nng::Buffer<float> ties_, ring_out_, ring_in_;
 };
 
 }  // namespace

@@ -4,7 +4,8 @@
 // is zero, and the gradient of `embeddings` row t is the output gradient summed over everything but
 // the step (rows past the input's steps get zero). The output carries no mask of its own; Add keeps
 // the token embeddings' mask. A call that starts at a later position (a decoding session's steps,
-// nng_context.position_offset) reads the rows from that position on.
+// nng_context.position_offset) reads the rows from that position on; a call on one rank's share of
+// the steps (sequence parallelism) reads the rows of its steps' global positions.
 #include <omp.h>
 
 #include <algorithm>
@@ -44,7 +45,8 @@ struct PositionEmbedding {
         }
         ctx.add_output(NNG_F32, d);
         ctx.add_weight("embeddings", {length_, d.back()}, init_);
-        ctx.set_backward_needs(0);  // backward reads only the output gradient
+        ctx.set_backward_needs(0);                                            // backward reads only the output gradient
+        if (d.size() == 3) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);  // the steps are axis 1
         if (ctx.counting_work()) {
             // One add a value, x read and y written; backward copies dy and sums it into the table.
             const nng::Work pass = nng::elementwise_work(nng::product(d), 1, 2);
@@ -61,25 +63,41 @@ struct PositionEmbedding {
         return {t.numel() / (steps * features), steps, features};
     }
 
-    // The table's rows from the call's first position, checked to fit the table.
-    const float* rows_from_offset(const nng::Exec& exec, const nng::TensorRef& table, std::int64_t steps) const {
-        const std::int64_t first = exec.position_offset();
-        if (first < 0 || first + steps > length_) {
-            throw nng::OpError("PositionEmbedding: positions " + std::to_string(first) + " to " +
-                               std::to_string(first + steps - 1) + " are outside sequence_length " +
-                               std::to_string(length_));
+    // The runs of consecutive positions a call holds: `visit(local, first, count)` for local steps
+    // local.. local + count - 1 at table rows first.. first + count - 1, checked to fit the table.
+    template <class Visit>
+    void for_each_run(const nng::Exec& exec, std::int64_t steps, Visit visit) const {
+        const auto check = [&](std::int64_t first, std::int64_t count) {
+            if (first < 0 || first + count > length_) {
+                throw nng::OpError("PositionEmbedding: positions " + std::to_string(first) + " to " +
+                                   std::to_string(first + count - 1) + " are outside sequence_length " +
+                                   std::to_string(length_));
+            }
+        };
+        const auto shard = exec.sequence_shard();
+        if (!shard) {
+            check(exec.position_offset(), steps);
+            return visit(std::int64_t{0}, exec.position_offset(), steps);
         }
-        return table.f32() + first * table.dim(1);
+        const std::int64_t piece = shard->piece_steps();
+        for (std::int64_t local = 0; local < steps; local += piece) {
+            const std::int64_t count = std::min(piece, steps - local);
+            check(shard->global_position(local), count);
+            visit(local, shard->global_position(local), count);
+        }
     }
 
     void forward(nng::Exec& exec) {
         const nng::TensorRef y = exec.output(0);
         const Layout l = layout(y);
-        const float* table = rows_from_offset(exec, exec.weight(0), l.steps);
+        const float* table = exec.weight(0).f32();
         float* out = y.f32();
-        const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(l.steps * l.features);
+        for_each_run(exec, l.steps, [&](std::int64_t local, std::int64_t first, std::int64_t count) {
+            const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(count * l.features);
 #pragma omp parallel for num_threads(threads(exec, l)) schedule(static)
-        for (std::int64_t c = 0; c < l.copies; ++c) std::memcpy(out + c * l.steps * l.features, table, bytes);
+            for (std::int64_t c = 0; c < l.copies; ++c)
+                std::memcpy(out + (c * l.steps + local) * l.features, table + first * l.features, bytes);
+        });
     }
 
     void backward(nng::Exec& exec) {
@@ -91,17 +109,19 @@ struct PositionEmbedding {
         if (!dy) return;
         const Layout l = layout(dy);
         const float* g = dy.f32();
-        float* out = const_cast<float*>(rows_from_offset(exec, dw, l.steps));
-        const std::int64_t row = l.steps * l.features;
-        // Each thread owns a range of table entries and sums them over the copies.
+        for_each_run(exec, l.steps, [&](std::int64_t local, std::int64_t first, std::int64_t count) {
+            float* out = dw.f32() + first * l.features;
+            const std::int64_t run = count * l.features, row = l.steps * l.features;
+            // Each thread owns a range of table entries and sums them over the copies.
 #pragma omp parallel for num_threads(threads(exec, l)) schedule(static)
-        for (std::int64_t e = 0; e < row; e += 256) {
-            const std::int64_t end = std::min(row, e + 256);
-            for (std::int64_t c = 0; c < l.copies; ++c) {
-                const float* src = g + c * row;
-                for (std::int64_t k = e; k < end; ++k) out[k] += src[k];
+            for (std::int64_t e = 0; e < run; e += 256) {
+                const std::int64_t end = std::min(run, e + 256);
+                for (std::int64_t c = 0; c < l.copies; ++c) {
+                    const float* src = g + c * row + local * l.features;
+                    for (std::int64_t k = e; k < end; ++k) out[k] += src[k];
+                }
             }
-        }
+        });
     }
 
     static int threads(const nng::Exec& exec, const Layout& l) {

@@ -166,6 +166,7 @@ std::unique_ptr<OpRunner::Call> OpRunner::prepare_call(bool training, std::uint6
     ctx.num_threads = threads;
     ctx.batch_offset = batch_offset_;
     ctx.comm = nngraph::dist::plugin_comm();
+    ctx.sequence_shard = has_shard_ ? &sequence_shard_ : nullptr;
     return call;
 }
 

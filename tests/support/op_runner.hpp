@@ -9,6 +9,7 @@
 
 #include "nngraph/op_types.hpp"
 #include "nngraph/registry.hpp"
+#include "nngraph/sequence_shard.hpp"
 #include "nngraph/tensor.hpp"
 
 namespace nngraph {
@@ -54,6 +55,8 @@ public:
 
     // nng_context.batch_offset of the following calls: where the batch starts in a global one.
     void set_batch_offset(std::int64_t rows) { batch_offset_ = rows; }
+    // nng_context.sequence_shard of the following calls: the inputs hold this share of the steps.
+    void set_sequence_shard(const SequenceShard& shard) { sequence_shard_ = shard.to_c(), has_shard_ = true; }
 
     // Initialises weights with their declared initializers.
     void initialize_weights(std::uint64_t seed);
@@ -80,6 +83,8 @@ private:
     std::vector<Tensor> grad_inputs_, grad_weights_;
     std::vector<TensorInfo> input_infos_;
     std::int64_t batch_offset_ = 0;
+    nng_sequence_shard sequence_shard_{};
+    bool has_shard_ = false;
     std::vector<bool> input_has_mask_;
     int buffer_threads_ = 0;
     bool buffer_training_ = true;

@@ -47,6 +47,9 @@ struct InferResult {
     std::vector<BufferDeclaration> buffers;
     // The op's count of one call's work at these shapes (nng_infer_io.forward_flops, ...).
     std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
+    // On one rank's share of the steps (nng_infer_io.sequence_role, sequence_layout).
+    nng_sequence_role sequence_role = NNG_SEQUENCE_REFUSED;
+    nng_shard_layout sequence_layout = NNG_SHARD_CONTIGUOUS;
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

@@ -199,6 +199,21 @@ typedef enum nng_precision {
 #define NNG_NEEDS_OUTPUT(j) (1u << (16 + (j))) /* outputs 0..NNG_MAX_OUTPUTS-1 */
 #define NNG_NEEDS_ALL 0xFFFFFFFFu
 
+/* What an op does with one rank's share of the steps (nng_infer_io.sequence_role). */
+typedef enum nng_sequence_role {
+    /* It needs whole sequences (a recurrence, a window across steps): the host refuses to shard. */
+    NNG_SEQUENCE_REFUSED = 0,
+    /* Step by step: it runs unchanged on a share, and its outputs are shares too. An op that needs
+     * a step's global position reads nng_context.sequence_shard. */
+    NNG_SEQUENCE_POSITIONWISE = 1,
+    /* It reduces over the steps and combines the ranks' partial results (through nng_context.comm):
+     * its outputs hold whole samples, the same on every rank. */
+    NNG_SEQUENCE_COMBINES = 2,
+    /* It spreads every sequence over the ranks itself (ring attention): its presence asks the host
+     * to run the model sequence-parallel; its outputs are shares. */
+    NNG_SEQUENCE_SPREADS = 3
+} nng_sequence_role;
+
 /* Filled by the host (inputs) and the op (everything else). Called at load with dims[0] = -1,
  * and again whenever the executor plans a concrete batch size. Must not depend on anything but
  * the op's attributes and the input infos. */
@@ -247,6 +262,12 @@ typedef struct nng_infer_io {
     int64_t forward_bytes;
     int64_t backward_flops;
     int64_t backward_bytes;
+    /* Appended (check struct_size). How the op behaves when its inputs hold one rank's share of
+     * every sample's steps (sequence parallelism, nng_sequence_shard), filled by the op. The host
+     * refuses to shard a model through an op that leaves it NNG_SEQUENCE_REFUSED (the default, and
+     * what every op before this field says). */
+    int32_t sequence_role;   /* nng_sequence_role */
+    int32_t sequence_layout; /* nng_shard_layout the op needs, for NNG_SEQUENCE_SPREADS */
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */

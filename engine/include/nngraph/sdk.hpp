@@ -383,6 +383,13 @@ public:
     // Output 0 is input `input`, unchanged, when not training: inference then shares the input's
     // buffer and skips forward.
     void identity_in_inference(int input) { io_->inference_identity = input; }
+    // How the op runs on one rank's share of the steps (nng_sequence_role); ops that do not say
+    // are refused by a sequence-parallel model. `layout` is the split a SPREADS op needs.
+    void set_sequence_role(nng_sequence_role role, nng_shard_layout layout = NNG_SHARD_CONTIGUOUS) {
+        if (!knows(offsetof(nng_infer_io, sequence_layout) + sizeof(io_->sequence_layout))) return;
+        io_->sequence_role = role;
+        io_->sequence_layout = layout;
+    }
 
     // Throws "<what>: <shape a> and <shape b>": the message shape inference errors share.
     [[noreturn]] static void shape_mismatch(const std::string& what, const Dims& a, const Dims& b) {

@@ -51,6 +51,20 @@ void check_count(const char* what, Count value, Count low, Count high) {
     }
 }
 
+// Runs `step` on this rank of `comm`'s job: a rank that fails ends the whole job, naming itself,
+// rather than leaving the others waiting in a collective.
+template <class Step>
+auto ending_job_on_failure(dist::Communicator& comm, Step step) {
+    if (comm.size() == 1) return step();
+    try {
+        return step();
+    } catch (const Error& e) {
+        comm.abort(e.what(), e.exit_status());
+    } catch (const std::exception& e) {
+        comm.abort(e.what(), 1);
+    }
+}
+
 }  // namespace
 
 int max_threads() { return kMaxThreadsPerCore * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
@@ -69,6 +83,11 @@ Model Model::load(const std::filesystem::path& model_file, const ModelOptions& o
     state->config = parse_training_config(state->graph->spec());
     state->threads = options.threads;
     state->seed = state->weight_seed = options.seed.value_or(state->config.seed);
+    if (state->graph->spec().sequence_parallel != SequenceParallelRequest::Off) {
+        const dist::Communicator& world = dist::world();
+        if (auto plan = plan_sequence_parallelism(*state->graph, world.size(), world.rank()))
+            state->sequence = std::make_shared<const SequenceParallelism>(std::move(*plan));
+    }
     return Model(std::move(state));
 }
 
@@ -194,12 +213,20 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& given, std::int64_
     for (std::int64_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i;
     BatchRef batch;
     batch.inputs = pointers(inputs);
+    // The ranks of a sequence-parallel job, which every step talks to.
+    dist::Communicator& ranks = state_->sequence ? dist::world() : dist::single_process();
     for (std::int64_t begin = 0; begin < n; begin += batch_size) {
         const std::int64_t count = std::min(batch_size, n - begin);
         batch.rows = std::span<const std::int64_t>(rows.data() + begin, static_cast<std::size_t>(count));
-        executor.run(batch, StepKind::Infer);
+        ending_job_on_failure(ranks, [&] { executor.run(batch, StepKind::Infer); });
         for (std::size_t o = 0; o < graph.outputs().size(); ++o) {
-            const TensorView view = executor.output(o);
+            TensorView view = executor.output(o);
+            // An output that holds this rank's steps is made whole from every rank's.
+            Tensor whole;
+            if (state_->sequence && state_->sequence->sharded[static_cast<std::size_t>(graph.outputs()[o])]) {
+                whole = whole_sequence(view, state_->sequence->shard, ranks);
+                view = {whole.dtype(), whole.shape(), whole.raw()};
+            }
             if (outputs.size() <= o) {
                 Shape shape(view.shape.begin(), view.shape.end());
                 shape[0] = n;
@@ -250,7 +277,21 @@ Gradients Model::gradients(const std::vector<Tensor>& inputs, const std::vector<
     batch.targets = pointers(batch_data.targets);
     Gradients out;
     out.loss_function = s.config.loss;
-    out.loss = s.executor().run(batch, StepKind::Gradient);
+    if (!s.sequence) {
+        out.loss = s.executor().run(batch, StepKind::Gradient);
+    } else {
+        // Each rank's gradients come from its steps: the reducer sums them over the ranks.
+        dist::GradientReducer reducer(dist::world(), s.executor().weight_grads(), dist::kDefaultBucketBytes,
+                                      dist::Overlap::AfterBackward);
+        for (std::size_t w = 0; w < graph.weights().size(); ++w)
+            reducer.sum_over_ranks(w, !s.sequence->partial_grads[w]);
+        reducer.begin([] { return 1.0; });
+        ending_job_on_failure(dist::world(), [&] {
+            out.loss = s.executor().run(batch, StepKind::Gradient);
+            for (std::size_t w = graph.weights().size(); w-- > 0;) reducer.ready(w);
+            reducer.finish();
+        });
+    }
     for (std::size_t w = 0; w < graph.weights().size(); ++w) {
         const Tensor& grad = s.executor().weight_grads()[w];
         if (!grad.empty()) out.weights.emplace(graph.weights()[w].name, grad);
@@ -341,16 +382,7 @@ bool leader_decides(dist::Communicator& comm, bool go_on) {
 
 TrainResult Model::train(const TrainOptions& options) {
     dist::Communicator& comm = dist::world();
-    if (comm.size() == 1) return train_with(comm, options);
-    // A rank that fails ends the whole job, naming itself, rather than leaving the others waiting
-    // in a collective.
-    try {
-        return train_with(comm, options);
-    } catch (const Error& e) {
-        comm.abort(e.what(), e.exit_status());
-    } catch (const std::exception& e) {
-        comm.abort(e.what(), 1);
-    }
+    return ending_job_on_failure(comm, [&] { return train_with(comm, options); });
 }
 
 TrainResult Model::train_with(dist::Communicator& comm, const TrainOptions& options) {

@@ -20,12 +20,14 @@ struct Model::State {
     int threads = 0;
     std::uint64_t weight_seed = 0;  // of the initial weights
     std::uint64_t seed = 0;         // of random ops and shuffling
+    // Set on a rank of a sequence-parallel job: its share of every sample's steps.
+    std::shared_ptr<const SequenceParallelism> sequence;
 
     // Made on first use, with the initial weights: a model that is only inspected or benchmarked
     // holds no weights it does not use.
     Executor& executor() {
         if (!executor_) {
-            executor_ = std::make_unique<Executor>(graph, ExecutorOptions{threads, seed});
+            executor_ = std::make_unique<Executor>(graph, ExecutorOptions{threads, seed, std::nullopt, sequence});
             initialize_weights(*graph, weight_seed, executor_->weights());
         }
         return *executor_;
@@ -36,7 +38,7 @@ struct Model::State {
     void use_seed(std::uint64_t new_seed) {
         if (new_seed == seed) return;
         if (executor_) {
-            auto next = std::make_unique<Executor>(graph, ExecutorOptions{threads, new_seed});
+            auto next = std::make_unique<Executor>(graph, ExecutorOptions{threads, new_seed, std::nullopt, sequence});
             next->weights() = std::move(executor_->weights());
             executor_ = std::move(next);
         }

@@ -12,7 +12,8 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<Tensor>& gradie
       gradients_(gradients),
       bucket_of_(gradients.size()),
       offset_of_(gradients.size()),
-      overlap_(overlap) {
+      overlap_(overlap),
+      weight_scale_(gradients.size(), 1.0f) {
     if (bucket_bytes == 0) throw InputError("the gradient bucket size must be positive");
     const std::size_t capacity = std::max<std::size_t>(bucket_bytes / sizeof(float), 1);
     for (std::size_t w = gradients.size(); w-- > 0;) {
@@ -48,6 +49,12 @@ void GradientReducer::weigh() {
         total_request_ = comm_.allreduce_sum_async(std::span<float>(total_weight_));
 }
 
+void GradientReducer::sum_over_ranks(std::size_t weight, bool whole_on_every_rank) {
+    // Every rank weighs the same whole batch, so the weighted average is the mean over the ranks:
+    // a part scaled by the ranks' count sums, and equal whole copies average to themselves.
+    weight_scale_.at(weight) = whole_on_every_rank ? 1.0f : static_cast<float>(comm_.size());
+}
+
 void GradientReducer::ready(std::size_t weight) {
     if (!weighed_) weigh();
     const Tensor& g = gradients_[weight];
@@ -55,7 +62,8 @@ void GradientReducer::ready(std::size_t weight) {
     Bucket& b = buckets_[bucket_of_[weight]];
     const float* from = g.data<float>();
     float* to = b.values.data() + offset_of_[weight];
-    for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * weight_;
+    const float scale = weight_ * weight_scale_[weight];
+    for (std::int64_t i = 0; i < g.numel(); ++i) to[i] = from[i] * scale;
     --b.pending;
     if (overlap_ == Overlap::AfterBackward) return;
     launch_complete_buckets();

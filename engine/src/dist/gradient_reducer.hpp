@@ -45,6 +45,10 @@ public:
     // Starts a step. `local_weight` is asked once, at the step's first ready gradient (the loss has
     // run by then): what this rank's gradients are the mean over, 0 for a rank without rows.
     void begin(std::function<double()> local_weight);
+    // Sequence parallelism: every rank holds the whole batch, and gradient `weight` is either this
+    // rank's part of a sum over the steps (summed over the ranks: the default there) or, with
+    // `whole_on_every_rank`, the same whole gradient on every rank (kept as it is, not summed).
+    void sum_over_ranks(std::size_t weight, bool whole_on_every_rank);
     // Gradient `weight` is final for this step: it goes into its bucket, and every bucket now
     // complete starts its allreduce, in bucket order on every rank.
     void ready(std::size_t weight);
@@ -84,6 +88,9 @@ private:
     // The ranks' weights summed. Float is exact for counts up to 2^24 a step, and beyond only rounds.
     std::array<float, 1> total_weight_{};
     std::unique_ptr<Request> total_request_;
+    // By weight: 1, or the ranks' count for a gradient that is one rank's part of a sum (sequence
+    // parallelism), since the ranks' gradients are averaged by their weights.
+    std::vector<float> weight_scale_;
 };
 
 }  // namespace nngraph::dist

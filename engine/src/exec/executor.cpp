@@ -32,7 +32,8 @@ void add_into(float* into, const float* from, std::int64_t n) {
 }  // namespace
 
 Executor::Executor(std::shared_ptr<const Graph> graph, ExecutorOptions options)
-    : graph_(std::move(graph)), options_(options), arena_(std::make_unique<Arena>()) {
+    : graph_(std::move(graph)), options_(std::move(options)), arena_(std::make_unique<Arena>()) {
+    if (options_.sequence) shard_ = options_.sequence->shard.to_c();
     for (const GraphWeight& w : graph_->weights()) {
         try {
             weights_.emplace_back(DType::F32, w.info.shape);
@@ -53,6 +54,11 @@ void Executor::set_loss(std::shared_ptr<const LossFunction> loss) {
     for (TensorId t : loss_outputs_) {
         const TensorId logits = graph_->tensor(t).logits;
         loss_uses_logits_.push_back(logits >= 0 && loss_->works_from_logits(graph_->tensor(logits).role));
+        if (options_.sequence && options_.sequence->sharded[static_cast<std::size_t>(t)]) {
+            throw InputError("output '" + graph_->tensor(t).name +
+                             "' holds one rank's share of the steps under sequence parallelism; a loss needs "
+                             "outputs that hold whole samples (pool over the steps first)");
+        }
     }
     gradients_ = plan_gradients(*graph_, loss_outputs_, loss_uses_logits_);
     plans_.clear();
@@ -63,7 +69,7 @@ ExecutionPlan& Executor::plan_for(std::int64_t batch, bool training) {
     auto& slot = plans_[{batch, training}];
     if (!slot) {
         slot = build_plan(PlanContext{*graph_, gradients_, loss_.get(), loss_outputs_, planned_threads(),
-                                      options_.session ? &*options_.session : nullptr},
+                                      options_.session ? &*options_.session : nullptr, options_.sequence.get()},
                           batch, training);
         ++stats_.plans_built;
         stats_.last_plan_requested = slot->layout.requested_bytes;
@@ -108,10 +114,34 @@ void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_
                         from + row_bytes * static_cast<std::size_t>(row), row_bytes);
         }
     };
+    // A sequence-parallel rank's share: of each row, the steps the shard holds, piece by piece.
+    auto gather_share = [&](const Tensor& source, std::byte* destination, const std::string& name) {
+        const SequenceShard& shard = options_.sequence->shard;
+        const std::size_t step_bytes = source.nbytes() / static_cast<std::size_t>(source.dim(0) * source.dim(1));
+        const std::size_t piece_bytes = step_bytes * static_cast<std::size_t>(shard.piece_steps());
+        const auto* from = static_cast<const std::byte*>(source.raw());
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const std::int64_t row = batch.rows.empty() ? r : batch.rows[static_cast<std::size_t>(r)];
+            if (row < 0 || row >= source.dim(0)) {
+                throw RunError("batch row " + std::to_string(row) + " is outside the " + std::to_string(source.dim(0)) +
+                               " rows of '" + name + "'");
+            }
+            std::byte* to = destination + static_cast<std::size_t>(r * shard.local_steps()) * step_bytes;
+            for (std::int64_t s = 0; s < shard.local_steps(); s += shard.piece_steps()) {
+                const std::int64_t global = row * shard.global_steps() + shard.global_position(s);
+                std::memcpy(to + static_cast<std::size_t>(s) * step_bytes,
+                            from + static_cast<std::size_t>(global) * step_bytes, piece_bytes);
+            }
+        }
+    };
     const Graph& g = *graph_;
     for (std::size_t i = 0; i < g.inputs().size(); ++i) {
         const TensorId t = g.inputs()[i];
-        gather(*batch.inputs[i], plan.buffer(plan.tensor_buffer[static_cast<std::size_t>(t)]), g.tensor(t).name);
+        std::byte* destination = plan.buffer(plan.tensor_buffer[static_cast<std::size_t>(t)]);
+        if (options_.sequence && options_.sequence->sharded[static_cast<std::size_t>(t)])
+            gather_share(*batch.inputs[i], destination, g.tensor(t).name);
+        else
+            gather(*batch.inputs[i], destination, g.tensor(t).name);
     }
     if (with_targets) {
         for (std::size_t i = 0; i < plan.target_buffer.size(); ++i)
@@ -207,6 +237,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
             NodeCall& call = *it;
             if (!call.runs_backward) continue;
             ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));  // as in forward
+            ctx.sequence_shard = shard_of(call.node);
             call_op(call.node, Pass::Backward, ctx, call.backward_args);
             for (const auto& acc : call.accumulate) {
                 add_into(reinterpret_cast<float*>(plan.buffer(acc.into)),
@@ -251,6 +282,7 @@ void Executor::run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_adva
             call.grad_weights.entries[k].data = weight_grads_[w].empty() ? nullptr : weight_grads_[w].raw();
         }
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
+        ctx.sequence_shard = shard_of(call.node);
         call_op(call.node, Pass::Forward, ctx, call.args);
         if (forward_observer_)
             forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
@@ -319,6 +351,10 @@ double Executor::run_loss(ExecutionPlan& plan, bool with_grad) const {
         total += loss_->evaluate(call);
     }
     return total;
+}
+
+const nng_sequence_shard* Executor::shard_of(NodeId node) const {
+    return options_.sequence && options_.sequence->sharded_call[static_cast<std::size_t>(node)] ? &shard_ : nullptr;
 }
 
 int Executor::planned_threads() const { return options_.threads > 0 ? options_.threads : omp_get_max_threads(); }

@@ -16,6 +16,7 @@
 #include "autograd/gradient_plan.hpp"
 #include "exec/loss.hpp"
 #include "exec/plan.hpp"
+#include "exec/sequence_parallel.hpp"
 #include "graph/graph.hpp"
 
 namespace nngraph {
@@ -27,6 +28,9 @@ struct ExecutorOptions {
     std::uint64_t seed = 0;  // dropout and other random ops derive their streams from it
     // Set for an executor that runs incremental-decoding sessions (run_session_step).
     std::optional<SessionShape> session;
+    // Set for a sequence-parallel rank: inputs are cut to its share of the steps, and the calls
+    // that read shares get the shard (nng_context.sequence_shard).
+    std::shared_ptr<const SequenceParallelism> sequence;
 };
 
 enum class StepKind {
@@ -173,6 +177,8 @@ private:
     bool profiling_ = false;
     std::vector<NodeTime> profile_;
     std::vector<std::byte> reorder_scratch_;  // one session buffer's rows while they are reordered
+    nng_sequence_shard shard_{};              // options_.sequence's, as op calls see it
+    const nng_sequence_shard* shard_of(NodeId node) const;
 };
 
 }  // namespace nngraph

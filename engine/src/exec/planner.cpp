@@ -129,6 +129,8 @@ private:
         for (TensorId t : g_.inputs()) {
             shape_of(t) = g_.tensor(t).info.shape;
             shape_of(t)[0] = plan_->batch;
+            if (context_.sequence && context_.sequence->sharded[static_cast<std::size_t>(t)])
+                shape_of(t)[1] = context_.sequence->shard.local_steps();
             if (context_.session && advances(t)) {
                 if (shape_of(t).size() < 2)
                     throw RunError("decoding: input '" + g_.tensor(t).name + "' has no steps axis to advance along");

@@ -10,6 +10,7 @@
 #include "autograd/gradient_plan.hpp"
 #include "exec/loss.hpp"
 #include "exec/plan.hpp"
+#include "exec/sequence_parallel.hpp"
 #include "graph/graph.hpp"
 
 namespace nngraph {
@@ -21,8 +22,9 @@ struct PlanContext {
     const GradientPlan& gradients;
     const LossFunction* loss = nullptr;
     const std::vector<TensorId>& loss_outputs;
-    int threads = 1;                        // of every op call: the slices of per-thread buffers
-    const SessionShape* session = nullptr;  // set for an incremental-decoding session's plan
+    int threads = 1;                                // of every op call: the slices of per-thread buffers
+    const SessionShape* session = nullptr;          // set for an incremental-decoding session's plan
+    const SequenceParallelism* sequence = nullptr;  // set on a sequence-parallel rank: inputs hold shares
 };
 
 // Throws RunError naming the node when an op rejects its concrete shapes.

@@ -159,9 +159,9 @@ public:
         spec.sequential = sequential;
         check_keys(root, "", "model file",
                    sequential ? std::vector<std::string>{"name", "input", "layers", "training", "data", "plugins",
-                                                         "dtype_policy"}
+                                                         "dtype_policy", "sequence_parallel"}
                               : std::vector<std::string>{"name", "inputs", "nodes", "outputs", "training", "data",
-                                                         "plugins", "dtype_policy"});
+                                                         "plugins", "dtype_policy", "sequence_parallel"});
         spec.name = root["name"] ? scalar<std::string>(root["name"], "", "'name'") : "model";
         if (root["dtype_policy"]) {
             spec.dtype_policy = parse_precision(scalar<std::string>(root["dtype_policy"], "", "'dtype_policy'"),
@@ -169,6 +169,14 @@ public:
             dtype_policy_where_ = SourceLocation::of(file_, root["dtype_policy"]);
         }
         dtype_policy_ = spec.dtype_policy;
+        if (const YAML::Node n = root["sequence_parallel"]) {
+            const std::string value = scalar<std::string>(n, "", "'sequence_parallel'");
+            if (value != "auto" && value != "true" && value != "false")
+                throw error(n, "", "'sequence_parallel' is auto, true or false, not '" + value + "'");
+            spec.sequence_parallel = value == "auto"   ? SequenceParallelRequest::Auto
+                                     : value == "true" ? SequenceParallelRequest::On
+                                                       : SequenceParallelRequest::Off;
+        }
         if (sequential)
             parse_sequential(root, spec);
         else

@@ -48,6 +48,10 @@ struct InputSpec {
     SourceLocation where;
 };
 
+// `sequence_parallel:` of a model file: under mpirun, whether every rank runs a share of every
+// sample's steps. Auto: when an op spreads the sequence over the ranks itself (ring attention).
+enum class SequenceParallelRequest { Auto, On, Off };
+
 struct ModelSpec {
     std::filesystem::path path;
     std::string file;  // path as given, for messages
@@ -60,6 +64,7 @@ struct ModelSpec {
     YAML::Node training;                                 // null when absent
     YAML::Node data;                                     // null when absent
     nng_precision dtype_policy = NNG_PRECISION_FLOAT32;  // `dtype_policy:`, every node's default
+    SequenceParallelRequest sequence_parallel = SequenceParallelRequest::Auto;
 };
 
 // Parses a model file; throws InputError with file, line and column for every malformed part.

@@ -152,6 +152,10 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
     result.forward_bytes = io.forward_bytes;
     result.backward_flops = io.backward_flops;
     result.backward_bytes = io.backward_bytes;
+    if (io.sequence_role < NNG_SEQUENCE_REFUSED || io.sequence_role > NNG_SEQUENCE_SPREADS)
+        return invalid("sequence role " + std::to_string(io.sequence_role));
+    result.sequence_role = static_cast<nng_sequence_role>(io.sequence_role);
+    result.sequence_layout = io.sequence_layout == NNG_SHARD_ZIGZAG ? NNG_SHARD_ZIGZAG : NNG_SHARD_CONTIGUOUS;
     if (const std::int32_t k = io.inference_identity; k >= 0) {
         if (k >= io.num_inputs)
             return invalid("inference identity with input " + std::to_string(k) + " of " +

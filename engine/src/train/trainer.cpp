@@ -23,7 +23,7 @@ void allreduce_sum(dist::Communicator& comm, BatchTally& tally) {
 }  // namespace
 
 Trainer::Trainer(Executor& executor, TrainingConfig config)
-    : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()) {
+    : executor_(executor), config_(std::move(config)), comm_(&dist::single_process()), rows_comm_(comm_) {
     if (config_.loss.empty()) {
         throw InputError(executor_.graph().spec().file +
                          ": training needs a loss: add 'training: {loss: ...}' to the model file");
@@ -175,16 +175,20 @@ Trainer::~Trainer() {
 
 void Trainer::set_communicator(dist::Communicator& comm, std::size_t bucket_bytes, dist::Overlap overlap) {
     comm_ = &comm;
+    const SequenceParallelism* sequence = executor_.options().sequence.get();
+    rows_comm_ = sequence ? &dist::single_process() : &comm;
     reducer_.reset();
     executor_.set_on_gradient_ready({});
     if (comm.size() == 1) return;
     reducer_ = std::make_unique<dist::GradientReducer>(comm, executor_.weight_grads(), bucket_bytes, overlap);
+    for (std::size_t w = 0; sequence && w < sequence->partial_grads.size(); ++w)
+        reducer_->sum_over_ranks(w, !sequence->partial_grads[w]);
     // Backward hands each gradient over as soon as it is final, so buckets go out while it runs on.
     executor_.set_on_gradient_ready([this](WeightId w) { reducer_->ready(static_cast<std::size_t>(w)); });
 }
 
 BatchTally Trainer::train_step(const Dataset& train, BatchRef& batch, const std::int64_t* rows, std::int64_t count) {
-    const dist::Share mine = dist::share_of(count, comm_->rank(), comm_->size());
+    const dist::Share mine = dist::share_of(count, rows_comm_->rank(), rows_comm_->size());
     BatchTally tally;
     *batch_weight_ = 0.0;
     // The weight is asked for once the loss has run, before backward hands over any gradient.
@@ -206,9 +210,9 @@ BatchTally Trainer::train_step(const Dataset& train, BatchRef& batch, const std:
         }
     }
     if (reducer_) reducer_->finish();
-    allreduce_sum(*comm_, tally);
+    allreduce_sum(*rows_comm_, tally);
     if (!step_metrics_.empty()) {
-        for (std::span<double> state : step_metrics_.states()) comm_->allreduce_sum(state);
+        for (std::span<double> state : step_metrics_.states()) rows_comm_->allreduce_sum(state);
         epoch_metrics_.add(step_metrics_);
         step_metrics_.reset();
     }
@@ -227,7 +231,7 @@ Scores Trainer::evaluate(const Dataset& data) {
     const std::int64_t n = data.size();
     const std::uint64_t first_step = executor_.step_count();
     // Each rank scores its contiguous share of the set; the sums over all ranks are the whole set's.
-    const dist::Share mine = dist::share_of(n, comm_->rank(), comm_->size());
+    const dist::Share mine = dist::share_of(n, rows_comm_->rank(), rows_comm_->size());
     std::vector<std::int64_t> rows(static_cast<std::size_t>(mine.count));
     std::iota(rows.begin(), rows.end(), mine.offset);
     BatchTally tally;
@@ -239,8 +243,8 @@ Scores Trainer::evaluate(const Dataset& data) {
         tally_batch(data, rows.data() + begin, count, loss, tally);
         if (!evaluation_metrics_.empty()) update_metrics(evaluation_metrics_, data, rows.data() + begin, count);
     }
-    allreduce_sum(*comm_, tally);
-    for (std::span<double> state : evaluation_metrics_.states()) comm_->allreduce_sum(state);
+    allreduce_sum(*rows_comm_, tally);
+    for (std::span<double> state : evaluation_metrics_.states()) rows_comm_->allreduce_sum(state);
     // Every rank counts the steps one process would have run, so the random streams stay in step.
     executor_.set_step_count(first_step +
                              static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));

@@ -137,6 +137,9 @@ private:
     // What the last run's loss averaged over (loss_weight.hpp), filled in by the loss as it runs.
     std::shared_ptr<double> batch_weight_ = std::make_shared<double>(0.0);
     dist::Communicator* comm_;
+    // The ranks a batch's rows are split over: comm_, or this process alone when every rank holds
+    // the whole batch (sequence parallelism: the ranks split the steps instead).
+    dist::Communicator* rows_comm_;
     std::unique_ptr<dist::GradientReducer> reducer_;  // with more than one rank
     std::vector<std::unique_ptr<Callback>> extra_callbacks_;
     std::vector<std::unique_ptr<Callback>> callbacks_;  // those of the running fit
