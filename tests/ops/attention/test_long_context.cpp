@@ -214,6 +214,23 @@ TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
          "num_heads: 2, key_dim: 4, use_causal_mask: true");
 }
 
+TEST_CASE("ring attention without a sequence shard is blockwise attention on the whole sequence") {
+    // One process, 2 threads: the ring core's pairs and merges with a single block, cross-attention
+    // lengths and every kind of fully masked row included (the sharded cases run under mpirun, in
+    // tests/dist/test_ring_attention.cpp).
+    const auto both = [&](const std::string& label, const Setup& s, const std::string& attrs) {
+        check_same(label, s, "{" + attrs + ", implementation: blockwise}", "{" + attrs + ", implementation: ring}");
+    };
+    both("Attention, masks, causal, dropout", {"Attention", {seq(2, 150, 8), seq(2, 150, 8)}, {true, true}},
+         "use_causal_mask: true, dropout: 0.3, seed: 4, use_scale: true");
+    both("Attention, every key of a sample masked",
+         {"Attention", {seq(2, 70, 6), seq(2, 90, 6)}, {true, true}, empty_mask(1)}, "score_mode: dot");
+    both("MultiHeadAttention cross, window", {"MultiHeadAttention", {seq(2, 70, 6), seq(2, 130, 5)}, {true, true}},
+         "num_heads: 3, key_dim: 4, window: 20");
+    both("MultiHeadAttention, masked queries attend uniformly", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}},
+         "num_heads: 2, key_dim: 8, use_causal_mask: true");
+}
+
 TEST_CASE("patterns that allow every pair equal dense attention, gradients included") {
     const Setup s{"Attention", {seq(2, 130, 8), seq(2, 130, 8)}, {true, true}};
     check_same("window >= steps", s, "{}", "{window: 200}");
@@ -359,6 +376,8 @@ TEST_CASE("long-context attributes are checked") {
     CHECK(message("Attention", "{adaptive_span: {max_span: 8, init: 9}}").find("adaptive_span.init") !=
           std::string::npos);
     CHECK(message("Attention", "{implementation: sparse}").find("implementation") != std::string::npos);
+    CHECK(message("Attention", "{implementation: ring, sparsity: {block_size: 4}}").find("ring takes only a window") !=
+          std::string::npos);
     CHECK(message("Attention", "{implementation: blockwise, score_mode: concat}").find("score_mode") !=
           std::string::npos);
     CHECK(message("MultiHeadAttention", "{num_heads: 1, key_dim: 4, window: -3}").find("window") != std::string::npos);
