@@ -541,7 +541,8 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
         t.kind[r] = kind;
         any[static_cast<int>(kind)] = true;
     }
-    if (!any[static_cast<int>(RowKind::kNormal)] && !any[static_cast<int>(RowKind::kFallback)]) return;
+    // A tile without normal or fallback rows still goes on to the end: its dq rows must be written
+    // (zeros), since the caller's dq holds whatever its memory held before.
     const Rows dO = rows_of(dout, g), out = rows_of(p.out, g);
     pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.q_rows, plan.dkp);
     pack_rows_transposed(rows_of(p.q, g), i0, rows, p.dk, t.q_columns);

@@ -1,7 +1,7 @@
 // The long-context cores against the dense core and against plain loops:
 //   - blockwise equals dense (outputs, input and weight gradients, to 1e-5) with and without
 //     masks, causal and not, with dropout under a fixed seed, fully masked rows included, over
-//     lengths that cut tiles of 64 in every way;
+//     lengths that cut tiles of 64 in every way, and on a second call that masks a whole query tile;
 //   - a sliding window (with global tokens) and block-sparse attention equal dense attention under
 //     the matching explicit (query, key) mask, built here as a loop in double; patterns wide enough
 //     to allow everything equal the dense op, gradients included;
@@ -89,20 +89,20 @@ void fill(OpRunner& r, const Setup& s, std::uint64_t seed) {
     if (s.prepare) s.prepare(r);
 }
 
-// Runs `a` and `b` (two attribute sets of one op) on the same inputs, masks, weights and seed, in
-// training (dropout drawing), and checks outputs and every gradient agree. Both run on 2 threads
-// unless `a_threads` says otherwise.
-void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b,
-                std::uint64_t seed = 5, int a_threads = 2) {
-    CAPTURE(label);
-    OpRunner ra(s.op, a, s.inputs, s.masks, true), rb(s.op, b, s.inputs, s.masks, true);
-    fill(ra, s, seed);
+// Gives `rb` the inputs, masks and weights of `ra`.
+void copy_arguments(const Setup& s, OpRunner& ra, OpRunner& rb) {
     for (std::size_t i = 0; i < s.inputs.size(); ++i) {
         rb.inputs()[i] = ra.inputs()[i];
         if (i < s.masks.size() && s.masks[i]) rb.input_masks()[i] = ra.input_masks()[i];
     }
     REQUIRE(ra.weights().size() == rb.weights().size());
     for (std::size_t k = 0; k < ra.weights().size(); ++k) rb.weights()[k] = ra.weights()[k];
+}
+
+// Runs `ra` and `rb` (two attribute sets of one op, given the same arguments) in training
+// (dropout drawing), `ra` on `a_threads` threads and `rb` on 2, and checks outputs and every
+// gradient agree.
+void compare_runs(const std::string& label, OpRunner& ra, OpRunner& rb, std::uint64_t seed, int a_threads) {
     ra.forward(true, seed, false, a_threads);
     rb.forward(true, seed, false, 2);
     check_close(rb.outputs()[0], values(ra.outputs()[0]), label + ": output");
@@ -119,6 +119,18 @@ void check_same(const std::string& label, const Setup& s, const std::string& a, 
         check_close(rb.grad_weights()[k], values(ra.grad_weights()[k]),
                     label + ": gradient of " + ra.shapes().weights[k].name, kWeightGradientTolerance);
     }
+}
+
+// Runs `a` and `b` (two attribute sets of one op) on the same inputs, masks, weights and seed, in
+// training (dropout drawing), and checks outputs and every gradient agree. Both run on 2 threads
+// unless `a_threads` says otherwise.
+void check_same(const std::string& label, const Setup& s, const std::string& a, const std::string& b,
+                std::uint64_t seed = 5, int a_threads = 2) {
+    CAPTURE(label);
+    OpRunner ra(s.op, a, s.inputs, s.masks, true), rb(s.op, b, s.inputs, s.masks, true);
+    fill(ra, s, seed);
+    copy_arguments(s, ra, rb);
+    compare_runs(label, ra, rb, seed, a_threads);
 }
 
 TensorInfo seq(std::int64_t batch, std::int64_t steps, std::int64_t dim) { return {DType::F32, {batch, steps, dim}}; }
@@ -229,6 +241,30 @@ TEST_CASE("ring attention without a sequence shard is blockwise attention on the
          "num_heads: 3, key_dim: 4, window: 20");
     both("MultiHeadAttention, masked queries attend uniformly", {"MultiHeadAttention", {seq(2, 100, 12)}, {true}},
          "num_heads: 2, key_dim: 8, use_causal_mask: true");
+}
+
+// Buffers and gradients keep what the last call wrote (the executor reuses them between steps and
+// ops), so every row of the query gradient must be written, zeros included. The second call masks
+// the first 64 query steps of sample 1, a whole query tile that the first call kept.
+TEST_CASE("blockwise equals dense when a later call masks a whole query tile") {
+    const std::vector<Setup> setups = {{"MultiHeadAttention", {seq(2, 70, 6)}, {true}},
+                                       {"Attention", {seq(2, 70, 6), seq(2, 70, 6)}, {true, true}}};
+    for (const Setup& s : setups) {
+        const std::string dense = s.op == "Attention" ? "{}" : "{num_heads: 2, key_dim: 4}";
+        const std::string blockwise = s.op == "Attention" ? "{implementation: blockwise}"
+                                                          : "{num_heads: 2, key_dim: 4, implementation: blockwise}";
+        CAPTURE(s.op);
+        OpRunner ra(s.op, dense, s.inputs, s.masks, true), rb(s.op, blockwise, s.inputs, s.masks, true);
+        fill(ra, s, 5);
+        std::ranges::fill(ra.input_masks()[0].values<std::uint8_t>(), std::uint8_t{1});
+        copy_arguments(s, ra, rb);
+        compare_runs(s.op + ", every step kept", ra, rb, 5, 2);
+        Tensor& mask = ra.input_masks()[0];
+        std::fill(mask.data<std::uint8_t>() + mask.dim(1), mask.data<std::uint8_t>() + mask.dim(1) + 64,
+                  std::uint8_t{0});
+        copy_arguments(s, ra, rb);
+        compare_runs(s.op + ", sample 1's first query tile masked", ra, rb, 6, 2);
+    }
 }
 
 TEST_CASE("patterns that allow every pair equal dense attention, gradients included") {
