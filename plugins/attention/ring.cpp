@@ -289,19 +289,18 @@ CoreWork RingCore::work(const Problem& p) const {
     return blocks_.work(share);
 }
 
-BufferList RingCore::buffers(const Problem& p, bool training) const {
-    BufferList list;
-    declare(p, training, list);
-    return list;
+const DeclaredBuffers<BufferShape, RingCore::Ids>::Entry& RingCore::declared(const Problem& p, bool training) const {
+    return declared_.get(BufferShape(p, training), [&](BufferList& list) { return declare(p, training, list); });
 }
+
+const BufferList& RingCore::buffers(const Problem& p, bool training) const { return declared(p, training).list; }
 
 RingTimes ring_times() { return {g_call_nanoseconds.load(), g_wait_nanoseconds.load()}; }
 
 void RingCore::forward(const Problem& p, const Buffers& buffers) const {
     const Stopwatch call(g_call_nanoseconds);
     const Split s(p);
-    BufferList list;
-    const Ids ids = declare(p, buffers.training(), list);
+    const Ids ids = declared(p, buffers.training()).ids;
     Part parts[kMaxParts];
     const int part_count = parts_of(s, parts);
     const std::int64_t kv = s.groups * p.tv * (p.dk + p.dv);
@@ -376,8 +375,7 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
                         const CoreGradients& grads) const {
     const Stopwatch call(g_call_nanoseconds);
     const Split s(p);
-    BufferList list;
-    const Ids ids = declare(p, buffers.training(), list);
+    const Ids ids = declared(p, buffers.training()).ids;
     const float* stats = buffers.floats(ids.stats);
     if (!stats) throw std::logic_error("attention ring core: backward without the forward's row statistics");
     const std::int64_t G = s.groups, keys = G * p.tv * p.dk, values = G * p.tv * p.dv, kv = keys + values;

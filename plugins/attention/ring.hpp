@@ -27,7 +27,7 @@ public:
         : pattern_(pattern), blocks_(pattern, BlockwiseCore::Statistics::kEveryCall) {}
 
     CoreWork work(const Problem& p) const override;
-    BufferList buffers(const Problem& p, bool training) const override;
+    const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
@@ -36,9 +36,11 @@ public:
 private:
     struct Ids;
     Ids declare(const Problem& p, bool training, BufferList& list) const;
+    const DeclaredBuffers<BufferShape, Ids>::Entry& declared(const Problem& p, bool training) const;
 
     Pattern pattern_;
     BlockwiseCore blocks_;  // computes every (query piece, key piece) pair
+    DeclaredBuffers<BufferShape, Ids> declared_;
 };
 
 // What this process's ring cores have spent, for the plugin's counters: nanoseconds inside their
