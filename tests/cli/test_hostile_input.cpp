@@ -558,3 +558,35 @@ TEST_CASE("predict warns when inputs make outputs non-finite") {
         r, "nngraph: warning: 1 of the 3 values of output 'y' are not finite (NaN or infinite); check the inputs in " +
                file));
 }
+
+TEST_CASE("a .keras file whose HDF5 part makes the library crash or loop is refused, naming the file") {
+    // Keras 3.6+ files with a byte changed in the global heap that holds the layer names: the HDF5
+    // library crashes (SIGSEGV in H5HG_read) or loops for ever on these when it reads them in the
+    // nngraph process; the fuzz corpus keeps them.
+    TempDir dir;
+    const std::filesystem::path corpus = source_dir() / "tests/fuzz/corpus/fuzz_keras_file";
+    // Under AddressSanitizer the library's overlapping memcpy ends the child (exit 1) before the SIGSEGV.
+    const std::vector<std::string> crashed{"crashed with signal 11 (Segmentation fault)", "ended with exit status 1"};
+    struct Case {
+        std::string input;
+        std::vector<std::string> ended;
+    };
+    for (const Case& c : std::vector<Case>{{"crash_global_heap_layer_name", crashed},
+                                           {"crash_global_heap_layer_name_2", crashed},
+                                           {"hang_global_heap_layer_name", {"gave no answer within 10.0 s"}}}) {
+        CAPTURE(c.input);
+        const std::string keras = (corpus / c.input).string();
+        const TimedResult run = run_within({"import", keras, "--out", (dir / "model.yaml").string(), "--weights-out",
+                                            (dir / "weights.safetensors").string()},
+                                           std::chrono::seconds(60));
+        CAPTURE(run.result.err);
+        CHECK_FALSE(run.result.crashed);
+        CHECK(run.result.status == 2);
+        CHECK(std::any_of(c.ended.begin(), c.ended.end(), [&](const std::string& ended) {
+            return says(run.result, "'" + keras + "': model.weights.h5: the HDF5 library " + ended +
+                                        " while reading the layer name stored at 'layers/embedding/vars'; the file "
+                                        "is damaged");
+        }));
+        CHECK_FALSE(std::filesystem::exists(dir / "model.yaml"));
+    }
+}

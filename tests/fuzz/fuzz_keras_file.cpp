@@ -1,9 +1,24 @@
 // The .keras import: the zip, config.json, metadata.json and model.weights.h5 (through the HDF5
-// library) and their conversion to a model file. Sizes are bounded below the defaults so a zip bomb
-// or a forged dimension ends in InputError quickly; anything else escaping is a bug.
+// library, in the child process the import reads it in) and their conversion to a model file.
+// Sizes are bounded below the defaults so a zip bomb or a forged dimension ends in InputError
+// quickly; anything else escaping is a bug.
+#include <pthread.h>
+
 #include "fuzz_input.hpp"
 #include "keras/keras_import.hpp"
 #include "nngraph/error.hpp"
+
+extern "C" __attribute__((weak)) void __sanitizer_set_death_callback(void (*callback)());
+
+// When the HDF5 library misbehaves in the import's child process, AddressSanitizer (which sees its
+// memcpy calls) ends the child; libFuzzer's death callback, inherited through fork, would then keep
+// the input as a crash of this process, which lives on and gets the import's InputError.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+    pthread_atfork(nullptr, nullptr, [] {
+        if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
+    });
+    return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static nngraph::fuzz::InputFile file("model.keras");
@@ -12,6 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     limits.archive.weights_bytes = 8 << 20;
     limits.archive.entries = 64;
     limits.weights.elements = 1 << 20;
+    // Below libFuzzer's -timeout, so that the HDF5 library looping on a damaged file is answered by
+    // the import's own deadline (InputError), as a user would see it.
+    limits.weights.answer_time = std::chrono::seconds(2);
     limits.json_depth = 32;
     try {
         const nngraph::KerasImport imported = nngraph::keras::import_keras_file(file.write(data, size), limits);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "keras/keras_converter.hpp"
+#include "keras/keras_isolated_weights.hpp"
 #include "nngraph/error.hpp"
 
 namespace nngraph {
@@ -54,7 +55,8 @@ KerasImport import_keras_file(const std::filesystem::path& path, const ImportLim
     }
     if (archive.weights.empty())
         throw InputError(label + " has no model.weights.h5: nothing to import the weights from");
-    const WeightsFile weights(archive.weights, label + ": model.weights.h5", limits.weights);
+    // The HDF5 library can crash on a damaged file: it reads in a child process (see keras_isolated_weights.hpp).
+    const IsolatedWeightsFile weights(archive.weights, label + ": model.weights.h5", limits.weights);
     try {
         Conversion conversion = convert_keras_model(config, weights, label);
         return KerasImport{std::move(conversion.model_file), std::move(conversion.weights),

@@ -11,7 +11,7 @@
 namespace nngraph::keras {
 namespace {
 
-static_assert(std::is_same_v<hid_t, std::int64_t>, "WeightsFile keeps the file's hid_t as std::int64_t");
+static_assert(std::is_same_v<hid_t, std::int64_t>, "Hdf5WeightsFile keeps the file's hid_t as std::int64_t");
 
 // An HDF5 identifier closed by its own close function.
 class Handle {
@@ -56,9 +56,9 @@ std::string vars_path(const std::string& path) { return path.empty() ? "vars" : 
 
 }  // namespace
 
-// The library prints its error stack to stderr by default; while a WeightsFile lives its errors
+// The library prints its error stack to stderr by default; while an Hdf5WeightsFile lives its errors
 // become exceptions instead, and the handler the program had comes back afterwards.
-struct WeightsFile::ErrorReporting {
+struct Hdf5WeightsFile::ErrorReporting {
     H5E_auto2_t handler = nullptr;
     void* data = nullptr;
     ErrorReporting() {
@@ -68,7 +68,7 @@ struct WeightsFile::ErrorReporting {
     ~ErrorReporting() { H5Eset_auto2(H5E_DEFAULT, handler, data); }
 };
 
-WeightsFile::WeightsFile(const std::string& image, std::string label, const WeightsLimits& limits)
+Hdf5WeightsFile::Hdf5WeightsFile(const std::string& image, std::string label, const WeightsLimits& limits)
     : error_reporting_(std::make_unique<ErrorReporting>()), label_(std::move(label)), limits_(limits) {
     if (image.empty()) throw InputError(label_ + " is empty: expected an HDF5 file of the model's weights");
     Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -81,13 +81,13 @@ WeightsFile::WeightsFile(const std::string& image, std::string label, const Weig
     if (file_ < 0) throw InputError(label_ + " is not an HDF5 file (expected Keras's model.weights.h5)");
 }
 
-WeightsFile::~WeightsFile() {
+Hdf5WeightsFile::~Hdf5WeightsFile() {
     if (file_ >= 0) H5Fclose(file_);
 }
 
-bool WeightsFile::has_group(const std::string& path) const { return is_group(file_, path); }
+bool Hdf5WeightsFile::has_group(const std::string& path) const { return is_group(file_, path); }
 
-std::vector<Tensor> WeightsFile::variables(const std::string& path) const {
+std::vector<Tensor> Hdf5WeightsFile::variables(const std::string& path) const {
     std::vector<Tensor> result;
     const std::string group = vars_path(path);
     if (!is_group(file_, group)) return result;
@@ -140,7 +140,7 @@ std::vector<Tensor> WeightsFile::variables(const std::string& path) const {
     return result;
 }
 
-std::optional<std::string> WeightsFile::stored_name(const std::string& path) const {
+std::optional<std::string> Hdf5WeightsFile::stored_name(const std::string& path) const {
     const std::string group = vars_path(path);
     if (!is_group(file_, group) || H5Aexists_by_name(file_, group.c_str(), "name", H5P_DEFAULT) <= 0) {
         return std::nullopt;
@@ -173,7 +173,7 @@ std::optional<std::string> WeightsFile::stored_name(const std::string& path) con
     return name;
 }
 
-std::int64_t WeightsFile::count_variables(const std::string& path) const {
+std::int64_t Hdf5WeightsFile::count_variables(const std::string& path) const {
     if (!is_group(file_, path)) return 0;
     std::int64_t count = 0;
     H5Ovisit_by_name(
