@@ -121,7 +121,10 @@ void run_bench(const BenchOptions& o) {
                           {"num_cpus", sysconf(_SC_NPROCESSORS_ONLN)},
                           {"library_build_type", "release"},
                           {"model", o.model}};
-        const auto [unit, per_second] = time_unit_for(median);
+        // Named copies rather than a structured binding, which lambdas capture only from clang 16.
+        const std::pair<const char*, double> chosen_unit = time_unit_for(median);
+        const char* const unit = chosen_unit.first;
+        const double per_second = chosen_unit.second;
         // Every figure of one repetition; an aggregate row holds the same statistic of each, as
         // Google Benchmark aggregates its counters.
         struct Row {
