@@ -95,6 +95,20 @@ struct Slot {
     std::uint8_t* mask;
 };
 
+// Starts one ring step's transfers of a block: `coming` receives what the previous rank holds, while
+// `here` goes on to the next rank (its key mask only when the problem has one).
+void pass_block_on(const Problem& p, const Split& s, const Slot& here, const Slot& coming, bool key_mask,
+                   nng::CommRequest (&transfers)[6]) {
+    const std::size_t keys = s.groups * p.tv * p.dk, values = s.groups * p.tv * p.dv;
+    const std::size_t mask = key_mask ? s.batch * p.tv : 0;
+    transfers[0] = p.comm.irecv(std::span(coming.keys, keys), s.previous(), kKeysTag);
+    transfers[1] = p.comm.irecv(std::span(coming.values, values), s.previous(), kValuesTag);
+    transfers[2] = p.comm.irecv(std::span(coming.mask, mask), s.previous(), kMasksTag);
+    transfers[3] = p.comm.isend(std::span(here.keys, keys), s.next(), kKeysTag);
+    transfers[4] = p.comm.isend(std::span(here.values, values), s.next(), kValuesTag);
+    transfers[5] = p.comm.isend(std::span(here.mask, mask), s.next(), kMasksTag);
+}
+
 onednn::View packed_view(float* data, std::int64_t groups, std::int64_t rows, std::int64_t d) {
     onednn::View v;
     v.data = data;
@@ -323,16 +337,7 @@ void RingCore::forward(const Problem& p, const Buffers& buffers) const {
         const Slot& here = slots[step % 2];
         const Slot& coming = slots[(step + 1) % 2];
         nng::CommRequest transfers[6];
-        if (step + 1 < s.ranks) {
-            const std::size_t keys = s.groups * p.tv * p.dk, values = s.groups * p.tv * p.dv;
-            const std::size_t mask = key_mask ? s.batch * p.tv : 0;
-            transfers[0] = p.comm.irecv(std::span(coming.keys, keys), s.previous(), kKeysTag);
-            transfers[1] = p.comm.irecv(std::span(coming.values, values), s.previous(), kValuesTag);
-            transfers[2] = p.comm.irecv(std::span(coming.mask, mask), s.previous(), kMasksTag);
-            transfers[3] = p.comm.isend(std::span(here.keys, keys), s.next(), kKeysTag);
-            transfers[4] = p.comm.isend(std::span(here.values, values), s.next(), kValuesTag);
-            transfers[5] = p.comm.isend(std::span(here.mask, mask), s.next(), kMasksTag);
-        }
+        if (step + 1 < s.ranks) pass_block_on(p, s, here, coming, key_mask, transfers);
         const int origin = s.origin(step);
         if (uniform_rows) {
             for (std::int64_t g = 0; g < s.groups; ++g)
@@ -416,15 +421,7 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
         const Slot& here = slots[step % 2];
         const Slot& coming = slots[(step + 1) % 2];
         nng::CommRequest transfers[6];
-        if (step + 1 < s.ranks) {
-            const std::size_t mask = key_mask ? s.batch * p.tv : 0;
-            transfers[0] = p.comm.irecv(std::span(coming.keys, keys), s.previous(), kKeysTag);
-            transfers[1] = p.comm.irecv(std::span(coming.values, values), s.previous(), kValuesTag);
-            transfers[2] = p.comm.irecv(std::span(coming.mask, mask), s.previous(), kMasksTag);
-            transfers[3] = p.comm.isend(std::span(here.keys, keys), s.next(), kKeysTag);
-            transfers[4] = p.comm.isend(std::span(here.values, values), s.next(), kValuesTag);
-            transfers[5] = p.comm.isend(std::span(here.mask, mask), s.next(), kMasksTag);
-        }
+        if (step + 1 < s.ranks) pass_block_on(p, s, here, coming, key_mask, transfers);
         if (step > 0) {
             // The block's gradients so far, from the rank that computed on it last step.
             wait_for(gradient_sends[step % 2]);

@@ -42,6 +42,33 @@ inline void check_same_log(const std::filesystem::path& got, const std::filesyst
     }
 }
 
+// Every tensor of `expected` in `got`, of the same shape and type: other types bit for bit, floats
+// within 1e-5 of the tensor's largest entry (taken as at least `least_scale`), since the ranks sum in
+// another order than one process. Returns the worst difference relative to that scale.
+inline double check_same_tensors(const TensorFile& got, const TensorFile& expected, double least_scale = 0.0) {
+    double worst = 0.0;
+    for (const auto& [tensor_name, want] : expected.tensors) {
+        CAPTURE(tensor_name);
+        REQUIRE(got.tensors.count(tensor_name) == 1);
+        const Tensor& have = got.tensors.at(tensor_name);
+        REQUIRE(have.shape() == want.shape());
+        REQUIRE(have.dtype() == want.dtype());
+        if (want.dtype() != DType::F32) {
+            CHECK(std::string(static_cast<const char*>(have.raw()), have.nbytes()) ==
+                  std::string(static_cast<const char*>(want.raw()), want.nbytes()));
+            continue;
+        }
+        double largest = least_scale, difference = 0.0;
+        for (std::int64_t i = 0; i < want.numel(); ++i) {
+            largest = std::max(largest, double(std::abs(want.data<float>()[i])));
+            difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
+        }
+        CHECK(difference <= 1e-5 * largest);
+        worst = std::max(worst, largest > 0.0 ? difference / largest : difference);
+    }
+    return worst;
+}
+
 // The same weights and optimiser state to 1e-5, relative to each tensor's largest entry (the ranks
 // sum in another order than one process), and the same epochs, steps and seed.
 inline void check_same_checkpoint(const TensorFile& got, const TensorFile& expected, int ranks) {
@@ -56,25 +83,7 @@ inline void check_same_checkpoint(const TensorFile& got, const TensorFile& expec
             CHECK(got.metadata.at(key) == value);
     }
     REQUIRE(got.tensors.size() == expected.tensors.size());
-    double worst = 0.0;
-    for (const auto& [tensor_name, want] : expected.tensors) {
-        CAPTURE(tensor_name);
-        const Tensor& have = got.tensors.at(tensor_name);
-        REQUIRE(have.shape() == want.shape());
-        REQUIRE(have.dtype() == want.dtype());
-        if (want.dtype() != DType::F32) {
-            CHECK(std::string(static_cast<const char*>(have.raw()), have.nbytes()) ==
-                  std::string(static_cast<const char*>(want.raw()), want.nbytes()));
-            continue;
-        }
-        double largest = 0.0, difference = 0.0;
-        for (std::int64_t i = 0; i < want.numel(); ++i) {
-            largest = std::max(largest, double(std::abs(want.data<float>()[i])));
-            difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
-        }
-        CHECK(difference <= 1e-5 * largest);
-        worst = std::max(worst, difference / largest);
-    }
+    const double worst = check_same_tensors(got, expected);
     MESSAGE(ranks << " ranks: weights and optimiser state within " << worst
                   << " of one process, relative to each tensor's largest entry");
 }

@@ -13,6 +13,7 @@
 #include "cli_runner.hpp"
 #include "mpirun.hpp"
 #include "nngraph/safetensors.hpp"
+#include "same_run.hpp"
 #include "temp_dir.hpp"
 
 using namespace nngraph;
@@ -123,30 +124,6 @@ std::pair<int, std::string> run_ranks(const TempDir& dir, int ranks, const std::
     return {*status, job.err()};
 }
 
-// Every tensor of `expected` in `got`, of the same shape, within 1e-5 of the tensor's largest entry
-// (at least 1): the ranks add their steps' terms in another order than one process does.
-void check_same_tensors(const TensorFile& got, const TensorFile& expected) {
-    for (const auto& [name, want] : expected.tensors) {
-        CAPTURE(name);
-        REQUIRE(got.tensors.count(name) == 1);
-        const Tensor& have = got.tensors.at(name);
-        REQUIRE(have.shape() == want.shape());
-        REQUIRE(have.dtype() == want.dtype());
-        if (want.dtype() != DType::F32) {
-            CHECK(std::equal(static_cast<const char*>(have.raw()), static_cast<const char*>(have.raw()) + have.nbytes(),
-                             static_cast<const char*>(want.raw()),
-                             static_cast<const char*>(want.raw()) + want.nbytes()));
-            continue;
-        }
-        double largest = 1.0, difference = 0.0;
-        for (std::int64_t i = 0; i < want.numel(); ++i) {
-            largest = std::max(largest, double(std::abs(want.data<float>()[i])));
-            difference = std::max(difference, double(std::abs(have.data<float>()[i] - want.data<float>()[i])));
-        }
-        CHECK(difference <= 1e-5 * largest);
-    }
-}
-
 }  // namespace
 
 // A causal ring attention between the features and the pooling: the zigzag layout.
@@ -187,10 +164,10 @@ TEST_CASE("predict and grad on 2, 3 and 4 ranks, each on a share of the steps, e
                               g = "g" + std::to_string(ranks) + ".safetensors";
             const auto [predict_status, predict_err] = run_ranks(dir, ranks, predict_args((dir / p).string()));
             REQUIRE_MESSAGE(predict_status == 0, predict_err);
-            check_same_tensors(read_safetensors(dir / p), expected_outputs);
+            check_same_tensors(read_safetensors(dir / p), expected_outputs, 1.0);
             const auto [grad_status, grad_err] = run_ranks(dir, ranks, grad_args((dir / g).string()));
             REQUIRE_MESSAGE(grad_status == 0, grad_err);
-            check_same_tensors(read_safetensors(dir / g), expected_grads);
+            check_same_tensors(read_safetensors(dir / g), expected_grads, 1.0);
         }
     }
 }
@@ -221,7 +198,7 @@ TEST_CASE("training on 2 ranks, with dropout drawn by global positions, equals o
         else
             CHECK(got.metadata.at(key) == value);
     }
-    check_same_tensors(got, expected);
+    check_same_tensors(got, expected, 1.0);
 }
 
 TEST_CASE("ops that need whole sequences, and steps that do not split, are refused at load naming why") {
@@ -304,7 +281,7 @@ void check_ring_command(const TempDir& dir, const std::string& command, const st
     const auto [status, err] = run_ranks(dir, 2, args(command + "2.safetensors"));
     REQUIRE_MESSAGE(status == 0, err);
     check_same_tensors(read_safetensors(dir / (command + "2.safetensors")),
-                       read_safetensors(dir / (command + "1.safetensors")));
+                       read_safetensors(dir / (command + "1.safetensors")), 1.0);
 }
 
 // The reference is one process on the same file (the ring core on whole sequences), whose
@@ -327,7 +304,7 @@ TEST_CASE("imdb_long with ring attention: 20 training steps, predict and grad on
     REQUIRE(expected.metadata.at("steps_done") == "20");
     const auto [status, err] = run_ranks(dir, 2, train_args("two.safetensors"));
     REQUIRE_MESSAGE(status == 0, err);
-    check_same_tensors(read_safetensors(dir / "two.safetensors"), expected);
+    check_same_tensors(read_safetensors(dir / "two.safetensors"), expected, 1.0);
     for (const std::string command : {"predict", "grad"})
         check_ring_command(dir, command, (dir / "one.safetensors").string());
 }
