@@ -37,6 +37,7 @@ from nngraph_json import step_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PAD, START, END, OOV, FIRST = 0, 1, 2, 3, 4
+UNKNOWN = "<unk>"  # how `nngraph translate` writes the out-of-vocabulary id: one token that matches no reference
 
 # SPEC section 7's tokens: NFC, lower case, these characters replaced, then \w+|[^\w\s].
 REPLACEMENTS = {"\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u200b": "", "\u00ad": "", "\u2019": "'"}
@@ -255,7 +256,7 @@ def torch_greedy(model, groups, source_ids, target_ranked, args):
     start = time.perf_counter()
     decoded = greedy(model, source, args.length, args.batch_size)
     seconds = time.perf_counter() - start
-    hypotheses = [[target_ranked[i - FIRST] if i >= FIRST else "[UNK]" for i in ids] for ids in decoded]
+    hypotheses = [[target_ranked[i - FIRST] if i >= FIRST else UNKNOWN for i in ids] for ids in decoded]
     print(f"PyTorch test BLEU (greedy): {corpus_bleu(hypotheses, list(groups.values())):.2f} over {len(groups)} "
           f"sentences; greedy loop {len(groups) / seconds:.1f} sentences/s ({seconds:.1f} s)", flush=True)
     return hypotheses, seconds
@@ -274,7 +275,7 @@ def decode_side_by_side(model, groups, source_ids, target_ranked, args):
                         str(args.batch_size), "--threads", str(args.threads)], check=True)
         nngraph_seconds = time.perf_counter() - start
         lines = french.read_text(encoding="utf-8").split("\n")[:len(groups)]
-    ours = [tokens(line) for line in lines]
+    ours = [line.split() for line in lines]  # `translate` writes its tokens joined by spaces
     same = sum(a == b for a, b in zip(ours, hypotheses))
     print(f"nngraph translate: BLEU {corpus_bleu(ours, references):.2f}, {len(groups) / nngraph_seconds:.1f} "
           f"sentences/s ({nngraph_seconds:.1f} s, start-up included); {same} of {len(groups)} translations "
