@@ -8,6 +8,7 @@ train` in the same run.
 
 Usage: OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/translate_pytorch.py [--data tatoeba_eng_fra.tsv.gz]
        [--epochs 8] [--threads 2] [--nngraph build/bin/nngraph] [--vocabulary W.vocab.json]
+       [--bleu-after 6: also decode after these epochs; each decode uses the best weights by val_accuracy so far]
        [--timing-steps N: time N training steps and stop, no training run or BLEU]
        [--weights W.safetensors: no training; load the weights nngraph trained (vocabularies from
         W.vocab.json), then decode the test split greedily in PyTorch and with `nngraph translate`
@@ -15,6 +16,7 @@ Usage: OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/translate_pytorch.py [--dat
 """
 import argparse
 import collections
+import copy
 import gzip
 import json
 import struct
@@ -138,6 +140,22 @@ def masked_loss_and_accuracy(logits, targets):
     real = targets != PAD
     right = ((logits.argmax(-1) == targets) & real).sum().item()
     return loss, right, real.sum().item()
+
+
+@torch.no_grad()
+def validate(model, rows, batch_size):
+    """Masked loss and token accuracy over a split, as `nngraph train` reports val_loss and val_accuracy."""
+    model.eval()
+    loss_sum = right = tokens_seen = 0.0
+    for begin in range(0, len(rows[0]), batch_size):
+        end = begin + batch_size
+        logits = model(rows[0][begin:end], rows[1][begin:end])
+        loss, batch_right, batch_tokens = masked_loss_and_accuracy(logits, rows[2][begin:end])
+        loss_sum += loss.item() * batch_tokens
+        right += batch_right
+        tokens_seen += batch_tokens
+    model.train()
+    return loss_sum / tokens_seen, right / tokens_seen
 
 
 @torch.no_grad()
@@ -304,6 +322,8 @@ def main():
     p.add_argument("--vocabulary", help="vocabularies nngraph saved beside its weights (W.vocab.json), to compare")
     p.add_argument("--timing-steps", type=int, default=0)
     p.add_argument("--weights", help="decode with the weights nngraph trained instead of training (see the usage)")
+    p.add_argument("--bleu-after", type=int, nargs="*", default=[],
+                   help="also decode the test split after these epochs (the last epoch always)")
     args = p.parse_args()
     if args.weights and not args.vocabulary:
         args.vocabulary = str(Path(args.weights).with_suffix(".vocab.json"))
@@ -337,6 +357,8 @@ def main():
         decode_side_by_side(model, test_groups(splits), source_ids, target_ranked, args)
         return
     train = rows(splits["train"])
+    validation = rows(splits["validation"])
+    best_accuracy, best_state = -1.0, None
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=1e-7)
     steps = (len(train[0]) + args.batch_size - 1) // args.batch_size
     step_times = []
@@ -360,13 +382,26 @@ def main():
                 break
         if args.timing_steps:
             break
+        val_loss, val_accuracy = validate(model, validation, args.batch_size)
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / tokens_seen:.4f}, accuracy {right / tokens_seen:.4f}, "
+              f"val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}, "
               f"{statistics.median(step_times) * 1e3:.1f} ms/step", flush=True)
+        # The best epoch by val_accuracy is what `nngraph train --save` keeps, so it is what both decode.
+        if val_accuracy > best_accuracy:
+            best_accuracy, best_state = val_accuracy, copy.deepcopy(model.state_dict())
+        if epoch + 1 in args.bleu_after and epoch + 1 < args.epochs:
+            latest = copy.deepcopy(model.state_dict())
+            model.load_state_dict(best_state)
+            print(f"after epoch {epoch + 1}, the best weights so far (val_accuracy {best_accuracy:.4f}):")
+            torch_greedy(model, test_groups(splits), source_ids, target_ranked, args)
+            model.load_state_dict(latest)
 
     timed = step_times[5:] if len(step_times) > 10 else step_times
     torch_ms = statistics.median(timed) * 1e3
     print(f"PyTorch: {torch_ms:.1f} ms per training step (median of {len(timed)}, {args.threads} threads)")
     if not args.timing_steps:
+        model.load_state_dict(best_state)
+        print(f"after epoch {args.epochs}, the best weights (val_accuracy {best_accuracy:.4f}):")
         torch_greedy(model, test_groups(splits), source_ids, target_ranked, args)
     nngraph_ms = nngraph_step_ms(args.nngraph, args.threads, 20)
     print(f"nngraph: {nngraph_ms:.1f} ms per training step; nngraph / PyTorch = {nngraph_ms / torch_ms:.2f}")
