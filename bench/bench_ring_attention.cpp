@@ -5,7 +5,12 @@
 // peak resident memory (VmHWM, the whole process), and the share of the step the ring core spent
 // waiting for transfers (the plugin's attention.ring_wait_ns counter).
 //
+// With --buffers 1, rank 0 also lists the buffers the layer declared (the host's view: one saved
+// block, one scratch block shared by forward and backward, per-thread slices), in bytes and in
+// bytes per local step, and the plugins' byte counters (memory held outside those buffers).
+//
 // Usage: bench_ring_attention --steps T --implementation blockwise|ring [--threads N] [--repeats R]
+//        [--buffers 0|1]
 // bench/ring_attention.sh runs the comparison at 16k, 64k and 131,072 steps.
 #include <chrono>
 #include <fstream>
@@ -45,6 +50,7 @@ int run(int argc, char** argv) {
     std::int64_t steps = 16384;
     std::string implementation = "blockwise";
     int threads = 1, repeats = 2;
+    bool list_buffers = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i], v = argv[i + 1];
         if (a == "--steps")
@@ -55,6 +61,8 @@ int run(int argc, char** argv) {
             threads = std::stoi(v);
         else if (a == "--repeats")
             repeats = std::stoi(v);
+        else if (a == "--buffers")
+            list_buffers = v == "1";
         else
             throw std::invalid_argument("unknown option " + a);
     }
@@ -84,6 +92,16 @@ int run(int argc, char** argv) {
     std::cout << implementation << " steps " << steps << " rank " << world.rank() << "/" << world.size() << " threads "
               << threads << ": " << seconds / repeats << " s/step, peak RSS " << status_mib("VmHWM")
               << " MiB, ring wait share " << (ring ? waited / seconds : 0.0) << std::endl;
+    if (list_buffers && world.rank() == 0) {
+        for (const auto& [name, value] : testing::built_plugins().counters())
+            if (name.find("bytes") != std::string::npos) std::cout << "  counter " << name << ": " << value << "\n";
+        for (const BufferDeclaration& b : layer.shapes().buffers) {
+            const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? threads : 1;
+            std::cout << "  buffer " << b.name << " (lifetime " << b.lifetime << ", x" << slices
+                      << "): " << b.bytes * slices << " bytes, " << double(b.bytes * slices) / double(local)
+                      << " per local step\n";
+        }
+    }
     return 0;
 }
 

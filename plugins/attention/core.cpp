@@ -24,6 +24,7 @@ BufferShape::BufferShape(const Problem& p, bool training)
       alpha_gradient(p.alpha_gradient),
       two_key_masks(p.two_key_masks),
       bfloat16(p.bfloat16),
+      gradients_are_scratch(p.gradients_are_scratch),
       training(training),
       threads(omp_get_max_threads()) {}
 

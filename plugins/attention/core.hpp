@@ -95,6 +95,9 @@ struct Problem {
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
     bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
+    // Backward's dk and dv are distinct contiguous (G, tv, d) arrays of the op's own, written
+    // (never added to) by the core and read by nobody before: a core may use them as scratch.
+    bool gradients_are_scratch = false;
 
     std::int64_t groups() const { return batch * heads; }
     std::int64_t score_count() const { return groups() * tq * tv; }
@@ -110,7 +113,7 @@ struct BufferShape {
     std::int64_t batch = 0, heads = 1, tq = 0, tv = 0, dk = 0, dv = 0;
     MaskStyle style = MaskStyle::kSubtract;
     bool may_drop = false, zero_masked = false, alpha_gradient = false, two_key_masks = false, bfloat16 = false,
-         training = false;
+         gradients_are_scratch = false, training = false;
     int threads = 1;  // per-thread buffers may be sized by the thread count
 
     BufferShape(const Problem& p, bool training);

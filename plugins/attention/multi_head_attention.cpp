@@ -258,6 +258,7 @@ struct MultiHeadAttention {
         p.zero_masked = dropout_.rate > 0.0;
         p.two_key_masks = s.separate_key && !linformer_;  // Linformer zeroes masked keys instead
         p.bfloat16 = bfloat16_;
+        p.gradients_are_scratch = !long_.lsh();  // dk and dv are this op's own backward scratch
         dropout_.size(p);
         return p;
     }
