@@ -9,9 +9,11 @@
 // block, one scratch block shared by forward and backward, per-thread slices), in bytes and in
 // bytes per local step, and the plugins' byte counters (memory held outside those buffers).
 //
-// Usage: bench_ring_attention --steps T --implementation blockwise|ring [--threads N] [--repeats R]
+// Usage: bench_ring_attention --steps T --implementation blockwise|ring [--threads N] [--repeats R (0: the
+//        warm-up step alone)]
 //        [--buffers 0|1]
 // bench/ring_attention.sh runs the comparison at 16k, 64k and 131,072 steps.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -83,15 +85,18 @@ int run(int argc, char** argv) {
         layer.forward(true, 1, false, threads);
         layer.backward({dout}, 1, {}, threads);
     };
-    step();  // warm-up: plans buffers, touches memory
+    // The warm-up step plans buffers and touches memory; with --repeats 0 (memory only, for the
+    // longest runs) it is the one timed.
+    if (repeats > 0) step();
     const std::int64_t wait_before = counter("attention.ring_wait_ns");
     const auto start = std::chrono::steady_clock::now();
-    for (int r = 0; r < repeats; ++r) step();
+    for (int r = 0; r < std::max(repeats, 1); ++r) step();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double waited = double(counter("attention.ring_wait_ns") - wait_before) * 1e-9;
     std::cout << implementation << " steps " << steps << " rank " << world.rank() << "/" << world.size() << " threads "
-              << threads << ": " << seconds / repeats << " s/step, peak RSS " << status_mib("VmHWM")
-              << " MiB, ring wait share " << (ring ? waited / seconds : 0.0) << std::endl;
+              << threads << ": " << seconds / std::max(repeats, 1) << " s/step" << (repeats > 0 ? "" : " (warm-up)")
+              << ", peak RSS " << status_mib("VmHWM") << " MiB, ring wait share " << (ring ? waited / seconds : 0.0)
+              << std::endl;
     if (list_buffers && world.rank() == 0) {
         for (const auto& [name, value] : testing::built_plugins().counters())
             if (name.find("bytes") != std::string::npos) std::cout << "  counter " << name << ": " << value << "\n";
