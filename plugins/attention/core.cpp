@@ -24,9 +24,9 @@ BufferShape::BufferShape(const Problem& p, bool training)
       alpha_gradient(p.alpha_gradient),
       two_key_masks(p.two_key_masks),
       bfloat16(p.bfloat16),
-      gradients_are_scratch(p.gradients_are_scratch),
       training(training),
-      threads(omp_get_max_threads()) {}
+      threads(omp_get_max_threads()),
+      lent_gradient_blocks(p.lent_gradient_blocks) {}
 
 void set_dropout_rate(Problem& p, double rate) {
     p.drop_threshold = static_cast<std::uint32_t>(std::llround(std::ldexp(rate, 16)));

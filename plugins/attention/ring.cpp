@@ -295,8 +295,9 @@ RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& lis
     ids.running = list.floats("ring.running_statistics", Lifetime::kForward, g * p.tq * 2);
     ids.value_sums = list.floats("ring.value_sums", Lifetime::kForward, g * p.dv);
     // Backward passes two gradient blocks around (one gathering, one on its way to the next rank);
-    // the op's own dk and dv, when it lends them, are one of the two.
-    ids.gradients = list.floats("ring.gradient_blocks", Lifetime::kBackward, (p.gradients_are_scratch ? 1 : 2) * kv);
+    // those the op lends are not declared.
+    ids.gradients =
+        list.floats("ring.gradient_blocks", Lifetime::kBackward, std::max(0, 2 - p.lent_gradient_blocks) * kv);
     ids.chunk_gradients = list.floats("ring.chunk_gradients", Lifetime::kBackward, g * pair.tv * (p.dk + p.dv));
     ids.part_gradients = list.floats("ring.part_gradients", Lifetime::kBackward, g * pair.tq * p.dk);
     ids.uniform_gradients = list.floats("ring.uniform_row_gradients", Lifetime::kBackward, g * p.dv);
@@ -428,17 +429,23 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
     // The gradient blocks: step i of the turn gathers into accumulators[i % 2 == ranks % 2], so
     // that the one coming home after the turn lands in accumulators[1]: the op's own dk and dv
     // when it lends them.
-    float* own = buffers.floats(ids.gradients);
-    GradientBlock accumulators[2] = {{own, own + keys}, {own + kv, own + kv + keys}};
-    if (p.gradients_are_scratch) {
-        if (!contiguous_groups(grads.dk, G, p.tv, p.dk) || !contiguous_groups(grads.dv, G, p.tv, p.dv) ||
-            grads.dk_accumulates || grads.dv_accumulates || grads.dk.data == grads.dv.data) {
-            throw std::logic_error(
-                "attention ring core: the op lends its key and value gradients as scratch, but "
-                "they are not two distinct contiguous (groups, steps, d) arrays to write");
-        }
-        accumulators[1] = {static_cast<float*>(grads.dk.data), static_cast<float*>(grads.dv.data)};
+    GradientBlock accumulators[2] = {};
+    if (float* own = buffers.floats(ids.gradients)) {  // the blocks the op does not lend
+        for (int i = 0; i < 2 - p.lent_gradient_blocks; ++i) accumulators[i] = {own + i * kv, own + i * kv + keys};
     }
+    const auto lent = [&](const onednn::View& dk, const onednn::View& dv) {
+        if (!contiguous_groups(dk, G, p.tv, p.dk) || !contiguous_groups(dv, G, p.tv, p.dv) || dk.data == dv.data) {
+            throw std::logic_error("attention ring core: the op lends " + dk.describe() + " and " + dv.describe() +
+                                   " as gradient blocks; expected two distinct contiguous (groups, steps, d) arrays");
+        }
+        return GradientBlock{static_cast<float*>(dk.data), static_cast<float*>(dv.data)};
+    };
+    if (p.lent_gradient_blocks >= 1) {
+        if (grads.dk_accumulates || grads.dv_accumulates)
+            throw std::logic_error("attention ring core: lent key and value gradients must be written, not added to");
+        accumulators[1] = lent(grads.dk, grads.dv);
+    }
+    if (p.lent_gradient_blocks >= 2) accumulators[0] = lent(grads.spare_dk, grads.spare_dv);
     const auto accumulator = [&](int step) -> const GradientBlock& {
         return accumulators[step % 2 == s.ranks % 2 ? 1 : 0];
     };
