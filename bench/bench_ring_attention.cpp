@@ -5,8 +5,15 @@
 // peak resident memory (VmHWM, the whole process), and the share of the step the ring core spent
 // waiting for transfers (the plugin's attention.ring_wait_ns counter).
 //
-// Usage: bench_ring_attention --steps T --implementation blockwise|ring [--threads N] [--repeats R]
+// With --buffers 1, rank 0 also lists the buffers the layer declared (the host's view: one saved
+// block, one scratch block shared by forward and backward, per-thread slices), in bytes and in
+// bytes per local step, and the plugins' byte counters (memory held outside those buffers).
+//
+// Usage: bench_ring_attention --steps T --implementation blockwise|ring [--threads N] [--repeats R (0: the
+//        warm-up step alone)]
+//        [--buffers 0|1]
 // bench/ring_attention.sh runs the comparison at 16k, 64k and 131,072 steps.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -45,6 +52,7 @@ int run(int argc, char** argv) {
     std::int64_t steps = 16384;
     std::string implementation = "blockwise";
     int threads = 1, repeats = 2;
+    bool list_buffers = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i], v = argv[i + 1];
         if (a == "--steps")
@@ -55,6 +63,8 @@ int run(int argc, char** argv) {
             threads = std::stoi(v);
         else if (a == "--repeats")
             repeats = std::stoi(v);
+        else if (a == "--buffers")
+            list_buffers = v == "1";
         else
             throw std::invalid_argument("unknown option " + a);
     }
@@ -75,15 +85,28 @@ int run(int argc, char** argv) {
         layer.forward(true, 1, false, threads);
         layer.backward({dout}, 1, {}, threads);
     };
-    step();  // warm-up: plans buffers, touches memory
+    // The warm-up step plans buffers and touches memory; with --repeats 0 (memory only, for the
+    // longest runs) it is the one timed.
+    if (repeats > 0) step();
     const std::int64_t wait_before = counter("attention.ring_wait_ns");
     const auto start = std::chrono::steady_clock::now();
-    for (int r = 0; r < repeats; ++r) step();
+    for (int r = 0; r < std::max(repeats, 1); ++r) step();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double waited = double(counter("attention.ring_wait_ns") - wait_before) * 1e-9;
     std::cout << implementation << " steps " << steps << " rank " << world.rank() << "/" << world.size() << " threads "
-              << threads << ": " << seconds / repeats << " s/step, peak RSS " << status_mib("VmHWM")
-              << " MiB, ring wait share " << (ring ? waited / seconds : 0.0) << std::endl;
+              << threads << ": " << seconds / std::max(repeats, 1) << " s/step" << (repeats > 0 ? "" : " (warm-up)")
+              << ", peak RSS " << status_mib("VmHWM") << " MiB, ring wait share " << (ring ? waited / seconds : 0.0)
+              << std::endl;
+    if (list_buffers && world.rank() == 0) {
+        for (const auto& [name, value] : testing::built_plugins().counters())
+            if (name.find("bytes") != std::string::npos) std::cout << "  counter " << name << ": " << value << "\n";
+        for (const BufferDeclaration& b : layer.shapes().buffers) {
+            const int slices = b.lifetime == NNG_BUFFER_PER_THREAD ? threads : 1;
+            std::cout << "  buffer " << b.name << " (lifetime " << b.lifetime << ", x" << slices
+                      << "): " << b.bytes * slices << " bytes, " << double(b.bytes * slices) / double(local)
+                      << " per local step\n";
+        }
+    }
     return 0;
 }
 

@@ -5,7 +5,8 @@
 # resident memory and the share of the step spent waiting on the ring.
 #
 # Usage: bench/ring_attention.sh [BUILD_DIR] [STEPS...]   (default lengths: 16384 65536 131072)
-#   REPEATS=R timed steps per run (default 2, after one warm-up step)
+#   REPEATS=R timed steps per run (default 2, after one warm-up step; 0: time the warm-up step alone,
+#   for peak memory at lengths where a step takes many minutes)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

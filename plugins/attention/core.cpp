@@ -25,7 +25,8 @@ BufferShape::BufferShape(const Problem& p, bool training)
       two_key_masks(p.two_key_masks),
       bfloat16(p.bfloat16),
       training(training),
-      threads(omp_get_max_threads()) {}
+      threads(omp_get_max_threads()),
+      lent_gradient_blocks(p.lent_gradient_blocks) {}
 
 void set_dropout_rate(Problem& p, double rate) {
     p.drop_threshold = static_cast<std::uint32_t>(std::llround(std::ldexp(rate, 16)));

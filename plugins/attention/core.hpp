@@ -95,6 +95,10 @@ struct Problem {
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
     bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
+    // Key/value-gradient-sized room the op lends its core's backward as scratch: 1, dk and dv
+    // themselves (distinct contiguous (G, tv, d) arrays, written, never added to, and read by
+    // nobody before); 2, also CoreGradients::spare_dk and spare_dv.
+    int lent_gradient_blocks = 0;
 
     std::int64_t groups() const { return batch * heads; }
     std::int64_t score_count() const { return groups() * tq * tv; }
@@ -112,6 +116,7 @@ struct BufferShape {
     bool may_drop = false, zero_masked = false, alpha_gradient = false, two_key_masks = false, bfloat16 = false,
          training = false;
     int threads = 1;  // per-thread buffers may be sized by the thread count
+    int lent_gradient_blocks = 0;
 
     BufferShape(const Problem& p, bool training);
     bool operator==(const BufferShape&) const = default;
@@ -152,6 +157,9 @@ struct CoreGradients {
     // the scores, for a learned scale. Problem::alpha_gradient must have been set when sizing.
     double* d_alpha_product = nullptr;
     float* d_spans = nullptr;  // adaptive span: dL/dz per head (overwritten)
+    // With Problem::lent_gradient_blocks 2: contiguous (G, tv, dk) and (G, tv, dv) arrays that
+    // nobody reads during the call, for the core's scratch.
+    onednn::View spare_dk, spare_dv;
 };
 
 // The work of one forward and one backward call of a core, as it computes them.

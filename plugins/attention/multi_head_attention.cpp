@@ -258,6 +258,9 @@ struct MultiHeadAttention {
         p.zero_masked = dropout_.rate > 0.0;
         p.two_key_masks = s.separate_key && !linformer_;  // Linformer zeroes masked keys instead
         p.bfloat16 = bfloat16_;
+        // dk and dv are this op's own backward scratch; so are the output gradient joined (used
+        // before the core) and the projection gradient (after it), when they hold a key block.
+        p.lent_gradient_blocks = long_.lsh() ? 0 : p.tv <= p.tq ? 2 : 1;
         dropout_.size(p);
         return p;
     }
@@ -535,6 +538,10 @@ struct MultiHeadAttention {
         grads.dq = groups(dq, p, p.tq, p.dk);
         if (!long_.lsh()) grads.dk = groups(dk, p, p.tv, p.dk);  // lsh: dq has the keys' gradient
         grads.dv = groups(dv, p, p.tv, p.dv);
+        if (p.lent_gradient_blocks == 2) {
+            grads.spare_dk = groups(d_projected, p, p.tv, p.dk);
+            grads.spare_dv = groups(d_joined, p, p.tv, p.dv);
+        }
         const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
         if (dspan) grads.d_spans = dspan.f32();
         core_->backward(p, b.core, groups(d_heads_out, p, p.tq, p.dv), grads);

@@ -1,8 +1,10 @@
 // RingCore (see ring.hpp). A rank's local steps are `pieces` equal pieces (1, or 2 with the zigzag
-// layout), each at its own global position (SequenceShard). A travelling block is one rank's keys,
-// values, key mask and, in backward, their gradients, stored piece by piece so that every piece is
-// a plain (G, steps, d) array. Each query piece is computed in a few parts of whole tiles, so that
-// the transfers in flight are polled between them: Open MPI moves data only inside its calls.
+// layout), each at its own global position (SequenceShard). A travelling block is one rank's keys
+// and values, laid out as (G, steps, d) like the op's own, with its combined key mask. Every pair
+// is one part of the queries (a few parts of whole tiles per piece, so that the transfers in
+// flight are polled between them: Open MPI moves data only inside its calls) against one chunk of
+// a key piece (at most kKeyChunk keys, which bounds the blockwise core's per-thread gradient sums
+// and the ring's own whatever the share's length).
 #include "ring.hpp"
 
 #include <omp.h>
@@ -24,11 +26,12 @@ namespace {
 
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 constexpr std::int64_t kTile = 64;
-constexpr std::int64_t kPartsPerPiece = 4;  // polls of the transfers per query piece and block
+constexpr std::int64_t kPartsPerPiece = 4;  // polls of the transfers per query piece and key chunk
 constexpr int kMaxParts = 2 * kPartsPerPiece;
+constexpr std::int64_t kKeyChunk = 4096;  // keys of one pair at most
 
 // Message tags: a receive matches the sends of one peer and tag in order, so each kind has one.
-enum Tag : int { kKeysTag = 15100, kValuesTag, kMasksTag, kGradientsTag };
+enum Tag : int { kKeysTag = 15100, kValuesTag, kMasksTag, kKeyGradientsTag, kValueGradientsTag };
 
 // How the local steps split, and where each piece sits in the whole sequence.
 struct Split {
@@ -60,6 +63,12 @@ struct Split {
         whole_tq = ranks > 1 ? s.global_steps() : tq;
         whole_tv = ranks > 1 ? s.global_steps() : tv;
     }
+    // Calls f(first, count) for every key chunk of a block: local key rows, piece by piece.
+    template <class F>
+    void for_each_key_chunk(F&& f) const {
+        for (int b = 0; b < pieces; ++b)
+            for (std::int64_t j = 0; j < piece_k; j += kKeyChunk) f(b * piece_k + j, std::min(kKeyChunk, piece_k - j));
+    }
     int next() const { return (rank + 1) % ranks; }
     int previous() const { return (rank + ranks - 1) % ranks; }
     // The rank whose block this one holds at `step` of the turn.
@@ -88,11 +97,15 @@ int parts_of(const Split& s, Part* parts) {
     return count;
 }
 
-// One travelling block: keys (pieces, G, piece_k, dk), values (…, dv), key mask (pieces, batch,
-// piece_k) and gradients: dk then dv, laid out as keys and values.
+// One travelling block: keys (G, tv, dk), values (G, tv, dv) and the combined key mask, chunk by
+// chunk: the (batch, count) mask of the chunk of local keys [first, first + count) at batch · first.
 struct Slot {
-    float *keys, *values, *gradients;
+    float *keys, *values;
     std::uint8_t* mask;
+};
+// The key and value gradients of one block, laid out as its keys and values.
+struct GradientBlock {
+    float *keys, *values;
 };
 
 // Starts one ring step's transfers of a block: `coming` receives what the previous rank holds, while
@@ -130,28 +143,26 @@ float* row_at(const onednn::View& v, std::int64_t g, std::int64_t i) {
     return static_cast<float*>(v.data) + g * v.strides[0] + i * v.strides[1];
 }
 
-// This rank's keys, values and combined key mask into `slot`, piece by piece.
+// This rank's keys, values and combined key mask into `slot`.
 void pack_block(const Problem& p, const Split& s, const Slot& slot) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t g = 0; g < s.groups; ++g) {
-        for (int b = 0; b < s.pieces; ++b) {
-            for (std::int64_t j = 0; j < s.piece_k; ++j) {
-                const std::int64_t row = (b * s.groups + g) * s.piece_k + j;
-                std::memcpy(slot.keys + row * p.dk, row_at(p.k, g, b * s.piece_k + j), sizeof(float) * p.dk);
-                std::memcpy(slot.values + row * p.dv, row_at(p.v, g, b * s.piece_k + j), sizeof(float) * p.dv);
-            }
+        for (std::int64_t j = 0; j < p.tv; ++j) {
+            std::memcpy(slot.keys + (g * p.tv + j) * p.dk, row_at(p.k, g, j), sizeof(float) * p.dk);
+            std::memcpy(slot.values + (g * p.tv + j) * p.dv, row_at(p.v, g, j), sizeof(float) * p.dv);
         }
     }
     const std::uint8_t* m0 = p.key_masks[0];
     const std::uint8_t* m1 = p.key_masks[1];
     if (!m0 && !m1) return;
-    for (int b = 0; b < s.pieces; ++b)
+    s.for_each_key_chunk([&](std::int64_t first, std::int64_t count) {
         for (std::int64_t n = 0; n < s.batch; ++n)
-            for (std::int64_t j = 0; j < s.piece_k; ++j) {
-                const std::int64_t at = n * s.tv + b * s.piece_k + j;
-                slot.mask[(b * s.batch + n) * s.piece_k + j] =
+            for (std::int64_t j = 0; j < count; ++j) {
+                const std::int64_t at = n * s.tv + first + j;
+                slot.mask[s.batch * first + n * count + j] =
                     static_cast<std::uint8_t>((!m0 || m0[at]) && (!m1 || m1[at]));
             }
+    });
 }
 
 // The query mask of every part as its own (batch, rows) array, at batch · part.first.
@@ -163,25 +174,26 @@ void pack_query_masks(const Problem& p, const Split& s, const Part* parts, int c
                         parts[c].rows);
 }
 
-// The blockwise problem of one part of the queries against key piece b of `slot`, from `origin`.
-Problem pair_problem(const Problem& p, const Split& s, const Part& part, const Slot& slot, int origin, int b,
-                     const std::uint8_t* query_masks) {
+// The blockwise problem of one part of the queries against the chunk of local keys [first, first +
+// count) of `slot`, from `origin`.
+Problem pair_problem(const Problem& p, const Split& s, const Part& part, const Slot& slot, int origin,
+                     std::int64_t first, std::int64_t count, const std::uint8_t* query_masks) {
     Problem sub = p;
     sub.tq = part.rows;
-    sub.tv = s.piece_k;
+    sub.tv = count;
     sub.q = rows_view(p.q, part.first, part.rows);
-    sub.k = packed_view(slot.keys + b * s.groups * s.piece_k * p.dk, s.groups, s.piece_k, p.dk);
-    sub.v = packed_view(slot.values + b * s.groups * s.piece_k * p.dv, s.groups, s.piece_k, p.dv);
+    sub.k = rows_view(packed_view(slot.keys, s.groups, p.tv, p.dk), first, count);
+    sub.v = rows_view(packed_view(slot.values, s.groups, p.tv, p.dv), first, count);
     sub.query_mask = p.query_mask ? query_masks + s.batch * part.first : nullptr;
     const bool key_mask = p.key_masks[0] || p.key_masks[1];
-    sub.key_masks[0] = key_mask ? slot.mask + b * s.batch * s.piece_k : nullptr;
+    sub.key_masks[0] = key_mask ? slot.mask + s.batch * first : nullptr;
     sub.key_masks[1] = nullptr;
     sub.two_key_masks = false;
     // A row that sees no key of this pair is left out of the merge; rows that see none at all are
     // settled over the whole turn (MultiHeadAttention's uniform rows: the mean of every value).
     sub.zero_masked = true;
     sub.query_start = s.query_start(part.first);
-    sub.key_start = s.key_start(origin, b * s.piece_k);
+    sub.key_start = s.key_start(origin, first);
     sub.whole_tq = s.whole_tq;
     sub.whole_tv = s.whole_tv;
     sub.shard = nngraph::SequenceShard();
@@ -225,10 +237,6 @@ void wait_all(nng::CommRequest (&requests)[N]) {
     const Stopwatch waiting(g_wait_nanoseconds);
     for (nng::CommRequest& r : requests) r.wait();
 }
-void wait_for(nng::CommRequest& request) {
-    const Stopwatch waiting(g_wait_nanoseconds);
-    request.wait();
-}
 
 // Merges a part's output and row statistics (`partial`, (G, rows, dv); `part_stats`, m and 1/l)
 // into the rank's output and running statistics (m, l), by their log-sum-exp. Rows that saw no
@@ -258,24 +266,22 @@ void merge(const Problem& p, const Split& s, const Part& part, const float* part
     }
 }
 
-void add(float* dst, const float* src, std::int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (std::int64_t e = 0; e < n; ++e) dst[e] += src[e];
-}
-
 }  // namespace
 
 struct RingCore::Ids {
     BufferId stats;                       // saved in training: (m, 1/l) per query row
     BufferId query_masks, blocks, masks;  // both directions: the two slots
     BufferId partial, running, value_sums;
-    BufferId gradients, block_gradients, part_gradients, uniform_gradients;
+    BufferId gradients, chunk_gradients, part_gradients, uniform_gradients;
 };
 
 RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& list) const {
-    // The blockwise core's buffers come first, sized for a whole local problem (a pair is smaller),
-    // so that it finds them at the indices it declares them at.
+    // The blockwise core's buffers come first, sized for the largest pair (a part of a piece as
+    // long as the whole share, one key chunk), so that it finds them at the indices it declares
+    // them at.
     Problem pair = p;
+    pair.tq = part_rows(p.tq);
+    pair.tv = std::min(p.tv, kKeyChunk);
     pair.two_key_masks = false;
     pair.zero_masked = true;
     list = blocks_.buffers(pair, training);
@@ -285,13 +291,15 @@ RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& lis
     ids.query_masks = list.bytes("ring.query_masks", Lifetime::kCall, p.batch * p.tq);
     ids.blocks = list.floats("ring.key_value_blocks", Lifetime::kCall, 2 * kv);
     ids.masks = list.bytes("ring.key_mask_blocks", Lifetime::kCall, 2 * p.batch * p.tv);
-    ids.partial = list.floats("ring.partial_output", Lifetime::kForward, g * p.tq * p.dv);
+    ids.partial = list.floats("ring.partial_output", Lifetime::kForward, g * pair.tq * p.dv);
     ids.running = list.floats("ring.running_statistics", Lifetime::kForward, g * p.tq * 2);
     ids.value_sums = list.floats("ring.value_sums", Lifetime::kForward, g * p.dv);
-    ids.gradients = list.floats("ring.gradient_blocks", Lifetime::kBackward, 2 * kv);
-    ids.block_gradients = list.floats("ring.block_gradients", Lifetime::kBackward, kv);
-    // A part's query gradient: the parts of one piece are largest (part_rows) with a whole share as the piece.
-    ids.part_gradients = list.floats("ring.part_gradients", Lifetime::kBackward, g * part_rows(p.tq) * p.dk);
+    // Backward passes two gradient blocks around (one gathering, one on its way to the next rank);
+    // those the op lends are not declared.
+    ids.gradients =
+        list.floats("ring.gradient_blocks", Lifetime::kBackward, std::max(0, 2 - p.lent_gradient_blocks) * kv);
+    ids.chunk_gradients = list.floats("ring.chunk_gradients", Lifetime::kBackward, g * pair.tv * (p.dk + p.dv));
+    ids.part_gradients = list.floats("ring.part_gradients", Lifetime::kBackward, g * pair.tq * p.dk);
     ids.uniform_gradients = list.floats("ring.uniform_row_gradients", Lifetime::kBackward, g * p.dv);
     return ids;
 }
@@ -320,8 +328,8 @@ void RingCore::forward(const Problem& p, const Buffers& buffers) const {
     const std::int64_t kv = s.groups * p.tv * (p.dk + p.dv);
     float* blocks = buffers.floats(ids.blocks);
     const Slot slots[2] = {
-        {blocks, blocks + s.groups * p.tv * p.dk, nullptr, buffers.bytes(ids.masks)},
-        {blocks + kv, blocks + kv + s.groups * p.tv * p.dk, nullptr, buffers.bytes(ids.masks) + s.batch * p.tv}};
+        {blocks, blocks + s.groups * p.tv * p.dk, buffers.bytes(ids.masks)},
+        {blocks + kv, blocks + kv + s.groups * p.tv * p.dk, buffers.bytes(ids.masks) + s.batch * p.tv}};
     std::uint8_t* query_masks = buffers.bytes(ids.query_masks);
     float* stats = buffers.training() ? buffers.floats(ids.stats) : buffers.floats(ids.running);
     float* partial = buffers.floats(ids.partial);
@@ -341,22 +349,21 @@ void RingCore::forward(const Problem& p, const Buffers& buffers) const {
         const int origin = s.origin(step);
         if (uniform_rows) {
             for (std::int64_t g = 0; g < s.groups; ++g)
-                for (int b = 0; b < s.pieces; ++b)
-                    for (std::int64_t j = 0; j < s.piece_k; ++j) {
-                        const float* v = here.values + ((b * s.groups + g) * s.piece_k + j) * p.dv;
-                        for (std::int64_t e = 0; e < p.dv; ++e) value_sums[g * p.dv + e] += v[e];
-                    }
+                for (std::int64_t j = 0; j < p.tv; ++j) {
+                    const float* v = here.values + (g * p.tv + j) * p.dv;
+                    for (std::int64_t e = 0; e < p.dv; ++e) value_sums[g * p.dv + e] += v[e];
+                }
         }
-        for (int b = 0; b < s.pieces; ++b) {
+        s.for_each_key_chunk([&](std::int64_t first, std::int64_t count) {
             for (int c = 0; c < part_count; ++c) {
-                Problem sub = pair_problem(p, s, parts[c], here, origin, b, query_masks);
+                Problem sub = pair_problem(p, s, parts[c], here, origin, first, count, query_masks);
                 if (hidden(p, sub, pattern_)) continue;
                 sub.out = packed_view(partial, s.groups, parts[c].rows, p.dv);
                 blocks_.forward(sub, buffers);
                 merge(p, s, parts[c], partial, blocks_.statistics(sub, buffers), stats);
                 poll(transfers);
             }
-        }
+        });
         wait_all(transfers);
     }
     // Rows no key reached: zero, or (MultiHeadAttention's fully masked rows) the mean of every value.
@@ -376,6 +383,36 @@ void RingCore::forward(const Problem& p, const Buffers& buffers) const {
     }
 }
 
+namespace {
+
+bool contiguous_groups(const onednn::View& v, std::int64_t groups, std::int64_t rows, std::int64_t d) {
+    return v.present() && v.rank == 3 && v.dims[0] == groups && v.dims[1] == rows && v.dims[2] == d &&
+           v.strides[0] == rows * d && v.strides[1] == d && v.strides[2] == 1;
+}
+
+// Starts the transfer of a block's gradients to the next rank, or from the previous one into it.
+void send_gradients(const Problem& p, const Split& s, const GradientBlock& block, nng::CommRequest (&requests)[2]) {
+    requests[0] = p.comm.isend(std::span(block.keys, s.groups * p.tv * p.dk), s.next(), kKeyGradientsTag);
+    requests[1] = p.comm.isend(std::span(block.values, s.groups * p.tv * p.dv), s.next(), kValueGradientsTag);
+}
+void receive_gradients(const Problem& p, const Split& s, const GradientBlock& block, nng::CommRequest (&requests)[2]) {
+    requests[0] = p.comm.irecv(std::span(block.keys, s.groups * p.tv * p.dk), s.previous(), kKeyGradientsTag);
+    requests[1] = p.comm.irecv(std::span(block.values, s.groups * p.tv * p.dv), s.previous(), kValueGradientsTag);
+}
+
+// block rows [first, first + count) of every group += chunk, laid out (G, count, d).
+void add_chunk(float* block, const float* chunk, std::int64_t groups, std::int64_t rows, std::int64_t first,
+               std::int64_t count, std::int64_t d) {
+#pragma omp parallel for schedule(static) if (groups * count * d > 65536)
+    for (std::int64_t g = 0; g < groups; ++g) {
+        float* to = block + (g * rows + first) * d;
+        const float* from = chunk + g * count * d;
+        for (std::int64_t e = 0; e < count * d; ++e) to[e] += from[e];
+    }
+}
+
+}  // namespace
+
 void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
                         const CoreGradients& grads) const {
     const Stopwatch call(g_call_nanoseconds);
@@ -383,16 +420,37 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
     const Ids ids = declared(p, buffers.training()).ids;
     const float* stats = buffers.floats(ids.stats);
     if (!stats) throw std::logic_error("attention ring core: backward without the forward's row statistics");
-    const std::int64_t G = s.groups, keys = G * p.tv * p.dk, values = G * p.tv * p.dv, kv = keys + values;
+    const std::int64_t G = s.groups, keys = G * p.tv * p.dk, kv = keys + G * p.tv * p.dv;
     Part parts[kMaxParts];
     const int part_count = parts_of(s, parts);
     float* blocks = buffers.floats(ids.blocks);
-    float* gradients = buffers.floats(ids.gradients);
-    const Slot slots[2] = {
-        {blocks, blocks + keys, gradients, buffers.bytes(ids.masks)},
-        {blocks + kv, blocks + kv + keys, gradients + kv, buffers.bytes(ids.masks) + s.batch * p.tv}};
+    const Slot slots[2] = {{blocks, blocks + keys, buffers.bytes(ids.masks)},
+                           {blocks + kv, blocks + kv + keys, buffers.bytes(ids.masks) + s.batch * p.tv}};
+    // The gradient blocks: step i of the turn gathers into accumulators[i % 2 == ranks % 2], so
+    // that the one coming home after the turn lands in accumulators[1]: the op's own dk and dv
+    // when it lends them.
+    GradientBlock accumulators[2] = {};
+    if (float* own = buffers.floats(ids.gradients)) {  // the blocks the op does not lend
+        for (int i = 0; i < 2 - p.lent_gradient_blocks; ++i) accumulators[i] = {own + i * kv, own + i * kv + keys};
+    }
+    const auto lent = [&](const onednn::View& dk, const onednn::View& dv) {
+        if (!contiguous_groups(dk, G, p.tv, p.dk) || !contiguous_groups(dv, G, p.tv, p.dv) || dk.data == dv.data) {
+            throw std::logic_error("attention ring core: the op lends " + dk.describe() + " and " + dv.describe() +
+                                   " as gradient blocks; expected two distinct contiguous (groups, steps, d) arrays");
+        }
+        return GradientBlock{static_cast<float*>(dk.data), static_cast<float*>(dv.data)};
+    };
+    if (p.lent_gradient_blocks >= 1) {
+        if (grads.dk_accumulates || grads.dv_accumulates)
+            throw std::logic_error("attention ring core: lent key and value gradients must be written, not added to");
+        accumulators[1] = lent(grads.dk, grads.dv);
+    }
+    if (p.lent_gradient_blocks >= 2) accumulators[0] = lent(grads.spare_dk, grads.spare_dv);
+    const auto accumulator = [&](int step) -> const GradientBlock& {
+        return accumulators[step % 2 == s.ranks % 2 ? 1 : 0];
+    };
     std::uint8_t* query_masks = buffers.bytes(ids.query_masks);
-    float* block_gradients = buffers.floats(ids.block_gradients);
+    float* chunk_gradients = buffers.floats(ids.chunk_gradients);
     float* dq_part = buffers.floats(ids.part_gradients);
     if (grads.dq.present()) {
         for (std::int64_t g = 0; g < G; ++g)
@@ -416,100 +474,102 @@ void RingCore::backward(const Problem& p, const Buffers& buffers, const onednn::
     pack_block(p, s, slots[0]);
     const bool key_mask = p.key_masks[0] || p.key_masks[1];
     double d_alpha = 0.0;
-    nng::CommRequest gradient_sends[2], gradient_receive;
+    // By the parity of the step that started them: a gradient block's sends, and the receive into it.
+    nng::CommRequest gradient_sends[2][2], gradient_receives[2];
     for (int step = 0; step < s.ranks; ++step) {
         const Slot& here = slots[step % 2];
         const Slot& coming = slots[(step + 1) % 2];
         nng::CommRequest transfers[6];
         if (step + 1 < s.ranks) pass_block_on(p, s, here, coming, key_mask, transfers);
-        if (step > 0) {
-            // The block's gradients so far, from the rank that computed on it last step.
-            wait_for(gradient_sends[step % 2]);
-            gradient_receive = p.comm.irecv(std::span(here.gradients, kv), s.previous(), kGradientsTag);
-        }
-        std::fill(block_gradients, block_gradients + kv, 0.0f);
-        if (uniform_rows) {
-            for (int b = 0; b < s.pieces; ++b)
-                for (std::int64_t g = 0; g < G; ++g)
-                    for (std::int64_t j = 0; j < s.piece_k; ++j) {
-                        float* dv = block_gradients + keys + ((b * G + g) * s.piece_k + j) * p.dv;
-                        std::copy(uniform + g * p.dv, uniform + (g + 1) * p.dv, dv);
-                    }
+        // This block's gradients so far arrive from the rank that computed on it last step, into
+        // the gradient block whose sends (two steps ago) the next rank has long received; this
+        // rank's pairs gather chunk by chunk and add in once it is here.
+        const GradientBlock& gathering = accumulator(step);
+        if (step == 0) {
+            std::fill(gathering.keys, gathering.keys + keys, 0.0f);
+            std::fill(gathering.values, gathering.values + (kv - keys), 0.0f);
+        } else {
+            wait_all(gradient_sends[step % 2]);
+            receive_gradients(p, s, gathering, gradient_receives);
         }
         const int origin = s.origin(step);
-        // Without dL/dout the block's gradients are zero, but the turn goes on: the neighbours wait for it.
-        if (dout.present()) {
-            for (int b = 0; b < s.pieces; ++b) {
-                for (int c = 0; c < part_count; ++c) {
-                    const Part& part = parts[c];
-                    Problem sub = pair_problem(p, s, part, here, origin, b, query_masks);
-                    if (hidden(p, sub, pattern_)) continue;
-                    sub.out = rows_view(p.out, part.first, part.rows);
-                    float* pair_stats = blocks_.statistics(sub, buffers);
-                    for (std::int64_t g = 0; g < G; ++g)
-                        std::copy(stats + (g * p.tq + part.first) * 2, stats + (g * p.tq + part.first + part.rows) * 2,
-                                  pair_stats + g * part.rows * 2);
-                    CoreGradients pair_grads;
-                    if (grads.dq.present()) {
-                        // The blockwise core leaves the query gradient of a tile without computed rows as it was.
-                        std::fill(dq_part, dq_part + G * part.rows * p.dk, 0.0f);
-                        pair_grads.dq = packed_view(dq_part, G, part.rows, p.dk);
-                    }
-                    // The block's key and value gradients sum over the pairs in place.
-                    pair_grads.dk = packed_view(block_gradients + b * G * s.piece_k * p.dk, G, s.piece_k, p.dk);
-                    pair_grads.dv = packed_view(block_gradients + keys + b * G * s.piece_k * p.dv, G, s.piece_k, p.dv);
-                    pair_grads.dk_accumulates = pair_grads.dv_accumulates = true;
-                    double pair_alpha = 0.0;
-                    if (grads.d_alpha_product) pair_grads.d_alpha_product = &pair_alpha;
-                    blocks_.backward(sub, buffers, rows_view(dout, part.first, part.rows), pair_grads);
-                    d_alpha += pair_alpha;
-                    if (grads.dq.present()) {
-#pragma omp parallel for schedule(static)
-                        for (std::int64_t g = 0; g < G; ++g)
-                            for (std::int64_t i = 0; i < part.rows; ++i) {
-                                float* to = row_at(grads.dq, g, part.first + i);
-                                const float* from = dq_part + (g * part.rows + i) * p.dk;
-                                for (std::int64_t e = 0; e < p.dk; ++e) to[e] += from[e];
-                            }
-                    }
-                    poll(transfers);
-                    gradient_receive.test();
+        s.for_each_key_chunk([&](std::int64_t first, std::int64_t count) {
+            float* chunk_dk = chunk_gradients;
+            float* chunk_dv = chunk_gradients + G * count * p.dk;
+            std::fill(chunk_dk, chunk_dk + G * count * p.dk, 0.0f);
+            for (std::int64_t g = 0; g < G; ++g)
+                for (std::int64_t j = 0; j < count; ++j) {
+                    float* dv = chunk_dv + (g * count + j) * p.dv;
+                    if (uniform_rows)
+                        std::copy(uniform + g * p.dv, uniform + (g + 1) * p.dv, dv);
+                    else
+                        std::fill(dv, dv + p.dv, 0.0f);
                 }
+            // Without dL/dout the block's gradients are zero, but the turn goes on: the neighbours wait for it.
+            for (int c = 0; c < part_count && dout.present(); ++c) {
+                const Part& part = parts[c];
+                Problem sub = pair_problem(p, s, part, here, origin, first, count, query_masks);
+                if (hidden(p, sub, pattern_)) continue;
+                sub.out = rows_view(p.out, part.first, part.rows);
+                float* pair_stats = blocks_.statistics(sub, buffers);
+                for (std::int64_t g = 0; g < G; ++g)
+                    std::copy(stats + (g * p.tq + part.first) * 2, stats + (g * p.tq + part.first + part.rows) * 2,
+                              pair_stats + g * part.rows * 2);
+                CoreGradients pair_grads;
+                if (grads.dq.present()) {
+                    // The blockwise core leaves the query gradient of a tile without computed rows as it was.
+                    std::fill(dq_part, dq_part + G * part.rows * p.dk, 0.0f);
+                    pair_grads.dq = packed_view(dq_part, G, part.rows, p.dk);
+                }
+                // The chunk's key and value gradients sum over the pairs in place.
+                pair_grads.dk = packed_view(chunk_dk, G, count, p.dk);
+                pair_grads.dv = packed_view(chunk_dv, G, count, p.dv);
+                pair_grads.dk_accumulates = pair_grads.dv_accumulates = true;
+                double pair_alpha = 0.0;
+                if (grads.d_alpha_product) pair_grads.d_alpha_product = &pair_alpha;
+                blocks_.backward(sub, buffers, rows_view(dout, part.first, part.rows), pair_grads);
+                d_alpha += pair_alpha;
+                if (grads.dq.present()) {
+#pragma omp parallel for schedule(static)
+                    for (std::int64_t g = 0; g < G; ++g)
+                        for (std::int64_t i = 0; i < part.rows; ++i) {
+                            float* to = row_at(grads.dq, g, part.first + i);
+                            const float* from = dq_part + (g * part.rows + i) * p.dk;
+                            for (std::int64_t e = 0; e < p.dk; ++e) to[e] += from[e];
+                        }
+                }
+                poll(transfers);
+                poll(gradient_receives);
             }
-        }
-        if (step > 0) {
-            wait_for(gradient_receive);
-            add(here.gradients, block_gradients, kv);
-        } else {
-            std::copy(block_gradients, block_gradients + kv, here.gradients);
-        }
-        if (s.ranks > 1)
-            gradient_sends[step % 2] = p.comm.isend(std::span(here.gradients, kv), s.next(), kGradientsTag);
+            wait_all(gradient_receives);
+            add_chunk(gathering.keys, chunk_dk, G, p.tv, first, count, p.dk);
+            add_chunk(gathering.values, chunk_dv, G, p.tv, first, count, p.dv);
+        });
+        if (s.ranks > 1) send_gradients(p, s, gathering, gradient_sends[step % 2]);
         wait_all(transfers);
     }
     // After a full turn each block's gradients come home from the previous rank.
-    const Slot& home = s.ranks > 1 ? slots[s.ranks % 2] : slots[0];
+    const GradientBlock& home = accumulator(s.ranks > 1 ? s.ranks : 0);
     if (s.ranks > 1) {
-        wait_for(gradient_sends[s.ranks % 2]);
-        nng::CommRequest coming_home = p.comm.irecv(std::span(home.gradients, kv), s.previous(), kGradientsTag);
-        wait_for(coming_home);
-        wait_for(gradient_sends[(s.ranks + 1) % 2]);
+        wait_all(gradient_sends[s.ranks % 2]);
+        receive_gradients(p, s, home, gradient_receives);
+        wait_all(gradient_receives);
+        wait_all(gradient_sends[(s.ranks + 1) % 2]);
     }
 
     const auto unpack = [&](const onednn::View& dst, const float* src, std::int64_t d, bool accumulate) {
-        if (!dst.present()) return;
+        if (!dst.present() || dst.data == src) return;
 #pragma omp parallel for schedule(static)
         for (std::int64_t g = 0; g < G; ++g)
-            for (int b = 0; b < s.pieces; ++b)
-                for (std::int64_t j = 0; j < s.piece_k; ++j) {
-                    const float* from = src + ((b * G + g) * s.piece_k + j) * d;
-                    float* to = row_at(dst, g, b * s.piece_k + j);
-                    for (std::int64_t e = 0; e < d; ++e) to[e] = (accumulate ? to[e] : 0.0f) + from[e];
-                }
+            for (std::int64_t j = 0; j < p.tv; ++j) {
+                const float* from = src + (g * p.tv + j) * d;
+                float* to = row_at(dst, g, j);
+                for (std::int64_t e = 0; e < d; ++e) to[e] = (accumulate ? to[e] : 0.0f) + from[e];
+            }
     };
     // dv first: with dk_accumulates, dk may add into the same memory.
-    unpack(grads.dv, home.gradients + keys, p.dv, false);
-    unpack(grads.dk, home.gradients, p.dk, grads.dk_accumulates);
+    unpack(grads.dv, home.values, p.dv, false);
+    unpack(grads.dk, home.keys, p.dk, grads.dk_accumulates);
     if (grads.d_alpha_product) *grads.d_alpha_product = d_alpha;
     if (grads.d_spans) std::fill(grads.d_spans, grads.d_spans + p.heads, 0.0f);
 }

@@ -9,9 +9,6 @@
 
 namespace nng::onednn::detail {
 
-// A row of `n` ones (f32) for sum_rows; grow-only, per thread.
-const float* ones(std::int64_t n);
-
 // A view in a building block's error message: "A f32 (64, 200, 32)".
 struct Named {
     const char* name;

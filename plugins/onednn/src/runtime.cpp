@@ -61,8 +61,6 @@ private:
 struct ThreadState {
     dnnl::stream stream{engine()};
     Arena scratchpad{&g_scratchpad_bytes};
-    Arena ones;
-    std::int64_t ones_filled = 0;
     // Memory objects of execute(views): one per (primitive, argument), repointed each call. Valid
     // for the cache generation they were made in (clear_cache destroys the primitives).
     std::map<std::pair<const void*, int>, dnnl::memory> bound;
@@ -125,19 +123,6 @@ void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), voi
         }
     }
     if (failure) std::rethrow_exception(failure);
-}
-
-// ---- Rows of ones --------------------------------------------------------------------------------
-
-const float* detail::ones(std::int64_t n) {
-    ThreadState& state = thread_state();
-    // Growing discards the contents, but then n exceeds what was filled, so the row is refilled.
-    auto* row = static_cast<float*>(state.ones.reserve(static_cast<std::size_t>(n) * sizeof(float)));
-    if (n > state.ones_filled) {
-        std::fill_n(row, n, 1.0f);
-        state.ones_filled = n;
-    }
-    return row;
 }
 
 // ---- Keys --------------------------------------------------------------------------------------

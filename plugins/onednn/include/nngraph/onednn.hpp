@@ -246,9 +246,9 @@ void execute(const Cached& c, std::initializer_list<ViewArg> args);
 struct Stats {
     std::int64_t primitives_created = 0;
     std::int64_t cache_hits = 0;
-    std::int64_t buffer_allocations = 0;  // scratchpads and rows of ones grown, all threads
+    std::int64_t buffer_allocations = 0;  // grow-only buffers (scratchpads) grown, all threads
     std::int64_t scratchpad_bytes = 0;    // scratchpad capacity, all threads
-    std::int64_t buffer_bytes = 0;        // the rows of ones sum_rows multiplies by, all threads
+    std::int64_t buffer_bytes = 0;        // grow-only buffers other than scratchpads, all threads
 };
 Stats stats();
 // For NNG_PLUGIN_WITH_COUNTERS: fills up to `capacity` of "onednn.primitives_created",
@@ -302,7 +302,7 @@ void eltwise_backward(const Eltwise& f, const View& src, const View& diff_dst, c
 void eltwise_backward_from_dst(const Eltwise& f, const View& dst, const View& diff_dst, const View& diff_src);
 
 // out(n) = sum over m of x(m, n) + beta * out(n): a bias gradient. x is (M, N); out is (N) or
-// (1, N). A matmul of a row of ones by x: faster here than oneDNN's reduction (see the .cpp).
+// (1, N), both f32; the sums are taken in double (see the .cpp).
 void sum_rows(const View& x, const View& out, float beta = 0.0f);
 
 }  // namespace nng::onednn
