@@ -20,15 +20,13 @@ std::atomic<std::int64_t> g_primitives_created{0};
 std::atomic<std::int64_t> g_cache_hits{0};
 std::atomic<std::int64_t> g_buffer_allocations{0};
 std::atomic<std::int64_t> g_scratchpad_bytes{0};
-std::atomic<std::int64_t> g_buffer_bytes{0};
 
 constexpr std::size_t kAlignment = 64;
 
 // A grow-only, 64-byte aligned block. Growing discards the contents: callers use it as scratch.
 class Arena {
 public:
-    explicit Arena(std::atomic<std::int64_t>* capacity_counter = &g_buffer_bytes)
-        : capacity_counter_(*capacity_counter) {}
+    explicit Arena(std::atomic<std::int64_t>& capacity_counter) : capacity_counter_(capacity_counter) {}
     Arena(const Arena&) = delete;
     Arena& operator=(const Arena&) = delete;
     ~Arena() { capacity_counter_ -= static_cast<std::int64_t>(capacity_); }
@@ -60,7 +58,7 @@ private:
 // a scratchpad is only free while its primitive is not running elsewhere.
 struct ThreadState {
     dnnl::stream stream{engine()};
-    Arena scratchpad{&g_scratchpad_bytes};
+    Arena scratchpad{g_scratchpad_bytes};
     // Memory objects of execute(views): one per (primitive, argument), repointed each call. Valid
     // for the cache generation they were made in (clear_cache destroys the primitives).
     std::map<std::pair<const void*, int>, dnnl::memory> bound;
@@ -306,7 +304,7 @@ void clear_cache() {
 
 Stats stats() {
     return Stats{g_primitives_created.load(), g_cache_hits.load(), g_buffer_allocations.load(),
-                 g_scratchpad_bytes.load(), g_buffer_bytes.load()};
+                 g_scratchpad_bytes.load()};
 }
 
 std::int32_t counters(nng_counter* out, std::int32_t capacity) {
@@ -316,7 +314,6 @@ std::int32_t counters(nng_counter* out, std::int32_t capacity) {
         {"onednn.cache_hits", s.cache_hits},
         {"onednn.buffer_allocations", s.buffer_allocations},
         {"onednn.scratchpad_bytes", s.scratchpad_bytes},
-        {"onednn.buffer_bytes", s.buffer_bytes},
     };
     const std::int32_t n = std::clamp<std::int32_t>(capacity, 0, static_cast<std::int32_t>(std::size(all)));
     if (out) std::copy_n(all, n, out);

@@ -246,14 +246,13 @@ void execute(const Cached& c, std::initializer_list<ViewArg> args);
 struct Stats {
     std::int64_t primitives_created = 0;
     std::int64_t cache_hits = 0;
-    std::int64_t buffer_allocations = 0;  // grow-only buffers (scratchpads) grown, all threads
+    std::int64_t buffer_allocations = 0;  // scratchpads grown, all threads
     std::int64_t scratchpad_bytes = 0;    // scratchpad capacity, all threads
-    std::int64_t buffer_bytes = 0;        // grow-only buffers other than scratchpads, all threads
 };
 Stats stats();
 // For NNG_PLUGIN_WITH_COUNTERS: fills up to `capacity` of "onednn.primitives_created",
-// "onednn.cache_hits", "onednn.buffer_allocations", "onednn.scratchpad_bytes",
-// "onednn.buffer_bytes"; returns how many it filled.
+// "onednn.cache_hits", "onednn.buffer_allocations", "onednn.scratchpad_bytes"; returns how many
+// it filled.
 std::int32_t counters(nng_counter* out, std::int32_t capacity);
 // Drops every cached primitive (counters keep counting). Only while no other call is running:
 // a Cached& handed out before becomes invalid.
