@@ -194,3 +194,41 @@ TEST_CASE(
         attention.compare(0.03, {attention.f32.weights().size() - 1}, 1, {3});
     }
 }
+
+TEST_CASE(
+    "Attention and MultiHeadAttention under mixed_bfloat16 in the blockwise core (and its sparse patterns and the "
+    "ring) are within bfloat16 tolerance of float32, forward and backward") {
+    if (skip_without_bfloat16()) return;
+    struct Case {
+        std::string op, attributes;
+        std::vector<nngraph::TensorInfo> inputs;
+        int threads;
+    };
+    // Sequences of several 64-step tiles with partial last ones; widths that are odd or not
+    // multiples of 16 (padded pairs and columns); Attention on one and two threads (a group's query tiles
+    // shared, their key and value gradients summed).
+    const std::vector<nngraph::TensorInfo> cross = {{DType::F32, {2, 100, 7}}, {DType::F32, {2, 130, 7}}};
+    const std::vector<nngraph::TensorInfo> self = {{DType::F32, {2, 150, 12}}};
+    for (const Case& c : {
+             Case{"Attention", "{implementation: blockwise}", cross, 1},
+             Case{"Attention", "{implementation: blockwise, use_scale: true, dropout: 0.25}", cross, 2},
+             Case{"Attention", "{implementation: blockwise, use_causal_mask: true}", self, 2},
+             Case{"Attention", "{window: 20, global_tokens: 3}", self, 1},
+             Case{"Attention", "{sparsity: {block_size: 16, local_blocks: 2, stride: 3}}", self, 2},
+             Case{"Attention", "{implementation: ring, use_causal_mask: true}", self, 1},
+             Case{"MultiHeadAttention", "{num_heads: 2, key_dim: 8, implementation: blockwise}", self, 1},
+             Case{"MultiHeadAttention", "{num_heads: 2, key_dim: 5, value_dim: 6, use_causal_mask: true, window: 30}",
+                  self, 1},
+         }) {
+        CAPTURE(c.op);
+        CAPTURE(c.attributes);
+        PolicyPair attention(c.op.c_str(), c.attributes, c.inputs);
+        if (c.op == "Attention") {
+            attention.compare(0.03, {}, c.threads);
+        } else {
+            // As in the dense core's case: the output bias's gradient is dy's row sums in both;
+            // the key bias's vanishes in exact arithmetic.
+            attention.compare(0.03, {attention.f32.weights().size() - 1}, c.threads, {3});
+        }
+    }
+}
