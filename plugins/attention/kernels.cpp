@@ -127,13 +127,25 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_pai
     zero_outside(dst, true, (src.rows + 1) / 2, 2 * src.columns);
 }
 
-void to_bfloat16_pairs_transposed(const FloatMatrix& src, const Bfloat16Matrix& dst) {
-    // Element (r, c) of src goes to (c, r) of dst: pair row c / 2, column 2r + c % 2.
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_pairs_transposed(
+    const FloatMatrix& src, const Bfloat16Matrix& dst) {
+    // Row r of src, rounded, is column r of dst: its words (pairs of neighbours) go down the rows
+    // of pairs, 32 columns of src (16 words) at a time.
     for (std::int64_t r = 0; r < src.rows; ++r) {
         const float* in = src.data + r * src.stride;
-        for (std::int64_t c = 0; c < src.columns; ++c)
-            dst.data[(c / 2) * dst.stride + 2 * r + c % 2] = to_bfloat16(in[c]);
-        if (src.columns % 2) dst.data[(src.columns / 2) * dst.stride + 2 * r + 1] = 0;
+        for (std::int64_t c0 = 0; c0 < src.columns; c0 += 32) {
+            alignas(64) std::uint16_t rounded[32];
+            const std::int64_t count = std::min<std::int64_t>(32, src.columns - c0);
+            if (count == 32) {
+                *reinterpret_cast<v16hu*>(rounded) = __builtin_convertvector(rounded_words(in + c0) >> 16, v16h);
+                *reinterpret_cast<v16hu*>(rounded + 16) =
+                    __builtin_convertvector(rounded_words(in + c0 + 16) >> 16, v16h);
+            } else {
+                for (std::int64_t c = 0; c < 32; ++c) rounded[c] = c < count ? to_bfloat16(in[c0 + c]) : 0;
+            }
+            for (std::int64_t w = 0; w < (count + 1) / 2; ++w)
+                std::memcpy(dst.data + (c0 / 2 + w) * dst.stride + 2 * r, rounded + 2 * w, sizeof(std::uint32_t));
+        }
     }
     zero_outside(dst, true, (src.columns + 1) / 2, 2 * src.rows);
 }
