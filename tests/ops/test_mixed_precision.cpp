@@ -47,11 +47,18 @@ void check_close(const Tensor& bf16, const Tensor& f32, const std::string& what,
 struct PolicyPair {
     OpRunner f32, bf16;
 
-    PolicyPair(const char* op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs)
-        : f32(op, attributes, inputs), bf16(op, attributes, inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16) {
+    // `masks[i]`: input i has a random mask (its first step kept), the same in both.
+    PolicyPair(const char* op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs,
+               const std::vector<bool>& masks = {})
+        : f32(op, attributes, inputs, masks), bf16(op, attributes, inputs, masks, true, NNG_PRECISION_MIXED_BFLOAT16) {
         for (std::size_t i = 0; i < f32.inputs().size(); ++i) {
             nngraph::testing::fill_uniform(f32.inputs()[i], -1, 1, 7 + i);
             bf16.inputs()[i] = f32.inputs()[i];
+            if (i >= masks.size() || !masks[i]) continue;
+            Tensor& mask = f32.input_masks()[i];
+            nngraph::testing::fill_uniform(mask, 0.0, 1.7, 17 + i);  // 0 or 1
+            for (std::int64_t b = 0; b < mask.dim(0); ++b) mask.data<std::uint8_t>()[b * mask.dim(1)] = 1;
+            bf16.input_masks()[i] = mask;
         }
         for (std::size_t k = 0; k < f32.weights().size(); ++k) {
             // Biases away from their initial zeros, so that each one counts.
@@ -238,4 +245,28 @@ TEST_CASE(
                               key_bias ? std::set<std::size_t>{3} : std::set<std::size_t>{});
         }
     }
+}
+
+TEST_CASE("the blockwise core under mixed_bfloat16 with padding masks: skipped, fallback and uniform rows") {
+    if (skip_without_bfloat16()) return;
+    // Random query and key masks; then sample 1 loses every key: Attention softmaxes its rows
+    // over all keys' score - 1e9 (fallback rows), MultiHeadAttention gives them the values' mean.
+    const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {2, 100, 12}}, {DType::F32, {2, 130, 12}}};
+    const auto drop_keys = [](OpRunner& r) {
+        Tensor& keys = r.input_masks()[1];
+        std::fill_n(keys.data<std::uint8_t>() + keys.dim(1), keys.dim(1), std::uint8_t{0});
+    };
+    for (const std::string attributes :
+         {"{implementation: blockwise}", "{implementation: blockwise, use_causal_mask: true}"}) {
+        CAPTURE(attributes);
+        PolicyPair attention("Attention", attributes, inputs, {true, true});
+        drop_keys(attention.f32);
+        drop_keys(attention.bf16);
+        attention.compare(0.03, {}, 2);
+    }
+    PolicyPair heads("MultiHeadAttention", "{num_heads: 2, key_dim: 6, implementation: blockwise}", inputs,
+                     {true, true});
+    drop_keys(heads.f32);
+    drop_keys(heads.bf16);
+    heads.compare(0.03, {heads.f32.weights().size() - 1}, 1, {3});
 }
