@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "nngraph/onednn.hpp"
 
 namespace kernels = nngraph_attention::kernels;
 using kernels::Layout;
@@ -60,6 +61,26 @@ TEST_CASE("to_bfloat16 rounds to the nearest bf16, ties to even, and keeps infin
         if (!std::isfinite(x) || std::abs(x) >= 3.38e38f) continue;
         CAPTURE(b);
         REQUIRE(kernels::to_bfloat16(x) == nearest_bfloat16(x));
+    }
+}
+
+TEST_CASE("to_bfloat16 rounds normal floats as oneDNN's conversion (the dense core's) does") {
+    // Normal floats of every exponent a product meets (oneDNN may flush subnormals on this CPU).
+    std::mt19937 rng(4);
+    std::uniform_int_distribution<std::uint32_t> mantissa(0, (1u << 23) - 1), exponent(1, 254), sign(0, 1);
+    std::vector<float> x(4096);
+    for (float& v : x) {
+        const std::uint32_t bits = sign(rng) << 31 | exponent(rng) << 23 | mantissa(rng);
+        std::memcpy(&v, &bits, sizeof v);
+    }
+    std::vector<std::uint16_t> ours(x.size()), onednn(x.size());
+    nng::onednn::to_bfloat16(nng::onednn::view(x.data(), nng::onednn::DataType::f32, {std::int64_t(x.size())}),
+                             onednn.data());
+    kernels::to_bfloat16_rows({x.data(), 1, std::int64_t(x.size()), std::int64_t(x.size())},
+                              {ours.data(), 1, std::int64_t(x.size()), std::int64_t(x.size())});
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(x[i]);
+        REQUIRE(ours[i] == onednn[i]);
     }
 }
 
