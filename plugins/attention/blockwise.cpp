@@ -63,21 +63,73 @@ void pack_rows_transposed(const Rows& src, std::int64_t r0, std::int64_t count, 
     }
 }
 
+std::int64_t round2(std::int64_t n) { return (n + 1) / 2 * 2; }
+
+// Under mixed_bfloat16, the call's bf16 copies of k and v (kernels.hpp's layouts), each group's
+// keys padded with zero rows to whole tiles: k's rows (read by k·qᵀ) and v's pairs (P̃·v) in
+// forward; k's rows, k's pairs (dS·k) and v's rows (v·doutᵀ) in backward.
+struct Bfloat16Copies {
+    std::uint16_t *key_rows = nullptr, *key_pairs = nullptr, *value_rows = nullptr, *value_pairs = nullptr;
+    std::int64_t tv_padded, dk2, dv2, dkp, dvp;  // the rows' lengths even, the pairs' N multiples of 16
+
+    explicit Bfloat16Copies(const Problem& p)
+        : tv_padded((p.tv + kTile - 1) / kTile * kTile),
+          dk2(round2(p.dk)),
+          dv2(round2(p.dv)),
+          dkp(round16(p.dk)),
+          dvp(round16(p.dv)) {}
+    // Where key (value) tile j0 of group g starts in each copy (tv_padded and j0 are even).
+    const std::uint16_t* key_rows_at(std::int64_t g, std::int64_t j0) const {
+        return key_rows + (g * tv_padded + j0) * dk2;
+    }
+    const std::uint16_t* key_pairs_at(std::int64_t g, std::int64_t j0) const {
+        return key_pairs + (g * tv_padded + j0) * dkp;
+    }
+    const std::uint16_t* value_rows_at(std::int64_t g, std::int64_t j0) const {
+        return value_rows + (g * tv_padded + j0) * dv2;
+    }
+    const std::uint16_t* value_pairs_at(std::int64_t g, std::int64_t j0) const {
+        return value_pairs + (g * tv_padded + j0) * dvp;
+    }
+    // Element counts of the four copies for p's shapes.
+    static std::int64_t rows_count(const Problem& p, std::int64_t d) {
+        return p.groups() * ((p.tv + kTile - 1) / kTile * kTile) * round2(d);
+    }
+    static std::int64_t pairs_count(const Problem& p, std::int64_t d) {
+        return p.groups() * ((p.tv + kTile - 1) / kTile * kTile) * round16(d);
+    }
+
+    // Fills the copies present from p's k and v.
+    void fill(const Problem& p) const {
+#pragma omp parallel for schedule(static)
+        for (std::int64_t g = 0; g < p.groups(); ++g) {
+            const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
+            const kernels::FloatMatrix keys{k.data, p.tv, p.dk, k.row_stride}, values{v.data, p.tv, p.dv, v.row_stride};
+            if (key_rows) to_bfloat16_rows(keys, {key_rows + g * tv_padded * dk2, tv_padded, dk2, dk2});
+            if (key_pairs) to_bfloat16_pairs(keys, {key_pairs + g * tv_padded * dkp, tv_padded, dkp, 2 * dkp});
+            if (value_rows) to_bfloat16_rows(values, {value_rows + g * tv_padded * dv2, tv_padded, dv2, dv2});
+            if (value_pairs) to_bfloat16_pairs(values, {value_pairs + g * tv_padded * dvp, tv_padded, dvp, 2 * dvp});
+        }
+    }
+};
+
 // Everything one call shares: the problem, its masks and derived sizes.
 struct Plan {
     const Problem& p;
     const Masks& masks;
     std::int64_t q_tiles, k_tiles, dkp, dvp;
     KeepStream stream;
+    const Bfloat16Copies* bfloat16 = nullptr;  // mixed_bfloat16: the products read these (f32 when null)
 
-    Plan(const Problem& problem, const Masks& m)
+    Plan(const Problem& problem, const Masks& m, const Bfloat16Copies* copies)
         : p(problem),
           masks(m),
           q_tiles((problem.tq + kTile - 1) / kTile),
           k_tiles((problem.tv + kTile - 1) / kTile),
           dkp(round16(problem.dk)),
           dvp(round16(problem.dv)),
-          stream(problem) {}
+          stream(problem),
+          bfloat16(copies) {}
 
     const Pattern& pattern() const { return masks.pattern(); }
 };
@@ -92,13 +144,21 @@ struct Tiles {
     float *k_rows, *v_rows;       // a key tile's rows, padded (64 x dkp, 64 x dvp), when needed
     float *s, *p, *dp, *keep;     // key-major: raw scores, probabilities, their gradients, dropout's factors
     float *acc, *dacc;
+    // mixed_bfloat16: the query tile's q and dout in bf16, as the products read them (pairs of qᵀ,
+    // (dk2 x 64); pairs of q, (64 x dkp); the same of dout), and P̃ and dS rounded per key tile,
+    // as rows (key-major, 64 x 64) and in pairs (of the key-major tile: the transposed operand).
+    std::uint16_t *q_pairs_transposed, *q_pairs, *do_pairs_transposed, *do_pairs;
+    std::uint16_t *p_rows, *p_pairs, *ds_rows, *ds_pairs;
     float m[kTile], l[kTile], d[kTile];
     std::int32_t active[kTile];  // all ones for the query rows (tile columns) being computed, else 0
     RowKind kind[kTile];
 
     static std::int64_t floats(const Problem& p) {
         const std::int64_t dkp = round16(p.dk), dvp = round16(p.dv);
-        return kTile * (dkp + p.dk + dvp + p.dv + dkp + dvp + 4 * kTile + dvp + dkp) + 64;
+        const std::int64_t f32 = kTile * (dkp + p.dk + dvp + p.dv + dkp + dvp + 4 * kTile + dvp + dkp) + 64;
+        if (!p.bfloat16) return f32;
+        const std::int64_t bf16 = kTile * (round2(p.dk) + dkp + round2(p.dv) + dvp + 4 * kTile);
+        return f32 + bf16 / 2 + 8 * 16;  // two bf16 a float, each piece on 64 bytes
     }
     Tiles(const Plan& plan, float* memory) {
         float* f = memory;
@@ -119,6 +179,16 @@ struct Tiles {
         keep = take(kTile * kTile);
         acc = take(kTile * plan.dvp);   // forward: the output accumulator
         dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
+        if (!plan.bfloat16) return;
+        const auto take_bf16 = [&take](std::int64_t n) { return reinterpret_cast<std::uint16_t*>(take((n + 1) / 2)); };
+        q_pairs_transposed = take_bf16(plan.bfloat16->dk2 * kTile);
+        q_pairs = take_bf16(kTile * plan.dkp);
+        do_pairs_transposed = take_bf16(plan.bfloat16->dv2 * kTile);
+        do_pairs = take_bf16(kTile * plan.dvp);
+        p_rows = take_bf16(kTile * kTile);
+        p_pairs = take_bf16(kTile * kTile);
+        ds_rows = take_bf16(kTile * kTile);
+        ds_pairs = take_bf16(kTile * kTile);
     }
     // Marks the rows of kind `wanted` as the ones being computed.
     void mark_active(RowKind wanted) {
@@ -243,12 +313,106 @@ bool visit(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t i1, s
            plan.masks.any_key_kept(plan.masks.batch_of_group(g), j0, j1);
 }
 
+// ---- the tile products: f32, or under mixed_bfloat16 on bf16 operands (f32 sums either way) ----
+
+// Key tile j0 of group g, and its f32 rows (none under mixed_bfloat16: the products read the
+// call's bf16 copies).
+struct KeyTile {
+    std::int64_t g, j0;
+    Operand keys, values;
+};
+KeyTile key_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t j0, std::int64_t count) {
+    if (plan.bfloat16) return {g, j0, {}, {}};
+    const Problem& p = plan.p;
+    return {g, j0, tile_rows(rows_of(p.k, g), j0, count, p.dk, plan.dkp, t.k_rows),
+            tile_rows(rows_of(p.v, g), j0, count, p.dv, plan.dvp, t.v_rows)};
+}
+
+// Query rows [i0, i0 + rows) of group g as the products read them: q's columns (and, for
+// backward, its rows) and the same of dout.
+void pack_query_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, std::int64_t rows,
+                     const onednn::View* dout) {
+    const Problem& p = plan.p;
+    const Rows q = rows_of(p.q, g);
+    if (const Bfloat16Copies* c = plan.bfloat16) {
+        const FloatMatrix q_tile{q.row(i0), rows, p.dk, q.row_stride};
+        to_bfloat16_pairs_transposed(q_tile, {t.q_pairs_transposed, c->dk2, kTile, 2 * kTile});
+        if (!dout) return;
+        to_bfloat16_pairs(q_tile, {t.q_pairs, kTile, plan.dkp, 2 * plan.dkp});
+        const Rows dO = rows_of(*dout, g);
+        const FloatMatrix do_tile{dO.row(i0), rows, p.dv, dO.row_stride};
+        to_bfloat16_pairs_transposed(do_tile, {t.do_pairs_transposed, c->dv2, kTile, 2 * kTile});
+        to_bfloat16_pairs(do_tile, {t.do_pairs, kTile, plan.dvp, 2 * plan.dvp});
+        return;
+    }
+    pack_rows_transposed(q, i0, rows, p.dk, t.q_columns);
+    if (!dout) return;
+    pack_rows(q, i0, rows, p.dk, t.q_rows, plan.dkp);
+    const Rows dO = rows_of(*dout, g);
+    pack_rows(dO, i0, rows, p.dv, t.do_rows, plan.dvp);
+    pack_rows_transposed(dO, i0, rows, p.dv, t.do_columns);
+}
+
+// t.s = k·qᵀ, key-major.
+void scores_product(const Plan& plan, Tiles& t, const KeyTile& tile) {
+    if (const Bfloat16Copies* c = plan.bfloat16) {
+        gemm_bfloat16(Layout::kAsStored, kTile, kTile, c->dk2, c->key_rows_at(tile.g, tile.j0), c->dk2,
+                      t.q_pairs_transposed, 2 * kTile, t.s, kTile, false);
+        return;
+    }
+    gemm(Layout::kAsStored, kTile, kTile, plan.p.dk, tile.keys.data, tile.keys.ld, t.q_columns, kTile, t.s, kTile,
+         false);
+}
+
+// t.acc += P̃·v, P̃ key-major in `probabilities`.
+void output_product(const Plan& plan, Tiles& t, const KeyTile& tile, const float* probabilities) {
+    if (const Bfloat16Copies* c = plan.bfloat16) {
+        to_bfloat16_pairs({probabilities, kTile, kTile, kTile}, {t.p_pairs, kTile, kTile, 2 * kTile});
+        gemm_bfloat16(Layout::kTransposed, kTile, plan.dvp, kTile, t.p_pairs, 2 * kTile,
+                      c->value_pairs_at(tile.g, tile.j0), 2 * plan.dvp, t.acc, plan.dvp, true);
+        return;
+    }
+    gemm(Layout::kTransposed, kTile, plan.dvp, kTile, probabilities, kTile, tile.values.data, tile.values.ld, t.acc,
+         plan.dvp, true);
+}
+
+// t.dp = v·doutᵀ (dL/d(dropped P)), key-major.
+void probability_gradient_product(const Plan& plan, Tiles& t, const KeyTile& tile) {
+    if (const Bfloat16Copies* c = plan.bfloat16) {
+        gemm_bfloat16(Layout::kAsStored, kTile, kTile, c->dv2, c->value_rows_at(tile.g, tile.j0), c->dv2,
+                      t.do_pairs_transposed, 2 * kTile, t.dp, kTile, false);
+        return;
+    }
+    gemm(Layout::kAsStored, kTile, kTile, plan.p.dv, tile.values.data, tile.values.ld, t.do_columns, kTile, t.dp, kTile,
+         false);
+}
+
+// From α dS (t.dp) and P̃ (t.p), key-major: t.dacc += α dS·k (the query tile's dq), and the key
+// tile's dk += α dSᵀ·q and dv += P̃ᵀ·dO into the rows `dk` and `dv` point to.
+void gradient_products(const Plan& plan, Tiles& t, const KeyTile& tile, float* dk, float* dv) {
+    const std::int64_t dkp = plan.dkp, dvp = plan.dvp;
+    if (const Bfloat16Copies* c = plan.bfloat16) {
+        to_bfloat16_rows({t.dp, kTile, kTile, kTile}, {t.ds_rows, kTile, kTile, kTile});
+        to_bfloat16_pairs({t.dp, kTile, kTile, kTile}, {t.ds_pairs, kTile, kTile, 2 * kTile});
+        to_bfloat16_rows({t.p, kTile, kTile, kTile}, {t.p_rows, kTile, kTile, kTile});
+        gemm_bfloat16(Layout::kTransposed, kTile, dkp, kTile, t.ds_pairs, 2 * kTile, c->key_pairs_at(tile.g, tile.j0),
+                      2 * dkp, t.dacc, dkp, true);
+        gemm_bfloat16(Layout::kAsStored, kTile, dkp, kTile, t.ds_rows, kTile, t.q_pairs, 2 * dkp, dk, dkp, true);
+        gemm_bfloat16(Layout::kAsStored, kTile, dvp, kTile, t.p_rows, kTile, t.do_pairs, 2 * dvp, dv, dvp, true);
+        return;
+    }
+    gemm(Layout::kTransposed, kTile, dkp, kTile, t.dp, kTile, tile.keys.data, tile.keys.ld, t.dacc, dkp, true);
+    gemm(Layout::kAsStored, kTile, dkp, kTile, t.dp, kTile, t.q_rows, dkp, dk, dkp, true);
+    gemm(Layout::kAsStored, kTile, dvp, kTile, t.p, kTile, t.do_rows, dvp, dv, dvp, true);
+}
+
 // The tile's raw products k·qᵀ into t.s and its softmax inputs into `scores` (which may be t.s):
 // the first half of every tile step, forward and backward.
-inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const Operand& keys, std::int64_t g,
-                                                      std::int64_t i0, std::int64_t i1, std::int64_t j0,
-                                                      std::int64_t count, RowKind active, float* scores) {
-    gemm(Layout::kAsStored, kTile, kTile, plan.p.dk, keys.data, keys.ld, t.q_columns, kTile, t.s, kTile, false);
+inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t, const KeyTile& tile, std::int64_t i0,
+                                                      std::int64_t i1, std::int64_t count, RowKind active,
+                                                      float* scores) {
+    const std::int64_t g = tile.g, j0 = tile.j0;
+    scores_product(plan, t, tile);
     tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.masks.block_full(i0, i1, j0, j0 + count), t.s,
                 scores, t.kind, active);
 }
@@ -262,7 +426,6 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
                                                                               RowKind active) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
-    const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
     t.mark_active(active);
     for (std::int64_t r = 0; r < kTile; ++r) {
         if (t.kind[r] != active) continue;
@@ -274,9 +437,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        const Operand keys = tile_rows(k, j0, count, p.dk, plan.dkp, t.k_rows);
-        const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
-        score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.s);
+        const KeyTile tile = key_tile(plan, t, g, j0, count);
+        score_tile(plan, t, tile, i0, i1, count, active, t.s);
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
         // The online softmax down the columns, each tile row's 4 vectors side by side (independent
         // chains for the maximum and the sums). Inactive columns keep m and l (rescale 1, sum 0)
@@ -318,8 +480,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(co
             float* a = t.acc + r * plan.dvp;
             for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale[r]);
         }
-        gemm(Layout::kTransposed, kTile, plan.dvp, kTile, t.s, kTile, values.data, values.ld, t.acc, plan.dvp,
-             true);  // acc += P̃·v
+        output_product(plan, t, tile, t.s);
     }
 }
 
@@ -338,7 +499,7 @@ void forward_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t qt, c
         any_normal |= t.kind[r] == RowKind::kNormal;
     }
     if (any_normal) {
-        pack_rows_transposed(rows_of(p.q, g), i0, rows, p.dk, t.q_columns);
+        pack_query_tile(plan, t, g, i0, rows, nullptr);
         forward_rows(plan, t, g, i0, RowKind::kNormal);
         bool any_fallback = false;
         for (std::int64_t r = 0; r < rows; ++r) {
@@ -444,7 +605,6 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
                                                                                bool want_dalpha) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
-    const Rows k = rows_of(p.k, g), v = rows_of(p.v, g);
     const std::int64_t tv_padded = plan.k_tiles * kTile;
     float* dk_group = acc.dk + acc.group_stride * g * tv_padded * plan.dkp;
     float* dv_group = acc.dv + acc.group_stride * g * tv_padded * plan.dvp;
@@ -460,11 +620,9 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
     for (std::int64_t kt = 0; kt < plan.k_tiles; ++kt) {
         if (!visit(plan, g, i0, i1, kt, active)) continue;
         const std::int64_t j0 = kt * kTile, count = std::min(kTile, p.tv - j0);
-        const Operand keys = tile_rows(k, j0, count, p.dk, plan.dkp, t.k_rows);
-        const Operand values = tile_rows(v, j0, count, p.dv, plan.dvp, t.v_rows);
-        score_tile(plan, t, keys, g, i0, i1, j0, count, active, t.p);  // raw k·qᵀ stays in t.s
-        gemm(Layout::kAsStored, kTile, kTile, p.dv, values.data, values.ld, t.do_columns, kTile, t.dp, kTile,
-             false);  // dL/d(dropped P)
+        const KeyTile tile = key_tile(plan, t, g, j0, count);
+        score_tile(plan, t, tile, i0, i1, count, active, t.p);  // raw k·qᵀ stays in t.s
+        probability_gradient_product(plan, t, tile);
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
         // P from the saved statistics; dS = P ⊙ (dP - D), dL/d(score after masks and log
         // weights), into t.dp; P̃ (P after dropout) into t.p. Inactive columns get zeros.
@@ -507,12 +665,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(c
         if (sums_need_ds) {
             for (std::int64_t e = 0; e < kTile * kTile; e += 16) store(t.dp + e, load(t.dp + e) * p.alpha);
         }
-        gemm(Layout::kTransposed, kTile, plan.dkp, kTile, t.dp, kTile, keys.data, keys.ld, t.dacc, plan.dkp,
-             true);  // dq += α dS·k
-        gemm(Layout::kAsStored, kTile, plan.dkp, kTile, t.dp, kTile, t.q_rows, plan.dkp, dk_group + j0 * plan.dkp,
-             plan.dkp, true);  // dk += α dSᵀ·q
-        gemm(Layout::kAsStored, kTile, plan.dvp, kTile, t.p, kTile, t.do_rows, plan.dvp, dv_group + j0 * plan.dvp,
-             plan.dvp, true);  // dv += P̃ᵀ·dO
+        gradient_products(plan, t, tile, dk_group + j0 * plan.dkp, dv_group + j0 * plan.dvp);
     }
     if (adaptive) acc.d_spans[g % p.heads] += d_span;
 }
@@ -544,10 +697,7 @@ void backward_tile(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g
     // A tile without normal or fallback rows still goes on to the end: its dq rows must be written
     // (zeros), since the caller's dq holds whatever its memory held before.
     const Rows dO = rows_of(dout, g), out = rows_of(p.out, g);
-    pack_rows(rows_of(p.q, g), i0, rows, p.dk, t.q_rows, plan.dkp);
-    pack_rows_transposed(rows_of(p.q, g), i0, rows, p.dk, t.q_columns);
-    pack_rows(dO, i0, rows, p.dv, t.do_rows, plan.dvp);
-    pack_rows_transposed(dO, i0, rows, p.dv, t.do_columns);
+    pack_query_tile(plan, t, g, i0, rows, &dout);
     for (std::int64_t r = 0; r < rows; ++r) {
         double d = 0.0;
         for (std::int64_t e = 0; e < p.dv; ++e) d += double(dO.row(i0 + r)[e]) * double(out.row(i0 + r)[e]);
@@ -595,6 +745,8 @@ struct BlockwiseCore::Ids {
     BufferId key_mask;                             // both directions
     BufferId value_means;                          // forward
     BufferId tiles, accumulators, uniform_totals;  // per thread
+    // mixed_bfloat16: Bfloat16Copies, k's rows in both directions, the others in one.
+    BufferId key_rows, value_pairs, key_pairs, value_rows;
 };
 
 BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -611,6 +763,16 @@ BlockwiseCore::Ids BlockwiseCore::declare(const Problem& p, bool training, Buffe
         list.floats("attention.key_value_gradients", Lifetime::kThread, Accumulators::floats(p, omp_get_max_threads()));
     if (uniform_rows_possible(p))
         ids.uniform_totals = list.floats("attention.uniform_row_gradients", Lifetime::kThread, p.dv);
+    if (p.bfloat16) {
+        const auto bf16 = [&](const char* name, Lifetime lifetime, std::int64_t count) {
+            return list.bytes(name, lifetime, 2 * count);
+        };
+        ids.key_rows = bf16("attention.bfloat16_keys", Lifetime::kCall, Bfloat16Copies::rows_count(p, p.dk));
+        ids.value_pairs =
+            bf16("attention.bfloat16_value_pairs", Lifetime::kForward, Bfloat16Copies::pairs_count(p, p.dv));
+        ids.key_pairs = bf16("attention.bfloat16_key_pairs", Lifetime::kBackward, Bfloat16Copies::pairs_count(p, p.dk));
+        ids.value_rows = bf16("attention.bfloat16_values", Lifetime::kBackward, Bfloat16Copies::rows_count(p, p.dv));
+    }
     return ids;
 }
 
@@ -658,7 +820,13 @@ void BlockwiseCore::forward(const Problem& p, const Buffers& buffers) const {
     check_views(p);
     const Ids ids = this->ids(p, buffers);
     const Masks masks(p, pattern_, buffers.bytes(ids.key_mask));
-    const Plan plan(p, masks);
+    Bfloat16Copies copies(p);
+    if (p.bfloat16) {
+        copies.key_rows = static_cast<std::uint16_t*>(buffers.get(ids.key_rows));
+        copies.value_pairs = static_cast<std::uint16_t*>(buffers.get(ids.value_pairs));
+        copies.fill(p);
+    }
+    const Plan plan(p, masks, p.bfloat16 ? &copies : nullptr);
     const float* mean = value_means(p, buffers.floats(ids.value_means));
     float* stats = buffers.floats(ids.stats);
     const std::int64_t items = p.groups() * plan.q_tiles;
@@ -688,7 +856,14 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
     const float* stats = buffers.floats(ids.stats);
     if (!stats) throw std::logic_error("attention blockwise core: backward without the forward's row statistics");
     const Masks masks(p, pattern_, buffers.bytes(ids.key_mask));
-    const Plan plan(p, masks);
+    Bfloat16Copies copies(p);
+    if (p.bfloat16) {
+        copies.key_rows = static_cast<std::uint16_t*>(buffers.get(ids.key_rows));
+        copies.key_pairs = static_cast<std::uint16_t*>(buffers.get(ids.key_pairs));
+        copies.value_rows = static_cast<std::uint16_t*>(buffers.get(ids.value_rows));
+        copies.fill(p);
+    }
+    const Plan plan(p, masks, p.bfloat16 ? &copies : nullptr);
     const std::int64_t items = p.groups() * plan.q_tiles, tv_padded = plan.k_tiles * kTile;
     const std::int64_t heads = p.heads;
     float* dk_parts[kMaxThreads] = {};

@@ -81,8 +81,9 @@ struct Problem {
     std::uint64_t seed = 0;
     std::uint64_t hash_seed = 0;  // LSH: the stream of this call's random rotations
 
-    // mixed_bfloat16: the dense core's matmuls read bf16 copies of their operands and accumulate
-    // in f32; scores, softmax statistics and every output stay f32. Other cores compute in f32.
+    // mixed_bfloat16: the dense core's matmuls, the blockwise core's tile products (hence the
+    // sparse patterns' and the ring's) and the LSH core's chunk products read bf16 copies of their
+    // operands and accumulate in f32; hashing, scores, softmax statistics and outputs stay f32.
     bool bfloat16 = false;
     // Where these steps sit in a longer sequence, for a core that splits one (ring.hpp): the global
     // positions of query 0 and key 0, and the whole sequence's lengths (0: these). Causality,

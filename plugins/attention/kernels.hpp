@@ -57,4 +57,66 @@ enum class Layout : bool { kAsStored, kTransposed };
 void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
           const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate);
 
+// ---- bfloat16 tiles (mixed_bfloat16) ----
+
+// The bits of bf16(x) in the upper half of x's bits, the lower half zero, for one float's bits or a
+// vector of them: round to nearest even as oneDNN's conversion does; a NaN stays a quiet NaN.
+template <class Bits>
+inline __attribute__((always_inline)) Bits bfloat16_bits(Bits bits) {
+    const Bits rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    const Bits quiet_nan = (bits | 0x400000u) & 0xffff0000u;
+    const Bits nan = 0u - ((0x7f800000u - (bits & 0x7fffffffu)) >> 31);  // all ones where |x| is past infinity
+    return (quiet_nan & nan) | (rounded & ~nan);
+}
+inline std::uint16_t to_bfloat16(float x) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return static_cast<std::uint16_t>(bfloat16_bits(bits) >> 16);
+}
+inline float from_bfloat16(std::uint16_t h) {
+    const std::uint32_t bits = std::uint32_t{h} << 16;
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+// The bf16 products read operands as rows (row-major) or "in pairs", the layout AVX512_BF16's
+// vdpbf16ps multiplies: a (K x N) matrix X in pairs holds X[k][n] at [(k / 2)·stride + 2n + k % 2],
+// two consecutive k of one column side by side; `stride` (of a row of pairs) is at least 2N.
+//
+// A row-major f32 matrix to convert.
+struct FloatMatrix {
+    const float* data;
+    std::int64_t rows, columns, stride;
+};
+// Where it goes: a (rows x columns) bf16 matrix, as rows (row stride `stride`) or in pairs
+// (`stride` between rows of pairs, rows even); at least as large as the source (or its transpose),
+// zero outside it.
+struct Bfloat16Matrix {
+    std::uint16_t* data;
+    std::int64_t rows, columns, stride;
+};
+void to_bfloat16_rows(const FloatMatrix& src, const Bfloat16Matrix& dst);
+// dst in pairs = src: rows 2i and 2i + 1 interleaved (dst.rows even).
+void to_bfloat16_pairs(const FloatMatrix& src, const Bfloat16Matrix& dst);
+// dst in pairs = srcᵀ: src's rows become columns, so that a row's neighbours are pairs (dst.rows even).
+void to_bfloat16_pairs_transposed(const FloatMatrix& src, const Bfloat16Matrix& dst);
+
+// gemm on bf16 operands, accumulating in f32: C (M x N) (+)= op(A) (M x K) · B (K x N), any M,
+// N a multiple of 16, K even. B is in pairs (row stride ldb of a row of pairs). A as stored is
+// row-major (row r, column k at A[r·lda + k], lda even: the pairs along K adjacent); transposed,
+// A is the (K x M) matrix in pairs. Each pair's two products are added to the f32 sum, the odd
+// one first, each rounded once: vdpbf16ps on CPUs with AVX512_BF16, the same arithmetic in f32
+// elsewhere (products of bf16 are exact in f32).
+void gemm_bfloat16(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
+                   std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                   bool accumulate);
+// The f32 arithmetic gemm_bfloat16 takes without AVX512_BF16, callable anywhere so that tests can
+// hold the two to the same results (they differ only where vdpbf16ps flushes subnormals to zero).
+void gemm_bfloat16_portable(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
+                            std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                            bool accumulate);
+// Whether gemm_bfloat16 runs on vdpbf16ps on this CPU.
+bool has_bfloat16_dot_product();
+
 }  // namespace nngraph_attention::kernels

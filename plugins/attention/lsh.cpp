@@ -29,6 +29,7 @@ constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 constexpr std::int64_t kHashRows = 64;  // positions hashed per product
 
 std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
+std::int64_t round2(std::int64_t n) { return (n + 1) / 2 * 2; }
 
 // The sizes of one call. A window is a chunk's keys: the chunk before it, then its own.
 struct Geometry {
@@ -66,12 +67,23 @@ struct Tiles {
     float *differentiable, *kept;
     float *hash_rows, *hash_products;
     std::int32_t *query_at, *key_at, *counts;
+    // mixed_bfloat16: the chunk's operands rounded to bf16 as the products read them (kernels.hpp):
+    // q's and dout's rows, the pairs of the unit keys' and the values' transposes (q·kᵀ, dout·vᵀ),
+    // the pairs of the keys, values, queries and dout (dS·k, P·v, dSᵀ·q, Pᵀ·dout), and P and dS
+    // as rows and in pairs.
+    std::uint16_t *q16, *do16, *k_transposed16, *v_transposed16, *k_pairs16, *v_pairs16, *q_pairs16, *do_pairs16;
+    std::uint16_t *p_rows16, *p_pairs16, *ds_rows16, *ds_pairs16;
 
     static std::int64_t floats(const Problem& p, const Geometry& g) {
         const std::int64_t w = g.windowp;
         return g.cp * g.dkp + w * g.dkp + p.dk * w + w * g.dvp + p.dv * w + g.cp * g.dvp + 5 * g.cp * w + g.cp * g.dvp +
                g.cp * g.dkp + w * g.dkp + w * g.dvp + kHashRows * (g.dkp + g.halfp) + g.cp + w + g.buckets + 1 +
-               20 * 16;
+               20 * 16 + (p.bfloat16 ? bfloat16_count(p, g) / 2 + 12 * 16 : 0);
+    }
+    static std::int64_t bfloat16_count(const Problem& p, const Geometry& g) {
+        const std::int64_t w = g.windowp;
+        return g.cp * round2(p.dk) + g.cp * round2(p.dv) + round2(p.dk) * w + round2(p.dv) * w + w * g.dkp + w * g.dvp +
+               g.cp * g.dkp + g.cp * g.dvp + 4 * g.cp * w;
     }
     Tiles(const Problem& p, const Geometry& g, float* memory) {
         float* f = memory;
@@ -101,6 +113,20 @@ struct Tiles {
         query_at = reinterpret_cast<std::int32_t*>(take(g.cp));
         key_at = reinterpret_cast<std::int32_t*>(take(w));
         counts = reinterpret_cast<std::int32_t*>(take(g.buckets + 1));
+        if (!p.bfloat16) return;
+        const auto take_bf16 = [&take](std::int64_t n) { return reinterpret_cast<std::uint16_t*>(take((n + 1) / 2)); };
+        q16 = take_bf16(g.cp * round2(p.dk));
+        do16 = take_bf16(g.cp * round2(p.dv));
+        k_transposed16 = take_bf16(round2(p.dk) * w);
+        v_transposed16 = take_bf16(round2(p.dv) * w);
+        k_pairs16 = take_bf16(w * g.dkp);
+        v_pairs16 = take_bf16(w * g.dvp);
+        q_pairs16 = take_bf16(g.cp * g.dkp);
+        do_pairs16 = take_bf16(g.cp * g.dvp);
+        p_rows16 = take_bf16(g.cp * w);
+        p_pairs16 = take_bf16(g.cp * w);
+        ds_rows16 = take_bf16(g.cp * w);
+        ds_pairs16 = take_bf16(g.cp * w);
     }
 };
 
@@ -140,6 +166,78 @@ struct Plan {
     }
 };
 
+// ---- the chunk products: f32, or under mixed_bfloat16 on bf16 operands (f32 sums either way) ----
+
+// t.raw = q·kᵀ over the chunk's queries and its window's unit keys.
+void scores_product(const Problem& p, const Geometry& geo, Tiles& t) {
+    const std::int64_t w = geo.windowp;
+    if (!p.bfloat16) {
+        gemm(Layout::kAsStored, geo.cp, w, p.dk, t.q_rows, geo.dkp, t.k_columns, w, t.raw, w, false);
+        return;
+    }
+    const std::int64_t dk2 = round2(p.dk);
+    to_bfloat16_rows({t.q_rows, geo.cp, p.dk, geo.dkp}, {t.q16, geo.cp, dk2, dk2});
+    to_bfloat16_pairs_transposed({t.k_rows, w, p.dk, geo.dkp}, {t.k_transposed16, dk2, w, 2 * w});
+    gemm_bfloat16(Layout::kAsStored, geo.cp, w, dk2, t.q16, dk2, t.k_transposed16, 2 * w, t.raw, w, false);
+}
+
+// t.acc = P·v, P in t.score.
+void output_product(const Problem& p, const Geometry& geo, Tiles& t) {
+    const std::int64_t w = geo.windowp;
+    if (!p.bfloat16) {
+        gemm(Layout::kAsStored, geo.cp, geo.dvp, w, t.score, w, t.v_rows, geo.dvp, t.acc, geo.dvp, false);
+        return;
+    }
+    to_bfloat16_rows({t.score, geo.cp, w, w}, {t.p_rows16, geo.cp, w, w});
+    to_bfloat16_pairs({t.v_rows, w, p.dv, geo.dvp}, {t.v_pairs16, w, geo.dvp, 2 * geo.dvp});
+    gemm_bfloat16(Layout::kAsStored, geo.cp, geo.dvp, w, t.p_rows16, w, t.v_pairs16, 2 * geo.dvp, t.acc, geo.dvp,
+                  false);
+}
+
+// t.dscore = dout·vᵀ.
+void probability_gradient_product(const Problem& p, const Geometry& geo, Tiles& t) {
+    const std::int64_t w = geo.windowp;
+    if (!p.bfloat16) {
+        gemm(Layout::kAsStored, geo.cp, w, p.dv, t.do_rows, geo.dvp, t.v_columns, w, t.dscore, w, false);
+        return;
+    }
+    const std::int64_t dv2 = round2(p.dv);
+    to_bfloat16_rows({t.do_rows, geo.cp, p.dv, geo.dvp}, {t.do16, geo.cp, dv2, dv2});
+    to_bfloat16_pairs_transposed({t.v_rows, w, p.dv, geo.dvp}, {t.v_transposed16, dv2, w, 2 * w});
+    gemm_bfloat16(Layout::kAsStored, geo.cp, w, dv2, t.do16, dv2, t.v_transposed16, 2 * w, t.dscore, w, false);
+}
+
+// t.dq = dS·k and t.dk = dSᵀ·q, dS (times alpha) in t.dscore.
+void query_key_gradient_products(const Problem& p, const Geometry& geo, Tiles& t) {
+    const std::int64_t w = geo.windowp;
+    if (!p.bfloat16) {
+        gemm(Layout::kAsStored, geo.cp, geo.dkp, w, t.dscore, w, t.k_rows, geo.dkp, t.dq, geo.dkp, false);
+        gemm(Layout::kTransposed, w, geo.dkp, geo.cp, t.dscore, w, t.q_rows, geo.dkp, t.dk, geo.dkp, false);
+        return;
+    }
+    to_bfloat16_rows({t.dscore, geo.cp, w, w}, {t.ds_rows16, geo.cp, w, w});
+    to_bfloat16_pairs({t.k_rows, w, p.dk, geo.dkp}, {t.k_pairs16, w, geo.dkp, 2 * geo.dkp});
+    gemm_bfloat16(Layout::kAsStored, geo.cp, geo.dkp, w, t.ds_rows16, w, t.k_pairs16, 2 * geo.dkp, t.dq, geo.dkp,
+                  false);
+    to_bfloat16_pairs({t.dscore, geo.cp, w, w}, {t.ds_pairs16, geo.cp, w, 2 * w});
+    to_bfloat16_pairs({t.q_rows, geo.cp, p.dk, geo.dkp}, {t.q_pairs16, geo.cp, geo.dkp, 2 * geo.dkp});
+    gemm_bfloat16(Layout::kTransposed, w, geo.dkp, geo.cp, t.ds_pairs16, 2 * w, t.q_pairs16, 2 * geo.dkp, t.dk, geo.dkp,
+                  false);
+}
+
+// t.dv = Pᵀ·dout, P in t.score.
+void value_gradient_product(const Problem& p, const Geometry& geo, Tiles& t) {
+    const std::int64_t w = geo.windowp;
+    if (!p.bfloat16) {
+        gemm(Layout::kTransposed, w, geo.dvp, geo.cp, t.score, w, t.do_rows, geo.dvp, t.dv, geo.dvp, false);
+        return;
+    }
+    to_bfloat16_pairs({t.score, geo.cp, w, w}, {t.p_pairs16, geo.cp, w, 2 * w});
+    to_bfloat16_pairs({t.do_rows, geo.cp, p.dv, geo.dvp}, {t.do_pairs16, geo.cp, geo.dvp, 2 * geo.dvp});
+    gemm_bfloat16(Layout::kTransposed, w, geo.dvp, geo.cp, t.p_pairs16, 2 * w, t.do_pairs16, 2 * geo.dvp, t.dv, geo.dvp,
+                  false);
+}
+
 // Packs chunk k of `round` into the thread's tiles: positions, query rows, the window's unit keys
 // (rows and columns) and value rows (and columns when `value_columns`), the raw products q·k into
 // t.raw, the scores, masked and with the self rule, into t.score (-inf past the window), and each
@@ -177,7 +275,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) std::pair<std::int64
         if (value_columns)
             for (std::int64_t e = 0; e < p.dv; ++e) t.v_columns[e * w + c] = v[e];
     }
-    gemm(Layout::kAsStored, geo.cp, w, p.dk, t.q_rows, geo.dkp, t.k_columns, w, t.raw, w, false);
+    scores_product(p, geo, t);
 
     const std::int64_t b = plan.masks.batch_of_group(g);
     const std::uint8_t* key_mask = plan.masks.keys(b);
@@ -334,7 +432,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_chunk(c
         st[0] = m_new;
         st[1] = st[1] * old_scale[r] + l;
     }
-    gemm(Layout::kAsStored, geo.cp, geo.dvp, w, t.score, w, t.v_rows, geo.dvp, t.acc, geo.dvp, false);
+    output_product(p, geo, t);
     for (std::int64_t r = 0; r < queries; ++r) {
         const std::int64_t i = t.query_at[r];
         if (plan.skipped(g, i)) continue;
@@ -363,7 +461,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_chunk(
     const std::int64_t w = geo.windowp;
     std::memset(t.do_rows, 0, sizeof(float) * geo.cp * geo.dvp);
     for (std::int64_t r = 0; r < queries; ++r) copy_row(row_of(dout, g, t.query_at[r]), p.dv, t.do_rows + r * geo.dvp);
-    gemm(Layout::kAsStored, geo.cp, w, p.dv, t.do_rows, geo.dvp, t.v_columns, w, t.dscore, w, false);  // dO·vᵀ
+    probability_gradient_product(p, geo, t);
     double d_alpha = 0.0;
     for (std::int64_t r = 0; r < geo.cp; ++r) {
         float* x = t.score + r * w;
@@ -393,8 +491,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_chunk(
     }
     grads.d_alpha += d_alpha;
     if (grads.dq.present()) {
-        gemm(Layout::kAsStored, geo.cp, geo.dkp, w, t.dscore, w, t.k_rows, geo.dkp, t.dq, geo.dkp, false);
-        gemm(Layout::kTransposed, w, geo.dkp, geo.cp, t.dscore, w, t.q_rows, geo.dkp, t.dk, geo.dkp, false);
+        query_key_gradient_products(p, geo, t);
         for (std::int64_t r = 0; r < queries; ++r) {
             float* d = row_of(grads.dq, g, t.query_at[r]);
             for (std::int64_t e = 0; e < p.dk; ++e) d[e] += t.dq[r * geo.dkp + e];
@@ -405,7 +502,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_chunk(
         }
     }
     if (grads.dv.present()) {
-        gemm(Layout::kTransposed, w, geo.dvp, geo.cp, t.score, w, t.do_rows, geo.dvp, t.dv, geo.dvp, false);
+        value_gradient_product(p, geo, t);
         for (std::int64_t c = 0; c < keys; ++c) {
             float* d = row_of(grads.dv, g, t.key_at[c]);
             for (std::int64_t e = 0; e < p.dv; ++e) d[e] += t.dv[c * geo.dvp + e];

@@ -47,11 +47,18 @@ void check_close(const Tensor& bf16, const Tensor& f32, const std::string& what,
 struct PolicyPair {
     OpRunner f32, bf16;
 
-    PolicyPair(const char* op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs)
-        : f32(op, attributes, inputs), bf16(op, attributes, inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16) {
+    // `masks[i]`: input i has a random mask (its first step kept), the same in both.
+    PolicyPair(const char* op, const std::string& attributes, const std::vector<nngraph::TensorInfo>& inputs,
+               const std::vector<bool>& masks = {})
+        : f32(op, attributes, inputs, masks), bf16(op, attributes, inputs, masks, true, NNG_PRECISION_MIXED_BFLOAT16) {
         for (std::size_t i = 0; i < f32.inputs().size(); ++i) {
             nngraph::testing::fill_uniform(f32.inputs()[i], -1, 1, 7 + i);
             bf16.inputs()[i] = f32.inputs()[i];
+            if (i >= masks.size() || !masks[i]) continue;
+            Tensor& mask = f32.input_masks()[i];
+            nngraph::testing::fill_uniform(mask, 0.0, 1.7, 17 + i);  // 0 or 1
+            for (std::int64_t b = 0; b < mask.dim(0); ++b) mask.data<std::uint8_t>()[b * mask.dim(1)] = 1;
+            bf16.input_masks()[i] = mask;
         }
         for (std::size_t k = 0; k < f32.weights().size(); ++k) {
             // Biases away from their initial zeros, so that each one counts.
@@ -193,4 +200,73 @@ TEST_CASE(
         // adds q·b to a whole row of scores, which the softmax ignores (bf16 rounding does not).
         attention.compare(0.03, {attention.f32.weights().size() - 1}, 1, {3});
     }
+}
+
+TEST_CASE(
+    "Attention and MultiHeadAttention under mixed_bfloat16 in the blockwise core (its sparse patterns, the ring) "
+    "and the LSH core are within bfloat16 tolerance of float32, forward and backward") {
+    if (skip_without_bfloat16()) return;
+    struct Case {
+        std::string op, attributes;
+        std::vector<nngraph::TensorInfo> inputs;
+        int threads;
+    };
+    // Sequences of several 64-step tiles with partial last ones; widths that are odd or not
+    // multiples of 16 (padded pairs and columns); Attention on one and two threads (a group's query tiles
+    // shared, their key and value gradients summed). MultiHeadAttention's LSH case has one chunk
+    // (buckets longer than the sequence): its bf16 projections move queries across bucket
+    // boundaries, and with several chunks its two runs would attend over different keys.
+    const std::vector<nngraph::TensorInfo> cross = {{DType::F32, {2, 100, 7}}, {DType::F32, {2, 130, 7}}};
+    const std::vector<nngraph::TensorInfo> self = {{DType::F32, {2, 150, 12}}};
+    for (const Case& c : {
+             Case{"Attention", "{implementation: blockwise}", cross, 1},
+             Case{"Attention", "{implementation: blockwise, use_scale: true, dropout: 0.25}", cross, 2},
+             Case{"Attention", "{implementation: blockwise, use_causal_mask: true}", self, 2},
+             Case{"Attention", "{window: 20, global_tokens: 3}", self, 1},
+             Case{"Attention", "{sparsity: {block_size: 16, local_blocks: 2, stride: 3}}", self, 2},
+             Case{"Attention", "{implementation: ring, use_causal_mask: true}", self, 1},
+             Case{"Attention", "{lsh: {num_hashes: 2, bucket_size: 16}}", self, 2},
+             Case{"MultiHeadAttention", "{num_heads: 2, key_dim: 8, lsh: {num_hashes: 2, bucket_size: 256}}", self, 1},
+             Case{"MultiHeadAttention", "{num_heads: 2, key_dim: 8, implementation: blockwise}", self, 1},
+             Case{"MultiHeadAttention", "{num_heads: 2, key_dim: 5, value_dim: 6, use_causal_mask: true, window: 30}",
+                  self, 1},
+         }) {
+        CAPTURE(c.op);
+        CAPTURE(c.attributes);
+        PolicyPair attention(c.op.c_str(), c.attributes, c.inputs);
+        if (c.op == "Attention") {
+            attention.compare(0.03, {}, c.threads);
+        } else {
+            // As in the dense core's case: the output bias's gradient is dy's row sums in both;
+            // the key bias's (weight 3; LSH shares the query's projection, and has none) vanishes
+            // in exact arithmetic.
+            const bool key_bias = c.attributes.find("lsh") == std::string::npos;
+            attention.compare(0.03, {attention.f32.weights().size() - 1}, c.threads,
+                              key_bias ? std::set<std::size_t>{3} : std::set<std::size_t>{});
+        }
+    }
+}
+
+TEST_CASE("the blockwise core under mixed_bfloat16 with padding masks: skipped, fallback and uniform rows") {
+    if (skip_without_bfloat16()) return;
+    // Random query and key masks; then sample 1 loses every key: Attention softmaxes its rows
+    // over all keys' score - 1e9 (fallback rows), MultiHeadAttention gives them the values' mean.
+    const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {2, 100, 12}}, {DType::F32, {2, 130, 12}}};
+    const auto drop_keys = [](OpRunner& r) {
+        Tensor& keys = r.input_masks()[1];
+        std::fill_n(keys.data<std::uint8_t>() + keys.dim(1), keys.dim(1), std::uint8_t{0});
+    };
+    for (const std::string attributes :
+         {"{implementation: blockwise}", "{implementation: blockwise, use_causal_mask: true}"}) {
+        CAPTURE(attributes);
+        PolicyPair attention("Attention", attributes, inputs, {true, true});
+        drop_keys(attention.f32);
+        drop_keys(attention.bf16);
+        attention.compare(0.03, {}, 2);
+    }
+    PolicyPair heads("MultiHeadAttention", "{num_heads: 2, key_dim: 6, implementation: blockwise}", inputs,
+                     {true, true});
+    drop_keys(heads.f32);
+    drop_keys(heads.bf16);
+    heads.compare(0.03, {heads.f32.weights().size() - 1}, 1, {3});
 }
