@@ -147,8 +147,9 @@ struct Tiles {
     // mixed_bfloat16: the query tile's q and dout in bf16, as the products read them (pairs of qᵀ,
     // (dk2 x 64); pairs of q, (64 x dkp); the same of dout), and P̃ and dS rounded per key tile,
     // as rows (key-major, 64 x 64) and in pairs (of the key-major tile: the transposed operand).
-    std::uint16_t *q_pairs_transposed, *q_pairs, *do_pairs_transposed, *do_pairs;
-    std::uint16_t *p_rows, *p_pairs, *ds_rows, *ds_pairs;
+    std::uint16_t *q_pairs_transposed = nullptr, *q_pairs = nullptr, *do_pairs_transposed = nullptr,
+                  *do_pairs = nullptr;
+    std::uint16_t *p_rows = nullptr, *p_pairs = nullptr, *ds_rows = nullptr, *ds_pairs = nullptr;
     float m[kTile], l[kTile], d[kTile];
     std::int32_t active[kTile];  // all ones for the query rows (tile columns) being computed, else 0
     RowKind kind[kTile];
@@ -353,15 +354,23 @@ void pack_query_tile(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0
     pack_rows_transposed(dO, i0, rows, p.dv, t.do_columns);
 }
 
-// t.s = k·qᵀ, key-major.
-void scores_product(const Plan& plan, Tiles& t, const KeyTile& tile) {
-    if (const Bfloat16Copies* c = plan.bfloat16) {
-        gemm_bfloat16(Layout::kAsStored, kTile, kTile, c->dk2, c->key_rows_at(tile.g, tile.j0), c->dk2,
-                      t.q_pairs_transposed, 2 * kTile, t.s, kTile, false);
+// out = x·yᵀ for one key tile, key-major (64 x 64): x the tile's keys or values (f32 rows, or
+// under mixed_bfloat16 the call's bf16 rows, `d2` long), y the query tile's q or dout (f32
+// columns, or bf16 pairs of its transpose).
+void key_major_product(const Plan& plan, std::int64_t d, const Operand& rows, const std::uint16_t* rows16,
+                       std::int64_t d2, const float* columns, const std::uint16_t* pairs_transposed, float* out) {
+    if (plan.bfloat16) {
+        gemm_bfloat16(Layout::kAsStored, kTile, kTile, d2, rows16, d2, pairs_transposed, 2 * kTile, out, kTile, false);
         return;
     }
-    gemm(Layout::kAsStored, kTile, kTile, plan.p.dk, tile.keys.data, tile.keys.ld, t.q_columns, kTile, t.s, kTile,
-         false);
+    gemm(Layout::kAsStored, kTile, kTile, d, rows.data, rows.ld, columns, kTile, out, kTile, false);
+}
+
+// t.s = k·qᵀ, key-major.
+void scores_product(const Plan& plan, Tiles& t, const KeyTile& tile) {
+    const Bfloat16Copies* c = plan.bfloat16;
+    key_major_product(plan, plan.p.dk, tile.keys, c ? c->key_rows_at(tile.g, tile.j0) : nullptr, c ? c->dk2 : 0,
+                      t.q_columns, t.q_pairs_transposed, t.s);
 }
 
 // t.acc += P̃·v, P̃ key-major in `probabilities`.
@@ -378,13 +387,9 @@ void output_product(const Plan& plan, Tiles& t, const KeyTile& tile, const float
 
 // t.dp = v·doutᵀ (dL/d(dropped P)), key-major.
 void probability_gradient_product(const Plan& plan, Tiles& t, const KeyTile& tile) {
-    if (const Bfloat16Copies* c = plan.bfloat16) {
-        gemm_bfloat16(Layout::kAsStored, kTile, kTile, c->dv2, c->value_rows_at(tile.g, tile.j0), c->dv2,
-                      t.do_pairs_transposed, 2 * kTile, t.dp, kTile, false);
-        return;
-    }
-    gemm(Layout::kAsStored, kTile, kTile, plan.p.dv, tile.values.data, tile.values.ld, t.do_columns, kTile, t.dp, kTile,
-         false);
+    const Bfloat16Copies* c = plan.bfloat16;
+    key_major_product(plan, plan.p.dv, tile.values, c ? c->value_rows_at(tile.g, tile.j0) : nullptr, c ? c->dv2 : 0,
+                      t.do_columns, t.do_pairs_transposed, t.dp);
 }
 
 // From α dS (t.dp) and P̃ (t.p), key-major: t.dacc += α dS·k (the query tile's dq), and the key

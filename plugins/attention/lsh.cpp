@@ -71,8 +71,9 @@ struct Tiles {
     // q's and dout's rows, the pairs of the unit keys' and the values' transposes (q·kᵀ, dout·vᵀ),
     // the pairs of the keys, values, queries and dout (dS·k, P·v, dSᵀ·q, Pᵀ·dout), and P and dS
     // as rows and in pairs.
-    std::uint16_t *q16, *do16, *k_transposed16, *v_transposed16, *k_pairs16, *v_pairs16, *q_pairs16, *do_pairs16;
-    std::uint16_t *p_rows16, *p_pairs16, *ds_rows16, *ds_pairs16;
+    std::uint16_t *q16 = nullptr, *do16 = nullptr, *k_transposed16 = nullptr, *v_transposed16 = nullptr;
+    std::uint16_t *k_pairs16 = nullptr, *v_pairs16 = nullptr, *q_pairs16 = nullptr, *do_pairs16 = nullptr;
+    std::uint16_t *p_rows16 = nullptr, *p_pairs16 = nullptr, *ds_rows16 = nullptr, *ds_pairs16 = nullptr;
 
     static std::int64_t floats(const Problem& p, const Geometry& g) {
         const std::int64_t w = g.windowp;
@@ -168,17 +169,29 @@ struct Plan {
 
 // ---- the chunk products: f32, or under mixed_bfloat16 on bf16 operands (f32 sums either way) ----
 
-// t.raw = q·kᵀ over the chunk's queries and its window's unit keys.
-void scores_product(const Problem& p, const Geometry& geo, Tiles& t) {
+// c (cp x w) = a (cp x d) · bᵀ, b (w x d) the window's rows, also given as columns for f32; `a16`
+// and `bt16` hold the bf16 roundings of a and of bᵀ in pairs under mixed_bfloat16.
+struct TransposedProduct {
+    const float *a_rows, *b_rows, *b_columns;
+    std::int64_t d, dp;
+    std::uint16_t *a16, *bt16;
+    float* c;
+};
+void times_transposed(const Problem& p, const Geometry& geo, const TransposedProduct& x) {
     const std::int64_t w = geo.windowp;
     if (!p.bfloat16) {
-        gemm(Layout::kAsStored, geo.cp, w, p.dk, t.q_rows, geo.dkp, t.k_columns, w, t.raw, w, false);
+        gemm(Layout::kAsStored, geo.cp, w, x.d, x.a_rows, x.dp, x.b_columns, w, x.c, w, false);
         return;
     }
-    const std::int64_t dk2 = round2(p.dk);
-    to_bfloat16_rows({t.q_rows, geo.cp, p.dk, geo.dkp}, {t.q16, geo.cp, dk2, dk2});
-    to_bfloat16_pairs_transposed({t.k_rows, w, p.dk, geo.dkp}, {t.k_transposed16, dk2, w, 2 * w});
-    gemm_bfloat16(Layout::kAsStored, geo.cp, w, dk2, t.q16, dk2, t.k_transposed16, 2 * w, t.raw, w, false);
+    const std::int64_t d2 = round2(x.d);
+    to_bfloat16_rows({x.a_rows, geo.cp, x.d, x.dp}, {x.a16, geo.cp, d2, d2});
+    to_bfloat16_pairs_transposed({x.b_rows, w, x.d, x.dp}, {x.bt16, d2, w, 2 * w});
+    gemm_bfloat16(Layout::kAsStored, geo.cp, w, d2, x.a16, d2, x.bt16, 2 * w, x.c, w, false);
+}
+
+// t.raw = q·kᵀ over the chunk's queries and its window's unit keys.
+void scores_product(const Problem& p, const Geometry& geo, Tiles& t) {
+    times_transposed(p, geo, {t.q_rows, t.k_rows, t.k_columns, p.dk, geo.dkp, t.q16, t.k_transposed16, t.raw});
 }
 
 // t.acc = P·v, P in t.score.
@@ -196,15 +209,7 @@ void output_product(const Problem& p, const Geometry& geo, Tiles& t) {
 
 // t.dscore = dout·vᵀ.
 void probability_gradient_product(const Problem& p, const Geometry& geo, Tiles& t) {
-    const std::int64_t w = geo.windowp;
-    if (!p.bfloat16) {
-        gemm(Layout::kAsStored, geo.cp, w, p.dv, t.do_rows, geo.dvp, t.v_columns, w, t.dscore, w, false);
-        return;
-    }
-    const std::int64_t dv2 = round2(p.dv);
-    to_bfloat16_rows({t.do_rows, geo.cp, p.dv, geo.dvp}, {t.do16, geo.cp, dv2, dv2});
-    to_bfloat16_pairs_transposed({t.v_rows, w, p.dv, geo.dvp}, {t.v_transposed16, dv2, w, 2 * w});
-    gemm_bfloat16(Layout::kAsStored, geo.cp, w, dv2, t.do16, dv2, t.v_transposed16, 2 * w, t.dscore, w, false);
+    times_transposed(p, geo, {t.do_rows, t.v_rows, t.v_columns, p.dv, geo.dvp, t.do16, t.v_transposed16, t.dscore});
 }
 
 // t.dq = dS·k and t.dk = dSᵀ·q, dS (times alpha) in t.dscore.
