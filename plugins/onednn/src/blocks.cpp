@@ -50,6 +50,19 @@ void check_backward(std::string_view op, std::initializer_list<detail::Named> vi
 
 // `v` with leading axes of size 1 up to `rank`, as oneDNN's matmul wants equal ranks. Their stride
 // is the extent of the rest, which keeps a contiguous view recognisably plain.
+// The matrix of the last two axes of v, a view whose other axes are all 1.
+View last_two_axes(const View& v) {
+    View out;
+    out.data = v.data;
+    out.type = v.type;
+    out.rank = 2;
+    for (int i = 0; i < 2; ++i) {
+        out.dims[i] = v.dims[v.rank - 2 + i];
+        out.strides[i] = v.strides[v.rank - 2 + i];
+    }
+    return out;
+}
+
 View with_rank(const View& v, int rank) {
     if (v.rank >= rank) return v;
     View out;
@@ -131,8 +144,8 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
     if (a.rank < 2 || b.rank < 2 || c.rank < 2) detail::fail(op, views, "A, B and C need two axes or more");
 
     const int rank = std::max({a.rank, b.rank, c.rank});
-    const View A = with_rank(a, rank), B = with_rank(b, rank), C = with_rank(c, rank);
-    const View bias = bias_in.present() ? with_rank(bias_in, rank) : View{};
+    View A = with_rank(a, rank), B = with_rank(b, rank), C = with_rank(c, rank);
+    View bias = bias_in.present() ? with_rank(bias_in, rank) : View{};
     const int m = rank - 2, n = rank - 1;  // the row and column axes
     if (A.dims[n] != B.dims[m] || C.dims[m] != A.dims[m] || C.dims[n] != B.dims[n]) {
         detail::fail(op, views, "C (..., M, N) = A (..., M, K) B (..., K, N) does not fit");
@@ -150,6 +163,14 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
         }
     }
 
+    // oneDNN 2.6 runs a batched product whose batch is one on its gemm driver, which allocates
+    // on every call outside our scratchpad; as a matrix product it runs on brgemm, within it.
+    if (rank > 2 && std::all_of(C.dims.begin(), C.dims.begin() + m, [](std::int64_t d) { return d == 1; })) {
+        A = last_two_axes(A);
+        B = last_two_axes(B);
+        C = last_two_axes(C);
+        if (bias.present()) bias = last_two_axes(bias);
+    }
     detail::with_context(op, views, [&] {
         Key key(kMatmul);
         key.add(A, B, C, bias.present());
