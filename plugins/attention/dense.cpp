@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels.hpp"
 #include "masks.hpp"
 
 namespace nngraph_attention {
@@ -53,6 +54,17 @@ void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange r
             for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : masked(s[j]);
         }
         for (std::int64_t j = end; j < tv; ++j) s[j] = masked(s[j]);
+    }
+}
+
+// The softmax of `rows` in place, several rows a call so that the call costs little beside them.
+void softmax(const Problem& p, float* scores, RowRange rows) {
+    constexpr std::int64_t kRowsPerCall = 16;
+    const std::int64_t calls = (rows.count() + kRowsPerCall - 1) / kRowsPerCall;
+#pragma omp parallel for if (threads_for(rows.count() * p.tv) == 0) schedule(static)
+    for (std::int64_t c = 0; c < calls; ++c) {
+        const std::int64_t r0 = rows.begin + c * kRowsPerCall;
+        kernels::softmax_rows(scores + r0 * p.tv, std::min(kRowsPerCall, rows.end - r0), p.tv, p.tv);
     }
 }
 
@@ -242,13 +254,30 @@ struct MatmulOperands {
     }
 };
 
-// What one forward pass works on: the whole problem, or one group's block of query rows.
+// Groups [g0, g0 + count) of a (G, ...) view.
+onednn::View group_slice(const onednn::View& v, std::int64_t g0, std::int64_t count) {
+    if (!v.present()) return v;
+    onednn::View s = v;
+    s.data = advance(v, g0 * v.strides[0]);
+    s.dims[0] = count;
+    return s;
+}
+
+// What one forward pass works on: the whole problem, a block of groups, or one group's block of
+// query rows.
 struct ForwardPart {
     onednn::View q, k, v, out;
     RowRange rows;  // its rows of the score matrix
 };
 
 ForwardPart whole_problem(const Problem& p) { return {p.q, p.k, p.v, p.out, {0, p.groups() * p.tq}}; }
+ForwardPart group_block(const Problem& p, std::int64_t g0, std::int64_t count) {
+    return {group_slice(p.q, g0, count),
+            group_slice(p.k, g0, count),
+            group_slice(p.v, g0, count),
+            group_slice(p.out, g0, count),
+            {g0 * p.tq, (g0 + count) * p.tq}};
+}
 ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::int64_t count) {
     return {group_rows(p.q, g, i0, count),
             group_rows(p.k, g, 0, p.tv),
@@ -267,7 +296,7 @@ void forward_part(const Problem& p, const ForwardPart& part, const ProbabilitySt
     const onednn::View scores = rows_of(state.probs);
     if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
     if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
-    onednn::softmax_forward(scores, scores);
+    softmax(p, state.probs, part.rows);
     if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
     onednn::matmul(operands.score_operand(dropped ? rows_of(dropped) : scores, part.rows.begin), part.v, part.out);
 }
@@ -282,6 +311,19 @@ std::int64_t query_blocks(const Problem& p, int threads) {
     if (threads <= 1 || p.groups() >= threads || p.score_count() >= kSplitScoresBelow) return 1;
     const std::int64_t per_group = (threads + p.groups() - 1) / p.groups();
     return std::clamp<std::int64_t>(p.tq / kLeastRows, 1, per_group);
+}
+
+// Groups per forward part when the groups alone keep the threads busy: each thread then runs
+// a few groups at a time through the products, masks and softmax with single-threaded
+// primitives, so a part's scores stay in L2 between its passes instead of each pass streaming the
+// whole (G, Tq, Tv) matrix through memory. 1 when the whole matrix is small enough to stay cached.
+std::int64_t forward_chunk(const Problem& p, int threads) {
+    constexpr std::int64_t kPartFloats = std::int64_t{1} << 17;
+    constexpr std::int64_t kWholeBelow = std::int64_t{1} << 19;
+    const std::int64_t groups = p.groups();
+    if (threads <= 1 || groups < 2 * threads || p.score_count() < kWholeBelow) return groups;
+    const std::int64_t per_group = std::max<std::int64_t>(p.tq * p.tv, 1);
+    return std::clamp<std::int64_t>(kPartFloats / per_group, 1, groups / threads);
 }
 
 // What backward_to_scores works in besides dL/dscores: dropout's applied probabilities, the
@@ -339,15 +381,6 @@ void dot_backward(const Problem& p, const float* dscores, const CoreGradients& g
     if (grads.dq.present()) onednn::matmul(dS, m.k, grads.dq, {.alpha = p.alpha});
     if (grads.dk.present())
         onednn::matmul(dS.transposed(), m.q, grads.dk, {.alpha = p.alpha, .beta = grads.dk_accumulates ? 1.0f : 0.0f});
-}
-
-// Groups [g0, g0 + count) of a (G, ...) view.
-onednn::View group_slice(const onednn::View& v, std::int64_t g0, std::int64_t count) {
-    if (!v.present()) return v;
-    onednn::View s = v;
-    s.data = advance(v, g0 * v.strides[0]);
-    s.dims[0] = count;
-    return s;
 }
 
 // The problem of batch elements [b0, b0 + count): every view, mask and saved buffer shifted.
@@ -471,9 +504,19 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     mixed.q = m.q;
     mixed.k = m.k;
     mixed.v = m.v;
-    const std::int64_t blocks = query_blocks(p, omp_get_max_threads());
+    const int threads = omp_get_max_threads();
+    const std::int64_t blocks = query_blocks(p, threads);
     if (blocks == 1) {
-        forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
+        const std::int64_t chunk = forward_chunk(p, threads);
+        if (chunk >= p.groups()) {
+            forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
+            return;
+        }
+        onednn::run_in_parts((p.groups() + chunk - 1) / chunk, [&](std::int64_t part) {
+            const std::int64_t g0 = part * chunk;
+            forward_part(p, group_block(mixed, g0, std::min(chunk, p.groups() - g0)), state, masks, dropped,
+                         scores_given, m);
+        });
         return;
     }
     const std::int64_t per_block = (p.tq + blocks - 1) / blocks;

@@ -1,7 +1,8 @@
 // DenseCore: the whole (G, Tq, Tv) score matrix in memory. oneDNN does the matmuls of each
-// direction and the softmax; the passes of its own are the masks (before the softmax), the
-// zeroing of masked rows and dropout (after it), each fused into one sweep over the scores. It
-// saves the probabilities (and dropout's keep bits) for backward.
+// direction and the softmax's backward; the passes of its own are the masks (before the softmax),
+// the softmax (a row at a time, kernels::softmax_rows), the zeroing of masked rows and dropout
+// (after it), each one sweep over the scores. It saves the probabilities (and dropout's keep
+// bits) for backward.
 #pragma once
 
 #include "core.hpp"

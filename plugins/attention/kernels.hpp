@@ -48,6 +48,10 @@ inline __attribute__((always_inline)) v16 vexp(v16 in) {
     return in < -87.3f ? v16{} : y * scale;
 }
 
+// Each of `rows` rows (`n` floats, `stride` apart) replaced by its softmax, e^(x - max) / sum, in
+// three sweeps over the row while it sits in L1. A row of -inf only gives NaN, as the formula does.
+void softmax_rows(float* x, std::int64_t rows, std::int64_t n, std::int64_t stride);
+
 // How a product reads its left operand A: as stored (row r, column k at A[r·lda + k]) or
 // transposed (at A[k·lda + r]), which spares copying a tile into its transpose first.
 enum class Layout : bool { kAsStored, kTransposed };

@@ -177,9 +177,10 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
          {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)}, "use_scale: true, dropout: 0.1");
 }
 
-// One sample on two threads: the dense forward gives each thread a block of query rows (with
-// single-threaded primitives) instead of threading each primitive. Same results as one thread.
-TEST_CASE("dense forward split into query blocks equals one thread") {
+// On two threads the dense forward gives each thread blocks of query rows (one sample) or a few
+// groups at a time (a batch of over 2^19 scores), with single-threaded primitives, instead of
+// threading each primitive over the whole problem. Same results as one thread.
+TEST_CASE("dense forward split into query blocks or groups equals one thread") {
     const auto split = [&](const std::string& label, const Setup& s, const std::string& attrs) {
         check_same(label + " (1 thread vs 2)", s, attrs, attrs, 7, 1);
     };
@@ -195,6 +196,13 @@ TEST_CASE("dense forward split into query blocks equals one thread") {
     split("every key masked", {"Attention", {seq(1, 80, 8), seq(1, 80, 8)}, {false, true}, no_keys}, "{dropout: 0.2}");
     split("MultiHeadAttention, one head, mask, dropout", {"MultiHeadAttention", {seq(1, 120, 12)}, {true}},
           "{num_heads: 1, key_dim: 8, dropout: 0.25, use_causal_mask: true}");
+    split("groups: 8 samples of 260 steps, masks, causal, dropout",
+          {"Attention", {seq(8, 260, 8), seq(8, 260, 8)}, {true, true}, empty_mask(1)},
+          "{use_causal_mask: true, dropout: 0.3, seed: 2, use_scale: true}");
+    split("groups: concat scores", {"Attention", {seq(8, 250, 4), seq(8, 270, 4)}, {true, true}},
+          "{score_mode: concat}");
+    split("groups: MultiHeadAttention, 2 heads of 5 samples, mask, dropout",
+          {"MultiHeadAttention", {seq(5, 240, 8)}, {true}}, "{num_heads: 2, key_dim: 4, dropout: 0.2}");
 }
 
 TEST_CASE("blockwise MultiHeadAttention equals dense: outputs and gradients") {
