@@ -57,14 +57,21 @@ void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange r
     }
 }
 
-// The softmax of `rows` in place, several rows a call so that the call costs little beside them.
-void softmax(const Problem& p, float* scores, RowRange rows) {
-    constexpr std::int64_t kRowsPerCall = 16;
-    const std::int64_t calls = (rows.count() + kRowsPerCall - 1) / kRowsPerCall;
-#pragma omp parallel for if (threads_for(rows.count() * p.tv) == 0) schedule(static)
+// The softmax in place of the contiguous (..., Tv) `scores`, several rows a call so that the call
+// costs little beside them. Rows shorter than a vector go to oneDNN's softmax, which vectorises
+// across rows instead.
+void softmax(const Problem& p, const onednn::View& scores) {
+    constexpr std::int64_t kRowsPerCall = 16, kShortRow = 16;
+    if (p.tv < kShortRow) {
+        onednn::softmax_forward(scores, scores);
+        return;
+    }
+    float* data = static_cast<float*>(scores.data);
+    const std::int64_t rows = scores.numel() / p.tv, calls = (rows + kRowsPerCall - 1) / kRowsPerCall;
+#pragma omp parallel for if (threads_for(rows * p.tv) == 0) schedule(static)
     for (std::int64_t c = 0; c < calls; ++c) {
-        const std::int64_t r0 = rows.begin + c * kRowsPerCall;
-        kernels::softmax_rows(scores + r0 * p.tv, std::min(kRowsPerCall, rows.end - r0), p.tv, p.tv);
+        const std::int64_t r0 = c * kRowsPerCall;
+        kernels::softmax_rows(data + r0 * p.tv, std::min(kRowsPerCall, rows - r0), p.tv, p.tv);
     }
 }
 
@@ -296,7 +303,7 @@ void forward_part(const Problem& p, const ForwardPart& part, const ProbabilitySt
     const onednn::View scores = rows_of(state.probs);
     if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
     if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
-    softmax(p, state.probs, part.rows);
+    softmax(p, scores);
     if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
     onednn::matmul(operands.score_operand(dropped ? rows_of(dropped) : scores, part.rows.begin), part.v, part.out);
 }
