@@ -20,7 +20,7 @@ using DataType = onednn::DataType;
 constexpr std::int64_t kParallelElements = 1 << 15;
 const Pattern kNoPattern;
 
-int threads_for(std::int64_t elements) { return elements > kParallelElements ? 0 : 1; }
+int threads_for(std::int64_t elements) { return elements > kParallelElements ? omp_get_max_threads() : 1; }
 
 // Where the probabilities live: P (softmax output, masked rows zeroed) and, when dropout is
 // active, the keep bits. Forward writes them; backward reads them.
@@ -41,20 +41,20 @@ void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange r
     const std::int64_t tv = p.tv;
     const bool replace = p.style == MaskStyle::kReplace;
     const MaskedScore masked = masks.masked_score();
-#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
-    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+    nng::parallel_for(rows.count(), threads_for(rows.count() * tv), [&](std::int64_t offset) {
+        const std::int64_t r = rows.begin + offset;
         const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
         float* s = scores + r * tv;
         if (replace && !masks.query_kept(b, i)) {
             std::fill(s, s + tv, masked(0.0f));
-            continue;
+            return;
         }
         const std::int64_t end = masks.causal_end(i);
         if (const std::uint8_t* k = masks.keys(b)) {
             for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : masked(s[j]);
         }
         for (std::int64_t j = end; j < tv; ++j) s[j] = masked(s[j]);
-    }
+    });
 }
 
 // The softmax in place of the contiguous (..., Tv) `scores`, several rows a call so that the call
@@ -68,11 +68,10 @@ void softmax(const Problem& p, const onednn::View& scores) {
     }
     float* data = static_cast<float*>(scores.data);
     const std::int64_t rows = scores.numel() / p.tv, calls = (rows + kRowsPerCall - 1) / kRowsPerCall;
-#pragma omp parallel for if (threads_for(rows * p.tv) == 0) schedule(static)
-    for (std::int64_t c = 0; c < calls; ++c) {
+    nng::parallel_for(calls, threads_for(rows * p.tv), [&](std::int64_t c) {
         const std::int64_t r0 = c * kRowsPerCall;
         kernels::softmax_rows(data + r0 * p.tv, std::min(kRowsPerCall, rows - r0), p.tv, p.tv);
-    }
+    });
 }
 
 // After the softmax: zero what Keras zeroes (masked query rows in Attention, masked entries in
@@ -115,8 +114,8 @@ void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dro
     const std::int64_t tv = p.tv, row_bytes = (tv + 7) / 8;
     const bool zero_masked = zeroes_masked(p);
     const KeepStream stream(p);
-#pragma omp parallel for if (threads_for(rows.count() * tv) == 0) schedule(static)
-    for (std::int64_t r = rows.begin; r < rows.end; ++r) {
+    nng::parallel_for(rows.count(), threads_for(rows.count() * tv), [&](std::int64_t offset) {
+        const std::int64_t r = rows.begin + offset;
         const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
         float* s = probs + r * tv;
         if ((p.style == MaskStyle::kSubtract || zero_masked) && !masks.query_kept(b, i)) {
@@ -129,15 +128,14 @@ void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dro
             std::fill(s + end, s + tv, 0.0f);
         }
         if (p.dropout) draw_row(p, stream, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
-    }
+    });
 }
 
 // Backward of dropout, from the saved keep bits: dropped = probs ⊙ keep·scale (for dv) and
 // dprobs ⊙= keep·scale in place.
 void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* keep, float* dropped, float* dprobs) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
-#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
+    nng::parallel_for(rows, threads_for(rows * tv), [&](std::int64_t r) {
         const std::uint8_t* bits = keep + r * row_bytes;
         const float* s = probs + r * tv;
         float* d = dropped + r * tv;
@@ -151,7 +149,7 @@ void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* 
                 g[j0 + l] *= f;
             }
         }
-    }
+    });
 }
 
 // MultiHeadAttention puts a constant in place of masked scores, so none of their gradient
@@ -159,11 +157,10 @@ void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* 
 // gradients already; only rows that mask every key (uniform probabilities) need zeroing.
 void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
-#pragma omp parallel for if (threads_for(rows * tv) == 0) schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
+    nng::parallel_for(rows, threads_for(rows * tv), [&](std::int64_t r) {
         if (!masks.any_allowed(masks.batch_of_row(r), r % p.tq))
             std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
-    }
+    });
 }
 
 // dst (G, Tv, d) = alpha · xᵀ·y (+ dst when accumulating), x (G, Tq, Tv) a score-sized matrix and
@@ -184,13 +181,12 @@ void transposed_product(const onednn::View& x, const onednn::View& y, const oned
         return;
     }
     float* out = static_cast<float*>(dst.data);
-#pragma omp parallel for if (threads_for(g * t * d) == 0) schedule(static)
-    for (std::int64_t k = 0; k < g; ++k) {
+    nng::parallel_for(g, threads_for(g * t * d), [&](std::int64_t k) {
         const float* src = buffer + k * d * t;
         float* o = out + k * t * d;
         for (std::int64_t j = 0; j < t; ++j)
             for (std::int64_t e = 0; e < d; ++e) o[j * d + e] += src[e * t + j];
-    }
+    });
 }
 
 onednn::View scores_view(const Problem& p, float* data) {
@@ -376,7 +372,8 @@ void dot_backward(const Problem& p, const float* dscores, const CoreGradients& g
         const float* q = static_cast<const float*>(p.q.data);
         double sum = 0.0;
         const std::int64_t rows = p.groups() * p.tq;
-#pragma omp parallel for reduction(+ : sum) if (threads_for(rows * p.dk) == 0) schedule(static)
+        const int threads = threads_for(rows * p.dk);
+#pragma omp parallel for reduction(+ : sum) num_threads(threads) schedule(static)
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* qr = q + (r / p.tq) * p.q.strides[0] + (r % p.tq) * p.q.strides[1];
             for (std::int64_t d = 0; d < p.dk; ++d)

@@ -136,17 +136,15 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
             float* counts = exec.buffer(counts_);
             count_kept_steps(exec, mask, in, counts);
             const int threads = exec.threads_for(x_ref.numel(), kParallelElements);
-#pragma omp parallel for num_threads(threads)
-            for (std::int64_t b = 0; b < in.batch; ++b)
+            nng::parallel_for(in.batch, threads, [&](std::int64_t b) {
                 reduce_rows(x + b * S * F, S, F, mask ? mask + b * S : nullptr, 0.0f, kValue, kSum, y + b * F);
+            });
             if (exec.sequence_shard()) exec.comm().allreduce_sum({y, static_cast<std::size_t>(in.batch * F)});
-#pragma omp parallel for num_threads(threads)
-            for (std::int64_t b = 0; b < in.batch; ++b) {
+            nng::parallel_for(in.batch, threads, [&](std::int64_t b) {
                 for (std::int64_t f = 0; f < F; ++f) y[b * F + f] /= counts[b];
-            }
+            });
         } else {
-#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
-            for (std::int64_t b = 0; b < in.batch; ++b) {
+            nng::parallel_for(in.batch, exec.threads_for(x_ref.numel(), kParallelElements), [&](std::int64_t b) {
                 const float count = static_cast<float>(kept_steps(mask, in, b));
                 const std::uint8_t* m = mask ? mask + b * S : nullptr;
                 for (std::int64_t f = 0; f < F; ++f) {
@@ -161,7 +159,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
                     }
                     y[b * F + f] = sum / count;
                 }
-            }
+            });
         }
     }
 
@@ -176,8 +174,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
         const std::int64_t S = in.steps, F = in.features;
         float* counts = exec.buffer(counts_);
         count_kept_steps(exec, mask, in, counts);
-#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
-        for (std::int64_t b = 0; b < in.batch; ++b) {
+        nng::parallel_for(in.batch, exec.threads_for(dx_ref.numel(), kParallelElements), [&](std::int64_t b) {
             const float share = counts[b] > 0.0f ? 1.0f / counts[b] : 0.0f;
             const float* g = dy + b * F;
             if (!channels_first_) {
@@ -196,7 +193,7 @@ struct GlobalAveragePooling1D : GlobalPooling1D {
                     for (std::int64_t s = 0; s < S; ++s) row[s] = m && !m[s] ? 0.0f : v;
                 }
             }
-        }
+        });
     }
 
     nng::Buffer<float> counts_;
@@ -232,20 +229,18 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         const std::int64_t S = in.steps, F = in.features;
         constexpr float kLowest = -std::numeric_limits<float>::infinity();
         if (!channels_first_) {
-#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
-            for (std::int64_t b = 0; b < in.batch; ++b) {
+            nng::parallel_for(in.batch, exec.threads_for(x_ref.numel(), kParallelElements), [&](std::int64_t b) {
                 reduce_rows(x + b * S * F, S, F, nullptr, kLowest, kValue, kMax, y + b * F);
-            }
+            });
             if (exec.sequence_shard()) combine_maxima(exec, y, in.batch * F);
         } else {
-#pragma omp parallel for num_threads(exec.threads_for(x_ref.numel(), kParallelElements))
-            for (std::int64_t r = 0; r < in.batch * F; ++r) {
+            nng::parallel_for(in.batch * F, exec.threads_for(x_ref.numel(), kParallelElements), [&](std::int64_t r) {
                 const float* row = x + r * S;
                 float best = kLowest;
 #pragma omp simd reduction(max : best)
                 for (std::int64_t s = 0; s < S; ++s) best = std::max(best, row[s]);
                 y[r] = best;
-            }
+            });
         }
     }
 
@@ -260,16 +255,14 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
         if (!channels_first_) {
             float* shares = exec.buffer(ties_);  // ties, then each tie's share of dy
             const int threads = exec.threads_for(dx_ref.numel(), kParallelElements);
-#pragma omp parallel for num_threads(threads)
-            for (std::int64_t b = 0; b < in.batch; ++b) {
+            nng::parallel_for(in.batch, threads, [&](std::int64_t b) {
                 const float* top = y + b * F;
                 const auto tie = [top](float v, std::int64_t f) { return v == top[f] ? 1.0f : 0.0f; };
                 reduce_rows(x + b * S * F, S, F, nullptr, 0.0f, tie, kSum, shares + b * F);
-            }
+            });
             // The max may tie on other ranks' steps too: dy is split over them all.
             if (exec.sequence_shard()) exec.comm().allreduce_sum({shares, static_cast<std::size_t>(in.batch * F)});
-#pragma omp parallel for num_threads(threads)
-            for (std::int64_t b = 0; b < in.batch; ++b) {
+            nng::parallel_for(in.batch, threads, [&](std::int64_t b) {
                 const float* top = y + b * F;
                 float* count = shares + b * F;
                 for (std::int64_t f = 0; f < F; ++f) count[f] = dy[b * F + f] / count[f];
@@ -281,10 +274,9 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
 #pragma omp simd
                     for (std::int64_t f = 0; f < F; ++f) out[f] = (row[f] == top[f] ? 1.0f : 0.0f) * count[f];
                 }
-            }
+            });
         } else {
-#pragma omp parallel for num_threads(exec.threads_for(dx_ref.numel(), kParallelElements))
-            for (std::int64_t r = 0; r < in.batch * F; ++r) {
+            nng::parallel_for(in.batch * F, exec.threads_for(dx_ref.numel(), kParallelElements), [&](std::int64_t r) {
                 const float* row = x + r * S;
                 float* out = dx + r * S;
                 const float top = y[r];
@@ -294,7 +286,7 @@ struct GlobalMaxPooling1D : GlobalPooling1D {
                 const float g = dy[r] / ties;
 #pragma omp simd
                 for (std::int64_t s = 0; s < S; ++s) out[s] = (row[s] == top ? 1.0f : 0.0f) * g;
-            }
+            });
         }
     }
 
