@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -154,19 +155,21 @@ struct Embedding {
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
         const float* table = exec.weight(0).f32();
         float* y = exec.output(0).f32();
-        std::int64_t first_bad = n;
-#pragma omp parallel for num_threads(exec.threads_for(n, kParallelIds)) reduction(min : first_bad)
-        for (std::int64_t i = 0; i < n; ++i) {
+        std::atomic<std::int64_t> first_bad{n};  // the lowest position of an id out of range
+        const int threads = exec.threads_for(n, kParallelIds);
+        nng::parallel_for(n, threads, [&](std::int64_t i) {
             const std::int64_t id = to_id(ids[i], vocabulary);
             if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary)) {
-                first_bad = std::min(first_bad, i);
-                continue;
+                std::int64_t seen = first_bad.load();
+                while (i < seen && !first_bad.compare_exchange_weak(seen, i)) {
+                }
+                return;
             }
             const float* row = table + id * width;
             float* out = y + i * width;
 #pragma omp simd
             for (std::int64_t k = 0; k < width; ++k) out[k] = row[k];
-        }
+        });
         if (first_bad < n) {
             const T bad = ids[first_bad];
             throw BadInputError(
@@ -179,8 +182,7 @@ struct Embedding {
         if (const nng::TensorRef mask = exec.output_mask(0)) {
             // Keras's compute_mask: the ids as given (before any cast) != 0.
             std::uint8_t* m = mask.u8();
-#pragma omp parallel for simd num_threads(exec.threads_for(n, kParallelIds))
-            for (std::int64_t i = 0; i < n; ++i) m[i] = ids[i] != T(0);
+            nng::parallel_for(n, threads, [&](std::int64_t i) { m[i] = ids[i] != T(0); });
         }
     }
 

@@ -165,6 +165,23 @@ TEST_CASE("an id outside [0, input_dim) is an error naming the id, its position 
     CHECK(five.find("at position (0, 0)") != std::string::npos);
 }
 
+TEST_CASE("with ids enough for two threads, the error names the first id out of range") {
+    // Each thread meets a bad id; the second thread's comes first in its half, the first one's
+    // later in its own half but earlier overall.
+    OpRunner runner("Embedding", "{input_dim: 50, output_dim: 4}", {{DType::I32, {64, 200}}});
+    std::int32_t* ids = runner.inputs()[0].data<std::int32_t>();
+    std::fill(ids, ids + 64 * 200, 1);
+    ids[10 * 200 + 7] = 70;
+    ids[50 * 200 + 3] = 60;
+    std::string error = "(no error)";
+    try {
+        runner.forward(false, 1, false, 2);
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    CHECK(error.find("id 70 at position (10, 7)") != std::string::npos);
+}
+
 TEST_CASE("Embedding backward scatter-adds the output gradient into the rows of the ids, and overwrites") {
     OpRunner runner("Embedding", "{input_dim: 5, output_dim: 3}", {{DType::I32, {2, 3}}});
     const std::vector<std::int32_t> ids = {4, 1, 4, 0, 4, 1};
