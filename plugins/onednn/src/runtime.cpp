@@ -105,6 +105,18 @@ void set_num_threads(int n) {
 }
 
 void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context) {
+    if (parts == 1) {  // on the calling thread, without the cost of entering an OpenMP region
+        const int threads = omp_get_max_threads();
+        set_num_threads(1);
+        try {
+            run_part(context, 0);
+        } catch (...) {
+            set_num_threads(threads);
+            throw;
+        }
+        set_num_threads(threads);
+        return;
+    }
     std::exception_ptr failure;
 #pragma omp parallel num_threads(static_cast <int>(std::min <std::int64_t>(parts, omp_get_max_threads()))) if (parts > \
                                                                                                                1)
