@@ -41,9 +41,11 @@ BufferId BufferList::add(const char* name, Lifetime lifetime, nng_dtype dtype, s
     return BufferId{size_++};
 }
 
-void* Buffers::thread(BufferId id) const {
+void* Buffers::thread(BufferId id) const { return thread(id, omp_get_thread_num()); }
+
+void* Buffers::thread(BufferId id, int thread) const {
     if (id.index < 0) return nullptr;
-    return exec_->buffer(thread_buffer_[static_cast<std::size_t>(id.index)], omp_get_thread_num());
+    return exec_->buffer(thread_buffer_[static_cast<std::size_t>(id.index)], thread);
 }
 
 namespace {

@@ -111,6 +111,8 @@ public:
     std::uint8_t* bytes(BufferId id) const { return static_cast<std::uint8_t*>(get(id)); }
     // The calling thread's own copy of a kThread buffer; call it inside the parallel region.
     void* thread(BufferId id) const;
+    // Thread `thread`'s copy, 0 <= thread < the call's thread count.
+    void* thread(BufferId id, int thread) const;
     float* thread_floats(BufferId id) const { return static_cast<float*>(thread(id)); }
     // Whether the call belongs to a training step (the saved buffers exist).
     bool training() const { return training_; }

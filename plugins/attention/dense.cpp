@@ -329,18 +329,68 @@ std::int64_t forward_chunk(const Problem& p, int threads) {
     return std::clamp<std::int64_t>(kPartFloats / per_group, 1, groups / threads);
 }
 
-// What backward_to_scores works in besides dL/dscores: dropout's applied probabilities, the
-// combined key masks, and a (G, Tv, max(dk, dv)) product.
-struct ScoreGradientScratch {
-    float* dropped;
-    std::uint8_t* keys;
-    float* product;
+// What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
+// for given scores): dL/dscores, dropout's applied probabilities, the combined key masks, a
+// (G, Tv, max(dk, dv)) product, the alpha product's (G, Tq, dk) and its running sum, and under
+// mixed_bfloat16 the operands' and dL/dscores' bf16 copies. One buffer holds them all, so that
+// each thread can have its own.
+struct BackwardScratch {
+    float* dscores = nullptr;
+    float* dropped = nullptr;
+    std::uint8_t* keys = nullptr;
+    float* product = nullptr;
+    float* alpha = nullptr;
+    double* alpha_sum = nullptr;
+    std::uint16_t* operands = nullptr;
+    std::uint16_t* score_operand = nullptr;
+};
+
+// Where each piece of BackwardScratch lies in its buffer, each 64-byte aligned.
+class BackwardLayout {
+public:
+    BackwardLayout() = default;
+    BackwardLayout(const Problem& piece, bool dot) {
+        const std::int64_t scores = piece.score_count();
+        dscores_ = add(4 * scores);
+        dropped_ = add(piece.may_drop ? 4 * scores : 0);
+        keys_ = add(Masks::combined_bytes(piece));
+        product_ = add(4 * piece.groups() * piece.tv * std::max(piece.dk, piece.dv));
+        const bool alpha = piece.alpha_gradient && dot;
+        alpha_ = add(alpha ? 4 * piece.groups() * piece.tq * piece.dk : 0);
+        alpha_sum_ = add(alpha ? sizeof(double) : 0);
+        operands_ = add(piece.bfloat16 ? 2 * MatmulOperands::count(piece, true, dot) : 0);
+        score_operand_ = add(piece.bfloat16 ? 2 * scores : 0);
+    }
+    std::int64_t bytes() const { return bytes_; }
+    BackwardScratch at(void* buffer) const {
+        std::byte* base = static_cast<std::byte*>(buffer);
+        const auto piece = [&](std::int64_t offset, std::int64_t next) {
+            return next > offset ? base + offset : nullptr;
+        };
+        return {reinterpret_cast<float*>(piece(dscores_, dropped_)),
+                reinterpret_cast<float*>(piece(dropped_, keys_)),
+                reinterpret_cast<std::uint8_t*>(piece(keys_, product_)),
+                reinterpret_cast<float*>(piece(product_, alpha_)),
+                reinterpret_cast<float*>(piece(alpha_, alpha_sum_)),
+                reinterpret_cast<double*>(piece(alpha_sum_, operands_)),
+                reinterpret_cast<std::uint16_t*>(piece(operands_, score_operand_)),
+                reinterpret_cast<std::uint16_t*>(piece(score_operand_, bytes_))};
+    }
+
+private:
+    std::int64_t add(std::int64_t bytes) {
+        const std::int64_t offset = bytes_;
+        bytes_ += (bytes + 63) / 64 * 64;
+        return offset;
+    }
+    std::int64_t dscores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
+                 score_operand_ = 0, bytes_ = 0;
 };
 
 // dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function; the products read `m`
 // (p's views and dout, or their bf16 copies).
 void scores_backward(const Problem& p, const ProbabilityState& state, const MatmulOperands& m, const onednn::View& dv,
-                     float* dscores, const ScoreGradientScratch& scratch) {
+                     float* dscores, const BackwardScratch& scratch) {
     const onednn::View dS = scores_view(p, dscores);
     if (!m.dout.present()) {
         std::memset(dscores, 0, static_cast<std::size_t>(p.score_count()) * sizeof(float));
@@ -410,10 +460,10 @@ BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const on
     return s;
 }
 
-// Batch elements per backward chunk: about 1 MiB of scores, so that a chunk's dL/dscores stays
-// in L2 between its passes and the step's peak holds no second score-sized matrix beside P.
+// Batch elements per backward chunk: about 512 KiB of scores, so that a chunk's dL/dscores stays
+// in its thread's L2 between passes and the step's peak holds no second score-sized matrix beside P.
 std::int64_t backward_chunk(const Problem& p) {
-    constexpr std::int64_t kChunkFloats = std::int64_t{1} << 18;
+    constexpr std::int64_t kChunkFloats = std::int64_t{1} << 17;
     const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
     const std::int64_t most =
         std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
@@ -424,10 +474,11 @@ std::int64_t backward_chunk(const Problem& p) {
 }  // namespace
 
 struct DenseCore::Ids {
-    BufferId probs, keep, dropped, keys;                        // forward (probs and keep saved in training)
-    BufferId dscores, dropped_grad, keys_grad, product, alpha;  // backward
-    // mixed_bfloat16: bf16 copies of the matmuls' operands (MatmulOperands), each direction its own.
-    BufferId operands, score_operand, backward_operands, backward_score_operand;
+    BufferId probs, keep, dropped, keys;  // forward (probs and keep saved in training)
+    // mixed_bfloat16: bf16 copies of the forward matmuls' operands (MatmulOperands).
+    BufferId operands, score_operand;
+    BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
+    BackwardLayout backward_layout;
 };
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -440,31 +491,20 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
         ids.dropped = list.floats("attention.dropped", Lifetime::kForward, p.score_count());
     }
     ids.keys = list.bytes("attention.key_mask", Lifetime::kForward, Masks::combined_bytes(p));
-    // Backward runs the dot core a chunk of the batch at a time (backward_chunk), a given score
-    // function over the whole batch at once.
-    Problem part = p;
-    if (scores_ == Scores::kDot) part.batch = backward_chunk(p);
-    ids.dscores = list.floats("attention.score_gradients", Lifetime::kBackward, part.score_count());
-    if (p.may_drop)
-        ids.dropped_grad = list.floats("attention.dropped_probabilities", Lifetime::kBackward, part.score_count());
-    ids.keys_grad = list.bytes("attention.backward_key_mask", Lifetime::kBackward, Masks::combined_bytes(part));
-    ids.product = list.floats("attention.transposed_product", Lifetime::kBackward,
-                              part.groups() * part.tv * std::max(part.dk, part.dv));
-    if (p.alpha_gradient && scores_ == Scores::kDot) {
-        ids.alpha = list.floats("attention.alpha_product", Lifetime::kBackward, part.groups() * part.tq * part.dk);
-    }
     if (p.bfloat16) {
         const bool dot = scores_ == Scores::kDot;
-        const auto bf16 = [&](const char* name, Lifetime lifetime, std::int64_t count) {
-            return list.bytes(name, lifetime, 2 * count);
-        };
-        ids.operands = bf16("attention.bfloat16_operands", Lifetime::kForward, MatmulOperands::count(p, false, dot));
-        ids.score_operand = bf16("attention.bfloat16_probabilities", Lifetime::kForward, p.score_count());
-        ids.backward_operands =
-            bf16("attention.bfloat16_backward_operands", Lifetime::kBackward, MatmulOperands::count(part, true, dot));
-        ids.backward_score_operand =
-            bf16("attention.bfloat16_score_gradients", Lifetime::kBackward, part.score_count());
+        ids.operands =
+            list.bytes("attention.bfloat16_operands", Lifetime::kForward, 2 * MatmulOperands::count(p, false, dot));
+        ids.score_operand = list.bytes("attention.bfloat16_probabilities", Lifetime::kForward, 2 * p.score_count());
     }
+    // Backward runs the dot core a chunk of the batch at a time (backward_chunk), each thread its
+    // own chunks, and a given score function over the whole batch at once.
+    Problem piece = p;
+    if (scores_ == Scores::kDot) piece.batch = backward_chunk(p);
+    ids.backward_layout = BackwardLayout(piece, scores_ == Scores::kDot);
+    ids.backward =
+        list.bytes("attention.backward_scratch", scores_ == Scores::kDot ? Lifetime::kThread : Lifetime::kBackward,
+                   ids.backward_layout.bytes());
     return ids;
 }
 
@@ -546,13 +586,10 @@ float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, c
         throw std::logic_error("attention dense core: backward_to_scores needs given scores");
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
-    float* dscores = buffers.floats(ids.dscores);
-    const MatmulOperands m =
-        MatmulOperands::of(p, dout, static_cast<std::uint16_t*>(buffers.get(ids.backward_operands)),
-                           static_cast<std::uint16_t*>(buffers.get(ids.backward_score_operand)), false);
-    scores_backward(p, state, m, dv, dscores,
-                    {buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad), buffers.floats(ids.product)});
-    return dscores;
+    const BackwardScratch scratch = ids.backward_layout.at(buffers.get(ids.backward));
+    const MatmulOperands m = MatmulOperands::of(p, dout, scratch.operands, scratch.score_operand, false);
+    scores_backward(p, state, m, dv, scratch.dscores, scratch);
+    return scratch.dscores;
 }
 
 void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
@@ -568,17 +605,34 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     }
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
-    const ScoreGradientScratch scratch{buffers.floats(ids.dropped_grad), buffers.bytes(ids.keys_grad),
-                                       buffers.floats(ids.product)};
-    float* dscores = buffers.floats(ids.dscores);
-    const std::int64_t chunk = backward_chunk(p);
-    for (std::int64_t b0 = 0; b0 < p.batch; b0 += chunk) {
-        const BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
-        const MatmulOperands m =
-            MatmulOperands::of(s.p, s.dout, static_cast<std::uint16_t*>(buffers.get(ids.backward_operands)),
-                               static_cast<std::uint16_t*>(buffers.get(ids.backward_score_operand)), true);
-        scores_backward(s.p, s.state, m, s.grads.dv, dscores, scratch);
-        dot_backward(s.p, dscores, s.grads, grads.d_alpha_product ? buffers.floats(ids.alpha) : nullptr, m);
+    const std::int64_t chunk = backward_chunk(p), chunks = (p.batch + chunk - 1) / chunk;
+    // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum.
+    const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum) {
+        const std::int64_t b0 = c * chunk;
+        BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
+        s.grads.d_alpha_product = alpha_sum;
+        const MatmulOperands m = MatmulOperands::of(s.p, s.dout, scratch.operands, scratch.score_operand, true);
+        scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);
+        dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m);
+    };
+    const int threads = omp_get_max_threads();
+    if (threads == 1 || chunks < threads) {  // too few chunks to share: threaded primitives on each
+        const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward, 0));
+        for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch, grads.d_alpha_product);
+        return;
+    }
+    // Each thread its own chunks, with single-threaded primitives and its own scratch; the alpha
+    // product's sums are added per thread, then over the threads in order, the same at every call.
+    for (int t = 0; t < threads; ++t) {
+        if (double* sum = ids.backward_layout.at(buffers.thread(ids.backward, t)).alpha_sum) *sum = 0.0;
+    }
+    onednn::run_in_parts(chunks, [&](std::int64_t c) {
+        const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward));
+        backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr);
+    });
+    if (grads.d_alpha_product) {
+        for (int t = 0; t < threads; ++t)
+            *grads.d_alpha_product += *ids.backward_layout.at(buffers.thread(ids.backward, t)).alpha_sum;
     }
 }
 

@@ -172,7 +172,7 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
          "use_causal_mask: true, dropout: 0.2");
     both("width 32 and 48, use_scale",
          {"Attention", {seq(2, 130, 32), seq(2, 140, 48), seq(2, 140, 32)}, {true, true, true}}, "use_scale: true");
-    // Over 2^18 scores a sample: the dense backward takes the batch in several chunks.
+    // Over 2^17 scores a sample: the dense backward takes the batch in several chunks, one thread each.
     both("dense backward in chunks: masks, use_scale, dropout",
          {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)}, "use_scale: true, dropout: 0.1");
 }
