@@ -83,16 +83,8 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void softmax_rows(fl
         }
         float shift = highest[0];
         for (int l = 1; l < 16; ++l) shift = std::max(shift, highest[l]);
-        v16 sums = vexp(last - shift);
-        last = sums;
-        for (std::int64_t c = 0; c < whole; c += 16) {
-            const v16 e = vexp(load(row + c) - shift);
-            store(row + c, e);
-            sums += e;
-        }
-        float sum = 0.0f;
-        for (int l = 0; l < 16; ++l) sum += sums[l];
-        const float inverse = 1.0f / sum;
+        last = vexp(last - shift);
+        const float inverse = 1.0f / lane_sum(exponentiate(row, whole, shift) + last);
         for (std::int64_t c = 0; c < whole; c += 16) store(row + c, load(row + c) * inverse);
         last *= inverse;
         std::memcpy(row + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));

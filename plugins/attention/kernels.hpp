@@ -48,6 +48,24 @@ inline __attribute__((always_inline)) v16 vexp(v16 in) {
     return in < -87.3f ? v16{} : y * scale;
 }
 
+// x[c] = e^(x[c] - shift) for c < n (a multiple of 16); returns the lane-wise sums of the results.
+inline __attribute__((always_inline)) v16 exponentiate(float* x, std::int64_t n, float shift) {
+    v16 sums{};
+    for (std::int64_t c = 0; c < n; c += 16) {
+        const v16 e = vexp(load(x + c) - shift);
+        store(x + c, e);
+        sums += e;
+    }
+    return sums;
+}
+
+// The sum of v's 16 lanes, in lane order.
+inline __attribute__((always_inline)) float lane_sum(v16 v) {
+    float sum = 0.0f;
+    for (int lane = 0; lane < 16; ++lane) sum += v[lane];
+    return sum;
+}
+
 // Each of `rows` rows (`n` floats, `stride` apart) replaced by its softmax, e^(x - max) / sum, in
 // three sweeps over the row while it sits in L1. A row of -inf only gives NaN, as the formula does.
 void softmax_rows(float* x, std::int64_t rows, std::int64_t n, std::int64_t stride);
