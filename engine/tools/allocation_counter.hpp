@@ -1,5 +1,6 @@
-// Counts the process's C++ heap allocations: every library's operator new resolves to the one this
-// object defines, once it is linked into an executable (the nngraph command, benchmarks, tests).
+// Counts the process's C++ heap allocations, and its aligned allocations: every library's operator
+// new, posix_memalign and aligned_alloc resolve to the ones this object defines, once it is linked
+// into an executable (the nngraph command, benchmarks, tests) that exports them.
 // Under AddressSanitizer, which must own operator new, it counts nothing and says so.
 #pragma once
 
@@ -11,6 +12,9 @@ struct AllocationCount {
     std::int64_t calls = 0;
     std::int64_t bytes = 0;
     std::int64_t largest = 0;  // the largest single allocation
+    // posix_memalign and aligned_alloc, which C libraries call directly (oneDNN's own buffers)
+    std::int64_t aligned_calls = 0;
+    std::int64_t aligned_bytes = 0;
 };
 
 bool allocation_counting_available();

@@ -162,6 +162,8 @@ void run_bench(const BenchOptions& o) {
             b["arena_bytes"] = double(memory.arena_bytes) * scale;
             b["bytes_allocated_per_step"] = double(allocations.bytes) * scale;
             b["allocations_per_step"] = double(allocations.calls) * scale;
+            b["aligned_allocations_per_step"] = double(allocations.aligned_calls) * scale;
+            b["aligned_bytes_per_step"] = double(allocations.aligned_bytes) * scale;
             b["primitives_created"] = double(primitives_after) * scale;
             b["gflop_per_step"] = work.flops * 1e-9 * scale;
             b["bytes_per_step"] = work.bytes * scale;
@@ -227,6 +229,10 @@ void run_bench(const BenchOptions& o) {
         std::printf("heap:        %lld allocations (largest %lld bytes), %lld bytes in all, in one steady-state step\n",
                     static_cast<long long>(allocations.calls), static_cast<long long>(allocations.largest),
                     static_cast<long long>(allocations.bytes));
+        std::printf(
+            "aligned:     %lld blocks, %lld bytes in all, in that step (posix_memalign and aligned_alloc: "
+            "oneDNN's own buffers, outside the arena)\n",
+            static_cast<long long>(allocations.aligned_calls), static_cast<long long>(allocations.aligned_bytes));
     } else {
         std::printf("heap:        not counted in this build (AddressSanitizer owns operator new)\n");
     }

@@ -2,6 +2,7 @@
 // several inputs), plans per batch size, and no allocation in a steady-state step.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -174,6 +175,29 @@ TEST_CASE("a steady-state training step through oneDNN ops allocates no buffer")
     MESSAGE("small allocations in one step (inside oneDNN's execute): " << count.calls << ", largest " << count.largest
                                                                         << " bytes");
     CHECK(count.largest < 1024);
+    CHECK(count.aligned_calls == 0);  // no buffer of oneDNN's own beside the arena
+}
+
+namespace {
+void* volatile escaped = nullptr;  // keeps the compiler from pairing away an allocation and its free
+}  // namespace
+
+TEST_CASE("the allocation counter counts aligned blocks, as oneDNN allocates its own buffers") {
+    if (!allocation_counting_available()) {
+        MESSAGE("skipped: allocations are not counted under AddressSanitizer");
+        return;
+    }
+    start_counting_allocations();
+    void* block = nullptr;
+    REQUIRE(posix_memalign(&block, 64, 1000) == 0);
+    escaped = block;
+    std::free(escaped);
+    escaped = std::aligned_alloc(4096, 8192);
+    std::free(escaped);
+    const AllocationCount count = stop_counting_allocations();
+    CHECK(count.aligned_calls == 2);
+    CHECK(count.aligned_bytes == 9192);
+    CHECK(count.calls == 0);
 }
 
 TEST_CASE("training steps lower the loss; the plan's arena is smaller than its buffers laid end to end") {
