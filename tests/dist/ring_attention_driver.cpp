@@ -3,10 +3,10 @@
 // (same inputs, weights and seeds everywhere), runs `implementation: ring` on its share of the
 // steps, and compares its output and input gradients at its global positions, and the weight
 // gradients summed over the ranks. Rank 0 prints the worst errors; every rank exits 1 when one
-// exceeds the tolerance, 2 on an error.
+// exceeds the tolerance, 2 on an error. With --bfloat16 both run under mixed_bfloat16.
 //
 // Usage: ring_attention_driver (Attention|MultiHeadAttention) [--causal] [--masks] [--dropout]
-//        [--window STEPS] [--contiguous] [--piece STEPS] [--weight-tolerance T]
+//        [--window STEPS] [--contiguous] [--piece STEPS] [--weight-tolerance T] [--bfloat16 T]
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -38,6 +38,8 @@ struct Options {
     bool causal = false, masks = false, dropout = false, zigzag = true;
     std::int64_t window = -1, piece = 70;  // 70: pieces cut tiles of 64 and dropout's words of 4
     double weight_tolerance = kTolerance;
+    nng_precision precision = NNG_PRECISION_FLOAT32;
+    double tolerance = kTolerance;  // outputs and input gradients
 
     static Options parse(int argc, char** argv) {
         if (argc < 2) throw std::invalid_argument("usage: ring_attention_driver OP [options]");
@@ -63,7 +65,10 @@ struct Options {
                 o.piece = std::stoll(value());
             else if (a == "--weight-tolerance")
                 o.weight_tolerance = std::stod(value());
-            else
+            else if (a == "--bfloat16") {  // with the tolerance for every comparison
+                o.precision = NNG_PRECISION_MIXED_BFLOAT16;
+                o.tolerance = o.weight_tolerance = std::stod(value());
+            } else
                 throw std::invalid_argument("unknown option " + a);
         }
         return o;
@@ -124,13 +129,13 @@ int run(const Options& o) {
         return std::vector<TensorInfo>{{DType::F32, {kBatch, t, features}}, {DType::F32, {kBatch, t, features}}};
     };
 
-    OpRunner reference(o.op, o.attributes("blockwise"), inputs(steps), masked);
+    OpRunner reference(o.op, o.attributes("blockwise"), inputs(steps), masked, true, o.precision);
     reference.initialize_weights(3);
     for (std::size_t i = 0; i < reference.inputs().size(); ++i) {
         fill_uniform(reference.inputs()[i], -1.0, 1.0, 10 + i);
         if (o.masks) random_mask(reference.input_masks()[i], 20 + i);
     }
-    OpRunner ring(o.op, o.attributes("ring"), inputs(shard.local_steps()), masked);
+    OpRunner ring(o.op, o.attributes("ring"), inputs(shard.local_steps()), masked, true, o.precision);
     ring.set_sequence_shard(shard);
     for (std::size_t w = 0; w < reference.weights().size(); ++w) ring.weights()[w] = reference.weights()[w];
     for (std::size_t i = 0; i < reference.inputs().size(); ++i) {
@@ -148,19 +153,20 @@ int run(const Options& o) {
 
     struct Result {
         std::string what;
-        double error, tolerance = kTolerance;
+        double error, tolerance;
     };
     std::vector<Result> results;
-    results.push_back({"output", worst_error(ring.outputs()[0], share_of(reference.outputs()[0], shard))});
+    results.push_back({"output", worst_error(ring.outputs()[0], share_of(reference.outputs()[0], shard)), o.tolerance});
     for (std::size_t i = 0; i < ring.grad_inputs().size(); ++i) {
         results.push_back({"input " + std::to_string(i) + " gradient",
-                           worst_error(ring.grad_inputs()[i], share_of(reference.grad_inputs()[i], shard))});
+                           worst_error(ring.grad_inputs()[i], share_of(reference.grad_inputs()[i], shard)),
+                           o.tolerance});
     }
     for (std::size_t w = 0; w < ring.grad_weights().size(); ++w) {
         Tensor summed = ring.grad_weights()[w];
         world.allreduce_sum(std::span<float>(summed.data<float>(), static_cast<std::size_t>(summed.numel())));
-        results.push_back(
-            {"weight " + std::to_string(w) + " gradient", worst_error(summed, reference.grad_weights()[w])});
+        results.push_back({"weight " + std::to_string(w) + " gradient",
+                           worst_error(summed, reference.grad_weights()[w]), o.weight_tolerance});
     }
     // Every rank's verdict, so that all exit alike.
     std::vector<double> worst(results.size());

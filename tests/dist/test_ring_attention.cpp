@@ -1,8 +1,8 @@
 // Ring attention (implementation: ring) equals single-process blockwise attention to 1e-5 on the
 // output and every gradient (inputs and weights, the latter summed over the ranks), under mpirun
 // with 2, 3 and 4 ranks: with and without padding masks, causal (zigzag and contiguous layouts),
-// dropout and a window, for both Attention and MultiHeadAttention. Each case runs
-// ring_attention_driver, which compares on every rank and exits 0 only when all agree.
+// dropout and a window, for both Attention and MultiHeadAttention; and under mixed_bfloat16. Each
+// case runs ring_attention_driver, which compares on every rank and exits 0 only when all agree.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -69,5 +69,26 @@ TEST_CASE("ring attention equals blockwise attention when pairs split a piece in
         args.insert(args.end(), weights.begin(), weights.end());
         CAPTURE(args[0]);
         check_ring(2, args);
+    }
+}
+
+TEST_CASE("under mixed_bfloat16 ring attention equals blockwise attention across 2 and 4 ranks") {
+    // Both round their tile products' operands to bf16, but at tiles cut at other places (each
+    // rank's share, blocks passed around the ring), so their f32 sums part by up to 4.2e-3 of
+    // max(1, |v|) over these cases; a missing or misplaced block parts them by far more.
+    const std::vector<std::vector<std::string>> cases = {
+        {"--masks"}, {"--causal", "--dropout", "--masks"}, {"--window", "50"}};
+    for (const char* op : {"Attention", "MultiHeadAttention"}) {
+        for (int ranks : {2, 4}) {
+            for (const auto& c : cases) {
+                std::vector<std::string> args{op};
+                args.insert(args.end(), c.begin(), c.end());
+                args.insert(args.end(), {"--bfloat16", "1e-2"});
+                CAPTURE(args[0]);
+                CAPTURE(args[1]);
+                CAPTURE(ranks);
+                check_ring(ranks, args);
+            }
+        }
     }
 }
