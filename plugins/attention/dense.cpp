@@ -551,16 +551,17 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const int threads = omp_get_max_threads();
     const std::int64_t blocks = query_blocks(p, threads);
     if (blocks == 1) {
-        const std::int64_t chunk = forward_chunk(p, threads);
+        auto whole = [&](std::int64_t) {
+            forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
+        };
         constexpr std::int64_t kOneThreadScores = 1 << 11;  // below, waking a thread costs more than it saves
         if (p.score_count() <= kOneThreadScores) {
-            onednn::run_in_parts(1, [&](std::int64_t) {
-                forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
-            });
+            onednn::run_in_parts(1, whole);
             return;
         }
+        const std::int64_t chunk = forward_chunk(p, threads);
         if (chunk >= p.groups()) {
-            forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
+            whole(0);
             return;
         }
         onednn::run_in_parts((p.groups() + chunk - 1) / chunk, [&](std::int64_t part) {

@@ -48,8 +48,6 @@ void check_backward(std::string_view op, std::initializer_list<detail::Named> vi
     }
 }
 
-// `v` with leading axes of size 1 up to `rank`, as oneDNN's matmul wants equal ranks. Their stride
-// is the extent of the rest, which keeps a contiguous view recognisably plain.
 // The matrix of the last two axes of v, a view whose other axes are all 1.
 View last_two_axes(const View& v) {
     View out;
@@ -63,6 +61,8 @@ View last_two_axes(const View& v) {
     return out;
 }
 
+// `v` with leading axes of size 1 up to `rank`, as oneDNN's matmul wants equal ranks. Their stride
+// is the extent of the rest, which keeps a contiguous view recognisably plain.
 View with_rank(const View& v, int rank) {
     if (v.rank >= rank) return v;
     View out;

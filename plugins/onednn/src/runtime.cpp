@@ -106,15 +106,12 @@ void set_num_threads(int n) {
 
 void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context) {
     if (parts == 1) {  // on the calling thread, without the cost of entering an OpenMP region
-        const int threads = omp_get_max_threads();
-        set_num_threads(1);
-        try {
-            run_part(context, 0);
-        } catch (...) {
-            set_num_threads(threads);
-            throw;
-        }
-        set_num_threads(threads);
+        struct SingleThreaded {
+            const int threads = omp_get_max_threads();
+            SingleThreaded() { set_num_threads(1); }
+            ~SingleThreaded() { set_num_threads(threads); }
+        } single_threaded;
+        run_part(context, 0);
         return;
     }
     std::exception_ptr failure;
