@@ -158,12 +158,12 @@ struct Dense {
         onednn::View dz;
         if (f_.is_linear() && !has_logits()) {
             if (dy) dz = onednn::view(dy, {m.rows, units_});
+        } else if (dlogits && !dy) {
+            // The loss took the logits: its gradient is dz itself.
+            dz = onednn::view(dlogits, {m.rows, units_});
         } else if (dy || dlogits) {
             dz = onednn::view(exec.buffer(dz_), dnnl::memory::data_type::f32, {m.rows, units_});
-            if (dy)
-                f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
-            else
-                std::memset(dz.data, 0, static_cast<std::size_t>(m.rows * units_) * sizeof(float));
+            f_.backward(z_view(exec, m.rows), m.y, onednn::view(dy, {m.rows, units_}), dz);
             if (dlogits) {
                 float* d = static_cast<float*>(dz.data);
                 const float* l = dlogits.f32();
