@@ -385,7 +385,7 @@ std::int64_t output_rows(const Settings& settings, const Sizes& s) { return sett
 
 }  // namespace
 
-BatchSplit fused_split(std::int64_t batch, int threads) {
+BatchSplit batch_split(std::int64_t batch, int threads) {
     return {batch, std::clamp<std::int64_t>(std::min<std::int64_t>(threads, batch / kLeastPartBatch), 1, kMaxParts)};
 }
 

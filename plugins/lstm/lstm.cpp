@@ -93,7 +93,12 @@ struct Lstm {
         if (attrs.get_bool("unroll")) throw nng::OpError(kUnrollReason, "unroll");
     }
 
-    bool stepwise(bool masked) const { return masked || !s_.onednn_cell(); }
+    // oneDNN's LSTM for training in Keras's default cell without a mask, and under mixed_bfloat16
+    // (its bf16 kernels); the stepwise loop otherwise, f32 inference included, where its parts of
+    // the batch run every step without meeting and it outpaces oneDNN's primitive at every batch.
+    bool stepwise(bool masked, bool training) const {
+        return masked || !s_.onednn_cell() || (!training && !mixed_bfloat16_);
+    }
 
     void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 3, 3, "rank 3: (batch, timesteps, features)");
@@ -115,9 +120,10 @@ struct Lstm {
         if (s_.use_bias) ctx.add_weight("bias", {4 * U}, bias_init_);
 
         // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
-        const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
+        mixed_bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
+        const bool steps_by_hand = stepwise(ctx.input_has_mask(0), ctx.training());
         // Only oneDNN's path has bf16 kernels; the stepwise one stays in f32.
-        s_.bfloat16 = ctx.precision() == nng::Precision::MixedBfloat16 && !steps_by_hand;
+        s_.bfloat16 = mixed_bfloat16_ && !steps_by_hand;
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
         declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
         if (ctx.counting_work()) {
@@ -139,7 +145,7 @@ struct Lstm {
         const auto when = [](bool needed, std::int64_t count) { return needed ? count : 0; };
         const bool bf16 = s_.bfloat16 && fused;
         const BatchSplit split =
-            fused ? fused_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
+            fused ? batch_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
         // Under mixed_bfloat16 the f32 time-major input lives for the call only: backward reads its
         // bf16 copy and the bf16 sequence.
         b_.input = ctx.buffer<float>("input", when(training && !bf16, s.rows() * s.features), Lifetime::Saved);
@@ -162,11 +168,11 @@ struct Lstm {
         b_.input_bf16 =
             ctx.buffer<std::uint16_t>("bfloat16 input", when(training && bf16, s.rows() * s.features), Lifetime::Saved);
 
-        b_.inference_states = ctx.buffer<float>(
-            "inference states",
-            when(!training && by_steps,
-                 carved_floats({4 * s.steps * state, (s.steps + 1) * state, (s.steps + 1) * state, s.steps * state})),
-            Lifetime::PerCall);
+        b_.inference_states =
+            ctx.buffer<float>("inference states",
+                              when(!training && by_steps,
+                                   carved_floats({inference_gate_floats(s), (s.steps + 1) * state, 2 * state, state})),
+                              Lifetime::PerCall);
         b_.dropout_mask = ctx.buffer<float>(
             "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
             Lifetime::PerCall);
@@ -223,9 +229,9 @@ struct Lstm {
         const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
         const bool masked = exec.input_mask(0).present();
-        const bool by_steps = stepwise(masked);
-        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : fused_split(s.batch, threads);
         const bool training = exec.training();
+        const bool by_steps = stepwise(masked, training);
+        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : batch_split(s.batch, threads);
         count_call(false, by_steps);
         if (training) check_saved(exec, s, by_steps);
 
@@ -248,7 +254,7 @@ struct Lstm {
         const Results out{exec.output(0).f32(), s_.return_state ? exec.output(1).f32() : nullptr,
                           s_.return_state ? exec.output(2).f32() : nullptr};
         if (by_steps) {
-            stepwise_forward(s_, s, in, step_state(exec, s, training), out);
+            stepwise_forward(s_, s, batch_split(s.batch, threads), in, step_state(exec, s, training), out);
         } else if (training) {
             fused_forward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                           static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split), out);
@@ -261,9 +267,9 @@ struct Lstm {
         const Sizes s = sizes(exec);
         const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
-        const bool by_steps = stepwise(exec.input_mask(0).present());
+        const bool by_steps = stepwise(exec.input_mask(0).present(), true);
         // The forward's split: the same batch and threads give the same parts.
-        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : fused_split(s.batch, threads);
+        const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : batch_split(s.batch, threads);
         count_call(true, by_steps);
         check_saved(exec, s, by_steps);
 
@@ -286,7 +292,8 @@ struct Lstm {
                          dbias ? dbias.f32() : nullptr};
         if (dx) grads.xt = exec.buffer(b_.input_gradient);
         if (by_steps) {
-            stepwise_backward(s_, s, in, step_state(exec, s, true), exec.buffer(b_.step_gradients), dy, grads);
+            stepwise_backward(s_, s, batch_split(s.batch, threads), in, step_state(exec, s, true),
+                              exec.buffer(b_.step_gradients), dy, grads);
         } else {
             fused_backward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                            static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split),
@@ -339,6 +346,9 @@ struct Lstm {
     }
 
     // The stepwise path's states: saved buffers in training, else one carved buffer.
+    static std::int64_t inference_gate_floats(const Sizes& s) {
+        return 4 * s.batch * s.units * (inference_gates_every_step(s) ? s.steps : 1);
+    }
     StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
         StepState st;
         if (training) {
@@ -348,12 +358,14 @@ struct Lstm {
             st.cell_activation = exec.buffer(b_.cell_activation);
             return st;
         }
+        st.every_step = false;
+        st.gates_every_step = inference_gates_every_step(s);
         const std::int64_t state = s.batch * s.units;
         carve(exec.buffer(b_.inference_states), exec.count(b_.inference_states),
-              {{&st.gates, 4 * s.steps * state},
+              {{&st.gates, inference_gate_floats(s)},
                {&st.hidden, (s.steps + 1) * state},
-               {&st.cell, (s.steps + 1) * state},
-               {&st.cell_activation, s.steps * state}});
+               {&st.cell, 2 * state},
+               {&st.cell_activation, state}});
         return st;
     }
 
@@ -372,6 +384,7 @@ struct Lstm {
     }
 
     Settings s_;
+    bool mixed_bfloat16_ = false;  // the node's policy, whichever path a call takes
     nng::Initializer kernel_init_, recurrent_init_, bias_init_;
     struct Buffers {
         nng::Buffer<float> input, gates, hidden, cell, cell_activation;

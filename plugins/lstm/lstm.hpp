@@ -99,14 +99,15 @@ struct ParamGrads {
     float* bias = nullptr;
 };
 
-// ---- Batch split (the oneDNN path) --------------------------------------------------------------
+// ---- Batch split ----------------------------------------------------------------------------------
 
-// oneDNN's LSTM on several threads synchronises them at every step, around products of a few
-// thousand multiply-adds per thread. The sequences of a batch are independent, so a large batch is
-// cut instead into parts of consecutive sequences, each its own problem run on one thread with
-// single-threaded primitives. Time-major buffers (XT, dst_layer and their gradients) are then
-// part-major: part p's (T, count(p), width) block starts at row T * first(p). One part is the
-// plain (T, N, width) layout.
+// An LSTM on several threads synchronises them at every step, around products of a few thousand
+// multiply-adds per thread. The sequences of a batch are independent, so a large batch is cut
+// instead into parts of consecutive sequences, each taken through every step by one thread with
+// single-threaded products. oneDNN's path makes each part its own problem, and its time-major
+// buffers (XT, dst_layer and their gradients) are then part-major: part p's (T, count(p), width)
+// block starts at row T * first(p). One part is the plain (T, N, width) layout, which the stepwise
+// path keeps: its parts are rows of each step's block.
 struct BatchSplit {
     std::int64_t batch = 0;
     std::int64_t parts = 1;
@@ -117,7 +118,7 @@ struct BatchSplit {
 // At most kMaxParts parts of at least kLeastPartBatch sequences, one per thread.
 inline constexpr std::int64_t kMaxParts = 8;
 inline constexpr std::int64_t kLeastPartBatch = 16;
-BatchSplit fused_split(std::int64_t batch, int threads);
+BatchSplit batch_split(std::int64_t batch, int threads);
 
 // ---- Sequence helpers (sequence.cpp) ------------------------------------------------------------
 
@@ -181,21 +182,29 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
                     float* gradient_copies, const float* final_h, const float* final_c, const OutputGrads& dy,
                     const ParamGrads& grads);
 
-// Plain loops over the steps with oneDNN matmuls (stepwise.cpp): masks and other activations.
-// The states: gates (T, N, 4U), hidden and cell (T+1, N, U) with step 0 the zero initial state,
-// the activated cell (T, N, U).
+// Plain loops over the steps with oneDNN's products (stepwise.cpp): inference in f32, masks and
+// other activations. The states: hidden (T+1, N, U) with step 0 the zero initial state; with
+// every_step (training: backward reads them) also cell (T+1, N, U) and the activated cell
+// (T, N, U), else the slots of one step (a cell before and after it) that the steps reuse. The
+// gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).
 struct StepState {
     float* gates = nullptr;
     float* hidden = nullptr;
     float* cell = nullptr;
     float* cell_activation = nullptr;
+    bool every_step = true;
+    bool gates_every_step = true;
 };
-void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
-                      const Results& out);
+// Inference keeps every step's gates for a batch below kLeastPartBatch: a product over every step
+// at once costs less than T products of a few rows; a larger batch projects step by step in cache.
+inline bool inference_gates_every_step(const Sizes& s) { return s.batch < kLeastPartBatch; }
+// `parts` splits the rows of every step among threads; the buffers keep the plain layout.
+void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
+                      const StepState& state, const Results& out);
 // Floats of the scratch stepwise_backward carves its gradients of the states and gates from.
 std::int64_t stepwise_backward_floats(const Sizes& s);
-void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& state,
-                       float* scratch, const OutputGrads& dy, const ParamGrads& grads);
+void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
+                       const StepState& state, float* scratch, const OutputGrads& dy, const ParamGrads& grads);
 
 // ---- Timings (reported as plugin counters, nanoseconds summed over calls) -----------------------
 

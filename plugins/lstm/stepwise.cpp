@@ -45,16 +45,42 @@ bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bo
     return in.mask[n * s.steps + t] != 0;
 }
 
-bool parallel_rows(const Sizes& s) { return s.batch > 1 && s.batch * s.units >= 2048; }
+// The rows [first, first + count) of the batch: a part's share of every step.
+struct Rows {
+    std::int64_t first, count;
+    std::int64_t end() const { return first + count; }
+};
 
-// One forward step's cell for all rows: gates (N, 4U) from pre-activations in place; the states
+// Runs part(rows) for the parts of `parts` side by side, one thread each. A sequence's steps
+// depend on each other but never on another sequence's, so a part takes its rows through every
+// step without meeting the other threads: no synchronisation at each of the steps.
+template <class Part>
+void for_each_part(const BatchSplit& parts, Part&& part) {
+    onednn::run_in_parts(parts.parts, [&](std::int64_t p) { part(Rows{parts.first(p), parts.count(p)}); });
+}
+
+// The rows of step k's pre-activations z (N, 4U): x_k W + b.
+void project_step(const Sizes& s, const Operands& in, std::int64_t k, Rows rows, float* z) {
+    const std::int64_t width = 4 * s.units;
+    float* z_rows = z + rows.first * width;
+    for (std::int64_t n = 0; n < rows.count; ++n) {
+        float* row = z_rows + n * width;
+        if (in.bias)
+            std::memcpy(row, in.bias, static_cast<std::size_t>(width) * sizeof(float));
+        else
+            std::memset(row, 0, static_cast<std::size_t>(width) * sizeof(float));
+    }
+    gemm_accumulate(rows.count, width, s.features, in.xt + (k * s.batch + rows.first) * s.features, in.kernel, false,
+                    z_rows);
+}
+
+// One forward step's cell for the rows: gates (N, 4U) from pre-activations in place; the states
 // after the step from those before it.
 NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in,
-                                             std::int64_t k, float* gates, const float* h_before, const float* c_before,
-                                             float* h_after, float* c_after, float* c_act) {
+                                             std::int64_t k, Rows rows, float* gates, const float* h_before,
+                                             const float* c_before, float* h_after, float* c_after, float* c_act) {
     const std::int64_t U = s.units;
-#pragma omp parallel for schedule(static) if (parallel_rows(s))
-    for (std::int64_t n = 0; n < s.batch; ++n) {
+    for (std::int64_t n = rows.first; n < rows.end(); ++n) {
         float* z = gates + n * 4 * U;
         const float* c0 = c_before + n * U;
         float* c1 = c_after + n * U;
@@ -79,18 +105,17 @@ NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Siz
     }
 }
 
-// One backward step for all rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
+// One backward step for the rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
 // gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
 // dh for masked rows and zero for the others (their share comes from dz U^T next).
 NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in,
-                                              const StepState& st, std::int64_t k, const float* dseq, float* dh,
-                                              float* dc, float* dh_before, float* dz) {
+                                              const StepState& st, std::int64_t k, Rows rows, const float* dseq,
+                                              float* dh, float* dc, float* dh_before, float* dz) {
     const std::int64_t U = s.units, state = s.batch * U;
     const float* gates = st.gates + k * 4 * state;
     const float* c_before = st.cell + k * state;
     const float* c_act = st.cell_activation + k * state;
-#pragma omp parallel for schedule(static) if (parallel_rows(s))
-    for (std::int64_t n = 0; n < s.batch; ++n) {
+    for (std::int64_t n = rows.first; n < rows.end(); ++n) {
         float* d_h = dh + n * U;
         float* d_c = dc + n * U;
         float* d = dz + n * 4 * U;
@@ -129,22 +154,33 @@ NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Si
 
 }  // namespace
 
-void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
-                      const Results& out) {
+void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
+                      const StepState& st, const Results& out) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U, gates = 4 * state;
-    // Pre-activations of every step: XT W + b, one matmul over T*N rows.
-    onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
-                   matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+    // Every step's pre-activations XT W + b at once (one matmul over T*N rows) when they are kept;
+    // else each part projects its rows of a step just before the step, while they sit in cache.
+    if (st.gates_every_step) {
+        onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
+                       matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+    }
+    const auto gates_of = [&](std::int64_t k) { return st.gates + (st.gates_every_step ? k * gates : 0); };
+    const auto cell_of = [&](std::int64_t k) { return st.cell + (st.every_step ? k : k % 2) * state; };
+    const auto activated_of = [&](std::int64_t k) { return st.cell_activation + (st.every_step ? k * state : 0); };
     std::memset(st.hidden, 0, static_cast<std::size_t>(state) * sizeof(float));
     std::memset(st.cell, 0, static_cast<std::size_t>(state) * sizeof(float));
-    for (std::int64_t k = 0; k < s.steps; ++k) {
-        float* z = st.gates + k * gates;
-        const float* h = st.hidden + k * state;
-        if (k > 0) gemm_accumulate(s.batch, 4 * U, U, h, in.recurrent_kernel, false, z);  // z += h U
-        forward_cell(settings, s, in, k, z, h, st.cell + k * state, st.hidden + (k + 1) * state,
-                     st.cell + (k + 1) * state, st.cell_activation + k * state);
-    }
+    for_each_part(parts, [&](Rows rows) {
+        for (std::int64_t k = 0; k < s.steps; ++k) {
+            float* z = gates_of(k);
+            const float* h = st.hidden + k * state;
+            if (!st.gates_every_step) project_step(s, in, k, rows, z);
+            if (k > 0)  // z += h U
+                gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, in.recurrent_kernel, false,
+                                z + rows.first * 4 * U);
+            forward_cell(settings, s, in, k, rows, z, h, cell_of(k), st.hidden + (k + 1) * state, cell_of(k + 1),
+                         activated_of(k));
+        }
+    });
     watch.lap(Phase::forward_compute);
 
     const float* h_last = st.hidden + s.steps * state;
@@ -154,7 +190,7 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const Operands& 
         std::memcpy(out.out, h_last, static_cast<std::size_t>(state) * sizeof(float));
     if (settings.return_state) {
         std::memcpy(out.h, h_last, static_cast<std::size_t>(state) * sizeof(float));
-        std::memcpy(out.c, st.cell + s.steps * state, static_cast<std::size_t>(state) * sizeof(float));
+        std::memcpy(out.c, cell_of(s.steps), static_cast<std::size_t>(state) * sizeof(float));
     }
     watch.lap(Phase::forward_output);
 }
@@ -164,8 +200,8 @@ std::int64_t stepwise_backward_floats(const Sizes& s) {
     return carved_floats({state, state, state, 4 * s.rows() * s.units});
 }
 
-void stepwise_backward(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
-                       float* scratch, const OutputGrads& dy, const ParamGrads& grads) {
+void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
+                       const StepState& st, float* scratch, const OutputGrads& dy, const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U;
     float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
@@ -182,13 +218,18 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const Operands&
     const float* dseq = settings.return_sequences ? dy.out : nullptr;
     watch.lap(Phase::backward_input);
 
-    for (std::int64_t k = s.steps - 1; k >= 0; --k) {
-        float* dz_k = dz + k * 4 * state;
-        backward_cell(settings, s, in, st, k, dseq, dh, dc, dh_before, dz_k);
-        // h_k's gradient through the step: dz U^T (the initial state's is not needed).
-        if (k > 0) gemm_accumulate(s.batch, U, 4 * U, dz_k, in.recurrent_kernel, true, dh_before);
-        std::swap(dh, dh_before);
-    }
+    for_each_part(parts, [&](Rows rows) {
+        float *after = dh, *before = dh_before;  // this part's rows of them take turns
+        for (std::int64_t k = s.steps - 1; k >= 0; --k) {
+            float* dz_k = dz + k * 4 * state;
+            backward_cell(settings, s, in, st, k, rows, dseq, after, dc, before, dz_k);
+            // h_k's gradient through the step: dz U^T (the initial state's is not needed).
+            if (k > 0)
+                gemm_accumulate(rows.count, U, 4 * U, dz_k + rows.first * 4 * U, in.recurrent_kernel, true,
+                                before + rows.first * U);
+            std::swap(after, before);
+        }
+    });
     // Weights and input from every step's dz at once (T*N rows).
     const View dz_all = matrix(dz, s.rows(), 4 * U);
     const View x_all = matrix(in.xt, s.rows(), s.features), kernel = matrix(in.kernel, s.features, 4 * U);
