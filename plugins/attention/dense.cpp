@@ -70,7 +70,8 @@ void softmax(const Problem& p, const onednn::View& scores) {
     const std::int64_t rows = scores.numel() / p.tv, calls = (rows + kRowsPerCall - 1) / kRowsPerCall;
     nng::parallel_for(calls, threads_for(rows * p.tv), [&](std::int64_t c) {
         const std::int64_t r0 = c * kRowsPerCall;
-        kernels::softmax_rows(data + r0 * p.tv, std::min(kRowsPerCall, rows - r0), p.tv, p.tv);
+        float* block = data + r0 * p.tv;
+        onednn::softmax_rows(block, p.tv, block, p.tv, std::min(kRowsPerCall, rows - r0), p.tv);
     });
 }
 

@@ -67,30 +67,6 @@ __attribute__((target_clones("arch=x86-64-v4", "default"), noinline)) void gemm(
         gemm_as<Layout::kAsStored>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void softmax_rows(float* x, std::int64_t rows,
-                                                                              std::int64_t n, std::int64_t stride) {
-    constexpr float kInfinity = __builtin_inff();
-    const std::int64_t whole = n / 16 * 16, tail = n - whole;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        float* row = x + r * stride;
-        // The tail in a vector of its own, padded with -inf: it adds nothing to the max or the sum.
-        v16 last = v16{} - kInfinity;
-        std::memcpy(&last, row + whole, static_cast<std::size_t>(tail) * sizeof(float));
-        v16 highest = last;
-        for (std::int64_t c = 0; c < whole; c += 16) {
-            const v16 v = load(row + c);
-            highest = v > highest ? v : highest;
-        }
-        float shift = highest[0];
-        for (int l = 1; l < 16; ++l) shift = std::max(shift, highest[l]);
-        last = vexp(last - shift);
-        const float inverse = 1.0f / lane_sum(exponentiate(row, whole, shift) + last);
-        for (std::int64_t c = 0; c < whole; c += 16) store(row + c, load(row + c) * inverse);
-        last *= inverse;
-        std::memcpy(row + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
-    }
-}
-
 // ---- bfloat16 ----
 
 namespace {

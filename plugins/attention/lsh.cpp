@@ -421,7 +421,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_chunk(c
         float row_max = kMinusInfinity;
         for (std::int64_t c = 0; c < keys; ++c) row_max = std::max(row_max, x[c]);
         const float m_old = st[0], m_new = std::max(m_old, row_max);
-        const float l = lane_sum(exponentiate(x, w, m_new));
+        const float l = lane_sum(exponentiate(x, x, w, m_new));
         if (p.zero_masked) {
             const float* kept = t.kept + r * w;
             for (std::int64_t c = 0; c < w; c += 16) store(x + c, load(x + c) * load(kept + c));

@@ -2,8 +2,10 @@
 // and options that define its primitive, gets the primitive from the cache and runs it.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "internal.hpp"
+#include "nngraph/vector_math.hpp"
 
 namespace nng::onednn {
 namespace {
@@ -15,6 +17,10 @@ constexpr Tag kSoftmaxForward{"onednn.softmax_forward"};
 constexpr Tag kSoftmaxBackward{"onednn.softmax_backward"};
 constexpr Tag kEltwiseForward{"onednn.eltwise_forward"};
 constexpr Tag kEltwiseBackward{"onednn.eltwise_backward"};
+
+// softmax_forward: rows of at least kShortSoftmaxRow floats run on softmax_rows, kSoftmaxRowsPerTask
+// rows a task so that a task costs little beside them, on one thread up to kSerialSoftmaxFloats.
+constexpr std::int64_t kShortSoftmaxRow = 16, kSoftmaxRowsPerTask = 16, kSerialSoftmaxFloats = 32768;
 
 bool same_dims(const View& a, const View& b) {
     return a.rank == b.rank && std::equal(a.dims.begin(), a.dims.begin() + a.rank, b.dims.begin());
@@ -198,10 +204,49 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 
 // ---- Softmax -----------------------------------------------------------------------------------
 
+__attribute__((target_clones("arch=x86-64-v4", "default"))) void softmax_rows(const float* src, std::int64_t src_stride,
+                                                                              float* dst, std::int64_t dst_stride,
+                                                                              std::int64_t rows, std::int64_t n) {
+    using namespace simd;
+    constexpr float kInfinity = __builtin_inff();
+    const std::int64_t whole = n / 16 * 16, tail = n - whole;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* in = src + r * src_stride;
+        float* out = dst + r * dst_stride;
+        // The tail in a vector of its own, padded with -inf: it adds nothing to the max or the sum.
+        v16 last = v16{} - kInfinity;
+        std::memcpy(&last, in + whole, static_cast<std::size_t>(tail) * sizeof(float));
+        v16 highest = last;
+        for (std::int64_t c = 0; c < whole; c += 16) {
+            const v16 v = load(in + c);
+            highest = v > highest ? v : highest;
+        }
+        float shift = highest[0];
+        for (int l = 1; l < 16; ++l) shift = std::max(shift, highest[l]);
+        last = vexp(last - shift);
+        const float inverse = 1.0f / lane_sum(exponentiate(in, out, whole, shift) + last);
+        for (std::int64_t c = 0; c < whole; c += 16) store(out + c, load(out + c) * inverse);
+        last *= inverse;
+        std::memcpy(out + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
+    }
+}
+
 void softmax_forward(const View& src, const View& dst) {
     const char* op = "softmax_forward";
     const std::initializer_list<detail::Named> views = {{"src", &src}, {"dst", &dst}};
     check_forward(op, views);
+    const std::int64_t n = src.dims[src.rank - 1];
+    if (src.type == DataType::f32 && n >= kShortSoftmaxRow && src.contiguous()) {
+        const std::int64_t rows = src.numel() / n, tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
+        const auto* in = static_cast<const float*>(src.data);
+        auto* out = static_cast<float*>(dst.data);
+#pragma omp parallel for schedule(static) if (rows * n > kSerialSoftmaxFloats)
+        for (std::int64_t t = 0; t < tasks; ++t) {
+            const std::int64_t first = t * kSoftmaxRowsPerTask;
+            softmax_rows(in + first * n, n, out + first * n, n, std::min(kSoftmaxRowsPerTask, rows - first), n);
+        }
+        return;
+    }
     detail::with_context(op, views, [&] {
         const Cached& c = cached<dnnl::softmax_forward>(Key(kSoftmaxForward).add(src), [&] {
             return dnnl::softmax_forward::primitive_desc(

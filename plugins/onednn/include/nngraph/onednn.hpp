@@ -288,8 +288,15 @@ struct MatmulOptions {
 // Leading axes broadcast as oneDNN allows: missing or 1 in A or B; C has the full batch.
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
 
-// Softmax over the last axis; dst may be src (in place). dst and src have the same layout.
+// Softmax over the last axis; dst may be src (in place). dst and src have the same layout. f32
+// rows of 16 or more in a contiguous layout run on softmax_rows, the others on oneDNN's (which
+// vectorises across rows, the better for short ones).
 void softmax_forward(const View& src, const View& dst);
+// The softmax, e^(x - max) / sum, of `rows` rows of n floats (row strides src_stride and
+// dst_stride; dst may be src), three sweeps a row while it sits in cache, on the calling thread.
+// A row of -inf gives NaN, as the formula does.
+void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride, std::int64_t rows,
+                  std::int64_t n);
 // diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst.
 void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src);
 

@@ -1,6 +1,6 @@
-// The dense core's row softmax (kernels::softmax_rows): against a double reference, for row
-// lengths around the 16-lane vector, with masked (-inf and very negative) keys, large scores and
-// a row stride wider than the row.
+// The row softmax (onednn::softmax_rows) against a double reference: row lengths around the
+// 16-lane vector, masked (-inf and very negative) keys, large scores, row strides wider than the
+// row, in place and into another buffer.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -9,9 +9,9 @@
 #include <random>
 #include <vector>
 
-#include "kernels.hpp"
+#include "nngraph/onednn.hpp"
 
-namespace kernels = nngraph_attention::kernels;
+namespace dn = nng::onednn;
 
 namespace {
 
@@ -43,7 +43,11 @@ TEST_CASE("softmax_rows equals a double softmax for every row length, stride and
                 }
             }
             const std::vector<float> original = x;
-            kernels::softmax_rows(x.data(), rows, n, stride);
+            // Into another buffer with a stride of its own, then in place.
+            const std::int64_t out_stride = n + 3;
+            std::vector<float> y(static_cast<std::size_t>(rows * out_stride), 55.0f);
+            dn::softmax_rows(original.data(), stride, y.data(), out_stride, rows, n);
+            dn::softmax_rows(x.data(), stride, x.data(), stride, rows, n);
             for (std::int64_t r = 0; r < rows; ++r) {
                 CAPTURE(n);
                 CAPTURE(padding);
@@ -54,9 +58,11 @@ TEST_CASE("softmax_rows equals a double softmax for every row length, stride and
                     const float got = x[r * stride + j];
                     sum += got;
                     CHECK(std::abs(double(got) - expected[j]) <= 2e-6 * expected[j] + 1e-37);
+                    CHECK(y[r * out_stride + j] == got);
                 }
                 CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
                 for (std::int64_t j = n; j < stride; ++j) CHECK(x[r * stride + j] == 77.0f);  // untouched
+                for (std::int64_t j = n; j < out_stride; ++j) CHECK(y[r * out_stride + j] == 55.0f);
             }
         }
     }
@@ -64,9 +70,9 @@ TEST_CASE("softmax_rows equals a double softmax for every row length, stride and
 
 TEST_CASE("softmax_rows of equal scores is uniform, and of a row of -inf is NaN as the formula is") {
     std::vector<float> x(40, 3.5f);
-    kernels::softmax_rows(x.data(), 2, 20, 20);
+    dn::softmax_rows(x.data(), 20, x.data(), 20, 2, 20);
     for (const float v : x) CHECK(v == doctest::Approx(0.05).epsilon(1e-6));
     std::vector<float> empty(20, -std::numeric_limits<float>::infinity());
-    kernels::softmax_rows(empty.data(), 1, 20, 20);
+    dn::softmax_rows(empty.data(), 20, empty.data(), 20, 1, 20);
     for (const float v : empty) CHECK(std::isnan(v));
 }
