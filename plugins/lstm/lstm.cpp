@@ -24,6 +24,12 @@ constexpr const char* kStatefulReason =
 constexpr const char* kUnrollReason =
     "unroll: true asks Keras to build one graph node per step; nngraph runs the steps in a loop "
     "inside the op, so only false is supported";
+constexpr const char* kFusedCellReason =
+    "use_cudnn: true asks for the fused LSTM (oneDNN's here), which runs Keras's default cell only: "
+    "activation tanh and recurrent_activation sigmoid";
+constexpr const char* kFusedMaskReason =
+    "use_cudnn: true asks for the fused LSTM (oneDNN's here), which cannot skip masked steps; this "
+    "input has a mask";
 constexpr const char* kRecurrentDropoutReason =
     "recurrent_dropout > 0 is not supported (Keras then switches the cell to four per-gate dropout "
     "masks on the inputs and the state); use dropout, which drops input features as Keras does, or "
@@ -67,6 +73,9 @@ struct Lstm {
         nng::bool_attr("go_backwards", "false", "process the sequence backwards and return it reversed"),
         nng::bool_attr("stateful", "false", "only false"),
         nng::bool_attr("unroll", "false", "only false"),
+        nng::string_attr("use_cudnn", "auto", "auto|true|false",
+                         "the vendor's fused LSTM (here oneDNN's): auto where it is the faster, true always "
+                         "(refused where it cannot run), false never"),
     };
 
     explicit Lstm(const nng::Attrs& attrs)
@@ -91,13 +100,19 @@ struct Lstm {
         s_.go_backwards = attrs.get_bool("go_backwards");
         if (attrs.get_bool("stateful")) throw nng::OpError(kStatefulReason, "stateful");
         if (attrs.get_bool("unroll")) throw nng::OpError(kUnrollReason, "unroll");
+        const std::string fused = attrs.get_string("use_cudnn");
+        fused_ = fused == "true" ? Fused::kAlways : fused == "false" ? Fused::kNever : Fused::kAuto;
+        if (fused_ == Fused::kAlways && !s_.onednn_cell()) throw nng::OpError(kFusedCellReason, "use_cudnn");
     }
 
-    // oneDNN's LSTM for training in Keras's default cell without a mask, and under mixed_bfloat16
-    // (its bf16 kernels); the stepwise loop otherwise, f32 inference included, where its parts of
-    // the batch run every step without meeting and it outpaces oneDNN's primitive at every batch.
-    bool stepwise(bool masked, bool training) const {
-        return masked || !s_.onednn_cell() || (!training && !mixed_bfloat16_);
+    // Keras's use_cudnn, with oneDNN's fused LSTM in cuDNN's place. It runs Keras's default cell
+    // without a mask only. auto takes it under mixed_bfloat16 (its bf16 kernels) and the stepwise
+    // loop in f32, where the loop's parts of the batch run every step without meeting and it
+    // outpaces oneDNN's primitive in training and inference alike.
+    enum class Fused { kAuto, kAlways, kNever };
+    bool stepwise(bool masked) const {
+        if (masked || !s_.onednn_cell()) return true;
+        return fused_ == Fused::kNever || (fused_ == Fused::kAuto && !mixed_bfloat16_);
     }
 
     void infer(nng::InferContext& ctx) {
@@ -121,7 +136,8 @@ struct Lstm {
 
         // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         mixed_bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
-        const bool steps_by_hand = stepwise(ctx.input_has_mask(0), ctx.training());
+        if (fused_ == Fused::kAlways && ctx.input_has_mask(0)) throw nng::OpError(kFusedMaskReason, "use_cudnn");
+        const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
         // Only oneDNN's path has bf16 kernels; the stepwise one stays in f32.
         s_.bfloat16 = mixed_bfloat16_ && !steps_by_hand;
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
@@ -229,9 +245,9 @@ struct Lstm {
         const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
         const bool masked = exec.input_mask(0).present();
-        const bool training = exec.training();
-        const bool by_steps = stepwise(masked, training);
+        const bool by_steps = stepwise(masked);
         const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : batch_split(s.batch, threads);
+        const bool training = exec.training();
         count_call(false, by_steps);
         if (training) check_saved(exec, s, by_steps);
 
@@ -267,7 +283,7 @@ struct Lstm {
         const Sizes s = sizes(exec);
         const int threads = op_threads(s.batch, exec.num_threads());
         onednn::set_num_threads(threads);
-        const bool by_steps = stepwise(exec.input_mask(0).present(), true);
+        const bool by_steps = stepwise(exec.input_mask(0).present());
         // The forward's split: the same batch and threads give the same parts.
         const BatchSplit split = by_steps ? BatchSplit{s.batch, 1} : batch_split(s.batch, threads);
         count_call(true, by_steps);
@@ -385,6 +401,7 @@ struct Lstm {
 
     Settings s_;
     bool mixed_bfloat16_ = false;  // the node's policy, whichever path a call takes
+    Fused fused_ = Fused::kAuto;
     nng::Initializer kernel_init_, recurrent_init_, bias_init_;
     struct Buffers {
         nng::Buffer<float> input, gates, hidden, cell, cell_activation;

@@ -160,7 +160,7 @@ TEST_CASE("LSTM under mixed_bfloat16 (oneDNN's path) is within bfloat16 toleranc
 TEST_CASE("LSTM under mixed_bfloat16 keeps its input and sequence in bf16, and float32 none") {
     const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {4, 7, 10}}};
     OpRunner bf16("LSTM", "{units: 12}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
-    OpRunner f32("LSTM", "{units: 12}", inputs);
+    OpRunner f32("LSTM", "{units: 12, use_cudnn: true}", inputs);  // the same (oneDNN's) path in f32
     CHECK(bf16.buffer_bytes("bfloat16 input") == 2 * 4 * 7 * 10);
     CHECK(bf16.buffer_bytes("sequence") == 2 * 4 * 7 * 12);
     CHECK(bf16.buffer_bytes("input") == 0);  // the f32 time-major input lives for the call only

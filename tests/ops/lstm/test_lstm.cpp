@@ -27,7 +27,8 @@ namespace {
 
 // ---- Helpers ------------------------------------------------------------------------------------
 
-enum Flag : unsigned { kSequences = 1, kState = 2, kBackwards = 4, kNoBias = 8, kMasked = 16 };
+// kFused: use_cudnn: true, oneDNN's fused LSTM; without it f32 takes the stepwise loop.
+enum Flag : unsigned { kSequences = 1, kState = 2, kBackwards = 4, kNoBias = 8, kMasked = 16, kFused = 32 };
 
 struct Config {
     std::string label;
@@ -46,6 +47,7 @@ std::string attributes_of(const Config& c) {
     if (c.has(kNoBias)) a += ", use_bias: false";
     if (c.activation != "tanh") a += ", activation: " + c.activation;
     if (c.recurrent_activation != "sigmoid") a += ", recurrent_activation: " + c.recurrent_activation;
+    if (c.has(kFused)) a += ", use_cudnn: true";
     return a + "}";
 }
 
@@ -127,6 +129,12 @@ void check_against_reference(const Config& c) {
     }
 }
 
+// The cases with use_cudnn: true added to their attributes.
+std::vector<GradCase> with_fused(std::vector<GradCase> cases) {
+    for (GradCase& c : cases) c.attributes.insert(c.attributes.size() - 1, ", use_cudnn: true");
+    return cases;
+}
+
 std::string error_of(const std::string& attributes, const Shape& input, DType dtype = DType::F32) {
     try {
         OpRunner runner("LSTM", attributes, {{dtype, input}});
@@ -140,7 +148,7 @@ std::string error_of(const std::string& attributes, const Shape& input, DType dt
 
 // ---- Forward against the reference -------------------------------------------------------------
 
-TEST_CASE("LSTM outputs match Keras's equations (oneDNN path)") {
+TEST_CASE("LSTM outputs match Keras's equations without a mask (both paths)") {
     const Config configs[] = {
         {"last output"},
         {"return_sequences", kSequences},
@@ -150,7 +158,11 @@ TEST_CASE("LSTM outputs match Keras's equations (oneDNN path)") {
         {"without bias, batch 2, 7 steps, 3 features, 5 units", kNoBias | kSequences, 2, 7, 3, 5},
         {"go_backwards last output, one step", kBackwards, 4, 1, 3, 2},
     };
-    for (const Config& c : configs) check_against_reference(c);
+    for (Config c : configs) {
+        check_against_reference(c);  // the stepwise loop
+        c.flags |= kFused;
+        check_against_reference(c);  // oneDNN's
+    }
 }
 
 TEST_CASE("LSTM outputs match Keras's equations with a mask (stepwise path)") {
@@ -221,9 +233,9 @@ TEST_CASE(
 
 // ---- Gradients ----------------------------------------------------------------------------------
 
-TEST_CASE("LSTM backward matches finite differences (oneDNN path)") {
+TEST_CASE("LSTM backward matches finite differences (oneDNN path, use_cudnn: true)") {
     const Shape a{3, 5, 4}, b{2, 7, 3};
-    nngraph::testing::check_gradient_table({
+    nngraph::testing::check_gradient_table(with_fused({
         {"plain (3, 5, 4) -> 6", "LSTM", "{units: 6}", {{a}}},
         {"plain (2, 7, 3) -> 5", "LSTM", "{units: 5}", {{b}}},
         {"return_sequences", "LSTM", "{units: 6, return_sequences: true}", {{a}}},
@@ -238,7 +250,7 @@ TEST_CASE("LSTM backward matches finite differences (oneDNN path)") {
         {"without bias", "LSTM", "{units: 6, use_bias: false}", {{a}}},
         {"without bias, sequence", "LSTM", "{units: 5, use_bias: false, return_sequences: true}", {{b}}},
         {"input dropout (one mask per sequence)", "LSTM", "{units: 5, dropout: 0.4, return_sequences: true}", {{b}}},
-    });
+    }));
 }
 
 TEST_CASE("LSTM backward matches finite differences with masks and other activations (stepwise path)") {
@@ -274,14 +286,14 @@ TEST_CASE("LSTM backward matches finite differences with masks and other activat
 }
 
 TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and every gradient") {
-    // An all-ones mask takes the stepwise path through the same computation.
+    // use_cudnn: true takes oneDNN's path; an all-ones mask the stepwise one through the same computation.
     for (const std::string attributes :
-         {"{units: 6, return_sequences: true, return_state: true}", "{units: 5, go_backwards: true}",
-          "{units: 7, use_bias: false, return_state: true}"}) {
+         {"units: 6, return_sequences: true, return_state: true", "units: 5, go_backwards: true",
+          "units: 7, use_bias: false, return_state: true"}) {
         CAPTURE(attributes);
         const Shape shape{3, 6, 4};
-        OpRunner fused("LSTM", attributes, {{DType::F32, shape}}, {false}, true);
-        OpRunner stepwise("LSTM", attributes, {{DType::F32, shape}}, {true}, true);
+        OpRunner fused("LSTM", "{" + attributes + ", use_cudnn: true}", {{DType::F32, shape}}, {false}, true);
+        OpRunner stepwise("LSTM", "{" + attributes + "}", {{DType::F32, shape}}, {true}, true);
         randomize(fused, 31);
         randomize(stepwise, 31);
         std::fill_n(stepwise.input_masks()[0].data<std::uint8_t>(), stepwise.input_masks()[0].numel(), std::uint8_t{1});
@@ -365,17 +377,22 @@ TEST_CASE("LSTM: a batch split over threads equals one thread, outputs and every
     const auto& registry = nngraph::testing::built_plugins();
     // (batch, threads): 2 parts of 20; 3 uneven parts (16, 17, 17); too small to split (1 part).
     const std::pair<std::int64_t, int> splits[] = {{40, 2}, {50, 3}, {24, 2}};
-    // A mask (padded, holed and empty rows in the first part) takes the stepwise path.
-    for (const bool masked : {false, true}) {
-        for (const std::string attributes : {"{units: 6, return_sequences: true, return_state: true}",
-                                             "{units: 5, go_backwards: true, dropout: 0.3, seed: 4}",
-                                             "{units: 7, use_bias: false, return_state: true}"}) {
+    struct Path {
+        const char* attributes;
+        bool masked;  // padded, holed and empty rows in the first part
+    };
+    const Path paths[] = {{", use_cudnn: true", false}, {"", false}, {"", true}};
+    for (const Path& path : paths) {
+        for (const std::string attributes :
+             {"units: 6, return_sequences: true, return_state: true",
+              "units: 5, go_backwards: true, dropout: 0.3, seed: 4", "units: 7, use_bias: false, return_state: true"}) {
             for (const auto& [batch, threads] : splits) {
-                CAPTURE(masked);
-                CAPTURE(attributes);
+                const std::string all = "{" + attributes + path.attributes + "}";
+                CAPTURE(all);
+                CAPTURE(path.masked);
                 CAPTURE(batch);
                 CAPTURE(threads);
-                check_batch_split(registry, attributes, batch, threads, masked);
+                check_batch_split(registry, all, batch, threads, path.masked);
             }
         }
     }
@@ -602,6 +619,17 @@ TEST_CASE("LSTM rejects wrong shapes and unsupported attributes with the reason"
     CHECK(error_of("{units: 4, unroll: true}", {2, 5, 3}).find("unroll") != std::string::npos);
     CHECK(error_of("{units: 4, recurrent_dropout: 0.2}", {2, 5, 3}).find("recurrent_dropout") != std::string::npos);
     CHECK(error_of("{units: 4, activation: gelu}", {2, 5, 3}).find("activation") != std::string::npos);
+    CHECK(error_of("{units: 4, use_cudnn: maybe}", {2, 5, 3}).find("use_cudnn") != std::string::npos);
+    CHECK(error_of("{units: 4, activation: relu, use_cudnn: true}", {2, 5, 3}).find("default cell") !=
+          std::string::npos);
+    CHECK(error_of("{units: 4, activation: relu, use_cudnn: false}", {2, 5, 3}).empty());
+    std::string masked_error;
+    try {
+        OpRunner runner("LSTM", "{units: 4, use_cudnn: true}", {{DType::F32, {2, 5, 3}}}, {true});
+    } catch (const std::exception& e) {
+        masked_error = e.what();
+    }
+    CHECK(masked_error.find("mask") != std::string::npos);
     CHECK(error_of("{units: 4, bias_initializer: random_uniform}", {2, 5, 3}).find("unit_forget_bias") !=
           std::string::npos);
     // Accepted as Keras accepts them.
@@ -613,12 +641,15 @@ TEST_CASE("LSTM rejects wrong shapes and unsupported attributes with the reason"
 
 TEST_CASE("LSTM creates its primitives once per shape and allocates no buffers in the steady state") {
     const auto& registry = nngraph::testing::built_plugins();
-    for (const bool masked : {false, true}) {
+    // use_cudnn: true without a mask takes oneDNN's path; auto (f32) and a mask the stepwise one.
+    for (const auto& [masked, fused] : {std::pair{false, true}, {false, false}, {true, false}}) {
         CAPTURE(masked);
-        OpRunner train("LSTM", "{units: 8, return_sequences: true, return_state: true, dropout: 0.2}",
-                       {{DType::F32, {4, 9, 5}}}, {masked}, true);
-        OpRunner infer("LSTM", "{units: 8, return_sequences: true, return_state: true, dropout: 0.2}",
-                       {{DType::F32, {4, 9, 5}}}, {masked}, false);
+        CAPTURE(fused);
+        const std::string attributes =
+            std::string("{units: 8, return_sequences: true, return_state: true, dropout: 0.2") +
+            (fused ? ", use_cudnn: true}" : "}");
+        OpRunner train("LSTM", attributes, {{DType::F32, {4, 9, 5}}}, {masked}, true);
+        OpRunner infer("LSTM", attributes, {{DType::F32, {4, 9, 5}}}, {masked}, false);
         randomize(train, 1);
         randomize(infer, 1);
         std::vector<Tensor> dy;
@@ -640,7 +671,6 @@ TEST_CASE("LSTM creates its primitives once per shape and allocates no buffers i
         CHECK(after.at("onednn.buffer_allocations") == before.at("onednn.buffer_allocations"));
         CHECK(after.at("lstm.forward_calls") == before.at("lstm.forward_calls") + 4);
         CHECK(after.at("lstm.backward_calls") == before.at("lstm.backward_calls") + 2);
-        // f32 inference always steps by hand; training does with a mask only.
-        CHECK(after.at("lstm.stepwise_calls") - before.at("lstm.stepwise_calls") == (masked ? 6 : 2));
+        CHECK(after.at("lstm.stepwise_calls") - before.at("lstm.stepwise_calls") == (fused ? 0 : 6));
     }
 }
