@@ -1,8 +1,8 @@
 # Compiler settings shared by every target: warnings on, sanitizers on request.
 add_library(nngraph_build_options INTERFACE)
 target_compile_options(nngraph_build_options INTERFACE -Wall -Wextra -Wpedantic -Wno-unused-parameter -Wno-missing-field-initializers)
-# Nothing reads errno after a math call, and keeping it set stops sqrt and friends from vectorising
-# (the optimizers' update loops ran scalar with a branch per element).
+# Nothing reads errno after a math call, and keeping it set stops sqrt and friends from
+# vectorising: a loop over them runs scalar with a branch per element.
 target_compile_options(nngraph_build_options INTERFACE -fno-math-errno)
 if(NNGRAPH_NATIVE)
   target_compile_options(nngraph_build_options INTERFACE -march=native)

@@ -5,9 +5,10 @@
 // return_state also the final h and c: [output, state_h, state_c] as Keras returns them. The
 // input mask passes to a returned sequence only (Keras's RNN.compute_mask).
 //
-// Paths: oneDNN's LSTM (fused.cpp) for Keras's default cell without a mask; the stepwise loop
-// (stepwise.cpp) with a mask or other activations. Both start from the time-major input in
-// processing order, the input dropout mask applied (lstm.hpp).
+// Paths: the stepwise loop (stepwise.cpp) for float32, masks and every activation; oneDNN's fused
+// LSTM (fused.cpp) for Keras's default cell without a mask under mixed_bfloat16 or use_cudnn: true.
+// Both start from the time-major input in processing order, the input dropout mask applied
+// (lstm.hpp).
 #include <algorithm>
 #include <cstring>
 
@@ -134,12 +135,12 @@ struct Lstm {
         ctx.add_weight("recurrent_kernel", {U, 4 * U}, recurrent_init_);
         if (s_.use_bias) ctx.add_weight("bias", {4 * U}, bias_init_);
 
-        // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         mixed_bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         if (fused_ == Fused::kAlways && ctx.input_has_mask(0)) throw nng::OpError(kFusedMaskReason, "use_cudnn");
         const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
         // Only oneDNN's path has bf16 kernels; the stepwise one stays in f32.
         s_.bfloat16 = mixed_bfloat16_ && !steps_by_hand;
+        // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
         declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
         if (ctx.counting_work()) {
@@ -361,10 +362,11 @@ struct Lstm {
         return mask;
     }
 
-    // The stepwise path's states: saved buffers in training, else one carved buffer.
+    // The gates an inference call of the stepwise path keeps: every step's or one step's.
     static std::int64_t inference_gate_floats(const Sizes& s) {
         return 4 * s.batch * s.units * (inference_gates_every_step(s) ? s.steps : 1);
     }
+    // The stepwise path's states: saved buffers in training, else one carved buffer.
     StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
         StepState st;
         if (training) {

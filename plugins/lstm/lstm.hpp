@@ -182,8 +182,8 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
                     float* gradient_copies, const float* final_h, const float* final_c, const OutputGrads& dy,
                     const ParamGrads& grads);
 
-// Plain loops over the steps with oneDNN's products (stepwise.cpp): inference in f32, masks and
-// other activations. The states: hidden (T+1, N, U) with step 0 the zero initial state; with
+// Plain loops over the steps with oneDNN's products (stepwise.cpp): float32 training and
+// inference, masks and other activations. The states: hidden (T+1, N, U) with step 0 the zero initial state; with
 // every_step (training: backward reads them) also cell (T+1, N, U) and the activated cell
 // (T, N, U), else the slots of one step (a cell before and after it) that the steps reuse. The
 // gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).

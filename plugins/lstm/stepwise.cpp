@@ -1,10 +1,11 @@
-// The stepwise path: Keras's LSTM step by step, for what oneDNN's LSTM cannot do: masked input
-// (a masked step keeps the previous h, c and output, Keras's zero_output_for_mask=False) and
-// activations other than tanh and sigmoid. The matrix products are oneDNN matmuls: the input
-// projection of every step at once, the recurrent one per step; the gates and the cell are plain
-// loops, parallel over the batch. The recurrent products, two small ones per step, go through
-// oneDNN's sgemm rather than a matmul primitive: no memory objects or argument maps per call (the
-// helper's matmul allocates a dozen small objects each time, thousands per training step here).
+// The stepwise path: Keras's LSTM step by step, the float32 path, and for what oneDNN's LSTM cannot
+// do: masked input (a masked step keeps the previous h, c and output, Keras's
+// zero_output_for_mask=False) and activations other than tanh and sigmoid. Each thread takes its
+// part of the batch through every step. The products are oneDNN's: the input projection of every
+// step at once (or of each step, in inference), the recurrent one per step; the gates and the cell
+// are plain loops. The per-step products go through oneDNN's sgemm rather than a matmul primitive:
+// no memory objects or argument maps per call (the helper's matmul allocates a dozen small objects
+// each time, thousands per training step here).
 //
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
 // g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
