@@ -185,11 +185,11 @@ struct Lstm {
         b_.input_bf16 =
             ctx.buffer<std::uint16_t>("bfloat16 input", when(training && bf16, s.rows() * s.features), Lifetime::Saved);
 
-        b_.inference_states =
-            ctx.buffer<float>("inference states",
-                              when(!training && by_steps,
-                                   carved_floats({inference_gate_floats(s), (s.steps + 1) * state, 2 * state, state})),
-                              Lifetime::PerCall);
+        b_.inference_states = ctx.buffer<float>(
+            "inference states",
+            when(!training && by_steps,
+                 carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state})),
+            Lifetime::PerCall);
         b_.dropout_mask = ctx.buffer<float>(
             "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
             Lifetime::PerCall);
@@ -362,9 +362,13 @@ struct Lstm {
         return mask;
     }
 
-    // The gates an inference call of the stepwise path keeps: every step's or one step's.
+    // What an inference call of the stepwise path keeps: the gates of every step or of one, and h of
+    // every step when the sequence is the output, else h before and after a step.
     static std::int64_t inference_gate_floats(const Sizes& s) {
         return 4 * s.batch * s.units * (inference_gates_every_step(s) ? s.steps : 1);
+    }
+    std::int64_t inference_hidden_floats(const Sizes& s) const {
+        return s.batch * s.units * (s_.return_sequences ? s.steps + 1 : 2);
     }
     // The stepwise path's states: saved buffers in training, else one carved buffer.
     StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
@@ -378,10 +382,11 @@ struct Lstm {
         }
         st.every_step = false;
         st.gates_every_step = inference_gates_every_step(s);
+        st.hidden_every_step = s_.return_sequences;  // the sequence is the output
         const std::int64_t state = s.batch * s.units;
         carve(exec.buffer(b_.inference_states), exec.count(b_.inference_states),
               {{&st.gates, inference_gate_floats(s)},
-               {&st.hidden, (s.steps + 1) * state},
+               {&st.hidden, inference_hidden_floats(s)},
                {&st.cell, 2 * state},
                {&st.cell_activation, state}});
         return st;

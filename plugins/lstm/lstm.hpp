@@ -183,10 +183,12 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
                     const ParamGrads& grads);
 
 // Plain loops over the steps with oneDNN's products (stepwise.cpp): float32 training and
-// inference, masks and other activations. The states: hidden (T+1, N, U) with step 0 the zero initial state; with
-// every_step (training: backward reads them) also cell (T+1, N, U) and the activated cell
-// (T, N, U), else the slots of one step (a cell before and after it) that the steps reuse. The
-// gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).
+// inference, masks and other activations. Each state is kept for every step (training: backward
+// reads them) or in the slots one step needs, which the steps reuse:
+//   - hidden: (T+1, N, U), step 0 the zero initial state; else two (N, U), before and after a step;
+//   - cell: the same, with every_step;
+//   - activated cell: (T, N, U) with every_step, else one (N, U);
+//   - gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).
 struct StepState {
     float* gates = nullptr;
     float* hidden = nullptr;
@@ -194,6 +196,7 @@ struct StepState {
     float* cell_activation = nullptr;
     bool every_step = true;
     bool gates_every_step = true;
+    bool hidden_every_step = true;
 };
 // Inference keeps every step's gates for a batch below kLeastPartBatch: a product over every step
 // at once costs less than T products of a few rows; a larger batch projects step by step in cache.

@@ -164,6 +164,7 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
                        matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
     }
     const auto gates_of = [&](std::int64_t k) { return st.gates + (st.gates_every_step ? k * gates : 0); };
+    const auto hidden_of = [&](std::int64_t k) { return st.hidden + (st.hidden_every_step ? k : k % 2) * state; };
     const auto cell_of = [&](std::int64_t k) { return st.cell + (st.every_step ? k : k % 2) * state; };
     const auto activated_of = [&](std::int64_t k) { return st.cell_activation + (st.every_step ? k * state : 0); };
     std::memset(st.hidden, 0, static_cast<std::size_t>(state) * sizeof(float));
@@ -171,17 +172,16 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
     for_each_part(parts, [&](Rows rows) {
         for (std::int64_t k = 0; k < s.steps; ++k) {
             float* z = gates_of(k);
-            const float* h = st.hidden + k * state;
+            const float* h = hidden_of(k);
             if (!st.gates_every_step) project_step(s, in, k, rows, z);
             if (k > 0)  // z += h U
                 gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, in.recurrent_kernel, z + rows.first * 4 * U);
-            forward_cell(settings, s, in, k, rows, z, h, cell_of(k), st.hidden + (k + 1) * state, cell_of(k + 1),
-                         activated_of(k));
+            forward_cell(settings, s, in, k, rows, z, h, cell_of(k), hidden_of(k + 1), cell_of(k + 1), activated_of(k));
         }
     });
     watch.lap(Phase::forward_compute);
 
-    const float* h_last = st.hidden + s.steps * state;
+    const float* h_last = hidden_of(s.steps);
     if (settings.return_sequences)
         to_batch_major(st.hidden + state, out.out, s.batch, s.steps, U, false, nullptr);
     else
