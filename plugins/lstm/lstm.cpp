@@ -178,8 +178,9 @@ struct Lstm {
         b_.workspace = ctx.buffer<std::byte>(
             "workspace", keeps_workspace ? static_cast<std::int64_t>(fused_workspace_bytes(s_, s, split)) : 0,
             Lifetime::Saved);
+        const bool time_major_input = !(by_steps && projects_from_input(s, training)) && (!training || bf16);
         b_.inference_input = ctx.buffer<float>(
-            "inference input", when(!training || bf16, call_input_floats(s, bf16 && !training)), Lifetime::PerCall);
+            "inference input", when(time_major_input, call_input_floats(s, bf16 && !training)), Lifetime::PerCall);
         b_.inference_sequence =
             ctx.buffer<std::byte>("inference sequence", when(!training && fused, sequence_bytes), Lifetime::PerCall);
         b_.input_bf16 =
@@ -255,14 +256,16 @@ struct Lstm {
         Operands in = operands(exec, s);
         const float* mask = dropout_mask(exec, s);
         const bool bf16 = s_.bfloat16 && !by_steps;
-        if (training && !bf16) {
+        if (by_steps && projects_from_input(s, training)) {
+            in.x = exec.input(0).f32();
+        } else if (training && !bf16) {
             in.xt = exec.buffer(b_.input);
         } else {
             const CallInput call = call_input(exec, s, bf16 && !training);
             in.xt = call.xt;
             in.xt_bfloat16 = training ? exec.buffer(b_.input_bf16) : call.xt_bfloat16;
         }
-        to_time_major(exec.input(0).f32(), in.xt, split, s.steps, s.features, s_.go_backwards, mask);
+        if (in.xt) to_time_major(exec.input(0).f32(), in.xt, split, s.steps, s.features, s_.go_backwards, mask);
         if (bf16) {
             onednn::to_bfloat16(onednn::view(in.xt, onednn::DataType::f32, {s.rows() * s.features}), in.xt_bfloat16);
         }

@@ -70,6 +70,9 @@ struct Sizes {
 // dropout mask already applied), the weights, and the input mask ((N, T), 1 = keep; null when none).
 struct Operands {
     float* xt = nullptr;
+    // Instead of XT, the input itself (N, T, F), which stepwise inference projects a step at a time
+    // where it is: inference applies no dropout, so a time-major copy would only move it.
+    const float* x = nullptr;
     std::uint16_t* xt_bfloat16 = nullptr;     // under mixed_bfloat16: XT in bf16, what oneDNN's path reads
     const float* kernel = nullptr;            // (F, 4U)
     const float* recurrent_kernel = nullptr;  // (U, 4U)
@@ -201,6 +204,8 @@ struct StepState {
 // Inference keeps every step's gates for a batch below kLeastPartBatch: a product over every step
 // at once costs less than T products of a few rows; a larger batch projects step by step in cache.
 inline bool inference_gates_every_step(const Sizes& s) { return s.batch < kLeastPartBatch; }
+// Whether a stepwise call reads its input in place (Operands::x) rather than from XT.
+inline bool projects_from_input(const Sizes& s, bool training) { return !training && !inference_gates_every_step(s); }
 // `parts` splits the rows of every step among threads; the buffers keep the plain layout.
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& state, const Results& out);

@@ -27,11 +27,13 @@ View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
     return onednn::view(const_cast<float*>(data), f32, {rows, cols});
 }
 
-// C (M, N) = A (M, K) B (K, N) + C, row-major with dense rows. A building block the oneDNN helper
-// lacks: many small products in a loop. B is never read transposed: sgemm repacks a transposed B
-// at every call, which took the backward's recurrent products to 1.6 times as long.
-void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, const float* B, float* C) {
-    const dnnl::status status = dnnl::sgemm('N', 'N', M, N, K, 1.0f, A, K, B, N, 1.0f, C, N);
+// C (M, N) = A (M, K) B (K, N) + C, row-major; A's rows lda apart, B's and C's dense. A building
+// block the oneDNN helper lacks: many small products in a loop. B is never read transposed: sgemm
+// repacks a transposed B at every call, which took the backward's recurrent products to 1.6 times
+// as long.
+void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
+                     float* C) {
+    const dnnl::status status = dnnl::sgemm('N', 'N', M, N, K, 1.0f, A, lda, B, N, 1.0f, C, N);
     if (status != dnnl::status::success) {
         throw std::runtime_error("LSTM: oneDNN's sgemm failed on (" + std::to_string(M) + ", " + std::to_string(K) +
                                  ") x (" + std::to_string(K) + ", " + std::to_string(N) + ") with status " +
@@ -59,8 +61,9 @@ void for_each_part(const BatchSplit& parts, Part&& part) {
     onednn::run_in_parts(parts.parts, [&](std::int64_t p) { part(Rows{parts.first(p), parts.count(p)}); });
 }
 
-// The rows of step k's pre-activations z (N, 4U): x_k W + b.
-void project_step(const Sizes& s, const Operands& in, std::int64_t k, Rows rows, float* z) {
+// The rows of step k's pre-activations z (N, 4U): x_k W + b, x_k read from XT or, when given, from
+// the input in place (its time t(k), rows T * F apart).
+void project_step(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, Rows rows, float* z) {
     const std::int64_t width = 4 * s.units;
     float* z_rows = z + rows.first * width;
     for (std::int64_t n = 0; n < rows.count; ++n) {
@@ -70,7 +73,14 @@ void project_step(const Sizes& s, const Operands& in, std::int64_t k, Rows rows,
         else
             std::memset(row, 0, static_cast<std::size_t>(width) * sizeof(float));
     }
-    gemm_accumulate(rows.count, width, s.features, in.xt + (k * s.batch + rows.first) * s.features, in.kernel, z_rows);
+    if (in.x) {
+        const std::int64_t t = settings.go_backwards ? s.steps - 1 - k : k;
+        gemm_accumulate(rows.count, width, s.features, in.x + (rows.first * s.steps + t) * s.features,
+                        s.steps * s.features, in.kernel, z_rows);
+    } else {
+        gemm_accumulate(rows.count, width, s.features, in.xt + (k * s.batch + rows.first) * s.features, s.features,
+                        in.kernel, z_rows);
+    }
 }
 
 // One forward step's cell for the rows: gates (N, 4U) from pre-activations in place; the states
@@ -173,9 +183,10 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
         for (std::int64_t k = 0; k < s.steps; ++k) {
             float* z = gates_of(k);
             const float* h = hidden_of(k);
-            if (!st.gates_every_step) project_step(s, in, k, rows, z);
+            if (!st.gates_every_step) project_step(settings, s, in, k, rows, z);
             if (k > 0)  // z += h U
-                gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, in.recurrent_kernel, z + rows.first * 4 * U);
+                gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, U, in.recurrent_kernel,
+                                z + rows.first * 4 * U);
             forward_cell(settings, s, in, k, rows, z, h, cell_of(k), hidden_of(k + 1), cell_of(k + 1), activated_of(k));
         }
     });
@@ -226,7 +237,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
             backward_cell(settings, s, in, st, k, rows, dseq, after, dc, before, dz_k);
             // h_k's gradient through the step: dz U^T (the initial state's is not needed).
             if (k > 0)
-                gemm_accumulate(rows.count, U, 4 * U, dz_k + rows.first * 4 * U, recurrent_transposed,
+                gemm_accumulate(rows.count, U, 4 * U, dz_k + rows.first * 4 * U, 4 * U, recurrent_transposed,
                                 before + rows.first * U);
             std::swap(after, before);
         }

@@ -157,6 +157,9 @@ TEST_CASE("LSTM outputs match Keras's equations without a mask (both paths)") {
         {"go_backwards, sequence and state", kBackwards | kSequences | kState},
         {"without bias, batch 2, 7 steps, 3 features, 5 units", kNoBias | kSequences, 2, 7, 3, 5},
         {"go_backwards last output, one step", kBackwards, 4, 1, 3, 2},
+        // A batch of 16 or more: stepwise inference projects each step from the input in place.
+        {"batch 20, go_backwards, sequence and state", kBackwards | kSequences | kState, 20, 6, 3, 5},
+        {"batch 17, last output", 0, 17, 4, 3, 2},
     };
     for (Config c : configs) {
         check_against_reference(c);  // the stepwise loop
@@ -171,6 +174,7 @@ TEST_CASE("LSTM outputs match Keras's equations with a mask (stepwise path)") {
         {"masked sequence and state", kMasked | kSequences | kState, 4, 6},
         {"masked go_backwards", kMasked | kSequences | kState | kBackwards, 4, 6},
         {"masked without bias", kMasked | kSequences | kState | kNoBias, 4, 6},
+        {"masked go_backwards, batch 18", kMasked | kSequences | kState | kBackwards, 18, 6},
     };
     for (const Config& c : configs) check_against_reference(c);
 }
