@@ -9,7 +9,6 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "kernels.hpp"
 #include "masks.hpp"
 
 namespace nngraph_attention {
@@ -54,24 +53,6 @@ void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange r
             for (std::int64_t j = 0; j < end; ++j) s[j] = k[j] ? s[j] : masked(s[j]);
         }
         for (std::int64_t j = end; j < tv; ++j) s[j] = masked(s[j]);
-    });
-}
-
-// The softmax in place of the contiguous (..., Tv) `scores`, several rows a call so that the call
-// costs little beside them. Rows shorter than a vector go to oneDNN's softmax, which vectorises
-// across rows instead.
-void softmax(const Problem& p, const onednn::View& scores) {
-    constexpr std::int64_t kRowsPerCall = 16, kShortRow = 16;
-    if (p.tv < kShortRow) {
-        onednn::softmax_forward(scores, scores);
-        return;
-    }
-    float* data = static_cast<float*>(scores.data);
-    const std::int64_t rows = scores.numel() / p.tv, calls = (rows + kRowsPerCall - 1) / kRowsPerCall;
-    nng::parallel_for(calls, threads_for(rows * p.tv), [&](std::int64_t c) {
-        const std::int64_t r0 = c * kRowsPerCall;
-        float* block = data + r0 * p.tv;
-        onednn::softmax_rows(block, p.tv, block, p.tv, std::min(kRowsPerCall, rows - r0), p.tv);
     });
 }
 
@@ -300,7 +281,7 @@ void forward_part(const Problem& p, const ForwardPart& part, const ProbabilitySt
     const onednn::View scores = rows_of(state.probs);
     if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
     if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
-    softmax(p, scores);
+    onednn::softmax_forward(scores, scores);
     if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
     onednn::matmul(operands.score_operand(dropped ? rows_of(dropped) : scores, part.rows.begin), part.v, part.out);
 }

@@ -1,7 +1,7 @@
-// DenseCore: the whole (G, Tq, Tv) score matrix in memory. oneDNN does the matmuls of each
-// direction and the softmax's backward; the passes of its own are the masks (before the softmax),
-// the softmax (a row at a time, kernels::softmax_rows), the zeroing of masked rows and dropout
-// (after it), each one sweep over the scores. It saves the probabilities (and dropout's keep
+// DenseCore: the whole (G, Tq, Tv) score matrix in memory. The oneDNN module does the matmuls of
+// each direction and the softmax both ways (onednn::softmax_forward, a row kernel of its own for
+// rows of 16 or more); the passes of its own are the masks (before the softmax), the zeroing of
+// masked rows and dropout (after it), each one sweep over the scores. It saves the probabilities (and dropout's keep
 // bits) for backward.
 #pragma once
 

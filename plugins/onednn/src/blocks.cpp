@@ -1,5 +1,7 @@
 // The building blocks: matmul, softmax, eltwise, sum over rows. Each builds its key from the views
 // and options that define its primitive, gets the primitive from the cache and runs it.
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -19,7 +21,8 @@ constexpr Tag kEltwiseForward{"onednn.eltwise_forward"};
 constexpr Tag kEltwiseBackward{"onednn.eltwise_backward"};
 
 // softmax_forward: rows of at least kShortSoftmaxRow floats run on softmax_rows, kSoftmaxRowsPerTask
-// rows a task so that a task costs little beside them, on one thread up to kSerialSoftmaxFloats.
+// rows a task so that a task costs little beside them, on the calling thread alone (no OpenMP
+// region) up to kSerialSoftmaxFloats.
 constexpr std::int64_t kShortSoftmaxRow = 16, kSoftmaxRowsPerTask = 16, kSerialSoftmaxFloats = 32768;
 
 bool same_dims(const View& a, const View& b) {
@@ -240,11 +243,11 @@ void softmax_forward(const View& src, const View& dst) {
         const std::int64_t rows = src.numel() / n, tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
         const auto* in = static_cast<const float*>(src.data);
         auto* out = static_cast<float*>(dst.data);
-#pragma omp parallel for schedule(static) if (rows * n > kSerialSoftmaxFloats)
-        for (std::int64_t t = 0; t < tasks; ++t) {
+        const int threads = rows * n > kSerialSoftmaxFloats ? omp_get_max_threads() : 1;
+        nng::parallel_for(tasks, threads, [&](std::int64_t t) {
             const std::int64_t first = t * kSoftmaxRowsPerTask;
             softmax_rows(in + first * n, n, out + first * n, n, std::min(kSoftmaxRowsPerTask, rows - first), n);
-        }
+        });
         return;
     }
     detail::with_context(op, views, [&] {
