@@ -114,11 +114,16 @@ TEST_CASE("a padded batch has the unpadded batch's loss and gradients: padding c
         const Run loose = run(7, 6, target_pad);
         CHECK(loose.loss == doctest::Approx(tight.loss).epsilon(1e-5));
         REQUIRE(loose.grads.size() == tight.grads.size());
+        // Some gradients vanish in exact arithmetic (a key bias under softmax): theirs is rounding
+        // of the model's larger ones, which sets the floor.
+        double largest = 0.0;
+        for (const Tensor& g : tight.grads)
+            for (const float v : g.values<float>()) largest = std::max(largest, double(std::abs(v)));
         for (std::size_t w = 0; w < tight.grads.size(); ++w) {
             CAPTURE(w);
             const auto a = tight.grads[w].values<float>(), b = loose.grads[w].values<float>();
             REQUIRE(a.size() == b.size());
-            double worst = 0.0, scale = 1e-6;
+            double worst = 0.0, scale = 1e-3 * largest;
             for (std::size_t i = 0; i < a.size(); ++i) {
                 worst = std::max(worst, double(std::abs(a[i] - b[i])));
                 scale = std::max(scale, double(std::abs(a[i])));
