@@ -1,6 +1,7 @@
 // The executor: memory planning, reverse mode over graphs (gradients summed where a tensor feeds
 // several inputs), plans per batch size, and no allocation in a steady-state step.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -115,6 +116,25 @@ TEST_CASE("each batch size gets one plan, the smaller last batch included") {
     CHECK(Shape(out.shape.begin(), out.shape.end()) == Shape{2, 1});
     f.executor.run(f.batch(first), StepKind::Infer);
     CHECK(f.executor.stats().plans_built == 3);
+}
+
+TEST_CASE("a step runs on the executor's threads and hands the caller's OpenMP count back") {
+    // Dense runs a product this small on one thread, setting OpenMP's count to 1 inside the step.
+    const int caller = omp_get_max_threads();
+    omp_set_num_threads(3);
+    auto graph = Graph::from_spec(parse_model(kModel, "model.yaml", "."));
+    Executor by_default(graph, {0, 7});  // 0: OpenMP's count when the executor is made
+    CHECK(by_default.options().threads == 3);
+    Executor one_thread(graph, {1, 7});
+    Tensor x{DType::F32, {4, 6}};
+    fill_uniform(x, -1, 1, 1);
+    for (Executor* executor : {&by_default, &one_thread, &by_default}) {
+        initialize_weights(*graph, 7, executor->weights());
+        executor->run({{&x}, {}, {}}, StepKind::Infer);
+        CHECK(omp_get_max_threads() == 3);
+    }
+    CHECK(by_default.options().threads == 3);
+    omp_set_num_threads(caller);
 }
 
 TEST_CASE("a steady-state training step allocates nothing in the engine") {

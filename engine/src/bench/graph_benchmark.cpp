@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "exec/step_threads.hpp"
 #include "exec/weights.hpp"
 #include "nngraph/random.hpp"
 #include "train/losses.hpp"
@@ -96,6 +97,7 @@ void GraphBenchmark::step() {
         return;
     }
     executor_->run(batch_ref_, StepKind::Train);
+    const StepThreads threads(executor_->options().threads);
     optimizer_->apply(executor_->weights(), executor_->weight_grads());
 }
 

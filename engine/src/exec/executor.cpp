@@ -11,6 +11,7 @@
 
 #include "dist/plugin_comm.hpp"
 #include "exec/planner.hpp"
+#include "exec/step_threads.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -33,6 +34,7 @@ void add_into(float* into, const float* from, std::int64_t n) {
 
 Executor::Executor(std::shared_ptr<const Graph> graph, ExecutorOptions options)
     : graph_(std::move(graph)), options_(std::move(options)), arena_(std::make_unique<Arena>()) {
+    if (options_.threads <= 0) options_.threads = omp_get_max_threads();
     if (options_.sequence) shard_ = options_.sequence->shard.to_c();
     for (const GraphWeight& w : graph_->weights()) {
         try {
@@ -184,7 +186,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     const std::int64_t rows = check_inputs(batch);
 
     // Before planning: ops that size per-thread memory in infer see the thread count of the calls.
-    if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
+    const StepThreads step_threads(options_.threads);
     ExecutionPlan& plan = plan_for(rows, training);
     if (with_loss) {
         if (batch.targets.size() != loss_outputs_.size()) {
@@ -296,7 +298,7 @@ void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
                          std::to_string(options_.session->positions) + " positions");
     }
     const std::int64_t rows = check_inputs(batch);
-    if (options_.threads > 0 && omp_get_max_threads() != options_.threads) omp_set_num_threads(options_.threads);
+    const StepThreads step_threads(options_.threads);
     ExecutionPlan& plan = plan_for(rows, false);
     if (position > 0 && last_plan_ != &plan)
         throw RunError("a decoding session must start at position 0 (its batch size changed)");
@@ -357,7 +359,7 @@ const nng_sequence_shard* Executor::shard_of(NodeId node) const {
     return options_.sequence && options_.sequence->sharded_call[static_cast<std::size_t>(node)] ? &shard_ : nullptr;
 }
 
-int Executor::planned_threads() const { return options_.threads > 0 ? options_.threads : omp_get_max_threads(); }
+int Executor::planned_threads() const { return options_.threads; }
 
 void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args) {
     const GraphNode& node = graph_->node(id);

@@ -24,7 +24,7 @@ namespace nngraph {
 struct ExecutionPlan;
 
 struct ExecutorOptions {
-    int threads = 0;         // 0: OpenMP's default
+    int threads = 0;         // 0: OpenMP's default when the executor is made
     std::uint64_t seed = 0;  // dropout and other random ops derive their streams from it
     // Set for an executor that runs incremental-decoding sessions (run_session_step).
     std::optional<SessionShape> session;

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "dist/data_parallel.hpp"
+#include "exec/step_threads.hpp"
 #include "nngraph/random.hpp"
 #include "train/loss_weight.hpp"
 #include "train/losses.hpp"
@@ -218,8 +219,10 @@ BatchTally Trainer::train_step(const Dataset& train, BatchRef& batch, const std:
     }
     // TerminateOnNaN stops before a non-finite step reaches the weights, so the best checkpoint and
     // the weights in memory stay those of the last finite step.
-    if (std::isfinite(tally.loss) || !config_.terminate_on_nan)
+    if (std::isfinite(tally.loss) || !config_.terminate_on_nan) {
+        const StepThreads threads(executor_.options().threads);
         optimizer_->apply(executor_.weights(), executor_.weight_grads());
+    }
     return tally;
 }
 
