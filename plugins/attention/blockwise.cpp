@@ -426,9 +426,7 @@ inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t
 
 // One query tile's pass over its key tiles for the rows of kind `active` (their m, l and acc rows
 // start from scratch).
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_rows(const Plan& plan, Tiles& t,
-                                                                              std::int64_t g, std::int64_t i0,
-                                                                              RowKind active) {
+NNG_V16_CLONES void forward_rows(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, RowKind active) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     t.mark_active(active);
@@ -604,10 +602,8 @@ struct Accumulators {
 };
 
 // One query tile's backward pass over its key tiles for rows of kind `active`.
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_rows(const Plan& plan, Tiles& t,
-                                                                               Accumulators& acc, std::int64_t g,
-                                                                               std::int64_t i0, RowKind active,
-                                                                               bool want_dalpha) {
+NNG_V16_CLONES void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g, std::int64_t i0,
+                                  RowKind active, bool want_dalpha) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const std::int64_t tv_padded = plan.k_tiles * kTile;

@@ -58,9 +58,9 @@ inline __attribute__((always_inline)) void gemm_as(std::int64_t M, std::int64_t 
 }  // namespace
 
 // Out of line and not inlined into the tile loops, so that its accumulators own the vector registers.
-__attribute__((target_clones("arch=x86-64-v4", "default"), noinline)) void gemm(
-    Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
-    std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
+NNG_V16_CLONES __attribute__((noinline)) void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K,
+                                                   const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
+                                                   float* C, std::int64_t ldc, bool accumulate) {
     if (a_layout == Layout::kTransposed)
         gemm_as<Layout::kTransposed>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else
@@ -95,8 +95,7 @@ void zero_outside(const Bfloat16Matrix& dst, bool pairs, std::int64_t rows, std:
 
 }  // namespace
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_rows(const FloatMatrix& src,
-                                                                                  const Bfloat16Matrix& dst) {
+NNG_V16_CLONES void to_bfloat16_rows(const FloatMatrix& src, const Bfloat16Matrix& dst) {
     const std::int64_t whole = src.columns / 16 * 16;
     for (std::int64_t r = 0; r < src.rows; ++r) {
         const float* in = src.data + r * src.stride;
@@ -108,8 +107,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_row
     zero_outside(dst, false, src.rows, src.columns);
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_pairs(const FloatMatrix& src,
-                                                                                   const Bfloat16Matrix& dst) {
+NNG_V16_CLONES void to_bfloat16_pairs(const FloatMatrix& src, const Bfloat16Matrix& dst) {
     const std::int64_t whole = src.columns / 16 * 16;
     for (std::int64_t r = 0; r < src.rows; r += 2) {
         const float* even = src.data + r * src.stride;
@@ -127,8 +125,7 @@ __attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_pai
     zero_outside(dst, true, (src.rows + 1) / 2, 2 * src.columns);
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void to_bfloat16_pairs_transposed(
-    const FloatMatrix& src, const Bfloat16Matrix& dst) {
+NNG_V16_CLONES void to_bfloat16_pairs_transposed(const FloatMatrix& src, const Bfloat16Matrix& dst) {
     // Row r of src, rounded, is column r of dst: its words (pairs of neighbours) go down the rows
     // of pairs, 32 columns of src (16 words) at a time.
     for (std::int64_t r = 0; r < src.rows; ++r) {
@@ -271,9 +268,11 @@ __attribute__((target("arch=x86-64-v4,avx512bf16"), flatten, noinline)) void gem
 
 }  // namespace
 
-__attribute__((target_clones("arch=x86-64-v4", "default"), noinline)) void gemm_bfloat16_portable(
-    Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A, std::int64_t lda,
-    const std::uint16_t* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
+NNG_V16_CLONES __attribute__((noinline)) void gemm_bfloat16_portable(Layout a_layout, std::int64_t M, std::int64_t N,
+                                                                     std::int64_t K, const std::uint16_t* A,
+                                                                     std::int64_t lda, const std::uint16_t* B,
+                                                                     std::int64_t ldb, float* C, std::int64_t ldc,
+                                                                     bool accumulate) {
     gemm_bf16<FloatArithmetic>(a_layout, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 

@@ -247,8 +247,9 @@ void value_gradient_product(const Problem& p, const Geometry& geo, Tiles& t) {
 // (rows and columns) and value rows (and columns when `value_columns`), the raw products q·k into
 // t.raw, the scores, masked and with the self rule, into t.score (-inf past the window), and each
 // score's flags into t.differentiable and t.kept. Returns (queries, keys).
-__attribute__((target_clones("arch=x86-64-v4", "default"))) std::pair<std::int64_t, std::int64_t> load_chunk(
-    const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k, bool value_columns) {
+NNG_V16_CLONES std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std::int64_t g,
+                                                                std::int64_t round, std::int64_t k,
+                                                                bool value_columns) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const std::int32_t* order = plan.order_of(g, round);
@@ -401,9 +402,8 @@ void compute_inverse_norms(const Problem& p, float* inverse_norms) {
 
 // Chunk k of `round`: its softmax over the window merged into its queries' running maximum m,
 // sum l and unnormalised output (stats holds (m, l) per query).
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void forward_chunk(const Plan& plan, Tiles& t,
-                                                                               std::int64_t g, std::int64_t round,
-                                                                               std::int64_t k, float* stats) {
+NNG_V16_CLONES void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k,
+                                  float* stats) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, false);
@@ -448,11 +448,8 @@ struct Gradients {
     bool want_dalpha;
 };
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void backward_chunk(const Plan& plan, Tiles& t,
-                                                                                Gradients& grads,
-                                                                                const onednn::View& dout,
-                                                                                const float* stats, std::int64_t g,
-                                                                                std::int64_t round, std::int64_t k) {
+NNG_V16_CLONES void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::View& dout,
+                                   const float* stats, std::int64_t g, std::int64_t round, std::int64_t k) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, true);

@@ -13,17 +13,13 @@
 #include <string>
 
 #include "nngraph/onednn.hpp"
+#include "nngraph/vector_math.hpp"
 
 namespace nngraph_lstm {
 
 namespace onednn = nng::onednn;
 
 // ---- Activations ---------------------------------------------------------------------------------
-
-// Put on the definitions of elementwise loops: built for AVX-512 and AVX2 as well as the baseline
-// and picked at load time (GCC function multiversioning); the stepwise path's gates spend most of
-// their time in such loops. (Only on definitions: callers go through the resolver.)
-#define NNGRAPH_LSTM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 // The Keras activations the LSTM accepts: each one's derivative follows from its output.
 enum class Act { linear, tanh, sigmoid, hard_sigmoid, relu, relu6, softsign };

@@ -54,7 +54,7 @@ inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x))
 
 }  // namespace
 
-NNGRAPH_LSTM_VECTOR_CLONES void activate(Act f, float* x, std::int64_t n) {
+NNG_LOOP_CLONES void activate(Act f, float* x, std::int64_t n) {
     switch (f) {
         case Act::linear:
             return;
@@ -91,7 +91,7 @@ NNGRAPH_LSTM_VECTOR_CLONES void activate(Act f, float* x, std::int64_t n) {
     }
 }
 
-NNGRAPH_LSTM_VECTOR_CLONES void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
+NNG_LOOP_CLONES void times_derivative(Act f, const float* y, float* d, std::int64_t n) {
     switch (f) {
         case Act::linear:
             return;

@@ -85,9 +85,9 @@ void project_step(const Settings& settings, const Sizes& s, const Operands& in, 
 
 // One forward step's cell for the rows: gates (N, 4U) from pre-activations in place; the states
 // after the step from those before it.
-NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in,
-                                             std::int64_t k, Rows rows, float* gates, const float* h_before,
-                                             const float* c_before, float* h_after, float* c_after, float* c_act) {
+NNG_LOOP_CLONES void forward_cell(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k,
+                                  Rows rows, float* gates, const float* h_before, const float* c_before, float* h_after,
+                                  float* c_after, float* c_act) {
     const std::int64_t U = s.units;
     for (std::int64_t n = rows.first; n < rows.end(); ++n) {
         float* z = gates + n * 4 * U;
@@ -117,9 +117,9 @@ NNGRAPH_LSTM_VECTOR_CLONES void forward_cell(const Settings& settings, const Siz
 // One backward step for the rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
 // gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
 // dh for masked rows and zero for the others (their share comes from dz U^T next).
-NNGRAPH_LSTM_VECTOR_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in,
-                                              const StepState& st, std::int64_t k, Rows rows, const float* dseq,
-                                              float* dh, float* dc, float* dh_before, float* dz) {
+NNG_LOOP_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
+                                   std::int64_t k, Rows rows, const float* dseq, float* dh, float* dc, float* dh_before,
+                                   float* dz) {
     const std::int64_t U = s.units, state = s.batch * U;
     const float* gates = st.gates + k * 4 * state;
     const float* c_before = st.cell + k * state;

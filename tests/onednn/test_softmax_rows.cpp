@@ -1,4 +1,4 @@
-// The row softmax (onednn::softmax_rows) against a double reference: row lengths around the
+// The row softmax (onednn::softmax_rows) and its backward against double references: row lengths around the
 // 16-lane vector, masked (-inf and very negative) keys, large scores, row strides wider than the
 // row, in place and into another buffer.
 #include <doctest/doctest.h>
@@ -75,4 +75,32 @@ TEST_CASE("softmax_rows of equal scores is uniform, and of a row of -inf is NaN 
     std::vector<float> empty(20, -std::numeric_limits<float>::infinity());
     dn::softmax_rows(empty.data(), 20, empty.data(), 20, 1, 20);
     for (const float v : empty) CHECK(std::isnan(v));
+}
+
+TEST_CASE("softmax_backward_rows equals y (dy - <y, dy>) in double for every row length, in place and not") {
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> scores(-6.0f, 6.0f), gradients(-2.0f, 2.0f);
+    for (const std::int64_t n : {1, 7, 15, 16, 17, 33, 200, 257}) {
+        CAPTURE(n);
+        const std::int64_t rows = 5;
+        std::vector<float> y(static_cast<std::size_t>(rows * n)), dy(y.size());
+        for (std::int64_t r = 0; r < rows; ++r) {
+            for (std::int64_t j = 0; j < n; ++j) y[r * n + j] = scores(rng);
+            dn::softmax_rows(y.data() + r * n, n, y.data() + r * n, n, 1, n);
+        }
+        for (float& g : dy) g = gradients(rng);
+        std::vector<float> dx(y.size(), 9.0f), in_place = dy;
+        dn::softmax_backward_rows(y.data(), dy.data(), dx.data(), rows, n);
+        dn::softmax_backward_rows(y.data(), in_place.data(), in_place.data(), rows, n);
+        for (std::int64_t r = 0; r < rows; ++r) {
+            double dot = 0.0;
+            for (std::int64_t j = 0; j < n; ++j) dot += double(y[r * n + j]) * double(dy[r * n + j]);
+            for (std::int64_t j = 0; j < n; ++j) {
+                const std::size_t i = static_cast<std::size_t>(r * n + j);
+                const double expected = double(y[i]) * (double(dy[i]) - dot);
+                CHECK(std::abs(double(dx[i]) - expected) <= 1e-6 * (std::abs(expected) + double(y[i])));
+                CHECK(in_place[i] == dx[i]);
+            }
+        }
+    }
 }

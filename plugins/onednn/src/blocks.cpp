@@ -20,8 +20,8 @@ constexpr Tag kSoftmaxBackward{"onednn.softmax_backward"};
 constexpr Tag kEltwiseForward{"onednn.eltwise_forward"};
 constexpr Tag kEltwiseBackward{"onednn.eltwise_backward"};
 
-// softmax_forward: rows of at least kShortSoftmaxRow floats run on softmax_rows, kSoftmaxRowsPerTask
-// rows a task so that a task costs little beside them, on the calling thread alone (no OpenMP
+// softmax_forward and softmax_backward: rows of at least kShortSoftmaxRow floats run on the row kernels,
+// kSoftmaxRowsPerTask rows a task so that a task costs little beside them, on the calling thread alone (no OpenMP
 // region) up to kSerialSoftmaxFloats.
 constexpr std::int64_t kShortSoftmaxRow = 16, kSoftmaxRowsPerTask = 16, kSerialSoftmaxFloats = 32768;
 
@@ -207,46 +207,112 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 
 // ---- Softmax -----------------------------------------------------------------------------------
 
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void softmax_rows(const float* src, std::int64_t src_stride,
-                                                                              float* dst, std::int64_t dst_stride,
-                                                                              std::int64_t rows, std::int64_t n) {
-    using namespace simd;
-    constexpr float kInfinity = __builtin_inff();
-    const std::int64_t whole = n / 16 * 16, tail = n - whole;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        const float* in = src + r * src_stride;
-        float* out = dst + r * dst_stride;
-        // The tail in a vector of its own, padded with -inf: it adds nothing to the max or the sum.
-        v16 last = v16{} - kInfinity;
-        std::memcpy(&last, in + whole, static_cast<std::size_t>(tail) * sizeof(float));
-        v16 highest = last;
-        for (std::int64_t c = 0; c < whole; c += 16) {
-            const v16 v = load(in + c);
-            highest = v > highest ? v : highest;
+namespace {
+
+// The row kernels at one vector width: kBytes / 4 lanes, the row's tail in a vector of its own.
+template <int kBytes>
+struct SoftmaxRows {
+    using V = typename simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(const float* src, std::int64_t src_stride, float* dst,
+                                                          std::int64_t dst_stride, std::int64_t rows, std::int64_t n) {
+        const std::int64_t whole = n / kLanes * kLanes, tail = n - whole;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const float* in = src + r * src_stride;
+            float* out = dst + r * dst_stride;
+            // The tail padded with -inf: it adds nothing to the max or the sum.
+            V last = V{} - __builtin_inff();
+            std::memcpy(&last, in + whole, static_cast<std::size_t>(tail) * sizeof(float));
+            V highest = last;
+            for (std::int64_t c = 0; c < whole; c += kLanes) {
+                const V v = simd::load<V>(in + c);
+                highest = v > highest ? v : highest;
+            }
+            float shift = highest[0];
+            for (int l = 1; l < kLanes; ++l) shift = std::max(shift, highest[l]);
+            last = simd::vexp(last - shift);
+            const float inverse = 1.0f / simd::lane_sum(simd::exponentiate<V>(in, out, whole, shift) + last);
+            for (std::int64_t c = 0; c < whole; c += kLanes) simd::store(out + c, simd::load<V>(out + c) * inverse);
+            last *= inverse;
+            std::memcpy(out + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
         }
-        float shift = highest[0];
-        for (int l = 1; l < 16; ++l) shift = std::max(shift, highest[l]);
-        last = vexp(last - shift);
-        const float inverse = 1.0f / lane_sum(exponentiate(in, out, whole, shift) + last);
-        for (std::int64_t c = 0; c < whole; c += 16) store(out + c, load(out + c) * inverse);
-        last *= inverse;
-        std::memcpy(out + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
     }
+};
+
+template <int kBytes>
+struct SoftmaxBackwardRows {
+    using V = typename simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(const float* dst, const float* diff_dst, float* diff_src,
+                                                          std::int64_t rows, std::int64_t n) {
+        const std::int64_t whole = n / kLanes * kLanes, tail = n - whole;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const float* y = dst + r * n;
+            const float* dy = diff_dst + r * n;
+            float* dx = diff_src + r * n;
+            // The tail padded with zeros: it adds nothing to the sum.
+            V y_tail{}, dy_tail{};
+            std::memcpy(&y_tail, y + whole, static_cast<std::size_t>(tail) * sizeof(float));
+            std::memcpy(&dy_tail, dy + whole, static_cast<std::size_t>(tail) * sizeof(float));
+            V sums = y_tail * dy_tail;
+            for (std::int64_t c = 0; c < whole; c += kLanes) sums += simd::load<V>(y + c) * simd::load<V>(dy + c);
+            const float dot = simd::lane_sum(sums);
+            for (std::int64_t c = 0; c < whole; c += kLanes)
+                simd::store(dx + c, simd::load<V>(y + c) * (simd::load<V>(dy + c) - dot));
+            const V dx_tail = y_tail * (dy_tail - dot);
+            std::memcpy(dx + whole, &dx_tail, static_cast<std::size_t>(tail) * sizeof(float));
+        }
+    }
+};
+
+}  // namespace
+
+void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride, std::int64_t rows,
+                  std::int64_t n) {
+    simd::run_widest<SoftmaxRows>(src, src_stride, dst, dst_stride, rows, n);
 }
+
+void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows,
+                           std::int64_t n) {
+    simd::run_widest<SoftmaxBackwardRows>(dst, diff_dst, diff_src, rows, n);
+}
+
+namespace {
+
+// Row kernels take f32 rows of kShortSoftmaxRow or more laid end to end; oneDNN the others.
+bool rows_for_kernel(std::initializer_list<const View*> views) {
+    for (const View* v : views) {
+        if (v->type != DataType::f32 || v->dims[v->rank - 1] < kShortSoftmaxRow || !v->contiguous()) return false;
+    }
+    return true;
+}
+
+// run(first, count) for the rows in tasks of kSoftmaxRowsPerTask rows, over the threads when
+// there are enough floats.
+template <typename RunRows>
+void over_row_tasks(std::int64_t rows, std::int64_t n, const RunRows& run) {
+    const std::int64_t tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
+    const int threads = rows * n > kSerialSoftmaxFloats ? omp_get_max_threads() : 1;
+    nng::parallel_for(tasks, threads, [&](std::int64_t t) {
+        const std::int64_t first = t * kSoftmaxRowsPerTask;
+        run(first, std::min(kSoftmaxRowsPerTask, rows - first));
+    });
+}
+
+}  // namespace
 
 void softmax_forward(const View& src, const View& dst) {
     const char* op = "softmax_forward";
     const std::initializer_list<detail::Named> views = {{"src", &src}, {"dst", &dst}};
     check_forward(op, views);
     const std::int64_t n = src.dims[src.rank - 1];
-    if (src.type == DataType::f32 && n >= kShortSoftmaxRow && src.contiguous()) {
-        const std::int64_t rows = src.numel() / n, tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
+    if (rows_for_kernel({&src})) {
         const auto* in = static_cast<const float*>(src.data);
         auto* out = static_cast<float*>(dst.data);
-        const int threads = rows * n > kSerialSoftmaxFloats ? omp_get_max_threads() : 1;
-        nng::parallel_for(tasks, threads, [&](std::int64_t t) {
-            const std::int64_t first = t * kSoftmaxRowsPerTask;
-            softmax_rows(in + first * n, n, out + first * n, n, std::min(kSoftmaxRowsPerTask, rows - first), n);
+        over_row_tasks(src.numel() / n, n, [&](std::int64_t first, std::int64_t count) {
+            softmax_rows(in + first * n, n, out + first * n, n, count, n);
         });
         return;
     }
@@ -264,6 +330,16 @@ void softmax_backward(const View& dst, const View& diff_dst, const View& diff_sr
     const std::initializer_list<detail::Named> views = {
         {"dst", &dst}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
     check_backward(op, views);
+    const std::int64_t n = dst.dims[dst.rank - 1];
+    if (rows_for_kernel({&dst, &diff_dst})) {
+        const auto* y = static_cast<const float*>(dst.data);
+        const auto* dy = static_cast<const float*>(diff_dst.data);
+        auto* dx = static_cast<float*>(diff_src.data);
+        over_row_tasks(dst.numel() / n, n, [&](std::int64_t first, std::int64_t count) {
+            softmax_backward_rows(y + first * n, dy + first * n, dx + first * n, count, n);
+        });
+        return;
+    }
     detail::with_context(op, views, [&] {
         const Cached& c = cached<dnnl::softmax_backward>(Key(kSoftmaxBackward).add(dst, diff_dst), [&] {
             const dnnl::memory::desc data = desc_of(dst);
@@ -339,9 +415,8 @@ namespace {
 constexpr std::int64_t kSumColumns = 64;  // columns a thread sums at once: their double sums stay in L1
 
 // sum[c] += x(r, c) over `rows` rows of `width` (at most 64) contiguous columns.
-__attribute__((target_clones("arch=x86-64-v4", "default"))) void add_rows(const float* x, std::int64_t rows,
-                                                                          std::int64_t row_stride, std::int64_t width,
-                                                                          double* sum) {
+NNG_LOOP_CLONES void add_rows(const float* x, std::int64_t rows, std::int64_t row_stride, std::int64_t width,
+                              double* sum) {
     std::int64_t r = 0;
     for (; r + 4 <= rows; r += 4) {  // four rows a pass: a quarter of the loads and stores of `sum`
         const float *x0 = x + r * row_stride, *x1 = x0 + row_stride, *x2 = x1 + row_stride, *x3 = x2 + row_stride;

@@ -290,15 +290,19 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 
 // Softmax over the last axis; dst may be src (in place). dst and src have the same layout. f32
 // rows of 16 or more in a contiguous layout run on softmax_rows, the others on oneDNN's (which
-// vectorises across rows, the better for short ones).
+// vectorises across rows, the better for short ones; its backward has no AVX2 kernel).
 void softmax_forward(const View& src, const View& dst);
 // The softmax, e^(x - max) / sum, of `rows` rows of n floats (row strides src_stride and
 // dst_stride; dst may be src), three sweeps a row while it sits in cache, on the calling thread.
 // A row of -inf gives NaN, as the formula does.
 void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride, std::int64_t rows,
                   std::int64_t n);
-// diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst.
+// diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst;
+// diff_src may be diff_dst. As softmax_forward: f32 rows of 16 or more in a contiguous layout run
+// on softmax_backward_rows, the others on oneDNN's.
 void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src);
+// That backward for `rows` rows of n floats laid end to end, on the calling thread.
+void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows, std::int64_t n);
 
 // dst = f(src); dst may be src.
 void eltwise_forward(const Eltwise& f, const View& src, const View& dst);

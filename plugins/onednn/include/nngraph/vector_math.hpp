@@ -1,69 +1,156 @@
-// 64-byte float vectors (GCC's vector extension) and the exponential over them, for the row
-// kernels plugins share: AVX-512 in the x86-64-v4 clones of the functions that use them, a
-// portable fallback elsewhere.
+// Float vectors (GCC's vector extension) and the exponential over them, for the row kernels
+// plugins share. Two ways to build a kernel for the CPU it runs on:
+//   - width-generic kernels run through run_widest, which picks the widest vectors the CPU has
+//     (64 bytes on AVX-512, 32 on AVX2, 16 on the baseline), each built for its instruction set;
+//   - kernels laid out in 16 lanes (v16, the attention tiles) carry NNG_V16_CLONES.
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
-// The vector type below never crosses a library boundary, so its calling convention does not matter.
+// The vector types below never cross a library boundary, so their calling convention does not matter.
 #pragma GCC diagnostic ignored "-Wpsabi"
+
+// Put on the definition of a function on v16: built for AVX-512 and for the baseline, one picked
+// at load time. No AVX2 build: GCC 12 spills 64-byte vectors there and runs slower than the
+// baseline's four 16-byte pieces.
+#define NNG_V16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+// Put on the definition of a function whose plain loops the compiler vectorises: built for
+// AVX-512, AVX2 with FMA and the baseline, one picked at load time.
+#define NNG_LOOP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 namespace nng::simd {
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-typedef int v16iu __attribute__((vector_size(64), aligned(4), may_alias));
+// Vectors of kBytes: kBytes / 4 float or int lanes.
+template <int kBytes>
+struct Vectors {
+    static constexpr int kLanes = kBytes / 4;
+    typedef float Float __attribute__((vector_size(kBytes)));
+    typedef int Int __attribute__((vector_size(kBytes)));
+    typedef float FloatUnaligned __attribute__((vector_size(kBytes), aligned(4), may_alias));
+    typedef int IntUnaligned __attribute__((vector_size(kBytes), aligned(4), may_alias));
+};
 
-inline __attribute__((always_inline)) v16 load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
-inline __attribute__((always_inline)) v16i load(const std::int32_t* p) { return *reinterpret_cast<const v16iu*>(p); }
-inline __attribute__((always_inline)) void store(float* p, v16 v) { *reinterpret_cast<v16u*>(p) = v; }
+template <typename V>
+inline constexpr int kLanes = sizeof(V) / sizeof(float);
+
+typedef Vectors<64>::Float v16;
+typedef Vectors<64>::Int v16i;
+
+template <typename V = v16>
+inline __attribute__((always_inline)) V load(const float* p) {
+    return *reinterpret_cast<const typename Vectors<sizeof(V)>::FloatUnaligned*>(p);
+}
+inline __attribute__((always_inline)) v16i load(const std::int32_t* p) {
+    return *reinterpret_cast<const Vectors<64>::IntUnaligned*>(p);
+}
+template <typename V>
+inline __attribute__((always_inline)) void store(float* p, V v) {
+    *reinterpret_cast<typename Vectors<sizeof(V)>::FloatUnaligned*>(p) = v;
+}
 
 // The lanes of `a` where `lanes` is all ones, else those of `b`. Bitwise: GCC 12 takes a vector
 // comparison's result apart lane by lane once it is kept in a variable, and a NaN in an unused
 // lane goes too.
-inline __attribute__((always_inline)) v16 select_lanes(v16i lanes, v16 a, v16 b = v16{}) {
-    return (v16)(((v16i)a & lanes) | ((v16i)b & ~lanes));
+template <typename V, typename VI>
+inline __attribute__((always_inline)) V select_lanes(VI lanes, V a, V b = V{}) {
+    return (V)(((VI)a & lanes) | ((VI)b & ~lanes));
 }
 
-// e^x for 16 lanes: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp; 0 below -87.3 (where
+// e^x lane by lane: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp; 0 below -87.3 (where
 // float's e^x is subnormal) and for -inf.
-inline __attribute__((always_inline)) v16 vexp(v16 in) {
-    v16 x = in < -87.3f ? v16{} - 87.3f : in;
-    x = x > 88.7f ? v16{} + 88.7f : x;
-    const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const v16 r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    v16 poly = v16{} + 1.9875691500e-4f;
+template <typename V>
+inline __attribute__((always_inline)) V vexp(V in) {
+    typedef typename Vectors<sizeof(V)>::Int VI;
+    V x = in < -87.3f ? V{} - 87.3f : in;
+    x = x > 88.7f ? V{} + 88.7f : x;
+    const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    V poly = V{} + 1.9875691500e-4f;
     poly = poly * r + 1.3981999507e-3f;
     poly = poly * r + 8.3334519073e-3f;
     poly = poly * r + 4.1665795894e-2f;
     poly = poly * r + 1.6666665459e-1f;
     poly = poly * r + 5.0000001201e-1f;
-    const v16 y = poly * r * r + r + 1.0f;
-    const v16i exponent = (__builtin_convertvector(n, v16i) + 127) << 23;
-    v16 scale;
+    const V y = poly * r * r + r + 1.0f;
+    const VI exponent = (__builtin_convertvector(n, VI) + 127) << 23;
+    V scale;
     std::memcpy(&scale, &exponent, sizeof scale);
-    return in < -87.3f ? v16{} : y * scale;
+    return in < -87.3f ? V{} : y * scale;
 }
 
-// out[c] = e^(x[c] - shift) for c < n (a multiple of 16; out may be x); returns the lane-wise
-// sums of the results.
-inline __attribute__((always_inline)) v16 exponentiate(const float* x, float* out, std::int64_t n, float shift) {
-    v16 sums{};
-    for (std::int64_t c = 0; c < n; c += 16) {
-        const v16 e = vexp(load(x + c) - shift);
+// out[c] = e^(x[c] - shift) for c < n (a multiple of V's lanes; out may be x); returns the
+// lane-wise sums of the results.
+template <typename V = v16>
+inline __attribute__((always_inline)) V exponentiate(const float* x, float* out, std::int64_t n, float shift) {
+    V sums{};
+    for (std::int64_t c = 0; c < n; c += kLanes<V>) {
+        const V e = vexp(load<V>(x + c) - shift);
         store(out + c, e);
         sums += e;
     }
     return sums;
 }
 
-// The sum of v's 16 lanes, in lane order.
-inline __attribute__((always_inline)) float lane_sum(v16 v) {
+// The sum of v's lanes, in lane order.
+template <typename V>
+inline __attribute__((always_inline)) float lane_sum(V v) {
     float sum = 0.0f;
-    for (int lane = 0; lane < 16; ++lane) sum += v[lane];
+    for (int lane = 0; lane < kLanes<V>; ++lane) sum += v[lane];
     return sum;
+}
+
+// The widest vectors this CPU runs: 64 (AVX-512: F, BW, VL, DQ), 32 (AVX2 with FMA) or 16 bytes;
+// at most NNGRAPH_MAX_VECTOR_BYTES (16, 32 or 64) when that is set, so every build can be tested.
+inline int widest_vector_bytes() {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const int bytes = [] {
+        const int cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+                            ? 64
+                        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 32
+                                                                                          : 16;
+        const char* cap = std::getenv("NNGRAPH_MAX_VECTOR_BYTES");
+        const int most = cap ? std::atoi(cap) : 0;
+        return (most == 16 || most == 32 || most == 64) && most < cpu ? most : cpu;
+    }();
+    return bytes;
+#else
+    return 16;
+#endif
+}
+
+namespace detail {
+template <template <int> class Kernel, typename... Args>
+__attribute__((target("arch=x86-64-v4"))) void run_avx512(Args... args) {
+    Kernel<64>::run(args...);
+}
+template <template <int> class Kernel, typename... Args>
+__attribute__((target("arch=x86-64-v3"))) void run_avx2(Args... args) {
+    Kernel<32>::run(args...);
+}
+template <template <int> class Kernel, typename... Args>
+void run_baseline(Args... args) {
+    Kernel<16>::run(args...);
+}
+}  // namespace detail
+
+// Kernel<kBytes>::run(args...) on the widest vectors this CPU has, built for its instruction set.
+// Kernel<kBytes>::run must be always_inline, so that it is compiled inside each build.
+template <template <int> class Kernel, typename... Args>
+void run_widest(Args... args) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    switch (widest_vector_bytes()) {
+        case 64:
+            return detail::run_avx512<Kernel>(args...);
+        case 32:
+            return detail::run_avx2<Kernel>(args...);
+        default:
+            break;
+    }
+#endif
+    detail::run_baseline<Kernel>(args...);
 }
 
 }  // namespace nng::simd
