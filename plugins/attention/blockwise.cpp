@@ -28,8 +28,7 @@ namespace {
 
 using namespace kernels;
 
-constexpr std::int64_t kTile = 64;    // query and key rows per tile; a kernel row is 4 vectors of 16
-constexpr int kVectors = kTile / 16;  // vectors in a tile row
+constexpr std::int64_t kTile = 64;  // query and key rows per tile: a tile row is 4 AVX-512 vectors
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
 std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
@@ -214,66 +213,72 @@ Operand tile_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int
 // `raw`, written as the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log
 // weights added, and -inf for keys past the end. Columns of rows whose kind is not `active` hold
 // anything afterwards (the softmax passes ignore them).
-inline __attribute__((always_inline)) void tile_scores(const Plan& plan, std::int64_t g, std::int64_t i0,
-                                                       std::int64_t j0, bool full, const float* raw, float* x,
-                                                       const RowKind* kind, RowKind active) {
-    const Problem& p = plan.p;
-    const Masks& masks = plan.masks;
-    const std::int64_t b = masks.batch_of_group(g), count = std::min(kTile, p.tv - j0);
-    const std::uint8_t* keys = masks.any_key_mask() ? masks.keys(b) + j0 : nullptr;
-    const MaskedScore masked = masks.masked_score();
-    const float z = plan.pattern().adaptive() ? masks.span(g) : 0.0f;
-    alignas(64) float keep[kTile], allow[kTile], log_weight[kTile];
-    for (std::int64_t c = 0; c < kTile; ++c) keep[c] = c < count && (!keys || keys[c]) ? 1.0f : 0.0f;
-    std::fill(log_weight, log_weight + kTile, 0.0f);
-    const float alpha = p.alpha;
-    if (full) {
-        // Every query sees every key the key mask keeps: whole rows at once.
-        for (std::int64_t c = 0; c < count; ++c) {
-            const float* s = raw + c * kTile;
-            float* o = x + c * kTile;
-            if (keep[c] != 0.0f) {
-                for (int r = 0; r < kTile; r += 16) store(o + r, alpha * load(s + r));
-            } else {
-                for (int r = 0; r < kTile; r += 16)
-                    store(o + r, (alpha * load(s + r) + masked.add) * masked.keep + masked.set);
-            }
-        }
-    } else if (std::int64_t first = 0, end = 0; masks.shifted_ranges(i0, j0, 2 * kTile, first, end)) {
-        // Query i0 + r sees keys [first + r, end + r), 16 queries a vector. Key c is outside when
-        // c - (first + r) or (end + r) - 1 - c is negative: small integers, exact as floats, whose
-        // sign bits make the lane mask (GCC 12 takes vector comparisons apart lane by lane here).
-        const v16 iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-        v16 from[kVectors], last[kVectors];
-        for (int q = 0; q < kVectors; ++q) {
-            from[q] = iota + static_cast<float>(first + 16 * q);
-            last[q] = iota + static_cast<float>(end - 1 + 16 * q);
-        }
-        for (std::int64_t c = 0; c < count; ++c) {
-            const v16 key = v16{} + static_cast<float>(c);
-            const v16i dropped = v16i{} + (keep[c] != 0.0f ? 0 : ~0);
-            for (int q = 0; q < kVectors; ++q) {
-                const v16 v = alpha * load(raw + c * kTile + 16 * q);
-                const v16 m = (v + masked.add) * masked.keep + masked.set;
-                const v16i outside = (((v16i)(key - from[q]) | (v16i)(last[q] - key)) >> 31) | dropped;
-                store(x + c * kTile + 16 * q, select_lanes(outside, m, v));
-            }
-        }
-    } else {
-        for (std::int64_t r = 0; r < kTile; ++r) {
-            if (kind[r] != active) continue;
-            masks.row_allowed(i0 + r, j0, count, kTile, z, keep, allow, log_weight);
-            const float* raw_row = raw + r;
-            float* x_row = x + r;
+template <int kBytes>
+struct TileScores {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    using VI = typename nng::simd::Vectors<kBytes>::Int;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(const Plan* plan_pointer, std::int64_t g, std::int64_t i0,
+                                                          std::int64_t j0, bool full, const float* raw, float* x,
+                                                          const RowKind* kind, RowKind active) {
+        const Plan& plan = *plan_pointer;
+        const Problem& p = plan.p;
+        const Masks& masks = plan.masks;
+        const std::int64_t b = masks.batch_of_group(g), count = std::min(kTile, p.tv - j0);
+        const std::uint8_t* keys = masks.any_key_mask() ? masks.keys(b) + j0 : nullptr;
+        const MaskedScore masked = masks.masked_score();
+        const float z = plan.pattern().adaptive() ? masks.span(g) : 0.0f;
+        alignas(64) float keep[kTile], allow[kTile], log_weight[kTile];
+        for (std::int64_t c = 0; c < kTile; ++c) keep[c] = c < count && (!keys || keys[c]) ? 1.0f : 0.0f;
+        std::fill(log_weight, log_weight + kTile, 0.0f);
+        const float alpha = p.alpha;
+        if (full) {
+            // Every query sees every key the key mask keeps: whole rows at once.
             for (std::int64_t c = 0; c < count; ++c) {
-                const float v = alpha * raw_row[c * kTile] + log_weight[c];
-                x_row[c * kTile] = allow[c] != 0.0f ? v : masked(v);
+                const float* s = raw + c * kTile;
+                float* o = x + c * kTile;
+                if (keep[c] != 0.0f) {
+                    for (int r = 0; r < kTile; r += kLanes) store(o + r, alpha * load<V>(s + r));
+                } else {
+                    for (int r = 0; r < kTile; r += kLanes)
+                        store(o + r, (alpha * load<V>(s + r) + masked.add) * masked.keep + masked.set);
+                }
+            }
+        } else if (std::int64_t first = 0, end = 0; masks.shifted_ranges(i0, j0, 2 * kTile, first, end)) {
+            // Query i0 + r sees keys [first + r, end + r), a vector of queries at once. Key c is
+            // outside when c - (first + r) or (end + r) - 1 - c is negative: small integers, exact
+            // as floats, whose sign bits make the lane mask (GCC 12 takes vector comparisons apart
+            // lane by lane here).
+            V iota;
+            for (int l = 0; l < kLanes; ++l) iota[l] = static_cast<float>(l);
+            for (int q = 0; q < kTile; q += kLanes) {
+                const V from = iota + static_cast<float>(first + q), last = iota + static_cast<float>(end - 1 + q);
+                for (std::int64_t c = 0; c < count; ++c) {
+                    const V key = V{} + static_cast<float>(c);
+                    const VI dropped = VI{} + (keep[c] != 0.0f ? 0 : ~0);
+                    const V v = alpha * load<V>(raw + c * kTile + q);
+                    const V m = (v + masked.add) * masked.keep + masked.set;
+                    const VI outside = (((VI)(key - from) | (VI)(last - key)) >> 31) | dropped;
+                    store(x + c * kTile + q, select_lanes(outside, m, v));
+                }
+            }
+        } else {
+            for (std::int64_t r = 0; r < kTile; ++r) {
+                if (kind[r] != active) continue;
+                masks.row_allowed(i0 + r, j0, count, kTile, z, keep, allow, log_weight);
+                const float* raw_row = raw + r;
+                float* x_row = x + r;
+                for (std::int64_t c = 0; c < count; ++c) {
+                    const float v = alpha * raw_row[c * kTile] + log_weight[c];
+                    x_row[c * kTile] = allow[c] != 0.0f ? v : masked(v);
+                }
             }
         }
+        for (std::int64_t c = count; c < kTile; ++c)
+            for (int r = 0; r < kTile; r += kLanes) store(x + c * kTile + r, V{} + kMinusInfinity);
     }
-    for (std::int64_t c = count; c < kTile; ++c)
-        for (int r = 0; r < kTile; r += 16) store(x + c * kTile + r, v16{} + kMinusInfinity);
-}
+};
 
 // Keep factors (0 or 1/(1-rate)) of the tile's row r into f[0..64), drawn at the global positions.
 void keep_factors(const Plan& plan, std::int64_t g, std::int64_t i, std::int64_t j0, float* f) {
@@ -418,15 +423,70 @@ inline __attribute__((always_inline)) void score_tile(const Plan& plan, Tiles& t
                                                       float* scores) {
     const std::int64_t g = tile.g, j0 = tile.j0;
     scores_product(plan, t, tile);
-    tile_scores(plan, g, i0, j0, active != RowKind::kFallback && plan.masks.block_full(i0, i1, j0, j0 + count), t.s,
-                scores, t.kind, active);
+    const bool full = active != RowKind::kFallback && plan.masks.block_full(i0, i1, j0, j0 + count);
+    nng::simd::run_widest<TileScores>(&plan, g, i0, j0, full, static_cast<const float*>(t.s), scores,
+                                      static_cast<const RowKind*>(t.kind), active);
 }
+
+// The online softmax of one score tile down its columns (a column is a query row): the tile's
+// maxima update m, its exponentials replace the scores (times the keep factors with dropout), l
+// gains their sums, and rescale[r] is the factor for row r's earlier sums and outputs. Inactive
+// columns keep m and l (rescale 1) and get zero probabilities.
+template <int kBytes>
+struct OnlineSoftmaxTile {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    using VI = typename nng::simd::Vectors<kBytes>::Int;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+    static constexpr int kChains = 4;  // vectors side by side: independent chains for the maxima and sums
+
+    static inline __attribute__((always_inline)) void run(Tiles* tiles, float* rescale, bool dropout) {
+        Tiles& t = *tiles;
+        for (int q0 = 0; q0 < kTile; q0 += kChains * kLanes) {
+            VI computed[kChains];
+            V tile_max[kChains], shift[kChains], sum[kChains];
+            for (int q = 0; q < kChains; ++q) {
+                computed[q] = load<VI>(t.active + q0 + kLanes * q);
+                tile_max[q] = V{} + kMinusInfinity;
+                sum[q] = V{};
+            }
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                for (int q = 0; q < kChains; ++q) {
+                    const V y = load<V>(t.s + c * kTile + q0 + kLanes * q);
+                    tile_max[q] = y > tile_max[q] ? y : tile_max[q];
+                }
+            }
+            for (int q = 0; q < kChains; ++q) {
+                const int at = q0 + kLanes * q;
+                const V m_old = load<V>(t.m + at);
+                const V m_new = select_lanes(computed[q], tile_max[q] > m_old ? tile_max[q] : m_old, m_old);
+                // A column without any finite score so far has probabilities 0 (exp(-inf - 0)); one
+                // that had none before scales its (zero) sums by exp(-inf) = 0.
+                shift[q] = m_new == kMinusInfinity ? V{} : m_new;
+                store(t.m + at, m_new);
+                store(rescale + at, select_lanes(computed[q], vexp(m_old - shift[q]), V{} + 1.0f));
+            }
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                for (int q = 0; q < kChains; ++q) {
+                    float* x = t.s + c * kTile + q0 + kLanes * q;
+                    V e = select_lanes(computed[q], vexp(load<V>(x) - shift[q]));
+                    sum[q] += e;
+                    if (dropout) e = select_lanes(computed[q], e * load<V>(t.keep + c * kTile + q0 + kLanes * q));
+                    store(x, e);
+                }
+            }
+            for (int q = 0; q < kChains; ++q) {
+                const int at = q0 + kLanes * q;
+                store(t.l + at, load<V>(t.l + at) * load<V>(rescale + at) + sum[q]);
+            }
+        }
+    }
+};
 
 // ---- forward ----
 
 // One query tile's pass over its key tiles for the rows of kind `active` (their m, l and acc rows
 // start from scratch).
-NNG_V16_CLONES void forward_rows(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, RowKind active) {
+void forward_rows(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t i0, RowKind active) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     t.mark_active(active);
@@ -443,45 +503,11 @@ NNG_V16_CLONES void forward_rows(const Plan& plan, Tiles& t, std::int64_t g, std
         const KeyTile tile = key_tile(plan, t, g, j0, count);
         score_tile(plan, t, tile, i0, i1, count, active, t.s);
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
-        // The online softmax down the columns, each tile row's 4 vectors side by side (independent
-        // chains for the maximum and the sums). Inactive columns keep m and l (rescale 1, sum 0)
-        // and get zero probabilities.
-        v16i computed[kVectors];
-        v16 tile_max[kVectors], shift[kVectors], sum[kVectors];
-        for (int q = 0; q < kVectors; ++q) {
-            computed[q] = load(t.active + 16 * q);
-            tile_max[q] = v16{} + kMinusInfinity;
-            sum[q] = v16{};
-        }
-        for (std::int64_t c = 0; c < kTile; ++c) {
-            for (int q = 0; q < kVectors; ++q) {
-                const v16 y = load(t.s + c * kTile + 16 * q);
-                tile_max[q] = y > tile_max[q] ? y : tile_max[q];
-            }
-        }
-        for (int q = 0; q < kVectors; ++q) {
-            const v16 m_old = load(t.m + 16 * q);
-            const v16 m_new = select_lanes(computed[q], tile_max[q] > m_old ? tile_max[q] : m_old, m_old);
-            // A column without any finite score so far has probabilities 0 (exp(-inf - 0)); one
-            // that had none before scales its (zero) sums by exp(-inf) = 0.
-            shift[q] = m_new == kMinusInfinity ? v16{} : m_new;
-            store(t.m + 16 * q, m_new);
-            store(rescale + 16 * q, select_lanes(computed[q], vexp(m_old - shift[q]), v16{} + 1.0f));
-        }
-        for (std::int64_t c = 0; c < kTile; ++c) {
-            for (int q = 0; q < kVectors; ++q) {
-                float* x = t.s + c * kTile + 16 * q;
-                v16 e = select_lanes(computed[q], vexp(load(x) - shift[q]));
-                sum[q] += e;
-                if (p.dropout) e = select_lanes(computed[q], e * load(t.keep + c * kTile + 16 * q));
-                store(x, e);
-            }
-        }
-        for (int q = 0; q < kVectors; ++q) store(t.l + 16 * q, load(t.l + 16 * q) * load(rescale + 16 * q) + sum[q]);
+        nng::simd::run_widest<OnlineSoftmaxTile>(&t, rescale, p.dropout);
         for (std::int64_t r = 0; r < kTile; ++r) {
             if (rescale[r] == 1.0f) continue;
             float* a = t.acc + r * plan.dvp;
-            for (std::int64_t e = 0; e < plan.dvp; e += 16) store(a + e, load(a + e) * rescale[r]);
+            for (std::int64_t e = 0; e < plan.dvp; ++e) a[e] *= rescale[r];
         }
         output_product(plan, t, tile, t.s);
     }
@@ -601,9 +627,38 @@ struct Accumulators {
     }
 };
 
+// P from the saved statistics (m, 1/l) and dS = P ⊙ (dP - D) · ds_scale, the gradient of the
+// scores after masks and log weights, over one tile: dS into t.dp, P̃ (P after dropout) into t.p.
+// Inactive columns get zeros.
+template <int kBytes>
+struct ScoreGradientTile {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    using VI = typename nng::simd::Vectors<kBytes>::Int;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(Tiles* tiles, bool dropout, float ds_scale) {
+        Tiles& t = *tiles;
+        for (int q = 0; q < kTile; q += kLanes) {
+            const VI computed = load<VI>(t.active + q);
+            const V m = load<V>(t.m + q), inv_l = load<V>(t.l + q), d = load<V>(t.d + q);
+            for (std::int64_t c = 0; c < kTile; ++c) {
+                float* prob = t.p + c * kTile + q;
+                float* dprob = t.dp + c * kTile + q;
+                const float* keep = t.keep + c * kTile + q;
+                V pr = vexp(load<V>(prob) - m) * inv_l;
+                V dpr = load<V>(dprob);
+                if (dropout) dpr *= load<V>(keep);
+                store(dprob, select_lanes(computed, pr * (dpr - d) * ds_scale));
+                if (dropout) pr *= load<V>(keep);
+                store(prob, select_lanes(computed, pr));
+            }
+        }
+    }
+};
+
 // One query tile's backward pass over its key tiles for rows of kind `active`.
-NNG_V16_CLONES void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g, std::int64_t i0,
-                                  RowKind active, bool want_dalpha) {
+void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc, std::int64_t g, std::int64_t i0, RowKind active,
+                   bool want_dalpha) {
     const Problem& p = plan.p;
     const std::int64_t i1 = std::min(p.tq, i0 + kTile);
     const std::int64_t tv_padded = plan.k_tiles * kTile;
@@ -625,23 +680,7 @@ NNG_V16_CLONES void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc,
         score_tile(plan, t, tile, i0, i1, count, active, t.p);  // raw k·qᵀ stays in t.s
         probability_gradient_product(plan, t, tile);
         if (p.dropout) keep_tile(plan, t, g, i0, j0);
-        // P from the saved statistics; dS = P ⊙ (dP - D), dL/d(score after masks and log
-        // weights), into t.dp; P̃ (P after dropout) into t.p. Inactive columns get zeros.
-        for (int q = 0; q < kTile; q += 16) {
-            const v16i computed = load(t.active + q);
-            const v16 m = load(t.m + q), inv_l = load(t.l + q), d = load(t.d + q);
-            for (std::int64_t c = 0; c < kTile; ++c) {
-                float* prob = t.p + c * kTile + q;
-                float* dprob = t.dp + c * kTile + q;
-                const float* keep = t.keep + c * kTile + q;
-                v16 pr = vexp(load(prob) - m) * inv_l;
-                v16 dpr = load(dprob);
-                if (p.dropout) dpr *= load(keep);
-                store(dprob, select_lanes(computed, pr * (dpr - d) * ds_scale));
-                if (p.dropout) pr *= load(keep);
-                store(prob, select_lanes(computed, pr));
-            }
-        }
+        nng::simd::run_widest<ScoreGradientTile>(&t, p.dropout, ds_scale);
         if (want_dalpha) {
             for (std::int64_t r = 0; r < kTile; ++r) {
                 if (t.kind[r] != active) continue;
@@ -664,7 +703,7 @@ NNG_V16_CLONES void backward_rows(const Plan& plan, Tiles& t, Accumulators& acc,
             }
         }
         if (sums_need_ds) {
-            for (std::int64_t e = 0; e < kTile * kTile; e += 16) store(t.dp + e, load(t.dp + e) * p.alpha);
+            for (std::int64_t e = 0; e < kTile * kTile; ++e) t.dp[e] *= p.alpha;
         }
         gradient_products(plan, t, tile, dk_group + j0 * plan.dkp, dv_group + j0 * plan.dvp);
     }

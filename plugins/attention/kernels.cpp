@@ -7,64 +7,80 @@
 namespace nngraph_attention::kernels {
 namespace {
 
-// C (4 rows x NC·16) (+)= A (4 rows x K, leading dimension lda) · B (K x NC·16, row stride ldb).
-// Always inlined: an out-of-line copy would be built for the default target, where 64-byte
-// vectors fall apart into 16-byte pieces.
-template <int NC, Layout kA>
+// C (4 rows x NC vectors) (+)= A (4 rows x K, leading dimension lda) · B (K x NC vectors, row
+// stride ldb), on vectors V. Always inlined, so that it is built inside each width's build.
+template <typename V, int NC, Layout kA>
 inline __attribute__((always_inline)) void kernel_4xn(std::int64_t K, const float* A, std::int64_t lda, const float* B,
                                                       std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
-    v16 c[4][NC];
+    constexpr int kLanes = nng::simd::kLanes<V>;
+    V c[4][NC];
     for (int r = 0; r < 4; ++r)
-        for (int n = 0; n < NC; ++n) c[r][n] = accumulate ? load(C + r * ldc + 16 * n) : v16{};
+        for (int n = 0; n < NC; ++n) c[r][n] = accumulate ? load<V>(C + r * ldc + kLanes * n) : V{};
     for (std::int64_t k = 0; k < K; ++k) {
-        v16 b[NC];
-        for (int n = 0; n < NC; ++n) b[n] = load(B + k * ldb + 16 * n);
+        V b[NC];
+        for (int n = 0; n < NC; ++n) b[n] = load<V>(B + k * ldb + kLanes * n);
         for (int r = 0; r < 4; ++r) {
             const float a = kA == Layout::kTransposed ? A[k * lda + r] : A[r * lda + k];
             for (int n = 0; n < NC; ++n) c[r][n] += a * b[n];
         }
     }
     for (int r = 0; r < 4; ++r)
-        for (int n = 0; n < NC; ++n) store(C + r * ldc + 16 * n, c[r][n]);
+        for (int n = 0; n < NC; ++n) store(C + r * ldc + kLanes * n, c[r][n]);
 }
 
-template <Layout kA>
-inline __attribute__((always_inline)) void gemm_as(std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
-                                                   std::int64_t lda, const float* B, std::int64_t ldb, float* C,
-                                                   std::int64_t ldc, bool accumulate) {
-    for (std::int64_t i = 0; i < M; i += 4) {
-        for (std::int64_t n0 = 0; n0 < N; n0 += 64) {
-            const float* a = kA == Layout::kTransposed ? A + i : A + i * lda;
-            const float* b = B + n0;
-            float* c = C + i * ldc + n0;
-            switch (std::min<std::int64_t>(4, (N - n0) / 16)) {
-                case 4:
-                    kernel_4xn<4, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
-                    break;
-                case 3:
-                    kernel_4xn<3, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
-                    break;
-                case 2:
-                    kernel_4xn<2, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
-                    break;
-                default:
-                    kernel_4xn<1, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
-                    break;
+// The product at one vector width. A row of the register block is 4 vectors of 16 lanes (AVX-512:
+// 16 accumulators in 32 registers) or 3 of 8 or 4 lanes (AVX2, the baseline: 12 of 16 registers).
+template <int kBytes>
+struct Gemm {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+    static constexpr int kMostVectors = kBytes == 64 ? 4 : 3;
+
+    template <Layout kA>
+    static inline __attribute__((always_inline)) void as(std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+                                                         std::int64_t lda, const float* B, std::int64_t ldb, float* C,
+                                                         std::int64_t ldc, bool accumulate) {
+        for (std::int64_t i = 0; i < M; i += 4) {
+            for (std::int64_t n0 = 0; n0 < N; n0 += kMostVectors * kLanes) {
+                const float* a = kA == Layout::kTransposed ? A + i : A + i * lda;
+                const float* b = B + n0;
+                float* c = C + i * ldc + n0;
+                switch (std::min<std::int64_t>(kMostVectors, (N - n0) / kLanes)) {
+                    case 4:
+                        if constexpr (kMostVectors >= 4) kernel_4xn<V, 4, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
+                        break;
+                    case 3:
+                        kernel_4xn<V, 3, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
+                        break;
+                    case 2:
+                        kernel_4xn<V, 2, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
+                        break;
+                    default:
+                        kernel_4xn<V, 1, kA>(K, a, lda, b, ldb, c, ldc, accumulate);
+                        break;
+                }
             }
         }
     }
-}
+
+    static inline __attribute__((always_inline)) void run(Layout a_layout, std::int64_t M, std::int64_t N,
+                                                          std::int64_t K, const float* A, std::int64_t lda,
+                                                          const float* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                                                          bool accumulate) {
+        if (a_layout == Layout::kTransposed)
+            as<Layout::kTransposed>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        else
+            as<Layout::kAsStored>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    }
+};
 
 }  // namespace
 
-// Out of line and not inlined into the tile loops, so that its accumulators own the vector registers.
-NNG_V16_CLONES __attribute__((noinline)) void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K,
-                                                   const float* A, std::int64_t lda, const float* B, std::int64_t ldb,
-                                                   float* C, std::int64_t ldc, bool accumulate) {
-    if (a_layout == Layout::kTransposed)
-        gemm_as<Layout::kTransposed>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-    else
-        gemm_as<Layout::kAsStored>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+// Not inlined into the tile loops, so that its accumulators own the vector registers.
+__attribute__((noinline)) void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+                                    std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                                    bool accumulate) {
+    nng::simd::run_widest<Gemm>(a_layout, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // ---- bfloat16 ----

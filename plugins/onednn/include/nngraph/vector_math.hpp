@@ -42,8 +42,9 @@ template <typename V = v16>
 inline __attribute__((always_inline)) V load(const float* p) {
     return *reinterpret_cast<const typename Vectors<sizeof(V)>::FloatUnaligned*>(p);
 }
-inline __attribute__((always_inline)) v16i load(const std::int32_t* p) {
-    return *reinterpret_cast<const Vectors<64>::IntUnaligned*>(p);
+template <typename VI = v16i>
+inline __attribute__((always_inline)) VI load(const std::int32_t* p) {
+    return *reinterpret_cast<const typename Vectors<sizeof(VI)>::IntUnaligned*>(p);
 }
 template <typename V>
 inline __attribute__((always_inline)) void store(float* p, V v) {
