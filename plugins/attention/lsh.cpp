@@ -137,9 +137,7 @@ float* row_of(const onednn::View& v, std::int64_t g, std::int64_t i) {
 
 // Copies a row of n floats into a tile. Rows are one head wide, too short to pay for a call to memmove.
 inline __attribute__((always_inline)) void copy_row(const float* from, std::int64_t n, float* to) {
-    std::int64_t e = 0;
-    for (; e + 16 <= n; e += 16) store(to + e, load(from + e));
-    for (; e < n; ++e) to[e] = from[e];
+    for (std::int64_t e = 0; e < n; ++e) to[e] = from[e];
 }
 
 void zero_rows(const onednn::View& v, std::int64_t groups, std::int64_t steps, std::int64_t d) {
@@ -247,9 +245,9 @@ void value_gradient_product(const Problem& p, const Geometry& geo, Tiles& t) {
 // (rows and columns) and value rows (and columns when `value_columns`), the raw products q·k into
 // t.raw, the scores, masked and with the self rule, into t.score (-inf past the window), and each
 // score's flags into t.differentiable and t.kept. Returns (queries, keys).
-NNG_V16_CLONES std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std::int64_t g,
-                                                                std::int64_t round, std::int64_t k,
-                                                                bool value_columns) {
+NNG_LOOP_CLONES std::pair<std::int64_t, std::int64_t> load_chunk(const Plan& plan, Tiles& t, std::int64_t g,
+                                                                 std::int64_t round, std::int64_t k,
+                                                                 bool value_columns) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const std::int32_t* order = plan.order_of(g, round);
@@ -400,10 +398,44 @@ void compute_inverse_norms(const Problem& p, float* inverse_norms) {
 
 // ---- forward ----
 
+// A row of scores into probabilities' numerators in place: x[c] = e^(x[c] - shift) for c < w (a
+// multiple of 16), then times kept[c] when kept is given; *sum gets the sum before `kept`.
+template <int kBytes>
+struct ExponentiateRow {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(float* x, std::int64_t w, float shift, const float* kept,
+                                                          float* sum) {
+        *sum = lane_sum(exponentiate<V>(x, x, w, shift));
+        if (kept) {
+            for (std::int64_t c = 0; c < w; c += kLanes) store(x + c, load<V>(x + c) * load<V>(kept + c));
+        }
+    }
+};
+
+// One query row's backward over its window (w a multiple of 16): the probability from the saved
+// statistics (m, 1/l); ds = P (dP - delta) where differentiable, in place; x becomes P, times
+// kept[c] when kept is given.
+template <int kBytes>
+struct ScoreGradientRow {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr int kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(float* x, float* ds, const float* differentiable,
+                                                          const float* kept, std::int64_t w, float m, float inv_l,
+                                                          float delta) {
+        for (std::int64_t c = 0; c < w; c += kLanes) {
+            const V probability = vexp(load<V>(x + c) - m) * inv_l;
+            store(ds + c, probability * (load<V>(ds + c) - delta) * load<V>(differentiable + c));
+            store(x + c, kept ? probability * load<V>(kept + c) : probability);
+        }
+    }
+};
+
 // Chunk k of `round`: its softmax over the window merged into its queries' running maximum m,
 // sum l and unnormalised output (stats holds (m, l) per query).
-NNG_V16_CLONES void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k,
-                                  float* stats) {
+void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, std::int64_t round, std::int64_t k, float* stats) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, false);
@@ -421,11 +453,9 @@ NNG_V16_CLONES void forward_chunk(const Plan& plan, Tiles& t, std::int64_t g, st
         float row_max = kMinusInfinity;
         for (std::int64_t c = 0; c < keys; ++c) row_max = std::max(row_max, x[c]);
         const float m_old = st[0], m_new = std::max(m_old, row_max);
-        const float l = lane_sum(exponentiate(x, x, w, m_new));
-        if (p.zero_masked) {
-            const float* kept = t.kept + r * w;
-            for (std::int64_t c = 0; c < w; c += 16) store(x + c, load(x + c) * load(kept + c));
-        }
+        float l = 0.0f;
+        nng::simd::run_widest<ExponentiateRow>(x, w, m_new,
+                                               p.zero_masked ? static_cast<const float*>(t.kept + r * w) : nullptr, &l);
         old_scale[r] = m_old == kMinusInfinity ? 0.0f : std::exp(m_old - m_new);
         st[0] = m_new;
         st[1] = st[1] * old_scale[r] + l;
@@ -448,8 +478,8 @@ struct Gradients {
     bool want_dalpha;
 };
 
-NNG_V16_CLONES void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::View& dout,
-                                   const float* stats, std::int64_t g, std::int64_t round, std::int64_t k) {
+void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads, const onednn::View& dout, const float* stats,
+                    std::int64_t g, std::int64_t round, std::int64_t k) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
     const auto [queries, keys] = load_chunk(plan, t, g, round, k, true);
@@ -475,14 +505,11 @@ NNG_V16_CLONES void backward_chunk(const Plan& plan, Tiles& t, Gradients& grads,
         const float* differentiable = t.differentiable + r * w;
         const float* kept = t.kept + r * w;
         // Past the window's keys the probabilities are e^-inf = 0 and the flags 0.
-        for (std::int64_t c = 0; c < w; c += 16) {
-            const v16 probability = vexp(load(x + c) - m) * inv_l;
-            store(ds + c, probability * (load(ds + c) - dlt) * load(differentiable + c));
-            store(x + c, p.zero_masked ? probability * load(kept + c) : probability);
-        }
+        nng::simd::run_widest<ScoreGradientRow>(x, ds, differentiable, p.zero_masked ? kept : nullptr, w, m, inv_l,
+                                                dlt);
         if (grads.want_dalpha)
             for (std::int64_t c = 0; c < keys; ++c) d_alpha += double(ds[c]) * t.raw[r * w + c];
-        for (std::int64_t c = 0; c < w; c += 16) store(ds + c, load(ds + c) * p.alpha);
+        for (std::int64_t c = 0; c < w; ++c) ds[c] *= p.alpha;
     }
     grads.d_alpha += d_alpha;
     if (grads.dq.present()) {
