@@ -1,5 +1,5 @@
-// The blockwise core's vector kernels: register-blocked products of tiles on the shared 64-byte
-// vectors (nngraph/vector_math.hpp), and bf16 conversions. A oneDNN matmul call per 64 x 64 tile
+// The blockwise core's vector kernels: register-blocked products of tiles at the CPU's vector
+// width (nngraph/vector_math.hpp), and bf16 conversions. A oneDNN matmul call per 64 x 64 tile
 // costs more in dispatch than the tile's arithmetic, hence products of our own.
 #pragma once
 

@@ -20,9 +20,9 @@ constexpr Tag kSoftmaxBackward{"onednn.softmax_backward"};
 constexpr Tag kEltwiseForward{"onednn.eltwise_forward"};
 constexpr Tag kEltwiseBackward{"onednn.eltwise_backward"};
 
-// softmax_forward and softmax_backward: rows of at least kShortSoftmaxRow floats run on the row kernels,
-// kSoftmaxRowsPerTask rows a task so that a task costs little beside them, on the calling thread alone (no OpenMP
-// region) up to kSerialSoftmaxFloats.
+// softmax_forward and softmax_backward: rows of at least kShortSoftmaxRow floats run on the row
+// kernels, kSoftmaxRowsPerTask rows a task so that a task costs little beside them, on the calling
+// thread alone (no OpenMP region) up to kSerialSoftmaxFloats.
 constexpr std::int64_t kShortSoftmaxRow = 16, kSoftmaxRowsPerTask = 16, kSerialSoftmaxFloats = 32768;
 
 bool same_dims(const View& a, const View& b) {
