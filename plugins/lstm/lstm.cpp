@@ -202,8 +202,10 @@ struct Lstm {
         b_.gradient_copies =
             ctx.buffer<float>("weight gradient copies", when(training && fused, fused_gradient_copy_floats(s, split)),
                               Lifetime::Backward);
-        b_.step_gradients = ctx.buffer<float>("step gradients", when(training && by_steps, stepwise_backward_floats(s)),
-                                              Lifetime::Backward);
+        b_.step_gradients = ctx.buffer<float>(
+            "step gradients",
+            when(training && by_steps, stepwise_backward_floats(s, op_threads(s.batch, ctx.num_threads()))),
+            Lifetime::Backward);
     }
 
     // The per-call input buffer: the f32 time-major input, followed by its bf16 copy when `with_copy`
@@ -312,7 +314,7 @@ struct Lstm {
                          dbias ? dbias.f32() : nullptr};
         if (dx) grads.xt = exec.buffer(b_.input_gradient);
         if (by_steps) {
-            stepwise_backward(s_, s, batch_split(s.batch, threads), in, step_state(exec, s, true),
+            stepwise_backward(s_, s, batch_split(s.batch, threads), threads, in, step_state(exec, s, true),
                               exec.buffer(b_.step_gradients), dy, grads);
         } else {
             fused_backward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),

@@ -205,10 +205,12 @@ inline bool projects_from_input(const Sizes& s, bool training) { return !trainin
 // `parts` splits the rows of every step among threads; the buffers keep the plain layout.
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& state, const Results& out);
-// Floats of the scratch stepwise_backward carves its gradients of the states and gates from.
-std::int64_t stepwise_backward_floats(const Sizes& s);
-void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
-                       const StepState& state, float* scratch, const OutputGrads& dy, const ParamGrads& grads);
+// Floats of the scratch stepwise_backward carves its gradients of the states and gates from, and
+// the sums of each of `threads` threads.
+std::int64_t stepwise_backward_floats(const Sizes& s, int threads);
+void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, int threads,
+                       const Operands& in, const StepState& state, float* scratch, const OutputGrads& dy,
+                       const ParamGrads& grads);
 
 // ---- Timings (reported as plugin counters, nanoseconds summed over calls) -----------------------
 

@@ -2,14 +2,16 @@
 // do: masked input (a masked step keeps the previous h, c and output, Keras's
 // zero_output_for_mask=False) and activations other than tanh and sigmoid. Each thread takes its
 // part of the batch through every step. The products are oneDNN's: the input projection of every
-// step at once (or of each step, in inference), the recurrent one per step; the gates and the cell
-// are plain loops. The per-step products go through oneDNN's sgemm rather than a matmul primitive:
+// step at once (or of each step, for a batch that splits), the recurrent one per step, and the
+// weight gradients block by block; the gates and the cell are plain loops. The products in loops
+// go through oneDNN's sgemm rather than a matmul primitive:
 // no memory objects or argument maps per call (the helper's matmul allocates a dozen small objects
 // each time, thousands per training step here).
 //
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
 // g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
 // Backward walks the steps in reverse with dh, dc; a masked row passes both through unchanged.
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,18 +29,24 @@ View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
     return onednn::view(const_cast<float*>(data), f32, {rows, cols});
 }
 
-// C (M, N) = A (M, K) B (K, N) + C, row-major; A's rows lda apart, B's and C's dense. A building
-// block the oneDNN helper lacks: many small products in a loop. B is never read transposed: sgemm
-// repacks a transposed B at every call, which took the backward's recurrent products to 1.6 times
-// as long.
-void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
-                     float* C) {
-    const dnnl::status status = dnnl::sgemm('N', 'N', M, N, K, 1.0f, A, lda, B, N, 1.0f, C, N);
+// C (M, N) = op(A) op(B) + beta C, row-major, op transposing where `transpose_a` or `transpose_b`
+// is 'T'. A building block the oneDNN helper lacks: many small products in a loop.
+void sgemm(char transpose_a, char transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+           std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
+    const dnnl::status status = dnnl::sgemm(transpose_a, transpose_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
     if (status != dnnl::status::success) {
         throw std::runtime_error("LSTM: oneDNN's sgemm failed on (" + std::to_string(M) + ", " + std::to_string(K) +
                                  ") x (" + std::to_string(K) + ", " + std::to_string(N) + ") with status " +
                                  std::to_string(static_cast<int>(status)));
     }
+}
+
+// C (M, N) = A (M, K) B (K, N) + C; A's rows lda apart, B's and C's dense. B is never read
+// transposed here: sgemm repacks a transposed B at every call, which took the backward's recurrent
+// products to 1.6 times as long.
+void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
+                     float* C) {
+    sgemm('N', 'N', M, N, K, A, lda, B, N, 1.0f, C, N);
 }
 
 bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bool reverse) {
@@ -167,9 +175,11 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
                       const StepState& st, const Results& out) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U, gates = 4 * state;
-    // Every step's pre-activations XT W + b at once (one matmul over T*N rows) when they are kept;
-    // else each part projects its rows of a step just before the step, while they sit in cache.
-    if (st.gates_every_step) {
+    // A batch below kLeastPartBatch has every step's pre-activations XT W + b made at once (one
+    // matmul over T*N rows); a larger one has each part project its rows of a step just before the
+    // step, while they sit in cache, writing the gates once instead of twice.
+    const bool projects_at_once = st.gates_every_step && s.batch < kLeastPartBatch;
+    if (projects_at_once) {
         onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
                        matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
     }
@@ -183,7 +193,7 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
         for (std::int64_t k = 0; k < s.steps; ++k) {
             float* z = gates_of(k);
             const float* h = hidden_of(k);
-            if (!st.gates_every_step) project_step(settings, s, in, k, rows, z);
+            if (!projects_at_once) project_step(settings, s, in, k, rows, z);
             if (k > 0)  // z += h U
                 gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, U, in.recurrent_kernel,
                                 z + rows.first * 4 * U);
@@ -204,20 +214,96 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
     watch.lap(Phase::forward_output);
 }
 
-std::int64_t stepwise_backward_floats(const Sizes& s) {
-    const std::int64_t state = s.batch * s.units;
-    return carved_floats({state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units});
+namespace {
+
+// The rows of dz a worker takes at once in weight_gradients: a block of them (1.6 MB for 400
+// gates) stays in cache across its four uses; fewer rows make the products thin.
+constexpr std::int64_t kGradientBlockRows = 1024;
+
+// A worker's sums in weight_gradients: every worker but the first sums into its own copy of the
+// weight gradients, and every one into its own double column sums for the bias.
+struct WorkerSums {
+    float* kernel;
+    float* recurrent_kernel;
+    double* bias;
+};
+std::int64_t worker_floats(const Sizes& s) {
+    const std::int64_t width = 4 * s.units;
+    return carved_floats({(s.features + s.units) * width, 2 * width});
 }
 
-void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
-                       const StepState& st, float* scratch, const OutputGrads& dy, const ParamGrads& grads) {
+// The gradients of the weights, the bias and the time-major input from every step's dz (T*N rows),
+// a block of rows at a time, the blocks shared among `workers` threads. Products over all rows at
+// once would stream dz (T*N*4U floats) from memory four times; a block is read from memory once.
+void weight_gradients(const Sizes& s, const Operands& in, const float* h_before, const float* dz, float* worker_scratch,
+                      int workers, const ParamGrads& grads) {
+    const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
+    const std::int64_t blocks = (rows + kGradientBlockRows - 1) / kGradientBlockRows;
+    workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, blocks));
+    const auto sums_of = [&](std::int64_t w) {
+        float* kernel = nullptr;
+        float* both = nullptr;
+        carve(worker_scratch + w * worker_floats(s), worker_floats(s),
+              {{&kernel, (F + U) * width}, {&both, 2 * width}});
+        // The first worker sums the weights' gradients in place. The bias sums are doubles in
+        // float storage: carve aligns every array to 64 bytes.
+        if (w == 0) return WorkerSums{grads.kernel, grads.recurrent_kernel, reinterpret_cast<double*>(both)};
+        return WorkerSums{kernel, kernel + F * width, reinterpret_cast<double*>(both)};
+    };
+    onednn::run_in_parts(workers, [&](std::int64_t w) {
+        const WorkerSums sums = sums_of(w);
+        if (grads.kernel) std::fill_n(sums.kernel, F * width, 0.0f);
+        if (grads.recurrent_kernel) std::fill_n(sums.recurrent_kernel, U * width, 0.0f);
+        std::fill_n(sums.bias, width, 0.0);
+        for (std::int64_t b = blocks * w / workers; b < blocks * (w + 1) / workers; ++b) {
+            const std::int64_t first = b * kGradientBlockRows, count = std::min(kGradientBlockRows, rows - first);
+            const float* dz_block = dz + first * width;
+            // dW += x_blockᵀ dz_block, dU += h_blockᵀ dz_block, db += column sums, dx_block = dz_block Wᵀ.
+            if (grads.kernel)
+                sgemm('T', 'N', F, width, count, in.xt + first * F, F, dz_block, width, 1.0f, sums.kernel, width);
+            if (grads.recurrent_kernel)
+                sgemm('T', 'N', U, width, count, h_before + first * U, U, dz_block, width, 1.0f, sums.recurrent_kernel,
+                      width);
+            if (grads.bias) onednn::add_column_sums(dz_block, count, width, width, sums.bias);
+            if (grads.xt)
+                sgemm('N', 'T', count, F, width, dz_block, width, in.kernel, width, 0.0f, grads.xt + first * F, F);
+        }
+    });
+    const WorkerSums total = sums_of(0);
+    for (std::int64_t w = 1; w < workers; ++w) {
+        const WorkerSums other = sums_of(w);
+        if (grads.kernel) add_to(grads.kernel, other.kernel, F * width);
+        if (grads.recurrent_kernel) add_to(grads.recurrent_kernel, other.recurrent_kernel, U * width);
+        for (std::int64_t c = 0; c < width; ++c) total.bias[c] += other.bias[c];
+    }
+    if (grads.bias) {
+        for (std::int64_t c = 0; c < width; ++c) grads.bias[c] = static_cast<float>(total.bias[c]);
+    }
+}
+
+}  // namespace
+
+std::int64_t stepwise_backward_floats(const Sizes& s, int threads) {
+    const std::int64_t state = s.batch * s.units;
+    return carved_floats(
+        {state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units, std::max(threads, 1) * worker_floats(s)});
+}
+
+void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, int threads,
+                       const Operands& in, const StepState& st, float* scratch, const OutputGrads& dy,
+                       const ParamGrads& grads) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U;
     float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
     float* recurrent_transposed = nullptr;  // U^T (4U, U)
-    carve(
-        scratch, stepwise_backward_floats(s),
-        {{&dh, state}, {&dh_before, state}, {&dc, state}, {&dz, 4 * s.rows() * U}, {&recurrent_transposed, 4 * U * U}});
+    float* workers_scratch = nullptr;
+    carve(scratch, stepwise_backward_floats(s, threads),
+          {{&dh, state},
+           {&dh_before, state},
+           {&dc, state},
+           {&dz, 4 * s.rows() * U},
+           {&recurrent_transposed, 4 * U * U},
+           {&workers_scratch, std::max(threads, 1) * worker_floats(s)}});
     onednn::reorder(matrix(in.recurrent_kernel, U, 4 * U), matrix(recurrent_transposed, 4 * U, U).transposed());
     // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
     std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));
@@ -242,15 +328,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
             std::swap(after, before);
         }
     });
-    // Weights and input from every step's dz at once (T*N rows).
-    const View dz_all = matrix(dz, s.rows(), 4 * U);
-    const View x_all = matrix(in.xt, s.rows(), s.features), kernel = matrix(in.kernel, s.features, 4 * U);
-    const View h_before_all = matrix(st.hidden, s.rows(), U);  // h_k of every step k: slots 0 to T-1
-    if (grads.kernel) onednn::matmul(x_all.transposed(), dz_all, matrix(grads.kernel, s.features, 4 * U));
-    if (grads.recurrent_kernel)
-        onednn::matmul(h_before_all.transposed(), dz_all, matrix(grads.recurrent_kernel, U, 4 * U));
-    if (grads.bias) onednn::sum_rows(dz_all, matrix(grads.bias, 1, 4 * U));
-    if (grads.xt) onednn::matmul(dz_all, kernel.transposed(), matrix(grads.xt, s.rows(), s.features));
+    weight_gradients(s, in, st.hidden, dz, workers_scratch, threads, grads);
     watch.lap(Phase::backward_compute);
 }
 

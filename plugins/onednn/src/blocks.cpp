@@ -463,4 +463,9 @@ void sum_rows(const View& x, const View& out, float beta) {
     }
 }
 
+void add_column_sums(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t row_stride, double* sums) {
+    for (std::int64_t c0 = 0; c0 < cols; c0 += kSumColumns)
+        add_rows(x + c0, rows, row_stride, std::min(kSumColumns, cols - c0), sums + c0);
+}
+
 }  // namespace nng::onednn

@@ -314,5 +314,8 @@ void eltwise_backward_from_dst(const Eltwise& f, const View& dst, const View& di
 // out(n) = sum over m of x(m, n) + beta * out(n): a bias gradient. x is (M, N); out is (N) or
 // (1, N), both f32; the sums are taken in double (see the .cpp).
 void sum_rows(const View& x, const View& out, float beta = 0.0f);
+// sums(c) += x(r, c) over `rows` rows of `cols` contiguous floats, in double, on the calling thread:
+// sum_rows' arithmetic for a caller that sums blocks of rows itself.
+void add_column_sums(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t row_stride, double* sums);
 
 }  // namespace nng::onednn
