@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nngraph/onednn.hpp"
+#include "nngraph/vector_math.hpp"
 
 namespace dn = nng::onednn;
 
@@ -25,7 +26,42 @@ std::vector<double> reference_softmax(const float* row, std::int64_t n) {
     return out;
 }
 
+// e^x over n floats on the widest vectors run_widest picks (or those NNGRAPH_MAX_VECTOR_BYTES allows).
+template <int kBytes>
+struct ExponentialRow {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static __attribute__((always_inline)) void run(const float* x, float* out, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; i += nng::simd::Vectors<kBytes>::kLanes)
+            nng::simd::store(out + i, nng::simd::vexp(nng::simd::load<V>(x + i)));
+    }
+};
+
 }  // namespace
+
+TEST_CASE("softmax's exponential (simd::vexp) is within 2 ulp of e^x, 0 at the bottom of the range, NaN for NaN") {
+    std::vector<float> x;
+    for (float v = -87.3f; v <= 88.0f; v += 0.01337f) x.push_back(v);
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> zeros = {-inf, -1e30f, -1000.0f, -88.0f, -87.7f};
+    x.insert(x.end(), zeros.begin(), zeros.end());
+    x.push_back(std::numeric_limits<float>::quiet_NaN());
+    while (x.size() % 16 != 0) x.push_back(0.0f);
+    std::vector<float> out(x.size());
+    nng::simd::run_widest<ExponentialRow>(static_cast<const float*>(x.data()), out.data(), std::int64_t(x.size()));
+    double worst = 0.0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(x[i]);
+        if (std::isnan(x[i])) {
+            CHECK(std::isnan(out[i]));
+        } else if (x[i] <= -87.7f) {
+            CHECK(out[i] == 0.0f);
+        } else {
+            const double exact = std::exp(double(x[i]));
+            worst = std::max(worst, std::abs(out[i] - exact) / exact);
+        }
+    }
+    CHECK(worst < 2.4e-7);  // 2 ulp of float
+}
 
 TEST_CASE("softmax_rows equals a double softmax for every row length, stride and mask") {
     std::mt19937 rng(3);

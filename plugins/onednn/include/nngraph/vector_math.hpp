@@ -59,13 +59,49 @@ inline __attribute__((always_inline)) V select_lanes(VI lanes, V a, V b = V{}) {
     return (V)(((VI)a & lanes) | ((VI)b & ~lanes));
 }
 
-// e^x lane by lane: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp; 0 below -87.3 (where
-// float's e^x is subnormal) and for -inf.
+// max(bound, x) and min(bound, x) lane by lane, a NaN in x kept: one vmaxps / vminps where GCC
+// builds a vector select as a compare and a blend. The 32- and 64-byte forms are written in
+// assembly, as their intrinsics cannot be expanded in a function built for the baseline.
+template <typename V>
+inline __attribute__((always_inline)) V at_least(V bound, V x) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    V r;
+    if constexpr (sizeof(V) == 64) {
+        asm("vmaxps %2, %1, %0" : "=v"(r) : "v"(bound), "v"(x));
+        return r;
+    } else if constexpr (sizeof(V) == 32) {
+        asm("vmaxps %2, %1, %0" : "=x"(r) : "x"(bound), "x"(x));
+        return r;
+    } else if constexpr (sizeof(V) == 16) {
+        return __builtin_ia32_maxps(bound, x);
+    }
+#endif
+    return bound > x ? bound : x;
+}
+template <typename V>
+inline __attribute__((always_inline)) V at_most(V bound, V x) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    V r;
+    if constexpr (sizeof(V) == 64) {
+        asm("vminps %2, %1, %0" : "=v"(r) : "v"(bound), "v"(x));
+        return r;
+    } else if constexpr (sizeof(V) == 32) {
+        asm("vminps %2, %1, %0" : "=x"(r) : "x"(bound), "x"(x));
+        return r;
+    } else if constexpr (sizeof(V) == 16) {
+        return __builtin_ia32_minps(bound, x);
+    }
+#endif
+    return bound < x ? bound : x;
+}
+
+// e^x lane by lane: Cephes's polynomial on x - n·ln 2, exact to about 1 ulp. x is clamped to
+// [-88, 88.7] first: from -88 up to about -87.65, n is -127, which puts 0 in the exponent, so
+// e^x is 0 there and for -inf without a select.
 template <typename V>
 inline __attribute__((always_inline)) V vexp(V in) {
     typedef typename Vectors<sizeof(V)>::Int VI;
-    V x = in < -87.3f ? V{} - 87.3f : in;
-    x = x > 88.7f ? V{} + 88.7f : x;
+    const V x = at_most(V{} + 88.7f, at_least(V{} - 88.0f, in));
     const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
     V poly = V{} + 1.9875691500e-4f;
@@ -78,7 +114,7 @@ inline __attribute__((always_inline)) V vexp(V in) {
     const VI exponent = (__builtin_convertvector(n, VI) + 127) << 23;
     V scale;
     std::memcpy(&scale, &exponent, sizeof scale);
-    return in < -87.3f ? V{} : y * scale;
+    return y * scale;
 }
 
 // out[c] = e^(x[c] - shift) for c < n (a multiple of V's lanes; out may be x); returns the
