@@ -1,4 +1,5 @@
 #include "kernels.hpp"
+#include "nngraph/cpu.hpp"
 
 #include <immintrin.h>
 
@@ -292,19 +293,10 @@ NNG_V16_CLONES __attribute__((noinline)) void gemm_bfloat16_portable(Layout a_la
     gemm_bf16<FloatArithmetic>(a_layout, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-bool has_bfloat16_dot_product() {
-#if defined(__x86_64__) && defined(__GNUC__)
-    static const bool has = __builtin_cpu_supports("avx512bf16");
-    return has;
-#else
-    return false;
-#endif
-}
-
 void gemm_bfloat16(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
                    std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float* C, std::int64_t ldc,
                    bool accumulate) {
-    if (has_bfloat16_dot_product())
+    if (nng::cpu::has_bfloat16_dot_product())
         gemm_bfloat16_instruction(a_layout, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else
         gemm_bfloat16_portable(a_layout, M, N, K, A, lda, B, ldb, C, ldc, accumulate);

@@ -87,7 +87,5 @@ void gemm_bfloat16(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t
 void gemm_bfloat16_portable(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
                             std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float* C, std::int64_t ldc,
                             bool accumulate);
-// Whether gemm_bfloat16 runs on vdpbf16ps on this CPU.
-bool has_bfloat16_dot_product();
 
 }  // namespace nngraph_attention::kernels

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <string>
 
+#include "nngraph/cpu.hpp"
 #include "nngraph/sdk.hpp"
 
 namespace {
@@ -33,9 +34,8 @@ constexpr std::int64_t kParallelElements = 1 << 15;
 // mask[2p] and mask[2p + 1] for pairs p in [begin, end), from the random pair first_pair + p, as the
 // file comment says. Cloned for AVX-512, where the 64-bit multiplies of the random bits vectorise;
 // integer arithmetic gives the same bits on every path.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void draw_pairs(
-    std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t first_pair, std::int64_t begin,
-    std::int64_t end) {
+NNG_LOOP_CLONES void draw_pairs(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask,
+                                std::int64_t first_pair, std::int64_t begin, std::int64_t end) {
     for (std::int64_t p = begin; p < end; ++p) {
         const std::uint64_t r = nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + p));
         mask[2 * p] = (r & 0xffffffffu) >= threshold;

@@ -12,8 +12,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
-#include "nngraph/vector_math.hpp"
 
 namespace nngraph_lstm {
 

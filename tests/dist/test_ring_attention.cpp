@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "graph/precision.hpp"
 #include "mpirun.hpp"
+#include "nngraph/cpu.hpp"
 #include "temp_dir.hpp"
 
 using namespace nngraph::testing;
@@ -77,7 +77,7 @@ TEST_CASE("under mixed_bfloat16 ring attention equals blockwise attention across
     // Both round their tile products' operands to bf16, but at tiles cut at other places (each
     // rank's share, blocks passed around the ring), so their f32 sums part by up to 4.2e-3 of
     // max(1, |v|) over these cases; a missing or misplaced block parts them by far more.
-    if (!nngraph::cpu_has_bfloat16()) {
+    if (!nng::cpu::has_bfloat16_dot_product()) {
         MESSAGE("this CPU has no AVX512_BF16: mixed_bfloat16 is refused here, nothing to compare");
         return;
     }

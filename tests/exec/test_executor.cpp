@@ -13,6 +13,7 @@
 #include "exec/memory_planner.hpp"
 #include "exec/weights.hpp"
 #include "graph_gradcheck.hpp"
+#include "nngraph/cpu.hpp"
 #include "nngraph/sdk.hpp"
 #include "train/losses.hpp"
 #include "train/optimizers.hpp"
@@ -197,8 +198,7 @@ TEST_CASE("a steady-state training step through oneDNN ops allocates no buffer")
     CHECK(count.largest < 1024);
     // Below AVX-512 (avx512_core) oneDNN 2.6's matmul runs its own sgemm, which allocates and
     // frees packing buffers within each call; above it, its brgemm matmul uses the arena's scratchpad.
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
+    if (nng::cpu::has_avx512())
         CHECK(count.aligned_calls == 0);  // no buffer of oneDNN's own beside the arena
     else
         MESSAGE("no AVX-512 here: oneDNN's sgemm allocated " << count.aligned_calls << " packing buffers");

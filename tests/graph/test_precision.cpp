@@ -4,6 +4,7 @@
 
 #include "graph/graph.hpp"
 #include "graph/precision.hpp"
+#include "nngraph/cpu.hpp"
 #include "nngraph/error.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -56,7 +57,7 @@ layers:
 }
 
 TEST_CASE("the policy reaches the op instances") {
-    if (!cpu_has_bfloat16()) return;  // refused at load: see the next case
+    if (!nng::cpu::has_bfloat16_dot_product()) return;  // refused at load: see the next case
     const auto graph = Graph::from_spec(parse_model(kModel, "model.yaml", "."));
     const auto node = [&](const std::string& name) {
         for (NodeId id : graph->order())

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "gradcheck.hpp"
-#include "graph/precision.hpp"
+#include "nngraph/cpu.hpp"
 #include "op_runner.hpp"
 
 using nngraph::DType;
@@ -111,7 +111,7 @@ struct PolicyPair {
 
 // mixed_bfloat16 is refused without AVX512_BF16: nothing to compare there.
 bool skip_without_bfloat16() {
-    if (nngraph::cpu_has_bfloat16()) return false;
+    if (nng::cpu::has_bfloat16_dot_product()) return false;
     MESSAGE("this CPU has no AVX512_BF16: mixed_bfloat16 is refused here, nothing to compare");
     return true;
 }

@@ -12,14 +12,6 @@ const char* precision_name(nng_precision precision) {
     return precision == NNG_PRECISION_MIXED_BFLOAT16 ? "mixed_bfloat16" : "float32";
 }
 
-bool cpu_has_bfloat16() {
-#if defined(__x86_64__) && defined(__GNUC__)
-    return __builtin_cpu_supports("avx512bf16");
-#else
-    return false;
-#endif
-}
-
 void require_precision_supported(nng_precision precision, bool bfloat16_supported, const SourceLocation& where,
                                  const std::string& node) {
     if (precision != NNG_PRECISION_MIXED_BFLOAT16 || bfloat16_supported) return;

@@ -13,9 +13,6 @@ namespace nngraph {
 nng_precision parse_precision(const std::string& name, const SourceLocation& where, const std::string& node);
 const char* precision_name(nng_precision precision);
 
-// Whether this CPU has the bfloat16 dot products (AVX512_BF16) oneDNN's bf16 matmuls need to be
-// faster than float32, rather than emulated.
-bool cpu_has_bfloat16();
 // Refuses mixed_bfloat16 where the CPU lacks them (`bfloat16_supported` false), naming the place:
 // emulated bf16 would run slower than float32, the opposite of what the policy is for.
 void require_precision_supported(nng_precision precision, bool bfloat16_supported, const SourceLocation& where,

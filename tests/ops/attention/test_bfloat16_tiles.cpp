@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
 
 namespace kernels = nngraph_attention::kernels;
@@ -159,6 +160,6 @@ TEST_CASE("gemm_bfloat16 equals a double reference of the rounded operands, to f
             }
         }
     }
-    if (!kernels::has_bfloat16_dot_product())
+    if (!nng::cpu::has_bfloat16_dot_product())
         MESSAGE("this CPU has no AVX512_BF16: both products above ran the portable arithmetic");
 }

@@ -9,16 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "nngraph/cpu.hpp"
+
 // The vector types below never cross a library boundary, so their calling convention does not matter.
 #pragma GCC diagnostic ignored "-Wpsabi"
-
-// Put on the definition of a function on v16: built for AVX-512 and for the baseline, one picked
-// at load time. No AVX2 build: GCC 12 spills 64-byte vectors there and runs slower than the
-// baseline's four 16-byte pieces.
-#define NNG_V16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
-// Put on the definition of a function whose plain loops the compiler vectorises: built for
-// AVX-512, AVX2 with FMA and the baseline, one picked at load time.
-#define NNG_LOOP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 namespace nng::simd {
 
@@ -143,11 +137,7 @@ inline __attribute__((always_inline)) float lane_sum(V v) {
 inline int widest_vector_bytes() {
 #if defined(__x86_64__) && defined(__GNUC__)
     static const int bytes = [] {
-        const int cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-                            ? 64
-                        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 32
-                                                                                          : 16;
+        const int cpu = cpu::has_avx512() ? 64 : cpu::has_avx2_fma() ? 32 : 16;
         const char* cap = std::getenv("NNGRAPH_MAX_VECTOR_BYTES");
         const int most = cap ? std::atoi(cap) : 0;
         return (most == 16 || most == 32 || most == 64) && most < cpu ? most : cpu;
