@@ -74,6 +74,18 @@ void randomize(OpRunner& runner, std::uint64_t seed) {
     if (N > 2) std::fill(m + 2 * T, m + 3 * T, 0);  // row 2: nothing kept
 }
 
+// Every element of b within 1e-5 of a's, relative where |a| > 1.
+void check_close(const Tensor& a, const Tensor& b, const std::string& what) {
+    CAPTURE(what);
+    REQUIRE(a.numel() == b.numel());
+    double worst = 0.0;
+    for (std::int64_t e = 0; e < a.numel(); ++e) {
+        worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])) /
+                                    std::max(1.0, double(std::abs(a.data<float>()[e]))));
+    }
+    CHECK(worst < 1e-5);
+}
+
 double max_error(const Tensor& actual, const std::vector<double>& expected) {
     REQUIRE(static_cast<std::size_t>(actual.numel()) == expected.size());
     double worst = 0.0;
@@ -314,17 +326,10 @@ TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and ever
         }
         fused.backward(dy);
         stepwise.backward(dy);
-        auto compare = [](const Tensor& a, const Tensor& b, const std::string& what) {
-            CAPTURE(what);
-            double worst = 0.0;
-            for (std::int64_t e = 0; e < a.numel(); ++e)
-                worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])));
-            CHECK(worst < 1e-5);
-        };
-        compare(fused.grad_inputs()[0], stepwise.grad_inputs()[0], "input");
+        check_close(fused.grad_inputs()[0], stepwise.grad_inputs()[0], "input");
         const char* names[] = {"kernel", "recurrent_kernel", "bias"};
         for (std::size_t k = 0; k < fused.grad_weights().size(); ++k)
-            compare(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
+            check_close(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
     }
 }
 
@@ -346,20 +351,10 @@ TEST_CASE("LSTM: the stepwise path's gradients over several blocks of rows and t
         fill_uniform(dy, -1, 1, 72);
         fused.backward({dy}, 1, {want_input}, 1);
         stepwise.backward({dy}, 1, {want_input}, 2);
-        const auto compare = [](const Tensor& a, const Tensor& b, const std::string& what) {
-            CAPTURE(what);
-            REQUIRE(a.numel() == b.numel());
-            double worst = 0.0;
-            for (std::int64_t e = 0; e < a.numel(); ++e) {
-                worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])) /
-                                            std::max(1.0, double(std::abs(a.data<float>()[e]))));
-            }
-            CHECK(worst < 1e-5);
-        };
-        if (want_input) compare(fused.grad_inputs()[0], stepwise.grad_inputs()[0], "input");
+        if (want_input) check_close(fused.grad_inputs()[0], stepwise.grad_inputs()[0], "input");
         const char* names[] = {"kernel", "recurrent_kernel", "bias"};
         for (std::size_t k = 0; k < fused.grad_weights().size(); ++k)
-            compare(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
+            check_close(fused.grad_weights()[k], stepwise.grad_weights()[k], names[k]);
     }
 }
 
@@ -375,21 +370,11 @@ void check_batch_split(const nngraph::OpRegistry& registry, const std::string& a
     randomize(one, 51);
     randomize(split, 51);
     std::vector<Tensor> dy;
-    const auto compare = [](const Tensor& a, const Tensor& b, const std::string& what) {
-        CAPTURE(what);
-        REQUIRE(a.numel() == b.numel());
-        double worst = 0.0;
-        for (std::int64_t e = 0; e < a.numel(); ++e) {
-            worst = std::max(worst, double(std::abs(a.data<float>()[e] - b.data<float>()[e])) /
-                                        std::max(1.0, double(std::abs(a.data<float>()[e]))));
-        }
-        CHECK(worst < 1e-5);
-    };
     for (const bool training : {false, true}) {
         one.forward(training, 3, false, 1);
         split.forward(training, 3, false, threads);
         for (std::size_t j = 0; j < one.outputs().size(); ++j)
-            compare(one.outputs()[j], split.outputs()[j], "output " + std::to_string(j));
+            check_close(one.outputs()[j], split.outputs()[j], "output " + std::to_string(j));
     }
     for (std::size_t j = 0; j < one.outputs().size(); ++j) {
         dy.emplace_back(DType::F32, one.outputs()[j].shape());
@@ -397,10 +382,10 @@ void check_batch_split(const nngraph::OpRegistry& registry, const std::string& a
     }
     one.backward(dy, 3, {}, 1);
     split.backward(dy, 3, {}, threads);
-    compare(one.grad_inputs()[0], split.grad_inputs()[0], "input gradient");
+    check_close(one.grad_inputs()[0], split.grad_inputs()[0], "input gradient");
     const char* names[] = {"kernel", "recurrent_kernel", "bias"};
     for (std::size_t k = 0; k < one.grad_weights().size(); ++k)
-        compare(one.grad_weights()[k], split.grad_weights()[k], names[k]);
+        check_close(one.grad_weights()[k], split.grad_weights()[k], names[k]);
     // A second step on the same shape creates nothing.
     const auto before = registry.counters();
     split.forward(true, 4, false, threads);
