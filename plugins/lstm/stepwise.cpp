@@ -216,8 +216,9 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
 
 namespace {
 
-// The rows of dz a worker takes at once in weight_gradients: a block of them (1.6 MB for 400
-// gates) stays in cache across its four uses; fewer rows make the products thin.
+// The most rows of dz a worker takes at once in weight_gradients: a block of them (1.6 MB for 400
+// gates) stays in cache across its four uses. Fewer rows make the products thin, but a call with
+// fewer than this many rows a thread still has every thread take a block.
 constexpr std::int64_t kGradientBlockRows = 1024;
 
 // A worker's sums in weight_gradients: every worker but the first sums into its own copy of the
@@ -238,8 +239,11 @@ std::int64_t worker_floats(const Sizes& s) {
 void weight_gradients(const Sizes& s, const Operands& in, const float* h_before, const float* dz, float* worker_scratch,
                       int workers, const ParamGrads& grads) {
     const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
-    const std::int64_t blocks = (rows + kGradientBlockRows - 1) / kGradientBlockRows;
-    workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, blocks));
+    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
+    // Blocks of at most kGradientBlockRows rows, and at least one a worker while the rows last.
+    const std::int64_t blocks = std::max(ceil_div(rows, kGradientBlockRows), std::min<std::int64_t>(workers, rows));
+    const std::int64_t block_rows = blocks > 0 ? ceil_div(rows, blocks) : 0;
+    workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(blocks, 1)));
     const auto sums_of = [&](std::int64_t w) {
         float* kernel = nullptr;
         float* both = nullptr;
@@ -256,7 +260,8 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
         if (grads.recurrent_kernel) std::fill_n(sums.recurrent_kernel, U * width, 0.0f);
         std::fill_n(sums.bias, width, 0.0);
         for (std::int64_t b = blocks * w / workers; b < blocks * (w + 1) / workers; ++b) {
-            const std::int64_t first = b * kGradientBlockRows, count = std::min(kGradientBlockRows, rows - first);
+            const std::int64_t first = b * block_rows, count = std::min(block_rows, rows - first);
+            if (count <= 0) break;  // rounding up the block size can leave the last blocks empty
             const float* dz_block = dz + first * width;
             // dW += x_blockᵀ dz_block, dU += h_blockᵀ dz_block, db += column sums, dx_block = dz_block Wᵀ.
             if (grads.kernel)

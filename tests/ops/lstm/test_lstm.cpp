@@ -334,10 +334,10 @@ TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and ever
 }
 
 TEST_CASE("LSTM: the stepwise path's gradients over several blocks of rows and threads agree with oneDNN's path") {
-    // 40 sequences of 60 steps are 2400 time-major rows: the stepwise backward takes its weight,
-    // bias and input gradients in uneven blocks of rows, shared between two threads, with and
-    // without the input's gradient.
-    const Shape shape{40, 60, 4};
+    // 40 sequences of 61 steps are 2440 time-major rows: the stepwise backward takes its weight,
+    // bias and input gradients in three blocks of rows (814, 814 and 812), shared between two
+    // threads, with and without the input's gradient.
+    const Shape shape{40, 61, 4};
     const std::string attributes = "units: 5, return_sequences: true";
     for (const bool want_input : {true, false}) {
         CAPTURE(want_input);
