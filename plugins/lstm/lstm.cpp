@@ -186,11 +186,8 @@ struct Lstm {
         b_.input_bf16 =
             ctx.buffer<std::uint16_t>("bfloat16 input", when(training && bf16, s.rows() * s.features), Lifetime::Saved);
 
-        b_.inference_states = ctx.buffer<float>(
-            "inference states",
-            when(!training && by_steps,
-                 carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state})),
-            Lifetime::PerCall);
+        b_.step_scratch = ctx.buffer<float>(
+            "step scratch", when(by_steps && s.batch > 0, step_scratch_floats(s, training)), Lifetime::PerCall);
         b_.dropout_mask = ctx.buffer<float>(
             "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
             Lifetime::PerCall);
@@ -375,25 +372,35 @@ struct Lstm {
     std::int64_t inference_hidden_floats(const Sizes& s) const {
         return s.batch * s.units * (s_.return_sequences ? s.steps + 1 : 2);
     }
-    // The stepwise path's states: saved buffers in training, else one carved buffer.
+    // The stepwise path's per-call scratch: the joint product's operands, and in inference the states.
+    std::int64_t step_scratch_floats(const Sizes& s, bool training) const {
+        const std::int64_t state = s.batch * s.units;
+        if (training) return joint_floats(s);
+        return carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state, joint_floats(s)});
+    }
+    // The stepwise path's states: saved buffers in training, else carved from the step scratch.
     StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
         StepState st;
+        float* scratch = exec.buffer(b_.step_scratch);
+        const std::int64_t scratch_floats = exec.count(b_.step_scratch);
         if (training) {
             st.gates = exec.buffer(b_.gates);
             st.hidden = exec.buffer(b_.hidden);
             st.cell = exec.buffer(b_.cell);
             st.cell_activation = exec.buffer(b_.cell_activation);
+            carve(scratch, scratch_floats, {{&st.joint, joint_floats(s)}});
             return st;
         }
         st.every_step = false;
         st.gates_every_step = inference_gates_every_step(s);
         st.hidden_every_step = s_.return_sequences;  // the sequence is the output
         const std::int64_t state = s.batch * s.units;
-        carve(exec.buffer(b_.inference_states), exec.count(b_.inference_states),
+        carve(scratch, scratch_floats,
               {{&st.gates, inference_gate_floats(s)},
                {&st.hidden, inference_hidden_floats(s)},
                {&st.cell, 2 * state},
-               {&st.cell_activation, state}});
+               {&st.cell_activation, state},
+               {&st.joint, joint_floats(s)}});
         return st;
     }
 
@@ -418,7 +425,7 @@ struct Lstm {
     struct Buffers {
         nng::Buffer<float> input, gates, hidden, cell, cell_activation;
         nng::Buffer<std::byte> sequence, workspace;
-        nng::Buffer<float> inference_input, inference_states, dropout_mask, part_scratch;
+        nng::Buffer<float> inference_input, step_scratch, dropout_mask, part_scratch;
         nng::Buffer<std::byte> inference_sequence;
         nng::Buffer<float> input_gradient, gradient_copies, step_gradients;
         nng::Buffer<std::uint16_t> input_bf16;

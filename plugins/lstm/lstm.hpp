@@ -188,20 +188,28 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
 //   - cell: the same, with every_step;
 //   - activated cell: (T, N, U) with every_step, else one (N, U);
 //   - gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).
+// A batch that projects step by step also needs the joint product's operands (joint_floats): the
+// rows [x_k, h_k, 1] of a step for every sequence, and the stacked weights [W; U; b].
 struct StepState {
     float* gates = nullptr;
     float* hidden = nullptr;
     float* cell = nullptr;
     float* cell_activation = nullptr;
+    float* joint = nullptr;
     bool every_step = true;
     bool gates_every_step = true;
     bool hidden_every_step = true;
 };
-// Inference keeps every step's gates for a batch below kLeastPartBatch: a product over every step
-// at once costs less than T products of a few rows; a larger batch projects step by step in cache.
-inline bool inference_gates_every_step(const Sizes& s) { return s.batch < kLeastPartBatch; }
+// A batch below kLeastPartBatch has every step's input projected at once: one product over every
+// step costs less than T products of a few rows. A larger batch projects step by step, in one
+// product with the recurrent one, z = [x_k, h_k, 1] [W; U; b], while the rows sit in cache.
+inline bool projects_at_once(const Sizes& s) { return s.batch < kLeastPartBatch; }
+// Inference keeps every step's gates when it projects them at once.
+inline bool inference_gates_every_step(const Sizes& s) { return projects_at_once(s); }
 // Whether a stepwise call reads its input in place (Operands::x) rather than from XT.
-inline bool projects_from_input(const Sizes& s, bool training) { return !training && !inference_gates_every_step(s); }
+inline bool projects_from_input(const Sizes& s, bool training) { return !training && !projects_at_once(s); }
+// Floats of StepState::joint (none for a batch that projects at once).
+std::int64_t joint_floats(const Sizes& s);
 // `parts` splits the rows of every step among threads; the buffers keep the plain layout.
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& state, const Results& out);

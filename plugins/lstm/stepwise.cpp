@@ -1,11 +1,11 @@
 // The stepwise path: Keras's LSTM step by step, the float32 path, and for what oneDNN's LSTM cannot
 // do: masked input (a masked step keeps the previous h, c and output, Keras's
 // zero_output_for_mask=False) and activations other than tanh and sigmoid. Each thread takes its
-// part of the batch through every step. The products are oneDNN's: the input projection of every
-// step at once (or of each step, for a batch that splits), the recurrent one per step, and the
-// weight gradients block by block; the gates and the cell are plain loops. The products in loops
-// go through oneDNN's sgemm rather than a matmul primitive:
-// no memory objects or argument maps per call (the helper's matmul allocates a dozen small objects
+// part of the batch through every step. The products are oneDNN's: for a small batch the input
+// projection of every step at once and the recurrent product per step, for a larger one both in
+// one product per step; then the weight gradients block by block. The gates and the cell are
+// plain loops. The products in loops go through oneDNN's sgemm rather than a matmul primitive: no
+// memory objects or argument maps per call (the helper's matmul allocates a dozen small objects
 // each time, thousands per training step here).
 //
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
@@ -13,6 +13,7 @@
 // Backward walks the steps in reverse with dh, dc; a masked row passes both through unchanged.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -69,26 +70,44 @@ void for_each_part(const BatchSplit& parts, Part&& part) {
     onednn::run_in_parts(parts.parts, [&](std::int64_t p) { part(Rows{parts.first(p), parts.count(p)}); });
 }
 
-// The rows of step k's pre-activations z (N, 4U): x_k W + b, x_k read from XT or, when given, from
-// the input in place (its time t(k), rows T * F apart).
-void project_step(const Settings& settings, const Sizes& s, const Operands& in, std::int64_t k, Rows rows, float* z) {
-    const std::int64_t width = 4 * s.units;
-    float* z_rows = z + rows.first * width;
-    for (std::int64_t n = 0; n < rows.count; ++n) {
-        float* row = z_rows + n * width;
-        if (in.bias)
-            std::memcpy(row, in.bias, static_cast<std::size_t>(width) * sizeof(float));
-        else
-            std::memset(row, 0, static_cast<std::size_t>(width) * sizeof(float));
+// The joint product's operands: per sequence the row [x_k, h_k, 1] of step k, and the weights
+// [W; U; b] stacked to match ((F + U + 1, 4U); without use_bias no 1 and no b). One product then
+// writes a step's pre-activations, where separate input and recurrent products would each read
+// and write them, after a copy of the bias.
+struct Joint {
+    float* rows;
+    float* weights;
+    std::int64_t width;  // F + U (+ 1)
+
+    Joint(const Sizes& s, bool bias, float* memory) : width(s.features + s.units + (bias ? 1 : 0)) {
+        carve(memory, joint_floats(s), {{&rows, s.batch * width}, {&weights, width * 4 * s.units}});
     }
-    if (in.x) {
-        const std::int64_t t = settings.go_backwards ? s.steps - 1 - k : k;
-        gemm_accumulate(rows.count, width, s.features, in.x + (rows.first * s.steps + t) * s.features,
-                        s.steps * s.features, in.kernel, z_rows);
-    } else {
-        gemm_accumulate(rows.count, width, s.features, in.xt + (k * s.batch + rows.first) * s.features, s.features,
-                        in.kernel, z_rows);
+};
+
+void stack_weights(const Sizes& s, const Operands& in, const Joint& joint) {
+    const std::int64_t gates = 4 * s.units;
+    std::memcpy(joint.weights, in.kernel, static_cast<std::size_t>(s.features * gates) * sizeof(float));
+    std::memcpy(joint.weights + s.features * gates, in.recurrent_kernel,
+                static_cast<std::size_t>(s.units * gates) * sizeof(float));
+    if (in.bias)
+        std::memcpy(joint.weights + (s.features + s.units) * gates, in.bias,
+                    static_cast<std::size_t>(gates) * sizeof(float));
+}
+
+// The rows' pre-activations z (N, 4U) of step k: x_k read from XT or, when given, from the input
+// in place (its time t(k), rows T * F apart); h_k from `h`.
+void project_step(const Settings& settings, const Sizes& s, const Operands& in, const Joint& joint, std::int64_t k,
+                  Rows rows, const float* h, float* z) {
+    const std::int64_t F = s.features, U = s.units, t = settings.go_backwards ? s.steps - 1 - k : k;
+    for (std::int64_t n = rows.first; n < rows.end(); ++n) {
+        float* row = joint.rows + n * joint.width;
+        const float* x = in.x ? in.x + (n * s.steps + t) * F : in.xt + (k * s.batch + n) * F;
+        std::memcpy(row, x, static_cast<std::size_t>(F) * sizeof(float));
+        std::memcpy(row + F, h + n * U, static_cast<std::size_t>(U) * sizeof(float));
+        if (in.bias) row[F + U] = 1.0f;
     }
+    sgemm('N', 'N', rows.count, 4 * U, joint.width, joint.rows + rows.first * joint.width, joint.width, joint.weights,
+          4 * U, 0.0f, z + rows.first * 4 * U, 4 * U);
 }
 
 // One forward step's cell for the rows: gates (N, 4U) from pre-activations in place; the states
@@ -171,17 +190,23 @@ NNG_LOOP_CLONES void backward_cell(const Settings& settings, const Sizes& s, con
 
 }  // namespace
 
+std::int64_t joint_floats(const Sizes& s) {
+    const std::int64_t width = s.features + s.units + 1;
+    return projects_at_once(s) ? 0 : carved_floats({s.batch * width, width * 4 * s.units});
+}
+
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& st, const Results& out) {
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U, gates = 4 * state;
-    // A batch below kLeastPartBatch has every step's pre-activations XT W + b made at once (one
-    // matmul over T*N rows); a larger one has each part project its rows of a step just before the
-    // step, while they sit in cache, writing the gates once instead of twice.
-    const bool projects_at_once = st.gates_every_step && s.batch < kLeastPartBatch;
-    if (projects_at_once) {
+    const bool at_once = projects_at_once(s);
+    std::optional<Joint> joint;
+    if (at_once) {  // every step's XT W + b in one matmul over T*N rows
         onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
                        matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+    } else {
+        joint.emplace(s, in.bias != nullptr, st.joint);
+        stack_weights(s, in, *joint);
     }
     const auto gates_of = [&](std::int64_t k) { return st.gates + (st.gates_every_step ? k * gates : 0); };
     const auto hidden_of = [&](std::int64_t k) { return st.hidden + (st.hidden_every_step ? k : k % 2) * state; };
@@ -193,8 +218,9 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
         for (std::int64_t k = 0; k < s.steps; ++k) {
             float* z = gates_of(k);
             const float* h = hidden_of(k);
-            if (!projects_at_once) project_step(settings, s, in, k, rows, z);
-            if (k > 0)  // z += h U
+            if (!at_once)
+                project_step(settings, s, in, *joint, k, rows, h, z);
+            else if (k > 0)  // z += h U
                 gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, U, in.recurrent_kernel,
                                 z + rows.first * 4 * U);
             forward_cell(settings, s, in, k, rows, z, h, cell_of(k), hidden_of(k + 1), cell_of(k + 1), activated_of(k));

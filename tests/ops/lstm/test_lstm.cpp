@@ -333,20 +333,28 @@ TEST_CASE("LSTM: the oneDNN path and the stepwise path agree on outputs and ever
     }
 }
 
-TEST_CASE("LSTM: the stepwise path's gradients over several blocks of rows and threads agree with oneDNN's path") {
-    // 40 sequences of 61 steps are 2440 time-major rows: the stepwise backward takes its weight,
-    // bias and input gradients in three blocks of rows (814, 814 and 812), shared between two
-    // threads, with and without the input's gradient.
+TEST_CASE("LSTM: the stepwise path's joint step products and blocks of gradient rows agree with oneDNN's path") {
+    // 40 sequences are enough to project each step in one product with the recurrent one, reading
+    // the input in place in inference and its time-major copy in training. 61 steps make 2440
+    // time-major rows: the stepwise backward takes its weight, bias and input gradients in three
+    // blocks of rows (814, 814 and 812), shared between two threads, with and without the input's
+    // gradient.
     const Shape shape{40, 61, 4};
-    const std::string attributes = "units: 5, return_sequences: true";
-    for (const bool want_input : {true, false}) {
+    for (const auto& [attributes, want_input] : {std::pair<std::string, bool>{"units: 5, return_sequences: true", true},
+                                                 {"units: 5, return_sequences: true", false},
+                                                 {"units: 7, use_bias: false, go_backwards: true", true}}) {
+        CAPTURE(attributes);
         CAPTURE(want_input);
         OpRunner fused("LSTM", "{" + attributes + ", use_cudnn: true}", {{DType::F32, shape}}, {false}, true);
         OpRunner stepwise("LSTM", "{" + attributes + "}", {{DType::F32, shape}}, {false}, true);
         randomize(fused, 71);
         randomize(stepwise, 71);
+        fused.forward(false, 1, false, 1);
+        stepwise.forward(false, 1, false, 2);
+        check_close(fused.outputs()[0], stepwise.outputs()[0], "inference output");
         fused.forward(true, 1, false, 1);
         stepwise.forward(true, 1, false, 2);
+        check_close(fused.outputs()[0], stepwise.outputs()[0], "training output");
         Tensor dy(DType::F32, fused.outputs()[0].shape());
         fill_uniform(dy, -1, 1, 72);
         fused.backward({dy}, 1, {want_input}, 1);
