@@ -339,8 +339,11 @@ TEST_CASE("activation names are Keras's") {
 // ---- Sum over rows -------------------------------------------------------------------------------
 
 TEST_CASE("sum over rows, overwriting and accumulating") {
-    for (const std::int64_t rows : {1, 7, 640}) {
-        const std::int64_t cols = 35;
+    // 4100 columns take several blocks of columns, the last one narrower.
+    for (const auto& [rows, cols] :
+         {std::pair<std::int64_t, std::int64_t>{1, 35}, {7, 35}, {640, 35}, {7, 4100}, {640, 4100}}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
         std::vector<float> x = random_values(rows * cols, 11);
         std::vector<float> out = random_values(cols, 12), old = out;
         const View vx = dn::view(x.data(), DataType::f32, {rows, cols});

@@ -412,9 +412,10 @@ void eltwise_backward_from_dst(const Eltwise& f, const View& dst, const View& di
 // ---- Sum over rows -----------------------------------------------------------------------------
 
 namespace {
-constexpr std::int64_t kSumColumns = 64;  // columns a thread sums at once: their double sums stay in L1
+// The most columns a thread sums at once: their double sums (16 KB) stay in L1.
+constexpr std::int64_t kSumColumns = 2048;
 
-// sum[c] += x(r, c) over `rows` rows of `width` (at most 64) contiguous columns.
+// sum[c] += x(r, c) over `rows` rows of `width` contiguous columns.
 NNG_LOOP_CLONES void add_rows(const float* x, std::int64_t rows, std::int64_t row_stride, std::int64_t width,
                               double* sum) {
     std::int64_t r = 0;
@@ -430,7 +431,9 @@ NNG_LOOP_CLONES void add_rows(const float* x, std::int64_t rows, std::int64_t ro
 
 // Sums in double: a bias gradient adds up thousands of rows, and float sums taken in different
 // orders (one process over every row, or each rank of a sequence-parallel job over its share)
-// part by more than 1e-5 of the total. Threads take blocks of columns, so the order is fixed.
+// part by more than 1e-5 of the total. Threads take blocks of columns, so the order is fixed. The
+// blocks are as wide as they can be, a whole number of them a thread: a thread then reads each row
+// in long runs, where narrow blocks step from page to page down the rows.
 void sum_rows(const View& x, const View& out, float beta) {
     const char* op = "sum_rows";
     const std::initializer_list<detail::Named> views = {{"x", &x}, {"out", &out}};
@@ -444,9 +447,15 @@ void sum_rows(const View& x, const View& out, float beta) {
     const std::int64_t out_stride = out.strides[out.rank - 1];
     const float* in = static_cast<const float*>(x.data);
     float* sums = static_cast<float*>(out.data);
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-    for (std::int64_t c0 = 0; c0 < n; c0 += kSumColumns) {
-        const std::int64_t width = std::min(kSumColumns, n - c0);
+    if (n == 0) return;
+    const bool parallel = rows * n > 65536;
+    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
+    const std::int64_t threads = parallel ? omp_get_max_threads() : 1;
+    const std::int64_t blocks = ceil_div(ceil_div(n, kSumColumns), threads) * threads;
+    const std::int64_t block_width = ceil_div(ceil_div(n, blocks), 16) * 16;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::int64_t c0 = 0; c0 < n; c0 += block_width) {
+        const std::int64_t width = std::min(block_width, n - c0);
         double sum[kSumColumns] = {};
         if (column_stride == 1) {
             add_rows(in + c0, rows, row_stride, width, sum);
