@@ -31,8 +31,6 @@ using namespace kernels;
 constexpr std::int64_t kTile = 64;  // query and key rows per tile: a tile row is 4 AVX-512 vectors
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
-std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
-
 enum class RowKind : std::uint8_t { kSkip, kUniform, kNormal, kFallback };
 
 // The (T, d) matrix of one group of a (G, T, d) view: row r at data + r * row_stride.
@@ -62,8 +60,6 @@ void pack_rows_transposed(const Rows& src, std::int64_t r0, std::int64_t count, 
     }
 }
 
-std::int64_t round2(std::int64_t n) { return (n + 1) / 2 * 2; }
-
 // Under mixed_bfloat16, the call's bf16 copies of k and v (kernels.hpp's layouts), each group's
 // keys padded with zero rows to whole tiles: k's rows (read by k·qᵀ) and v's pairs (P̃·v) in
 // forward; k's rows, k's pairs (dS·k) and v's rows (v·doutᵀ) in backward.
@@ -72,7 +68,7 @@ struct Bfloat16Copies {
     std::int64_t tv_padded, dk2, dv2, dkp, dvp;  // the rows' lengths even, the pairs' N multiples of 16
 
     explicit Bfloat16Copies(const Problem& p)
-        : tv_padded((p.tv + kTile - 1) / kTile * kTile),
+        : tv_padded(nng::round_up(p.tv, kTile)),
           dk2(round2(p.dk)),
           dv2(round2(p.dv)),
           dkp(round16(p.dk)),
@@ -92,10 +88,10 @@ struct Bfloat16Copies {
     }
     // Element counts of the four copies for p's shapes.
     static std::int64_t rows_count(const Problem& p, std::int64_t d) {
-        return p.groups() * ((p.tv + kTile - 1) / kTile * kTile) * round2(d);
+        return p.groups() * nng::round_up(p.tv, kTile) * round2(d);
     }
     static std::int64_t pairs_count(const Problem& p, std::int64_t d) {
-        return p.groups() * ((p.tv + kTile - 1) / kTile * kTile) * round16(d);
+        return p.groups() * nng::round_up(p.tv, kTile) * round16(d);
     }
 
     // Fills the copies present from p's k and v.
@@ -123,8 +119,8 @@ struct Plan {
     Plan(const Problem& problem, const Masks& m, const Bfloat16Copies* copies)
         : p(problem),
           masks(m),
-          q_tiles((problem.tq + kTile - 1) / kTile),
-          k_tiles((problem.tv + kTile - 1) / kTile),
+          q_tiles(nng::ceil_div(problem.tq, kTile)),
+          k_tiles(nng::ceil_div(problem.tv, kTile)),
           dkp(round16(problem.dk)),
           dvp(round16(problem.dv)),
           stream(problem),
@@ -164,7 +160,7 @@ struct Tiles {
         float* f = memory;
         const auto take = [&f](std::int64_t n) {
             float* out = f;
-            f += (n + 15) / 16 * 16;
+            f += round16(n);
             return out;
         };
         q_rows = take(kTile * plan.dkp);
@@ -180,7 +176,9 @@ struct Tiles {
         acc = take(kTile * plan.dvp);   // forward: the output accumulator
         dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
         if (!plan.bfloat16) return;
-        const auto take_bf16 = [&take](std::int64_t n) { return reinterpret_cast<std::uint16_t*>(take((n + 1) / 2)); };
+        const auto take_bf16 = [&take](std::int64_t n) {
+            return reinterpret_cast<std::uint16_t*>(take(nng::ceil_div(n, 2)));
+        };
         q_pairs_transposed = take_bf16(plan.bfloat16->dk2 * kTile);
         q_pairs = take_bf16(kTile * plan.dkp);
         do_pairs_transposed = take_bf16(plan.bfloat16->dv2 * kTile);
@@ -622,7 +620,7 @@ struct Accumulators {
     static bool by_group(const Problem& p, int threads) { return p.groups() >= 4 * threads; }
     // Floats of one thread's accumulators: dk, dv and the span gradients (doubles).
     static std::int64_t floats(const Problem& p, int threads) {
-        const std::int64_t rows = (by_group(p, threads) ? 1 : p.groups()) * ((p.tv + kTile - 1) / kTile * kTile);
+        const std::int64_t rows = (by_group(p, threads) ? 1 : p.groups()) * nng::round_up(p.tv, kTile);
         return rows * (round16(p.dk) + round16(p.dv)) + 2 * p.heads;
     }
 };
@@ -831,7 +829,7 @@ CoreWork BlockwiseCore::work(const Problem& p) const {
     shapes.spans = widest.data();
     shapes.key_masks[0] = shapes.key_masks[1] = nullptr;
     const Masks masks(shapes, pattern_, nullptr);
-    const std::int64_t q_tiles = (p.tq + kTile - 1) / kTile, k_tiles = (p.tv + kTile - 1) / kTile;
+    const std::int64_t q_tiles = nng::ceil_div(p.tq, kTile), k_tiles = nng::ceil_div(p.tv, kTile);
     std::int64_t visited = 0;
     for (std::int64_t qt = 0; qt < q_tiles; ++qt)
         for (std::int64_t kt = 0; kt < k_tiles; ++kt)

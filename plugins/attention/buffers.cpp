@@ -18,7 +18,7 @@ std::uint64_t element_bytes(nng_dtype dtype) { return dtype == NNG_U8 ? 1 : dtyp
 std::uint64_t aligned_bytes(const BufferSpec& spec) {
     const std::uint64_t bytes =
         static_cast<std::uint64_t>(std::max<std::int64_t>(spec.count(), 0)) * element_bytes(spec.dtype);
-    return (bytes + kAlign - 1) / kAlign * kAlign;
+    return nng::round_up(bytes, kAlign);
 }
 
 // The scratch bytes of the lists' buffers of lifetime `lifetime`.

@@ -104,7 +104,7 @@ struct Problem {
     std::int64_t groups() const { return batch * heads; }
     std::int64_t score_count() const { return groups() * tq * tv; }
     // Bytes of the packed keep mask: one bit per probability, each row starting on a byte.
-    std::int64_t keep_bytes() const { return groups() * tq * ((tv + 7) / 8); }
+    std::int64_t keep_bytes() const { return groups() * tq * nng::ceil_div(tv, 8); }
     bool has_masks() const { return query_mask || key_masks[0] || key_masks[1] || causal; }
     std::int64_t total_tq() const { return whole_tq > 0 ? whole_tq : tq; }
     std::int64_t total_tv() const { return whole_tv > 0 ? whole_tv : tv; }
@@ -136,7 +136,7 @@ struct KeepStream {
 
     explicit KeepStream(const Problem& p)
         : mixed_seed(nng::mix64(p.seed)),
-          words_per_row(static_cast<std::uint64_t>((p.total_tv() + 3) / 4)),
+          words_per_row(static_cast<std::uint64_t>(nng::ceil_div(p.total_tv(), 4))),
           threshold(p.drop_threshold) {}
     // The keep bits of keys 4·w to 4·w + 3 of row r, bit l for key 4·w + l (nng::random_bits unrolled).
     unsigned nibble(std::uint64_t row, std::uint64_t w) const {

@@ -93,7 +93,7 @@ void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, con
 
 void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dropped, std::uint8_t* keep,
                   RowRange rows) {
-    const std::int64_t tv = p.tv, row_bytes = (tv + 7) / 8;
+    const std::int64_t tv = p.tv, row_bytes = nng::ceil_div(tv, 8);
     const bool zero_masked = zeroes_masked(p);
     const KeepStream stream(p);
     nng::parallel_for(rows.count(), threads_for(rows.count() * tv), [&](std::int64_t offset) {
@@ -116,7 +116,7 @@ void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dro
 // Backward of dropout, from the saved keep bits: dropped = probs ⊙ keep·scale (for dv) and
 // dprobs ⊙= keep·scale in place.
 void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* keep, float* dropped, float* dprobs) {
-    const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = (tv + 7) / 8;
+    const std::int64_t rows = p.groups() * p.tq, tv = p.tv, row_bytes = nng::ceil_div(tv, 8);
     nng::parallel_for(rows, threads_for(rows * tv), [&](std::int64_t r) {
         const std::uint8_t* bits = keep + r * row_bytes;
         const float* s = probs + r * tv;
@@ -294,7 +294,7 @@ std::int64_t query_blocks(const Problem& p, int threads) {
     constexpr std::int64_t kSplitScoresBelow = std::int64_t{1} << 20;
     constexpr std::int64_t kLeastRows = 16;
     if (threads <= 1 || p.groups() >= threads || p.score_count() >= kSplitScoresBelow) return 1;
-    const std::int64_t per_group = (threads + p.groups() - 1) / p.groups();
+    const std::int64_t per_group = nng::ceil_div(threads, p.groups());
     return std::clamp<std::int64_t>(p.tq / kLeastRows, 1, per_group);
 }
 
@@ -362,7 +362,7 @@ public:
 private:
     std::int64_t add(std::int64_t bytes) {
         const std::int64_t offset = bytes_;
-        bytes_ += (bytes + 63) / 64 * 64;
+        bytes_ += nng::round_up(bytes, 64);
         return offset;
     }
     std::int64_t dscores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
@@ -438,7 +438,7 @@ BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const on
         if (keys) keys += b0 * p.tv;
     }
     s.state.probs += g0 * p.tq * p.tv;
-    if (s.state.keep) s.state.keep += g0 * p.tq * ((p.tv + 7) / 8);
+    if (s.state.keep) s.state.keep += g0 * p.tq * nng::ceil_div(p.tv, 8);
     return s;
 }
 
@@ -449,8 +449,8 @@ std::int64_t backward_chunk(const Problem& p) {
     const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
     const std::int64_t most =
         std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
-    const std::int64_t chunks = (p.batch + most - 1) / most;
-    return chunks > 0 ? (p.batch + chunks - 1) / chunks : 1;  // equal chunks but the last
+    const std::int64_t chunks = nng::ceil_div(p.batch, most);
+    return chunks > 0 ? nng::ceil_div(p.batch, chunks) : 1;  // equal chunks but the last
 }
 
 }  // namespace
@@ -469,7 +469,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     const std::int64_t per_sample = training ? p.heads : p.batch * p.heads;
     ids.probs = list.floats("attention.probabilities", probability_lifetime, per_sample * p.tq, p.tv);
     if (p.may_drop) {
-        ids.keep = list.bytes("attention.keep_bits", probability_lifetime, per_sample * p.tq, (p.tv + 7) / 8);
+        ids.keep = list.bytes("attention.keep_bits", probability_lifetime, per_sample * p.tq, nng::ceil_div(p.tv, 8));
         ids.dropped = list.floats("attention.dropped", Lifetime::kForward, p.score_count());
     }
     ids.keys = list.bytes("attention.key_mask", Lifetime::kForward, Masks::combined_bytes(p));
@@ -546,14 +546,14 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
             whole(0);
             return;
         }
-        onednn::run_in_parts((p.groups() + chunk - 1) / chunk, [&](std::int64_t part) {
+        onednn::run_in_parts(nng::ceil_div(p.groups(), chunk), [&](std::int64_t part) {
             const std::int64_t g0 = part * chunk;
             forward_part(p, group_block(mixed, g0, std::min(chunk, p.groups() - g0)), state, masks, dropped,
                          scores_given, m);
         });
         return;
     }
-    const std::int64_t per_block = (p.tq + blocks - 1) / blocks;
+    const std::int64_t per_block = nng::ceil_div(p.tq, blocks);
     onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
         const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
         if (i0 < p.tq) {
@@ -588,7 +588,7 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     }
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
-    const std::int64_t chunk = backward_chunk(p), chunks = (p.batch + chunk - 1) / chunk;
+    const std::int64_t chunk = backward_chunk(p), chunks = nng::ceil_div(p.batch, chunk);
     // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum.
     const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum) {
         const std::int64_t b0 = c * chunk;

@@ -139,7 +139,7 @@ NNG_V16_CLONES void to_bfloat16_pairs(const FloatMatrix& src, const Bfloat16Matr
             out[2 * c + 1] = odd ? to_bfloat16(odd[c]) : 0;
         }
     }
-    zero_outside(dst, true, (src.rows + 1) / 2, 2 * src.columns);
+    zero_outside(dst, true, nng::ceil_div(src.rows, 2), 2 * src.columns);
 }
 
 NNG_V16_CLONES void to_bfloat16_pairs_transposed(const FloatMatrix& src, const Bfloat16Matrix& dst) {
@@ -157,11 +157,11 @@ NNG_V16_CLONES void to_bfloat16_pairs_transposed(const FloatMatrix& src, const B
             } else {
                 for (std::int64_t c = 0; c < 32; ++c) rounded[c] = c < count ? to_bfloat16(in[c0 + c]) : 0;
             }
-            for (std::int64_t w = 0; w < (count + 1) / 2; ++w)
+            for (std::int64_t w = 0; w < nng::ceil_div(count, 2); ++w)
                 std::memcpy(dst.data + (c0 / 2 + w) * dst.stride + 2 * r, rounded + 2 * w, sizeof(std::uint32_t));
         }
     }
-    zero_outside(dst, true, (src.columns + 1) / 2, 2 * src.rows);
+    zero_outside(dst, true, nng::ceil_div(src.columns, 2), 2 * src.rows);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/vector_math.hpp"
 
 namespace nngraph_attention::kernels {
@@ -22,6 +23,11 @@ using nng::simd::vexp;
 // How a product reads its left operand A: as stored (row r, column k at A[r·lda + k]) or
 // transposed (at A[k·lda + r]), which spares copying a tile into its transpose first.
 enum class Layout : bool { kAsStored, kTransposed };
+
+// A width padded to whole 16-lane vectors, as the tiles store rows; and to whole pairs, as bf16
+// operands in pairs need.
+inline std::int64_t round16(std::int64_t n) { return nng::round_up(n, 16); }
+inline std::int64_t round2(std::int64_t n) { return nng::round_up(n, 2); }
 
 // C (M x N) (+)= op(A) (M x K) · B (K x N); M a multiple of 4, N of 16; op(A) is A or, with
 // kTransposed, the transpose of the (K x M) A; row strides lda, ldb, ldc.

@@ -28,9 +28,6 @@ using namespace kernels;
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 constexpr std::int64_t kHashRows = 64;  // positions hashed per product
 
-std::int64_t round16(std::int64_t n) { return (n + 15) / 16 * 16; }
-std::int64_t round2(std::int64_t n) { return (n + 1) / 2 * 2; }
-
 // The sizes of one call. A window is a chunk's keys: the chunk before it, then its own.
 struct Geometry {
     std::int64_t steps, chunk, chunks, buckets, half, halfp, dkp, dvp, cp, windowp;
@@ -38,7 +35,7 @@ struct Geometry {
     Geometry(const Problem& p, std::int64_t bucket_size)
         : steps(p.tq),
           chunk(std::max<std::int64_t>(1, std::min(bucket_size, p.tq))),
-          chunks((p.tq + chunk - 1) / chunk),
+          chunks(nng::ceil_div(p.tq, chunk)),
           buckets(lsh::bucket_count(p.tq, bucket_size)),
           half(buckets / 2),
           halfp(round16(half)),
@@ -115,7 +112,9 @@ struct Tiles {
         key_at = reinterpret_cast<std::int32_t*>(take(w));
         counts = reinterpret_cast<std::int32_t*>(take(g.buckets + 1));
         if (!p.bfloat16) return;
-        const auto take_bf16 = [&take](std::int64_t n) { return reinterpret_cast<std::uint16_t*>(take((n + 1) / 2)); };
+        const auto take_bf16 = [&take](std::int64_t n) {
+            return reinterpret_cast<std::uint16_t*>(take(nng::ceil_div(n, 2)));
+        };
         q16 = take_bf16(g.cp * round2(p.dk));
         do16 = take_bf16(g.cp * round2(p.dv));
         k_transposed16 = take_bf16(round2(p.dk) * w);
@@ -344,7 +343,7 @@ void hash_and_sort(const Plan& plan, const Buffers& buffers, BufferId chunk_tile
                    std::int32_t* buckets, std::int32_t* order) {
     const Problem& p = plan.p;
     const Geometry& geo = plan.geo;
-    const std::int64_t groups = p.groups(), tiles = (geo.steps + kHashRows - 1) / kHashRows;
+    const std::int64_t groups = p.groups(), tiles = nng::ceil_div(geo.steps, kHashRows);
     for (std::int64_t round = 0; round < plan.rounds; ++round) {
 #pragma omp parallel
         {

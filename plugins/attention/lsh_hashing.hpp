@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/random.hpp"
 
 namespace nngraph_attention::lsh {
@@ -13,7 +14,7 @@ namespace nngraph_attention::lsh {
 // n_buckets / 2 columns); one bucket when a single chunk covers the sequence.
 inline std::int64_t bucket_count(std::int64_t steps, std::int64_t bucket_size) {
     if (steps <= bucket_size) return 1;
-    const std::int64_t n = (steps + bucket_size - 1) / bucket_size;
+    const std::int64_t n = nng::ceil_div(steps, bucket_size);
     return n + n % 2;
 }
 

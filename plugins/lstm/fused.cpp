@@ -111,7 +111,7 @@ const onednn::Cached& backward_primitive(const Sizes& s, const Settings& setting
 std::int64_t data_bytes(const Settings& settings) { return settings.bfloat16 ? 2 : 4; }
 
 std::int64_t floats_of(const memory::desc& desc) {
-    return static_cast<std::int64_t>((desc.get_size() + sizeof(float) - 1) / sizeof(float));
+    return static_cast<std::int64_t>(nng::ceil_div(desc.get_size(), sizeof(float)));
 }
 
 memory wrap(const memory::desc& desc, const void* data) { return onednn::memory_of(desc, const_cast<void*>(data)); }
@@ -353,7 +353,7 @@ struct WorkspaceSlices {
     template <class BytesFor>
     WorkspaceSlices(const BatchSplit& split, BytesFor&& bytes_for) {
         for (std::int64_t p = 0; p < split.parts; ++p) {
-            start[p + 1] = start[p] + (bytes_for(split.count(p)) + 63) / 64 * 64;
+            start[p + 1] = start[p] + nng::round_up(bytes_for(split.count(p)), 64);
         }
     }
 };

@@ -209,7 +209,7 @@ struct Lstm {
     // (inference under mixed_bfloat16; training saves the copy apart, for backward).
     static std::int64_t call_input_floats(const Sizes& s, bool with_copy) {
         const std::int64_t n = s.rows() * s.features;
-        return with_copy ? carved_floats({n, (n + 1) / 2}) : n;
+        return with_copy ? carved_floats({n, nng::ceil_div(n, 2)}) : n;
     }
     struct CallInput {
         float* xt = nullptr;
@@ -223,7 +223,8 @@ struct Lstm {
         }
         const std::int64_t n = s.rows() * s.features;
         float* copy = nullptr;
-        carve(exec.buffer(b_.inference_input), exec.count(b_.inference_input), {{&in.xt, n}, {&copy, (n + 1) / 2}});
+        carve(exec.buffer(b_.inference_input), exec.count(b_.inference_input),
+              {{&in.xt, n}, {&copy, nng::ceil_div(n, 2)}});
         in.xt_bfloat16 = reinterpret_cast<std::uint16_t*>(copy);
         return in;
     }

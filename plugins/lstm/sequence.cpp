@@ -193,7 +193,7 @@ void dropout_mask(float* mask, std::int64_t batch, std::int64_t features, float 
 
 void fill_zero(float* x, std::int64_t n) {
     constexpr std::int64_t kBlock = 1 << 16;  // 256 KiB a block, spread over the threads
-    const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+    const std::int64_t blocks = nng::ceil_div(n, kBlock);
 #pragma omp parallel for schedule(static) if (blocks > 1)
     for (std::int64_t b = 0; b < blocks; ++b) {
         const std::int64_t begin = b * kBlock;
@@ -208,7 +208,7 @@ void add_to(float* a, const float* b, std::int64_t n) {
 
 namespace {
 constexpr std::int64_t kAlignFloats = 64 / sizeof(float);
-std::int64_t aligned_floats(std::int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+std::int64_t aligned_floats(std::int64_t n) { return nng::round_up(n, kAlignFloats); }
 }  // namespace
 
 std::int64_t carved_floats(std::initializer_list<std::int64_t> counts) {

@@ -265,10 +265,9 @@ std::int64_t worker_floats(const Sizes& s) {
 void weight_gradients(const Sizes& s, const Operands& in, const float* h_before, const float* dz, float* worker_scratch,
                       int workers, const ParamGrads& grads) {
     const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
-    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
     // Blocks of at most kGradientBlockRows rows, and at least one a worker while the rows last.
-    const std::int64_t blocks = std::max(ceil_div(rows, kGradientBlockRows), std::min<std::int64_t>(workers, rows));
-    const std::int64_t block_rows = blocks > 0 ? ceil_div(rows, blocks) : 0;
+    const std::int64_t blocks = std::max(nng::ceil_div(rows, kGradientBlockRows), std::min<std::int64_t>(workers, rows));
+    const std::int64_t block_rows = blocks > 0 ? nng::ceil_div(rows, blocks) : 0;
     workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(blocks, 1)));
     const auto sums_of = [&](std::int64_t w) {
         float* kernel = nullptr;

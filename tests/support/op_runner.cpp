@@ -5,6 +5,7 @@
 #include "dist/plugin_comm.hpp"
 #include "exec/weights.hpp"
 #include "graph/attributes.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
@@ -96,8 +97,7 @@ void OpRunner::plan_buffers(int threads, bool training) {
     buffer_views_.clear();
     for (const BufferDeclaration& b : shapes_.buffers) {
         const bool per_thread = b.lifetime == NNG_BUFFER_PER_THREAD;
-        const std::uint64_t stride =
-            per_thread ? (b.bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment : 0;
+        const std::uint64_t stride = per_thread ? nng::round_up(b.bytes, kTensorAlignment) : 0;
         const int slices = per_thread ? threads : 1;
         const std::uint64_t total = per_thread ? stride * static_cast<std::uint64_t>(slices) : b.bytes;
         buffers_.push_back(total ? Tensor(DType::U8, {static_cast<std::int64_t>(total)}) : Tensor());

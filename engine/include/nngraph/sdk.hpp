@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/plugin.h"
 #include "nngraph/random.hpp"
 #include "nngraph/sequence_shard.hpp"

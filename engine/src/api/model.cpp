@@ -12,6 +12,7 @@
 #include "dist/data_parallel.hpp"
 #include "dist/gradient_reducer.hpp"
 #include "graph/summary.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/io_atomic_file.hpp"
 #include "train/callbacks.hpp"
 #include "train/checkpoint.hpp"
@@ -310,7 +311,7 @@ Evaluation Model::evaluate(const EvaluateOptions& options) {
     const Dataset& set = data.test ? *data.test : data.validation ? *data.validation : data.train;
     Evaluation result;
     result.samples = set.size();
-    result.steps = (set.size() + config.batch_size - 1) / config.batch_size;
+    result.steps = nng::ceil_div(set.size(), config.batch_size);
     const auto start = std::chrono::steady_clock::now();
     result.metrics = metrics_of(trainer.evaluate(set));
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

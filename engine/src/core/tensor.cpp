@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/error.hpp"
 
 namespace nngraph {
@@ -90,7 +91,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
     numel_ = shape_numel(shape_);
     // Never a zero-byte allocation, so that empty() means "no tensor" and not "no elements".
     const std::size_t bytes = std::max<std::size_t>(nbytes(), 1);
-    const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+    const std::size_t rounded = nng::round_up(bytes, kTensorAlignment);
     auto* p = static_cast<std::byte*>(std::aligned_alloc(kTensorAlignment, rounded));
     if (!p) throw RunError("out of memory allocating a tensor of " + std::to_string(bytes) + " bytes");
     std::memset(p, 0, rounded);

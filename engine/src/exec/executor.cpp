@@ -12,6 +12,7 @@
 #include "dist/plugin_comm.hpp"
 #include "exec/planner.hpp"
 #include "exec/step_threads.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -85,8 +86,7 @@ void Executor::bind(ExecutionPlan& plan) {
         std::free(arena_->base);
         arena_->base = nullptr;
         arena_->bytes = 0;
-        const std::size_t bytes =
-            (plan.layout.arena_bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+        const std::size_t bytes = nng::round_up(plan.layout.arena_bytes, kTensorAlignment);
         arena_->base = static_cast<std::byte*>(std::aligned_alloc(kTensorAlignment, bytes));
         if (!arena_->base)
             throw RunError("out of memory: the step needs an arena of " + std::to_string(bytes) + " bytes");

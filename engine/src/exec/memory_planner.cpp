@@ -4,15 +4,14 @@
 #include <numeric>
 #include <string>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/tensor.hpp"
 
 namespace nngraph {
 
 ArenaLayout plan_arena(const std::vector<BufferRequest>& requests) {
-    auto aligned = [](std::size_t bytes) {
-        return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
-    };
+    auto aligned = [](std::size_t bytes) { return nng::round_up(bytes, kTensorAlignment); };
     ArenaLayout layout;
     layout.offsets.assign(requests.size(), 0);
 

@@ -5,14 +5,13 @@
 #include <optional>
 #include <string>
 
+#include "nngraph/arithmetic.hpp"
 #include "plugins/op_instance.hpp"
 
 namespace nngraph {
 namespace {
 
-std::uint64_t aligned(std::uint64_t bytes) {
-    return (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
-}
+std::uint64_t aligned(std::uint64_t bytes) { return nng::round_up(bytes, kTensorAlignment); }
 
 // Every byte count the planner requests stays within kMaxTensorBytes, so the arena's sums and
 // the per-thread products below cannot wrap.

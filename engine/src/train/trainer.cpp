@@ -8,6 +8,7 @@
 
 #include "dist/data_parallel.hpp"
 #include "exec/step_threads.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/random.hpp"
 #include "train/loss_weight.hpp"
 #include "train/losses.hpp"
@@ -117,7 +118,7 @@ Scores Trainer::train_epoch(const Dataset& train, int epoch_index, ProgressBar* 
     for (const Tensor& t : train.targets) batch.targets.push_back(&t);
 
     const std::int64_t batch_size = config_.batch_size;
-    const std::int64_t steps = (n + batch_size - 1) / batch_size;
+    const std::int64_t steps = nng::ceil_div(n, batch_size);
     BatchTally epoch;
     epoch_metrics_.reset();
     for (std::int64_t step = 0; step < steps; ++step) {
@@ -249,8 +250,7 @@ Scores Trainer::evaluate(const Dataset& data) {
     allreduce_sum(*rows_comm_, tally);
     for (std::span<double> state : evaluation_metrics_.states()) rows_comm_->allreduce_sum(state);
     // Every rank counts the steps one process would have run, so the random streams stay in step.
-    executor_.set_step_count(first_step +
-                             static_cast<std::uint64_t>((n + config_.batch_size - 1) / config_.batch_size));
+    executor_.set_step_count(first_step + static_cast<std::uint64_t>(nng::ceil_div(n, config_.batch_size)));
     return scores_of(tally, evaluation_metrics_);
 }
 
@@ -292,7 +292,7 @@ bool Trainer::fit(const Dataset& train, const Dataset* validation, int first_epo
     };
 
     ProgressBar progress(log, live);
-    const std::int64_t steps = (train.size() + config_.batch_size - 1) / config_.batch_size;
+    const std::int64_t steps = nng::ceil_div(train.size(), config_.batch_size);
     for (int epoch = first_epoch; epoch < config_.epochs; ++epoch) {
         progress.begin_epoch(epoch + 1, config_.epochs, steps);
         EpochLog entry;

@@ -293,7 +293,7 @@ bool rows_for_kernel(std::initializer_list<const View*> views) {
 // there are enough floats.
 template <typename RunRows>
 void over_row_tasks(std::int64_t rows, std::int64_t n, const RunRows& run) {
-    const std::int64_t tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
+    const std::int64_t tasks = nng::ceil_div(rows, kSoftmaxRowsPerTask);
     const int threads = rows * n > kSerialSoftmaxFloats ? omp_get_max_threads() : 1;
     nng::parallel_for(tasks, threads, [&](std::int64_t t) {
         const std::int64_t first = t * kSoftmaxRowsPerTask;
@@ -449,10 +449,9 @@ void sum_rows(const View& x, const View& out, float beta) {
     float* sums = static_cast<float*>(out.data);
     if (n == 0) return;
     const bool parallel = rows * n > 65536;
-    const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
     const std::int64_t threads = parallel ? omp_get_max_threads() : 1;
-    const std::int64_t blocks = ceil_div(ceil_div(n, kSumColumns), threads) * threads;
-    const std::int64_t block_width = ceil_div(ceil_div(n, blocks), 16) * 16;
+    const std::int64_t blocks = nng::round_up(nng::ceil_div(n, kSumColumns), threads);
+    const std::int64_t block_width = nng::round_up(nng::ceil_div(n, blocks), 16);
 #pragma omp parallel for schedule(static) if (parallel)
     for (std::int64_t c0 = 0; c0 < n; c0 += block_width) {
         const std::int64_t width = std::min(block_width, n - c0);

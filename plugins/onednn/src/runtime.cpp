@@ -33,7 +33,7 @@ public:
 
     void* reserve(std::size_t bytes) {
         if (bytes <= capacity_) return data_.get();
-        const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+        const std::size_t rounded = nng::round_up(bytes, kAlignment);
         data_.reset();  // free first: the old block is not needed and may be large
         data_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded)));
         capacity_counter_ -= static_cast<std::int64_t>(capacity_);

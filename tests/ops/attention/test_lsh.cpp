@@ -17,6 +17,7 @@
 
 #include "gradcheck.hpp"
 #include "lsh_hashing.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/error.hpp"
 
 using nngraph::DType;
@@ -73,7 +74,7 @@ std::vector<std::vector<std::int64_t>> sorted_orders(const Problem& p, const std
 // The attention of every query over the keys its chunks let it see, all rounds in one softmax.
 std::vector<double> attend(const Problem& p, const std::vector<double>& q, const std::vector<double>& v,
                            const std::vector<std::vector<std::int64_t>>& orders) {
-    const std::int64_t T = p.steps, chunk = std::min(p.bucket_size, T), chunks = (T + chunk - 1) / chunk;
+    const std::int64_t T = p.steps, chunk = std::min(p.bucket_size, T), chunks = nng::ceil_div(T, chunk);
     std::vector<double> out(p.groups() * T * p.dv, 0.0);
     for (std::int64_t g = 0; g < p.groups(); ++g) {
         const std::int64_t b = g / p.heads;

@@ -1,0 +1,22 @@
+// Integer rounding shared by the engine and the plugins (header-only, part of the plugin SDK).
+#pragma once
+
+#include <concepts>
+#include <type_traits>
+
+namespace nng {
+
+// How many blocks of `block` cover n: n / block rounded up, for n >= 0 and block > 0.
+template <std::integral N, std::integral B>
+constexpr std::common_type_t<N, B> ceil_div(N n, B block) {
+    using T = std::common_type_t<N, B>;
+    return (static_cast<T>(n) + static_cast<T>(block) - 1) / static_cast<T>(block);
+}
+
+// n rounded up to a multiple of `multiple`, for n >= 0 and multiple > 0.
+template <std::integral N, std::integral M>
+constexpr std::common_type_t<N, M> round_up(N n, M multiple) {
+    return ceil_div(n, multiple) * static_cast<std::common_type_t<N, M>>(multiple);
+}
+
+}  // namespace nng
