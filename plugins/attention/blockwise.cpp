@@ -150,39 +150,32 @@ struct Tiles {
     RowKind kind[kTile];
 
     static std::int64_t floats(const Problem& p) {
-        const std::int64_t dkp = round16(p.dk), dvp = round16(p.dv);
-        const std::int64_t f32 = kTile * (dkp + p.dk + dvp + p.dv + dkp + dvp + 4 * kTile + dvp + dkp) + 64;
-        if (!p.bfloat16) return f32;
-        const std::int64_t bf16 = kTile * (round2(p.dk) + dkp + round2(p.dv) + dvp + 4 * kTile);
-        return f32 + bf16 / 2 + 8 * 16;  // two bf16 a float, each piece on 64 bytes
+        nng::Carver counter;
+        [[maybe_unused]] const Tiles sized(p, counter);
+        return counter.floats();
     }
-    Tiles(const Plan& plan, float* memory) {
-        float* f = memory;
-        const auto take = [&f](std::int64_t n) {
-            float* out = f;
-            f += round16(n);
-            return out;
-        };
-        q_rows = take(kTile * plan.dkp);
-        q_columns = take(plan.p.dk * kTile);
-        do_rows = take(kTile * plan.dvp);
-        do_columns = take(plan.p.dv * kTile);
-        k_rows = take(kTile * plan.dkp);
-        v_rows = take(kTile * plan.dvp);
+    // Carves the tiles from `carver` (a counting one sizes them: floats()).
+    Tiles(const Problem& problem, nng::Carver& carver) {
+        const std::int64_t dkp = round16(problem.dk), dvp = round16(problem.dv);
+        const auto take = [&carver](std::int64_t n) { return carver.take<float>(n); };
+        q_rows = take(kTile * dkp);
+        q_columns = take(problem.dk * kTile);
+        do_rows = take(kTile * dvp);
+        do_columns = take(problem.dv * kTile);
+        k_rows = take(kTile * dkp);
+        v_rows = take(kTile * dvp);
         s = take(kTile * kTile);
         p = take(kTile * kTile);
         dp = take(kTile * kTile);
         keep = take(kTile * kTile);
-        acc = take(kTile * plan.dvp);   // forward: the output accumulator
-        dacc = take(kTile * plan.dkp);  // backward: the query gradient accumulator
-        if (!plan.bfloat16) return;
-        const auto take_bf16 = [&take](std::int64_t n) {
-            return reinterpret_cast<std::uint16_t*>(take(nng::ceil_div(n, 2)));
-        };
-        q_pairs_transposed = take_bf16(plan.bfloat16->dk2 * kTile);
-        q_pairs = take_bf16(kTile * plan.dkp);
-        do_pairs_transposed = take_bf16(plan.bfloat16->dv2 * kTile);
-        do_pairs = take_bf16(kTile * plan.dvp);
+        acc = take(kTile * dvp);   // forward: the output accumulator
+        dacc = take(kTile * dkp);  // backward: the query gradient accumulator
+        if (!problem.bfloat16) return;
+        const auto take_bf16 = [&carver](std::int64_t n) { return carver.take<std::uint16_t>(n); };
+        q_pairs_transposed = take_bf16(round2(problem.dk) * kTile);
+        q_pairs = take_bf16(kTile * dkp);
+        do_pairs_transposed = take_bf16(round2(problem.dv) * kTile);
+        do_pairs = take_bf16(kTile * dvp);
         p_rows = take_bf16(kTile * kTile);
         p_pairs = take_bf16(kTile * kTile);
         ds_rows = take_bf16(kTile * kTile);
@@ -870,7 +863,8 @@ void BlockwiseCore::forward(const Problem& p, const Buffers& buffers) const {
     const std::int64_t items = p.groups() * plan.q_tiles;
 #pragma omp parallel
     {
-        Tiles t(plan, buffers.thread_floats(ids.tiles));
+        nng::Carver carver = buffers.thread_carver(ids.tiles);
+        Tiles t(plan.p, carver);
 #pragma omp for schedule(dynamic, 1)
         for (std::int64_t item = 0; item < items; ++item)
             forward_tile(plan, t, item / plan.q_tiles, item % plan.q_tiles, mean, stats);
@@ -918,7 +912,8 @@ void BlockwiseCore::backward(const Problem& p, const Buffers& buffers, const one
         const int id = omp_get_thread_num();
 #pragma omp single
         used = omp_get_num_threads();
-        Tiles t(plan, buffers.thread_floats(ids.tiles));
+        nng::Carver carver = buffers.thread_carver(ids.tiles);
+        Tiles t(plan.p, carver);
         const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(acc_k + acc_v + 2 * heads);
         float* memory = buffers.thread_floats(ids.accumulators);
         Accumulators acc{memory, memory + acc_k, by_group ? 0 : 1, 0.0,

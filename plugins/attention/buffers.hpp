@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <memory>
 
+#include "nngraph/carver.hpp"
 #include "nngraph/onednn.hpp"
 
 namespace nngraph_attention {
@@ -114,6 +115,8 @@ public:
     // Thread `thread`'s copy, 0 <= thread < the call's thread count.
     void* thread(BufferId id, int thread) const;
     float* thread_floats(BufferId id) const { return static_cast<float*>(thread(id)); }
+    // The calling thread's copy of a kThread buffer to carve arrays from.
+    nng::Carver thread_carver(BufferId id) const;
     // Whether the call belongs to a training step (the saved buffers exist).
     bool training() const { return training_; }
 

@@ -73,23 +73,13 @@ struct Tiles {
     std::uint16_t *p_rows16 = nullptr, *p_pairs16 = nullptr, *ds_rows16 = nullptr, *ds_pairs16 = nullptr;
 
     static std::int64_t floats(const Problem& p, const Geometry& g) {
-        const std::int64_t w = g.windowp;
-        return g.cp * g.dkp + w * g.dkp + p.dk * w + w * g.dvp + p.dv * w + g.cp * g.dvp + 5 * g.cp * w + g.cp * g.dvp +
-               g.cp * g.dkp + w * g.dkp + w * g.dvp + kHashRows * (g.dkp + g.halfp) + g.cp + w + g.buckets + 1 +
-               20 * 16 + (p.bfloat16 ? bfloat16_count(p, g) / 2 + 12 * 16 : 0);
+        nng::Carver counter;
+        [[maybe_unused]] const Tiles sized(p, g, counter);
+        return counter.floats();
     }
-    static std::int64_t bfloat16_count(const Problem& p, const Geometry& g) {
-        const std::int64_t w = g.windowp;
-        return g.cp * round2(p.dk) + g.cp * round2(p.dv) + round2(p.dk) * w + round2(p.dv) * w + w * g.dkp + w * g.dvp +
-               g.cp * g.dkp + g.cp * g.dvp + 4 * g.cp * w;
-    }
-    Tiles(const Problem& p, const Geometry& g, float* memory) {
-        float* f = memory;
-        const auto take = [&f](std::int64_t n) {
-            float* out = f;
-            f += round16(n);
-            return out;
-        };
+    // Carves the tiles from `carver` (a counting one sizes them: floats()).
+    Tiles(const Problem& p, const Geometry& g, nng::Carver& carver) {
+        const auto take = [&carver](std::int64_t n) { return carver.take<float>(n); };
         const std::int64_t w = g.windowp;
         q_rows = take(g.cp * g.dkp);
         k_rows = take(w * g.dkp);
@@ -108,13 +98,11 @@ struct Tiles {
         dv = take(w * g.dvp);
         hash_rows = take(kHashRows * g.dkp);
         hash_products = take(kHashRows * g.halfp);
-        query_at = reinterpret_cast<std::int32_t*>(take(g.cp));
-        key_at = reinterpret_cast<std::int32_t*>(take(w));
-        counts = reinterpret_cast<std::int32_t*>(take(g.buckets + 1));
+        query_at = carver.take<std::int32_t>(g.cp);
+        key_at = carver.take<std::int32_t>(w);
+        counts = carver.take<std::int32_t>(g.buckets + 1);
         if (!p.bfloat16) return;
-        const auto take_bf16 = [&take](std::int64_t n) {
-            return reinterpret_cast<std::uint16_t*>(take(nng::ceil_div(n, 2)));
-        };
+        const auto take_bf16 = [&carver](std::int64_t n) { return carver.take<std::uint16_t>(n); };
         q16 = take_bf16(g.cp * round2(p.dk));
         do16 = take_bf16(g.cp * round2(p.dv));
         k_transposed16 = take_bf16(round2(p.dk) * w);
@@ -347,7 +335,8 @@ void hash_and_sort(const Plan& plan, const Buffers& buffers, BufferId chunk_tile
     for (std::int64_t round = 0; round < plan.rounds; ++round) {
 #pragma omp parallel
         {
-            Tiles t(p, geo, buffers.thread_floats(chunk_tiles));
+            nng::Carver carver = buffers.thread_carver(chunk_tiles);
+            Tiles t(p, geo, carver);
             if (geo.buckets == 1) {
 #pragma omp for schedule(static)
                 for (std::int64_t g = 0; g < groups; ++g) {
@@ -632,7 +621,8 @@ void LshCore::forward(const Problem& p, const Buffers& buffers) const {
     }
 #pragma omp parallel
     {
-        Tiles t(p, geo, buffers.thread_floats(ids.tiles));
+        nng::Carver carver = buffers.thread_carver(ids.tiles);
+        Tiles t(p, geo, carver);
         for (std::int64_t round = 0; round < hashes_; ++round) {
 #pragma omp for schedule(dynamic, 1)
             for (std::int64_t item = 0; item < items; ++item)
@@ -677,7 +667,8 @@ void LshCore::backward(const Problem& p, const Buffers& buffers, const onednn::V
     double d_alpha = 0.0;
 #pragma omp parallel reduction(+ : d_alpha)
     {
-        Tiles t(p, geo, buffers.thread_floats(ids.tiles));
+        nng::Carver carver = buffers.thread_carver(ids.tiles);
+        Tiles t(p, geo, carver);
         Gradients mine{grads.dq, grads.dv, key_gradients, 0.0, grads.d_alpha_product != nullptr};
         for (std::int64_t round = 0; round < hashes_; ++round) {
             for (int phase = 0; phase < 3; ++phase) {

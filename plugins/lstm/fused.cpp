@@ -414,10 +414,6 @@ std::int64_t fused_part_floats(const Settings& settings, const Sizes& s, bool tr
     return carved_floats({most});
 }
 
-std::int64_t fused_gradient_copy_floats(const Sizes& s, const BatchSplit& split) {
-    return (split.parts - 1) * (s.features * 4 * s.units + s.units * 4 * s.units + 4 * s.units);
-}
-
 void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, void* yt,
                    void* workspace, std::size_t workspace_bytes, const PartScratch& scratch, const Results& out) {
     if (split.parts == 1) {
@@ -450,17 +446,10 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
     const WorkspaceSlices slices = slices_of(s, settings, split);
     check_workspace_bytes(slices.start[split.parts], workspace_bytes);
     // Part 0 writes the weight gradients; every other part writes its own copy, added after.
-    const std::int64_t kernel = s.features * 4 * s.units, recurrent = s.units * 4 * s.units, bias = 4 * s.units;
-    float* copies = gradient_copies;
+    const GradientCopies copies(s, static_cast<int>(split.parts), grads, gradient_copies);
     const auto part_grads = [&](std::int64_t p) {
-        ParamGrads part = grads;
+        ParamGrads part = copies.of(static_cast<int>(p));
         part.xt = offset(grads.xt, s.steps * split.first(p) * s.features);
-        if (p > 0) {
-            float* copy = copies + (p - 1) * (kernel + recurrent + bias);
-            part.kernel = grads.kernel ? copy : nullptr;
-            part.recurrent_kernel = grads.recurrent_kernel ? copy + kernel : nullptr;
-            part.bias = grads.bias ? copy + kernel + recurrent : nullptr;
-        }
         return part;
     };
     onednn::run_in_parts(split.parts, [&](std::int64_t p) {
@@ -473,12 +462,7 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
                      slices.start[p + 1] - slices.start[p], scratch.part(p), scratch.floats_per_part,
                      offset(final_h, n0 * s.units), offset(final_c, n0 * s.units), part_dy, part_grads(p));
     });
-    for (std::int64_t p = 1; p < split.parts; ++p) {
-        const ParamGrads copy = part_grads(p);
-        if (grads.kernel) add_to(grads.kernel, copy.kernel, kernel);
-        if (grads.recurrent_kernel) add_to(grads.recurrent_kernel, copy.recurrent_kernel, recurrent);
-        if (grads.bias) add_to(grads.bias, copy.bias, bias);
-    }
+    copies.add_copies();
 }
 
 }  // namespace nngraph_lstm

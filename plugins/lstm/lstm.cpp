@@ -196,9 +196,9 @@ struct Lstm {
             Lifetime::PerCall);
         b_.input_gradient =
             ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
-        b_.gradient_copies =
-            ctx.buffer<float>("weight gradient copies", when(training && fused, fused_gradient_copy_floats(s, split)),
-                              Lifetime::Backward);
+        b_.gradient_copies = ctx.buffer<float>(
+            "weight gradient copies", when(training && fused, GradientCopies::floats(s, static_cast<int>(split.parts))),
+            Lifetime::Backward);
         b_.step_gradients = ctx.buffer<float>(
             "step gradients",
             when(training && by_steps, stepwise_backward_floats(s, op_threads(s.batch, ctx.num_threads()))),
@@ -209,7 +209,7 @@ struct Lstm {
     // (inference under mixed_bfloat16; training saves the copy apart, for backward).
     static std::int64_t call_input_floats(const Sizes& s, bool with_copy) {
         const std::int64_t n = s.rows() * s.features;
-        return with_copy ? carved_floats({n, nng::ceil_div(n, 2)}) : n;
+        return with_copy ? carved_floats({n, floats_for<std::uint16_t>(n)}) : n;
     }
     struct CallInput {
         float* xt = nullptr;
@@ -222,10 +222,7 @@ struct Lstm {
             return in;
         }
         const std::int64_t n = s.rows() * s.features;
-        float* copy = nullptr;
-        carve(exec.buffer(b_.inference_input), exec.count(b_.inference_input),
-              {{&in.xt, n}, {&copy, nng::ceil_div(n, 2)}});
-        in.xt_bfloat16 = reinterpret_cast<std::uint16_t*>(copy);
+        carve(exec.buffer(b_.inference_input), exec.count(b_.inference_input), {{&in.xt, n}, {&in.xt_bfloat16, n}});
         return in;
     }
 

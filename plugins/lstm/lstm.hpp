@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "nngraph/carver.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
 
@@ -141,15 +142,50 @@ void fill_zero(float* x, std::int64_t n);
 // a += b, n elements.
 void add_to(float* a, const float* b, std::int64_t n);
 
-// Carves `floats` floats of a declared buffer into 64-byte aligned arrays: `parts` are pairs of
-// where to store the pointer and how many floats. Throws when they do not fit.
-struct Part {
-    float** where;
-    std::int64_t count;
+// Carves `floats` floats of a declared buffer into 64-byte aligned arrays (nng::Carver): each
+// part is where to store an array's pointer and how many elements it holds, of float or of any
+// other trivially copyable type. Throws when they do not fit.
+class Part {
+public:
+    template <class T>
+    Part(T** where, std::int64_t count)
+        : where_(where), count_(count), take_([](void* where, nng::Carver& carver, std::int64_t count) {
+              *static_cast<T**>(where) = carver.take<T>(count);
+          }) {}
+    void take(nng::Carver& carver) const { take_(where_, carver, count_); }
+
+private:
+    void* where_;
+    std::int64_t count_;
+    void (*take_)(void* where, nng::Carver& carver, std::int64_t count);
 };
 void carve(float* memory, std::int64_t floats, std::initializer_list<Part> parts);
-// The floats carve needs for arrays of these counts.
+// The floats carve needs for arrays of these counts of floats; floats_for<T> gives an array of
+// another type's count in floats.
 std::int64_t carved_floats(std::initializer_list<std::int64_t> counts);
+template <class T>
+std::int64_t floats_for(std::int64_t count) {
+    return nng::ceil_div(count * static_cast<std::int64_t>(sizeof(T)), static_cast<std::int64_t>(sizeof(float)));
+}
+
+// Copies of the weight gradients for work that `workers` threads share, each summing into its
+// own: worker 0 sums into the gradients themselves, every other worker into its copy, and
+// add_copies() then adds the copies in. Gradients absent from `grads` are neither copied nor added.
+class GradientCopies {
+public:
+    // The floats of the copies, carved from the memory the constructor takes.
+    static std::int64_t floats(const Sizes& s, int workers);
+    GradientCopies(const Sizes& s, int workers, const ParamGrads& grads, float* memory);
+    // What worker `w` sums into: grads, or its copy (the input gradient xt is left as in grads).
+    ParamGrads of(int w) const;
+    void add_copies() const;
+
+private:
+    std::int64_t kernel_, recurrent_, bias_;  // floats of each gradient
+    int workers_;
+    ParamGrads grads_;
+    float* memory_;
+};
 
 // Scratch of the oneDNN path, one slice per part of the batch: zeros, weights and weight
 // gradients in the layouts the primitives pick, and the time-major gradients of a part.
@@ -172,8 +208,6 @@ std::size_t fused_workspace_bytes(const Settings& settings, const Sizes& s, cons
 // The floats of one part's scratch (PartScratch::floats_per_part): the most any part of `split`
 // needs, in forward and, when training, backward. Asks oneDNN for the layouts it picks.
 std::int64_t fused_part_floats(const Settings& settings, const Sizes& s, bool training, const BatchSplit& split);
-// The floats of backward's copies of the weight gradients, one for every part but the first.
-std::int64_t fused_gradient_copy_floats(const Sizes& s, const BatchSplit& split);
 void fused_forward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in, void* yt,
                    void* workspace, std::size_t workspace_bytes, const PartScratch& scratch, const Results& out);
 void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& split, const Operands& in,

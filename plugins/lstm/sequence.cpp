@@ -218,15 +218,45 @@ std::int64_t carved_floats(std::initializer_list<std::int64_t> counts) {
 }
 
 void carve(float* memory, std::int64_t floats, std::initializer_list<Part> parts) {
-    std::int64_t total = 0;
-    for (const Part& p : parts) total += aligned_floats(p.count);
-    if (total > floats || (total > 0 && !memory)) {
-        throw std::runtime_error("LSTM: scratch of " + std::to_string(total) + " floats needed where " +
-                                 std::to_string(floats) + " were declared");
+    nng::Carver carver(memory, static_cast<std::size_t>(floats) * sizeof(float));
+    try {
+        for (const Part& p : parts) p.take(carver);
+    } catch (const std::length_error& e) {
+        throw std::runtime_error(std::string("LSTM: scratch too small for its arrays: ") + e.what());
     }
-    for (const Part& p : parts) {
-        *p.where = memory;
-        memory += aligned_floats(p.count);
+}
+
+std::int64_t GradientCopies::floats(const Sizes& s, int workers) {
+    const std::int64_t gates = 4 * s.units;
+    return std::max(workers - 1, 0) * carved_floats({s.features * gates, s.units * gates, gates});
+}
+
+GradientCopies::GradientCopies(const Sizes& s, int workers, const ParamGrads& grads, float* memory)
+    : kernel_(s.features * 4 * s.units),
+      recurrent_(s.units * 4 * s.units),
+      bias_(4 * s.units),
+      workers_(workers),
+      grads_(grads),
+      memory_(memory) {}
+
+ParamGrads GradientCopies::of(int w) const {
+    if (w == 0) return grads_;
+    ParamGrads copy = grads_;
+    const std::int64_t per_worker = carved_floats({kernel_, recurrent_, bias_});
+    float *kernel = nullptr, *recurrent = nullptr, *bias = nullptr;
+    carve(memory_ + (w - 1) * per_worker, per_worker, {{&kernel, kernel_}, {&recurrent, recurrent_}, {&bias, bias_}});
+    if (copy.kernel) copy.kernel = kernel;
+    if (copy.recurrent_kernel) copy.recurrent_kernel = recurrent;
+    if (copy.bias) copy.bias = bias;
+    return copy;
+}
+
+void GradientCopies::add_copies() const {
+    for (int w = 1; w < workers_; ++w) {
+        const ParamGrads copy = of(w);
+        if (grads_.kernel) add_to(grads_.kernel, copy.kernel, kernel_);
+        if (grads_.recurrent_kernel) add_to(grads_.recurrent_kernel, copy.recurrent_kernel, recurrent_);
+        if (grads_.bias) add_to(grads_.bias, copy.bias, bias_);
     }
 }
 

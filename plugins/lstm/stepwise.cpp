@@ -247,16 +247,25 @@ namespace {
 // fewer than this many rows a thread still has every thread take a block.
 constexpr std::int64_t kGradientBlockRows = 1024;
 
-// A worker's sums in weight_gradients: every worker but the first sums into its own copy of the
-// weight gradients, and every one into its own double column sums for the bias.
-struct WorkerSums {
-    float* kernel;
-    float* recurrent_kernel;
-    double* bias;
+// What the workers of weight_gradients sum into besides the weight gradients: every worker but
+// the first its copy of them (GradientCopies), and every worker its own column sums of the bias,
+// in double as sum_rows takes them.
+struct WorkerScratch {
+    float* copies = nullptr;
+    double* bias_sums = nullptr;  // workers x 4U
+
+    static std::int64_t floats(const Sizes& s, int workers) {
+        return carved_floats({GradientCopies::floats(s, workers), floats_for<double>(workers * 4 * s.units)});
+    }
+    WorkerScratch(const Sizes& s, int workers, float* memory) {
+        carve(memory, floats(s, workers),
+              {{&copies, GradientCopies::floats(s, workers)}, {&bias_sums, workers * 4 * s.units}});
+    }
 };
-std::int64_t worker_floats(const Sizes& s) {
-    const std::int64_t width = 4 * s.units;
-    return carved_floats({(s.features + s.units) * width, 2 * width});
+
+ParamGrads without_bias(ParamGrads grads) {
+    grads.bias = nullptr;
+    return grads;
 }
 
 // The gradients of the weights, the bias and the time-major input from every step's dz (T*N rows),
@@ -266,48 +275,40 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
                       int workers, const ParamGrads& grads) {
     const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
     // Blocks of at most kGradientBlockRows rows, and at least one a worker while the rows last.
-    const std::int64_t blocks = std::max(nng::ceil_div(rows, kGradientBlockRows), std::min<std::int64_t>(workers, rows));
+    const std::int64_t blocks =
+        std::max(nng::ceil_div(rows, kGradientBlockRows), std::min<std::int64_t>(workers, rows));
     const std::int64_t block_rows = blocks > 0 ? nng::ceil_div(rows, blocks) : 0;
     workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(blocks, 1)));
-    const auto sums_of = [&](std::int64_t w) {
-        float* kernel = nullptr;
-        float* both = nullptr;
-        carve(worker_scratch + w * worker_floats(s), worker_floats(s),
-              {{&kernel, (F + U) * width}, {&both, 2 * width}});
-        // The first worker sums the weights' gradients in place. The bias sums are doubles in
-        // float storage: carve aligns every array to 64 bytes.
-        if (w == 0) return WorkerSums{grads.kernel, grads.recurrent_kernel, reinterpret_cast<double*>(both)};
-        return WorkerSums{kernel, kernel + F * width, reinterpret_cast<double*>(both)};
-    };
+    const WorkerScratch scratch(s, workers, worker_scratch);
+    const GradientCopies weights(s, workers, without_bias(grads), scratch.copies);
     onednn::run_in_parts(workers, [&](std::int64_t w) {
-        const WorkerSums sums = sums_of(w);
-        if (grads.kernel) std::fill_n(sums.kernel, F * width, 0.0f);
-        if (grads.recurrent_kernel) std::fill_n(sums.recurrent_kernel, U * width, 0.0f);
-        std::fill_n(sums.bias, width, 0.0);
+        const ParamGrads mine = weights.of(static_cast<int>(w));
+        double* bias = scratch.bias_sums + w * width;
+        if (mine.kernel) std::fill_n(mine.kernel, F * width, 0.0f);
+        if (mine.recurrent_kernel) std::fill_n(mine.recurrent_kernel, U * width, 0.0f);
+        std::fill_n(bias, width, 0.0);
         for (std::int64_t b = blocks * w / workers; b < blocks * (w + 1) / workers; ++b) {
             const std::int64_t first = b * block_rows, count = std::min(block_rows, rows - first);
             if (count <= 0) break;  // rounding up the block size can leave the last blocks empty
             const float* dz_block = dz + first * width;
             // dW += x_blockᵀ dz_block, dU += h_blockᵀ dz_block, db += column sums, dx_block = dz_block Wᵀ.
-            if (grads.kernel)
-                sgemm('T', 'N', F, width, count, in.xt + first * F, F, dz_block, width, 1.0f, sums.kernel, width);
-            if (grads.recurrent_kernel)
-                sgemm('T', 'N', U, width, count, h_before + first * U, U, dz_block, width, 1.0f, sums.recurrent_kernel,
+            if (mine.kernel)
+                sgemm('T', 'N', F, width, count, in.xt + first * F, F, dz_block, width, 1.0f, mine.kernel, width);
+            if (mine.recurrent_kernel)
+                sgemm('T', 'N', U, width, count, h_before + first * U, U, dz_block, width, 1.0f, mine.recurrent_kernel,
                       width);
-            if (grads.bias) onednn::add_column_sums(dz_block, count, width, width, sums.bias);
+            if (grads.bias) onednn::add_column_sums(dz_block, count, width, width, bias);
             if (grads.xt)
                 sgemm('N', 'T', count, F, width, dz_block, width, in.kernel, width, 0.0f, grads.xt + first * F, F);
         }
     });
-    const WorkerSums total = sums_of(0);
-    for (std::int64_t w = 1; w < workers; ++w) {
-        const WorkerSums other = sums_of(w);
-        if (grads.kernel) add_to(grads.kernel, other.kernel, F * width);
-        if (grads.recurrent_kernel) add_to(grads.recurrent_kernel, other.recurrent_kernel, U * width);
-        for (std::int64_t c = 0; c < width; ++c) total.bias[c] += other.bias[c];
-    }
+    weights.add_copies();
     if (grads.bias) {
-        for (std::int64_t c = 0; c < width; ++c) grads.bias[c] = static_cast<float>(total.bias[c]);
+        for (std::int64_t c = 0; c < width; ++c) {
+            double total = 0.0;
+            for (std::int64_t w = 0; w < workers; ++w) total += scratch.bias_sums[w * width + c];
+            grads.bias[c] = static_cast<float>(total);
+        }
     }
 }
 
@@ -315,8 +316,8 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
 
 std::int64_t stepwise_backward_floats(const Sizes& s, int threads) {
     const std::int64_t state = s.batch * s.units;
-    return carved_floats(
-        {state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units, std::max(threads, 1) * worker_floats(s)});
+    return carved_floats({state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units,
+                          WorkerScratch::floats(s, std::max(threads, 1))});
 }
 
 void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, int threads,
@@ -333,7 +334,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
            {&dc, state},
            {&dz, 4 * s.rows() * U},
            {&recurrent_transposed, 4 * U * U},
-           {&workers_scratch, std::max(threads, 1) * worker_floats(s)}});
+           {&workers_scratch, WorkerScratch::floats(s, std::max(threads, 1))}});
     onednn::reorder(matrix(in.recurrent_kernel, U, 4 * U), matrix(recurrent_transposed, 4 * U, U).transposed());
     // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
     std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));

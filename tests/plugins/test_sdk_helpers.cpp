@@ -1,0 +1,75 @@
+// The SDK's header-only helpers that plugins size and carve their buffers with.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "nngraph/arithmetic.hpp"
+#include "nngraph/carver.hpp"
+
+namespace {
+
+// The arrays a plugin might carve, in one function for counting and carving alike.
+struct Pieces {
+    float* rows;
+    double* sums;
+    std::uint16_t* halves;
+    std::int32_t* ids;
+
+    explicit Pieces(nng::Carver& c)
+        : rows(c.take<float>(17)),
+          sums(c.take<double>(3)),
+          halves(c.take<std::uint16_t>(65)),
+          ids(c.take<std::int32_t>(0)) {}
+};
+
+}  // namespace
+
+TEST_CASE("ceil_div and round_up round up, across integer types") {
+    CHECK(nng::ceil_div(0, 8) == 0);
+    CHECK(nng::ceil_div(1, 8) == 1);
+    CHECK(nng::ceil_div(8, 8) == 1);
+    CHECK(nng::ceil_div(9, 8) == 2);
+    CHECK(nng::ceil_div(std::int64_t{200}, 64) == 4);
+    CHECK(nng::ceil_div(std::size_t{4097}, sizeof(float)) == 1025u);
+    CHECK(nng::round_up(0, 16) == 0);
+    CHECK(nng::round_up(1, 16) == 16);
+    CHECK(nng::round_up(std::int64_t{200}, std::int64_t{64}) == 256);
+    CHECK(nng::round_up(std::size_t{64}, 64) == 64u);
+    static_assert(nng::round_up(33, 32) == 64);
+}
+
+TEST_CASE("a counting carver sizes exactly what a carving one hands out, each array on 64 bytes") {
+    nng::Carver counter;
+    const Pieces counted(counter);
+    CHECK(counted.rows == nullptr);
+    CHECK(counted.sums == nullptr);
+    // 17 floats, 3 doubles and 65 halves each round up to 128, 64 and 192 bytes; the empty array takes none.
+    CHECK(counter.bytes() == 128 + 64 + 192);
+    CHECK(counter.floats() == (128 + 64 + 192) / 4);
+
+    void* block = std::aligned_alloc(64, counter.bytes());
+    REQUIRE(block != nullptr);
+    nng::Carver carver(block, counter.bytes());
+    const Pieces pieces(carver);
+    const auto at = [&](const void* p) { return static_cast<const std::byte*>(p) - static_cast<std::byte*>(block); };
+    CHECK(at(pieces.rows) == 0);
+    CHECK(at(pieces.sums) == 128);
+    CHECK(at(pieces.halves) == 192);
+    CHECK(at(pieces.ids) == 384);  // where the next array would start
+    CHECK(carver.bytes() == counter.bytes());
+    std::free(block);
+}
+
+TEST_CASE("a carver refuses arrays beyond its block and negative counts") {
+    alignas(64) float block[32];
+    nng::Carver carver(block, sizeof block);
+    CHECK(carver.take<float>(16) == block);
+    CHECK_THROWS_AS(carver.take<float>(17), std::length_error);
+    nng::Carver other(block, sizeof block);
+    CHECK_THROWS_AS(other.take<double>(-1), std::invalid_argument);
+    nng::Carver none(nullptr, 0);
+    CHECK(none.take<float>(0) == nullptr);
+    CHECK_THROWS_AS(none.take<float>(1), std::length_error);
+}
