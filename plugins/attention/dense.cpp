@@ -34,8 +34,8 @@ struct RowRange {
     std::int64_t count() const { return end - begin; }
 };
 
-// The masks before the softmax, in the op's mask style. `scores` is the whole (G, Tq, Tv)
-// matrix; only `rows` of it are touched.
+// The masks before the softmax, in the op's mask style. `scores` holds `rows` of the (G, Tq, Tv)
+// matrix, the first of them at scores[0].
 void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange rows) {
     const std::int64_t tv = p.tv;
     const bool replace = p.style == MaskStyle::kReplace;
@@ -43,7 +43,7 @@ void apply_masks(const Problem& p, const Masks& masks, float* scores, RowRange r
     nng::parallel_for(rows.count(), threads_for(rows.count() * tv), [&](std::int64_t offset) {
         const std::int64_t r = rows.begin + offset;
         const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
-        float* s = scores + r * tv;
+        float* s = scores + offset * tv;
         if (replace && !masks.query_kept(b, i)) {
             std::fill(s, s + tv, masked(0.0f));
             return;
@@ -91,6 +91,7 @@ void draw_row(const Problem& p, const KeepStream& stream, std::uint64_t row, con
     }
 }
 
+// probs, dropped and keep hold `rows`, the first at index 0.
 void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dropped, std::uint8_t* keep,
                   RowRange rows) {
     const std::int64_t tv = p.tv, row_bytes = nng::ceil_div(tv, 8);
@@ -99,7 +100,7 @@ void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dro
     nng::parallel_for(rows.count(), threads_for(rows.count() * tv), [&](std::int64_t offset) {
         const std::int64_t r = rows.begin + offset;
         const std::int64_t b = masks.batch_of_row(r), i = r % p.tq;
-        float* s = probs + r * tv;
+        float* s = probs + offset * tv;
         if ((p.style == MaskStyle::kSubtract || zero_masked) && !masks.query_kept(b, i)) {
             std::fill(s, s + tv, 0.0f);
         } else if (zero_masked) {
@@ -109,7 +110,8 @@ void post_softmax(const Problem& p, const Masks& masks, float* probs, float* dro
             }
             std::fill(s + end, s + tv, 0.0f);
         }
-        if (p.dropout) draw_row(p, stream, static_cast<std::uint64_t>(r), s, dropped + r * tv, keep + r * row_bytes);
+        if (p.dropout)
+            draw_row(p, stream, static_cast<std::uint64_t>(r), s, dropped + offset * tv, keep + offset * row_bytes);
     });
 }
 
@@ -271,19 +273,28 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
             {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
-// The forward of `part`: its rows of state.probs (and of `dropped`, the probabilities after dropout).
-// `operands` holds the bf16 room for P under mixed_bfloat16 (part.q, k and v are then bf16).
-void forward_part(const Problem& p, const ForwardPart& part, const ProbabilityState& state, const Masks& masks,
-                  float* dropped, bool scores_given, const MatmulOperands& operands) {
+// Where one forward part writes its rows of the score matrix: the probabilities, and with
+// dropout the dropped probabilities and the keep bits, each pointing at the part's first row.
+struct PartRows {
+    float* probs = nullptr;
+    float* dropped = nullptr;
+    std::uint8_t* keep = nullptr;
+};
+
+// The forward of `part` into `rows`. `operands` holds the bf16 room for P under mixed_bfloat16
+// (part.q, k and v are then bf16).
+void forward_part(const Problem& p, const ForwardPart& part, const PartRows& rows, const Masks& masks,
+                  bool scores_given, const MatmulOperands& operands) {
     const auto rows_of = [&](float* matrix) {
-        return onednn::view(matrix + part.rows.begin * p.tv, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
+        return onednn::view(matrix, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
-    const onednn::View scores = rows_of(state.probs);
+    const onednn::View scores = rows_of(rows.probs);
     if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
-    if (p.has_masks()) apply_masks(p, masks, state.probs, part.rows);
+    if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
     onednn::softmax_forward(scores, scores);
-    if (needs_post_pass(p)) post_softmax(p, masks, state.probs, dropped, state.keep, part.rows);
-    onednn::matmul(operands.score_operand(dropped ? rows_of(dropped) : scores, part.rows.begin), part.v, part.out);
+    if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
+    onednn::matmul(operands.score_operand(rows.dropped ? rows_of(rows.dropped) : scores, part.rows.begin), part.v,
+                   part.out);
 }
 
 // Blocks of query rows per group when the groups alone cannot keep the threads busy and the
@@ -306,9 +317,46 @@ std::int64_t forward_chunk(const Problem& p, int threads) {
     constexpr std::int64_t kPartFloats = std::int64_t{1} << 17;
     constexpr std::int64_t kWholeBelow = std::int64_t{1} << 19;
     const std::int64_t groups = p.groups();
-    if (threads <= 1 || groups < 2 * threads || p.score_count() < kWholeBelow) return groups;
+    if (groups < 2 * threads || p.score_count() < kWholeBelow) return groups;
     const std::int64_t per_group = std::max<std::int64_t>(p.tq * p.tv, 1);
-    return std::clamp<std::int64_t>(kPartFloats / per_group, 1, groups / threads);
+    return std::clamp<std::int64_t>(kPartFloats / per_group, 1, groups / std::max(threads, 1));
+}
+
+// How forward splits a problem into parts: decided from the shapes and the thread count alone, so
+// that declare() sizes the buffers for the split forward() runs.
+struct ForwardSplit {
+    enum class Kind {
+        kWhole,        // the whole problem as one part, on threaded primitives
+        kOneThread,    // the whole problem on the calling thread: waking another costs more
+        kGroupBlocks,  // parts of `per_part` groups, each on one thread
+        kQueryBlocks,  // parts of `per_part` query rows of one group, each on one thread
+    };
+    Kind kind = Kind::kWhole;
+    std::int64_t parts = 1, per_part = 0;
+
+    // Whether every part runs on one thread with single-threaded primitives.
+    bool one_thread_each() const { return kind != Kind::kWhole; }
+    // Rows of the score matrix in the largest part.
+    std::int64_t part_rows(const Problem& p) const { return kind == Kind::kQueryBlocks ? per_part : per_part * p.tq; }
+};
+
+ForwardSplit forward_split(const Problem& p, int threads) {
+    using Kind = ForwardSplit::Kind;
+    constexpr std::int64_t kOneThreadScores = 1 << 11;
+    const std::int64_t groups = p.groups();
+    if (groups == 0) return {};  // a batch not known yet
+    if (const std::int64_t blocks = query_blocks(p, threads); blocks > 1)
+        return {Kind::kQueryBlocks, groups * blocks, nng::ceil_div(p.tq, blocks)};
+    if (p.score_count() <= kOneThreadScores) return {Kind::kOneThread, 1, groups};
+    const std::int64_t chunk = forward_chunk(p, threads);
+    if (chunk >= groups) return {Kind::kWhole, 1, groups};
+    return {Kind::kGroupBlocks, nng::ceil_div(groups, chunk), chunk};
+}
+
+// Inference keeps no probabilities after the call, so when parts run one a thread each thread
+// needs only its current part's rows, which then stay in its cache, rather than the whole matrix.
+bool thread_probabilities(const Problem& p, bool training, bool scores_given) {
+    return !training && !scores_given && forward_split(p, omp_get_max_threads()).one_thread_each();
 }
 
 // What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
@@ -456,7 +504,10 @@ std::int64_t backward_chunk(const Problem& p) {
 }  // namespace
 
 struct DenseCore::Ids {
-    BufferId probs, keep, dropped, keys;  // forward (probs and keep saved in training)
+    // Forward's: probs and keep saved in training; probs per thread in inference when the parts
+    // run one a thread (thread_probabilities); keep and dropped only in training.
+    BufferId probs, keep, dropped, keys;
+    bool thread_probs = false;
     // mixed_bfloat16: bf16 copies of the forward matmuls' operands (MatmulOperands).
     BufferId operands, score_operand;
     BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
@@ -465,28 +516,34 @@ struct DenseCore::Ids {
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
     Ids ids;
-    const Lifetime probability_lifetime = training ? Lifetime::kSaved : Lifetime::kForward;
-    const std::int64_t per_sample = training ? p.heads : p.batch * p.heads;
-    ids.probs = list.floats("attention.probabilities", probability_lifetime, per_sample * p.tq, p.tv);
-    if (p.may_drop) {
-        ids.keep = list.bytes("attention.keep_bits", probability_lifetime, per_sample * p.tq, nng::ceil_div(p.tv, 8));
+    const bool dot = scores_ == Scores::kDot;
+    ids.thread_probs = thread_probabilities(p, training, !dot);
+    if (training) {
+        ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
+    } else if (ids.thread_probs) {
+        const std::int64_t rows = forward_split(p, omp_get_max_threads()).part_rows(p);
+        ids.probs = list.floats("attention.probabilities", Lifetime::kThread, rows, p.tv);
+    } else {
+        ids.probs = list.floats("attention.probabilities", Lifetime::kForward, p.groups() * p.tq, p.tv);
+    }
+    if (p.may_drop && training) {
+        ids.keep = list.bytes("attention.keep_bits", Lifetime::kSaved, p.heads * p.tq, nng::ceil_div(p.tv, 8));
         ids.dropped = list.floats("attention.dropped", Lifetime::kForward, p.score_count());
     }
     ids.keys = list.bytes("attention.key_mask", Lifetime::kForward, Masks::combined_bytes(p));
     if (p.bfloat16) {
-        const bool dot = scores_ == Scores::kDot;
         ids.operands =
             list.bytes("attention.bfloat16_operands", Lifetime::kForward, 2 * MatmulOperands::count(p, false, dot));
         ids.score_operand = list.bytes("attention.bfloat16_probabilities", Lifetime::kForward, 2 * p.score_count());
     }
+    if (!training) return ids;
     // Backward runs the dot core a chunk of the batch at a time (backward_chunk), each thread its
     // own chunks, and a given score function over the whole batch at once.
     Problem piece = p;
-    if (scores_ == Scores::kDot) piece.batch = backward_chunk(p);
-    ids.backward_layout = BackwardLayout(piece, scores_ == Scores::kDot);
-    ids.backward =
-        list.bytes("attention.backward_scratch", scores_ == Scores::kDot ? Lifetime::kThread : Lifetime::kBackward,
-                   ids.backward_layout.bytes());
+    if (dot) piece.batch = backward_chunk(p);
+    ids.backward_layout = BackwardLayout(piece, dot);
+    ids.backward = list.bytes("attention.backward_scratch", dot ? Lifetime::kThread : Lifetime::kBackward,
+                              ids.backward_layout.bytes());
     return ids;
 }
 
@@ -530,37 +587,39 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     mixed.q = m.q;
     mixed.k = m.k;
     mixed.v = m.v;
-    const int threads = omp_get_max_threads();
-    const std::int64_t blocks = query_blocks(p, threads);
-    if (blocks == 1) {
-        auto whole = [&](std::int64_t) {
-            forward_part(p, whole_problem(mixed), state, masks, dropped, scores_given, m);
-        };
-        constexpr std::int64_t kOneThreadScores = 1 << 11;  // below, waking a thread costs more than it saves
-        if (p.score_count() <= kOneThreadScores) {
-            onednn::run_in_parts(1, whole);
+    const std::int64_t row_bytes = nng::ceil_div(p.tv, 8);
+    const auto run = [&](const ForwardPart& part) {
+        const std::int64_t r0 = part.rows.begin;
+        const PartRows rows = ids.thread_probs
+                                  ? PartRows{buffers.thread_floats(ids.probs)}
+                                  : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
+                                             state.keep ? state.keep + r0 * row_bytes : nullptr};
+        forward_part(p, part, rows, masks, scores_given, m);
+    };
+    using Kind = ForwardSplit::Kind;
+    const ForwardSplit split = forward_split(p, omp_get_max_threads());
+    switch (split.kind) {
+        case Kind::kWhole:
+            run(whole_problem(mixed));
+            return;
+        case Kind::kOneThread:
+            onednn::run_in_parts(1, [&](std::int64_t) { run(whole_problem(mixed)); });
+            return;
+        case Kind::kGroupBlocks:
+            onednn::run_in_parts(split.parts, [&](std::int64_t part) {
+                const std::int64_t g0 = part * split.per_part;
+                run(group_block(mixed, g0, std::min(split.per_part, p.groups() - g0)));
+            });
+            return;
+        case Kind::kQueryBlocks: {
+            const std::int64_t blocks = split.parts / p.groups();
+            onednn::run_in_parts(split.parts, [&](std::int64_t item) {
+                const std::int64_t g = item / blocks, i0 = (item % blocks) * split.per_part;
+                if (i0 < p.tq) run(query_block(mixed, g, i0, std::min(split.per_part, p.tq - i0)));
+            });
             return;
         }
-        const std::int64_t chunk = forward_chunk(p, threads);
-        if (chunk >= p.groups()) {
-            whole(0);
-            return;
-        }
-        onednn::run_in_parts(nng::ceil_div(p.groups(), chunk), [&](std::int64_t part) {
-            const std::int64_t g0 = part * chunk;
-            forward_part(p, group_block(mixed, g0, std::min(chunk, p.groups() - g0)), state, masks, dropped,
-                         scores_given, m);
-        });
-        return;
     }
-    const std::int64_t per_block = nng::ceil_div(p.tq, blocks);
-    onednn::run_in_parts(p.groups() * blocks, [&](std::int64_t item) {
-        const std::int64_t g = item / blocks, i0 = (item % blocks) * per_block;
-        if (i0 < p.tq) {
-            forward_part(p, query_block(mixed, g, i0, std::min(per_block, p.tq - i0)), state, masks, dropped,
-                         scores_given, m);
-        }
-    });
 }
 
 float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, const onednn::View& dout,

@@ -124,8 +124,9 @@ std::vector<double> attention_reference(const AttentionCase& c, OpRunner& r) {
     return out;
 }
 
-void run_attention_case(const AttentionCase& c, std::uint64_t seed) {
+void run_attention_case(const AttentionCase& c, std::uint64_t seed, int threads = 1) {
     CAPTURE(c.label);
+    CAPTURE(threads);
     std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {c.batch, c.tq, c.dim}},
                                                {DType::F32, {c.batch, c.tv, c.dv}}};
     if (c.key) inputs.push_back({DType::F32, {c.batch, c.tv, c.dim}});
@@ -134,7 +135,7 @@ void run_attention_case(const AttentionCase& c, std::uint64_t seed) {
     if (c.query_mask) random_mask(r.input_masks()[0], seed + 10);
     if (c.value_mask) random_mask(r.input_masks()[1], seed + 11);
     randomize_weights(r, seed);
-    r.forward(false);
+    r.forward(false, 1, false, threads);
     check_close(r.outputs()[0], attention_reference(c, r), c.label);
     // The output carries the query mask (Keras's compute_mask), and no mask without one.
     if (c.query_mask) {
@@ -279,6 +280,23 @@ TEST_CASE("Attention forward matches Keras's equations in double") {
     };
     std::uint64_t seed = 1;
     for (const AttentionCase& c : cases) run_attention_case(c, seed += 7);
+}
+
+TEST_CASE("Attention inference split into parts, one a thread with its own rows of scores, matches in double") {
+    // Large enough that inference splits the problem: blocks of whole samples (over 2^19 scores,
+    // at least two samples a thread) or, for one sample on two threads, blocks of query rows;
+    // each thread then keeps only its current part's scores. On one thread, blocks of samples.
+    const std::vector<AttentionCase> cases = {
+        {"samples in parts, both masks", "{}", 6, 300, 300, 4, 4, false, true, true},
+        {"samples in parts, causal, scaled", "{use_causal_mask: true, scale: 0.5}", 5, 300, 360, 3, 5, true, false,
+         true, false, false, true, 0.5},
+        {"one sample in blocks of query rows, both masks, causal", "{use_causal_mask: true}", 1, 64, 64, 4, 4, false,
+         true, true, false, false, true},
+    };
+    std::uint64_t seed = 500;
+    for (int threads : {1, 2}) {
+        for (const AttentionCase& c : cases) run_attention_case(c, seed += 7, threads);
+    }
 }
 
 TEST_CASE("MultiHeadAttention forward matches Keras's equations in double") {
