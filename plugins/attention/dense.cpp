@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "masks.hpp"
+#include "nngraph/cpu.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -148,13 +149,14 @@ void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores
 }
 
 // dst (G, Tv, d) = alpha · xᵀ·y (+ dst when accumulating), x (G, Tq, Tv) a score-sized matrix and
-// y (G, Tq, d). oneDNN runs the product with the big operand transposed markedly slower than
-// yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing reorder of the small result, so the
-// latter is used; the accumulation is a transposing add.
+// y (G, Tq, d). On AVX-512 oneDNN's matmul (brgemm) runs the product with the big operand
+// transposed markedly slower than yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing
+// reorder of the small result, so there the latter is used (the accumulation a transposing add).
+// Below AVX-512 its gemm takes the transposed operand directly, faster than the two steps.
 void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha,
                         bool accumulate, float* buffer) {
     const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
-    if (!dst.contiguous()) {
+    if (!dst.contiguous() || !nng::cpu::has_avx512()) {
         onednn::matmul(x.transposed(), y, dst, {.alpha = alpha, .beta = accumulate ? 1.0f : 0.0f});
         return;
     }
