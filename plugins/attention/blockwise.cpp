@@ -200,6 +200,29 @@ Operand tile_rows(const Rows& src, std::int64_t r0, std::int64_t count, std::int
     return {pad, dp};
 }
 
+// TileScores' general case, one query row at a time with the masks' own row rules (patterns,
+// adaptive spans): plain loops that need no vectors, so built once rather than at every width.
+// `keep` holds the key mask's 0/1 for the tile's keys.
+__attribute__((noinline)) void scores_row_by_row(const Plan& plan, std::int64_t g, std::int64_t i0, std::int64_t j0,
+                                                 const float* raw, float* x, const RowKind* kind, RowKind active,
+                                                 const float* keep) {
+    const Masks& masks = plan.masks;
+    const MaskedScore masked = masks.masked_score();
+    const std::int64_t count = std::min(kTile, plan.p.tv - j0);
+    const float alpha = plan.p.alpha, z = plan.pattern().adaptive() ? masks.span(g) : 0.0f;
+    alignas(64) float allow[kTile], log_weight[kTile] = {};
+    for (std::int64_t r = 0; r < kTile; ++r) {
+        if (kind[r] != active) continue;
+        masks.row_allowed(i0 + r, j0, count, kTile, z, keep, allow, log_weight);
+        const float* raw_row = raw + r;
+        float* x_row = x + r;
+        for (std::int64_t c = 0; c < count; ++c) {
+            const float v = alpha * raw_row[c * kTile] + log_weight[c];
+            x_row[c * kTile] = allow[c] != 0.0f ? v : masked(v);
+        }
+    }
+}
+
 // Scores of the key-major tile (keys j0.. as rows, queries i0.. as columns) from the raw products
 // `raw`, written as the softmax's inputs into `x`: alpha·s, masked as the op's style masks, log
 // weights added, and -inf for keys past the end. Columns of rows whose kind is not `active` hold
@@ -219,10 +242,8 @@ struct TileScores {
         const std::int64_t b = masks.batch_of_group(g), count = std::min(kTile, p.tv - j0);
         const std::uint8_t* keys = masks.any_key_mask() ? masks.keys(b) + j0 : nullptr;
         const MaskedScore masked = masks.masked_score();
-        const float z = plan.pattern().adaptive() ? masks.span(g) : 0.0f;
-        alignas(64) float keep[kTile], allow[kTile], log_weight[kTile];
+        alignas(64) float keep[kTile];
         for (std::int64_t c = 0; c < kTile; ++c) keep[c] = c < count && (!keys || keys[c]) ? 1.0f : 0.0f;
-        std::fill(log_weight, log_weight + kTile, 0.0f);
         const float alpha = p.alpha;
         if (full) {
             // Every query sees every key the key mask keeps: whole rows at once.
@@ -255,16 +276,7 @@ struct TileScores {
                 }
             }
         } else {
-            for (std::int64_t r = 0; r < kTile; ++r) {
-                if (kind[r] != active) continue;
-                masks.row_allowed(i0 + r, j0, count, kTile, z, keep, allow, log_weight);
-                const float* raw_row = raw + r;
-                float* x_row = x + r;
-                for (std::int64_t c = 0; c < count; ++c) {
-                    const float v = alpha * raw_row[c * kTile] + log_weight[c];
-                    x_row[c * kTile] = allow[c] != 0.0f ? v : masked(v);
-                }
-            }
+            scores_row_by_row(plan, g, i0, j0, raw, x, kind, active, keep);
         }
         for (std::int64_t c = count; c < kTile; ++c)
             for (int r = 0; r < kTile; r += kLanes) store(x + c * kTile + r, V{} + kMinusInfinity);
