@@ -21,15 +21,15 @@ from nngraph_json import step_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (model, mode, batch, the target ratio nngraph/PyTorch)
+# (model, mode, batch, the speed goals' target ratio nngraph/PyTorch, or None where they set none)
 CASES = [
-    ("imdb_attention", "train", 64, 1 / 5),
-    ("imdb_lstm", "train", 64, 1 / 3),
-    ("imdb_lstm_attention", "train", 64, 1 / 3),
-    ("imdb_attention", "infer", 1, 1 / 2),
-    ("imdb_lstm", "infer", 1, 1 / 3),
-    ("imdb_attention", "infer", 256, 1 / 10),
-    ("imdb_lstm", "infer", 256, 1 / 10),
+    ("imdb_attention", "train", 64, 0.2),
+    ("imdb_lstm", "train", 64, 0.3),
+    ("imdb_lstm_attention", "train", 64, None),
+    ("imdb_attention", "infer", 1, 0.4),
+    ("imdb_lstm", "infer", 1, None),
+    ("imdb_attention", "infer", 256, 0.15),
+    ("imdb_lstm", "infer", 256, None),
 ]
 
 
@@ -97,9 +97,9 @@ def main():
     print(f"| model | step | batch | nngraph ms | PyTorch ms | nngraph / PyTorch | target |")
     print(f"|---|---|---|---|---|---|---|")
     for model, mode, batch, ours, theirs, ratio, target in rows:
-        verdict = "met" if ratio <= target else "NOT met"
+        goal = "-" if target is None else f"<= {target:.2f} ({'met' if ratio <= target else 'NOT met'})"
         print(f"| {model} | {'training' if mode == 'train' else 'inference'} | {batch} | {ours:.2f} | {theirs:.2f} | "
-              f"{ratio:.3f} | <= {target:.3f} ({verdict}) |")
+              f"{ratio:.3f} | {goal} |")
 
 
 if __name__ == "__main__":
