@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "masks.hpp"
+#include "nngraph/carver.hpp"
 #include "nngraph/cpu.hpp"
 
 namespace nngraph_attention {
@@ -377,45 +378,52 @@ struct BackwardScratch {
     std::uint16_t* score_operand = nullptr;
 };
 
-// Where each piece of BackwardScratch lies in its buffer, each 64-byte aligned.
+// The next `count` T of a carver, or null when the problem needs none.
+template <class T>
+T* piece(nng::Carver& carver, std::int64_t count) {
+    T* at = carver.take<T>(count);
+    return count > 0 ? at : nullptr;
+}
+
+// How many of each piece of BackwardScratch a problem needs, and where they lie in one buffer
+// (nng::Carver: each 64-byte aligned, carved in the order counted).
 class BackwardLayout {
 public:
     BackwardLayout() = default;
     BackwardLayout(const Problem& piece, bool dot) {
-        const std::int64_t scores = piece.score_count();
-        dscores_ = add(4 * scores);
-        dropped_ = add(piece.may_drop ? 4 * scores : 0);
-        keys_ = add(Masks::combined_bytes(piece));
-        product_ = add(4 * piece.groups() * piece.tv * std::max(piece.dk, piece.dv));
         const bool alpha = piece.alpha_gradient && dot;
-        alpha_ = add(alpha ? 4 * piece.groups() * piece.tq * piece.dk : 0);
-        alpha_sum_ = add(alpha ? sizeof(double) : 0);
-        operands_ = add(piece.bfloat16 ? 2 * MatmulOperands::count(piece, true, dot) : 0);
-        score_operand_ = add(piece.bfloat16 ? 2 * scores : 0);
+        scores_ = piece.score_count();
+        dropped_ = piece.may_drop ? scores_ : 0;
+        keys_ = Masks::combined_bytes(piece);
+        product_ = piece.groups() * piece.tv * std::max(piece.dk, piece.dv);
+        alpha_ = alpha ? piece.groups() * piece.tq * piece.dk : 0;
+        alpha_sum_ = alpha ? 1 : 0;
+        operands_ = piece.bfloat16 ? MatmulOperands::count(piece, true, dot) : 0;
+        score_operand_ = piece.bfloat16 ? scores_ : 0;
+        nng::Carver counter;
+        carve(counter);
+        bytes_ = static_cast<std::int64_t>(counter.bytes());
     }
     std::int64_t bytes() const { return bytes_; }
     BackwardScratch at(void* buffer) const {
-        std::byte* base = static_cast<std::byte*>(buffer);
-        const auto piece = [&](std::int64_t offset, std::int64_t next) {
-            return next > offset ? base + offset : nullptr;
-        };
-        return {reinterpret_cast<float*>(piece(dscores_, dropped_)),
-                reinterpret_cast<float*>(piece(dropped_, keys_)),
-                reinterpret_cast<std::uint8_t*>(piece(keys_, product_)),
-                reinterpret_cast<float*>(piece(product_, alpha_)),
-                reinterpret_cast<float*>(piece(alpha_, alpha_sum_)),
-                reinterpret_cast<double*>(piece(alpha_sum_, operands_)),
-                reinterpret_cast<std::uint16_t*>(piece(operands_, score_operand_)),
-                reinterpret_cast<std::uint16_t*>(piece(score_operand_, bytes_))};
+        nng::Carver carver(buffer, static_cast<std::size_t>(bytes_));
+        return carve(carver);
     }
 
 private:
-    std::int64_t add(std::int64_t bytes) {
-        const std::int64_t offset = bytes_;
-        bytes_ += nng::round_up(bytes, 64);
-        return offset;
+    BackwardScratch carve(nng::Carver& c) const {
+        BackwardScratch s;
+        s.dscores = piece<float>(c, scores_);
+        s.dropped = piece<float>(c, dropped_);
+        s.keys = piece<std::uint8_t>(c, keys_);
+        s.product = piece<float>(c, product_);
+        s.alpha = piece<float>(c, alpha_);
+        s.alpha_sum = piece<double>(c, alpha_sum_);
+        s.operands = piece<std::uint16_t>(c, operands_);
+        s.score_operand = piece<std::uint16_t>(c, score_operand_);
+        return s;
     }
-    std::int64_t dscores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
+    std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
                  score_operand_ = 0, bytes_ = 0;
 };
 

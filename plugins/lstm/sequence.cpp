@@ -206,15 +206,10 @@ void add_to(float* a, const float* b, std::int64_t n) {
     for (std::int64_t i = 0; i < n; ++i) a[i] += b[i];
 }
 
-namespace {
-constexpr std::int64_t kAlignFloats = 64 / sizeof(float);
-std::int64_t aligned_floats(std::int64_t n) { return nng::round_up(n, kAlignFloats); }
-}  // namespace
-
 std::int64_t carved_floats(std::initializer_list<std::int64_t> counts) {
-    std::int64_t total = 0;
-    for (std::int64_t n : counts) total += aligned_floats(n);
-    return total;
+    nng::Carver counter;
+    for (std::int64_t n : counts) counter.take<float>(n);
+    return counter.floats();
 }
 
 void carve(float* memory, std::int64_t floats, std::initializer_list<Part> parts) {
