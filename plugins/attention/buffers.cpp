@@ -50,8 +50,8 @@ void* Buffers::thread(BufferId id, int thread) const {
 
 nng::Carver Buffers::thread_carver(BufferId id) const {
     if (id.index < 0) return nng::Carver(nullptr, 0);
-    const nng::Buffer<std::byte> handle = thread_buffer_[static_cast<std::size_t>(id.index)];
-    return nng::Carver(exec_->buffer(handle, omp_get_thread_num()), static_cast<std::size_t>(exec_->count(handle)));
+    return nng::Carver(thread(id),
+                       static_cast<std::size_t>(exec_->count(thread_buffer_[static_cast<std::size_t>(id.index)])));
 }
 
 namespace {

@@ -356,12 +356,6 @@ ForwardSplit forward_split(const Problem& p, int threads) {
     return {Kind::kGroupBlocks, nng::ceil_div(groups, chunk), chunk};
 }
 
-// Inference keeps no probabilities after the call, so when parts run one a thread each thread
-// needs only its current part's rows, which then stay in its cache, rather than the whole matrix.
-bool thread_probabilities(const Problem& p, bool training, bool scores_given) {
-    return !training && !scores_given && forward_split(p, omp_get_max_threads()).one_thread_each();
-}
-
 // What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
 // for given scores): dL/dscores, dropout's applied probabilities, the combined key masks, a
 // (G, Tv, max(dk, dv)) product, the alpha product's (G, Tq, dk) and its running sum, and under
@@ -380,7 +374,7 @@ struct BackwardScratch {
 
 // The next `count` T of a carver, or null when the problem needs none.
 template <class T>
-T* piece(nng::Carver& carver, std::int64_t count) {
+T* take_or_null(nng::Carver& carver, std::int64_t count) {
     T* at = carver.take<T>(count);
     return count > 0 ? at : nullptr;
 }
@@ -413,14 +407,14 @@ public:
 private:
     BackwardScratch carve(nng::Carver& c) const {
         BackwardScratch s;
-        s.dscores = piece<float>(c, scores_);
-        s.dropped = piece<float>(c, dropped_);
-        s.keys = piece<std::uint8_t>(c, keys_);
-        s.product = piece<float>(c, product_);
-        s.alpha = piece<float>(c, alpha_);
-        s.alpha_sum = piece<double>(c, alpha_sum_);
-        s.operands = piece<std::uint16_t>(c, operands_);
-        s.score_operand = piece<std::uint16_t>(c, score_operand_);
+        s.dscores = take_or_null<float>(c, scores_);
+        s.dropped = take_or_null<float>(c, dropped_);
+        s.keys = take_or_null<std::uint8_t>(c, keys_);
+        s.product = take_or_null<float>(c, product_);
+        s.alpha = take_or_null<float>(c, alpha_);
+        s.alpha_sum = take_or_null<double>(c, alpha_sum_);
+        s.operands = take_or_null<std::uint16_t>(c, operands_);
+        s.score_operand = take_or_null<std::uint16_t>(c, score_operand_);
         return s;
     }
     std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
@@ -514,8 +508,11 @@ std::int64_t backward_chunk(const Problem& p) {
 }  // namespace
 
 struct DenseCore::Ids {
-    // Forward's: probs and keep saved in training; probs per thread in inference when the parts
-    // run one a thread (thread_probabilities); keep and dropped only in training.
+    // How forward splits problems of this shape and thread count, decided once with the buffers.
+    ForwardSplit split;
+    // Forward's: probs and keep saved in training; keep and dropped only in training. Inference
+    // keeps no probabilities after the call, so when the parts run one a thread, each thread has
+    // only its current part's rows (thread_probs), which then stay in its cache.
     BufferId probs, keep, dropped, keys;
     bool thread_probs = false;
     // mixed_bfloat16: bf16 copies of the forward matmuls' operands (MatmulOperands).
@@ -527,12 +524,12 @@ struct DenseCore::Ids {
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
     Ids ids;
     const bool dot = scores_ == Scores::kDot;
-    ids.thread_probs = thread_probabilities(p, training, !dot);
+    ids.split = forward_split(p, omp_get_max_threads());
+    ids.thread_probs = !training && dot && ids.split.one_thread_each();
     if (training) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
     } else if (ids.thread_probs) {
-        const std::int64_t rows = forward_split(p, omp_get_max_threads()).part_rows(p);
-        ids.probs = list.floats("attention.probabilities", Lifetime::kThread, rows, p.tv);
+        ids.probs = list.floats("attention.probabilities", Lifetime::kThread, ids.split.part_rows(p), p.tv);
     } else {
         ids.probs = list.floats("attention.probabilities", Lifetime::kForward, p.groups() * p.tq, p.tv);
     }
@@ -607,7 +604,7 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
         forward_part(p, part, rows, masks, scores_given, m);
     };
     using Kind = ForwardSplit::Kind;
-    const ForwardSplit split = forward_split(p, omp_get_max_threads());
+    const ForwardSplit& split = ids.split;
     switch (split.kind) {
         case Kind::kWhole:
             run(whole_problem(mixed));
