@@ -54,6 +54,11 @@ struct Dense {
         dz_ = ctx.buffer<float>("pre-activation gradient", !f_.is_linear() || has_logits() ? elements : 0,
                                 nng::Lifetime::Backward);
         declare_bfloat16_copies(ctx, elements / units_, in);
+        const onednn::BiasRowFloats bias_rows = use_bias_ && ctx.precision() != nng::Precision::MixedBfloat16
+                                                    ? onednn::bias_row_floats(elements / units_, in, units_)
+                                                    : onednn::BiasRowFloats{};
+        bias_rows_.a = ctx.buffer<float>("input with a column of ones", bias_rows.a, nng::Lifetime::PerCall);
+        bias_rows_.b = ctx.buffer<float>("kernel with the bias as a row", bias_rows.b, nng::Lifetime::PerCall);
         std::uint32_t needs = NNG_NEEDS_INPUT(0);
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
@@ -133,13 +138,14 @@ struct Dense {
             m.kernel = onednn::to_bfloat16(m.kernel, kernel_room(exec));
         }
         const onednn::View z = z_view(exec, m.rows);
+        const onednn::BiasRowRooms bias_rows{exec.buffer(bias_rows_.a), exec.buffer(bias_rows_.b)};
         if (!z.present() && !f_.is_softmax()) {
             // Fused: y = f(x W + b) in one primitive (identity when linear).
-            onednn::matmul(m.x, m.kernel, m.y, {.bias = m.bias, .post = f_.eltwise()});
+            onednn::matmul(m.x, m.kernel, m.y, {.bias = m.bias, .post = f_.eltwise(), .bias_rows = bias_rows});
             return;
         }
         const onednn::View pre = z.present() ? z : m.y;  // softmax in inference: in place
-        onednn::matmul(m.x, m.kernel, pre, {.bias = m.bias});
+        onednn::matmul(m.x, m.kernel, pre, {.bias = m.bias, .bias_rows = bias_rows});
         f_.forward(pre, m.y);
     }
 
@@ -192,6 +198,9 @@ struct Dense {
     nng::Initializer kernel_init_, bias_init_;
     nng::Buffer<float> z_, dz_;
     Bfloat16Copies bf16_;
+    struct {
+        nng::Buffer<float> a, b;
+    } bias_rows_;  // onednn::BiasRowRooms, where the bias rides in the product
 };
 
 }  // namespace

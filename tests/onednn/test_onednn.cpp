@@ -78,6 +78,7 @@ struct MatmulCase {
     bool bias = false;
     float alpha = 1.0f, beta = 0.0f;
     dn::Eltwise post = {};
+    bool bias_as_row = false;  // the bias carried in the product, through rooms of its own
 };
 
 // A (batch..., rows, cols) matrix in memory, viewed transposed when stored the other way round.
@@ -141,7 +142,10 @@ void check_matmul(const MatmulCase& t) {
         ++flat;
     });
 
-    dn::matmul(a.view, b.view, c.view, {.alpha = t.alpha, .beta = t.beta, .bias = bias, .post = t.post});
+    std::vector<float> a_room(t.bias_as_row ? t.m * (t.k + 1) : 0), b_room(t.bias_as_row ? (t.k + 1) * t.n : 0);
+    const dn::BiasRowRooms rooms{t.bias_as_row ? a_room.data() : nullptr, t.bias_as_row ? b_room.data() : nullptr};
+    dn::matmul(a.view, b.view, c.view,
+               {.alpha = t.alpha, .beta = t.beta, .bias = bias, .post = t.post, .bias_rows = rooms});
     for (std::size_t i = 0; i < want.size(); ++i) {
         check_close(c.values[i], want[i], magnitude[i], "C[" + std::to_string(i) + "]");
     }
@@ -169,6 +173,10 @@ TEST_CASE("matmul matches a triple loop") {
         {{}, {}, 16, 12, 10, false, true, false, 0.25f},             // alpha
         {{}, {}, 16, 12, 10, true, false, false, 1.0f, 1.0f},        // accumulate (a weight gradient)
         {{3}, {3}, 9, 4, 5, false, false, true, 0.5f, -2.0f},        // everything together
+        // The bias as B's last row: plain, A and B read through their strides, with the options.
+        {{}, {}, 16, 12, 10, false, false, true, 1.0f, 0.0f, {}, true},
+        {{}, {}, 33, 70, 17, true, true, true, 1.0f, 0.0f, {}, true},
+        {{}, {}, 16, 12, 10, false, false, true, 0.5f, -2.0f, relu, true},
     };
     for (const MatmulCase& t : cases) {
         CAPTURE(t.m);

@@ -145,7 +145,69 @@ void eltwise_backward_impl(const Eltwise& f, const View& data, int data_arg, con
 
 // ---- Matmul ------------------------------------------------------------------------------------
 
+namespace {
+
+// Below this many floats C may still sit in cache when oneDNN's gemm adds the bias to it.
+constexpr std::int64_t kBiasPassFloats = std::int64_t{1} << 20;
+
+// C = [A 1]·[B; bias] through the rooms options.bias_rows gives, then the rest of options.
+void matmul_with_bias_row(const View& a, const View& b, const View& c, const MatmulOptions& options) {
+    const char* op = "matmul";
+    const View& bias = options.bias;
+    const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}, {"bias", &bias}};
+    require_present(op, views);
+    const bool plain = a.rank == 2 && b.rank == 2 && c.rank == 2 && a.type == DataType::f32 &&
+                       b.type == DataType::f32 && bias.type == DataType::f32;
+    if (!plain || a.dims[1] != b.dims[0] || bias.numel() != b.dims[1]) {
+        detail::fail(op, views, "a bias carried as a row of B needs f32 A (M, K), B (K, N) and a bias of N values");
+    }
+    const std::int64_t rows = a.dims[0], inner = a.dims[1], cols = b.dims[1];
+    const std::int64_t bias_stride = bias.strides[bias.rank - 1];
+    const auto* a_in = static_cast<const float*>(a.data);
+    const auto* b_in = static_cast<const float*>(b.data);
+    const auto* bias_in = static_cast<const float*>(bias.data);
+    float* const a_out = options.bias_rows.a;
+    float* const b_out = options.bias_rows.b;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (std::int64_t r = 0; r < rows; ++r) {
+            float* row = a_out + r * (inner + 1);
+            for (std::int64_t k = 0; k < inner; ++k) row[k] = a_in[r * a.strides[0] + k * a.strides[1]];
+            row[inner] = 1.0f;
+        }
+#pragma omp for schedule(static) nowait
+        for (std::int64_t k = 0; k <= inner; ++k) {
+            const float* from = k < inner ? b_in + k * b.strides[0] : bias_in;
+            const std::int64_t step = k < inner ? b.strides[1] : bias_stride;
+            float* row = b_out + k * cols;
+            if (step == 1) {
+                std::memcpy(row, from, static_cast<std::size_t>(cols) * sizeof(float));
+            } else {
+                for (std::int64_t j = 0; j < cols; ++j) row[j] = from[j * step];
+            }
+        }
+    }
+    MatmulOptions rest = options;
+    rest.bias = {};
+    rest.bias_rows = {};
+    matmul(view(a_out, DataType::f32, {rows, inner + 1}), view(b_out, DataType::f32, {inner + 1, cols}), c, rest);
+}
+
+}  // namespace
+
+BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols) {
+    // On AVX-512 oneDNN's matmul is brgemm, which adds the bias to each block of C in cache.
+    if (cpu::has_avx512()) return {};
+    const BiasRowFloats copies{rows * (inner + 1), (inner + 1) * cols};
+    const std::int64_t c_floats = rows * cols;
+    if (c_floats < kBiasPassFloats || 4 * (copies.a + copies.b) > c_floats) return {};
+    return copies;
+}
+
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options) {
+    if (options.bias.present() && options.bias_rows.a && options.bias_rows.b)
+        return matmul_with_bias_row(a, b, c, options);
     const char* op = "matmul";
     const View& bias_in = options.bias;
     const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}, {"bias", &bias_in}};

@@ -276,12 +276,30 @@ Eltwise activation(std::string_view keras_name);
 // Whether eltwise_backward_from_dst can differentiate f from its output alone.
 bool has_backward_from_dst(const Eltwise& f);
 
+// Room for a product that carries its bias as one more inner step, C = [A 1]·[B; bias]: A with a
+// column of ones (M, K + 1) and B with the bias as its last row (K + 1, N).
+struct BiasRowRooms {
+    float* a = nullptr;
+    float* b = nullptr;
+};
+
 struct MatmulOptions {
     float alpha = 1.0f;  // oneDNN's output scale: multiplies A·B + bias
     float beta = 0.0f;   // adds beta * C (C's old values): 1 accumulates a gradient
     View bias = {};      // broadcast to C's shape: (N) over rows, (M, 1) over columns, ...
     Eltwise post = {};   // applied last
+    // Given (both, with bias_row_floats' sizes), the bias (N) rides in the product; 2-D f32 only.
+    BiasRowRooms bias_rows = {};
 };
+
+// The floats of BiasRowRooms' a and b for C (rows, cols) = A (rows, inner) B (inner, cols) + bias;
+// both 0 where the bias is better left to oneDNN. Below AVX-512 oneDNN's matmul runs on its gemm,
+// which adds a bias in a pass of its own over C: a round trip to memory once C outgrows the cache,
+// where copying A and B costs a small fraction of that.
+struct BiasRowFloats {
+    std::int64_t a = 0, b = 0;
+};
+BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols);
 
 // C = post(alpha * (A·B + bias) + beta * C), batched over the leading axes.
 // A is (..., M, K), B (..., K, N), C (..., M, N); a transposed operand is a transposed() view.
