@@ -335,12 +335,27 @@ struct ForwardSplit {
         kQueryBlocks,  // parts of `per_part` query rows of one group, each on one thread
     };
     Kind kind = Kind::kWhole;
-    std::int64_t parts = 1, per_part = 0;
+    std::int64_t parts = 1, per_part = 0;  // per_part: the largest part's
 
     // Whether every part runs on one thread with single-threaded primitives.
     bool one_thread_each() const { return kind != Kind::kWhole; }
     // Rows of the score matrix in the largest part.
     std::int64_t part_rows(const Problem& p) const { return kind == Kind::kQueryBlocks ? per_part : per_part * p.tq; }
+};
+
+// `count` items in about `per_part` of them a part, the parts a multiple of `threads` when there
+// are enough, of sizes that differ by one at most (part i starts at nng::split_point): threads
+// that take equal runs of parts then take equal work, where equal parts but the last leave one
+// thread idle while the other finishes a whole extra part.
+struct EvenParts {
+    std::int64_t parts = 1, largest = 0;
+
+    EvenParts() = default;
+    EvenParts(std::int64_t count, std::int64_t per_part, int threads) {
+        parts = nng::ceil_div(count, std::max<std::int64_t>(per_part, 1));
+        if (parts >= threads) parts = std::min(nng::round_up(parts, threads), count);
+        largest = parts > 0 ? nng::ceil_div(count, parts) : 0;
+    }
 };
 
 ForwardSplit forward_split(const Problem& p, int threads) {
@@ -353,7 +368,8 @@ ForwardSplit forward_split(const Problem& p, int threads) {
     if (p.score_count() <= kOneThreadScores) return {Kind::kOneThread, 1, groups};
     const std::int64_t chunk = forward_chunk(p, threads);
     if (chunk >= groups) return {Kind::kWhole, 1, groups};
-    return {Kind::kGroupBlocks, nng::ceil_div(groups, chunk), chunk};
+    const EvenParts blocks(groups, chunk, threads);
+    return {Kind::kGroupBlocks, blocks.parts, blocks.largest};
 }
 
 // What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
@@ -494,22 +510,23 @@ BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const on
     return s;
 }
 
-// Batch elements per backward chunk: about 512 KiB of scores, so that a chunk's dL/dscores stays
-// in its thread's L2 between passes and the step's peak holds no second score-sized matrix beside P.
-std::int64_t backward_chunk(const Problem& p) {
+// The batch in backward chunks of about 512 KiB of scores, so that a chunk's dL/dscores stays in
+// its thread's L2 between passes and the step's peak holds no second score-sized matrix beside P.
+EvenParts backward_chunks(const Problem& p, int threads) {
     constexpr std::int64_t kChunkFloats = std::int64_t{1} << 17;
     const std::int64_t per_sample = std::max<std::int64_t>(p.heads * p.tq * p.tv, 1);
     const std::int64_t most =
         std::clamp<std::int64_t>(kChunkFloats / per_sample, 1, std::max<std::int64_t>(p.batch, 1));
-    const std::int64_t chunks = nng::ceil_div(p.batch, most);
-    return chunks > 0 ? nng::ceil_div(p.batch, chunks) : 1;  // equal chunks but the last
+    return EvenParts(p.batch, most, threads);
 }
 
 }  // namespace
 
 struct DenseCore::Ids {
-    // How forward splits problems of this shape and thread count, decided once with the buffers.
+    // How forward splits problems of this shape and thread count, and the dot core's backward
+    // the batch, decided once with the buffers.
     ForwardSplit split;
+    EvenParts backward_chunks;
     // Forward's: probs and keep saved in training; keep and dropped only in training. Inference
     // keeps no probabilities after the call, so when the parts run one a thread, each thread has
     // only its current part's rows (thread_probs), which then stay in its cache.
@@ -525,6 +542,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     Ids ids;
     const bool dot = scores_ == Scores::kDot;
     ids.split = forward_split(p, omp_get_max_threads());
+    ids.backward_chunks = backward_chunks(p, omp_get_max_threads());
     ids.thread_probs = !training && dot && ids.split.one_thread_each();
     if (training) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
@@ -544,10 +562,10 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
         ids.score_operand = list.bytes("attention.bfloat16_probabilities", Lifetime::kForward, 2 * p.score_count());
     }
     if (!training) return ids;
-    // Backward runs the dot core a chunk of the batch at a time (backward_chunk), each thread its
+    // Backward runs the dot core a chunk of the batch at a time (backward_chunks), each thread its
     // own chunks, and a given score function over the whole batch at once.
     Problem piece = p;
-    if (dot) piece.batch = backward_chunk(p);
+    if (dot) piece.batch = std::max<std::int64_t>(ids.backward_chunks.largest, 1);
     ids.backward_layout = BackwardLayout(piece, dot);
     ids.backward = list.bytes("attention.backward_scratch", dot ? Lifetime::kThread : Lifetime::kBackward,
                               ids.backward_layout.bytes());
@@ -614,8 +632,8 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
             return;
         case Kind::kGroupBlocks:
             onednn::run_in_parts(split.parts, [&](std::int64_t part) {
-                const std::int64_t g0 = part * split.per_part;
-                run(group_block(mixed, g0, std::min(split.per_part, p.groups() - g0)));
+                const std::int64_t g0 = nng::split_point(p.groups(), split.parts, part);
+                run(group_block(mixed, g0, nng::split_point(p.groups(), split.parts, part + 1) - g0));
             });
             return;
         case Kind::kQueryBlocks: {
@@ -654,11 +672,11 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     }
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
-    const std::int64_t chunk = backward_chunk(p), chunks = nng::ceil_div(p.batch, chunk);
+    const std::int64_t chunks = ids.backward_chunks.parts;
     // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum.
     const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum) {
-        const std::int64_t b0 = c * chunk;
-        BatchSlice s = batch_slice(p, state, dout, grads, b0, std::min(chunk, p.batch - b0));
+        const std::int64_t b0 = nng::split_point(p.batch, chunks, c);
+        BatchSlice s = batch_slice(p, state, dout, grads, b0, nng::split_point(p.batch, chunks, c + 1) - b0);
         s.grads.d_alpha_product = alpha_sum;
         const MatmulOperands m = MatmulOperands::of(s.p, s.dout, scratch.operands, scratch.score_operand, true);
         scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);

@@ -54,7 +54,8 @@ void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, 
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        draw_pairs(seed, threshold, mask, first_pair, pairs * t / count, pairs * (t + 1) / count);
+        draw_pairs(seed, threshold, mask, first_pair, nng::split_point(pairs, count, t),
+                   nng::split_point(pairs, count, t + 1));
     }
     if (n % 2)
         mask[n - 1] =
@@ -117,7 +118,7 @@ void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, 
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = rows * t / count, end = rows * (t + 1) / count;
+        const std::int64_t begin = nng::split_point(rows, count, t), end = nng::split_point(rows, count, t + 1);
         // The odometer over the outer dims, started at row `begin`.
         std::int64_t index[NNG_MAX_RANK] = {};
         std::int64_t offset = 0;
@@ -156,8 +157,8 @@ void copy(const nng::TensorRef& from, const nng::TensorRef& to, int threads) {
 #pragma omp parallel num_threads(threads)
     {
         const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = bytes * t / count / 64 * 64,
-                           end = t + 1 == count ? bytes : bytes * (t + 1) / count / 64 * 64;
+        const std::int64_t begin = nng::split_point(bytes, count, t) / 64 * 64,
+                           end = t + 1 == count ? bytes : nng::split_point(bytes, count, t + 1) / 64 * 64;
         std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin));
     }
 }

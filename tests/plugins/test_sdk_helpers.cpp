@@ -1,6 +1,7 @@
 // The SDK's header-only helpers that plugins size and carve their buffers with.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -38,6 +39,25 @@ TEST_CASE("ceil_div and round_up round up, across integer types") {
     CHECK(nng::round_up(std::int64_t{200}, std::int64_t{64}) == 256);
     CHECK(nng::round_up(std::size_t{64}, 64) == 64u);
     static_assert(nng::round_up(33, 32) == 64);
+}
+
+TEST_CASE("split_point cuts n into parts that differ by one at most, fair in every run of parts") {
+    CHECK(nng::split_point(64, 22, 0) == 0);
+    CHECK(nng::split_point(64, 22, 22) == 64);
+    CHECK(nng::split_point(64, 22, 11) == 32);  // two threads of 11 parts each: 32 samples each
+    for (const std::int64_t n : {0, 1, 5, 16, 64, 1000}) {
+        for (const std::int64_t parts : {1, 2, 3, 6, 22}) {
+            std::int64_t smallest = n, largest = 0;
+            for (std::int64_t i = 0; i < parts; ++i) {
+                const std::int64_t size = nng::split_point(n, parts, i + 1) - nng::split_point(n, parts, i);
+                smallest = std::min(smallest, size);
+                largest = std::max(largest, size);
+            }
+            CHECK(largest - smallest <= 1);
+            CHECK(largest == nng::ceil_div(n, parts));
+        }
+    }
+    static_assert(nng::split_point(std::size_t{10}, 4, 3) == 7u);
 }
 
 TEST_CASE("a counting carver sizes exactly what a carving one hands out, each array on 64 bytes") {

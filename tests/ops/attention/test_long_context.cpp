@@ -175,6 +175,10 @@ TEST_CASE("blockwise Attention equals dense: outputs and gradients") {
     // Over 2^17 scores a sample: the dense backward takes the batch in several chunks, one thread each.
     both("dense backward in chunks: masks, use_scale, dropout",
          {"Attention", {seq(3, 600, 8), seq(3, 600, 8)}, {true, true}, empty_mask(1)}, "use_scale: true, dropout: 0.1");
+    // 16 samples of 40000 scores: the dense forward's parts and its backward's chunks hold 2 or 3
+    // samples each, in runs of equal work for the two threads.
+    both("dense parts and chunks of 2 and 3 samples: masks, dropout",
+         {"Attention", {seq(16, 200, 8), seq(16, 200, 8)}, {true, true}, empty_mask(1)}, "dropout: 0.1");
 }
 
 // On two threads the dense forward gives each thread blocks of query rows (one sample) or a few
