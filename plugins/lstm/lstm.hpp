@@ -112,7 +112,7 @@ struct BatchSplit {
     std::int64_t batch = 0;
     std::int64_t parts = 1;
 
-    std::int64_t first(std::int64_t p) const { return batch * p / parts; }
+    std::int64_t first(std::int64_t p) const { return nng::split_point(batch, parts, p); }
     std::int64_t count(std::int64_t p) const { return first(p + 1) - first(p); }
 };
 // At most kMaxParts parts of at least kLeastPartBatch sequences, one per thread.

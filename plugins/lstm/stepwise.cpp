@@ -287,7 +287,7 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
         if (mine.kernel) std::fill_n(mine.kernel, F * width, 0.0f);
         if (mine.recurrent_kernel) std::fill_n(mine.recurrent_kernel, U * width, 0.0f);
         std::fill_n(bias, width, 0.0);
-        for (std::int64_t b = blocks * w / workers; b < blocks * (w + 1) / workers; ++b) {
+        for (std::int64_t b = nng::split_point(blocks, workers, w); b < nng::split_point(blocks, workers, w + 1); ++b) {
             const std::int64_t first = b * block_rows, count = std::min(block_rows, rows - first);
             if (count <= 0) break;  // rounding up the block size can leave the last blocks empty
             const float* dz_block = dz + first * width;

@@ -22,9 +22,9 @@ constexpr std::common_type_t<N, M> round_up(N n, M multiple) {
 // Where part `part` (0 <= part <= parts) of n split into `parts` near-equal parts starts: n * part /
 // parts. Sizes differ by one at most, and a run of k parts holds k / parts of n to within one, so
 // threads that take equal runs of parts take equal work.
-template <std::integral N, std::integral P>
-constexpr std::common_type_t<N, P> split_point(N n, P parts, P part) {
-    using T = std::common_type_t<N, P>;
+template <std::integral N, std::integral P, std::integral I>
+constexpr std::common_type_t<N, P, I> split_point(N n, P parts, I part) {
+    using T = std::common_type_t<N, P, I>;
     return static_cast<T>(n) * static_cast<T>(part) / static_cast<T>(parts);
 }
 
