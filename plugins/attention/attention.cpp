@@ -59,6 +59,10 @@ struct Attention {
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         long_.declare_sequence_role(ctx, causal_);
+        // One tensor as query and key (Attention [x, x]): a core that can adds the key's gradient
+        // into the query's, which the host sums with the key's anyway.
+        key_is_query_ =
+            !long_.lsh() && !concat_ && core_->adds_dk_into_dq() && ctx.same_input(d.roles.query, d.roles.key);
         if (d.q[2] != d.k[2] && !long_.lsh()) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
                                                   (concat_ ? "concat adds them" : "dot multiplies them") +
@@ -96,6 +100,7 @@ struct Attention {
         p.style = MaskStyle::kSubtract;
         p.alpha_gradient = use_scale_ && !concat_;
         p.bfloat16 = bfloat16_;
+        p.key_is_query = key_is_query_;
         dropout_.size(p);
         return p;
     }
@@ -161,8 +166,12 @@ struct Attention {
         double product = 0.0;
         CoreGradients grads;
         grads.dq = onednn::view(dq);
-        if (!long_.lsh()) grads.dk = onednn::view(dk);  // lsh's keys are the queries: dq has their gradient
         grads.dv = onednn::view(dv);
+        if (p.key_is_query) {
+            if (!key_is_value) zero(dk);  // the key's own slot: its share is in the query's
+        } else if (!long_.lsh()) {
+            grads.dk = onednn::view(dk);  // lsh's keys are the queries: dq has their gradient
+        }
         grads.dk_accumulates = key_is_value;  // onto the value gradient
         if (dscale) grads.d_alpha_product = &product;
         if (dspan) grads.d_spans = dspan.f32();
@@ -250,6 +259,7 @@ struct Attention {
     LongContextAttrs long_;
     std::unique_ptr<AttentionCore> core_;
     bool bfloat16_ = false;             // the node's policy is mixed_bfloat16 (known from infer on)
+    bool key_is_query_ = false;         // query and key are one tensor of the graph (known from infer on)
     DenseCore* concat_core_ = nullptr;  // core_ when concat: the dense core on the op's scores
 };
 

@@ -95,7 +95,10 @@ struct Problem {
     nng::Comm comm{nullptr};
 
     bool alpha_gradient = false;  // backward is asked for CoreGradients::d_alpha_product
-    bool two_key_masks = false;   // both key masks may be given (sizes the room to combine them)
+    // q and k are one tensor, whose two gradients the op's host sums anyway, and the core adds dk
+    // into dq (AttentionCore::adds_dk_into_dq): backward then writes dq + dk into dq, given no dk.
+    bool key_is_query = false;
+    bool two_key_masks = false;  // both key masks may be given (sizes the room to combine them)
     // Key/value-gradient-sized room the op lends its core's backward as scratch: 1, dk and dv
     // themselves (distinct contiguous (G, tv, d) arrays, written, never added to, and read by
     // nobody before); 2, also CoreGradients::spare_dk and spare_dv.
@@ -183,6 +186,8 @@ public:
     virtual const BufferList& buffers(const Problem& p, bool training) const = 0;
     // Whether backward reads the forward's output (p.out), which the op must then keep for it.
     virtual bool backward_reads_output() const = 0;
+    // Whether backward can add the key gradient into the query's (Problem::key_is_query).
+    virtual bool adds_dk_into_dq() const { return false; }
 
     // p.out = attention(p); in training (the saved buffers present) also what backward needs.
     virtual void forward(const Problem& p, const Buffers& buffers) const = 0;

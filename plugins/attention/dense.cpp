@@ -12,6 +12,7 @@
 #include "masks.hpp"
 #include "nngraph/carver.hpp"
 #include "nngraph/cpu.hpp"
+#include "nngraph/vector_math.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -459,12 +460,54 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
 }
 
+// An 8 x 8 tile of floats, one vector a row.
+using TileRow = nng::simd::Vectors<32>::Float;
+
+// The tile transposed in place: rows interleaved in pairs, then in pairs of pairs, then halves.
+inline __attribute__((always_inline)) void transpose_tile(TileRow r[8]) {
+    TileRow t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        for (int k = 0; k < 2; ++k) {
+            u[i + 2 * k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * k + 1] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+// s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
+// the rows and columns past the last whole tile one by one.
+NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
+    const std::int64_t whole = n / 8 * 8;
+    for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
+        for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
+            TileRow a[8], b[8];
+            for (int r = 0; r < 8; ++r) a[r] = nng::simd::load<TileRow>(s + (i0 + r) * n + j0);
+            for (int r = 0; r < 8; ++r) b[r] = nng::simd::load<TileRow>(s + (j0 + r) * n + i0);
+            transpose_tile(b);
+            for (int r = 0; r < 8; ++r) nng::simd::store(s + (i0 + r) * n + j0, a[r] += b[r]);
+            transpose_tile(a);
+            for (int r = 0; r < 8; ++r) nng::simd::store(s + (j0 + r) * n + i0, a[r]);
+        }
+    }
+    for (std::int64_t i = whole; i < n; ++i) {
+        for (std::int64_t j = 0; j <= i; ++j) s[i * n + j] = s[j * n + i] = s[i * n + j] + s[j * n + i];
+    }
+}
+
 // dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores, the products on `m`'s operands; see
-// CoreGradients for d_alpha_product (added to, not overwritten, and in f32). `buffer` holds
-// (G, Tq, dk) floats when d_alpha_product is wanted.
-void dot_backward(const Problem& p, const float* dscores, const CoreGradients& grads, float* buffer,
+// CoreGradients for d_alpha_product (added to, not overwritten, and in f32). With key_is_query
+// dL/dscores is overwritten. `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
+void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, float* buffer,
                   const MatmulOperands& m) {
-    const onednn::View dS_f32 = scores_view(p, const_cast<float*>(dscores));
+    const onednn::View dS_f32 = scores_view(p, dscores);
     if (grads.d_alpha_product) {
         // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
         const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
@@ -480,6 +523,11 @@ void dot_backward(const Problem& p, const float* dscores, const CoreGradients& g
                 sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
         }
         *grads.d_alpha_product += sum;
+    }
+    if (p.key_is_query) {
+        // q and k are one tensor: dq + dk = alpha (dS + dSᵀ)·q, one product where there were two.
+        nng::parallel_for(p.groups(), threads_for(p.score_count()),
+                          [&](std::int64_t g) { add_transpose(dscores + g * p.tq * p.tv, p.tq); });
     }
     const onednn::View dS = m.score_operand(dS_f32);
     if (grads.dq.present()) onednn::matmul(dS, m.k, grads.dq, {.alpha = p.alpha});
@@ -579,8 +627,10 @@ CoreWork DenseCore::work(const Problem& p) const {
     const std::int64_t G = p.groups(), scores = p.score_count();
     const nng::Work product = scores_ == Scores::kDot ? nng::matmul_work(G, p.tq, p.dk, p.tv) : nng::Work{};
     const nng::Work weighted_sum = nng::matmul_work(G, p.tq, p.tv, p.dv);
+    // With key_is_query, dS + dSᵀ (an add a pair of scores) and one product for dq + dk.
+    const nng::Work query_and_key = p.key_is_query ? product + nng::elementwise_work(scores, 1, 2) : 2 * product;
     return {product + nng::elementwise_work(scores, 4, 2) + weighted_sum,
-            2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + 2 * product};
+            2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + query_and_key};
 }
 
 const DeclaredBuffers<BufferShape, DenseCore::Ids>::Entry& DenseCore::declared(const Problem& p, bool training) const {

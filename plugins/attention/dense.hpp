@@ -20,6 +20,7 @@ public:
     CoreWork work(const Problem& p) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return false; }
+    bool adds_dk_into_dq() const override { return scores_ == Scores::kDot; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
                   const CoreGradients& grads) const override;

@@ -268,6 +268,11 @@ typedef struct nng_infer_io {
      * what every op before this field says). */
     int32_t sequence_role;   /* nng_sequence_role */
     int32_t sequence_layout; /* nng_shard_layout the op needs, for NNG_SEQUENCE_SPREADS */
+    /* Appended (check struct_size). Per input, the lowest index of an input that is the same tensor
+     * of the graph, its own index when none is: a node given [x, x] reads {0, 0}. The host sums
+     * the gradients of such inputs, so an op may split their total between them as it likes.
+     * NULL when the host does not say. */
+    const int32_t* input_sources;
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */

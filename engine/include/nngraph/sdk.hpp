@@ -292,6 +292,16 @@ public:
         return knows_session() && io_->input_advances && io_->input_advances[check_input(i)] != 0;
     }
 
+    // Whether inputs i and j are one tensor of the graph (a node given [x, x]): the host then sums
+    // their gradients, and the op may split the total between them as it likes. False for i != j
+    // when the host does not say.
+    bool same_input(int i, int j) const {
+        check_input(i), check_input(j);
+        if (i == j || !knows(offsetof(nng_infer_io, input_sources) + sizeof(io_->input_sources)) || !io_->input_sources)
+            return i == j;
+        return io_->input_sources[i] == io_->input_sources[j];
+    }
+
     // Adds an output; returns its index.
     int add_output(nng_dtype dtype, const Dims& dims) {
         if (io_->num_outputs >= NNG_MAX_OUTPUTS) throw OpError("too many outputs (at most 4)");

@@ -257,6 +257,12 @@ void Graph::infer_shapes() {
             masks.push_back(tensors_[static_cast<std::size_t>(t)].mask >= 0);
         }
 
+        std::vector<std::int32_t> sources;
+        for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+            const auto first = std::find(node.inputs.begin(), node.inputs.end(), node.inputs[i]);
+            sources.push_back(static_cast<std::int32_t>(first - node.inputs.begin()));
+        }
+        node.instance->set_input_sources(std::move(sources));
         OpFailure failure;
         if (!node.instance->infer(infos, masks, false, 1, node.shapes, failure)) {
             std::string shapes;

@@ -83,6 +83,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         io.input_advances = advances.data();
     }
     io.precision = precision_;
+    if (input_sources_.size() == inputs.size()) io.input_sources = input_sources_.data();
     nng_error error = fresh_error();
     if (op_.def->infer(instance_, &io, &error) != NNG_OK) {
         failure = to_failure(error);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nngraph/op_types.hpp"
@@ -42,6 +43,10 @@ public:
     // Keras's name of input `slot` ("query"), or empty when the op does not name it.
     std::string input_name(int slot) const;
 
+    // Per input, the lowest index of an input that is the same graph tensor (nng_infer_io's
+    // input_sources), told every infer from now on; by default each input is its own.
+    void set_input_sources(std::vector<std::int32_t> sources) { input_sources_ = std::move(sources); }
+
     // Returns false and fills `failure` when the plugin rejects the inputs. `num_threads` is what
     // every call of the plan runs with (1 at load time); `session` is set in a decoding session's plan.
     bool infer(const std::vector<TensorInfo>& inputs, const std::vector<bool>& input_has_mask, bool training,
@@ -56,6 +61,7 @@ private:
     RegisteredOp op_;
     void* instance_ = nullptr;
     nng_precision precision_ = NNG_PRECISION_FLOAT32;
+    std::vector<std::int32_t> input_sources_;
 };
 
 class OpCreateError : public std::exception {

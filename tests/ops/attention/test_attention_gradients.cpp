@@ -2,7 +2,14 @@
 // one row per attribute set, mask combination and shape.
 #include <doctest/doctest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "exec/weights.hpp"
 #include "gradcheck_table.hpp"
+#include "graph_gradcheck.hpp"
+#include "train/losses.hpp"
 
 using nngraph::DType;
 using nngraph::testing::check_gradient_table;
@@ -95,4 +102,71 @@ TEST_CASE("MultiHeadAttention backward matches finite differences") {
          "{num_heads: 2, key_dim: 2, dropout: 0.3, seed: 5}",
          {sequence_input(2, 4, 3, true), sequence_input(2, 5, 3)}},
     });
+}
+
+TEST_CASE("Attention on one tensor as query and key: gradients through the executor") {
+    // The host sums the gradients of a tensor read twice; the dense core then adds the key's
+    // gradient into the query's slot as one product of dS + dSᵀ. 11 steps: one whole 8 x 8 tile
+    // of the scores and a remainder.
+    const std::string head = R"(inputs: [{name: x, shape: [11, 3]}]
+nodes:
+  - {name: d, op: Dense, inputs: [x], units: 4, activation: tanh}
+  - {name: v, op: Dense, inputs: [x], units: 5}
+)";
+    const std::string tail = R"(  - {name: pool, op: GlobalAveragePooling1D, inputs: [a]}
+  - {name: out, op: Dense, inputs: [pool], units: 1, activation: sigmoid}
+outputs: [out]
+training: {loss: binary_crossentropy}
+)";
+    const std::vector<std::pair<std::string, std::string>> attentions = {
+        {"[d, d]", "  - {name: a, op: Attention, inputs: [d, d]}\n"},
+        {"[d, v, d]: the key's own slot gets nothing", "  - {name: a, op: Attention, inputs: [d, v, d]}\n"},
+        {"[d, d], causal, use_scale",
+         "  - {name: a, op: Attention, inputs: [d, d], use_causal_mask: true, "
+         "use_scale: true}\n"},
+    };
+    for (const auto& [label, attention] : attentions) {
+        nngraph::testing::GraphGradCase c;
+        c.label = label;
+        c.model_yaml = head + attention + tail;
+        c.batch = 3;
+        const auto result = nngraph::testing::check_graph_gradients(c);
+        CAPTURE(label);
+        INFO(result.report);
+        CHECK(result.checked > 0);
+        CHECK(result.ok);
+    }
+}
+
+TEST_CASE("Attention on one tensor as query and key counts the one product it makes for both gradients") {
+    constexpr std::int64_t batch = 2, steps = 16, width = 8;
+    // The backward work the executor's plan records for Attention on `inputs`.
+    const auto backward_flops = [&](const std::string& inputs) {
+        const std::string model = R"(inputs: [{name: x, shape: [16, 8]}]
+nodes:
+  - {name: d, op: Dense, inputs: [x], units: 8}
+  - {name: e, op: Dense, inputs: [x], units: 8}
+  - {name: a, op: Attention, inputs: )" +
+                                  inputs + R"(}
+  - {name: pool, op: GlobalAveragePooling1D, inputs: [a]}
+  - {name: out, op: Dense, inputs: [pool], units: 1, activation: sigmoid}
+outputs: [out]
+training: {loss: binary_crossentropy}
+)";
+        auto graph = nngraph::Graph::from_spec(nngraph::parse_model(model, "model.yaml", "."));
+        nngraph::Executor executor(graph, {1, 3});
+        nngraph::initialize_weights(*graph, 3, executor.weights());
+        executor.set_loss(nngraph::make_loss("binary_crossentropy"));
+        nngraph::Tensor x(DType::F32, {batch, steps, width}), y(DType::F32, {batch, 1});
+        nngraph::testing::fill_uniform(x, -1, 1, 4);
+        nngraph::BatchRef step;
+        step.inputs.push_back(&x);
+        step.targets.push_back(&y);
+        executor.run(step, nngraph::StepKind::Gradient);
+        const nngraph::NodeId a = graph->tensor(*graph->find_tensor("a")).producer;
+        return executor.last_plan_work()[static_cast<std::size_t>(a)].backward_flops;
+    };
+    // Two tensors: dq = dS·k and dk = dSᵀ·q. One: dS + dSᵀ (an add a score), then one product.
+    const std::int64_t scores = batch * steps * steps, product = 2 * scores * width;
+    CHECK(backward_flops("[d, e]") - backward_flops("[d, d]") == product - scores);
 }
