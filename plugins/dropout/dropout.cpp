@@ -109,6 +109,13 @@ inline float kept_or_zero(float v, std::uint8_t keep) {
     return std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & (0u - static_cast<std::uint32_t>(keep)));
 }
 
+// d[i] = m[i] ? s[i] * scale : 0 for i < width: one row whose mask is not broadcast. Cloned for
+// AVX2 and AVX-512, which widen the mask bytes to lanes in one instruction.
+NNG_LOOP_CLONES void masked_row(const float* s, const std::uint8_t* m, float scale, float* d, std::int64_t width) {
+#pragma omp simd
+    for (std::int64_t i = 0; i < width; ++i) d[i] = kept_or_zero(s[i] * scale, m[i]);
+}
+
 // dst[i] = mask[i's mask element] ? src[i] * scale : 0, for forward (x to y) and backward (dy to dx).
 void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, float scale, float* dst, int threads) {
     const int last = b.rank - 1;
@@ -132,8 +139,7 @@ void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, 
             float* d = dst + row * width;
             const std::uint8_t* m = mask + offset;
             if (step) {
-#pragma omp simd
-                for (std::int64_t i = 0; i < width; ++i) d[i] = kept_or_zero(s[i] * scale, m[i]);
+                masked_row(s, m, scale, d, width);
             } else if (m[0]) {
 #pragma omp simd
                 for (std::int64_t i = 0; i < width; ++i) d[i] = s[i] * scale;
