@@ -277,6 +277,67 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
             {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
+// An 8 x 8 tile of floats, one vector a row.
+using TileRow = nng::simd::Vectors<32>::Float;
+
+// The tile transposed in place: rows interleaved in pairs, then in pairs of pairs, then halves.
+inline __attribute__((always_inline)) void transpose_tile(TileRow r[8]) {
+    TileRow t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        for (int k = 0; k < 2; ++k) {
+            u[i + 2 * k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * k + 1] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+// s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
+// the rows and columns past the last whole tile one by one.
+NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
+    const std::int64_t whole = n / 8 * 8;
+    for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
+        for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
+            TileRow a[8], b[8];
+            for (int r = 0; r < 8; ++r) a[r] = nng::simd::load<TileRow>(s + (i0 + r) * n + j0);
+            for (int r = 0; r < 8; ++r) b[r] = nng::simd::load<TileRow>(s + (j0 + r) * n + i0);
+            transpose_tile(b);
+            for (int r = 0; r < 8; ++r) nng::simd::store(s + (i0 + r) * n + j0, a[r] += b[r]);
+            transpose_tile(a);
+            for (int r = 0; r < 8; ++r) nng::simd::store(s + (j0 + r) * n + i0, a[r]);
+        }
+    }
+    for (std::int64_t i = whole; i < n; ++i) {
+        for (std::int64_t j = 0; j <= i; ++j) s[i * n + j] = s[j * n + i] = s[i * n + j] + s[j * n + i];
+    }
+}
+
+// dst = the transpose of the (rows, cols) block at src: dst is (cols, rows); both have row stride
+// `stride`. 8 x 8 tiles, then the rows and columns past the last whole tile one by one.
+NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t rows, std::int64_t cols,
+                                    std::int64_t stride) {
+    const std::int64_t whole_rows = rows / 8 * 8, whole_cols = cols / 8 * 8;
+    for (std::int64_t i0 = 0; i0 < whole_rows; i0 += 8) {
+        for (std::int64_t j0 = 0; j0 < whole_cols; j0 += 8) {
+            TileRow t[8];
+            for (int r = 0; r < 8; ++r) t[r] = nng::simd::load<TileRow>(src + (i0 + r) * stride + j0);
+            transpose_tile(t);
+            for (int r = 0; r < 8; ++r) nng::simd::store(dst + (j0 + r) * stride + i0, t[r]);
+        }
+        for (std::int64_t i = i0; i < i0 + 8; ++i)
+            for (std::int64_t j = whole_cols; j < cols; ++j) dst[j * stride + i] = src[i * stride + j];
+    }
+    for (std::int64_t i = whole_rows; i < rows; ++i)
+        for (std::int64_t j = 0; j < cols; ++j) dst[j * stride + i] = src[i * stride + j];
+}
+
 // Where one forward part writes its rows of the score matrix: the probabilities, and with
 // dropout the dropped probabilities and the keep bits, each pointing at the part's first row.
 struct PartRows {
@@ -285,15 +346,44 @@ struct PartRows {
     std::uint8_t* keep = nullptr;
 };
 
+// Rows [i0, i0 + count) of every group of a (G, T, d) view.
+onednn::View rows_of_groups(const onednn::View& v, std::int64_t i0, std::int64_t count) {
+    onednn::View s = v;
+    s.data = advance(v, i0 * v.strides[1]);
+    s.dims[1] = count;
+    return s;
+}
+
+// alpha·q·qᵀ of the part's groups into `scores` (G', T, T), in two products and a mirror image.
+void symmetric_scores(const Problem& p, const ForwardPart& part, float* scores, std::int64_t split) {
+    const std::int64_t t = p.tq, groups = part.q.dims[0], below = t - split;
+    const auto block = [&](std::int64_t i0, std::int64_t rows, std::int64_t cols) {
+        return onednn::view(scores + i0 * t, DataType::f32, {groups, rows, cols}, {t * t, t, 1});
+    };
+    const onednn::View above = rows_of_groups(part.q, 0, split);
+    onednn::matmul(above, rows_of_groups(part.k, 0, split).transposed(), block(0, split, split), {.alpha = p.alpha});
+    onednn::matmul(rows_of_groups(part.q, split, below), part.k.transposed(), block(split, below, t),
+                   {.alpha = p.alpha});
+    nng::parallel_for(groups, threads_for(groups * t * t), [&](std::int64_t g) {
+        float* s = scores + g * t * t;
+        copy_transpose(s + split * t, s + split, below, split, t);
+    });
+}
+
 // The forward of `part` into `rows`. `operands` holds the bf16 room for P under mixed_bfloat16
-// (part.q, k and v are then bf16).
+// (part.q, k and v are then bf16). `symmetric`: symmetric_split's, used on whole groups.
 void forward_part(const Problem& p, const ForwardPart& part, const PartRows& rows, const Masks& masks,
-                  bool scores_given, const MatmulOperands& operands) {
+                  bool scores_given, const MatmulOperands& operands, std::int64_t symmetric) {
     const auto rows_of = [&](float* matrix) {
         return onednn::view(matrix, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
     const onednn::View scores = rows_of(rows.probs);
-    if (!scores_given) onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
+    if (scores_given) {
+    } else if (symmetric > 0 && part.q.dims[1] == p.tq) {
+        symmetric_scores(p, part, rows.probs, symmetric);
+    } else {
+        onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
+    }
     if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
     onednn::softmax_forward(scores, scores);
     if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
@@ -371,6 +461,16 @@ ForwardSplit forward_split(const Problem& p, int threads) {
     if (chunk >= groups) return {Kind::kWhole, 1, groups};
     const EvenParts blocks(groups, chunk, threads);
     return {Kind::kGroupBlocks, blocks.parts, blocks.largest};
+}
+
+// Where alpha·q·kᵀ of one tensor as q and k, which is symmetric, is made in two parts: the rows
+// from `split` on in full, the rows above it up to column `split`; the rest is their mirror image.
+// Three quarters of the product's work. 0 where the whole product is made: other problems, and
+// parts of query rows (which see no mirror).
+std::int64_t symmetric_split(const Problem& p, const ForwardSplit& split) {
+    constexpr std::int64_t kLeastSteps = 16;
+    if (!p.key_is_query || split.kind == ForwardSplit::Kind::kQueryBlocks || p.tq < kLeastSteps) return 0;
+    return nng::round_up(nng::ceil_div(p.tq, 2), 8);
 }
 
 // What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
@@ -458,48 +558,6 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
     if (p.style == MaskStyle::kReplace && p.has_masks())
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
-}
-
-// An 8 x 8 tile of floats, one vector a row.
-using TileRow = nng::simd::Vectors<32>::Float;
-
-// The tile transposed in place: rows interleaved in pairs, then in pairs of pairs, then halves.
-inline __attribute__((always_inline)) void transpose_tile(TileRow r[8]) {
-    TileRow t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        for (int k = 0; k < 2; ++k) {
-            u[i + 2 * k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * k + 1] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    }
-    for (int i = 0; i < 4; ++i) {
-        r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-
-// s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
-// the rows and columns past the last whole tile one by one.
-NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
-    const std::int64_t whole = n / 8 * 8;
-    for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
-        for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
-            TileRow a[8], b[8];
-            for (int r = 0; r < 8; ++r) a[r] = nng::simd::load<TileRow>(s + (i0 + r) * n + j0);
-            for (int r = 0; r < 8; ++r) b[r] = nng::simd::load<TileRow>(s + (j0 + r) * n + i0);
-            transpose_tile(b);
-            for (int r = 0; r < 8; ++r) nng::simd::store(s + (i0 + r) * n + j0, a[r] += b[r]);
-            transpose_tile(a);
-            for (int r = 0; r < 8; ++r) nng::simd::store(s + (j0 + r) * n + i0, a[r]);
-        }
-    }
-    for (std::int64_t i = whole; i < n; ++i) {
-        for (std::int64_t j = 0; j <= i; ++j) s[i * n + j] = s[j * n + i] = s[i * n + j] + s[j * n + i];
-    }
 }
 
 // dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores, the products on `m`'s operands; see
@@ -627,9 +685,18 @@ CoreWork DenseCore::work(const Problem& p) const {
     const std::int64_t G = p.groups(), scores = p.score_count();
     const nng::Work product = scores_ == Scores::kDot ? nng::matmul_work(G, p.tq, p.dk, p.tv) : nng::Work{};
     const nng::Work weighted_sum = nng::matmul_work(G, p.tq, p.tv, p.dv);
-    // With key_is_query, dS + dSᵀ (an add a pair of scores) and one product for dq + dk.
-    const nng::Work query_and_key = p.key_is_query ? product + nng::elementwise_work(scores, 1, 2) : 2 * product;
-    return {product + nng::elementwise_work(scores, 4, 2) + weighted_sum,
+    // With key_is_query: dS + dSᵀ (an add a pair of scores) and one product for dq + dk; forward
+    // makes the symmetric q·qᵀ in two products (symmetric_scores) and copies the rest.
+    nng::Work scores_product = product, query_and_key = 2 * product;
+    if (scores_ == Scores::kDot && p.key_is_query) {
+        query_and_key = product + nng::elementwise_work(scores / 2, 1, 4);
+        if (const std::int64_t split = symmetric_split(p, forward_split(p, omp_get_max_threads())); split > 0) {
+            const std::int64_t below = p.tq - split;
+            scores_product = nng::matmul_work(G, split, p.dk, split) + nng::matmul_work(G, below, p.dk, p.tq) +
+                             nng::elementwise_work(G * below * split, 0, 2);
+        }
+    }
+    return {scores_product + nng::elementwise_work(scores, 4, 2) + weighted_sum,
             2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + query_and_key};
 }
 
@@ -669,7 +736,7 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
                                   ? PartRows{buffers.thread_floats(ids.probs)}
                                   : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
                                              state.keep ? state.keep + r0 * row_bytes : nullptr};
-        forward_part(p, part, rows, masks, scores_given, m);
+        forward_part(p, part, rows, masks, scores_given, m, scores_given ? 0 : symmetric_split(p, ids.split));
     };
     using Kind = ForwardSplit::Kind;
     const ForwardSplit& split = ids.split;

@@ -106,9 +106,9 @@ TEST_CASE("MultiHeadAttention backward matches finite differences") {
 
 TEST_CASE("Attention on one tensor as query and key: gradients through the executor") {
     // The host sums the gradients of a tensor read twice; the dense core then adds the key's
-    // gradient into the query's slot as one product of dS + dSᵀ. 11 steps: one whole 8 x 8 tile
-    // of the scores and a remainder.
-    const std::string head = R"(inputs: [{name: x, shape: [11, 3]}]
+    // gradient into the query's slot as one product of dS + dSᵀ, and makes q·qᵀ from its first 16
+    // rows up to column 16 and its last 11 in full. 27 steps: whole 8 x 8 tiles and remainders.
+    const std::string head = R"(inputs: [{name: x, shape: [27, 3]}]
 nodes:
   - {name: d, op: Dense, inputs: [x], units: 4, activation: tanh}
   - {name: v, op: Dense, inputs: [x], units: 5}
@@ -138,10 +138,10 @@ training: {loss: binary_crossentropy}
     }
 }
 
-TEST_CASE("Attention on one tensor as query and key counts the one product it makes for both gradients") {
+TEST_CASE("Attention on one tensor as query and key counts the products it makes") {
     constexpr std::int64_t batch = 2, steps = 16, width = 8;
-    // The backward work the executor's plan records for Attention on `inputs`.
-    const auto backward_flops = [&](const std::string& inputs) {
+    // The work the executor's plan records for Attention on `inputs`.
+    const auto work = [&](const std::string& inputs) {
         const std::string model = R"(inputs: [{name: x, shape: [16, 8]}]
 nodes:
   - {name: d, op: Dense, inputs: [x], units: 8}
@@ -164,9 +164,12 @@ training: {loss: binary_crossentropy}
         step.targets.push_back(&y);
         executor.run(step, nngraph::StepKind::Gradient);
         const nngraph::NodeId a = graph->tensor(*graph->find_tensor("a")).producer;
-        return executor.last_plan_work()[static_cast<std::size_t>(a)].backward_flops;
+        return executor.last_plan_work()[static_cast<std::size_t>(a)];
     };
-    // Two tensors: dq = dS·k and dk = dSᵀ·q. One: dS + dSᵀ (an add a score), then one product.
-    const std::int64_t scores = batch * steps * steps, product = 2 * scores * width;
-    CHECK(backward_flops("[d, e]") - backward_flops("[d, d]") == product - scores);
+    const auto apart = work("[d, e]"), one = work("[d, d]");
+    const auto product = [](std::int64_t rows, std::int64_t cols) { return 2 * batch * rows * width * cols; };
+    // Forward: q·qᵀ as its first 8 rows up to column 8 and its last 8 rows in full, the rest mirrored.
+    CHECK(apart.forward_flops - one.forward_flops == product(steps, steps) - product(8, 8) - product(8, steps));
+    // Backward: dq = dS·k and dk = dSᵀ·q, or dS + dSᵀ (an add a pair of scores) and one product.
+    CHECK(apart.backward_flops - one.backward_flops == product(steps, steps) - batch * steps * steps / 2);
 }
