@@ -378,12 +378,10 @@ void forward_part(const Problem& p, const ForwardPart& part, const PartRows& row
         return onednn::view(matrix, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
     const onednn::View scores = rows_of(rows.probs);
-    if (scores_given) {
-    } else if (symmetric > 0 && part.q.dims[1] == p.tq) {
+    if (!scores_given && symmetric > 0 && part.q.dims[1] == p.tq)
         symmetric_scores(p, part, rows.probs, symmetric);
-    } else {
+    else if (!scores_given)
         onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
-    }
     if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
     onednn::softmax_forward(scores, scores);
     if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
