@@ -1,6 +1,6 @@
 // Keras's Embedding: output[..., :] = embeddings[id, :] for every integer id of the input; backward
-// scatter-adds the output gradient into the rows of the embeddings' gradient. Pure data movement,
-// so plain loops (a row copy per id) rather than oneDNN, which has no gather.
+// sums the output gradient's rows into the rows of their ids in the embeddings' gradient. Pure
+// data movement, so plain loops rather than oneDNN, which has no gather.
 #include <omp.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "nngraph/cpu.hpp"
 #include "nngraph/sdk.hpp"
 
 namespace {
@@ -61,6 +62,22 @@ std::int64_t to_id(T value, std::int64_t input_dim) {
     }
 }
 
+// Rows [first, last) of dw (`width` floats each) = the sum of the rows i of dy whose row_ids[i] is
+// theirs, added in increasing i (0 for a row no position has). dy is read in order. Cloned for AVX2
+// and AVX-512.
+NNG_LOOP_CLONES void sum_rows_of_ids(const std::int32_t* row_ids, const float* dy, std::int64_t n, std::int64_t width,
+                                     float* dw, std::int64_t first, std::int64_t last) {
+    std::memset(dw + first * width, 0, static_cast<std::size_t>((last - first) * width) * sizeof(float));
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t id = row_ids[i];
+        if (id < first || id >= last) continue;
+        float* row = dw + id * width;
+        const float* g = dy + i * width;
+#pragma omp simd
+        for (std::int64_t k = 0; k < width; ++k) row[k] += g[k];
+    }
+}
+
 struct Embedding {
     static constexpr const char* kName = "Embedding";
     static constexpr const char* kDoc = "Looks up a row of `embeddings` for every integer id";
@@ -83,7 +100,7 @@ struct Embedding {
         nng::check_attr(input_dim_ <= std::numeric_limits<std::int32_t>::max(), "input_dim", "at most 2^31 - 1");
     }
 
-    void infer(nng::InferContext& ctx) const {
+    void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 1, NNG_MAX_RANK - 1, "ids of rank 1 to 7: (batch, ...)");
         const nng_dtype t = ctx.input_dtype(0);
         if (t != NNG_I32 && t != NNG_I64 && t != NNG_F32) {
@@ -97,12 +114,18 @@ struct Embedding {
         ctx.add_weight("embeddings", {input_dim_, output_dim_}, init_);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        const bool training = ctx.training();
+        row_ids_ =
+            ctx.buffer<std::int32_t>("row of each position", training ? nng::product(ids) : 0, nng::Lifetime::Backward);
+        positions_before_ = ctx.buffer<std::int32_t>("positions of the ids below each id",
+                                                     training ? input_dim_ + 1 : 0, nng::Lifetime::Backward);
         if (ctx.counting_work()) {
             // Forward gathers rows (ids read, rows read and written); backward zeroes the table's
-            // gradient and adds every dy row into its row.
-            const std::int64_t values = nng::product(out);
-            ctx.count_work({0, 4 * nng::product(ids) + 8 * values},
-                           nng::elementwise_work(input_dim_ * output_dim_, 0, 1) + nng::elementwise_work(values, 1, 3));
+            // gradient and adds every dy row into its row (the ids turned into rows, which every thread reads).
+            const std::int64_t positions = nng::product(ids), values = nng::product(out);
+            ctx.count_work({0, 4 * positions + 8 * values}, nng::elementwise_work(input_dim_ * output_dim_, 0, 1) +
+                                                                nng::elementwise_work(values, 1, 3) +
+                                                                nng::Work{0, 12 * positions + 4 * input_dim_});
         }
     }
 
@@ -136,13 +159,13 @@ struct Embedding {
         }
         switch (ids.dtype()) {
             case NNG_I32:
-                scatter_add(exec, ids.data<std::int32_t>(), dy.f32(), dw.f32());
+                table_gradient(exec, ids.data<std::int32_t>(), dy.f32(), dw.f32());
                 break;
             case NNG_I64:
-                scatter_add(exec, ids.data<std::int64_t>(), dy.f32(), dw.f32());
+                table_gradient(exec, ids.data<std::int64_t>(), dy.f32(), dw.f32());
                 break;
             case NNG_F32:
-                scatter_add(exec, ids.data<float>(), dy.f32(), dw.f32());
+                table_gradient(exec, ids.data<float>(), dy.f32(), dw.f32());
                 break;
             default:
                 throw OpError("Embedding: ids of an unsupported type");
@@ -186,34 +209,53 @@ struct Embedding {
         }
     }
 
-    // dW = 0, then dW[id] += dy[i] for every position i. Thread t owns the rows whose id is t modulo
-    // the thread count: the adds never race, no barrier is needed between zeroing and adding, and
-    // two threads write one cache line only where rows narrower than a line meet (splitting the
-    // columns instead has both threads write the halves of one row at about the same moment).
+    // dW[id] = the sum of dy[i] over the positions i of id, added in increasing i (0 for an id
+    // that does not occur). Each thread takes a run of rows, zeroes them and adds their positions'
+    // dy rows, reading dy in order; the runs are cut so that each holds about as many positions
+    // and rows as the others (padding and other frequent ids make rows by id modulo the threads
+    // lopsided).
     template <class T>
-    void scatter_add(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
+    void table_gradient(const nng::Exec& exec, const T* ids, const float* dy, float* dw) const {
         const std::int64_t n = exec.input(0).numel();
         const std::int64_t width = output_dim_, vocabulary = input_dim_;
-#pragma omp parallel num_threads(exec.threads_for(n, kParallelIds))
+        if (n > std::numeric_limits<std::int32_t>::max())
+            throw OpError("Embedding: " + std::to_string(n) + " ids in one call; at most 2^31 - 1");
+        std::int32_t* row_ids = exec.buffer(row_ids_);
+        std::int32_t* before = exec.buffer(positions_before_);  // positions of the ids below each id
+        std::fill_n(before, vocabulary + 1, 0);
+        for (std::int64_t i = 0; i < n; ++i) {
+            const std::int64_t id = to_id(ids[i], vocabulary);
+            const bool valid = static_cast<std::uint64_t>(id) < static_cast<std::uint64_t>(vocabulary);
+            row_ids[i] = valid ? static_cast<std::int32_t>(id) : -1;  // forward refused the others
+            if (valid) ++before[id + 1];
+        }
+        for (std::int64_t id = 0; id < vocabulary; ++id) before[id + 1] += before[id];
+        const std::int64_t work = before[vocabulary] + vocabulary;
+        // The first id at or past share `share` of the positions plus rows (they ascend with the id).
+        const auto first_row = [&](std::int64_t share, std::int64_t shares) {
+            const std::int64_t goal = nng::split_point(work, shares, share);
+            std::int64_t low = 0, high = vocabulary;
+            while (low < high) {
+                const std::int64_t mid = (low + high) / 2;
+                if (before[mid] + mid < goal)
+                    low = mid + 1;
+                else
+                    high = mid;
+            }
+            return low;
+        };
+        // Threads by the floats read and written: every row of the table is written.
+#pragma omp parallel num_threads(exec.threads_for((n + vocabulary) * width, kParallelIds * width))
         {
             const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-            for (std::int64_t r = t; r < vocabulary; r += count) std::fill(dw + r * width, dw + (r + 1) * width, 0.0f);
-            for (std::int64_t i = 0; i < n; ++i) {
-                const std::int64_t id = to_id(ids[i], vocabulary);
-                if (static_cast<std::uint64_t>(id) >= static_cast<std::uint64_t>(vocabulary))
-                    continue;  // forward refused it
-                if (id % count != t) continue;
-                float* row = dw + id * width;
-                const float* g = dy + i * width;
-#pragma omp simd
-                for (std::int64_t k = 0; k < width; ++k) row[k] += g[k];
-            }
+            sum_rows_of_ids(row_ids, dy, n, width, dw, first_row(t, count), first_row(t + 1, count));
         }
     }
 
     std::int64_t input_dim_, output_dim_;
     nng::Initializer init_;
     bool mask_zero_;
+    nng::Buffer<std::int32_t> row_ids_, positions_before_;
 };
 
 }  // namespace

@@ -204,6 +204,29 @@ TEST_CASE("Embedding backward scatter-adds the output gradient into the rows of 
     for (float v : runner.grad_weights()[0].values<float>()) CHECK(v == 0.0f);
 }
 
+TEST_CASE("Embedding backward on two threads writes every row, each call anew") {
+    // Every id below 50 occurs (2400 positions, id = 7 i mod 50, ids 0 and 7 a third of them
+    // more); rows 50 to 59 never do. Two calls with different dy: the second must replace the first.
+    OpRunner runner("Embedding", "{input_dim: 60, output_dim: 40}", {{DType::I32, {8, 300}}});
+    std::int32_t* ids = runner.inputs()[0].data<std::int32_t>();
+    for (std::int64_t i = 0; i < 2400; ++i) ids[i] = static_cast<std::int32_t>(i % 3 == 0 ? (i % 2) * 7 : 7 * i % 50);
+    runner.forward(true, 1, false, 2);
+    for (const std::uint64_t seed : {5u, 6u}) {
+        CAPTURE(seed);
+        Tensor dy(DType::F32, {8, 300, 40});
+        fill_uniform(dy, -1, 1, seed);
+        std::vector<double> expected(60 * 40, 0.0);
+        for (std::int64_t i = 0; i < 2400; ++i)
+            for (int k = 0; k < 40; ++k)
+                expected[static_cast<std::size_t>(ids[i] * 40 + k)] += dy.data<float>()[i * 40 + k];
+        runner.backward({dy}, 1, {}, 2);
+        const float* dw = runner.grad_weights()[0].data<float>();
+        double worst = 0;
+        for (std::size_t j = 0; j < expected.size(); ++j) worst = std::max(worst, std::abs(expected[j] - dw[j]));
+        CHECK(worst < 1e-4);
+    }
+}
+
 TEST_CASE("Embedding at the IMDB shapes matches a loop in double, on one thread and on two alike") {
     // 64 x 200 ids into 5000 x 32, a third of them padding: large enough for the threaded paths.
     OpRunner runner("Embedding", "{input_dim: 5000, output_dim: 32, mask_zero: true}", {{DType::I32, {64, 200}}});
@@ -243,6 +266,10 @@ TEST_CASE("Embedding at the IMDB shapes matches a loop in double, on one thread 
 TEST_CASE("Embedding backward matches finite differences") {
     const std::vector<GradCase> cases = {
         {"int32 ids (3, 4) into 7 x 5", "Embedding", "{input_dim: 7, output_dim: 5}", {{{3, 4}, DType::I32, 0, 7}}},
+        {"int32 ids (2, 5) into 6 x 40: a block of 32 columns and a rest",
+         "Embedding",
+         "{input_dim: 6, output_dim: 40}",
+         {{{2, 5}, DType::I32, 0, 6}}},
         {"int64 ids (2, 6) into 4 x 3, mask_zero",
          "Embedding",
          "{input_dim: 4, output_dim: 3, mask_zero: true}",
