@@ -43,23 +43,28 @@ NNG_LOOP_CLONES void draw_pairs(std::uint64_t seed, std::uint64_t threshold, std
     }
 }
 
-// mask[j] = 1 (keep) or 0 (drop) for j < n: mask element first + j.
-void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first,
-               int threads) {
+// mask[j] = 1 (keep) or 0 (drop) for j < n: mask element first + j, on the calling thread.
+void draw_range(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first) {
     if (n > 0 && first % 2) {  // the high half of a pair whose low half is another call's
         mask[0] = (nng::random_bits(seed, static_cast<std::uint64_t>(first / 2)) >> 32) >= threshold;
         ++mask, --n, ++first;
     }
     const std::int64_t pairs = n / 2, first_pair = first / 2;
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        draw_pairs(seed, threshold, mask, first_pair, nng::split_point(pairs, count, t),
-                   nng::split_point(pairs, count, t + 1));
-    }
+    draw_pairs(seed, threshold, mask, first_pair, 0, pairs);
     if (n % 2)
         mask[n - 1] =
             (nng::random_bits(seed, static_cast<std::uint64_t>(first_pair + pairs)) & 0xffffffffu) >= threshold;
+}
+
+// The same over `threads` threads.
+void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first,
+               int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        const std::int64_t begin = nng::split_point(n, count, t), end = nng::split_point(n, count, t + 1);
+        draw_range(seed, threshold, mask + begin, end - begin, first + begin);
+    }
 }
 
 // How the mask (noise shape) maps onto the input: the input's dims with adjacent dims merged
@@ -114,6 +119,23 @@ inline float kept_or_zero(float v, std::uint8_t keep) {
 NNG_LOOP_CLONES void masked_row(const float* s, const std::uint8_t* m, float scale, float* d, std::int64_t width) {
 #pragma omp simd
     for (std::int64_t i = 0; i < width; ++i) d[i] = kept_or_zero(s[i] * scale, m[i]);
+}
+
+// Forward with a mask element per input element: each thread draws its share of the mask and
+// applies it a block at a time, while the block's mask bytes are in cache.
+void draw_and_apply(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t first, const float* x,
+                    float scale, float* y, std::int64_t n, int threads) {
+    constexpr std::int64_t kBlock = 4096;
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+        const std::int64_t end = nng::split_point(n, count, t + 1);
+        for (std::int64_t b = nng::split_point(n, count, t); b < end; b += kBlock) {
+            const std::int64_t length = std::min(kBlock, end - b);
+            draw_range(seed, threshold, mask + b, length, first + b);
+            masked_row(x + b, mask + b, scale, y + b, length);
+        }
+    }
 }
 
 // dst[i] = mask[i's mask element] ? src[i] * scale : 0, for forward (x to y) and backward (dy to dx).
@@ -261,12 +283,16 @@ struct Dropout {
         const Dims input = x.dims();
         const bool shared_over_batch = input.empty() || (has_noise_shape_ && noise_shape_[0] == 1) || input[0] == 0;
         const int draw_threads = exec.threads_for(b.mask_elements, kParallelElements);
-        if (const auto shard = exec.sequence_shard()) {
-            draw_share(*shard, seed, keep, input, exec.batch_offset(), draw_threads);
-        } else {
-            const std::int64_t first = shared_over_batch ? 0 : exec.batch_offset() * (b.mask_elements / input[0]);
-            draw_mask(seed, threshold_, keep, b.mask_elements, first, draw_threads);
+        const auto shard = exec.sequence_shard();
+        const std::int64_t first = shared_over_batch ? 0 : exec.batch_offset() * (b.mask_elements / input[0]);
+        if (!shard && b.rank == 1 && b.mask_strides[0] == 1) {  // a mask element per input element
+            draw_and_apply(seed, threshold_, keep, first, x.f32(), scale_, y.f32(), x.numel(), threads);
+            return;
         }
+        if (shard)
+            draw_share(*shard, seed, keep, input, exec.batch_offset(), draw_threads);
+        else
+            draw_mask(seed, threshold_, keep, b.mask_elements, first, draw_threads);
         apply_mask(x.f32(), keep, b, scale_, y.f32(), threads);
     }
 

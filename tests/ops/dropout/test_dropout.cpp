@@ -64,6 +64,8 @@ TEST_CASE(
     const auto a = mask_of("{rate: 0.3}", shape, 42, 0.3);
     CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3));
     CHECK(a == mask_of("{rate: 0.3}", shape, 42, 0.3, 2));  // element j depends on (seed, j) alone
+    // An odd count: the second thread starts in the middle of a random pair, and so do its blocks.
+    CHECK(mask_of("{rate: 0.3}", {3, 11077}, 42, 0.3) == mask_of("{rate: 0.3}", {3, 11077}, 42, 0.3, 2));
     const auto b = mask_of("{rate: 0.3}", shape, 43, 0.3);
     std::size_t differ = 0;
     for (std::size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
