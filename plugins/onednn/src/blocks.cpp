@@ -198,10 +198,16 @@ void matmul_with_bias_row(const View& a, const View& b, const View& c, const Mat
 
 BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols) {
     // On AVX-512 oneDNN's matmul is brgemm, which adds the bias to each block of C in cache.
-    if (cpu::has_avx512()) return {};
-    const BiasRowFloats copies{rows * (inner + 1), (inner + 1) * cols};
-    const std::int64_t c_floats = rows * cols;
-    if (c_floats < kBiasPassFloats || 4 * (copies.a + copies.b) > c_floats) return {};
+    if (cpu::has_avx512() || rows <= 0 || inner <= 0 || cols <= 0) return {};
+    // Sizes that overflow (a hostile model file) leave the bias to oneDNN; the shapes' own checks
+    // refuse them.
+    BiasRowFloats copies;
+    std::int64_t c_floats = 0, copied = 0;
+    if (nng::multiply_overflows(rows, inner + 1, copies.a) || nng::multiply_overflows(inner + 1, cols, copies.b) ||
+        nng::multiply_overflows(rows, cols, c_floats) || __builtin_add_overflow(copies.a, copies.b, &copied) ||
+        nng::multiply_overflows(copied, 4, copied))
+        return {};
+    if (c_floats < kBiasPassFloats || copied > c_floats) return {};
     return copies;
 }
 
