@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
+#include <ranges>
 #include <string>
 #include <string_view>
 
@@ -234,15 +235,10 @@ struct Embedding {
         // The first id at or past share `share` of the positions plus rows (they ascend with the id).
         const auto first_row = [&](std::int64_t share, std::int64_t shares) {
             const std::int64_t goal = nng::split_point(work, shares, share);
-            std::int64_t low = 0, high = vocabulary;
-            while (low < high) {
-                const std::int64_t mid = (low + high) / 2;
-                if (before[mid] + mid < goal)
-                    low = mid + 1;
-                else
-                    high = mid;
-            }
-            return low;
+            const auto rows = std::views::iota(std::int64_t{0}, vocabulary);
+            const auto first =
+                std::ranges::partition_point(rows, [&](std::int64_t id) { return before[id] + id < goal; });
+            return std::ranges::distance(rows.begin(), first);
         };
         // Threads by the floats read and written: every row of the table is written.
 #pragma omp parallel num_threads(exec.threads_for((n + vocabulary) * width, kParallelIds * width))
