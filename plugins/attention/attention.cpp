@@ -79,7 +79,7 @@ struct Attention {
         if (ctx.counting_work()) {
             // The core's work, and concat's Σ tanh(q + k) (3 a term, twice that back) when it gives the scores.
             shapes.causal = causal_;
-            const CoreWork core = core_->work(shapes);
+            const CoreWork core = core_->work(shapes, ctx.training());
             const nng::Work concat =
                 concat_ ? nng::elementwise_work(shapes.score_count() * shapes.dk, 3, 0) : nng::Work{};
             ctx.count_work(core.forward + concat, core.backward + 2 * concat);

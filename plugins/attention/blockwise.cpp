@@ -823,7 +823,7 @@ float* BlockwiseCore::statistics(const Problem& p, const Buffers& buffers) const
     return buffers.floats(ids(p, buffers).stats);
 }
 
-CoreWork BlockwiseCore::work(const Problem& p) const {
+CoreWork BlockwiseCore::work(const Problem& p, bool /*training*/) const {
     // Every (query tile, key tile) pair the pattern and causality leave, at the whole tile's
     // size: forward k·qᵀ, the online softmax (6 a score) and P·v; backward recomputes k·qᵀ, then
     // dout·vᵀ, P and dS (5 a score), dv, dq and dk: five products. An adaptive span counts at its

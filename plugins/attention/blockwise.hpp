@@ -24,7 +24,7 @@ public:
     explicit BlockwiseCore(const Pattern& pattern, Statistics statistics = Statistics::kSavedForBackward)
         : pattern_(pattern), statistics_(statistics) {}
 
-    CoreWork work(const Problem& p) const override;
+    CoreWork work(const Problem& p, bool training) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;

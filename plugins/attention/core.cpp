@@ -22,6 +22,7 @@ BufferShape::BufferShape(const Problem& p, bool training)
       may_drop(p.may_drop),
       zero_masked(p.zero_masked),
       alpha_gradient(p.alpha_gradient),
+      key_is_query(p.key_is_query),
       two_key_masks(p.two_key_masks),
       bfloat16(p.bfloat16),
       training(training),

@@ -117,8 +117,8 @@ struct Problem {
 struct BufferShape {
     std::int64_t batch = 0, heads = 1, tq = 0, tv = 0, dk = 0, dv = 0;
     MaskStyle style = MaskStyle::kSubtract;
-    bool may_drop = false, zero_masked = false, alpha_gradient = false, two_key_masks = false, bfloat16 = false,
-         training = false;
+    bool may_drop = false, zero_masked = false, alpha_gradient = false, key_is_query = false, two_key_masks = false,
+         bfloat16 = false, training = false;
     int threads = 1;  // per-thread buffers may be sized by the thread count
     int lent_gradient_blocks = 0;
 
@@ -176,13 +176,14 @@ public:
     virtual ~AttentionCore() = default;
 
     // What forward and backward compute for problems of p's shapes (the fields buffers() reads),
-    // with no padding masks: what a pattern or causality lets a core skip is not counted.
-    virtual CoreWork work(const Problem& p) const = 0;
+    // as planned with buffers(p, training), with no padding masks: what a pattern or causality
+    // lets a core skip is not counted.
+    virtual CoreWork work(const Problem& p, bool training) const = 0;
 
     // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
     // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,
-    // `alpha_gradient`, `two_key_masks` and `bfloat16` of p are read, so that the list is the same
-    // at every call; p.batch may be 0 when the batch is not known yet. Built once per BufferShape.
+    // `alpha_gradient`, `key_is_query`, `two_key_masks` and `bfloat16` of p are read, so that the
+    // list is the same at every call; p.batch may be 0 when the batch is not known yet. Built once per BufferShape.
     virtual const BufferList& buffers(const Problem& p, bool training) const = 0;
     // Whether backward reads the forward's output (p.out), which the op must then keep for it.
     virtual bool backward_reads_output() const = 0;

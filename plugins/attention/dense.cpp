@@ -630,6 +630,7 @@ struct DenseCore::Ids {
     // How forward splits problems of this shape and thread count, and the dot core's backward
     // the batch, decided once with the buffers.
     ForwardSplit split;
+    std::int64_t symmetric = 0;  // symmetric_split's for `split`
     EvenParts backward_chunks;
     // Forward's: probs and keep saved in training; keep and dropped only in training. Inference
     // keeps no probabilities after the call, so when the parts run one a thread, each thread has
@@ -646,6 +647,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     Ids ids;
     const bool dot = scores_ == Scores::kDot;
     ids.split = forward_split(p, omp_get_max_threads());
+    ids.symmetric = scores_ == Scores::kDot ? symmetric_split(p, ids.split) : 0;
     ids.backward_chunks = backward_chunks(p, omp_get_max_threads());
     ids.thread_probs = !training && dot && ids.split.one_thread_each();
     if (training) {
@@ -676,7 +678,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     return ids;
 }
 
-CoreWork DenseCore::work(const Problem& p) const {
+CoreWork DenseCore::work(const Problem& p, bool training) const {
     // Forward q·kᵀ (unless the op gives the scores), the softmax (max, exp, sum, divide: 4 a score,
     // scores read and probabilities written) and P·v; backward dv = Pᵀ·dout, dP = dout·vᵀ, the
     // softmax's backward (3 a score over P, dP and dS), then dq = dS·k and dk = dSᵀ·q.
@@ -688,7 +690,7 @@ CoreWork DenseCore::work(const Problem& p) const {
     nng::Work scores_product = product, query_and_key = 2 * product;
     if (scores_ == Scores::kDot && p.key_is_query) {
         query_and_key = product + nng::elementwise_work(scores / 2, 1, 4);
-        if (const std::int64_t split = symmetric_split(p, forward_split(p, omp_get_max_threads())); split > 0) {
+        if (const std::int64_t split = declared(p, training).ids.symmetric; split > 0) {
             const std::int64_t below = p.tq - split;
             scores_product = nng::matmul_work(G, split, p.dk, split) + nng::matmul_work(G, below, p.dk, p.tq) +
                              nng::elementwise_work(G * below * split, 0, 2);
@@ -734,7 +736,7 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
                                   ? PartRows{buffers.thread_floats(ids.probs)}
                                   : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
                                              state.keep ? state.keep + r0 * row_bytes : nullptr};
-        forward_part(p, part, rows, masks, scores_given, m, scores_given ? 0 : symmetric_split(p, ids.split));
+        forward_part(p, part, rows, masks, scores_given, m, ids.symmetric);
     };
     using Kind = ForwardSplit::Kind;
     const ForwardSplit& split = ids.split;

@@ -17,7 +17,7 @@ public:
     enum class Scores { kDot, kGiven };
     explicit DenseCore(Scores scores = Scores::kDot) : scores_(scores) {}
 
-    CoreWork work(const Problem& p) const override;
+    CoreWork work(const Problem& p, bool training) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return false; }
     bool adds_dk_into_dq() const override { return scores_ == Scores::kDot; }

@@ -572,7 +572,7 @@ LshCore::Ids LshCore::declare(const Problem& p, bool training, BufferList& list)
     return ids;
 }
 
-CoreWork LshCore::work(const Problem& p) const {
+CoreWork LshCore::work(const Problem& p, bool /*training*/) const {
     // Per round: hashing (the queries times a dk x buckets/2 rotation), then each query against its
     // window of keys: q·kᵀ, the softmax (6 a score) and P·v; backward recomputes q·kᵀ and makes
     // four more products (5 a score), as the blockwise core does. Rows are read once a round.

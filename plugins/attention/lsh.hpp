@@ -24,7 +24,7 @@ class LshCore final : public AttentionCore {
 public:
     LshCore(std::int64_t num_hashes, std::int64_t bucket_size) : hashes_(num_hashes), bucket_size_(bucket_size) {}
 
-    CoreWork work(const Problem& p) const override;
+    CoreWork work(const Problem& p, bool training) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;

@@ -232,7 +232,7 @@ struct MultiHeadAttention {
             // backward makes two products per forward one.
             Problem causal_shapes = p;
             causal_shapes.causal = causal_;
-            const CoreWork attention = core_->work(causal_shapes);
+            const CoreWork attention = core_->work(causal_shapes, ctx.training());
             nng::Work projections = nng::matmul_work(1, s.batch * s.tq, s.dq, n * h) +
                                     nng::matmul_work(1, s.batch * s.tv, s.dk_in, n * h) +
                                     nng::matmul_work(1, s.batch * s.tv, s.dv_in, n * hv) +

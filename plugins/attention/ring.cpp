@@ -304,11 +304,11 @@ RingCore::Ids RingCore::declare(const Problem& p, bool training, BufferList& lis
     return ids;
 }
 
-CoreWork RingCore::work(const Problem& p) const {
+CoreWork RingCore::work(const Problem& p, bool training) const {
     // A rank's share: its queries against the keys of every rank.
     Problem share = p;
     share.tv = p.tv * std::max(1, p.shard.parts());
-    return blocks_.work(share);
+    return blocks_.work(share, training);
 }
 
 const DeclaredBuffers<BufferShape, RingCore::Ids>::Entry& RingCore::declared(const Problem& p, bool training) const {

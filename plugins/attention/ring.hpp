@@ -26,7 +26,7 @@ public:
     explicit RingCore(const Pattern& pattern)
         : pattern_(pattern), blocks_(pattern, BlockwiseCore::Statistics::kEveryCall) {}
 
-    CoreWork work(const Problem& p) const override;
+    CoreWork work(const Problem& p, bool training) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
     bool backward_reads_output() const override { return true; }
     void forward(const Problem& p, const Buffers& buffers) const override;
