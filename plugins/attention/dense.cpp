@@ -299,6 +299,14 @@ inline __attribute__((always_inline)) void transpose_tile(TileRow r[8]) {
     }
 }
 
+// The 8 x 8 tile whose first row is at `at`, rows `stride` floats apart.
+inline __attribute__((always_inline)) void load_tile(const float* at, std::int64_t stride, TileRow tile[8]) {
+    for (int r = 0; r < 8; ++r) tile[r] = nng::simd::load<TileRow>(at + r * stride);
+}
+inline __attribute__((always_inline)) void store_tile(float* at, std::int64_t stride, const TileRow tile[8]) {
+    for (int r = 0; r < 8; ++r) nng::simd::store(at + r * stride, tile[r]);
+}
+
 // s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
 // the rows and columns past the last whole tile one by one.
 NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
@@ -306,12 +314,13 @@ NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
     for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
         for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
             TileRow a[8], b[8];
-            for (int r = 0; r < 8; ++r) a[r] = nng::simd::load<TileRow>(s + (i0 + r) * n + j0);
-            for (int r = 0; r < 8; ++r) b[r] = nng::simd::load<TileRow>(s + (j0 + r) * n + i0);
+            load_tile(s + i0 * n + j0, n, a);
+            load_tile(s + j0 * n + i0, n, b);
             transpose_tile(b);
-            for (int r = 0; r < 8; ++r) nng::simd::store(s + (i0 + r) * n + j0, a[r] += b[r]);
+            for (int r = 0; r < 8; ++r) a[r] += b[r];
+            store_tile(s + i0 * n + j0, n, a);
             transpose_tile(a);
-            for (int r = 0; r < 8; ++r) nng::simd::store(s + (j0 + r) * n + i0, a[r]);
+            store_tile(s + j0 * n + i0, n, a);
         }
     }
     for (std::int64_t i = whole; i < n; ++i) {
@@ -327,9 +336,9 @@ NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t r
     for (std::int64_t i0 = 0; i0 < whole_rows; i0 += 8) {
         for (std::int64_t j0 = 0; j0 < whole_cols; j0 += 8) {
             TileRow t[8];
-            for (int r = 0; r < 8; ++r) t[r] = nng::simd::load<TileRow>(src + (i0 + r) * stride + j0);
+            load_tile(src + i0 * stride + j0, stride, t);
             transpose_tile(t);
-            for (int r = 0; r < 8; ++r) nng::simd::store(dst + (j0 + r) * stride + i0, t[r]);
+            store_tile(dst + j0 * stride + i0, stride, t);
         }
         for (std::int64_t i = i0; i < i0 + 8; ++i)
             for (std::int64_t j = whole_cols; j < cols; ++j) dst[j * stride + i] = src[i * stride + j];
