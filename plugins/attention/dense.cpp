@@ -814,14 +814,19 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
         for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch, grads.d_alpha_product);
         return;
     }
-    // Each thread its own chunks, with single-threaded primitives and its own scratch; the alpha
-    // product's sums are added per thread, then over the threads in order, the same at every call.
+    // Each thread its own run of chunks, with single-threaded primitives and its own scratch; the
+    // alpha product's sums are added per thread, then over the threads in order, the same at every
+    // call.
     for (int t = 0; t < threads; ++t) {
         if (double* sum = ids.backward_layout.at(buffers.thread(ids.backward, t)).alpha_sum) *sum = 0.0;
     }
-    onednn::run_in_parts(chunks, [&](std::int64_t c) {
+    // A thread's run of chunks goes last first: forward wrote their probabilities in order, so where
+    // the batch's do not all fit in cache, the last are the likeliest still there.
+    onednn::run_in_parts(threads, [&](std::int64_t t) {
         const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward));
-        backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr);
+        const std::int64_t first = nng::split_point(chunks, threads, t);
+        for (std::int64_t c = nng::split_point(chunks, threads, t + 1) - 1; c >= first; --c)
+            backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr);
     });
     if (grads.d_alpha_product) {
         for (int t = 0; t < threads; ++t)
