@@ -183,7 +183,8 @@ public:
     // The buffers forward and backward need for problems of p's shapes, in a fixed order (saved
     // ones only when `training`). Only the shape fields, `may_drop`, `style`, `zero_masked`,
     // `alpha_gradient`, `key_is_query`, `two_key_masks` and `bfloat16` of p are read, so that the
-    // list is the same at every call; p.batch may be 0 when the batch is not known yet. Built once per BufferShape.
+    // list is the same at every call; p.batch may be 0 when the batch is not known yet. Built once
+    // per BufferShape.
     virtual const BufferList& buffers(const Problem& p, bool training) const = 0;
     // Whether backward reads the forward's output (p.out), which the op must then keep for it.
     virtual bool backward_reads_output() const = 0;

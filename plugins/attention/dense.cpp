@@ -656,7 +656,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     Ids ids;
     const bool dot = scores_ == Scores::kDot;
     ids.split = forward_split(p, omp_get_max_threads());
-    ids.symmetric = scores_ == Scores::kDot ? symmetric_split(p, ids.split) : 0;
+    ids.symmetric = dot ? symmetric_split(p, ids.split) : 0;
     ids.backward_chunks = backward_chunks(p, omp_get_max_threads());
     ids.thread_probs = !training && dot && ids.split.one_thread_each();
     if (training) {
