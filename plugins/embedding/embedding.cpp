@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstring>
 #include <limits>
-#include <ranges>
 #include <string>
 #include <string_view>
 
@@ -232,13 +231,20 @@ struct Embedding {
         }
         for (std::int64_t id = 0; id < vocabulary; ++id) before[id + 1] += before[id];
         const std::int64_t work = before[vocabulary] + vocabulary;
-        // The first id at or past share `share` of the positions plus rows (they ascend with the id).
+        // The first id at or past share `share` of the positions plus rows (they ascend with the id),
+        // by bisection: std::ranges::partition_point over an iota view does not compile with clang
+        // 14 and libstdc++ 12, the fuzz build's pair.
         const auto first_row = [&](std::int64_t share, std::int64_t shares) {
             const std::int64_t goal = nng::split_point(work, shares, share);
-            const auto rows = std::views::iota(std::int64_t{0}, vocabulary);
-            const auto first =
-                std::ranges::partition_point(rows, [&](std::int64_t id) { return before[id] + id < goal; });
-            return std::ranges::distance(rows.begin(), first);
+            std::int64_t low = 0, high = vocabulary;
+            while (low < high) {
+                const std::int64_t mid = (low + high) / 2;
+                if (before[mid] + mid < goal)
+                    low = mid + 1;
+                else
+                    high = mid;
+            }
+            return low;
         };
         // Threads by the floats read and written: every row of the table is written.
 #pragma omp parallel num_threads(exec.threads_for((n + vocabulary) * width, kParallelIds * width))
