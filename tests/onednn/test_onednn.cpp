@@ -3,15 +3,18 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
 
 namespace dn = nng::onednn;
@@ -220,6 +223,37 @@ TEST_CASE("matmul names the shapes that do not fit") {
     CHECK_THROWS_AS(
         dn::matmul(View{}, dn::view(b.data(), DataType::f32, {6, 2}), dn::view(c.data(), DataType::f32, {4, 2})),
         std::runtime_error);
+}
+
+TEST_CASE("the bias rides in the product only where C is large and the copies a quarter of it at most") {
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    const auto carried = [](dn::BiasRowFloats f) { return f.a > 0 && f.b > 0; };
+    // Sizes a hostile model file could give: refused without overflowing, on every CPU.
+    for (const auto& [rows, inner, cols] : {std::array<std::int64_t, 3>{kMax, 2, 2},
+                                            {2, kMax, 2},
+                                            {2, kMax - 1, 2},
+                                            {kMax / 2, 1, 3},
+                                            {1 << 30, 1 << 30, 1 << 30},
+                                            {0, 4, 4},
+                                            {-1, 4, 4}}) {
+        CAPTURE(rows);
+        CAPTURE(inner);
+        CAPTURE(cols);
+        CHECK_FALSE(carried(dn::bias_row_floats(rows, inner, cols)));
+    }
+    if (nng::cpu::has_avx512()) {  // brgemm adds the bias in cache: never carried
+        CHECK_FALSE(carried(dn::bias_row_floats(1280, 256, 10000)));
+        return;
+    }
+    // The translation model's output layer: C of 12.8M floats, copies of 0.33M and 2.57M.
+    const dn::BiasRowFloats output = dn::bias_row_floats(1280, 256, 10000);
+    CHECK(output.a == 1280 * 257);
+    CHECK(output.b == 257 * 10000);
+    CHECK_FALSE(carried(dn::bias_row_floats(1000, 10, 1000)));  // C under 2^20 floats: still cached
+    // C of 4M floats: copies of exactly a quarter (2 x 2048 x 256 floats) are carried, one more
+    // column of A and row of B are not.
+    CHECK(carried(dn::bias_row_floats(2048, 255, 2048)));
+    CHECK_FALSE(carried(dn::bias_row_floats(2048, 256, 2048)));
 }
 
 // ---- Softmax -------------------------------------------------------------------------------------

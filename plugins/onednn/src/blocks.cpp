@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "internal.hpp"
 #include "nngraph/vector_math.hpp"
@@ -202,12 +203,13 @@ BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_
     // Sizes that overflow (a hostile model file) leave the bias to oneDNN; the shapes' own checks
     // refuse them.
     BiasRowFloats copies;
-    std::int64_t c_floats = 0, copied = 0;
-    if (nng::multiply_overflows(rows, inner + 1, copies.a) || nng::multiply_overflows(inner + 1, cols, copies.b) ||
-        nng::multiply_overflows(rows, cols, c_floats) || __builtin_add_overflow(copies.a, copies.b, &copied) ||
-        nng::multiply_overflows(copied, 4, copied))
+    std::int64_t c_floats = 0;
+    if (inner == std::numeric_limits<std::int64_t>::max() || nng::multiply_overflows(rows, inner + 1, copies.a) ||
+        nng::multiply_overflows(inner + 1, cols, copies.b) || nng::multiply_overflows(rows, cols, c_floats))
         return {};
-    if (c_floats < kBiasPassFloats || copied > c_floats) return {};
+    // The copies together a quarter of C at most, compared without forming their sum.
+    const std::int64_t quarter = c_floats / 4;
+    if (c_floats < kBiasPassFloats || copies.a > quarter || copies.b > quarter - copies.a) return {};
     return copies;
 }
 
