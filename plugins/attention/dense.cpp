@@ -349,11 +349,26 @@ NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t r
 
 // Where one forward part writes its rows of the score matrix: the probabilities, and with
 // dropout the dropped probabilities and the keep bits, each pointing at the part's first row.
+// With `inverse_sums` (a float a row), nothing keeps the probabilities after the call, so the
+// softmax leaves e^(s - max) in `probs` and the division to the part's rows of P·v.
 struct PartRows {
     float* probs = nullptr;
     float* dropped = nullptr;
     std::uint8_t* keep = nullptr;
+    float* inverse_sums = nullptr;
 };
+
+// Row i of the (G', rows, d) view `out` times factors[i], the rows in order over the groups.
+void scale_rows(const onednn::View& out, const float* factors) {
+    if (out.type != DataType::f32) throw std::logic_error("attention dense core: scaling the rows of a non-f32 output");
+    const std::int64_t rows = out.dims[1], d = out.dims[2];
+    float* base = static_cast<float*>(out.data);
+    nng::parallel_for(out.dims[0] * rows, threads_for(out.numel()), [&](std::int64_t r) {
+        float* row = base + (r / rows) * out.strides[0] + (r % rows) * out.strides[1];
+        const float factor = factors[r];
+        for (std::int64_t e = 0; e < d; ++e) row[e * out.strides[2]] *= factor;
+    });
+}
 
 // Rows [i0, i0 + count) of every group of a (G, T, d) view.
 onednn::View rows_of_groups(const onednn::View& v, std::int64_t i0, std::int64_t count) {
@@ -392,10 +407,13 @@ void forward_part(const Problem& p, const ForwardPart& part, const PartRows& row
     else if (!scores_given)
         onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
     if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
-    onednn::softmax_forward(scores, scores);
+    // The post pass only zeroes or drops probabilities, which commutes with the deferred division.
+    float* inverse_sums = rows.inverse_sums && onednn::softmax_defers_division(scores) ? rows.inverse_sums : nullptr;
+    onednn::softmax_forward(scores, scores, inverse_sums);
     if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
     onednn::matmul(operands.score_operand(rows.dropped ? rows_of(rows.dropped) : scores, part.rows.begin), part.v,
                    part.out);
+    if (inverse_sums) scale_rows(part.out, inverse_sums);
 }
 
 // Blocks of query rows per group when the groups alone cannot keep the threads busy and the
@@ -646,6 +664,7 @@ struct DenseCore::Ids {
     // only its current part's rows (thread_probs), which then stay in its cache.
     BufferId probs, keep, dropped, keys;
     bool thread_probs = false;
+    BufferId inverse_sums;  // inference: the softmax's 1 / sum a row, beside probs (PartRows)
     // mixed_bfloat16: bf16 copies of the forward matmuls' operands (MatmulOperands).
     BufferId operands, score_operand;
     BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
@@ -663,8 +682,10 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
         ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
     } else if (ids.thread_probs) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kThread, ids.split.part_rows(p), p.tv);
+        ids.inverse_sums = list.floats("attention.inverse_sums", Lifetime::kThread, ids.split.part_rows(p));
     } else {
         ids.probs = list.floats("attention.probabilities", Lifetime::kForward, p.groups() * p.tq, p.tv);
+        if (!training) ids.inverse_sums = list.floats("attention.inverse_sums", Lifetime::kForward, p.groups() * p.tq);
     }
     if (p.may_drop && training) {
         ids.keep = list.bytes("attention.keep_bits", Lifetime::kSaved, p.heads * p.tq, nng::ceil_div(p.tv, 8));
@@ -741,10 +762,13 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const std::int64_t row_bytes = nng::ceil_div(p.tv, 8);
     const auto run = [&](const ForwardPart& part) {
         const std::int64_t r0 = part.rows.begin;
+        float* inverse_sums = buffers.training() ? nullptr
+                              : ids.thread_probs ? buffers.thread_floats(ids.inverse_sums)
+                                                 : buffers.floats(ids.inverse_sums) + r0;
         const PartRows rows = ids.thread_probs
-                                  ? PartRows{buffers.thread_floats(ids.probs)}
+                                  ? PartRows{buffers.thread_floats(ids.probs), nullptr, nullptr, inverse_sums}
                                   : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
-                                             state.keep ? state.keep + r0 * row_bytes : nullptr};
+                                             state.keep ? state.keep + r0 * row_bytes : nullptr, inverse_sums};
         forward_part(p, part, rows, masks, scores_given, m, ids.symmetric);
     };
     using Kind = ForwardSplit::Kind;

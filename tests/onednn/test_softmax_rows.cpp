@@ -113,6 +113,42 @@ TEST_CASE("softmax_rows of equal scores is uniform, and of a row of -inf is NaN 
     for (const float v : empty) CHECK(std::isnan(v));
 }
 
+TEST_CASE("softmax_rows with the division deferred leaves e^(x - max) and 1 / sum, whose product is the softmax") {
+    std::mt19937 rng(4);
+    std::uniform_real_distribution<float> scores(-12.0f, 12.0f);
+    for (const std::int64_t n : {16, 17, 31, 200, 257}) {
+        CAPTURE(n);
+        const std::int64_t rows = 5, stride = n + 2;
+        std::vector<float> x(static_cast<std::size_t>(rows * stride), 77.0f);
+        for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t j = 0; j < n; ++j) x[r * stride + j] = scores(rng);
+        std::vector<float> probabilities(x.size()), exponentials(x.size(), 55.0f), inverse_sums(rows, 0.0f);
+        dn::softmax_rows(x.data(), stride, probabilities.data(), stride, rows, n);
+        dn::softmax_rows(x.data(), stride, exponentials.data(), stride, rows, n, inverse_sums.data());
+        for (std::int64_t r = 0; r < rows; ++r) {
+            CAPTURE(r);
+            double highest = -1e30, sum = 0.0;
+            for (std::int64_t j = 0; j < n; ++j) highest = std::max(highest, double(x[r * stride + j]));
+            for (std::int64_t j = 0; j < n; ++j) {
+                const std::size_t i = static_cast<std::size_t>(r * stride + j);
+                const double expected = std::exp(double(x[i]) - highest);
+                CHECK(std::abs(double(exponentials[i]) - expected) <= 2e-6 * expected + 1e-37);
+                CHECK(exponentials[i] * inverse_sums[r] == probabilities[i]);
+                sum += expected;
+            }
+            CHECK(inverse_sums[r] == doctest::Approx(1.0 / sum).epsilon(1e-6));
+            CHECK(exponentials[r * stride + n] == 55.0f);  // past the row: untouched
+        }
+    }
+    // Rows softmax_rows does not take (shorter than 16) go to oneDNN, which cannot defer it.
+    std::vector<float> short_rows(30, 1.0f), inverse_sums(3);
+    const dn::View v = dn::view(short_rows.data(), dn::DataType::f32, {3, 10});
+    CHECK_FALSE(dn::softmax_defers_division(v));
+    CHECK_THROWS(dn::softmax_forward(v, v, inverse_sums.data()));
+    const dn::View long_rows = dn::view(short_rows.data(), dn::DataType::f32, {1, 30});
+    CHECK(dn::softmax_defers_division(long_rows));
+}
+
 TEST_CASE("softmax_backward_rows equals y (dy - <y, dy>) in double for every row length, in place and not") {
     std::mt19937 rng(5);
     std::uniform_real_distribution<float> scores(-6.0f, 6.0f), gradients(-2.0f, 2.0f);

@@ -286,7 +286,8 @@ struct SoftmaxRows {
     static constexpr std::int64_t kLanes = simd::Vectors<kBytes>::kLanes;
 
     static inline __attribute__((always_inline)) void run(const float* src, std::int64_t src_stride, float* dst,
-                                                          std::int64_t dst_stride, std::int64_t rows, std::int64_t n) {
+                                                          std::int64_t dst_stride, std::int64_t rows, std::int64_t n,
+                                                          float* inverse_sums) {
         const std::int64_t whole = n / kLanes * kLanes, tail = n - whole;
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* in = src + r * src_stride;
@@ -303,8 +304,12 @@ struct SoftmaxRows {
             for (int l = 1; l < kLanes; ++l) shift = std::max(shift, highest[l]);
             last = simd::vexp(last - shift);
             const float inverse = 1.0f / simd::lane_sum(simd::exponentiate<V>(in, out, whole, shift) + last);
-            for (std::int64_t c = 0; c < whole; c += kLanes) simd::store(out + c, simd::load<V>(out + c) * inverse);
-            last *= inverse;
+            if (inverse_sums) {
+                inverse_sums[r] = inverse;
+            } else {
+                for (std::int64_t c = 0; c < whole; c += kLanes) simd::store(out + c, simd::load<V>(out + c) * inverse);
+                last *= inverse;
+            }
             std::memcpy(out + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
         }
     }
@@ -340,8 +345,8 @@ struct SoftmaxBackwardRows {
 }  // namespace
 
 void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride, std::int64_t rows,
-                  std::int64_t n) {
-    simd::run_widest<SoftmaxRows>(src, src_stride, dst, dst_stride, rows, n);
+                  std::int64_t n, float* inverse_sums) {
+    simd::run_widest<SoftmaxRows>(src, src_stride, dst, dst_stride, rows, n, inverse_sums);
 }
 
 void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows,
@@ -373,7 +378,9 @@ void over_row_tasks(std::int64_t rows, std::int64_t n, const RunRows& run) {
 
 }  // namespace
 
-void softmax_forward(const View& src, const View& dst) {
+bool softmax_defers_division(const View& src) { return rows_for_kernel({&src}); }
+
+void softmax_forward(const View& src, const View& dst, float* inverse_sums) {
     const char* op = "softmax_forward";
     const std::initializer_list<detail::Named> views = {{"src", &src}, {"dst", &dst}};
     check_forward(op, views);
@@ -382,10 +389,12 @@ void softmax_forward(const View& src, const View& dst) {
         const auto* in = static_cast<const float*>(src.data);
         auto* out = static_cast<float*>(dst.data);
         over_row_tasks(src.numel() / n, n, [&](std::int64_t first, std::int64_t count) {
-            softmax_rows(in + first * n, n, out + first * n, n, count, n);
+            softmax_rows(in + first * n, n, out + first * n, n, count, n,
+                         inverse_sums ? inverse_sums + first : nullptr);
         });
         return;
     }
+    if (inverse_sums) detail::fail(op, views, "the division is deferred only for rows softmax_rows takes");
     detail::with_context(op, views, [&] {
         const Cached& c = cached<dnnl::softmax_forward>(Key(kSoftmaxForward).add(src), [&] {
             return dnnl::softmax_forward::primitive_desc(

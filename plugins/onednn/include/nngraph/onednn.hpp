@@ -309,12 +309,17 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 // Softmax over the last axis; dst may be src (in place). dst and src have the same layout. f32
 // rows of 16 or more in a contiguous layout run on softmax_rows, the others on oneDNN's (which
 // vectorises across rows, the better for short ones; its backward has no AVX2 kernel).
-void softmax_forward(const View& src, const View& dst);
+// With inverse_sums the division is left to the caller, who divides a smaller product of the
+// probabilities instead (P·v has fewer columns than P): dst gets e^(x - max) and inverse_sums[r]
+// 1 / sum for row r of the rows in order. Only where softmax_defers_division(src).
+void softmax_forward(const View& src, const View& dst, float* inverse_sums = nullptr);
+bool softmax_defers_division(const View& src);
 // The softmax, e^(x - max) / sum, of `rows` rows of n floats (row strides src_stride and
 // dst_stride; dst may be src), three sweeps a row while it sits in cache, on the calling thread.
+// With inverse_sums: two sweeps, e^(x - max) into dst and 1 / sum into inverse_sums[r].
 // A row of -inf gives NaN, as the formula does.
 void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride, std::int64_t rows,
-                  std::int64_t n);
+                  std::int64_t n, float* inverse_sums = nullptr);
 // diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst;
 // diff_src may be diff_dst. As softmax_forward: f32 rows of 16 or more in a contiguous layout run
 // on softmax_backward_rows, the others on oneDNN's.
