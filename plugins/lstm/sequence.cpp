@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "lstm.hpp"
+#include "nngraph/vector_math.hpp"
 
 namespace nngraph_lstm {
 
@@ -31,26 +31,34 @@ Act parse_activation(const std::string& name, const char* attribute) {
 
 namespace {
 
-// e^x in float to about 2 ulp, written so that loops over it vectorise without -ffast-math:
-// x = n ln2 + r with |r| <= ln2/2 (rounding by the 1.5 * 2^23 trick), e^r by its Taylor series to
-// r^7 (error below 6e-9 relative there), then 2^n put into the exponent bits.
-inline float exp_approx(float x) {
-    x = std::min(std::max(x, -87.0f), 88.0f);
-    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split in two for exactness
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
-}
-inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
-// tanh(x) = 2 sigmoid(2x) - 1: an absolute error of a few 1e-8, which is what the cell needs.
-inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+// x = scale / (1 + e^(-scale x)) - (scale - 1) over n floats in place, on the widest vectors:
+// sigmoid with scale 1, tanh (2 sigmoid(2x) - 1) with scale 2, whose absolute error of a few 1e-8
+// is what the cell needs.
+template <int kBytes>
+struct ScaledSigmoid {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) V of(V x, float scale) {
+        return scale / (1.0f + nng::simd::vexp(x * -scale)) - (scale - 1.0f);
+    }
+    static inline __attribute__((always_inline)) void run(float* x, std::int64_t n, float scale) {
+        if (n < kLanes) {
+            V v{};
+            std::memcpy(&v, x, static_cast<std::size_t>(n) * sizeof(float));
+            v = of(v, scale);
+            std::memcpy(x, &v, static_cast<std::size_t>(n) * sizeof(float));
+            return;
+        }
+        // The last whole vector of the row, read before anything is written: it overlaps the one
+        // before it where n is not a multiple of the lanes, and a tail in a padded vector of its
+        // own would stall on forwarding the stores before it.
+        const V last = of(nng::simd::load<V>(x + n - kLanes), scale);
+        for (std::int64_t c = 0; c < n - kLanes; c += kLanes)
+            nng::simd::store(x + c, of(nng::simd::load<V>(x + c), scale));
+        nng::simd::store(x + n - kLanes, last);
+    }
+};
 
 }  // namespace
 
@@ -59,13 +67,9 @@ NNG_LOOP_CLONES void activate(Act f, float* x, std::int64_t n) {
         case Act::linear:
             return;
         case Act::tanh:
-#pragma omp simd
-            for (std::int64_t i = 0; i < n; ++i) x[i] = tanh_approx(x[i]);
-            return;
+            return nng::simd::run_widest<ScaledSigmoid>(x, n, 2.0f);
         case Act::sigmoid:
-#pragma omp simd
-            for (std::int64_t i = 0; i < n; ++i) x[i] = sigmoid(x[i]);
-            return;
+            return nng::simd::run_widest<ScaledSigmoid>(x, n, 1.0f);
         case Act::hard_sigmoid:  // Keras 3: relu6(x + 3) / 6
 #pragma omp simd
             for (std::int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i] / 6.0f + 0.5f, 0.0f), 1.0f);

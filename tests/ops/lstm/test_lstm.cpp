@@ -172,6 +172,9 @@ TEST_CASE("LSTM outputs match Keras's equations without a mask (both paths)") {
         // A batch of 16 or more: stepwise inference projects each step from the input in place.
         {"batch 20, go_backwards, sequence and state", kBackwards | kSequences | kState, 20, 6, 3, 5},
         {"batch 17, last output", 0, 17, 4, 3, 2},
+        // Gate rows of whole vectors and of a vector and a part, at every vector width.
+        {"16 units, sequence and state", kSequences | kState, 3, 4, 3, 16},
+        {"21 units, sequence and state", kSequences | kState, 3, 4, 3, 21},
     };
     for (Config c : configs) {
         check_against_reference(c);  // the stepwise loop
