@@ -13,6 +13,8 @@
 #include "nngraph/carver.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/vector_math.hpp"
+#include "symmetric_softmax.hpp"
+#include "tiles.hpp"
 
 namespace nngraph_attention {
 namespace {
@@ -277,36 +279,6 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
             {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
-// An 8 x 8 tile of floats, one vector a row.
-using TileRow = nng::simd::Vectors<32>::Float;
-
-// The tile transposed in place: rows interleaved in pairs, then in pairs of pairs, then halves.
-inline __attribute__((always_inline)) void transpose_tile(TileRow r[8]) {
-    TileRow t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        for (int k = 0; k < 2; ++k) {
-            u[i + 2 * k] = __builtin_shufflevector(t[i + k], t[i + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * k + 1] = __builtin_shufflevector(t[i + k], t[i + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    }
-    for (int i = 0; i < 4; ++i) {
-        r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
-        r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    }
-}
-
-// The 8 x 8 tile whose first row is at `at`, rows `stride` floats apart.
-inline __attribute__((always_inline)) void load_tile(const float* at, std::int64_t stride, TileRow tile[8]) {
-    for (int r = 0; r < 8; ++r) tile[r] = nng::simd::load<TileRow>(at + r * stride);
-}
-inline __attribute__((always_inline)) void store_tile(float* at, std::int64_t stride, const TileRow tile[8]) {
-    for (int r = 0; r < 8; ++r) nng::simd::store(at + r * stride, tile[r]);
-}
-
 // s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
 // the rows and columns past the last whole tile one by one.
 NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
@@ -351,11 +323,14 @@ NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t r
 // dropout the dropped probabilities and the keep bits, each pointing at the part's first row.
 // With `inverse_sums` (a float a row), nothing keeps the probabilities after the call, so the
 // softmax leaves e^(s - max) in `probs` and the division to the part's rows of P·v.
+// `symmetric_scratch` (symmetric_softmax_scratch floats) where the part's scores may go through
+// symmetric_softmax.
 struct PartRows {
     float* probs = nullptr;
     float* dropped = nullptr;
     std::uint8_t* keep = nullptr;
     float* inverse_sums = nullptr;
+    float* symmetric_scratch = nullptr;
 };
 
 // Row i of the (G', rows, d) view `out` times factors[i], the rows in order over the groups.
@@ -378,8 +353,11 @@ onednn::View rows_of_groups(const onednn::View& v, std::int64_t i0, std::int64_t
     return s;
 }
 
-// alpha·q·qᵀ of the part's groups into `scores` (G', T, T), in two products and a mirror image.
-void symmetric_scores(const Problem& p, const ForwardPart& part, float* scores, std::int64_t split) {
+// alpha·q·qᵀ of the part's groups into `scores` (G', T, T) in two products: the rows above
+// `split` up to column `split`, the rows from it on in full. That covers every 8 x 8 tile on and
+// left of the diagonal (split is a multiple of 8), which symmetric_softmax reads;
+// mirror_symmetric_scores completes the rest.
+void symmetric_products(const Problem& p, const ForwardPart& part, float* scores, std::int64_t split) {
     const std::int64_t t = p.tq, groups = part.q.dims[0], below = t - split;
     const auto block = [&](std::int64_t i0, std::int64_t rows, std::int64_t cols) {
         return onednn::view(scores + i0 * t, DataType::f32, {groups, rows, cols}, {t * t, t, 1});
@@ -388,7 +366,12 @@ void symmetric_scores(const Problem& p, const ForwardPart& part, float* scores, 
     onednn::matmul(above, rows_of_groups(part.k, 0, split).transposed(), block(0, split, split), {.alpha = p.alpha});
     onednn::matmul(rows_of_groups(part.q, split, below), part.k.transposed(), block(split, below, t),
                    {.alpha = p.alpha});
-    nng::parallel_for(groups, threads_for(groups * t * t), [&](std::int64_t g) {
+}
+// The rows above `split` right of it, from the columns below it: the whole of alpha·q·qᵀ for
+// `count` groups from `scores` on.
+void mirror_symmetric_scores(const Problem& p, float* scores, std::int64_t split, std::int64_t count) {
+    const std::int64_t t = p.tq, below = t - split;
+    nng::parallel_for(count, threads_for(count * t * t), [&](std::int64_t g) {
         float* s = scores + g * t * t;
         copy_transpose(s + split * t, s + split, below, split, t);
     });
@@ -402,14 +385,29 @@ void forward_part(const Problem& p, const ForwardPart& part, const PartRows& row
         return onednn::view(matrix, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
     const onednn::View scores = rows_of(rows.probs);
-    if (!scores_given && symmetric > 0 && part.q.dims[1] == p.tq)
-        symmetric_scores(p, part, rows.probs, symmetric);
+    const bool symmetric_part = !scores_given && symmetric > 0 && part.q.dims[1] == p.tq;
+    if (symmetric_part)
+        symmetric_products(p, part, rows.probs, symmetric);
     else if (!scores_given)
         onednn::matmul(part.q, part.k.transposed(), scores, {.alpha = p.alpha});
-    if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
     // The post pass only zeroes or drops probabilities, which commutes with the deferred division.
     float* inverse_sums = rows.inverse_sums && onednn::softmax_defers_division(scores) ? rows.inverse_sums : nullptr;
-    onednn::softmax_forward(scores, scores, inverse_sums);
+    if (symmetric_part && rows.symmetric_scratch && !p.has_masks()) {
+        // Masks would break the symmetry. A group whose scores are too large for exponentials
+        // without a shift goes through the plain softmax.
+        const std::int64_t t = p.tq, groups = part.q.dims[0];
+        for (std::int64_t g = 0; g < groups; ++g) {
+            float* s = rows.probs + g * t * t;
+            float* inverse = inverse_sums ? inverse_sums + g * t : nullptr;
+            if (symmetric_softmax(s, t, inverse, rows.symmetric_scratch)) continue;
+            mirror_symmetric_scores(p, s, symmetric, 1);
+            onednn::softmax_rows(s, t, s, t, t, t, inverse);
+        }
+    } else {
+        if (symmetric_part) mirror_symmetric_scores(p, rows.probs, symmetric, part.q.dims[0]);
+        if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
+        onednn::softmax_forward(scores, scores, inverse_sums);
+    }
     if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
     onednn::matmul(operands.score_operand(rows.dropped ? rows_of(rows.dropped) : scores, part.rows.begin), part.v,
                    part.out);
@@ -664,7 +662,11 @@ struct DenseCore::Ids {
     // only its current part's rows (thread_probs), which then stay in its cache.
     BufferId probs, keep, dropped, keys;
     bool thread_probs = false;
-    BufferId inverse_sums;  // inference: the softmax's 1 / sum a row, beside probs (PartRows)
+    BufferId inverse_sums;  // inference without thread_probs: the softmax's 1 / sum a row (PartRows)
+    // Where the parts run one a thread, each thread's: the 1 / sum of its part's rows with
+    // thread_probs, then symmetric_softmax's scratch with a symmetric split; floats of each.
+    BufferId part_scratch;
+    std::int64_t part_inverse_sums = 0, part_symmetric = 0;
     // mixed_bfloat16: bf16 copies of the forward matmuls' operands (MatmulOperands).
     BufferId operands, score_operand;
     BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
@@ -682,11 +684,15 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
         ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
     } else if (ids.thread_probs) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kThread, ids.split.part_rows(p), p.tv);
-        ids.inverse_sums = list.floats("attention.inverse_sums", Lifetime::kThread, ids.split.part_rows(p));
+        ids.part_inverse_sums = ids.split.part_rows(p);
     } else {
         ids.probs = list.floats("attention.probabilities", Lifetime::kForward, p.groups() * p.tq, p.tv);
         if (!training) ids.inverse_sums = list.floats("attention.inverse_sums", Lifetime::kForward, p.groups() * p.tq);
     }
+    if (ids.split.one_thread_each() && ids.symmetric > 0) ids.part_symmetric = symmetric_softmax_scratch(p.tq);
+    if (ids.part_inverse_sums + ids.part_symmetric > 0)
+        ids.part_scratch =
+            list.floats("attention.part_scratch", Lifetime::kThread, ids.part_inverse_sums + ids.part_symmetric);
     if (p.may_drop && training) {
         ids.keep = list.bytes("attention.keep_bits", Lifetime::kSaved, p.heads * p.tq, nng::ceil_div(p.tv, 8));
         ids.dropped = list.floats("attention.dropped", Lifetime::kForward, p.score_count());
@@ -716,7 +722,7 @@ CoreWork DenseCore::work(const Problem& p, bool training) const {
     const nng::Work product = scores_ == Scores::kDot ? nng::matmul_work(G, p.tq, p.dk, p.tv) : nng::Work{};
     const nng::Work weighted_sum = nng::matmul_work(G, p.tq, p.tv, p.dv);
     // With key_is_query: dS + dSᵀ (an add a pair of scores) and one product for dq + dk; forward
-    // makes the symmetric q·qᵀ in two products (symmetric_scores) and copies the rest.
+    // makes the symmetric q·qᵀ in two products (symmetric_products) and copies the rest.
     nng::Work scores_product = product, query_and_key = 2 * product;
     if (scores_ == Scores::kDot && p.key_is_query) {
         query_and_key = product + nng::elementwise_work(scores / 2, 1, 4);
@@ -762,13 +768,17 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const std::int64_t row_bytes = nng::ceil_div(p.tv, 8);
     const auto run = [&](const ForwardPart& part) {
         const std::int64_t r0 = part.rows.begin;
+        float* part_scratch =
+            ids.part_inverse_sums + ids.part_symmetric > 0 ? buffers.thread_floats(ids.part_scratch) : nullptr;
         float* inverse_sums = buffers.training() ? nullptr
-                              : ids.thread_probs ? buffers.thread_floats(ids.inverse_sums)
+                              : ids.thread_probs ? part_scratch
                                                  : buffers.floats(ids.inverse_sums) + r0;
-        const PartRows rows = ids.thread_probs
-                                  ? PartRows{buffers.thread_floats(ids.probs), nullptr, nullptr, inverse_sums}
-                                  : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
-                                             state.keep ? state.keep + r0 * row_bytes : nullptr, inverse_sums};
+        float* symmetric_scratch = ids.part_symmetric > 0 ? part_scratch + ids.part_inverse_sums : nullptr;
+        const PartRows rows =
+            ids.thread_probs
+                ? PartRows{buffers.thread_floats(ids.probs), nullptr, nullptr, inverse_sums, symmetric_scratch}
+                : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
+                           state.keep ? state.keep + r0 * row_bytes : nullptr, inverse_sums, symmetric_scratch};
         forward_part(p, part, rows, masks, scores_given, m, ids.symmetric);
     };
     using Kind = ForwardSplit::Kind;
