@@ -138,10 +138,32 @@ void draw_and_apply(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* m
     }
 }
 
+// d[i] = s[i] * scale where the mask keeps, 0 where it drops, for i < width: a row with a mask
+// element each (`step` 1) or one for the whole row (`step` 0).
+void masked_run(const float* s, const std::uint8_t* m, std::int64_t step, float scale, float* d, std::int64_t width) {
+    if (step) {
+        masked_row(s, m, scale, d, width);
+    } else if (m[0]) {
+#pragma omp simd
+        for (std::int64_t i = 0; i < width; ++i) d[i] = s[i] * scale;
+    } else {
+        std::fill(d, d + width, 0.0f);
+    }
+}
+
 // dst[i] = mask[i's mask element] ? src[i] * scale : 0, for forward (x to y) and backward (dy to dx).
 void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, float scale, float* dst, int threads) {
     const int last = b.rank - 1;
     const std::int64_t width = b.dims[last], step = b.mask_strides[last];
+    if (last == 0) {  // one row, the whole input: the threads split it
+#pragma omp parallel num_threads(threads)
+        {
+            const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
+            const std::int64_t begin = nng::split_point(width, count, t), end = nng::split_point(width, count, t + 1);
+            masked_run(src + begin, mask + begin * step, step, scale, dst + begin, end - begin);
+        }
+        return;
+    }
     std::int64_t rows = 1;
     for (int k = 0; k < last; ++k) rows *= b.dims[k];
 #pragma omp parallel num_threads(threads)
@@ -159,15 +181,7 @@ void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, 
         for (std::int64_t row = begin; row < end; ++row) {
             const float* s = src + row * width;
             float* d = dst + row * width;
-            const std::uint8_t* m = mask + offset;
-            if (step) {
-                masked_row(s, m, scale, d, width);
-            } else if (m[0]) {
-#pragma omp simd
-                for (std::int64_t i = 0; i < width; ++i) d[i] = s[i] * scale;
-            } else {
-                std::fill(d, d + width, 0.0f);
-            }
+            masked_run(s, mask + offset, step, scale, d, width);
             for (std::int64_t k = last - 1; k >= 0; --k) {
                 offset += b.mask_strides[k];
                 if (++index[k] < b.dims[k]) break;

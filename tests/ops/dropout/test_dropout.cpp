@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 
 #include "gradcheck_table.hpp"
 #include "nngraph/error.hpp"
@@ -123,20 +124,45 @@ TEST_CASE("Dropout is the identity outside training and in deterministic runs") 
 }
 
 TEST_CASE("Dropout backward applies the forward's mask and scale") {
-    OpRunner runner("Dropout", "{rate: 0.25}", {{DType::F32, {6, 7, 5}}});
-    fill_nonzero(runner.inputs()[0], 4);
-    runner.forward(true, 77);
-    const auto keep = kept(runner, 0.25);
-    Tensor dy(DType::F32, {6, 7, 5});
-    fill_uniform(dy, -1, 1, 8);
-    runner.backward({dy}, 77);
-    const float scale = static_cast<float>(1.0 / 0.75);
-    for (std::int64_t i = 0; i < dy.numel(); ++i) {
-        CHECK(runner.grad_inputs()[0].data<float>()[i] ==
-              (keep[static_cast<std::size_t>(i)] ? dy.data<float>()[i] * scale : 0.0f));
+    // Small on one thread; above the size that splits the work, on two: a mask element each, and
+    // one element for the whole input (the threads then split a single run of it).
+    struct Case {
+        const char* attributes;
+        Shape shape;
+        int threads;
+    };
+    for (const Case& c : {Case{"{rate: 0.25}", {6, 7, 5}, 1}, Case{"{rate: 0.25}", {16, 50, 64}, 2},
+                          Case{"{rate: 0.25, noise_shape: [1, 1, 1]}", {16, 50, 64}, 2}}) {
+        CAPTURE(c.attributes);
+        CAPTURE(c.threads);
+        std::int64_t dropped_everything = 0;
+        for (std::uint64_t seed = 70; seed < 78; ++seed) {
+            OpRunner runner("Dropout", c.attributes, {{DType::F32, c.shape}});
+            fill_nonzero(runner.inputs()[0], 4);
+            runner.forward(true, seed, false, c.threads);
+            const auto keep = kept(runner, 0.25);
+            dropped_everything += fraction(keep) == 0.0;
+            Tensor dy(DType::F32, c.shape);
+            fill_uniform(dy, -1, 1, 8);
+            runner.backward({dy}, seed, {}, c.threads);
+            const float scale = static_cast<float>(1.0 / 0.75);
+            std::int64_t wrong = 0;
+            for (std::int64_t i = 0; i < dy.numel(); ++i) {
+                wrong += runner.grad_inputs()[0].data<float>()[i] !=
+                         (keep[static_cast<std::size_t>(i)] ? dy.data<float>()[i] * scale : 0.0f);
+            }
+            CHECK(wrong == 0);
+            runner.backward({Tensor()}, seed, {}, c.threads);  // no gradient arrives: zero
+            std::int64_t nonzero = 0;
+            for (float v : runner.grad_inputs()[0].values<float>()) nonzero += v != 0.0f;
+            CHECK(nonzero == 0);
+        }
+        // A single mask element drops everything or nothing: both happen among these seeds.
+        if (std::string(c.attributes).find("noise_shape") != std::string::npos) {
+            CHECK(dropped_everything > 0);
+            CHECK(dropped_everything < 8);
+        }
     }
-    runner.backward({Tensor()}, 77);  // no gradient arrives: zero
-    for (float v : runner.grad_inputs()[0].values<float>()) CHECK(v == 0.0f);
 }
 
 TEST_CASE("Dropout's noise_shape shares one mask draw over the broadcast axes") {
