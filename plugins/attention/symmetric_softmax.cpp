@@ -6,7 +6,6 @@
 #include <cstring>
 #include <limits>
 
-#include "nngraph/arithmetic.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/vector_math.hpp"
 #include "tiles.hpp"
@@ -14,8 +13,8 @@
 namespace nngraph_attention {
 namespace {
 
-// The largest diagonal taken without a shift: e^60 is about 1e26, so that even 10^12 of them sum
-// far below float's largest, and e^-60 is a normal float.
+// The largest diagonal taken without a shift: e^60 is about 1e26, so that 10^12 of them still sum
+// below float's largest, and e^-60 is a normal float.
 constexpr float kLargestDiagonal = 60.0f;
 
 // Which entries of the matrix are given (symmetric_softmax.hpp).
