@@ -367,14 +367,10 @@ void symmetric_products(const Problem& p, const ForwardPart& part, float* scores
     onednn::matmul(rows_of_groups(part.q, split, below), part.k.transposed(), block(split, below, t),
                    {.alpha = p.alpha});
 }
-// The rows above `split` right of it, from the columns below it: the whole of alpha·q·qᵀ for
-// `count` groups from `scores` on.
-void mirror_symmetric_scores(const Problem& p, float* scores, std::int64_t split, std::int64_t count) {
-    const std::int64_t t = p.tq, below = t - split;
-    nng::parallel_for(count, threads_for(count * t * t), [&](std::int64_t g) {
-        float* s = scores + g * t * t;
-        copy_transpose(s + split * t, s + split, below, split, t);
-    });
+// The rows above `split` right of it, from the columns below it: the whole of one group's
+// alpha·q·qᵀ, the (t, t) matrix s.
+void mirror_symmetric_scores(float* s, std::int64_t t, std::int64_t split) {
+    copy_transpose(s + split * t, s + split, t - split, split, t);
 }
 
 // The forward of `part` into `rows`. `operands` holds the bf16 room for P under mixed_bfloat16
@@ -400,11 +396,15 @@ void forward_part(const Problem& p, const ForwardPart& part, const PartRows& row
             float* s = rows.probs + g * t * t;
             float* inverse = inverse_sums ? inverse_sums + g * t : nullptr;
             if (symmetric_softmax(s, t, inverse, rows.symmetric_scratch)) continue;
-            mirror_symmetric_scores(p, s, symmetric, 1);
+            mirror_symmetric_scores(s, t, symmetric);
             onednn::softmax_rows(s, t, s, t, t, t, inverse);
         }
     } else {
-        if (symmetric_part) mirror_symmetric_scores(p, rows.probs, symmetric, part.q.dims[0]);
+        if (symmetric_part) {
+            const std::int64_t t = p.tq, groups = part.q.dims[0];
+            nng::parallel_for(groups, threads_for(groups * t * t),
+                              [&](std::int64_t g) { mirror_symmetric_scores(rows.probs + g * t * t, t, symmetric); });
+        }
         if (p.has_masks()) apply_masks(p, masks, rows.probs, part.rows);
         onednn::softmax_forward(scores, scores, inverse_sums);
     }

@@ -3,7 +3,6 @@
 #include "symmetric_softmax.hpp"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "nngraph/cpu.hpp"
@@ -32,13 +31,6 @@ struct RowPasses {
     using V = typename nng::simd::Vectors<kBytes>::Float;
     static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
 
-    // The `count` floats at p in a vector, the other lanes `pad`.
-    static inline __attribute__((always_inline)) V load_part(const float* p, std::int64_t count, float pad) {
-        V v = V{} + pad;
-        std::memcpy(&v, p, static_cast<std::size_t>(count) * sizeof(float));
-        return v;
-    }
-
     // e^(s_ij) over row i's given entries, in place, their sum into sums[i].
     static inline __attribute__((always_inline)) void exponentials(float* s, const Given& g, float* sums) {
         for (std::int64_t i = 0; i < g.n; ++i) {
@@ -46,8 +38,9 @@ struct RowPasses {
             const std::int64_t end = g.end(i), whole = end / kLanes * kLanes, tail = end - whole;
             V total = nng::simd::exponentiate<V>(row, row, whole, 0.0f);
             if (tail > 0) {  // padded with -inf, whose exponentials add nothing
-                const V last = nng::simd::vexp(load_part(row + whole, tail, -std::numeric_limits<float>::infinity()));
-                std::memcpy(row + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
+                const V last = nng::simd::vexp(
+                    nng::simd::load_first<V>(row + whole, tail, -std::numeric_limits<float>::infinity()));
+                nng::simd::store_first(row + whole, last, tail);
                 total += last;
             }
             sums[i] = nng::simd::lane_sum(total);
@@ -67,10 +60,8 @@ struct RowPasses {
             const float inverse = 1.0f / sums[i];
             for (std::int64_t c = 0; c < whole; c += kLanes)
                 nng::simd::store(row + c, nng::simd::load<V>(row + c) * inverse);
-            if (tail > 0) {
-                const V last = load_part(row + whole, tail, 0.0f) * inverse;
-                std::memcpy(row + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
-            }
+            if (tail > 0)
+                nng::simd::store_first(row + whole, nng::simd::load_first<V>(row + whole, tail) * inverse, tail);
         }
     }
 };

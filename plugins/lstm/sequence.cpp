@@ -44,10 +44,7 @@ struct ScaledSigmoid {
     }
     static inline __attribute__((always_inline)) void run(float* x, std::int64_t n, float scale) {
         if (n < kLanes) {
-            V v{};
-            std::memcpy(&v, x, static_cast<std::size_t>(n) * sizeof(float));
-            v = of(v, scale);
-            std::memcpy(x, &v, static_cast<std::size_t>(n) * sizeof(float));
+            nng::simd::store_first(x, of(nng::simd::load_first<V>(x, n), scale), n);
             return;
         }
         // The last whole vector of the row, read before anything is written: it overlaps the one

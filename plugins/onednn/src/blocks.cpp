@@ -293,8 +293,7 @@ struct SoftmaxRows {
             const float* in = src + r * src_stride;
             float* out = dst + r * dst_stride;
             // The tail padded with -inf: it adds nothing to the max or the sum.
-            V last = V{} - __builtin_inff();
-            std::memcpy(&last, in + whole, static_cast<std::size_t>(tail) * sizeof(float));
+            V last = simd::load_first<V>(in + whole, tail, -__builtin_inff());
             V highest = last;
             for (std::int64_t c = 0; c < whole; c += kLanes) {
                 const V v = simd::load<V>(in + c);
@@ -310,7 +309,7 @@ struct SoftmaxRows {
                 for (std::int64_t c = 0; c < whole; c += kLanes) simd::store(out + c, simd::load<V>(out + c) * inverse);
                 last *= inverse;
             }
-            std::memcpy(out + whole, &last, static_cast<std::size_t>(tail) * sizeof(float));
+            simd::store_first(out + whole, last, tail);
         }
     }
 };
@@ -328,16 +327,13 @@ struct SoftmaxBackwardRows {
             const float* dy = diff_dst + r * n;
             float* dx = diff_src + r * n;
             // The tail padded with zeros: it adds nothing to the sum.
-            V y_tail{}, dy_tail{};
-            std::memcpy(&y_tail, y + whole, static_cast<std::size_t>(tail) * sizeof(float));
-            std::memcpy(&dy_tail, dy + whole, static_cast<std::size_t>(tail) * sizeof(float));
+            const V y_tail = simd::load_first<V>(y + whole, tail), dy_tail = simd::load_first<V>(dy + whole, tail);
             V sums = y_tail * dy_tail;
             for (std::int64_t c = 0; c < whole; c += kLanes) sums += simd::load<V>(y + c) * simd::load<V>(dy + c);
             const float dot = simd::lane_sum(sums);
             for (std::int64_t c = 0; c < whole; c += kLanes)
                 simd::store(dx + c, simd::load<V>(y + c) * (simd::load<V>(dy + c) - dot));
-            const V dx_tail = y_tail * (dy_tail - dot);
-            std::memcpy(dx + whole, &dx_tail, static_cast<std::size_t>(tail) * sizeof(float));
+            simd::store_first(dx + whole, y_tail * (dy_tail - dot), tail);
         }
     }
 };

@@ -125,6 +125,19 @@ inline __attribute__((always_inline)) V exponentiate(const float* x, float* out,
     return sums;
 }
 
+// A row's tail past its whole vectors: the `count` floats at p (fewer than the lanes) in a vector
+// whose other lanes are `pad`, and the first `count` lanes of v stored at p.
+template <typename V>
+inline __attribute__((always_inline)) V load_first(const float* p, std::int64_t count, float pad = 0.0f) {
+    V v = V{} + pad;
+    std::memcpy(&v, p, static_cast<std::size_t>(count) * sizeof(float));
+    return v;
+}
+template <typename V>
+inline __attribute__((always_inline)) void store_first(float* p, V v, std::int64_t count) {
+    std::memcpy(p, &v, static_cast<std::size_t>(count) * sizeof(float));
+}
+
 // The sum of v's lanes, in lane order.
 template <typename V>
 inline __attribute__((always_inline)) float lane_sum(V v) {
