@@ -116,6 +116,25 @@ struct Lstm {
         return fused_ == Fused::kNever || (fused_ == Fused::kAuto && !mixed_bfloat16_);
     }
 
+    // The op's largest arrays are the kernels (F or U by 4·U) and the steps' gates (T·N by 4·U).
+    // Refused unless each, times room for the per-thread copies, sums and byte counts the buffer
+    // sizes form from them, fits in 64 bits: a hostile units or shape must not wrap those sizes.
+    static void refuse_unaddressable(const Dims& in, std::int64_t units) {
+        constexpr std::int64_t kRoom = std::int64_t{1} << 16;
+        const std::int64_t batch = std::max<std::int64_t>(in[0], 1);
+        for (const Dims& array : {Dims{in[2], 4, units}, Dims{units, 4, units}, Dims{in[1], batch, 4, units}}) {
+            std::int64_t n = kRoom;
+            for (const std::int64_t d : array) {
+                if (nng::multiply_overflows(n, d, n)) {
+                    throw nng::OpError("units " + std::to_string(units) + " with input " + nng::dims_string(in) +
+                                           " makes arrays too large to address; expected sizes whose weights and "
+                                           "per-step gates fit in memory",
+                                       "units");
+                }
+            }
+        }
+    }
+
     void infer(nng::InferContext& ctx) {
         ctx.expect_rank(0, 3, 3, "rank 3: (batch, timesteps, features)");
         ctx.expect_dtype(0, NNG_F32, "float32");
@@ -125,6 +144,7 @@ struct Lstm {
             throw nng::OpError("input 0 has shape " + nng::dims_string(in) +
                                "; expected (batch, timesteps, features) with at least one step and one feature");
         }
+        refuse_unaddressable(in, U);
         const int y = ctx.add_output(NNG_F32, s_.return_sequences ? Dims{N, T, U} : Dims{N, U});
         if (s_.return_sequences) ctx.pass_mask(y, 0);
         if (s_.return_state) {

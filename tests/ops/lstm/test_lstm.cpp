@@ -650,6 +650,12 @@ TEST_CASE("LSTM rejects wrong shapes and unsupported attributes with the reason"
     CHECK(error_of("{units: 4}", {2, 5, 3}, DType::I32).find("float32") != std::string::npos);
     CHECK(error_of("{units: 4}", {2, 0, 3}).find("at least one step") != std::string::npos);
     CHECK(error_of("{units: 0}", {2, 5, 3}).find("units") != std::string::npos);
+    // Sizes whose arrays cannot be addressed: refused before any buffer size is formed from them.
+    CHECK(error_of("{units: 4294967296100}", {64, 200, 32}).find("units 4294967296100 with input (64, 200, 32)") !=
+          std::string::npos);
+    CHECK(error_of("{units: 100}", {64, 4611686018427387904, 32}).find("too large to address") != std::string::npos);
+    CHECK(error_of("{units: 3000000}", {64, 200, 32}).find("too large to address") ==
+          std::string::npos);  // large (its weights would not fit here), but addressable
     CHECK(error_of("{units: 4, stateful: true}", {2, 5, 3}).find("stateful") != std::string::npos);
     CHECK(error_of("{units: 4, unroll: true}", {2, 5, 3}).find("unroll") != std::string::npos);
     CHECK(error_of("{units: 4, recurrent_dropout: 0.2}", {2, 5, 3}).find("recurrent_dropout") != std::string::npos);
