@@ -13,8 +13,10 @@ namespace nngraph_attention {
 namespace {
 
 // The largest diagonal taken without a shift: e^60 is about 1e26, so that 10^12 of them still sum
-// below float's largest, and e^-60 is a normal float.
+// below float's largest, and e^-60 is a normal float. Every entry is then within it too
+// (|s_ij| <= sqrt(s_ii·s_jj)), and so within vexp_within's bound.
 constexpr float kLargestDiagonal = 60.0f;
+static_assert(kLargestDiagonal <= nng::simd::kExpWithinBound);
 
 // Which entries of the matrix are given (symmetric_softmax.hpp).
 struct Given {
@@ -36,7 +38,7 @@ struct RowPasses {
         for (std::int64_t i = 0; i < g.n; ++i) {
             float* row = s + i * g.n;
             const std::int64_t end = g.end(i), whole = end / kLanes * kLanes, tail = end - whole;
-            V total = nng::simd::exponentiate<V>(row, row, whole, 0.0f);
+            V total = nng::simd::exponentiate<V, nng::simd::ExpRange::kWithinBound>(row, row, whole, 0.0f);
             if (tail > 0) {  // padded with -inf, whose exponentials add nothing
                 const V last = nng::simd::vexp(
                     nng::simd::load_first<V>(row + whole, tail, -std::numeric_limits<float>::infinity()));

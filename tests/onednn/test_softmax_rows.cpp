@@ -36,7 +36,42 @@ struct ExponentialRow {
     }
 };
 
+// vexp_within over n floats, as ExponentialRow.
+template <int kBytes>
+struct BoundedExponentialRow {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static __attribute__((always_inline)) void run(const float* x, float* out, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; i += nng::simd::Vectors<kBytes>::kLanes)
+            nng::simd::store(out + i, nng::simd::vexp_within(nng::simd::load<V>(x + i)));
+    }
+};
+
 }  // namespace
+
+TEST_CASE("the exponential without clamping (simd::vexp_within) equals vexp bit for bit within its bound") {
+    std::vector<float> x;
+    const float bound = nng::simd::kExpWithinBound;
+    for (float v = -bound; v <= bound; v += 0.00731f) x.push_back(v);
+    x.push_back(-bound);
+    x.push_back(bound);
+    x.push_back(0.0f);
+    x.push_back(-0.0f);
+    while (x.size() % 16 != 0) x.push_back(1.0f);
+    std::vector<float> clamped(x.size()), bounded(x.size());
+    const auto* in = static_cast<const float*>(x.data());
+    const auto n = static_cast<std::int64_t>(x.size());
+    nng::simd::run_widest<ExponentialRow>(in, clamped.data(), n);
+    nng::simd::run_widest<BoundedExponentialRow>(in, bounded.data(), n);
+    std::size_t differing = 0;
+    double worst = 0.0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        differing += clamped[i] != bounded[i] ? 1 : 0;
+        const double exact = std::exp(double(x[i]));
+        worst = std::max(worst, std::abs(bounded[i] - exact) / exact);
+    }
+    CHECK(differing == 0);
+    CHECK(worst < 2.4e-7);
+}
 
 TEST_CASE("softmax's exponential (simd::vexp) is within 2 ulp of e^x, 0 at the bottom of the range, NaN for NaN") {
     std::vector<float> x;

@@ -92,33 +92,68 @@ inline __attribute__((always_inline)) V at_most(V bound, V x) {
 // e^x lane by lane, within 2 ulp: e^r on r = x - n·ln 2 (ln 2 in two parts, Cody and Waite) as
 // 1 + r + r²·P(r), P the degree-4 minimax fit of relative error 3e-9, times 2^n. P is evaluated
 // in Estrin's form: its terms in pairs side by side rather than one chain of multiply-adds, since
-// the chain's latency, not the arithmetic, bounds a loop of exponentials. x is clamped to
-// [-88, 88.7] first: from -88 up to about -87.65, n is -127, which puts 0 in the exponent, so
-// e^x is 0 there and for -inf without a select.
+// the chain's latency, not the arithmetic, bounds a loop of exponentials.
+namespace detail {
 template <typename V>
-inline __attribute__((always_inline)) V vexp(V in) {
-    typedef typename Vectors<sizeof(V)>::Int VI;
-    const V x = at_most(V{} + 88.7f, at_least(V{} - 88.0f, in));
-    const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+struct ExpParts {
+    V y;       // e^r
+    V n;       // the nearest integer to x·log2(e)
+    V biased;  // n + 1.5·2^23, which holds n in its low mantissa bits
+};
+template <typename V>
+inline __attribute__((always_inline)) ExpParts<V> exp_parts(V x) {
+    const V biased = x * 1.44269504088896341f + 12582912.0f;
+    const V n = biased - 12582912.0f;
     const V r = x - n * 0.693359375f - n * -2.12194440e-4f;
     const V r2 = r * r;
     const V low = r * 1.6666520689e-1f + 4.9999993452e-1f;
     const V high = r * 8.3687099615e-3f + 4.1668387374e-2f;
     const V poly = low + r2 * (high + r2 * 1.3814613095e-3f);
-    const V y = (poly * r2 + r) + 1.0f;
-    const VI exponent = (__builtin_convertvector(n, VI) + 127) << 23;
+    return {(poly * r2 + r) + 1.0f, n, biased};
+}
+}  // namespace detail
+
+// x is clamped to [-88, 88.7] first: from -88 up to about -87.65, n is -127, which puts 0 in the
+// exponent, so e^x is 0 there and for -inf without a select.
+template <typename V>
+inline __attribute__((always_inline)) V vexp(V in) {
+    typedef typename Vectors<sizeof(V)>::Int VI;
+    const detail::ExpParts<V> e = detail::exp_parts(at_most(V{} + 88.7f, at_least(V{} - 88.0f, in)));
+    const VI exponent = (__builtin_convertvector(e.n, VI) + 127) << 23;
     V scale;
     std::memcpy(&scale, &exponent, sizeof scale);
-    return y * scale;
+    return e.y * scale;
 }
+
+// The largest |x| vexp_within takes: 2^n then stays a normal float's exponent for any e^r.
+inline constexpr float kExpWithinBound = 86.0f;
+
+// vexp's value for |x| <= kExpWithinBound only, with fewer instructions on the chain: no clamping,
+// and n added straight into e^r's exponent bits. Outside the bound the result is wrong.
+template <typename V>
+inline __attribute__((always_inline)) V vexp_within(V x) {
+    typedef typename Vectors<sizeof(V)>::Int VI;
+    const detail::ExpParts<V> e = detail::exp_parts(x);
+    VI bits, biased;
+    std::memcpy(&bits, &e.y, sizeof bits);
+    std::memcpy(&biased, &e.biased, sizeof biased);
+    bits += (biased - 0x4B400000) << 23;  // 0x4B400000: the bits of 1.5·2^23
+    V out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+// Which exponential exponentiate takes: vexp, or vexp_within where every argument is within its bound.
+enum class ExpRange { kAny, kWithinBound };
 
 // out[c] = e^(x[c] - shift) for c < n (a multiple of V's lanes; out may be x); returns the
 // lane-wise sums of the results.
-template <typename V = v16>
+template <typename V = v16, ExpRange kRange = ExpRange::kAny>
 inline __attribute__((always_inline)) V exponentiate(const float* x, float* out, std::int64_t n, float shift) {
     V sums{};
     for (std::int64_t c = 0; c < n; c += kLanes<V>) {
-        const V e = vexp(load<V>(x + c) - shift);
+        const V in = load<V>(x + c) - shift;
+        const V e = kRange == ExpRange::kAny ? vexp(in) : vexp_within(in);
         store(out + c, e);
         sums += e;
     }
