@@ -160,6 +160,7 @@ void run_bench(const BenchOptions& o) {
             b["batch_size"] = double(bench.batch_size()) * scale;
             b["peak_rss_bytes"] = peak_rss * scale;
             b["arena_bytes"] = double(memory.arena_bytes) * scale;
+            b["inference_slices"] = double(memory.slices) * scale;
             b["bytes_allocated_per_step"] = double(allocations.bytes) * scale;
             b["allocations_per_step"] = double(allocations.calls) * scale;
             b["aligned_allocations_per_step"] = double(allocations.aligned_calls) * scale;
@@ -218,6 +219,7 @@ void run_bench(const BenchOptions& o) {
     std::printf("\n");
     std::printf("memory:      peak RSS %s; arena %s", megabytes(peak_rss).c_str(),
                 megabytes(double(memory.arena_bytes)).c_str());
+    if (memory.slices > 1) std::printf(" (the batch in %lld slices)", static_cast<long long>(memory.slices));
     if (bench.training())
         std::printf(" (activations backward needs %s)", megabytes(double(memory.backward_bytes)).c_str());
     std::printf(", weights %s", megabytes(double(memory.weight_bytes)).c_str());

@@ -23,6 +23,7 @@ struct Swish {
         const int y = ctx.add_output(NNG_F32, ctx.input_dims(0));
         ctx.pass_mask(y, 0);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
+        ctx.set_batch_slicing(NNG_SLICING_FREE);  // each value on its own: inference may run in slices
     }
 
     void forward(nng::Exec& exec) {

@@ -59,6 +59,7 @@ struct Attention {
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         long_.declare_sequence_role(ctx, causal_);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);  // every product is within one sample
         // One tensor as query and key (Attention [x, x]): a core that can adds the key's gradient
         // into the query's, which the host sums with the key's anyway.
         key_is_query_ =

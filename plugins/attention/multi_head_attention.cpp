@@ -26,6 +26,7 @@
 //
 // The projections are plain 2-D matmuls in the (B·T, heads·dim) layout Keras's kernels imply; the
 // core wants heads apart, so Q, K, V are reordered to (B, heads, T, dim) and O back.
+#include <algorithm>
 #include <cmath>
 
 #include "common.hpp"
@@ -196,6 +197,7 @@ struct MultiHeadAttention {
         const InputDims d = InputDims::infer(ctx, kName);
         long_.check_inputs(d, ctx.num_inputs(), dropout_, kName);
         long_.declare_sequence_role(ctx, causal_);
+        ctx.set_batch_slicing_for_rows(std::min(d.q[1], d.v[1]));  // the projections' rows
         const Shapes s = shapes(d.q, d.v, d.k, d.roles);
         const std::int64_t cached = DecodingCache::length(ctx, d.roles, decoding_obstacle());
         if (cached > 0 && causal_ && !ctx.input_advances(d.roles.value))

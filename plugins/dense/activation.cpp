@@ -72,6 +72,7 @@ struct Activation {
         if (f_.logits_role() != NNG_OUTPUT_VISIBLE) ctx.add_logits_output(y, f_.logits_role());
         ctx.set_backward_needs(f_.backward_needs_input() ? NNG_NEEDS_INPUT(0) : NNG_NEEDS_OUTPUT(0));
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         if (ctx.counting_work()) {
             // One function a value (softmax's max, exp, sum and divide count 4), x read and y written;
             // backward reads y (or x) and dy and writes dx.

@@ -63,6 +63,7 @@ struct Dense {
         if (!f_.is_linear() && !f_.backward_needs_input()) needs |= NNG_NEEDS_OUTPUT(0);
         ctx.set_backward_needs(needs);
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);  // over the last axis only
+        ctx.set_batch_slicing_for_rows(nng::product(out, 1, out.size() - 1));
         if (ctx.counting_work()) {
             // Forward x·kernel (+ bias); backward xᵀ·dz and dz·kernelᵀ (+ the bias's row sums).
             const nng::Work product = nng::matmul_work(1, elements / units_, in, units_);

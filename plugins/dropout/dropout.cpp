@@ -272,6 +272,7 @@ struct Dropout {
         ctx.identity_in_inference(0);  // Keras's Dropout passes its input through when not training
         // A noise shape may share draws across the steps, which a share of them cannot see.
         if (!has_noise_shape_ && input.size() >= 3) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         if (ctx.counting_work()) {
             // One multiply a value each way: x and y (dy and dx) moved, the keep mask written, then read.
             const nng::Work pass = nng::elementwise_work(nng::product(input), 1, 2) + nng::Work{0, nng::product(noise)};

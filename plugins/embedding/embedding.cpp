@@ -114,6 +114,7 @@ struct Embedding {
         ctx.add_weight("embeddings", {input_dim_, output_dim_}, init_);
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         const bool training = ctx.training();
         row_ids_ =
             ctx.buffer<std::int32_t>("row of each position", training ? nng::product(ids) : 0, nng::Lifetime::Backward);

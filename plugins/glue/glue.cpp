@@ -80,6 +80,7 @@ struct Add {
         infer_same_shapes(ctx);
         ctx.set_backward_needs(0);  // the gradient passes straight through
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         if (ctx.counting_work()) {
             // k - 1 adds a value over k inputs and the output; backward copies dy to each input.
             const std::int64_t values = nng::product(ctx.input_dims(0)), k = ctx.num_inputs();
@@ -115,6 +116,7 @@ struct Multiply {
     void infer(InferContext& ctx) const {
         infer_same_shapes(ctx);
         ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         std::uint32_t needs = 0;
         for (int i = 0; i < ctx.num_inputs(); ++i) needs |= NNG_NEEDS_INPUT(i);
         ctx.set_backward_needs(needs);
@@ -197,6 +199,7 @@ struct Concatenate {
         if (axis >= 2) infer_merged_mask(ctx, 0);  // Keras keeps time-step masks unless joining along time
         // Joined along the features, each step stays its own; along the steps, shares would interleave.
         if (axis >= 2) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);  // the axis is never the batch's
         ctx.set_backward_needs(0);
         count_copy(ctx, nng::product(out));
     }
@@ -255,6 +258,7 @@ struct Flatten {
         const Dims in = ctx.input_dims(0);
         ctx.add_output(ctx.input_dtype(0), {in[0], nng::product(in, 1)});
         ctx.set_backward_needs(0);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         count_copy(ctx, nng::product(in));
     }
     void forward(Exec& exec) { copy_through(exec); }
@@ -294,6 +298,7 @@ struct Reshape {
         }
         ctx.add_output(ctx.input_dtype(0), out);
         ctx.set_backward_needs(0);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         count_copy(ctx, nng::product(in));
     }
     void forward(Exec& exec) { copy_through(exec); }

@@ -145,6 +145,7 @@ struct Lstm {
                                "; expected (batch, timesteps, features) with at least one step and one feature");
         }
         refuse_unaddressable(in, U);
+        ctx.set_batch_slicing(NNG_SLICING_SLOWER);  // every step's product takes the batch as rows
         const int y = ctx.add_output(NNG_F32, s_.return_sequences ? Dims{N, T, U} : Dims{N, U});
         if (s_.return_sequences) ctx.pass_mask(y, 0);
         if (s_.return_state) {

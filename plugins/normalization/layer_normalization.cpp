@@ -104,6 +104,7 @@ struct LayerNormalization {
         ctx.set_backward_needs(NNG_NEEDS_INPUT(0));
         // Statistics over axes after the steps keep each step its own.
         if (first >= 2) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);  // the batch axis is never normalised over
         if (ctx.counting_work()) {
             // Mean, variance, normalise, scale and shift: 8 a value over x and y; backward 12 a value
             // over x, dy and dx.

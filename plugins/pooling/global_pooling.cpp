@@ -40,6 +40,7 @@ struct GlobalPooling1D {
         }
         // Shares of channels_first inputs would be cut along their features, not their steps.
         if (!channels_first_) ctx.set_sequence_role(NNG_SEQUENCE_COMBINES);
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         return in;
     }
 

@@ -91,6 +91,7 @@ public:
         }
         workspace_ = ctx.buffer<std::uint8_t>("workspace", workspace_bytes, nng::Lifetime::Saved);
         ctx.set_backward_needs(0);  // backward reads only the gradient and (max) the workspace
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
     }
 
     void forward(nng::Exec& exec) {

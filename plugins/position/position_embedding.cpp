@@ -47,6 +47,7 @@ struct PositionEmbedding {
         ctx.add_weight("embeddings", {length_, d.back()}, init_);
         ctx.set_backward_needs(0);                                            // backward reads only the output gradient
         if (d.size() == 3) ctx.set_sequence_role(NNG_SEQUENCE_POSITIONWISE);  // the steps are axis 1
+        ctx.set_batch_slicing(NNG_SLICING_FREE);
         if (ctx.counting_work()) {
             // One add a value, x read and y written; backward copies dy and sums it into the table.
             const nng::Work pass = nng::elementwise_work(nng::product(d), 1, 2);

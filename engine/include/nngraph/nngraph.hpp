@@ -250,6 +250,8 @@ struct MemoryFigures {
     std::size_t backward_bytes = 0;  // kept from the forward pass for backward (training only)
     std::size_t weight_bytes = 0;
     std::size_t optimizer_bytes = 0;  // gradients and optimiser state (training only)
+    // Inference: the slices the batch ran in, one after another, each in the arena; 1 when whole.
+    std::int64_t slices = 1;
 };
 
 // A model set up to be timed with synthetic inputs (and targets) of the right shapes and types.

@@ -50,6 +50,8 @@ struct InferResult {
     // On one rank's share of the steps (nng_infer_io.sequence_role, sequence_layout).
     nng_sequence_role sequence_role = NNG_SEQUENCE_REFUSED;
     nng_shard_layout sequence_layout = NNG_SHARD_CONTIGUOUS;
+    // In an inference plan run slice by slice (nng_infer_io.batch_slicing).
+    nng_batch_slicing batch_slicing = NNG_SLICING_REFUSED;
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

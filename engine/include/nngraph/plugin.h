@@ -214,6 +214,20 @@ typedef enum nng_sequence_role {
     NNG_SEQUENCE_SPREADS = 3
 } nng_sequence_role;
 
+/* What slicing the batch of an inference plan does to an op (nng_infer_io.batch_slicing). */
+typedef enum nng_batch_slicing {
+    /* Its samples meet (statistics over the batch), or it does not say: the host runs the whole
+     * batch at once. */
+    NNG_SLICING_REFUSED = 0,
+    /* Each sample's outputs depend on that sample alone, and a sample costs the same in a batch of
+     * any size. */
+    NNG_SLICING_FREE = 1,
+    /* Each sample's outputs depend on that sample alone, but the op is faster a sample on a larger
+     * batch (its products take the batch as their rows, as a recurrence's steps do). The host
+     * slices only when such ops hold a negligible share of the work. */
+    NNG_SLICING_SLOWER = 2
+} nng_batch_slicing;
+
 /* Filled by the host (inputs) and the op (everything else). Called at load with dims[0] = -1,
  * and again whenever the executor plans a concrete batch size. Must not depend on anything but
  * the op's attributes and the input infos. */
@@ -273,6 +287,10 @@ typedef struct nng_infer_io {
      * the gradients of such inputs, so an op may split their total between them as it likes.
      * NULL when the host does not say. */
     const int32_t* input_sources;
+    /* Appended (check struct_size). Whether an inference plan may run the batch in slices, one
+     * after another, so that a slice's tensors stay in cache from op to op (nng_batch_slicing),
+     * filled by the op. The host slices only when every op allows it. */
+    int32_t batch_slicing;
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */
@@ -335,8 +353,9 @@ typedef struct nng_context {
      * inference) while still saving what backward needs: `nngraph grad`, gradient checks. */
     int32_t deterministic;
     /* The call's first batch row counted in the global batch that data-parallel ranks split
-     * (0 in a single process): random ops key their draws by it, so that a split batch draws what
-     * the whole batch would. Hosts before this field pass a smaller struct_size. */
+     * (0 in a single process), or the slice's first row in an inference batch run in slices:
+     * random ops key their draws by it, so that a split batch draws what the whole batch would.
+     * Hosts before this field pass a smaller struct_size. */
     int64_t batch_offset;
     /* The global position, along the steps axis, of the call's first step: in a decoding session
      * the positions earlier calls brought (0 at its first call), and 0 elsewhere. Position-dependent

@@ -402,6 +402,20 @@ public:
         io_->sequence_layout = layout;
     }
 
+    // What running an inference batch in slices does to the op (nng_batch_slicing); ops that do
+    // not say keep the whole batch together.
+    void set_batch_slicing(nng_batch_slicing slicing) {
+        if (!knows(offsetof(nng_infer_io, batch_slicing) + sizeof(io_->batch_slicing))) return;
+        io_->batch_slicing = slicing;
+    }
+    // For an op whose products against its weights take `rows_per_sample` rows from each sample:
+    // a slice of a few samples still brings its products enough rows, and reads the weights
+    // once for many rows, when a sample brings dozens.
+    void set_batch_slicing_for_rows(std::int64_t rows_per_sample) {
+        constexpr std::int64_t kRowsForFullSpeed = 64;
+        set_batch_slicing(rows_per_sample >= kRowsForFullSpeed ? NNG_SLICING_FREE : NNG_SLICING_SLOWER);
+    }
+
     // Throws "<what>: <shape a> and <shape b>": the message shape inference errors share.
     [[noreturn]] static void shape_mismatch(const std::string& what, const Dims& a, const Dims& b) {
         throw OpError(what + ": " + dims_string(a) + " and " + dims_string(b));

@@ -1,6 +1,8 @@
 // nngraph::Benchmark: the public face of GraphBenchmark, and the plugin catalog.
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "api/model_state.hpp"
 #include "bench/graph_benchmark.hpp"
 #include "bench/matmul_ceiling.hpp"
@@ -51,6 +53,7 @@ MemoryFigures Benchmark::memory() const {
     MemoryFigures m;
     m.arena_bytes = bench.executor().stats().arena_bytes;
     m.weight_bytes = bench.weight_bytes();
+    m.slices = std::max<std::int64_t>(bench.executor().stats().last_run_slices, 1);
     if (bench.training()) {
         m.backward_bytes = bench.executor().last_plan_backward_bytes();
         m.optimizer_bytes = bench.optimizer_bytes();

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <numeric>
 
+#include <unistd.h>
+
 #include "dist/plugin_comm.hpp"
 #include "exec/planner.hpp"
 #include "exec/step_threads.hpp"
@@ -29,6 +31,16 @@ namespace {
 void add_into(float* into, const float* from, std::int64_t n) {
 #pragma omp parallel for simd if (n > 65536) schedule(static)
     for (std::int64_t i = 0; i < n; ++i) into[i] += from[i];
+}
+
+// What a slice of an inference batch may hold by default: a few times the threads' L2 caches,
+// as each op's working set beside the slice's tensors takes its share of the L2 and the rest
+// waits in L3.
+std::int64_t default_slice_bytes(int threads) {
+    constexpr std::int64_t kL2Multiple = 4;
+    constexpr std::int64_t kAssumedL2 = std::int64_t{512} << 10;
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return kL2Multiple * std::max(threads, 1) * (reported > 0 ? reported : kAssumedL2);
 }
 
 }  // namespace
@@ -65,6 +77,8 @@ void Executor::set_loss(std::shared_ptr<const LossFunction> loss) {
     }
     gradients_ = plan_gradients(*graph_, loss_outputs_, loss_uses_logits_);
     plans_.clear();
+    slice_rows_.clear();
+    last_run_plans_.clear();
     last_plan_ = nullptr;
 }
 
@@ -97,17 +111,19 @@ void Executor::bind(ExecutionPlan& plan) {
     plan.bind(arena_->base);
 }
 
-void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const {
+void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t first,
+                          std::int64_t rows) const {
     auto gather = [&](const Tensor& source, std::byte* destination, const std::string& name) {
         const std::int64_t available = source.dim(0);
         const std::size_t row_bytes = available ? source.nbytes() / static_cast<std::size_t>(available) : 0;
         const auto* from = static_cast<const std::byte*>(source.raw());
         if (batch.rows.empty()) {
-            std::memcpy(destination, from, row_bytes * static_cast<std::size_t>(rows));
+            std::memcpy(destination, from + row_bytes * static_cast<std::size_t>(first),
+                        row_bytes * static_cast<std::size_t>(rows));
             return;
         }
         for (std::int64_t r = 0; r < rows; ++r) {
-            const std::int64_t row = batch.rows[static_cast<std::size_t>(r)];
+            const std::int64_t row = batch.rows[static_cast<std::size_t>(first + r)];
             if (row < 0 || row >= available) {
                 throw RunError("batch row " + std::to_string(row) + " is outside the " + std::to_string(available) +
                                " rows of '" + name + "'");
@@ -123,7 +139,7 @@ void Executor::load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_
         const std::size_t piece_bytes = step_bytes * static_cast<std::size_t>(shard.piece_steps());
         const auto* from = static_cast<const std::byte*>(source.raw());
         for (std::int64_t r = 0; r < rows; ++r) {
-            const std::int64_t row = batch.rows.empty() ? r : batch.rows[static_cast<std::size_t>(r)];
+            const std::int64_t row = batch.rows.empty() ? first + r : batch.rows[static_cast<std::size_t>(first + r)];
             if (row < 0 || row >= source.dim(0)) {
                 throw RunError("batch row " + std::to_string(row) + " is outside the " + std::to_string(source.dim(0)) +
                                " rows of '" + name + "'");
@@ -187,6 +203,13 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
 
     // Before planning: ops that size per-thread memory in infer see the thread count of the calls.
     const StepThreads step_threads(options_.threads);
+    if (kind == StepKind::Infer) {
+        if (const std::int64_t slice = inference_slice_rows(rows); slice < rows) {
+            run_in_slices(batch, rows, slice);
+            ++step_count_;
+            return 0.0;
+        }
+    }
     ExecutionPlan& plan = plan_for(rows, training);
     if (with_loss) {
         if (batch.targets.size() != loss_outputs_.size()) {
@@ -199,7 +222,7 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         }
     }
     bind(plan);
-    load_batch(plan, batch, with_loss, rows);
+    load_batch(plan, batch, with_loss, 0, rows);
 
     nng_context ctx{};
     ctx.struct_size = sizeof(nng_context);
@@ -252,8 +275,101 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
         }
     }
     ++step_count_;
-    last_plan_ = &plan;
+    set_last_plan(plan);
     return loss;
+}
+
+std::int64_t Executor::inference_slice_rows(std::int64_t rows) {
+    // Fewer samples a slice and the ops' own parallel parts run short.
+    constexpr std::int64_t kLeastSliceRows = 16;
+    // The work ops slower on slices may hold, as a fraction of the whole: 1 in kSlowerShare.
+    constexpr std::int64_t kSlowerShare = 100;
+    if (options_.session || options_.sequence || options_.slice_bytes < 0 || rows < 2 * kLeastSliceRows) return rows;
+    if (const auto known = slice_rows_.find(rows); known != slice_rows_.end()) return known->second;
+    std::int64_t& slice = slice_rows_[rows];
+    slice = rows;
+    const ExecutionPlan& whole = plan_for(rows, false);
+    const std::int64_t budget =
+        options_.slice_bytes > 0 ? options_.slice_bytes : default_slice_bytes(planned_threads());
+    const auto arena = static_cast<std::int64_t>(whole.layout.arena_bytes);
+    if (arena <= budget) return slice;
+    std::int64_t total = 0, slower = 0;
+    for (const NodeCall& call : whole.calls) {
+        if (call.skipped) continue;
+        if (call.batch_slicing == NNG_SLICING_REFUSED) return slice;
+        total += call.forward_flops;
+        if (call.batch_slicing == NNG_SLICING_SLOWER) slower += call.forward_flops;
+    }
+    if (slower > total / kSlowerShare) return slice;
+    // The arena over the rows as each sample's share: buffers that do not grow with the batch
+    // count a little in every slice, which errs towards smaller slices.
+    const std::int64_t fitting = std::max(kLeastSliceRows, budget / nng::ceil_div(arena, rows));
+    const std::int64_t slices = nng::ceil_div(rows, fitting);
+    slice = nng::ceil_div(rows, slices);
+    return slice;
+}
+
+void Executor::run_in_slices(const BatchRef& batch, std::int64_t rows, std::int64_t slice_rows) {
+    const Graph& g = *graph_;
+    const std::size_t outputs = g.outputs().size();
+    sliced_outputs_.resize(outputs);
+    sliced_masks_.resize(outputs);
+    last_run_plans_.clear();
+    nng_context ctx{};
+    ctx.struct_size = sizeof(nng_context);
+    ctx.num_threads = planned_threads();
+    ctx.comm = dist::plugin_comm();
+    for (std::int64_t first = 0; first < rows; first += slice_rows) {
+        const std::int64_t count = std::min(slice_rows, rows - first);
+        ExecutionPlan& plan = plan_for(count, false);
+        bind(plan);
+        load_batch(plan, batch, false, first, count);
+        ctx.batch_offset = batch.global_offset + first;
+        run_forward(plan, ctx, false, first == 0);
+        for (std::size_t i = 0; i < outputs; ++i) gather_slice_output(plan, i, first, count, rows);
+        if (last_run_plans_.empty() || last_run_plans_.back().first != &plan) last_run_plans_.emplace_back(&plan, 0);
+        ++last_run_plans_.back().second;
+        last_plan_ = &plan;
+    }
+    last_run_sliced_ = true;
+    stats_.last_run_slices = nng::ceil_div(rows, slice_rows);
+}
+
+namespace {
+
+// A slice's `count` rows of `bytes` in all into rows [first, first + count) of `whole`.
+void copy_slice_rows(const void* slice, std::size_t bytes, std::byte* whole, std::int64_t first, std::int64_t count) {
+    const std::size_t row_bytes = bytes / static_cast<std::size_t>(count);
+    std::memcpy(whole + row_bytes * static_cast<std::size_t>(first), slice, bytes);
+}
+
+}  // namespace
+
+void Executor::gather_slice_output(const ExecutionPlan& plan, std::size_t i, std::int64_t first, std::int64_t count,
+                                   std::int64_t rows) {
+    const TensorId t = graph_->outputs()[i];
+    const TensorView part = plan.view(t, graph_->tensor(t).info.dtype, plan.tensor_buffer);
+    const std::span<const std::uint8_t> mask = mask_of(plan, t);
+    Tensor& whole = sliced_outputs_[i];
+    std::vector<std::uint8_t>& whole_mask = sliced_masks_[i];
+    if (first == 0) {
+        Shape shape(part.shape.begin(), part.shape.end());
+        shape.at(0) = rows;
+        if (whole.empty() || whole.shape() != shape || whole.dtype() != part.dtype)
+            whole = Tensor(part.dtype, std::move(shape));
+        whole_mask.resize(mask.size() / static_cast<std::size_t>(count) * static_cast<std::size_t>(rows));
+    }
+    copy_slice_rows(part.data, whole.nbytes() / static_cast<std::size_t>(rows) * static_cast<std::size_t>(count),
+                    static_cast<std::byte*>(whole.raw()), first, count);
+    if (!mask.empty())
+        copy_slice_rows(mask.data(), mask.size(), reinterpret_cast<std::byte*>(whole_mask.data()), first, count);
+}
+
+void Executor::set_last_plan(ExecutionPlan& plan) {
+    last_plan_ = &plan;
+    last_run_plans_.assign(1, {&plan, 1});
+    last_run_sliced_ = false;
+    stats_.last_run_slices = 1;
 }
 
 std::int64_t Executor::check_inputs(const BatchRef& batch) const {
@@ -274,7 +390,7 @@ std::int64_t Executor::check_inputs(const BatchRef& batch) const {
     return rows;
 }
 
-void Executor::run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing) {
+void Executor::run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing, bool counts_calls) {
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
     for (NodeCall& call : plan.calls) {
         if (call.skipped || (only_advancing && !call.advances)) continue;
@@ -285,7 +401,7 @@ void Executor::run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_adva
         }
         ctx.seed = nng::derive_seed(step_seed, static_cast<std::uint64_t>(call.node));
         ctx.sequence_shard = shard_of(call.node);
-        call_op(call.node, Pass::Forward, ctx, call.args);
+        call_op(call.node, Pass::Forward, ctx, call.args, counts_calls);
         if (forward_observer_)
             forward_observer_(call.node, {call.args.outputs, static_cast<std::size_t>(call.args.num_outputs)});
     }
@@ -303,7 +419,7 @@ void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
     if (position > 0 && last_plan_ != &plan)
         throw RunError("a decoding session must start at position 0 (its batch size changed)");
     bind(plan);
-    load_batch(plan, batch, false, rows);
+    load_batch(plan, batch, false, 0, rows);
     nng_context ctx{};
     ctx.struct_size = sizeof(nng_context);
     ctx.num_threads = planned_threads();
@@ -312,7 +428,7 @@ void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
     ctx.comm = dist::plugin_comm();
     run_forward(plan, ctx, position > 0);
     ++step_count_;
-    last_plan_ = &plan;
+    set_last_plan(plan);
 }
 
 void Executor::reorder_session_rows(std::span<const std::int64_t> rows) {
@@ -361,7 +477,7 @@ const nng_sequence_shard* Executor::shard_of(NodeId node) const {
 
 int Executor::planned_threads() const { return options_.threads; }
 
-void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args) {
+void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args, bool counts_call) {
     const GraphNode& node = graph_->node(id);
     auto call = [&] {
         if (pass == Pass::Forward)
@@ -376,10 +492,10 @@ void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_e
     NodeTime& t = profile_[static_cast<std::size_t>(id)];
     if (pass == Pass::Forward) {
         t.forward_seconds += seconds;
-        ++t.forward_calls;
+        t.forward_calls += counts_call ? 1 : 0;
     } else {
         t.backward_seconds += seconds;
-        ++t.backward_calls;
+        t.backward_calls += counts_call ? 1 : 0;
     }
 }
 
@@ -390,10 +506,14 @@ void Executor::set_profiling(bool on) {
 
 std::vector<Executor::NodeWork> Executor::last_plan_work() const {
     std::vector<NodeWork> work(graph_->num_nodes());
-    if (!last_plan_) return work;
-    for (const NodeCall& call : last_plan_->calls) {
-        work[static_cast<std::size_t>(call.node)] = {call.forward_flops, call.forward_bytes, call.backward_flops,
-                                                     call.backward_bytes};
+    for (const auto& [plan, times] : last_run_plans_) {
+        for (const NodeCall& call : plan->calls) {
+            NodeWork& w = work[static_cast<std::size_t>(call.node)];
+            w.forward_flops += times * call.forward_flops;
+            w.forward_bytes += times * call.forward_bytes;
+            w.backward_flops += times * call.backward_flops;
+            w.backward_bytes += times * call.backward_bytes;
+        }
     }
     return work;
 }
@@ -442,12 +562,17 @@ std::span<const std::uint8_t> Executor::mask_of(const ExecutionPlan& plan, Tenso
 
 std::span<const std::uint8_t> Executor::output_mask(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");
+    if (last_run_sliced_) return sliced_masks_.at(i);
     return mask_of(*last_plan_, graph_->outputs().at(i));
 }
 
 TensorView Executor::output(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");
     const TensorId t = graph_->outputs().at(i);
+    if (last_run_sliced_) {
+        const Tensor& out = sliced_outputs_.at(i);
+        return {out.dtype(), out.shape(), const_cast<void*>(out.raw())};
+    }
     return last_plan_->view(t, graph_->tensor(t).info.dtype, last_plan_->tensor_buffer);
 }
 

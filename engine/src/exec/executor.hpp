@@ -31,6 +31,10 @@ struct ExecutorOptions {
     // Set for a sequence-parallel rank: inputs are cut to its share of the steps, and the calls
     // that read shares get the shard (nng_context.sequence_shard).
     std::shared_ptr<const SequenceParallelism> sequence;
+    // Inference runs a large batch in slices, one after another, when every op allows it: the
+    // bytes a slice's plan may hold so that its tensors stay in cache from op to op. 0: a few
+    // times the L2 caches of the threads; negative: never slice.
+    std::int64_t slice_bytes = 0;
 };
 
 enum class StepKind {
@@ -56,6 +60,7 @@ struct ExecutorStats {
     std::size_t arena_growths = 0;        // times the arena was (re)allocated
     std::size_t last_plan_requested = 0;  // the sum of the last plan's buffers before sharing
     std::size_t last_plan_arena = 0;      // the last plan's arena after sharing
+    std::int64_t last_run_slices = 0;     // the slices the last run's batch ran in (1: whole)
 };
 
 class Executor {
@@ -94,6 +99,9 @@ public:
     // best hypotheses); rows.size() is the session's batch.
     void reorder_session_rows(std::span<const std::int64_t> rows);
 
+    // The rows of each slice an inference batch of `rows` runs in: `rows` when it runs whole.
+    std::int64_t inference_slice_rows(std::int64_t rows);
+
     // Graph output `i` of the last run; valid until the next run.
     TensorView output(std::size_t i) const;
     // The mask graph output `i` carried in the last run (one byte per sample and step, 1 = real);
@@ -127,8 +135,8 @@ public:
         int first_step = 0, last_step = 0;  // alive from, to (inclusive)
     };
     std::vector<PlannedBuffer> last_plan_buffers() const;
-    // The work the last plan's calls do, as their ops counted it; indexed by NodeId (zeros for
-    // inputs, calls the plan skips and backward calls it does not make).
+    // The work of the last run's calls (of every slice), as their ops counted it; indexed by NodeId
+    // (zeros for inputs, calls the plan skips and backward calls it does not make).
     struct NodeWork {
         std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
     };
@@ -144,18 +152,29 @@ private:
     enum class Pass { Forward, Backward };
     ExecutionPlan& plan_for(std::int64_t batch, bool training);
     void bind(ExecutionPlan& plan);
-    void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t rows) const;
+    // Rows [first, first + rows) of the batch into the plan's input (and target) buffers.
+    void load_batch(ExecutionPlan& plan, const BatchRef& batch, bool with_targets, std::int64_t first,
+                    std::int64_t rows) const;
+    // An inference batch slice by slice, the outputs gathered into sliced_outputs_.
+    void run_in_slices(const BatchRef& batch, std::int64_t rows, std::int64_t slice_rows);
+    // Graph output `i` of a slice of `count` rows, the first at `first`, into sliced_outputs_[i]
+    // (and its mask) of `rows`.
+    void gather_slice_output(const ExecutionPlan& plan, std::size_t i, std::int64_t first, std::int64_t count,
+                             std::int64_t rows);
+    // The plan a whole (unsliced) run or session step has just called.
+    void set_last_plan(ExecutionPlan& plan);
     double run_loss(ExecutionPlan& plan, bool with_grad) const;
     // Checks the batch's inputs against the graph (advancing inputs one step long in a session);
     // returns the rows.
     std::int64_t check_inputs(const BatchRef& batch) const;
     // Every op's forward in order; in a session's later calls only those that advance.
-    void run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing);
+    // `counts_calls`: false for a step's later slices, so that a profile counts calls by step.
+    void run_forward(ExecutionPlan& plan, nng_context& ctx, bool only_advancing, bool counts_calls = true);
     std::span<const std::uint8_t> mask_of(const ExecutionPlan& plan, TensorId t) const;
     // The threads every op call runs with; per-thread buffers are planned for that many.
     int planned_threads() const;
     // Calls one op's forward or backward, timed while profiling is on.
-    void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args);
+    void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args, bool counts_call = true);
 
     std::shared_ptr<const Graph> graph_;
     ExecutorOptions options_;
@@ -170,6 +189,13 @@ private:
     std::map<std::pair<std::int64_t, bool>, std::unique_ptr<ExecutionPlan>> plans_;
     ForwardObserver forward_observer_;
     ExecutionPlan* last_plan_ = nullptr;
+    // The plans the last run called, with how many times: one entry unless it ran in slices.
+    std::vector<std::pair<const ExecutionPlan*, std::int64_t>> last_run_plans_;
+    std::map<std::int64_t, std::int64_t> slice_rows_;  // inference_slice_rows by batch
+    // A sliced run's graph outputs and their masks (empty when an output carries none).
+    bool last_run_sliced_ = false;
+    std::vector<Tensor> sliced_outputs_;
+    std::vector<std::vector<std::uint8_t>> sliced_masks_;
     struct Arena;
     std::unique_ptr<Arena> arena_;
     ExecutorStats stats_;

@@ -59,6 +59,7 @@ struct NodeCall {
     bool advances = true;  // in a decoding session: runs at every call, not only the first
     // The op's count of one forward and one backward call at the plan's shapes.
     std::int64_t forward_flops = 0, forward_bytes = 0, backward_flops = 0, backward_bytes = 0;
+    nng_batch_slicing batch_slicing = NNG_SLICING_REFUSED;  // what the op said of slicing an inference batch
     TensorTable inputs, input_masks, outputs, output_masks, weights;
     TensorTable grad_outputs, grad_inputs, grad_weights;
     BufferTable forward_buffers, backward_buffers;  // saved ones in both, scratch apart

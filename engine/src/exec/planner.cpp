@@ -335,6 +335,7 @@ private:
                 call.forward_flops = counted.forward_flops;
                 call.forward_bytes = counted.forward_bytes;
             }
+            call.batch_slicing = counted.batch_slicing;
             if (call.runs_backward) {
                 call.backward_flops = counted.backward_flops;
                 call.backward_bytes = counted.backward_bytes;

@@ -157,6 +157,10 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         return invalid("sequence role " + std::to_string(io.sequence_role));
     result.sequence_role = static_cast<nng_sequence_role>(io.sequence_role);
     result.sequence_layout = io.sequence_layout == NNG_SHARD_ZIGZAG ? NNG_SHARD_ZIGZAG : NNG_SHARD_CONTIGUOUS;
+    if (io.batch_slicing < NNG_SLICING_REFUSED || io.batch_slicing > NNG_SLICING_SLOWER)
+        return invalid("batch slicing " + std::to_string(io.batch_slicing) +
+                       "; expected refused (0), free (1) or slower (2)");
+    result.batch_slicing = static_cast<nng_batch_slicing>(io.batch_slicing);
     if (const std::int32_t k = io.inference_identity; k >= 0) {
         if (k >= io.num_inputs)
             return invalid("inference identity with input " + std::to_string(k) + " of " +
