@@ -288,6 +288,7 @@ std::int64_t Executor::inference_slice_rows(std::int64_t rows) {
     if (const auto known = slice_rows_.find(rows); known != slice_rows_.end()) return known->second;
     std::int64_t& slice = slice_rows_[rows];
     slice = rows;
+    const StepThreads step_threads(options_.threads);  // the plan is the one run() would make
     const ExecutionPlan& whole = plan_for(rows, false);
     const std::int64_t budget =
         options_.slice_bytes > 0 ? options_.slice_bytes : default_slice_bytes(planned_threads());
