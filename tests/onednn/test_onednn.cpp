@@ -208,6 +208,45 @@ TEST_CASE("matmul reads a block of a larger matrix through its strides") {
     }
 }
 
+TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and declines what suits it not") {
+    const std::int64_t groups = 3, m = 13, k = 9, n = 11;
+    std::vector<float> a = random_values(groups * m * k, 21), b = random_values(groups * k * n, 22);
+    std::vector<float> at = random_values(groups * k * m, 23), bt = random_values(groups * n * k, 24);
+    const View a_plain = dn::view(a.data(), DataType::f32, {groups, m, k});
+    const View a_transposed = dn::view(at.data(), DataType::f32, {groups, k, m}).transposed();
+    const View b_plain = dn::view(b.data(), DataType::f32, {groups, k, n});
+    const View b_transposed = dn::view(bt.data(), DataType::f32, {groups, n, k}).transposed();
+    for (const View& left : {a_plain, a_transposed}) {
+        for (const View& right : {b_plain, b_transposed}) {
+            for (const float beta : {0.0f, 1.0f}) {
+                CAPTURE(beta);
+                std::vector<float> want = random_values(groups * m * n, 25), got = want;
+                const View c_want = dn::view(want.data(), DataType::f32, {groups, m, n});
+                const View c_got = dn::view(got.data(), DataType::f32, {groups, m, n});
+                dn::matmul(left, right, c_want, {.alpha = 0.5f, .beta = beta});
+                const bool taken = dn::sgemm_each_group(left, right, c_got, 0.5f, beta);
+                if (nng::cpu::has_avx512()) {  // matmul's brgemm is the choice there
+                    CHECK_FALSE(taken);
+                    continue;
+                }
+                REQUIRE(taken);
+                for (std::size_t i = 0; i < want.size(); ++i) check_close(got[i], want[i], 4.0 * k, "C");
+            }
+        }
+    }
+    // Neither of B's last two axes contiguous, or bf16: left to matmul.
+    const View b_strided = dn::view(b.data(), DataType::f32, {groups, k / 2, n / 2}, {k * n, 2 * n, 2});
+    std::vector<float> c(groups * m * n);
+    CHECK_FALSE(dn::sgemm_each_group(a_plain, b_strided, dn::view(c.data(), DataType::f32, {groups, m, n / 2})));
+    std::vector<std::uint16_t> half(groups * m * k);
+    CHECK_FALSE(dn::sgemm_each_group(dn::view(half.data(), DataType::bf16, {groups, m, k}), b_plain,
+                                     dn::view(c.data(), DataType::f32, {groups, m, n})));
+    if (!nng::cpu::has_avx512()) {
+        CHECK_THROWS_AS(dn::sgemm_each_group(a_plain, b_plain, dn::view(c.data(), DataType::f32, {groups, m + 1, n})),
+                        std::runtime_error);
+    }
+}
+
 TEST_CASE("matmul names the shapes that do not fit") {
     std::vector<float> a(4 * 5), b(6 * 2), c(4 * 2);
     try {

@@ -1,4 +1,4 @@
-// The building blocks: matmul, softmax, eltwise, sum over rows. Each builds its key from the views
+// The building blocks: matmul (and sgemm for small products in loops), softmax, eltwise, sum over rows.
 // and options that define its primitive, gets the primitive from the cache and runs it.
 #include <omp.h>
 
@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "internal.hpp"
 #include "nngraph/vector_math.hpp"
@@ -273,6 +275,49 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
         else
             execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
     });
+}
+
+void sgemm(char transpose_a, char transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+           const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
+    const dnnl::status status = dnnl::sgemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (status != dnnl::status::success) {
+        throw std::runtime_error("oneDNN's sgemm failed on (" + std::to_string(M) + ", " + std::to_string(K) + ") x (" +
+                                 std::to_string(K) + ", " + std::to_string(N) + ") with status " +
+                                 std::to_string(static_cast<int>(status)));
+    }
+}
+
+bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha, float beta) {
+    const char* op = "sgemm_each_group";
+    const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}};
+    require_present(op, views);
+    if (cpu::has_avx512()) return false;
+    // A matrix's layout for sgemm: 'N' with its rows ld apart, or 'T' with its columns ld apart.
+    struct Layout {
+        char transpose = 0;
+        std::int64_t ld = 0;
+    };
+    const auto layout_of = [](const View& v) -> Layout {
+        if (v.type != DataType::f32 || v.rank != 3) return {};
+        if (v.strides[2] == 1) return {'N', v.strides[1]};
+        if (v.strides[1] == 1) return {'T', v.strides[2]};
+        return {};
+    };
+    const Layout la = layout_of(a), lb = layout_of(b), lc = layout_of(c);
+    if (!la.transpose || !lb.transpose || lc.transpose != 'N') return false;
+    if (a.dims[0] != c.dims[0] || b.dims[0] != c.dims[0] || a.dims[2] != b.dims[1] || c.dims[1] != a.dims[1] ||
+        c.dims[2] != b.dims[2]) {
+        detail::fail(op, views, "C (G, M, N) = A (G, M, K) B (G, K, N) does not fit");
+    }
+    const std::int64_t M = c.dims[1], N = c.dims[2], K = a.dims[2];
+    detail::with_context(op, views, [&] {
+        for (std::int64_t g = 0; g < c.dims[0]; ++g) {
+            sgemm(la.transpose, lb.transpose, M, N, K, alpha, static_cast<const float*>(a.data) + g * a.strides[0],
+                  la.ld, static_cast<const float*>(b.data) + g * b.strides[0], lb.ld, beta,
+                  static_cast<float*>(c.data) + g * c.strides[0], lc.ld);
+        }
+    });
+    return true;
 }
 
 // ---- Softmax -----------------------------------------------------------------------------------

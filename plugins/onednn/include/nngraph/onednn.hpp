@@ -306,6 +306,19 @@ BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_
 // Leading axes broadcast as oneDNN allows: missing or 1 in A or B; C has the full batch.
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
 
+// C (M, N) = alpha op(A) op(B) + beta C through oneDNN's sgemm: row-major, op transposing where
+// the flag is 'T', on the calling thread's OpenMP threads. No primitive: for the many small
+// products a loop makes, where a primitive's cost a call shows.
+void sgemm(char transpose_a, char transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+           const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc);
+// C (G, M, N) = alpha·A·B + beta·C, group by group through sgemm, for products of a few groups
+// on one thread: below AVX-512 matmul runs them on the same sgemm kernels, after a primitive's
+// cost a call. Returns false, doing nothing, where matmul is the better choice or the views do
+// not suit sgemm: on AVX-512 (matmul's brgemm), and unless the views are f32 of rank 3, A (G, M, K)
+// and B (G, K, N) each with one of its last two axes contiguous (a transposed() view is one), C
+// with its last.
+bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha = 1.0f, float beta = 0.0f);
+
 // Softmax over the last axis; dst may be src (in place). dst and src have the same layout. f32
 // rows of 16 or more in a contiguous layout run on softmax_rows, the others on oneDNN's (which
 // vectorises across rows, the better for short ones; its backward has no AVX2 kernel).
