@@ -234,6 +234,27 @@ TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and
             }
         }
     }
+    // Axes of one element (a single query row, a key width of one), in plain and transposed views.
+    if (!nng::cpu::has_avx512()) {
+        for (const auto& [rows, inner, cols] :
+             {std::array<std::int64_t, 3>{1, 9, 11}, {13, 1, 11}, {13, 9, 1}, std::array<std::int64_t, 3>{1, 1, 1}}) {
+            CAPTURE(rows);
+            CAPTURE(inner);
+            CAPTURE(cols);
+            std::vector<float> x = random_values(groups * rows * inner, 26),
+                               y = random_values(groups * inner * cols, 27);
+            for (const bool transposed : {false, true}) {
+                const View left = transposed ? dn::view(x.data(), DataType::f32, {groups, inner, rows}).transposed()
+                                             : dn::view(x.data(), DataType::f32, {groups, rows, inner});
+                const View right = transposed ? dn::view(y.data(), DataType::f32, {groups, cols, inner}).transposed()
+                                              : dn::view(y.data(), DataType::f32, {groups, inner, cols});
+                std::vector<float> want(groups * rows * cols), got(want.size());
+                dn::matmul(left, right, dn::view(want.data(), DataType::f32, {groups, rows, cols}));
+                REQUIRE(dn::sgemm_each_group(left, right, dn::view(got.data(), DataType::f32, {groups, rows, cols})));
+                for (std::size_t i = 0; i < want.size(); ++i) check_close(got[i], want[i], 4.0 * inner, "C");
+            }
+        }
+    }
     // Neither of B's last two axes contiguous, or bf16: left to matmul.
     const View b_strided = dn::view(b.data(), DataType::f32, {groups, k / 2, n / 2}, {k * n, 2 * n, 2});
     std::vector<float> c(groups * m * n);

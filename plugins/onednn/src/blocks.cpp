@@ -292,15 +292,23 @@ bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha, 
     const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}};
     require_present(op, views);
     if (cpu::has_avx512()) return false;
-    // A matrix's layout for sgemm: 'N' with its rows ld apart, or 'T' with its columns ld apart.
+    // A matrix's layout for sgemm: 'N', element (i, j) at i·ld + j, or 'T', at j·ld + i, with ld
+    // at least the contiguous extent as sgemm requires. An axis of one element takes any stride.
     struct Layout {
         char transpose = 0;
         std::int64_t ld = 0;
     };
     const auto layout_of = [](const View& v) -> Layout {
         if (v.type != DataType::f32 || v.rank != 3) return {};
-        if (v.strides[2] == 1) return {'N', v.strides[1]};
-        if (v.strides[1] == 1) return {'T', v.strides[2]};
+        const std::int64_t rows = v.dims[1], cols = v.dims[2];
+        if (cols == 1 || v.strides[2] == 1) {
+            const std::int64_t ld = rows == 1 ? std::max<std::int64_t>(cols, 1) : v.strides[1];
+            if (ld >= std::max<std::int64_t>(cols, 1)) return {'N', ld};
+        }
+        if (rows == 1 || v.strides[1] == 1) {
+            const std::int64_t ld = cols == 1 ? std::max<std::int64_t>(rows, 1) : v.strides[2];
+            if (ld >= std::max<std::int64_t>(rows, 1)) return {'T', ld};
+        }
         return {};
     };
     const Layout la = layout_of(a), lb = layout_of(b), lc = layout_of(c);
