@@ -152,11 +152,12 @@ void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores
     });
 }
 
-// C = alpha·A·B + beta·C for a part of the problem: where the part runs on one thread, through
-// sgemm group by group, which costs less a call than matmul's primitive at these sizes.
-void part_product(const onednn::View& a, const onednn::View& b, const onednn::View& c, bool one_thread,
-                  float alpha = 1.0f, float beta = 0.0f) {
-    if (one_thread && onednn::sgemm_each_group(a, b, c, alpha, beta)) return;
+// C = alpha·A·B + beta·C for a part of the problem: where the part runs on one thread (parts
+// share the threads, each with a count of one), through sgemm group by group, which costs less a
+// call than matmul's primitive at these sizes.
+void part_product(const onednn::View& a, const onednn::View& b, const onednn::View& c, float alpha = 1.0f,
+                  float beta = 0.0f) {
+    if (omp_get_max_threads() == 1 && onednn::sgemm_each_group(a, b, c, alpha, beta)) return;
     onednn::matmul(a, b, c, {.alpha = alpha, .beta = beta});
 }
 
@@ -166,10 +167,10 @@ void part_product(const onednn::View& a, const onednn::View& b, const onednn::Vi
 // reorder of the small result, so there the latter is used (the accumulation a transposing add).
 // Below AVX-512 its gemm takes the transposed operand directly, faster than the two steps.
 void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha,
-                        bool accumulate, float* buffer, bool one_thread) {
+                        bool accumulate, float* buffer) {
     const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
     if (!dst.contiguous() || !nng::cpu::has_avx512()) {
-        part_product(x.transposed(), y, dst, one_thread, alpha, accumulate ? 1.0f : 0.0f);
+        part_product(x.transposed(), y, dst, alpha, accumulate ? 1.0f : 0.0f);
         return;
     }
     const onednn::View product = onednn::view(buffer, DataType::f32, {g, d, t});
@@ -365,15 +366,14 @@ onednn::View rows_of_groups(const onednn::View& v, std::int64_t i0, std::int64_t
 // `split` up to column `split`, the rows from it on in full. That covers every 8 x 8 tile on and
 // left of the diagonal (split is a multiple of 8), which symmetric_softmax reads;
 // mirror_symmetric_scores completes the rest.
-void symmetric_products(const Problem& p, const ForwardPart& part, float* scores, std::int64_t split, bool one_thread) {
+void symmetric_products(const Problem& p, const ForwardPart& part, float* scores, std::int64_t split) {
     const std::int64_t t = p.tq, groups = part.q.dims[0], below = t - split;
     const auto block = [&](std::int64_t i0, std::int64_t rows, std::int64_t cols) {
         return onednn::view(scores + i0 * t, DataType::f32, {groups, rows, cols}, {t * t, t, 1});
     };
     const onednn::View above = rows_of_groups(part.q, 0, split);
-    part_product(above, rows_of_groups(part.k, 0, split).transposed(), block(0, split, split), one_thread, p.alpha);
-    part_product(rows_of_groups(part.q, split, below), part.k.transposed(), block(split, below, t), one_thread,
-                 p.alpha);
+    part_product(above, rows_of_groups(part.k, 0, split).transposed(), block(0, split, split), p.alpha);
+    part_product(rows_of_groups(part.q, split, below), part.k.transposed(), block(split, below, t), p.alpha);
 }
 // The rows above `split` right of it, from the columns below it: the whole of one group's
 // alpha·q·qᵀ, the (t, t) matrix s.
@@ -383,18 +383,17 @@ void mirror_symmetric_scores(float* s, std::int64_t t, std::int64_t split) {
 
 // The forward of `part` into `rows`. `operands` holds the bf16 room for P under mixed_bfloat16
 // (part.q, k and v are then bf16). `symmetric`: symmetric_split's, used on whole groups.
-// `one_thread`: the part runs on one thread, among others running theirs.
 void forward_part(const Problem& p, const ForwardPart& part, const PartRows& rows, const Masks& masks,
-                  bool scores_given, const MatmulOperands& operands, std::int64_t symmetric, bool one_thread) {
+                  bool scores_given, const MatmulOperands& operands, std::int64_t symmetric) {
     const auto rows_of = [&](float* matrix) {
         return onednn::view(matrix, DataType::f32, {part.out.dims[0], part.out.dims[1], p.tv});
     };
     const onednn::View scores = rows_of(rows.probs);
     const bool symmetric_part = !scores_given && symmetric > 0 && part.q.dims[1] == p.tq;
     if (symmetric_part)
-        symmetric_products(p, part, rows.probs, symmetric, one_thread);
+        symmetric_products(p, part, rows.probs, symmetric);
     else if (!scores_given)
-        part_product(part.q, part.k.transposed(), scores, one_thread, p.alpha);
+        part_product(part.q, part.k.transposed(), scores, p.alpha);
     // The post pass only zeroes or drops probabilities, which commutes with the deferred division.
     float* inverse_sums = rows.inverse_sums && onednn::softmax_defers_division(scores) ? rows.inverse_sums : nullptr;
     if (symmetric_part && rows.symmetric_scratch && !p.has_masks()) {
@@ -419,7 +418,7 @@ void forward_part(const Problem& p, const ForwardPart& part, const PartRows& row
     }
     if (needs_post_pass(p)) post_softmax(p, masks, rows.probs, rows.dropped, rows.keep, part.rows);
     part_product(operands.score_operand(rows.dropped ? rows_of(rows.dropped) : scores, part.rows.begin), part.v,
-                 part.out, one_thread);
+                 part.out);
     if (inverse_sums) scale_rows(part.out, inverse_sums);
 }
 
@@ -573,21 +572,20 @@ private:
 // dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function; the products read `m`
 // (p's views and dout, or their bf16 copies).
 void scores_backward(const Problem& p, const ProbabilityState& state, const MatmulOperands& m, const onednn::View& dv,
-                     float* dscores, const BackwardScratch& scratch, bool one_thread) {
+                     float* dscores, const BackwardScratch& scratch) {
     const onednn::View dS = scores_view(p, dscores);
     if (!m.dout.present()) {
         std::memset(dscores, 0, static_cast<std::size_t>(p.score_count()) * sizeof(float));
         zero_view(dv);
         return;
     }
-    part_product(m.dout, m.v.transposed(), dS, one_thread);  // dL/d(dropped probabilities)
+    part_product(m.dout, m.v.transposed(), dS);  // dL/d(dropped probabilities)
     onednn::View used_probs = scores_view(p, state.probs);
     if (p.dropout) {
         dropout_backward(p, state.probs, state.keep, scratch.dropped, dscores);
         used_probs = scores_view(p, scratch.dropped);
     }
-    if (dv.present())
-        transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, false, scratch.product, one_thread);
+    if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, false, scratch.product);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
     if (p.style == MaskStyle::kReplace && p.has_masks())
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
@@ -596,13 +594,13 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
 // dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores, the products on `m`'s operands; see
 // CoreGradients for d_alpha_product (added to, not overwritten, and in f32). With key_is_query
 // dL/dscores is overwritten. `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
-void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, float* buffer, const MatmulOperands& m,
-                  bool one_thread) {
+void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, float* buffer,
+                  const MatmulOperands& m) {
     const onednn::View dS_f32 = scores_view(p, dscores);
     if (grads.d_alpha_product) {
         // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
         const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
-        part_product(dS_f32, p.k, t, one_thread);
+        part_product(dS_f32, p.k, t);
         const float* q = static_cast<const float*>(p.q.data);
         double sum = 0.0;
         const std::int64_t rows = p.groups() * p.tq;
@@ -621,9 +619,8 @@ void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, 
                           [&](std::int64_t g) { add_transpose(dscores + g * p.tq * p.tv, p.tq); });
     }
     const onednn::View dS = m.score_operand(dS_f32);
-    if (grads.dq.present()) part_product(dS, m.k, grads.dq, one_thread, p.alpha);
-    if (grads.dk.present())
-        part_product(dS.transposed(), m.q, grads.dk, one_thread, p.alpha, grads.dk_accumulates ? 1.0f : 0.0f);
+    if (grads.dq.present()) part_product(dS, m.k, grads.dq, p.alpha);
+    if (grads.dk.present()) part_product(dS.transposed(), m.q, grads.dk, p.alpha, grads.dk_accumulates ? 1.0f : 0.0f);
 }
 
 // The problem of batch elements [b0, b0 + count): every view, mask and saved buffer shifted.
@@ -789,7 +786,7 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
                 ? PartRows{buffers.thread_floats(ids.probs), nullptr, nullptr, inverse_sums, symmetric_scratch}
                 : PartRows{state.probs + r0 * p.tv, dropped ? dropped + r0 * p.tv : nullptr,
                            state.keep ? state.keep + r0 * row_bytes : nullptr, inverse_sums, symmetric_scratch};
-        forward_part(p, part, rows, masks, scores_given, m, ids.symmetric, ids.split.one_thread_each());
+        forward_part(p, part, rows, masks, scores_given, m, ids.symmetric);
     };
     using Kind = ForwardSplit::Kind;
     const ForwardSplit& split = ids.split;
@@ -825,7 +822,7 @@ float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, c
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
     const BackwardScratch scratch = ids.backward_layout.at(buffers.get(ids.backward));
     const MatmulOperands m = MatmulOperands::of(p, dout, scratch.operands, scratch.score_operand, false);
-    scores_backward(p, state, m, dv, scratch.dscores, scratch, false);
+    scores_backward(p, state, m, dv, scratch.dscores, scratch);
     return scratch.dscores;
 }
 
@@ -843,21 +840,19 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
     const std::int64_t chunks = ids.backward_chunks.parts;
-    // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum; `one_thread` when it
-    // runs on one thread.
-    const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum,
-                                       bool one_thread) {
+    // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum.
+    const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum) {
         const std::int64_t b0 = nng::split_point(p.batch, chunks, c);
         BatchSlice s = batch_slice(p, state, dout, grads, b0, nng::split_point(p.batch, chunks, c + 1) - b0);
         s.grads.d_alpha_product = alpha_sum;
         const MatmulOperands m = MatmulOperands::of(s.p, s.dout, scratch.operands, scratch.score_operand, true);
-        scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch, one_thread);
-        dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m, one_thread);
+        scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);
+        dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m);
     };
     const int threads = omp_get_max_threads();
     if (threads == 1 || chunks < threads) {  // too few chunks to share: threaded primitives on each
         const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward, 0));
-        for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch, grads.d_alpha_product, threads == 1);
+        for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch, grads.d_alpha_product);
         return;
     }
     // Each thread its own run of chunks, with single-threaded primitives and its own scratch; the
@@ -872,7 +867,7 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
         const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward));
         const std::int64_t first = nng::split_point(chunks, threads, t);
         for (std::int64_t c = nng::split_point(chunks, threads, t + 1) - 1; c >= first; --c)
-            backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr, true);
+            backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr);
     });
     if (grads.d_alpha_product) {
         for (int t = 0; t < threads; ++t)
