@@ -224,13 +224,9 @@ double Executor::run(const BatchRef& batch, StepKind kind) {
     bind(plan);
     load_batch(plan, batch, with_loss, 0, rows);
 
-    nng_context ctx{};
-    ctx.struct_size = sizeof(nng_context);
+    nng_context ctx = call_context(batch.global_offset);
     ctx.training = training ? 1 : 0;
     ctx.deterministic = kind == StepKind::Gradient ? 1 : 0;
-    ctx.num_threads = planned_threads();
-    ctx.batch_offset = batch.global_offset;
-    ctx.comm = dist::plugin_comm();
     const std::uint64_t step_seed = nng::derive_seed(options_.seed, step_count_);
 
     run_forward(plan, ctx, false);
@@ -316,23 +312,18 @@ void Executor::run_in_slices(const BatchRef& batch, std::int64_t rows, std::int6
     sliced_outputs_.resize(outputs);
     sliced_masks_.resize(outputs);
     last_run_plans_.clear();
-    nng_context ctx{};
-    ctx.struct_size = sizeof(nng_context);
-    ctx.num_threads = planned_threads();
-    ctx.comm = dist::plugin_comm();
     for (std::int64_t first = 0; first < rows; first += slice_rows) {
         const std::int64_t count = std::min(slice_rows, rows - first);
         ExecutionPlan& plan = plan_for(count, false);
         bind(plan);
         load_batch(plan, batch, false, first, count);
-        ctx.batch_offset = batch.global_offset + first;
+        nng_context ctx = call_context(batch.global_offset + first);
         run_forward(plan, ctx, false, first == 0);
         for (std::size_t i = 0; i < outputs; ++i) gather_slice_output(plan, i, first, count, rows);
         if (last_run_plans_.empty() || last_run_plans_.back().first != &plan) last_run_plans_.emplace_back(&plan, 0);
         ++last_run_plans_.back().second;
         last_plan_ = &plan;
     }
-    last_run_sliced_ = true;
     stats_.last_run_slices = nng::ceil_div(rows, slice_rows);
 }
 
@@ -369,7 +360,6 @@ void Executor::gather_slice_output(const ExecutionPlan& plan, std::size_t i, std
 void Executor::set_last_plan(ExecutionPlan& plan) {
     last_plan_ = &plan;
     last_run_plans_.assign(1, {&plan, 1});
-    last_run_sliced_ = false;
     stats_.last_run_slices = 1;
 }
 
@@ -421,12 +411,8 @@ void Executor::run_session_step(const BatchRef& batch, std::int64_t position) {
         throw RunError("a decoding session must start at position 0 (its batch size changed)");
     bind(plan);
     load_batch(plan, batch, false, 0, rows);
-    nng_context ctx{};
-    ctx.struct_size = sizeof(nng_context);
-    ctx.num_threads = planned_threads();
-    ctx.batch_offset = batch.global_offset;
+    nng_context ctx = call_context(batch.global_offset);
     ctx.position_offset = position;
-    ctx.comm = dist::plugin_comm();
     run_forward(plan, ctx, position > 0);
     ++step_count_;
     set_last_plan(plan);
@@ -477,6 +463,15 @@ const nng_sequence_shard* Executor::shard_of(NodeId node) const {
 }
 
 int Executor::planned_threads() const { return options_.threads; }
+
+nng_context Executor::call_context(std::int64_t batch_offset) const {
+    nng_context ctx{};
+    ctx.struct_size = sizeof(nng_context);
+    ctx.num_threads = planned_threads();
+    ctx.batch_offset = batch_offset;
+    ctx.comm = dist::plugin_comm();
+    return ctx;
+}
 
 void Executor::call_op(NodeId id, Pass pass, const nng_context& ctx, const nng_exec_args& args, bool counts_call) {
     const GraphNode& node = graph_->node(id);
@@ -563,14 +558,14 @@ std::span<const std::uint8_t> Executor::mask_of(const ExecutionPlan& plan, Tenso
 
 std::span<const std::uint8_t> Executor::output_mask(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");
-    if (last_run_sliced_) return sliced_masks_.at(i);
+    if (stats_.last_run_slices > 1) return sliced_masks_.at(i);
     return mask_of(*last_plan_, graph_->outputs().at(i));
 }
 
 TensorView Executor::output(std::size_t i) const {
     if (!last_plan_) throw RunError("no step has run yet");
     const TensorId t = graph_->outputs().at(i);
-    if (last_run_sliced_) {
+    if (stats_.last_run_slices > 1) {
         const Tensor& out = sliced_outputs_.at(i);
         return {out.dtype(), out.shape(), const_cast<void*>(out.raw())};
     }

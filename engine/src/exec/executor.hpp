@@ -173,6 +173,8 @@ private:
     std::span<const std::uint8_t> mask_of(const ExecutionPlan& plan, TensorId t) const;
     // The threads every op call runs with; per-thread buffers are planned for that many.
     int planned_threads() const;
+    // An op call's context with what every step sets: its threads, first batch row and the ranks.
+    nng_context call_context(std::int64_t batch_offset) const;
     // Calls one op's forward or backward, timed while profiling is on.
     void call_op(NodeId node, Pass pass, const nng_context& ctx, const nng_exec_args& args, bool counts_call = true);
 
@@ -193,7 +195,6 @@ private:
     std::vector<std::pair<const ExecutionPlan*, std::int64_t>> last_run_plans_;
     std::map<std::int64_t, std::int64_t> slice_rows_;  // inference_slice_rows by batch
     // A sliced run's graph outputs and their masks (empty when an output carries none).
-    bool last_run_sliced_ = false;
     std::vector<Tensor> sliced_outputs_;
     std::vector<std::vector<std::uint8_t>> sliced_masks_;
     struct Arena;
