@@ -30,18 +30,12 @@ View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
     return onednn::view(const_cast<float*>(data), f32, {rows, cols});
 }
 
-// C (M, N) = op(A) op(B) + beta C: onednn::sgemm without its scale.
-void sgemm(char transpose_a, char transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
-           std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
-    onednn::sgemm(transpose_a, transpose_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-
 // C (M, N) = A (M, K) B (K, N) + C; A's rows lda apart, B's and C's dense. B is never read
 // transposed here: sgemm repacks a transposed B at every call, which took the backward's recurrent
 // products to 1.6 times as long.
 void gemm_accumulate(std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
                      float* C) {
-    sgemm('N', 'N', M, N, K, A, lda, B, N, 1.0f, C, N);
+    onednn::sgemm('N', 'N', M, N, K, 1.0f, A, lda, B, N, 1.0f, C, N);
 }
 
 bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bool reverse) {
@@ -100,8 +94,8 @@ void project_step(const Settings& settings, const Sizes& s, const Operands& in, 
         std::memcpy(row + F, h + n * U, static_cast<std::size_t>(U) * sizeof(float));
         if (in.bias) row[F + U] = 1.0f;
     }
-    sgemm('N', 'N', rows.count, 4 * U, joint.width, joint.rows + rows.first * joint.width, joint.width, joint.weights,
-          4 * U, 0.0f, z + rows.first * 4 * U, 4 * U);
+    onednn::sgemm('N', 'N', rows.count, 4 * U, joint.width, 1.0f, joint.rows + rows.first * joint.width, joint.width,
+                  joint.weights, 4 * U, 0.0f, z + rows.first * 4 * U, 4 * U);
 }
 
 // One forward step's cell for the rows: gates (N, 4U) from pre-activations in place; the states
@@ -287,13 +281,15 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
             const float* dz_block = dz + first * width;
             // dW += x_blockᵀ dz_block, dU += h_blockᵀ dz_block, db += column sums, dx_block = dz_block Wᵀ.
             if (mine.kernel)
-                sgemm('T', 'N', F, width, count, in.xt + first * F, F, dz_block, width, 1.0f, mine.kernel, width);
+                onednn::sgemm('T', 'N', F, width, count, 1.0f, in.xt + first * F, F, dz_block, width, 1.0f, mine.kernel,
+                              width);
             if (mine.recurrent_kernel)
-                sgemm('T', 'N', U, width, count, h_before + first * U, U, dz_block, width, 1.0f, mine.recurrent_kernel,
-                      width);
+                onednn::sgemm('T', 'N', U, width, count, 1.0f, h_before + first * U, U, dz_block, width, 1.0f,
+                              mine.recurrent_kernel, width);
             if (grads.bias) onednn::add_column_sums(dz_block, count, width, width, bias);
             if (grads.xt)
-                sgemm('N', 'T', count, F, width, dz_block, width, in.kernel, width, 0.0f, grads.xt + first * F, F);
+                onednn::sgemm('N', 'T', count, F, width, 1.0f, dz_block, width, in.kernel, width, 0.0f,
+                              grads.xt + first * F, F);
         }
     });
     weights.add_copies();
