@@ -1,5 +1,5 @@
 // dtype policies in model files (SPEC section 11): the file's dtype_policy, a node's dtype, the
-// names accepted, and the refusal on a CPU without bfloat16 dot products.
+// names accepted, and the refusal where bfloat16 would be slower than float32.
 #include <doctest/doctest.h>
 
 #include "graph/graph.hpp"
@@ -57,7 +57,7 @@ layers:
 }
 
 TEST_CASE("the policy reaches the op instances") {
-    if (!nng::cpu::has_bfloat16_dot_product()) return;  // refused at load: see the next case
+    if (!bfloat16_support().usable()) return;  // refused at load: see the cases below
     const auto graph = Graph::from_spec(parse_model(kModel, "model.yaml", "."));
     const auto node = [&](const std::string& name) {
         for (NodeId id : graph->order())
@@ -86,18 +86,63 @@ layers:
     CHECK(node.find("'float16'") != std::string::npos);
 }
 
-TEST_CASE("mixed_bfloat16 is refused on a CPU without AVX512_BF16, naming the place") {
-    const SourceLocation where{"model.yaml", 6, 45};
+std::string refusal(const Bfloat16Support& support) {
     try {
-        require_precision_supported(NNG_PRECISION_MIXED_BFLOAT16, false, where, "hidden");
-        FAIL("mixed_bfloat16 accepted without bfloat16 support");
+        require_precision_supported(NNG_PRECISION_MIXED_BFLOAT16, support, {"model.yaml", 6, 45}, "hidden");
     } catch (const InputError& e) {
-        const std::string message = e.what();
-        CHECK(message.find("model.yaml:6:45: node 'hidden'") != std::string::npos);
-        CHECK(message.find("AVX512_BF16") != std::string::npos);
+        return e.what();
     }
-    CHECK_NOTHROW(require_precision_supported(NNG_PRECISION_FLOAT32, false, where, "hidden"));
-    CHECK_NOTHROW(require_precision_supported(NNG_PRECISION_MIXED_BFLOAT16, true, where, "hidden"));
+    return "";
+}
+
+TEST_CASE("mixed_bfloat16 is refused on a CPU without AVX512_BF16, naming the place") {
+    const std::string message = refusal(Bfloat16Support{});
+    CHECK(message.find("model.yaml:6:45: node 'hidden'") != std::string::npos);
+    CHECK(message.find("needs a CPU with AVX512_BF16") != std::string::npos);
+    Bfloat16Support allowed_but_missing;
+    allowed_but_missing.slow_allowed = true;
+    CHECK(refusal(allowed_but_missing).find("needs a CPU with AVX512_BF16") != std::string::npos);
+    CHECK_NOTHROW(require_precision_supported(NNG_PRECISION_FLOAT32, Bfloat16Support{}, {}, "hidden"));
+}
+
+TEST_CASE("mixed_bfloat16 is refused where bfloat16 dot products are slower than float32 FMAs, unless allowed") {
+    Bfloat16Support slow;
+    slow.dot_product = true;
+    slow.dot_over_fma = 0.49;
+    const std::string message = refusal(slow);
+    CHECK(message.find("model.yaml:6:45: node 'hidden'") != std::string::npos);
+    CHECK(message.find("would run slower than float32") != std::string::npos);
+    CHECK(message.find("0.49 times") != std::string::npos);
+    CHECK(message.find("NNGRAPH_ALLOW_SLOW_BFLOAT16=1") != std::string::npos);
+
+    Bfloat16Support allowed = slow;
+    allowed.slow_allowed = true;
+    CHECK(refusal(allowed).empty());
+    Bfloat16Support with_tiles = slow;
+    with_tiles.matrix_tiles = true;
+    CHECK(refusal(with_tiles).empty());
+    Bfloat16Support fast = slow;
+    fast.dot_over_fma = 1.9;
+    CHECK(refusal(fast).empty());
+    CHECK(fast.faster_than_float32());
+    CHECK_FALSE(allowed.faster_than_float32());
+}
+
+TEST_CASE("this CPU's bfloat16 support is measured: a dot-product rate wherever AVX512_BF16 is") {
+    const Bfloat16Support& here = bfloat16_support();
+    CHECK(here.dot_product == nng::cpu::has_bfloat16_dot_product());
+    if (!here.dot_product) {
+        CHECK(here.dot_over_fma == 0.0);
+        CHECK_FALSE(here.usable());
+        return;
+    }
+    // Half to four times: the rates of the CPUs with AVX512_BF16 (one dot product every other
+    // cycle against two FMAs, up to two dot products against one FMA issue).
+    MESSAGE("bfloat16 dot products do " << here.dot_over_fma << " times the arithmetic of float32 FMAs here");
+    CHECK(here.dot_over_fma > 0.2);
+    CHECK(here.dot_over_fma < 5.0);
+    const double again = measure_bfloat16_dot_over_fma();
+    CHECK(again == doctest::Approx(here.dot_over_fma).epsilon(0.25));
 }
 
 TEST_CASE("load-time inference counts no work: the batch is not known yet") {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "bench/graph_benchmark.hpp"
-#include "nngraph/cpu.hpp"
+#include "graph/bfloat16_support.hpp"
 
 namespace nngraph {
 namespace {
@@ -38,7 +38,7 @@ double dense_gflops(const Graph& model, const char* policy, int threads, std::in
 MatmulCeiling measure_matmul_ceiling(const Graph& model, int threads, std::int64_t n, int repetitions) {
     MatmulCeiling ceiling;
     ceiling.f32_gflops = dense_gflops(model, "float32", threads, n, repetitions);
-    if (nng::cpu::has_bfloat16_dot_product())
+    if (bfloat16_support().usable())
         ceiling.bf16_gflops = dense_gflops(model, "mixed_bfloat16", threads, n, repetitions);
     return ceiling;
 }

@@ -7,7 +7,6 @@
 
 #include "graph/attributes.hpp"
 #include "graph/precision.hpp"
-#include "nngraph/cpu.hpp"
 #include "nngraph/nngraph.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -89,7 +88,7 @@ void Graph::create_ops() {
                               spec.op + " takes " + range + " input(s), " + std::to_string(count) + " given");
         }
         node.attributes = std::make_shared<AttributeValues>(*op->def, spec.attributes, spec.name, spec.where);
-        require_precision_supported(spec.precision, nng::cpu::has_bfloat16_dot_product(),
+        require_precision_supported(spec.precision, bfloat16_support(),
                                     spec.precision_where.file.empty() ? spec.where : spec.precision_where, spec.name);
         try {
             node.instance = std::make_shared<OpInstance>(*op, node.attributes->view(), spec.precision);

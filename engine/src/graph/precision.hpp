@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "graph/bfloat16_support.hpp"
 #include "graph/source_location.hpp"
 #include "nngraph/plugin.h"
 
@@ -13,9 +14,10 @@ namespace nngraph {
 nng_precision parse_precision(const std::string& name, const SourceLocation& where, const std::string& node);
 const char* precision_name(nng_precision precision);
 
-// Refuses mixed_bfloat16 where the CPU lacks them (`bfloat16_supported` false), naming the place:
-// emulated bf16 would run slower than float32, the opposite of what the policy is for.
-void require_precision_supported(nng_precision precision, bool bfloat16_supported, const SourceLocation& where,
+// Refuses mixed_bfloat16 where it would run slower than float32, the opposite of what the policy
+// is for: without AVX512_BF16 (emulated), or where its dot products are slower than FMAs and no
+// override allows it. The error names the place and the reason.
+void require_precision_supported(nng_precision precision, const Bfloat16Support& support, const SourceLocation& where,
                                  const std::string& node);
 
 }  // namespace nngraph
