@@ -161,31 +161,21 @@ void part_product(const onednn::View& a, const onednn::View& b, const onednn::Vi
     onednn::matmul(a, b, c, {.alpha = alpha, .beta = beta});
 }
 
-// dst (G, Tv, d) = alpha · xᵀ·y (+ dst when accumulating), x (G, Tq, Tv) a score-sized matrix and
-// y (G, Tq, d). On AVX-512 oneDNN's matmul (brgemm) runs the product with the big operand
-// transposed markedly slower than yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing
-// reorder of the small result, so there the latter is used (the accumulation a transposing add).
-// Below AVX-512 its gemm takes the transposed operand directly, faster than the two steps.
+// dst (G, Tv, d) = alpha · xᵀ·y, x (G, Tq, Tv) a score-sized matrix and y (G, Tq, d). sgemm, where
+// a part runs on one thread, and oneDNN's gemm below AVX-512 take the transposed operand
+// directly. On AVX-512 oneDNN's matmul (brgemm) runs the product with the big operand transposed
+// markedly slower than yᵀ·x = (G, d, Tv) into `buffer` followed by a transposing reorder of the
+// small result, so there the latter is used.
 void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha,
-                        bool accumulate, float* buffer) {
-    const std::int64_t g = dst.dims[0], t = dst.dims[1], d = dst.dims[2];
+                        float* buffer) {
+    if (omp_get_max_threads() == 1 && onednn::sgemm_each_group(x.transposed(), y, dst, alpha)) return;
     if (!dst.contiguous() || !nng::cpu::has_avx512()) {
-        part_product(x.transposed(), y, dst, alpha, accumulate ? 1.0f : 0.0f);
+        onednn::matmul(x.transposed(), y, dst, {.alpha = alpha});
         return;
     }
-    const onednn::View product = onednn::view(buffer, DataType::f32, {g, d, t});
+    const onednn::View product = onednn::view(buffer, DataType::f32, {dst.dims[0], dst.dims[2], dst.dims[1]});
     onednn::matmul(y.transposed(), x, product, {.alpha = alpha});
-    if (!accumulate) {
-        onednn::reorder(product.transposed(), dst);
-        return;
-    }
-    float* out = static_cast<float*>(dst.data);
-    nng::parallel_for(g, threads_for(g * t * d), [&](std::int64_t k) {
-        const float* src = buffer + k * d * t;
-        float* o = out + k * t * d;
-        for (std::int64_t j = 0; j < t; ++j)
-            for (std::int64_t e = 0; e < d; ++e) o[j * d + e] += src[e * t + j];
-    });
+    onednn::reorder(product.transposed(), dst);
 }
 
 onednn::View scores_view(const Problem& p, float* data) {
@@ -585,7 +575,7 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
         dropout_backward(p, state.probs, state.keep, scratch.dropped, dscores);
         used_probs = scores_view(p, scratch.dropped);
     }
-    if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, false, scratch.product);
+    if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, scratch.product);
     onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
     if (p.style == MaskStyle::kReplace && p.has_masks())
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);

@@ -224,35 +224,28 @@ TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and
                 const View c_want = dn::view(want.data(), DataType::f32, {groups, m, n});
                 const View c_got = dn::view(got.data(), DataType::f32, {groups, m, n});
                 dn::matmul(left, right, c_want, {.alpha = 0.5f, .beta = beta});
-                const bool taken = dn::sgemm_each_group(left, right, c_got, 0.5f, beta);
-                if (nng::cpu::has_avx512()) {  // matmul's brgemm is the choice there
-                    CHECK_FALSE(taken);
-                    continue;
-                }
-                REQUIRE(taken);
+                REQUIRE(dn::sgemm_each_group(left, right, c_got, 0.5f, beta));
                 for (std::size_t i = 0; i < want.size(); ++i) check_close(got[i], want[i], 4.0 * k, "C");
             }
         }
     }
     // Axes of one element (a single query row, a key width of one), in plain and transposed views.
-    if (!nng::cpu::has_avx512()) {
-        for (const auto& [rows, inner, cols] :
-             {std::array<std::int64_t, 3>{1, 9, 11}, {13, 1, 11}, {13, 9, 1}, std::array<std::int64_t, 3>{1, 1, 1}}) {
-            CAPTURE(rows);
-            CAPTURE(inner);
-            CAPTURE(cols);
-            std::vector<float> x = random_values(groups * rows * inner, 26),
-                               y = random_values(groups * inner * cols, 27);
-            for (const bool transposed : {false, true}) {
-                const View left = transposed ? dn::view(x.data(), DataType::f32, {groups, inner, rows}).transposed()
-                                             : dn::view(x.data(), DataType::f32, {groups, rows, inner});
-                const View right = transposed ? dn::view(y.data(), DataType::f32, {groups, cols, inner}).transposed()
-                                              : dn::view(y.data(), DataType::f32, {groups, inner, cols});
-                std::vector<float> want(groups * rows * cols), got(want.size());
-                dn::matmul(left, right, dn::view(want.data(), DataType::f32, {groups, rows, cols}));
-                REQUIRE(dn::sgemm_each_group(left, right, dn::view(got.data(), DataType::f32, {groups, rows, cols})));
-                for (std::size_t i = 0; i < want.size(); ++i) check_close(got[i], want[i], 4.0 * inner, "C");
-            }
+    for (const auto& [rows, inner, cols] :
+         {std::array<std::int64_t, 3>{1, 9, 11}, {13, 1, 11}, {13, 9, 1}, std::array<std::int64_t, 3>{1, 1, 1}}) {
+        CAPTURE(rows);
+        CAPTURE(inner);
+        CAPTURE(cols);
+        std::vector<float> x = random_values(groups * rows * inner, 26),
+                           y = random_values(groups * inner * cols, 27);
+        for (const bool transposed : {false, true}) {
+            const View left = transposed ? dn::view(x.data(), DataType::f32, {groups, inner, rows}).transposed()
+                                         : dn::view(x.data(), DataType::f32, {groups, rows, inner});
+            const View right = transposed ? dn::view(y.data(), DataType::f32, {groups, cols, inner}).transposed()
+                                          : dn::view(y.data(), DataType::f32, {groups, inner, cols});
+            std::vector<float> want(groups * rows * cols), got(want.size());
+            dn::matmul(left, right, dn::view(want.data(), DataType::f32, {groups, rows, cols}));
+            REQUIRE(dn::sgemm_each_group(left, right, dn::view(got.data(), DataType::f32, {groups, rows, cols})));
+            for (std::size_t i = 0; i < want.size(); ++i) check_close(got[i], want[i], 4.0 * inner, "C");
         }
     }
     // Neither of B's last two axes contiguous, or bf16: left to matmul.
@@ -262,10 +255,8 @@ TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and
     std::vector<std::uint16_t> half(groups * m * k);
     CHECK_FALSE(dn::sgemm_each_group(dn::view(half.data(), DataType::bf16, {groups, m, k}), b_plain,
                                      dn::view(c.data(), DataType::f32, {groups, m, n})));
-    if (!nng::cpu::has_avx512()) {
-        CHECK_THROWS_AS(dn::sgemm_each_group(a_plain, b_plain, dn::view(c.data(), DataType::f32, {groups, m + 1, n})),
-                        std::runtime_error);
-    }
+    CHECK_THROWS_AS(dn::sgemm_each_group(a_plain, b_plain, dn::view(c.data(), DataType::f32, {groups, m + 1, n})),
+                    std::runtime_error);
 }
 
 TEST_CASE("matmul names the shapes that do not fit") {

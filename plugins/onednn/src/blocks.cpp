@@ -291,7 +291,6 @@ bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha, 
     const char* op = "sgemm_each_group";
     const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}};
     require_present(op, views);
-    if (cpu::has_avx512()) return false;
     // A matrix's layout for sgemm: 'N', element (i, j) at i·ld + j, or 'T', at j·ld + i, with ld
     // at least the contiguous extent as sgemm requires. An axis of one element takes any stride.
     struct Layout {

@@ -312,11 +312,11 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 void sgemm(char transpose_a, char transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
            const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc);
 // C (G, M, N) = alpha·A·B + beta·C, group by group through sgemm, for products of a few groups
-// on one thread: below AVX-512 matmul runs them on the same sgemm kernels, after a primitive's
-// cost a call. Returns false, doing nothing, where matmul is the better choice or the views do
-// not suit sgemm: on AVX-512 (matmul's brgemm), and unless the views are f32 of rank 3, A (G, M, K)
-// and B (G, K, N) each with one of its last two axes contiguous (a transposed() view is one), C
-// with its last.
+// on one thread, where a primitive's cost a call shows: below AVX-512 matmul runs them on the same
+// sgemm kernels, and on AVX-512 its brgemm is no faster at these sizes. Returns false, doing
+// nothing, where the views do not suit sgemm: unless they are f32 of rank 3, A (G, M, K) and
+// B (G, K, N) each with one of its last two axes contiguous (a transposed() view is one), C with
+// its last.
 bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha = 1.0f, float beta = 0.0f);
 
 // Softmax over the last axis; dst may be src (in place). dst and src have the same layout. f32
