@@ -235,8 +235,7 @@ TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and
         CAPTURE(rows);
         CAPTURE(inner);
         CAPTURE(cols);
-        std::vector<float> x = random_values(groups * rows * inner, 26),
-                           y = random_values(groups * inner * cols, 27);
+        std::vector<float> x = random_values(groups * rows * inner, 26), y = random_values(groups * inner * cols, 27);
         for (const bool transposed : {false, true}) {
             const View left = transposed ? dn::view(x.data(), DataType::f32, {groups, inner, rows}).transposed()
                                          : dn::view(x.data(), DataType::f32, {groups, rows, inner});

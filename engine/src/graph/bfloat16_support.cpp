@@ -24,9 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 volatile float sink;
 
-double seconds_since(Clock::time_point start) {
-    return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Arithmetic a second of one instruction in independent chains: an FMA on 16 floats is 32
 // operations, a dot product on 16 pairs of bfloat16 64.
