@@ -42,6 +42,21 @@ struct Exponentials {
     };
 };
 
+// A tail of `count` floats moved through load_first (padded with -1) and store_first on the
+// widest vectors, each lane doubled on the way, so that a lane read or written too many shows.
+struct DoubledTail {
+    template <int kBytes>
+    struct Row {
+        using V = typename nng::simd::Vectors<kBytes>::Float;
+        static __attribute__((always_inline)) void run(const float* in, float* out, float* loaded,
+                                                       std::int64_t count) {
+            const V v = nng::simd::load_first<V>(in, count, -1.0f);
+            nng::simd::store(loaded, v);
+            nng::simd::store_first(out, v * 2.0f, count);
+        }
+    };
+};
+
 }  // namespace
 
 TEST_CASE("the exponential without clamping (simd::vexp_within) equals vexp bit for bit within its bound") {
@@ -67,6 +82,19 @@ TEST_CASE("the exponential without clamping (simd::vexp_within) equals vexp bit 
     }
     CHECK(differing == 0);
     CHECK(worst < 2.4e-7);
+}
+
+TEST_CASE("a row's tail is read padded and written up to its end, on every vector width") {
+    const std::int64_t lanes = nng::simd::widest_vector_bytes() / 4;
+    for (std::int64_t count = 0; count < lanes; ++count) {
+        CAPTURE(count);
+        std::vector<float> in(32), out(32, 7.0f), loaded(16, 0.0f);
+        for (std::size_t i = 0; i < in.size(); ++i) in[i] = float(i) + 1.0f;
+        nng::simd::run_widest<DoubledTail::Row>(static_cast<const float*>(in.data()), out.data(), loaded.data(),
+                                                count);
+        for (std::int64_t i = 0; i < lanes; ++i) CHECK(loaded[i] == (i < count ? in[i] : -1.0f));
+        for (std::int64_t i = 0; i < 32; ++i) CHECK(out[i] == (i < count ? 2.0f * in[i] : 7.0f));
+    }
 }
 
 TEST_CASE("softmax's exponential (simd::vexp) is within 2 ulp of e^x, 0 at the bottom of the range, NaN for NaN") {
