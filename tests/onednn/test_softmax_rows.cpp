@@ -48,8 +48,7 @@ struct DoubledTail {
     template <int kBytes>
     struct Row {
         using V = typename nng::simd::Vectors<kBytes>::Float;
-        static __attribute__((always_inline)) void run(const float* in, float* out, float* loaded,
-                                                       std::int64_t count) {
+        static __attribute__((always_inline)) void run(const float* in, float* out, float* loaded, std::int64_t count) {
             const V v = nng::simd::load_first<V>(in, count, -1.0f);
             nng::simd::store(loaded, v);
             nng::simd::store_first(out, v * 2.0f, count);
@@ -90,8 +89,7 @@ TEST_CASE("a row's tail is read padded and written up to its end, on every vecto
         CAPTURE(count);
         std::vector<float> in(32), out(32, 7.0f), loaded(16, 0.0f);
         for (std::size_t i = 0; i < in.size(); ++i) in[i] = float(i) + 1.0f;
-        nng::simd::run_widest<DoubledTail::Row>(static_cast<const float*>(in.data()), out.data(), loaded.data(),
-                                                count);
+        nng::simd::run_widest<DoubledTail::Row>(static_cast<const float*>(in.data()), out.data(), loaded.data(), count);
         for (std::int64_t i = 0; i < lanes; ++i) CHECK(loaded[i] == (i < count ? in[i] : -1.0f));
         for (std::int64_t i = 0; i < 32; ++i) CHECK(out[i] == (i < count ? 2.0f * in[i] : 7.0f));
     }
