@@ -8,6 +8,7 @@
 #include "nngraph/cpu.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -64,7 +65,16 @@ double measured_ratio() {
     return best_fma > 0 ? best_dot / best_fma : 0.0;
 }
 
-bool has_matrix_tiles() { return __builtin_cpu_supports("amx-bf16"); }
+// CPUID leaf 7's AMX-BF16 bit, and the tile state enabled by the OS in XCR0 (bits 17 and 18).
+bool has_matrix_tiles() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return false;  // OSXSAVE
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(edx & (1u << 22))) return false;
+    unsigned low = 0, high = 0;
+    asm volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+    constexpr unsigned kTileState = (1u << 17) | (1u << 18);
+    return (low & kTileState) == kTileState;
+}
 
 #else
 

@@ -1,7 +1,8 @@
-// Whether mixed_bfloat16 pays on this machine. AVX512_BF16 alone does not say: some CPUs that have
-// it (Intel's from Cooper Lake on, without AMX) issue a bfloat16 dot product at half the rate of a
-// float32 FMA, so their bf16 products, twice the arithmetic an instruction, run no faster and
-// mostly slower. The instruction rates are measured once a process, on the calling thread.
+// Whether mixed_bfloat16 pays on this machine. AVX512_BF16 alone does not say: a CPU may issue a
+// bfloat16 dot product at half the rate of a float32 FMA (the Intel Xeon of docs/benchmarks.md,
+// without AMX), so that its bf16 products, twice the arithmetic an instruction, run no faster, and
+// with their conversions slower. The instruction rates are measured once a process, on the
+// calling thread.
 #pragma once
 
 namespace nngraph {

@@ -163,11 +163,12 @@ inline __attribute__((always_inline)) V exponentiate(const float* x, float* out,
 // A row's tail past its whole vectors: the `count` floats at p (fewer than the lanes) in a vector
 // whose other lanes are `pad`, and the first `count` lanes of v stored at p. On AVX-512 one masked
 // move each: a copy through memory would wait on store forwarding, which fails for a whole vector
-// read over narrower writes. Assembly, as at_least's, for a function built for the baseline.
+// read over narrower writes. Assembly, as at_least's, for a function built for the baseline; GCC
+// only, as clang checks a 64-byte operand against this function's own instruction set.
 template <typename V>
 inline __attribute__((always_inline)) V load_first(const float* p, std::int64_t count, float pad = 0.0f) {
     V v = V{} + pad;
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     if constexpr (sizeof(V) == 64) {
         const auto lanes = static_cast<std::uint16_t>((1u << count) - 1u);
         asm("vmovups %1, %0%{%2%}" : "+v"(v) : "m"(*reinterpret_cast<const float(*)[16]>(p)), "Yk"(lanes));
@@ -179,7 +180,7 @@ inline __attribute__((always_inline)) V load_first(const float* p, std::int64_t 
 }
 template <typename V>
 inline __attribute__((always_inline)) void store_first(float* p, V v, std::int64_t count) {
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     if constexpr (sizeof(V) == 64) {
         const auto lanes = static_cast<std::uint16_t>((1u << count) - 1u);
         asm("vmovups %1, %0%{%2%}" : "+m"(*reinterpret_cast<float(*)[16]>(p)) : "v"(v), "Yk"(lanes));
