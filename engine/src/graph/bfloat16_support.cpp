@@ -19,7 +19,7 @@ namespace {
 
 // Enough independent accumulators to cover either instruction's latency on two ports.
 constexpr int kChains = 16;
-constexpr long kIterations = 16384;  // 262,144 instructions a round: 50 to 200 microseconds
+constexpr long kIterations = 16384;  // 262,144 instructions a round
 
 using Clock = std::chrono::steady_clock;
 

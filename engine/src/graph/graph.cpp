@@ -88,7 +88,7 @@ void Graph::create_ops() {
                               spec.op + " takes " + range + " input(s), " + std::to_string(count) + " given");
         }
         node.attributes = std::make_shared<AttributeValues>(*op->def, spec.attributes, spec.name, spec.where);
-        // The support is measured (about 2 ms, once a process) only when a node asks for bf16.
+        // The support is measured, once a process, only when a node asks for bf16.
         if (spec.precision == NNG_PRECISION_MIXED_BFLOAT16) {
             require_precision_supported(spec.precision, bfloat16_support(),
                                         spec.precision_where.file.empty() ? spec.where : spec.precision_where,
