@@ -152,13 +152,18 @@ void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores
     });
 }
 
-// C = alpha·A·B + beta·C for a part of the problem: where the part runs on one thread (parts
-// share the threads, each with a count of one), through sgemm group by group, which costs less a
-// call than matmul's primitive at these sizes.
+// C = alpha·A·B + beta·C through sgemm group by group, where the call runs on one thread (parts
+// share the threads, each with a count of one) and the views suit it: at these sizes it costs less
+// a call than matmul's primitive. False, with nothing done, otherwise.
+bool one_thread_sgemm(const onednn::View& a, const onednn::View& b, const onednn::View& c, float alpha,
+                      float beta = 0.0f) {
+    return omp_get_max_threads() == 1 && onednn::sgemm_each_group(a, b, c, alpha, beta);
+}
+
+// C = alpha·A·B + beta·C for a part of the problem.
 void part_product(const onednn::View& a, const onednn::View& b, const onednn::View& c, float alpha = 1.0f,
                   float beta = 0.0f) {
-    if (omp_get_max_threads() == 1 && onednn::sgemm_each_group(a, b, c, alpha, beta)) return;
-    onednn::matmul(a, b, c, {.alpha = alpha, .beta = beta});
+    if (!one_thread_sgemm(a, b, c, alpha, beta)) onednn::matmul(a, b, c, {.alpha = alpha, .beta = beta});
 }
 
 // dst (G, Tv, d) = alpha · xᵀ·y, x (G, Tq, Tv) a score-sized matrix and y (G, Tq, d). sgemm, where
@@ -168,7 +173,7 @@ void part_product(const onednn::View& a, const onednn::View& b, const onednn::Vi
 // small result, so there the latter is used.
 void transposed_product(const onednn::View& x, const onednn::View& y, const onednn::View& dst, float alpha,
                         float* buffer) {
-    if (omp_get_max_threads() == 1 && onednn::sgemm_each_group(x.transposed(), y, dst, alpha)) return;
+    if (one_thread_sgemm(x.transposed(), y, dst, alpha)) return;
     if (!dst.contiguous() || !nng::cpu::has_avx512()) {
         onednn::matmul(x.transposed(), y, dst, {.alpha = alpha});
         return;
