@@ -180,6 +180,14 @@ TEST_CASE("matmul matches a triple loop") {
         {{}, {}, 16, 12, 10, false, false, true, 1.0f, 0.0f, {}, true},
         {{}, {}, 33, 70, 17, true, true, true, 1.0f, 0.0f, {}, true},
         {{}, {}, 16, 12, 10, false, false, true, 0.5f, -2.0f, relu, true},
+        // 8192 columns or more: on AVX-512 the bias-free, post-free ones run on sgemm.
+        {{}, {}, 3, 5, 8200},
+        {{}, {}, 4, 6, 8193, true, false, false, 0.5f, 1.0f},  // a weight gradient, accumulated
+        {{}, {}, 3, 7, 8192, false, true, false, 1.0f, -2.0f},
+        {{}, {}, 3, 5, 8200, false, false, true},                        // a bias: in oneDNN's primitive
+        {{}, {}, 3, 5, 8200, false, false, true, 1.0f, 0.0f, {}, true},  // a bias as B's last row: on sgemm
+        {{}, {}, 3, 5, 8200, false, false, false, 1.0f, 0.0f, relu},     // a post-op: in oneDNN's primitive
+        {{2}, {2}, 3, 5, 8200},                                          // batched: in oneDNN's primitive
     };
     for (const MatmulCase& t : cases) {
         CAPTURE(t.m);
@@ -258,6 +266,27 @@ TEST_CASE("sgemm_each_group equals matmul for plain and transposed operands, and
                     std::runtime_error);
 }
 
+TEST_CASE("on AVX-512 a product of 8192 columns or more without bias or post-op needs no primitive") {
+    if (!nng::cpu::has_avx512()) return;  // below AVX-512 every product is a gemm primitive
+    const auto primitives_for = [](std::int64_t cols, const dn::MatmulOptions& options) {
+        std::vector<float> a = random_values(2 * 3, 31), b = random_values(3 * cols, 32), c(2 * cols);
+        std::vector<float> bias = random_values(cols, 33);
+        dn::MatmulOptions with = options;
+        if (with.bias.present()) with.bias = dn::view(bias.data(), DataType::f32, {cols});
+        const std::int64_t before = dn::stats().primitives_created;
+        dn::matmul(dn::view(a.data(), DataType::f32, {2, 3}), dn::view(b.data(), DataType::f32, {3, cols}),
+                   dn::view(c.data(), DataType::f32, {2, cols}), with);
+        return dn::stats().primitives_created - before;
+    };
+    dn::clear_cache();
+    CHECK(primitives_for(8192, {}) == 0);
+    CHECK(primitives_for(8192, {.alpha = 2.0f, .beta = 1.0f}) == 0);
+    CHECK(primitives_for(8191, {}) == 1);
+    std::vector<float> placeholder(1);
+    CHECK(primitives_for(8192, {.bias = dn::view(placeholder.data(), DataType::f32, {1})}) == 1);
+    CHECK(primitives_for(8192, {.post = dn::activation("relu")}) == 1);
+}
+
 TEST_CASE("matmul names the shapes that do not fit") {
     std::vector<float> a(4 * 5), b(6 * 2), c(4 * 2);
     try {
@@ -291,15 +320,19 @@ TEST_CASE("the bias rides in the product only where C is large and the copies a 
         CAPTURE(cols);
         CHECK_FALSE(carried(dn::bias_row_floats(rows, inner, cols)));
     }
-    if (nng::cpu::has_avx512()) {  // brgemm adds the bias in cache: never carried
-        CHECK_FALSE(carried(dn::bias_row_floats(1280, 256, 10000)));
-        return;
-    }
-    // The translation model's output layer: C of 12.8M floats, copies of 0.33M and 2.57M.
+    // The translation model's output layer, on sgemm on every CPU: C of 12.8M floats, copies of
+    // 0.33M and 2.57M.
     const dn::BiasRowFloats output = dn::bias_row_floats(1280, 256, 10000);
     CHECK(output.a == 1280 * 257);
     CHECK(output.b == 257 * 10000);
-    CHECK_FALSE(carried(dn::bias_row_floats(1000, 10, 1000)));  // C under 2^20 floats: still cached
+    CHECK_FALSE(carried(dn::bias_row_floats(100, 10, 10000)));  // C under 2^20 floats: still cached
+    if (nng::cpu::has_avx512()) {  // narrower products run on brgemm, which adds the bias in cache
+        CHECK_FALSE(carried(dn::bias_row_floats(2048, 255, 2048)));
+        CHECK_FALSE(carried(dn::bias_row_floats(4096, 16, 8191)));
+        CHECK(carried(dn::bias_row_floats(4096, 16, 8192)));
+        return;
+    }
+    CHECK_FALSE(carried(dn::bias_row_floats(1000, 10, 1000)));
     // C of 4M floats: copies of exactly a quarter (2 x 2048 x 256 floats) are carried, one more
     // column of A and row of B are not.
     CHECK(carried(dn::bias_row_floats(2048, 255, 2048)));

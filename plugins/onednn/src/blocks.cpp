@@ -153,6 +153,46 @@ namespace {
 // Below this many floats C may still sit in cache when oneDNN's gemm adds the bias to it.
 constexpr std::int64_t kBiasPassFloats = std::int64_t{1} << 20;
 
+// A product with this many columns of C or more (a vocabulary-wide output layer) runs on oneDNN's
+// sgemm on AVX-512 too: brgemm reads B unpacked, a row of B a page apart, where sgemm packs it.
+constexpr std::int64_t kWideProductColumns = 8192;
+
+bool routes_through_sgemm(std::int64_t cols) { return !cpu::has_avx512() || cols >= kWideProductColumns; }
+
+// A matrix's layout for sgemm, from v's last two axes: 'N', element (i, j) at i·ld + j, or 'T', at
+// j·ld + i, with ld at least the contiguous extent as sgemm requires; transpose 0 where neither
+// fits. An axis of one element takes any stride.
+struct SgemmLayout {
+    char transpose = 0;
+    std::int64_t ld = 0;
+};
+SgemmLayout sgemm_layout(const View& v) {
+    if (v.type != DataType::f32 || v.rank < 2) return {};
+    const int row = v.rank - 2, col = v.rank - 1;
+    const std::int64_t rows = v.dims[row], cols = v.dims[col];
+    if (cols == 1 || v.strides[col] == 1) {
+        const std::int64_t ld = rows == 1 ? std::max<std::int64_t>(cols, 1) : v.strides[row];
+        if (ld >= std::max<std::int64_t>(cols, 1)) return {'N', ld};
+    }
+    if (rows == 1 || v.strides[row] == 1) {
+        const std::int64_t ld = cols == 1 ? std::max<std::int64_t>(rows, 1) : v.strides[col];
+        if (ld >= std::max<std::int64_t>(rows, 1)) return {'T', ld};
+    }
+    return {};
+}
+
+// C = alpha A·B + beta C of 2-D f32 views through sgemm, where the product is wide enough to gain
+// and the layouts suit it; false, doing nothing, otherwise.
+bool wide_product_through_sgemm(const View& a, const View& b, const View& c, const MatmulOptions& options) {
+    if (c.rank != 2 || !cpu::has_avx512() || !routes_through_sgemm(c.dims[1])) return false;
+    if (options.bias.present() || !options.post.identity()) return false;
+    const SgemmLayout la = sgemm_layout(a), lb = sgemm_layout(b), lc = sgemm_layout(c);
+    if (!la.transpose || !lb.transpose || lc.transpose != 'N') return false;
+    sgemm(la.transpose, lb.transpose, c.dims[0], c.dims[1], a.dims[1], options.alpha, static_cast<const float*>(a.data),
+          la.ld, static_cast<const float*>(b.data), lb.ld, options.beta, static_cast<float*>(c.data), lc.ld);
+    return true;
+}
+
 // C = [A 1]·[B; bias] through the rooms options.bias_rows gives, then the rest of options.
 void matmul_with_bias_row(const View& a, const View& b, const View& c, const MatmulOptions& options) {
     const char* op = "matmul";
@@ -200,8 +240,9 @@ void matmul_with_bias_row(const View& a, const View& b, const View& c, const Mat
 }  // namespace
 
 BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols) {
-    // On AVX-512 oneDNN's matmul is brgemm, which adds the bias to each block of C in cache.
-    if (cpu::has_avx512() || rows <= 0 || inner <= 0 || cols <= 0) return {};
+    // Where the product runs on brgemm (AVX-512, all but the widest), the bias is added to each
+    // block of C in cache.
+    if (!routes_through_sgemm(cols) || rows <= 0 || inner <= 0 || cols <= 0) return {};
     // Sizes that overflow (a hostile model file) leave the bias to oneDNN; the shapes' own checks
     // refuse them.
     BiasRowFloats copies;
@@ -253,6 +294,7 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
         if (bias.present()) bias = last_two_axes(bias);
     }
     detail::with_context(op, views, [&] {
+        if (wide_product_through_sgemm(A, B, C, options)) return;
         Key key(kMatmul);
         key.add(A, B, C, bias.present());
         if (bias.present()) key.add(bias);
@@ -291,26 +333,8 @@ bool sgemm_each_group(const View& a, const View& b, const View& c, float alpha, 
     const char* op = "sgemm_each_group";
     const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}};
     require_present(op, views);
-    // A matrix's layout for sgemm: 'N', element (i, j) at i·ld + j, or 'T', at j·ld + i, with ld
-    // at least the contiguous extent as sgemm requires. An axis of one element takes any stride.
-    struct Layout {
-        char transpose = 0;
-        std::int64_t ld = 0;
-    };
-    const auto layout_of = [](const View& v) -> Layout {
-        if (v.type != DataType::f32 || v.rank != 3) return {};
-        const std::int64_t rows = v.dims[1], cols = v.dims[2];
-        if (cols == 1 || v.strides[2] == 1) {
-            const std::int64_t ld = rows == 1 ? std::max<std::int64_t>(cols, 1) : v.strides[1];
-            if (ld >= std::max<std::int64_t>(cols, 1)) return {'N', ld};
-        }
-        if (rows == 1 || v.strides[1] == 1) {
-            const std::int64_t ld = cols == 1 ? std::max<std::int64_t>(rows, 1) : v.strides[2];
-            if (ld >= std::max<std::int64_t>(rows, 1)) return {'T', ld};
-        }
-        return {};
-    };
-    const Layout la = layout_of(a), lb = layout_of(b), lc = layout_of(c);
+    if (a.rank != 3 || b.rank != 3 || c.rank != 3) return false;
+    const SgemmLayout la = sgemm_layout(a), lb = sgemm_layout(b), lc = sgemm_layout(c);
     if (!la.transpose || !lb.transpose || lc.transpose != 'N') return false;
     if (a.dims[0] != c.dims[0] || b.dims[0] != c.dims[0] || a.dims[2] != b.dims[1] || c.dims[1] != a.dims[1] ||
         c.dims[2] != b.dims[2]) {

@@ -293,9 +293,9 @@ struct MatmulOptions {
 };
 
 // The floats of BiasRowRooms' a and b for C (rows, cols) = A (rows, inner) B (inner, cols) + bias;
-// both 0 where the bias is better left to oneDNN. Below AVX-512 oneDNN's matmul runs on its gemm,
-// which adds a bias in a pass of its own over C: a round trip to memory once C outgrows the cache,
-// where copying A and B costs a small fraction of that.
+// both 0 where the bias is better left to oneDNN. A product on sgemm (every one below AVX-512, the
+// widest on AVX-512: see matmul) would add a bias in a pass of its own over C, a round trip to
+// memory once C outgrows the cache, where copying A and B costs a small fraction of that.
 struct BiasRowFloats {
     std::int64_t a = 0, b = 0;
 };
@@ -304,6 +304,8 @@ BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_
 // C = post(alpha * (A·B + bias) + beta * C), batched over the leading axes.
 // A is (..., M, K), B (..., K, N), C (..., M, N); a transposed operand is a transposed() view.
 // Leading axes broadcast as oneDNN allows: missing or 1 in A or B; C has the full batch.
+// On AVX-512 a 2-D f32 product of 8192 columns or more without bias or post-op runs on sgemm,
+// which packs B, rather than on brgemm, which reads B's rows where they lie.
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
 
 // C (M, N) = alpha op(A) op(B) + beta C through oneDNN's sgemm: row-major, op transposing where
