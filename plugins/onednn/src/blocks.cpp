@@ -184,7 +184,8 @@ SgemmLayout sgemm_layout(const View& v) {
 // C = alpha A·B + beta C of 2-D f32 views through sgemm, where the product is wide enough to gain
 // and the layouts suit it; false, doing nothing, otherwise.
 bool wide_product_through_sgemm(const View& a, const View& b, const View& c, const MatmulOptions& options) {
-    if (c.rank != 2 || !cpu::has_avx512() || !routes_through_sgemm(c.dims[1])) return false;
+    // Below AVX-512 every product is already oneDNN's gemm primitive, which the key caches.
+    if (c.rank != 2 || !cpu::has_avx512() || c.dims[1] < kWideProductColumns) return false;
     if (options.bias.present() || !options.post.identity()) return false;
     const SgemmLayout la = sgemm_layout(a), lb = sgemm_layout(b), lc = sgemm_layout(c);
     if (!la.transpose || !lb.transpose || lc.transpose != 'N') return false;
