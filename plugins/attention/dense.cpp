@@ -292,10 +292,10 @@ NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
             TileRow a[8], b[8];
             load_tile(s + i0 * n + j0, n, a);
             load_tile(s + j0 * n + i0, n, b);
-            transpose_tile(b);
+            transpose_tiles(b);
             for (int r = 0; r < 8; ++r) a[r] += b[r];
             store_tile(s + i0 * n + j0, n, a);
-            transpose_tile(a);
+            transpose_tiles(a);
             store_tile(s + j0 * n + i0, n, a);
         }
     }
@@ -313,7 +313,7 @@ NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t r
         for (std::int64_t j0 = 0; j0 < whole_cols; j0 += 8) {
             TileRow t[8];
             load_tile(src + i0 * stride + j0, stride, t);
-            transpose_tile(t);
+            transpose_tiles(t);
             store_tile(dst + j0 * stride + i0, stride, t);
         }
         for (std::int64_t i = i0; i < i0 + 8; ++i)

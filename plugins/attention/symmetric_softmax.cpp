@@ -1,11 +1,10 @@
-// symmetric_softmax (see symmetric_softmax.hpp): the row passes on the widest vectors, the copy
-// across the diagonal in 8 x 8 tiles.
+// symmetric_softmax (see symmetric_softmax.hpp): the exponentials and the copy across the diagonal
+// in one pass over strips of 8 x 8 tiles, the division by rows, each on the widest vectors.
 #include "symmetric_softmax.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "nngraph/cpu.hpp"
 #include "nngraph/vector_math.hpp"
 #include "tiles.hpp"
 
@@ -18,47 +17,100 @@ namespace {
 constexpr float kLargestDiagonal = 60.0f;
 static_assert(kLargestDiagonal <= nng::simd::kExpWithinBound);
 
-// Which entries of the matrix are given (symmetric_softmax.hpp).
-struct Given {
-    std::int64_t n, whole;  // whole: the rows and columns in whole 8 x 8 tiles
+// The rows and columns in whole 8 x 8 tiles.
+constexpr std::int64_t whole_tiles(std::int64_t n) { return n / 8 * 8; }
 
-    explicit Given(std::int64_t size) : n(size), whole(size / 8 * 8) {}
-    // The end of row i's given entries.
-    std::int64_t end(std::int64_t i) const { return i < whole ? (i / 8 + 1) * 8 : n; }
-};
-
-// The row passes at one vector width.
+// The exponentials of the whole tiles left of and on the diagonal, each written with its mirror
+// image, and their rows' sums into sums (zeroed first): a strip of tiles at a time, so that a
+// tile's copy across is made from registers and each row's sum comes from the transposed tile,
+// with no reduction across lanes. Strips of two tiles on AVX-512, where the exponentials run on
+// 16 lanes, else one.
 template <int kBytes>
-struct RowPasses {
-    using V = typename nng::simd::Vectors<kBytes>::Float;
-    static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
+struct MirroredExponentials {
+    static constexpr int kWide = kBytes == 64 ? 2 : 1;
 
-    // e^(s_ij) over row i's given entries, in place, their sum into sums[i].
-    static inline __attribute__((always_inline)) void exponentials(float* s, const Given& g, float* sums) {
-        for (std::int64_t i = 0; i < g.n; ++i) {
-            float* row = s + i * g.n;
-            const std::int64_t end = g.end(i), whole = end / kLanes * kLanes, tail = end - whole;
-            V total = nng::simd::exponentiate<V, nng::simd::ExpRange::kWithinBound>(row, row, whole, 0.0f);
-            if (tail > 0) {  // padded with -inf, whose exponentials add nothing
-                const V last = nng::simd::vexp(
-                    nng::simd::load_first<V>(row + whole, tail, -std::numeric_limits<float>::infinity()));
-                nng::simd::store_first(row + whole, last, tail);
-                total += last;
-            }
-            sums[i] = nng::simd::lane_sum(total);
+    // The strip of kTiles tiles whose top left entry is s[i0][j0], i0 a multiple of 8: its
+    // exponentials in place, and, off the diagonal, in the mirror tiles at s[j0][i0].
+    template <int kTiles>
+    static inline __attribute__((always_inline)) void strip(float* s, std::int64_t n, std::int64_t i0, std::int64_t j0,
+                                                            float* sums) {
+        using V = StripRow<kTiles>;
+        V rows[8];
+        V column_sums{};
+        for (int r = 0; r < 8; ++r) {
+            float* at = s + (i0 + r) * n + j0;
+            rows[r] = nng::simd::vexp_within(nng::simd::load<V>(at));
+            nng::simd::store(at, rows[r]);
+            column_sums += rows[r];
+        }
+        const bool diagonal = i0 == j0;
+        transpose_tiles(rows);
+        V row_sums{};
+        for (int r = 0; r < 8; ++r) row_sums += rows[r];
+        TileRow own = tile_of<0>(row_sums);
+        if constexpr (kTiles == 2) own += tile_of<1>(row_sums);
+        nng::simd::store(sums + i0, nng::simd::load<TileRow>(sums + i0) + own);
+        if (diagonal) return;
+        nng::simd::store(sums + j0, nng::simd::load<V>(sums + j0) + column_sums);
+        for (int r = 0; r < 8; ++r) {
+            nng::simd::store(s + (j0 + r) * n + i0, tile_of<0>(rows[r]));
+            if constexpr (kTiles == 2) nng::simd::store(s + (j0 + 8 + r) * n + i0, tile_of<1>(rows[r]));
         }
     }
 
-    // Each row divided by its sum, or 1 / the sum into inverse_sums.
-    static inline __attribute__((always_inline)) void divide(float* s, const Given& g, const float* sums,
-                                                             float* inverse_sums) {
+    static inline __attribute__((always_inline)) void run(float* s, std::int64_t n, float* sums) {
+        const std::int64_t whole = whole_tiles(n);
+        for (std::int64_t i = 0; i < whole; ++i) sums[i] = 0.0f;
+        for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
+            std::int64_t j0 = 0;
+            for (; j0 + 8 * kWide <= i0; j0 += 8 * kWide) strip<kWide>(s, n, i0, j0, sums);
+            for (; j0 <= i0; j0 += 8) strip<1>(s, n, i0, j0, sums);
+        }
+    }
+};
+
+// The rows past the last whole tile, given in full: their exponentials in place and sums into
+// sums, then copied across into the columns past the last whole tile, adding to those rows' sums.
+template <int kBytes>
+struct ExponentialsPastTiles {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(float* s, std::int64_t n, float* sums) {
+        const std::int64_t whole = whole_tiles(n), vectors = n / kLanes * kLanes, tail = n - vectors;
+        for (std::int64_t i = whole; i < n; ++i) {
+            float* row = s + i * n;
+            V total = nng::simd::exponentiate<V, nng::simd::ExpRange::kWithinBound>(row, row, vectors, 0.0f);
+            if (tail > 0) {  // padded with -inf, whose exponentials add nothing
+                const V last = nng::simd::vexp(
+                    nng::simd::load_first<V>(row + vectors, tail, -std::numeric_limits<float>::infinity()));
+                nng::simd::store_first(row + vectors, last, tail);
+                total += last;
+            }
+            sums[i] = nng::simd::lane_sum(total);
+            for (std::int64_t j = 0; j < whole; ++j) {
+                s[j * n + i] = row[j];
+                sums[j] += row[j];
+            }
+        }
+    }
+};
+
+// Each row divided by its sum, or 1 / the sum into inverse_sums.
+template <int kBytes>
+struct Division {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(float* s, std::int64_t n, const float* sums,
+                                                          float* inverse_sums) {
         if (inverse_sums) {
-            for (std::int64_t i = 0; i < g.n; ++i) inverse_sums[i] = 1.0f / sums[i];
+            for (std::int64_t i = 0; i < n; ++i) inverse_sums[i] = 1.0f / sums[i];
             return;
         }
-        const std::int64_t whole = g.n / kLanes * kLanes, tail = g.n - whole;
-        for (std::int64_t i = 0; i < g.n; ++i) {
-            float* row = s + i * g.n;
+        const std::int64_t whole = n / kLanes * kLanes, tail = n - whole;
+        for (std::int64_t i = 0; i < n; ++i) {
+            float* row = s + i * n;
             const float inverse = 1.0f / sums[i];
             for (std::int64_t c = 0; c < whole; c += kLanes)
                 nng::simd::store(row + c, nng::simd::load<V>(row + c) * inverse);
@@ -68,43 +120,6 @@ struct RowPasses {
     }
 };
 
-template <int kBytes>
-struct Exponentials {
-    static inline __attribute__((always_inline)) void run(float* s, const Given* g, float* sums) {
-        RowPasses<kBytes>::exponentials(s, *g, sums);
-    }
-};
-template <int kBytes>
-struct Division {
-    static inline __attribute__((always_inline)) void run(float* s, const Given* g, const float* sums,
-                                                          float* inverse_sums) {
-        RowPasses<kBytes>::divide(s, *g, sums, inverse_sums);
-    }
-};
-
-// The entries not given, s[j][i] = s[i][j], added to their rows' sums: the tiles below the
-// diagonal ones into their mirror images, then the rows past the last whole tile one by one.
-NNG_LOOP_CLONES void copy_across(float* s, const Given& g, float* sums) {
-    const std::int64_t n = g.n;
-    for (std::int64_t j0 = 0; j0 < g.whole; j0 += 8) {
-        TileRow totals[8] = {};
-        for (std::int64_t i0 = j0 + 8; i0 < g.whole; i0 += 8) {
-            TileRow t[8];
-            load_tile(s + i0 * n + j0, n, t);
-            transpose_tile(t);
-            store_tile(s + j0 * n + i0, n, t);
-            for (int k = 0; k < 8; ++k) totals[k] += t[k];
-        }
-        for (int k = 0; k < 8; ++k) sums[j0 + k] += nng::simd::lane_sum(totals[k]);
-    }
-    for (std::int64_t i = g.whole; i < n; ++i) {
-        for (std::int64_t j = 0; j < g.whole; ++j) {
-            s[j * n + i] = s[i * n + j];
-            sums[j] += s[i * n + j];
-        }
-    }
-}
-
 }  // namespace
 
 std::int64_t symmetric_softmax_scratch(std::int64_t n) { return n; }
@@ -113,10 +128,9 @@ bool symmetric_softmax(float* s, std::int64_t n, float* inverse_sums, float* scr
     for (std::int64_t i = 0; i < n; ++i) {
         if (!(std::fabs(s[i * n + i]) <= kLargestDiagonal)) return false;  // also for a NaN
     }
-    const Given g(n);
-    nng::simd::run_widest<Exponentials>(s, &g, scratch);
-    copy_across(s, g, scratch);
-    nng::simd::run_widest<Division>(s, &g, static_cast<const float*>(scratch), inverse_sums);
+    nng::simd::run_widest<MirroredExponentials>(s, n, scratch);
+    nng::simd::run_widest<ExponentialsPastTiles>(s, n, scratch);
+    nng::simd::run_widest<Division>(s, n, static_cast<const float*>(scratch), inverse_sums);
     return true;
 }
 
