@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "nngraph/buffer.hpp"
+
 namespace nngraph {
 
 enum class DType : std::uint8_t { F32 = 1, I32 = 2, I64 = 3, U8 = 4 };
@@ -54,8 +56,7 @@ std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype)
 // Keras's spelling: (None, 200, 32).
 std::string shape_to_string(const Shape& shape);
 
-// Buffers are 64-byte aligned so that vector kernels and oneDNN never see a misaligned pointer.
-inline constexpr std::size_t kTensorAlignment = 64;
+inline constexpr std::size_t kTensorAlignment = nng::kBufferAlignment;
 
 class Tensor {
 public:
@@ -112,16 +113,13 @@ public:
     Tensor slice_rows(std::int64_t begin, std::int64_t end) const;
 
 private:
-    struct FreeAligned {
-        void operator()(std::byte* p) const noexcept;
-    };
     void check_dtype(DType wanted) const;
     void check_count(std::size_t count) const;
 
     DType dtype_ = DType::F32;
     Shape shape_;
     std::int64_t numel_ = 0;
-    std::unique_ptr<std::byte, FreeAligned> buffer_;
+    std::unique_ptr<std::byte, nng::FreeBuffer> buffer_;
 };
 
 }  // namespace nngraph

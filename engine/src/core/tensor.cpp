@@ -78,8 +78,6 @@ std::string shape_to_string(const Shape& shape) {
     return out.str();
 }
 
-void Tensor::FreeAligned::operator()(std::byte* p) const noexcept { std::free(p); }
-
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
     for (std::int64_t d : shape_) {
         if (d < 0) throw RunError("tensor shape " + shape_to_string(shape_) + " has a negative dimension");
@@ -91,10 +89,9 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
     numel_ = shape_numel(shape_);
     // Never a zero-byte allocation, so that empty() means "no tensor" and not "no elements".
     const std::size_t bytes = std::max<std::size_t>(nbytes(), 1);
-    const std::size_t rounded = nng::round_up(bytes, kTensorAlignment);
-    auto* p = static_cast<std::byte*>(std::aligned_alloc(kTensorAlignment, rounded));
+    auto* p = nng::allocate_buffer(bytes);
     if (!p) throw RunError("out of memory allocating a tensor of " + std::to_string(bytes) + " bytes");
-    std::memset(p, 0, rounded);
+    std::memset(p, 0, nng::buffer_capacity(bytes));
     buffer_.reset(p);
 }
 

@@ -100,8 +100,8 @@ void Executor::bind(ExecutionPlan& plan) {
         std::free(arena_->base);
         arena_->base = nullptr;
         arena_->bytes = 0;
-        const std::size_t bytes = nng::round_up(plan.layout.arena_bytes, kTensorAlignment);
-        arena_->base = static_cast<std::byte*>(std::aligned_alloc(kTensorAlignment, bytes));
+        const std::size_t bytes = nng::buffer_capacity(plan.layout.arena_bytes);
+        arena_->base = nng::allocate_buffer(plan.layout.arena_bytes);
         if (!arena_->base)
             throw RunError("out of memory: the step needs an arena of " + std::to_string(bytes) + " bytes");
         arena_->bytes = bytes;

@@ -11,6 +11,8 @@
 
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "nngraph/buffer.hpp"
+
 #include "internal.hpp"
 
 namespace nng::onednn {
@@ -21,9 +23,7 @@ std::atomic<std::int64_t> g_cache_hits{0};
 std::atomic<std::int64_t> g_buffer_allocations{0};
 std::atomic<std::int64_t> g_scratchpad_bytes{0};
 
-constexpr std::size_t kAlignment = 64;
-
-// A grow-only, 64-byte aligned block. Growing discards the contents: callers use it as scratch.
+// A grow-only, aligned block. Growing discards the contents: callers use it as scratch.
 class Arena {
 public:
     explicit Arena(std::atomic<std::int64_t>& capacity_counter) : capacity_counter_(capacity_counter) {}
@@ -33,9 +33,9 @@ public:
 
     void* reserve(std::size_t bytes) {
         if (bytes <= capacity_) return data_.get();
-        const std::size_t rounded = nng::round_up(bytes, kAlignment);
+        const std::size_t rounded = nng::buffer_capacity(bytes);
         data_.reset();  // free first: the old block is not needed and may be large
-        data_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlignment, rounded)));
+        data_.reset(nng::allocate_buffer(bytes));
         capacity_counter_ -= static_cast<std::int64_t>(capacity_);
         capacity_ = data_ ? rounded : 0;
         capacity_counter_ += static_cast<std::int64_t>(capacity_);
@@ -46,10 +46,7 @@ public:
     std::size_t capacity() const { return capacity_; }
 
 private:
-    struct Free {
-        void operator()(std::byte* p) const { std::free(p); }
-    };
-    std::unique_ptr<std::byte, Free> data_;
+    std::unique_ptr<std::byte, nng::FreeBuffer> data_;
     std::size_t capacity_ = 0;
     std::atomic<std::int64_t>& capacity_counter_;
 };
