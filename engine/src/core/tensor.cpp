@@ -91,7 +91,9 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
     const std::size_t bytes = std::max<std::size_t>(nbytes(), 1);
     auto* p = nng::allocate_buffer(bytes);
     if (!p) throw RunError("out of memory allocating a tensor of " + std::to_string(bytes) + " bytes");
-    std::memset(p, 0, nng::buffer_capacity(bytes));
+    // Zeros up to the end of the last 64-byte line, which vector kernels may read; the rest of a
+    // block's last huge page is never read.
+    std::memset(p, 0, nng::round_up(bytes, nng::kBufferAlignment));
     buffer_.reset(p);
 }
 
