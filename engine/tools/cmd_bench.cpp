@@ -19,6 +19,8 @@ namespace {
 
 // Each timed step is kept for the median: a bound keeps that vector and the run finite.
 constexpr int kMaxRepetitions = 100'000;
+// Products timed for the matmul ceiling, spread evenly among the timed steps.
+constexpr int kCeilingSamples = 5;
 
 struct BenchOptions {
     std::string model;
@@ -72,11 +74,13 @@ void run_bench(const BenchOptions& o) {
     const Model model = load_model(o.model, o.common);
     if (o.mode != "train" && o.mode != "infer") throw InputError("--mode is train or infer, not '" + o.mode + "'");
     Benchmark bench = model.benchmark({o.batch_size, o.mode == "train", 1});
+    bench.sample_matmul_ceilings();  // sets the products up, before the warm-up steps
     for (int i = 0; i < o.warmup; ++i) bench.step();
     const std::int64_t primitives_before = bench.counter("onednn.primitives_created");
     if (o.profile) bench.set_profiling(true);
 
-    std::vector<double> seconds, cpu_seconds;
+    std::vector<double> seconds, cpu_seconds, ceiling_f32, ceiling_bf16;
+    const int ceiling_samples = std::min(o.repetitions, kCeilingSamples);
     AllocationCount allocations;
     const bool counted = allocation_counting_available();
     for (int r = 0; r < o.repetitions; ++r) {
@@ -88,6 +92,14 @@ void run_bench(const BenchOptions& o) {
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
         if (r == 0) allocations = stop_counting_allocations();
+        // The ceiling is sampled among the steps, so that both see the machine in the same state
+        // (clock, neighbours); an untimed step after each product brings the model back into cache.
+        if ((r + 1) * ceiling_samples / o.repetitions > r * ceiling_samples / o.repetitions) {
+            const MatmulCeilings sample = bench.sample_matmul_ceilings();
+            ceiling_f32.push_back(sample.f32_gflops);
+            ceiling_bf16.push_back(sample.bf16_gflops);
+            if (r + 1 < o.repetitions) bench.step();
+        }
     }
     const std::int64_t primitives_after = bench.counter("onednn.primitives_created");
     const double median = median_of(seconds);
@@ -102,9 +114,10 @@ void run_bench(const BenchOptions& o) {
     // Read before the memory figures: counting the optimiser's state copies it.
     const double peak_rss = peak_rss_bytes();
     const MemoryFigures memory = bench.memory();
-    // The work the ops count, read against the matmul ceiling measured now, in this process.
+    // The work the ops count, read against the matmul ceiling sampled among the timed steps.
     const StepWork work = bench.work();
-    const MatmulCeilings ceiling = bench.measure_matmul_ceilings();
+    const MatmulCeilings ceiling{median_of(ceiling_f32), median_of(ceiling_bf16)};
+    const auto [slowest_f32, fastest_f32] = std::minmax_element(ceiling_f32.begin(), ceiling_f32.end());
     const double achieved_gflops = work.flops * 1e-9 / median;
 
     if (o.json) {
@@ -211,8 +224,11 @@ void run_bench(const BenchOptions& o) {
     std::printf("work:        %.4f GFLOP and %s moved a step (%.1f FLOP a byte); %.1f GFLOP/s achieved\n",
                 work.flops * 1e-9, megabytes(work.bytes).c_str(), work.bytes > 0 ? work.flops / work.bytes : 0.0,
                 achieved_gflops);
-    std::printf("ceiling:     2048-cube matmul through Dense, now: f32 %.1f GFLOP/s", ceiling.f32_gflops);
-    if (ceiling.bf16_gflops > 0) std::printf(", bf16 %.1f GFLOP/s", ceiling.bf16_gflops);
+    std::printf(
+        "ceiling:     2048-cube matmul through Dense, %d products among the timed steps: f32 median %.1f "
+        "GFLOP/s (%.1f to %.1f)",
+        ceiling_samples, ceiling.f32_gflops, *slowest_f32, *fastest_f32);
+    if (ceiling.bf16_gflops > 0) std::printf(", bf16 median %.1f GFLOP/s", ceiling.bf16_gflops);
     std::printf("; this step runs at %.3f of the f32 ceiling", fraction(achieved_gflops, ceiling.f32_gflops));
     if (ceiling.bf16_gflops > 0)
         std::printf(" and %.3f of the bf16 one", fraction(achieved_gflops, ceiling.bf16_gflops));

@@ -338,6 +338,12 @@ TEST_CASE("a benchmark steps with synthetic data and reports memory, timing and 
     CHECK(infer.batch_size() == 32);  // the file's training.batch_size
     infer.step();
     CHECK(infer.memory().optimizer_bytes == 0);
+    // A ceiling sample sets its products up once, then times one of each on every call.
+    for (int call = 0; call < 2; ++call) {
+        const MatmulCeilings sample = infer.sample_matmul_ceilings();
+        CHECK(sample.f32_gflops > 0.0);
+        CHECK(sample.bf16_gflops >= 0.0);
+    }
 }
 
 TEST_CASE("list_plugins finds the engine's operators") {

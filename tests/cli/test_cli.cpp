@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -392,4 +393,26 @@ TEST_CASE("bench --json is Google Benchmark's layout: real cpu_time, a unit with
     CHECK(report.find("mlp_xor/train/batch:32/threads:") != std::string::npos);
     CHECK(report.find("_median") != std::string::npos);
     CHECK(report.find("+0.0000") != std::string::npos);
+}
+
+TEST_CASE("bench reads the step's rate against the median of ceiling products spread among its timed steps") {
+    const std::string model = (source_dir() / "graphs/mlp_xor.yaml").string();
+    for (const auto& [repetitions, products] : {std::pair{"3", 3}, std::pair{"12", 5}}) {
+        const CliResult r = run_nngraph({"bench", model, "--repetitions", repetitions, "--warmup", "1"});
+        INFO(r.out, r.err);
+        REQUIRE(r.status == 0);
+        std::smatch ceiling, work, fraction;
+        REQUIRE(
+            std::regex_search(r.out, ceiling,
+                              std::regex(R"(ceiling: +2048-cube matmul through Dense, (\d+) products among the )"
+                                         R"(timed steps: f32 median ([0-9.]+) GFLOP/s \(([0-9.]+) to ([0-9.]+)\))")));
+        REQUIRE(std::regex_search(r.out, work, std::regex(R"(; ([0-9.]+) GFLOP/s achieved)")));
+        REQUIRE(std::regex_search(r.out, fraction, std::regex(R"(this step runs at ([0-9.]+) of the f32 ceiling)")));
+        CHECK(std::stoi(ceiling[1]) == products);
+        const double median = std::stod(ceiling[2]), slowest = std::stod(ceiling[3]), fastest = std::stod(ceiling[4]);
+        CHECK(slowest > 0.0);
+        CHECK(slowest <= median);
+        CHECK(median <= fastest);
+        CHECK(std::stod(fraction[1]) == Approx(std::stod(work[1]) / median).epsilon(0.01));
+    }
 }

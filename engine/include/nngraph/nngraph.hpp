@@ -278,6 +278,9 @@ public:
     StepWork work() const;
     // Measures the matmul ceilings now (about a second; run it outside the timed steps).
     MatmulCeilings measure_matmul_ceilings() const;
+    // Times one 2048-cube product of each ceiling now (the first call also sets them up, which
+    // takes longer). Spread among the timed steps, the samples see the machine as the steps do.
+    MatmulCeilings sample_matmul_ceilings();
 
 private:
     friend class Model;

@@ -13,6 +13,7 @@ namespace nngraph {
 struct Benchmark::State {
     std::shared_ptr<const Graph> graph;
     GraphBenchmark bench;
+    std::unique_ptr<MatmulCeilingMeter> ceiling_meter;  // set up by the first sample
 };
 
 Benchmark::Benchmark(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -80,6 +81,14 @@ StepWork Benchmark::work() const {
 
 MatmulCeilings Benchmark::measure_matmul_ceilings() const {
     const MatmulCeiling c = measure_matmul_ceiling(*state_->graph, state_->bench.executor().options().threads);
+    return {c.f32_gflops, c.bf16_gflops};
+}
+
+MatmulCeilings Benchmark::sample_matmul_ceilings() {
+    if (!state_->ceiling_meter)
+        state_->ceiling_meter =
+            std::make_unique<MatmulCeilingMeter>(*state_->graph, state_->bench.executor().options().threads);
+    const MatmulCeiling c = state_->ceiling_meter->sample();
     return {c.f32_gflops, c.bf16_gflops};
 }
 
