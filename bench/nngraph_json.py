@@ -9,3 +9,14 @@ def step_seconds(json_text):
     that the figure keeps three significant digits."""
     runs = json.loads(json_text)["benchmarks"]
     return [b["real_time"] * SECONDS_PER_UNIT[b["time_unit"]] for b in runs if b["run_type"] == "iteration"]
+
+
+def median_row(json_text):
+    """The `median` aggregate row: the step's median time and, beside it, the work, the ceilings and
+    the fractions of them."""
+    runs = json.loads(json_text)["benchmarks"]
+    return next(b for b in runs if b.get("aggregate_name") == "median")
+
+
+def row_seconds(row):
+    return row["real_time"] * SECONDS_PER_UNIT[row["time_unit"]]
