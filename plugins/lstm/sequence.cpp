@@ -40,7 +40,7 @@ struct ScaledSigmoid {
     static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
 
     static inline __attribute__((always_inline)) V of(V x, float scale) {
-        return scale / (1.0f + nng::simd::vexp(x * -scale)) - (scale - 1.0f);
+        return scale / (1.0f + nng::simd::vexp_normal(x * -scale)) - (scale - 1.0f);
     }
     static inline __attribute__((always_inline)) void run(float* x, std::int64_t n, float scale) {
         if (n < kLanes) {

@@ -26,9 +26,11 @@ std::vector<double> reference_softmax(const float* row, std::int64_t n) {
     return out;
 }
 
+enum class Exp { kClamped, kWithin, kNormal };  // vexp, vexp_within, vexp_normal
+
 // e^x over n floats on the widest vectors run_widest picks (or those NNGRAPH_MAX_VECTOR_BYTES allows),
-// through vexp or, with kWithin, vexp_within.
-template <bool kWithin>
+// through the exponential `kExp` names.
+template <Exp kExp>
 struct Exponentials {
     template <int kBytes>
     struct Row {
@@ -36,7 +38,9 @@ struct Exponentials {
         static __attribute__((always_inline)) void run(const float* x, float* out, std::int64_t n) {
             for (std::int64_t i = 0; i < n; i += nng::simd::Vectors<kBytes>::kLanes) {
                 const V in = nng::simd::load<V>(x + i);
-                nng::simd::store(out + i, kWithin ? nng::simd::vexp_within(in) : nng::simd::vexp(in));
+                nng::simd::store(out + i, kExp == Exp::kClamped  ? nng::simd::vexp(in)
+                                          : kExp == Exp::kWithin ? nng::simd::vexp_within(in)
+                                                                 : nng::simd::vexp_normal(in));
             }
         }
     };
@@ -70,8 +74,8 @@ TEST_CASE("the exponential without clamping (simd::vexp_within) equals vexp bit 
     std::vector<float> clamped(x.size()), bounded(x.size());
     const auto* in = static_cast<const float*>(x.data());
     const auto n = static_cast<std::int64_t>(x.size());
-    nng::simd::run_widest<Exponentials<false>::Row>(in, clamped.data(), n);
-    nng::simd::run_widest<Exponentials<true>::Row>(in, bounded.data(), n);
+    nng::simd::run_widest<Exponentials<Exp::kClamped>::Row>(in, clamped.data(), n);
+    nng::simd::run_widest<Exponentials<Exp::kWithin>::Row>(in, bounded.data(), n);
     std::size_t differing = 0;
     double worst = 0.0;
     for (std::size_t i = 0; i < x.size(); ++i) {
@@ -104,8 +108,8 @@ TEST_CASE("softmax's exponential (simd::vexp) is within 2 ulp of e^x, 0 at the b
     x.push_back(std::numeric_limits<float>::quiet_NaN());
     while (x.size() % 16 != 0) x.push_back(0.0f);
     std::vector<float> out(x.size());
-    nng::simd::run_widest<Exponentials<false>::Row>(static_cast<const float*>(x.data()), out.data(),
-                                                    std::int64_t(x.size()));
+    nng::simd::run_widest<Exponentials<Exp::kClamped>::Row>(static_cast<const float*>(x.data()), out.data(),
+                                                            std::int64_t(x.size()));
     double worst = 0.0;
     for (std::size_t i = 0; i < x.size(); ++i) {
         CAPTURE(x[i]);
@@ -119,6 +123,44 @@ TEST_CASE("softmax's exponential (simd::vexp) is within 2 ulp of e^x, 0 at the b
         }
     }
     CHECK(worst < 2.4e-7);  // 2 ulp of float
+}
+
+TEST_CASE("the sigmoid's exponential (simd::vexp_normal) is vexp's value above its floor, and normal below it") {
+    std::vector<float> x;
+    const float lowest = nng::simd::kExpNormalLowest;
+    for (float v = lowest; v <= 89.0f; v += 0.00917f) x.push_back(v);
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> outside = {-inf,   -1e30f, -1000.0f, -88.0f, -87.7f, std::nextafter(lowest, -inf),
+                                        88.72f, 89.5f,  100.0f,   1e30f,  inf};
+    x.insert(x.end(), outside.begin(), outside.end());
+    x.push_back(std::numeric_limits<float>::quiet_NaN());
+    while (x.size() % 16 != 0) x.push_back(0.0f);
+    const auto n = std::int64_t(x.size());
+    std::vector<float> clamped(x.size()), normal(x.size());
+    nng::simd::run_widest<Exponentials<Exp::kClamped>::Row>(static_cast<const float*>(x.data()), clamped.data(), n);
+    nng::simd::run_widest<Exponentials<Exp::kNormal>::Row>(static_cast<const float*>(x.data()), normal.data(), n);
+    std::size_t differing = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(x[i]);
+        if (std::isnan(x[i])) {
+            CHECK(std::isnan(normal[i]));
+        } else if (x[i] < lowest) {
+            // Where vexp gives 0 (or a subnormal), e^lowest: 1 + either is 1.
+            CHECK(std::fpclassify(normal[i]) == FP_NORMAL);
+            CHECK(normal[i] < 1e-37f);
+            CHECK(1.0f + normal[i] == 1.0f);
+        } else if (x[i] < 88.3f) {
+            CHECK(std::fpclassify(normal[i]) == FP_NORMAL);
+            differing += normal[i] != clamped[i] ? 1 : 0;
+        } else if (std::isinf(normal[i])) {
+            // Only where e^x overflows, or from 88.37 where vexp's 2^n does (vectors narrower than AVX-512).
+            CHECK(x[i] > 88.37f);
+        } else {
+            CHECK(x[i] < 88.73f);
+            CHECK(std::abs(normal[i] - std::exp(double(x[i]))) / std::exp(double(x[i])) < 2.4e-7);
+        }
+    }
+    CHECK(differing == 0);
 }
 
 TEST_CASE("softmax_rows equals a double softmax for every row length, stride and mask") {

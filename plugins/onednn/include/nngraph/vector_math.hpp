@@ -113,16 +113,46 @@ inline __attribute__((always_inline)) ExpParts<V> exp_parts(V x) {
 }
 }  // namespace detail
 
-// x is clamped to [-88, 88.7] first: from -88 up to about -87.65, n is -127, which puts 0 in the
-// exponent, so e^x is 0 there and for -inf without a select.
+namespace detail {
+// e^x for x already within [-88, 88.7]: 2^n built in a float's exponent bits.
 template <typename V>
-inline __attribute__((always_inline)) V vexp(V in) {
+inline __attribute__((always_inline)) V exp_of_clamped(V x) {
     typedef typename Vectors<sizeof(V)>::Int VI;
-    const detail::ExpParts<V> e = detail::exp_parts(at_most(V{} + 88.7f, at_least(V{} - 88.0f, in)));
+    const ExpParts<V> e = exp_parts(x);
     const VI exponent = (__builtin_convertvector(e.n, VI) + 127) << 23;
     V scale;
     std::memcpy(&scale, &exponent, sizeof scale);
     return e.y * scale;
+}
+}  // namespace detail
+
+// x is clamped to [-88, 88.7] first: from -88 up to about -87.65, n is -127, which puts 0 in the
+// exponent, so e^x is 0 there and for -inf without a select.
+template <typename V>
+inline __attribute__((always_inline)) V vexp(V in) {
+    return detail::exp_of_clamped(at_most(V{} + 88.7f, at_least(V{} - 88.0f, in)));
+}
+
+// The smallest x vexp_normal takes as itself: e^x is then a normal float (n >= -126, e^r >= 1).
+inline constexpr float kExpNormalLowest = -87.3f;
+
+// e^x where only 1 + e^x matters (the sigmoid, tanh): x below kExpNormalLowest is taken as it, so
+// e^x is about FLT_MIN where vexp gives 0 (1 + either is 1), and no result is ever subnormal.
+// Otherwise vexp's value, but on AVX-512 one vscalefps applies 2^n in place of building it in the
+// exponent bits, which also gives e^x its finite value from 88.37 to 88.72, where vexp's is inf.
+template <typename V>
+inline __attribute__((always_inline)) V vexp_normal(V in) {
+    const V x = at_least(V{} + kExpNormalLowest, in);
+#if defined(__x86_64__) && defined(__GNUC__)
+    if constexpr (sizeof(V) == 64) {
+        // From 89.5 up n is 129 or more, so 2^n·e^r is inf, as e^x is in floats above 88.72.
+        const detail::ExpParts<V> e = detail::exp_parts(at_most(V{} + 89.5f, x));
+        V scaled;
+        asm("vscalefps %2, %1, %0" : "=v"(scaled) : "v"(e.y), "v"(e.n));
+        return scaled;
+    }
+#endif
+    return detail::exp_of_clamped(at_most(V{} + 88.7f, x));
 }
 
 // The largest |x| vexp_within takes: 2^n then stays a normal float's exponent for any e^r.
