@@ -11,8 +11,6 @@
 #include <string_view>
 #include <vector>
 
-#include "nngraph/buffer.hpp"
-
 namespace nngraph {
 
 enum class DType : std::uint8_t { F32 = 1, I32 = 2, I64 = 3, U8 = 4 };
@@ -56,7 +54,9 @@ std::optional<std::uint64_t> checked_byte_count(const Shape& shape, DType dtype)
 // Keras's spelling: (None, 200, 32).
 std::string shape_to_string(const Shape& shape);
 
-inline constexpr std::size_t kTensorAlignment = nng::kBufferAlignment;
+// Buffers are 64-byte aligned so that vector kernels and oneDNN never see a misaligned pointer
+// (nng::kBufferAlignment, which allocates them; tensor.cpp checks that the two agree).
+inline constexpr std::size_t kTensorAlignment = 64;
 
 class Tensor {
 public:
@@ -119,7 +119,11 @@ private:
     DType dtype_ = DType::F32;
     Shape shape_;
     std::int64_t numel_ = 0;
-    std::unique_ptr<std::byte, nng::FreeBuffer> buffer_;
+    // Out of line, so that this header does not bring in how blocks are allocated.
+    struct FreeBlock {
+        void operator()(std::byte* block) const noexcept;
+    };
+    std::unique_ptr<std::byte, FreeBlock> buffer_;
 };
 
 }  // namespace nngraph

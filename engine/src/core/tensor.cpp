@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "nngraph/arithmetic.hpp"
+#include "nngraph/buffer.hpp"
 #include "nngraph/error.hpp"
 
 namespace nngraph {
@@ -77,6 +78,10 @@ std::string shape_to_string(const Shape& shape) {
     out << ')';
     return out.str();
 }
+
+static_assert(kTensorAlignment == nng::kBufferAlignment, "tensors are aligned as the blocks they live in");
+
+void Tensor::FreeBlock::operator()(std::byte* block) const noexcept { nng::FreeBuffer{}(block); }
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
     for (std::int64_t d : shape_) {

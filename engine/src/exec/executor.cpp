@@ -15,6 +15,7 @@
 #include "exec/planner.hpp"
 #include "exec/step_threads.hpp"
 #include "nngraph/arithmetic.hpp"
+#include "nngraph/buffer.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
 
