@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -783,4 +786,101 @@ TEST_CASE("calls from two threads at once") {
     t2.join();
     CHECK(ok1);
     CHECK(ok2);
+}
+
+TEST_CASE("run_in_parts runs every part once, on single-threaded primitives") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(2);
+    for (const std::int64_t parts : {1, 2, 3, 7, 64, 1001}) {
+        CAPTURE(parts);
+        std::vector<std::atomic<int>> runs(static_cast<std::size_t>(parts));
+        std::atomic<int> threaded_primitives{0};
+        dn::run_in_parts(parts, [&](std::int64_t p) {
+            runs[static_cast<std::size_t>(p)].fetch_add(1);
+            if (omp_get_max_threads() != 1) threaded_primitives.fetch_add(1);
+        });
+        CHECK(std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& n) { return n.load() == 1; }));
+        CHECK(threaded_primitives.load() == 0);
+    }
+    CHECK(omp_get_max_threads() == 2);
+    dn::set_num_threads(initial);
+}
+
+// The first part to start holds its thread until every other part has run (or a few seconds have
+// passed): the rest of that thread's run can then only have run on the other thread.
+TEST_CASE("run_in_parts: a thread whose run is done takes the last parts of another's") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(2);
+    constexpr std::int64_t kParts = 8;
+    std::array<std::atomic<int>, kParts> ran_on;
+    std::atomic<bool> holding{false};
+    std::atomic<std::int64_t> holder{-1};
+    std::atomic<int> done{0};
+    dn::run_in_parts(kParts, [&](std::int64_t p) {
+        ran_on[static_cast<std::size_t>(p)] = omp_get_thread_num();
+        if (!holding.exchange(true)) {
+            holder = p;
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+            while (done.load() < kParts - 1 && std::chrono::steady_clock::now() < give_up)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        done.fetch_add(1);
+    });
+    CHECK(done.load() == kParts);
+    const int held = ran_on[static_cast<std::size_t>(holder.load())].load();
+    for (std::int64_t p = 0; p < kParts; ++p) {
+        CAPTURE(p);
+        if (p != holder.load()) CHECK(ran_on[static_cast<std::size_t>(p)].load() != held);
+    }
+    dn::set_num_threads(initial);
+}
+
+TEST_CASE("run_in_parts: with no more parts than threads, part t stays on thread t, and failures surface") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(2);
+    std::array<std::atomic<int>, 2> ran_on{-1, -1};
+    dn::run_in_parts(2, [&](std::int64_t p) { ran_on[static_cast<std::size_t>(p)] = omp_get_thread_num(); });
+    CHECK(ran_on[0].load() == 0);
+    CHECK(ran_on[1].load() == 1);
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH_AS(dn::run_in_parts(5,
+                                          [&](std::int64_t p) {
+                                              ran.fetch_add(1);
+                                              if (p == 2) throw std::runtime_error("part 2 failed");
+                                          }),
+                         "part 2 failed", std::runtime_error);
+    CHECK(ran.load() == 5);
+    dn::set_num_threads(initial);
+}
+
+TEST_CASE("run_in_parts takes a thread's own run in the order asked, and others' parts from the far end") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(2);
+    constexpr std::int64_t kParts = 64;
+    for (const dn::PartOrder order : {dn::PartOrder::kFirstFirst, dn::PartOrder::kLastFirst}) {
+        const bool first_first = order == dn::PartOrder::kFirstFirst;
+        CAPTURE(first_first);
+        std::array<std::vector<std::int64_t>, 2> taken;  // each thread's parts in the order it ran them
+        dn::run_in_parts(
+            kParts, [&](std::int64_t p) { taken[static_cast<std::size_t>(omp_get_thread_num())].push_back(p); }, order);
+        CHECK(taken[0].size() + taken[1].size() == kParts);
+        for (int t = 0; t < 2; ++t) {
+            CAPTURE(t);
+            const std::int64_t begin = nng::split_point(kParts, 2, t), end = nng::split_point(kParts, 2, t + 1);
+            std::vector<std::int64_t> own, others;
+            for (const std::int64_t p : taken[static_cast<std::size_t>(t)])
+                (p >= begin && p < end ? own : others).push_back(p);
+            // Its own run first, then the other's.
+            CHECK(std::equal(own.begin(), own.end(), taken[static_cast<std::size_t>(t)].begin()));
+            const auto ascending = [](const std::vector<std::int64_t>& v) {
+                return std::is_sorted(v.begin(), v.end());
+            };
+            const auto descending = [](const std::vector<std::int64_t>& v) {
+                return std::is_sorted(v.rbegin(), v.rend());
+            };
+            CHECK((first_first ? ascending(own) : descending(own)));
+            CHECK((first_first ? descending(others) : ascending(others)));
+        }
+    }
+    dn::set_num_threads(initial);
 }

@@ -2,12 +2,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 
 #include <oneapi/dnnl/dnnl_debug.h>
 
@@ -101,7 +105,50 @@ void set_num_threads(int n) {
     if (n > 0 && n != omp_get_max_threads()) omp_set_num_threads(n);
 }
 
-void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context) {
+namespace {
+
+// Thread t's run of parts, [split_point(parts, threads, t), split_point(parts, threads, t + 1)),
+// as (next, end) in one word: the owner takes parts from one end, a thread whose own run is done
+// from the other, and neither can take a part the other took. A line each, so that owners taking
+// their own parts do not contend.
+class alignas(64) PartRun {
+public:
+    void reset(std::int64_t begin, std::int64_t end) { bounds_.store(pack(begin, end), std::memory_order_relaxed); }
+
+    // The first or the last part left, or -1 when none is.
+    std::int64_t take(PartOrder from) { return from == PartOrder::kFirstFirst ? take_front() : take_back(); }
+
+private:
+    std::int64_t take_front() {
+        std::uint64_t b = bounds_.load(std::memory_order_relaxed);
+        while (next_of(b) < end_of(b)) {
+            if (bounds_.compare_exchange_weak(b, pack(next_of(b) + 1, end_of(b)), std::memory_order_relaxed))
+                return next_of(b);
+        }
+        return -1;
+    }
+    std::int64_t take_back() {
+        std::uint64_t b = bounds_.load(std::memory_order_relaxed);
+        while (next_of(b) < end_of(b)) {
+            if (bounds_.compare_exchange_weak(b, pack(next_of(b), end_of(b) - 1), std::memory_order_relaxed))
+                return end_of(b) - 1;
+        }
+        return -1;
+    }
+    static std::uint64_t pack(std::int64_t next, std::int64_t end) {
+        return static_cast<std::uint64_t>(next) << 32 | static_cast<std::uint64_t>(end);
+    }
+    static std::int64_t next_of(std::uint64_t b) { return static_cast<std::int64_t>(b >> 32); }
+    static std::int64_t end_of(std::uint64_t b) { return static_cast<std::int64_t>(b & 0xffffffffu); }
+
+    std::atomic<std::uint64_t> bounds_{0};
+};
+
+constexpr int kMostPartRuns = 64;
+
+}  // namespace
+
+void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), void* context, PartOrder order) {
     if (parts == 1) {  // on the calling thread, without the cost of entering an OpenMP region
         struct SingleThreaded {
             const int threads = omp_get_max_threads();
@@ -111,19 +158,39 @@ void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), voi
         run_part(context, 0);
         return;
     }
+    if (parts <= 0) return;
+    if (parts > std::numeric_limits<std::int32_t>::max())
+        throw std::invalid_argument("oneDNN helper: run_in_parts takes at most 2^31 - 1 parts, not " +
+                                    std::to_string(parts));
+    // Each thread takes its own run of parts, as a static schedule would, so its parts keep their
+    // neighbours' data in cache; one that finishes early takes from the far end of the others' runs,
+    // so a thread on a slower core does not hold the rest waiting. With no more parts than threads
+    // each part stays with its thread: callers keep per-thread sums in a fixed order.
+    const int threads = static_cast<int>(std::min<std::int64_t>({parts, omp_get_max_threads(), kMostPartRuns}));
+    std::array<PartRun, kMostPartRuns> runs;
+    for (int t = 0; t < threads; ++t) runs[t].reset(split_point(parts, threads, t), split_point(parts, threads, t + 1));
+    const bool share_tails = parts > threads;
     std::exception_ptr failure;
-#pragma omp parallel num_threads(static_cast <int>(std::min <std::int64_t>(parts, omp_get_max_threads()))) if (parts > \
-                                                                                                               1)
+    const auto run = [&](std::int64_t p) {
+        try {
+            run_part(context, p);
+        } catch (...) {
+#pragma omp critical(nngraph_onednn_part_failure)
+            if (!failure) failure = std::current_exception();
+        }
+    };
+#pragma omp parallel num_threads(threads)
     {
         set_num_threads(1);  // the region already holds the other threads
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < parts; ++p) {
-            try {
-                run_part(context, p);
-            } catch (...) {
-#pragma omp critical(nngraph_onednn_part_failure)
-                if (!failure) failure = std::current_exception();
-            }
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
+        // A team smaller than asked for (nested or limited regions) takes the missing threads' runs.
+        for (int t = me; t < threads; t += team) {
+            for (std::int64_t p = runs[t].take(order); p >= 0; p = runs[t].take(order)) run(p);
+        }
+        const PartOrder far_end = order == PartOrder::kFirstFirst ? PartOrder::kLastFirst : PartOrder::kFirstFirst;
+        for (int other = 1; share_tails && other < threads; ++other) {
+            PartRun& victim = runs[(me + other) % threads];
+            for (std::int64_t p = victim.take(far_end); p >= 0; p = victim.take(far_end)) run(p);
         }
     }
     if (failure) std::rethrow_exception(failure);

@@ -51,14 +51,18 @@ void set_num_threads(int n);
 
 // Runs part(0), ..., part(parts - 1) side by side, at most one thread each (up to the current
 // thread count), with every part's primitives single-threaded: for independent pieces of work too
-// small for oneDNN to spread over threads well. The first exception a part throws is rethrown
-// once every part has ended.
-void run_in_parts(std::int64_t parts, void (*run_part)(void* context, std::int64_t part), void* context);
+// small for oneDNN to spread over threads well. Thread t takes the t-th of equal runs of parts,
+// [split_point(parts, threads, t), split_point(parts, threads, t + 1)), in `order`; where there are
+// more parts than threads, one whose run is done takes parts from the other end of another's. The
+// first exception a part throws is rethrown once every part has ended.
+enum class PartOrder { kFirstFirst, kLastFirst };
+void run_in_parts(std::int64_t parts, void (*run_part)(void* context, std::int64_t part), void* context,
+                  PartOrder order = PartOrder::kFirstFirst);
 template <class Part>
-void run_in_parts(std::int64_t parts, Part&& part) {
+void run_in_parts(std::int64_t parts, Part&& part, PartOrder order = PartOrder::kFirstFirst) {
     run_in_parts(
         parts, [](void* context, std::int64_t p) { (*static_cast<std::remove_reference_t<Part>*>(context))(p); },
-        static_cast<void*>(&part));
+        static_cast<void*>(&part), order);
 }
 
 // ---- Memory ------------------------------------------------------------------------------------
