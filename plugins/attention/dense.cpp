@@ -510,7 +510,6 @@ struct BackwardScratch {
     std::uint8_t* keys = nullptr;
     float* product = nullptr;
     float* alpha = nullptr;
-    double* alpha_sum = nullptr;
     std::uint16_t* operands = nullptr;
     std::uint16_t* score_operand = nullptr;
 };
@@ -534,7 +533,6 @@ public:
         keys_ = Masks::combined_bytes(piece);
         product_ = piece.groups() * piece.tv * std::max(piece.dk, piece.dv);
         alpha_ = alpha ? piece.groups() * piece.tq * piece.dk : 0;
-        alpha_sum_ = alpha ? 1 : 0;
         operands_ = piece.bfloat16 ? MatmulOperands::count(piece, true, dot) : 0;
         score_operand_ = piece.bfloat16 ? scores_ : 0;
         nng::Carver counter;
@@ -555,13 +553,12 @@ private:
         s.keys = take_or_null<std::uint8_t>(c, keys_);
         s.product = take_or_null<float>(c, product_);
         s.alpha = take_or_null<float>(c, alpha_);
-        s.alpha_sum = take_or_null<double>(c, alpha_sum_);
         s.operands = take_or_null<std::uint16_t>(c, operands_);
         s.score_operand = take_or_null<std::uint16_t>(c, score_operand_);
         return s;
     }
-    std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, alpha_sum_ = 0, operands_ = 0,
-                 score_operand_ = 0, bytes_ = 0;
+    std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, operands_ = 0, score_operand_ = 0,
+                 bytes_ = 0;
 };
 
 // dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function; the products read `m`
@@ -673,6 +670,7 @@ struct DenseCore::Ids {
     BufferId operands, score_operand;
     BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
     BackwardLayout backward_layout;
+    BufferId alpha_sums;  // the dot core's: a double a backward chunk, with an alpha gradient
 };
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -713,6 +711,9 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     ids.backward_layout = BackwardLayout(piece, dot);
     ids.backward = list.bytes("attention.backward_scratch", dot ? Lifetime::kThread : Lifetime::kBackward,
                               ids.backward_layout.bytes());
+    if (dot && p.alpha_gradient)
+        ids.alpha_sums = list.bytes("attention.alpha_sums", Lifetime::kBackward,
+                                    ids.backward_chunks.parts * std::int64_t{sizeof(double)});
     return ids;
 }
 
@@ -835,11 +836,14 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     const Ids ids = this->ids(p, buffers);
     const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
     const std::int64_t chunks = ids.backward_chunks.parts;
-    // Chunk c with `scratch`, its alpha product's sum added to *alpha_sum.
-    const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch, double* alpha_sum) {
+    // Each chunk's alpha product apart, added in chunk order after: the same sum whichever thread
+    // ran which chunk.
+    double* chunk_alpha_sums = grads.d_alpha_product ? static_cast<double*>(buffers.get(ids.alpha_sums)) : nullptr;
+    const auto backward_chunk_of = [&](std::int64_t c, const BackwardScratch& scratch) {
         const std::int64_t b0 = nng::split_point(p.batch, chunks, c);
         BatchSlice s = batch_slice(p, state, dout, grads, b0, nng::split_point(p.batch, chunks, c + 1) - b0);
-        s.grads.d_alpha_product = alpha_sum;
+        s.grads.d_alpha_product = chunk_alpha_sums ? chunk_alpha_sums + c : nullptr;
+        if (chunk_alpha_sums) chunk_alpha_sums[c] = 0.0;
         const MatmulOperands m = MatmulOperands::of(s.p, s.dout, scratch.operands, scratch.score_operand, true);
         scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);
         dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m);
@@ -847,26 +851,18 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
     const int threads = omp_get_max_threads();
     if (threads == 1 || chunks < threads) {  // too few chunks to share: threaded primitives on each
         const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward, 0));
-        for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch, grads.d_alpha_product);
-        return;
+        for (std::int64_t c = 0; c < chunks; ++c) backward_chunk_of(c, scratch);
+    } else {
+        // Chunks one a thread at a time with single-threaded primitives and the thread's own
+        // scratch. Each thread's run of chunks goes last first: forward wrote their probabilities
+        // in order, so where the batch's do not all fit in cache, the last are the likeliest still
+        // there.
+        onednn::run_in_parts(
+            chunks, [&](std::int64_t c) { backward_chunk_of(c, ids.backward_layout.at(buffers.thread(ids.backward))); },
+            onednn::PartOrder::kLastFirst);
     }
-    // Each thread its own run of chunks, with single-threaded primitives and its own scratch; the
-    // alpha product's sums are added per thread, then over the threads in order, the same at every
-    // call.
-    for (int t = 0; t < threads; ++t) {
-        if (double* sum = ids.backward_layout.at(buffers.thread(ids.backward, t)).alpha_sum) *sum = 0.0;
-    }
-    // A thread's run of chunks goes last first: forward wrote their probabilities in order, so where
-    // the batch's do not all fit in cache, the last are the likeliest still there.
-    onednn::run_in_parts(threads, [&](std::int64_t t) {
-        const BackwardScratch scratch = ids.backward_layout.at(buffers.thread(ids.backward));
-        const std::int64_t first = nng::split_point(chunks, threads, t);
-        for (std::int64_t c = nng::split_point(chunks, threads, t + 1) - 1; c >= first; --c)
-            backward_chunk_of(c, scratch, grads.d_alpha_product ? scratch.alpha_sum : nullptr);
-    });
     if (grads.d_alpha_product) {
-        for (int t = 0; t < threads; ++t)
-            *grads.d_alpha_product += *ids.backward_layout.at(buffers.thread(ids.backward, t)).alpha_sum;
+        for (std::int64_t c = 0; c < chunks; ++c) *grads.d_alpha_product += chunk_alpha_sums[c];
     }
 }
 
