@@ -806,6 +806,27 @@ TEST_CASE("run_in_parts runs every part once, on single-threaded primitives") {
     dn::set_num_threads(initial);
 }
 
+TEST_CASE("run_in_parts inside a parallel region: a team of one takes every run") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(2);
+    for (const std::int64_t parts : {2, 9}) {  // as many parts as threads (none move), and more
+        CAPTURE(parts);
+        std::array<std::vector<std::atomic<int>>, 2> runs;
+        for (auto& of_outer : runs) of_outer = std::vector<std::atomic<int>>(static_cast<std::size_t>(parts));
+            // Nested regions are off, so each outer thread's inner region has a team of one.
+#pragma omp parallel num_threads(2)
+        {
+            const int outer = omp_get_thread_num();
+            dn::set_num_threads(2);
+            dn::run_in_parts(parts, [&](std::int64_t p) { runs[outer][static_cast<std::size_t>(p)].fetch_add(1); });
+        }
+        for (const auto& of_outer : runs)
+            CHECK(
+                std::all_of(of_outer.begin(), of_outer.end(), [](const std::atomic<int>& n) { return n.load() == 1; }));
+    }
+    dn::set_num_threads(initial);
+}
+
 // The first part to start holds its thread until every other part has run (or a few seconds have
 // passed): the rest of that thread's run can then only have run on the other thread.
 TEST_CASE("run_in_parts: a thread whose run is done takes the last parts of another's") {
