@@ -405,9 +405,15 @@ struct SoftmaxBackwardRows {
             float* dx = diff_src + r * n;
             // The tail padded with zeros: it adds nothing to the sum.
             const V y_tail = simd::load_first<V>(y + whole, tail), dy_tail = simd::load_first<V>(dy + whole, tail);
-            V sums = y_tail * dy_tail;
-            for (std::int64_t c = 0; c < whole; c += kLanes) sums += simd::load<V>(y + c) * simd::load<V>(dy + c);
-            const float dot = simd::lane_sum(sums);
+            // Two sums, so that consecutive multiply-adds do not wait for each other.
+            V sums = y_tail * dy_tail, odd_sums = V{};
+            std::int64_t pair = 0;
+            for (; pair + 2 * kLanes <= whole; pair += 2 * kLanes) {
+                sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
+                odd_sums += simd::load<V>(y + pair + kLanes) * simd::load<V>(dy + pair + kLanes);
+            }
+            if (pair < whole) sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
+            const float dot = simd::lane_sum(sums + odd_sums);
             for (std::int64_t c = 0; c < whole; c += kLanes)
                 simd::store(dx + c, simd::load<V>(y + c) * (simd::load<V>(dy + c) - dot));
             simd::store_first(dx + whole, y_tail * (dy_tail - dot), tail);
