@@ -806,6 +806,16 @@ TEST_CASE("run_in_parts runs every part once, on single-threaded primitives") {
     dn::set_num_threads(initial);
 }
 
+TEST_CASE("run_in_parts with more threads than the runs it keeps on the stack") {
+    const int initial = omp_get_max_threads();
+    dn::set_num_threads(80);
+    constexpr std::int64_t kParts = 500;
+    std::vector<std::atomic<int>> runs(static_cast<std::size_t>(kParts));
+    dn::run_in_parts(kParts, [&](std::int64_t p) { runs[static_cast<std::size_t>(p)].fetch_add(1); });
+    CHECK(std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& n) { return n.load() == 1; }));
+    dn::set_num_threads(initial);
+}
+
 TEST_CASE("run_in_parts inside a parallel region: a team of one takes every run") {
     const int initial = omp_get_max_threads();
     dn::set_num_threads(2);

@@ -144,7 +144,8 @@ private:
     std::atomic<std::uint64_t> bounds_{0};
 };
 
-constexpr int kMostPartRuns = 64;
+// Runs kept on the stack; more threads than this take theirs from the heap.
+constexpr int kStackPartRuns = 64;
 
 }  // namespace
 
@@ -166,8 +167,11 @@ void run_in_parts(std::int64_t parts, void (*run_part)(void*, std::int64_t), voi
     // neighbours' data in cache; one that finishes early takes from the far end of the others' runs,
     // so a thread on a slower core does not hold the rest waiting. With no more parts than threads
     // each part stays with its thread: callers keep per-thread sums in a fixed order.
-    const int threads = static_cast<int>(std::min<std::int64_t>({parts, omp_get_max_threads(), kMostPartRuns}));
-    std::array<PartRun, kMostPartRuns> runs;
+    const int threads = static_cast<int>(std::min<std::int64_t>(parts, omp_get_max_threads()));
+    std::array<PartRun, kStackPartRuns> stack_runs;
+    std::unique_ptr<PartRun[]> heap_runs;
+    if (threads > kStackPartRuns) heap_runs = std::make_unique<PartRun[]>(static_cast<std::size_t>(threads));
+    PartRun* const runs = heap_runs ? heap_runs.get() : stack_runs.data();
     for (int t = 0; t < threads; ++t) runs[t].reset(split_point(parts, threads, t), split_point(parts, threads, t + 1));
     const bool share_tails = parts > threads;
     std::exception_ptr failure;
