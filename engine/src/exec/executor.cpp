@@ -16,6 +16,7 @@
 #include "exec/step_threads.hpp"
 #include "nngraph/arithmetic.hpp"
 #include "nngraph/buffer.hpp"
+#include "nngraph/cpu.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -29,9 +30,19 @@ struct Executor::Arena {
 
 namespace {
 
+// into[i] += from[i] for i in [begin, end): cloned, as the baseline's 4 lanes leave the sum
+// short of the cache's bandwidth.
+NNG_LOOP_CLONES void add_range(float* into, const float* from, std::int64_t begin, std::int64_t end) {
+#pragma omp simd
+    for (std::int64_t i = begin; i < end; ++i) into[i] += from[i];
+}
+
 void add_into(float* into, const float* from, std::int64_t n) {
-#pragma omp parallel for simd if (n > 65536) schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) into[i] += from[i];
+#pragma omp parallel if (n > 65536)
+    {
+        const int part = omp_get_thread_num(), parts = omp_get_num_threads();
+        add_range(into, from, nng::split_point(n, parts, part), nng::split_point(n, parts, part + 1));
+    }
 }
 
 // What a slice of an inference batch may hold by default: a few times the threads' L2 caches,
