@@ -350,19 +350,13 @@ NNG_LOOP_CLONES void scale_block_rows(float* block, std::int64_t rows, std::int6
 
 // Row i of the (G', rows, d) view `out` times factors[i], the rows in order over the groups.
 void scale_rows(const onednn::View& out, const float* factors) {
-    if (out.type != DataType::f32) throw std::logic_error("attention dense core: scaling the rows of a non-f32 output");
     const std::int64_t rows = out.dims[1], d = out.dims[2];
+    if (out.type != DataType::f32 || (d > 1 && out.strides[2] != 1))
+        throw std::logic_error(
+            "attention dense core: scale_rows needs an f32 output whose rows are contiguous (element stride 1)");
     float* base = static_cast<float*>(out.data);
-    if (out.strides[2] == 1) {
-        nng::parallel_for(out.dims[0], threads_for(out.numel()), [&](std::int64_t g) {
-            scale_block_rows(base + g * out.strides[0], rows, d, out.strides[1], factors + g * rows);
-        });
-        return;
-    }
-    nng::parallel_for(out.dims[0] * rows, threads_for(out.numel()), [&](std::int64_t r) {
-        float* row = base + (r / rows) * out.strides[0] + (r % rows) * out.strides[1];
-        const float factor = factors[r];
-        for (std::int64_t e = 0; e < d; ++e) row[e * out.strides[2]] *= factor;
+    nng::parallel_for(out.dims[0], threads_for(out.numel()), [&](std::int64_t g) {
+        scale_block_rows(base + g * out.strides[0], rows, d, out.strides[1], factors + g * rows);
     });
 }
 

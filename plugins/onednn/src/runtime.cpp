@@ -116,25 +116,18 @@ public:
     void reset(std::int64_t begin, std::int64_t end) { bounds_.store(pack(begin, end), std::memory_order_relaxed); }
 
     // The first or the last part left, or -1 when none is.
-    std::int64_t take(PartOrder from) { return from == PartOrder::kFirstFirst ? take_front() : take_back(); }
+    std::int64_t take(PartOrder from) {
+        const bool front = from == PartOrder::kFirstFirst;
+        std::uint64_t b = bounds_.load(std::memory_order_relaxed);
+        while (next_of(b) < end_of(b)) {
+            const std::int64_t part = front ? next_of(b) : end_of(b) - 1;
+            const std::uint64_t rest = front ? pack(part + 1, end_of(b)) : pack(next_of(b), part);
+            if (bounds_.compare_exchange_weak(b, rest, std::memory_order_relaxed)) return part;
+        }
+        return -1;
+    }
 
 private:
-    std::int64_t take_front() {
-        std::uint64_t b = bounds_.load(std::memory_order_relaxed);
-        while (next_of(b) < end_of(b)) {
-            if (bounds_.compare_exchange_weak(b, pack(next_of(b) + 1, end_of(b)), std::memory_order_relaxed))
-                return next_of(b);
-        }
-        return -1;
-    }
-    std::int64_t take_back() {
-        std::uint64_t b = bounds_.load(std::memory_order_relaxed);
-        while (next_of(b) < end_of(b)) {
-            if (bounds_.compare_exchange_weak(b, pack(next_of(b), end_of(b) - 1), std::memory_order_relaxed))
-                return end_of(b) - 1;
-        }
-        return -1;
-    }
     static std::uint64_t pack(std::int64_t next, std::int64_t end) {
         return static_cast<std::uint64_t>(next) << 32 | static_cast<std::uint64_t>(end);
     }
