@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "nngraph/onednn.hpp"
@@ -275,4 +276,36 @@ TEST_CASE("softmax_backward_rows equals y (dy - <y, dy>) in double for every row
             }
         }
     }
+}
+
+TEST_CASE("softmax_backward with given row terms computes y (dy - term) for every row length, in place") {
+    // Terms that are not the rows' sums show that the given ones are used; short rows, which
+    // otherwise go to oneDNN, take them too.
+    std::mt19937 rng(8);
+    std::uniform_real_distribution<float> values(-2.0f, 2.0f);
+    for (const std::int64_t n : {1, 7, 16, 17, 200}) {
+        CAPTURE(n);
+        const std::int64_t rows = 40;
+        std::vector<float> y(static_cast<std::size_t>(rows * n)), dy(y.size()), terms(rows);
+        for (float& x : y) x = values(rng);
+        for (float& x : dy) x = values(rng);
+        for (float& t : terms) t = values(rng);
+        std::vector<float> dx = dy;
+        const auto matrix = [&](std::vector<float>& data) {
+            return dn::view(data.data(), dn::DataType::f32, {rows, n});
+        };
+        dn::softmax_backward(matrix(y), matrix(dx), matrix(dx), terms.data());
+        for (std::int64_t r = 0; r < rows; ++r) {
+            for (std::int64_t j = 0; j < n; ++j) {
+                const std::size_t i = static_cast<std::size_t>(r * n + j);
+                const double expected = double(y[i]) * (double(dy[i]) - double(terms[r]));
+                CHECK(std::abs(double(dx[i]) - expected) <= 1e-6 * (std::abs(expected) + 1.0));
+            }
+        }
+    }
+    // Rows that are not laid end to end have no kernel to take the terms.
+    std::vector<float> data(64, 1.0f), terms(4, 0.0f);
+    const dn::View strided = dn::view(data.data(), dn::DataType::f32, nng::Dims{4, 8}, nng::Dims{16, 1});
+    CHECK_THROWS_WITH_AS(dn::softmax_backward(strided, strided, strided, terms.data()),
+                         doctest::Contains("laid end to end"), std::runtime_error);
 }

@@ -396,8 +396,9 @@ struct SoftmaxBackwardRows {
     using V = typename simd::Vectors<kBytes>::Float;
     static constexpr std::int64_t kLanes = simd::Vectors<kBytes>::kLanes;
 
+    // With row_terms, row r's term is row_terms[r] instead of its sum of dst * diff_dst.
     static inline __attribute__((always_inline)) void run(const float* dst, const float* diff_dst, float* diff_src,
-                                                          std::int64_t rows, std::int64_t n) {
+                                                          std::int64_t rows, std::int64_t n, const float* row_terms) {
         const std::int64_t whole = n / kLanes * kLanes, tail = n - whole;
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* y = dst + r * n;
@@ -405,19 +406,25 @@ struct SoftmaxBackwardRows {
             float* dx = diff_src + r * n;
             // The tail padded with zeros: it adds nothing to the sum.
             const V y_tail = simd::load_first<V>(y + whole, tail), dy_tail = simd::load_first<V>(dy + whole, tail);
-            // Two sums, so that consecutive multiply-adds do not wait for each other.
-            V sums = y_tail * dy_tail, odd_sums = V{};
-            std::int64_t pair = 0;
-            for (; pair + 2 * kLanes <= whole; pair += 2 * kLanes) {
-                sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
-                odd_sums += simd::load<V>(y + pair + kLanes) * simd::load<V>(dy + pair + kLanes);
-            }
-            if (pair < whole) sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
-            const float dot = simd::lane_sum(sums + odd_sums);
+            const float term = row_terms ? row_terms[r] : row_dot(y, dy, whole, y_tail * dy_tail);
             for (std::int64_t c = 0; c < whole; c += kLanes)
-                simd::store(dx + c, simd::load<V>(y + c) * (simd::load<V>(dy + c) - dot));
-            simd::store_first(dx + whole, y_tail * (dy_tail - dot), tail);
+                simd::store(dx + c, simd::load<V>(y + c) * (simd::load<V>(dy + c) - term));
+            simd::store_first(dx + whole, y_tail * (dy_tail - term), tail);
         }
+    }
+
+    // The sum of y * dy over the first `whole` floats, plus the lanes of `tail_products`.
+    static inline __attribute__((always_inline)) float row_dot(const float* y, const float* dy, std::int64_t whole,
+                                                               V tail_products) {
+        // Two sums, so that consecutive multiply-adds do not wait for each other.
+        V sums = tail_products, odd_sums = V{};
+        std::int64_t pair = 0;
+        for (; pair + 2 * kLanes <= whole; pair += 2 * kLanes) {
+            sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
+            odd_sums += simd::load<V>(y + pair + kLanes) * simd::load<V>(dy + pair + kLanes);
+        }
+        if (pair < whole) sums += simd::load<V>(y + pair) * simd::load<V>(dy + pair);
+        return simd::lane_sum(sums + odd_sums);
     }
 };
 
@@ -428,19 +435,22 @@ void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::in
     simd::run_widest<SoftmaxRows>(src, src_stride, dst, dst_stride, rows, n, inverse_sums);
 }
 
-void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows,
-                           std::int64_t n) {
-    simd::run_widest<SoftmaxBackwardRows>(dst, diff_dst, diff_src, rows, n);
+void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows, std::int64_t n,
+                           const float* row_terms) {
+    simd::run_widest<SoftmaxBackwardRows>(dst, diff_dst, diff_src, rows, n, row_terms);
 }
 
 namespace {
 
-// Row kernels take f32 rows of kShortSoftmaxRow or more laid end to end; oneDNN the others.
-bool rows_for_kernel(std::initializer_list<const View*> views) {
+bool rows_end_to_end(std::initializer_list<const View*> views) {
     for (const View* v : views) {
-        if (v->type != DataType::f32 || v->dims[v->rank - 1] < kShortSoftmaxRow || !v->contiguous()) return false;
+        if (v->type != DataType::f32 || !v->contiguous()) return false;
     }
     return true;
+}
+// Row kernels take f32 rows of kShortSoftmaxRow or more laid end to end; oneDNN the others.
+bool rows_for_kernel(std::initializer_list<const View*> views) {
+    return rows_end_to_end(views) && views.begin()[0]->dims[views.begin()[0]->rank - 1] >= kShortSoftmaxRow;
 }
 
 // run(first, count) for the rows in tasks of kSoftmaxRowsPerTask rows, over the threads when
@@ -483,18 +493,22 @@ void softmax_forward(const View& src, const View& dst, float* inverse_sums) {
     });
 }
 
-void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src) {
+void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src, const float* row_terms) {
     const char* op = "softmax_backward";
     const std::initializer_list<detail::Named> views = {
         {"dst", &dst}, {"diff_dst", &diff_dst}, {"diff_src", &diff_src}};
     check_backward(op, views);
     const std::int64_t n = dst.dims[dst.rank - 1];
-    if (rows_for_kernel({&dst, &diff_dst})) {
+    const bool laid_end_to_end = rows_end_to_end({&dst, &diff_dst});
+    if (row_terms && !laid_end_to_end)
+        detail::fail(op, views, "given row terms need f32 rows laid end to end (contiguous)");
+    if (row_terms || (laid_end_to_end && n >= kShortSoftmaxRow)) {
         const auto* y = static_cast<const float*>(dst.data);
         const auto* dy = static_cast<const float*>(diff_dst.data);
         auto* dx = static_cast<float*>(diff_src.data);
         over_row_tasks(dst.numel() / n, n, [&](std::int64_t first, std::int64_t count) {
-            softmax_backward_rows(y + first * n, dy + first * n, dx + first * n, count, n);
+            softmax_backward_rows(y + first * n, dy + first * n, dx + first * n, count, n,
+                                  row_terms ? row_terms + first : nullptr);
         });
         return;
     }

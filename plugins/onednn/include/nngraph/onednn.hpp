@@ -342,9 +342,13 @@ void softmax_rows(const float* src, std::int64_t src_stride, float* dst, std::in
 // diff_src = dst * (diff_dst - sum(diff_dst * dst)) over the last axis, from the forward's dst;
 // diff_src may be diff_dst. As softmax_forward: f32 rows of 16 or more in a contiguous layout run
 // on softmax_backward_rows, the others on oneDNN's.
-void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src);
+// With row_terms (f32 rows laid end to end, any length), row r's term is row_terms[r] in place of
+// its sum: for a caller who knows the sums another way, which saves a sweep a row (attention: the
+// sum is dL/dout · out), or whose dst holds e^(x - max) and whose terms carry the 1 / sum.
+void softmax_backward(const View& dst, const View& diff_dst, const View& diff_src, const float* row_terms = nullptr);
 // That backward for `rows` rows of n floats laid end to end, on the calling thread.
-void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows, std::int64_t n);
+void softmax_backward_rows(const float* dst, const float* diff_dst, float* diff_src, std::int64_t rows, std::int64_t n,
+                           const float* row_terms = nullptr);
 
 // dst = f(src); dst may be src.
 void eltwise_forward(const Eltwise& f, const View& src, const View& dst);
