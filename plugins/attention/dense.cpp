@@ -27,10 +27,13 @@ const Pattern kNoPattern;
 int threads_for(std::int64_t elements) { return elements > kParallelElements ? omp_get_max_threads() : 1; }
 
 // Where the probabilities live: P (softmax output, masked rows zeroed) and, when dropout is
-// active, the keep bits. Forward writes them; backward reads them.
+// active, the keep bits. Forward writes them; backward reads them. With inverse_sums forward
+// left the softmax's division to its output: probs holds e^(s - max) and inverse_sums 1 / sum a
+// row, and backward scales dL/dout by it instead of P.
 struct ProbabilityState {
-    float* probs = nullptr;        // (G, Tq, Tv)
-    std::uint8_t* keep = nullptr;  // keep_bytes(), only with dropout
+    float* probs = nullptr;         // (G, Tq, Tv)
+    std::uint8_t* keep = nullptr;   // keep_bytes(), only with dropout
+    float* inverse_sums = nullptr;  // (G, Tq), only where the division is deferred
 };
 
 // Rows [begin, end) of the score matrix, rows ordered (group, query).
@@ -512,15 +515,17 @@ std::int64_t symmetric_split(const Problem& p, const ForwardSplit& split) {
 
 // What backward works in for one piece of the batch (a chunk of the dot core's, the whole batch
 // for given scores): dL/dscores, dropout's applied probabilities, the combined key masks, a
-// (G, Tv, max(dk, dv)) product, the alpha product's (G, Tq, dk) and its running sum, and under
-// mixed_bfloat16 the operands' and dL/dscores' bf16 copies. One buffer holds them all, so that
-// each thread can have its own.
+// (G, Tv, max(dk, dv)) product, the alpha product's (G, Tq, dk), the softmax's row terms (G, Tq),
+// dL/dout scaled by the deferred division (G, Tq, dv), and under mixed_bfloat16 the operands' and
+// dL/dscores' bf16 copies. One buffer holds them all, so that each thread can have its own.
 struct BackwardScratch {
     float* dscores = nullptr;
     float* dropped = nullptr;
     std::uint8_t* keys = nullptr;
     float* product = nullptr;
     float* alpha = nullptr;
+    float* row_terms = nullptr;
+    float* scaled_dout = nullptr;
     std::uint16_t* operands = nullptr;
     std::uint16_t* score_operand = nullptr;
 };
@@ -537,13 +542,15 @@ T* take_or_null(nng::Carver& carver, std::int64_t count) {
 class BackwardLayout {
 public:
     BackwardLayout() = default;
-    BackwardLayout(const Problem& piece, bool dot) {
+    BackwardLayout(const Problem& piece, bool dot, bool deferred_division) {
         const bool alpha = piece.alpha_gradient && dot;
         scores_ = piece.score_count();
         dropped_ = piece.may_drop ? scores_ : 0;
         keys_ = Masks::combined_bytes(piece);
         product_ = piece.groups() * piece.tv * std::max(piece.dk, piece.dv);
         alpha_ = alpha ? piece.groups() * piece.tq * piece.dk : 0;
+        row_terms_ = piece.groups() * piece.tq;
+        scaled_dout_ = deferred_division ? piece.groups() * piece.tq * piece.dv : 0;
         operands_ = piece.bfloat16 ? MatmulOperands::count(piece, true, dot) : 0;
         score_operand_ = piece.bfloat16 ? scores_ : 0;
         nng::Carver counter;
@@ -564,16 +571,86 @@ private:
         s.keys = take_or_null<std::uint8_t>(c, keys_);
         s.product = take_or_null<float>(c, product_);
         s.alpha = take_or_null<float>(c, alpha_);
+        s.row_terms = take_or_null<float>(c, row_terms_);
+        s.scaled_dout = take_or_null<float>(c, scaled_dout_);
         s.operands = take_or_null<std::uint16_t>(c, operands_);
         s.score_operand = take_or_null<std::uint16_t>(c, score_operand_);
         return s;
     }
-    std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, operands_ = 0, score_operand_ = 0,
-                 bytes_ = 0;
+    std::int64_t scores_ = 0, dropped_ = 0, keys_ = 0, product_ = 0, alpha_ = 0, row_terms_ = 0, scaled_dout_ = 0,
+                 operands_ = 0, score_operand_ = 0, bytes_ = 0;
 };
 
+// Row by row of (rows, d) blocks of dL/dout and out: the softmax backward's term <dout, out>,
+// which is <dL/dP, P> because out = P·v, and with `inverse` (the deferred division's 1 / sum a
+// row) that term times it and the row of dout times it into `scaled` (rows, d).
+template <int kBytes>
+struct OutputRowTerms {
+    using V = typename nng::simd::Vectors<kBytes>::Float;
+    static constexpr std::int64_t kLanes = nng::simd::Vectors<kBytes>::kLanes;
+
+    static inline __attribute__((always_inline)) void run(const float* dout, std::int64_t dout_stride, const float* out,
+                                                          std::int64_t out_stride, std::int64_t rows, std::int64_t d,
+                                                          const float* inverse, float* terms, float* scaled) {
+        const std::int64_t whole = d / kLanes * kLanes, tail = d - whole;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const float* g = dout + r * dout_stride;
+            const float* y = out + r * out_stride;
+            V sums = nng::simd::load_first<V>(g + whole, tail) * nng::simd::load_first<V>(y + whole, tail);
+            for (std::int64_t e = 0; e < whole; e += kLanes)
+                sums += nng::simd::load<V>(g + e) * nng::simd::load<V>(y + e);
+            const float term = nng::simd::lane_sum(sums);
+            if (!inverse) {
+                terms[r] = term;
+                continue;
+            }
+            const float factor = inverse[r];
+            terms[r] = term * factor;
+            float* row = scaled + r * d;
+            for (std::int64_t e = 0; e < whole; e += kLanes)
+                nng::simd::store(row + e, nng::simd::load<V>(g + e) * factor);
+            nng::simd::store_first(row + whole, nng::simd::load_first<V>(g + whole, tail) * factor, tail);
+        }
+    }
+};
+
+// The softmax backward's row terms of p into `terms` (G, Tq), from dL/dout and the forward's
+// output, which saves that backward the sweep over each row of P and dL/dP that sums them. Where
+// forward deferred the division (state.inverse_sums) also dL/dout scaled by it into `scaled`
+// (G, Tq, dv), which the products then read in place of dout: dL/dP and Pᵀ·dout both come out
+// right from e^(s - max) in place of P. Returns the dL/dout the products read.
+onednn::View output_row_terms(const Problem& p, const ProbabilityState& state, const onednn::View& dout, float* terms,
+                              float* scaled) {
+    for (const onednn::View* v : {&dout, &p.out}) {
+        if (v->type != DataType::f32 || (p.dv > 1 && v->strides[2] != 1))
+            throw std::logic_error(
+                "attention dense core: backward needs dL/dout and the output in f32 rows with element stride 1");
+    }
+    const auto* g = static_cast<const float*>(dout.data);
+    const auto* y = static_cast<const float*>(p.out.data);
+    const std::int64_t tq = p.tq, dv = p.dv;
+    nng::parallel_for(p.groups(), threads_for(p.groups() * tq * dv), [&](std::int64_t group) {
+        const std::int64_t r0 = group * tq;
+        nng::simd::run_widest<OutputRowTerms>(
+            g + group * dout.strides[0], dout.strides[1], y + group * p.out.strides[0], p.out.strides[1], tq, dv,
+            state.inverse_sums ? state.inverse_sums + r0 : nullptr, terms + r0, scaled ? scaled + r0 * dv : nullptr);
+    });
+    if (!state.inverse_sums) return dout;
+    return onednn::view(scaled, DataType::f32, {p.groups(), tq, dv});
+}
+
+// What p's backward products read: dL/dout after output_row_terms (whose terms go into `scratch`)
+// and p's views, or their bf16 copies (with q and k when `copy_qk`).
+MatmulOperands backward_operands(const Problem& p, const ProbabilityState& state, const onednn::View& dout,
+                                 const BackwardScratch& scratch, bool copy_qk) {
+    const onednn::View used =
+        dout.present() ? output_row_terms(p, state, dout, scratch.row_terms, scratch.scaled_dout) : dout;
+    return MatmulOperands::of(p, used, scratch.operands, scratch.score_operand, copy_qk);
+}
+
 // dv and dL/dscores (G, Tq, Tv) into `dscores`, for any score function; the products read `m`
-// (p's views and dout, or their bf16 copies).
+// (p's views and dout, or their bf16 copies; dout scaled by output_row_terms, whose row terms
+// `scratch` holds).
 void scores_backward(const Problem& p, const ProbabilityState& state, const MatmulOperands& m, const onednn::View& dv,
                      float* dscores, const BackwardScratch& scratch) {
     const onednn::View dS = scores_view(p, dscores);
@@ -589,7 +666,7 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
         used_probs = scores_view(p, scratch.dropped);
     }
     if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, scratch.product);
-    onednn::softmax_backward(scores_view(p, state.probs), dS, dS);
+    onednn::softmax_backward(scores_view(p, state.probs), dS, dS, scratch.row_terms);
     if (p.style == MaskStyle::kReplace && p.has_masks())
         zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
 }
@@ -645,6 +722,7 @@ BatchSlice batch_slice(const Problem& p, const ProbabilityState& state, const on
         if (keys) keys += b0 * p.tv;
     }
     s.state.probs += g0 * p.tq * p.tv;
+    if (s.state.inverse_sums) s.state.inverse_sums += g0 * p.tq;
     if (s.state.keep) s.state.keep += g0 * p.tq * nng::ceil_div(p.tv, 8);
     return s;
 }
@@ -666,13 +744,17 @@ struct DenseCore::Ids {
     // the batch, decided once with the buffers.
     ForwardSplit split;
     std::int64_t symmetric = 0;  // symmetric_split's for `split`
+    // Whether the softmax leaves its division to P·v's rows (ProbabilityState), in training too.
+    bool deferred_division = false;
     EvenParts backward_chunks;
     // Forward's: probs and keep saved in training; keep and dropped only in training. Inference
     // keeps no probabilities after the call, so when the parts run one a thread, each thread has
     // only its current part's rows (thread_probs), which then stay in its cache.
     BufferId probs, keep, dropped, keys;
     bool thread_probs = false;
-    BufferId inverse_sums;  // inference without thread_probs: the softmax's 1 / sum a row (PartRows)
+    // The softmax's 1 / sum a row (PartRows) with the division deferred: saved in training, in
+    // inference without thread_probs for the call.
+    BufferId inverse_sums;
     // Where the parts run one a thread, each thread's: the 1 / sum of its part's rows with
     // thread_probs, then symmetric_softmax's scratch with a symmetric split; floats of each.
     BufferId part_scratch;
@@ -682,6 +764,12 @@ struct DenseCore::Ids {
     BufferId backward;  // BackwardScratch: per thread for the dot core, else one for the call
     BackwardLayout backward_layout;
     BufferId alpha_sums;  // the dot core's: a double a backward chunk, with an alpha gradient
+
+    // What a training forward saves for backward, in this call's buffers.
+    ProbabilityState saved(const Problem& p, const Buffers& buffers) const {
+        return {buffers.floats(probs), p.dropout ? buffers.bytes(keep) : nullptr,
+                buffers.training() && deferred_division ? buffers.floats(inverse_sums) : nullptr};
+    }
 };
 
 DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& list) const {
@@ -691,8 +779,12 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     ids.symmetric = dot ? symmetric_split(p, ids.split) : 0;
     ids.backward_chunks = backward_chunks(p, omp_get_max_threads());
     ids.thread_probs = !training && dot && ids.split.one_thread_each();
+    ids.deferred_division =
+        onednn::softmax_defers_division(onednn::view(nullptr, DataType::f32, {std::int64_t{1}, p.tq, p.tv}));
     if (training) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kSaved, p.heads * p.tq, p.tv);
+        if (ids.deferred_division)
+            ids.inverse_sums = list.floats("attention.inverse_sums", Lifetime::kSaved, p.heads * p.tq);
     } else if (ids.thread_probs) {
         ids.probs = list.floats("attention.probabilities", Lifetime::kThread, ids.split.part_rows(p), p.tv);
         ids.part_inverse_sums = ids.split.part_rows(p);
@@ -719,7 +811,7 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
     // own chunks, and a given score function over the whole batch at once.
     Problem piece = p;
     if (dot) piece.batch = std::max<std::int64_t>(ids.backward_chunks.largest, 1);
-    ids.backward_layout = BackwardLayout(piece, dot);
+    ids.backward_layout = BackwardLayout(piece, dot, ids.deferred_division);
     ids.backward = list.bytes("attention.backward_scratch", dot ? Lifetime::kThread : Lifetime::kBackward,
                               ids.backward_layout.bytes());
     if (dot && p.alpha_gradient)
@@ -729,10 +821,16 @@ DenseCore::Ids DenseCore::declare(const Problem& p, bool training, BufferList& l
 }
 
 CoreWork DenseCore::work(const Problem& p, bool training) const {
-    // Forward q·kᵀ (unless the op gives the scores), the softmax (max, exp, sum, divide: 4 a score,
-    // scores read and probabilities written) and P·v; backward dv = Pᵀ·dout, dP = dout·vᵀ, the
-    // softmax's backward (3 a score over P, dP and dS), then dq = dS·k and dk = dSᵀ·q.
-    const std::int64_t G = p.groups(), scores = p.score_count();
+    // Forward q·kᵀ (unless the op gives the scores), the softmax (max, exp, sum: 3 a score, scores
+    // read and exponentials written; the division a score, or a row of P·v where deferred) and
+    // P·v; backward dv = Pᵀ·dout, dP = dout·vᵀ, the softmax's backward (its row terms from dout
+    // and out, dout scaled where the division was deferred, then 2 a score over P, dP and dS),
+    // then dq = dS·k and dk = dSᵀ·q.
+    const std::int64_t G = p.groups(), scores = p.score_count(), out_values = G * p.tq * p.dv;
+    const bool deferred = declared(p, training).ids.deferred_division;
+    const nng::Work division = deferred ? nng::elementwise_work(out_values, 1, 2) : nng::elementwise_work(scores, 1, 0);
+    const nng::Work softmax_backward = nng::elementwise_work(scores, 2, 3) + nng::elementwise_work(out_values, 2, 2) +
+                                       (deferred ? nng::elementwise_work(out_values, 1, 1) : nng::Work{});
     const nng::Work product = scores_ == Scores::kDot ? nng::matmul_work(G, p.tq, p.dk, p.tv) : nng::Work{};
     const nng::Work weighted_sum = nng::matmul_work(G, p.tq, p.tv, p.dv);
     // With key_is_query: dS + dSᵀ (an add a pair of scores) and one product for dq + dk; forward
@@ -746,8 +844,8 @@ CoreWork DenseCore::work(const Problem& p, bool training) const {
                              nng::elementwise_work(G * below * split, 0, 2);
         }
     }
-    return {scores_product + nng::elementwise_work(scores, 4, 2) + weighted_sum,
-            2 * weighted_sum + nng::elementwise_work(scores, 3, 3) + query_and_key};
+    return {scores_product + nng::elementwise_work(scores, 3, 2) + division + weighted_sum,
+            2 * weighted_sum + softmax_backward + query_and_key};
 }
 
 const DeclaredBuffers<BufferShape, DenseCore::Ids>::Entry& DenseCore::declared(const Problem& p, bool training) const {
@@ -766,7 +864,7 @@ float* DenseCore::scores(const Problem& p, const Buffers& buffers) const {
 
 void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
     const Ids ids = this->ids(p, buffers);
-    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    const ProbabilityState state = ids.saved(p, buffers);
     if (p.dropout && !state.keep) throw std::logic_error("attention dense core: dropout without a keep mask buffer");
     const Masks masks(p, kNoPattern, buffers.bytes(ids.keys));
     float* dropped = p.dropout ? buffers.floats(ids.dropped) : nullptr;
@@ -784,9 +882,9 @@ void DenseCore::forward(const Problem& p, const Buffers& buffers) const {
         const std::int64_t r0 = part.rows.begin;
         float* part_scratch =
             ids.part_inverse_sums + ids.part_symmetric > 0 ? buffers.thread_floats(ids.part_scratch) : nullptr;
-        float* inverse_sums = buffers.training() ? nullptr
-                              : ids.thread_probs ? part_scratch
-                                                 : buffers.floats(ids.inverse_sums) + r0;
+        float* inverse_sums = !ids.deferred_division ? nullptr
+                              : ids.thread_probs     ? part_scratch
+                                                     : buffers.floats(ids.inverse_sums) + r0;
         float* symmetric_scratch = ids.part_symmetric > 0 ? part_scratch + ids.part_inverse_sums : nullptr;
         const PartRows rows =
             ids.thread_probs
@@ -826,9 +924,9 @@ float* DenseCore::backward_to_scores(const Problem& p, const Buffers& buffers, c
     if (scores_ != Scores::kGiven)
         throw std::logic_error("attention dense core: backward_to_scores needs given scores");
     const Ids ids = this->ids(p, buffers);
-    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    const ProbabilityState state = ids.saved(p, buffers);
     const BackwardScratch scratch = ids.backward_layout.at(buffers.get(ids.backward));
-    const MatmulOperands m = MatmulOperands::of(p, dout, scratch.operands, scratch.score_operand, false);
+    const MatmulOperands m = backward_operands(p, state, dout, scratch, false);
     scores_backward(p, state, m, dv, scratch.dscores, scratch);
     return scratch.dscores;
 }
@@ -845,7 +943,7 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
         return;
     }
     const Ids ids = this->ids(p, buffers);
-    const ProbabilityState state{buffers.floats(ids.probs), p.dropout ? buffers.bytes(ids.keep) : nullptr};
+    const ProbabilityState state = ids.saved(p, buffers);
     const std::int64_t chunks = ids.backward_chunks.parts;
     // Each chunk's alpha product apart, added in chunk order after: the same sum whichever thread
     // ran which chunk.
@@ -855,7 +953,7 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
         BatchSlice s = batch_slice(p, state, dout, grads, b0, nng::split_point(p.batch, chunks, c + 1) - b0);
         s.grads.d_alpha_product = chunk_alpha_sums ? chunk_alpha_sums + c : nullptr;
         if (chunk_alpha_sums) chunk_alpha_sums[c] = 0.0;
-        const MatmulOperands m = MatmulOperands::of(s.p, s.dout, scratch.operands, scratch.score_operand, true);
+        const MatmulOperands m = backward_operands(s.p, s.state, s.dout, scratch, true);
         scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);
         dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m);
     };

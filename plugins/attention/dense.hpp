@@ -2,7 +2,8 @@
 // each direction and the softmax both ways (onednn::softmax_forward, a row kernel of its own for
 // rows of 16 or more); the passes of its own are the masks (before the softmax), the zeroing of
 // masked rows and dropout (after it), each one sweep over the scores. It saves the probabilities (and dropout's keep
-// bits) for backward.
+// bits) for backward: with rows of 16 keys or more, unnormalised, the division by each row's sum
+// left to the rows of P·v and, in backward, of dL/dout.
 #pragma once
 
 #include "core.hpp"
@@ -19,7 +20,8 @@ public:
 
     CoreWork work(const Problem& p, bool training) const override;
     const BufferList& buffers(const Problem& p, bool training) const override;
-    bool backward_reads_output() const override { return false; }
+    // Its softmax backward takes each row's sum from dL/dout · out.
+    bool backward_reads_output() const override { return true; }
     bool adds_dk_into_dq() const override { return scores_ == Scores::kDot; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,

@@ -49,16 +49,25 @@ TEST_CASE("LSTM counts four gates' products of x and h per step and the cell's e
 }
 
 TEST_CASE("dense attention counts q·kᵀ, the softmax and P·v, and five products back") {
-    const std::int64_t B = 2, Tq = 5, Tv = 7, d = 4;
-    const Counted c =
-        counted(OpRunner("Attention", "{}", {{DType::F32, {B, Tq, d}}, {DType::F32, {B, Tv, d}}}, {false, false}));
-    const std::int64_t scores = B * Tq * Tv;
-    const std::int64_t product = 2 * scores * d, product_bytes = 4 * B * (Tq * d + d * Tv + Tq * Tv);
-    const std::int64_t weighted = 2 * scores * d, weighted_bytes = 4 * B * (Tq * Tv + Tv * d + Tq * d);
-    CHECK(c.forward_flops == product + 4 * scores + weighted);
-    CHECK(c.forward_bytes == product_bytes + 8 * scores + weighted_bytes);
-    CHECK(c.backward_flops == 2 * weighted + 3 * scores + 2 * product);
-    CHECK(c.backward_bytes == 2 * weighted_bytes + 12 * scores + 2 * product_bytes);
+    // Rows of 7 keys take the softmax's own division; rows of 20 leave it to P·v's rows, and
+    // backward then scales dL/dout.
+    for (const std::int64_t Tv : {7, 20}) {
+        CAPTURE(Tv);
+        const std::int64_t B = 2, Tq = 5, d = 4;
+        const Counted c =
+            counted(OpRunner("Attention", "{}", {{DType::F32, {B, Tq, d}}, {DType::F32, {B, Tv, d}}}, {false, false}));
+        const bool deferred = Tv >= 16;
+        const std::int64_t scores = B * Tq * Tv, out = B * Tq * d;
+        const std::int64_t product = 2 * scores * d, product_bytes = 4 * B * (Tq * d + d * Tv + Tq * Tv);
+        const std::int64_t weighted = 2 * scores * d, weighted_bytes = 4 * B * (Tq * Tv + Tv * d + Tq * d);
+        const std::int64_t division = deferred ? out : scores, division_bytes = deferred ? 8 * out : 0;
+        CHECK(c.forward_flops == product + 3 * scores + division + weighted);
+        CHECK(c.forward_bytes == product_bytes + 8 * scores + division_bytes + weighted_bytes);
+        // The softmax's backward: 2 a score, and its row terms <dout, out> (2 an output value).
+        const std::int64_t scaling = deferred ? out : 0;
+        CHECK(c.backward_flops == 2 * weighted + 2 * scores + 2 * out + scaling + 2 * product);
+        CHECK(c.backward_bytes == 2 * weighted_bytes + 12 * scores + 8 * out + 4 * scaling + 2 * product_bytes);
+    }
 }
 
 TEST_CASE("blockwise causal attention counts only the tiles causality leaves") {

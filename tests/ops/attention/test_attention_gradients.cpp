@@ -61,6 +61,25 @@ TEST_CASE("Attention backward matches finite differences") {
          "Attention",
          "{dropout: 0.3, use_scale: true}",
          {sequence_input(2, 4, 3, true), sequence_input(2, 9, 3, true)}},
+        // Rows of 16 keys or more: the softmax leaves its division to P·v's rows, and backward
+        // scales dL/dout by it.
+        {"17 keys, the division deferred", "Attention", "{}", {sequence_input(2, 5, 3), sequence_input(2, 17, 3)}},
+        {"17 keys deferred, values of 17",
+         "Attention",
+         "{}",
+         {sequence_input(2, 3, 3), sequence_input(2, 17, 17), sequence_input(2, 17, 3)}},
+        {"18 keys deferred, dropout with masks and use_scale",
+         "Attention",
+         "{dropout: 0.3, use_scale: true, seed: 3}",
+         {sequence_input(2, 4, 3, true), sequence_input(2, 18, 3, true)}},
+        {"17 keys deferred, causal",
+         "Attention",
+         "{use_causal_mask: true}",
+         {sequence_input(2, 17, 3), sequence_input(2, 17, 3)}},
+        {"17 keys deferred, concat",
+         "Attention",
+         "{score_mode: concat}",
+         {sequence_input(2, 3, 3), sequence_input(2, 17, 3)}},
     });
 }
 
@@ -103,6 +122,14 @@ TEST_CASE("MultiHeadAttention backward matches finite differences") {
          "MultiHeadAttention",
          "{num_heads: 2, key_dim: 2, dropout: 0.3, seed: 5}",
          {sequence_input(2, 4, 3, true), sequence_input(2, 5, 3)}},
+        {"17 keys, the division deferred: dropout, masks",
+         "MultiHeadAttention",
+         "{num_heads: 2, key_dim: 2, dropout: 0.3, seed: 5}",
+         {sequence_input(2, 4, 3, true), sequence_input(2, 17, 3, true)}},
+        {"17 steps deferred, self-attention, causal",
+         "MultiHeadAttention",
+         "{num_heads: 2, key_dim: 2, use_causal_mask: true}",
+         {sequence_input(2, 17, 3, true)}},
     });
 }
 
