@@ -146,12 +146,14 @@ void dropout_backward(const Problem& p, const float* probs, const std::uint8_t* 
 
 // MultiHeadAttention puts a constant in place of masked scores, so none of their gradient
 // survives. Where a row keeps a key, the masked probabilities are exactly 0 and so are their
-// gradients already; only rows that mask every key (uniform probabilities) need zeroing.
-void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dscores) {
+// gradients already; only rows that mask every key (uniform probabilities) need zeroing. Zeroing
+// a row of dL/dP and its softmax row term before the softmax's backward zeroes its dL/dscores.
+void zero_fully_masked_rows(const Problem& p, const Masks& masks, float* dprobs, float* row_terms) {
     const std::int64_t rows = p.groups() * p.tq, tv = p.tv;
     nng::parallel_for(rows, threads_for(rows * tv), [&](std::int64_t r) {
-        if (!masks.any_allowed(masks.batch_of_row(r), r % p.tq))
-            std::fill(dscores + r * tv, dscores + (r + 1) * tv, 0.0f);
+        if (masks.any_allowed(masks.batch_of_row(r), r % p.tq)) return;
+        std::fill(dprobs + r * tv, dprobs + (r + 1) * tv, 0.0f);
+        row_terms[r] = 0.0f;
     });
 }
 
@@ -286,24 +288,33 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
             {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
-// s + sᵀ into both halves of the (n, n) matrix s: 8 x 8 tiles paired with their mirror images,
-// the rows and columns past the last whole tile one by one.
-NNG_LOOP_CLONES void add_transpose(float* s, std::int64_t n) {
+// The softmax's backward with given row terms, dS = e ⊙ (d - terms[row]) (see
+// onednn::softmax_backward), then dS + dSᵀ, into both halves of the (n, n) matrix d (dL/dP in):
+// 8 x 8 tiles paired with their mirror images, so that dS is never stored apart; the rows and
+// columns past the last whole tile one by one. e is the forward's saved (n, n) matrix.
+NNG_LOOP_CLONES void symmetrized_softmax_backward(const float* e, float* d, const float* terms, std::int64_t n) {
     const std::int64_t whole = n / 8 * 8;
+    const auto tile_of_ds = [&](std::int64_t i0, std::int64_t j0, TileRow t[8]) {
+        TileRow probs[8];
+        load_tile(d + i0 * n + j0, n, t);
+        load_tile(e + i0 * n + j0, n, probs);
+        for (int r = 0; r < 8; ++r) t[r] = probs[r] * (t[r] - terms[i0 + r]);
+    };
     for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
         for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
             TileRow a[8], b[8];
-            load_tile(s + i0 * n + j0, n, a);
-            load_tile(s + j0 * n + i0, n, b);
+            tile_of_ds(i0, j0, a);
+            tile_of_ds(j0, i0, b);
             transpose_tiles(b);
             for (int r = 0; r < 8; ++r) a[r] += b[r];
-            store_tile(s + i0 * n + j0, n, a);
+            store_tile(d + i0 * n + j0, n, a);
             transpose_tiles(a);
-            store_tile(s + j0 * n + i0, n, a);
+            store_tile(d + j0 * n + i0, n, a);
         }
     }
+    const auto ds = [&](std::int64_t i, std::int64_t j) { return e[i * n + j] * (d[i * n + j] - terms[i]); };
     for (std::int64_t i = whole; i < n; ++i) {
-        for (std::int64_t j = 0; j <= i; ++j) s[i * n + j] = s[j * n + i] = s[i * n + j] + s[j * n + i];
+        for (std::int64_t j = 0; j <= i; ++j) d[i * n + j] = d[j * n + i] = ds(i, j) + ds(j, i);
     }
 }
 
@@ -666,19 +677,29 @@ void scores_backward(const Problem& p, const ProbabilityState& state, const Matm
         used_probs = scores_view(p, scratch.dropped);
     }
     if (dv.present()) transposed_product(m.score_operand(used_probs), m.dout, dv, 1.0f, scratch.product);
-    onednn::softmax_backward(scores_view(p, state.probs), dS, dS, scratch.row_terms);
     if (p.style == MaskStyle::kReplace && p.has_masks())
-        zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores);
+        zero_fully_masked_rows(p, Masks(p, kNoPattern, scratch.keys), dscores, scratch.row_terms);
+    // With one tensor as query and key, dot_backward runs the softmax's backward with dS + dSᵀ.
+    if (!p.key_is_query) onednn::softmax_backward(scores_view(p, state.probs), dS, dS, scratch.row_terms);
 }
 
 // dq = alpha dS·k and dk (+)= alpha dSᵀ·q from dL/dscores, the products on `m`'s operands; see
 // CoreGradients for d_alpha_product (added to, not overwritten, and in f32). With key_is_query
-// dL/dscores is overwritten. `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
-void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, float* buffer,
-                  const MatmulOperands& m) {
+// `dscores` comes as dL/dP (scores_backward) and leaves as dS + dSᵀ, after the softmax's backward
+// from `state` and `row_terms`. `buffer` holds (G, Tq, dk) floats when d_alpha_product is wanted.
+void dot_backward(const Problem& p, const ProbabilityState& state, const float* row_terms, float* dscores,
+                  const CoreGradients& grads, float* buffer, const MatmulOperands& m) {
     const onednn::View dS_f32 = scores_view(p, dscores);
+    if (p.key_is_query) {
+        // q and k are one tensor: dq + dk = alpha (dS + dSᵀ)·q, one product where there were two.
+        const std::int64_t t = p.tq;
+        nng::parallel_for(p.groups(), threads_for(p.score_count()), [&](std::int64_t g) {
+            symmetrized_softmax_backward(state.probs + g * t * t, dscores + g * t * t, row_terms + g * t, t);
+        });
+    }
     if (grads.d_alpha_product) {
-        // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>.
+        // t = dS·k without alpha; <q, t> = <dS, q·kᵀ>, and with key_is_query <dS + dSᵀ, q·qᵀ> is
+        // twice that, q·qᵀ being symmetric.
         const onednn::View t = onednn::view(buffer, DataType::f32, {p.groups(), p.tq, p.dk});
         part_product(dS_f32, p.k, t);
         const float* q = static_cast<const float*>(p.q.data);
@@ -691,12 +712,7 @@ void dot_backward(const Problem& p, float* dscores, const CoreGradients& grads, 
             for (std::int64_t d = 0; d < p.dk; ++d)
                 sum += double(qr[d * p.q.strides[2]]) * double(buffer[r * p.dk + d]);
         }
-        *grads.d_alpha_product += sum;
-    }
-    if (p.key_is_query) {
-        // q and k are one tensor: dq + dk = alpha (dS + dSᵀ)·q, one product where there were two.
-        nng::parallel_for(p.groups(), threads_for(p.score_count()),
-                          [&](std::int64_t g) { add_transpose(dscores + g * p.tq * p.tv, p.tq); });
+        *grads.d_alpha_product += p.key_is_query ? sum / 2 : sum;
     }
     const onednn::View dS = m.score_operand(dS_f32);
     if (grads.dq.present()) part_product(dS, m.k, grads.dq, p.alpha);
@@ -837,7 +853,7 @@ CoreWork DenseCore::work(const Problem& p, bool training) const {
     // makes the symmetric q·qᵀ in two products (symmetric_products) and copies the rest.
     nng::Work scores_product = product, query_and_key = 2 * product;
     if (scores_ == Scores::kDot && p.key_is_query) {
-        query_and_key = product + nng::elementwise_work(scores / 2, 1, 4);
+        query_and_key = product + nng::elementwise_work(scores / 2, 1, 0);  // in the softmax's backward sweep
         if (const std::int64_t split = declared(p, training).ids.symmetric; split > 0) {
             const std::int64_t below = p.tq - split;
             scores_product = nng::matmul_work(G, split, p.dk, split) + nng::matmul_work(G, below, p.dk, p.tq) +
@@ -955,7 +971,7 @@ void DenseCore::backward(const Problem& p, const Buffers& buffers, const onednn:
         if (chunk_alpha_sums) chunk_alpha_sums[c] = 0.0;
         const MatmulOperands m = backward_operands(s.p, s.state, s.dout, scratch, true);
         scores_backward(s.p, s.state, m, s.grads.dv, scratch.dscores, scratch);
-        dot_backward(s.p, scratch.dscores, s.grads, scratch.alpha, m);
+        dot_backward(s.p, s.state, scratch.row_terms, scratch.dscores, s.grads, scratch.alpha, m);
     };
     const int threads = omp_get_max_threads();
     if (threads == 1 || chunks < threads) {  // too few chunks to share: threaded primitives on each
