@@ -288,36 +288,6 @@ ForwardPart query_block(const Problem& p, std::int64_t g, std::int64_t i0, std::
             {g * p.tq + i0, g * p.tq + i0 + count}};
 }
 
-// The softmax's backward with given row terms, dS = e ⊙ (d - terms[row]) (see
-// onednn::softmax_backward), then dS + dSᵀ, into both halves of the (n, n) matrix d (dL/dP in):
-// 8 x 8 tiles paired with their mirror images, so that dS is never stored apart; the rows and
-// columns past the last whole tile one by one. e is the forward's saved (n, n) matrix.
-NNG_LOOP_CLONES void symmetrized_softmax_backward(const float* e, float* d, const float* terms, std::int64_t n) {
-    const std::int64_t whole = n / 8 * 8;
-    const auto tile_of_ds = [&](std::int64_t i0, std::int64_t j0, TileRow t[8]) {
-        TileRow probs[8];
-        load_tile(d + i0 * n + j0, n, t);
-        load_tile(e + i0 * n + j0, n, probs);
-        for (int r = 0; r < 8; ++r) t[r] = probs[r] * (t[r] - terms[i0 + r]);
-    };
-    for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
-        for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
-            TileRow a[8], b[8];
-            tile_of_ds(i0, j0, a);
-            tile_of_ds(j0, i0, b);
-            transpose_tiles(b);
-            for (int r = 0; r < 8; ++r) a[r] += b[r];
-            store_tile(d + i0 * n + j0, n, a);
-            transpose_tiles(a);
-            store_tile(d + j0 * n + i0, n, a);
-        }
-    }
-    const auto ds = [&](std::int64_t i, std::int64_t j) { return e[i * n + j] * (d[i * n + j] - terms[i]); };
-    for (std::int64_t i = whole; i < n; ++i) {
-        for (std::int64_t j = 0; j <= i; ++j) d[i * n + j] = d[j * n + i] = ds(i, j) + ds(j, i);
-    }
-}
-
 // dst = the transpose of the (rows, cols) block at src: dst is (cols, rows); both have row stride
 // `stride`. 8 x 8 tiles, then the rows and columns past the last whole tile one by one.
 NNG_LOOP_CLONES void copy_transpose(const float* src, float* dst, std::int64_t rows, std::int64_t cols,

@@ -1,10 +1,12 @@
 // symmetric_softmax (see symmetric_softmax.hpp): the exponentials and the copy across the diagonal
-// in one pass over strips of 8 x 8 tiles, the division by rows, each on the widest vectors.
+// in one pass over strips of 8 x 8 tiles, the division by rows, each on the widest vectors; and
+// its backward with dS + dSᵀ in one pass over tiles and their mirror images.
 #include "symmetric_softmax.hpp"
 
 #include <cmath>
 #include <limits>
 
+#include "nngraph/cpu.hpp"
 #include "nngraph/vector_math.hpp"
 #include "tiles.hpp"
 
@@ -121,6 +123,35 @@ struct Division {
 };
 
 }  // namespace
+
+// 8 x 8 tiles paired with their mirror images, so that dS is never stored apart; the rows and
+// columns past the last whole tile one by one. One tile at a time, not strips of two as forward
+// takes: the pass waits on e, which comes from memory, not on its arithmetic.
+NNG_LOOP_CLONES void symmetrized_softmax_backward(const float* e, float* d, const float* terms, std::int64_t n) {
+    const std::int64_t whole = whole_tiles(n);
+    const auto tile_of_ds = [&](std::int64_t i0, std::int64_t j0, TileRow t[8]) {
+        TileRow probs[8];
+        load_tile(d + i0 * n + j0, n, t);
+        load_tile(e + i0 * n + j0, n, probs);
+        for (int r = 0; r < 8; ++r) t[r] = probs[r] * (t[r] - terms[i0 + r]);
+    };
+    for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
+        for (std::int64_t j0 = 0; j0 <= i0; j0 += 8) {
+            TileRow own[8], mirror[8];
+            tile_of_ds(i0, j0, own);
+            tile_of_ds(j0, i0, mirror);
+            transpose_tiles(mirror);
+            for (int r = 0; r < 8; ++r) own[r] += mirror[r];
+            store_tile(d + i0 * n + j0, n, own);
+            transpose_tiles(own);
+            store_tile(d + j0 * n + i0, n, own);
+        }
+    }
+    const auto ds = [&](std::int64_t i, std::int64_t j) { return e[i * n + j] * (d[i * n + j] - terms[i]); };
+    for (std::int64_t i = whole; i < n; ++i) {
+        for (std::int64_t j = 0; j <= i; ++j) d[i * n + j] = d[j * n + i] = ds(i, j) + ds(j, i);
+    }
+}
 
 std::int64_t symmetric_softmax_scratch(std::int64_t n) { return n; }
 

@@ -24,4 +24,10 @@ std::int64_t symmetric_softmax_scratch(std::int64_t n);
 // exponentials and inverse_sums[i] 1 / row i's sum.
 bool symmetric_softmax(float* s, std::int64_t n, float* inverse_sums, float* scratch);
 
+// The softmax's backward with given row terms (see onednn::softmax_backward), dS = e ⊙ (d - terms[i])
+// for row i, then dS + dSᵀ, the gradient of one tensor as query and key, into both halves of the
+// (n, n) matrix d (dL/dP in). e is the forward's saved (n, n) matrix (probabilities, or
+// exponentials with the terms scaled to match). dS is never stored apart.
+void symmetrized_softmax_backward(const float* e, float* d, const float* terms, std::int64_t n);
+
 }  // namespace nngraph_attention

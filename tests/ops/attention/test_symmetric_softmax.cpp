@@ -86,3 +86,31 @@ TEST_CASE("symmetric_softmax leaves a matrix with a large or NaN diagonal untouc
     edge[n + 1] = -59.0f;
     CHECK(symmetric_softmax(edge.data(), n, nullptr, scratch.data()));
 }
+
+TEST_CASE("symmetrized_softmax_backward equals e (d - term) plus its transpose in double") {
+    // Sizes: one tile, strips of two tiles and one beside them, rows and columns past the tiles.
+    std::mt19937 rng(12);
+    std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+    for (const std::int64_t n : {5, 8, 16, 24, 27, 40, 203}) {
+        CAPTURE(n);
+        const std::size_t count = static_cast<std::size_t>(n * n);
+        std::vector<float> e(count), d(count), terms(static_cast<std::size_t>(n));
+        for (float& x : e) x = value(rng) + 1.0f;
+        for (float& x : d) x = value(rng);
+        for (float& t : terms) t = value(rng);
+        std::vector<float> out = d;
+        nngraph_attention::symmetrized_softmax_backward(e.data(), out.data(), terms.data(), n);
+        const auto ds = [&](std::int64_t i, std::int64_t j) {
+            const std::size_t at = static_cast<std::size_t>(i * n + j);
+            return double(e[at]) * (double(d[at]) - double(terms[static_cast<std::size_t>(i)]));
+        };
+        int wrong = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            for (std::int64_t j = 0; j < n; ++j) {
+                const double expected = ds(i, j) + ds(j, i);
+                if (std::abs(double(out[static_cast<std::size_t>(i * n + j)]) - expected) > 1e-5) ++wrong;
+            }
+        }
+        CHECK(wrong == 0);
+    }
+}
