@@ -13,7 +13,6 @@
 // Backward reads the mask forward saved (one byte an element of the noise shape) instead of
 // drawing it again: a byte is cheaper to read than 32 random bits are to make, and the gradient
 // then uses exactly the mask forward used, whatever the context of the backward call.
-#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -59,12 +58,9 @@ void draw_range(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask,
 // The same over `threads` threads.
 void draw_mask(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t n, std::int64_t first,
                int threads) {
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = nng::split_point(n, count, t), end = nng::split_point(n, count, t + 1);
+    nng::parallel_ranges(n, threads, [&](std::int64_t begin, std::int64_t end) {
         draw_range(seed, threshold, mask + begin, end - begin, first + begin);
-    }
+    });
 }
 
 // How the mask (noise shape) maps onto the input: the input's dims with adjacent dims merged
@@ -126,16 +122,13 @@ NNG_LOOP_CLONES void masked_row(const float* s, const std::uint8_t* m, float sca
 void draw_and_apply(std::uint64_t seed, std::uint64_t threshold, std::uint8_t* mask, std::int64_t first, const float* x,
                     float scale, float* y, std::int64_t n, int threads) {
     constexpr std::int64_t kBlock = 4096;
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t end = nng::split_point(n, count, t + 1);
-        for (std::int64_t b = nng::split_point(n, count, t); b < end; b += kBlock) {
+    nng::parallel_ranges(n, threads, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t b = begin; b < end; b += kBlock) {
             const std::int64_t length = std::min(kBlock, end - b);
             draw_range(seed, threshold, mask + b, length, first + b);
             masked_row(x + b, mask + b, scale, y + b, length);
         }
-    }
+    });
 }
 
 // d[i] = s[i] * scale where the mask keeps, 0 where it drops, for i < width: a row with a mask
@@ -156,20 +149,14 @@ void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, 
     const int last = b.rank - 1;
     const std::int64_t width = b.dims[last], step = b.mask_strides[last];
     if (last == 0) {  // one row, the whole input: the threads split it
-#pragma omp parallel num_threads(threads)
-        {
-            const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-            const std::int64_t begin = nng::split_point(width, count, t), end = nng::split_point(width, count, t + 1);
+        nng::parallel_ranges(width, threads, [&](std::int64_t begin, std::int64_t end) {
             masked_run(src + begin, mask + begin * step, step, scale, dst + begin, end - begin);
-        }
+        });
         return;
     }
     std::int64_t rows = 1;
     for (int k = 0; k < last; ++k) rows *= b.dims[k];
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = nng::split_point(rows, count, t), end = nng::split_point(rows, count, t + 1);
+    nng::parallel_ranges(rows, threads, [&](std::int64_t begin, std::int64_t end) {
         // The odometer over the outer dims, started at row `begin`.
         std::int64_t index[NNG_MAX_RANK] = {};
         std::int64_t offset = 0;
@@ -189,20 +176,19 @@ void apply_mask(const float* src, const std::uint8_t* mask, const Broadcast& b, 
                 index[k] = 0;
             }
         }
-    }
+    });
 }
 
 void copy(const nng::TensorRef& from, const nng::TensorRef& to, int threads) {
     const auto* src = static_cast<const char*>(from.raw());
     auto* dst = static_cast<char*>(to.raw());
     const std::int64_t bytes = static_cast<std::int64_t>(to.nbytes());
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
-        const std::int64_t begin = nng::split_point(bytes, count, t) / 64 * 64,
-                           end = t + 1 == count ? bytes : nng::split_point(bytes, count, t + 1) / 64 * 64;
+    // Runs of whole cache lines, so that no line is written by two threads.
+    constexpr std::int64_t kLine = 64;
+    nng::parallel_ranges(nng::ceil_div(bytes, kLine), threads, [&](std::int64_t first_line, std::int64_t end_line) {
+        const std::int64_t begin = first_line * kLine, end = std::min(end_line * kLine, bytes);
         std::memcpy(dst + begin, src + begin, static_cast<std::size_t>(end - begin));
-    }
+    });
 }
 
 struct Dropout {

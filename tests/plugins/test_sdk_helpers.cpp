@@ -5,9 +5,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
+#include <vector>
+
+#include <omp.h>
 
 #include "nngraph/arithmetic.hpp"
 #include "nngraph/carver.hpp"
+#include "nngraph/parallel.hpp"
 
 namespace {
 
@@ -92,4 +96,31 @@ TEST_CASE("a carver refuses arrays beyond its block and negative counts") {
     nng::Carver none(nullptr, 0);
     CHECK(none.take<float>(0) == nullptr);
     CHECK_THROWS_AS(none.take<float>(1), std::length_error);
+}
+
+TEST_CASE("parallel_ranges gives each thread one run of near-equal size, the runs covering the count in order") {
+    for (const std::int64_t count : {0, 1, 2, 7, 1000}) {
+        for (const int threads : {1, 2, 3}) {
+            CAPTURE(count);
+            CAPTURE(threads);
+            std::vector<std::int64_t> begins(4, -1), ends(4, -1);
+            std::vector<int> teams(4, 0);
+            nng::parallel_ranges(count, threads, [&](std::int64_t begin, std::int64_t end) {
+                const int thread = omp_get_thread_num();
+                begins[static_cast<std::size_t>(thread)] = begin;
+                ends[static_cast<std::size_t>(thread)] = end;
+                teams[static_cast<std::size_t>(thread)] = omp_get_num_threads();
+            });
+            // One thread (or too little to split) runs the whole count on the caller.
+            const int team = threads > 1 && count > 1 ? teams[0] : 1;
+            REQUIRE(team >= 1);
+            std::int64_t next = 0;
+            for (int t = 0; t < team; ++t) {
+                CHECK(begins[static_cast<std::size_t>(t)] == next);
+                CHECK(ends[static_cast<std::size_t>(t)] == nng::split_point(count, team, t + 1));
+                next = ends[static_cast<std::size_t>(t)];
+            }
+            CHECK(next == count);
+        }
+    }
 }

@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "nngraph/arithmetic.hpp"
+#include "nngraph/parallel.hpp"
 #include "nngraph/plugin.h"
 #include "nngraph/random.hpp"
 #include "nngraph/sequence_shard.hpp"
@@ -803,21 +804,6 @@ const nng_op_def* op() {
 // An op with no attributes declares `static constexpr std::array<nng_attr_spec, 0> kAttributes{};`
 // or uses this.
 inline constexpr std::array<nng_attr_spec, 0> kNoAttributes{};
-
-// body(i) for every i in [0, count): on `threads` OpenMP threads (static schedule), or as a plain
-// loop when `threads` is 1, since entering an OpenMP region costs a few hundred nanoseconds even
-// with one thread (more inside another region). Pair it with Exec::threads_for.
-template <class Body>
-void parallel_for(std::int64_t count, int threads, Body&& body) {
-    if (threads <= 1 || count <= 1) {
-        for (std::int64_t i = 0; i < count; ++i) body(i);
-        return;
-    }
-#ifdef _OPENMP  // a plugin built without OpenMP runs the loop on its calling thread
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-    for (std::int64_t i = 0; i < count; ++i) body(i);
-}
 
 }  // namespace nng
 

@@ -17,6 +17,7 @@
 #include "nngraph/arithmetic.hpp"
 #include "nngraph/buffer.hpp"
 #include "nngraph/cpu.hpp"
+#include "nngraph/parallel.hpp"
 #include "nngraph/random.hpp"
 #include "plugins/op_instance.hpp"
 
@@ -38,11 +39,8 @@ NNG_LOOP_CLONES void add_range(float* into, const float* from, std::int64_t begi
 }
 
 void add_into(float* into, const float* from, std::int64_t n) {
-#pragma omp parallel if (n > 65536)
-    {
-        const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-        add_range(into, from, nng::split_point(n, parts, part), nng::split_point(n, parts, part + 1));
-    }
+    nng::parallel_ranges(n, n > 65536 ? omp_get_max_threads() : 1,
+                         [&](std::int64_t begin, std::int64_t end) { add_range(into, from, begin, end); });
 }
 
 // What a slice of an inference batch may hold by default: a few times the threads' L2 caches,

@@ -9,6 +9,7 @@
 #include "nngraph/arithmetic.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/error.hpp"
+#include "nngraph/parallel.hpp"
 
 namespace nngraph {
 namespace {
@@ -68,11 +69,9 @@ private:
         float* m = slots_[0].second[w].data<float>();
         float* v = slots_[1].second[w].data<float>();
         const std::int64_t n = weight.numel();
-#pragma omp parallel if (n > 32768)
-        {
-            const int part = omp_get_thread_num(), parts = omp_get_num_threads();
-            adam_elements(step, theta, g, m, v, nng::split_point(n, parts, part), nng::split_point(n, parts, part + 1));
-        }
+        nng::parallel_ranges(n, n > 32768 ? omp_get_max_threads() : 1, [&](std::int64_t begin, std::int64_t end) {
+            adam_elements(step, theta, g, m, v, begin, end);
+        });
     }
 };
 
