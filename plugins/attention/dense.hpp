@@ -1,9 +1,9 @@
 // DenseCore: the whole (G, Tq, Tv) score matrix in memory. The oneDNN module does the matmuls of
 // each direction and the softmax both ways (onednn::softmax_forward, a row kernel of its own for
 // rows of 16 or more); the passes of its own are the masks (before the softmax), the zeroing of
-// masked rows and dropout (after it), each one sweep over the scores. It saves the probabilities (and dropout's keep
-// bits) for backward: with rows of 16 keys or more, unnormalised, the division by each row's sum
-// left to the rows of P·v and, in backward, of dL/dout.
+// masked rows and dropout (after it), each one sweep over the scores. It saves the probabilities
+// (and dropout's keep bits) for backward: with rows of 16 keys or more unnormalised, the division
+// by each row's sum left to the rows of P·v and, in backward, of dL/dout.
 #pragma once
 
 #include "core.hpp"
