@@ -282,7 +282,10 @@ public:
     Dims input_dims(int i) const { return to_dims(input_info(i).shape); }
     bool input_has_mask(int i) const { return io_->input_has_mask && io_->input_has_mask[check_input(i)] != 0; }
     // The batch dimension of input 0: kDynamic at load time, concrete when planning.
-    std::int64_t batch() const { return input_dims(0).empty() ? 1 : input_dims(0)[0]; }
+    std::int64_t batch() const {
+        const nng_shape& shape = input_info(0).shape;
+        return shape.rank == 0 ? 1 : shape.dims[0];
+    }
     // The threads each call of the plan runs with: the slices of a Lifetime::PerThread buffer.
     int num_threads() const { return std::max(1, io_->num_threads); }
     // Incremental decoding: the most positions a session reaches, 0 outside a decoding session.
