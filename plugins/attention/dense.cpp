@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "masks.hpp"
 #include "nngraph/carver.hpp"
@@ -332,12 +333,17 @@ NNG_LOOP_CLONES void scale_block_rows(float* block, std::int64_t rows, std::int6
     }
 }
 
+// The row kernels' views: f32 (G, T, d) whose rows have element stride 1. `what` names the view.
+void require_f32_rows(const onednn::View& v, const char* what) {
+    if (v.type != DataType::f32 || (v.dims[2] > 1 && v.strides[2] != 1))
+        throw std::logic_error(std::string("attention dense core: ") + what +
+                               " must be f32 rows with element stride 1, got " + v.describe());
+}
+
 // Row i of the (G', rows, d) view `out` times factors[i], the rows in order over the groups.
 void scale_rows(const onednn::View& out, const float* factors) {
     const std::int64_t rows = out.dims[1], d = out.dims[2];
-    if (out.type != DataType::f32 || (d > 1 && out.strides[2] != 1))
-        throw std::logic_error(
-            "attention dense core: scale_rows needs an f32 output whose rows are contiguous (element stride 1)");
+    require_f32_rows(out, "the output the deferred division scales");
     float* base = static_cast<float*>(out.data);
     nng::parallel_for(out.dims[0], threads_for(out.numel()), [&](std::int64_t g) {
         scale_block_rows(base + g * out.strides[0], rows, d, out.strides[1], factors + g * rows);
@@ -602,11 +608,8 @@ struct OutputRowTerms {
 // right from e^(s - max) in place of P. Returns the dL/dout the products read.
 onednn::View output_row_terms(const Problem& p, const ProbabilityState& state, const onednn::View& dout, float* terms,
                               float* scaled) {
-    for (const onednn::View* v : {&dout, &p.out}) {
-        if (v->type != DataType::f32 || (p.dv > 1 && v->strides[2] != 1))
-            throw std::logic_error(
-                "attention dense core: backward needs dL/dout and the output in f32 rows with element stride 1");
-    }
+    require_f32_rows(dout, "dL/dout");
+    require_f32_rows(p.out, "the output backward reads");
     const auto* g = static_cast<const float*>(dout.data);
     const auto* y = static_cast<const float*>(p.out.data);
     const std::int64_t tq = p.tq, dv = p.dv;

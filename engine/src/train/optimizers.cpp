@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "nngraph/arithmetic.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/error.hpp"
 #include "nngraph/parallel.hpp"
