@@ -64,6 +64,9 @@ struct Attention {
         // into the query's, which the host sums with the key's anyway.
         key_is_query_ =
             !long_.lsh() && !concat_ && core_->adds_dk_into_dq() && ctx.same_input(d.roles.query, d.roles.key);
+        // With a core that adds dq onto dv, a tensor given as several inputs takes one gradient slot.
+        gradient_slots_ = nng::GradientSlots(ctx);
+        if (!long_.lsh() && !concat_ && core_->adds_dq_onto_dv()) ctx.sum_repeated_gradients();
         if (d.q[2] != d.k[2] && !long_.lsh()) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
                                                   (concat_ ? "concat adds them" : "dot multiplies them") +
@@ -147,10 +150,15 @@ struct Attention {
         const Problem p = problem(exec);
         const Roles roles = Roles::of(exec.num_inputs());
         const nng::TensorRef dout = exec.grad_output(0);
-        const nng::TensorRef dq = exec.grad_input(roles.query), dv = exec.grad_input(roles.value);
-        // With [query, value] the key is the value: its gradient adds to the value's.
-        const bool key_is_value = roles.key == roles.value;
-        const nng::TensorRef dk = key_is_value ? dv : exec.grad_input(roles.key);
+        // With [query, value] the key is the value; an input the host gave no slot of its own
+        // (sum_repeated_gradients) goes to the slot of the first input that is the same tensor.
+        // Where two roles share a slot, the later-written gradient adds onto the earlier.
+        const int q_slot = gradient_slots_.of(exec, roles.query), v_slot = gradient_slots_.of(exec, roles.value),
+                  k_slot = gradient_slots_.of(exec, roles.key);
+        const nng::TensorRef dq = gradient_slots_.tensor(exec, roles.query),
+                             dv = gradient_slots_.tensor(exec, roles.value),
+                             dk = gradient_slots_.tensor(exec, roles.key);
+        const bool key_is_value = k_slot >= 0 && k_slot == v_slot;
         const nng::TensorRef dscale = use_scale_ ? exec.grad_weight(scale_weight()) : nng::TensorRef();
         const nng::TensorRef dconcat = concat_ ? exec.grad_weight(concat_weight()) : nng::TensorRef();
         const nng::TensorRef dspan = long_.adaptive() ? exec.grad_weight(span_weight()) : nng::TensorRef();
@@ -169,11 +177,12 @@ struct Attention {
         grads.dq = onednn::view(dq);
         grads.dv = onednn::view(dv);
         if (p.key_is_query) {
-            if (!key_is_value) zero(dk);  // the key's own slot: its share is in the query's
+            if (k_slot != q_slot && !key_is_value) zero(dk);  // the key's own slot: its share is in the query's
         } else if (!long_.lsh()) {
             grads.dk = onednn::view(dk);  // lsh's keys are the queries: dq has their gradient
         }
-        grads.dk_accumulates = key_is_value;  // onto the value gradient
+        grads.dq_accumulates = q_slot >= 0 && q_slot == v_slot;  // onto the value gradient (adds_dq_onto_dv)
+        grads.dk_accumulates = key_is_value;                     // onto the value gradient
         if (dscale) grads.d_alpha_product = &product;
         if (dspan) grads.d_spans = dspan.f32();
         core_->backward(p, buffers, onednn::view(dout), grads);
@@ -259,9 +268,10 @@ struct Attention {
     double constant_;
     LongContextAttrs long_;
     std::unique_ptr<AttentionCore> core_;
-    bool bfloat16_ = false;             // the node's policy is mixed_bfloat16 (known from infer on)
-    bool key_is_query_ = false;         // query and key are one tensor of the graph (known from infer on)
-    DenseCore* concat_core_ = nullptr;  // core_ when concat: the dense core on the op's scores
+    bool bfloat16_ = false;              // the node's policy is mixed_bfloat16 (known from infer on)
+    bool key_is_query_ = false;          // query and key are one tensor of the graph (known from infer on)
+    nng::GradientSlots gradient_slots_;  // which inputs are one tensor (known from infer on)
+    DenseCore* concat_core_ = nullptr;   // core_ when concat: the dense core on the op's scores
 };
 
 }  // namespace

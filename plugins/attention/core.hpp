@@ -155,6 +155,8 @@ struct KeepStream {
 struct CoreGradients {
     onednn::View dq, dk, dv;
     bool dk_accumulates = false;  // add into dk instead of overwriting it (dv is written first)
+    // Add into dq too, where the core can (AttentionCore::adds_dq_onto_dv): dv is written first.
+    bool dq_accumulates = false;
     // Add into dv too: the blockwise core's, for the ring core, which sums the pairs of a block in place.
     bool dv_accumulates = false;
     // When set, <dL/dscores, q·kᵀ> (the raw product before alpha): the gradient of a factor on
@@ -190,6 +192,9 @@ public:
     virtual bool backward_reads_output() const = 0;
     // Whether backward can add the key gradient into the query's (Problem::key_is_query).
     virtual bool adds_dk_into_dq() const { return false; }
+    // Whether backward writes dv before dq and can add dq onto it (CoreGradients::dq_accumulates),
+    // so that one tensor as query and value takes one gradient slot.
+    virtual bool adds_dq_onto_dv() const { return false; }
 
     // p.out = attention(p); in training (the saved buffers present) also what backward needs.
     virtual void forward(const Problem& p, const Buffers& buffers) const = 0;

@@ -688,7 +688,7 @@ void dot_backward(const Problem& p, const ProbabilityState& state, const float* 
         *grads.d_alpha_product += p.key_is_query ? sum / 2 : sum;
     }
     const onednn::View dS = m.score_operand(dS_f32);
-    if (grads.dq.present()) part_product(dS, m.k, grads.dq, p.alpha);
+    if (grads.dq.present()) part_product(dS, m.k, grads.dq, p.alpha, grads.dq_accumulates ? 1.0f : 0.0f);
     if (grads.dk.present()) part_product(dS.transposed(), m.q, grads.dk, p.alpha, grads.dk_accumulates ? 1.0f : 0.0f);
 }
 

@@ -23,6 +23,7 @@ public:
     // Its softmax backward takes each row's sum from dL/dout · out.
     bool backward_reads_output() const override { return true; }
     bool adds_dk_into_dq() const override { return scores_ == Scores::kDot; }
+    bool adds_dq_onto_dv() const override { return scores_ == Scores::kDot; }
     void forward(const Problem& p, const Buffers& buffers) const override;
     void backward(const Problem& p, const Buffers& buffers, const onednn::View& dout,
                   const CoreGradients& grads) const override;

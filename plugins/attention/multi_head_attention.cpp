@@ -207,6 +207,9 @@ struct MultiHeadAttention {
         out.insert(out.end(), s.out_dims.begin(), s.out_dims.end());
         const int y = ctx.add_output(NNG_F32, out);
         ctx.pass_mask(y, 0);  // Keras sets the query mask on the output
+        // The projections' backward adds an input's later gradients onto its first, in one slot.
+        gradient_slots_ = nng::GradientSlots(ctx);
+        ctx.sum_repeated_gradients();
         const std::int64_t n = heads_, h = key_dim_, hv = value_dim_;
         const auto add_projection = [&](const char* kernel, const char* bias, std::int64_t in, std::int64_t dim) {
             ctx.add_weight(kernel, {in, n, dim}, kernel_init_);
@@ -475,9 +478,10 @@ struct MultiHeadAttention {
         project_output(exec, s, b);
     }
 
-    // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, which is
-    // added onto what an earlier projection of the same input wrote when `accumulate`.
-    void project_backward(nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* d_apart,
+    // From dL/d(projection) heads apart: the kernel and bias gradients and the input's, into
+    // gradient slot `slot` (none when -1), added onto what an earlier projection wrote there when
+    // `accumulate`.
+    void project_backward(nng::Exec& exec, int input, int slot, Weight kernel, std::int64_t dim, float* d_apart,
                           float* d_projected, bool accumulate, std::uint16_t* room) const {
         const nng::TensorRef x = exec.input(input);
         const std::int64_t b = x.dim(0), steps = x.dim(1), in = x.dim(2), cols = heads_ * dim;
@@ -490,7 +494,7 @@ struct MultiHeadAttention {
             if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1))))
                 onednn::sum_rows(dy, onednn::view(db, {cols}));
         }
-        if (const nng::TensorRef dx = exec.grad_input(input)) {
+        if (const nng::TensorRef dx = slot >= 0 ? exec.grad_input(slot) : nng::TensorRef()) {
             matmul_in_policy(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(),
                              onednn::view(dx, {b * steps, in}), room, {.beta = accumulate ? 1.0f : 0.0f});
         }
@@ -557,13 +561,18 @@ struct MultiHeadAttention {
             dk = dk_full;
             dv = dv_full;
         }
-        // Input gradients: an input playing several roles sums them.
-        project_backward(exec, r.query, kQueryKernel, key_dim_, dq, d_projected, false, bf16_room(b));
-        const bool keys_projected = !long_.lsh();
-        if (keys_projected)
-            project_backward(exec, r.key, kKeyKernel, key_dim_, dk, d_projected, r.key == r.query, bf16_room(b));
-        project_backward(exec, r.value, kValueKernel, value_dim_, dv, d_projected,
-                         r.value == r.query || (keys_projected && r.value == r.key), bf16_room(b));
+        // Input gradients: where roles share a slot (an input playing several roles, or one tensor
+        // as several inputs: gradient_slots_), the later projections add onto the first.
+        std::array<bool, kMaxInputs> written{};
+        const auto input_gradient = [&](int input, Weight kernel, std::int64_t dim, float* d_apart) {
+            const int slot = gradient_slots_.of(exec, input);
+            const bool accumulate = slot >= 0 && written[static_cast<std::size_t>(slot)];
+            project_backward(exec, input, slot, kernel, dim, d_apart, d_projected, accumulate, bf16_room(b));
+            if (slot >= 0) written[static_cast<std::size_t>(slot)] = true;
+        };
+        input_gradient(r.query, kQueryKernel, key_dim_, dq);
+        if (!long_.lsh()) input_gradient(r.key, kKeyKernel, key_dim_, dk);
+        input_gradient(r.value, kValueKernel, value_dim_, dv);
     }
 
     std::int64_t heads_, key_dim_, value_dim_;
@@ -576,7 +585,8 @@ struct MultiHeadAttention {
     std::int64_t linformer_;  // k, or 0
     std::unique_ptr<AttentionCore> core_;
     DecodingCache cache_;
-    bool bfloat16_ = false;  // the node's policy is mixed_bfloat16 (known from infer on)
+    bool bfloat16_ = false;              // the node's policy is mixed_bfloat16 (known from infer on)
+    nng::GradientSlots gradient_slots_;  // which inputs are one tensor (known from infer on)
     DeclaredBuffers<OwnShape, Ids> declared_;
 };
 

@@ -78,6 +78,37 @@ training: {loss: binary_crossentropy}
     }
 }
 
+TEST_CASE("a tensor read twice by an op that sums its gradients takes one gradient slot") {
+    // Attention sums a tensor's gradients over the inputs it is given as
+    // (nng_infer_io.sums_repeated_gradients): the plan gives the second input no slot and adds
+    // nothing after the call. Multiply does not: its second input's gradient goes to a temporary.
+    const auto contributions = [](const std::string& node) {
+        auto graph = Graph::from_spec(parse_model(R"(inputs: [{name: x, shape: [5, 3]}]
+nodes:
+  - {name: d, op: Dense, inputs: [x], units: 4, activation: tanh}
+)" + node + R"(
+  - {name: pool, op: GlobalAveragePooling1D, inputs: [a]}
+  - {name: out, op: Dense, inputs: [pool], units: 1, activation: sigmoid}
+outputs: [out]
+training: {loss: binary_crossentropy}
+)",
+                                                  "model.yaml", "."));
+        Executor executor(graph, {1, 3});
+        initialize_weights(*graph, 3, executor.weights());
+        executor.set_loss(make_loss("binary_crossentropy"));
+        Tensor x(DType::F32, {2, 5, 3}), y(DType::F32, {2, 1});
+        fill_uniform(x, -1, 1, 4);
+        executor.run(BatchRef{{&x}, {&y}, {}}, StepKind::Gradient);
+        int count = 0;
+        for (const Executor::PlannedBuffer& b : executor.last_plan_buffers())
+            count += b.name == "gradient contribution to d" ? 1 : 0;
+        return count;
+    };
+    CHECK(contributions("  - {name: a, op: Attention, inputs: [d, d]}") == 0);
+    CHECK(contributions("  - {name: a, op: MultiHeadAttention, inputs: [d, d, d], num_heads: 1, key_dim: 2}") == 0);
+    CHECK(contributions("  - {name: a, op: Multiply, inputs: [d, d]}") == 1);
+}
+
 namespace {
 
 const char* kModel = R"(input: {shape: [6]}

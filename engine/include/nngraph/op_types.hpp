@@ -52,6 +52,8 @@ struct InferResult {
     nng_shard_layout sequence_layout = NNG_SHARD_CONTIGUOUS;
     // In an inference plan run slice by slice (nng_infer_io.batch_slicing).
     nng_batch_slicing batch_slicing = NNG_SLICING_REFUSED;
+    // Backward sums a tensor's gradients over the inputs it is given as (nng_infer_io.sums_repeated_gradients).
+    bool sums_repeated_gradients = false;
 
     bool backward_needs_input(int i) const { return backward_needs & NNG_NEEDS_INPUT(i); }
     bool backward_needs_output(int j) const { return backward_needs & NNG_NEEDS_OUTPUT(j); }

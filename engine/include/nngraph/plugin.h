@@ -284,13 +284,20 @@ typedef struct nng_infer_io {
     int32_t sequence_layout; /* nng_shard_layout the op needs, for NNG_SEQUENCE_SPREADS */
     /* Appended (check struct_size). Per input, the lowest index of an input that is the same tensor
      * of the graph, its own index when none is: a node given [x, x] reads {0, 0}. The host sums
-     * the gradients of such inputs, so an op may split their total between them as it likes.
+     * the gradients of such inputs (unless the op does: sums_repeated_gradients), so an op may
+     * split their total between them as it likes.
      * NULL when the host does not say. */
     const int32_t* input_sources;
     /* Appended (check struct_size). Whether an inference plan may run the batch in slices, one
      * after another, so that a slice's tensors stay in cache from op to op (nng_batch_slicing),
      * filled by the op. The host slices only when every op allows it. */
     int32_t batch_slicing;
+    /* Appended (check struct_size). Filled by the op: 1 when its backward can write the whole
+     * gradient of a tensor it reads as several inputs (input_sources) into the first such input's
+     * slot. The host then passes the later inputs' gradients absent (NULL data) and adds nothing;
+     * an op that finds such a slot absent beside its first input's adds that input's share there.
+     * 0, the default: every input has its own slot and the host sums them. */
+    int32_t sums_repeated_gradients;
 } nng_infer_io;
 
 /* ---- Execution ------------------------------------------------------------------------------ */

@@ -412,6 +412,13 @@ public:
         if (!knows(offsetof(nng_infer_io, batch_slicing) + sizeof(io_->batch_slicing))) return;
         io_->batch_slicing = slicing;
     }
+    // The op's backward writes the whole gradient of a tensor given as several inputs (same_input)
+    // into the first such input's slot when the host passes the others absent
+    // (nng_infer_io.sums_repeated_gradients); the host then skips its own sum and the slots' memory.
+    void sum_repeated_gradients() {
+        if (!knows(offsetof(nng_infer_io, sums_repeated_gradients) + sizeof(io_->sums_repeated_gradients))) return;
+        io_->sums_repeated_gradients = 1;
+    }
     // For an op whose products against its weights take `rows_per_sample` rows from each sample:
     // a slice of a few samples still brings its products enough rows, and reads the weights
     // once for many rows, when a sample brings dozens.
@@ -696,6 +703,36 @@ private:
     }
     const nng_context* ctx_;
     const nng_exec_args* args_;
+};
+
+// Where each input's gradient goes in the backward of an op that sums a tensor's gradients over
+// the inputs it is given as (InferContext::sum_repeated_gradients): the input's own slot, or, when
+// the host leaves a repeated input's slot absent, the slot of the first input that is that tensor.
+class GradientSlots {
+public:
+    GradientSlots() = default;
+    // Which inputs repeat which, as infer is told (InferContext::same_input).
+    explicit GradientSlots(const InferContext& ctx) {
+        for (int i = 0; i < ctx.num_inputs(); ++i) {
+            int first = 0;
+            while (!ctx.same_input(first, i)) ++first;
+            first_same_.push_back(first);
+        }
+    }
+    // The slot input i's gradient goes to in this call; -1 when none is wanted.
+    int of(const Exec& exec, int i) const {
+        if (exec.grad_input(i)) return i;
+        const int first = i < static_cast<int>(first_same_.size()) ? first_same_[static_cast<std::size_t>(i)] : i;
+        return first != i && exec.grad_input(first) ? first : -1;
+    }
+    // That slot's tensor (absent when none is wanted).
+    TensorRef tensor(const Exec& exec, int i) const {
+        const int slot = of(exec, i);
+        return slot < 0 ? TensorRef() : exec.grad_input(slot);
+    }
+
+private:
+    std::vector<int> first_same_;
 };
 
 // ---- Adapter from an op class to the C table ---------------------------------------------------

@@ -296,8 +296,19 @@ private:
         }
     }
 
+    // Whether a contribution is an input that repeats an earlier input of its node whose op sums
+    // the tensor's gradient into that input's slot (nng_infer_io.sums_repeated_gradients): it
+    // then gets no slot.
+    bool summed_by_op(const GradContribution& c) const {
+        if (c.node < 0 || !inferred(c.node).sums_repeated_gradients) return false;
+        const std::vector<TensorId>& inputs = g_.node(c.node).inputs;
+        const auto slot = inputs.begin() + c.slot;
+        return std::find(inputs.begin(), slot, *slot) != slot;
+    }
+
     // Gradients live from their first contribution to the producer's backward. Every further
-    // contribution goes to a temporary that is added in right after the call that wrote it.
+    // contribution goes to a temporary that is added in right after the call that wrote it,
+    // unless its op sums it (summed_by_op).
     void request_gradient_buffers() {
         const std::size_t num_tensors = g_.tensors().size();
         const GradientPlan& gradients = context_.gradients;
@@ -314,6 +325,10 @@ private:
                 request(bytes, step_of(contributions.front()), consumed, "gradient of " + g_.tensors()[t].name);
             contribution_buffer_[t].push_back(plan_->grad_buffer[t]);
             for (std::size_t c = 1; c < contributions.size(); ++c) {
+                if (summed_by_op(contributions[c])) {
+                    contribution_buffer_[t].push_back(-1);
+                    continue;
+                }
                 contribution_buffer_[t].push_back(request(bytes, step_of(contributions[c]), step_of(contributions[c]),
                                                           "gradient contribution to " + g_.tensors()[t].name));
             }
@@ -426,7 +441,7 @@ private:
             for (std::size_t c = 0; c < contributions.size(); ++c) {
                 if (contributions[c].node != call.node || contributions[c].slot != static_cast<int>(slot)) continue;
                 buffer = contribution_buffer_[static_cast<std::size_t>(t)][c];
-                if (c > 0) {
+                if (c > 0 && buffer >= 0) {
                     call.accumulate.push_back(
                         {plan_->grad_buffer[static_cast<std::size_t>(t)], buffer, shape_numel(shape_of(t))});
                 }

@@ -161,6 +161,7 @@ bool OpInstance::infer(const std::vector<TensorInfo>& inputs, const std::vector<
         return invalid("batch slicing " + std::to_string(io.batch_slicing) +
                        "; expected refused (0), free (1) or slower (2)");
     result.batch_slicing = static_cast<nng_batch_slicing>(io.batch_slicing);
+    result.sums_repeated_gradients = io.sums_repeated_gradients != 0;
     if (const std::int32_t k = io.inference_identity; k >= 0) {
         if (k >= io.num_inputs)
             return invalid("inference identity with input " + std::to_string(k) + " of " +

@@ -133,14 +133,16 @@ TEST_CASE("MultiHeadAttention backward matches finite differences") {
     });
 }
 
-TEST_CASE("Attention on one tensor as query and key: gradients through the executor") {
-    // The host sums the gradients of a tensor read twice; the dense core then adds the key's
-    // gradient into the query's slot as one product of dS + dSᵀ, and makes q·qᵀ from its first 16
-    // rows up to column 16 and its last 11 in full. 27 steps: whole 8 x 8 tiles and remainders.
+TEST_CASE("Attention on one tensor as several inputs: gradients through the executor") {
+    // The ops write a tensor's gradient as several inputs into the first input's slot. With one
+    // tensor as query and key the dense core adds the key's gradient into the query's as one
+    // product of dS + dSᵀ, and makes q·qᵀ from its first 16 rows up to column 16 and its last 11 in
+    // full. 27 steps: whole 8 x 8 tiles and remainders.
     const std::string head = R"(inputs: [{name: x, shape: [27, 3]}]
 nodes:
   - {name: d, op: Dense, inputs: [x], units: 4, activation: tanh}
   - {name: v, op: Dense, inputs: [x], units: 5}
+  - {name: k, op: Dense, inputs: [x], units: 4}
 )";
     const std::string tail = R"(  - {name: pool, op: GlobalAveragePooling1D, inputs: [a]}
   - {name: out, op: Dense, inputs: [pool], units: 1, activation: sigmoid}
@@ -150,6 +152,16 @@ training: {loss: binary_crossentropy}
     const std::vector<std::pair<std::string, std::string>> attentions = {
         {"[d, d]", "  - {name: a, op: Attention, inputs: [d, d]}\n"},
         {"[d, v, d]: the key's own slot gets nothing", "  - {name: a, op: Attention, inputs: [d, v, d]}\n"},
+        // The host gives a repeated input no slot: its gradient adds onto the first input's.
+        {"[d, d, k]: the value's gradient in the query's slot", "  - {name: a, op: Attention, inputs: [d, d, k]}\n"},
+        {"[d, k, k]: the key's gradient in the value's slot", "  - {name: a, op: Attention, inputs: [d, k, k]}\n"},
+        {"[d, d, d]", "  - {name: a, op: Attention, inputs: [d, d, d], use_scale: true}\n"},
+        {"MultiHeadAttention [d, d]",
+         "  - {name: a, op: MultiHeadAttention, inputs: [d, d], num_heads: 2, key_dim: 2}\n"},
+        {"MultiHeadAttention [d, v, v]",
+         "  - {name: a, op: MultiHeadAttention, inputs: [d, v, v], num_heads: 2, key_dim: 2}\n"},
+        {"MultiHeadAttention [d, d, v]",
+         "  - {name: a, op: MultiHeadAttention, inputs: [d, d, v], num_heads: 2, key_dim: 2}\n"},
         {"[d, d], causal, use_scale",
          "  - {name: a, op: Attention, inputs: [d, d], use_causal_mask: true, "
          "use_scale: true}\n"},
