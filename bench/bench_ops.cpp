@@ -1,6 +1,7 @@
 // Every op at the IMDB shapes (batch 64, 200 steps, width 32, LSTM 100 units), forward (inference)
 // and forward+backward (training), driven through the plugin ABI; Attention and
-// MultiHeadAttention over sequence lengths 128 to 4096; and oneDNN's own matmul as the ceiling.
+// MultiHeadAttention over sequence lengths 128 to 4096; oneDNN's own matmul as the ceiling, and
+// the dense attention core's products at the IMDB shapes on one thread.
 #include <benchmark/benchmark.h>
 
 #include "allocation_counter.hpp"
@@ -102,6 +103,30 @@ std::vector<OpBench> imdb_cases() {
 
 void matmul_ceiling(benchmark::State& state) { bench::square_matmul(state, static_cast<int>(state.range(1)), false); }
 
+// One thread's products in the dense attention core at the IMDB shapes: C (G, M, N) = A·B (or
+// A·Bᵀ) for G samples through sgemm_each_group, as a part of the batch runs them. Read against
+// the one-thread ceiling: how close the products alone come to it.
+void attention_products(benchmark::State& state) {
+    namespace dnn = nng::onednn;
+    dnn::set_num_threads(1);
+    const std::int64_t m = state.range(0), n = state.range(1), k = state.range(2), groups = 32;
+    const bool transpose_b = state.range(3) != 0;
+    Tensor a(DType::F32, {groups, m, k}), b(DType::F32, {groups, k, n}), c(DType::F32, {groups, m, n});
+    fill_uniform(a, -1, 1, 1);
+    fill_uniform(b, -1, 1, 2);
+    const auto f32 = dnnl::memory::data_type::f32;
+    const dnn::View va = dnn::view(a.raw(), f32, {groups, m, k}), vc = dnn::view(c.raw(), f32, {groups, m, n});
+    const dnn::View vb =
+        transpose_b ? dnn::view(b.raw(), f32, {groups, n, k}).transposed() : dnn::view(b.raw(), f32, {groups, k, n});
+    if (!dnn::sgemm_each_group(va, vb, vc)) {
+        state.SkipWithError("sgemm_each_group refused the views");
+        return;
+    }
+    for (auto _ : state) dnn::sgemm_each_group(va, vb, vc);
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(groups * m * n * k) * 1e-9 * double(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,7 +172,16 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark("onednn/matmul_ceiling", matmul_ceiling)
         ->Args({2048, 2})
+        ->Args({2048, 1})
         ->ArgNames({"n", "threads"})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    // q·kᵀ and dL/dP = dout·vᵀ; P·v and dq = dS·k; doutᵀ·P, the dv product's first half.
+    benchmark::RegisterBenchmark("onednn/attention_products", attention_products)
+        ->Args({200, 200, 32, 1})
+        ->Args({200, 32, 200, 0})
+        ->Args({32, 200, 200, 0})
+        ->ArgNames({"m", "n", "k", "transposed_b"})
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
     benchmark::Initialize(&argc, argv);
