@@ -1,4 +1,4 @@
-// The SDK's header-only helpers that plugins size and carve their buffers with.
+// The SDK's header-only helpers: sizing and carving buffers, splitting loops, routing gradients.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "nngraph/arithmetic.hpp"
 #include "nngraph/carver.hpp"
 #include "nngraph/parallel.hpp"
+#include "nngraph/sdk.hpp"
 
 namespace {
 
@@ -123,4 +124,49 @@ TEST_CASE("parallel_ranges gives each thread one run of near-equal size, the run
             CHECK(next == count);
         }
     }
+}
+
+TEST_CASE("GradientSlots sends a repeated input's gradient to its first input's slot when the host leaves it absent") {
+    // Inputs [x, x, y]: input 1 repeats input 0.
+    nng_tensor_info infos[3] = {};
+    const std::int32_t sources[3] = {0, 0, 2};
+    nng_infer_io io{};
+    io.struct_size = sizeof io;
+    io.num_inputs = 3;
+    io.inputs = infos;
+    io.input_sources = sources;
+    nng::InferContext ctx(&io);
+    const nng::GradientSlots slots(ctx);
+
+    float memory[3] = {};
+    const auto tensor = [](float* data) {
+        nng_tensor t{};
+        t.struct_size = sizeof t;
+        t.dtype = NNG_F32;
+        t.data = data;
+        return t;
+    };
+    const auto slots_of = [&](bool x0, bool x1, bool y) {
+        const nng_tensor grads[3] = {tensor(x0 ? &memory[0] : nullptr), tensor(x1 ? &memory[1] : nullptr),
+                                     tensor(y ? &memory[2] : nullptr)};
+        nng_context context{};
+        context.struct_size = sizeof context;
+        nng_exec_args args{};
+        args.struct_size = sizeof args;
+        args.num_inputs = 3;
+        args.grad_inputs = grads;
+        const nng::Exec exec(&context, &args);
+        std::vector<int> of;
+        for (int i = 0; i < 3; ++i) {
+            of.push_back(slots.of(exec, i));
+            const nng::TensorRef t = slots.tensor(exec, i);
+            CHECK(t.present() == (of.back() >= 0));
+            if (t.present()) CHECK(t.raw() == &memory[of.back()]);
+        }
+        return of;
+    };
+    CHECK(slots_of(true, true, true) == std::vector<int>{0, 1, 2});      // every slot given
+    CHECK(slots_of(true, false, true) == std::vector<int>{0, 0, 2});     // the repeat left to the op
+    CHECK(slots_of(false, false, true) == std::vector<int>{-1, -1, 2});  // x's gradient not wanted
+    CHECK(slots_of(true, true, false) == std::vector<int>{0, 1, -1});    // y is no repeat: none
 }
