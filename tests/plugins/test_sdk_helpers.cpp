@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -169,4 +170,18 @@ TEST_CASE("GradientSlots sends a repeated input's gradient to its first input's 
     CHECK(slots_of(true, false, true) == std::vector<int>{0, 0, 2});     // the repeat left to the op
     CHECK(slots_of(false, false, true) == std::vector<int>{-1, -1, 2});  // x's gradient not wanted
     CHECK(slots_of(true, true, false) == std::vector<int>{0, 1, -1});    // y is no repeat: none
+}
+
+TEST_CASE("sum_repeated_gradients writes its field only for a host that knows it") {
+    nng_tensor_info info{};
+    nng_infer_io io{};
+    io.num_inputs = 1;
+    io.inputs = &info;
+    io.sums_repeated_gradients = 7;  // past an older host's struct: not the op's to write
+    io.struct_size = offsetof(nng_infer_io, sums_repeated_gradients);
+    nng::InferContext(&io).sum_repeated_gradients();
+    CHECK(io.sums_repeated_gradients == 7);
+    io.struct_size = sizeof io;
+    nng::InferContext(&io).sum_repeated_gradients();
+    CHECK(io.sums_repeated_gradients == 1);
 }
