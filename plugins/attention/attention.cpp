@@ -66,7 +66,7 @@ struct Attention {
             !long_.lsh() && !concat_ && core_->adds_dk_into_dq() && ctx.same_input(d.roles.query, d.roles.key);
         // With a core that adds dq onto dv, a tensor given as several inputs takes one gradient slot.
         gradient_slots_ = nng::GradientSlots(ctx);
-        if (!long_.lsh() && !concat_ && core_->adds_dq_onto_dv()) ctx.sum_repeated_gradients();
+        if (core_->adds_dq_onto_dv()) ctx.sum_repeated_gradients();
         if (d.q[2] != d.k[2] && !long_.lsh()) {
             nng::InferContext::shape_mismatch(std::string("Attention: query and key need the same last dimension (") +
                                                   (concat_ ? "concat adds them" : "dot multiplies them") +
