@@ -62,8 +62,7 @@ struct Attention {
         ctx.set_batch_slicing(NNG_SLICING_FREE);  // every product is within one sample
         // One tensor as query and key (Attention [x, x]): a core that can adds the key's gradient
         // into the query's, which the host sums with the key's anyway.
-        key_is_query_ =
-            !long_.lsh() && !concat_ && core_->adds_dk_into_dq() && ctx.same_input(d.roles.query, d.roles.key);
+        key_is_query_ = core_->adds_dk_into_dq() && ctx.same_input(d.roles.query, d.roles.key);
         // With a core that adds dq onto dv, a tensor given as several inputs takes one gradient slot.
         gradient_slots_ = nng::GradientSlots(ctx);
         if (core_->adds_dq_onto_dv()) ctx.sum_repeated_gradients();
