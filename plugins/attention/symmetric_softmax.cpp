@@ -3,6 +3,7 @@
 // its backward with dS + dSᵀ in one pass over tiles and their mirror images.
 #include "symmetric_softmax.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -22,6 +23,12 @@ static_assert(kLargestDiagonal <= nng::simd::kExpWithinBound);
 // The rows and columns in whole 8 x 8 tiles.
 constexpr std::int64_t whole_tiles(std::int64_t n) { return n / 8 * 8; }
 
+// r[0] + ... + r[7] as a tree, three additions deep where a running sum is a chain of eight.
+template <typename V>
+inline __attribute__((always_inline)) V sum_of_eight(const V r[8]) {
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+}
+
 // The exponentials of the whole tiles left of and on the diagonal, each written with its mirror
 // image, and their rows' sums into sums (zeroed first): a strip of tiles at a time, so that a
 // tile's copy across is made from registers and each row's sum comes from the transposed tile,
@@ -32,41 +39,61 @@ struct MirroredExponentials {
     static constexpr int kWide = kBytes == 64 ? 2 : 1;
 
     // The strip of kTiles tiles whose top left entry is s[i0][j0], i0 a multiple of 8: its
-    // exponentials in place, and, off the diagonal, in the mirror tiles at s[j0][i0].
+    // exponentials in place, and, off the diagonal, in the mirror tiles at s[j0][i0]. Adds its
+    // rows' sums into sums; returns its columns' sums off the diagonal, which are the mirror rows'.
     template <int kTiles>
-    static inline __attribute__((always_inline)) void strip(float* s, std::int64_t n, std::int64_t i0, std::int64_t j0,
-                                                            float* sums) {
+    static inline __attribute__((always_inline)) StripRow<kTiles> strip(float* s, std::int64_t n, std::int64_t i0,
+                                                                        std::int64_t j0, float* sums) {
         using V = StripRow<kTiles>;
         V rows[8];
-        V column_sums{};
         for (int r = 0; r < 8; ++r) {
             float* at = s + (i0 + r) * n + j0;
             rows[r] = nng::simd::vexp_within(nng::simd::load<V>(at));
             nng::simd::store(at, rows[r]);
-            column_sums += rows[r];
         }
-        const bool diagonal = i0 == j0;
+        const V column_sums = sum_of_eight(rows);
         transpose_tiles(rows);
-        V row_sums{};
-        for (int r = 0; r < 8; ++r) row_sums += rows[r];
+        const V row_sums = sum_of_eight(rows);
         TileRow own = tile_of<0>(row_sums);
         if constexpr (kTiles == 2) own += tile_of<1>(row_sums);
         nng::simd::store(sums + i0, nng::simd::load<TileRow>(sums + i0) + own);
-        if (diagonal) return;
-        nng::simd::store(sums + j0, nng::simd::load<V>(sums + j0) + column_sums);
+        if (i0 == j0) return V{};
         for (int r = 0; r < 8; ++r) {
             nng::simd::store(s + (j0 + r) * n + i0, tile_of<0>(rows[r]));
             if constexpr (kTiles == 2) nng::simd::store(s + (j0 + 8 + r) * n + i0, tile_of<1>(rows[r]));
         }
+        return column_sums;
     }
 
+    // The strips of kTiles tiles below the band of columns from j0 that the band's rows end, its
+    // columns' sums kept in a register down the band.
+    template <int kTiles>
+    static inline __attribute__((always_inline)) void down_band(float* s, std::int64_t n, std::int64_t j0,
+                                                                std::int64_t whole, float* sums) {
+        StripRow<kTiles> columns{};
+        for (std::int64_t i0 = j0 + 8 * kTiles; i0 < whole; i0 += 8) columns += strip<kTiles>(s, n, i0, j0, sums);
+        nng::simd::store(sums + j0, nng::simd::load<StripRow<kTiles>>(sums + j0) + columns);
+    }
+
+    // Band by band of columns, each from its diagonal down: the mirror tiles then fill the band's
+    // rows in order, line after line, where going along the rows would scatter each strip's
+    // mirror over as many rows as the strip is wide.
     static inline __attribute__((always_inline)) void run(float* s, std::int64_t n, float* sums) {
         const std::int64_t whole = whole_tiles(n);
         for (std::int64_t i = 0; i < whole; ++i) sums[i] = 0.0f;
-        for (std::int64_t i0 = 0; i0 < whole; i0 += 8) {
-            std::int64_t j0 = 0;
-            for (; j0 + 8 * kWide <= i0; j0 += 8 * kWide) strip<kWide>(s, n, i0, j0, sums);
-            for (; j0 <= i0; j0 += 8) strip<1>(s, n, i0, j0, sums);
+        for (std::int64_t j0 = 0; j0 < whole; j0 += 8 * kWide) {
+            const std::int64_t width = std::min<std::int64_t>(8 * kWide, whole - j0);
+            for (std::int64_t i0 = j0; i0 < j0 + width; i0 += 8) {  // the band's own rows, a tile at a time
+                for (std::int64_t j = j0; j < i0; j += 8) {
+                    const TileRow columns = strip<1>(s, n, i0, j, sums);
+                    nng::simd::store(sums + j, nng::simd::load<TileRow>(sums + j) + columns);
+                }
+                strip<1>(s, n, i0, i0, sums);
+            }
+            if (width == 8 * kWide)
+                down_band<kWide>(s, n, j0, whole, sums);
+            else
+                down_band<1>(s, n, j0, whole, sums);
         }
     }
 };
