@@ -1,14 +1,17 @@
 // Every op at the IMDB shapes (batch 64, 200 steps, width 32, LSTM 100 units), forward (inference)
 // and forward+backward (training), driven through the plugin ABI; Attention and
 // MultiHeadAttention over sequence lengths 128 to 4096; oneDNN's own matmul as the ceiling, and
-// the dense attention core's products at the IMDB shapes on one thread.
+// the dense attention core's products and symmetric softmax at the IMDB shapes on one thread.
 #include <benchmark/benchmark.h>
+
+#include <chrono>
 
 #include "allocation_counter.hpp"
 #include "gradcheck.hpp"
 #include "matmul_bench.hpp"
 #include "nngraph/onednn.hpp"
 #include "op_runner.hpp"
+#include "symmetric_softmax.hpp"
 
 using namespace nngraph;
 using nngraph::testing::fill_uniform;
@@ -127,6 +130,59 @@ void attention_products(benchmark::State& state) {
                                                    benchmark::Counter::kIsRate);
 }
 
+// Attention [x, x]'s softmax at the IMDB shapes on one thread, a part of the dense core at a
+// time: 3 samples of 200 x 200 scores s = x·xᵀ through symmetric_softmax (forward, division
+// deferred), or their dL/dP through symmetrized_softmax_backward. Each iteration copies its input
+// in outside the timed span, so that it is in cache as the part's product leaves it; backward
+// reads the exponentials of a different part of a 64-sample batch each time, as training reads
+// them back from memory.
+void symmetric_softmax_kernel(benchmark::State& state) {
+    const bool backward = state.range(0) != 0;
+    const std::int64_t part = 3, batch = 64, t = 200, d = 32, scores = t * t;
+    Tensor x(DType::F32, {batch, t, d}), saved(DType::F32, {batch, t, t}), input(DType::F32, {part, t, t});
+    Tensor work(DType::F32, {part, t, t}), sums(DType::F32, {batch, t});
+    Tensor scratch(DType::F32, {nngraph_attention::symmetric_softmax_scratch(t)});
+    fill_uniform(x, -0.25, 0.25, 3);
+    const float* xs = x.data<float>();
+    float* s = saved.data<float>();
+    for (std::int64_t g = 0; g < batch; ++g) {  // Gram matrices, the input the symmetric path takes
+        for (std::int64_t i = 0; i < t; ++i) {
+            for (std::int64_t j = 0; j < t; ++j) {
+                float dot = 0.0f;
+                for (std::int64_t k = 0; k < d; ++k) dot += xs[(g * t + i) * d + k] * xs[(g * t + j) * d + k];
+                s[g * scores + i * t + j] = dot;
+            }
+        }
+    }
+    std::copy(s, s + input.numel(), input.data<float>());
+    for (std::int64_t g = 0; g < batch; ++g) {  // the saved exponentials backward reads
+        if (!nngraph_attention::symmetric_softmax(s + g * scores, t, sums.data<float>() + g * t,
+                                                  scratch.data<float>())) {
+            state.SkipWithError("symmetric_softmax refused the Gram matrix");
+            return;
+        }
+    }
+    if (backward) fill_uniform(input, -1, 1, 4);  // dL/dP
+    std::int64_t first = 0;                       // the part's first sample in the batch
+    for (auto _ : state) {
+        std::copy(input.data<float>(), input.data<float>() + input.numel(), work.data<float>());
+        const auto start = std::chrono::steady_clock::now();
+        for (std::int64_t g = 0; g < part; ++g) {
+            float* w = work.data<float>() + g * scores;
+            float* row_sums = sums.data<float>() + (first + g) * t;
+            if (backward)
+                nngraph_attention::symmetrized_softmax_backward(s + (first + g) * scores, w, row_sums, t);
+            else
+                benchmark::DoNotOptimize(nngraph_attention::symmetric_softmax(w, t, row_sums, scratch.data<float>()));
+        }
+        benchmark::ClobberMemory();
+        state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        first = (first + part) % (batch - part + 1);
+    }
+    state.counters["per_sample"] = benchmark::Counter(double(part) * double(state.iterations()),
+                                                      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,6 +240,12 @@ int main(int argc, char** argv) {
         ->ArgNames({"m", "n", "k", "transposed_b"})
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
+    benchmark::RegisterBenchmark("attention/symmetric_softmax", symmetric_softmax_kernel)
+        ->Arg(0)
+        ->Arg(1)
+        ->ArgName("backward")
+        ->Unit(benchmark::kMicrosecond)
+        ->UseManualTime();
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
