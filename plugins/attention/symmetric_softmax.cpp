@@ -65,8 +65,8 @@ struct MirroredExponentials {
         return column_sums;
     }
 
-    // The strips of kTiles tiles below the band of columns from j0 that the band's rows end, its
-    // columns' sums kept in a register down the band.
+    // The band of kTiles tile columns from column j0 below its own rows: strip after strip down to
+    // the last whole tile, the columns' sums kept in a register until the band ends.
     template <int kTiles>
     static inline __attribute__((always_inline)) void down_band(float* s, std::int64_t n, std::int64_t j0,
                                                                 std::int64_t whole, float* sums) {
