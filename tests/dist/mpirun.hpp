@@ -37,8 +37,12 @@ public:
         std::vector<char*> argv;
         for (std::string& s : strings) argv.push_back(s.data());
         argv.push_back(nullptr);
-        // Open MPI refuses root without these; the tests may run as root in a container.
-        std::vector<std::string> env{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+        // Open MPI refuses root without the first two; the tests may run as root in a container.
+        // Each job gets a session directory of its own: jobs sharing /tmp/ompi.<host>.<uid> race,
+        // one removing it as it ends while another makes its own directory in it.
+        std::vector<std::string> env{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                     "OMPI_MCA_orte_tmpdir_base="};
+        env.back() += session_.path().string();
         for (char** e = environ; *e; ++e) env.emplace_back(*e);
         std::vector<char*> envp;
         for (std::string& e : env) envp.push_back(e.data());
@@ -92,6 +96,7 @@ public:
     std::string err() const { return read_bytes(err_); }
 
 private:
+    TempDir session_;  // made before the job starts, removed after it ends
     std::filesystem::path out_, err_;
     pid_t pid_ = -1;
     bool finished_ = false;
