@@ -7,10 +7,14 @@
 #include <cstring>
 
 #include "nngraph/arithmetic.hpp"
+#include "nngraph/bfloat16.hpp"
 #include "nngraph/vector_math.hpp"
 
 namespace nngraph_attention::kernels {
 
+using nng::bfloat16_bits;
+using nng::from_bfloat16;
+using nng::to_bfloat16;
 using nng::simd::exponentiate;
 using nng::simd::lane_sum;
 using nng::simd::load;
@@ -35,27 +39,6 @@ void gemm(Layout a_layout, std::int64_t M, std::int64_t N, std::int64_t K, const
           const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate);
 
 // ---- bfloat16 tiles (mixed_bfloat16) ----
-
-// The bits of bf16(x) in the upper half of x's bits, the lower half zero, for one float's bits or a
-// vector of them: round to nearest even as oneDNN's conversion does; a NaN stays a quiet NaN.
-template <class Bits>
-inline __attribute__((always_inline)) Bits bfloat16_bits(Bits bits) {
-    const Bits rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
-    const Bits quiet_nan = (bits | 0x400000u) & 0xffff0000u;
-    const Bits nan = 0u - ((0x7f800000u - (bits & 0x7fffffffu)) >> 31);  // all ones where |x| is past infinity
-    return (quiet_nan & nan) | (rounded & ~nan);
-}
-inline std::uint16_t to_bfloat16(float x) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &x, sizeof bits);
-    return static_cast<std::uint16_t>(bfloat16_bits(bits) >> 16);
-}
-inline float from_bfloat16(std::uint16_t h) {
-    const std::uint32_t bits = std::uint32_t{h} << 16;
-    float x;
-    std::memcpy(&x, &bits, sizeof x);
-    return x;
-}
 
 // The bf16 products read operands as rows (row-major) or "in pairs", the layout AVX512_BF16's
 // vdpbf16ps multiplies: a (K x N) matrix X in pairs holds X[k][n] at [(k / 2)·stride + 2n + k % 2],

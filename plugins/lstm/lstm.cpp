@@ -107,13 +107,13 @@ struct Lstm {
     }
 
     // Keras's use_cudnn, with oneDNN's fused LSTM in cuDNN's place. It runs Keras's default cell
-    // without a mask only. auto takes it under mixed_bfloat16 (its bf16 kernels) and the stepwise
-    // loop in f32, where the loop's parts of the batch run every step without meeting and it
-    // outpaces oneDNN's primitive in training and inference alike.
+    // without a mask only. auto takes the stepwise loop, in f32 and under mixed_bfloat16 alike:
+    // the loop's parts of the batch run every step without meeting, and it outpaces oneDNN's
+    // primitive in training and inference.
     enum class Fused { kAuto, kAlways, kNever };
     bool stepwise(bool masked) const {
         if (masked || !s_.onednn_cell()) return true;
-        return fused_ == Fused::kNever || (fused_ == Fused::kAuto && !mixed_bfloat16_);
+        return fused_ != Fused::kAlways;
     }
 
     // The op's largest arrays are the kernels (F or U by 4·U) and the steps' gates (T·N by 4·U).
@@ -159,8 +159,7 @@ struct Lstm {
         mixed_bfloat16_ = ctx.precision() == nng::Precision::MixedBfloat16;
         if (fused_ == Fused::kAlways && ctx.input_has_mask(0)) throw nng::OpError(kFusedMaskReason, "use_cudnn");
         const bool steps_by_hand = stepwise(ctx.input_has_mask(0));
-        // Only oneDNN's path has bf16 kernels; the stepwise one stays in f32.
-        s_.bfloat16 = mixed_bfloat16_ && !steps_by_hand;
+        s_.bfloat16 = mixed_bfloat16_;
         // Backward reads saved buffers only, and the final states oneDNN's backward takes back.
         ctx.set_backward_needs(!steps_by_hand && s_.return_state ? NNG_NEEDS_OUTPUT(1) | NNG_NEEDS_OUTPUT(2) : 0u);
         declare_buffers(ctx, Sizes{T, std::max<std::int64_t>(N, 0), F, U}, steps_by_hand);
@@ -182,11 +181,13 @@ struct Lstm {
         const std::int64_t state = s.batch * s.units;
         const auto when = [](bool needed, std::int64_t count) { return needed ? count : 0; };
         const bool bf16 = s_.bfloat16 && fused;
+        const bool steps_bf16 = s_.bfloat16 && by_steps && s.batch > 0;
         const BatchSplit split =
             fused ? batch_split(s.batch, op_threads(s.batch, ctx.num_threads())) : BatchSplit{s.batch, 1};
         // Under mixed_bfloat16 the f32 time-major input lives for the call only: backward reads its
-        // bf16 copy and the bf16 sequence.
-        b_.input = ctx.buffer<float>("input", when(training && !bf16, s.rows() * s.features), Lifetime::Saved);
+        // bf16 copy and the bf16 sequence (oneDNN's path), or the bf16 rows of the steps (stepwise).
+        b_.input = ctx.buffer<float>("input", when(training && !bf16, s.rows() * s.features),
+                                     s_.bfloat16 && by_steps ? Lifetime::PerCall : Lifetime::Saved);
         b_.gates = ctx.buffer<float>("gates", when(training && by_steps, 4 * s.steps * state), Lifetime::Saved);
         b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
@@ -207,23 +208,29 @@ struct Lstm {
         b_.input_bf16 =
             ctx.buffer<std::uint16_t>("bfloat16 input", when(training && bf16, s.rows() * s.features), Lifetime::Saved);
 
-        b_.step_scratch = ctx.buffer<float>(
-            "step scratch", when(by_steps && s.batch > 0, step_scratch_floats(s, training)), Lifetime::PerCall);
+        // Every step's bf16 rows and the bf16 weights: saved in training, in the step scratch otherwise.
+        b_.steps_bf16 = ctx.buffer<std::uint16_t>(
+            "bfloat16 steps", when(steps_bf16 && training, StepsInBfloat16::count(s)), Lifetime::Saved);
+        // The path's own scratch for a call: the states and the joint operands of the stepwise
+        // loop, or the weights and time-major gradients of each part on oneDNN's path.
+        const std::int64_t call_scratch = by_steps ? step_scratch_floats(s, training)
+                                          : fused  ? split.parts * fused_part_floats(s_, s, training, split)
+                                                   : 0;
+        b_.call_scratch = ctx.buffer<float>(by_steps ? "step scratch" : "part scratch", when(s.batch > 0, call_scratch),
+                                            Lifetime::PerCall);
         b_.dropout_mask = ctx.buffer<float>(
             "dropout mask", when(training && s_.dropout > 0.0f && s_.dropout < 1.0f, s.batch * s.features),
-            Lifetime::PerCall);
-        b_.part_scratch = ctx.buffer<float>(
-            "part scratch", when(fused, split.parts * (fused ? fused_part_floats(s_, s, training, split) : 0)),
             Lifetime::PerCall);
         b_.input_gradient =
             ctx.buffer<float>("input gradient", when(training, s.rows() * s.features), Lifetime::Backward);
         b_.gradient_copies = ctx.buffer<float>(
             "weight gradient copies", when(training && fused, GradientCopies::floats(s, static_cast<int>(split.parts))),
             Lifetime::Backward);
-        b_.step_gradients = ctx.buffer<float>(
-            "step gradients",
-            when(training && by_steps, stepwise_backward_floats(s, op_threads(s.batch, ctx.num_threads()))),
-            Lifetime::Backward);
+        b_.step_gradients =
+            ctx.buffer<float>("step gradients",
+                              when(training && by_steps,
+                                   stepwise_backward_floats(s, op_threads(s.batch, ctx.num_threads()), s_.bfloat16)),
+                              Lifetime::Backward);
     }
 
     // The per-call input buffer: the f32 time-major input, followed by its bf16 copy when `with_copy`
@@ -251,7 +258,7 @@ struct Lstm {
     static int op_threads(std::int64_t batch, int threads) { return batch < kSerialBatch ? 1 : std::max(1, threads); }
 
     PartScratch part_scratch(const nng::Exec& exec, const BatchSplit& split) const {
-        return {exec.buffer(b_.part_scratch), exec.count(b_.part_scratch) / split.parts};
+        return {exec.buffer(b_.call_scratch), exec.count(b_.call_scratch) / split.parts};
     }
 
     // One thread below kSerialBatch sequences: each step's products are then a few hundred
@@ -292,7 +299,8 @@ struct Lstm {
         const Results out{exec.output(0).f32(), s_.return_state ? exec.output(1).f32() : nullptr,
                           s_.return_state ? exec.output(2).f32() : nullptr};
         if (by_steps) {
-            stepwise_forward(s_, s, batch_split(s.batch, threads), in, step_state(exec, s, training), out);
+            const StepState st = step_state(exec, s, training, s_.bfloat16 ? &in.bf16_steps : nullptr);
+            stepwise_forward(s_, s, batch_split(s.batch, threads), in, st, out);
         } else if (training) {
             fused_forward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                           static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split), out);
@@ -330,8 +338,9 @@ struct Lstm {
                          dbias ? dbias.f32() : nullptr};
         if (dx) grads.xt = exec.buffer(b_.input_gradient);
         if (by_steps) {
-            stepwise_backward(s_, s, batch_split(s.batch, threads), threads, in, step_state(exec, s, true),
-                              exec.buffer(b_.step_gradients), dy, grads);
+            const StepState st = step_state(exec, s, true, s_.bfloat16 ? &in.bf16_steps : nullptr);
+            stepwise_backward(s_, s, batch_split(s.batch, threads), threads, in, st, exec.buffer(b_.step_gradients), dy,
+                              grads);
         } else {
             fused_backward(s_, s, split, in, sequence(exec, true), exec.buffer(b_.workspace),
                            static_cast<std::size_t>(exec.count(b_.workspace)), part_scratch(exec, split),
@@ -391,35 +400,46 @@ struct Lstm {
     std::int64_t inference_hidden_floats(const Sizes& s) const {
         return s.batch * s.units * (s_.return_sequences ? s.steps + 1 : 2);
     }
-    // The stepwise path's per-call scratch: the joint product's operands, and in inference the states.
+    // The stepwise path's per-call scratch: the joint product's operands, and in inference the states
+    // and, under mixed_bfloat16, the bf16 operands.
     std::int64_t step_scratch_floats(const Sizes& s, bool training) const {
         const std::int64_t state = s.batch * s.units;
-        if (training) return joint_floats(s);
-        return carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state, joint_floats(s)});
+        if (training) return joint_floats(s, s_.bfloat16);
+        return carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state,
+                              joint_floats(s, s_.bfloat16), inference_bfloat16_floats(s)});
     }
-    // The stepwise path's states: saved buffers in training, else carved from the step scratch.
-    StepState step_state(const nng::Exec& exec, const Sizes& s, bool training) const {
+    std::int64_t inference_bfloat16_floats(const Sizes& s) const {
+        return s_.bfloat16 ? floats_for<std::uint16_t>(StepsInBfloat16::count(s)) : 0;
+    }
+    // The stepwise path's states: saved buffers in training, else carved from the step scratch, as
+    // are, under mixed_bfloat16, the bf16 operands (`bfloat16`, when given).
+    StepState step_state(const nng::Exec& exec, const Sizes& s, bool training,
+                         StepsInBfloat16* bfloat16 = nullptr) const {
         StepState st;
-        float* scratch = exec.buffer(b_.step_scratch);
-        const std::int64_t scratch_floats = exec.count(b_.step_scratch);
+        float* scratch = exec.buffer(b_.call_scratch);
+        const std::int64_t scratch_floats = exec.count(b_.call_scratch);
         if (training) {
             st.gates = exec.buffer(b_.gates);
             st.hidden = exec.buffer(b_.hidden);
             st.cell = exec.buffer(b_.cell);
             st.cell_activation = exec.buffer(b_.cell_activation);
-            carve(scratch, scratch_floats, {{&st.joint, joint_floats(s)}});
+            carve(scratch, scratch_floats, {{&st.joint, joint_floats(s, s_.bfloat16)}});
+            if (bfloat16) *bfloat16 = StepsInBfloat16::carve(exec.buffer(b_.steps_bf16), s);
             return st;
         }
         st.every_step = false;
         st.gates_every_step = inference_gates_every_step(s);
         st.hidden_every_step = s_.return_sequences;  // the sequence is the output
         const std::int64_t state = s.batch * s.units;
+        float* room = nullptr;
         carve(scratch, scratch_floats,
               {{&st.gates, inference_gate_floats(s)},
                {&st.hidden, inference_hidden_floats(s)},
                {&st.cell, 2 * state},
                {&st.cell_activation, state},
-               {&st.joint, joint_floats(s)}});
+               {&st.joint, joint_floats(s, s_.bfloat16)},
+               {&room, inference_bfloat16_floats(s)}});
+        if (bfloat16) *bfloat16 = StepsInBfloat16::carve(reinterpret_cast<std::uint16_t*>(room), s);
         return st;
     }
 
@@ -444,10 +464,10 @@ struct Lstm {
     struct Buffers {
         nng::Buffer<float> input, gates, hidden, cell, cell_activation;
         nng::Buffer<std::byte> sequence, workspace;
-        nng::Buffer<float> inference_input, step_scratch, dropout_mask, part_scratch;
+        nng::Buffer<float> inference_input, call_scratch, dropout_mask;
         nng::Buffer<std::byte> inference_sequence;
         nng::Buffer<float> input_gradient, gradient_copies, step_gradients;
-        nng::Buffer<std::uint16_t> input_bf16;
+        nng::Buffer<std::uint16_t> input_bf16, steps_bf16;
     } b_;
 };
 

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/carver.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
@@ -48,8 +49,9 @@ struct Settings {
     bool return_sequences = false;
     bool return_state = false;
     bool go_backwards = false;
-    // mixed_bfloat16 (the node's policy, set at planning): the oneDNN path's input, weights and
-    // hidden states in bf16, its cell state, bias, accumulation and every gradient in f32.
+    // mixed_bfloat16 (the node's policy, set at planning): the products in bf16 with f32 sums. On
+    // oneDNN's path the input, weights and hidden states in bf16, its cell state, bias and every
+    // gradient in f32; on the stepwise path bf16 copies of the products' operands only.
     bool bfloat16 = false;
 
     // oneDNN's vanilla LSTM computes exactly Keras's default cell.
@@ -61,6 +63,27 @@ struct Sizes {
     std::int64_t steps, batch, features, units;
 
     std::int64_t rows() const { return steps * batch; }  // T * N, the rows of time-major matrices
+};
+
+// Under mixed_bfloat16 the stepwise path's products read bf16 copies and sum in f32; all null in
+// float32 and on oneDNN's path.
+struct StepsInBfloat16 {
+    // Every step's row [x_k, h_k] for every sequence, (T, N, F + U): the left operand of the step's
+    // product, then what the weight gradients read.
+    std::uint16_t* rows = nullptr;
+    // Forward: [W; U] (F + U, 4U). Backward: Uᵀ (4U, U), then W (F, 4U).
+    std::uint16_t* weights = nullptr;
+
+    bool present() const { return rows != nullptr; }
+    static std::int64_t row_width(const Sizes& s) { return s.features + s.units; }
+    // The bf16 values of both, the weights 64-byte aligned after the rows.
+    static std::int64_t count(const Sizes& s) {
+        return nng::round_up(s.rows() * row_width(s), std::int64_t{32}) + row_width(s) * 4 * s.units;
+    }
+    static StepsInBfloat16 carve(std::uint16_t* memory, const Sizes& s) {
+        if (!memory) return {};
+        return {memory, memory + nng::round_up(s.rows() * row_width(s), std::int64_t{32})};
+    }
 };
 
 // What a path needs besides the sizes: the time-major input XT (filled before the path runs, the
@@ -75,6 +98,7 @@ struct Operands {
     const float* recurrent_kernel = nullptr;  // (U, 4U)
     const float* bias = nullptr;              // (4U) or null without use_bias
     const std::uint8_t* mask = nullptr;
+    StepsInBfloat16 bf16_steps;
 };
 
 // Where a call's outputs go: out0 is the sequence (N, T, U) or the last output (N, U); h and c the
@@ -242,14 +266,16 @@ inline bool projects_at_once(const Sizes& s) { return s.batch < kLeastPartBatch;
 inline bool inference_gates_every_step(const Sizes& s) { return projects_at_once(s); }
 // Whether a stepwise call reads its input in place (Operands::x) rather than from XT.
 inline bool projects_from_input(const Sizes& s, bool training) { return !training && !projects_at_once(s); }
-// Floats of StepState::joint (none for a batch that projects at once).
-std::int64_t joint_floats(const Sizes& s);
+// Floats of StepState::joint (none for a batch that projects at once, or under mixed_bfloat16,
+// whose rows and weights are StepsInBfloat16's).
+std::int64_t joint_floats(const Sizes& s, bool bfloat16);
 // `parts` splits the rows of every step among threads; the buffers keep the plain layout.
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& state, const Results& out);
-// Floats of the scratch stepwise_backward carves its gradients of the states and gates from, and
-// the sums of each of `threads` threads.
-std::int64_t stepwise_backward_floats(const Sizes& s, int threads);
+// Floats of the scratch stepwise_backward carves its gradients of the states and gates from, the
+// sums of each of `threads` threads and, under mixed_bfloat16, every step's dz in bf16 and the
+// weight gradients stacked.
+std::int64_t stepwise_backward_floats(const Sizes& s, int threads, bool bfloat16);
 void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, int threads,
                        const Operands& in, const StepState& state, float* scratch, const OutputGrads& dy,
                        const ParamGrads& grads);

@@ -8,6 +8,10 @@
 // memory objects or argument maps per call (the helper's matmul allocates a dozen small objects
 // each time, thousands per training step here).
 //
+// Under mixed_bfloat16 the same loops run with the products on oneDNN's bf16 matmul (f32 sums):
+// every step's rows [x_k, h_k] are kept in bf16, x for all steps up front and h as each step
+// makes it, dz likewise in backward; the cells, the states and the bias gradient stay f32.
+//
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
 // g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
 // Backward walks the steps in reverse with dh, dc; a masked row passes both through unchanged.
@@ -19,15 +23,21 @@
 #include <utility>
 
 #include "lstm.hpp"
+#include "nngraph/bfloat16.hpp"
 
 namespace nngraph_lstm {
 namespace {
 
 using onednn::View;
 constexpr auto f32 = dnnl::memory::data_type::f32;
+constexpr auto bf16 = dnnl::memory::data_type::bf16;
 
 View matrix(const float* data, std::int64_t rows, std::int64_t cols) {
     return onednn::view(const_cast<float*>(data), f32, {rows, cols});
+}
+// Columns [first, first + cols) of a bf16 matrix whose rows are `stride` apart.
+View columns(const std::uint16_t* data, std::int64_t rows, std::int64_t first, std::int64_t cols, std::int64_t stride) {
+    return onednn::view(const_cast<std::uint16_t*>(data) + first, bf16, {rows, cols}, {stride, 1});
 }
 
 // C (M, N) = A (M, K) B (K, N) + C; A's rows lda apart, B's and C's dense. B is never read
@@ -68,7 +78,7 @@ struct Joint {
     std::int64_t width;  // F + U (+ 1)
 
     Joint(const Sizes& s, bool bias, float* memory) : width(s.features + s.units + (bias ? 1 : 0)) {
-        carve(memory, joint_floats(s), {{&rows, s.batch * width}, {&weights, width * 4 * s.units}});
+        carve(memory, joint_floats(s, false), {{&rows, s.batch * width}, {&weights, width * 4 * s.units}});
     }
 };
 
@@ -176,11 +186,47 @@ NNG_LOOP_CLONES void backward_cell(const Settings& settings, const Sizes& s, con
     }
 }
 
+// ---- mixed_bfloat16 ----
+
+// The x columns of every step's bf16 rows, from XT or, when given, from the input in place.
+void input_rows_to_bfloat16(const Settings& settings, const Sizes& s, const Operands& in) {
+    const std::int64_t F = s.features, width = StepsInBfloat16::row_width(s);
+    std::uint16_t* const rows = in.bf16_steps.rows;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t k = 0; k < s.steps; ++k) {
+        const std::int64_t t = settings.go_backwards ? s.steps - 1 - k : k;
+        for (std::int64_t n = 0; n < s.batch; ++n) {
+            const float* x = in.x ? in.x + (n * s.steps + t) * F : in.xt + (k * s.batch + n) * F;
+            nng::to_bfloat16(x, rows + (k * s.batch + n) * width, F);
+        }
+    }
+}
+
+// Step k's pre-activations of the rows from bf16 operands: h_k goes into the step's rows, then
+// z = [x_k, h_k] [W; U] + b, or z += h_k U where every step's x W + b was made at once.
+void project_step_bfloat16(const Sizes& s, const Operands& in, bool at_once, std::int64_t k, Rows rows, const float* h,
+                           float* z) {
+    const std::int64_t F = s.features, U = s.units, width = StepsInBfloat16::row_width(s);
+    std::uint16_t* const step_rows = in.bf16_steps.rows + (k * s.batch + rows.first) * width;
+    for (std::int64_t r = 0; r < rows.count; ++r)
+        nng::to_bfloat16(h + (rows.first + r) * U, step_rows + r * width + F, U);
+    const View out = matrix(z + rows.first * 4 * U, rows.count, 4 * U);
+    if (at_once) {
+        if (k > 0)
+            onednn::matmul(columns(step_rows, rows.count, F, U, width),
+                           columns(in.bf16_steps.weights + F * 4 * U, U, 0, 4 * U, 4 * U), out, {.beta = 1.0f});
+        return;
+    }
+    onednn::matmul(columns(step_rows, rows.count, 0, width, width),
+                   columns(in.bf16_steps.weights, width, 0, 4 * U, 4 * U), out,
+                   {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+}
+
 }  // namespace
 
-std::int64_t joint_floats(const Sizes& s) {
+std::int64_t joint_floats(const Sizes& s, bool bfloat16) {
     const std::int64_t width = s.features + s.units + 1;
-    return projects_at_once(s) ? 0 : carved_floats({s.batch * width, width * 4 * s.units});
+    return projects_at_once(s) || bfloat16 ? 0 : carved_floats({s.batch * width, width * 4 * s.units});
 }
 
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
@@ -188,10 +234,23 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
     Stopwatch watch;
     const std::int64_t U = s.units, state = s.batch * U, gates = 4 * state;
     const bool at_once = projects_at_once(s);
+    const bool bfloat16 = in.bf16_steps.present();
+    const std::int64_t F = s.features;
+    const View bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{};
     std::optional<Joint> joint;
-    if (at_once) {  // every step's XT W + b in one matmul over T*N rows
-        onednn::matmul(matrix(in.xt, s.rows(), s.features), matrix(in.kernel, s.features, 4 * U),
-                       matrix(st.gates, s.rows(), 4 * U), {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
+    if (bfloat16) {  // x of every step and [W; U] in bf16
+        input_rows_to_bfloat16(settings, s, in);
+        nng::to_bfloat16(in.kernel, in.bf16_steps.weights, F * 4 * U);
+        nng::to_bfloat16(in.recurrent_kernel, in.bf16_steps.weights + F * 4 * U, U * 4 * U);
+        if (at_once) {
+            const std::int64_t width = StepsInBfloat16::row_width(s);
+            onednn::matmul(columns(in.bf16_steps.rows, s.rows(), 0, F, width),
+                           columns(in.bf16_steps.weights, F, 0, 4 * U, 4 * U), matrix(st.gates, s.rows(), 4 * U),
+                           {.bias = bias});
+        }
+    } else if (at_once) {  // every step's XT W + b in one matmul over T*N rows
+        onednn::matmul(matrix(in.xt, s.rows(), F), matrix(in.kernel, F, 4 * U), matrix(st.gates, s.rows(), 4 * U),
+                       {.bias = bias});
     } else {
         joint.emplace(s, in.bias != nullptr, st.joint);
         stack_weights(s, in, *joint);
@@ -206,7 +265,9 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
         for (std::int64_t k = 0; k < s.steps; ++k) {
             float* z = gates_of(k);
             const float* h = hidden_of(k);
-            if (!at_once)
+            if (bfloat16)
+                project_step_bfloat16(s, in, at_once, k, rows, h, z);
+            else if (!at_once)
                 project_step(settings, s, in, *joint, k, rows, h, z);
             else if (k > 0)  // z += h U
                 gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, U, in.recurrent_kernel,
@@ -251,6 +312,15 @@ struct WorkerScratch {
     }
 };
 
+// out[c] = the workers' column sums added, in double, then rounded once.
+void add_worker_sums(const double* sums, int workers, std::int64_t width, float* out) {
+    for (std::int64_t c = 0; c < width; ++c) {
+        double total = 0.0;
+        for (std::int64_t w = 0; w < workers; ++w) total += sums[w * width + c];
+        out[c] = static_cast<float>(total);
+    }
+}
+
 ParamGrads without_bias(ParamGrads grads) {
     grads.bias = nullptr;
     return grads;
@@ -293,21 +363,49 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
         }
     });
     weights.add_copies();
-    if (grads.bias) {
-        for (std::int64_t c = 0; c < width; ++c) {
-            double total = 0.0;
-            for (std::int64_t w = 0; w < workers; ++w) total += scratch.bias_sums[w * width + c];
-            grads.bias[c] = static_cast<float>(total);
-        }
+    if (grads.bias) add_worker_sums(scratch.bias_sums, workers, width, grads.bias);
+}
+
+// The same from bf16 copies of x, h and dz (each product one oneDNN call on every thread): both
+// weights' gradients in one product [x, h]ᵀ dz into `stacked` (F + U, 4U), whose rows are then
+// theirs. The bias gradient sums the f32 dz, a block of rows a worker.
+void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const float* dz, const std::uint16_t* dz_bfloat16,
+                               float* stacked, float* worker_scratch, int workers, const ParamGrads& grads) {
+    const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
+    const std::int64_t row_width = StepsInBfloat16::row_width(s);
+    const StepsInBfloat16& b = in.bf16_steps;
+    const View dz_rows = columns(dz_bfloat16, rows, 0, width, width);
+    if (grads.kernel || grads.recurrent_kernel) {
+        onednn::matmul(columns(b.rows, rows, 0, row_width, row_width).transposed(), dz_rows,
+                       matrix(stacked, row_width, width));
+        if (grads.kernel) std::memcpy(grads.kernel, stacked, static_cast<std::size_t>(F * width) * sizeof(float));
+        if (grads.recurrent_kernel)
+            std::memcpy(grads.recurrent_kernel, stacked + F * width,
+                        static_cast<std::size_t>(U * width) * sizeof(float));
     }
+    if (grads.xt)
+        onednn::matmul(dz_rows, columns(b.weights + width * U, F, 0, width, width).transposed(),
+                       matrix(grads.xt, rows, F));
+    if (!grads.bias) return;
+    workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(rows, 1)));
+    const WorkerScratch scratch(s, workers, worker_scratch);
+    onednn::run_in_parts(workers, [&](std::int64_t w) {
+        double* sums = scratch.bias_sums + w * width;
+        std::fill_n(sums, width, 0.0);
+        const std::int64_t first = nng::split_point(rows, workers, w), end = nng::split_point(rows, workers, w + 1);
+        onednn::add_column_sums(dz + first * width, end - first, width, width, sums);
+    });
+    add_worker_sums(scratch.bias_sums, workers, width, grads.bias);
 }
 
 }  // namespace
 
-std::int64_t stepwise_backward_floats(const Sizes& s, int threads) {
+std::int64_t stepwise_backward_floats(const Sizes& s, int threads, bool bfloat16) {
     const std::int64_t state = s.batch * s.units;
     return carved_floats({state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units,
-                          WorkerScratch::floats(s, std::max(threads, 1))});
+                          WorkerScratch::floats(s, std::max(threads, 1)),
+                          bfloat16 ? floats_for<std::uint16_t>(4 * s.rows() * s.units) : 0,
+                          bfloat16 ? StepsInBfloat16::row_width(s) * 4 * s.units : 0});
 }
 
 void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSplit& parts, int threads,
@@ -318,14 +416,26 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
     float *dh = nullptr, *dh_before = nullptr, *dc = nullptr, *dz = nullptr;
     float* recurrent_transposed = nullptr;  // U^T (4U, U)
     float* workers_scratch = nullptr;
-    carve(scratch, stepwise_backward_floats(s, threads),
+    std::uint16_t* dz_bfloat16 = nullptr;  // under mixed_bfloat16, with the stacked weight gradients
+    float* stacked_gradients = nullptr;
+    const bool bfloat16 = in.bf16_steps.present();
+    carve(scratch, stepwise_backward_floats(s, threads, bfloat16),
           {{&dh, state},
            {&dh_before, state},
            {&dc, state},
            {&dz, 4 * s.rows() * U},
            {&recurrent_transposed, 4 * U * U},
-           {&workers_scratch, WorkerScratch::floats(s, std::max(threads, 1))}});
-    onednn::reorder(matrix(in.recurrent_kernel, U, 4 * U), matrix(recurrent_transposed, 4 * U, U).transposed());
+           {&workers_scratch, WorkerScratch::floats(s, std::max(threads, 1))},
+           {&dz_bfloat16, bfloat16 ? 4 * s.rows() * U : 0},
+           {&stacked_gradients, bfloat16 ? StepsInBfloat16::row_width(s) * 4 * U : 0}});
+    // Uᵀ (4U, U) for dz Uᵀ, row-major: sgemm repacks a transposed B at every call. Under
+    // mixed_bfloat16 in bf16, followed by the bf16 W that the input gradient reads.
+    if (bfloat16) {
+        onednn::to_bfloat16(matrix(in.recurrent_kernel, U, 4 * U).transposed(), in.bf16_steps.weights);
+        nng::to_bfloat16(in.kernel, in.bf16_steps.weights + 4 * U * U, s.features * 4 * U);
+    } else {
+        onednn::reorder(matrix(in.recurrent_kernel, U, 4 * U), matrix(recurrent_transposed, 4 * U, U).transposed());
+    }
     // The gradients of the final h and c: the last output's (without return_sequences) and the states'.
     std::memset(dh, 0, static_cast<std::size_t>(state) * sizeof(float));
     if (!settings.return_sequences && dy.out) add_to(dh, dy.out, state);
@@ -343,13 +453,24 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
             float* dz_k = dz + k * 4 * state;
             backward_cell(settings, s, in, st, k, rows, dseq, after, dc, before, dz_k);
             // h_k's gradient through the step: dz U^T (the initial state's is not needed).
-            if (k > 0)
+            if (bfloat16) {
+                std::uint16_t* dz_rows = dz_bfloat16 + (k * s.batch + rows.first) * 4 * U;
+                nng::to_bfloat16(dz_k + rows.first * 4 * U, dz_rows, rows.count * 4 * U);
+                if (k > 0)
+                    onednn::matmul(columns(dz_rows, rows.count, 0, 4 * U, 4 * U),
+                                   columns(in.bf16_steps.weights, 4 * U, 0, U, U),
+                                   matrix(before + rows.first * U, rows.count, U), {.beta = 1.0f});
+            } else if (k > 0) {
                 gemm_accumulate(rows.count, U, 4 * U, dz_k + rows.first * 4 * U, 4 * U, recurrent_transposed,
                                 before + rows.first * U);
+            }
             std::swap(after, before);
         }
     });
-    weight_gradients(s, in, st.hidden, dz, workers_scratch, threads, grads);
+    if (bfloat16)
+        weight_gradients_bfloat16(s, in, dz, dz_bfloat16, stacked_gradients, workers_scratch, threads, grads);
+    else
+        weight_gradients(s, in, st.hidden, dz, workers_scratch, threads, grads);
     watch.lap(Phase::backward_compute);
 }
 

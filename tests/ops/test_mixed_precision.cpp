@@ -8,6 +8,7 @@
 #include <set>
 
 #include "gradcheck.hpp"
+#include "nngraph/arithmetic.hpp"
 #include "nngraph/cpu.hpp"
 #include "op_runner.hpp"
 
@@ -139,28 +140,44 @@ TEST_CASE("Dense under mixed_bfloat16 declares its bf16 copies in the arena, non
     CHECK(f32.buffer_bytes("bfloat16 input") == 0);
 }
 
-TEST_CASE("LSTM under mixed_bfloat16 (oneDNN's path) is within bfloat16 tolerance of float32, forward and backward") {
+TEST_CASE("LSTM under mixed_bfloat16 is within bfloat16 tolerance of float32, forward and backward, on both paths") {
     if (skip_without_bfloat16()) return;
     struct Case {
         std::string attributes;
         std::int64_t batch;
         int threads;
+        bool masked = false;
     };
-    // The last output, the sequence with the final states, and a batch split into parts over threads.
-    for (const Case& c :
-         {Case{"{units: 12}", 4, 1}, Case{"{units: 12, return_sequences: true, return_state: true}", 4, 1},
-          Case{"{units: 12, return_sequences: true, go_backwards: true}", 32, 2}}) {
-        CAPTURE(c.attributes);
-        CAPTURE(c.batch);
-        PolicyPair lstm("LSTM", c.attributes, {{DType::F32, {c.batch, 7, 10}}});
-        lstm.compare(0.03, {}, c.threads);
+    // The last output, the sequence with the final states, and a batch split into parts over
+    // threads, on the stepwise path (a small batch projects every step's input at once, a larger
+    // one step by step, masked or not) and on oneDNN's (use_cudnn: true).
+    for (const std::string path : {"", ", use_cudnn: true"}) {
+        for (const Case& c : {Case{"{units: 12" + path + "}", 4, 1},
+                              Case{"{units: 12, return_sequences: true, return_state: true" + path + "}", 4, 1},
+                              Case{"{units: 12, return_sequences: true, go_backwards: true" + path + "}", 32, 2},
+                              Case{"{units: 12, return_state: true" + path + "}", 24, 2, true}}) {
+            if (c.masked && !path.empty()) continue;  // oneDNN's LSTM takes no mask
+            CAPTURE(c.attributes);
+            CAPTURE(c.batch);
+            CAPTURE(c.masked);
+            PolicyPair lstm("LSTM", c.attributes, {{DType::F32, {c.batch, 7, 10}}}, {c.masked});
+            lstm.compare(0.03, {}, c.threads);
+        }
     }
 }
 
-TEST_CASE("LSTM under mixed_bfloat16 keeps its input and sequence in bf16, and float32 none") {
+TEST_CASE("LSTM under mixed_bfloat16 keeps its products' operands in bf16, and float32 none") {
     if (skip_without_bfloat16()) return;  // the declaration asks oneDNN's bf16 LSTM for its scratchpad
     const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {4, 7, 10}}};
-    OpRunner bf16("LSTM", "{units: 12}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
+    // The stepwise path: every step's rows [x, h] (7 * 4 rows of 10 + 12), whole 64-byte lines,
+    // then the weights [W; U] (22, 48).
+    OpRunner steps("LSTM", "{units: 12}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
+    CHECK(steps.buffer_bytes("bfloat16 steps") == 2 * (nng::round_up(7 * 4 * 22, 32) + 22 * 48));
+    CHECK(steps.buffer_bytes("bfloat16 input") == 0);
+    OpRunner steps_f32("LSTM", "{units: 12}", inputs);
+    CHECK(steps_f32.buffer_bytes("bfloat16 steps") == 0);
+    // oneDNN's path: the input and the sequence.
+    OpRunner bf16("LSTM", "{units: 12, use_cudnn: true}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
     OpRunner f32("LSTM", "{units: 12, use_cudnn: true}", inputs);  // the same (oneDNN's) path in f32
     CHECK(bf16.buffer_bytes("bfloat16 input") == 2 * 4 * 7 * 10);
     CHECK(bf16.buffer_bytes("sequence") == 2 * 4 * 7 * 12);

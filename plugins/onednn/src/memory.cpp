@@ -2,6 +2,8 @@
 #include <algorithm>
 
 #include "internal.hpp"
+#include "nngraph/bfloat16.hpp"
+#include "nngraph/cpu.hpp"
 
 namespace nng::onednn {
 namespace {
@@ -236,3 +238,16 @@ void reorder(const dnnl::memory& src, const dnnl::memory& dst) {
 }
 
 }  // namespace nng::onednn
+
+namespace nng {
+
+NNG_LOOP_CLONES void to_bfloat16(const float* src, std::uint16_t* dst, std::int64_t n) {
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, src + i, sizeof bits);
+        dst[i] = static_cast<std::uint16_t>(bfloat16_bits(bits) >> 16);
+    }
+}
+
+}  // namespace nng
