@@ -87,9 +87,13 @@ struct Dense {
                                                  nng::Lifetime::PerCall);
         bf16_.dz = ctx.buffer<std::uint16_t>("bfloat16 pre-activation gradient", count(training, rows * units_),
                                              nng::Lifetime::Backward);
+        bf16_.x_transposed = ctx.buffer<std::uint16_t>(
+            "bfloat16 input, transposed",
+            count(training, onednn::transposed_left_values(onednn::DataType::bf16, in, rows, units_)),
+            nng::Lifetime::Backward);
     }
     struct Bfloat16Copies {
-        nng::Buffer<std::uint16_t> x_saved, kernel_saved, x, kernel, dz;
+        nng::Buffer<std::uint16_t> x_saved, kernel_saved, x, kernel, dz, x_transposed;
     };
     // The bf16 copies' room in this call: the saved pair in training, the per-call pair otherwise;
     // null when the node computes in f32.
@@ -187,9 +191,18 @@ struct Dense {
             }
             return;
         }
-        if (dbias) onednn::sum_rows(dz, onednn::view(dbias));
-        const onednn::View dz_product = bfloat16 ? onednn::to_bfloat16(dz, exec.buffer(bf16_.dz)) : dz;
-        if (dkernel) onednn::matmul(m.x.transposed(), dz_product, onednn::view(dkernel));
+        // dz's bf16 copy, under mixed_bfloat16, in the pass that sums it for the bias.
+        onednn::View dz_product = dz;
+        std::uint16_t* const dz_room = bfloat16 ? exec.buffer(bf16_.dz) : nullptr;
+        if (dbias) {
+            const onednn::View copy = onednn::sum_rows(dz, onednn::view(dbias), 0.0f, dz_room);
+            if (copy.present()) dz_product = copy;
+        } else if (dz_room) {
+            dz_product = onednn::to_bfloat16(dz, dz_room);
+        }
+        if (dkernel)
+            onednn::matmul(m.x.transposed(), dz_product, onednn::view(dkernel),
+                           {.plain_left = exec.buffer(bf16_.x_transposed)});
         if (dx) onednn::matmul(dz_product, m.kernel.transposed(), onednn::view(dx, {m.rows, m.x.dims[1]}));
     }
 

@@ -491,6 +491,60 @@ TEST_CASE("sum over rows, overwriting and accumulating") {
     }
 }
 
+TEST_CASE("sum over rows with a bf16 copy: the same sums, and the copy a reorder to bf16 makes") {
+    for (const auto& [rows, cols] : {std::pair<std::int64_t, std::int64_t>{7, 35}, {640, 4100}}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        std::vector<float> x = random_values(rows * cols, 14);
+        const View vx = dn::view(x.data(), DataType::f32, {rows, cols});
+        std::vector<float> plain(cols), summed(cols);
+        dn::sum_rows(vx, dn::view(plain.data(), DataType::f32, {cols}));
+        std::vector<std::uint16_t> copy(rows * cols), reordered(rows * cols);
+        const View got = dn::sum_rows(vx, dn::view(summed.data(), DataType::f32, {cols}), 0.0f, copy.data());
+        dn::to_bfloat16(vx, reordered.data());
+        CHECK(got.data == copy.data());
+        CHECK(got.type == DataType::bf16);
+        CHECK(got.dims[0] == rows);
+        CHECK(got.dims[1] == cols);
+        CHECK(summed == plain);
+        CHECK(copy == reordered);
+    }
+    // A transposed x (columns not contiguous) takes the copy in a pass of its own.
+    std::vector<float> x = random_values(6 * 5, 15), sums(6);
+    std::vector<std::uint16_t> copy(30), reordered(30);
+    const View transposed = dn::view(x.data(), DataType::f32, {5, 6}).transposed();
+    dn::sum_rows(transposed, dn::view(sums.data(), DataType::f32, {5}), 0.0f, copy.data());
+    dn::to_bfloat16(transposed, reordered.data());
+    CHECK(copy == reordered);
+    CHECK(!dn::sum_rows(transposed, dn::view(sums.data(), DataType::f32, {5})).present());
+}
+
+TEST_CASE("a wide bf16 product copies a transposed left operand into plain rows, and only that one") {
+    CHECK(dn::transposed_left_values(DataType::bf16, 4, 6, 8192) == 24);
+    CHECK(dn::transposed_left_values(DataType::bf16, 4, 6, 8191) == 0);
+    CHECK(dn::transposed_left_values(DataType::f32, 4, 6, 8192) == 0);
+    if (!nng::cpu::has_bfloat16_dot_product()) return;  // oneDNN has no bf16 product to run here
+    const std::int64_t rows = 4, inner = 6, cols = 8192;
+    std::vector<float> a = random_values(inner * rows, 34), b = random_values(inner * cols, 35);
+    std::vector<std::uint16_t> a16(a.size()), b16(b.size());
+    // A stored (inner, rows), read transposed as (rows, inner).
+    const View at = dn::to_bfloat16(dn::view(a.data(), DataType::f32, {inner, rows}), a16.data()).transposed();
+    const View b_view = dn::to_bfloat16(dn::view(b.data(), DataType::f32, {inner, cols}), b16.data());
+    std::vector<float> in_place(rows * cols), copied(rows * cols);
+    std::vector<std::uint16_t> room(rows * inner, 0);
+    dn::matmul(at, b_view, dn::view(in_place.data(), DataType::f32, {rows, cols}));
+    dn::matmul(at, b_view, dn::view(copied.data(), DataType::f32, {rows, cols}), {.plain_left = room.data()});
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t k = 0; k < inner; ++k) CHECK(room[r * inner + k] == a16[k * rows + r]);
+    for (std::size_t i = 0; i < copied.size(); ++i) CHECK(copied[i] == doctest::Approx(in_place[i]).epsilon(1e-5));
+    // A narrower product leaves the room alone.
+    std::fill(room.begin(), room.end(), std::uint16_t{0});
+    const View b_narrow = dn::view(b16.data(), DataType::bf16, {inner, cols - 1}, {cols, 1});
+    std::vector<float> narrow(rows * (cols - 1));
+    dn::matmul(at, b_narrow, dn::view(narrow.data(), DataType::f32, {rows, cols - 1}), {.plain_left = room.data()});
+    CHECK(std::all_of(room.begin(), room.end(), [](std::uint16_t v) { return v == 0; }));
+}
+
 TEST_CASE("sum over rows rounds the exact sum once, whichever rows it is given") {
     // A sequence-parallel job sums each rank's rows and then the ranks' sums; one process sums
     // every row. The two agree to a float's rounding only when each sum is the exact one rounded.

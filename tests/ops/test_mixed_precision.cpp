@@ -127,6 +127,9 @@ TEST_CASE("Dense under mixed_bfloat16 is within bfloat16 tolerance of float32, f
         // The bias gradient sums dz in f32 in both: dy itself where z keeps its sign (linear, relu).
         dense.compare(0.02, {1});
     }
+    // As wide as a vocabulary: the kernel's gradient reads a plain copy of xᵀ.
+    PolicyPair wide("Dense", "{units: 8192, activation: softmax}", {{DType::F32, {6, 40}}});
+    wide.compare(0.02, {1});
 }
 
 TEST_CASE("Dense under mixed_bfloat16 declares its bf16 copies in the arena, none in float32") {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "internal.hpp"
+#include "nngraph/bfloat16.hpp"
 #include "nngraph/vector_math.hpp"
 
 namespace nng::onednn {
@@ -240,6 +241,12 @@ void matmul_with_bias_row(const View& a, const View& b, const View& c, const Mat
 
 }  // namespace
 
+std::int64_t transposed_left_values(DataType type, std::int64_t rows, std::int64_t inner, std::int64_t cols) {
+    if (type != DataType::bf16 || cols < kWideProductColumns || rows <= 0 || inner <= 0) return 0;
+    std::int64_t values = 0;
+    return nng::multiply_overflows(rows, inner, values) ? 0 : values;
+}
+
 BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols) {
     // Where the product runs on brgemm (AVX-512, all but the widest), the bias is added to each
     // block of C in cache.
@@ -260,6 +267,14 @@ BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options) {
     if (options.bias.present() && options.bias_rows.a && options.bias_rows.b)
         return matmul_with_bias_row(a, b, c, options);
+    if (options.plain_left && a.rank == 2 && c.rank == 2 && a.strides[0] == 1 && a.dims[0] > 1 &&
+        transposed_left_values(a.type, a.dims[0], a.dims[1], c.dims[1]) > 0) {
+        const View plain = view(options.plain_left, a.type, {a.dims[0], a.dims[1]});
+        reorder(a, plain);
+        MatmulOptions rest = options;
+        rest.plain_left = nullptr;
+        return matmul(plain, b, c, rest);
+    }
     const char* op = "matmul";
     const View& bias_in = options.bias;
     const std::initializer_list<detail::Named> views = {{"A", &a}, {"B", &b}, {"C", &c}, {"bias", &bias_in}};
@@ -599,6 +614,22 @@ NNG_LOOP_CLONES void add_rows(const float* x, std::int64_t rows, std::int64_t ro
     for (; r < rows; ++r)
         for (std::int64_t c = 0; c < width; ++c) sum[c] += x[r * row_stride + c];
 }
+
+// The same, writing each x(r, c) rounded to bf16 at copy[r * copy_stride + c] as it goes.
+NNG_LOOP_CLONES void add_rows_rounding(const float* x, std::int64_t rows, std::int64_t row_stride, std::int64_t width,
+                                       double* sum, std::uint16_t* copy, std::int64_t copy_stride) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* row = x + r * row_stride;
+        std::uint16_t* out = copy + r * copy_stride;
+#pragma omp simd
+        for (std::int64_t c = 0; c < width; ++c) {
+            std::uint32_t bits;
+            std::memcpy(&bits, row + c, sizeof bits);
+            out[c] = static_cast<std::uint16_t>(nng::bfloat16_bits(bits) >> 16);
+            sum[c] += row[c];
+        }
+    }
+}
 }  // namespace
 
 // Sums in double: a bias gradient adds up thousands of rows, and float sums taken in different
@@ -606,7 +637,7 @@ NNG_LOOP_CLONES void add_rows(const float* x, std::int64_t rows, std::int64_t ro
 // part by more than 1e-5 of the total. Threads take blocks of columns, so the order is fixed. The
 // blocks are as wide as they can be, a whole number of them a thread: a thread then reads each row
 // in long runs, where narrow blocks step from page to page down the rows.
-void sum_rows(const View& x, const View& out, float beta) {
+View sum_rows(const View& x, const View& out, float beta, void* bfloat16_copy) {
     const char* op = "sum_rows";
     const std::initializer_list<detail::Named> views = {{"x", &x}, {"out", &out}};
     require_present(op, views);
@@ -619,7 +650,10 @@ void sum_rows(const View& x, const View& out, float beta) {
     const std::int64_t out_stride = out.strides[out.rank - 1];
     const float* in = static_cast<const float*>(x.data);
     float* sums = static_cast<float*>(out.data);
-    if (n == 0) return;
+    const View copy = bfloat16_copy ? view(bfloat16_copy, DataType::bf16, {rows, n}) : View{};
+    if (copy.present() && column_stride != 1) to_bfloat16(x, bfloat16_copy);  // rare: a separate pass
+    auto* const copy_rows = column_stride == 1 ? static_cast<std::uint16_t*>(bfloat16_copy) : nullptr;
+    if (n == 0) return copy;
     const bool parallel = rows * n > 65536;
     const std::int64_t threads = parallel ? omp_get_max_threads() : 1;
     const std::int64_t blocks = nng::round_up(nng::ceil_div(n, kSumColumns), threads);
@@ -628,7 +662,9 @@ void sum_rows(const View& x, const View& out, float beta) {
     for (std::int64_t c0 = 0; c0 < n; c0 += block_width) {
         const std::int64_t width = std::min(block_width, n - c0);
         double sum[kSumColumns] = {};
-        if (column_stride == 1) {
+        if (copy_rows) {
+            add_rows_rounding(in + c0, rows, row_stride, width, sum, copy_rows + c0, n);
+        } else if (column_stride == 1) {
             add_rows(in + c0, rows, row_stride, width, sum);
         } else {
             for (std::int64_t r = 0; r < rows; ++r) {
@@ -641,6 +677,7 @@ void sum_rows(const View& x, const View& out, float beta) {
             o = static_cast<float>(beta == 0.0f ? sum[c] : sum[c] + double(beta) * o);
         }
     }
+    return copy;
 }
 
 void add_column_sums(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t row_stride, double* sums) {

@@ -294,6 +294,9 @@ struct MatmulOptions {
     Eltwise post = {};   // applied last
     // Given (both, with bias_row_floats' sizes), the bias (N) rides in the product; 2-D f32 only.
     BiasRowRooms bias_rows = {};
+    // Given (transposed_left_values' size), a transposed bf16 A is copied there into plain rows
+    // first where oneDNN reads it slowly in place.
+    void* plain_left = nullptr;
 };
 
 // The floats of BiasRowRooms' a and b for C (rows, cols) = A (rows, inner) B (inner, cols) + bias;
@@ -304,6 +307,11 @@ struct BiasRowFloats {
     std::int64_t a = 0, b = 0;
 };
 BiasRowFloats bias_row_floats(std::int64_t rows, std::int64_t inner, std::int64_t cols);
+
+// The bf16 values of MatmulOptions::plain_left for C (rows, cols) = Aᵀ·B with A of type `type`
+// stored (inner, rows): 0 unless the copy pays. brgemm reads a transposed bf16 A in place at a
+// fraction of its plain rate once C is as wide as a vocabulary.
+std::int64_t transposed_left_values(DataType type, std::int64_t rows, std::int64_t inner, std::int64_t cols);
 
 // C = post(alpha * (A·B + bias) + beta * C), batched over the leading axes.
 // A is (..., M, K), B (..., K, N), C (..., M, N); a transposed operand is a transposed() view.
@@ -358,8 +366,11 @@ void eltwise_backward(const Eltwise& f, const View& src, const View& diff_dst, c
 void eltwise_backward_from_dst(const Eltwise& f, const View& dst, const View& diff_dst, const View& diff_src);
 
 // out(n) = sum over m of x(m, n) + beta * out(n): a bias gradient. x is (M, N); out is (N) or
-// (1, N), both f32; the sums are taken in double (see the .cpp).
-void sum_rows(const View& x, const View& out, float beta = 0.0f);
+// (1, N), both f32; the sums are taken in double (see the .cpp). Given `bfloat16_copy` (room for
+// x.numel() values), x is also rounded to bf16 there, row-major, in the same pass over x: a
+// gradient that feeds both a bias and bf16 products is read from memory once. Returns that copy's
+// view, or an absent one.
+View sum_rows(const View& x, const View& out, float beta = 0.0f, void* bfloat16_copy = nullptr);
 // sums(c) += x(r, c) over `rows` rows of `cols` contiguous floats, in double, on the calling thread:
 // sum_rows' arithmetic for a caller that sums blocks of rows itself.
 void add_column_sums(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t row_stride, double* sums);
