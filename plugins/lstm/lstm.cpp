@@ -210,10 +210,11 @@ struct Lstm {
 
         // Every step's bf16 rows and the bf16 weights: saved in training, in the step scratch otherwise.
         b_.steps_bf16 = ctx.buffer<std::uint16_t>(
-            "bfloat16 steps", when(steps_bf16 && training, StepsInBfloat16::count(s)), Lifetime::Saved);
+            "bfloat16 steps", steps_bf16 && training ? bfloat16_steps_values(s, ctx.num_threads()) : 0,
+            Lifetime::Saved);
         // The path's own scratch for a call: the states and the joint operands of the stepwise
         // loop, or the weights and time-major gradients of each part on oneDNN's path.
-        const std::int64_t call_scratch = by_steps ? step_scratch_floats(s, training)
+        const std::int64_t call_scratch = by_steps ? step_scratch_floats(s, training, ctx.num_threads())
                                           : fused  ? split.parts * fused_part_floats(s_, s, training, split)
                                                    : 0;
         b_.call_scratch = ctx.buffer<float>(by_steps ? "step scratch" : "part scratch", when(s.batch > 0, call_scratch),
@@ -402,14 +403,19 @@ struct Lstm {
     }
     // The stepwise path's per-call scratch: the joint product's operands, and in inference the states
     // and, under mixed_bfloat16, the bf16 operands.
-    std::int64_t step_scratch_floats(const Sizes& s, bool training) const {
+    std::int64_t step_scratch_floats(const Sizes& s, bool training, int threads) const {
         const std::int64_t state = s.batch * s.units;
         if (training) return joint_floats(s, s_.bfloat16);
         return carved_floats({inference_gate_floats(s), inference_hidden_floats(s), 2 * state, state,
-                              joint_floats(s, s_.bfloat16), inference_bfloat16_floats(s)});
+                              joint_floats(s, s_.bfloat16), inference_bfloat16_floats(s, threads)});
     }
-    std::int64_t inference_bfloat16_floats(const Sizes& s) const {
-        return s_.bfloat16 ? floats_for<std::uint16_t>(StepsInBfloat16::count(s)) : 0;
+    std::int64_t inference_bfloat16_floats(const Sizes& s, int threads) const {
+        return s_.bfloat16 ? floats_for<std::uint16_t>(bfloat16_steps_values(s, threads)) : 0;
+    }
+    // StepsInBfloat16's values for a call on `threads` threads (asks oneDNN for its packed layouts).
+    static std::int64_t bfloat16_steps_values(const Sizes& s, int threads) {
+        if (s.batch <= 0) return 0;
+        return StepsInBfloat16::count(s, bfloat16_weight_values(s, batch_split(s.batch, op_threads(s.batch, threads))));
     }
     // The stepwise path's states: saved buffers in training, else carved from the step scratch, as
     // are, under mixed_bfloat16, the bf16 operands (`bfloat16`, when given).
@@ -438,7 +444,7 @@ struct Lstm {
                {&st.cell, 2 * state},
                {&st.cell_activation, state},
                {&st.joint, joint_floats(s, s_.bfloat16)},
-               {&room, inference_bfloat16_floats(s)}});
+               {&room, inference_bfloat16_floats(s, exec.num_threads())}});
         if (bfloat16) *bfloat16 = StepsInBfloat16::carve(reinterpret_cast<std::uint16_t*>(room), s);
         return st;
     }

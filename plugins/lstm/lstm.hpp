@@ -71,14 +71,16 @@ struct StepsInBfloat16 {
     // Every step's row [x_k, h_k] for every sequence, (T, N, F + U): the left operand of the step's
     // product, then what the weight gradients read.
     std::uint16_t* rows = nullptr;
-    // Forward: [W; U] (F + U, 4U). Backward: Uᵀ (4U, U), then W (F, 4U).
+    // Room for the weights: forward [W; U] (F + U, 4U), packed for the step's product (plain where
+    // every step's input is projected at once); backward Uᵀ (4U, U) packed, then W (F, 4U).
     std::uint16_t* weights = nullptr;
 
     bool present() const { return rows != nullptr; }
     static std::int64_t row_width(const Sizes& s) { return s.features + s.units; }
-    // The bf16 values of both, the weights 64-byte aligned after the rows.
-    static std::int64_t count(const Sizes& s) {
-        return nng::round_up(s.rows() * row_width(s), std::int64_t{32}) + row_width(s) * 4 * s.units;
+    // The bf16 values of both (bfloat16_weight_values for the weights), the weights 64-byte aligned
+    // after the rows.
+    static std::int64_t count(const Sizes& s, std::int64_t weight_values) {
+        return nng::round_up(s.rows() * row_width(s), std::int64_t{32}) + weight_values;
     }
     static StepsInBfloat16 carve(std::uint16_t* memory, const Sizes& s) {
         if (!memory) return {};
@@ -269,6 +271,8 @@ inline bool projects_from_input(const Sizes& s, bool training) { return !trainin
 // Floats of StepState::joint (none for a batch that projects at once, or under mixed_bfloat16,
 // whose rows and weights are StepsInBfloat16's).
 std::int64_t joint_floats(const Sizes& s, bool bfloat16);
+// The bf16 values StepsInBfloat16::weights takes for a call whose steps are split into `parts`.
+std::int64_t bfloat16_weight_values(const Sizes& s, const BatchSplit& parts);
 // `parts` splits the rows of every step among threads; the buffers keep the plain layout.
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
                       const StepState& state, const Results& out);

@@ -202,31 +202,49 @@ void input_rows_to_bfloat16(const Settings& settings, const Sizes& s, const Oper
     }
 }
 
+// The bf16 weights' room (StepsInBfloat16::weights) holds, in forward, [W; U] packed for the
+// step's product, or plain where every step's input is projected at once (the step's product then
+// reads U alone); in backward Uᵀ packed for dz Uᵀ, followed by the plain W the input gradient reads.
+// A packed matrix's values, whole 64-byte lines of them.
+std::int64_t packed_values(std::int64_t rows, std::int64_t K, std::int64_t N) {
+    const auto bytes = static_cast<std::int64_t>(onednn::packed_right_bytes(bf16, rows, K, N));
+    return nng::round_up(nng::ceil_div(bytes, std::int64_t{2}), std::int64_t{32});
+}
+
 // Step k's pre-activations of the rows from bf16 operands: h_k goes into the step's rows, then
-// z = [x_k, h_k] [W; U] + b, or z += h_k U where every step's x W + b was made at once.
-void project_step_bfloat16(const Sizes& s, const Operands& in, bool at_once, std::int64_t k, Rows rows, const float* h,
-                           float* z) {
+// z = [x_k, h_k] [W; U] + b (`weights` packed), or z += h_k U where every step's x W + b was made
+// at once (`weights` absent).
+void project_step_bfloat16(const Sizes& s, const Operands& in, const onednn::PackedRight& weights, std::int64_t k,
+                           Rows rows, const float* h, float* z) {
     const std::int64_t F = s.features, U = s.units, width = StepsInBfloat16::row_width(s);
     std::uint16_t* const step_rows = in.bf16_steps.rows + (k * s.batch + rows.first) * width;
     for (std::int64_t r = 0; r < rows.count; ++r)
         nng::to_bfloat16(h + (rows.first + r) * U, step_rows + r * width + F, U);
     const View out = matrix(z + rows.first * 4 * U, rows.count, 4 * U);
-    if (at_once) {
+    if (!weights.data) {
         if (k > 0)
             onednn::matmul(columns(step_rows, rows.count, F, U, width),
                            columns(in.bf16_steps.weights + F * 4 * U, U, 0, 4 * U, 4 * U), out, {.beta = 1.0f});
         return;
     }
-    onednn::matmul(columns(step_rows, rows.count, 0, width, width),
-                   columns(in.bf16_steps.weights, width, 0, 4 * U, 4 * U), out,
+    onednn::matmul(columns(step_rows, rows.count, 0, width, width), weights, out,
                    {.bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{}});
 }
 
 }  // namespace
 
 std::int64_t joint_floats(const Sizes& s, bool bfloat16) {
+    if (projects_at_once(s)) return 0;
+    if (bfloat16) return StepsInBfloat16::row_width(s) * 4 * s.units;  // [W; U] in f32, to pack
     const std::int64_t width = s.features + s.units + 1;
-    return projects_at_once(s) || bfloat16 ? 0 : carved_floats({s.batch * width, width * 4 * s.units});
+    return carved_floats({s.batch * width, width * 4 * s.units});
+}
+
+std::int64_t bfloat16_weight_values(const Sizes& s, const BatchSplit& parts) {
+    const std::int64_t F = s.features, U = s.units, rows = parts.count(0);
+    const std::int64_t forward =
+        projects_at_once(s) ? StepsInBfloat16::row_width(s) * 4 * U : packed_values(rows, F + U, 4 * U);
+    return std::max(forward, packed_values(rows, 4 * U, U) + F * 4 * U);
 }
 
 void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit& parts, const Operands& in,
@@ -238,11 +256,17 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
     const std::int64_t F = s.features;
     const View bias = in.bias ? matrix(in.bias, 1, 4 * U) : View{};
     std::optional<Joint> joint;
-    if (bfloat16) {  // x of every step and [W; U] in bf16
+    onednn::PackedRight packed;  // [W; U] for the step's product under mixed_bfloat16
+    if (bfloat16 && !at_once) {  // x of every step in bf16; [W; U] stacked in f32, then packed
+        input_rows_to_bfloat16(settings, s, in);
+        std::memcpy(st.joint, in.kernel, static_cast<std::size_t>(F * 4 * U) * sizeof(float));
+        std::memcpy(st.joint + F * 4 * U, in.recurrent_kernel, static_cast<std::size_t>(U * 4 * U) * sizeof(float));
+        packed = onednn::pack_right(matrix(st.joint, F + U, 4 * U), bf16, parts.count(0), in.bf16_steps.weights);
+    } else if (bfloat16) {  // x of every step and [W; U] in bf16; every step's x W + b at once
         input_rows_to_bfloat16(settings, s, in);
         nng::to_bfloat16(in.kernel, in.bf16_steps.weights, F * 4 * U);
         nng::to_bfloat16(in.recurrent_kernel, in.bf16_steps.weights + F * 4 * U, U * 4 * U);
-        if (at_once) {
+        {
             const std::int64_t width = StepsInBfloat16::row_width(s);
             onednn::matmul(columns(in.bf16_steps.rows, s.rows(), 0, F, width),
                            columns(in.bf16_steps.weights, F, 0, 4 * U, 4 * U), matrix(st.gates, s.rows(), 4 * U),
@@ -266,7 +290,7 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
             float* z = gates_of(k);
             const float* h = hidden_of(k);
             if (bfloat16)
-                project_step_bfloat16(s, in, at_once, k, rows, h, z);
+                project_step_bfloat16(s, in, packed, k, rows, h, z);
             else if (!at_once)
                 project_step(settings, s, in, *joint, k, rows, h, z);
             else if (k > 0)  // z += h U
@@ -369,8 +393,9 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
 // The same from bf16 copies of x, h and dz (each product one oneDNN call on every thread): both
 // weights' gradients in one product [x, h]ᵀ dz into `stacked` (F + U, 4U), whose rows are then
 // theirs. The bias gradient sums the f32 dz, a block of rows a worker.
-void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const float* dz, const std::uint16_t* dz_bfloat16,
-                               float* stacked, float* worker_scratch, int workers, const ParamGrads& grads) {
+void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const std::uint16_t* kernel_bfloat16,
+                               const float* dz, const std::uint16_t* dz_bfloat16, float* stacked, float* worker_scratch,
+                               int workers, const ParamGrads& grads) {
     const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
     const std::int64_t row_width = StepsInBfloat16::row_width(s);
     const StepsInBfloat16& b = in.bf16_steps;
@@ -384,8 +409,7 @@ void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const float* 
                         static_cast<std::size_t>(U * width) * sizeof(float));
     }
     if (grads.xt)
-        onednn::matmul(dz_rows, columns(b.weights + width * U, F, 0, width, width).transposed(),
-                       matrix(grads.xt, rows, F));
+        onednn::matmul(dz_rows, columns(kernel_bfloat16, F, 0, width, width).transposed(), matrix(grads.xt, rows, F));
     if (!grads.bias) return;
     workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(rows, 1)));
     const WorkerScratch scratch(s, workers, worker_scratch);
@@ -430,9 +454,13 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
            {&stacked_gradients, bfloat16 ? StepsInBfloat16::row_width(s) * 4 * U : 0}});
     // Uᵀ (4U, U) for dz Uᵀ, row-major: sgemm repacks a transposed B at every call. Under
     // mixed_bfloat16 in bf16, followed by the bf16 W that the input gradient reads.
+    onednn::PackedRight recurrent_packed;
+    std::uint16_t* kernel_bfloat16 = nullptr;
     if (bfloat16) {
-        onednn::to_bfloat16(matrix(in.recurrent_kernel, U, 4 * U).transposed(), in.bf16_steps.weights);
-        nng::to_bfloat16(in.kernel, in.bf16_steps.weights + 4 * U * U, s.features * 4 * U);
+        recurrent_packed = onednn::pack_right(matrix(in.recurrent_kernel, U, 4 * U).transposed(), bf16, parts.count(0),
+                                              in.bf16_steps.weights);
+        kernel_bfloat16 = in.bf16_steps.weights + packed_values(parts.count(0), 4 * U, U);
+        nng::to_bfloat16(in.kernel, kernel_bfloat16, s.features * 4 * U);
     } else {
         onednn::reorder(matrix(in.recurrent_kernel, U, 4 * U), matrix(recurrent_transposed, 4 * U, U).transposed());
     }
@@ -457,8 +485,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
                 std::uint16_t* dz_rows = dz_bfloat16 + (k * s.batch + rows.first) * 4 * U;
                 nng::to_bfloat16(dz_k + rows.first * 4 * U, dz_rows, rows.count * 4 * U);
                 if (k > 0)
-                    onednn::matmul(columns(dz_rows, rows.count, 0, 4 * U, 4 * U),
-                                   columns(in.bf16_steps.weights, 4 * U, 0, U, U),
+                    onednn::matmul(columns(dz_rows, rows.count, 0, 4 * U, 4 * U), recurrent_packed,
                                    matrix(before + rows.first * U, rows.count, U), {.beta = 1.0f});
             } else if (k > 0) {
                 gemm_accumulate(rows.count, U, 4 * U, dz_k + rows.first * 4 * U, 4 * U, recurrent_transposed,
@@ -468,7 +495,8 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
         }
     });
     if (bfloat16)
-        weight_gradients_bfloat16(s, in, dz, dz_bfloat16, stacked_gradients, workers_scratch, threads, grads);
+        weight_gradients_bfloat16(s, in, kernel_bfloat16, dz, dz_bfloat16, stacked_gradients, workers_scratch, threads,
+                                  grads);
     else
         weight_gradients(s, in, st.hidden, dz, workers_scratch, threads, grads);
     watch.lap(Phase::backward_compute);

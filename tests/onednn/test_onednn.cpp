@@ -545,6 +545,34 @@ TEST_CASE("a wide bf16 product copies a transposed left operand into plain rows,
     CHECK(std::all_of(room.begin(), room.end(), [](std::uint16_t v) { return v == 0; }));
 }
 
+TEST_CASE("a product with its right operand packed equals the plain one, at any number of rows") {
+    const std::int64_t K = 44, N = 100, packed_rows = 32;
+    std::vector<DataType> types = {DataType::f32};
+    if (nng::cpu::has_bfloat16_dot_product()) types.push_back(DataType::bf16);
+    for (const DataType type : types) {
+        CAPTURE(static_cast<int>(type));
+        std::vector<float> b = random_values(N * K, 41), bias = random_values(N, 42);
+        // B given transposed: stored (N, K), read as (K, N).
+        const View b_view = dn::view(b.data(), DataType::f32, {N, K}).transposed();
+        std::vector<std::byte> room(dn::packed_right_bytes(type, packed_rows, K, N));
+        const dn::PackedRight packed = dn::pack_right(b_view, type, packed_rows, room.data());
+        std::vector<std::uint16_t> b16(K * N);
+        const View b_plain = type == DataType::bf16 ? dn::to_bfloat16(b_view, b16.data()) : b_view;
+        for (const std::int64_t rows : {packed_rows, std::int64_t{7}}) {
+            CAPTURE(rows);
+            std::vector<float> a = random_values(rows * K, 43);
+            std::vector<std::uint16_t> a16(a.size());
+            const View a_f32 = dn::view(a.data(), DataType::f32, {rows, K});
+            const View a_view = type == DataType::bf16 ? dn::to_bfloat16(a_f32, a16.data()) : a_f32;
+            std::vector<float> want = random_values(rows * N, 44), got = want;
+            const dn::MatmulOptions options{.beta = 1.0f, .bias = dn::view(bias.data(), DataType::f32, {1, N})};
+            dn::matmul(a_view, b_plain, dn::view(want.data(), DataType::f32, {rows, N}), options);
+            dn::matmul(a_view, packed, dn::view(got.data(), DataType::f32, {rows, N}), options);
+            for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-5));
+        }
+    }
+}
+
 TEST_CASE("sum over rows rounds the exact sum once, whichever rows it is given") {
     // A sequence-parallel job sums each rank's rows and then the ranks' sums; one process sums
     // every row. The two agree to a float's rounding only when each sum is the exact one rounded.

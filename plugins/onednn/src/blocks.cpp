@@ -19,6 +19,8 @@ namespace {
 using dnnl::algorithm;
 
 constexpr Tag kMatmul{"onednn.matmul"};
+constexpr Tag kMatmulPacked{"onednn.matmul_packed"};
+constexpr Tag kPackedLayout{"onednn.matmul_packed_layout"};
 constexpr Tag kSoftmaxForward{"onednn.softmax_forward"};
 constexpr Tag kSoftmaxBackward{"onednn.softmax_backward"};
 constexpr Tag kEltwiseForward{"onednn.eltwise_forward"};
@@ -332,6 +334,67 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
             execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}, {DNNL_ARG_BIAS, &bias}});
         else
             execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
+    });
+}
+
+namespace {
+
+// The layout oneDNN's matmul picks for B (K, N) under C (rows, N) = A (rows, K)·B.
+dnnl::memory::desc packed_right_desc(DataType type, std::int64_t rows, std::int64_t K, std::int64_t N) {
+    const View a{nullptr, type, 2, {rows, K}, {K, 1}};
+    const View c{nullptr, DataType::f32, 2, {rows, N}, {N, 1}};
+    const Cached& mm = cached<dnnl::matmul>(Key(kPackedLayout).add(a, c), [&] {
+        const dnnl::memory::desc any({K, N}, type, dnnl::memory::format_tag::any);
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(desc_of(a), any, desc_of(c)), attributes(), engine());
+    });
+    return mm.pd.weights_desc();
+}
+
+}  // namespace
+
+std::size_t packed_right_bytes(DataType type, std::int64_t rows, std::int64_t K, std::int64_t N) {
+    return packed_right_desc(type, rows, K, N).get_size();
+}
+
+PackedRight pack_right(const View& b, DataType type, std::int64_t rows, void* room) {
+    if (b.rank != 2) detail::fail("pack_right", {{"B", &b}}, "B must be (K, N)");
+    PackedRight packed{room, packed_right_desc(type, rows, b.dims[0], b.dims[1]), rows};
+    reorder(memory_of(b), memory_of(packed.desc, room));
+    return packed;
+}
+
+void matmul(const View& a, const PackedRight& b, const View& c, const MatmulOptions& options) {
+    const char* op = "matmul (packed B)";
+    const View& bias = options.bias;
+    const std::initializer_list<detail::Named> views = {{"A", &a}, {"C", &c}, {"bias", &bias}};
+    require_present(op, {{"A", &a}, {"C", &c}});
+    const dnnl::memory::dims b_dims = b.desc.dims();
+    if (a.rank != 2 || c.rank != 2 || b_dims.size() != 2 || a.dims[1] != b_dims[0] || c.dims[0] != a.dims[0] ||
+        c.dims[1] != b_dims[1] || a.type != b.desc.data_type()) {
+        detail::fail(op, views, "C (M, N) = A (M, K) B (K, N) with A of B's type does not fit");
+    }
+    detail::with_context(op, views, [&] {
+        Key key(kMatmulPacked);
+        key.add(a, c, bias.present(), options.beta);
+        key.add(b.desc);
+        if (bias.present()) key.add(bias);
+        const Cached& mm = cached<dnnl::matmul>(key, [&] {
+            dnnl::primitive_attr attr = attributes();
+            dnnl::post_ops post;
+            if (options.beta != 0.0f) post.append_sum(options.beta);
+            attr.set_post_ops(post);
+            const auto desc = bias.present() ? dnnl::matmul::desc(desc_of(a), b.desc, desc_of(bias), desc_of(c))
+                                             : dnnl::matmul::desc(desc_of(a), b.desc, desc_of(c));
+            return dnnl::matmul::primitive_desc(desc, attr, engine());
+        });
+        const View none{};
+        if (bias.present())
+            execute(mm, {{DNNL_ARG_SRC, &a},
+                         {DNNL_ARG_WEIGHTS, &none, &b.desc, b.data},
+                         {DNNL_ARG_DST, &c},
+                         {DNNL_ARG_BIAS, &bias}});
+        else
+            execute(mm, {{DNNL_ARG_SRC, &a}, {DNNL_ARG_WEIGHTS, &none, &b.desc, b.data}, {DNNL_ARG_DST, &c}});
     });
 }
 

@@ -359,7 +359,9 @@ void execute(const Cached& c, std::initializer_list<ViewArg> args) {
     dnnl_exec_arg_t list[kMostArgs];
     int count = 0;
     for (const ViewArg& a : args)
-        list[count++] = {a.which, state.bind(c, a.which, desc_of(*a.view), a.view->data).get()};
+        list[count++] = {a.which, (a.desc ? state.bind(c, a.which, *a.desc, a.data)
+                                          : state.bind(c, a.which, desc_of(*a.view), a.view->data))
+                                      .get()};
     run(c, state, list, count);
 }
 

@@ -235,10 +235,13 @@ const Cached& cached(const Key& key, MakePd&& make_pd) {
 // Runs a cached primitive on this thread's stream with the module's scratchpad, and waits.
 void execute(const Cached& c, std::unordered_map<int, dnnl::memory> args);
 
-// One argument of a call on views: which (DNNL_ARG_SRC, ...) and the view bound to it.
+// One argument of a call on views: which (DNNL_ARG_SRC, ...) and the view bound to it, or, for
+// memory in a layout of oneDNN's own (packed weights), its descriptor and data instead.
 struct ViewArg {
     int which;
     const View* view;
+    const dnnl::memory::desc* desc = nullptr;
+    void* data = nullptr;
 };
 // The same for arguments that are views, without allocating: each thread keeps one oneDNN memory
 // object per primitive and argument and only points it at the call's data (a new object only when
@@ -319,6 +322,24 @@ std::int64_t transposed_left_values(DataType type, std::int64_t rows, std::int64
 // On AVX-512 a 2-D f32 product of 8192 columns or more without bias or post-op runs on sgemm,
 // which packs B, rather than on brgemm, which reads B's rows where they lie.
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
+
+// ---- Products with a packed right operand -------------------------------------------------------
+
+// B (K, N) reordered once into the layout oneDNN's matmul picks for it, for products that read the
+// same B many times (a recurrent layer's weights over its steps): brgemm then reads B's blocks
+// in order instead of rows of B a row apart. `rows` is the M of the products that will read it.
+struct PackedRight {
+    void* data = nullptr;
+    dnnl::memory::desc desc;
+    std::int64_t rows = 0;
+};
+// The bytes B (K, N) takes packed for C (rows, N) = A (rows, K)·B, A and B of `type`, C f32.
+std::size_t packed_right_bytes(DataType type, std::int64_t rows, std::int64_t K, std::int64_t N);
+// b packed (converted to `type` on the way) into `room` of packed_right_bytes.
+PackedRight pack_right(const View& b, DataType type, std::int64_t rows, void* room);
+// C = A·B (+ bias) (+ beta·C) of a 2-D A of B's type and an f32 C; alpha, post-ops and the other
+// options are not taken. Any number of rows: B's layout stays the one picked for b.rows.
+void matmul(const View& a, const PackedRight& b, const View& c, const MatmulOptions& options = {});
 
 // C (M, N) = alpha op(A) op(B) + beta C through oneDNN's sgemm: row-major, op transposing where
 // the flag is 'T', on the calling thread's OpenMP threads. No primitive: for the many small
