@@ -54,9 +54,9 @@ bool kept(const Operands& in, const Sizes& s, std::int64_t n, std::int64_t k, bo
     return in.mask[n * s.steps + t] != 0;
 }
 
-// The rows [first, first + count) of the batch: a part's share of every step.
+// The rows [first, first + count) of the batch: part `part`'s share of every step.
 struct Rows {
-    std::int64_t first, count;
+    std::int64_t first, count, part;
     std::int64_t end() const { return first + count; }
 };
 
@@ -65,7 +65,7 @@ struct Rows {
 // step without meeting the other threads: no synchronisation at each of the steps.
 template <class Part>
 void for_each_part(const BatchSplit& parts, Part&& part) {
-    onednn::run_in_parts(parts.parts, [&](std::int64_t p) { part(Rows{parts.first(p), parts.count(p)}); });
+    onednn::run_in_parts(parts.parts, [&](std::int64_t p) { part(Rows{parts.first(p), parts.count(p), p}); });
 }
 
 // The joint product's operands: per sequence the row [x_k, h_k, 1] of step k, and the weights
@@ -392,10 +392,10 @@ void weight_gradients(const Sizes& s, const Operands& in, const float* h_before,
 
 // The same from bf16 copies of x, h and dz (each product one oneDNN call on every thread): both
 // weights' gradients in one product [x, h]ᵀ dz into `stacked` (F + U, 4U), whose rows are then
-// theirs. The bias gradient sums the f32 dz, a block of rows a worker.
+// theirs. The bias gradient adds the parts' column sums of the f32 dz, taken as the steps made it.
 void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const std::uint16_t* kernel_bfloat16,
-                               const float* dz, const std::uint16_t* dz_bfloat16, float* stacked, float* worker_scratch,
-                               int workers, const ParamGrads& grads) {
+                               const std::uint16_t* dz_bfloat16, float* stacked, const double* bias_sums,
+                               std::int64_t parts, const ParamGrads& grads) {
     const std::int64_t U = s.units, F = s.features, width = 4 * U, rows = s.rows();
     const std::int64_t row_width = StepsInBfloat16::row_width(s);
     const StepsInBfloat16& b = in.bf16_steps;
@@ -410,23 +410,15 @@ void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const std::ui
     }
     if (grads.xt)
         onednn::matmul(dz_rows, columns(kernel_bfloat16, F, 0, width, width).transposed(), matrix(grads.xt, rows, F));
-    if (!grads.bias) return;
-    workers = static_cast<int>(std::clamp<std::int64_t>(workers, 1, std::max<std::int64_t>(rows, 1)));
-    const WorkerScratch scratch(s, workers, worker_scratch);
-    onednn::run_in_parts(workers, [&](std::int64_t w) {
-        double* sums = scratch.bias_sums + w * width;
-        std::fill_n(sums, width, 0.0);
-        const std::int64_t first = nng::split_point(rows, workers, w), end = nng::split_point(rows, workers, w + 1);
-        onednn::add_column_sums(dz + first * width, end - first, width, width, sums);
-    });
-    add_worker_sums(scratch.bias_sums, workers, width, grads.bias);
+    if (grads.bias) add_worker_sums(bias_sums, static_cast<int>(parts), width, grads.bias);
 }
 
 }  // namespace
 
 std::int64_t stepwise_backward_floats(const Sizes& s, int threads, bool bfloat16) {
     const std::int64_t state = s.batch * s.units;
-    return carved_floats({state, state, state, 4 * s.rows() * s.units, 4 * s.units * s.units,
+    // Under mixed_bfloat16 dz in f32 for one step (every step's is kept in bf16), else every step's.
+    return carved_floats({state, state, state, (bfloat16 ? 4 * state : 4 * s.rows() * s.units), 4 * s.units * s.units,
                           WorkerScratch::floats(s, std::max(threads, 1)),
                           bfloat16 ? floats_for<std::uint16_t>(4 * s.rows() * s.units) : 0,
                           bfloat16 ? StepsInBfloat16::row_width(s) * 4 * s.units : 0});
@@ -447,7 +439,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
           {{&dh, state},
            {&dh_before, state},
            {&dc, state},
-           {&dz, 4 * s.rows() * U},
+           {&dz, bfloat16 ? 4 * state : 4 * s.rows() * U},
            {&recurrent_transposed, 4 * U * U},
            {&workers_scratch, WorkerScratch::floats(s, std::max(threads, 1))},
            {&dz_bfloat16, bfloat16 ? 4 * s.rows() * U : 0},
@@ -475,15 +467,20 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
     const float* dseq = settings.return_sequences ? dy.out : nullptr;
     watch.lap(Phase::backward_input);
 
+    // Under mixed_bfloat16 each part sums its dz for the bias as it goes, while dz is in cache.
+    const WorkerScratch worker_sums(s, std::max(threads, 1), workers_scratch);
     for_each_part(parts, [&](Rows rows) {
         float *after = dh, *before = dh_before;  // this part's rows of them take turns
+        double* bias_sums = worker_sums.bias_sums + rows.part * 4 * U;
+        if (bfloat16) std::fill_n(bias_sums, 4 * U, 0.0);
         for (std::int64_t k = s.steps - 1; k >= 0; --k) {
-            float* dz_k = dz + k * 4 * state;
+            float* dz_k = dz + (bfloat16 ? 0 : k * 4 * state);
             backward_cell(settings, s, in, st, k, rows, dseq, after, dc, before, dz_k);
             // h_k's gradient through the step: dz U^T (the initial state's is not needed).
             if (bfloat16) {
                 std::uint16_t* dz_rows = dz_bfloat16 + (k * s.batch + rows.first) * 4 * U;
                 nng::to_bfloat16(dz_k + rows.first * 4 * U, dz_rows, rows.count * 4 * U);
+                if (grads.bias) onednn::add_column_sums(dz_k + rows.first * 4 * U, rows.count, 4 * U, 4 * U, bias_sums);
                 if (k > 0)
                     onednn::matmul(columns(dz_rows, rows.count, 0, 4 * U, 4 * U), recurrent_packed,
                                    matrix(before + rows.first * U, rows.count, U), {.beta = 1.0f});
@@ -495,8 +492,8 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
         }
     });
     if (bfloat16)
-        weight_gradients_bfloat16(s, in, kernel_bfloat16, dz, dz_bfloat16, stacked_gradients, workers_scratch, threads,
-                                  grads);
+        weight_gradients_bfloat16(s, in, kernel_bfloat16, dz_bfloat16, stacked_gradients, worker_sums.bias_sums,
+                                  parts.parts, grads);
     else
         weight_gradients(s, in, st.hidden, dz, workers_scratch, threads, grads);
     watch.lap(Phase::backward_compute);
