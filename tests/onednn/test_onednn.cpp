@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "nngraph/bfloat16.hpp"
 #include "nngraph/cpu.hpp"
 #include "nngraph/onednn.hpp"
 
@@ -488,6 +489,26 @@ TEST_CASE("sum over rows, overwriting and accumulating") {
             check_close(out[i], want, size, "sum");
             check_close(acc[i], want + old[i], size + std::abs(old[i]), "accumulated sum");
         }
+    }
+}
+
+TEST_CASE("a row rounded to bf16 is what a reorder to bf16 makes, at every length") {
+    std::vector<float> x = random_values(40, 16, -3.0f, 3.0f);
+    x[3] = std::numeric_limits<float>::infinity();
+    x[5] = -1.0f - std::ldexp(1.0f, -8);  // a tie, to the even neighbour
+    x[7] = std::nanf("");
+    for (std::int64_t n = 0; n <= 40; ++n) {
+        CAPTURE(n);
+        std::vector<std::uint16_t> row(41, 0xabcd), reordered(41, 0xabcd);
+        nng::to_bfloat16(x.data(), row.data(), n);
+        if (n > 0) dn::to_bfloat16(dn::view(x.data(), DataType::f32, {n}), reordered.data());
+        for (std::int64_t i = 0; i < n; ++i) {
+            if (std::isnan(x[i]))
+                CHECK((row[i] & 0x7fc0) == 0x7fc0);  // a quiet NaN
+            else
+                CHECK(row[i] == reordered[i]);
+        }
+        CHECK(row[n] == 0xabcd);  // nothing past the row
     }
 }
 
