@@ -266,12 +266,9 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
         input_rows_to_bfloat16(settings, s, in);
         nng::to_bfloat16(in.kernel, in.bf16_steps.weights, F * 4 * U);
         nng::to_bfloat16(in.recurrent_kernel, in.bf16_steps.weights + F * 4 * U, U * 4 * U);
-        {
-            const std::int64_t width = StepsInBfloat16::row_width(s);
-            onednn::matmul(columns(in.bf16_steps.rows, s.rows(), 0, F, width),
-                           columns(in.bf16_steps.weights, F, 0, 4 * U, 4 * U), matrix(st.gates, s.rows(), 4 * U),
-                           {.bias = bias});
-        }
+        onednn::matmul(columns(in.bf16_steps.rows, s.rows(), 0, F, StepsInBfloat16::row_width(s)),
+                       columns(in.bf16_steps.weights, F, 0, 4 * U, 4 * U), matrix(st.gates, s.rows(), 4 * U),
+                       {.bias = bias});
     } else if (at_once) {  // every step's XT W + b in one matmul over T*N rows
         onednn::matmul(matrix(in.xt, s.rows(), F), matrix(in.kernel, F, 4 * U), matrix(st.gates, s.rows(), 4 * U),
                        {.bias = bias});
@@ -418,8 +415,8 @@ void weight_gradients_bfloat16(const Sizes& s, const Operands& in, const std::ui
 std::int64_t stepwise_backward_floats(const Sizes& s, int threads, bool bfloat16) {
     const std::int64_t state = s.batch * s.units;
     // Under mixed_bfloat16 dz in f32 for one step (every step's is kept in bf16), else every step's.
-    return carved_floats({state, state, state, (bfloat16 ? 4 * state : 4 * s.rows() * s.units), 4 * s.units * s.units,
-                          WorkerScratch::floats(s, std::max(threads, 1)),
+    return carved_floats({state, state, state, (bfloat16 ? 4 * state : 4 * s.rows() * s.units),
+                          (bfloat16 ? 0 : 4 * s.units * s.units), WorkerScratch::floats(s, std::max(threads, 1)),
                           bfloat16 ? floats_for<std::uint16_t>(4 * s.rows() * s.units) : 0,
                           bfloat16 ? StepsInBfloat16::row_width(s) * 4 * s.units : 0});
 }
@@ -440,7 +437,7 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
            {&dh_before, state},
            {&dc, state},
            {&dz, bfloat16 ? 4 * state : 4 * s.rows() * U},
-           {&recurrent_transposed, 4 * U * U},
+           {&recurrent_transposed, bfloat16 ? 0 : 4 * U * U},
            {&workers_scratch, WorkerScratch::floats(s, std::max(threads, 1))},
            {&dz_bfloat16, bfloat16 ? 4 * s.rows() * U : 0},
            {&stacked_gradients, bfloat16 ? StepsInBfloat16::row_width(s) * 4 * U : 0}});
