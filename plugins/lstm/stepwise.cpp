@@ -165,6 +165,18 @@ NNG_LOOP_CLONES void backward_cell(const Settings& settings, const Sizes& s, con
         const float* a = c_act + n * U;
         const float* c0 = c_before + n * U;
         float *di = d, *df = d + U, *dg = d + 2 * U, *d_o = d + 3 * U;
+        if (settings.onednn_cell()) {  // Keras's default cell in one pass, the products in the loops' order
+#pragma omp simd
+            for (std::int64_t u = 0; u < U; ++u) {
+                const float dct = d_c[u] + (d_h[u] * o[u]) * (1.0f - a[u] * a[u]);  // tanh' = 1 - y²
+                di[u] = (dct * g[u]) * (i[u] * (1.0f - i[u]));                      // sigmoid' = y (1 - y)
+                dg[u] = (dct * i[u]) * (1.0f - g[u] * g[u]);
+                df[u] = (dct * c0[u]) * (f[u] * (1.0f - f[u]));
+                d_c[u] = dct * f[u];
+                d_o[u] = (d_h[u] * a[u]) * (o[u] * (1.0f - o[u]));
+            }
+            continue;
+        }
         // d_o = dh a(c'); df holds dh o a'(c') for a moment, the cell gradient's share from h.
 #pragma omp simd
         for (std::int64_t u = 0; u < U; ++u) {
