@@ -82,11 +82,17 @@ struct Joint {
     }
 };
 
+// [W; U] ((F + U), 4U) at `out`.
+void stack_kernels(const Sizes& s, const Operands& in, float* out) {
+    const std::int64_t gates = 4 * s.units;
+    std::memcpy(out, in.kernel, static_cast<std::size_t>(s.features * gates) * sizeof(float));
+    std::memcpy(out + s.features * gates, in.recurrent_kernel,
+                static_cast<std::size_t>(s.units * gates) * sizeof(float));
+}
+
 void stack_weights(const Sizes& s, const Operands& in, const Joint& joint) {
     const std::int64_t gates = 4 * s.units;
-    std::memcpy(joint.weights, in.kernel, static_cast<std::size_t>(s.features * gates) * sizeof(float));
-    std::memcpy(joint.weights + s.features * gates, in.recurrent_kernel,
-                static_cast<std::size_t>(s.units * gates) * sizeof(float));
+    stack_kernels(s, in, joint.weights);
     if (in.bias)
         std::memcpy(joint.weights + (s.features + s.units) * gates, in.bias,
                     static_cast<std::size_t>(gates) * sizeof(float));
@@ -271,8 +277,7 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
     onednn::PackedRight packed;  // [W; U] for the step's product under mixed_bfloat16
     if (bfloat16 && !at_once) {  // x of every step in bf16; [W; U] stacked in f32, then packed
         input_rows_to_bfloat16(settings, s, in);
-        std::memcpy(st.joint, in.kernel, static_cast<std::size_t>(F * 4 * U) * sizeof(float));
-        std::memcpy(st.joint + F * 4 * U, in.recurrent_kernel, static_cast<std::size_t>(U * 4 * U) * sizeof(float));
+        stack_kernels(s, in, st.joint);
         packed = onednn::pack_right(matrix(st.joint, F + U, 4 * U), bf16, parts.count(0), in.bf16_steps.weights);
     } else if (bfloat16) {  // x of every step and [W; U] in bf16; every step's x W + b at once
         input_rows_to_bfloat16(settings, s, in);

@@ -241,6 +241,33 @@ void matmul_with_bias_row(const View& a, const View& b, const View& c, const Mat
     matmul(view(a_out, DataType::f32, {rows, inner + 1}), view(b_out, DataType::f32, {inner + 1, cols}), c, rest);
 }
 
+// The cached matmul primitive for C = post(alpha (A·B + bias) + beta C) of these layouts; `key`
+// holds what tells the operands' layouts apart, the options are added here.
+const Cached& matmul_primitive(Key key, const dnnl::memory::desc& a, const dnnl::memory::desc& b,
+                               const dnnl::memory::desc& c, const View& bias, const MatmulOptions& options) {
+    key.add(options.alpha, options.beta, options.post.algorithm, options.post.alpha, options.post.beta);
+    return cached<dnnl::matmul>(key, [&] {
+        dnnl::primitive_attr attr = attributes();
+        if (options.alpha != 1.0f) attr.set_output_scales(0, {options.alpha});
+        dnnl::post_ops post;
+        if (options.beta != 0.0f) post.append_sum(options.beta);
+        if (!options.post.identity()) {
+            post.append_eltwise(1.0f, options.post.algorithm, options.post.alpha, options.post.beta);
+        }
+        attr.set_post_ops(post);
+        const auto desc = bias.present() ? dnnl::matmul::desc(a, b, desc_of(bias), c) : dnnl::matmul::desc(a, b, c);
+        return dnnl::matmul::primitive_desc(desc, attr, engine());
+    });
+}
+
+// Runs it, the weights given as a view or in a layout of oneDNN's own.
+void run_matmul(const Cached& mm, const View& a, const ViewArg& weights, const View& c, const View& bias) {
+    if (bias.present())
+        execute(mm, {{DNNL_ARG_SRC, &a}, weights, {DNNL_ARG_DST, &c}, {DNNL_ARG_BIAS, &bias}});
+    else
+        execute(mm, {{DNNL_ARG_SRC, &a}, weights, {DNNL_ARG_DST, &c}});
+}
+
 }  // namespace
 
 std::int64_t transposed_left_values(DataType type, std::int64_t rows, std::int64_t inner, std::int64_t cols) {
@@ -316,24 +343,8 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
         Key key(kMatmul);
         key.add(A, B, C, bias.present());
         if (bias.present()) key.add(bias);
-        key.add(options.alpha, options.beta, options.post.algorithm, options.post.alpha, options.post.beta);
-        const Cached& mm = cached<dnnl::matmul>(key, [&] {
-            dnnl::primitive_attr attr = attributes();
-            if (options.alpha != 1.0f) attr.set_output_scales(0, {options.alpha});
-            dnnl::post_ops post;
-            if (options.beta != 0.0f) post.append_sum(options.beta);
-            if (!options.post.identity()) {
-                post.append_eltwise(1.0f, options.post.algorithm, options.post.alpha, options.post.beta);
-            }
-            attr.set_post_ops(post);
-            const auto desc = bias.present() ? dnnl::matmul::desc(desc_of(A), desc_of(B), desc_of(bias), desc_of(C))
-                                             : dnnl::matmul::desc(desc_of(A), desc_of(B), desc_of(C));
-            return dnnl::matmul::primitive_desc(desc, attr, engine());
-        });
-        if (bias.present())
-            execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}, {DNNL_ARG_BIAS, &bias}});
-        else
-            execute(mm, {{DNNL_ARG_SRC, &A}, {DNNL_ARG_WEIGHTS, &B}, {DNNL_ARG_DST, &C}});
+        const Cached& mm = matmul_primitive(key, desc_of(A), desc_of(B), desc_of(C), bias, options);
+        run_matmul(mm, A, {DNNL_ARG_WEIGHTS, &B}, C, bias);
     });
 }
 
@@ -358,7 +369,7 @@ std::size_t packed_right_bytes(DataType type, std::int64_t rows, std::int64_t K,
 
 PackedRight pack_right(const View& b, DataType type, std::int64_t rows, void* room) {
     if (b.rank != 2) detail::fail("pack_right", {{"B", &b}}, "B must be (K, N)");
-    PackedRight packed{room, packed_right_desc(type, rows, b.dims[0], b.dims[1]), rows};
+    PackedRight packed{room, packed_right_desc(type, rows, b.dims[0], b.dims[1])};
     reorder(memory_of(b), memory_of(packed.desc, room));
     return packed;
 }
@@ -375,26 +386,11 @@ void matmul(const View& a, const PackedRight& b, const View& c, const MatmulOpti
     }
     detail::with_context(op, views, [&] {
         Key key(kMatmulPacked);
-        key.add(a, c, bias.present(), options.beta);
-        key.add(b.desc);
+        key.add(a, c, bias.present(), b.desc);
         if (bias.present()) key.add(bias);
-        const Cached& mm = cached<dnnl::matmul>(key, [&] {
-            dnnl::primitive_attr attr = attributes();
-            dnnl::post_ops post;
-            if (options.beta != 0.0f) post.append_sum(options.beta);
-            attr.set_post_ops(post);
-            const auto desc = bias.present() ? dnnl::matmul::desc(desc_of(a), b.desc, desc_of(bias), desc_of(c))
-                                             : dnnl::matmul::desc(desc_of(a), b.desc, desc_of(c));
-            return dnnl::matmul::primitive_desc(desc, attr, engine());
-        });
+        const Cached& mm = matmul_primitive(key, desc_of(a), b.desc, desc_of(c), bias, options);
         const View none{};
-        if (bias.present())
-            execute(mm, {{DNNL_ARG_SRC, &a},
-                         {DNNL_ARG_WEIGHTS, &none, &b.desc, b.data},
-                         {DNNL_ARG_DST, &c},
-                         {DNNL_ARG_BIAS, &bias}});
-        else
-            execute(mm, {{DNNL_ARG_SRC, &a}, {DNNL_ARG_WEIGHTS, &none, &b.desc, b.data}, {DNNL_ARG_DST, &c}});
+        run_matmul(mm, a, {DNNL_ARG_WEIGHTS, &none, &b.desc, b.data}, c, bias);
     });
 }
 
@@ -683,14 +679,9 @@ NNG_LOOP_CLONES void add_rows_rounding(const float* x, std::int64_t rows, std::i
                                        double* sum, std::uint16_t* copy, std::int64_t copy_stride) {
     for (std::int64_t r = 0; r < rows; ++r) {
         const float* row = x + r * row_stride;
-        std::uint16_t* out = copy + r * copy_stride;
+        nng::to_bfloat16(row, copy + r * copy_stride, width);  // the row stays in L1 for the sums
 #pragma omp simd
-        for (std::int64_t c = 0; c < width; ++c) {
-            std::uint32_t bits;
-            std::memcpy(&bits, row + c, sizeof bits);
-            out[c] = static_cast<std::uint16_t>(nng::bfloat16_bits(bits) >> 16);
-            sum[c] += row[c];
-        }
+        for (std::int64_t c = 0; c < width; ++c) sum[c] += row[c];
     }
 }
 }  // namespace

@@ -327,18 +327,17 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
 
 // B (K, N) reordered once into the layout oneDNN's matmul picks for it, for products that read the
 // same B many times (a recurrent layer's weights over its steps): brgemm then reads B's blocks
-// in order instead of rows of B a row apart. `rows` is the M of the products that will read it.
+// in order instead of rows of B a row apart. `rows` (below) is the M of the products that will read it.
 struct PackedRight {
     void* data = nullptr;
     dnnl::memory::desc desc;
-    std::int64_t rows = 0;
 };
 // The bytes B (K, N) takes packed for C (rows, N) = A (rows, K)·B, A and B of `type`, C f32.
 std::size_t packed_right_bytes(DataType type, std::int64_t rows, std::int64_t K, std::int64_t N);
 // b packed (converted to `type` on the way) into `room` of packed_right_bytes.
 PackedRight pack_right(const View& b, DataType type, std::int64_t rows, void* room);
-// C = A·B (+ bias) (+ beta·C) of a 2-D A of B's type and an f32 C; alpha, post-ops and the other
-// options are not taken. Any number of rows: B's layout stays the one picked for b.rows.
+// C = post(alpha (A·B + bias) + beta C) of a 2-D A of B's type and an f32 C (bias_rows and
+// plain_left do not apply). Any number of rows: B keeps the layout packed for its `rows`.
 void matmul(const View& a, const PackedRight& b, const View& c, const MatmulOptions& options = {});
 
 // C (M, N) = alpha op(A) op(B) + beta C through oneDNN's sgemm: row-major, op transposing where
