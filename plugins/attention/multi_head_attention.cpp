@@ -487,17 +487,14 @@ struct MultiHeadAttention {
         const std::int64_t b = x.dim(0), steps = x.dim(1), in = x.dim(2), cols = heads_ * dim;
         onednn::reorder(heads_apart(d_apart, b, heads_, steps, dim),
                         heads_joined_as_apart(d_projected, b, heads_, steps, dim));
-        const onednn::View dy = matrix(d_projected, b * steps, cols), xs = onednn::view(x, {b * steps, in});
-        if (const nng::TensorRef dw = exec.grad_weight(index(kernel)))
-            matmul_in_policy(xs.transposed(), dy, onednn::view(dw, {in, cols}), room);
-        if (use_bias_) {
-            if (const nng::TensorRef db = exec.grad_weight(index(Weight(kernel + 1))))
-                onednn::sum_rows(dy, onednn::view(db, {cols}));
-        }
-        if (const nng::TensorRef dx = slot >= 0 ? exec.grad_input(slot) : nng::TensorRef()) {
-            matmul_in_policy(dy, onednn::view(exec.weight(index(kernel)), {in, cols}).transposed(),
-                             onednn::view(dx, {b * steps, in}), room, {.beta = accumulate ? 1.0f : 0.0f});
-        }
+        const nng::TensorRef dw = exec.grad_weight(index(kernel));
+        const nng::TensorRef db = use_bias_ ? exec.grad_weight(index(Weight(kernel + 1))) : nng::TensorRef();
+        const nng::TensorRef dx = slot >= 0 ? exec.grad_input(slot) : nng::TensorRef();
+        linear_backward_in_policy(
+            onednn::view(x, {b * steps, in}), onednn::view(exec.weight(index(kernel)), {in, cols}),
+            matrix(d_projected, b * steps, cols), dw ? onednn::view(dw, {in, cols}) : onednn::View{},
+            db ? onednn::view(db, {cols}) : onednn::View{}, dx ? onednn::view(dx, {b * steps, in}) : onednn::View{},
+            accumulate ? 1.0f : 0.0f, room);
     }
 
     void backward(nng::Exec& exec) {
@@ -520,16 +517,13 @@ struct MultiHeadAttention {
         float *d_heads_out = b.own.floats(ids.d_heads_out), *d_projected = b.own.floats(ids.d_projected);
 
         const std::int64_t rows = s.batch * s.tq, cols = heads_ * value_dim_;
-        const onednn::View dys = onednn::view(dy, {rows, s.out}), joined = matrix(joined_out, rows, cols);
-        if (const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel)))
-            matmul_in_policy(joined.transposed(), dys, onednn::view(dw, {cols, s.out}), bf16_room(b));
-        if (use_bias_) {
-            if (const nng::TensorRef db = exec.grad_weight(index(kOutputBias)))
-                onednn::sum_rows(dys, onednn::view(db, {s.out}));
-        }
         float* d_joined = b.own.floats(ids.d_joined);
-        matmul_in_policy(dys, onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}).transposed(),
-                         matrix(d_joined, rows, cols), bf16_room(b));
+        const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel));
+        const nng::TensorRef db = use_bias_ ? exec.grad_weight(index(kOutputBias)) : nng::TensorRef();
+        linear_backward_in_policy(
+            matrix(joined_out, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
+            onednn::view(dy, {rows, s.out}), dw ? onednn::view(dw, {cols, s.out}) : onednn::View{},
+            db ? onednn::view(db, {s.out}) : onednn::View{}, matrix(d_joined, rows, cols), 0.0f, bf16_room(b));
         onednn::reorder(heads_joined_as_apart(d_joined, s.batch, heads_, s.tq, value_dim_),
                         heads_apart(d_heads_out, s.batch, heads_, s.tq, value_dim_));
 
