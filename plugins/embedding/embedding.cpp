@@ -189,10 +189,7 @@ struct Embedding {
                 }
                 return;
             }
-            const float* row = table + id * width;
-            float* out = y + i * width;
-#pragma omp simd
-            for (std::int64_t k = 0; k < width; ++k) out[k] = row[k];
+            std::memcpy(y + i * width, table + id * width, static_cast<std::size_t>(width) * sizeof(float));
         });
         if (first_bad < n) {
             const T bad = ids[first_bad];
