@@ -37,27 +37,6 @@ inline void matmul_in_policy(const onednn::View& a, const onednn::View& b, const
     onednn::matmul(a16, onednn::to_bfloat16(b, room + a.numel()), c, options);
 }
 
-// The gradients of y = x·w + b from dy (rows, cols): dw = xᵀ·dy, db = dy's column sums and
-// dx = dy·wᵀ + dx_beta·dx, each skipped when absent. With `room` (mixed_bfloat16; rows·cols +
-// rows·in + in·cols values) the products read bf16 copies made there: dy's in the pass that sums
-// it for the bias, x's and w's plain, each read transposed where a product wants it so.
-inline void linear_backward_in_policy(const onednn::View& x, const onednn::View& w, const onednn::View& dy,
-                                      const onednn::View& dw, const onednn::View& db, const onednn::View& dx,
-                                      float dx_beta, std::uint16_t* room) {
-    onednn::View dy_product = dy, x_product = x, w_product = w;
-    if (room) {
-        std::uint16_t* const x_room = room + dy.numel();
-        if (db.present()) dy_product = onednn::sum_rows(dy, db, 0.0f, room);
-        if (!db.present() && (dw.present() || dx.present())) dy_product = onednn::to_bfloat16(dy, room);
-        if (dw.present()) x_product = onednn::to_bfloat16(x, x_room);
-        if (dx.present()) w_product = onednn::to_bfloat16(w, x_room + x.numel());
-    } else if (db.present()) {
-        onednn::sum_rows(dy, db);
-    }
-    if (dw.present()) onednn::matmul(x_product.transposed(), dy_product, dw);
-    if (dx.present()) onednn::matmul(dy_product, w_product.transposed(), dx, {.beta = dx_beta});
-}
-
 // Query, value and key shapes, checked: rank 3 float32, one batch, key and value of one length.
 struct InputDims {
     Dims q, v, k;

@@ -393,6 +393,13 @@ struct MultiHeadAttention {
         return static_cast<std::uint16_t*>(b.own.get(b.ids.bf16_operands));
     }
 
+    // A projection's backward rounds dy (rows, cols), x (rows, in) and w (in, cols) to bf16 one
+    // after another in `room` (null in f32).
+    static onednn::Bfloat16Rooms rooms_for(std::uint16_t* room, std::int64_t rows, std::int64_t in, std::int64_t cols) {
+        if (!room) return {};
+        return {room, room + rows * cols, room + rows * cols + rows * in};
+    }
+
     // x (B·T, in) · kernel (in, heads·dim) + bias, reordered into `dst` (B, heads, T, dim); the
     // product in bf16 when `room` is given.
     void project(const nng::Exec& exec, int input, Weight kernel, std::int64_t dim, float* projected, float* dst,
@@ -490,11 +497,12 @@ struct MultiHeadAttention {
         const nng::TensorRef dw = exec.grad_weight(index(kernel));
         const nng::TensorRef db = use_bias_ ? exec.grad_weight(index(Weight(kernel + 1))) : nng::TensorRef();
         const nng::TensorRef dx = slot >= 0 ? exec.grad_input(slot) : nng::TensorRef();
-        linear_backward_in_policy(
+        onednn::linear_backward(
             onednn::view(x, {b * steps, in}), onednn::view(exec.weight(index(kernel)), {in, cols}),
-            matrix(d_projected, b * steps, cols), dw ? onednn::view(dw, {in, cols}) : onednn::View{},
-            db ? onednn::view(db, {cols}) : onednn::View{}, dx ? onednn::view(dx, {b * steps, in}) : onednn::View{},
-            accumulate ? 1.0f : 0.0f, room);
+            matrix(d_projected, b * steps, cols),
+            {dw ? onednn::view(dw, {in, cols}) : onednn::View{}, db ? onednn::view(db, {cols}) : onednn::View{},
+             dx ? onednn::view(dx, {b * steps, in}) : onednn::View{}, accumulate ? 1.0f : 0.0f},
+            rooms_for(room, b * steps, in, cols));
     }
 
     void backward(nng::Exec& exec) {
@@ -520,10 +528,12 @@ struct MultiHeadAttention {
         float* d_joined = b.own.floats(ids.d_joined);
         const nng::TensorRef dw = exec.grad_weight(index(kOutputKernel));
         const nng::TensorRef db = use_bias_ ? exec.grad_weight(index(kOutputBias)) : nng::TensorRef();
-        linear_backward_in_policy(
-            matrix(joined_out, rows, cols), onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
-            onednn::view(dy, {rows, s.out}), dw ? onednn::view(dw, {cols, s.out}) : onednn::View{},
-            db ? onednn::view(db, {s.out}) : onednn::View{}, matrix(d_joined, rows, cols), 0.0f, bf16_room(b));
+        onednn::linear_backward(matrix(joined_out, rows, cols),
+                                onednn::view(exec.weight(index(kOutputKernel)), {cols, s.out}),
+                                onednn::view(dy, {rows, s.out}),
+                                {dw ? onednn::view(dw, {cols, s.out}) : onednn::View{},
+                                 db ? onednn::view(db, {s.out}) : onednn::View{}, matrix(d_joined, rows, cols)},
+                                rooms_for(bf16_room(b), rows, cols, s.out));
         onednn::reorder(heads_joined_as_apart(d_joined, s.batch, heads_, s.tq, value_dim_),
                         heads_apart(d_heads_out, s.batch, heads_, s.tq, value_dim_));
 

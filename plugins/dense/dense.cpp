@@ -191,19 +191,17 @@ struct Dense {
             }
             return;
         }
-        // dz's bf16 copy, under mixed_bfloat16, in the pass that sums it for the bias.
-        onednn::View dz_product = dz;
-        std::uint16_t* const dz_room = bfloat16 ? exec.buffer(bf16_.dz) : nullptr;
-        if (dbias) {
-            const onednn::View copy = onednn::sum_rows(dz, onednn::view(dbias), 0.0f, dz_room);
-            if (copy.present()) dz_product = copy;
-        } else if (dz_room) {
-            dz_product = onednn::to_bfloat16(dz, dz_room);
+        // Under mixed_bfloat16 x and the kernel are the bf16 copies forward kept.
+        onednn::Bfloat16Rooms rooms;
+        if (bfloat16) {
+            rooms.dy = exec.buffer(bf16_.dz);
+            rooms.x_transposed = exec.buffer(bf16_.x_transposed);
         }
-        if (dkernel)
-            onednn::matmul(m.x.transposed(), dz_product, onednn::view(dkernel),
-                           {.plain_left = exec.buffer(bf16_.x_transposed)});
-        if (dx) onednn::matmul(dz_product, m.kernel.transposed(), onednn::view(dx, {m.rows, m.x.dims[1]}));
+        onednn::linear_backward(
+            m.x, m.kernel, dz,
+            {dkernel ? onednn::view(dkernel) : onednn::View{}, dbias ? onednn::view(dbias) : onednn::View{},
+             dx ? onednn::view(dx, {m.rows, m.x.dims[1]}) : onednn::View{}},
+            rooms);
     }
 
     std::int64_t units_;

@@ -348,6 +348,25 @@ void matmul(const View& a, const View& b, const View& c, const MatmulOptions& op
     });
 }
 
+void linear_backward(const View& x, const View& w, const View& dy, const LinearGradients& grads,
+                     const Bfloat16Rooms& rooms) {
+    View dy_product = dy, x_product = x, w_product = w;
+    if (rooms.dy) {
+        dy_product = grads.db.present() ? sum_rows(dy, grads.db, 0.0f, rooms.dy) : to_bfloat16(dy, rooms.dy);
+        const auto rounded = [](const View& v, void* room, const char* name) {
+            if (v.type == DataType::bf16) return v;
+            if (!room) detail::fail("linear_backward", {{name, &v}}, "an f32 operand needs a room to round it to bf16");
+            return to_bfloat16(v, room);
+        };
+        if (grads.dw.present()) x_product = rounded(x, rooms.x, "x");
+        if (grads.dx.present()) w_product = rounded(w, rooms.w, "w");
+    } else if (grads.db.present()) {
+        sum_rows(dy, grads.db);
+    }
+    if (grads.dw.present()) matmul(x_product.transposed(), dy_product, grads.dw, {.plain_left = rooms.x_transposed});
+    if (grads.dx.present()) matmul(dy_product, w_product.transposed(), grads.dx, {.beta = grads.dx_beta});
+}
+
 namespace {
 
 // The layout oneDNN's matmul picks for B (K, N) under C (rows, N) = A (rows, K)·B.

@@ -323,6 +323,27 @@ std::int64_t transposed_left_values(DataType type, std::int64_t rows, std::int64
 // which packs B, rather than on brgemm, which reads B's rows where they lie.
 void matmul(const View& a, const View& b, const View& c, const MatmulOptions& options = {});
 
+// ---- A linear layer's backward -------------------------------------------------------------------
+
+// What linear_backward computes; an absent view is skipped.
+struct LinearGradients {
+    View dw, db, dx;       // xᵀ·dy (K, N); dy's column sums (N); dy·wᵀ (M, K)
+    float dx_beta = 0.0f;  // 1 adds dy·wᵀ onto dx (an input that reaches the layer twice)
+};
+// Where linear_backward rounds operands to bf16 (mixed_bfloat16), each null in float32: dy
+// (M·N values), x (M·K) and w (K·N) when given in f32, and MatmulOptions::plain_left for dw.
+struct Bfloat16Rooms {
+    void* dy = nullptr;
+    void* x = nullptr;
+    void* w = nullptr;
+    void* x_transposed = nullptr;
+};
+// The gradients of y = x·w + b from dy (M, N): x (M, K) and w (K, N) as the forward read them (f32,
+// or the bf16 copies it kept). With rooms.dy the products run in bf16: dy rounded in the pass that
+// sums it for the bias, x and w rounded into their rooms unless already bf16, read transposed.
+void linear_backward(const View& x, const View& w, const View& dy, const LinearGradients& grads,
+                     const Bfloat16Rooms& rooms = {});
+
 // ---- Products with a packed right operand -------------------------------------------------------
 
 // B (K, N) reordered once into the layout oneDNN's matmul picks for it, for products that read the
