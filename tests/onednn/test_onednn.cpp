@@ -594,6 +594,79 @@ TEST_CASE("a product with its right operand packed equals the plain one, at any 
     }
 }
 
+TEST_CASE("linear_backward: dw, db and dx (added onto or not) in f32, and in bf16 from the rounded operands") {
+    const std::int64_t M = 9, K = 6, N = 5;
+    const std::vector<float> x = random_values(M * K, 51), w = random_values(K * N, 52), dy = random_values(M * N, 53),
+                             dx_before = random_values(M * K, 54);
+    // The reference in double from operands given as floats (rounded to bf16 first for the mixed path).
+    struct Gradients {
+        std::vector<float> dw, db, dx;
+    };
+    const auto reference = [&](const std::vector<float>& xs, const std::vector<float>& ws,
+                               const std::vector<float>& dys, float dx_beta) {
+        Gradients g{std::vector<float>(K * N), std::vector<float>(N), std::vector<float>(M * K)};
+        for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t n = 0; n < N; ++n) {
+                double sum = 0.0;
+                for (std::int64_t m = 0; m < M; ++m) sum += double(xs[m * K + k]) * dys[m * N + n];
+                g.dw[k * N + n] = static_cast<float>(sum);
+            }
+        for (std::int64_t n = 0; n < N; ++n) {
+            double sum = 0.0;
+            for (std::int64_t m = 0; m < M; ++m) sum += dy[m * N + n];  // the bias always sums f32 dy
+            g.db[n] = static_cast<float>(sum);
+        }
+        for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t k = 0; k < K; ++k) {
+                double sum = dx_beta * double(dx_before[m * K + k]);
+                for (std::int64_t n = 0; n < N; ++n) sum += double(dys[m * N + n]) * ws[k * N + n];
+                g.dx[m * K + k] = static_cast<float>(sum);
+            }
+        return g;
+    };
+    const auto rounded = [](const std::vector<float>& v) {
+        std::vector<float> r(v.size());
+        for (std::size_t i = 0; i < v.size(); ++i) r[i] = nng::from_bfloat16(nng::to_bfloat16(v[i]));
+        return r;
+    };
+    const bool bf16_runs = nng::cpu::has_bfloat16_dot_product();
+    for (const bool bf16 : {false, true}) {
+        if (bf16 && !bf16_runs) break;  // oneDNN has no bf16 product to run here
+        for (const float dx_beta : {0.0f, 1.0f}) {
+            CAPTURE(bf16);
+            CAPTURE(dx_beta);
+            Gradients got{std::vector<float>(K * N), std::vector<float>(N), dx_before};
+            std::vector<std::uint16_t> room(M * N + M * K + K * N);
+            dn::Bfloat16Rooms rooms;
+            if (bf16) rooms = {room.data(), room.data() + M * N, room.data() + M * N + M * K};
+            dn::linear_backward(
+                dn::view(const_cast<float*>(x.data()), DataType::f32, {M, K}),
+                dn::view(const_cast<float*>(w.data()), DataType::f32, {K, N}),
+                dn::view(const_cast<float*>(dy.data()), DataType::f32, {M, N}),
+                {dn::view(got.dw.data(), DataType::f32, {K, N}), dn::view(got.db.data(), DataType::f32, {N}),
+                 dn::view(got.dx.data(), DataType::f32, {M, K}), dx_beta},
+                rooms);
+            const Gradients want =
+                bf16 ? reference(rounded(x), rounded(w), rounded(dy), dx_beta) : reference(x, w, dy, dx_beta);
+            for (std::size_t i = 0; i < want.dw.size(); ++i)
+                CHECK(got.dw[i] == doctest::Approx(want.dw[i]).epsilon(1e-5));
+            for (std::size_t i = 0; i < want.db.size(); ++i)
+                CHECK(got.db[i] == doctest::Approx(want.db[i]).epsilon(1e-6));
+            for (std::size_t i = 0; i < want.dx.size(); ++i)
+                CHECK(got.dx[i] == doctest::Approx(want.dx[i]).epsilon(1e-5));
+        }
+    }
+    if (!bf16_runs) return;
+    // An f32 operand under bf16 needs its room; only dy's given: refused, naming x.
+    std::vector<float> dw(K * N);
+    std::vector<std::uint16_t> dy_room(M * N);
+    CHECK_THROWS_WITH_AS(dn::linear_backward(dn::view(const_cast<float*>(x.data()), DataType::f32, {M, K}),
+                                             dn::view(const_cast<float*>(w.data()), DataType::f32, {K, N}),
+                                             dn::view(const_cast<float*>(dy.data()), DataType::f32, {M, N}),
+                                             {dn::view(dw.data(), DataType::f32, {K, N})}, {dy_room.data()}),
+                         doctest::Contains("x"), std::runtime_error);
+}
+
 TEST_CASE("sum over rows rounds the exact sum once, whichever rows it is given") {
     // A sequence-parallel job sums each rank's rows and then the ranks' sums; one process sums
     // every row. The two agree to a float's rounding only when each sum is the exact one rounded.
