@@ -280,7 +280,7 @@ struct MultiHeadAttention {
         BufferId out_heads;              // backward: the forward's O heads apart, for a core that reads it
         BufferId dk_full, dv_full;       // Linformer: the gradients of K and V (dk and dv then hold those of K' and V')
         BufferId rows_by_k, k_by_steps;  // Linformer: the operands of dE = Σ_g dK'_g·K_gᵀ
-        BufferId bf16_operands;          // mixed_bfloat16: bf16 copies of a projection's two operands
+        BufferId bf16_operands;          // mixed_bfloat16: bf16 copies of a projection's operands
     };
     std::int64_t largest_projection(const Shapes& s) const {
         return std::max(s.tq, s.tv) * heads_ * std::max(key_dim_, value_dim_) * s.batch;
@@ -320,7 +320,8 @@ struct MultiHeadAttention {
         }
         ids.d_projected = list.floats("attention.projection_gradient", Lifetime::kBackward, largest_projection(s));
         if (bfloat16_) {
-            // Any projection's two operands, forward or backward: two of (rows, in), (rows, cols) and (in, cols).
+            // A projection's operands: forward x (rows, in) and w (in, cols); backward those and dy
+            // (rows, cols), in the order rooms_for lays them out.
             const std::int64_t rows = s.batch * std::max(s.tq, s.tv);
             const std::int64_t in = std::max({s.dq, s.dk_in, s.dv_in, heads_ * value_dim_});
             const std::int64_t cols = std::max({heads_ * key_dim_, heads_ * value_dim_, s.out});
