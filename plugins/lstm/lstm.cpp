@@ -188,8 +188,8 @@ struct Lstm {
         // bf16 copy and the bf16 sequence (oneDNN's path), or the bf16 rows of the steps (stepwise).
         b_.input = ctx.buffer<float>("input", when(training && !bf16, s.rows() * s.features),
                                      s_.bfloat16 && by_steps ? Lifetime::PerCall : Lifetime::Saved);
-        b_.gates = ctx.buffer<float>("gates", when(training && by_steps, 4 * s.steps * state), Lifetime::Saved);
-        b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
+        b_.gates = ctx.buffer<float>("gates", when(training && by_steps, saved_gate_floats(s)), Lifetime::Saved);
+        b_.hidden = ctx.buffer<float>("hidden", when(training && by_steps, saved_hidden_floats(s)), Lifetime::Saved);
         b_.cell = ctx.buffer<float>("cell", when(training && by_steps, (s.steps + 1) * state), Lifetime::Saved);
         b_.cell_activation =
             ctx.buffer<float>("activated cell", when(training && by_steps, s.steps * state), Lifetime::Saved);
@@ -393,6 +393,21 @@ struct Lstm {
         return mask;
     }
 
+    // What training on the stepwise path saves of the gates and h (StepState): every step's, or
+    // under mixed_bfloat16 one step's f32 gates followed by every step's in bf16 (a batch that
+    // projects every step's input at once makes them all in f32 first) and, unless the sequence
+    // is the output, h in two slots.
+    bool keeps_gates_in_bfloat16(const Sizes& s) const { return s_.bfloat16 && !projects_at_once(s); }
+    bool keeps_every_hidden() const { return !s_.bfloat16 || s_.return_sequences; }
+    std::int64_t saved_gate_floats(const Sizes& s) const {
+        const std::int64_t step = 4 * s.batch * s.units;
+        if (!keeps_gates_in_bfloat16(s)) return step * s.steps;
+        return carved_floats({step, floats_for<std::uint16_t>(step * s.steps)});
+    }
+    std::int64_t saved_hidden_floats(const Sizes& s) const {
+        return s.batch * s.units * (keeps_every_hidden() ? s.steps + 1 : 2);
+    }
+
     // What an inference call of the stepwise path keeps: the gates of every step or of one, and h of
     // every step when the sequence is the output, else h before and after a step.
     static std::int64_t inference_gate_floats(const Sizes& s) {
@@ -425,8 +440,16 @@ struct Lstm {
         float* scratch = exec.buffer(b_.call_scratch);
         const std::int64_t scratch_floats = exec.count(b_.call_scratch);
         if (training) {
-            st.gates = exec.buffer(b_.gates);
+            if (keeps_gates_in_bfloat16(s)) {
+                const std::int64_t step = 4 * s.batch * s.units;
+                carve(exec.buffer(b_.gates), exec.count(b_.gates),
+                      {{&st.gates, step}, {&st.gates_bfloat16, step * s.steps}});
+                st.gates_every_step = false;
+            } else {
+                st.gates = exec.buffer(b_.gates);
+            }
             st.hidden = exec.buffer(b_.hidden);
+            st.hidden_every_step = keeps_every_hidden();
             st.cell = exec.buffer(b_.cell);
             st.cell_activation = exec.buffer(b_.cell_activation);
             carve(scratch, scratch_floats, {{&st.joint, joint_floats(s, s_.bfloat16)}});
@@ -455,7 +478,7 @@ struct Lstm {
     void check_saved(const nng::Exec& exec, const Sizes& s, bool by_steps) const {
         const std::int64_t planned = by_steps ? exec.count(b_.gates) : exec.count(b_.sequence);
         const std::int64_t expected =
-            by_steps ? s.steps * s.batch * 4 * s.units : s.steps * s.batch * s.units * (s_.bfloat16 ? 2 : 4);
+            by_steps ? saved_gate_floats(s) : s.steps * s.batch * s.units * (s_.bfloat16 ? 2 : 4);
         if (planned != expected) {
             throw nng::OpError(std::string("LSTM: this call takes the ") + (by_steps ? "stepwise (masked)" : "oneDNN") +
                                " path, but its saved buffers were planned for the other one or another shape "

@@ -248,10 +248,14 @@ void fused_backward(const Settings& settings, const Sizes& s, const BatchSplit& 
 //   - cell: the same, with every_step;
 //   - activated cell: (T, N, U) with every_step, else one (N, U);
 //   - gates: (T, N, 4U) with gates_every_step, else one step's (N, 4U).
+// Training under mixed_bfloat16 saves every step's gates in bf16 (gates_bfloat16), stored past
+// the caches, for backward; the step's product and cell work in one step's f32 gates, which stay
+// in cache. Its h takes two slots unless the sequence is the output: backward reads the bf16 rows.
 // A batch that projects step by step also needs the joint product's operands (joint_floats): the
 // rows [x_k, h_k, 1] of a step for every sequence, and the stacked weights [W; U; b].
 struct StepState {
     float* gates = nullptr;
+    std::uint16_t* gates_bfloat16 = nullptr;  // (T, N, 4U) or null
     float* hidden = nullptr;
     float* cell = nullptr;
     float* cell_activation = nullptr;

@@ -10,7 +10,8 @@
 //
 // Under mixed_bfloat16 the same loops run with the products on oneDNN's bf16 matmul (f32 sums):
 // every step's rows [x_k, h_k] are kept in bf16, x for all steps up front and h as each step
-// makes it, dz likewise in backward; the cells, the states and the bias gradient stay f32.
+// makes it, dz likewise in backward; in training the gates saved for backward are bf16 too. The
+// cells compute in f32, and the states and the bias gradient stay f32.
 //
 // Forward, step k (time t(k)), row n:  z = x W + b + h_{k} U;  i, f, o = ra(z_i, z_f, z_o);
 // g = a(z_g);  c' = f c + i g;  h' = o a(c');  then h_{k+1}, c_{k+1} = mask ? (h', c') : (h, c).
@@ -145,14 +146,14 @@ NNG_LOOP_CLONES void forward_cell(const Settings& settings, const Sizes& s, cons
     }
 }
 
-// One backward step for the rows: dz (N, 4U) from dh (gradient of h_{k+1}, the sequence's own
-// gradient for step k added here) and dc; dc becomes that of c_k in place, dh_before receives
-// dh for masked rows and zero for the others (their share comes from dz U^T next).
+// One backward step for the rows: dz (N, 4U) from the step's gates (N, 4U), dh (gradient of
+// h_{k+1}, the sequence's own gradient for step k added here) and dc; dc becomes that of c_k in
+// place, dh_before receives dh for masked rows and zero for the others (their share comes from
+// dz U^T next).
 NNG_LOOP_CLONES void backward_cell(const Settings& settings, const Sizes& s, const Operands& in, const StepState& st,
-                                   std::int64_t k, Rows rows, const float* dseq, float* dh, float* dc, float* dh_before,
-                                   float* dz) {
+                                   std::int64_t k, Rows rows, const float* gates, const float* dseq, float* dh,
+                                   float* dc, float* dh_before, float* dz) {
     const std::int64_t U = s.units, state = s.batch * U;
-    const float* gates = st.gates + k * 4 * state;
     const float* c_before = st.cell + k * state;
     const float* c_act = st.cell_activation + k * state;
     for (std::int64_t n = rows.first; n < rows.end(); ++n) {
@@ -311,6 +312,9 @@ void stepwise_forward(const Settings& settings, const Sizes& s, const BatchSplit
                 gemm_accumulate(rows.count, 4 * U, U, h + rows.first * U, U, in.recurrent_kernel,
                                 z + rows.first * 4 * U);
             forward_cell(settings, s, in, k, rows, z, h, cell_of(k), hidden_of(k + 1), cell_of(k + 1), activated_of(k));
+            if (st.gates_bfloat16)
+                nng::to_bfloat16_streaming(z + rows.first * 4 * U, st.gates_bfloat16 + k * gates + rows.first * 4 * U,
+                                           rows.count * 4 * U);
         }
     });
     watch.lap(Phase::forward_compute);
@@ -489,7 +493,13 @@ void stepwise_backward(const Settings& settings, const Sizes& s, const BatchSpli
         if (bfloat16) std::fill_n(bias_sums, 4 * U, 0.0);
         for (std::int64_t k = s.steps - 1; k >= 0; --k) {
             float* dz_k = dz + (bfloat16 ? 0 : k * 4 * state);
-            backward_cell(settings, s, in, st, k, rows, dseq, after, dc, before, dz_k);
+            const float* gates = st.gates + k * 4 * state;
+            if (st.gates_bfloat16) {  // this part's rows of the step's gates, from bf16 into the f32 slot
+                gates = st.gates;
+                nng::from_bfloat16(st.gates_bfloat16 + k * 4 * state + rows.first * 4 * U,
+                                   st.gates + rows.first * 4 * U, rows.count * 4 * U);
+            }
+            backward_cell(settings, s, in, st, k, rows, gates, dseq, after, dc, before, dz_k);
             // h_k's gradient through the step: dz U^T (the initial state's is not needed).
             if (bfloat16) {
                 std::uint16_t* dz_rows = dz_bfloat16 + (k * s.batch + rows.first) * 4 * U;

@@ -512,6 +512,22 @@ TEST_CASE("a row rounded to bf16 is what a reorder to bf16 makes, at every lengt
     }
 }
 
+TEST_CASE("a row rounded to bf16 with streaming stores is the plainly stored row, at every length and alignment") {
+    const std::vector<float> x = random_values(80, 17, -3.0f, 3.0f);
+    alignas(64) std::uint16_t streamed[96], stored[96];
+    for (std::int64_t first = 0; first < 16; ++first) {  // dst 2 * first bytes past a 64-byte line
+        for (std::int64_t n = 0; n <= 80 - first; ++n) {
+            CAPTURE(first);
+            CAPTURE(n);
+            std::fill(std::begin(streamed), std::end(streamed), 0xabcd);
+            std::fill(std::begin(stored), std::end(stored), 0xabcd);
+            nng::to_bfloat16_streaming(x.data(), streamed + first, n);
+            nng::to_bfloat16(x.data(), stored + first, n);
+            CHECK(std::equal(std::begin(streamed), std::end(streamed), std::begin(stored)));
+        }
+    }
+}
+
 TEST_CASE("sum over rows with a bf16 copy: the same sums, and the copy a reorder to bf16 makes") {
     for (const auto& [rows, cols] : {std::pair<std::int64_t, std::int64_t>{7, 35}, {640, 4100}}) {
         CAPTURE(rows);

@@ -189,6 +189,24 @@ TEST_CASE("LSTM under mixed_bfloat16 keeps its products' operands in bf16, and f
     CHECK(f32.buffer_bytes("sequence") == 4 * 4 * 7 * 12);
 }
 
+TEST_CASE("LSTM training under mixed_bfloat16 saves its gates in bf16 and h in two slots, float32 every step's") {
+    if (skip_without_bfloat16()) return;
+    // A batch of 16 projects step by step (a smaller one projects every step's input at once and
+    // keeps every step's gates in f32): one step's f32 gates (16, 48), then every step's in bf16.
+    const std::vector<nngraph::TensorInfo> inputs = {{DType::F32, {16, 7, 10}}};
+    OpRunner bf16("LSTM", "{units: 12}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
+    OpRunner f32("LSTM", "{units: 12}", inputs);
+    const std::uint64_t step = 16 * 48;
+    CHECK(bf16.buffer_bytes("gates") >= 4 * step + 2 * 7 * step);
+    CHECK(bf16.buffer_bytes("gates") < 4 * step + 2 * 7 * step + 128);  // the bf16 array 64-byte aligned
+    CHECK(f32.buffer_bytes("gates") == 4 * 7 * step);
+    CHECK(bf16.buffer_bytes("hidden") == 4 * 2 * 16 * 12);
+    CHECK(f32.buffer_bytes("hidden") == 4 * 8 * 16 * 12);
+    // The whole sequence as the output keeps every step's h.
+    OpRunner sequence("LSTM", "{units: 12, return_sequences: true}", inputs, {}, true, NNG_PRECISION_MIXED_BFLOAT16);
+    CHECK(sequence.buffer_bytes("hidden") == 4 * 8 * 16 * 12);
+}
+
 TEST_CASE("Attention under mixed_bfloat16 (dense core) is within bfloat16 tolerance of float32, forward and backward") {
     if (skip_without_bfloat16()) return;
     // Dot scores (with a learned scale: its gradient too), scores given by concat, dropout on the

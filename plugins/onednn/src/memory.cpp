@@ -280,4 +280,35 @@ void to_bfloat16(const float* src, std::uint16_t* dst, std::int64_t n) {
         to_bfloat16_bits(src, dst, n);
 }
 
+namespace {
+// to_bfloat16_instruction with non-temporal stores from dst's first 32-byte boundary on, then a
+// fence so that the values are visible before the caller's threads meet again.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void to_bfloat16_streaming_instruction(
+    const float* src, std::uint16_t* dst, std::int64_t n) {
+    const auto misalignment = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(dst) % 32);
+    std::int64_t i = misalignment % 2 == 0 ? std::min(n, (32 - misalignment) % 32 / 2) : n;
+    to_bfloat16_instruction(src, dst, i);
+    for (; i + 16 <= n; i += 16)
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
+                            reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i))));
+    to_bfloat16_instruction(src + i, dst + i, n - i);
+    _mm_sfence();
+}
+}  // namespace
+
+void to_bfloat16_streaming(const float* src, std::uint16_t* dst, std::int64_t n) {
+    if (cpu::has_bfloat16_dot_product())
+        to_bfloat16_streaming_instruction(src, dst, n);
+    else
+        to_bfloat16_bits(src, dst, n);
+}
+
+NNG_LOOP_CLONES void from_bfloat16(const std::uint16_t* src, float* dst, std::int64_t n) {
+#pragma omp simd
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::uint32_t bits = std::uint32_t{src[i]} << 16;
+        std::memcpy(dst + i, &bits, sizeof bits);
+    }
+}
+
 }  // namespace nng

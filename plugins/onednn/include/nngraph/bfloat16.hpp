@@ -30,5 +30,10 @@ inline float from_bfloat16(std::uint16_t h) {
 
 // dst[i] = bf16(src[i]), n elements: a row too short for a oneDNN reorder's dispatch to pay.
 void to_bfloat16(const float* src, std::uint16_t* dst, std::int64_t n);
+// The same, stored past the caches: for values read again only long after (an LSTM's saved
+// gates, read back by backward), which plain stores would first fetch from memory.
+void to_bfloat16_streaming(const float* src, std::uint16_t* dst, std::int64_t n);
+// dst[i] = src[i] as float (exact), n elements.
+void from_bfloat16(const std::uint16_t* src, float* dst, std::int64_t n);
 
 }  // namespace nng
