@@ -397,10 +397,11 @@ struct Lstm {
     // under mixed_bfloat16 one step's f32 gates followed by every step's in bf16 (a batch that
     // projects every step's input at once makes them all in f32 first) and, unless the sequence
     // is the output, h in two slots.
+    static std::int64_t step_gate_floats(const Sizes& s) { return 4 * s.batch * s.units; }  // (N, 4U)
     bool keeps_gates_in_bfloat16(const Sizes& s) const { return s_.bfloat16 && !projects_at_once(s); }
     bool keeps_every_hidden() const { return !s_.bfloat16 || s_.return_sequences; }
     std::int64_t saved_gate_floats(const Sizes& s) const {
-        const std::int64_t step = 4 * s.batch * s.units;
+        const std::int64_t step = step_gate_floats(s);
         if (!keeps_gates_in_bfloat16(s)) return step * s.steps;
         return carved_floats({step, floats_for<std::uint16_t>(step * s.steps)});
     }
@@ -411,7 +412,7 @@ struct Lstm {
     // What an inference call of the stepwise path keeps: the gates of every step or of one, and h of
     // every step when the sequence is the output, else h before and after a step.
     static std::int64_t inference_gate_floats(const Sizes& s) {
-        return 4 * s.batch * s.units * (inference_gates_every_step(s) ? s.steps : 1);
+        return step_gate_floats(s) * (inference_gates_every_step(s) ? s.steps : 1);
     }
     std::int64_t inference_hidden_floats(const Sizes& s) const {
         return s.batch * s.units * (s_.return_sequences ? s.steps + 1 : 2);
@@ -441,9 +442,8 @@ struct Lstm {
         const std::int64_t scratch_floats = exec.count(b_.call_scratch);
         if (training) {
             if (keeps_gates_in_bfloat16(s)) {
-                const std::int64_t step = 4 * s.batch * s.units;
                 carve(exec.buffer(b_.gates), exec.count(b_.gates),
-                      {{&st.gates, step}, {&st.gates_bfloat16, step * s.steps}});
+                      {{&st.gates, step_gate_floats(s)}, {&st.gates_bfloat16, step_gate_floats(s) * s.steps}});
                 st.gates_every_step = false;
             } else {
                 st.gates = exec.buffer(b_.gates);
